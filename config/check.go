@@ -1,0 +1,278 @@
+package config
+
+import (
+	"fmt"
+	"mxgate/retry"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults of the values that have one. Timeouts follow Exim where it has an
+// equivalent (smtp_receive_timeout 5m; the retry rule is retry.Default).
+const (
+	defaultListen         = "127.0.0.1:2525"
+	defaultDataDir        = "var"
+	defaultMaxMessageSize = 50 << 20
+)
+
+// check fills defaults and reports every value that is out of range, every
+// required key that is missing and every combination that cannot work.
+func (d *decoder) check(c *Config) {
+	d.checkHostname(c)
+	d.checkListen(c)
+	d.checkTLS(c)
+	if c.DataDir == "" {
+		c.DataDir = defaultDataDir
+	}
+
+	d.count(keyPath{"smtp", "max_recipients"}, &c.SMTP.MaxRecipients, 100)
+	d.count(keyPath{"smtp", "max_connections"}, &c.SMTP.MaxConnections, 1000)
+	d.count(keyPath{"smtp", "max_connections_per_ip"}, &c.SMTP.MaxConnectionsPerIP, 20)
+	d.count(keyPath{"smtp", "max_errors"}, &c.SMTP.MaxErrors, 10)
+	d.count(keyPath{"smtp", "max_line_length"}, &c.SMTP.MaxLineLength, 10000)
+	d.size(keyPath{"smtp", "max_message_size"}, &c.SMTP.MaxMessageSize, defaultMaxMessageSize)
+	d.duration(keyPath{"smtp", "command_timeout"}, &c.SMTP.CommandTimeout, 5*time.Minute)
+	d.duration(keyPath{"smtp", "data_timeout"}, &c.SMTP.DataTimeout, 5*time.Minute)
+	d.duration(keyPath{"smtp", "shutdown_timeout"}, &c.SMTP.ShutdownTimeout, 30*time.Second)
+	d.enum(keyPath{"smtp", "bare_newline"}, &c.SMTP.BareNewline, "reject", "normalize")
+
+	d.checkRelay(c)
+
+	d.checkDownstreamURL(c)
+	d.duration(keyPath{"downstream", "connect_timeout"}, &c.Downstream.ConnectTimeout, 30*time.Second)
+	d.duration(keyPath{"downstream", "command_timeout"}, &c.Downstream.CommandTimeout, 5*time.Minute)
+	d.duration(keyPath{"downstream", "data_timeout"}, &c.Downstream.DataTimeout, 10*time.Minute)
+	d.enum(keyPath{"downstream", "starttls"}, &c.Downstream.StartTLS, "opportunistic", "none", "required")
+
+	if c.Queue.Retry == "" {
+		c.Queue.Retry = retry.Default
+	} else if _, err := retry.Parse(c.Queue.Retry); err != nil {
+		d.failKey(keyPath{"queue", "retry"}, -1, err.Error())
+	}
+	d.duration(keyPath{"queue", "run_interval"}, &c.Queue.RunInterval, time.Minute)
+	d.count(keyPath{"queue", "max_parallel"}, &c.Queue.MaxParallel, 20)
+
+	if c.Log.Dir == "" {
+		c.Log.Dir = filepath.Join(c.DataDir, "log")
+	}
+	d.enum(keyPath{"log", "format"}, &c.Log.Format, "exim", "json")
+}
+
+func (d *decoder) count(key keyPath, v *int, def int) {
+	switch {
+	case *v < 0:
+		d.failKey(key, -1, "must not be negative, got %d", *v)
+	case *v == 0:
+		*v = def
+	}
+}
+
+func (d *decoder) size(key keyPath, v *Size, def Size) {
+	switch {
+	case *v < 0:
+		d.failKey(key, -1, "must not be negative, got %d", *v)
+	case *v == 0:
+		*v = def
+	}
+}
+
+func (d *decoder) duration(key keyPath, v *Duration, def time.Duration) {
+	switch {
+	case *v < 0:
+		d.failKey(key, -1, "must not be negative, got %q", *v)
+	case *v == 0:
+		*v = Duration(def)
+	}
+}
+
+// enum checks *v against the allowed values; the first one is the default.
+func (d *decoder) enum(key keyPath, v *string, allowed ...string) {
+	if *v == "" {
+		*v = allowed[0]
+		return
+	}
+	for _, a := range allowed {
+		if *v == a {
+			return
+		}
+	}
+	want := strconv.Quote(allowed[0])
+	for i, a := range allowed[1:] {
+		sep := ", "
+		if i == len(allowed)-2 {
+			sep = " or "
+		}
+		want += sep + strconv.Quote(a)
+	}
+	d.failKey(key, -1, "invalid value %q (want %s)", *v, want)
+}
+
+func (d *decoder) checkHostname(c *Config) {
+	key := keyPath{"hostname"}
+	if c.Hostname != "" {
+		if !validDomain(c.Hostname) {
+			d.failKey(key, -1, "invalid host name %q", c.Hostname)
+		}
+		return
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		d.fail(0, fmt.Errorf("hostname is not set and the system host name is unknown (%w); set hostname", err))
+		return
+	}
+	if !validDomain(h) {
+		d.fail(0, fmt.Errorf("hostname is not set and the system host name %q is not a valid domain name; set hostname", h))
+		return
+	}
+	c.Hostname = h
+}
+
+func (d *decoder) checkListen(c *Config) {
+	if c.Listen == nil && !d.pos.has(keyPath{"listen"}) {
+		c.Listen = []string{defaultListen}
+	}
+	seen := map[string]bool{}
+	for _, l := range []struct {
+		key   keyPath
+		addrs []string
+	}{{keyPath{"listen"}, c.Listen}, {keyPath{"listen_tls"}, c.ListenTLS}} {
+		for i, a := range l.addrs {
+			if err := checkListenAddr(a); err != nil {
+				d.failKey(l.key, i, "%w", err)
+				continue
+			}
+			if seen[a] {
+				d.failKey(l.key, i, "address %q is listed twice", a)
+			}
+			seen[a] = true
+		}
+	}
+	if len(c.Listen) == 0 && len(c.ListenTLS) == 0 {
+		d.failKey(keyPath{"listen"}, -1, "no listen address: listen and listen_tls are both empty")
+	}
+}
+
+// checkListenAddr accepts what net.Listen("tcp", a) accepts, minus service
+// names: a port number is unambiguous in a config file.
+func checkListenAddr(a string) error {
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("invalid listen address %q (want HOST:PORT, e.g. \"127.0.0.1:25\" or \"[::1]:25\")", a)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 || port != strconv.Itoa(n) {
+		return fmt.Errorf("invalid port %q in listen address %q", port, a)
+	}
+	if host == "" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	if !validDomain(host) {
+		return fmt.Errorf("invalid host %q in listen address %q", host, a)
+	}
+	return nil
+}
+
+func (d *decoder) checkTLS(c *Config) {
+	switch {
+	case c.TLS.Cert != "" && c.TLS.Key == "":
+		d.failKey(keyPath{"tls", "cert"}, -1, "is set but tls.key is not")
+	case c.TLS.Key != "" && c.TLS.Cert == "":
+		d.failKey(keyPath{"tls", "key"}, -1, "is set but tls.cert is not")
+	}
+	if len(c.ListenTLS) > 0 && (c.TLS.Cert == "" || c.TLS.Key == "") {
+		d.failKey(keyPath{"listen_tls"}, -1, "needs tls.cert and tls.key")
+	}
+}
+
+func (d *decoder) checkRelay(c *Config) {
+	key := keyPath{"relay", "domains"}
+	for i, dom := range c.Relay.Domains {
+		low := strings.ToLower(dom)
+		switch {
+		case strings.HasSuffix(low, ".") && validDomain(strings.TrimSuffix(low, ".")):
+			d.failKey(key, i, "invalid domain name %q: remove the trailing dot", dom)
+		case !validDomain(low):
+			d.failKey(key, i, "invalid domain name %q", dom)
+		}
+		c.Relay.Domains[i] = low
+	}
+	if len(c.Relay.Domains) == 0 && len(c.Relay.TrustedNetworks) == 0 {
+		// Refusing to start beats an MTA that accepts mail for nobody,
+		// or, worse, is tempted to accept for everybody.
+		d.fail(d.pos.line(keyPath{"relay"}), fmt.Errorf("missing required key %q or %q", "relay.domains", "relay.trusted_networks"))
+	}
+}
+
+func (d *decoder) checkDownstreamURL(c *Config) {
+	key := keyPath{"downstream", "url"}
+	if c.Downstream.URL == "" {
+		d.fail(d.pos.line(key), fmt.Errorf("missing required key %q", key.String()))
+		return
+	}
+	if err := checkDownstreamURL(c.Downstream.URL); err != nil {
+		d.failKey(key, -1, "%w", err)
+	}
+}
+
+// checkDownstreamURL accepts the four forms the deliver package implements.
+func checkDownstreamURL(raw string) error {
+	const forms = "want smtp://HOST:PORT, lmtp://HOST:PORT, lmtp+unix:///PATH or maildir:///PATH"
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("invalid URL %q (%s)", raw, forms)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("invalid URL %q: user, query and fragment are not supported (%s)", raw, forms)
+	}
+	switch u.Scheme {
+	case "smtp", "lmtp":
+		if u.Path != "" && u.Path != "/" {
+			return fmt.Errorf("invalid URL %q: %s:// takes no path (%s)", raw, u.Scheme, forms)
+		}
+		host, port, err := net.SplitHostPort(u.Host)
+		if err != nil || host == "" {
+			return fmt.Errorf("invalid URL %q: %s:// needs HOST:PORT (%s)", raw, u.Scheme, forms)
+		}
+		if _, err := netip.ParseAddr(host); err != nil && !validDomain(host) {
+			return fmt.Errorf("invalid URL %q: invalid host %q", raw, host)
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("invalid URL %q: invalid port %q", raw, port)
+		}
+	case "lmtp+unix", "maildir":
+		if u.Host != "" || !filepath.IsAbs(u.Path) {
+			return fmt.Errorf("invalid URL %q: %s:// needs an absolute path, as in %s:///var/mail (%s)", raw, u.Scheme, u.Scheme, forms)
+		}
+	default:
+		return fmt.Errorf("unsupported URL %q (%s)", raw, forms)
+	}
+	return nil
+}
+
+// validDomain accepts an LDH domain name (RFC 1123 host name syntax) without
+// a trailing dot; international names must be given in their xn-- form.
+func validDomain(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,174 @@
+// Package config owns mxgate's TOML configuration file: the schema, the
+// embedded default, strict parsing (an unknown key or a bad value is an error
+// naming file:line and the key) and printing the effective configuration.
+package config
+
+import (
+	"bytes"
+	_ "embed" // default.toml
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Config is the whole effective configuration. Every timeout and limit has a
+// default filled in by Load/Default, so callers never see a zero value that
+// means "unset".
+type Config struct {
+	// File is the path the config was loaded from; "" for the embedded default.
+	File string `toml:"-"`
+
+	Hostname  string   `toml:"hostname"`   // default: os.Hostname(), "localhost" for the embedded default
+	Listen    []string `toml:"listen"`     // plain SMTP (STARTTLS if TLS set); default ["127.0.0.1:2525"] when absent; [] for TLS-only
+	ListenTLS []string `toml:"listen_tls"` // implicit TLS (port 465 case); needs [tls]
+	DataDir   string   `toml:"data_dir"`   // default "var"; relative to the working directory
+
+	TLS        TLS        `toml:"tls"`
+	SMTP       SMTP       `toml:"smtp"`
+	Relay      Relay      `toml:"relay"`
+	Downstream Downstream `toml:"downstream"`
+	Queue      Queue      `toml:"queue"`
+	Log        Log        `toml:"log"`
+}
+
+// TLS holds the server certificate; STARTTLS is offered only when both are set.
+type TLS struct {
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
+}
+
+// SMTP holds the limits of the SMTP server.
+type SMTP struct {
+	MaxMessageSize      Size     `toml:"max_message_size"`       // default 50 MiB
+	MaxRecipients       int      `toml:"max_recipients"`         // default 100
+	MaxConnections      int      `toml:"max_connections"`        // default 1000
+	MaxConnectionsPerIP int      `toml:"max_connections_per_ip"` // default 20
+	CommandTimeout      Duration `toml:"command_timeout"`        // default 5m (Exim smtp_receive_timeout)
+	DataTimeout         Duration `toml:"data_timeout"`           // idle time between reads in DATA; default 5m
+	MaxErrors           int      `toml:"max_errors"`             // errors before 421 and disconnect; default 10
+	ShutdownTimeout     Duration `toml:"shutdown_timeout"`       // drain deadline on SIGTERM; default 30s
+	MaxLineLength       int      `toml:"max_line_length"`        // default 10000 (RFC 5321 says 1000; real mail is longer)
+	BareNewline         string   `toml:"bare_newline"`           // "reject" (default) | "normalize"
+}
+
+// Relay is the relay policy: who may send where.
+type Relay struct {
+	Domains         []string       `toml:"domains"`          // required unless trusted_networks is set; lower-cased, no trailing dot
+	TrustedNetworks []netip.Prefix `toml:"trusted_networks"` // may relay to any domain
+}
+
+// Downstream is the one place accepted mail goes.
+type Downstream struct {
+	URL            string   `toml:"url"`             // smtp://h:p, lmtp://h:p, lmtp+unix:///path, maildir:///path (required)
+	ConnectTimeout Duration `toml:"connect_timeout"` // default 30s
+	CommandTimeout Duration `toml:"command_timeout"` // default 5m
+	DataTimeout    Duration `toml:"data_timeout"`    // per write while sending the body, and for the final reply; default 10m
+	StartTLS       string   `toml:"starttls"`        // "opportunistic" (default) | "none" | "required"
+	TLSVerify      bool     `toml:"tls_verify"`      // verify the downstream certificate; default false (opportunistic TLS)
+}
+
+// Queue governs delivery and retries.
+type Queue struct {
+	Retry       string   `toml:"retry"`        // Exim retry rule; default "F,2h,15m; G,16h,1h,1.5; F,4d,6h"
+	RunInterval Duration `toml:"run_interval"` // how often the queue runner looks for due messages; default 1m
+	MaxParallel int      `toml:"max_parallel"` // concurrent deliveries; default 20
+}
+
+// Log selects log files and format.
+type Log struct {
+	Dir    string `toml:"dir"`    // default DataDir/log
+	Format string `toml:"format"` // "exim" (default) | "json"
+}
+
+// defaultTOML is the configuration `mxgate serve` runs without a file. It
+// goes through Parse like any file, so it is checked by the same rules; only
+// the Maildir location depends on where mxgate is started.
+//
+//go:embed default.toml
+var defaultTOML []byte
+
+// maildirPlaceholder is replaced, quotes included, by the downstream URL.
+const maildirPlaceholder = `"@MAILDIR_URL@"`
+
+// Default returns the embedded default configuration: listen on
+// 127.0.0.1:2525, accept mail for localhost and from loopback, deliver into
+// the Maildir ./var/maildir (made absolute from the working directory now).
+// It panics when the working directory cannot be determined, since then no
+// relative path of the default works either (and on a broken embedded file,
+// which the tests rule out).
+func Default() *Config {
+	wd, err := os.Getwd()
+	if err != nil {
+		panic(fmt.Sprintf("config: the default configuration needs the working directory: %v", err))
+	}
+	u := url.URL{Scheme: "maildir", Path: filepath.Join(wd, "var", "maildir")}
+	text := bytes.Replace(defaultTOML, []byte(maildirPlaceholder), []byte(quote(u.String())), 1)
+	c, err := Parse("default.toml", text)
+	if err != nil {
+		// A broken embedded file is a build defect; the tests parse it.
+		panic(fmt.Sprintf("config: embedded %v", err))
+	}
+	c.File = ""
+	return c
+}
+
+// Load reads and checks the config file at path. The error names every
+// problem found as "path:line: ...", ordered by line.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse checks config text and fills the defaults; name is the file name
+// used in errors and stored in Config.File. Problems are reported in stages
+// (TOML syntax, then keys and types, then values and required keys), so a
+// later stage never reports what an earlier one already explains.
+func Parse(name string, data []byte) (*Config, error) {
+	var doc map[string]any
+	if err := toml.Unmarshal(data, &doc); err != nil {
+		return nil, syntaxError(name, err)
+	}
+	pos, err := indexDocument(data)
+	if err != nil {
+		// go-toml accepted the document, so its own parser cannot fail on it;
+		// still never hand back a config whose lines are unknown.
+		return nil, syntaxError(name, err)
+	}
+	d := &decoder{file: name, pos: pos}
+	c := &Config{File: name}
+	d.table(nil, doc, reflect.ValueOf(c).Elem())
+	if err := d.err(); err != nil {
+		return nil, err
+	}
+	d.check(c)
+	if err := d.err(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// tomlError drops go-toml's "toml: " prefix; the file:line in front already
+// says where the message comes from.
+type tomlError struct{ err error }
+
+func (e tomlError) Error() string { return strings.TrimPrefix(e.err.Error(), "toml: ") }
+func (e tomlError) Unwrap() error { return e.err }
+
+func syntaxError(name string, err error) error {
+	line := 0
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		line, _ = de.Position()
+	}
+	return &lineError{file: name, line: line, err: fmt.Errorf("invalid TOML: %w", tomlError{err})}
+}

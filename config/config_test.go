@@ -1,0 +1,434 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+const testdataDir = "../testdata/config/"
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string // lines of the error, each after "FILE"
+	}{
+		{"bad-syntax.toml", []string{
+			`:4: invalid TOML: array is incomplete`,
+		}},
+		{"bad-duplicate.toml", []string{
+			`:8: invalid TOML: key url is already defined`,
+		}},
+		{"bad-unknown-key.toml", []string{
+			`:4: unknown key "relay.domian"`,
+		}},
+		{"bad-unknown-section.toml", []string{
+			`:9: unknown key "spamassassin"`,
+		}},
+		{"bad-type.toml", []string{
+			`:2: key "listen": expected an array, got string "127.0.0.1:25"`,
+			`:5: key "smtp.max_recipients": expected an integer, got string "100"`,
+			`:6: key "smtp.max_message_size": expected a size (bytes, or a string such as "50M"), got float 1.5`,
+			`:7: key "smtp.command_timeout": expected a duration string such as "30s" or "5m", got integer 300`,
+			`:8: key "smtp.bare_newline": expected a string, got boolean true`,
+			`:11: key "relay.domains": expected a string, got integer 7`,
+			`:15: key "downstream.tls_verify": expected a boolean, got string "yes"`,
+		}},
+		{"bad-cidr.toml", []string{
+			`:7: key "relay.trusted_networks": invalid CIDR "10.0.0/33"`,
+			`:9: key "relay.trusted_networks": invalid CIDR "fe80::1%eth0"`,
+		}},
+		{"bad-url.toml", []string{
+			`:7: key "downstream.url": unsupported URL "http://127.0.0.1:2600" (want smtp://HOST:PORT, lmtp://HOST:PORT, lmtp+unix:///PATH or maildir:///PATH)`,
+		}},
+		{"bad-duration.toml", []string{
+			`:4: key "smtp.command_timeout": invalid duration "5 minutes": unknown unit " minutes" (want e.g. "30s", "5m", "1h30m", "4d", "1w")`,
+		}},
+		{"bad-size.toml", []string{
+			`:4: key "smtp.max_message_size": invalid size "50 megabytes": unknown unit " megabytes" (want e.g. 52428800, "500K", "50M", "50MiB", "1G")`,
+		}},
+		{"bad-enum.toml", []string{
+			`:4: key "smtp.bare_newline": invalid value "fix" (want "reject" or "normalize")`,
+			`:11: key "downstream.starttls": invalid value "always" (want "opportunistic", "none" or "required")`,
+			`:14: key "log.format": invalid value "syslog" (want "exim" or "json")`,
+		}},
+		{"bad-negative.toml", []string{
+			`:4: key "smtp.max_recipients": must not be negative, got -1`,
+			`:5: key "smtp.max_message_size": must not be negative, got -5`,
+			`:6: key "smtp.data_timeout": must not be negative, got "-5m0s"`,
+			`:15: key "queue.max_parallel": must not be negative, got -4`,
+		}},
+		{"bad-tls.toml", []string{
+			`:2: key "listen_tls": needs tls.cert and tls.key`,
+			`:5: key "tls.cert": is set but tls.key is not`,
+		}},
+		{"bad-listen.toml", []string{
+			`:3: key "listen": invalid listen address "127.0.0.1" (want HOST:PORT, e.g. "127.0.0.1:25" or "[::1]:25")`,
+			`:4: key "listen": invalid port "smtp" in listen address "127.0.0.1:smtp"`,
+			`:6: key "listen": invalid host "bad_host" in listen address "bad_host:25"`,
+			`:8: key "listen_tls": address "127.0.0.1:2525" is listed twice`,
+		}},
+		{"bad-no-listen.toml", []string{
+			`:2: key "listen": no listen address: listen and listen_tls are both empty`,
+		}},
+		{"bad-domain.toml", []string{
+			`:5: key "relay.domains": invalid domain name "example.test.": remove the trailing dot`,
+			`:6: key "relay.domains": invalid domain name "exa mple.test"`,
+			`:7: key "relay.domains": invalid domain name "-example.test"`,
+		}},
+		{"bad-hostname.toml", []string{
+			`:1: key "hostname": invalid host name "mx_1.example.test"`,
+		}},
+		{"bad-missing-url.toml", []string{
+			`:6: missing required key "downstream.url"`,
+		}},
+		{"bad-missing-downstream.toml", []string{
+			`: missing required key "downstream.url"`,
+		}},
+		{"bad-missing-relay.toml", []string{
+			`:3: missing required key "relay.domains" or "relay.trusted_networks"`,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			path := testdataDir + tt.file
+			c, err := Load(path)
+			if err == nil {
+				t.Fatalf("Load(%s) = %v, want an error", path, c)
+			}
+			want := path + strings.Join(tt.want, "\n"+path)
+			if got := err.Error(); got != want {
+				t.Errorf("Load(%s) error:\n%s\nwant:\n%s", path, got, want)
+			}
+		})
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "absent.toml")
+	_, err := Load(path)
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Load(%s) error = %v, want not-exist", path, err)
+	}
+	if !strings.Contains(err.Error(), path) {
+		t.Errorf("error %q does not name the file", err)
+	}
+}
+
+func TestLoadGood(t *testing.T) {
+	path := testdataDir + "good.toml"
+	got, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Config{
+		File:      path,
+		Hostname:  "MX1.example.test",
+		Listen:    []string{"127.0.0.1:2525", "[::1]:2525"},
+		ListenTLS: []string{"127.0.0.1:4650"},
+		DataDir:   "/var/spool/mxgate",
+		TLS:       TLS{Cert: "/etc/mxgate/cert.pem", Key: "/etc/mxgate/key.pem"},
+		SMTP: SMTP{
+			MaxMessageSize:      25 << 20,
+			MaxRecipients:       50,
+			MaxConnections:      200,
+			MaxConnectionsPerIP: 5,
+			CommandTimeout:      Duration(2 * time.Minute),
+			DataTimeout:         Duration(10 * time.Minute),
+			MaxErrors:           3,
+			ShutdownTimeout:     Duration(90 * time.Second),
+			MaxLineLength:       2000,
+			BareNewline:         "normalize",
+		},
+		Relay: Relay{
+			Domains: []string{"example.test", "example.org"},
+			TrustedNetworks: []netip.Prefix{
+				netip.MustParsePrefix("192.0.2.0/24"),
+				netip.MustParsePrefix("198.51.100.7/32"),
+				netip.MustParsePrefix("2001:db8::/32"),
+				netip.MustParsePrefix("10.0.0.0/8"),
+			},
+		},
+		Downstream: Downstream{
+			URL:            "lmtp://127.0.0.1:24",
+			ConnectTimeout: Duration(10 * time.Second),
+			CommandTimeout: Duration(time.Minute),
+			DataTimeout:    Duration(24 * time.Hour),
+			StartTLS:       "required",
+			TLSVerify:      true,
+		},
+		Queue: Queue{Retry: "F,1h,10m; F,2d,1h", RunInterval: Duration(30 * time.Second), MaxParallel: 4},
+		Log:   Log{Dir: "/var/log/mxgate", Format: "json"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Load(%s) =\n%s\nwant\n%s", path, got, want)
+	}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	path := testdataDir + "minimal.toml"
+	got, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Config{
+		File:     path,
+		Hostname: "mx.example.test",
+		Listen:   []string{"127.0.0.1:2525"},
+		DataDir:  "var",
+		SMTP: SMTP{
+			MaxMessageSize:      50 << 20,
+			MaxRecipients:       100,
+			MaxConnections:      1000,
+			MaxConnectionsPerIP: 20,
+			CommandTimeout:      Duration(5 * time.Minute),
+			DataTimeout:         Duration(5 * time.Minute),
+			MaxErrors:           10,
+			ShutdownTimeout:     Duration(30 * time.Second),
+			MaxLineLength:       10000,
+			BareNewline:         "reject",
+		},
+		Relay: Relay{Domains: []string{"example.test"}},
+		Downstream: Downstream{
+			URL:            "smtp://127.0.0.1:2600",
+			ConnectTimeout: Duration(30 * time.Second),
+			CommandTimeout: Duration(5 * time.Minute),
+			DataTimeout:    Duration(10 * time.Minute),
+			StartTLS:       "opportunistic",
+		},
+		Queue: Queue{Retry: "F,2h,15m; G,16h,1h,1.5; F,4d,6h", RunInterval: Duration(time.Minute), MaxParallel: 20},
+		Log:   Log{Dir: "var/log", Format: "exim"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Load(%s) =\n%s\nwant\n%s", path, got, want)
+	}
+}
+
+// TestParseValues covers the value forms that a file may spell in more than
+// one way; each case is the smallest config that differs from minimal.toml.
+func TestParseValues(t *testing.T) {
+	const base = "hostname = \"mx.example.test\"\nrelay.domains = [\"example.test\"]\n"
+	tests := []struct {
+		name  string
+		extra string
+		check func(*Config) bool
+	}{
+		{"dotted keys", "downstream.url = \"maildir:///srv/mail\"\n",
+			func(c *Config) bool { return c.Downstream.URL == "maildir:///srv/mail" }},
+		{"inline table", "downstream = { url = \"lmtp+unix:///run/dovecot/lmtp\", starttls = \"none\" }\n",
+			func(c *Config) bool {
+				return c.Downstream.URL == "lmtp+unix:///run/dovecot/lmtp" && c.Downstream.StartTLS == "none"
+			}},
+		{"size as integer", "smtp.max_message_size = 1000\ndownstream.url = \"smtp://[::1]:25\"\n",
+			func(c *Config) bool { return c.SMTP.MaxMessageSize == 1000 }},
+		{"zero duration means default", "smtp.command_timeout = 0\ndownstream.url = \"smtp://h:25\"\n",
+			func(c *Config) bool { return c.SMTP.CommandTimeout == Duration(5*time.Minute) }},
+		{"duration in weeks", "queue.run_interval = \"1w\"\ndownstream.url = \"smtp://h:25\"\n",
+			func(c *Config) bool { return c.Queue.RunInterval == Duration(7*24*time.Hour) }},
+		{"TLS only", "listen = []\nlisten_tls = [\":465\"]\ntls = {cert = \"c\", key = \"k\"}\ndownstream.url = \"smtp://h:25\"\n",
+			func(c *Config) bool { return c.Listen == nil && reflect.DeepEqual(c.ListenTLS, []string{":465"}) }},
+		{"log dir follows data_dir", "data_dir = \"/srv/mx\"\ndownstream.url = \"smtp://h:25\"\n",
+			func(c *Config) bool { return c.Log.Dir == "/srv/mx/log" }},
+		{"IPv6 host", "relay.trusted_networks = [\"::1\"]\ndownstream.url = \"smtp://h:25\"\n",
+			func(c *Config) bool {
+				return reflect.DeepEqual(c.Relay.TrustedNetworks, []netip.Prefix{netip.MustParsePrefix("::1/128")})
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("t.toml", []byte(base+tt.extra))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(c) {
+				t.Errorf("unexpected config:\n%s", c)
+			}
+		})
+	}
+}
+
+// TestParseErrorsInline covers error paths too small for a file of their own.
+func TestParseErrorsInline(t *testing.T) {
+	const base = "hostname = \"h\"\ndownstream.url = \"smtp://h:25\"\n"
+	tests := []struct{ name, extra, want string }{
+		{"blank retry", "relay.domains = [\"h\"]\nqueue.retry = \"  \"\n",
+			`e.toml:4: key "queue.retry": retry rule is empty: need at least one of F,cutoff,interval / G,cutoff,start,multiplier / H,cutoff,start,multiplier`},
+		{"bad retry", "relay.domains = [\"h\"]\nqueue.retry = \"F,2h\"\n",
+			`e.toml:4: key "queue.retry": retry rule item 1 "F,2h": fixed needs cutoff and interval`},
+		{"key without cert", "relay.domains = [\"h\"]\ntls.key = \"k\"\n",
+			`e.toml:4: key "tls.key": is set but tls.cert is not`},
+		{"section as scalar", "relay = 5\n",
+			`e.toml:3: key "relay": expected a table, got integer 5`},
+		{"array of tables", "[[relay]]\ndomains = [\"h\"]\n",
+			`e.toml:3: key "relay": expected a table, got an array`},
+		{"nested array", "relay.domains = [[\"h\"]]\n",
+			`e.toml:3: key "relay.domains": expected a string, got an array`},
+		{"date", "relay.domains = [\"h\"]\nsmtp.data_timeout = 1979-05-27\n",
+			`e.toml:4: key "smtp.data_timeout": expected a duration string such as "30s" or "5m", got date/time 1979-05-27`},
+		{"quoted dotted key", "\"relay.domains\" = [\"h\"]\nrelay.domains = [\"h\"]\n",
+			`e.toml:3: unknown key "relay.domains"`},
+		{"field name instead of key", "relay.domains = [\"h\"]\nFile = \"x\"\n",
+			`e.toml:4: unknown key "File"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("e.toml", []byte(base+tt.extra))
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("error = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseURLs(t *testing.T) {
+	tests := []struct {
+		url, err string // err "" means accepted
+	}{
+		{"smtp://127.0.0.1:25", ""},
+		{"smtp://mail.example.test:2525/", ""},
+		{"lmtp://[::1]:24", ""},
+		{"lmtp+unix:///run/dovecot/lmtp", ""},
+		{"maildir:///var/mail", ""},
+		{"smtp://127.0.0.1", `invalid URL "smtp://127.0.0.1": smtp:// needs HOST:PORT`},
+		{"lmtp://:24", `invalid URL "lmtp://:24": lmtp:// needs HOST:PORT`},
+		{"smtp://h:0", `invalid URL "smtp://h:0": invalid port "0"`},
+		{"smtp://h:25/x", `invalid URL "smtp://h:25/x": smtp:// takes no path`},
+		{"smtp://u:p@h:25", `invalid URL "smtp://u:p@h:25": user, query and fragment are not supported`},
+		{"maildir://var/mail", `invalid URL "maildir://var/mail": maildir:// needs an absolute path, as in maildir:///var/mail`},
+		{"maildir:var/mail", `invalid URL "maildir:var/mail": maildir:// needs an absolute path`},
+		{"smtp:h:25", `invalid URL "smtp:h:25": smtp:// needs HOST:PORT`},
+		{"smtp://bad_host:25", `invalid URL "smtp://bad_host:25": invalid host "bad_host"`},
+		{"maildir:///m?x=1", `invalid URL "maildir:///m?x=1": user, query and fragment are not supported`},
+		{"lmtp+unix://relative", `invalid URL "lmtp+unix://relative": lmtp+unix:// needs an absolute path`},
+		{"/var/mail", `unsupported URL "/var/mail"`},
+		{"smtp://h:25%", `invalid URL "smtp://h:25%"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.url, func(t *testing.T) {
+			text := "hostname = \"h\"\nrelay.domains = [\"h\"]\n\n[downstream]\nurl = " + quote(tt.url) + "\n"
+			_, err := Parse("u.toml", []byte(text))
+			switch {
+			case tt.err == "" && err != nil:
+				t.Errorf("rejected: %v", err)
+			case tt.err != "" && err == nil:
+				t.Errorf("accepted, want error %q", tt.err)
+			case tt.err != "" && !strings.HasPrefix(err.Error(), `u.toml:5: key "downstream.url": `+tt.err):
+				t.Errorf("error = %q, want prefix %q", err, tt.err)
+			}
+		})
+	}
+}
+
+func TestParseHostnameFromSystem(t *testing.T) {
+	text := "relay.domains = [\"h\"]\ndownstream.url = \"smtp://h:25\"\n"
+	c, err := Parse("h.toml", []byte(text))
+	sys, syserr := os.Hostname()
+	if syserr != nil || !validDomain(sys) {
+		if err == nil || !strings.HasPrefix(err.Error(), "h.toml: hostname is not set and the system host name") {
+			t.Fatalf("system host name %q (%v): error = %v, want a request to set hostname", sys, syserr, err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hostname != sys {
+		t.Errorf("Hostname = %q, want the system's %q", c.Hostname, sys)
+	}
+}
+
+func TestDefault(t *testing.T) {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := Default()
+	if c.File != "" {
+		t.Errorf("File = %q, want empty", c.File)
+	}
+	if want := "maildir://" + filepath.Join(wd, "var", "maildir"); c.Downstream.URL != want {
+		t.Errorf("Downstream.URL = %q, want %q", c.Downstream.URL, want)
+	}
+	want := []struct{ name, got, want string }{
+		{"Hostname", c.Hostname, "localhost"},
+		{"Listen", strings.Join(c.Listen, ","), "127.0.0.1:2525"},
+		{"DataDir", c.DataDir, "var"},
+		{"Log.Dir", c.Log.Dir, "var/log"},
+		{"Relay.Domains", strings.Join(c.Relay.Domains, ","), "localhost"},
+		{"Relay.TrustedNetworks", joinPrefixes(c.Relay.TrustedNetworks), "127.0.0.0/8,::1/128"},
+		{"SMTP.CommandTimeout", c.SMTP.CommandTimeout.String(), "5m0s"},
+	}
+	for _, w := range want {
+		if w.got != w.want {
+			t.Errorf("%s = %q, want %q", w.name, w.got, w.want)
+		}
+	}
+}
+
+// TestDefaultPathEscaped runs Default from a directory whose name needs
+// escaping in a URL and in TOML; the URL must still name that directory.
+func TestDefaultPathEscaped(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), `we"ird %dir#`)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	c := Default()
+	want := "maildir://" + strings.NewReplacer(`"`, "%22", " ", "%20", "%", "%25", "#", "%23").Replace(filepath.Join(dir, "var", "maildir"))
+	if c.Downstream.URL != want {
+		t.Errorf("Downstream.URL = %q, want %q", c.Downstream.URL, want)
+	}
+}
+
+func joinPrefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func TestStringRoundTrip(t *testing.T) {
+	configs := map[string]*Config{"default": Default()}
+	for _, f := range []string{"good.toml", "minimal.toml"} {
+		c, err := Load(testdataDir + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		configs[f] = c
+	}
+	for name, c := range configs {
+		t.Run(name, func(t *testing.T) {
+			text := c.String()
+			back, err := Parse(c.File, []byte(text))
+			if err != nil {
+				t.Fatalf("Parse(String()) failed: %v\n%s", err, text)
+			}
+			if !reflect.DeepEqual(back, c) {
+				t.Errorf("Parse(String()) =\n%s\nwant\n%s", back, text)
+			}
+		})
+	}
+}
+
+// TestStringText pins the printed form: durations as Go strings, sizes as
+// integers, every key present.
+func TestStringText(t *testing.T) {
+	c, err := Load(testdataDir + "minimal.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(testdataDir + "minimal.effective.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.String(); got != string(want) {
+		t.Errorf("String() =\n%s\nwant\n%s", got, want)
+	}
+}

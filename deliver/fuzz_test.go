@@ -1,0 +1,63 @@
+package deliver
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// FuzzWireAddr checks the quoting of addresses read from the spool before
+// they go into MAIL FROM / RCPT TO: the result is always one well-formed
+// path that quoting again leaves alone, and quoting loses nothing.
+func FuzzWireAddr(f *testing.F) {
+	f.Fuzz(func(t *testing.T, a string) {
+		if checkAddr(a) != nil {
+			return
+		}
+		q := wireAddr(a)
+		if wireAddr(q) != q {
+			t.Fatalf("not idempotent: %q -> %q -> %q", a, q, wireAddr(q))
+		}
+		if a == "" {
+			if q != "" {
+				t.Fatalf("null path became %q", q)
+			}
+			return
+		}
+		local, domain, _ := splitAddr(a)
+		qlocal, qdomain, _ := splitAddr(q)
+		if qdomain != domain {
+			t.Fatalf("%q: domain %q became %q", a, domain, qdomain)
+		}
+		if !isDotAtom(qlocal) && !isQuotedString(qlocal) {
+			t.Fatalf("%q: local part %q is neither dot-atom nor quoted-string", a, qlocal)
+		}
+		if qlocal != local && plainLocal(qlocal) != local {
+			t.Fatalf("%q: quoted %q unquotes to %q", a, qlocal, plainLocal(qlocal))
+		}
+	})
+}
+
+// FuzzMaildirDir checks that no recipient can name a directory outside
+// root/<domain>/<local>.
+func FuzzMaildirDir(f *testing.F) {
+	const root = "/srv/mail"
+	md := newMaildir(root)
+	f.Fuzz(func(t *testing.T, rcpt string) {
+		dir, err := md.dir(rcpt)
+		if err != nil {
+			return
+		}
+		if filepath.Clean(dir) != dir {
+			t.Fatalf("%q: unclean path %q", rcpt, dir)
+		}
+		if filepath.Dir(filepath.Dir(dir)) != root {
+			t.Fatalf("%q: %q is not root/domain/local", rcpt, dir)
+		}
+		for _, elem := range []string{filepath.Base(dir), filepath.Base(filepath.Dir(dir))} {
+			if elem == "" || strings.HasPrefix(elem, ".") || strings.ContainsAny(elem, "/\x00") {
+				t.Fatalf("%q: unsafe element %q in %q", rcpt, elem, dir)
+			}
+		}
+	})
+}

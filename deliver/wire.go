@@ -1,0 +1,164 @@
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/textproto"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// wireConn is the net.Conn the go-smtp client talks through. go-smtp sets
+// deadlines around each command and the final reply but none while the body
+// is written, so a downstream that stops reading would hang a delivery
+// forever: every Write here gets its own deadline. After STARTTLS the inner
+// connection is the TLS one.
+type wireConn struct {
+	net.Conn
+	writeTimeout time.Duration
+	written      int64  // bytes accepted by the inner Write, before and after TLS
+	greeting     []byte // read before the inner connection: see startTLS
+}
+
+func (w *wireConn) Read(p []byte) (int, error) {
+	if len(w.greeting) > 0 {
+		n := copy(p, w.greeting)
+		w.greeting = w.greeting[n:]
+		return n, nil
+	}
+	return w.Conn.Read(p)
+}
+
+func (w *wireConn) Write(p []byte) (int, error) {
+	if err := w.Conn.SetWriteDeadline(time.Now().Add(w.writeTimeout)); err != nil {
+		return 0, err
+	}
+	n, err := w.Conn.Write(p)
+	w.written += int64(n)
+	return n, err
+}
+
+// lineWriter turns the spooled message (LF line endings) into what
+// textproto's DotWriter needs to produce canonical CRLF on the wire. The
+// DotWriter turns LF into CRLF and dot-stuffs, but passes a bare CR through,
+// and "\r\r\n" comes out as "\r\r\r\n": a bare CR must never reach the wire
+// (SMTP smuggling), so every line ending — CRLF, LF or a lone CR — becomes
+// one LF here.
+type lineWriter struct {
+	w   io.Writer
+	cr  bool // the previous byte was a CR, already written as LF
+	buf []byte
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	l.buf = l.buf[:0]
+	for _, c := range p {
+		switch {
+		case c == '\r':
+			l.buf = append(l.buf, '\n')
+			l.cr = true
+		case c == '\n' && l.cr:
+			l.cr = false
+		default:
+			l.buf = append(l.buf, c)
+			l.cr = false
+		}
+	}
+	if _, err := l.w.Write(l.buf); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// sourceError marks a failure reading the spooled message, so that it is
+// not blamed on the remote host.
+type sourceError struct{ err error }
+
+func (e *sourceError) Error() string { return "error reading message: " + e.err.Error() }
+func (e *sourceError) Unwrap() error { return e.err }
+
+type sourceReader struct{ r io.Reader }
+
+func (s sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &sourceError{err}
+	}
+	return n, err
+}
+
+// reply is the text of an SMTP reply the way the server sent it, on one line:
+// "550 5.1.1 No such user". go-smtp splits off the enhanced code and joins
+// continuation lines with LF; a mainlog line wants a single line.
+func reply(e *smtp.SMTPError) string {
+	msg := strings.ReplaceAll(e.Message, "\n", " ")
+	if e.EnhancedCode == (smtp.EnhancedCode{}) || e.EnhancedCode == smtp.NoEnhancedCode {
+		return fmt.Sprintf("%d %s", e.Code, msg)
+	}
+	c := e.EnhancedCode
+	return fmt.Sprintf("%d %d.%d.%d %s", e.Code, c[0], c[1], c[2], msg)
+}
+
+// outcome classifies an error from one step of the SMTP or LMTP dialogue
+// into a status, the server's reply ("" when the connection, not the server,
+// failed) and Exim's wording. after names the step the way Exim's log does:
+// "RCPT TO:<a@b>", "DATA", "end of data", "initial connection".
+func outcome(ctx context.Context, proto, after string, err error) (Status, string, string) {
+	var se *smtp.SMTPError
+	var te *textproto.Error
+	switch {
+	case errors.As(err, &se):
+		st := Deferred
+		if se.Code >= 500 && se.Code < 600 {
+			st = Failed
+		}
+		r := reply(se)
+		return st, r, proto + " error from remote mail server after " + after + ": " + r
+	case errors.As(err, &te):
+		// A reply go-smtp did not turn into an SMTPError (STARTTLS, which
+		// is spoken here): same meaning.
+		return outcome(ctx, proto, after, &smtp.SMTPError{Code: te.Code, Message: te.Msg})
+	}
+	return Deferred, "", trouble(ctx, "in response to "+after, err)
+}
+
+// trouble words a failure that is not an SMTP reply; it is always temporary.
+func trouble(ctx context.Context, when string, err error) string {
+	var se *sourceError
+	var ne net.Error
+	switch {
+	case ctx.Err() != nil:
+		return "delivery abandoned: " + context.Cause(ctx).Error()
+	case errors.As(err, &se):
+		return se.Error()
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "Remote host closed connection " + when
+	case errors.As(err, &ne) && ne.Timeout():
+		return "SMTP timeout " + strings.Replace(when, "in response to", "after", 1)
+	}
+	return "SMTP protocol failure " + when + ": " + err.Error()
+}
+
+// dialError words a failed connect like Exim: "Connection refused",
+// "Connection timed out".
+func dialError(ctx context.Context, err error) string {
+	var errno syscall.Errno
+	var ne net.Error
+	switch {
+	case ctx.Err() != nil:
+		return "delivery abandoned: " + context.Cause(ctx).Error()
+	case errors.As(err, &ne) && ne.Timeout():
+		return "Connection timed out"
+	case errors.As(err, &errno):
+		s := errno.Error()
+		return strings.ToUpper(s[:1]) + s[1:]
+	}
+	return err.Error()
+}

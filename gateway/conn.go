@@ -1,0 +1,273 @@
+package gateway
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// listener wraps a TCP listener: it enforces the connection limits before
+// go-smtp sees a connection (go-smtp has no connect hook) and hands out
+// *conn so the gateway can watch what go-smtp writes.
+type listener struct {
+	net.Listener
+	srv *Server
+	// implicitTLS: a refused client expects a TLS handshake, so a
+	// plaintext 421 would only be noise; it is just closed.
+	implicitTLS bool
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+		if err != nil {
+			c.Close()
+			l.srv.log.Main("", fmt.Sprintf("connection from %v refused: unparsable peer address: %v", c.RemoteAddr(), err))
+			continue
+		}
+		ip := ap.Addr().Unmap()
+		gc, why := l.srv.admit(c, ip, int(ap.Port()))
+		if gc != nil {
+			// Under implicit TLS this conn only sees ciphertext.
+			gc.scanOff = l.implicitTLS
+			return gc, nil
+		}
+		l.srv.log.Main("", fmt.Sprintf("Connection from [%s] refused: %s", ip, why))
+		l.srv.refuse(c, l.implicitTLS)
+	}
+}
+
+// conn is a client connection as go-smtp sees it (under TLS when the
+// client used STARTTLS or implicit TLS). It fixes what go-smtp leaves to
+// the application:
+//   - after a failed STARTTLS handshake go-smtp writes "550 5.0.0
+//     Handshake error" and carries on in plaintext with pipelined
+//     commands still buffered; conn closes the connection on that write;
+//   - a session cannot close its connection after a reply; closeAfterWrite
+//     asks conn to do it right after the next reply is written;
+//   - a read timeout is sticky, so a client that stalled in DATA or
+//     between BDAT chunks never has its later bytes read as commands
+//     (go-smtp issue #196).
+type conn struct {
+	net.Conn
+	srv  *Server
+	ip   netip.Addr
+	port int
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+
+	mu            sync.Mutex
+	closeNextW    bool
+	startTLS      bool  // go-smtp answered STARTTLS with 220
+	ehlo          bool  // the last greeting was EHLO (false: HELO)
+	readErr       error // sticky read timeout
+	errorsCounted int
+
+	// dotCR watches the plaintext stream for "<CRLF>.<CR>" not followed
+	// by LF: go-smtp's DATA reader silently drops that ".<CR>", so the
+	// bare CR never reaches the session's own check. scanOff stops the
+	// watch once the bytes are TLS records.
+	scanOff bool
+	dotCR   dotCRScanner
+}
+
+// dotCRScanner matches "\r\n.\r" followed by anything but "\n" across
+// reads. state is how much of "\r\n.\r" was matched so far.
+type dotCRScanner struct {
+	state int
+	seen  bool
+}
+
+func (d *dotCRScanner) scan(p []byte) {
+	const pattern = "\r\n.\r"
+	for _, b := range p {
+		if d.state == len(pattern) {
+			if b != '\n' {
+				d.seen = true
+			}
+			d.state = 0
+		}
+		switch {
+		case b == pattern[d.state]:
+			d.state++
+		case b == '\r':
+			d.state = 1
+		default:
+			d.state = 0
+		}
+	}
+}
+
+var (
+	replyStartTLS     = []byte("220 2.0.0 Ready to start TLS\r\n")
+	replyHandshakeErr = []byte("550 5.0.0 Handshake error\r\n")
+	replyEHLO         = []byte("250-Hello ")
+	replyHELO         = []byte("250 2.0.0 Hello ")
+)
+
+func (c *conn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	err := c.readErr
+	c.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.mu.Lock()
+		if !c.scanOff {
+			c.dotCR.scan(p[:n])
+		}
+		c.mu.Unlock()
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.mu.Lock()
+		c.readErr = err
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// Write passes p on and then looks at it. go-smtp writes each reply line
+// with one Write, so a reply is recognised by equality or prefix; under
+// TLS the bytes are records and match nothing, which is fine: the greeting
+// verb only matters in plaintext (TLS sessions are "esmtps" anyway) and
+// STARTTLS is over by then.
+func (c *conn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.mu.Lock()
+	closeNow := c.closeNextW
+	switch {
+	case bytes.Equal(p, replyStartTLS):
+		c.startTLS = true
+		c.scanOff = true
+	case c.startTLS && bytes.Equal(p, replyHandshakeErr):
+		closeNow = true
+	case bytes.HasPrefix(p, replyEHLO):
+		c.ehlo = true
+	case bytes.HasPrefix(p, replyHELO):
+		c.ehlo = false
+	}
+	c.mu.Unlock()
+	if closeNow {
+		c.Close()
+	}
+	return n, err
+}
+
+// SetReadDeadline refuses once the connection is closed, whatever the
+// socket says: go-smtp sets the deadline before reading the next command
+// and stops on this error instead of running commands still buffered.
+func (c *conn) SetReadDeadline(t time.Time) error {
+	if c.closed.Load() {
+		return net.ErrClosed
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *conn) Close() error {
+	err := net.ErrClosed
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		// Free the slot before the client can see the close, so it may
+		// reconnect at once.
+		c.srv.release(c)
+		err = c.Conn.Close()
+	})
+	return err
+}
+
+// closeAfterWrite makes the next write (the reply go-smtp is about to
+// send for the current command) the last one.
+func (c *conn) closeAfterWrite() {
+	c.mu.Lock()
+	c.closeNextW = true
+	c.mu.Unlock()
+}
+
+// countError counts one refusal and returns the count so far on this
+// connection (across STARTTLS, which starts a new go-smtp session).
+func (c *conn) countError() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.errorsCounted++
+	return c.errorsCounted
+}
+
+// takeDotCR reports whether a "<CRLF>.<CR>" without LF came in since the
+// last call. It is taken at the end of each message rather than cleared at
+// its start: a client that pipelines the body with DATA has its bytes read
+// before Data begins.
+func (c *conn) takeDotCR() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	seen := c.dotCR.seen
+	c.dotCR.seen = false
+	return seen
+}
+
+func (c *conn) usedEHLO() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ehlo
+}
+
+// admit counts a new connection against the limits, or says why not.
+func (s *Server) admit(c net.Conn, ip netip.Addr, port int) (*conn, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.draining:
+		return nil, "shutting down"
+	case s.total >= s.cfg.SMTP.MaxConnections:
+		return nil, "too many connections"
+	case s.perIP[ip] >= s.cfg.SMTP.MaxConnectionsPerIP:
+		return nil, "too many connections from that IP address"
+	}
+	s.total++
+	s.perIP[ip]++
+	gc := &conn{Conn: c, srv: s, ip: ip, port: port}
+	s.conns[gc] = struct{}{}
+	return gc, ""
+}
+
+func (s *Server) release(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total--
+	if s.perIP[c.ip]--; s.perIP[c.ip] <= 0 {
+		delete(s.perIP, c.ip)
+	}
+	delete(s.conns, c)
+}
+
+// refuse answers a connection over a limit without holding up the accept
+// loop: a client that does not read cannot stall other arrivals.
+func (s *Server) refuse(c net.Conn, implicitTLS bool) {
+	s.mu.Lock()
+	if implicitTLS || s.draining {
+		s.mu.Unlock()
+		c.Close()
+		return
+	}
+	// Added under mu, so every Add happens before Shutdown's Wait.
+	s.refusing.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.refusing.Done()
+		defer c.Close()
+		c.SetWriteDeadline(time.Now().Add(time.Duration(s.cfg.SMTP.CommandTimeout)))
+		fmt.Fprintf(c, "421 4.7.0 %s Too many connections, try again later\r\n", s.cfg.Hostname)
+	}()
+}

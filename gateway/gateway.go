@@ -1,0 +1,270 @@
+// Package gateway owns the SMTP server: listeners with connection limits,
+// STARTTLS and implicit TLS, the session state machine on go-smtp (relay
+// policy at RCPT, errors per connection), and DATA: streamed into the
+// spool with CRLF checks against SMTP smuggling, stamped with Received:,
+// committed before the 250 that names the queue ID, and logged the Exim
+// way. It also works around go-smtp's gaps listed in protocols.md §8.
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"mxgate/address"
+	"mxgate/config"
+	"mxgate/mainlog"
+	"mxgate/spool"
+)
+
+// Options are what the gateway is built from.
+type Options struct {
+	Config   *config.Config
+	Spool    *spool.Spool
+	Log      *mainlog.Logger
+	OnCommit func(spool.ID) // the queue's Enqueue; called after each 250
+}
+
+// Server is the SMTP side of mxgate. Its listeners are open once New
+// returns, so Addrs is known before Serve.
+type Server struct {
+	cfg      *config.Config
+	spool    *spool.Spool
+	log      *mainlog.Logger
+	onCommit func(spool.ID)
+	policy   *address.Policy
+	smtp     *smtp.Server
+	lns      []net.Listener // what go-smtp serves, in Addrs order
+	addrs    []net.Addr
+
+	// ctx is cancelled when Shutdown gives up waiting: commits still
+	// running then fail rather than answer a client that is gone.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	draining bool // Shutdown has begun
+	forced   bool // Shutdown's deadline passed; no new DATA starts
+	total    int
+	perIP    map[netip.Addr]int
+	conns    map[*conn]struct{}
+	refusing sync.WaitGroup // 421 writers of refused connections
+	inData   sync.WaitGroup // Data calls in progress
+}
+
+// New checks the options, loads the TLS certificate and opens every
+// listener of the config.
+func New(o Options) (*Server, error) {
+	cfg := o.Config
+	if cfg == nil {
+		return nil, errors.New("gateway: no config")
+	}
+	if o.Spool == nil {
+		return nil, errors.New("gateway: no spool")
+	}
+	if err := checkLimits(cfg); err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg,
+		spool:    o.Spool,
+		log:      o.Log,
+		onCommit: o.OnCommit,
+		policy:   address.NewPolicy(cfg.Relay.Domains, cfg.Relay.TrustedNetworks),
+		perIP:    make(map[netip.Addr]int),
+		conns:    make(map[*conn]struct{}),
+	}
+	if s.log == nil {
+		s.log = mainlog.Discard()
+	}
+	if s.onCommit == nil {
+		s.onCommit = func(spool.ID) {}
+	}
+	var tlsConf *tls.Config
+	if cfg.TLS.Cert != "" || cfg.TLS.Key != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: loading TLS certificate %s and key %s: %w", cfg.TLS.Cert, cfg.TLS.Key, err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if len(cfg.ListenTLS) > 0 && tlsConf == nil {
+		return nil, errors.New("gateway: listen_tls needs tls.cert and tls.key")
+	}
+	if len(cfg.Listen)+len(cfg.ListenTLS) == 0 {
+		return nil, errors.New("gateway: nothing to listen on (listen and listen_tls are empty)")
+	}
+
+	srv := smtp.NewServer(backend{s})
+	srv.Domain = cfg.Hostname
+	srv.TLSConfig = tlsConf // STARTTLS on the plain listeners
+	srv.EnableSMTPUTF8 = true
+	// go-smtp's DATA reader refuses a message of exactly MaxMessageBytes
+	// bytes; one more lets it through and Data enforces the real limit
+	// (BDAT and MAIL SIZE= are checked here too). The price: EHLO
+	// advertises SIZE one above max_message_size.
+	srv.MaxMessageBytes = int64(cfg.SMTP.MaxMessageSize) + 1
+	srv.MaxRecipients = cfg.SMTP.MaxRecipients
+	srv.MaxLineLength = cfg.SMTP.MaxLineLength
+	srv.ReadTimeout = time.Duration(cfg.SMTP.CommandTimeout)
+	srv.WriteTimeout = time.Duration(cfg.SMTP.CommandTimeout)
+	srv.ErrorLog = errorLog{s.log}
+	s.smtp = srv
+
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	fail := func(err error) (*Server, error) {
+		s.closeListeners()
+		s.cancel()
+		return nil, err
+	}
+	lc := net.ListenConfig{}
+	for _, a := range cfg.Listen {
+		l, err := lc.Listen(s.ctx, "tcp", a)
+		if err != nil {
+			return fail(fmt.Errorf("gateway: listen on %s: %w", a, err))
+		}
+		s.addrs = append(s.addrs, l.Addr())
+		s.lns = append(s.lns, &listener{Listener: l, srv: s})
+	}
+	for _, a := range cfg.ListenTLS {
+		l, err := lc.Listen(s.ctx, "tcp", a)
+		if err != nil {
+			return fail(fmt.Errorf("gateway: listen (TLS) on %s: %w", a, err))
+		}
+		s.addrs = append(s.addrs, l.Addr())
+		s.lns = append(s.lns, tls.NewListener(&listener{Listener: l, srv: s, implicitTLS: true}, tlsConf))
+	}
+	return s, nil
+}
+
+// checkLimits refuses zero limits and timeouts: go-smtp reads 0 as
+// "unlimited", and with no command timeout it would run commands still
+// buffered after a failed STARTTLS.
+func checkLimits(cfg *config.Config) error {
+	for _, v := range []struct {
+		key string
+		val int64
+	}{
+		{"smtp.max_message_size", int64(cfg.SMTP.MaxMessageSize)},
+		{"smtp.max_recipients", int64(cfg.SMTP.MaxRecipients)},
+		{"smtp.max_connections", int64(cfg.SMTP.MaxConnections)},
+		{"smtp.max_connections_per_ip", int64(cfg.SMTP.MaxConnectionsPerIP)},
+		{"smtp.command_timeout", int64(cfg.SMTP.CommandTimeout)},
+		{"smtp.data_timeout", int64(cfg.SMTP.DataTimeout)},
+		{"smtp.max_line_length", int64(cfg.SMTP.MaxLineLength)},
+	} {
+		if v.val <= 0 {
+			return fmt.Errorf("gateway: %s must be positive, got %d", v.key, v.val)
+		}
+	}
+	if cfg.SMTP.MaxErrors < 0 {
+		return fmt.Errorf("gateway: smtp.max_errors must not be negative, got %d", cfg.SMTP.MaxErrors)
+	}
+	switch cfg.SMTP.BareNewline {
+	case "", "reject", "normalize":
+	default:
+		return fmt.Errorf("gateway: smtp.bare_newline must be \"reject\" or \"normalize\", got %q", cfg.SMTP.BareNewline)
+	}
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range s.lns {
+		l.Close()
+	}
+}
+
+// Addrs returns the addresses listened on: the listen entries, then the
+// listen_tls ones.
+func (s *Server) Addrs() []net.Addr { return s.addrs }
+
+// Serve accepts connections on every listener until Shutdown (then it
+// returns nil) or until a listener fails (then the others are closed and
+// the error is returned).
+func (s *Server) Serve() error {
+	errs := make(chan error, len(s.lns))
+	for _, l := range s.lns {
+		go func() { errs <- s.smtp.Serve(l) }()
+	}
+	var first error
+	for range s.lns {
+		err := <-errs
+		s.mu.Lock()
+		draining := s.draining // the listeners were closed by Shutdown
+		s.mu.Unlock()
+		if err != nil && !draining && first == nil {
+			first = fmt.Errorf("gateway: serving SMTP: %w", err)
+			s.closeListeners()
+		}
+	}
+	return first
+}
+
+// Shutdown stops accepting at once and lets sessions finish until ctx is
+// done; then it closes the connections left, waits for their DATA to stop
+// (a commit in flight is cancelled, so no client is left with a message it
+// was never told about) and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
+	// go-smtp only knows the listeners Serve has reached.
+	s.closeListeners()
+	err := s.smtp.Shutdown(ctx)
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return errors.New("gateway: Shutdown called twice")
+	}
+	if ctx.Err() == nil { // every session has ended
+		s.cancel()
+		s.refusing.Wait()
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			return fmt.Errorf("gateway: closing listeners: %w", err)
+		}
+		return nil
+	}
+	s.mu.Lock()
+	s.forced = true
+	left := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		left = append(left, c)
+	}
+	s.mu.Unlock()
+	s.cancel()
+	for _, c := range left {
+		c.Close()
+	}
+	s.inData.Wait()
+	s.refusing.Wait()
+	if len(left) == 0 {
+		return nil
+	}
+	return fmt.Errorf("gateway: drain deadline passed, closed %d sessions: %w", len(left), ctx.Err())
+}
+
+// errorLog sends go-smtp's own complaints (TLS handshakes that failed on
+// the implicit TLS port, broken connections, recovered panics) to mainlog.
+type errorLog struct{ log *mainlog.Logger }
+
+func (e errorLog) Printf(format string, v ...any) { e.log.Main("", fmt.Sprintf(format, v...)) }
+func (e errorLog) Println(v ...any)               { e.log.Main("", fmt.Sprintln(v...)) }
+
+type backend struct{ s *Server }
+
+func (b backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	raw := c.Conn()
+	if tc, ok := raw.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	gc, ok := raw.(*conn)
+	if !ok {
+		return nil, fmt.Errorf("gateway: connection %v was not accepted by the gateway", raw.RemoteAddr())
+	}
+	return &session{srv: b.s, c: c, conn: gc}, nil
+}

@@ -1,0 +1,299 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"mxgate/config"
+	"mxgate/mainlog"
+	"mxgate/spool"
+)
+
+// clientDeadline bounds every test conversation, so a server that never
+// answers fails the test instead of hanging it.
+const clientDeadline = 20 * time.Second
+
+type testServer struct {
+	t       *testing.T
+	srv     *Server
+	spool   *spool.Spool
+	cfg     *config.Config
+	logDir  string
+	served  chan error
+	mu      sync.Mutex
+	commits []spool.ID
+}
+
+// newTestServer runs a gateway on 127.0.0.1 with the embedded defaults,
+// relay domain example.test and, unless edit changes it, a trusted network
+// that does not hold the test client (127.0.0.1).
+func newTestServer(t *testing.T, edit func(*config.Config)) *testServer {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := config.Default()
+	cfg.Hostname = "mx.example.test"
+	cfg.Listen = []string{"127.0.0.1:0"}
+	cfg.DataDir = dir
+	cfg.Relay.Domains = []string{"example.test"}
+	cfg.Relay.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}
+	if edit != nil {
+		edit(cfg)
+	}
+	sp, err := spool.Open(filepath.Join(dir, "spool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logDir := filepath.Join(dir, "log")
+	lg, err := mainlog.Open(logDir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &testServer{t: t, spool: sp, cfg: cfg, logDir: logDir, served: make(chan error, 1)}
+	ts.srv, err = New(Options{Config: cfg, Spool: sp, Log: lg, OnCommit: func(id spool.ID) {
+		ts.mu.Lock()
+		ts.commits = append(ts.commits, id)
+		ts.mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { ts.served <- ts.srv.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), clientDeadline)
+		defer cancel()
+		if err := ts.srv.Shutdown(ctx); err != nil && !strings.Contains(err.Error(), "twice") {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-ts.served; err != nil {
+			t.Errorf("Serve returned %v, want nil", err)
+		}
+		sp.Close()
+		lg.Close()
+	})
+	return ts
+}
+
+func (ts *testServer) addr(i int) string { return ts.srv.Addrs()[i].String() }
+
+// queued returns the IDs in the spool, checked against the OnCommit calls.
+func (ts *testServer) queued() []spool.ID {
+	ts.t.Helper()
+	ids, err := ts.spool.List()
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	ts.mu.Lock()
+	commits := slices.Clone(ts.commits)
+	ts.mu.Unlock()
+	slices.Sort(commits)
+	slices.Sort(ids)
+	if !slices.Equal(ids, commits) {
+		ts.t.Errorf("spool holds %v but OnCommit was called for %v", ids, commits)
+	}
+	return ids
+}
+
+// message returns the spooled message as delivery would read it.
+func (ts *testServer) message(id spool.ID) string {
+	ts.t.Helper()
+	rc, size, err := ts.spool.OpenMessage(id)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		ts.t.Fatal(err)
+	}
+	if int64(len(b)) != size {
+		ts.t.Errorf("OpenMessage size %d, read %d bytes", size, len(b))
+	}
+	return string(b)
+}
+
+func (ts *testServer) logFile(name string) string {
+	ts.t.Helper()
+	b, err := os.ReadFile(filepath.Join(ts.logDir, name))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		ts.t.Fatal(err)
+	}
+	return string(b)
+}
+
+// client speaks raw bytes, so the tests control every CR and LF.
+type client struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dial(t *testing.T, addr string) *client {
+	t.Helper()
+	d := net.Dialer{Timeout: clientDeadline}
+	c, err := d.DialContext(context.Background(), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newClient(t, c)
+}
+
+func newClient(t *testing.T, c net.Conn) *client {
+	c.SetDeadline(time.Now().Add(clientDeadline))
+	t.Cleanup(func() { c.Close() })
+	return &client{t: t, c: c, r: bufio.NewReader(c)}
+}
+
+// greet reads the banner and says EHLO.
+func (c *client) greet() {
+	c.t.Helper()
+	c.expect("", "220 mx.example.test ESMTP")
+	c.expect("EHLO client.test", "250-Hello client.test")
+}
+
+func (c *client) send(s string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.c, s); err != nil {
+		c.t.Fatalf("writing %q: %v", s, err)
+	}
+}
+
+// reply reads one whole reply, lines joined with "\n" and without CRLF.
+func (c *client) reply() string {
+	c.t.Helper()
+	var lines []string
+	for {
+		l, err := c.r.ReadString('\n')
+		if err != nil {
+			c.t.Fatalf("reading reply (so far %q): %v", strings.Join(append(lines, l), "\n"), err)
+		}
+		l = strings.TrimSuffix(l, "\r\n")
+		lines = append(lines, l)
+		if len(l) < 4 || l[3] != '-' {
+			return strings.Join(lines, "\n")
+		}
+	}
+}
+
+// expect sends cmd (nothing when "") and checks the reply starts with want.
+func (c *client) expect(cmd, want string) string {
+	c.t.Helper()
+	if cmd != "" {
+		c.send(cmd + "\r\n")
+	}
+	got := c.reply()
+	if !strings.HasPrefix(got, want) {
+		c.t.Fatalf("%q -> %q, want %q...", cmd, got, want)
+	}
+	return got
+}
+
+// rest reads until the server closes the connection.
+func (c *client) rest() string {
+	c.t.Helper()
+	b, err := io.ReadAll(c.r)
+	if err != nil {
+		c.t.Fatalf("reading to EOF (got %q): %v", b, err)
+	}
+	return string(b)
+}
+
+// wire turns an LF message into DATA's form: CRLF, dot-stuffed, with the
+// end-of-data line.
+func wire(msg string) string {
+	lines := strings.Split(strings.TrimSuffix(msg, "\n"), "\n")
+	var b strings.Builder
+	for _, l := range lines {
+		if strings.HasPrefix(l, ".") {
+			b.WriteByte('.')
+		}
+		b.WriteString(l + "\r\n")
+	}
+	return b.String() + ".\r\n"
+}
+
+// sendMessage runs one transaction and returns the DATA reply.
+func (c *client) sendMessage(from string, rcpts []string, msg string) string {
+	c.t.Helper()
+	c.expect("MAIL FROM:<"+from+">", "250 ")
+	for _, r := range rcpts {
+		c.expect("RCPT TO:<"+r+">", "250 ")
+	}
+	c.expect("DATA", "354 ")
+	c.send(wire(msg))
+	return c.reply()
+}
+
+func readMessage(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "messages", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// writeCert writes a self-signed certificate for mx.example.test.
+func writeCert(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "mx.example.test"},
+		DNSNames:     []string{"mx.example.test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+func withTLS(t *testing.T) func(*config.Config) {
+	cert, key := writeCert(t)
+	return func(c *config.Config) {
+		c.TLS.Cert, c.TLS.Key = cert, key
+		c.ListenTLS = []string{"127.0.0.1:0"}
+	}
+}
+
+func tlsClientConfig() *tls.Config {
+	return &tls.Config{ServerName: "mx.example.test", InsecureSkipVerify: true}
+}

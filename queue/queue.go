@@ -1,0 +1,478 @@
+// Package queue owns getting spooled messages delivered: the runner that
+// hands messages to the downstream transport (right after their commit, at
+// start-up and at every queue run), the bookkeeping of one delivery attempt
+// (per-recipient journal, Exim's =>, ->, **, == and Completed lines, the
+// message's msglog), and the retry schedule in Exim's retry rule syntax.
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mxgate/retry"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"mxgate/deliver"
+	"mxgate/mainlog"
+	"mxgate/spool"
+)
+
+// router is logged as R= on delivery lines: mxgate has one route, to the
+// downstream store.
+const router = "downstream"
+
+// Options configure a Runner.
+type Options struct {
+	Spool     *spool.Spool
+	Transport deliver.Transport
+	Log       *mainlog.Logger // nil logs nothing
+	Schedule  *retry.Schedule // nil: retry.Default
+	// RunInterval is the time between queue runs; 0 runs the queue only
+	// once, at Start.
+	RunInterval time.Duration
+	// MaxParallel is how many deliveries run at once; 0 means 1.
+	MaxParallel int
+}
+
+// Runner delivers the messages of one spool through one transport.
+type Runner struct {
+	o     Options
+	now   func() time.Time // tests pin the clock to check NextTry
+	slots chan struct{}    // one token per delivery in flight
+
+	// hard ends every attempt in flight when Stop's grace period is over.
+	hard       context.Context
+	cancelHard context.CancelFunc
+	quit       chan struct{} // closed by Stop: take no more work
+
+	mu       sync.Mutex
+	active   map[spool.ID]bool // queued or in delivery in this process
+	started  bool
+	stopping bool
+
+	inflight sync.WaitGroup // deliveries
+	loop     sync.WaitGroup // Start's queue-run loop
+}
+
+// New makes a Runner; Options.Spool and Options.Transport are required.
+func New(o Options) *Runner {
+	if o.Spool == nil || o.Transport == nil {
+		panic("queue.New: Options.Spool and Options.Transport are required")
+	}
+	if o.Schedule == nil {
+		s, err := retry.Parse(retry.Default)
+		if err != nil {
+			panic(fmt.Sprintf("queue: default retry rule: %v", err))
+		}
+		o.Schedule = s
+	}
+	o.MaxParallel = max(o.MaxParallel, 1)
+	hard, cancel := context.WithCancel(context.Background())
+	return &Runner{
+		o:          o,
+		now:        time.Now,
+		slots:      make(chan struct{}, o.MaxParallel),
+		hard:       hard,
+		cancelHard: cancel,
+		quit:       make(chan struct{}),
+		active:     make(map[spool.ID]bool),
+	}
+}
+
+// Start runs the queue now, which picks up what an earlier process left in
+// the spool, and then every RunInterval until ctx ends or Stop is called.
+// It does not block. ctx ending also cancels the attempts of the queue run
+// in progress; Stop is the graceful way to end.
+func (r *Runner) Start(ctx context.Context) {
+	r.mu.Lock()
+	if r.started || r.stopping {
+		r.mu.Unlock()
+		return
+	}
+	r.started = true
+	r.loop.Add(1)
+	r.mu.Unlock()
+	go func() {
+		defer r.loop.Done()
+		r.RunOnce(ctx, false, false)
+		if r.o.RunInterval <= 0 {
+			return
+		}
+		tick := time.NewTicker(r.o.RunInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				r.RunOnce(ctx, false, false)
+			case <-ctx.Done():
+				return
+			case <-r.quit:
+				return
+			}
+		}
+	}()
+}
+
+// Enqueue starts delivering id now, the first attempt right after its
+// commit. It never blocks: when every delivery slot is taken, or the
+// message is already being handled, it does nothing, and the message,
+// safe on disk, is taken by the next queue run.
+func (r *Runner) Enqueue(id spool.ID) {
+	select {
+	case r.slots <- struct{}{}:
+	default:
+		return
+	}
+	if !r.claim(id) {
+		<-r.slots
+		return
+	}
+	go func() {
+		defer r.release(id)
+		r.attempt(r.hard, id, false, false)
+	}()
+}
+
+// RunOnce is one queue run (Exim's -q): every message whose next try time
+// has passed and that is not frozen gets a delivery attempt. force (-qf)
+// ignores the next try times; frozenToo (-qff, which implies force) also
+// thaws and tries the frozen messages. It returns when the attempts it
+// started are over; ctx ends it early, cancelling those attempts, which
+// leaves their messages deferred.
+func (r *Runner) RunOnce(ctx context.Context, force, frozenToo bool) {
+	flag := ""
+	switch {
+	case frozenToo:
+		flag, force = " -qff", true
+	case force:
+		flag = " -qf"
+	}
+	select {
+	case <-r.quit:
+		return
+	default:
+	}
+	pid := os.Getpid()
+	r.o.Log.Main("", fmt.Sprintf("Start queue run: pid=%d%s", pid, flag))
+	defer r.o.Log.Main("", fmt.Sprintf("End queue run: pid=%d%s", pid, flag))
+
+	ids, err := r.o.Spool.List()
+	if err != nil {
+		r.o.Log.Panic(fmt.Sprintf("queue run: cannot list the spool: %v", err))
+		return
+	}
+	// Attempts end with ctx (an interrupted -q) or when Stop gives up
+	// waiting for them.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(r.hard, cancel)()
+
+	var run sync.WaitGroup
+	defer run.Wait()
+	for _, id := range ids {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.quit:
+			return
+		default:
+		}
+		if !r.due(id, force, frozenToo) {
+			continue
+		}
+		select {
+		case r.slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		case <-r.quit:
+			return
+		}
+		if !r.claim(id) {
+			<-r.slots
+			continue
+		}
+		run.Add(1)
+		go func() {
+			defer run.Done()
+			defer r.release(id)
+			r.attempt(ctx, id, force, frozenToo)
+		}()
+	}
+}
+
+// Stop makes the runner take no more work and waits for the deliveries in
+// flight until ctx ends; then it cancels them and waits for them to record
+// their outcome (a cancelled attempt leaves its message deferred on disk).
+func (r *Runner) Stop(ctx context.Context) {
+	r.mu.Lock()
+	if !r.stopping {
+		r.stopping = true
+		close(r.quit)
+	}
+	r.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		r.loop.Wait()
+		r.inflight.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		r.cancelHard()
+		// Transports end at once on a cancelled context; waiting for
+		// them keeps the spool consistent for the caller, who may close
+		// it next.
+		<-done
+	}
+	r.cancelHard()
+}
+
+// claim marks id as handled by this process; false when it already is, or
+// when the runner is stopping.
+func (r *Runner) claim(id spool.ID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopping || r.active[id] {
+		return false
+	}
+	r.active[id] = true
+	r.inflight.Add(1)
+	return true
+}
+
+func (r *Runner) release(id spool.ID) {
+	r.mu.Lock()
+	delete(r.active, id)
+	r.mu.Unlock()
+	<-r.slots
+	r.inflight.Done()
+}
+
+// due tells a queue run whether id is worth a delivery slot. The attempt
+// checks again under the message's lock; a message that cannot be read is
+// let through so that the attempt logs why.
+func (r *Runner) due(id spool.ID, force, frozenToo bool) bool {
+	env, err := r.o.Spool.Load(id)
+	switch {
+	case errors.Is(err, spool.ErrNotFound):
+		return false
+	case err != nil:
+		return true
+	case !env.Frozen.IsZero() && !frozenToo:
+		return false
+	}
+	return force || !r.now().Before(env.NextTry)
+}
+
+// attempt is one delivery attempt of id. force ignores the next try time;
+// thaw unfreezes a frozen message and tries it.
+func (r *Runner) attempt(ctx context.Context, id spool.ID, force, thaw bool) {
+	unlock, err := r.o.Spool.Lock(id)
+	switch {
+	case errors.Is(err, spool.ErrLocked), errors.Is(err, spool.ErrNotFound):
+		// Another process or goroutine is delivering it, or it was
+		// delivered and removed since it was listed.
+		return
+	case err != nil:
+		r.o.Log.Main(string(id), fmt.Sprintf("spool lock error: %v", err))
+		return
+	}
+	defer unlock()
+	env, err := r.o.Spool.Load(id)
+	switch {
+	case errors.Is(err, spool.ErrNotFound):
+		return
+	case err != nil:
+		r.o.Log.Main(string(id), fmt.Sprintf("spool read error: %v", err))
+		return
+	}
+	if !env.Frozen.IsZero() {
+		if !thaw {
+			r.log(id, "Message is frozen")
+			return
+		}
+		// Saved by the Update or gone with the Remove that ends the attempt.
+		env.Frozen = time.Time{}
+		r.log(id, "Unfrozen by forced delivery")
+	}
+	if !force && r.now().Before(env.NextTry) {
+		return
+	}
+	r.deliver(ctx, env)
+}
+
+// deliver hands env's pending recipients to the transport and records the
+// outcome: journal, log lines, then the message's removal or its new retry
+// state.
+func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
+	id := env.ID
+	transport := r.o.Transport.Name()
+	cancelled := false
+	if pending := env.Pending(); len(pending) > 0 {
+		rc, size, err := r.o.Spool.OpenMessage(id)
+		if err != nil {
+			r.o.Log.Main(string(id), fmt.Sprintf("spool read error: %v", err))
+			return
+		}
+		rc.Close()
+		results := r.o.Transport.Deliver(ctx, &deliver.Message{
+			ID:         string(id),
+			Sender:     env.Sender,
+			Recipients: pending,
+			Size:       size,
+			Open: func() (io.ReadCloser, error) {
+				rc, _, err := r.o.Spool.OpenMessage(id)
+				return rc, err
+			},
+		})
+		cancelled = ctx.Err() != nil
+		first := true
+		for i, rcpt := range pending {
+			res := resultFor(results, i, rcpt)
+			if cancelled && res.Status == deliver.Failed {
+				// Shutdown may have cut the conversation short: a
+				// permanent verdict now is not trusted, the next
+				// attempt asks again.
+				res.Status = deliver.Deferred
+			}
+			switch res.Status {
+			case deliver.Delivered:
+				// The downstream said 250 inside Deliver; a crash
+				// from then until the journal write below is fsynced
+				// sends rcpt again on the next attempt (at least once,
+				// never lost). Once the write is done, rcpt is never
+				// sent again, and only then is it logged.
+				r.done(env, rcpt)
+				flag := "=>"
+				if !first {
+					flag = "->"
+				}
+				first = false
+				r.log(id, fmt.Sprintf("%s %s R=%s T=%s%s%s", flag, rcpt, router, transport, hostField(res.Host), confirmation(res.Reply)))
+			case deliver.Failed:
+				r.done(env, rcpt)
+				r.log(id, fmt.Sprintf("** %s R=%s T=%s%s: %s", rcpt, router, transport, hostField(res.Host), reason(res)))
+			default:
+				r.log(id, fmt.Sprintf("== %s R=%s T=%s defer (%d)%s: %s", rcpt, router, transport, deferErrno(res), hostField(res.Host), reason(res)))
+			}
+		}
+	}
+
+	if rest := env.Pending(); len(rest) > 0 {
+		env.DeliverFirstTime = false
+		if cancelled {
+			// Stopped, not failed: the retry clock does not start and
+			// the message stays due for the next start.
+			r.update(env)
+			return
+		}
+		now := r.now()
+		if env.FirstFailed.IsZero() {
+			env.FirstFailed = now
+		}
+		env.Attempts++
+		next, giveUp := r.o.Schedule.Next(env.FirstFailed, now, env.Attempts)
+		if !giveUp {
+			env.NextTry = next
+			r.update(env)
+			return
+		}
+		for _, rcpt := range rest {
+			r.done(env, rcpt)
+			r.log(id, fmt.Sprintf("** %s R=%s T=%s: retry timeout exceeded", rcpt, router, transport))
+		}
+	}
+	r.log(id, "Completed")
+	if err := r.o.Spool.Remove(id); err != nil {
+		r.o.Log.Panic(fmt.Sprintf("%s completed but not removed from the spool: %v", id, err))
+	}
+}
+
+// done records rcpt as finished for good, in the journal (fsynced) and in
+// env, whose -H rewrite at the end of the attempt is the second record
+// should the journal write fail.
+func (r *Runner) done(env *spool.Envelope, rcpt string) {
+	env.Done = append(env.Done, rcpt)
+	if err := r.o.Spool.Journal(env.ID, rcpt); err != nil {
+		r.o.Log.Panic(fmt.Sprintf("%s journal write for %s failed (it is sent again if the process dies before the spool header is rewritten): %v", env.ID, rcpt, err))
+	}
+}
+
+func (r *Runner) update(env *spool.Envelope) {
+	if err := r.o.Spool.Update(env); err != nil {
+		r.o.Log.Panic(fmt.Sprintf("%s spool header rewrite failed (recipients done are in its journal): %v", env.ID, err))
+	}
+}
+
+// log writes a message's line to the mainlog and, without the ID, to its
+// msglog, as Exim does.
+func (r *Runner) log(id spool.ID, text string) {
+	r.o.Log.Main(string(id), text)
+	if err := r.o.Spool.Msglog(id, text); err != nil {
+		r.o.Log.Panic(fmt.Sprintf("%s msglog write failed: %v", id, err))
+	}
+}
+
+// resultFor is the transport's result for the i-th pending recipient. A
+// transport that breaks its contract (a missing or misplaced result)
+// defers the recipient rather than losing it.
+func resultFor(results []deliver.Result, i int, rcpt string) deliver.Result {
+	if i < len(results) && results[i].Rcpt == rcpt {
+		return results[i]
+	}
+	return deliver.Result{Rcpt: rcpt, Status: deliver.Deferred, Err: "transport returned no result for this recipient"}
+}
+
+func hostField(host string) string {
+	if host == "" {
+		return ""
+	}
+	return " H=" + host
+}
+
+// confirmation is the C= field: the reply quoted, with backslashes and
+// quotes escaped so that the field's end stays unambiguous.
+func confirmation(reply string) string {
+	if reply == "" {
+		return ""
+	}
+	return ` C="` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(reply) + `"`
+}
+
+func reason(res deliver.Result) string {
+	if res.Err != "" {
+		return res.Err
+	}
+	if res.Reply != "" {
+		return res.Reply
+	}
+	return "no reason given"
+}
+
+// deferErrno is the number Exim writes in "defer (N)": -44 for an SMTP 4xx
+// reply, the errno of a refused (ECONNREFUSED) or timed-out (ETIMEDOUT)
+// connection, -1 for anything else.
+func deferErrno(res deliver.Result) int {
+	text := strings.ToLower(res.Err)
+	switch {
+	case isTempReply(res.Reply), strings.Contains(text, "smtp error from remote"), strings.Contains(text, "lmtp error from remote"):
+		return -44
+	case strings.Contains(text, "connection refused"):
+		return 111
+	case strings.Contains(text, "timed out"), strings.Contains(text, "timeout"):
+		return 110
+	}
+	return -1
+}
+
+// isTempReply reports an SMTP reply of the form "4xy ...".
+func isTempReply(reply string) bool {
+	return len(reply) >= 3 && reply[0] == '4' &&
+		reply[1] >= '0' && reply[1] <= '9' && reply[2] >= '0' && reply[2] <= '9' &&
+		(len(reply) == 3 || reply[3] == ' ' || reply[3] == '-')
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# install-test-deps.sh — install what mxgate's tests run, when it is missing:
+# Postfix (smtp-sink, smtp-source and a real Postfix for scripts/load.sh),
+# Dovecot LMTP, swaks, and staticcheck. Meant for root on Debian 12 (CI and a
+# fresh developer machine); running it again changes nothing.
+#
+# Installing postfix starts no daemon here: its debconf answer is "No
+# configuration", and tests start every peer themselves (scripts/peers.sh).
+set -euo pipefail
+
+prog=${0##*/}
+# staticcheck v0.8.2 (2026.2.2) is the first release that reads go1.26 code.
+readonly staticcheck_version=${STATICCHECK_VERSION:-v0.8.2}
+
+die() {
+	echo "$prog: $*" >&2
+	exit 1
+}
+
+# Each Debian package with the file whose presence means it is installed.
+packages=(
+	postfix:/usr/sbin/smtp-sink
+	postfix:/usr/sbin/smtp-source
+	dovecot-core:/usr/sbin/dovecot
+	dovecot-lmtpd:/usr/lib/dovecot/lmtp
+	swaks:/usr/bin/swaks
+)
+
+missing=()
+for entry in "${packages[@]}"; do
+	pkg=${entry%%:*}
+	file=${entry#*:}
+	if [[ ! -e $file ]] && [[ " ${missing[*]} " != *" $pkg "* ]]; then
+		missing+=("$pkg")
+	fi
+done
+
+if ((${#missing[@]} > 0)); then
+	((EUID == 0)) || die "need root to install ${missing[*]} (or install them yourself)"
+	command -v apt-get >/dev/null || die "apt-get not found: install ${missing[*]} with this system's package manager"
+	export DEBIAN_FRONTEND=noninteractive
+	# Postfix asks which mail setup to write; "No configuration" writes none
+	# and so starts nothing.
+	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+	echo "$prog: installing ${missing[*]}"
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	for entry in "${packages[@]}"; do
+		[[ -e ${entry#*:} ]] || die "${entry%%:*} installed but ${entry#*:} is still missing"
+	done
+fi
+
+# staticcheck goes where `go install` puts it: GOBIN, else GOPATH/bin.
+command -v go >/dev/null || die "go not found in PATH"
+gobin=$(go env GOBIN)
+[[ -n $gobin ]] || gobin=$(go env GOPATH)/bin
+# An older staticcheck cannot load go1.26 packages: replace it too.
+if [[ $("$gobin/staticcheck" -version 2>/dev/null) != *"(${staticcheck_version#v})"* ]]; then
+	echo "$prog: installing staticcheck $staticcheck_version into $gobin"
+	# Outside any module, so the project's go.mod is left alone.
+	(cd / && go install "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version")
+	[[ -x $gobin/staticcheck ]] || die "go install staticcheck@$staticcheck_version left no $gobin/staticcheck"
+fi
+
+echo "$prog: test dependencies present (postfix, dovecot-core, dovecot-lmtpd, swaks, staticcheck in $gobin)"

@@ -1,0 +1,313 @@
+#!/usr/bin/env bash
+# peers.sh — start and stop the real peers mxgate talks to, on 127.0.0.1, in
+# a scratch directory, stopped by the PID recorded there. Used by the e2e
+# tests and by hand.
+#
+#   peers.sh start smtp-sink DIR PORT [--no-dump] [SMTP-SINK-OPTION...]
+#       Postfix's smtp-sink on 127.0.0.1:PORT. Every message it accepts is
+#       saved as its own file DIR/msg.XXXXXXXX (smtp-sink's X-*-Args and
+#       Received: lines, then the message as received). An aborted
+#       transaction leaves no file. --no-dump saves nothing (load tests:
+#       writing files costs orders of magnitude in speed). Further options
+#       go to smtp-sink as they are (e.g. -f RCPT to refuse every RCPT).
+#       PID in DIR/smtp-sink.pid, output in DIR/smtp-sink.log.
+#   peers.sh start dovecot-lmtp DIR PORT
+#       Dovecot's LMTP service on 127.0.0.1:PORT from a scratch config
+#       DIR/dovecot.conf; mail for user@domain lands in
+#       DIR/mail/domain/user/Maildir. PID in DIR/dovecot-lmtp.pid, log in
+#       DIR/dovecot.log.
+#   peers.sh stop NAME DIR
+#       Stop the peer recorded in DIR and wait until its process is gone.
+#   peers.sh status NAME DIR
+#       Exit 0 when the peer recorded in DIR runs, 1 when it does not.
+#
+# start is idempotent (a peer already running from DIR is left alone), and so
+# is stop (a peer not running is not an error). A peer is ready when start
+# returns: it has answered its 220 greeting on PORT.
+#
+# Exit status: 0 done, 1 failed (the reason is on stderr), 2 usage error.
+set -euo pipefail
+
+prog=${0##*/}
+# Debian puts the daemons in /usr/sbin, which a non-root PATH may lack.
+export PATH=$PATH:/usr/sbin:/sbin
+# How long start waits for the greeting and stop waits for the exit.
+readonly ready_timeout=${PEERS_READY_TIMEOUT:-10}
+readonly stop_timeout=${PEERS_STOP_TIMEOUT:-10}
+
+usage() {
+	cat >&2 <<EOF
+usage: $prog start smtp-sink DIR PORT [--no-dump] [SMTP-SINK-OPTION...]
+       $prog start dovecot-lmtp DIR PORT
+       $prog stop smtp-sink|dovecot-lmtp DIR
+       $prog status smtp-sink|dovecot-lmtp DIR
+EOF
+	exit 2
+}
+
+die() {
+	echo "$prog: $*" >&2
+	exit 1
+}
+
+# alive PID: the process exists and is not a zombie. A daemon reparented to
+# PID 1 can stay in state Z for seconds after it exited; it holds no port and
+# no file any more, so it counts as gone.
+alive() {
+	local state
+	[[ -r /proc/$1/stat ]] || return 1
+	# The state is the first field after the ")" closing the command name.
+	state=$(sed -E 's/^.*\) ([A-Za-z]).*$/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
+	[[ -n $state && $state != Z && $state != X ]]
+}
+
+# is_ours PID COMM: the live process PID runs program COMM. Guards against
+# killing an unrelated process that reused a stale PID.
+is_ours() {
+	alive "$1" && [[ $(cat "/proc/$1/comm" 2>/dev/null) == "$2" ]]
+}
+
+# pid_of NAME DIR: the recorded PID when that process still runs, else "".
+pid_of() {
+	local pidfile=$2/$1.pid pid comm
+	[[ -f $pidfile ]] || return 0
+	pid=$(<"$pidfile")
+	[[ $pid =~ ^[0-9]+$ ]] || die "$pidfile: not a PID: '$pid'"
+	case $1 in
+	smtp-sink) comm=smtp-sink ;;
+	dovecot-lmtp) comm=dovecot ;;
+	esac
+	if is_ours "$pid" "$comm"; then
+		echo "$pid"
+	fi
+}
+
+# greeting PORT: read the first line 127.0.0.1:PORT sends, within 1 s.
+greeting() {
+	local line
+	exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+	IFS= read -r -t 1 line <&3 || { exec 3<&-; return 1; }
+	printf 'QUIT\r\n' >&3 2>/dev/null || true
+	exec 3<&-
+	printf '%s\n' "${line%$'\r'}"
+}
+
+# port_busy PORT: something already listens on 127.0.0.1:PORT.
+port_busy() {
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# wait_ready NAME DIR PORT PID LOG: poll until PORT greets with 220, the
+# process dies, or the timeout passes.
+wait_ready() {
+	local name=$1 port=$3 pid=$4 log=$5 line deadline
+	deadline=$((SECONDS + ready_timeout))
+	while ((SECONDS <= deadline)); do
+		if ! alive "$pid"; then
+			die "$name exited during start-up; last lines of $log:
+$(tail -n 20 "$log" 2>/dev/null)"
+		fi
+		if line=$(greeting "$port" 2>/dev/null) && [[ $line == 220* ]]; then
+			return 0
+		fi
+		sleep 0.05
+	done
+	die "$name (PID $pid) did not greet on 127.0.0.1:$port within ${ready_timeout}s; see $log"
+}
+
+# wait_gone PID NAME: poll until PID is gone or a zombie.
+wait_gone() {
+	local deadline=$((SECONDS + stop_timeout))
+	while alive "$1"; do
+		((SECONDS <= deadline)) || return 1
+		sleep 0.05
+	done
+}
+
+# run_as_user DIR: the user smtp-sink drops to (it refuses to keep root
+# privileges without -u). The owner of DIR can always write there, even when
+# DIR sits below a 0700 test directory that nobody else may enter.
+run_as_user() {
+	stat -c %U "$1"
+}
+
+# mail_user DIR: the user dovecot delivers as. Dovecot refuses uid 0 for
+# mail, so a root-owned DIR gets nobody.
+mail_user() {
+	local owner
+	owner=$(stat -c %U "$1")
+	if [[ $owner == root ]]; then
+		owner=nobody
+	fi
+	echo "$owner"
+}
+
+check_port() {
+	if ! [[ $1 =~ ^[0-9]+$ ]] || (($1 < 1 || $1 > 65535)); then
+		die "PORT must be 1-65535, not '$1'"
+	fi
+}
+
+start_smtp_sink() {
+	local dir=$1 port=$2 pid log=$1/smtp-sink.log
+	shift 2
+	local dump=(-d "$dir/msg.")
+	if [[ ${1:-} == --no-dump ]]; then
+		dump=()
+		shift
+	fi
+	local user=()
+	if ((EUID == 0)); then
+		user=(-u "$(run_as_user "$dir")")
+	fi
+	command -v smtp-sink >/dev/null || die "smtp-sink not found (package postfix): run scripts/install-test-deps.sh"
+	port_busy "$port" && die "127.0.0.1:$port is already in use"
+	# setsid: a Ctrl-C in the terminal that started a peer by hand must not
+	# reach the peer; stop is the one way it ends. stdin/stdout/stderr are
+	# redirected so a caller reading this script's output is not held open.
+	setsid smtp-sink "${user[@]}" "${dump[@]}" "$@" "127.0.0.1:$port" 256 \
+		</dev/null >>"$log" 2>&1 &
+	pid=$!
+	echo "$pid" >"$dir/smtp-sink.pid"
+	wait_ready smtp-sink "$dir" "$port" "$pid" "$log"
+	echo "smtp-sink PID $pid on 127.0.0.1:$port, messages in $dir/msg.*"
+}
+
+start_dovecot() {
+	local dir=$1 port=$2 conf=$1/dovecot.conf log=$1/dovecot.log user group pid
+	(($# == 2)) || usage
+	command -v dovecot >/dev/null || die "dovecot not found (packages dovecot-core, dovecot-lmtpd): run scripts/install-test-deps.sh"
+	[[ -x /usr/lib/dovecot/lmtp ]] || die "dovecot's lmtp service is missing (package dovecot-lmtpd): run scripts/install-test-deps.sh"
+	((EUID == 0)) || die "dovecot-lmtp needs root (dovecot switches to the mail user per delivery)"
+	port_busy "$port" && die "127.0.0.1:$port is already in use"
+	user=$(mail_user "$dir")
+	group=$(id -gn "$user")
+	mkdir -p "$dir/run" "$dir/state" "$dir/mail"
+	chown "$user:$group" "$dir/mail"
+	# Delivery runs as $user: every directory above the Maildirs must let it
+	# through, which a 0700 parent (mktemp -d, Go's t.TempDir) does not.
+	if ! setpriv --reuid="$user" --regid="$group" --clear-groups test -w "$dir/mail" 2>/dev/null; then
+		die "user $user cannot write $dir/mail (a parent directory is not searchable by others?); use a directory reachable by $user"
+	fi
+	# Dovecot's login processes run as dovenull and need to enter base_dir.
+	chmod 0755 "$dir/run"
+	cat >"$conf" <<EOF
+# Scratch Dovecot for mxgate tests; written by scripts/peers.sh.
+base_dir = $dir/run
+state_dir = $dir/state
+log_path = $log
+info_log_path = $log
+protocols = lmtp
+ssl = no
+listen = 127.0.0.1
+mail_location = maildir:$dir/mail/%d/%n/Maildir
+mail_uid = $user
+mail_gid = $group
+first_valid_uid = 0
+first_valid_gid = 0
+lmtp_save_to_detail_mailbox = no
+passdb {
+  driver = static
+  args = nopassword=y
+}
+userdb {
+  driver = static
+  args = uid=$user gid=$group home=$dir/mail/%d/%n
+}
+service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = $port
+  }
+}
+service anvil {
+  chroot =
+}
+service stats {
+  chroot =
+}
+EOF
+	# dovecot daemonizes; its master writes base_dir/master.pid.
+	dovecot -c "$conf" </dev/null >>"$log" 2>&1 || die "dovecot -c $conf failed; last lines of $log:
+$(tail -n 20 "$log" 2>/dev/null)"
+	local deadline=$((SECONDS + ready_timeout))
+	while [[ ! -s $dir/run/master.pid ]]; do
+		((SECONDS <= deadline)) || die "dovecot wrote no $dir/run/master.pid within ${ready_timeout}s; see $log"
+		sleep 0.05
+	done
+	pid=$(<"$dir/run/master.pid")
+	echo "$pid" >"$dir/dovecot-lmtp.pid"
+	wait_ready dovecot-lmtp "$dir" "$port" "$pid" "$log"
+	echo "dovecot-lmtp PID $pid on 127.0.0.1:$port, mail in $dir/mail/DOMAIN/USER/Maildir"
+}
+
+cmd_start() {
+	(($# >= 3)) || usage
+	local name=$1 dir=$2 port=$3 pid
+	shift 3
+	check_port "$port"
+	mkdir -p "$dir"
+	dir=$(cd "$dir" && pwd)
+	pid=$(pid_of "$name" "$dir")
+	if [[ -n $pid ]]; then
+		echo "$name already running from $dir (PID $pid)"
+		return 0
+	fi
+	case $name in
+	smtp-sink) start_smtp_sink "$dir" "$port" "$@" ;;
+	dovecot-lmtp) start_dovecot "$dir" "$port" "$@" ;;
+	*) usage ;;
+	esac
+}
+
+cmd_stop() {
+	(($# == 2)) || usage
+	local name=$1 dir=$2 pid
+	case $name in smtp-sink | dovecot-lmtp) ;; *) usage ;; esac
+	[[ -d $dir ]] || die "$dir: no such directory"
+	dir=$(cd "$dir" && pwd)
+	pid=$(pid_of "$name" "$dir")
+	if [[ -z $pid ]]; then
+		rm -f "$dir/$name.pid"
+		echo "$name not running from $dir"
+		return 0
+	fi
+	if [[ $name == dovecot-lmtp ]]; then
+		# doveadm stop asks the master to stop its services in order; fall
+		# back to SIGTERM on the recorded PID when it cannot.
+		doveadm -c "$dir/dovecot.conf" stop >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
+	else
+		kill -TERM "$pid" 2>/dev/null || true
+	fi
+	if ! wait_gone "$pid"; then
+		echo "$prog: $name (PID $pid) still running ${stop_timeout}s after SIGTERM; sending SIGKILL" >&2
+		kill -KILL "$pid" 2>/dev/null || true
+		wait_gone "$pid" || die "$name (PID $pid) survived SIGKILL"
+	fi
+	rm -f "$dir/$name.pid"
+	echo "$name (PID $pid) stopped"
+}
+
+cmd_status() {
+	(($# == 2)) || usage
+	local name=$1 dir=$2 pid
+	case $name in smtp-sink | dovecot-lmtp) ;; *) usage ;; esac
+	pid=$(pid_of "$name" "$dir")
+	if [[ -n $pid ]]; then
+		echo "$name running from $dir (PID $pid)"
+		return 0
+	fi
+	echo "$name not running from $dir"
+	return 1
+}
+
+(($# >= 1)) || usage
+action=$1
+shift
+case $action in
+start) cmd_start "$@" ;;
+stop) cmd_stop "$@" ;;
+status) cmd_status "$@" ;;
+-h | --help | help) usage ;;
+*) usage ;;
+esac

@@ -1,0 +1,652 @@
+// Package spool owns the durable queue on disk: Exim-style message IDs, the
+// split spool (input/X/ID-H, input/X/ID-D, input/X/ID-J, msglog/X/ID), the
+// crash-safe commit with group-committed directory syncs, and per-recipient
+// delivery status that survives crashes.
+package spool
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"mxgate/mainlog"
+)
+
+var (
+	// ErrLocked means another process or goroutine holds the message's
+	// -D lock (Exim: "spool file is locked").
+	ErrLocked = errors.New("spool file is locked")
+	// ErrNotFound means there is no such message in the spool; invalid
+	// ids wrap it too.
+	ErrNotFound = errors.New("no such message")
+
+	errClosed = errors.New("spool: closed")
+)
+
+const (
+	dirMode  = 0o750
+	fileMode = 0o640
+	// dataStart is the length of the -D file's first line, "ID-D\n".
+	dataStart = idLen + 3
+)
+
+// Spool is a spool directory. Its methods are safe for concurrent use.
+type Spool struct {
+	dir string
+	gen *IDGenerator
+	// fsync syncs a directory, or with wholeFS the spool's whole
+	// filesystem; tests count its calls.
+	fsync func(dir string) error
+
+	syncReq   chan syncRequest
+	quit      chan struct{}
+	stopped   chan struct{}
+	closeOnce sync.Once
+}
+
+type syncRequest struct {
+	dir  string
+	done chan error
+}
+
+// Open opens the spool under dir, creating input/X and msglog/X for every
+// base62 digit X, and removes what a crash left behind: -D files without
+// -H whose lock nobody holds (with their -J and msglog), and hdr.* temp
+// files of commits or updates that never finished.
+func Open(dir string) (*Spool, error) {
+	for _, top := range []string{"input", "msglog"} {
+		for i := range len(base62) {
+			if err := os.MkdirAll(filepath.Join(dir, top, base62[i:i+1]), dirMode); err != nil {
+				return nil, fmt.Errorf("spool: %w", err)
+			}
+		}
+	}
+	s := &Spool{
+		dir:     dir,
+		gen:     NewIDGenerator(),
+		syncReq: make(chan syncRequest),
+		quit:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	s.fsync = s.syncPath
+	for i := range len(base62) {
+		if err := s.removeOrphans(base62[i]); err != nil {
+			return nil, err
+		}
+	}
+	go s.committer()
+	return s, nil
+}
+
+// Close stops the group committer; commits still waiting for it fail.
+func (s *Spool) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.quit)
+		<-s.stopped
+	})
+	return nil
+}
+
+func (s *Spool) inputDir(id ID) string { return filepath.Join(s.dir, "input", string(id[5])) }
+
+func (s *Spool) path(id ID, suffix string) string {
+	return filepath.Join(s.inputDir(id), string(id)+suffix)
+}
+
+func (s *Spool) tempPath(id ID) string {
+	return filepath.Join(s.inputDir(id), "hdr."+string(id))
+}
+
+// MsglogPath returns the path of the message's msglog, or "" for an
+// invalid id.
+func (s *Spool) MsglogPath(id ID) string {
+	if !ValidID(string(id)) {
+		return ""
+	}
+	return filepath.Join(s.dir, "msglog", string(id[5]), string(id))
+}
+
+func checkID(id ID) error {
+	if !ValidID(string(id)) {
+		return fmt.Errorf("spool: invalid message id %q: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+func notFound(id ID) error { return fmt.Errorf("spool: message %s: %w", id, ErrNotFound) }
+
+func (s *Spool) removeOrphans(x byte) error {
+	dir := filepath.Join(s.dir, "input", string(x))
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	has := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		has[e.Name()] = true
+	}
+	var candidates []ID
+	for _, e := range entries {
+		name := e.Name()
+		id, ok := strings.CutPrefix(name, "hdr.")
+		if !ok && len(name) == idLen+2 && (strings.HasSuffix(name, "-D") || strings.HasSuffix(name, "-J")) {
+			id, ok = name[:idLen], !has[name[:idLen]+"-H"]
+		}
+		if ok && ValidID(id) && id[5] == x {
+			candidates = append(candidates, ID(id))
+		}
+	}
+	slices.Sort(candidates)
+	candidates = slices.Compact(candidates)
+	for _, id := range candidates {
+		f, err := lockData(s.path(id, "-D"))
+		if errors.Is(err, ErrLocked) {
+			continue // a live writer or delivery owns it
+		}
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		err = removeAll(s.tempPath(id))
+		if _, serr := os.Stat(s.path(id, "-H")); errors.Is(serr, fs.ErrNotExist) {
+			err = errors.Join(err, removeAll(s.path(id, "-D"), s.path(id, "-J"), s.MsglogPath(id)))
+		}
+		if f != nil {
+			f.Close()
+		}
+		if err != nil {
+			return err
+		}
+	}
+
+	mdir := filepath.Join(s.dir, "msglog", string(x))
+	logs, err := os.ReadDir(mdir)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	for _, e := range logs {
+		id := e.Name()
+		if ValidID(id) && !has[id+"-H"] && !has[id+"-D"] {
+			if err := removeAll(filepath.Join(mdir, id)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// removeAll unlinks paths, ignoring those already gone.
+func removeAll(paths ...string) error {
+	var errs []error
+	for _, p := range paths {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("spool: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// committer serves directory syncs in batches: every request that arrives
+// while a batch is syncing waits for the next one, and each distinct
+// directory of a batch is synced once, so concurrent commits in the same
+// subdirectory share one fsync.
+func (s *Spool) committer() {
+	defer close(s.stopped)
+	for {
+		var batch []syncRequest
+		select {
+		case r := <-s.syncReq:
+			batch = append(batch, r)
+		case <-s.quit:
+			return
+		}
+	drain:
+		for {
+			select {
+			case r := <-s.syncReq:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		s.syncBatch(batch)
+	}
+}
+
+func (s *Spool) syncBatch(batch []syncRequest) {
+	results := make(map[string]error, 1)
+	for _, r := range batch {
+		if _, ok := results[r.dir]; !ok {
+			results[r.dir] = s.fsync(r.dir)
+		}
+	}
+	for _, r := range batch {
+		r.done <- results[r.dir]
+	}
+}
+
+// syncDir makes dir's entries durable through the group committer.
+func (s *Spool) syncDir(ctx context.Context, dir string) error {
+	r := syncRequest{dir: dir, done: make(chan error, 1)}
+	select {
+	case s.syncReq <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.quit:
+		return errClosed
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// wholeFS as a sync target asks for syncfs(2) on the spool's filesystem:
+// one call makes the data of every commit in a batch durable, where
+// fdatasync would take one call (and one journal commit) per file.
+const wholeFS = ""
+
+func (s *Spool) syncPath(dir string) error {
+	if dir != wholeFS {
+		return fsyncDir(dir)
+	}
+	f, err := os.Open(s.dir)
+	if err != nil {
+		return fmt.Errorf("spool: syncfs: %w", err)
+	}
+	defer f.Close()
+	if err := withFd(f, unix.Syncfs); err != nil {
+		return fmt.Errorf("spool: syncfs %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+func fsyncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("spool: sync directory: %w", err)
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("spool: sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+func withFd(f *os.File, fn func(fd int) error) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) {
+		for {
+			if ferr = fn(int(fd)); ferr != unix.EINTR {
+				return
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	return ferr
+}
+
+func fdatasync(f *os.File) error {
+	if err := withFd(f, unix.Fdatasync); err != nil {
+		return fmt.Errorf("fdatasync %s: %w", f.Name(), err)
+	}
+	return nil
+}
+
+// stillLinked reports whether f is still the file at its path: a lock
+// taken on a file another process has just unlinked protects nothing.
+func stillLinked(f *os.File) bool {
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	pi, err := os.Stat(f.Name())
+	return err == nil && os.SameFile(fi, pi)
+}
+
+// lockData opens path and takes a non-blocking exclusive flock on it. Each
+// open creates its own open file description, so two goroutines of one
+// process exclude each other just as two processes do.
+func lockData(path string) (*os.File, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("spool: %s: %w", path, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	err = withFd(f, func(fd int) error { return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) })
+	switch {
+	case errors.Is(err, unix.EWOULDBLOCK):
+		f.Close()
+		return nil, fmt.Errorf("spool: %s: %w", path, ErrLocked)
+	case err != nil:
+		f.Close()
+		return nil, fmt.Errorf("spool: lock %s: %w", path, err)
+	case !stillLinked(f):
+		f.Close()
+		return nil, fmt.Errorf("spool: %s: %w", path, ErrNotFound)
+	}
+	return f, nil
+}
+
+// Lock takes the message's lock (an flock on its -D file) for a delivery
+// or an admin command. It fails with ErrLocked while anyone else holds it.
+// unlock releases it and may be called more than once.
+func (s *Spool) Lock(id ID) (unlock func(), err error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	f, err := lockData(s.path(id, "-D"))
+	if err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(func() { f.Close() }) }, nil
+}
+
+// List returns every message that has an -H file, in arrival order.
+func (s *Spool) List() ([]ID, error) {
+	var ids []ID
+	for i := range len(base62) {
+		entries, err := os.ReadDir(filepath.Join(s.dir, "input", base62[i:i+1]))
+		if err != nil {
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+		for _, e := range entries {
+			id, ok := strings.CutSuffix(e.Name(), "-H")
+			if ok && ValidID(id) && id[5] == base62[i] {
+				ids = append(ids, ID(id))
+			}
+		}
+	}
+	slices.SortFunc(ids, ID.Compare)
+	return ids, nil
+}
+
+func (s *Spool) readHeader(id ID) (*Envelope, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	path := s.path(id, "-H")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, notFound(id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	env, err := ParseHeaderFile(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("spool: %s: %w", path, err)
+	}
+	if env.ID != id {
+		return nil, fmt.Errorf("spool: %s: line 1: file is for message %s", path, env.ID)
+	}
+	return env, nil
+}
+
+// Load reads the message's -H file and adds the recipients its -J journal
+// records to Done, so a delivery interrupted by a crash is not repeated.
+func (s *Spool) Load(id ID) (*Envelope, error) {
+	env, err := s.readHeader(id)
+	if err != nil {
+		return nil, err
+	}
+	done, err := s.readJournal(id)
+	if err != nil {
+		return nil, err
+	}
+	env.Done = mergeDone(env.Done, done)
+	return env, nil
+}
+
+func (s *Spool) readJournal(id ID) ([]string, error) {
+	b, err := os.ReadFile(s.path(id, "-J"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	return parseJournal(b), nil
+}
+
+// parseJournal returns the complete lines of a -J file. A last line
+// without its newline is a write the crash cut short, never fsynced and so
+// never reported as done: that recipient is tried again.
+func parseJournal(b []byte) []string {
+	var rcpts []string
+	for {
+		line, rest, ok := bytes.Cut(b, []byte{'\n'})
+		if !ok {
+			return rcpts
+		}
+		if len(line) > 0 {
+			rcpts = append(rcpts, string(line))
+		}
+		b = rest
+	}
+}
+
+func mergeDone(done, more []string) []string {
+	for _, r := range more {
+		if !slices.Contains(done, r) {
+			done = append(done, r)
+		}
+	}
+	return done
+}
+
+type messageReader struct {
+	io.Reader
+	io.Closer
+}
+
+// openData opens the -D file positioned at the body, checking that its
+// first line names the message.
+func (s *Spool) openData(id ID) (*os.File, int64, error) {
+	path := s.path(id, "-D")
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, notFound(id)
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("spool: %w", err)
+	}
+	var first [dataStart]byte
+	fi, err := f.Stat()
+	if err == nil {
+		_, err = io.ReadFull(f, first[:])
+	}
+	if err != nil || string(first[:]) != string(id)+"-D\n" {
+		f.Close()
+		return nil, 0, fmt.Errorf("spool: %s: line 1 is not %q (%v)", path, string(id)+"-D", err)
+	}
+	return f, fi.Size() - dataStart, nil
+}
+
+// OpenMessage returns the whole message as delivered: the headers not
+// marked deleted, a blank line, then the body, all with LF line endings;
+// and its size in bytes.
+func (s *Spool) OpenMessage(id ID) (io.ReadCloser, int64, error) {
+	env, err := s.readHeader(id)
+	if err != nil {
+		return nil, 0, err
+	}
+	f, size, err := s.openData(id)
+	if err != nil {
+		return nil, 0, err
+	}
+	var hdr strings.Builder
+	for _, h := range env.Headers {
+		if h.Type != '*' {
+			hdr.WriteString(h.Text)
+		}
+	}
+	hdr.WriteByte('\n')
+	return messageReader{io.MultiReader(strings.NewReader(hdr.String()), f), f}, int64(hdr.Len()) + size, nil
+}
+
+// OpenBody returns the message body: the -D file after its "ID-D" line.
+func (s *Spool) OpenBody(id ID) (io.ReadCloser, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	f, _, err := s.openData(id)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Journal records that rcpt is done (delivered or failed for good) in the
+// message's -J file, durably, before the delivery is logged.
+func (s *Spool) Journal(id ID, rcpt string) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	if err := checkValue(rcpt, false); err != nil {
+		return fmt.Errorf("spool: message %s: journal: %w", id, err)
+	}
+	path := s.path(id, "-J")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, fileMode)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	fi, err := f.Stat()
+	if err == nil {
+		_, err = f.Write([]byte(rcpt + "\n"))
+	}
+	if err == nil {
+		err = fdatasync(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("spool: journal %s: %w", path, err)
+	}
+	if fi.Size() == 0 {
+		// A new -J is only durable once its directory entry is.
+		return s.syncDir(context.Background(), s.inputDir(id))
+	}
+	return nil
+}
+
+// writeFileDurably writes b to tmp, fdatasyncs it and renames it to path.
+// The caller syncs the directory.
+func writeFileDurably(tmp, path string, b []byte) error {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fileMode)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = fdatasync(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("spool: write %s: %w", path, err)
+	}
+	return nil
+}
+
+// Update rewrites the -H file atomically with env, after adding the -J
+// journal's recipients to env.Done, and then drops the journal. The caller
+// holds the message's Lock.
+func (s *Spool) Update(env *Envelope) error {
+	id := env.ID
+	if err := checkID(id); err != nil {
+		return err
+	}
+	if _, err := os.Stat(s.path(id, "-D")); errors.Is(err, fs.ErrNotExist) {
+		return notFound(id)
+	}
+	done, err := s.readJournal(id)
+	if err != nil {
+		return err
+	}
+	env.Done = mergeDone(env.Done, done)
+	b, err := appendHeaderFile(nil, env)
+	if err != nil {
+		return err
+	}
+	if err := writeFileDurably(s.tempPath(id), s.path(id, "-H"), b); err != nil {
+		return err
+	}
+	if err := s.syncDir(context.Background(), s.inputDir(id)); err != nil {
+		return err
+	}
+	// The -H now holds every journal line; a -J that survives a crash
+	// here is merged again harmlessly.
+	return removeAll(s.path(id, "-J"))
+}
+
+// Remove deletes the message: the -H first, so that from then on the
+// message no longer exists, then -D, -J and the msglog.
+func (s *Spool) Remove(id ID) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	err := os.Remove(s.path(id, "-H"))
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, derr := os.Stat(s.path(id, "-D")); errors.Is(derr, fs.ErrNotExist) {
+			return notFound(id)
+		}
+	} else if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	if err := removeAll(s.path(id, "-D"), s.path(id, "-J"), s.tempPath(id), s.MsglogPath(id)); err != nil {
+		return err
+	}
+	return s.syncDir(context.Background(), s.inputDir(id))
+}
+
+// Msglog appends "2006-01-02 15:04:05 text" (local time, text escaped onto
+// one line) to the message's msglog.
+func (s *Spool) Msglog(id ID, text string) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	line := time.Now().AppendFormat(nil, "2006-01-02 15:04:05 ")
+	line = append(mainlog.AppendEscaped(line, text), '\n')
+	f, err := os.OpenFile(s.MsglogPath(id), os.O_WRONLY|os.O_APPEND|os.O_CREATE, fileMode)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	_, err = f.Write(line)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("spool: msglog %s: %w", id, err)
+	}
+	return nil
+}

@@ -1,0 +1,173 @@
+package spool
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Writer receives one message's body into its -D file. It holds the
+// message's lock from Create until Commit or Abort, so neither a queue
+// runner nor another process's orphan cleanup touches it meanwhile.
+type Writer struct {
+	s     *Spool
+	id    ID
+	f     *os.File
+	buf   *bufio.Writer
+	lines int
+	err   error // first write error; the body is lost after it
+	state writerState
+}
+
+type writerState int
+
+const (
+	writing writerState = iota
+	committed
+	aborted
+)
+
+// createAttempts bounds retries when another process's Open removes a
+// just-created -D before this one could lock it.
+const createAttempts = 3
+
+// Create starts a new message: a fresh id and its input/X/ID-D file with
+// the "ID-D" line written.
+func (s *Spool) Create() (*Writer, error) {
+	for range createAttempts {
+		id := s.gen.Next()
+		path := s.path(id, "-D")
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
+		if err != nil {
+			return nil, fmt.Errorf("spool: create %w", err)
+		}
+		// Blocking: the only other holder of a lock on a file nobody has
+		// committed yet is an orphan cleanup, which is quick.
+		if err := withFd(f, func(fd int) error { return unix.Flock(fd, unix.LOCK_EX) }); err != nil {
+			f.Close()
+			os.Remove(path)
+			return nil, fmt.Errorf("spool: lock %s: %w", path, err)
+		}
+		if !stillLinked(f) {
+			f.Close()
+			continue
+		}
+		w := &Writer{s: s, id: id, f: f, buf: bufio.NewWriterSize(f, 64<<10)}
+		if _, err := w.buf.WriteString(string(id) + "-D\n"); err != nil {
+			w.Abort()
+			return nil, fmt.Errorf("spool: write %s: %w", path, err)
+		}
+		return w, nil
+	}
+	return nil, fmt.Errorf("spool: create: new data file removed %d times by another process's cleanup", createAttempts)
+}
+
+// ID returns the message id.
+func (w *Writer) ID() ID { return w.id }
+
+// Write appends body bytes: LF line endings, already un-dot-stuffed.
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.state != writing {
+		return 0, fmt.Errorf("spool: message %s: write after commit or abort", w.id)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	n, err := w.buf.Write(p)
+	w.lines += bytes.Count(p[:n], []byte{'\n'})
+	if err != nil {
+		w.err = fmt.Errorf("spool: write %s: %w", w.f.Name(), err)
+		return n, w.err
+	}
+	return n, nil
+}
+
+// Commit makes the message durable; when it returns nil the message is on
+// disk and may be acknowledged with 250. It sets env.ID (which must be
+// empty or the writer's id) and env.BodyLinecount from the body written,
+// and env.Received to now when zero. The order is: fdatasync the -D file;
+// write the -H to hdr.ID, fdatasync it, rename it to ID-H; sync the
+// directory through the group committer. On any error, including ctx
+// ending, everything is removed and the message does not exist.
+func (w *Writer) Commit(ctx context.Context, env *Envelope) error {
+	if w.state != writing {
+		return fmt.Errorf("spool: message %s: commit after commit or abort", w.id)
+	}
+	if env.ID == "" {
+		env.ID = w.id
+	}
+	if env.ID != w.id {
+		return fmt.Errorf("spool: commit of message %s with an envelope for %s", w.id, env.ID)
+	}
+	env.BodyLinecount = w.lines
+	if env.Received.IsZero() {
+		env.Received = time.Now()
+	}
+	if err := w.commit(ctx, env); err != nil {
+		// The -H may already be in place: remove it first, as Remove does.
+		return errors.Join(err, removeAll(w.s.path(w.id, "-H")), w.Abort())
+	}
+	w.state = committed
+	// Everything is synced; closing only releases the lock.
+	w.f.Close()
+	return nil
+}
+
+func (w *Writer) commit(ctx context.Context, env *Envelope) error {
+	hdr, err := appendHeaderFile(nil, env)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("spool: message %s: %w", w.id, err)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.buf.Flush(); err != nil {
+		return fmt.Errorf("spool: write %s: %w", w.f.Name(), err)
+	}
+	// Group commit in two batched steps, so concurrent sessions share
+	// syncs: the -D and the -H (under its temp name) are made durable by
+	// one syncfs for the whole batch; only then does the -H take its real
+	// name, and one directory fsync per batch makes that durable. The
+	// message exists once ID-H does, and by then its data is on disk.
+	tmp := w.s.tempPath(w.id)
+	if err := os.WriteFile(tmp, hdr, fileMode); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("spool: write %s: %w", tmp, err)
+	}
+	if err := w.s.syncDir(ctx, wholeFS); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("spool: message %s: %w", w.id, err)
+	}
+	if err := os.Rename(tmp, w.s.path(w.id, "-H")); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("spool: message %s: %w", w.id, err)
+	}
+	if err := w.s.syncDir(ctx, w.s.inputDir(w.id)); err != nil {
+		return fmt.Errorf("spool: message %s: %w", w.id, err)
+	}
+	return nil
+}
+
+// Abort removes the -D file and releases the lock. After a successful
+// Commit it does nothing, so it can be deferred right after Create.
+func (w *Writer) Abort() error {
+	if w.state != writing {
+		return nil
+	}
+	w.state = aborted
+	path := w.f.Name()
+	// Unlink before closing: the lock keeps cleanups off the file until
+	// it is gone.
+	err := removeAll(path, w.s.tempPath(w.id))
+	w.f.Close()
+	return err
+}
