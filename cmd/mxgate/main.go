@@ -1,5 +1,5 @@
 // Command mxgate is the mail-security gateway: `mxgate serve` runs it, the
-// other subcommands and Exim-style flags administer it. This file only
+// other subcommands and Exim-style flags administer it. This package only
 // parses the command line and wires the packages together.
 package main
 
@@ -9,36 +9,66 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"sort"
+	"strings"
 )
 
-// usage is printed for -h and for an unknown command.
-const usage = `usage:
-  mxgate serve [-config FILE]          run the gateway in the foreground
-  mxgate config check [-config FILE]   validate and print the effective config
-  mxgate -bV [-config FILE]            same as config check
+// env is what a command gets: the config path (-config FILE anywhere on
+// the command line, else $MXGATE_CONFIG, else "" for the embedded
+// default), its own arguments and the standard streams.
+type env struct {
+	configPath     string
+	args           []string
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
 
-Without -config the embedded default is used: listen 127.0.0.1:2525,
-accept mail for localhost, deliver into a Maildir under ./var.
-`
+// command is one verb or Exim flag. help is its line in the usage text.
+type command struct {
+	help string
+	run  func(e *env) error
+}
+
+// commands maps the first argument to its command; each file of this
+// package registers its own from init, so adding one touches one file.
+var commands = map[string]command{}
+
+func register(name, help string, run func(e *env) error) {
+	if _, dup := commands[name]; dup {
+		panic("mxgate: command registered twice: " + name)
+	}
+	commands[name] = command{help: help, run: run}
+}
+
+// programAliases are Exim's: a link named mailq lists the queue.
+var programAliases = map[string]string{"mailq": "-bp"}
 
 // errUsage marks a command-line mistake: usage is printed, exit status 2.
 var errUsage = errors.New("usage")
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
 }
 
-// run executes one command line and returns the process exit status.
-func run(args []string, stdout, stderr io.Writer) int {
-	err := dispatch(args, stdout, stderr)
+// run executes one command line (argv including the program name) and
+// returns the process exit status.
+func run(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	err := dispatch(argv, stdin, stdout, stderr)
+	var ex exitError
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &ex):
+		return ex.code
 	case errors.Is(err, errUsage):
-		fmt.Fprint(stderr, usage)
+		if msg := strings.TrimSuffix(err.Error(), ": "+errUsage.Error()); msg != errUsage.Error() {
+			fmt.Fprintf(stderr, "mxgate: %s\n", msg)
+		}
+		fmt.Fprint(stderr, usage())
 		return 2
 	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage())
 		return 0
 	default:
 		fmt.Fprintf(stderr, "mxgate: %v\n", err)
@@ -46,39 +76,89 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func dispatch(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
+// exitError ends the process with code after the command has said what it
+// had to (Exim's -bt exits 2 for an undeliverable address, say).
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func dispatch(argv []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	e := &env{configPath: os.Getenv("MXGATE_CONFIG"), stdin: stdin, stdout: stdout, stderr: stderr}
+	var rest []string
+	if len(argv) > 0 {
+		if alias, ok := programAliases[filepath.Base(argv[0])]; ok {
+			rest = append(rest, alias)
+		}
+		argv = argv[1:]
+	}
+	for i := 0; i < len(argv); i++ {
+		switch a := argv[i]; {
+		case a == "-config" || a == "--config":
+			if i+1 >= len(argv) {
+				return fmt.Errorf("-config needs a FILE: %w", errUsage)
+			}
+			e.configPath = argv[i+1]
+			i++
+		case strings.HasPrefix(a, "-config="), strings.HasPrefix(a, "--config="):
+			e.configPath = a[strings.IndexByte(a, '=')+1:]
+		default:
+			rest = append(rest, a)
+		}
+	}
+	if len(rest) == 0 {
 		return errUsage
 	}
-	switch args[0] {
-	case "serve":
-		return serve(args[1:], stderr)
-	case "config":
-		if len(args) < 2 || args[1] != "check" {
-			return errUsage
-		}
-		return configCheck(args[2:], stdout, stderr)
-	case "-bV":
-		return configCheck(args[1:], stdout, stderr)
+	switch rest[0] {
 	case "-h", "-help", "--help", "help":
 		return flag.ErrHelp
 	}
-	return errUsage
+	name, args := rest[0], rest[1:]
+	// Two-word verbs: "config check", "quarantine list", ...
+	if len(args) > 0 {
+		if c, ok := commands[name+" "+args[0]]; ok {
+			e.args = args[1:]
+			return c.run(e)
+		}
+	}
+	c, ok := commands[name]
+	if !ok {
+		return fmt.Errorf("unknown command %q: %w", name, errUsage)
+	}
+	e.args = args
+	return c.run(e)
 }
 
-// configFlag parses the flags every command shares: -config FILE.
-func configFlag(name string, args []string, stderr io.Writer) (string, error) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "config `FILE` (default: the embedded default)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return "", err
-		}
-		return "", errUsage
+func usage() string {
+	var b strings.Builder
+	b.WriteString("usage: mxgate [-config FILE] COMMAND [ARGS]\n\n")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
 	}
-	if fs.NArg() != 0 {
-		return "", fmt.Errorf("unexpected argument %q: %w", fs.Arg(0), errUsage)
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(&b, "  %-28s %s\n", n+" "+strings.SplitN(commands[n].help, "\t", 2)[0], helpText(commands[n].help))
 	}
-	return *path, nil
+	b.WriteString(`
+-config FILE may appear anywhere; without it $MXGATE_CONFIG is used, and
+without that the embedded default: listen 127.0.0.1:2525, accept mail for
+localhost, deliver into a Maildir under ./var.
+`)
+	return b.String()
+}
+
+// helpText splits a help string "ARGS\tdescription" into its description.
+func helpText(h string) string {
+	if i := strings.IndexByte(h, '\t'); i >= 0 {
+		return h[i+1:]
+	}
+	return h
+}
+
+// noArgs refuses arguments for commands that take none.
+func noArgs(e *env) error {
+	if len(e.args) != 0 {
+		return fmt.Errorf("unexpected argument %q: %w", e.args[0], errUsage)
+	}
+	return nil
 }

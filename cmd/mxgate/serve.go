@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -27,12 +26,17 @@ func loadConfig(path string) (*config.Config, error) {
 	return config.Load(path)
 }
 
-func configCheck(args []string, stdout, stderr io.Writer) error {
-	path, err := configFlag("config check", args, stderr)
-	if err != nil {
+func init() {
+	register("serve", "\trun the gateway in the foreground (SIGTERM drains, SIGHUP reopens logs)", serve)
+	register("config check", "\tvalidate the config and print the effective configuration", configCheck)
+	register("-bV", "\tsame as config check", configCheck)
+}
+
+func configCheck(e *env) error {
+	if err := noArgs(e); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(path)
+	cfg, err := loadConfig(e.configPath)
 	if err != nil {
 		return err
 	}
@@ -40,16 +44,15 @@ func configCheck(args []string, stdout, stderr io.Writer) error {
 	if cfg.File != "" {
 		src = cfg.File
 	}
-	fmt.Fprintf(stdout, "# mxgate configuration (from %s): OK\n%s", src, cfg.String())
+	fmt.Fprintf(e.stdout, "# mxgate configuration (from %s): OK\n%s", src, cfg.String())
 	return nil
 }
 
-func serve(args []string, stderr io.Writer) error {
-	path, err := configFlag("serve", args, stderr)
-	if err != nil {
+func serve(e *env) error {
+	if err := noArgs(e); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(path)
+	cfg, err := loadConfig(e.configPath)
 	if err != nil {
 		return err
 	}
@@ -92,6 +95,13 @@ func serve(args []string, stderr io.Writer) error {
 		return err
 	}
 
+	// The pid file lets `mxgate log reopen` find the daemon.
+	pidFile := PIDFile(cfg)
+	if err := os.WriteFile(pidFile, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
+		return fmt.Errorf("writing pid file: %w", err)
+	}
+	defer os.Remove(pidFile)
+
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	runner.Start(ctx)
@@ -113,7 +123,7 @@ func serve(args []string, stderr io.Writer) error {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				if err := log.Reopen(); err != nil {
-					fmt.Fprintf(stderr, "mxgate: reopening logs: %v\n", err)
+					fmt.Fprintf(e.stderr, "mxgate: reopening logs: %v\n", err)
 				}
 				continue
 			}
@@ -131,6 +141,9 @@ func serve(args []string, stderr io.Writer) error {
 		}
 	}
 }
+
+// PIDFile is where a running daemon records its process ID.
+func PIDFile(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "mxgate.pid") }
 
 // stop lets deliveries in flight finish up to the shutdown deadline; any
 // cut short stay deferred in the spool and are retried at the next start.
