@@ -96,7 +96,7 @@ func serve(e *env) error {
 	}
 
 	// The pid file lets `mxgate log reopen` find the daemon.
-	pidFile := PIDFile(cfg)
+	pidFile := pidPath(cfg)
 	if err := os.WriteFile(pidFile, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
 		return fmt.Errorf("writing pid file: %w", err)
 	}
@@ -142,8 +142,8 @@ func serve(e *env) error {
 	}
 }
 
-// PIDFile is where a running daemon records its process ID.
-func PIDFile(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "mxgate.pid") }
+// pidPath is where a running daemon records its process ID.
+func pidPath(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "mxgate.pid") }
 
 // stop lets deliveries in flight finish up to the shutdown deadline; any
 // cut short stay deferred in the spool and are retried at the next start.
