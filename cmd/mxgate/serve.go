@@ -10,12 +10,8 @@ import (
 	"time"
 
 	"mxgate/config"
-	"mxgate/deliver"
 	"mxgate/gateway"
-	"mxgate/mainlog"
 	"mxgate/queue"
-	"mxgate/retry"
-	"mxgate/spool"
 )
 
 // loadConfig reads FILE, or the embedded default when path is "".
@@ -56,40 +52,16 @@ func serve(e *env) error {
 	if err != nil {
 		return err
 	}
-	log, err := mainlog.Open(cfg.Log.Dir, cfg.Log.Format == "json")
+	log, sp, err := openSpool(cfg)
 	if err != nil {
 		return err
 	}
 	defer log.Close()
-	sp, err := spool.Open(filepath.Join(cfg.DataDir, "spool"))
-	if err != nil {
-		log.Panic(fmt.Sprintf("cannot open spool: %v", err))
-		return err
-	}
 	defer sp.Close()
-	tr, err := deliver.New(cfg.Downstream.URL, deliver.Options{
-		Hostname:       cfg.Hostname,
-		ConnectTimeout: time.Duration(cfg.Downstream.ConnectTimeout),
-		CommandTimeout: time.Duration(cfg.Downstream.CommandTimeout),
-		DataTimeout:    time.Duration(cfg.Downstream.DataTimeout),
-		StartTLS:       cfg.Downstream.StartTLS,
-		TLSVerify:      cfg.Downstream.TLSVerify,
-	})
+	runner, err := newRunner(cfg, sp, log)
 	if err != nil {
 		return err
 	}
-	sched, err := retry.Parse(cfg.Queue.Retry)
-	if err != nil {
-		return err // config.Load checked it already
-	}
-	runner := queue.New(queue.Options{
-		Spool:       sp,
-		Transport:   tr,
-		Log:         log,
-		Schedule:    sched,
-		RunInterval: time.Duration(cfg.Queue.RunInterval),
-		MaxParallel: cfg.Queue.MaxParallel,
-	})
 	gw, err := gateway.New(gateway.Options{Config: cfg, Spool: sp, Log: log, OnCommit: runner.Enqueue})
 	if err != nil {
 		return err
