@@ -57,6 +57,8 @@ func (d *decoder) check(c *Config) {
 	}
 	d.duration(keyPath{"queue", "run_interval"}, &c.Queue.RunInterval, time.Minute)
 	d.count(keyPath{"queue", "max_parallel"}, &c.Queue.MaxParallel, 20)
+	d.switchable(keyPath{"queue", "delay_warning"}, &c.Queue.DelayWarning, 24*time.Hour)
+	d.switchable(keyPath{"queue", "timeout_frozen_after"}, &c.Queue.TimeoutFrozenAfter, 0)
 
 	if c.Log.Dir == "" {
 		c.Log.Dir = filepath.Join(c.DataDir, "log")
@@ -87,6 +89,17 @@ func (d *decoder) duration(key keyPath, v *Duration, def time.Duration) {
 	case *v < 0:
 		d.failKey(key, -1, "must not be negative, got %q", *v)
 	case *v == 0:
+		*v = Duration(def)
+	}
+}
+
+// switchable is a duration for which an explicit 0 means "off", as in
+// Exim: the default applies only when the key is absent.
+func (d *decoder) switchable(key keyPath, v *Duration, def time.Duration) {
+	switch {
+	case *v < 0:
+		d.failKey(key, -1, "must not be negative, got %q", *v)
+	case !d.pos.has(key):
 		*v = Duration(def)
 	}
 }

@@ -79,6 +79,14 @@ type Queue struct {
 	Retry       string   `toml:"retry"`        // Exim retry rule; default "F,2h,15m; G,16h,1h,1.5; F,4d,6h"
 	RunInterval Duration `toml:"run_interval"` // how often the queue runner looks for due messages; default 1m
 	MaxParallel int      `toml:"max_parallel"` // concurrent deliveries; default 20
+	// DelayWarning is Exim's delay_warning: a sender whose message is
+	// still undelivered this long after it arrived gets one warning;
+	// default 24h, "0" sends none.
+	DelayWarning Duration `toml:"delay_warning"`
+	// TimeoutFrozenAfter is Exim's timeout_frozen_after: a frozen message
+	// this long after it arrived is bounced (a bounce: discarded) and
+	// removed; default 0, which keeps frozen messages until an admin acts.
+	TimeoutFrozenAfter Duration `toml:"timeout_frozen_after"`
 }
 
 // Log selects log files and format.

@@ -163,8 +163,9 @@ func TestLoadGood(t *testing.T) {
 			StartTLS:       "required",
 			TLSVerify:      true,
 		},
-		Queue: Queue{Retry: "F,1h,10m; F,2d,1h", RunInterval: Duration(30 * time.Second), MaxParallel: 4},
-		Log:   Log{Dir: "/var/log/mxgate", Format: "json"},
+		Queue: Queue{Retry: "F,1h,10m; F,2d,1h", RunInterval: Duration(30 * time.Second), MaxParallel: 4,
+			DelayWarning: Duration(4 * time.Hour), TimeoutFrozenAfter: Duration(7 * 24 * time.Hour)},
+		Log: Log{Dir: "/var/log/mxgate", Format: "json"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(%s) =\n%s\nwant\n%s", path, got, want)
@@ -202,8 +203,9 @@ func TestLoadDefaults(t *testing.T) {
 			DataTimeout:    Duration(10 * time.Minute),
 			StartTLS:       "opportunistic",
 		},
-		Queue: Queue{Retry: "F,2h,15m; G,16h,1h,1.5; F,4d,6h", RunInterval: Duration(time.Minute), MaxParallel: 20},
-		Log:   Log{Dir: "var/log", Format: "exim"},
+		Queue: Queue{Retry: "F,2h,15m; G,16h,1h,1.5; F,4d,6h", RunInterval: Duration(time.Minute), MaxParallel: 20,
+			DelayWarning: Duration(24 * time.Hour)},
+		Log: Log{Dir: "var/log", Format: "exim"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(%s) =\n%s\nwant\n%s", path, got, want)
@@ -229,6 +231,18 @@ func TestParseValues(t *testing.T) {
 			func(c *Config) bool { return c.SMTP.MaxMessageSize == 1000 }},
 		{"zero duration means default", "smtp.command_timeout = 0\ndownstream.url = \"smtp://h:25\"\n",
 			func(c *Config) bool { return c.SMTP.CommandTimeout == Duration(5*time.Minute) }},
+		{"delay warning off", "queue.delay_warning = \"0\"\ndownstream.url = \"smtp://h:25\"\n",
+			func(c *Config) bool { return c.Queue.DelayWarning == 0 }},
+		{"delay warning off as 0s", "queue.delay_warning = \"0s\"\ndownstream.url = \"smtp://h:25\"\n",
+			func(c *Config) bool { return c.Queue.DelayWarning == 0 }},
+		{"delay warning and frozen timeout", "queue.delay_warning = \"1h\"\nqueue.timeout_frozen_after = \"1w\"\ndownstream.url = \"smtp://h:25\"\n",
+			func(c *Config) bool {
+				return c.Queue.DelayWarning == Duration(time.Hour) && c.Queue.TimeoutFrozenAfter == Duration(7*24*time.Hour)
+			}},
+		{"frozen timeout off", "queue.timeout_frozen_after = \"0\"\ndownstream.url = \"smtp://h:25\"\n",
+			func(c *Config) bool {
+				return c.Queue.TimeoutFrozenAfter == 0 && c.Queue.DelayWarning == Duration(24*time.Hour)
+			}},
 		{"duration in weeks", "queue.run_interval = \"1w\"\ndownstream.url = \"smtp://h:25\"\n",
 			func(c *Config) bool { return c.Queue.RunInterval == Duration(7*24*time.Hour) }},
 		{"TLS only", "listen = []\nlisten_tls = [\":465\"]\ntls = {cert = \"c\", key = \"k\"}\ndownstream.url = \"smtp://h:25\"\n",
@@ -261,6 +275,12 @@ func TestParseErrorsInline(t *testing.T) {
 			`e.toml:4: key "queue.retry": retry rule is empty: need at least one of F,cutoff,interval / G,cutoff,start,multiplier / H,cutoff,start,multiplier`},
 		{"bad retry", "relay.domains = [\"h\"]\nqueue.retry = \"F,2h\"\n",
 			`e.toml:4: key "queue.retry": retry rule item 1 "F,2h": fixed needs cutoff and interval`},
+		{"negative delay warning", "relay.domains = [\"h\"]\nqueue.delay_warning = \"-1h\"\n",
+			`e.toml:4: key "queue.delay_warning": must not be negative, got "-1h0m0s"`},
+		{"negative frozen timeout", "relay.domains = [\"h\"]\n[queue]\ntimeout_frozen_after = \"-2d\"\n",
+			`e.toml:5: key "queue.timeout_frozen_after": must not be negative, got "-48h0m0s"`},
+		{"frozen timeout not a duration", "relay.domains = [\"h\"]\nqueue.timeout_frozen_after = \"soon\"\n",
+			`e.toml:4: key "queue.timeout_frozen_after": invalid duration "soon": expected a number (want e.g. "30s", "5m", "1h30m", "4d", "1w")`},
 		{"key without cert", "relay.domains = [\"h\"]\ntls.key = \"k\"\n",
 			`e.toml:4: key "tls.key": is set but tls.cert is not`},
 		{"section as scalar", "relay = 5\n",

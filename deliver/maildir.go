@@ -65,6 +65,12 @@ func (md *maildirTransport) Deliver(ctx context.Context, m *Message) []Result {
 	return rs
 }
 
+// MaildirDir is the Maildir that a maildir:///root downstream delivers rcpt
+// into (what -bt shows), or why rcpt cannot have one.
+func MaildirDir(root, rcpt string) (string, error) {
+	return (&maildirTransport{root: root}).dir(rcpt)
+}
+
 // dir is the Maildir for rcpt. Both parts become path elements, so anything
 // that could leave root or hide the directory is refused.
 func (md *maildirTransport) dir(rcpt string) (string, error) {

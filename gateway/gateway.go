@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -30,6 +31,20 @@ type Options struct {
 	Spool    *spool.Spool
 	Log      *mainlog.Logger
 	OnCommit func(spool.ID) // the queue's Enqueue; called after each 250
+
+	// Trace makes a test server (Exim's -bh): no listeners, no spool, no
+	// log files. ServeTest runs one session; every decision goes to Trace
+	// as a ">>> " line and what would be logged as a "LOG: " line, and an
+	// accepted message is read, checked and dropped.
+	Trace io.Writer
+}
+
+// logger is where the gateway's log lines go: the mainlog, or the trace
+// of a test session.
+type logger interface {
+	Main(id, text string)
+	Reject(id, text string, extra ...string)
+	Panic(text string)
 }
 
 // Server is the SMTP side of mxgate. Its listeners are open once New
@@ -37,12 +52,16 @@ type Options struct {
 type Server struct {
 	cfg      *config.Config
 	spool    *spool.Spool
-	log      *mainlog.Logger
+	log      logger
 	onCommit func(spool.ID)
 	policy   *address.Policy
 	smtp     *smtp.Server
 	lns      []net.Listener // what go-smtp serves, in Addrs order
 	addrs    []net.Addr
+
+	// Test mode only: the trace, and the IDs a session would have used.
+	trace *tracer
+	ids   *spool.IDGenerator
 
 	// ctx is cancelled when Shutdown gives up waiting: commits still
 	// running then fail rather than answer a client that is gone.
@@ -66,7 +85,8 @@ func New(o Options) (*Server, error) {
 	if cfg == nil {
 		return nil, errors.New("gateway: no config")
 	}
-	if o.Spool == nil {
+	test := o.Trace != nil
+	if o.Spool == nil && !test {
 		return nil, errors.New("gateway: no spool")
 	}
 	if err := checkLimits(cfg); err != nil {
@@ -75,30 +95,37 @@ func New(o Options) (*Server, error) {
 	s := &Server{
 		cfg:      cfg,
 		spool:    o.Spool,
-		log:      o.Log,
 		onCommit: o.OnCommit,
 		policy:   address.NewPolicy(cfg.Relay.Domains, cfg.Relay.TrustedNetworks),
 		perIP:    make(map[netip.Addr]int),
 		conns:    make(map[*conn]struct{}),
 	}
-	if s.log == nil {
+	switch {
+	case test:
+		s.trace = &tracer{w: o.Trace}
+		s.log = s.trace
+		s.ids = spool.NewIDGenerator()
+	case o.Log != nil:
+		s.log = o.Log
+	default:
 		s.log = mainlog.Discard()
 	}
 	if s.onCommit == nil {
 		s.onCommit = func(spool.ID) {}
 	}
 	var tlsConf *tls.Config
-	if cfg.TLS.Cert != "" || cfg.TLS.Key != "" {
+	// A test session runs on a terminal or a pipe: no TLS to offer there.
+	if !test && (cfg.TLS.Cert != "" || cfg.TLS.Key != "") {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
 		if err != nil {
 			return nil, fmt.Errorf("gateway: loading TLS certificate %s and key %s: %w", cfg.TLS.Cert, cfg.TLS.Key, err)
 		}
 		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	if len(cfg.ListenTLS) > 0 && tlsConf == nil {
+	if len(cfg.ListenTLS) > 0 && tlsConf == nil && !test {
 		return nil, errors.New("gateway: listen_tls needs tls.cert and tls.key")
 	}
-	if len(cfg.Listen)+len(cfg.ListenTLS) == 0 {
+	if len(cfg.Listen)+len(cfg.ListenTLS) == 0 && !test {
 		return nil, errors.New("gateway: nothing to listen on (listen and listen_tls are empty)")
 	}
 
@@ -119,6 +146,9 @@ func New(o Options) (*Server, error) {
 	s.smtp = srv
 
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if test {
+		return s, nil
+	}
 	fail := func(err error) (*Server, error) {
 		s.closeListeners()
 		s.cancel()
@@ -250,7 +280,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // errorLog sends go-smtp's own complaints (TLS handshakes that failed on
 // the implicit TLS port, broken connections, recovered panics) to mainlog.
-type errorLog struct{ log *mainlog.Logger }
+type errorLog struct{ log logger }
 
 func (e errorLog) Printf(format string, v ...any) { e.log.Main("", fmt.Sprintf(format, v...)) }
 func (e errorLog) Println(v ...any)               { e.log.Main("", fmt.Sprintln(v...)) }

@@ -61,8 +61,9 @@ func (s *session) hostDesc(helo string) string {
 // is closed once it is written.
 func (s *session) refuse(helo string, code int, enh [3]int, text string) error {
 	if s.conn.countError() > s.srv.cfg.SMTP.MaxErrors {
+		s.srv.trace.printf("more than smtp.max_errors %d refusals: closing the connection", s.srv.cfg.SMTP.MaxErrors)
 		s.conn.closeAfterWrite()
-		s.srv.log.Main("", fmt.Sprintf("SMTP call from %s dropped: too many errors", s.hostDesc(helo)))
+		s.srv.log.Main("", fmt.Sprintf("SMTP call from %s dropped: too many syntax or protocol errors (more than smtp.max_errors=%d refusals)", s.hostDesc(helo), s.srv.cfg.SMTP.MaxErrors))
 		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
 			Message: s.srv.cfg.Hostname + " Too many errors, closing connection"}
 	}
@@ -87,9 +88,11 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	nested := s.tx != nil
 	s.mu.Unlock()
 	if nested {
+		srv.trace.printf("MAIL <%s>: sender already given", from)
 		return s.refuse(helo, 503, [3]int{5, 5, 1}, "Sender already given")
 	}
 	if opts != nil && opts.Size > int64(srv.cfg.SMTP.MaxMessageSize) {
+		srv.trace.printf("MAIL <%s>: SIZE=%d is over smtp.max_message_size %d", from, opts.Size, srv.cfg.SMTP.MaxMessageSize)
 		srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> rejected MAIL: message too big: SIZE=%d max=%d",
 			s.hostDesc(helo), from, opts.Size, srv.cfg.SMTP.MaxMessageSize))
 		return s.refuse(helo, 552, [3]int{5, 3, 4}, "Message size exceeds maximum permitted")
@@ -98,6 +101,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if from != "" {
 		a, err := address.Parse(from)
 		if err != nil {
+			srv.trace.printf("MAIL <%s>: %v", from, err)
 			srv.log.Reject("", fmt.Sprintf("H=%s rejected MAIL <%s>: %v", s.hostDesc(helo), from, err))
 			return s.refuse(helo, 501, [3]int{5, 1, 7}, "Bad sender address syntax")
 		}
@@ -113,6 +117,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.mu.Lock()
 	s.tx = tx
 	s.mu.Unlock()
+	srv.trace.printf("MAIL <%s>: accepted", from)
 	return nil
 }
 
@@ -142,10 +147,18 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	a, ref := s.srv.policy.Recipient(s.conn.ip, to)
 	if ref != nil {
+		s.srv.trace.printf("RCPT <%s>: %s", to, ref.Log)
 		s.srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> rejected RCPT <%s>: %s", s.hostDesc(tx.helo), tx.sender, to, ref.Log))
 		return s.refuse(tx.helo, ref.Code, ref.Enhanced, ref.Text)
 	}
 	rcpt := a.String()
+	if s.srv.trace != nil {
+		why := "host in relay.trusted_networks"
+		if _, ref := s.srv.policy.Recipient(netip.Addr{}, to); ref == nil {
+			why = a.Domain + " in relay.domains"
+		}
+		s.srv.trace.printf("RCPT <%s>: accepted: %s", to, why)
+	}
 	s.mu.Lock()
 	// A repeated recipient is accepted but delivered once.
 	if !slices.Contains(tx.rcpts, rcpt) {
@@ -248,13 +261,27 @@ func (s *session) Data(r io.Reader) error {
 	host := s.hostDesc(tx.helo)
 	dr := &deadlineReader{r: r, c: s.conn, timeout: time.Duration(srv.cfg.SMTP.DataTimeout)}
 
-	w, err := srv.spool.Create()
-	if err != nil {
-		srv.log.Panic(fmt.Sprintf("H=%s F=<%s>: cannot create spool file: %v", host, tx.sender, err))
-		return s.afterDrain(dr, tx, func() error { return errLocal })
+	// A test session reads and checks the message like any other but
+	// writes it nowhere.
+	var (
+		w    *spool.Writer
+		id   spool.ID
+		sink io.Writer = io.Discard
+	)
+	if srv.trace != nil {
+		id = srv.ids.Next()
+	} else {
+		var err error
+		if w, err = srv.spool.Create(); err != nil {
+			srv.log.Panic(fmt.Sprintf("H=%s F=<%s>: cannot create spool file: %v", host, tx.sender, err))
+			return s.afterDrain(dr, tx, func() error { return errLocal })
+		}
+		id, sink = w.ID(), w
 	}
-	id := w.ID()
 	abort := func() {
+		if w == nil {
+			return
+		}
 		if err := w.Abort(); err != nil {
 			srv.log.Panic(fmt.Sprintf("%s: removing aborted spool files: %v", id, err))
 		}
@@ -263,7 +290,7 @@ func (s *session) Data(r io.Reader) error {
 	reject := srv.cfg.SMTP.BareNewline != "normalize"
 	le := &lineEnds{r: &limitReader{r: dr, max: int64(srv.cfg.SMTP.MaxMessageSize)}}
 	br := bufio.NewReaderSize(le, 64<<10)
-	body := &bodySink{w: w, le: le, reject: reject}
+	body := &bodySink{w: sink, le: le, reject: reject}
 	headers, first, _, err := readHeader(br, maxHeaderBlock)
 	if err == nil {
 		if _, err = body.Write(first); err == nil {
@@ -279,6 +306,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	if le.Bare && reject {
 		abort()
+		srv.trace.printf("DATA: bare CR or LF in message (smtp.bare_newline = reject)")
 		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> rejected after DATA: bare CR or LF in message (SMTP smuggling)", host, tx.sender))
 		return s.refuse(tx.helo, 550, [3]int{5, 5, 2}, bareNewlineText)
 	}
@@ -305,6 +333,15 @@ func (s *session) Data(r io.Reader) error {
 			Recipients: tx.rcpts, Time: now,
 		})}, headers...),
 	}
+	size := env.HeaderSize() + 1 + body.n
+	if srv.trace != nil {
+		if le.Bare {
+			srv.trace.printf("DATA: bare CR or LF in message normalized (smtp.bare_newline = normalize)")
+		}
+		srv.trace.printf("DATA: accepted: S=%d; not queued: test session", size)
+		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0},
+			Message: "OK id=" + string(id) + " (not queued: -bh test session)"}
+	}
 	ctx, cancel := context.WithTimeout(srv.ctx, time.Duration(srv.cfg.SMTP.CommandTimeout))
 	err = w.Commit(ctx, env)
 	cancel()
@@ -317,7 +354,7 @@ func (s *session) Data(r io.Reader) error {
 	if tx.cipher != "" {
 		line += " X=" + tx.cipher + " CV=no"
 	}
-	line += fmt.Sprintf(" S=%d", env.HeaderSize()+1+body.n)
+	line += fmt.Sprintf(" S=%d", size)
 	if mid := messageID(headers); mid != "" {
 		line += " id=" + mid
 	}
@@ -344,17 +381,20 @@ func (s *session) dataFailed(dr io.Reader, tx transaction, id spool.ID, err erro
 	case isTimeout(err):
 		return s.timedOut(tx)
 	case errors.Is(err, errMessageTooBig), errors.Is(err, smtp.ErrDataTooLarge):
+		srv.trace.printf("DATA: message over smtp.max_message_size %d", srv.cfg.SMTP.MaxMessageSize)
 		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> rejected after DATA: message too big: max=%d",
 			host, tx.sender, srv.cfg.SMTP.MaxMessageSize))
 		return s.afterDrain(dr, tx, func() error {
 			return s.refuse(tx.helo, 552, [3]int{5, 3, 4}, "Message size exceeds maximum permitted")
 		})
 	case errors.Is(err, errHeaderTooBig):
+		srv.trace.printf("DATA: %v", err)
 		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> rejected after DATA: %v", host, tx.sender, err))
 		return s.afterDrain(dr, tx, func() error {
 			return s.refuse(tx.helo, 552, [3]int{5, 3, 4}, "Message header block too large")
 		})
 	case errors.Is(err, smtp.ErrTooLongLine):
+		srv.trace.printf("DATA: line longer than smtp.max_line_length %d", srv.cfg.SMTP.MaxLineLength)
 		// go-smtp closes the connection after this reply.
 		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> rejected after DATA: line longer than %d bytes",
 			host, tx.sender, srv.cfg.SMTP.MaxLineLength))

@@ -2,22 +2,27 @@
 // hands messages to the downstream transport (right after their commit, at
 // start-up and at every queue run), the bookkeeping of one delivery attempt
 // (per-recipient journal, Exim's =>, ->, **, == and Completed lines, the
-// message's msglog), and the retry schedule in Exim's retry rule syntax.
+// message's msglog), the retry schedule in Exim's retry rule syntax, and
+// what Exim does when delivery goes wrong for good or for long: the bounce
+// to the sender, the delay warning, freezing a bounce that cannot be
+// delivered, and cancelling frozen messages past timeout_frozen_after.
 package queue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"mxgate/retry"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"mxgate/deliver"
+	"mxgate/dsn"
 	"mxgate/mainlog"
+	"mxgate/retry"
 	"mxgate/spool"
 )
 
@@ -36,7 +41,35 @@ type Options struct {
 	RunInterval time.Duration
 	// MaxParallel is how many deliveries run at once; 0 means 1.
 	MaxParallel int
+	// Hostname names this MTA in the notifications it sends (From:
+	// Mailer-Daemon@Hostname, Reporting-MTA, Message-Id); "" is the
+	// system host name.
+	Hostname string
+	// DelayWarning is Exim's delay_warning: a message still undelivered
+	// this long after its arrival gets one warning to its sender, at the
+	// first deferral past that time; 0 sends none.
+	DelayWarning time.Duration
+	// TimeoutFrozenAfter is Exim's timeout_frozen_after: a frozen message
+	// this long after its arrival is cancelled when next looked at,
+	// bounced to its sender, or discarded when it is itself a bounce; 0
+	// keeps frozen messages until an admin acts.
+	TimeoutFrozenAfter time.Duration
 }
+
+const (
+	// bounceUser is logged as U= on the arrival of mxgate's own
+	// notifications, where Exim logs its own user.
+	bounceUser = "mxgate"
+	// frozenInfo is why a bounce that cannot be delivered is frozen, in
+	// Exim's words.
+	frozenInfo = " (delivery error message)"
+	// timedOut is the error of the recipients of a message cancelled by
+	// TimeoutFrozenAfter, in Exim's words.
+	timedOut = "delivery cancelled; message timed out"
+	// expired is RFC 3463's "delivery time expired", the status of a
+	// recipient given up on after its retry time.
+	expired = "5.4.7"
+)
 
 // Runner delivers the messages of one spool through one transport.
 type Runner struct {
@@ -71,6 +104,12 @@ func New(o Options) *Runner {
 		o.Schedule = s
 	}
 	o.MaxParallel = max(o.MaxParallel, 1)
+	if o.Hostname == "" {
+		o.Hostname = "localhost"
+		if h, err := os.Hostname(); err == nil && h != "" {
+			o.Hostname = h
+		}
+	}
 	hard, cancel := context.WithCancel(context.Background())
 	return &Runner{
 		o:          o,
@@ -264,7 +303,7 @@ func (r *Runner) due(id spool.ID, force, frozenToo bool) bool {
 	case err != nil:
 		return true
 	case !env.Frozen.IsZero() && !frozenToo:
-		return false
+		return r.frozenTooLong(env)
 	}
 	return force || !r.now().Before(env.NextTry)
 }
@@ -292,6 +331,12 @@ func (r *Runner) attempt(ctx context.Context, id spool.ID, force, thaw bool) {
 		return
 	}
 	if !env.Frozen.IsZero() {
+		// Before any thaw, as in Exim: -qff does not revive a message
+		// that is past its time.
+		if r.frozenTooLong(env) {
+			r.cancelFrozen(env)
+			return
+		}
 		if !thaw {
 			r.log(id, "Message is frozen")
 			return
@@ -307,12 +352,17 @@ func (r *Runner) attempt(ctx context.Context, id spool.ID, force, thaw bool) {
 }
 
 // deliver hands env's pending recipients to the transport and records the
-// outcome: journal, log lines, then the message's removal or its new retry
-// state.
+// outcome: journal, log lines, one bounce for the recipients that failed
+// for good, a delay warning when one is due, then the message's removal or
+// its new retry state.
 func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 	id := env.ID
 	transport := r.o.Transport.Name()
 	cancelled := false
+	freeze := false
+	// failed are this attempt's permanent failures, bounced together at
+	// its end; deferred are its temporary ones.
+	var failed, deferred []dsn.Recipient
 	if pending := env.Pending(); len(pending) > 0 {
 		rc, size, err := r.o.Spool.OpenMessage(id)
 		if err != nil {
@@ -355,42 +405,197 @@ func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 				first = false
 				r.log(id, fmt.Sprintf("%s %s R=%s T=%s%s%s", flag, rcpt, router, transport, hostField(res.Host), confirmation(res.Reply)))
 			case deliver.Failed:
-				r.done(env, rcpt)
 				r.log(id, fmt.Sprintf("** %s R=%s T=%s%s: %s", rcpt, router, transport, hostField(res.Host), reason(res)))
+				if env.Sender == "" {
+					// A bounce is never bounced (no loop can start);
+					// as in Exim it is frozen, its recipient left
+					// pending, for an admin to see.
+					freeze = true
+				} else {
+					// Journalled once the bounce is in the spool: a
+					// crash before that tries rcpt again rather than
+					// losing its bounce.
+					failed = append(failed, recipient(res))
+				}
 			default:
 				r.log(id, fmt.Sprintf("== %s R=%s T=%s defer (%d)%s: %s", rcpt, router, transport, deferErrno(res), hostField(res.Host), reason(res)))
+				deferred = append(deferred, recipient(res))
 			}
 		}
 	}
 
-	if rest := env.Pending(); len(rest) > 0 {
-		env.DeliverFirstTime = false
-		if cancelled {
-			// Stopped, not failed: the retry clock does not start and
-			// the message stays due for the next start.
-			r.update(env)
-			return
-		}
-		now := r.now()
+	now := r.now()
+	giveUp := false
+	// Stopped is not failed: after a cancelled attempt the retry clock
+	// does not start and the message stays due for the next start.
+	if len(deferred) > 0 && !cancelled {
 		if env.FirstFailed.IsZero() {
 			env.FirstFailed = now
 		}
 		env.Attempts++
-		next, giveUp := r.o.Schedule.Next(env.FirstFailed, now, env.Attempts)
+		var next time.Time
+		next, giveUp = r.o.Schedule.Next(env.FirstFailed, now, env.Attempts)
 		if !giveUp {
 			env.NextTry = next
-			r.update(env)
-			return
-		}
-		for _, rcpt := range rest {
-			r.done(env, rcpt)
-			r.log(id, fmt.Sprintf("** %s R=%s T=%s: retry timeout exceeded", rcpt, router, transport))
 		}
 	}
+	if giveUp {
+		for _, d := range deferred {
+			r.log(id, fmt.Sprintf("** %s R=%s T=%s: retry timeout exceeded", d.Addr, router, transport))
+			if env.Sender == "" {
+				// Exim discards a bounce past its retry time.
+				r.log(id, d.Addr+": error ignored")
+				r.done(env, d.Addr)
+				continue
+			}
+			d.Err, d.Status = "retry timeout exceeded", expired
+			failed = append(failed, d)
+		}
+	}
+
+	if len(failed) > 0 {
+		if err := r.notify(env, dsn.Failure, failed, 0); err != nil {
+			// The recipients stay pending and are tried (and bounced)
+			// again; with nothing else to retry the message is frozen
+			// so that this does not repeat at every queue run.
+			frozen := ""
+			if len(deferred) == 0 || giveUp {
+				env.Frozen, frozen = now, " (frozen)"
+			}
+			r.o.Log.Panic(fmt.Sprintf("%s error message to <%s> not written%s: %v", id, env.Sender, frozen, err))
+		} else {
+			for _, f := range failed {
+				r.done(env, f.Addr)
+			}
+		}
+	}
+
+	if len(deferred) > 0 && !cancelled && !giveUp && r.warningDue(env, now) {
+		if err := r.notify(env, dsn.Delay, deferred, now.Sub(env.Received)); err != nil {
+			// Not marked: the next deferral tries again.
+			r.o.Log.Panic(fmt.Sprintf("%s delay warning to <%s> not written: %v", id, env.Sender, err))
+		} else {
+			env.WarningCount++
+		}
+	}
+
+	if freeze {
+		env.Frozen = now
+		r.o.Log.Main(string(id), "Frozen"+frozenInfo)
+		r.msglogRaw(id, "*** Frozen"+frozenInfo)
+	}
+
+	if len(env.Pending()) > 0 {
+		env.DeliverFirstTime = false
+		r.update(env)
+		return
+	}
+	r.complete(id)
+}
+
+func (r *Runner) complete(id spool.ID) {
 	r.log(id, "Completed")
 	if err := r.o.Spool.Remove(id); err != nil {
 		r.o.Log.Panic(fmt.Sprintf("%s completed but not removed from the spool: %v", id, err))
 	}
+}
+
+// frozenTooLong reports a frozen message past TimeoutFrozenAfter, counted
+// from its arrival as Exim does.
+func (r *Runner) frozenTooLong(env *spool.Envelope) bool {
+	return r.o.TimeoutFrozenAfter > 0 && !env.Frozen.IsZero() &&
+		!r.now().Before(env.Received.Add(r.o.TimeoutFrozenAfter))
+}
+
+// cancelFrozen ends a message frozen for too long: its pending recipients
+// are bounced to its sender, or, for a bounce, discarded.
+func (r *Runner) cancelFrozen(env *spool.Envelope) {
+	id := env.ID
+	r.log(id, "cancelled by timeout_frozen_after")
+	pending := env.Pending()
+	if env.Sender != "" && len(pending) > 0 {
+		var failed []dsn.Recipient
+		for _, rcpt := range pending {
+			failed = append(failed, dsn.Recipient{Addr: rcpt, Err: timedOut, Status: expired})
+		}
+		if err := r.notify(env, dsn.Failure, failed, 0); err != nil {
+			// Left frozen as it is: the next queue run tries again.
+			r.o.Log.Panic(fmt.Sprintf("%s error message to <%s> not written: %v", id, env.Sender, err))
+			return
+		}
+	}
+	for _, rcpt := range pending {
+		r.done(env, rcpt)
+	}
+	r.complete(id)
+}
+
+// warningDue reports whether env's sender is owed its delay warning now.
+func (r *Runner) warningDue(env *spool.Envelope, now time.Time) bool {
+	// One warning per message: Exim's delay_warning list with a single
+	// interval, counted in the -H file like Exim's.
+	return r.o.DelayWarning > 0 && env.WarningCount == 0 && env.Sender != "" && env.Frozen.IsZero() &&
+		now.Sub(env.Received) >= r.o.DelayWarning && dsn.WantsDelayWarning(env.Headers)
+}
+
+// notify commits a notification about env to its sender, as a new message
+// from the null sender, logs its arrival as Exim does (R= names the
+// message it is about), and hands it to Enqueue. queued is how long env
+// has been on the queue, for a delay warning.
+func (r *Runner) notify(env *spool.Envelope, build func(*dsn.Report) (*dsn.Message, error), rcpts []dsn.Recipient, queued time.Duration) error {
+	w, err := r.o.Spool.Create()
+	if err != nil {
+		return err
+	}
+	now := r.now()
+	m, err := build(&dsn.Report{
+		Hostname:   r.o.Hostname,
+		ID:         env.ID,
+		Sender:     env.Sender,
+		Arrival:    env.Received,
+		Headers:    env.Headers,
+		Recipients: rcpts,
+		MessageID:  "E" + string(w.ID()),
+		Date:       now,
+		Delay:      r.o.DelayWarning,
+		Queued:     queued,
+	})
+	if err == nil {
+		_, err = w.Write(m.Body)
+	}
+	if err != nil {
+		if aerr := w.Abort(); aerr != nil {
+			err = fmt.Errorf("%w (and removing %s: %v)", err, w.ID(), aerr)
+		}
+		return err
+	}
+	ev := &spool.Envelope{
+		ID:               w.ID(),
+		Recipients:       []string{env.Sender},
+		Received:         now,
+		ReceivedProtocol: "local",
+		BodyLinecount:    bytes.Count(m.Body, []byte("\n")),
+		DeliverFirstTime: true,
+		Headers:          m.Headers,
+	}
+	// The attempt's context may end with a shutdown; the notification is
+	// written all the same, or the recipients it is about are left as
+	// they were.
+	if err := w.Commit(context.Background(), ev); err != nil {
+		return err
+	}
+	line := fmt.Sprintf("R=%s U=%s P=local S=%d", env.ID, bounceUser, ev.HeaderSize()+1+int64(len(m.Body)))
+	r.o.Log.Main(string(ev.ID), "<= <> "+line)
+	if err := r.o.Spool.Msglog(ev.ID, "Received from <> "+line); err != nil {
+		r.o.Log.Panic(fmt.Sprintf("%s msglog write failed: %v", ev.ID, err))
+	}
+	r.Enqueue(ev.ID)
+	return nil
+}
+
+// recipient is what a notification says about a transport's result.
+func recipient(res deliver.Result) dsn.Recipient {
+	return dsn.Recipient{Addr: res.Rcpt, Host: res.Host, Reply: res.Reply, Err: reason(res)}
 }
 
 // done records rcpt as finished for good, in the journal (fsynced) and in
@@ -414,6 +619,21 @@ func (r *Runner) update(env *spool.Envelope) {
 func (r *Runner) log(id spool.ID, text string) {
 	r.o.Log.Main(string(id), text)
 	if err := r.o.Spool.Msglog(id, text); err != nil {
+		r.o.Log.Panic(fmt.Sprintf("%s msglog write failed: %v", id, err))
+	}
+}
+
+// msglogRaw appends a line without a timestamp to id's msglog, as Exim
+// writes its "*** Frozen" line there.
+func (r *Runner) msglogRaw(id spool.ID, line string) {
+	f, err := os.OpenFile(r.o.Spool.MsglogPath(id), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err == nil {
+		_, err = f.WriteString(line + "\n")
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
 		r.o.Log.Panic(fmt.Sprintf("%s msglog write failed: %v", id, err))
 	}
 }

@@ -305,9 +305,15 @@ func TestMixedThenRetry(t *testing.T) {
 	for _, l := range lines {
 		want = append(want, string(id)+" "+l)
 	}
+	// dave's bounce, left in the spool: the only delivery slot was taken.
+	bounce := e.bounce(id, "dave@down.test")
+	want = append(want, fmt.Sprintf("%s <= <> R=%s U=mxgate P=local S=%d", bounce, id, e.size(bounce)))
 	e.expectLines(want...)
 	if got := e.msglog(id); !slices.Equal(got, lines) {
 		t.Errorf("msglog:\n got %q\nwant %q", got, lines)
+	}
+	if err := e.sp.Remove(bounce); err != nil {
+		t.Fatal(err)
 	}
 	x := string(id[5])
 	if got, want := e.spoolFiles(id), []string{"input/" + x + "/" + string(id) + "-H", "input/" + x + "/" + string(id) + "-D", "msglog/" + x + "/" + string(id)}; !slices.Equal(got, want) {
@@ -387,6 +393,7 @@ func TestGiveUp(t *testing.T) {
 	})
 	e.newLines()
 	e.r.RunOnce(context.Background(), false, false)
+	bounce := e.bounce(id, "bob@down.test", "carol@down.test")
 	e.expectLines(
 		"Start queue run: pid=PID",
 		fmt.Sprintf("%s => alice@down.test R=downstream T=fake H=%s %s", id, testHost, testC),
@@ -394,6 +401,7 @@ func TestGiveUp(t *testing.T) {
 		fmt.Sprintf("%s == carol@down.test R=downstream T=fake defer (110) H=%s: Connection timed out", id, testHost),
 		fmt.Sprintf("%s ** bob@down.test R=downstream T=fake: retry timeout exceeded", id),
 		fmt.Sprintf("%s ** carol@down.test R=downstream T=fake: retry timeout exceeded", id),
+		fmt.Sprintf("%s <= <> R=%s U=mxgate P=local S=%d", bounce, id, e.size(bounce)),
 		fmt.Sprintf("%s Completed", id),
 		"End queue run: pid=PID",
 	)

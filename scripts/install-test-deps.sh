@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
 # install-test-deps.sh — install what mxgate's tests run, when it is missing:
 # Postfix (smtp-sink, smtp-source and a real Postfix for scripts/load.sh),
-# Dovecot LMTP, swaks, and staticcheck. Meant for root on Debian 12 (CI and a
-# fresh developer machine); running it again changes nothing.
+# Dovecot LMTP, swaks, Perl, Exim's eximstats and exigrep, and staticcheck.
+# Meant for root on Debian 12 (CI and a fresh developer machine); running it
+# again changes nothing.
 #
 # Installing postfix starts no daemon here: its debconf answer is "No
 # configuration", and tests start every peer themselves (scripts/peers.sh).
+#
+# eximstats and exigrep come from Debian's exim4-base, which is unpacked
+# (apt-get download, dpkg -x) into $exim_dir and not installed: installing
+# it would pull in an Exim daemon and remove Postfix. The e2e tests look for
+# them there.
 set -euo pipefail
 
 prog=${0##*/}
 # staticcheck v0.8.2 (2026.2.2) is the first release that reads go1.26 code.
 readonly staticcheck_version=${STATICCHECK_VERSION:-v0.8.2}
+# Where the e2e tests find exim4-base's scripts (test/e2e/eximtools_test.go).
+readonly exim_dir=/opt/mxgate-test/exim4-base
 
 die() {
 	echo "$prog: $*" >&2
@@ -24,6 +32,8 @@ packages=(
 	dovecot-core:/usr/sbin/dovecot
 	dovecot-lmtpd:/usr/lib/dovecot/lmtp
 	swaks:/usr/bin/swaks
+	# eximstats and exigrep need the full Perl (Pod::Usage, Time::Local).
+	perl:/usr/bin/perldoc
 )
 
 missing=()
@@ -50,6 +60,31 @@ if ((${#missing[@]} > 0)); then
 	done
 fi
 
+if [[ ! -f $exim_dir/usr/sbin/eximstats || ! -f $exim_dir/usr/sbin/exigrep ]]; then
+	((EUID == 0)) || die "need root to unpack exim4-base into $exim_dir"
+	command -v apt-get >/dev/null || die "apt-get not found: unpack Debian's exim4-base into $exim_dir yourself"
+	echo "$prog: unpacking exim4-base (eximstats, exigrep) into $exim_dir"
+	# The scratch directory sits beside $exim_dir, so the final mv is a
+	# rename and a half-unpacked tree is never seen there.
+	mkdir -p "${exim_dir%/*}"
+	work=$(mktemp -d "${exim_dir%/*}/.exim4-base.XXXXXX")
+	trap 'rm -rf "$work"' EXIT
+	# apt-get download needs the package lists; fetch them only when the
+	# cached ones do not know exim4-base.
+	if ! (cd "$work" && apt-get download -qq exim4-base >/dev/null 2>&1); then
+		apt-get update -qq
+		(cd "$work" && apt-get download -qq exim4-base) || die "apt-get download exim4-base failed"
+	fi
+	debs=("$work"/exim4-base_*.deb)
+	[[ -f ${debs[0]} ]] || die "apt-get download exim4-base left no .deb in $work"
+	dpkg -x "${debs[0]}" "$work/root"
+	rm -rf "$exim_dir"
+	mv "$work/root" "$exim_dir"
+	for tool in eximstats exigrep; do
+		[[ -f $exim_dir/usr/sbin/$tool ]] || die "exim4-base unpacked but $exim_dir/usr/sbin/$tool is missing"
+	done
+fi
+
 # staticcheck goes where `go install` puts it: GOBIN, else GOPATH/bin.
 command -v go >/dev/null || die "go not found in PATH"
 gobin=$(go env GOBIN)
@@ -62,4 +97,4 @@ if [[ $("$gobin/staticcheck" -version 2>/dev/null) != *"(${staticcheck_version#v
 	[[ -x $gobin/staticcheck ]] || die "go install staticcheck@$staticcheck_version left no $gobin/staticcheck"
 fi
 
-echo "$prog: test dependencies present (postfix, dovecot-core, dovecot-lmtpd, swaks, staticcheck in $gobin)"
+echo "$prog: test dependencies present (postfix, dovecot-core, dovecot-lmtpd, swaks, perl, exim4-base in $exim_dir, staticcheck in $gobin)"

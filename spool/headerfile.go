@@ -91,6 +91,7 @@ type Envelope struct {
 	FirstFailed      time.Time // first deferral; zero: never deferred
 	NextTry          time.Time // do not retry before; zero: due now
 	Attempts         int
+	WarningCount     int // delay warnings sent to the sender (line 4 of -H, as Exim)
 	DeliverFirstTime bool
 	Headers          []Header
 }
@@ -184,7 +185,7 @@ func appendHeaderFile(b []byte, env *Envelope) ([]byte, error) {
 		}
 	}
 
-	b = fmt.Appendf(b, "%s-H\nmxgate %d %d\n<%s>\n%d 0\n", env.ID, os.Getuid(), os.Getgid(), env.Sender, env.Received.Unix())
+	b = fmt.Appendf(b, "%s-H\nmxgate %d %d\n<%s>\n%d %d\n", env.ID, os.Getuid(), os.Getgid(), env.Sender, env.Received.Unix(), env.WarningCount)
 	b = fmt.Appendf(b, "-received_time_usec .%06d\n", env.Received.Nanosecond()/1000)
 	if env.HeloName != "" {
 		b = fmt.Appendf(b, "-helo_name %s\n", env.HeloName)
@@ -400,10 +401,12 @@ func ParseHeaderFile(r io.Reader) (*Envelope, error) {
 	}
 	sec, warn, ok := strings.Cut(l, " ")
 	secs, ok1 := parseCount(sec)
-	if _, ok2 := parseCount(warn); !ok || !ok1 || !ok2 {
+	warnings, ok2 := parseCount(warn)
+	if !ok || !ok1 || !ok2 || warnings > maxCount {
 		return nil, lr.errorf("%q is not \"epoch warning-count\"", truncate(l))
 	}
 	env.Received = time.Unix(secs, 0)
+	env.WarningCount = int(warnings)
 
 	if l, err = parseOptions(lr, env); err != nil {
 		return nil, err

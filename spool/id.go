@@ -113,6 +113,13 @@ type generator struct {
 	base time.Time
 	last int64 // tick of the last id (or of creation)
 	seq  int64 // ids made in tick last, minus one
+
+	// folded holds the lower-cased ids made in second foldedSec. exigrep
+	// matches ids without regard to case, and base62 ids of one second
+	// can differ only in case ("...-LA", "...-La"): such an id is skipped,
+	// so `exigrep ID` never shows a stranger's message.
+	folded    map[string]struct{}
+	foldedSec int64
 }
 
 func newGenerator(pid int, now func() time.Time, sleep func(time.Duration)) *generator {
@@ -134,6 +141,22 @@ func (g *generator) tick() int64 {
 func (g *generator) next() ID {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	for {
+		id := g.step()
+		if sec := g.last / ticksSec; sec != g.foldedSec || g.folded == nil {
+			g.folded, g.foldedSec = make(map[string]struct{}), sec
+		}
+		f := strings.ToLower(string(id))
+		if _, taken := g.folded[f]; !taken {
+			g.folded[f] = struct{}{}
+			return id
+		}
+	}
+}
+
+// step makes the next id in (tick, seq) order, waiting for the clock when
+// a tick is used up.
+func (g *generator) step() ID {
 	for {
 		t := g.tick()
 		if t > g.last {

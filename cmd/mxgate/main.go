@@ -41,8 +41,10 @@ func register(name, help string, run func(e *env) error) {
 	commands[name] = command{help: help, run: run}
 }
 
-// programAliases are Exim's: a link named mailq lists the queue.
-var programAliases = map[string]string{"mailq": "-bp"}
+// programAliases are Exim's: a link named mailq lists the queue, one named
+// sendmail submits a message unless its first argument is a command
+// (`sendmail -bp` lists the queue, as Exim does).
+var programAliases = map[string]string{"mailq": "-bp", "sendmail": "-bm"}
 
 // errUsage marks a command-line mistake: usage is printed, exit status 2.
 var errUsage = errors.New("usage")
@@ -85,10 +87,9 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code)
 func dispatch(argv []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	e := &env{configPath: os.Getenv("MXGATE_CONFIG"), stdin: stdin, stdout: stdout, stderr: stderr}
 	var rest []string
+	var alias string
 	if len(argv) > 0 {
-		if alias, ok := programAliases[filepath.Base(argv[0])]; ok {
-			rest = append(rest, alias)
-		}
+		alias = programAliases[filepath.Base(argv[0])]
 		argv = argv[1:]
 	}
 	for i := 0; i < len(argv); i++ {
@@ -103,6 +104,12 @@ func dispatch(argv []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			e.configPath = a[strings.IndexByte(a, '=')+1:]
 		default:
 			rest = append(rest, a)
+		}
+	}
+	// An alias supplies the command only when none is given.
+	if alias != "" {
+		if _, isCommand := commands[first(rest)]; !isCommand {
+			rest = append([]string{alias}, rest...)
 		}
 	}
 	if len(rest) == 0 {
@@ -153,6 +160,13 @@ func helpText(h string) string {
 		return h[i+1:]
 	}
 	return h
+}
+
+func first(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	return args[0]
 }
 
 // noArgs refuses arguments for commands that take none.

@@ -51,11 +51,14 @@ func newRunner(cfg *config.Config, sp *spool.Spool, log *mainlog.Logger) (*queue
 		return nil, err // config.Load checked it already
 	}
 	return queue.New(queue.Options{
-		Spool:       sp,
-		Transport:   tr,
-		Log:         log,
-		Schedule:    sched,
-		RunInterval: time.Duration(cfg.Queue.RunInterval),
-		MaxParallel: cfg.Queue.MaxParallel,
+		Spool:              sp,
+		Transport:          tr,
+		Log:                log,
+		Schedule:           sched,
+		RunInterval:        time.Duration(cfg.Queue.RunInterval),
+		MaxParallel:        cfg.Queue.MaxParallel,
+		Hostname:           cfg.Hostname,
+		DelayWarning:       time.Duration(cfg.Queue.DelayWarning),
+		TimeoutFrozenAfter: time.Duration(cfg.Queue.TimeoutFrozenAfter),
 	}), nil
 }

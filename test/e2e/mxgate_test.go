@@ -53,6 +53,13 @@ func freePort(t *testing.T) int {
 // 220. The process is killed at the end of the test if still running.
 func startMxgate(t *testing.T, downstream string) *mxgate {
 	t.Helper()
+	return startMxgateConfig(t, testdata("mxgate.toml.tmpl"), downstream)
+}
+
+// startMxgateConfig is startMxgate with the config template tmplPath,
+// which gets .Listen, .DataDir and .Downstream.
+func startMxgateConfig(t *testing.T, tmplPath, downstream string) *mxgate {
+	t.Helper()
 	dir := t.TempDir()
 	g := &mxgate{
 		t:       t,
@@ -61,7 +68,7 @@ func startMxgate(t *testing.T, downstream string) *mxgate {
 		cfgPath: filepath.Join(dir, "mxgate.toml"),
 		outPath: filepath.Join(dir, "mxgate.out"),
 	}
-	tmpl, err := template.ParseFiles(testdata("mxgate.toml.tmpl"))
+	tmpl, err := template.ParseFiles(tmplPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,6 +87,14 @@ func startMxgate(t *testing.T, downstream string) *mxgate {
 	t.Cleanup(g.cleanup)
 	g.start()
 	return g
+}
+
+// in returns g reporting to t: a subtest uses it, because a subtest must
+// never fail its parent with FailNow.
+func (g *mxgate) in(t *testing.T) *mxgate {
+	c := *g
+	c.t = t
+	return &c
 }
 
 // start runs `mxgate serve` on the existing config and data_dir.

@@ -1,0 +1,207 @@
+package admin
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"time"
+
+	"mxgate/spool"
+)
+
+// Refusal is an operation Exim declines with a line on standard output
+// ("Message ID is locked", "Message ID is already frozen"); the command
+// still fails.
+type Refusal struct {
+	ID   spool.ID
+	What string // "is locked", "is already frozen", "is not frozen"
+}
+
+func (r *Refusal) Error() string { return fmt.Sprintf("Message %s %s", r.ID, r.What) }
+
+// lock takes the message's lock for an operation on it. A message another
+// process is handling is refused at once, never waited for: that process
+// may be in a long delivery.
+func (q *Queue) lock(arg string) (spool.ID, func(), error) {
+	id, err := parseID(arg)
+	if err != nil {
+		return "", nil, err
+	}
+	unlock, err := q.Spool.Lock(id)
+	switch {
+	case errors.Is(err, spool.ErrLocked):
+		return "", nil, &Refusal{ID: id, What: "is locked"}
+	case errors.Is(err, spool.ErrNotFound):
+		return "", nil, notInSpool(id)
+	case err != nil:
+		return "", nil, fmt.Errorf("message %s: %w", id, err)
+	}
+	return id, unlock, nil
+}
+
+// loadLocked reads the envelope of a message whose lock the caller holds.
+func (q *Queue) loadLocked(id spool.ID) (*spool.Envelope, error) {
+	env, err := q.Spool.Load(id)
+	if errors.Is(err, spool.ErrNotFound) {
+		return nil, notInSpool(id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("message %s: %w", id, err)
+	}
+	return env, nil
+}
+
+// Remove deletes a message without a bounce (-Mrm) and returns Exim's
+// line for it.
+func (q *Queue) Remove(arg string) (string, error) {
+	id, unlock, err := q.lock(arg)
+	if errors.Is(err, spool.ErrNotFound) && q.orphanedHeader(spool.ID(arg)) {
+		// An -H without its -D: a broken state no delivery or commit can
+		// be in (the -D is made first and removed last), so no lock is
+		// needed to clear it up.
+		id, unlock, err = spool.ID(arg), func() {}, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if err := q.Spool.Remove(id); errors.Is(err, spool.ErrNotFound) {
+		return "", notInSpool(id)
+	} else if err != nil {
+		return "", fmt.Errorf("message %s: %w", id, err)
+	}
+	q.Log.Main(string(id), "removed by "+q.User)
+	q.Log.Main(string(id), "Completed")
+	return fmt.Sprintf("Message %s has been removed", id), nil
+}
+
+// orphanedHeader reports whether the valid id has an -H file but no -D.
+func (q *Queue) orphanedHeader(id spool.ID) bool {
+	if _, err := os.Stat(q.path(id, "-H")); err != nil {
+		return false
+	}
+	_, err := os.Stat(q.path(id, "-D"))
+	return errors.Is(err, fs.ErrNotExist)
+}
+
+// Freeze stops delivery attempts on a message until it is thawed (-Mf).
+func (q *Queue) Freeze(arg string) (string, error) {
+	return q.setFrozen(arg, true)
+}
+
+// Thaw lets a frozen message be delivered again (-Mt).
+func (q *Queue) Thaw(arg string) (string, error) {
+	return q.setFrozen(arg, false)
+}
+
+func (q *Queue) setFrozen(arg string, freeze bool) (string, error) {
+	id, unlock, err := q.lock(arg)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	env, err := q.loadLocked(id)
+	if err != nil {
+		return "", err
+	}
+	frozen := !env.Frozen.IsZero()
+	switch {
+	case freeze && frozen:
+		return "", &Refusal{ID: id, What: "is already frozen"}
+	case !freeze && !frozen:
+		return "", &Refusal{ID: id, What: "is not frozen"}
+	case freeze:
+		env.Frozen, env.ManualThaw = q.now(), false
+	default:
+		env.Frozen, env.ManualThaw = time.Time{}, true
+	}
+	if err := q.Spool.Update(env); err != nil {
+		return "", fmt.Errorf("message %s: rewriting its -H file: %w", id, err)
+	}
+	if freeze {
+		q.Log.Main(string(id), "frozen by "+q.User)
+		return fmt.Sprintf("Message %s is now frozen", id), nil
+	}
+	q.Log.Main(string(id), "unfrozen by "+q.User)
+	return fmt.Sprintf("Message %s is no longer frozen", id), nil
+}
+
+// MakeDue readies a message for a forced delivery (-M): a frozen message
+// is thawed ("Unfrozen by forced delivery", as Exim logs it) and the
+// retry time is cleared, so the next attempt on it goes ahead.
+func (q *Queue) MakeDue(arg string) (spool.ID, error) {
+	id, unlock, err := q.lock(arg)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	env, err := q.loadLocked(id)
+	if err != nil {
+		return "", err
+	}
+	thawed := !env.Frozen.IsZero()
+	if !thawed && env.NextTry.IsZero() {
+		return id, nil
+	}
+	if thawed {
+		env.Frozen, env.ManualThaw = time.Time{}, true
+	}
+	env.NextTry = time.Time{}
+	if err := q.Spool.Update(env); err != nil {
+		return "", fmt.Errorf("message %s: %w", id, err)
+	}
+	if thawed {
+		const text = "Unfrozen by forced delivery"
+		q.Log.Main(string(id), text)
+		if err := q.Spool.Msglog(id, text); err != nil {
+			q.Log.Panic(fmt.Sprintf("%s msglog write failed: %v", id, err))
+		}
+	}
+	return id, nil
+}
+
+// File names one of a message's files for View.
+type File int
+
+const (
+	MsglogFile File = iota // msglog/X/ID (-Mvl)
+	HeaderFile             // input/X/ID-H (-Mvh)
+	DataFile               // input/X/ID-D, first line included (-Mvb)
+)
+
+// View copies one of a message's files to w unchanged, as Exim's -Mvl,
+// -Mvh and -Mvb do. It takes no lock: -H is only ever replaced whole, by
+// rename, so it is read either before or after an update.
+func (q *Queue) View(w io.Writer, arg string, which File) error {
+	id, err := parseID(arg)
+	if err != nil {
+		return err
+	}
+	var path string
+	switch which {
+	case MsglogFile:
+		path = q.Spool.MsglogPath(id)
+	case HeaderFile:
+		path = q.path(id, "-H")
+	case DataFile:
+		path = q.path(id, "-D")
+	default:
+		return fmt.Errorf("admin: unknown file %d", which)
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, herr := os.Stat(q.path(id, "-H")); errors.Is(herr, fs.ErrNotExist) {
+			return notInSpool(id)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("message %s: %w", id, err)
+	}
+	defer f.Close()
+	if _, err := io.Copy(w, f); err != nil {
+		return fmt.Errorf("message %s: %w", id, err)
+	}
+	return nil
+}

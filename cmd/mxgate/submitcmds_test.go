@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// maildirFiles returns the delivered messages under root, by path
+// relative to it with the unique file name dropped ("example.test/u/new").
+func maildirFiles(t *testing.T, root string) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, filepath.Dir(path))
+		got[rel] = string(b)
+		return nil
+	})
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func TestSubmitCommand(t *testing.T) {
+	login, _ := invoker()
+	input := "To: Joe <joe@example.test>\r\n" +
+		"Bcc: hidden@example.test\r\n" +
+		"Subject: report\r\n" +
+		"\r\n" +
+		"line one\r\n" +
+		"..two dots stay\r\n" +
+		".\r\n" +
+		"after the dot\r\n"
+	tests := []struct {
+		name       string
+		args       []string
+		input      string
+		wantRcpts  []string // maildir directories, in envelope order
+		wantSender string
+		wantHeader string // the message's header after Received:, minus Date:
+		wantBody   string
+	}{
+		{
+			name:       "-t: recipients from the header, Bcc: removed, a lone dot ends input",
+			args:       []string{"-t", "-f", "robot@example.test", "-F", "Report Robot"},
+			input:      input,
+			wantRcpts:  []string{"example.test/joe/new", "example.test/hidden/new"},
+			wantSender: "robot@example.test",
+			wantHeader: "To: Joe <joe@example.test>\nSubject: report\nMessage-ID: <EID@mx.example.test>\nFrom: \"Report Robot\" <robot@example.test>\n",
+			wantBody:   "line one\n..two dots stay\n",
+		},
+		{
+			name:       "-bm -i: command-line recipients, the dot is text, Bcc: kept",
+			args:       []string{"-bm", "-i", "-odi", "-fother@example.test", "root"},
+			input:      input,
+			wantRcpts:  []string{"mx.example.test/root/new"},
+			wantSender: "other@example.test",
+			wantHeader: "To: Joe <joe@example.test>\nBcc: hidden@example.test\nSubject: report\nMessage-ID: <EID@mx.example.test>\nFrom: other@example.test\n",
+			wantBody:   "line one\n..two dots stay\n.\nafter the dot\n",
+		},
+		{
+			name:       "-t minus the command line's addresses; default sender; own Message-ID kept",
+			args:       []string{"-t", "-oi", "joe@example.test"},
+			input:      "To: joe@example.test, root\nMessage-ID: <abc@client.test>\nDate: Mon, 02 Jan 2006 15:04:05 +0000\n\nhi",
+			wantRcpts:  []string{"mx.example.test/root/new"},
+			wantSender: login + "@mx.example.test",
+			wantHeader: "To: joe@example.test, root\nMessage-ID: <abc@client.test>\nFrom: " + login + "@mx.example.test\n",
+			wantBody:   "hi\n",
+		},
+	}
+	dateLine := regexp.MustCompile(`(?m)^Date: [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [-+]\d{4}\n`)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "maildir")
+			cfg, dataDir := gatewayConfig(t, "maildir://"+root)
+			var stdout, stderr bytes.Buffer
+			code := run(append([]string{"mxgate", "-config", cfg}, tt.args...), strings.NewReader(tt.input), &stdout, &stderr)
+			if code != 0 || stdout.Len() != 0 || stderr.Len() != 0 {
+				t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout.String(), stderr.String())
+			}
+
+			mainlog, err := os.ReadFile(filepath.Join(dataDir, "log", "mainlog"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ml := queueID.ReplaceAllString(string(mainlog), "ID")
+			ml = regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d `).ReplaceAllString(ml, "")
+			arrival := regexp.MustCompile(`(?m)^ID <= ` + regexp.QuoteMeta(tt.wantSender) + ` U=` + regexp.QuoteMeta(login) + ` P=local S=\d+ id=\S+\n`)
+			if !arrival.MatchString(ml) {
+				t.Errorf("mainlog lacks the arrival %v:\n%s", arrival, ml)
+			}
+			for i, r := range tt.wantRcpts {
+				flag := "->"
+				if i == 0 {
+					flag = "=>"
+				}
+				addr := strings.Split(r, "/")[1] + "@" + strings.Split(r, "/")[0]
+				if !strings.Contains(ml, "ID "+flag+" "+addr+" R=downstream T=maildir\n") {
+					t.Errorf("mainlog lacks the delivery to %s:\n%s", addr, ml)
+				}
+			}
+			if !strings.HasSuffix(ml, "ID Completed\n") {
+				t.Errorf("mainlog does not end with Completed:\n%s", ml)
+			}
+
+			got := maildirFiles(t, root)
+			if len(got) != len(tt.wantRcpts) {
+				t.Errorf("delivered to %v, want %v", keys(got), tt.wantRcpts)
+			}
+			for _, r := range tt.wantRcpts {
+				msg, ok := got[r]
+				if !ok {
+					t.Errorf("nothing delivered to %s (got %v)", r, keys(got))
+					continue
+				}
+				msg = queueID.ReplaceAllString(msg, "ID")
+				if n := len(dateLine.FindAllString(msg, -1)); n != 1 {
+					t.Errorf("%d Date: headers in\n%s", n, msg)
+				}
+				msg = dateLine.ReplaceAllString(msg, "")
+				rcpt := strings.Split(r, "/")[1] + "@" + strings.Split(r, "/")[0]
+				received := "Received: from " + login + " by mx.example.test with local (mxgate)\n" +
+					"\t(envelope-from <" + tt.wantSender + ">)\n\tid ID"
+				if len(tt.wantRcpts) == 1 {
+					received += "\n\tfor <" + rcpt + ">"
+				}
+				prefix := "Return-Path: <" + tt.wantSender + ">\nDelivered-To: " + rcpt + "\n" + received + "; "
+				if !strings.HasPrefix(msg, prefix) {
+					t.Errorf("%s starts:\n%s\nwant:\n%s", r, msg, prefix)
+					continue
+				}
+				_, rest, _ := strings.Cut(msg[len(prefix):], "\n")
+				if want := tt.wantHeader + "\n" + tt.wantBody; rest != want {
+					t.Errorf("%s after Received:\n%s\nwant:\n%s", r, rest, want)
+				}
+			}
+		})
+	}
+}
+
+func keys(m map[string]string) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+func TestSubmitCommandErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		input string
+		want  string // stderr
+		code  int
+	}{
+		{"no recipients", []string{"-bm"}, "Subject: x\n\nhi\n", "mxgate: no recipients\n", 1},
+		{"-t without any", []string{"-t"}, "Subject: x\n\nhi\n", "mxgate: no recipients\n", 1},
+		{"-t with only the command line's", []string{"-t", "u@example.test"}, "To: u@example.test\n\nhi\n", "mxgate: no recipients\n", 1},
+		{"invalid recipient", []string{"-bm", "u@"}, "hi\n", "mxgate: invalid recipient \"u@\": bad address syntax: \"u@\": empty domain\n", 1},
+		{"relay refused", []string{"-bm", "u@other.test"}, "hi\n", "mxgate: recipient <u@other.test>: relay not permitted (not in relay.domains)\n", 1},
+		{"address trick", []string{"-bm", "u%other.test@example.test"}, "hi\n", "mxgate: recipient <u%other.test@example.test>: Restricted characters in address\n", 1},
+		{"invalid sender", []string{"-bm", "-f", "a@b@", "u@example.test"}, "hi\n", "mxgate: invalid sender \"a@b@\": bad address syntax: \"a@b@\": empty domain\n", 1},
+		{"name without address in To:", []string{"-t"}, "To: John Doe\n\nhi\n", "mxgate: To header: \"John Doe\" is not an address (a name without <address>?)\n", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "maildir")
+			cfg, dataDir := gatewayConfig(t, "maildir://"+root)
+			var stdout, stderr bytes.Buffer
+			code := run(append([]string{"mxgate", "-config", cfg}, tt.args...), strings.NewReader(tt.input), &stdout, &stderr)
+			if code != tt.code || stderr.String() != tt.want || stdout.Len() != 0 {
+				t.Errorf("exit %d, stdout %q, stderr %q; want exit %d, stderr %q", code, stdout.String(), stderr.String(), tt.code, tt.want)
+			}
+			if got := maildirFiles(t, root); len(got) != 0 {
+				t.Errorf("delivered: %v", keys(got))
+			}
+			entries, _ := os.ReadDir(filepath.Join(dataDir, "spool", "input"))
+			for _, e := range entries {
+				if files, _ := os.ReadDir(filepath.Join(dataDir, "spool", "input", e.Name())); len(files) != 0 {
+					t.Errorf("spool input/%s holds %d files", e.Name(), len(files))
+				}
+			}
+		})
+	}
+}
+
+func TestSubmitCommandQueueOnly(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "maildir")
+	cfg, dataDir := gatewayConfig(t, "maildir://"+root)
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"mxgate", "-config", cfg, "-bm", "-odq", "u@example.test"}, strings.NewReader("hi\n"), &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+	if got := maildirFiles(t, root); len(got) != 0 {
+		t.Errorf("-odq delivered: %v", keys(got))
+	}
+	mainlog, err := os.ReadFile(filepath.Join(dataDir, "log", "mainlog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSuffix(string(mainlog), "\n"), "\n"); len(lines) != 1 || !strings.Contains(lines[0], " <= ") {
+		t.Errorf("mainlog after -odq:\n%s", mainlog)
+	}
+	// The queue runner delivers it.
+	if code := run([]string{"mxgate", "-config", cfg, "-qf"}, strings.NewReader(""), &stdout, &stderr); code != 0 {
+		t.Fatalf("-qf exit %d, stderr %q", code, stderr.String())
+	}
+	if got := maildirFiles(t, root); len(got) != 1 || !strings.HasSuffix(got["example.test/u/new"], "\n\nhi\n") {
+		t.Errorf("after -qf: %v", got)
+	}
+}
+
+func TestSubmitCommandUsage(t *testing.T) {
+	cfg, _ := gatewayConfig(t, "maildir:///nonexistent")
+	for _, args := range [][]string{{"-bm", "-X"}, {"-t", "-f"}, {"-bm", "-F"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(append([]string{"mxgate", "-config", cfg}, args...), strings.NewReader("hi\n"), &stdout, &stderr); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (stderr %q)", args, code, stderr.String())
+		}
+	}
+}

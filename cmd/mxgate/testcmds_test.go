@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// gatewayConfig writes a config for mail to example.test from
+// 127.0.0.1, delivering to url, and returns its path and data_dir.
+func gatewayConfig(t *testing.T, url string) (cfgPath, dataDir string) {
+	t.Helper()
+	dir := t.TempDir()
+	dataDir = filepath.Join(dir, "var")
+	cfgPath = filepath.Join(dir, "mxgate.toml")
+	conf := `hostname = "mx.example.test"
+listen   = ["127.0.0.1:0"]
+data_dir = "` + dataDir + `"
+
+[relay]
+domains          = ["example.test", "mx.example.test"]
+trusted_networks = ["127.0.0.1/32"]
+
+[downstream]
+url = "` + url + `"
+`
+	if err := os.WriteFile(cfgPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfgPath, dataDir
+}
+
+func TestRouteTestCommand(t *testing.T) {
+	tests := []struct {
+		name     string
+		url      string
+		addrs    []string
+		want     string
+		wantCode int
+	}{
+		{
+			name:  "smtp downstream",
+			url:   "smtp://127.0.0.1:2600",
+			addrs: []string{"user@Example.TEST"},
+			want: "user@example.test\n" +
+				"  router = downstream, transport = smtp\n" +
+				"  host 127.0.0.1 [127.0.0.1] port=2600\n",
+		},
+		{
+			name:  "lmtp over TCP, IPv6",
+			url:   "lmtp://[::1]:24",
+			addrs: []string{"user@example.test"},
+			want: "user@example.test\n" +
+				"  router = downstream, transport = lmtp\n" +
+				"  host ::1 [::1] port=24\n",
+		},
+		{
+			name:  "lmtp socket",
+			url:   "lmtp+unix:///run/dovecot/lmtp",
+			addrs: []string{"user@example.test"},
+			want: "user@example.test\n" +
+				"  router = downstream, transport = lmtp\n" +
+				"  socket /run/dovecot/lmtp\n",
+		},
+		{
+			name:  "maildir",
+			url:   "maildir:///srv/mail",
+			addrs: []string{"user@example.test", "root@mx.example.test"},
+			want: "user@example.test\n" +
+				"  router = downstream, transport = maildir\n" +
+				"  maildir /srv/mail/example.test/user\n" +
+				"root@mx.example.test\n" +
+				"  router = downstream, transport = maildir\n" +
+				"  maildir /srv/mail/mx.example.test/root\n",
+		},
+		{
+			name:     "not a relay domain",
+			url:      "smtp://127.0.0.1:2600",
+			addrs:    []string{"user@example.test", "user@other.test"},
+			wantCode: 2,
+			want: "user@example.test\n" +
+				"  router = downstream, transport = smtp\n" +
+				"  host 127.0.0.1 [127.0.0.1] port=2600\n" +
+				"user@other.test is undeliverable: relay not permitted (not in relay.domains; only clients in relay.trusted_networks may relay)\n",
+		},
+		{
+			name:     "address tricks",
+			url:      "smtp://127.0.0.1:2600",
+			addrs:    []string{"u%other.test@example.test", "other.test!u@example.test", "u@[192.0.2.1]"},
+			wantCode: 2,
+			want: "u%other.test@example.test is undeliverable: Restricted characters in address\n" +
+				"other.test!u@example.test is undeliverable: Restricted characters in address\n" +
+				"u@[192.0.2.1] is undeliverable: relay not permitted (address literals are never relayed)\n",
+		},
+		{
+			name:     "bad syntax",
+			url:      "smtp://127.0.0.1:2600",
+			addrs:    []string{"user@"},
+			wantCode: 1,
+			want:     "user@ is undeliverable: malformed address: \"user@\": empty domain\n",
+		},
+		{
+			name:     "bad syntax and undeliverable: the worse wins",
+			url:      "smtp://127.0.0.1:2600",
+			addrs:    []string{"user@", "user@other.test"},
+			wantCode: 2,
+			want: "user@ is undeliverable: malformed address: \"user@\": empty domain\n" +
+				"user@other.test is undeliverable: relay not permitted (not in relay.domains; only clients in relay.trusted_networks may relay)\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, dataDir := gatewayConfig(t, tt.url)
+			var stdout, stderr bytes.Buffer
+			code := run(append([]string{"mxgate", "-config", cfg, "-bt"}, tt.addrs...), strings.NewReader(""), &stdout, &stderr)
+			if code != tt.wantCode || stdout.String() != tt.want || stderr.Len() != 0 {
+				t.Errorf("exit %d, stdout:\n%s\nstderr: %q\nwant exit %d, stdout:\n%s", code, stdout.String(), stderr.String(), tt.wantCode, tt.want)
+			}
+			if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
+				t.Errorf("-bt created %s (err %v)", dataDir, err)
+			}
+		})
+	}
+}
+
+func TestRouteTestUsage(t *testing.T) {
+	cfg, _ := gatewayConfig(t, "smtp://127.0.0.1:2600")
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"mxgate", "-config", cfg, "-bt"}, strings.NewReader(""), &stdout, &stderr); code != 2 {
+		t.Errorf("exit %d, want 2", code)
+	}
+	if !strings.HasPrefix(stderr.String(), "mxgate: give one or more addresses\nusage: ") {
+		t.Errorf("stderr:\n%s", stderr.String())
+	}
+}
+
+// queueID stands for the random queue ID in the expected output.
+var queueID = regexp.MustCompile(`[0-9A-Za-z]{6}-[0-9A-Za-z]{6}-[0-9A-Za-z]{2}`)
+
+func TestHostTestCommand(t *testing.T) {
+	session := "EHLO client.test\r\n" +
+		"MAIL FROM:<a@client.test>\r\n" +
+		"RCPT TO:<u@example.test>\r\n" +
+		"RCPT TO:<u@other.test>\r\n" +
+		"DATA\r\n" +
+		"Subject: test\r\n" +
+		"\r\n" +
+		"Hello.\r\n" +
+		".\r\n" +
+		"QUIT\r\n"
+	wantOut := "**** SMTP testing session as if from host 192.0.2.1\n" +
+		"**** but without any ident (RFC 1413) callback.\n" +
+		"**** This is not for real!\n" +
+		"\n" +
+		"220 mx.example.test ESMTP Service Ready\r\n" +
+		"250-Hello client.test\r\n" +
+		"250-PIPELINING\r\n" +
+		"250-8BITMIME\r\n" +
+		"250-ENHANCEDSTATUSCODES\r\n" +
+		"250-CHUNKING\r\n" +
+		"250-SMTPUTF8\r\n" +
+		"250-SIZE 52428801\r\n" +
+		"250 LIMITS RCPTMAX=100\r\n" +
+		"250 2.0.0 Roger, accepting mail from <a@client.test>\r\n" +
+		"250 2.0.0 I'll make sure <u@example.test> gets this\r\n" +
+		"550 5.7.1 relay not permitted\r\n" +
+		"354 Go ahead. End your data with <CR><LF>.<CR><LF>\r\n" +
+		"250 2.0.0 OK id=ID (not queued: -bh test session)\r\n" +
+		"221 2.0.0 Bye\r\n"
+	wantTrace := ">>> host in relay.trusted_networks? no\n" +
+		">>> MAIL <a@client.test>: accepted\n" +
+		">>> RCPT <u@example.test>: accepted: example.test in relay.domains\n" +
+		">>> RCPT <u@other.test>: relay not permitted\n" +
+		"LOG: H=(client.test) [192.0.2.1] F=<a@client.test> rejected RCPT <u@other.test>: relay not permitted\n" +
+		">>> DATA: accepted: S=202; not queued: test session\n"
+
+	cfg, dataDir := gatewayConfig(t, "smtp://127.0.0.1:2600")
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"mxgate", "-config", cfg, "-bh", "192.0.2.1"}, strings.NewReader(session), &stdout, &stderr)
+	if code != 0 {
+		t.Errorf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+	if got := queueID.ReplaceAllString(stdout.String(), "ID"); got != wantOut {
+		t.Errorf("stdout:\n%s\nwant:\n%s", got, wantOut)
+	}
+	if stderr.String() != wantTrace {
+		t.Errorf("stderr:\n%s\nwant:\n%s", stderr.String(), wantTrace)
+	}
+	// Nothing queued, nothing logged: not even the spool or log directory.
+	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
+		t.Errorf("-bh created %s (err %v)", dataDir, err)
+	}
+}
+
+func TestHostTestTrusted(t *testing.T) {
+	// 127.0.0.1 is trusted: it may relay, and says why; LF line ends
+	// (typed at a terminal) work as CRLF; an IP.PORT argument is Exim's.
+	session := "HELO client.test\nMAIL FROM:<>\nRCPT TO:<u@other.test>\nQUIT\n"
+	cfg, _ := gatewayConfig(t, "smtp://127.0.0.1:2600")
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"mxgate", "-config", cfg, "-bh", "127.0.0.1.4321"}, strings.NewReader(session), &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "250 2.0.0 I'll make sure <u@other.test> gets this\r\n221 2.0.0 Bye\r\n") {
+		t.Errorf("stdout:\n%s", stdout.String())
+	}
+	wantTrace := ">>> host in relay.trusted_networks? yes: may relay to any domain\n" +
+		">>> MAIL <>: accepted\n" +
+		">>> RCPT <u@other.test>: accepted: host in relay.trusted_networks\n"
+	if stderr.String() != wantTrace {
+		t.Errorf("stderr:\n%s\nwant:\n%s", stderr.String(), wantTrace)
+	}
+}
+
+func TestHostTestBadIP(t *testing.T) {
+	cfg, _ := gatewayConfig(t, "smtp://127.0.0.1:2600")
+	for _, arg := range []string{"192.0.2", "example.test", "192.0.2.1.99999", "fe80::1%eth0.25"} {
+		var stdout, stderr bytes.Buffer
+		code := run([]string{"mxgate", "-config", cfg, "-bh", arg}, strings.NewReader("QUIT\r\n"), &stdout, &stderr)
+		want := "mxgate: -bh: invalid IP address \"" + arg + "\" (want IP or IP.PORT)\n"
+		if code != 1 || stderr.String() != want || stdout.Len() != 0 {
+			t.Errorf("-bh %s: exit %d, stdout %q, stderr %q; want exit 1, %q", arg, code, stdout.String(), stderr.String(), want)
+		}
+	}
+}

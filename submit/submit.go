@@ -1,0 +1,329 @@
+// Package submit owns local submission, mxgate's sendmail interface (-bm,
+// -t): it reads a message from a local program, finds its recipients (the
+// command line, or the header with -t), completes its header the way Exim
+// does (Received:, and Date:, Message-ID:, From: when missing), holds the
+// recipients to the relay policy, and commits it to the spool and the
+// mainlog as an arrival with protocol "local". Delivering it is the
+// caller's business (the queue runner).
+package submit
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/mail"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"mxgate/address"
+	"mxgate/config"
+	"mxgate/mainlog"
+	"mxgate/spool"
+)
+
+// ErrNoRecipients: Exim's "A message that has no recipients cannot be
+// delivered".
+var ErrNoRecipients = errors.New("no recipients")
+
+// Options describe one submission.
+type Options struct {
+	Config *config.Config // hostname (the domain of unqualified addresses), relay domains, size limit
+	Spool  *spool.Spool
+	Log    *mainlog.Logger // nil logs nothing
+
+	// User is the invoking login name: the default sender User@hostname,
+	// U= in the mainlog, "from User" in Received:.
+	User string
+	// Name is the display name of a From: that has to be added (-F, else
+	// the user's full name); "" adds none.
+	Name string
+	// Sender is the envelope sender (-f); "" means User@hostname and "<>"
+	// the null sender.
+	Sender string
+	// Recipients are the command-line addresses. With ExtractRecipients
+	// (-t) they are removed from those found in the header instead
+	// (Exim's extract_addresses_remove_arguments).
+	Recipients        []string
+	ExtractRecipients bool
+	// DotEnds: a line holding only "." ends the message (sendmail without
+	// -i or -oi).
+	DotEnds bool
+}
+
+// Message is what was committed.
+type Message struct {
+	ID         spool.ID
+	Sender     string // "" = null sender
+	Recipients []string
+	Size       int64
+}
+
+// Submit reads the message from r and commits it to the spool. Nothing is
+// left in the spool when it fails: no recipients (ErrNoRecipients), an
+// invalid or refused address (named in the error), a message over
+// smtp.max_message_size, or an error reading r.
+func Submit(ctx context.Context, o Options, r io.Reader) (*Message, error) {
+	cfg := o.Config
+	host := cfg.Hostname
+	sender, err := envelopeSender(o.Sender, o.User, host)
+	if err != nil {
+		return nil, err
+	}
+
+	in := &input{br: bufio.NewReaderSize(r, 64<<10), dotEnds: o.DotEnds}
+	headers, first, err := in.readHeader()
+	if err != nil {
+		return nil, err
+	}
+	rcpts, err := recipients(o, headers)
+	if err != nil {
+		return nil, err
+	}
+	policy := address.NewPolicy(cfg.Relay.Domains, cfg.Relay.TrustedNetworks)
+	var envRcpts []string
+	for _, raw := range rcpts {
+		a, err := qualify(raw, host)
+		if err != nil {
+			return nil, fmt.Errorf("invalid recipient %q: %w", raw, err)
+		}
+		// A local program reaches the relay domains only: from this host
+		// it must not relay where a client in the trusted networks would
+		// have to be (a compromised web application is the usual spammer).
+		if _, ref := policy.Recipient(netip.Addr{}, a.String()); ref != nil {
+			why := ref.Log
+			if ref.Log == "relay not permitted" && !a.IsLiteral() {
+				why += " (not in relay.domains)"
+			}
+			return nil, fmt.Errorf("recipient <%s>: %s", a, why)
+		}
+		if s := a.String(); !slices.Contains(envRcpts, s) {
+			envRcpts = append(envRcpts, s)
+		}
+	}
+	if len(envRcpts) == 0 {
+		return nil, ErrNoRecipients
+	}
+
+	w, err := o.Spool.Create()
+	if err != nil {
+		return nil, err
+	}
+	defer w.Abort() // after Commit it does nothing
+	id := w.ID()
+	now := time.Now()
+	hdrs := completeHeader(o, headers, id, sender, envRcpts, now)
+
+	env := &spool.Envelope{
+		ID:               id,
+		Sender:           sender,
+		Recipients:       envRcpts,
+		Received:         now,
+		ReceivedProtocol: "local",
+		DeliverFirstTime: true,
+		Headers:          hdrs,
+	}
+	limit := int64(cfg.SMTP.MaxMessageSize)
+	size := env.HeaderSize() + 1
+	for line := first; ; {
+		if line == nil {
+			if line, err = in.line(64 << 10); err != nil {
+				return nil, err
+			}
+			if line == nil {
+				break
+			}
+		}
+		if size += int64(len(line)); size > limit {
+			return nil, fmt.Errorf("message too big: more than smtp.max_message_size %d bytes", limit)
+		}
+		if _, err := w.Write(line); err != nil {
+			return nil, err
+		}
+		line = nil
+	}
+	if err := w.Commit(ctx, env); err != nil {
+		return nil, err
+	}
+
+	logSender := "<>"
+	if sender != "" {
+		logSender = sender
+	}
+	line := fmt.Sprintf("U=%s P=local S=%d", safeUser(o.User), size)
+	if mid := messageID(hdrs); mid != "" {
+		line += " id=" + mid
+	}
+	o.Log.Main(string(id), "<= "+logSender+" "+line)
+	if err := o.Spool.Msglog(id, "Received from "+logSender+" "+line); err != nil {
+		o.Log.Panic(fmt.Sprintf("%s: writing msglog: %v", id, err))
+	}
+	return &Message{ID: id, Sender: sender, Recipients: envRcpts, Size: size}, nil
+}
+
+// envelopeSender is -f's address, qualified; or user@host by default.
+func envelopeSender(f, user, host string) (string, error) {
+	switch f = strings.TrimSpace(f); f {
+	case "":
+		f = user
+	case "<>":
+		return "", nil
+	}
+	f = strings.TrimSuffix(strings.TrimPrefix(f, "<"), ">")
+	a, err := qualify(f, host)
+	if err != nil {
+		return "", fmt.Errorf("invalid sender %q: %w", f, err)
+	}
+	return a.String(), nil
+}
+
+// qualify parses an address as a header or the command line gives it:
+// a quoted local part is unquoted, and one without a domain gets host.
+func qualify(s, host string) (address.Address, error) {
+	local, domain := s, host
+	if i := strings.LastIndexByte(s, '@'); i >= 0 && !strings.HasSuffix(s, `"`) {
+		local, domain = s[:i], s[i+1:]
+	}
+	if len(local) >= 2 && local[0] == '"' && local[len(local)-1] == '"' {
+		var b strings.Builder
+		for i := 1; i < len(local)-1; i++ {
+			if local[i] == '\\' && i+1 < len(local)-1 {
+				i++
+			}
+			b.WriteByte(local[i])
+		}
+		local = b.String()
+	}
+	return address.Parse(local + "@" + domain)
+}
+
+// recipients are the addresses to deliver to, as written: the command
+// line's; with -t those of the header minus the command line's.
+func recipients(o Options, headers []spool.Header) ([]string, error) {
+	if !o.ExtractRecipients {
+		return o.Recipients, nil
+	}
+	found, err := extract(headers)
+	if err != nil {
+		return nil, err
+	}
+	host := o.Config.Hostname
+	argv := map[string]bool{}
+	for _, r := range o.Recipients {
+		if a, err := qualify(r, host); err == nil {
+			argv[a.String()] = true
+		} else {
+			return nil, fmt.Errorf("invalid recipient %q: %w", r, err)
+		}
+	}
+	var out []string
+	for _, r := range found {
+		if a, err := qualify(r, host); err == nil && argv[a.String()] {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// extract returns the addresses of To:, Cc: and Bcc:, or of Resent-To:,
+// Resent-Cc: and Resent-Bcc: when the message has any Resent- field (it is
+// being resent, so the original recipients have had it), and marks every
+// Bcc: and Resent-Bcc: deleted, as Exim does with -t.
+func extract(headers []spool.Header) ([]string, error) {
+	prefix := ""
+	for _, h := range headers {
+		if strings.HasPrefix(strings.ToLower(h.Text), "resent-") {
+			prefix = "resent-"
+			break
+		}
+	}
+	var out []string
+	for i, h := range headers {
+		name, value, _ := strings.Cut(h.Text, ":")
+		name = strings.ToLower(strings.TrimRight(name, " \t"))
+		switch name {
+		case prefix + "to", prefix + "cc", prefix + "bcc":
+			addrs, err := addressList(value)
+			if err != nil {
+				return nil, fmt.Errorf("%s header: %w", strings.TrimRight(h.Text[:strings.IndexByte(h.Text, ':')], " \t"), err)
+			}
+			out = append(out, addrs...)
+		}
+		if name == "bcc" || name == "resent-bcc" {
+			headers[i].Type = '*'
+		}
+	}
+	return out, nil
+}
+
+// completeHeader puts Received: on top and adds what RFC 5322 requires
+// and the message lacks (Date:, From:) and a Message-ID:, at the end of
+// the header as Exim does.
+func completeHeader(o Options, headers []spool.Header, id spool.ID, sender string, rcpts []string, now time.Time) []spool.Header {
+	host := o.Config.Hostname
+	has := func(name string) bool {
+		return slices.ContainsFunc(headers, func(h spool.Header) bool {
+			n, _, _ := strings.Cut(h.Text, ":")
+			return strings.EqualFold(strings.TrimRight(n, " \t"), name)
+		})
+	}
+	var b strings.Builder
+	// A quoted local part may hold what would end the comment.
+	envFrom := strings.NewReplacer(`\`, `\\`, "(", `\(`, ")", `\)`).Replace(sender)
+	fmt.Fprintf(&b, "Received: from %s by %s with local (mxgate)\n\t(envelope-from <%s>)\n\tid %s", safeUser(o.User), host, envFrom, id)
+	if len(rcpts) == 1 {
+		fmt.Fprintf(&b, "\n\tfor <%s>", rcpts[0])
+	}
+	fmt.Fprintf(&b, "; %s\n", now.Format(time.RFC1123Z))
+	out := append([]spool.Header{{Type: 'P', Text: b.String()}}, headers...)
+	if !has("Date") {
+		out = append(out, spool.Header{Type: ' ', Text: "Date: " + now.Format(time.RFC1123Z) + "\n"})
+	}
+	if !has("Message-ID") {
+		out = append(out, spool.Header{Type: 'I', Text: fmt.Sprintf("Message-ID: <E%s@%s>\n", id, host)})
+	}
+	if !has("From") {
+		from := sender
+		if from == "" {
+			from = o.User + "@" + host
+		}
+		text := from
+		if o.Name != "" {
+			if a, err := address.Parse(from); err == nil {
+				text = (&mail.Address{Name: o.Name, Address: a.Local + "@" + a.Domain}).String()
+			}
+		}
+		out = append(out, spool.Header{Type: 'F', Text: "From: " + text + "\n"})
+	}
+	return out
+}
+
+// safeUser keeps a login name from breaking the Received: header or the
+// mainlog's fields.
+func safeUser(u string) string {
+	b := []byte(u)
+	for i, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("._-$", c) >= 0) {
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}
+
+// messageID is the Message-ID as mainlog's id= wants it: unfolded,
+// without angle brackets.
+func messageID(headers []spool.Header) string {
+	for _, h := range headers {
+		if h.Type != 'I' {
+			continue
+		}
+		_, v, _ := strings.Cut(h.Text, ":")
+		v = strings.TrimSpace(strings.ReplaceAll(v, "\n", ""))
+		return strings.TrimSuffix(strings.TrimPrefix(v, "<"), ">")
+	}
+	return ""
+}

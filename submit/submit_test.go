@@ -1,0 +1,358 @@
+package submit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"mxgate/config"
+	"mxgate/mainlog"
+	"mxgate/spool"
+)
+
+var masks = []struct {
+	re   *regexp.Regexp
+	with string
+}{
+	{regexp.MustCompile(`(?m)(^Date: |; )[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [-+]\d{4}$`), "${1}DATE"},
+	{regexp.MustCompile(`[0-9A-Za-z]{6}-[0-9A-Za-z]{6}-[0-9A-Za-z]{2}`), "ID"},
+}
+
+// mask replaces the dates Submit writes and the queue IDs.
+func mask(s string) string {
+	for _, m := range masks {
+		s = m.re.ReplaceAllString(s, m.with)
+	}
+	return s
+}
+
+type fixture struct {
+	t     *testing.T
+	cfg   *config.Config
+	spool *spool.Spool
+	log   *mainlog.Logger
+	dir   string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := config.Default()
+	cfg.Hostname = "mx.example.test"
+	cfg.Relay.Domains = []string{"example.test", "mx.example.test"}
+	sp, err := spool.Open(filepath.Join(dir, "spool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lg, err := mainlog.Open(filepath.Join(dir, "log"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close(); lg.Close() })
+	return &fixture{t: t, cfg: cfg, spool: sp, log: lg, dir: dir}
+}
+
+func (f *fixture) options() Options {
+	return Options{Config: f.cfg, Spool: f.spool, Log: f.log, User: "alice", DotEnds: true}
+}
+
+// message returns the spooled message as delivery reads it.
+func (f *fixture) message(id spool.ID) string {
+	f.t.Helper()
+	rc, _, err := f.spool.OpenMessage(id)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return string(b)
+}
+
+// queued is what is in the spool.
+func (f *fixture) queued() []spool.ID {
+	f.t.Helper()
+	ids, err := f.spool.List()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return ids
+}
+
+func TestExtractRecipients(t *testing.T) {
+	tests := []struct {
+		file     string
+		argv     []string
+		want     []string
+		wantHdrs string // the header as delivered, after Received:
+	}{
+		{
+			file: "basic.eml",
+			want: []string{"joe@example.test", "jane@example.test", "bob@example.test", "carol@example.test", "dave@example.test", "secret@example.test"},
+			wantHdrs: "From: Alice <alice@example.test>\n" +
+				"To: Joe Bloggs <joe@example.test>, \"Doe, Jane\" <jane@example.test> (work)\n" +
+				"Cc: team: bob@example.test, Carol <carol@example.test>;, dave@example.test\n" +
+				"Subject: basic\nDate: DATE\nMessage-ID: <EID@mx.example.test>\n",
+		},
+		{
+			// Exim's extract_addresses_remove_arguments.
+			file: "basic.eml",
+			argv: []string{"jane@EXAMPLE.test", "secret@Example.Test", "nobody@example.test"},
+			want: []string{"joe@example.test", "bob@example.test", "carol@example.test", "dave@example.test"},
+			wantHdrs: "From: Alice <alice@example.test>\n" +
+				"To: Joe Bloggs <joe@example.test>, \"Doe, Jane\" <jane@example.test> (work)\n" +
+				"Cc: team: bob@example.test, Carol <carol@example.test>;, dave@example.test\n" +
+				"Subject: basic\nDate: DATE\nMessage-ID: <EID@mx.example.test>\n",
+		},
+		{
+			file: "resent.eml",
+			want: []string{"new@example.test", "new-bcc@example.test"},
+			wantHdrs: "From: Alice <alice@example.test>\nTo: original@example.test\nSubject: resent\n" +
+				"Resent-From: Bob <bob@example.test>\nResent-To: new@example.test\nDate: DATE\nMessage-ID: <EID@mx.example.test>\n",
+		},
+		{
+			file: "folded.eml",
+			want: []string{"root@mx.example.test", `"john smith"@example.test`, "route@example.test"},
+			wantHdrs: "From: cron@example.test\nTo: root,\n \"john smith\"@example.test,\n\t<@relay.test:route@example.test>\n" +
+				"Subject: folded, CRLF\nDate: DATE\nMessage-ID: <EID@mx.example.test>\n",
+		},
+		{
+			file:     "undisclosed.eml",
+			want:     []string{"one@example.test", "two@example.test"},
+			wantHdrs: "To: undisclosed-recipients:;\nSubject: undisclosed\nDate: DATE\nMessage-ID: <EID@mx.example.test>\nFrom: alice@mx.example.test\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			f := newFixture(t)
+			in, err := os.Open(filepath.Join("testdata", "extract", tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer in.Close()
+			o := f.options()
+			o.ExtractRecipients, o.Recipients = true, tt.argv
+			m, err := Submit(context.Background(), o, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			env, err := f.spool.Load(m.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(env.Recipients, tt.want) || !slices.Equal(m.Recipients, tt.want) {
+				t.Errorf("recipients %q (envelope %q), want %q", m.Recipients, env.Recipients, tt.want)
+			}
+			msg := mask(f.message(m.ID))
+			if !strings.HasPrefix(msg, "Received: ") {
+				t.Fatalf("message does not start with Received:\n%s", msg)
+			}
+			_, rest, _ := strings.Cut(msg, "; DATE\n") // Received: ends with the date
+			if want := tt.wantHdrs + "\nBody.\n"; rest != want {
+				t.Errorf("message after Received:\n%s\nwant:\n%s", rest, want)
+			}
+			if strings.Contains(msg, "secret@") || strings.Contains(msg, "bcc@") {
+				t.Errorf("a Bcc: is still sent:\n%s", msg)
+			}
+		})
+	}
+}
+
+func TestSubmit(t *testing.T) {
+	tests := []struct {
+		name       string
+		o          func(*Options)
+		input      string
+		wantSender string
+		wantRcpts  []string
+		wantMsg    string // with Date: and IDs masked
+		wantLog    string // the arrival line from "<=", %d for the size
+	}{
+		{
+			name:       "no header at all, LF, dot ends",
+			o:          func(o *Options) { o.Recipients = []string{"bob"} },
+			input:      "just a line\n.\nnot read\n",
+			wantSender: "alice@mx.example.test",
+			wantRcpts:  []string{"bob@mx.example.test"},
+			wantMsg: "Received: from alice by mx.example.test with local (mxgate)\n" +
+				"\t(envelope-from <alice@mx.example.test>)\n\tid ID\n\tfor <bob@mx.example.test>; DATE\n" +
+				"Date: DATE\nMessage-ID: <EID@mx.example.test>\nFrom: alice@mx.example.test\n\njust a line\n",
+			wantLog: "<= alice@mx.example.test U=alice P=local S=%d id=EID@mx.example.test",
+		},
+		{
+			name: "CRLF, -i keeps the dot, null sender, -F name, last line without LF",
+			o: func(o *Options) {
+				o.Recipients, o.DotEnds, o.Sender, o.Name = []string{"bob@example.test", "Bob@EXAMPLE.test", "bob@Example.Test"}, false, "<>", "Zoë Alice"
+			},
+			input:      "Subject: s\r\nMessage-Id: <m1@client>\r\n\r\n.\r\n..\r\nend",
+			wantSender: "",
+			wantRcpts:  []string{"bob@example.test", "Bob@example.test"}, // local parts keep their case
+			wantMsg: "Received: from alice by mx.example.test with local (mxgate)\n" +
+				"\t(envelope-from <>)\n\tid ID; DATE\n" +
+				"Subject: s\nMessage-Id: <m1@client>\nDate: DATE\nFrom: =?utf-8?q?Zo=C3=AB_Alice?= <alice@mx.example.test>\n\n.\n..\nend\n",
+			wantLog: "<= <> U=alice P=local S=%d id=m1@client",
+		},
+		{
+			name:       "-f with angle brackets; a long line; a dot after a cut is text",
+			o:          func(o *Options) { o.Recipients, o.Sender = []string{"bob@example.test"}, "<Robot@Example.TEST>" },
+			input:      "From: me@example.test\nDate: today\n\n" + strings.Repeat("x", 70000) + ".\n" + strings.Repeat("y", 65535) + "\r\nlast\n",
+			wantSender: "Robot@example.test",
+			wantRcpts:  []string{"bob@example.test"},
+			wantMsg: "Received: from alice by mx.example.test with local (mxgate)\n" +
+				"\t(envelope-from <Robot@example.test>)\n\tid ID\n\tfor <bob@example.test>; DATE\n" +
+				"From: me@example.test\nDate: today\nMessage-ID: <EID@mx.example.test>\n\n" +
+				strings.Repeat("x", 70000) + ".\n" + strings.Repeat("y", 65535) + "\nlast\n",
+			wantLog: "<= Robot@example.test U=alice P=local S=%d id=EID@mx.example.test",
+		},
+		{
+			name: "mbox From line dropped; a login name and a sender that would break Received: and the log",
+			o: func(o *Options) {
+				o.Recipients, o.User, o.Sender = []string{"bob@example.test"}, "a b(c)", `"a(b)"@example.test`
+			},
+			input:      "From alice Mon Jan  2 15:04:05 2006\nSubject: s\n\nbody\n",
+			wantSender: `"a(b)"@example.test`,
+			wantRcpts:  []string{"bob@example.test"},
+			wantMsg: "Received: from a?b?c? by mx.example.test with local (mxgate)\n" +
+				"\t(envelope-from <\"a\\(b\\)\"@example.test>)\n\tid ID\n\tfor <bob@example.test>; DATE\n" +
+				"Subject: s\nDate: DATE\nMessage-ID: <EID@mx.example.test>\nFrom: \"a(b)\"@example.test\n\nbody\n",
+			wantLog: "<= \"a(b)\"@example.test U=a?b?c? P=local S=%d id=EID@mx.example.test",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			o := f.options()
+			tt.o(&o)
+			m, err := Submit(context.Background(), o, strings.NewReader(tt.input))
+			if err != nil {
+				t.Fatalf("Submit: %v", err)
+			}
+			env, err := f.spool.Load(m.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if env.Sender != tt.wantSender || !slices.Equal(env.Recipients, tt.wantRcpts) || env.ReceivedProtocol != "local" || env.HostAddress != "" {
+				t.Errorf("envelope sender %q rcpts %q protocol %q host %q; want %q %q local \"\"",
+					env.Sender, env.Recipients, env.ReceivedProtocol, env.HostAddress, tt.wantSender, tt.wantRcpts)
+			}
+			msg := f.message(m.ID)
+			if got := mask(msg); got != tt.wantMsg {
+				t.Errorf("message:\n%.600s\nwant:\n%.600s", got, tt.wantMsg)
+			}
+			if m.Size != int64(len(msg)) {
+				t.Errorf("size %d, message is %d bytes", m.Size, len(msg))
+			}
+			b, err := os.ReadFile(filepath.Join(f.dir, "log", "mainlog"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantLog := fmt.Sprintf(tt.wantLog, len(msg))
+			if got := mask(string(b)); !strings.HasSuffix(got, " ID "+wantLog+"\n") {
+				t.Errorf("mainlog:\n%s\nwant it to end with %q", got, wantLog)
+			}
+			ml, err := os.ReadFile(f.spool.MsglogPath(m.ID))
+			if err != nil || !strings.HasSuffix(mask(string(ml)), " Received from "+strings.TrimPrefix(wantLog, "<= ")+"\n") {
+				t.Errorf("msglog %q, %v", ml, err)
+			}
+		})
+	}
+}
+
+func TestSubmitRefused(t *testing.T) {
+	tests := []struct {
+		name  string
+		o     func(*Options)
+		input string
+		want  string
+	}{
+		{"no recipients", func(o *Options) {}, "hi\n", "no recipients"},
+		{"bad recipient", func(o *Options) { o.Recipients = []string{"a@b@"} }, "hi\n", `invalid recipient "a@b@": bad address syntax: "a@b@": empty domain`},
+		{"quoted @ trick", func(o *Options) { o.Recipients = []string{`"u@other.test"@example.test`} }, "hi\n", `recipient <"u@other.test"@example.test>: Restricted characters in address`},
+		{"relay", func(o *Options) { o.Recipients = []string{"u@other.test"} }, "hi\n", "recipient <u@other.test>: relay not permitted (not in relay.domains)"},
+		{"literal", func(o *Options) { o.Recipients = []string{"u@[192.0.2.1]"} }, "hi\n", "recipient <u@[192.0.2.1]>: relay not permitted"},
+		{"bad header address", func(o *Options) { o.ExtractRecipients = true }, "Cc: a@example.test, John Smith\n\nhi\n", `Cc header: "John Smith" is not an address (a name without <address>?)`},
+		{"too big", func(o *Options) { o.Recipients = []string{"u@example.test"}; o.Config.SMTP.MaxMessageSize = 300 }, "Subject: x\n\n" + strings.Repeat("body\n", 30), "message too big: more than smtp.max_message_size 300 bytes"},
+		{"header too big", func(o *Options) { o.Recipients = []string{"u@example.test"} }, "Subject: x\n" + strings.Repeat(" folded\n", maxHeaderBlock/8+1) + "\nhi\n", "header block larger than 1 MiB"},
+		{"read error", func(o *Options) { o.Recipients = []string{"u@example.test"} }, "", "reading the message: boom"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			o := f.options()
+			tt.o(&o)
+			var r io.Reader = strings.NewReader(tt.input)
+			if tt.input == "" {
+				r = io.MultiReader(strings.NewReader("Subject: x\n\nhi\n"), errReader{errors.New("boom")})
+			}
+			_, err := Submit(context.Background(), o, r)
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("Submit: %v, want %q", err, tt.want)
+			}
+			if tt.want == "no recipients" && !errors.Is(err, ErrNoRecipients) {
+				t.Errorf("%v is not ErrNoRecipients", err)
+			}
+			if ids := f.queued(); len(ids) != 0 {
+				t.Errorf("spool holds %v", ids)
+			}
+			entries, err := os.ReadDir(filepath.Join(f.dir, "spool", "input"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range entries {
+				if files, _ := os.ReadDir(filepath.Join(f.dir, "spool", "input", e.Name())); len(files) != 0 {
+					t.Errorf("input/%s holds %d files", e.Name(), len(files))
+				}
+			}
+		})
+	}
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+func TestAddressList(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+		err  string
+	}{
+		{in: "a@example.test", want: []string{"a@example.test"}},
+		{in: " A <a@example.test> , b@example.test ", want: []string{"a@example.test", "b@example.test"}},
+		{in: `"Last, First" <f@example.test>`, want: []string{"f@example.test"}},
+		{in: `"john smith"@example.test`, want: []string{`"john smith"@example.test`}},
+		{in: `"a\"b"@example.test`, want: []string{`"a\"b"@example.test`}},
+		{in: "a@example.test (Comment, with (nested) comma)", want: []string{"a@example.test"}},
+		{in: "group: a@example.test, B <b@example.test>;, c@example.test", want: []string{"a@example.test", "b@example.test", "c@example.test"}},
+		{in: "undisclosed-recipients:;", want: nil},
+		{in: "<@r1.test,@r2.test:u@example.test>", want: []string{"u@example.test"}},
+		{in: "root, postmaster", want: []string{"root", "postmaster"}},
+		{in: "user @ example . test", want: []string{"user@example.test"}},
+		{in: "a@example.test,\n\tb@example.test", want: []string{"a@example.test", "b@example.test"}},
+		{in: ",,", want: nil},
+		{in: "", want: nil},
+		{in: "Name Only", err: `"Name Only" is not an address (a name without <address>?)`},
+		{in: "a@example.test, Two Words", err: `"Two Words" is not an address (a name without <address>?)`},
+	}
+	for _, tt := range tests {
+		got, err := addressList(tt.in)
+		if tt.err != "" {
+			if err == nil || err.Error() != tt.err {
+				t.Errorf("addressList(%q) = %q, %v; want error %q", tt.in, got, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("addressList(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
+		}
+	}
+}
