@@ -41,10 +41,10 @@ func register(name, help string, run func(e *env) error) {
 	commands[name] = command{help: help, run: run}
 }
 
-// programAliases are Exim's: a link named mailq lists the queue, one named
-// sendmail submits a message unless its first argument is a command
-// (`sendmail -bp` lists the queue, as Exim does).
-var programAliases = map[string]string{"mailq": "-bp", "sendmail": "-bm"}
+// programAliases are Exim's: a link named mailq lists the queue, runq runs
+// it, and sendmail submits a message unless its first argument is a
+// command (`sendmail -bp` lists the queue, as Exim does).
+var programAliases = map[string]string{"mailq": "-bp", "runq": "-q", "sendmail": "-bm"}
 
 // errUsage marks a command-line mistake: usage is printed, exit status 2.
 var errUsage = errors.New("usage")
@@ -85,7 +85,29 @@ type exitError struct{ code int }
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 func dispatch(argv []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	e := &env{configPath: os.Getenv("MXGATE_CONFIG"), stdin: stdin, stdout: stdout, stderr: stderr}
+	cl, err := parseCommandLine(argv)
+	if err != nil {
+		return err
+	}
+	e := &env{configPath: cl.configPath, args: cl.args, stdin: stdin, stdout: stdout, stderr: stderr}
+	if e.configPath == "" {
+		e.configPath = os.Getenv("MXGATE_CONFIG")
+	}
+	return commands[cl.name].run(e)
+}
+
+// commandLine is argv resolved: which registered command runs, with what.
+type commandLine struct {
+	configPath string // "" when -config was not given
+	name       string // a key of commands
+	args       []string
+}
+
+// parseCommandLine takes -config FILE out of argv wherever it stands,
+// applies the program-name alias (mailq, runq, sendmail) and finds the
+// command, one word or two ("config check").
+func parseCommandLine(argv []string) (commandLine, error) {
+	var cl commandLine
 	var rest []string
 	var alias string
 	if len(argv) > 0 {
@@ -96,12 +118,12 @@ func dispatch(argv []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		switch a := argv[i]; {
 		case a == "-config" || a == "--config":
 			if i+1 >= len(argv) {
-				return fmt.Errorf("-config needs a FILE: %w", errUsage)
+				return cl, fmt.Errorf("-config needs a FILE: %w", errUsage)
 			}
-			e.configPath = argv[i+1]
+			cl.configPath = argv[i+1]
 			i++
 		case strings.HasPrefix(a, "-config="), strings.HasPrefix(a, "--config="):
-			e.configPath = a[strings.IndexByte(a, '=')+1:]
+			cl.configPath = a[strings.IndexByte(a, '=')+1:]
 		default:
 			rest = append(rest, a)
 		}
@@ -113,26 +135,23 @@ func dispatch(argv []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 	}
 	if len(rest) == 0 {
-		return errUsage
+		return cl, errUsage
 	}
 	switch rest[0] {
 	case "-h", "-help", "--help", "help":
-		return flag.ErrHelp
+		return cl, flag.ErrHelp
 	}
-	name, args := rest[0], rest[1:]
-	// Two-word verbs: "config check", "quarantine list", ...
-	if len(args) > 0 {
-		if c, ok := commands[name+" "+args[0]]; ok {
-			e.args = args[1:]
-			return c.run(e)
+	cl.name, cl.args = rest[0], rest[1:]
+	if len(cl.args) > 0 {
+		if _, ok := commands[cl.name+" "+cl.args[0]]; ok {
+			cl.name, cl.args = cl.name+" "+cl.args[0], cl.args[1:]
+			return cl, nil
 		}
 	}
-	c, ok := commands[name]
-	if !ok {
-		return fmt.Errorf("unknown command %q: %w", name, errUsage)
+	if _, ok := commands[cl.name]; !ok {
+		return cl, fmt.Errorf("unknown command %q: %w", cl.name, errUsage)
 	}
-	e.args = args
-	return c.run(e)
+	return cl, nil
 }
 
 func usage() string {
