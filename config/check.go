@@ -43,6 +43,7 @@ func (d *decoder) check(c *Config) {
 	d.enum(keyPath{"smtp", "bare_newline"}, &c.SMTP.BareNewline, "reject", "normalize")
 
 	d.checkRelay(c)
+	d.checkRBL(c)
 
 	d.checkDownstreamURL(c)
 	d.duration(keyPath{"downstream", "connect_timeout"}, &c.Downstream.ConnectTimeout, 30*time.Second)
@@ -222,6 +223,119 @@ func (d *decoder) checkRelay(c *Config) {
 		// or, worse, is tempted to accept for everybody.
 		d.fail(d.pos.line(keyPath{"relay"}), fmt.Errorf("missing required key %q or %q", "relay.domains", "relay.trusted_networks"))
 	}
+}
+
+// checkRBL fills the defaults of [rbl] and checks every list.
+func (d *decoder) checkRBL(c *Config) {
+	r := &c.RBL
+	for i := range r.Lists {
+		d.checkRBLList(keyPath{"rbl", "list"}.index(i), &r.Lists[i])
+	}
+	for i, a := range r.Resolver {
+		addr, err := resolverAddr(a)
+		if err != nil {
+			d.failKey(keyPath{"rbl", "resolver"}, i, "%w", err)
+			continue
+		}
+		r.Resolver[i] = addr
+	}
+
+	// Scores are compared with >=, so a threshold below 1 would refuse
+	// (or stamp) clients that no list names.
+	rejectKey, tagKey := keyPath{"rbl", "reject_score"}, keyPath{"rbl", "tag_score"}
+	if !d.pos.has(rejectKey) {
+		r.RejectScore = 1
+	} else if r.RejectScore < 1 {
+		d.failKey(rejectKey, -1, "must be at least 1, got %d (a lower score refuses clients that no list names)", r.RejectScore)
+	}
+	switch {
+	case !d.pos.has(tagKey):
+		r.TagScore = r.RejectScore
+	case r.TagScore < 1:
+		d.failKey(tagKey, -1, "must be at least 1, got %d (a lower score stamps clients that no list names)", r.TagScore)
+	case r.RejectScore >= 1 && r.TagScore > r.RejectScore:
+		d.failKey(tagKey, -1, "%d is above rbl.reject_score %d: no message would be stamped", r.TagScore, r.RejectScore)
+	}
+
+	d.duration(keyPath{"rbl", "timeout"}, &r.Timeout, 2*time.Second)
+	d.enum(keyPath{"rbl", "reject_at"}, &r.RejectAt, "rcpt", "connect")
+	d.count(keyPath{"rbl", "cache_size"}, &r.CacheSize, 10000)
+	d.duration(keyPath{"rbl", "min_ttl"}, &r.MinTTL, 30*time.Second)
+	d.duration(keyPath{"rbl", "max_ttl"}, &r.MaxTTL, time.Hour)
+	if r.MinTTL > r.MaxTTL {
+		d.failKey(keyPath{"rbl", "min_ttl"}, -1, "%q is above rbl.max_ttl %q", r.MinTTL, r.MaxTTL)
+	}
+}
+
+func (d *decoder) checkRBLList(key keyPath, l *RBLList) {
+	zoneKey := key.child("zone")
+	low := strings.ToLower(l.Zone)
+	switch {
+	case l.Zone == "":
+		d.fail(d.pos.line(zoneKey), fmt.Errorf("missing required key %q", zoneKey.String()))
+	case strings.HasSuffix(low, ".") && validDomain(strings.TrimSuffix(low, ".")):
+		d.failKey(zoneKey, -1, "invalid zone %q: remove the trailing dot", l.Zone)
+	case !validDomain(low):
+		d.failKey(zoneKey, -1, "invalid zone %q", l.Zone)
+	}
+	l.Zone = low
+	d.enum(key.child("kind"), &l.Kind, "ip", "sender_domain", "helo")
+	for i, m := range l.Match {
+		if err := checkMatch(m); err != nil {
+			d.failKey(key.child("match"), i, "%w", err)
+		}
+	}
+	weightKey := key.child("weight")
+	switch {
+	case !d.pos.has(weightKey):
+		l.Weight = 1
+	case l.Weight == 0:
+		d.failKey(weightKey, -1, "must not be 0: the list would count for nothing (negative for an allow-list)")
+	}
+	d.enum(key.child("on_error"), &l.OnError, "ignore", "tempfail")
+}
+
+// checkMatch accepts the three forms of a list's return-code filter. Only
+// answers in 127.0.0.0/8 are ever listings, so anything else could never
+// match.
+func checkMatch(m string) error {
+	const want = `want an address in 127.0.0.0/8 such as "127.0.0.2", a range "127.0.0.4-127.0.0.11" or a bitmask "&0.0.0.4"`
+	if mask, ok := strings.CutPrefix(m, "&"); ok {
+		a, err := netip.ParseAddr(mask)
+		if err != nil || !a.Is4() || a.IsUnspecified() {
+			return fmt.Errorf("invalid bitmask %q (%s)", m, want)
+		}
+		return nil
+	}
+	answer := func(s string) (netip.Addr, bool) {
+		a, err := netip.ParseAddr(s)
+		return a, err == nil && a.Is4() && a.As4()[0] == 127
+	}
+	from, to, isRange := strings.Cut(m, "-")
+	lo, ok := answer(from)
+	if !isRange {
+		if !ok {
+			return fmt.Errorf("invalid answer %q (%s)", m, want)
+		}
+		return nil
+	}
+	hi, ok2 := answer(to)
+	if !ok || !ok2 || hi.Less(lo) {
+		return fmt.Errorf("invalid range %q (%s)", m, want)
+	}
+	return nil
+}
+
+// resolverAddr reads a resolver as "IP:PORT", or a bare IP for port 53,
+// and returns it as "IP:PORT". A name would need a resolver of its own.
+func resolverAddr(s string) (string, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil && ap.Port() != 0 {
+		return ap.String(), nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.AddrPortFrom(a, 53).String(), nil
+	}
+	return "", fmt.Errorf(`invalid resolver %q (want IP:PORT such as "127.0.0.1:53" or "[::1]:53"; a bare IP means port 53)`, s)
 }
 
 func (d *decoder) checkDownstreamURL(c *Config) {

@@ -33,6 +33,7 @@ type Config struct {
 	TLS        TLS        `toml:"tls"`
 	SMTP       SMTP       `toml:"smtp"`
 	Relay      Relay      `toml:"relay"`
+	RBL        RBL        `toml:"rbl"`
 	Downstream Downstream `toml:"downstream"`
 	Queue      Queue      `toml:"queue"`
 	Log        Log        `toml:"log"`
@@ -63,6 +64,40 @@ type Relay struct {
 	Domains         []string       `toml:"domains"`          // required unless trusted_networks is set; lower-cased, no trailing dot
 	TrustedNetworks []netip.Prefix `toml:"trusted_networks"` // may relay to any domain
 }
+
+// RBL is the DNS blocklist check: the lists, how their answers weigh, and
+// what the total score of a session does. With no lists nothing is
+// looked up.
+type RBL struct {
+	Lists []RBLList `toml:"list"`
+	// Resolver is the recursive resolvers asked, "IP:PORT" (a bare IP
+	// means port 53); default: the nameservers of /etc/resolv.conf. A
+	// public resolver gets refusal codes from most lists, never listings.
+	Resolver    StringList `toml:"resolver"`
+	RejectScore int        `toml:"reject_score"` // total at which mail is refused with 554; default 1
+	TagScore    int        `toml:"tag_score"`    // total at which X-RBL-Score is stamped; default reject_score (no stamping)
+	Timeout     Duration   `toml:"timeout"`      // per lookup, retries included; default 2s
+	RejectAt    string     `toml:"reject_at"`    // "rcpt" (default) | "connect": IP lists refuse the greeting
+	CacheSize   int        `toml:"cache_size"`   // answers kept; default 10000
+	MinTTL      Duration   `toml:"min_ttl"`      // floor of answer TTLs; default 30s
+	MaxTTL      Duration   `toml:"max_ttl"`      // ceiling of answer TTLs; default 1h
+}
+
+// RBLList is one DNS list ([[rbl.list]]).
+type RBLList struct {
+	Zone string `toml:"zone"` // required, e.g. "zen.spamhaus.org"
+	Kind string `toml:"kind"` // "ip" (default): the client's address; "sender_domain"; "helo"
+	// Match is the answers that count: "127.0.0.2", a range
+	// "127.0.0.4-127.0.0.11", or a bitmask "&0.0.0.4" (all its bits set,
+	// as Exim's &); empty: any answer in 127.0.0.0/8.
+	Match   []string `toml:"match"`
+	Weight  int      `toml:"weight"`   // added to the score on a match; negative for allow-lists; default 1
+	OnError string   `toml:"on_error"` // "ignore" (default): a failed lookup is not listed; "tempfail": 451
+}
+
+// StringList is a list of strings that a file may also write as one
+// string, as in resolver = "127.0.0.1:53".
+type StringList []string
 
 // Downstream is the one place accepted mail goes.
 type Downstream struct {

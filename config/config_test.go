@@ -91,6 +91,21 @@ func TestLoadErrors(t *testing.T) {
 		{"bad-missing-downstream.toml", []string{
 			`: missing required key "downstream.url"`,
 		}},
+		{"bad-rbl.toml", []string{
+			`:7: key "rbl.list[0].weight": must not be 0: the list would count for nothing (negative for an allow-list)`,
+			`:9: missing required key "rbl.list[1].zone"`,
+			`:10: key "rbl.list[1].kind": invalid value "asn" (want "ip", "sender_domain" or "helo")`,
+			`:11: key "rbl.list[1].on_error": invalid value "defer" (want "ignore" or "tempfail")`,
+			`:14: key "rbl.list[2].zone": invalid zone "dbl.example.test.": remove the trailing dot`,
+			`:17: key "rbl.list[2].match": invalid answer "127.0.0.x" (` + matchHint + `)`,
+			`:18: key "rbl.list[2].match": invalid answer "192.0.2.1" (` + matchHint + `)`,
+			`:19: key "rbl.list[2].match": invalid range "127.0.0.9-127.0.0.4" (` + matchHint + `)`,
+			`:20: key "rbl.list[2].match": invalid bitmask "&0.0.0.0" (` + matchHint + `)`,
+			`:24: key "rbl.resolver": invalid resolver "dns.example.test:53" (want IP:PORT such as "127.0.0.1:53" or "[::1]:53"; a bare IP means port 53)`,
+			`:25: key "rbl.reject_score": must be at least 1, got 0 (a lower score refuses clients that no list names)`,
+			`:27: key "rbl.reject_at": invalid value "helo" (want "rcpt" or "connect")`,
+			`:28: key "rbl.min_ttl": "2h0m0s" is above rbl.max_ttl "1h0m0s"`,
+		}},
 		{"bad-missing-relay.toml", []string{
 			`:3: missing required key "relay.domains" or "relay.trusted_networks"`,
 		}},
@@ -109,6 +124,8 @@ func TestLoadErrors(t *testing.T) {
 		})
 	}
 }
+
+const matchHint = `want an address in 127.0.0.0/8 such as "127.0.0.2", a range "127.0.0.4-127.0.0.11" or a bitmask "&0.0.0.4"`
 
 func TestLoadMissingFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "absent.toml")
@@ -155,6 +172,22 @@ func TestLoadGood(t *testing.T) {
 				netip.MustParsePrefix("10.0.0.0/8"),
 			},
 		},
+		RBL: RBL{
+			Lists: []RBLList{
+				{Zone: "zen.example.test", Kind: "ip", Match: []string{"127.0.0.2", "127.0.0.4-127.0.0.11"}, Weight: 3, OnError: "tempfail"},
+				{Zone: "wl.example.test", Kind: "ip", Match: []string{"&0.0.0.2"}, Weight: -2, OnError: "ignore"},
+				{Zone: "dbl.example.test", Kind: "sender_domain", Weight: 1, OnError: "ignore"},
+				{Zone: "helo.example.test", Kind: "helo", Weight: 1, OnError: "ignore"},
+			},
+			Resolver:    StringList{"127.0.0.1:5353", "[::1]:53"},
+			RejectScore: 4,
+			TagScore:    2,
+			Timeout:     Duration(500 * time.Millisecond),
+			RejectAt:    "connect",
+			CacheSize:   500,
+			MinTTL:      Duration(time.Minute),
+			MaxTTL:      Duration(2 * time.Hour),
+		},
 		Downstream: Downstream{
 			URL:            "lmtp://127.0.0.1:24",
 			ConnectTimeout: Duration(10 * time.Second),
@@ -196,6 +229,8 @@ func TestLoadDefaults(t *testing.T) {
 			BareNewline:         "reject",
 		},
 		Relay: Relay{Domains: []string{"example.test"}},
+		RBL: RBL{RejectScore: 1, TagScore: 1, Timeout: Duration(2 * time.Second), RejectAt: "rcpt", CacheSize: 10000,
+			MinTTL: Duration(30 * time.Second), MaxTTL: Duration(time.Hour)},
 		Downstream: Downstream{
 			URL:            "smtp://127.0.0.1:2600",
 			ConnectTimeout: Duration(30 * time.Second),
@@ -249,6 +284,20 @@ func TestParseValues(t *testing.T) {
 			func(c *Config) bool { return c.Listen == nil && reflect.DeepEqual(c.ListenTLS, []string{":465"}) }},
 		{"log dir follows data_dir", "data_dir = \"/srv/mx\"\ndownstream.url = \"smtp://h:25\"\n",
 			func(c *Config) bool { return c.Log.Dir == "/srv/mx/log" }},
+		{"resolver as one string", "rbl.resolver = \"192.0.2.53\"\ndownstream.url = \"smtp://h:25\"\n",
+			func(c *Config) bool { return reflect.DeepEqual(c.RBL.Resolver, StringList{"192.0.2.53:53"}) }},
+		{"lists before [rbl]", "downstream.url = \"smtp://h:25\"\n[[rbl.list]]\nzone = \"a.test\"\n[[rbl.list]]\nzone = \"b.test\"\nweight = -1\n[rbl]\nreject_score = 2\n",
+			func(c *Config) bool {
+				return len(c.RBL.Lists) == 2 && c.RBL.Lists[0].Zone == "a.test" && c.RBL.Lists[1].Weight == -1 &&
+					c.RBL.RejectScore == 2 && c.RBL.TagScore == 2
+			}},
+		{"lists as inline tables", "downstream.url = \"smtp://h:25\"\nrbl.list = [{zone = \"a.test\", kind = \"helo\"}, {zone = \"b.test\"}]\n",
+			func(c *Config) bool {
+				return reflect.DeepEqual(c.RBL.Lists, []RBLList{
+					{Zone: "a.test", Kind: "helo", Weight: 1, OnError: "ignore"},
+					{Zone: "b.test", Kind: "ip", Weight: 1, OnError: "ignore"},
+				})
+			}},
 		{"IPv6 host", "relay.trusted_networks = [\"::1\"]\ndownstream.url = \"smtp://h:25\"\n",
 			func(c *Config) bool {
 				return reflect.DeepEqual(c.Relay.TrustedNetworks, []netip.Prefix{netip.MustParsePrefix("::1/128")})
@@ -293,6 +342,18 @@ func TestParseErrorsInline(t *testing.T) {
 			`e.toml:4: key "smtp.data_timeout": expected a duration string such as "30s" or "5m", got date/time 1979-05-27`},
 		{"quoted dotted key", "\"relay.domains\" = [\"h\"]\nrelay.domains = [\"h\"]\n",
 			`e.toml:3: unknown key "relay.domains"`},
+		{"list entry not a table", "relay.domains = [\"h\"]\nrbl.list = [\"bl.test\"]\n",
+			`e.toml:4: key "rbl.list[0]": expected a table, got string "bl.test"`},
+		{"second inline list", "relay.domains = [\"h\"]\nrbl.list = [\n  {zone = \"a.test\"},\n  {zone = \"b.test\", weight = \"3\"},\n]\n",
+			`e.toml:6: key "rbl.list[1].weight": expected an integer, got string "3"`},
+		{"table under a list entry", "relay.domains = [\"h\"]\n[[rbl.list]]\nzone = \"a.test\"\n[[rbl.list]]\nzone = \"b.test\"\n[rbl.list.extra]\nx = 1\n",
+			`e.toml:8: unknown key "rbl.list[1].extra"`},
+		{"resolver not a string", "relay.domains = [\"h\"]\nrbl.resolver = 53\n",
+			`e.toml:4: key "rbl.resolver": expected a string or an array of strings, got integer 53`},
+		{"tag above reject", "relay.domains = [\"h\"]\n[rbl]\nreject_score = 3\ntag_score = 4\n",
+			`e.toml:6: key "rbl.tag_score": 4 is above rbl.reject_score 3: no message would be stamped`},
+		{"tag below 1", "relay.domains = [\"h\"]\n[rbl]\ntag_score = 0\n",
+			`e.toml:5: key "rbl.tag_score": must be at least 1, got 0 (a lower score stamps clients that no list names)`},
 		{"field name instead of key", "relay.domains = [\"h\"]\nFile = \"x\"\n",
 			`e.toml:4: unknown key "File"`},
 	}

@@ -33,13 +33,32 @@ func (e *lineError) Unwrap() error { return e.err }
 
 // keyPath is a key split into its parts; quoted parts may contain dots, so
 // the parts are joined with NUL for lookups and with "." only for people.
+// An element of an array of tables is a part of its own, "[N]" (counted
+// from 0), so each [[rbl.list]] has its own keys and lines.
 type keyPath []string
 
-func (k keyPath) id() string     { return strings.Join(k, "\x00") }
-func (k keyPath) String() string { return strings.Join(k, ".") }
+func (k keyPath) id() string { return strings.Join(k, "\x00") }
+
+func (k keyPath) String() string {
+	var b strings.Builder
+	for i, part := range k {
+		if i > 0 && !isIndex(part) {
+			b.WriteByte('.')
+		}
+		b.WriteString(part)
+	}
+	return b.String()
+}
 
 func (k keyPath) child(name string) keyPath {
 	return append(slices.Clip(k), name)
+}
+
+// index is the path of element i of the array of tables at k.
+func (k keyPath) index(i int) keyPath { return k.child(fmt.Sprintf("[%d]", i)) }
+
+func isIndex(part string) bool {
+	return len(part) > 2 && part[0] == '[' && part[len(part)-1] == ']'
 }
 
 // positions records where each key of a document is written, because the
@@ -48,6 +67,7 @@ type positions struct {
 	lineStarts []int          // byte offset of every line after the first
 	keys       map[string]int // keyPath.id() -> line of the key or [table] header
 	elems      map[elemID]int // array elements -> line of the element
+	arrays     map[string]int // keyPath.id() of an array of tables -> [[headers]] seen so far
 }
 
 type elemID struct {
@@ -58,7 +78,7 @@ type elemID struct {
 // indexDocument maps every key, table and array element of data to its line.
 // The first definition of a table wins: that is where a reader looks for it.
 func indexDocument(data []byte) (*positions, error) {
-	pos := &positions{keys: map[string]int{}, elems: map[elemID]int{}}
+	pos := &positions{keys: map[string]int{}, elems: map[elemID]int{}, arrays: map[string]int{}}
 	for i, b := range data {
 		if b == '\n' {
 			pos.lineStarts = append(pos.lineStarts, i+1)
@@ -71,7 +91,7 @@ func indexDocument(data []byte) (*positions, error) {
 		e := p.Expression()
 		switch e.Kind {
 		case unstable.Table, unstable.ArrayTable:
-			table = pos.key(nil, e.Key())
+			table = pos.header(e.Key(), e.Kind == unstable.ArrayTable)
 		case unstable.KeyValue:
 			pos.keyValue(table, e)
 		}
@@ -90,11 +110,43 @@ func (pos *positions) key(prefix keyPath, it unstable.Iterator) keyPath {
 			line = pos.lineOf(n.Raw)
 		}
 		path = path.child(string(n.Data))
-		if _, seen := pos.keys[path.id()]; !seen {
-			pos.keys[path.id()] = line
+		pos.note(path, line)
+	}
+	return path
+}
+
+// header records a [table] or [[array]] header and returns the path its
+// keys live under. A header inside an array of tables ([[a]] then [a.b])
+// belongs to the array's latest element, as in TOML; an [[array]] header
+// starts a new element.
+func (pos *positions) header(it unstable.Iterator, array bool) keyPath {
+	var path keyPath
+	line := 0
+	for it.Next() {
+		n := it.Node()
+		if line == 0 {
+			line = pos.lineOf(n.Raw)
+		}
+		path = path.child(string(n.Data))
+		pos.note(path, line)
+		switch count, seen := pos.arrays[path.id()]; {
+		case array && it.IsLast():
+			pos.arrays[path.id()] = count + 1
+			pos.elems[elemID{path.id(), count}] = line
+			path = path.index(count)
+			pos.note(path, line)
+		case seen:
+			path = path.index(count - 1)
 		}
 	}
 	return path
+}
+
+// note records the line of key unless an earlier line holds it.
+func (pos *positions) note(key keyPath, line int) {
+	if _, seen := pos.keys[key.id()]; !seen {
+		pos.keys[key.id()] = line
+	}
 }
 
 func (pos *positions) keyValue(table keyPath, kv *unstable.Node) {
@@ -122,6 +174,11 @@ func (pos *positions) value(path keyPath, v *unstable.Node, keyLine int) {
 				line = pos.lineOf(n.Raw)
 			}
 			pos.elems[elemID{path.id(), i}] = line
+			if n.Kind == unstable.InlineTable {
+				// An array of inline tables: each element has its keys.
+				pos.note(path.index(i), line)
+				pos.value(path.index(i), n, line)
+			}
 			i++
 		}
 	}
@@ -188,6 +245,7 @@ var (
 	durationType = reflect.TypeFor[Duration]()
 	sizeType     = reflect.TypeFor[Size]()
 	prefixType   = reflect.TypeFor[netip.Prefix]()
+	listType     = reflect.TypeFor[StringList]()
 )
 
 func (d *decoder) table(key keyPath, doc map[string]any, v reflect.Value) {
@@ -254,6 +312,15 @@ func (d *decoder) value(key keyPath, elem int, raw any, v reflect.Value) {
 			d.typeError(key, elem, "a size (bytes, or a string such as \"50M\")", raw)
 		}
 		return
+	case listType:
+		if s, ok := raw.(string); ok {
+			v.Set(reflect.ValueOf(StringList{s}))
+			return
+		}
+		if _, ok := raw.([]any); !ok {
+			d.typeError(key, elem, "a string or an array of strings", raw)
+			return
+		}
 	case prefixType:
 		s, ok := raw.(string)
 		if !ok {
@@ -305,7 +372,14 @@ func (d *decoder) value(key keyPath, elem int, raw any, v reflect.Value) {
 			return
 		}
 		s := reflect.MakeSlice(v.Type(), len(list), len(list))
+		elemType := v.Type().Elem()
+		tables := elemType.Kind() == reflect.Struct && elemType != prefixType
 		for i, item := range list {
+			if tables {
+				// An array of tables: each element is a table of its own.
+				d.value(key.index(i), -1, item, s.Index(i))
+				continue
+			}
 			d.value(key, i, item, s.Index(i))
 		}
 		v.Set(s)

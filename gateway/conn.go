@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -9,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"mxgate/rbl"
 )
 
 // listener wraps a TCP listener: it enforces the connection limits before
@@ -39,6 +42,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		if gc != nil {
 			// Under implicit TLS this conn only sees ciphertext.
 			gc.scanOff = l.implicitTLS
+			l.srv.startChecks(gc, l.implicitTLS)
 			return gc, nil
 		}
 		l.srv.log.Main("", fmt.Sprintf("Connection from [%s] refused: %s", ip, why))
@@ -56,12 +60,27 @@ func (l *listener) Accept() (net.Conn, error) {
 //     asks conn to do it right after the next reply is written;
 //   - a read timeout is sticky, so a client that stalled in DATA or
 //     between BDAT chunks never has its later bytes read as commands
-//     (go-smtp issue #196).
+//     (go-smtp issue #196);
+//   - go-smtp has no connect hook, so a client refused by the DNS lists
+//     at connect gets its 554 in place of the greeting, on the first write.
 type conn struct {
 	net.Conn
 	srv  *Server
 	ip   netip.Addr
 	port int
+
+	// ctx ends when the connection closes: lookups for a client that has
+	// gone are not waited for.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// The DNS lists of the client's IP, set before go-smtp sees the conn.
+	rblChecked   bool         // not a trusted client, and lists are configured
+	ipLookups    *rbl.Pending // started at accept
+	holdGreeting bool         // rbl.reject_at = "connect": the verdict comes before the greeting
+	greetOnce    sync.Once
+	ipOnce       sync.Once
+	ipRes        rbl.Result
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -145,6 +164,16 @@ func (c *conn) Read(p []byte) (int, error) {
 // verb only matters in plaintext (TLS sessions are "esmtps" anyway) and
 // STARTTLS is over by then.
 func (c *conn) Write(p []byte) (int, error) {
+	if c.holdGreeting {
+		var refusal []byte
+		c.greetOnce.Do(func() { refusal = c.greetingRefusal() })
+		if refusal != nil {
+			_, err := c.Conn.Write(refusal)
+			c.Close()
+			// go-smtp stops at its next read, which the close fails.
+			return len(p), err
+		}
+	}
 	n, err := c.Conn.Write(p)
 	c.mu.Lock()
 	closeNow := c.closeNextW
@@ -180,6 +209,7 @@ func (c *conn) Close() error {
 	err := net.ErrClosed
 	c.closeOnce.Do(func() {
 		c.closed.Store(true)
+		c.cancel()
 		// Free the slot before the client can see the close, so it may
 		// reconnect at once.
 		c.srv.release(c)
@@ -238,6 +268,7 @@ func (s *Server) admit(c net.Conn, ip netip.Addr, port int) (*conn, string) {
 	s.total++
 	s.perIP[ip]++
 	gc := &conn{Conn: c, srv: s, ip: ip, port: port}
+	gc.ctx, gc.cancel = context.WithCancel(s.ctx)
 	s.conns[gc] = struct{}{}
 	return gc, ""
 }

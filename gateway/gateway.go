@@ -1,6 +1,8 @@
 // Package gateway owns the SMTP server: listeners with connection limits,
 // STARTTLS and implicit TLS, the session state machine on go-smtp (relay
-// policy at RCPT, errors per connection), and DATA: streamed into the
+// policy at RCPT, errors per connection), the DNS lists' verdict
+// (package rbl: started at connect and MAIL, enforced at RCPT or in place
+// of the greeting, stamped as X-RBL-Score), and DATA: streamed into the
 // spool with CRLF checks against SMTP smuggling, stamped with Received:,
 // committed before the 250 that names the queue ID, and logged the Exim
 // way. It also works around go-smtp's gaps listed in protocols.md §8.
@@ -22,6 +24,7 @@ import (
 	"mxgate/address"
 	"mxgate/config"
 	"mxgate/mainlog"
+	"mxgate/rbl"
 	"mxgate/spool"
 )
 
@@ -55,6 +58,7 @@ type Server struct {
 	log      logger
 	onCommit func(spool.ID)
 	policy   *address.Policy
+	rbl      *rbl.Checker // nil without [[rbl.list]]
 	smtp     *smtp.Server
 	lns      []net.Listener // what go-smtp serves, in Addrs order
 	addrs    []net.Addr
@@ -112,6 +116,10 @@ func New(o Options) (*Server, error) {
 	}
 	if s.onCommit == nil {
 		s.onCommit = func(spool.ID) {}
+	}
+	var err error
+	if s.rbl, err = newChecker(cfg, s.log); err != nil {
+		return nil, err
 	}
 	var tlsConf *tls.Config
 	// A test session runs on a terminal or a pipe: no TLS to offer there.

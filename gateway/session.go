@@ -42,6 +42,9 @@ type transaction struct {
 	helo   string // safeHelo of the greeting
 	proto  string // Exim's P=: smtp, esmtp, esmtps
 	cipher string // Exim's X= value, "" without TLS
+
+	domains *domainLookups // DNS lists on the sender domain and HELO name, started at MAIL
+	verdict *verdict       // of the DNS lists, fixed at the first RCPT
 }
 
 var (
@@ -97,7 +100,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 			s.hostDesc(helo), from, opts.Size, srv.cfg.SMTP.MaxMessageSize))
 		return s.refuse(helo, 552, [3]int{5, 3, 4}, "Message size exceeds maximum permitted")
 	}
-	var sender string
+	var sender, senderDomain string
 	if from != "" {
 		a, err := address.Parse(from)
 		if err != nil {
@@ -105,9 +108,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 			srv.log.Reject("", fmt.Sprintf("H=%s rejected MAIL <%s>: %v", s.hostDesc(helo), from, err))
 			return s.refuse(helo, 501, [3]int{5, 1, 7}, "Bad sender address syntax")
 		}
-		sender = a.String()
+		sender, senderDomain = a.String(), a.Domain
 	}
 	tx := &transaction{sender: sender, helo: helo, proto: "smtp"}
+	tx.domains = s.startDomains(senderDomain, helo)
 	if st, ok := s.c.TLSConnectionState(); ok {
 		tx.proto = "esmtps"
 		tx.cipher = cipherDesc(st)
@@ -152,6 +156,9 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return s.refuse(tx.helo, ref.Code, ref.Enhanced, ref.Text)
 	}
 	rcpt := a.String()
+	if err := s.rblRefusal(tx, rcpt); err != nil {
+		return err
+	}
 	if s.srv.trace != nil {
 		why := "host in relay.trusted_networks"
 		if _, ref := s.srv.policy.Recipient(netip.Addr{}, to); ref == nil {
@@ -317,6 +324,7 @@ func (s *session) Data(r io.Reader) error {
 		return errConnClosed
 	}
 
+	headers, stamped := srv.stampHeaders(headers, tx.verdict)
 	now := time.Now()
 	env := &spool.Envelope{
 		ID:               id,
@@ -334,10 +342,17 @@ func (s *session) Data(r io.Reader) error {
 		})}, headers...),
 	}
 	size := env.HeaderSize() + 1 + body.n
+	// Exim's "warn" line: the score of a message let through with a stamp.
+	warn := func() {
+		if stamped {
+			srv.log.Main(string(id), fmt.Sprintf("H=%s Warning: %s", host, scoreText(tx.verdict.result)))
+		}
+	}
 	if srv.trace != nil {
 		if le.Bare {
 			srv.trace.printf("DATA: bare CR or LF in message normalized (smtp.bare_newline = normalize)")
 		}
+		warn()
 		srv.trace.printf("DATA: accepted: S=%d; not queued: test session", size)
 		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0},
 			Message: "OK id=" + string(id) + " (not queued: -bh test session)"}
@@ -362,6 +377,7 @@ func (s *session) Data(r io.Reader) error {
 	if tx.sender != "" {
 		sender = tx.sender
 	}
+	warn()
 	srv.log.Main(string(id), "<= "+sender+" "+line)
 	if err := srv.spool.Msglog(id, "Received from "+sender+" "+line); err != nil {
 		srv.log.Panic(fmt.Sprintf("%s: writing msglog: %v", id, err))

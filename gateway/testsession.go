@@ -77,6 +77,7 @@ func (s *Server) ServeTest(peer netip.AddrPort, in io.Reader, out io.Writer) err
 	if gc == nil {
 		return fmt.Errorf("gateway: test session from %s refused: %s", ip, why)
 	}
+	s.startChecks(gc, false)
 	err := s.smtp.Serve(&oneConnListener{c: gc, done: sc.closed})
 	s.inData.Wait()
 	if errors.Is(err, net.ErrClosed) {

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # install-test-deps.sh — install what mxgate's tests run, when it is missing:
 # Postfix (smtp-sink, smtp-source and a real Postfix for scripts/load.sh),
-# Dovecot LMTP, swaks, Perl, Exim's eximstats and exigrep, and staticcheck.
+# Dovecot LMTP, rbldnsd (the DNS lists of package rbl's tests), swaks, Perl,
+# Exim's eximstats and exigrep, and staticcheck.
 # Meant for root on Debian 12 (CI and a fresh developer machine); running it
 # again changes nothing.
 #
 # Installing postfix starts no daemon here: its debconf answer is "No
 # configuration", and tests start every peer themselves (scripts/peers.sh).
+# Neither does rbldnsd's: its /etc/default/rbldnsd names no zone.
 #
 # eximstats and exigrep come from Debian's exim4-base, which is unpacked
 # (apt-get download, dpkg -x) into $exim_dir and not installed: installing
@@ -31,6 +33,7 @@ packages=(
 	postfix:/usr/sbin/smtp-source
 	dovecot-core:/usr/sbin/dovecot
 	dovecot-lmtpd:/usr/lib/dovecot/lmtp
+	rbldnsd:/usr/sbin/rbldnsd
 	swaks:/usr/bin/swaks
 	# eximstats and exigrep need the full Perl (Pod::Usage, Time::Local).
 	perl:/usr/bin/perldoc
@@ -97,4 +100,4 @@ if [[ $("$gobin/staticcheck" -version 2>/dev/null) != *"(${staticcheck_version#v
 	[[ -x $gobin/staticcheck ]] || die "go install staticcheck@$staticcheck_version left no $gobin/staticcheck"
 fi
 
-echo "$prog: test dependencies present (postfix, dovecot-core, dovecot-lmtpd, swaks, perl, exim4-base in $exim_dir, staticcheck in $gobin)"
+echo "$prog: test dependencies present (postfix, dovecot-core, dovecot-lmtpd, rbldnsd, swaks, perl, exim4-base in $exim_dir, staticcheck in $gobin)"

@@ -16,6 +16,12 @@
 #       DIR/dovecot.conf; mail for user@domain lands in
 #       DIR/mail/domain/user/Maildir. PID in DIR/dovecot-lmtp.pid, log in
 #       DIR/dovecot.log.
+#   peers.sh start rbldnsd DIR PORT ZONESPEC...
+#       rbldnsd serving DNS lists on 127.0.0.1:PORT (UDP only), e.g.
+#       ZONESPEC bl.test:ip4set:testdata/rbl/bl4.zone. Zone files are read
+#       relative to the caller's working directory, and as user nobody when
+#       started as root (rbldnsd refuses to keep root). PID in
+#       DIR/rbldnsd.pid, start-up messages in DIR/rbldnsd.log.
 #   peers.sh stop NAME DIR
 #       Stop the peer recorded in DIR and wait until its process is gone.
 #   peers.sh status NAME DIR
@@ -23,7 +29,8 @@
 #
 # start is idempotent (a peer already running from DIR is left alone), and so
 # is stop (a peer not running is not an error). A peer is ready when start
-# returns: it has answered its 220 greeting on PORT.
+# returns: it has answered its 220 greeting on PORT (rbldnsd: it has loaded
+# its zones and bound PORT, which it does before it daemonizes).
 #
 # Exit status: 0 done, 1 failed (the reason is on stderr), 2 usage error.
 set -euo pipefail
@@ -39,8 +46,9 @@ usage() {
 	cat >&2 <<EOF
 usage: $prog start smtp-sink DIR PORT [--no-dump] [SMTP-SINK-OPTION...]
        $prog start dovecot-lmtp DIR PORT
-       $prog stop smtp-sink|dovecot-lmtp DIR
-       $prog status smtp-sink|dovecot-lmtp DIR
+       $prog start rbldnsd DIR PORT ZONESPEC...
+       $prog stop smtp-sink|dovecot-lmtp|rbldnsd DIR
+       $prog status smtp-sink|dovecot-lmtp|rbldnsd DIR
 EOF
 	exit 2
 }
@@ -76,6 +84,7 @@ pid_of() {
 	case $1 in
 	smtp-sink) comm=smtp-sink ;;
 	dovecot-lmtp) comm=dovecot ;;
+	rbldnsd) comm=rbldnsd ;;
 	esac
 	if is_ours "$pid" "$comm"; then
 		echo "$pid"
@@ -241,6 +250,35 @@ $(tail -n 20 "$log" 2>/dev/null)"
 	echo "dovecot-lmtp PID $pid on 127.0.0.1:$port, mail in $dir/mail/DOMAIN/USER/Maildir"
 }
 
+start_rbldnsd() {
+	local dir=$1 port=$2 log=$1/rbldnsd.log pidfile=$1/rbldnsd.pid pid
+	shift 2
+	(($# >= 1)) || usage
+	command -v rbldnsd >/dev/null || die "rbldnsd not found (package rbldnsd): run scripts/install-test-deps.sh"
+	local user=()
+	if ((EUID == 0)); then
+		user=(-u nobody)
+	fi
+	rm -f "$pidfile"
+	# rbldnsd loads every zone and binds the port, then daemonizes: when it
+	# returns 0 it answers. A bad zone file or a busy port makes it fail
+	# here, with the reason in the log. -w: zone files relative to the
+	# caller's directory.
+	setsid rbldnsd "${user[@]}" -w "$PWD" -b "127.0.0.1/$port" -p "$pidfile" "$@" \
+		</dev/null >>"$log" 2>&1 || die "rbldnsd failed to start; last lines of $log:
+$(tail -n 20 "$log" 2>/dev/null)"
+	# The daemon writes its PID file itself, possibly just after the parent
+	# returned.
+	local deadline=$((SECONDS + ready_timeout))
+	while [[ ! -s $pidfile ]]; do
+		((SECONDS <= deadline)) || die "rbldnsd wrote no $pidfile within ${ready_timeout}s; see $log"
+		sleep 0.05
+	done
+	pid=$(<"$pidfile")
+	alive "$pid" || die "rbldnsd (PID $pid) exited after start-up; see $log"
+	echo "rbldnsd PID $pid on 127.0.0.1:$port (UDP)"
+}
+
 cmd_start() {
 	(($# >= 3)) || usage
 	local name=$1 dir=$2 port=$3 pid
@@ -256,6 +294,7 @@ cmd_start() {
 	case $name in
 	smtp-sink) start_smtp_sink "$dir" "$port" "$@" ;;
 	dovecot-lmtp) start_dovecot "$dir" "$port" "$@" ;;
+	rbldnsd) start_rbldnsd "$dir" "$port" "$@" ;;
 	*) usage ;;
 	esac
 }
@@ -263,7 +302,7 @@ cmd_start() {
 cmd_stop() {
 	(($# == 2)) || usage
 	local name=$1 dir=$2 pid
-	case $name in smtp-sink | dovecot-lmtp) ;; *) usage ;; esac
+	case $name in smtp-sink | dovecot-lmtp | rbldnsd) ;; *) usage ;; esac
 	[[ -d $dir ]] || die "$dir: no such directory"
 	dir=$(cd "$dir" && pwd)
 	pid=$(pid_of "$name" "$dir")
@@ -291,7 +330,7 @@ cmd_stop() {
 cmd_status() {
 	(($# == 2)) || usage
 	local name=$1 dir=$2 pid
-	case $name in smtp-sink | dovecot-lmtp) ;; *) usage ;; esac
+	case $name in smtp-sink | dovecot-lmtp | rbldnsd) ;; *) usage ;; esac
 	pid=$(pid_of "$name" "$dir")
 	if [[ -n $pid ]]; then
 		echo "$name running from $dir (PID $pid)"
