@@ -265,11 +265,18 @@ func (s *session) rblRefusal(tx *transaction, rcpt string) error {
 	return nil
 }
 
+// deferText is a lookup error as a mainlog line may show it: eximstats
+// counts every line holding "refused" as a rejection, and a resolver whose
+// port is closed is not one.
+func deferText(err error) string {
+	return strings.ReplaceAll(err.Error(), "refused", "REFUSED")
+}
+
 // reportLookups traces every list of kind looked up for key, and logs
 // the lookups that failed (Exim's dnslist_defer lines).
 func (s *Server) reportLookups(r rbl.Result, kind rbl.Kind, key string) {
 	for _, e := range r.Errors {
-		s.log.Main("", fmt.Sprintf("DNS list lookup defer for %s at %s: %v", e.Key, e.Zone, e.Err))
+		s.log.Main("", fmt.Sprintf("DNS list lookup defer for %s at %s: %s", e.Key, e.Zone, deferText(e.Err)))
 	}
 	if s.trace == nil {
 		return
