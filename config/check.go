@@ -44,6 +44,8 @@ func (d *decoder) check(c *Config) {
 
 	d.checkRelay(c)
 	d.checkRBL(c)
+	d.checkCallout(c)
+	d.checkFilters(c)
 
 	d.checkDownstreamURL(c)
 	d.duration(keyPath{"downstream", "connect_timeout"}, &c.Downstream.ConnectTimeout, 30*time.Second)

@@ -34,6 +34,9 @@ type Config struct {
 	SMTP       SMTP       `toml:"smtp"`
 	Relay      Relay      `toml:"relay"`
 	RBL        RBL        `toml:"rbl"`
+	Callout    Callout    `toml:"callout"`
+	Spamd      Spamd      `toml:"spamd"`
+	Clamd      Clamd      `toml:"clamd"`
 	Downstream Downstream `toml:"downstream"`
 	Queue      Queue      `toml:"queue"`
 	Log        Log        `toml:"log"`

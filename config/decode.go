@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -360,6 +361,28 @@ func (d *decoder) value(key keyPath, elem int, raw any, v reflect.Value) {
 			return
 		}
 		v.SetInt(n)
+	case reflect.Float64:
+		var f float64
+		switch x := raw.(type) {
+		case float64:
+			f = x
+		case int64:
+			// "reject_score = 15" means 15.0; TOML only calls it an integer.
+			f = float64(x)
+		default:
+			d.typeError(key, elem, "a number", raw)
+			return
+		}
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			d.failKey(key, elem, "expected a finite number, got %v", f)
+			return
+		}
+		v.SetFloat(f)
+	case reflect.Pointer:
+		// An optional value: nil while the key is absent.
+		p := reflect.New(v.Type().Elem())
+		d.value(key, elem, raw, p.Elem())
+		v.Set(p)
 	case reflect.Slice:
 		list, ok := raw.([]any)
 		if !ok {

@@ -4,8 +4,9 @@
 // (package rbl: started at connect and MAIL, enforced at RCPT or in place
 // of the greeting, stamped as X-RBL-Score), and DATA: streamed into the
 // spool with CRLF checks against SMTP smuggling, stamped with Received:,
-// committed before the 250 that names the queue ID, and logged the Exim
-// way. It also works around go-smtp's gaps listed in protocols.md §8.
+// scanned by the content filters (package filters: refused, quarantined
+// or stamped with their verdict), committed before the 250 that names the
+// queue ID, and logged the Exim way. It also works around go-smtp's gaps listed in protocols.md §8.
 package gateway
 
 import (
@@ -22,7 +23,9 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"mxgate/address"
+	"mxgate/callout"
 	"mxgate/config"
+	"mxgate/filters"
 	"mxgate/mainlog"
 	"mxgate/rbl"
 	"mxgate/spool"
@@ -58,7 +61,9 @@ type Server struct {
 	log      logger
 	onCommit func(spool.ID)
 	policy   *address.Policy
-	rbl      *rbl.Checker // nil without [[rbl.list]]
+	rbl      *rbl.Checker     // nil without [[rbl.list]]
+	callout  *callout.Checker // nil unless callout.enabled
+	filters  *filters.Chain   // nil without [spamd] and [clamd]
 	smtp     *smtp.Server
 	lns      []net.Listener // what go-smtp serves, in Addrs order
 	addrs    []net.Addr
@@ -121,6 +126,7 @@ func New(o Options) (*Server, error) {
 	if s.rbl, err = newChecker(cfg, s.log); err != nil {
 		return nil, err
 	}
+	s.filters = newFilters(cfg, s.log)
 	var tlsConf *tls.Config
 	// A test session runs on a terminal or a pipe: no TLS to offer there.
 	if !test && (cfg.TLS.Cert != "" || cfg.TLS.Key != "") {
@@ -153,12 +159,16 @@ func New(o Options) (*Server, error) {
 	srv.ErrorLog = errorLog{s.log}
 	s.smtp = srv
 
+	if s.callout, err = newCallout(cfg, s.log, test); err != nil {
+		return nil, err
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if test {
 		return s, nil
 	}
 	fail := func(err error) (*Server, error) {
 		s.closeListeners()
+		s.closeCallout()
 		s.cancel()
 		return nil, err
 	}
@@ -262,6 +272,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if ctx.Err() == nil { // every session has ended
 		s.cancel()
 		s.refusing.Wait()
+		s.closeCallout()
 		if err != nil && !errors.Is(err, net.ErrClosed) {
 			return fmt.Errorf("gateway: closing listeners: %w", err)
 		}
@@ -280,6 +291,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.inData.Wait()
 	s.refusing.Wait()
+	s.closeCallout()
 	if len(left) == 0 {
 		return nil
 	}

@@ -32,6 +32,9 @@ type session struct {
 
 	mu sync.Mutex
 	tx *transaction // nil until MAIL is accepted
+	// calloutDetailed: a sender verify refusal has quoted the remote
+	// server's reply in this session already.
+	calloutDetailed bool
 }
 
 // transaction is what MAIL fixes for one message; Data reads it without
@@ -45,6 +48,7 @@ type transaction struct {
 
 	domains *domainLookups // DNS lists on the sender domain and HELO name, started at MAIL
 	verdict *verdict       // of the DNS lists, fixed at the first RCPT
+	callout *senderVerify  // the sender's callout, started at MAIL
 }
 
 var (
@@ -112,6 +116,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	tx := &transaction{sender: sender, helo: helo, proto: "smtp"}
 	tx.domains = s.startDomains(senderDomain, helo)
+	tx.callout = s.startCallout(sender, senderDomain)
 	if st, ok := s.c.TLSConnectionState(); ok {
 		tx.proto = "esmtps"
 		tx.cipher = cipherDesc(st)
@@ -157,6 +162,9 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	}
 	rcpt := a.String()
 	if err := s.rblRefusal(tx, rcpt); err != nil {
+		return err
+	}
+	if err := s.calloutRefusal(tx, rcpt); err != nil {
 		return err
 	}
 	if s.srv.trace != nil {
@@ -269,21 +277,31 @@ func (s *session) Data(r io.Reader) error {
 	dr := &deadlineReader{r: r, c: s.conn, timeout: time.Duration(srv.cfg.SMTP.DataTimeout)}
 
 	// A test session reads and checks the message like any other but
-	// writes it nowhere.
+	// writes it nowhere (a temporary file, if content filters read it).
 	var (
-		w    *spool.Writer
-		id   spool.ID
-		sink io.Writer = io.Discard
+		w        *spool.Writer
+		id       spool.ID
+		sink     io.Writer = io.Discard
+		openBody func() (io.ReadCloser, error)
 	)
 	if srv.trace != nil {
 		id = srv.ids.Next()
+		tb, err := srv.newTraceBody()
+		if err != nil {
+			srv.log.Panic(fmt.Sprintf("H=%s F=<%s>: %v", host, tx.sender, err))
+			return s.afterDrain(dr, tx, func() error { return errLocal })
+		}
+		if tb != nil {
+			defer tb.Close()
+			sink, openBody = tb, tb.open
+		}
 	} else {
 		var err error
 		if w, err = srv.spool.Create(); err != nil {
 			srv.log.Panic(fmt.Sprintf("H=%s F=<%s>: cannot create spool file: %v", host, tx.sender, err))
 			return s.afterDrain(dr, tx, func() error { return errLocal })
 		}
-		id, sink = w.ID(), w
+		id, sink, openBody = w.ID(), w, w.OpenBody
 	}
 	abort := func() {
 		if w == nil {
@@ -341,6 +359,12 @@ func (s *session) Data(r io.Reader) error {
 			Recipients: tx.rcpts, Time: now,
 		})}, headers...),
 	}
+	if srv.filters != nil {
+		m := scanned{tx: tx, env: env, bodySize: body.n, openBody: openBody, w: w, abort: abort}
+		if reply := s.filter(m); reply != nil {
+			return reply
+		}
+	}
 	size := env.HeaderSize() + 1 + body.n
 	// Exim's "warn" line: the score of a message let through with a stamp.
 	warn := func() {
@@ -365,18 +389,8 @@ func (s *session) Data(r io.Reader) error {
 		return errLocal
 	}
 
-	line := fmt.Sprintf("H=%s:%d P=%s", host, s.conn.port, tx.proto)
-	if tx.cipher != "" {
-		line += " X=" + tx.cipher + " CV=no"
-	}
-	line += fmt.Sprintf(" S=%d", size)
-	if mid := messageID(headers); mid != "" {
-		line += " id=" + mid
-	}
-	sender := "<>"
-	if tx.sender != "" {
-		sender = tx.sender
-	}
+	line := s.arrival(tx, size, headers)
+	sender := senderText(tx.sender)
 	warn()
 	srv.log.Main(string(id), "<= "+sender+" "+line)
 	if err := srv.spool.Msglog(id, "Received from "+sender+" "+line); err != nil {
@@ -384,6 +398,20 @@ func (s *session) Data(r io.Reader) error {
 	}
 	srv.onCommit(id)
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK id=" + string(id)}
+}
+
+// arrival is what the "<=" line says after the sender:
+// "H=(helo) [ip]:port P=esmtp S=size id=message-id".
+func (s *session) arrival(tx transaction, size int64, headers []spool.Header) string {
+	line := fmt.Sprintf("H=%s:%d P=%s", s.hostDesc(tx.helo), s.conn.port, tx.proto)
+	if tx.cipher != "" {
+		line += " X=" + tx.cipher + " CV=no"
+	}
+	line += fmt.Sprintf(" S=%d", size)
+	if mid := messageID(headers); mid != "" {
+		line += " id=" + mid
+	}
+	return line
 }
 
 // dataFailed answers a DATA whose message could not be read or stored. The

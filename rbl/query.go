@@ -51,28 +51,39 @@ func normalizeDomain(domain string) string {
 	return d
 }
 
-// exchange asks the resolvers in order until one answers name/qtype. A
-// dead resolver gets only its share of the time left, so the next one is
-// still asked before ctx ends.
+// exchange asks the resolvers in order until one answers name/qtype with
+// an answer interpret accepts.
 func (c *Checker) exchange(ctx context.Context, name string, qtype uint16) (answer, error) {
+	var a answer
+	_, err := exchangeFrom(ctx, c.servers, c.udp, c.tcp, name, qtype, func(r *dns.Msg) error {
+		var err error
+		a, err = c.interpret(r, name, qtype)
+		return err
+	})
+	return a, err
+}
+
+// exchangeFrom asks servers in order until one gives an answer to
+// name/qtype that check accepts. A dead resolver gets only its share of the
+// time left, so the next one is still asked before ctx ends.
+func exchangeFrom(ctx context.Context, servers []string, udp, tcp *dns.Client, name string, qtype uint16, check func(*dns.Msg) error) (*dns.Msg, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
 	m.RecursionDesired = true
 	// A large EDNS buffer keeps long TXT reasons out of TCP.
 	m.SetEdns0(1232, false)
 	var errs error
-	for i, server := range c.servers {
+	for i, server := range servers {
 		tryCtx, cancel := ctx, context.CancelFunc(func() {})
 		if deadline, ok := ctx.Deadline(); ok {
-			share := time.Until(deadline) / time.Duration(len(c.servers)-i)
+			share := time.Until(deadline) / time.Duration(len(servers)-i)
 			tryCtx, cancel = context.WithTimeout(ctx, share)
 		}
-		r, err := c.exchangeOne(tryCtx, m, server)
+		r, err := exchangeOne(tryCtx, udp, tcp, m, server)
 		cancel()
 		if err == nil {
-			var a answer
-			if a, err = c.interpret(r, name, qtype); err == nil {
-				return a, nil
+			if err = check(r); err == nil {
+				return r, nil
 			}
 		}
 		err = fmt.Errorf("resolver %s: %w", server, err)
@@ -85,15 +96,15 @@ func (c *Checker) exchange(ctx context.Context, name string, qtype uint16) (answ
 			break
 		}
 	}
-	return answer{}, errs
+	return nil, errs
 }
 
 // exchangeOne sends m over UDP, and again over TCP when the UDP answer was
 // truncated.
-func (c *Checker) exchangeOne(ctx context.Context, m *dns.Msg, server string) (*dns.Msg, error) {
-	r, _, err := c.udp.ExchangeContext(ctx, m, server)
+func exchangeOne(ctx context.Context, udp, tcp *dns.Client, m *dns.Msg, server string) (*dns.Msg, error) {
+	r, _, err := udp.ExchangeContext(ctx, m, server)
 	if err == nil && r.Truncated {
-		r, _, err = c.tcp.ExchangeContext(ctx, m, server)
+		r, _, err = tcp.ExchangeContext(ctx, m, server)
 	}
 	return r, err
 }

@@ -117,7 +117,7 @@ func New(o Options) (*Checker, error) {
 	}
 	servers, err := resolvers(o.Resolvers)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("rbl: %w", err)
 	}
 	c.servers = servers
 	// The context deadline bounds each exchange; the client timeouts only
@@ -172,13 +172,13 @@ func resolvers(list []string) ([]string, error) {
 	if len(list) == 0 {
 		conf, err := dns.ClientConfigFromFile("/etc/resolv.conf")
 		if err != nil {
-			return nil, fmt.Errorf("rbl: no resolvers configured and none from the system: %w", err)
+			return nil, fmt.Errorf("no resolvers configured and none from the system: %w", err)
 		}
 		for _, s := range conf.Servers {
 			list = append(list, net.JoinHostPort(s, conf.Port))
 		}
 		if len(list) == 0 {
-			return nil, fmt.Errorf("rbl: no resolvers configured and /etc/resolv.conf names none")
+			return nil, fmt.Errorf("no resolvers configured and /etc/resolv.conf names none")
 		}
 		return list, nil
 	}
@@ -190,7 +190,7 @@ func resolvers(list []string) ([]string, error) {
 		}
 		ap, err := netip.ParseAddrPort(r)
 		if err != nil || ap.Port() == 0 {
-			return nil, fmt.Errorf("rbl: resolver %q is not IP or IP:PORT", r)
+			return nil, fmt.Errorf("resolver %q is not IP or IP:PORT", r)
 		}
 		out = append(out, ap.String())
 	}

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # install-test-deps.sh — install what mxgate's tests run, when it is missing:
 # Postfix (smtp-sink, smtp-source and a real Postfix for scripts/load.sh),
-# Dovecot LMTP, rbldnsd (the DNS lists of package rbl's tests), swaks, Perl,
+# Dovecot LMTP, rbldnsd (the DNS lists of package rbl's tests), SpamAssassin's
+# spamd and spamc (package filters/spamd's tests), ClamAV's clamd and
+# clamdscan (package filters/clamd's tests), swaks, Perl,
 # Exim's eximstats and exigrep, and staticcheck.
 # Meant for root on Debian 12 (CI and a fresh developer machine); running it
 # again changes nothing.
@@ -35,6 +37,14 @@ packages=(
 	dovecot-lmtpd:/usr/lib/dovecot/lmtp
 	rbldnsd:/usr/sbin/rbldnsd
 	swaks:/usr/bin/swaks
+	# SpamAssassin's rules and its daemon and client (filters/spamd's tests).
+	spamassassin:/usr/bin/spamassassin
+	spamd:/usr/sbin/spamd
+	spamc:/usr/bin/spamc
+	# ClamAV's daemon and its client (filters/clamd's tests, run offline
+	# with a test signature database scripts/peers.sh writes; no freshclam).
+	clamav-daemon:/usr/sbin/clamd
+	clamdscan:/usr/bin/clamdscan
 	# eximstats and exigrep need the full Perl (Pod::Usage, Time::Local).
 	perl:/usr/bin/perldoc
 )
@@ -100,4 +110,4 @@ if [[ $("$gobin/staticcheck" -version 2>/dev/null) != *"(${staticcheck_version#v
 	[[ -x $gobin/staticcheck ]] || die "go install staticcheck@$staticcheck_version left no $gobin/staticcheck"
 fi
 
-echo "$prog: test dependencies present (postfix, dovecot-core, dovecot-lmtpd, rbldnsd, swaks, perl, exim4-base in $exim_dir, staticcheck in $gobin)"
+echo "$prog: test dependencies present (postfix, dovecot-core, dovecot-lmtpd, rbldnsd, spamassassin, spamd, spamc, clamav-daemon, clamdscan, swaks, perl, exim4-base in $exim_dir, staticcheck in $gobin)"

@@ -22,6 +22,24 @@
 #       relative to the caller's working directory, and as user nobody when
 #       started as root (rbldnsd refuses to keep root). PID in
 #       DIR/rbldnsd.pid, start-up messages in DIR/rbldnsd.log.
+#   peers.sh start spamd DIR PORT
+#       SpamAssassin's spamd on 127.0.0.1:PORT, offline and deterministic:
+#       its site config holds Debian's .pre files (without them spamd loads
+#       no Check plugin and cannot scan) and a local.cf turning off Bayes,
+#       the network tests and DNS. The site config is DIR/siteconfig, or,
+#       as root, a directory /tmp/mxgate-spamd.* named in
+#       DIR/spamd.siteconfig and removed by stop (spamd reads it as user
+#       nobody, who may not enter DIR). PID in DIR/spamd.pid, log in
+#       DIR/spamd.log.
+#   peers.sh start clamd DIR PORT [CLAMD.CONF-LINE...]
+#       ClamAV's clamd on 127.0.0.1:PORT, offline: no freshclam, a database
+#       DIR/db holding one test signature the script writes, an .ndb body
+#       signature for the EICAR test string (found in a raw file and inside
+#       a base64 MIME attachment; clamd names it
+#       Test.EICAR.NDB.UNOFFICIAL). Config DIR/clamd.conf; further
+#       arguments are config lines replacing or adding to its defaults
+#       (e.g. "StreamMaxLength 1K").
+#       PID in DIR/clamd.pid, log in DIR/clamd.log.
 #   peers.sh stop NAME DIR
 #       Stop the peer recorded in DIR and wait until its process is gone.
 #   peers.sh status NAME DIR
@@ -30,7 +48,8 @@
 # start is idempotent (a peer already running from DIR is left alone), and so
 # is stop (a peer not running is not an error). A peer is ready when start
 # returns: it has answered its 220 greeting on PORT (rbldnsd: it has loaded
-# its zones and bound PORT, which it does before it daemonizes).
+# its zones and bound PORT, which it does before it daemonizes; spamd: it has
+# answered spamc's PING; clamd: it has answered zPING with PONG).
 #
 # Exit status: 0 done, 1 failed (the reason is on stderr), 2 usage error.
 set -euo pipefail
@@ -47,8 +66,10 @@ usage() {
 usage: $prog start smtp-sink DIR PORT [--no-dump] [SMTP-SINK-OPTION...]
        $prog start dovecot-lmtp DIR PORT
        $prog start rbldnsd DIR PORT ZONESPEC...
-       $prog stop smtp-sink|dovecot-lmtp|rbldnsd DIR
-       $prog status smtp-sink|dovecot-lmtp|rbldnsd DIR
+       $prog start spamd DIR PORT
+       $prog start clamd DIR PORT [CLAMD.CONF-LINE...]
+       $prog stop smtp-sink|dovecot-lmtp|rbldnsd|spamd|clamd DIR
+       $prog status smtp-sink|dovecot-lmtp|rbldnsd|spamd|clamd DIR
 EOF
 	exit 2
 }
@@ -85,6 +106,8 @@ pid_of() {
 	smtp-sink) comm=smtp-sink ;;
 	dovecot-lmtp) comm=dovecot ;;
 	rbldnsd) comm=rbldnsd ;;
+	spamd) comm=spamd ;;
+	clamd) comm=clamd ;;
 	esac
 	if is_ours "$pid" "$comm"; then
 		echo "$pid"
@@ -279,6 +302,126 @@ $(tail -n 20 "$log" 2>/dev/null)"
 	echo "rbldnsd PID $pid on 127.0.0.1:$port (UDP)"
 }
 
+start_spamd() {
+	local dir=$1 port=$2 conf=$1/siteconfig log=$1/spamd.log pidfile=$1/spamd.pid pid
+	(($# == 2)) || usage
+	command -v spamd >/dev/null || die "spamd not found (package spamd): run scripts/install-test-deps.sh"
+	command -v spamc >/dev/null || die "spamc not found (package spamc): run scripts/install-test-deps.sh"
+	port_busy "$port" && die "127.0.0.1:$port is already in use"
+	# spamd will not run its children as root, and they read the site
+	# config after dropping to nobody: as root it goes where nobody can
+	# read it, since DIR may sit below a 0700 test directory.
+	local user=()
+	if ((EUID == 0)); then
+		user=(-u nobody)
+		remove_spamd_siteconfig "$dir"
+		conf=$(mktemp -d /tmp/mxgate-spamd.XXXXXX)
+		chmod 0755 "$conf"
+		echo "$conf" >"$dir/spamd.siteconfig"
+	fi
+	mkdir -p "$conf"
+	cp /etc/spamassassin/*.pre "$conf/" || die "cannot copy /etc/spamassassin/*.pre into $conf (package spamassassin)"
+	cat >"$conf/local.cf" <<EOF
+# Scratch spamd for mxgate tests; written by scripts/peers.sh. Offline and
+# deterministic: no Bayes (it learns from what it saw), no network tests.
+use_bayes 0
+skip_rbl_checks 1
+dns_available no
+EOF
+	chmod 0644 "$conf"/*
+	rm -f "$pidfile"
+	# -s stderr: without it spamd logs to syslog and dies when there is
+	# none. -d daemonizes once the rules are loaded; the daemon writes its
+	# own PID file.
+	setsid spamd --listen="127.0.0.1:$port" --allowed-ips=127.0.0.1 --nouser-config \
+		--max-children=2 --siteconfigpath="$conf" "${user[@]}" -s stderr \
+		--pidfile="$pidfile" -d </dev/null >>"$log" 2>&1 || die "spamd failed to start; last lines of $log:
+$(tail -n 20 "$log" 2>/dev/null)"
+	local deadline=$((SECONDS + ready_timeout))
+	while [[ ! -s $pidfile ]]; do
+		((SECONDS <= deadline)) || die "spamd wrote no $pidfile within ${ready_timeout}s; see $log"
+		sleep 0.05
+	done
+	pid=$(<"$pidfile")
+	until spamc -d 127.0.0.1 -p "$port" -K >/dev/null 2>&1; do
+		alive "$pid" || die "spamd exited during start-up; last lines of $log:
+$(tail -n 20 "$log" 2>/dev/null)"
+		((SECONDS <= deadline)) || die "spamd (PID $pid) did not answer PING on 127.0.0.1:$port within ${ready_timeout}s; see $log"
+		sleep 0.1
+	done
+	echo "spamd PID $pid on 127.0.0.1:$port, site config $conf"
+}
+
+# The EICAR test file (68 bytes) in hex, for an .ndb body signature: target
+# 0 (any file), offset * (anywhere).
+readonly eicar_hex=58354f2150254041505b345c505a58353428505e2937434329377d2445494341522d5354414e444152442d414e544956495255532d544553542d46494c452124482b482a
+
+# clamd_pong PORT: clamd on 127.0.0.1:PORT answers zPING with PONG within 1 s.
+clamd_pong() {
+	local reply
+	exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+	printf 'zPING\0' >&3 2>/dev/null || { exec 3<&-; return 1; }
+	IFS= read -r -d '' -t 1 reply <&3 || { exec 3<&-; return 1; }
+	exec 3<&-
+	[[ $reply == PONG ]]
+}
+
+start_clamd() {
+	local dir=$1 port=$2 conf=$1/clamd.conf log=$1/clamd.log pid deadline line
+	shift 2
+	command -v clamd >/dev/null || die "clamd not found (package clamav-daemon): run scripts/install-test-deps.sh"
+	port_busy "$port" && die "127.0.0.1:$port is already in use"
+	mkdir -p "$dir/db" "$dir/tmp"
+	# clamd refuses an empty database directory; this one signature is all
+	# it loads, so it starts in well under a second and needs no network.
+	echo "Test.EICAR.NDB:0:*:$eicar_hex" >"$dir/db/test.ndb"
+	# No User line: clamd keeps the user that starts it, who owns DIR.
+	cat >"$conf" <<EOF
+# Scratch clamd for mxgate tests; written by scripts/peers.sh.
+TCPSocket $port
+TCPAddr 127.0.0.1
+DatabaseDirectory $dir/db
+TemporaryDirectory $dir/tmp
+LogFile $log
+LogTime yes
+Foreground yes
+SelfCheck 0
+StreamMaxLength 25M
+EOF
+	# An extra line replaces the default for its option: clamd would take
+	# the first of two.
+	for line in "$@"; do
+		[[ $line =~ ^([A-Za-z]+)\  ]] || die "'$line' is not a clamd.conf line (Option value)"
+		sed -i "/^${BASH_REMATCH[1]} /d" "$conf"
+		printf '%s\n' "$line" >>"$conf"
+	done
+	# Foreground: the PID is the daemon's own, so stop can signal it.
+	setsid clamd --config-file="$conf" </dev/null >>"$log" 2>&1 &
+	pid=$!
+	echo "$pid" >"$dir/clamd.pid"
+	deadline=$((SECONDS + ready_timeout))
+	until clamd_pong "$port" 2>/dev/null; do
+		alive "$pid" || die "clamd exited during start-up; last lines of $log:
+$(tail -n 20 "$log" 2>/dev/null)"
+		((SECONDS <= deadline)) || die "clamd (PID $pid) did not answer PING on 127.0.0.1:$port within ${ready_timeout}s; see $log"
+		sleep 0.05
+	done
+	echo "clamd PID $pid on 127.0.0.1:$port, database $dir/db"
+}
+
+# remove_spamd_siteconfig DIR: remove the site config start_spamd made
+# outside DIR, if any.
+remove_spamd_siteconfig() {
+	local conf
+	[[ -f $1/spamd.siteconfig ]] || return 0
+	conf=$(<"$1/spamd.siteconfig")
+	# Only ever a directory start_spamd created.
+	if [[ $conf == /tmp/mxgate-spamd.* && -d $conf ]]; then
+		rm -rf "$conf"
+	fi
+	rm -f "$1/spamd.siteconfig"
+}
+
 cmd_start() {
 	(($# >= 3)) || usage
 	local name=$1 dir=$2 port=$3 pid
@@ -295,6 +438,8 @@ cmd_start() {
 	smtp-sink) start_smtp_sink "$dir" "$port" "$@" ;;
 	dovecot-lmtp) start_dovecot "$dir" "$port" "$@" ;;
 	rbldnsd) start_rbldnsd "$dir" "$port" "$@" ;;
+	spamd) start_spamd "$dir" "$port" "$@" ;;
+	clamd) start_clamd "$dir" "$port" "$@" ;;
 	*) usage ;;
 	esac
 }
@@ -302,12 +447,15 @@ cmd_start() {
 cmd_stop() {
 	(($# == 2)) || usage
 	local name=$1 dir=$2 pid
-	case $name in smtp-sink | dovecot-lmtp | rbldnsd) ;; *) usage ;; esac
+	case $name in smtp-sink | dovecot-lmtp | rbldnsd | spamd | clamd) ;; *) usage ;; esac
 	[[ -d $dir ]] || die "$dir: no such directory"
 	dir=$(cd "$dir" && pwd)
 	pid=$(pid_of "$name" "$dir")
 	if [[ -z $pid ]]; then
 		rm -f "$dir/$name.pid"
+		if [[ $name == spamd ]]; then
+			remove_spamd_siteconfig "$dir"
+		fi
 		echo "$name not running from $dir"
 		return 0
 	fi
@@ -324,13 +472,16 @@ cmd_stop() {
 		wait_gone "$pid" || die "$name (PID $pid) survived SIGKILL"
 	fi
 	rm -f "$dir/$name.pid"
+	if [[ $name == spamd ]]; then
+		remove_spamd_siteconfig "$dir"
+	fi
 	echo "$name (PID $pid) stopped"
 }
 
 cmd_status() {
 	(($# == 2)) || usage
 	local name=$1 dir=$2 pid
-	case $name in smtp-sink | dovecot-lmtp | rbldnsd) ;; *) usage ;; esac
+	case $name in smtp-sink | dovecot-lmtp | rbldnsd | spamd | clamd) ;; *) usage ;; esac
 	pid=$(pid_of "$name" "$dir")
 	if [[ -n $pid ]]; then
 		echo "$name running from $dir (PID $pid)"

@@ -60,10 +60,11 @@ type syncRequest struct {
 	done chan error
 }
 
-// Open opens the spool under dir, creating input/X and msglog/X for every
-// base62 digit X, and removes what a crash left behind: -D files without
-// -H whose lock nobody holds (with their -J and msglog), and hdr.* temp
-// files of commits or updates that never finished.
+// Open opens the spool under dir, creating input/X, msglog/X and
+// quarantine/X for every base62 digit X, and removes what a crash left
+// behind: -D files without -H whose lock nobody holds (with their -J and
+// msglog), hdr.* temp files of commits or updates that never finished, and
+// the same in quarantine/.
 func Open(dir string) (*Spool, error) {
 	for _, top := range []string{"input", "msglog"} {
 		for i := range len(base62) {
@@ -84,6 +85,9 @@ func Open(dir string) (*Spool, error) {
 		if err := s.removeOrphans(base62[i]); err != nil {
 			return nil, err
 		}
+	}
+	if err := s.openQuarantine(); err != nil {
+		return nil, err
 	}
 	go s.committer()
 	return s, nil

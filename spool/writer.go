@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -23,6 +25,9 @@ type Writer struct {
 	lines int
 	err   error // first write error; the body is lost after it
 	state writerState
+	// flushMu serialises OpenBody's flush: scanners read the body in
+	// parallel, and bufio.Writer is not safe for that.
+	flushMu sync.Mutex
 }
 
 type writerState int
@@ -155,6 +160,37 @@ func (w *Writer) commit(ctx context.Context, env *Envelope) error {
 		return fmt.Errorf("spool: message %s: %w", w.id, err)
 	}
 	return nil
+}
+
+// OpenBody returns the body written so far (LF line ends, without the -D
+// file's "ID-D" line), so content scanners read the message from disk before
+// it is committed. Buffered writes are flushed first. Several readers may
+// open it at once; nothing may be written, committed or aborted meanwhile.
+func (w *Writer) OpenBody() (io.ReadCloser, error) {
+	if w.state != writing {
+		return nil, fmt.Errorf("spool: message %s: reading the body after commit or abort", w.id)
+	}
+	w.flushMu.Lock()
+	err := w.err
+	if err == nil {
+		if ferr := w.buf.Flush(); ferr != nil {
+			w.err = fmt.Errorf("spool: write %s: %w", w.f.Name(), ferr)
+			err = w.err
+		}
+	}
+	w.flushMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(w.f.Name())
+	if err != nil {
+		return nil, fmt.Errorf("spool: message %s: %w", w.id, err)
+	}
+	if _, err := f.Seek(int64(len(w.id)+len("-D\n")), io.SeekStart); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("spool: message %s: %w", w.id, err)
+	}
+	return f, nil
 }
 
 // Abort removes the -D file and releases the lock. After a successful

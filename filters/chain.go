@@ -1,0 +1,259 @@
+package filters
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"mxgate/spool"
+)
+
+// ErrBreakerOpen is the error of a check the circuit breaker skipped.
+var ErrBreakerOpen = errors.New("circuit breaker open, scanner not contacted")
+
+// Chain runs a fixed list of filters on each message. It is safe for
+// concurrent use; the circuit breakers are shared by all messages.
+type Chain struct {
+	entries []chainEntry
+	log     func(text string)
+	now     func() time.Time // the breaker's clock; replaced in tests
+}
+
+type chainEntry struct {
+	Entry
+	br breaker
+}
+
+// NewChain returns a Chain over entries. log receives operational events:
+// a filter failure (with the message ID and the on_error decision) and a
+// breaker opening or closing. A nil log discards them.
+func NewChain(entries []Entry, log func(text string)) *Chain {
+	if log == nil {
+		log = func(string) {}
+	}
+	c := &Chain{entries: make([]chainEntry, len(entries)), log: log, now: time.Now}
+	for i, e := range entries {
+		if e.Timeout <= 0 {
+			e.Timeout = DefaultTimeout
+		}
+		if e.OnError == "" {
+			e.OnError = OnErrorTempfail
+		}
+		c.entries[i] = chainEntry{Entry: e}
+	}
+	return c
+}
+
+// Run runs every filter in parallel, each under its own timeout, and
+// combines the verdicts: the strictest action wins (the first in entry order
+// on a tie), the headers of every filter are collected in entry order, and
+// the Log facts are joined with "; ". Run returns once every filter has
+// answered or timed out, even when a filter ignores its context.
+func (c *Chain) Run(ctx context.Context, m *Message) Result {
+	per := make([]FilterResult, len(c.entries))
+	var wg sync.WaitGroup
+	for i := range c.entries {
+		wg.Go(func() { per[i] = c.runOne(ctx, &c.entries[i], m) })
+	}
+	wg.Wait()
+
+	res := Result{PerFilter: per}
+	var headers []spool.Header
+	var logs []string
+	win := -1
+	for i, fr := range per {
+		if win < 0 || fr.Verdict.Action > per[win].Verdict.Action {
+			win = i
+		}
+		headers = append(headers, fr.Verdict.Headers...)
+		if fr.Verdict.Log != "" {
+			logs = append(logs, fr.Verdict.Log)
+		}
+	}
+	if win >= 0 {
+		res.Verdict = per[win].Verdict
+	}
+	res.Verdict.Headers = headers
+	res.Verdict.Log = strings.Join(logs, "; ")
+	return res
+}
+
+func (c *Chain) runOne(ctx context.Context, e *chainEntry, m *Message) FilterResult {
+	name := e.Filter.Name()
+	start := time.Now()
+	fr := FilterResult{Name: name}
+
+	allowed, probe := e.br.allow(&e.Entry, c.now())
+	if !allowed {
+		fr.Err = fmt.Errorf("%s: %w", name, ErrBreakerOpen)
+	} else {
+		cctx, cancel := context.WithTimeout(ctx, e.Timeout)
+		fr.Verdict, fr.Err = check(cctx, e.Filter, m, e.Timeout)
+		cancel()
+		if fr.Err == nil {
+			fr.Err = normalize(&fr.Verdict)
+			if fr.Err != nil {
+				fr.Err = fmt.Errorf("%s: %w", name, fr.Err)
+			}
+		}
+		// A caller that gave up (client disconnected, shutdown) says
+		// nothing about the scanner's health.
+		if ctx.Err() == nil {
+			switch e.br.done(&e.Entry, probe, fr.Err != nil, c.now()) {
+			case evOpened:
+				c.log(fmt.Sprintf("filter %s: circuit breaker opened after %d consecutive failures, skipping it for %v: %v",
+					name, e.BreakAfter, e.CoolDown, fr.Err))
+			case evClosed:
+				c.log(fmt.Sprintf("filter %s: circuit breaker closed, scanner answers again", name))
+			}
+		}
+	}
+	fr.Duration = time.Since(start)
+	if fr.Err != nil {
+		fr.Verdict = c.onError(e, m, fr.Err)
+	}
+	return fr
+}
+
+// check calls f.Check so that neither a panic nor a Check that ignores its
+// context can take the gateway down or hold a message past the timeout.
+func check(ctx context.Context, f Filter, m *Message, timeout time.Duration) (Verdict, error) {
+	type answer struct {
+		v   Verdict
+		err error
+	}
+	ch := make(chan answer, 1) // buffered: a late answer must not leak a blocked goroutine
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				ch <- answer{err: fmt.Errorf("%s: panic: %v", f.Name(), p)}
+			}
+		}()
+		v, err := f.Check(ctx, m)
+		ch <- answer{v, err}
+	}()
+	select {
+	case a := <-ch:
+		return a.v, a.err
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return Verdict{}, fmt.Errorf("%s: no verdict within %v: %w", f.Name(), timeout, ctx.Err())
+		}
+		return Verdict{}, fmt.Errorf("%s: %w", f.Name(), ctx.Err())
+	}
+}
+
+// normalize fills the SMTP reply a refusing verdict left out and rejects
+// actions the gateway does not know.
+func normalize(v *Verdict) error {
+	switch v.Action {
+	case Accept, Discard, Quarantine:
+	case Reject:
+		if v.Code == 0 {
+			v.Code, v.Enhanced = 550, [3]int{5, 7, 1}
+		}
+		if v.Text == "" {
+			v.Text = "Rejected by content filter"
+		}
+	case Tempfail:
+		if v.Code == 0 {
+			v.Code, v.Enhanced = 451, [3]int{4, 7, 1}
+		}
+		if v.Text == "" {
+			v.Text = tempfailText
+		}
+	default:
+		return fmt.Errorf("invalid verdict action %d", int(v.Action))
+	}
+	return nil
+}
+
+const tempfailText = "Temporary local problem - please try later"
+
+// onError is the verdict that replaces a failed check.
+func (c *Chain) onError(e *chainEntry, m *Message, err error) Verdict {
+	name := e.Filter.Name()
+	if e.OnError == OnErrorAccept {
+		var hs []spool.Header
+		if u, ok := e.Filter.(Uncheckable); ok {
+			hs = u.Unchecked(err)
+		}
+		c.log(fmt.Sprintf("%s filter %s failed, accepting unchecked (on_error=accept): %v", m.ID, name, err))
+		return Verdict{Action: Accept, Headers: hs, Log: name + " unchecked", Reason: err.Error()}
+	}
+	c.log(fmt.Sprintf("%s filter %s failed, deferring (on_error=tempfail): %v", m.ID, name, err))
+	return Verdict{
+		Action: Tempfail, Code: 451, Enhanced: [3]int{4, 7, 1}, Text: tempfailText,
+		Reason: err.Error(), Log: name + " failed",
+	}
+}
+
+type breakerEvent int
+
+const (
+	evNone breakerEvent = iota
+	evOpened
+	evClosed
+)
+
+// breaker is one entry's circuit breaker: closed (every check runs), open
+// (checks are skipped until the cool-down ends), half-open (one probe runs;
+// its outcome closes or re-opens the breaker).
+type breaker struct {
+	mu       sync.Mutex
+	failures int
+	open     bool
+	until    time.Time
+	probing  bool
+}
+
+// allow reports whether a real check may run and whether it is the probe.
+func (b *breaker) allow(e *Entry, now time.Time) (ok, probe bool) {
+	if e.BreakAfter <= 0 {
+		return true, false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case !b.open:
+		return true, false
+	case now.Before(b.until) || b.probing:
+		return false, false
+	default:
+		b.probing = true
+		return true, true
+	}
+}
+
+// done records a check's outcome.
+func (b *breaker) done(e *Entry, probe, failed bool, now time.Time) breakerEvent {
+	if e.BreakAfter <= 0 {
+		return evNone
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if probe {
+		b.probing = false
+	}
+	if !failed {
+		b.failures = 0
+		if b.open {
+			b.open = false
+			return evClosed
+		}
+		return evNone
+	}
+	b.failures++
+	switch {
+	case probe:
+		b.until = now.Add(e.CoolDown) // still down: another full cool-down
+	case !b.open && b.failures >= e.BreakAfter:
+		b.open = true
+		b.until = now.Add(e.CoolDown)
+		return evOpened
+	}
+	return evNone
+}

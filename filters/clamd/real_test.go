@@ -1,0 +1,135 @@
+package clamd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"mxgate/filters"
+)
+
+// startClamd runs the real clamd through scripts/peers.sh, with its EICAR
+// test signature and the extra clamd.conf lines, until the test ends, and
+// returns its address.
+func startClamd(tb testing.TB, confLines ...string) string {
+	tb.Helper()
+	if _, err := exec.LookPath("clamd"); err != nil {
+		if _, err := exec.LookPath("/usr/sbin/clamd"); err != nil {
+			tb.Fatal("clamd not found (Debian package clamav-daemon): run scripts/install-test-deps.sh")
+		}
+	}
+	// clamd binds the port itself: ask the kernel for a free one first.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	dir := tb.TempDir()
+	peers(tb, append([]string{"start", "clamd", dir, fmt.Sprint(port)}, confLines...)...)
+	tb.Cleanup(func() { peers(tb, "stop", "clamd", dir) })
+	return fmt.Sprintf("127.0.0.1:%d", port)
+}
+
+func peers(tb testing.TB, args ...string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "peers.sh"), args...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("scripts/peers.sh %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+const messages = "../../testdata/messages/"
+
+func TestRealClamd(t *testing.T) {
+	addr := startClamd(t)
+	f := New(Options{Addresses: []string{addr}, StampClean: true})
+	const found = "Virus found: Test.EICAR.NDB.UNOFFICIAL"
+	for _, tc := range []struct {
+		name   string
+		msg    *filters.Message
+		action filters.Action
+		text   string
+	}{
+		{"EICAR in the body", textMessage("Hello,\n" + eicar + "\n"), filters.Reject, found},
+		{"EICAR as a base64 MIME attachment", fileMessage(t, messages+"eicar-attachment.eml"), filters.Reject, found},
+		{"clean ham", fileMessage(t, messages+"exim-basics-ham.eml"), filters.Accept, ""},
+		{"clean plain", fileMessage(t, messages+"gateway-plain.eml"), filters.Accept, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			v, err := f.Check(ctx, tc.msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.Action != tc.action || v.Text != tc.text {
+				t.Errorf("verdict %v %q, want %v %q", v.Action, v.Text, tc.action, tc.text)
+			}
+		})
+	}
+}
+
+// TestRealClamdSizeLimit: the real clamd refuses a stream over its
+// StreamMaxLength as soon as a chunk announces too much, without reading
+// it; the client still reads its answer.
+func TestRealClamdSizeLimit(t *testing.T) {
+	addr := startClamd(t, "StreamMaxLength 1K")
+	for _, chunk := range []int{0, 512} { // one 8 KiB chunk; many small ones
+		f := New(Options{Addresses: []string{addr}, ChunkSize: chunk})
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		v, err := f.Check(ctx, fileMessage(t, messages+"exim-basics-ham.eml"))
+		cancel()
+		if !errors.Is(err, ErrSizeLimit) {
+			t.Errorf("chunk size %d: Check = %+v, %v; want ErrSizeLimit", chunk, v, err)
+		}
+	}
+}
+
+// BenchmarkRealClamdHam is clamd's own throughput as mxgate's client sees
+// it, one scan after another: the figure the gateway's throughput with
+// scanning is compared against.
+func BenchmarkRealClamdHam(b *testing.B) {
+	addr := startClamd(b)
+	f := New(Options{Addresses: []string{addr}})
+	m := fileMessage(b, messages+"exim-basics-ham.eml")
+	ctx := context.Background()
+	for b.Loop() {
+		if _, err := f.Check(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkRealClamdHamParallel is the same with concurrent scans, as the
+// gateway makes them.
+func BenchmarkRealClamdHamParallel(b *testing.B) {
+	addr := startClamd(b)
+	f := New(Options{Addresses: []string{addr}})
+	m := fileMessage(b, messages+"exim-basics-ham.eml")
+	ctx := context.Background()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := f.Check(ctx, m); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}

@@ -1,0 +1,209 @@
+// Package filters owns content scanning of accepted messages: the Filter
+// interface every scanner implements, the Message a filter reads (headers in
+// memory, body streamed from the spool), and the Chain that runs the filters
+// in parallel under their own timeouts, combines their verdicts (strictest
+// wins) and applies each filter's on_error policy and circuit breaker.
+package filters
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"mxgate/spool"
+)
+
+// Message is the spooled copy a filter scans: the header block in memory and
+// the body on disk (never the whole message in memory).
+type Message struct {
+	ID         spool.ID
+	Sender     string // "" = <>
+	Recipients []string
+	ClientIP   netip.Addr
+	Helo       string
+	// Headers as received, LF endings. Incoming X-Spam-* fields are already
+	// marked deleted ('*') by the gateway; Open leaves deleted fields out.
+	Headers []spool.Header
+	// Size is headers + blank line + body in LF form.
+	Size int64
+	// OpenBody returns the body bytes with LF endings.
+	OpenBody func() (io.ReadCloser, error)
+}
+
+// Open returns the whole message (headers, blank line, body). crlf=true
+// converts LF to CRLF on the fly: spamd wants the message as received on the
+// wire, and its byte count must match the Content-length sent before it.
+func (m *Message) Open(crlf bool) (io.ReadCloser, error) {
+	body, err := m.OpenBody()
+	if err != nil {
+		return nil, err
+	}
+	var hdr strings.Builder
+	for _, h := range m.Headers {
+		if h.Type == '*' {
+			continue
+		}
+		hdr.WriteString(h.Text)
+	}
+	hdr.WriteString("\n")
+	r := io.MultiReader(strings.NewReader(hdr.String()), body)
+	if crlf {
+		r = &crlfReader{r: bufio.NewReader(r)}
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{r, body}, nil
+}
+
+// OpenSize is the number of bytes Open(crlf) yields, for protocols that
+// announce the length before the data (SPAMC's Content-length). It reads the
+// body once when crlf is true, because the LF count is not stored.
+func (m *Message) OpenSize(crlf bool) (int64, error) {
+	if !crlf {
+		return m.Size, nil
+	}
+	rc, err := m.Open(true)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	return io.Copy(io.Discard, rc)
+}
+
+// crlfReader turns every LF into CRLF. The spool stores LF-only text, so
+// there are no existing CRLF pairs to preserve.
+type crlfReader struct {
+	r       *bufio.Reader
+	pending bool // an LF is owed after the CR just emitted
+}
+
+func (c *crlfReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		if c.pending {
+			p[n] = '\n'
+			n++
+			c.pending = false
+			continue
+		}
+		b, err := c.r.ReadByte()
+		if err != nil {
+			if n > 0 && err == io.EOF {
+				return n, nil
+			}
+			return n, err
+		}
+		if b == '\n' {
+			p[n] = '\r'
+			n++
+			c.pending = true
+			continue
+		}
+		p[n] = b
+		n++
+		// Return what we have rather than block on a slow body reader.
+		if c.r.Buffered() == 0 {
+			break
+		}
+	}
+	return n, nil
+}
+
+// Action is what a verdict asks the gateway to do with the message. The
+// numeric order is the strictness order the Chain uses to combine verdicts:
+// Reject > Tempfail > Quarantine > Discard > Accept. A permanent refusal
+// beats a temporary one (retrying a message some filter refuses outright
+// only wastes the client's time); keeping a copy in quarantine beats
+// silently dropping it.
+type Action int
+
+const (
+	Accept Action = iota
+	Discard
+	Quarantine
+	Tempfail
+	Reject
+)
+
+func (a Action) String() string {
+	switch a {
+	case Accept:
+		return "accept"
+	case Discard:
+		return "discard"
+	case Quarantine:
+		return "quarantine"
+	case Tempfail:
+		return "tempfail"
+	case Reject:
+		return "reject"
+	}
+	return "action(" + strconv.Itoa(int(a)) + ")"
+}
+
+// Verdict is one filter's decision, or the Chain's combined one.
+type Verdict struct {
+	Action   Action
+	Code     int    // SMTP reply for Reject/Tempfail, e.g. 550
+	Enhanced [3]int // e.g. {5,7,1}
+	Text     string // "Virus found: Eicar-Test-Signature"
+	Reason   string // for quarantine and logs
+	// Headers to stamp on accept/quarantine, e.g.
+	// {Type: ' ', Text: "X-Spam-Status: Yes, score=12.1\n"}.
+	Headers []spool.Header
+	Log     string // facts for the mainlog, e.g. "spamd score=12.1 required=5.0"
+}
+
+// Filter is one content scanner.
+type Filter interface {
+	Name() string // "spamd", "clamd"
+	// Check scans m. An error means the scanner failed (down, timeout,
+	// garbage answer); the Chain then applies the entry's on_error policy.
+	Check(ctx context.Context, m *Message) (Verdict, error)
+}
+
+// Uncheckable is implemented by filters that stamp a message accepted
+// without a scan (on_error "accept"), e.g. "X-Spam-Status: Unchecked".
+type Uncheckable interface {
+	Unchecked(err error) []spool.Header
+}
+
+// On-error policies of an Entry.
+const (
+	OnErrorTempfail = "tempfail"
+	OnErrorAccept   = "accept"
+)
+
+// DefaultTimeout applies to an Entry whose Timeout is zero.
+const DefaultTimeout = 60 * time.Second
+
+// Entry is one filter in a Chain with its policy.
+type Entry struct {
+	Filter  Filter
+	Timeout time.Duration // per check; 0 = DefaultTimeout
+	OnError string        // OnErrorTempfail (default, also for "") or OnErrorAccept
+	// Circuit breaker: after BreakAfter consecutive failures the filter is
+	// not called for CoolDown (each message counts as a failure of it, so
+	// OnError applies), then one real check probes it. BreakAfter 0 = off.
+	BreakAfter int
+	CoolDown   time.Duration
+}
+
+// FilterResult is what one entry contributed to a Run.
+type FilterResult struct {
+	Name     string
+	Verdict  Verdict // after on_error was applied when Err != nil
+	Err      error
+	Duration time.Duration
+}
+
+// Result is the combined outcome of a Run.
+type Result struct {
+	Verdict   Verdict
+	PerFilter []FilterResult // in entry order
+}

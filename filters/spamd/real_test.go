@@ -1,0 +1,159 @@
+package spamd
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"mxgate/filters"
+	"mxgate/spool"
+)
+
+// startSpamd runs Debian's spamd through scripts/peers.sh (offline config:
+// no Bayes, no network tests) until the test ends and returns its address.
+// A missing spamd fails the test: these are the tests that matter.
+func startSpamd(tb testing.TB) string {
+	tb.Helper()
+	for _, prog := range []string{"spamd", "spamc"} {
+		if _, err := exec.LookPath(prog); err != nil {
+			if _, err := exec.LookPath("/usr/sbin/" + prog); err != nil {
+				tb.Fatalf("%s not found (Debian packages spamassassin, spamd, spamc): run scripts/install-test-deps.sh", prog)
+			}
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	dir := tb.TempDir()
+	peers(tb, "start", "spamd", dir, fmt.Sprint(port))
+	tb.Cleanup(func() { peers(tb, "stop", "spamd", dir) })
+	return fmt.Sprintf("127.0.0.1:%d", port)
+}
+
+func peers(tb testing.TB, args ...string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "peers.sh"), args...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("scripts/peers.sh %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// spamLog is the mainlog fact for pharmacy-spam.eml.
+const spamLog = "spamd score=12.1 required=5.0 tests=DRUGS_ERECTILE,DRUG_ED_ONLINE,LONGWORDS,NO_RECEIVED," +
+	"NO_RELAYS,ONLINE_PHARMACY,SUBJECT_DRUG_GAP_C,SUBJECT_DRUG_GAP_L,TVD_VISIT_PHARMA"
+
+func TestRealSpamd(t *testing.T) {
+	addr := startSpamd(t)
+	tests := []struct {
+		file string
+		opt  Options
+		want filters.Verdict
+	}{
+		{
+			file: "pharmacy-spam.eml",
+			want: filters.Verdict{Action: filters.Accept,
+				Log:     spamLog,
+				Headers: hs("X-Spam-Status: Yes, score=12.1", "X-Spam-Score: 121", "X-Spam-Bar: ++++++++++++", "X-Spam-Flag: YES")},
+		},
+		{
+			file: "pharmacy-spam.eml", opt: Options{RejectScore: 12},
+			want: filters.Verdict{Action: filters.Reject, Code: 550, Enhanced: [3]int{5, 7, 1},
+				Text:    "Message scored 12.1 spam points (threshold 12.0); rejected as spam",
+				Reason:  "spam score 12.1 >= reject 12.0",
+				Log:     spamLog,
+				Headers: hs("X-Spam-Status: Yes, score=12.1", "X-Spam-Score: 121", "X-Spam-Bar: ++++++++++++", "X-Spam-Flag: YES")},
+		},
+		{
+			file: "exim-basics-ham.eml",
+			want: filters.Verdict{Action: filters.Accept, Log: "spamd score=0.0 required=5.0 tests=NO_RECEIVED,NO_RELAYS",
+				Headers: hs("X-Spam-Status: No, score=0.0", "X-Spam-Score: 0", "X-Spam-Bar: /")},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			tt.opt.Addresses = []string{addr}
+			tt.opt.User = "nobody"
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			got, err := New(tt.opt).Check(ctx, loadMessage(t, tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !equalVerdict(got, tt.want) {
+				t.Errorf("verdict\n got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+
+	t.Run("report", func(t *testing.T) {
+		got, err := New(Options{Addresses: []string{addr}, Report: true}).Check(context.Background(), loadMessage(t, "pharmacy-spam.eml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := slices.IndexFunc(got.Headers, func(h spool.Header) bool { return strings.HasPrefix(h.Text, "X-Spam-Report: ") })
+		if i < 0 {
+			t.Fatalf("no X-Spam-Report in %q", got.Headers)
+		}
+		rep := got.Headers[i].Text
+		for _, want := range []string{
+			"X-Spam-Report: Spam detection software, running on the system ",
+			"\n Content analysis details:   (12.1 points, 5.0 required)\n",
+			"\n  2.4 ONLINE_PHARMACY        BODY: Online Pharmacy\n",
+		} {
+			if !strings.Contains(rep, want) {
+				t.Errorf("X-Spam-Report lacks %q:\n%s", want, rep)
+			}
+		}
+	})
+
+	// Through the chain with on_error=accept, with the real spamd as the
+	// second address behind a dead one.
+	t.Run("chain with failover", func(t *testing.T) {
+		f := New(Options{Addresses: []string{refusedAddr(t), addr}})
+		c := filters.NewChain([]filters.Entry{{Filter: f, Timeout: time.Minute, OnError: filters.OnErrorAccept}}, nil)
+		res := c.Run(context.Background(), loadMessage(t, "pharmacy-spam.eml"))
+		if res.PerFilter[0].Err != nil || res.Verdict.Action != filters.Accept ||
+			!slices.Equal(res.Verdict.Headers, hs("X-Spam-Status: Yes, score=12.1", "X-Spam-Score: 121", "X-Spam-Bar: ++++++++++++", "X-Spam-Flag: YES")) {
+			t.Errorf("got %+v, err %v", res.Verdict, res.PerFilter[0].Err)
+		}
+	})
+}
+
+// BenchmarkRealSpamd measures spamd's own throughput through this client,
+// with as many concurrent requests as spamd has children (2): the figure
+// the gateway's throughput with spamd on is compared against.
+func BenchmarkRealSpamd(b *testing.B) {
+	addr := startSpamd(b)
+	f := New(Options{Addresses: []string{addr}})
+	msgs := []*filters.Message{loadMessage(b, "pharmacy-spam.eml"), loadMessage(b, "exim-basics-ham.eml")}
+	b.SetParallelism(1) // GOMAXPROCS goroutines; spamd's two children are the limit
+	start := time.Now()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, err := f.Check(context.Background(), msgs[i%len(msgs)]); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}

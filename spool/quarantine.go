@@ -1,0 +1,387 @@
+package spool
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// The quarantine area holds messages a content filter kept out of the
+// queue: quarantine/X/ID-H and ID-D, the same files as in input/, plus
+// ID-R, the reason as one line. A message is in quarantine exactly when
+// its quarantine/X/ID-H exists; it is locked, as in input/, by an flock on
+// its -D file. Moves between input/ and quarantine/ are hard links of the
+// same files, so the lock (which belongs to the inode) covers both names
+// and nothing is ever copied.
+
+// QuarantineEntry is a quarantined message.
+type QuarantineEntry struct {
+	Envelope *Envelope
+	Reason   string
+	// Quarantined is when the message entered the quarantine.
+	Quarantined time.Time
+	// Size counts as -bp does: headers sent, the blank line, the body.
+	Size int64
+}
+
+func (s *Spool) quarantineDir(id ID) string {
+	return filepath.Join(s.dir, "quarantine", string(id[5]))
+}
+
+func (s *Spool) quarantinePath(id ID, suffix string) string {
+	return filepath.Join(s.quarantineDir(id), string(id)+suffix)
+}
+
+func (s *Spool) quarantineTemp(id ID) string {
+	return filepath.Join(s.quarantineDir(id), "hdr."+string(id))
+}
+
+// openQuarantine creates quarantine/X for every base62 digit X and clears
+// up after crashes: the files of a quarantine commit that never got its
+// -H, and the quarantine copy of a release that had already put the
+// message in input/.
+func (s *Spool) openQuarantine() error {
+	for i := range len(base62) {
+		dir := filepath.Join(s.dir, "quarantine", base62[i:i+1])
+		if err := os.MkdirAll(dir, dirMode); err != nil {
+			return fmt.Errorf("spool: %w", err)
+		}
+		if err := s.quarantineOrphans(dir, base62[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Spool) quarantineOrphans(dir string, x byte) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	has := make(map[string]bool, len(entries))
+	var ids []ID
+	for _, e := range entries {
+		name := e.Name()
+		has[name] = true
+		id, ok := strings.CutPrefix(name, "hdr.")
+		if !ok && len(name) == idLen+2 {
+			id, ok = name[:idLen], true
+		}
+		if ok && ValidID(id) && id[5] == x {
+			ids = append(ids, ID(id))
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range slices.Compact(ids) {
+		if has[string(id)+"-H"] && !s.releasedCopy(id) {
+			continue
+		}
+		f, err := lockData(s.quarantinePath(id, "-D"))
+		if errors.Is(err, ErrLocked) {
+			continue // a commit or release in progress owns it
+		}
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		err = removeAll(s.quarantinePath(id, "-H"), s.quarantinePath(id, "-D"), s.quarantinePath(id, "-R"), s.quarantineTemp(id))
+		if f != nil {
+			f.Close()
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// releasedCopy reports whether input/ holds the very -H of this
+// quarantined message: a release linked it there and then stopped.
+func (s *Spool) releasedCopy(id ID) bool {
+	qi, err1 := os.Stat(s.quarantinePath(id, "-H"))
+	ii, err2 := os.Stat(s.path(id, "-H"))
+	return err1 == nil && err2 == nil && os.SameFile(qi, ii)
+}
+
+// oneLine makes a reason fit its one-line file.
+func oneLine(reason string) string {
+	reason = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, reason)
+	if reason = strings.TrimSpace(reason); reason == "" {
+		return "no reason given"
+	}
+	return reason
+}
+
+// Quarantine commits w's message into the quarantine area instead of the
+// queue, with the same durability as Commit: when it returns nil the
+// message is on disk, in quarantine, and may be acknowledged with 250. It
+// fills env as Commit does; reason (made one line) is kept with it. On any
+// error, including ctx ending, the message does not exist.
+func (s *Spool) Quarantine(ctx context.Context, w *Writer, env *Envelope, reason string) error {
+	if w.s != s {
+		return fmt.Errorf("spool: message %s: quarantine into another spool than it was created in", w.id)
+	}
+	if w.state != writing {
+		return fmt.Errorf("spool: message %s: quarantine after commit or abort", w.id)
+	}
+	if env.ID == "" {
+		env.ID = w.id
+	}
+	if env.ID != w.id {
+		return fmt.Errorf("spool: quarantine of message %s with an envelope for %s", w.id, env.ID)
+	}
+	env.BodyLinecount = w.lines
+	if env.Received.IsZero() {
+		env.Received = time.Now()
+	}
+	if err := s.quarantine(ctx, w, env, oneLine(reason)); err != nil {
+		id := w.id
+		// The -H first: from then on the message is not in quarantine.
+		rerr := removeAll(s.quarantinePath(id, "-H"), s.quarantinePath(id, "-D"), s.quarantinePath(id, "-R"), s.quarantineTemp(id))
+		return errors.Join(err, rerr, w.Abort())
+	}
+	w.state = committed
+	// The quarantine link keeps the data; the input/ name is dropped now.
+	// Should that fail, Open's orphan cleanup drops it later.
+	os.Remove(w.f.Name())
+	w.f.Close()
+	return nil
+}
+
+func (s *Spool) quarantine(ctx context.Context, w *Writer, env *Envelope, reason string) error {
+	id := w.id
+	hdr, err := appendHeaderFile(nil, env)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("spool: message %s: %w", id, err)
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.buf.Flush(); err != nil {
+		return fmt.Errorf("spool: write %s: %w", w.f.Name(), err)
+	}
+	dir := s.quarantineDir(id)
+	if err := os.MkdirAll(dir, dirMode); err != nil {
+		return fmt.Errorf("spool: %w", err)
+	}
+	// The -D is linked first: the lock w holds on it then shields the
+	// other files of this commit from another process's orphan cleanup.
+	if err := os.Link(w.f.Name(), s.quarantinePath(id, "-D")); err != nil {
+		return fmt.Errorf("spool: message %s: %w", id, err)
+	}
+	for path, b := range map[string][]byte{s.quarantinePath(id, "-R"): []byte(reason + "\n"), s.quarantineTemp(id): hdr} {
+		if err := os.WriteFile(path, b, fileMode); err != nil {
+			return fmt.Errorf("spool: write %s: %w", path, err)
+		}
+	}
+	// As in Commit: one syncfs makes the data of the whole batch durable,
+	// then the -H takes its name and one directory fsync makes that so.
+	if err := s.syncDir(ctx, wholeFS); err != nil {
+		return fmt.Errorf("spool: message %s: %w", id, err)
+	}
+	if err := os.Rename(s.quarantineTemp(id), s.quarantinePath(id, "-H")); err != nil {
+		return fmt.Errorf("spool: message %s: %w", id, err)
+	}
+	if err := s.syncDir(ctx, dir); err != nil {
+		return fmt.Errorf("spool: message %s: %w", id, err)
+	}
+	return nil
+}
+
+// QuarantineList returns every quarantined message, in arrival order. A
+// message that goes away while it is read is left out; one whose files
+// cannot be read is an error naming it.
+func (s *Spool) QuarantineList() ([]QuarantineEntry, error) {
+	var ids []ID
+	for i := range len(base62) {
+		entries, err := os.ReadDir(filepath.Join(s.dir, "quarantine", base62[i:i+1]))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("spool: %w", err)
+		}
+		for _, e := range entries {
+			id, ok := strings.CutSuffix(e.Name(), "-H")
+			if ok && ValidID(id) && id[5] == base62[i] {
+				ids = append(ids, ID(id))
+			}
+		}
+	}
+	slices.SortFunc(ids, ID.Compare)
+	list := make([]QuarantineEntry, 0, len(ids))
+	for _, id := range ids {
+		e, err := s.QuarantineLoad(id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, *e)
+	}
+	return list, nil
+}
+
+// QuarantineLoad reads one quarantined message's envelope, reason and size.
+func (s *Spool) QuarantineLoad(id ID) (*QuarantineEntry, error) {
+	b, err := s.QuarantineHeaderFile(id)
+	if err != nil {
+		return nil, err
+	}
+	path := s.quarantinePath(id, "-H")
+	env, err := ParseHeaderFile(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("spool: %s: %w", path, err)
+	}
+	if env.ID != id {
+		return nil, fmt.Errorf("spool: %s: line 1: file is for message %s", path, env.ID)
+	}
+	e := &QuarantineEntry{Envelope: env, Size: env.HeaderSize() + 1}
+	rpath := s.quarantinePath(id, "-R")
+	r, err := os.ReadFile(rpath)
+	fi, serr := os.Stat(rpath)
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: quarantined message %s: %w", id, err)
+	}
+	e.Reason, e.Quarantined = strings.TrimSuffix(string(r), "\n"), fi.ModTime()
+	di, err := os.Stat(s.quarantinePath(id, "-D"))
+	if err != nil {
+		return nil, fmt.Errorf("spool: quarantined message %s: %w", id, err)
+	}
+	e.Size += di.Size() - dataStart
+	return e, nil
+}
+
+// QuarantineHeaderFile returns the quarantined message's -H file as it is
+// on disk.
+func (s *Spool) QuarantineHeaderFile(id ID) ([]byte, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(s.quarantinePath(id, "-H"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, quarantineNotFound(id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	return b, nil
+}
+
+// QuarantineOpenBody returns the quarantined message's body: its -D file
+// after the "ID-D" line.
+func (s *Spool) QuarantineOpenBody(id ID) (io.ReadCloser, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	path := s.quarantinePath(id, "-D")
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, quarantineNotFound(id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	var first [dataStart]byte
+	if _, err := io.ReadFull(f, first[:]); err != nil || string(first[:]) != string(id)+"-D\n" {
+		f.Close()
+		return nil, fmt.Errorf("spool: %s: line 1 is not %q (%v)", path, string(id)+"-D", err)
+	}
+	return f, nil
+}
+
+func quarantineNotFound(id ID) error {
+	return fmt.Errorf("spool: message %s is not in quarantine: %w", id, ErrNotFound)
+}
+
+// lockQuarantined takes the lock of a quarantined message and checks that
+// it is still in quarantine (its -H exists).
+func (s *Spool) lockQuarantined(id ID) (*os.File, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	f, err := lockData(s.quarantinePath(id, "-D"))
+	if errors.Is(err, ErrNotFound) {
+		return nil, quarantineNotFound(id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(s.quarantinePath(id, "-H")); err != nil {
+		f.Close()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, quarantineNotFound(id)
+		}
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	return f, nil
+}
+
+// QuarantineRelease moves a quarantined message into the queue, where it
+// is delivered as if it had been accepted (its received time unchanged,
+// due at once). It fails with ErrLocked while another process handles the
+// message. The queue sees it complete or not at all: the -D gets its
+// input/ name first, the -H last, both under the message's lock.
+func (s *Spool) QuarantineRelease(id ID) error {
+	f, err := s.lockQuarantined(id)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	ctx := context.Background()
+	for _, suffix := range []string{"-D", "-H"} {
+		if err := os.Link(s.quarantinePath(id, suffix), s.path(id, suffix)); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				err = fmt.Errorf("message %s is already in the queue", id)
+			}
+			if suffix == "-H" {
+				removeAll(s.path(id, "-D"))
+			}
+			return fmt.Errorf("spool: release %s: %w", id, err)
+		}
+		// -H must not become durable before -D does.
+		if err := s.syncDir(ctx, s.inputDir(id)); err != nil {
+			return fmt.Errorf("spool: release %s: %w", id, err)
+		}
+	}
+	return s.removeQuarantined(id)
+}
+
+// QuarantineDelete removes a quarantined message for good. It fails with
+// ErrLocked while another process handles the message.
+func (s *Spool) QuarantineDelete(id ID) error {
+	f, err := s.lockQuarantined(id)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return s.removeQuarantined(id)
+}
+
+// removeQuarantined drops the quarantine names of a message whose lock the
+// caller holds: the -H first, so it leaves quarantine at once.
+func (s *Spool) removeQuarantined(id ID) error {
+	if err := removeAll(s.quarantinePath(id, "-H"), s.quarantinePath(id, "-D"), s.quarantinePath(id, "-R")); err != nil {
+		return err
+	}
+	return s.syncDir(context.Background(), s.quarantineDir(id))
+}
