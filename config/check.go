@@ -46,6 +46,8 @@ func (d *decoder) check(c *Config) {
 	d.checkRBL(c)
 	d.checkCallout(c)
 	d.checkFilters(c)
+	d.checkMsgAuth(c)
+	d.checkMilters(c)
 
 	d.checkDownstreamURL(c)
 	d.duration(keyPath{"downstream", "connect_timeout"}, &c.Downstream.ConnectTimeout, 30*time.Second)

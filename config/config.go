@@ -37,6 +37,8 @@ type Config struct {
 	Callout    Callout    `toml:"callout"`
 	Spamd      Spamd      `toml:"spamd"`
 	Clamd      Clamd      `toml:"clamd"`
+	MsgAuth    MsgAuth    `toml:"msgauth"`
+	Milters    []Milter   `toml:"milter"`
 	Downstream Downstream `toml:"downstream"`
 	Queue      Queue      `toml:"queue"`
 	Log        Log        `toml:"log"`

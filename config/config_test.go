@@ -215,6 +215,11 @@ func TestLoadGood(t *testing.T) {
 		},
 		Clamd: Clamd{Address: StringList{"unix:/run/clamav/clamd.ctl"}, OnVirus: "quarantine", OnError: "accept",
 			Timeout: Duration(time.Minute), StampClean: true},
+		MsgAuth: MsgAuth{Enabled: true, Resolver: StringList{"127.0.0.1:5355", "[::1]:53"}, SPFFail: "reject", DMARCReject: "stamp",
+			Timeout: Duration(5 * time.Second), DKIMSign: []DKIMSign{
+				{Domain: "example.test", Selector: "mx2026", KeyFile: "/etc/mxgate/dkim/example.test.pem"},
+				{Domain: "example.org", Selector: "mx2026", KeyFile: "/etc/mxgate/dkim/example.org.pem"},
+			}},
 		Downstream: Downstream{
 			URL:            "lmtp://127.0.0.1:24",
 			ConnectTimeout: Duration(10 * time.Second),
@@ -260,8 +265,9 @@ func TestLoadDefaults(t *testing.T) {
 			MinTTL: Duration(30 * time.Second), MaxTTL: Duration(time.Hour)},
 		Callout: Callout{Port: 25, Timeout: Duration(10 * time.Second), Deadline: Duration(30 * time.Second),
 			PositiveTTL: Duration(24 * time.Hour), NegativeTTL: Duration(2 * time.Hour), CacheSize: 100000, PerHostConcurrency: 4, PerHostRate: 5},
-		Spamd: Spamd{MaxSize: 512000, RejectScore: 15, Timeout: Duration(30 * time.Second), OnError: "tempfail"},
-		Clamd: Clamd{OnVirus: "reject", OnError: "tempfail", Timeout: Duration(30 * time.Second)},
+		Spamd:   Spamd{MaxSize: 512000, RejectScore: 15, Timeout: Duration(30 * time.Second), OnError: "tempfail"},
+		Clamd:   Clamd{OnVirus: "reject", OnError: "tempfail", Timeout: Duration(30 * time.Second)},
+		MsgAuth: MsgAuth{SPFFail: "stamp", DMARCReject: "honour", Timeout: Duration(10 * time.Second)},
 		Downstream: Downstream{
 			URL:            "smtp://127.0.0.1:2600",
 			ConnectTimeout: Duration(30 * time.Second),

@@ -14,6 +14,7 @@ import (
 	"mxgate/config"
 	"mxgate/filters"
 	"mxgate/filters/clamd"
+	"mxgate/filters/msgauth"
 	"mxgate/filters/spamd"
 	"mxgate/spool"
 )
@@ -46,6 +47,17 @@ const spamPrefix = "x-spam-"
 // timeout, so a second address is still tried when the first is dead.
 func newFilters(cfg *config.Config, log logger) *filters.Chain {
 	var entries []filters.Entry
+	if a := cfg.MsgAuth; a.Enabled {
+		// First, so Authentication-Results sits right under our Received.
+		// It fails only when the spool cannot be read: no breaker.
+		entries = append(entries, filters.Entry{
+			Filter: msgauth.New(msgauth.Options{
+				AuthservID: cfg.Hostname, Resolvers: a.Resolver, Timeout: time.Duration(a.Timeout),
+				SPFFailReject: a.SPFFail == "reject", DMARCReject: a.DMARCReject == "honour",
+			}),
+			Timeout: time.Duration(a.Timeout), OnError: filters.OnErrorTempfail,
+		})
+	}
 	if s := cfg.Spamd; s.Enabled() {
 		entries = append(entries, filters.Entry{
 			Filter: spamd.New(spamd.Options{
@@ -103,6 +115,7 @@ type scanned struct {
 	openBody func() (io.ReadCloser, error)
 	w        *spool.Writer // nil in a test session
 	abort    func()
+	milter   filters.Verdict // the milters' verdict (milter.go), combined with the filters'
 }
 
 // filter runs the content filters on m and acts on their verdict. It
@@ -111,7 +124,6 @@ type scanned struct {
 // DATA, with the message refused, dropped or quarantined.
 func (s *session) filter(m scanned) error {
 	srv := s.srv
-	srv.removeSpamHeaders(m.env.Headers)
 	msg := &filters.Message{
 		ID:         m.env.ID,
 		Sender:     m.tx.sender,
@@ -122,12 +134,20 @@ func (s *session) filter(m scanned) error {
 		Size:       m.env.HeaderSize() + 1 + m.bodySize,
 		OpenBody:   m.openBody,
 	}
-	res := srv.filters.Run(s.conn.ctx, msg)
-	v := res.Verdict
 	id := string(m.env.ID)
 	host := s.hostDesc(m.tx.helo)
-	srv.traceScan(res)
-	srv.log.Main(id, fmt.Sprintf("H=%s F=<%s> content scan: %s: %s", host, m.tx.sender, v.Action, scanFacts(res)))
+	var v filters.Verdict
+	if srv.filters != nil {
+		res := srv.filters.Run(s.conn.ctx, msg)
+		v = res.Verdict
+		srv.traceScan(res)
+		srv.log.Main(id, fmt.Sprintf("H=%s F=<%s> content scan: %s: %s", host, m.tx.sender, v.Action, scanFacts(res)))
+	}
+	if m.milter.Action > v.Action { // the strictest wins; the filters' stamps stay
+		hs := v.Headers
+		v = m.milter
+		v.Headers = hs
+	}
 
 	switch v.Action {
 	case filters.Reject, filters.Tempfail:

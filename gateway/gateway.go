@@ -26,6 +26,8 @@ import (
 	"mxgate/callout"
 	"mxgate/config"
 	"mxgate/filters"
+	"mxgate/filters/milter"
+	"mxgate/filters/msgauth"
 	"mxgate/mainlog"
 	"mxgate/rbl"
 	"mxgate/spool"
@@ -64,6 +66,8 @@ type Server struct {
 	rbl      *rbl.Checker     // nil without [[rbl.list]]
 	callout  *callout.Checker // nil unless callout.enabled
 	filters  *filters.Chain   // nil without [spamd] and [clamd]
+	milters  *milter.Host     // nil without [[milter]]
+	signer   *msgauth.Signer  // nil unless msgauth is enabled with dkim_sign keys
 	smtp     *smtp.Server
 	lns      []net.Listener // what go-smtp serves, in Addrs order
 	addrs    []net.Addr
@@ -127,6 +131,12 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s.filters = newFilters(cfg, s.log)
+	if s.signer, err = newSigner(cfg); err != nil {
+		return nil, err
+	}
+	if s.milters, err = newMilters(cfg, s.log); err != nil {
+		return nil, err
+	}
 	var tlsConf *tls.Config
 	// A test session runs on a terminal or a pipe: no TLS to offer there.
 	if !test && (cfg.TLS.Cert != "" || cfg.TLS.Key != "") {

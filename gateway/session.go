@@ -17,6 +17,8 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"mxgate/address"
+	"mxgate/filters"
+	"mxgate/filters/milter"
 	"mxgate/spool"
 )
 
@@ -35,6 +37,9 @@ type session struct {
 	// calloutDetailed: a sender verify refusal has quoted the remote
 	// server's reply in this session already.
 	calloutDetailed bool
+
+	milter        *milter.Session  // opened at the first MAIL; nil without [[milter]]
+	milterRefusal *milter.Decision // a milter refused the connection at HELO
 }
 
 // transaction is what MAIL fixes for one message; Data reads it without
@@ -115,6 +120,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		sender, senderDomain = a.String(), a.Domain
 	}
 	tx := &transaction{sender: sender, helo: helo, proto: "smtp"}
+	if err := s.milterMail(tx, from); err != nil {
+		return err
+	}
 	tx.domains = s.startDomains(senderDomain, helo)
 	tx.callout = s.startCallout(sender, senderDomain)
 	if st, ok := s.c.TLSConnectionState(); ok {
@@ -167,6 +175,9 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if err := s.calloutRefusal(tx, rcpt); err != nil {
 		return err
 	}
+	if err := s.milterRcpt(tx, rcpt); err != nil {
+		return err
+	}
 	if s.srv.trace != nil {
 		why := "host in relay.trusted_networks"
 		if _, ref := s.srv.policy.Recipient(netip.Addr{}, to); ref == nil {
@@ -187,9 +198,13 @@ func (s *session) Reset() {
 	s.mu.Lock()
 	s.tx = nil
 	s.mu.Unlock()
+	s.milterReset()
 }
 
-func (s *session) Logout() error { return nil }
+func (s *session) Logout() error {
+	s.milterClose()
+	return nil
+}
 
 // deadlineReader re-arms the connection's read deadline before every read:
 // go-smtp sets one deadline when it reads the DATA line, which would cut
@@ -359,11 +374,27 @@ func (s *session) Data(r io.Reader) error {
 			Recipients: tx.rcpts, Time: now,
 		})}, headers...),
 	}
-	if srv.filters != nil {
-		m := scanned{tx: tx, env: env, bodySize: body.n, openBody: openBody, w: w, abort: abort}
+	if srv.filters != nil || s.milter != nil {
+		// Before the milters, which may stamp X-Spam-* of their own.
+		srv.removeSpamHeaders(env.Headers)
+	}
+	if srv.cfg.MsgAuth.Enabled || s.milter != nil {
+		srv.removeForgedAuthres(env.Headers)
+	}
+	m := scanned{tx: tx, env: env, bodySize: body.n, openBody: openBody, w: w, abort: abort}
+	if s.milter != nil {
+		m.milter = s.milterData(&m)
+		tx, body.n = m.tx, m.bodySize
+	}
+	if srv.filters != nil || m.milter.Action != filters.Accept {
 		if reply := s.filter(m); reply != nil {
 			return reply
 		}
+	}
+	if err := s.dkimSign(m); err != nil {
+		abort()
+		srv.log.Panic(fmt.Sprintf("%s H=%s F=<%s>: DKIM signing failed, message not queued: %v", id, host, tx.sender, err))
+		return errLocal
 	}
 	size := env.HeaderSize() + 1 + body.n
 	// Exim's "warn" line: the score of a message let through with a stamp.

@@ -45,6 +45,11 @@ packages=(
 	# with a test signature database scripts/peers.sh writes; no freshclam).
 	clamav-daemon:/usr/sbin/clamd
 	clamdscan:/usr/bin/clamdscan
+	# Real milters (filters/milter's tests): rspamd in milter mode, opendkim
+	# signing with a key from opendkim-genkey.
+	rspamd:/usr/bin/rspamd
+	opendkim:/usr/sbin/opendkim
+	opendkim-tools:/usr/sbin/opendkim-genkey
 	# eximstats and exigrep need the full Perl (Pod::Usage, Time::Local).
 	perl:/usr/bin/perldoc
 )
@@ -110,4 +115,4 @@ if [[ $("$gobin/staticcheck" -version 2>/dev/null) != *"(${staticcheck_version#v
 	[[ -x $gobin/staticcheck ]] || die "go install staticcheck@$staticcheck_version left no $gobin/staticcheck"
 fi
 
-echo "$prog: test dependencies present (postfix, dovecot-core, dovecot-lmtpd, rbldnsd, spamassassin, spamd, spamc, clamav-daemon, clamdscan, swaks, perl, exim4-base in $exim_dir, staticcheck in $gobin)"
+echo "$prog: test dependencies present (postfix, dovecot-core, dovecot-lmtpd, rbldnsd, spamassassin, spamd, spamc, clamav-daemon, clamdscan, rspamd, opendkim, opendkim-tools, swaks, perl, exim4-base in $exim_dir, staticcheck in $gobin)"

@@ -40,6 +40,21 @@
 #       arguments are config lines replacing or adding to its defaults
 #       (e.g. "StreamMaxLength 1K").
 #       PID in DIR/clamd.pid, log in DIR/clamd.log.
+#   peers.sh start rspamd DIR PORT
+#       rspamd in milter mode on 127.0.0.1:PORT (its normal and controller
+#       workers on PORT+1 and PORT+2), offline: DNS goes to a local port
+#       where nothing answers (RSPAMD_DNS_PORT, default 1), add_header = 4
+#       and reject = 50 so its answer for the pharmacy spam carries
+#       X-Spamd-Bar, X-Spam-Status and X-Spamd-Result; RSPAMD_REJECT_SCORE=N
+#       sets reject = N (N <= 4: no add_header, e.g. 1 rejects that spam).
+#       Config DIR/local.d,
+#       DIR owned by _rspamd. PID in DIR/rspamd.pid, log DIR/log/rspamd.log.
+#   peers.sh start opendkim DIR PORT
+#       opendkim signing (Mode s) on 127.0.0.1:PORT for example.test,
+#       selector sel1, key made by opendkim-genkey in DIR/keys (public
+#       record DIR/keys/sel1.txt); signs when the milter connect address is
+#       in 127.0.0.0/8 or ::1. Config DIR/opendkim.conf (opendkim -x).
+#       PID in DIR/opendkim.pid, log in DIR/opendkim.log.
 #   peers.sh stop NAME DIR
 #       Stop the peer recorded in DIR and wait until its process is gone.
 #   peers.sh status NAME DIR
@@ -68,8 +83,10 @@ usage: $prog start smtp-sink DIR PORT [--no-dump] [SMTP-SINK-OPTION...]
        $prog start rbldnsd DIR PORT ZONESPEC...
        $prog start spamd DIR PORT
        $prog start clamd DIR PORT [CLAMD.CONF-LINE...]
-       $prog stop smtp-sink|dovecot-lmtp|rbldnsd|spamd|clamd DIR
-       $prog status smtp-sink|dovecot-lmtp|rbldnsd|spamd|clamd DIR
+       $prog start rspamd DIR PORT
+       $prog start opendkim DIR PORT
+       $prog stop smtp-sink|dovecot-lmtp|rbldnsd|spamd|clamd|rspamd|opendkim DIR
+       $prog status smtp-sink|dovecot-lmtp|rbldnsd|spamd|clamd|rspamd|opendkim DIR
 EOF
 	exit 2
 }
@@ -108,6 +125,8 @@ pid_of() {
 	rbldnsd) comm=rbldnsd ;;
 	spamd) comm=spamd ;;
 	clamd) comm=clamd ;;
+	rspamd) comm=rspamd ;;
+	opendkim) comm=opendkim ;;
 	esac
 	if is_ours "$pid" "$comm"; then
 		echo "$pid"
@@ -409,6 +428,119 @@ $(tail -n 20 "$log" 2>/dev/null)"
 	echo "clamd PID $pid on 127.0.0.1:$port, database $dir/db"
 }
 
+# milter_up PORT: something answers a TCP connect on 127.0.0.1:PORT (a
+# milter says nothing until the MTA's option negotiation).
+milter_up() {
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# wait_milter NAME PORT PID LOG: poll until PORT accepts connections.
+wait_milter() {
+	local name=$1 port=$2 pid=$3 log=$4 deadline=$((SECONDS + ${5:-$ready_timeout}))
+	until milter_up "$port"; do
+		alive "$pid" || die "$name exited during start-up; last lines of $log:
+$(tail -n 20 "$log" 2>/dev/null)"
+		((SECONDS <= deadline)) || die "$name (PID $pid) did not listen on 127.0.0.1:$port within ${5:-$ready_timeout}s; see $log"
+		sleep 0.1
+	done
+}
+
+start_rspamd() {
+	local dir=$1 port=$2 log=$1/log/rspamd.log pidfile=$1/run/rspamd.pid pid user=_rspamd
+	(($# == 2)) || usage
+	command -v rspamd >/dev/null || die "rspamd not found (package rspamd): run scripts/install-test-deps.sh"
+	port_busy "$port" && die "127.0.0.1:$port is already in use"
+	mkdir -p "$dir/local.d" "$dir/override.d" "$dir/db" "$dir/run" "$dir/log"
+	# The normal and controller workers get the two ports after PORT.
+	cat >"$dir/local.d/worker-proxy.inc" <<EOT
+# Scratch rspamd for mxgate tests; written by scripts/peers.sh.
+bind_socket = "127.0.0.1:$port";
+milter = yes;
+timeout = 120s;
+upstream "local" { default = yes; self_scan = yes; }
+EOT
+	echo "bind_socket = \"127.0.0.1:$((port + 1))\";" >"$dir/local.d/worker-normal.inc"
+	echo "bind_socket = \"127.0.0.1:$((port + 2))\";" >"$dir/local.d/worker-controller.inc"
+	# Its RBL and URL-list checks would each wait for DNS timeouts: point
+	# the resolver at a local port where nothing answers, refused at once.
+	cat >"$dir/local.d/options.inc" <<EOT
+dns { nameserver = ["127.0.0.1:${RSPAMD_DNS_PORT:-1}"]; timeout = 0.1s; retransmits = 1; }
+EOT
+	# Offline it scores the pharmacy spam only ~4: a low add_header
+	# threshold makes its milter answer carry header modifications.
+	# RSPAMD_REJECT_SCORE (whole number, default 50) lowers the reject
+	# threshold; rspamd takes the highest threshold a score reaches, so
+	# add_header goes when reject is not above it.
+	local reject=${RSPAMD_REJECT_SCORE:-50} add_header=4
+	[[ $reject =~ ^[0-9]+$ ]] || die "RSPAMD_REJECT_SCORE must be a whole number, not '$reject'"
+	if ((reject <= add_header)); then
+		add_header=null
+	fi
+	cat >"$dir/local.d/actions.conf" <<EOT
+add_header = $add_header;
+reject = $reject;
+greylist = null;
+EOT
+	cat >"$dir/local.d/milter_headers.conf" <<EOT
+use = ["x-spamd-bar", "x-spam-status", "x-spamd-result"];
+skip_local = false;
+skip_authenticated = false;
+EOT
+	chown -R "$user:$user" "$dir" 2>/dev/null || ((EUID != 0)) || die "cannot chown $dir to $user"
+	rm -f "$pidfile"
+	setsid rspamd -u "$user" -g "$user" -c /etc/rspamd/rspamd.conf \
+		--var="LOCAL_CONFDIR=$dir" --var="DBDIR=$dir/db" --var="RUNDIR=$dir/run" \
+		--var="LOGDIR=$dir/log" </dev/null >>"$dir/rspamd.out" 2>&1 || die "rspamd failed to start; see $dir/rspamd.out and $log"
+	local deadline=$((SECONDS + ready_timeout))
+	while [[ ! -s $pidfile ]]; do
+		((SECONDS <= deadline)) || die "rspamd wrote no $pidfile within ${ready_timeout}s; see $log"
+		sleep 0.1
+	done
+	pid=$(<"$pidfile")
+	echo "$pid" >"$dir/rspamd.pid"
+	# Loading its rules and maps takes a few seconds.
+	wait_milter rspamd "$port" "$pid" "$log" $((ready_timeout * 3))
+	echo "rspamd PID $pid, milter on 127.0.0.1:$port, log $log"
+}
+
+start_opendkim() {
+	local dir=$1 port=$2 conf=$1/opendkim.conf log=$1/opendkim.log pid user=opendkim
+	(($# == 2)) || usage
+	command -v opendkim >/dev/null || die "opendkim not found (package opendkim): run scripts/install-test-deps.sh"
+	command -v opendkim-genkey >/dev/null || die "opendkim-genkey not found (package opendkim-tools): run scripts/install-test-deps.sh"
+	port_busy "$port" && die "127.0.0.1:$port is already in use"
+	mkdir -p "$dir/keys"
+	if [[ ! -f $dir/keys/sel1.private ]]; then
+		opendkim-genkey -D "$dir/keys" -d example.test -s sel1 -b 2048 >>"$log" 2>&1 || die "opendkim-genkey failed; see $log"
+	fi
+	local userid=""
+	if ((EUID == 0)); then
+		chown -R "$user:$user" "$dir/keys"
+		userid="UserID $user:$user"
+	fi
+	cat >"$conf" <<EOT
+# Scratch opendkim for mxgate tests; written by scripts/peers.sh. Signs
+# mail from example.test whose milter connect address is internal.
+Mode s
+Domain example.test
+Selector sel1
+KeyFile $dir/keys/sel1.private
+Socket inet:$port@127.0.0.1
+Canonicalization relaxed/simple
+InternalHosts 127.0.0.0/8,::1
+RequireSafeKeys false
+Background no
+$userid
+EOT
+	opendkim -x "$conf" -n >>"$log" 2>&1 || die "opendkim rejects $conf; see $log"
+	# Foreground (Background no): the PID is the daemon's own.
+	setsid opendkim -x "$conf" -f </dev/null >>"$log" 2>&1 &
+	pid=$!
+	echo "$pid" >"$dir/opendkim.pid"
+	wait_milter opendkim "$port" "$pid" "$log"
+	echo "opendkim PID $pid, milter on 127.0.0.1:$port, public key $dir/keys/sel1.txt"
+}
+
 # remove_spamd_siteconfig DIR: remove the site config start_spamd made
 # outside DIR, if any.
 remove_spamd_siteconfig() {
@@ -440,6 +572,8 @@ cmd_start() {
 	rbldnsd) start_rbldnsd "$dir" "$port" "$@" ;;
 	spamd) start_spamd "$dir" "$port" "$@" ;;
 	clamd) start_clamd "$dir" "$port" "$@" ;;
+	rspamd) start_rspamd "$dir" "$port" "$@" ;;
+	opendkim) start_opendkim "$dir" "$port" "$@" ;;
 	*) usage ;;
 	esac
 }
@@ -447,7 +581,7 @@ cmd_start() {
 cmd_stop() {
 	(($# == 2)) || usage
 	local name=$1 dir=$2 pid
-	case $name in smtp-sink | dovecot-lmtp | rbldnsd | spamd | clamd) ;; *) usage ;; esac
+	case $name in smtp-sink | dovecot-lmtp | rbldnsd | spamd | clamd | rspamd | opendkim) ;; *) usage ;; esac
 	[[ -d $dir ]] || die "$dir: no such directory"
 	dir=$(cd "$dir" && pwd)
 	pid=$(pid_of "$name" "$dir")
@@ -481,7 +615,7 @@ cmd_stop() {
 cmd_status() {
 	(($# == 2)) || usage
 	local name=$1 dir=$2 pid
-	case $name in smtp-sink | dovecot-lmtp | rbldnsd | spamd | clamd) ;; *) usage ;; esac
+	case $name in smtp-sink | dovecot-lmtp | rbldnsd | spamd | clamd | rspamd | opendkim) ;; *) usage ;; esac
 	pid=$(pid_of "$name" "$dir")
 	if [[ -n $pid ]]; then
 		echo "$name running from $dir (PID $pid)"

@@ -207,3 +207,40 @@ func (w *Writer) Abort() error {
 	w.f.Close()
 	return err
 }
+
+// ReplaceBody discards the body written so far and writes r (LF line ends)
+// in its place: a milter's replacement body, applied before Commit. It
+// returns the new body's size.
+func (w *Writer) ReplaceBody(r io.Reader) (int64, error) {
+	if w.state != writing {
+		return 0, fmt.Errorf("spool: message %s: replacing the body after commit or abort", w.id)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	w.flushMu.Lock()
+	defer w.flushMu.Unlock()
+	// Flushing first keeps the "ID-D" line, which may still be buffered.
+	if err := w.buf.Flush(); err != nil {
+		w.err = fmt.Errorf("spool: write %s: %w", w.f.Name(), err)
+		return 0, w.err
+	}
+	start := int64(len(w.id) + len("-D\n"))
+	if err := w.f.Truncate(start); err != nil {
+		w.err = fmt.Errorf("spool: truncate %s: %w", w.f.Name(), err)
+		return 0, w.err
+	}
+	if _, err := w.f.Seek(start, io.SeekStart); err != nil {
+		w.err = fmt.Errorf("spool: seek %s: %w", w.f.Name(), err)
+		return 0, w.err
+	}
+	w.lines = 0
+	n, err := io.Copy(w, r)
+	if err != nil {
+		if w.err == nil {
+			w.err = fmt.Errorf("spool: message %s: reading the replacement body: %w", w.id, err)
+		}
+		return n, w.err
+	}
+	return n, nil
+}

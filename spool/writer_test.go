@@ -68,3 +68,45 @@ func TestWriterOpenBody(t *testing.T) {
 		})
 	}
 }
+
+// TestWriterReplaceBody: a milter's new body takes the old one's place
+// whole, shorter or longer, and the line count follows it.
+func TestWriterReplaceBody(t *testing.T) {
+	long := strings.Repeat("0123456789abcdef\n", 10000)
+	tests := []struct{ name, old, repl string }{
+		{"shorter", long, "new\nbody\n"},
+		{"longer", "short\n", long},
+		{"empty", testBody, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := openSpool(t)
+			w, err := s.Create()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Abort()
+			if _, err := w.Write([]byte(tt.old)); err != nil {
+				t.Fatal(err)
+			}
+			n, err := w.ReplaceBody(strings.NewReader(tt.repl))
+			if err != nil || n != int64(len(tt.repl)) {
+				t.Fatalf("ReplaceBody = %d, %v; want %d, nil", n, err, len(tt.repl))
+			}
+			env := testEnvelope()
+			if err := w.Commit(context.Background(), env); err != nil {
+				t.Fatal(err)
+			}
+			if want := strings.Count(tt.repl, "\n"); env.BodyLinecount != want {
+				t.Errorf("BodyLinecount = %d, want %d", env.BodyLinecount, want)
+			}
+			body, err := s.OpenBody(w.ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := readAll(t, body); got != tt.repl {
+				t.Errorf("committed body = %d bytes %.40q, want %d bytes", len(got), got, len(tt.repl))
+			}
+		})
+	}
+}

@@ -1,0 +1,368 @@
+package milter
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"mxgate/filters"
+	"mxgate/filters/msgauth"
+	"mxgate/spool"
+)
+
+// The real milters (Debian's rspamd and opendkim) are started by
+// scripts/peers.sh once per test binary, on first use, and stopped by
+// TestMain: rspamd takes seconds to load its rules.
+
+var peersScript = filepath.Join("..", "..", "scripts", "peers.sh")
+
+// daemon is one program started through peers.sh.
+type daemon struct {
+	name, dir, addr string
+}
+
+var (
+	peersMu sync.Mutex
+	running []*daemon
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	peersMu.Lock()
+	for _, p := range running {
+		if out, err := exec.Command(peersScript, "stop", p.name, p.dir).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "peers.sh stop %s %s: %v\n%s", p.name, p.dir, err, out)
+			code = 1
+		}
+		os.RemoveAll(p.dir)
+	}
+	peersMu.Unlock()
+	os.Exit(code)
+}
+
+// startPeer runs peers.sh start name in a fresh directory with the extra
+// environment env, and records the peer for TestMain to stop.
+func startPeer(name string, env ...string) (*daemon, error) {
+	dir, err := os.MkdirTemp("", "mxgate-milter-"+name+"-")
+	if err != nil {
+		return nil, err
+	}
+	// The daemons drop root and still write their PID files there.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(peersScript, "start", name, dir, fmt.Sprint(port))
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	p := &daemon{name: name, dir: dir, addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	peersMu.Lock()
+	running = append(running, p)
+	peersMu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("peers.sh start %s %s %d: %v\n%s", name, dir, port, err, out)
+	}
+	return p, nil
+}
+
+// freePort returns a loopback TCP port nothing listens on; rspamd also takes
+// the two after it.
+func freePort() (int, error) {
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, err
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if port < 65533 {
+			return port, nil
+		}
+	}
+}
+
+var (
+	rspamdPeer       = sync.OnceValues(func() (*daemon, error) { return startPeer("rspamd") })
+	rspamdRejectPeer = sync.OnceValues(func() (*daemon, error) { return startPeer("rspamd", "RSPAMD_REJECT_SCORE=1") })
+	opendkimPeer     = sync.OnceValues(func() (*daemon, error) { return startPeer("opendkim") })
+)
+
+// need returns the peer or fails the test: a missing daemon is a broken
+// test set-up (scripts/install-test-deps.sh), not a reason to skip.
+func need(tb testing.TB, start func() (*daemon, error)) *daemon {
+	tb.Helper()
+	p, err := start()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// parseMessage splits raw (LF endings) into spooled headers and body.
+func parseMessage(tb testing.TB, raw string) ([]spool.Header, string) {
+	tb.Helper()
+	head, body, ok := strings.Cut(raw, "\n\n")
+	if !ok {
+		tb.Fatalf("test message without a blank line: %q", raw)
+	}
+	var hs []spool.Header
+	for line := range strings.SplitAfterSeq(head+"\n", "\n") {
+		if line == "" {
+			continue
+		}
+		if (line[0] == ' ' || line[0] == '\t') && len(hs) > 0 {
+			hs[len(hs)-1].Text += line
+			continue
+		}
+		name, _, _ := strings.Cut(line, ":")
+		hs = append(hs, spool.Header{Type: spool.HeaderType(name), Text: line})
+	}
+	return hs, body
+}
+
+// roundTrip runs one whole SMTP transaction from client through a single
+// milter at p.
+func roundTrip(tb testing.TB, p *daemon, client, from, rcpt string, headers []spool.Header, body string) (Decision, Modifications) {
+	tb.Helper()
+	// The modification log helps a failing test; in a benchmark it is noise.
+	var logf func(string)
+	if _, ok := tb.(*testing.T); ok {
+		logf = func(s string) { tb.Log(s) }
+	}
+	h, err := NewHost([]Options{{Address: "inet:" + p.addr, Name: p.name, EOMTimeout: 30 * time.Second}}, logf)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx := context.Background()
+	s := h.NewSession(ctx, ConnInfo{Hostname: "mx.example.test", DaemonName: "mxgate",
+		ClientIP: netip.MustParseAddr(client), ClientPort: 40000})
+	defer s.Close()
+	for stage, d := range map[string]Decision{
+		"HELO": s.Helo(ctx, "client.example.net"),
+		"MAIL": s.Mail(ctx, from, ""),
+		"RCPT": s.Rcpt(ctx, rcpt),
+	} {
+		if d.Action != Continue {
+			tb.Fatalf("%s at %s: %s %s (%s), want continue", p.name, stage, d.Action, d.Reply(), d.Reason)
+		}
+	}
+	return s.Data(ctx, "1abcde-000001-AB", headers, strings.NewReader(body))
+}
+
+func readMessage(tb testing.TB, name string) string {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "messages", name))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return strings.ReplaceAll(string(b), "\r\n", "\n")
+}
+
+// headerNames lists the names of the live (not deleted) headers of hs.
+func headerNames(hs []spool.Header) []string {
+	var names []string
+	for _, h := range hs {
+		if h.Type != '*' {
+			name, _, _ := strings.Cut(h.Text, ":")
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// TestRspamd runs the pharmacy spam through rspamd in milter mode, once with
+// the add-header threshold below its score and once with the reject
+// threshold below it.
+func TestRspamd(t *testing.T) {
+	spamHeaders, spamBody := parseMessage(t, readMessage(t, "pharmacy-spam.eml"))
+	tests := []struct {
+		name   string
+		start  func() (*daemon, error)
+		action Action
+		reply  string   // Decision.Reply for a reject
+		added  []string // header names the modifications add
+	}{
+		{"add header", rspamdPeer, Continue, "", []string{"X-Spamd-Result", "X-Spam-Status", "X-Spamd-Bar", "X-Spam"}},
+		{"reject", rspamdRejectPeer, Reject, "554 5.7.1 Spam message rejected", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := need(t, tc.start)
+			d, mods := roundTrip(t, p, "192.0.2.1", "offers@pharma-deals.test", "user@example.test", spamHeaders, spamBody)
+			if d.Action != tc.action {
+				t.Fatalf("decision %s %q (%s), want %s", d.Action, d.Reply(), d.Reason, tc.action)
+			}
+			if tc.action == Reject && d.Reply() != tc.reply {
+				t.Errorf("reply %q, want %q", d.Reply(), tc.reply)
+			}
+			if tc.action == Reject && d.Milter != "rspamd" {
+				t.Errorf("decided by %q, want rspamd", d.Milter)
+			}
+			got := headerNames(mods.ApplyHeaders(spamHeaders))
+			want := append(headerNames(spamHeaders), tc.added...)
+			if !sameSet(got, want) {
+				t.Errorf("headers after rspamd's modifications:\n%q\nwant (any order):\n%q\nmodifications: %+v", got, want, mods)
+			}
+		})
+	}
+}
+
+// sameSet reports whether a and b hold the same strings, as multisets.
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	n := map[string]int{}
+	for _, s := range a {
+		n[s]++
+	}
+	for _, s := range b {
+		n[s]--
+		if n[s] < 0 {
+			return false
+		}
+	}
+	return true
+}
+
+const letter = "From: Alice <alice@example.test>\nTo: bob@example.net\nSubject: signed by opendkim\n" +
+	"Date: Wed, 25 Nov 2026 12:00:00 +0000\nMessage-ID: <dkim-1@example.test>\n\nPlease sign this.\n\nAlice\n"
+
+// TestOpendkimSign has opendkim in sign mode sign mail from example.test
+// coming from 127.0.0.1, then checks its signature with the gateway's own
+// DKIM verifier (msgauth, asking a test DNS server for the key).
+func TestOpendkimSign(t *testing.T) {
+	p := need(t, opendkimPeer)
+	headers, body := parseMessage(t, letter)
+	d, mods := roundTrip(t, p, "127.0.0.1", "alice@example.test", "bob@example.net", headers, body)
+	if d.Action != Continue && d.Action != Accept {
+		t.Fatalf("decision %s %q (%s), want continue or accept", d.Action, d.Reply(), d.Reason)
+	}
+	if len(mods.AddHeaders) != 1 || len(mods.InsertAt) != 1 {
+		t.Fatalf("modifications %+v, want one inserted DKIM-Signature", mods)
+	}
+	sig := strings.Join(strings.Fields(mods.AddHeaders[0].Text), " ")
+	const wantSig = "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/simple; d=example.test; s=sel1;"
+	if !strings.HasPrefix(sig, wantSig) || mods.InsertAt[0] != 0 {
+		t.Fatalf("opendkim added %q at index %d, want %q... at 0", sig, mods.InsertAt[0], wantSig)
+	}
+	signed := mods.ApplyHeaders(headers)
+	record := dkimRecord(t, filepath.Join(p.dir, "keys", "sel1.txt"))
+
+	t.Run("msgauth", func(t *testing.T) {
+		dnsAddr := serveTXT(t, "sel1._domainkey.example.test.", record)
+		f := msgauth.New(msgauth.Options{AuthservID: "mx.example.test", Resolvers: []string{dnsAddr}, Timeout: 2 * time.Second})
+		v, err := f.Check(context.Background(), &filters.Message{
+			ID: "1abcde-000001-AB", Sender: "alice@example.test", Helo: "client.example.net",
+			ClientIP: netip.MustParseAddr("192.0.2.1"), Headers: signed,
+			OpenBody: func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ar string
+		for _, h := range v.Headers {
+			if strings.HasPrefix(h.Text, "Authentication-Results:") {
+				ar = strings.Join(strings.Fields(h.Text), " ")
+			}
+		}
+		if !strings.Contains(ar, "dkim=pass header.d=example.test") {
+			t.Errorf("Authentication-Results %q, want dkim=pass header.d=example.test", ar)
+		}
+	})
+}
+
+var quoted = regexp.MustCompile(`"([^"]*)"`)
+
+// dkimRecord reads the TXT record opendkim-genkey wrote in BIND syntax:
+// its quoted strings joined.
+func dkimRecord(tb testing.TB, path string) string {
+	tb.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var rec strings.Builder
+	for _, m := range quoted.FindAllStringSubmatch(string(b), -1) {
+		rec.WriteString(m[1])
+	}
+	if !strings.Contains(rec.String(), "p=") {
+		tb.Fatalf("%s: no DKIM key record in %q", path, b)
+	}
+	return rec.String()
+}
+
+// serveTXT answers TXT queries for name with record on a loopback UDP port
+// until the test ends; every other name does not exist.
+func serveTXT(tb testing.TB, name, record string) string {
+	tb.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	handler := func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		q := r.Question[0]
+		switch {
+		case !strings.EqualFold(q.Name, name):
+			m.Rcode = dns.RcodeNameError
+		case q.Qtype == dns.TypeTXT:
+			var parts []string
+			// Long records as several character-strings, as DNS must.
+			t := record
+			for len(t) > 255 {
+				parts, t = append(parts, t[:255]), t[255:]
+			}
+			m.Answer = append(m.Answer, &dns.TXT{
+				Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
+				Txt: append(parts, t),
+			})
+		}
+		w.WriteMsg(m)
+	}
+	started := make(chan struct{})
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(handler), NotifyStartedFunc: func() { close(started) }}
+	served := make(chan error, 1)
+	go func() { served <- srv.ActivateAndServe() }()
+	select {
+	case <-started:
+	case err := <-served:
+		tb.Fatalf("test DNS server: %v", err)
+	}
+	tb.Cleanup(func() {
+		srv.Shutdown()
+		<-served
+	})
+	return pc.LocalAddr().String()
+}
+
+// BenchmarkRspamdRoundTrip is the latency one rspamd milter adds to a
+// message: a whole session (connect, HELO, MAIL, RCPT, headers, body, end of
+// message) for the pharmacy spam.
+func BenchmarkRspamdRoundTrip(b *testing.B) {
+	p := need(b, rspamdPeer)
+	headers, body := parseMessage(b, readMessage(b, "pharmacy-spam.eml"))
+	for b.Loop() {
+		d, _ := roundTrip(b, p, "192.0.2.1", "offers@pharma-deals.test", "user@example.test", headers, body)
+		if d.Action != Continue {
+			b.Fatalf("decision %s %q (%s), want continue", d.Action, d.Reply(), d.Reason)
+		}
+	}
+}

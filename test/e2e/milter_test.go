@@ -1,0 +1,95 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// milterConfig is mxgate calling the real milters at addrs, in order.
+const milterConfig = `hostname = "mx.example.test"
+listen   = ["{{.Listen}}"]
+data_dir = "{{.DataDir}}"
+
+[smtp]
+command_timeout  = "30s"
+data_timeout     = "30s"
+shutdown_timeout = "10s"
+
+[relay]
+domains          = ["example.test"]
+trusted_networks = ["127.0.0.2/32"]
+
+[downstream]
+url             = "{{.Downstream}}"
+starttls        = "none"
+connect_timeout = "5s"
+command_timeout = "10s"
+data_timeout    = "10s"
+
+[queue]
+retry        = "F,10m,1s"
+run_interval = "1s"
+`
+
+// TestMilters sends mail through mxgate to Debian's rspamd in milter mode
+// and opendkim in sign mode (both started by peers.sh) and checks what
+// arrives downstream: rspamd's spam headers on the pharmacy spam, and
+// opendkim's DKIM-Signature on mail from example.test.
+func TestMilters(t *testing.T) {
+	t.Parallel()
+	rspamd, opendkim := startScanner(t, "rspamd"), startScanner(t, "opendkim")
+	s := startSink(t)
+	text := milterConfig +
+		"\n[[milter]]\naddress = \"inet:" + rspamd + "\"\nname = \"rspamd\"\neom_timeout = \"30s\"\n" +
+		"\n[[milter]]\naddress = \"inet:" + opendkim + "\"\nname = \"opendkim\"\n"
+	tmpl := filepath.Join(t.TempDir(), "milter.toml.tmpl")
+	if err := os.WriteFile(tmpl, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := startMxgateConfig(t, tmpl, s.URL())
+
+	spam := corpusMessage(t, "pharmacy-spam.eml")
+	signed := "From: Alice <alice@example.test>\nTo: u@example.test\nSubject: signed by the gateway\n" +
+		"Message-ID: <dkim-1@example.test>\n\nPlease sign this.\n"
+	tests := []struct {
+		name string
+		msg  string
+		want []string // header name prefixes the delivered copy must hold
+	}{
+		{"pharmacy spam", spam, []string{"X-Spamd-Bar: ", "X-Spam-Status: "}},
+		{"example.test mail", signed, []string{"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/simple; d=example.test; s=sel1;"}},
+	}
+	want := map[string][]string{}
+	var ids []string
+	for _, tc := range tests {
+		r := sendOne(t, g.addr, tc.msg)
+		if r.Code != 250 {
+			t.Fatalf("%s: end of data -> %q, want 250", tc.name, r)
+		}
+		want[r.ID()] = tc.want
+		ids = append(ids, r.ID())
+	}
+	g.waitCompleted(ids...)
+	got := s.messages(t)
+	if len(got) != len(tests) {
+		t.Fatalf("smtp-sink received %d messages, want %d", len(got), len(tests))
+	}
+	for _, m := range got {
+		if len(m.ids) != 1 {
+			t.Errorf("%s: mxgate IDs %v, want one", m.path, m.ids)
+			continue
+		}
+		hs := headers(m.raw)
+		for _, w := range want[m.ids[0]] {
+			found := false
+			for _, h := range hs {
+				found = found || strings.HasPrefix(strings.Join(strings.Fields(h), " "), w)
+			}
+			if !found {
+				t.Errorf("message %s lacks %q; headers:\n%s", m.ids[0], w, strings.Join(hs, "\n"))
+			}
+		}
+	}
+}
