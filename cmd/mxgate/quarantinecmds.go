@@ -1,12 +1,9 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os/signal"
-	"syscall"
 
 	"mxgate/admin"
 	"mxgate/spool"
@@ -99,36 +96,18 @@ func quarantineShow(e *env) error {
 // delivery attempt at it now, as -M does; a running daemon that takes it
 // first delivers it instead.
 func quarantineRelease(e *env) error {
-	if len(e.args) == 0 {
-		return fmt.Errorf("give one or more message IDs: %w", errUsage)
-	}
-	q, cfg, closeAll, err := adminQueue(e)
-	if err != nil {
-		return err
-	}
-	defer closeAll()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	f := failures{e: e}
-	for _, arg := range e.args {
+	return prepareAndDeliver(e, func(q *admin.Queue, arg string) (spool.ID, error) {
 		id, err := quarantineID(arg)
-		if err == nil {
-			err = q.Spool.QuarantineRelease(id)
-			if err != nil {
-				err = quarantineError(id, err)
-			}
-		}
 		if err != nil {
-			f.add(err)
-			continue
+			return "", err
+		}
+		if err := q.Spool.QuarantineRelease(id); err != nil {
+			return "", quarantineError(id, err)
 		}
 		q.Log.Main(string(id), "released from quarantine by "+q.User)
 		fmt.Fprintf(e.stdout, "Message %s has been released from quarantine\n", id)
-		if err := attemptNow(ctx, cfg, q.Spool, q.Log, id); err != nil {
-			return err
-		}
-	}
-	return f.result()
+		return id, nil
+	})
 }
 
 func quarantineDelete(e *env) error {

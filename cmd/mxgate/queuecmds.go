@@ -173,6 +173,15 @@ func eachMessage(op func(q *admin.Queue, id string) (string, error)) func(e *env
 // whatever its retry time, thawed first if frozen. Like Exim's, it prints
 // nothing for a message it could attempt; the mainlog has the outcome.
 func deliverNow(e *env) error {
+	return prepareAndDeliver(e, func(q *admin.Queue, arg string) (spool.ID, error) {
+		return q.MakeDue(arg)
+	})
+}
+
+// prepareAndDeliver runs prepare on each message ID argument and makes one
+// delivery attempt at each it prepared; a failed prepare is reported and
+// the others still go ahead (exit status 1 at the end).
+func prepareAndDeliver(e *env, prepare func(q *admin.Queue, arg string) (spool.ID, error)) error {
 	if len(e.args) == 0 {
 		return fmt.Errorf("give one or more message IDs: %w", errUsage)
 	}
@@ -185,7 +194,7 @@ func deliverNow(e *env) error {
 	defer stop()
 	f := failures{e: e}
 	for _, arg := range e.args {
-		id, err := q.MakeDue(arg)
+		id, err := prepare(q, arg)
 		if err != nil {
 			f.add(err)
 			continue
