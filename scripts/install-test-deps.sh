@@ -72,7 +72,8 @@ if ((${#missing[@]} > 0)); then
 	echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 	echo "$prog: installing ${missing[*]}"
 	apt-get update -qq
-	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	# With recommends, as the component recipes were checked on a fresh machine.
+	apt-get install -y -qq "${missing[@]}" >/dev/null
 	for entry in "${packages[@]}"; do
 		[[ -e ${entry#*:} ]] || die "${entry%%:*} installed but ${entry#*:} is still missing"
 	done
