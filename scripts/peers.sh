@@ -55,6 +55,11 @@
 #       record DIR/keys/sel1.txt); signs when the milter connect address is
 #       in 127.0.0.0/8 or ::1. Config DIR/opendkim.conf (opendkim -x).
 #       PID in DIR/opendkim.pid, log in DIR/opendkim.log.
+#       With OPENDKIM_VERIFY_KEYS=FILE it verifies instead (Mode v), with
+#       the public keys in FILE (TestPublicKeys: one "NAME RECORD" a line,
+#       e.g. "sel1._domainkey.example.test v=DKIM1; k=rsa; p=..."), never
+#       DNS, and adds "Authentication-Results: mx.example.test; dkim=..."
+#       (AlwaysAddARHeader) to every message.
 #   peers.sh stop NAME DIR
 #       Stop the peer recorded in DIR and wait until its process is gone.
 #   peers.sh status NAME DIR
@@ -510,7 +515,9 @@ start_opendkim() {
 	command -v opendkim-genkey >/dev/null || die "opendkim-genkey not found (package opendkim-tools): run scripts/install-test-deps.sh"
 	port_busy "$port" && die "127.0.0.1:$port is already in use"
 	mkdir -p "$dir/keys"
-	if [[ ! -f $dir/keys/sel1.private ]]; then
+	if [[ -n ${OPENDKIM_VERIFY_KEYS:-} ]]; then
+		cp "$OPENDKIM_VERIFY_KEYS" "$dir/keys/public.keys" || die "OPENDKIM_VERIFY_KEYS: cannot copy '$OPENDKIM_VERIFY_KEYS'"
+	elif [[ ! -f $dir/keys/sel1.private ]]; then
 		opendkim-genkey -D "$dir/keys" -d example.test -s sel1 -b 2048 >>"$log" 2>&1 || die "opendkim-genkey failed; see $log"
 	fi
 	local userid=""
@@ -518,7 +525,22 @@ start_opendkim() {
 		chown -R "$user:$user" "$dir/keys"
 		userid="UserID $user:$user"
 	fi
-	cat >"$conf" <<EOT
+	if [[ -n ${OPENDKIM_VERIFY_KEYS:-} ]]; then
+		# Verify mode: public keys from a file, never DNS (Debian's opendkim
+		# resolves through libunbound, which cannot be pointed at a test port).
+		cat >"$conf" <<EOT
+# Scratch opendkim for mxgate tests; written by scripts/peers.sh. Verifies
+# DKIM signatures with the keys in TestPublicKeys.
+Mode v
+Socket inet:$port@127.0.0.1
+TestPublicKeys $dir/keys/public.keys
+AuthservID mx.example.test
+AlwaysAddARHeader yes
+Background no
+$userid
+EOT
+	else
+		cat >"$conf" <<EOT
 # Scratch opendkim for mxgate tests; written by scripts/peers.sh. Signs
 # mail from example.test whose milter connect address is internal.
 Mode s
@@ -532,6 +554,7 @@ RequireSafeKeys false
 Background no
 $userid
 EOT
+	fi
 	opendkim -x "$conf" -n >>"$log" 2>&1 || die "opendkim rejects $conf; see $log"
 	# Foreground (Background no): the PID is the daemon's own.
 	setsid opendkim -x "$conf" -f </dev/null >>"$log" 2>&1 &

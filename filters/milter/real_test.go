@@ -286,6 +286,33 @@ func TestOpendkimSign(t *testing.T) {
 			t.Errorf("Authentication-Results %q, want dkim=pass header.d=example.test", ar)
 		}
 	})
+
+	t.Run("opendkim verify", func(t *testing.T) {
+		// opendkim reads the key from a file: its resolver cannot be
+		// pointed at a test DNS port.
+		keys := filepath.Join(t.TempDir(), "public.keys")
+		if err := os.WriteFile(keys, []byte("sel1._domainkey.example.test "+record+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		v, err := startPeer("opendkim", "OPENDKIM_VERIFY_KEYS="+keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, mods := roundTrip(t, v, "192.0.2.1", "alice@example.test", "bob@example.net", signed, body)
+		if d.Action != Continue && d.Action != Accept {
+			t.Fatalf("decision %s %q (%s), want continue or accept", d.Action, d.Reply(), d.Reason)
+		}
+		var ar []string
+		for _, h := range mods.AddHeaders {
+			if strings.HasPrefix(h.Text, "Authentication-Results:") {
+				ar = append(ar, strings.Join(strings.Fields(h.Text), " "))
+			}
+		}
+		const wantAR = "Authentication-Results: mx.example.test; dkim=pass (2048-bit key) header.d=example.test header.i=@example.test header.a=rsa-sha256 header.s=sel1"
+		if len(ar) != 1 || !strings.HasPrefix(ar[0], wantAR) {
+			t.Errorf("opendkim added Authentication-Results %q, want one starting %q; modifications %+v", ar, wantAR, mods)
+		}
+	})
 }
 
 var quoted = regexp.MustCompile(`"([^"]*)"`)
