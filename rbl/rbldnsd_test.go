@@ -3,15 +3,21 @@ package rbl
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
+
+	"mxgate/internal/peertest"
 )
+
+// startRbldnsd runs the real rbldnsd through scripts/peers.sh until the
+// test ends and returns its address. rbldnsd binds a UDP port.
+func startRbldnsd(tb testing.TB) string {
+	tb.Helper()
+	peertest.Require(tb, "rbldnsd", "rbldnsd")
+	return peertest.Start(tb, "rbldnsd", "", peertest.FreePort(tb, true), rbldnsdZones...)
+}
 
 // The zones of testdata/rbl as rbldnsd serves them.
 var rbldnsdZones = []string{
@@ -21,45 +27,6 @@ var rbldnsdZones = []string{
 	"wl.test:ip4set:testdata/rbl/wl.zone",
 	"dbl.test:dnset:testdata/rbl/dbl.zone",
 	"err.test:ip4set:testdata/rbl/err.zone",
-}
-
-// startRbldnsd runs the real rbldnsd through scripts/peers.sh until the
-// test ends and returns its address.
-func startRbldnsd(tb testing.TB) string {
-	tb.Helper()
-	if _, err := exec.LookPath("rbldnsd"); err != nil {
-		if _, err := exec.LookPath("/usr/sbin/rbldnsd"); err != nil {
-			tb.Fatal("rbldnsd not found (Debian package rbldnsd): run scripts/install-test-deps.sh")
-		}
-	}
-	// rbldnsd binds the port itself: ask the kernel for a free one first.
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	pc.Close()
-	dir := tb.TempDir()
-	peers(tb, append([]string{"start", "rbldnsd", dir, fmt.Sprint(port)}, rbldnsdZones...)...)
-	tb.Cleanup(func() { peers(tb, "stop", "rbldnsd", dir) })
-	return fmt.Sprintf("127.0.0.1:%d", port)
-}
-
-// peers runs scripts/peers.sh from the repository root, where the zone
-// file names in rbldnsdZones lead.
-func peers(tb testing.TB, args ...string) {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	root, err := filepath.Abs("..")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "peers.sh"), args...)
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("scripts/peers.sh %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
 }
 
 // rejectScore is the score at which the tests' configuration refuses.

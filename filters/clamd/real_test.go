@@ -3,15 +3,11 @@ package clamd
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
-	"os/exec"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"mxgate/filters"
+	"mxgate/internal/peertest"
 )
 
 // startClamd runs the real clamd through scripts/peers.sh, with its EICAR
@@ -19,37 +15,8 @@ import (
 // returns its address.
 func startClamd(tb testing.TB, confLines ...string) string {
 	tb.Helper()
-	if _, err := exec.LookPath("clamd"); err != nil {
-		if _, err := exec.LookPath("/usr/sbin/clamd"); err != nil {
-			tb.Fatal("clamd not found (Debian package clamav-daemon): run scripts/install-test-deps.sh")
-		}
-	}
-	// clamd binds the port itself: ask the kernel for a free one first.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	dir := tb.TempDir()
-	peers(tb, append([]string{"start", "clamd", dir, fmt.Sprint(port)}, confLines...)...)
-	tb.Cleanup(func() { peers(tb, "stop", "clamd", dir) })
-	return fmt.Sprintf("127.0.0.1:%d", port)
-}
-
-func peers(tb testing.TB, args ...string) {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "peers.sh"), args...)
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("scripts/peers.sh %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
+	peertest.Require(tb, "clamav-daemon", "clamd")
+	return peertest.Start(tb, "clamd", "", 0, confLines...)
 }
 
 const messages = "../../testdata/messages/"

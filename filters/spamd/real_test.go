@@ -2,56 +2,22 @@ package spamd
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"mxgate/filters"
+	"mxgate/internal/peertest"
 	"mxgate/spool"
 )
 
 // startSpamd runs Debian's spamd through scripts/peers.sh (offline config:
 // no Bayes, no network tests) until the test ends and returns its address.
-// A missing spamd fails the test: these are the tests that matter.
 func startSpamd(tb testing.TB) string {
 	tb.Helper()
-	for _, prog := range []string{"spamd", "spamc"} {
-		if _, err := exec.LookPath(prog); err != nil {
-			if _, err := exec.LookPath("/usr/sbin/" + prog); err != nil {
-				tb.Fatalf("%s not found (Debian packages spamassassin, spamd, spamc): run scripts/install-test-deps.sh", prog)
-			}
-		}
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	dir := tb.TempDir()
-	peers(tb, "start", "spamd", dir, fmt.Sprint(port))
-	tb.Cleanup(func() { peers(tb, "stop", "spamd", dir) })
-	return fmt.Sprintf("127.0.0.1:%d", port)
-}
-
-func peers(tb testing.TB, args ...string) {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "peers.sh"), args...)
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("scripts/peers.sh %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
+	peertest.Require(tb, "spamassassin, spamd, spamc", "spamd", "spamc")
+	return peertest.Start(tb, "spamd", "", 0)
 }
 
 // spamLog is the mainlog fact for pharmacy-spam.eml.

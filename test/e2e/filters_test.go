@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/base64"
 	"fmt"
+	"mxgate/internal/peertest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -28,9 +29,7 @@ func startScanner(t *testing.T, name string) string {
 			t.Fatal(err)
 		}
 	}
-	peers(t, "start", name, dir, fmt.Sprint(port))
-	t.Cleanup(func() { peers(t, "stop", name, dir) })
-	return fmt.Sprintf("127.0.0.1:%d", port)
+	return peertest.Start(t, name, dir, port)
 }
 
 // startFilterMxgate runs mxgate scanning with spamd and clamd at the given

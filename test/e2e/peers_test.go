@@ -2,31 +2,14 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"fmt"
+	"mxgate/internal/peertest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 )
-
-// peerTimeout bounds one run of scripts/peers.sh.
-const peerTimeout = 30 * time.Second
-
-// peers runs scripts/peers.sh with args and fails the test when it fails.
-func peers(t *testing.T, args ...string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), peerTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot, "scripts", "peers.sh"), args...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("scripts/peers.sh %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
 
 // sink is a running smtp-sink that saves each message as DIR/msg.*.
 type sink struct {
@@ -40,8 +23,7 @@ func startSink(t *testing.T) *sink {
 	t.Helper()
 	requirePrograms(t, "smtp-sink")
 	s := &sink{dir: t.TempDir(), port: freePort(t)}
-	peers(t, "start", "smtp-sink", s.dir, fmt.Sprint(s.port))
-	t.Cleanup(func() { peers(t, "stop", "smtp-sink", s.dir) })
+	peertest.Start(t, "smtp-sink", s.dir, s.port)
 	return s
 }
 
@@ -135,8 +117,7 @@ func startDovecot(t *testing.T) *dovecot {
 		}
 	}
 	d := &dovecot{dir: dir, port: freePort(t)}
-	peers(t, "start", "dovecot-lmtp", d.dir, fmt.Sprint(d.port))
-	t.Cleanup(func() { peers(t, "stop", "dovecot-lmtp", d.dir) })
+	peertest.Start(t, "dovecot-lmtp", d.dir, d.port)
 	return d
 }
 

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"maps"
+	"mxgate/internal/peertest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,14 +21,12 @@ func startRbldnsd(t *testing.T) string {
 	dir, port := t.TempDir(), freePort(t)
 	zone := func(name string) string { return filepath.Join(repoRoot, "testdata", "rbl", name) }
 	local := func(name string) string { return filepath.Join(repoRoot, "test", "e2e", "testdata", "rbl", name) }
-	peers(t, "start", "rbldnsd", dir, fmt.Sprint(port),
+	return peertest.Start(t, "rbldnsd", dir, port,
 		"bl.test:ip4set:"+zone("bl4.zone")+","+local("bl-loopback.zone"),
 		"xbl.test:ip4set:"+zone("xbl.zone")+","+local("xbl-loopback.zone"),
 		"wl.test:ip4set:"+zone("wl.zone")+","+local("wl-loopback.zone"),
 		"dbl.test:dnset:"+zone("dbl.zone"),
 	)
-	t.Cleanup(func() { peers(t, "stop", "rbldnsd", dir) })
-	return fmt.Sprintf("127.0.0.1:%d", port)
 }
 
 // startRBLMxgate runs mxgate with the lists of testdata/rbl.toml.tmpl,

@@ -1,0 +1,105 @@
+// Package peertest starts and stops, for tests, the real third-party
+// programs mxgate is tested against (spamd, clamd, rbldnsd, smtp-sink, ...)
+// through the project's scripts/peers.sh, which records and ends them by
+// PID.
+package peertest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// scriptTimeout bounds one run of scripts/peers.sh (spamd needs seconds).
+const scriptTimeout = 60 * time.Second
+
+// Require fails the test when a program is missing: the tests that use a
+// real peer are the ones that matter, so they never skip.
+func Require(tb testing.TB, debPackages string, programs ...string) {
+	tb.Helper()
+	for _, p := range programs {
+		if _, err := exec.LookPath(p); err == nil {
+			continue
+		}
+		if _, err := exec.LookPath("/usr/sbin/" + p); err == nil {
+			continue
+		}
+		tb.Fatalf("%s not found (Debian packages %s): run scripts/install-test-deps.sh", p, debPackages)
+	}
+}
+
+// Root is the repository root: the directory holding go.mod above the
+// test's working directory.
+func Root(tb testing.TB) string {
+	tb.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			tb.Fatal("peertest: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Run runs scripts/peers.sh with args from the repository root (where
+// relative zone and config paths lead) and fails the test when it fails.
+func Run(tb testing.TB, args ...string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), scriptTimeout)
+	defer cancel()
+	root := Root(tb)
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "peers.sh"), args...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("scripts/peers.sh %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// FreePort returns a loopback port nothing is bound to, TCP or (udp) UDP;
+// the peers bind it themselves.
+func FreePort(tb testing.TB, udp bool) int {
+	tb.Helper()
+	if udp {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer pc.Close()
+		return pc.LocalAddr().(*net.UDPAddr).Port
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Start runs `peers.sh start name DIR PORT extra...` in dir (""; a fresh
+// one) on port (0: a free TCP port), stops it when the test ends, and
+// returns its address.
+func Start(tb testing.TB, name, dir string, port int, extra ...string) string {
+	tb.Helper()
+	if port == 0 {
+		port = FreePort(tb, false)
+	}
+	if dir == "" {
+		dir = tb.TempDir()
+	}
+	Run(tb, append([]string{"start", name, dir, fmt.Sprint(port)}, extra...)...)
+	tb.Cleanup(func() { Run(tb, "stop", name, dir) })
+	return fmt.Sprintf("127.0.0.1:%d", port)
+}
