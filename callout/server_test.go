@@ -3,6 +3,7 @@ package callout
 import (
 	"errors"
 	"io"
+	"mxgate/internal/peertest"
 	"net"
 	"net/netip"
 	"strings"
@@ -197,27 +198,7 @@ func startSilent(t testing.TB) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
+	peertest.Silent(t, l)
 	return l.Addr().(*net.TCPAddr).Port
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"mxgate/internal/peertest"
 	"net"
 	"path/filepath"
 	"slices"
@@ -119,31 +120,7 @@ func startTargets(t *testing.T, users *target) *targets {
 				srv.Close()
 			})
 		}
-		silent := lns[3]
-		var conns []net.Conn
-		var mu sync.Mutex
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			for {
-				c, err := silent.Accept()
-				if err != nil {
-					return
-				}
-				mu.Lock()
-				conns = append(conns, c)
-				mu.Unlock()
-			}
-		}()
-		t.Cleanup(func() {
-			silent.Close()
-			<-done
-			mu.Lock()
-			for _, c := range conns {
-				c.Close()
-			}
-			mu.Unlock()
-		})
+		peertest.Silent(t, lns[3])
 		return ts
 	}
 }

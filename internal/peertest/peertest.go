@@ -1,7 +1,7 @@
-// Package peertest starts and stops, for tests, the real third-party
-// programs mxgate is tested against (spamd, clamd, rbldnsd, smtp-sink, ...)
-// through the project's scripts/peers.sh, which records and ends them by
-// PID.
+// Package peertest gives tests their peers: the real third-party programs
+// mxgate is tested against (spamd, clamd, rbldnsd, smtp-sink, ...), started
+// and stopped through the project's scripts/peers.sh by PID, and the
+// silent peer of fault tests, which never answers.
 package peertest
 
 import (
@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -102,4 +103,34 @@ func Start(tb testing.TB, name, dir string, port int, extra ...string) string {
 	Run(tb, append([]string{"start", name, dir, fmt.Sprint(port)}, extra...)...)
 	tb.Cleanup(func() { Run(tb, "stop", name, dir) })
 	return fmt.Sprintf("127.0.0.1:%d", port)
+}
+
+// Silent serves l as a peer that accepts every connection and never says a
+// word (a hung server, for timeout tests) until the test ends, when l and
+// every connection are closed.
+func Silent(tb testing.TB, l net.Listener) {
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	tb.Cleanup(func() {
+		l.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"io"
+	"mxgate/internal/peertest"
 	"net"
 	"os"
 	"path/filepath"
@@ -104,28 +105,7 @@ func startMXTargets(t *testing.T) (port int, users, accept *mxTarget) {
 			go srv.Serve(lns[i])
 			t.Cleanup(func() { srv.Close() })
 		}
-		silent := lns[3]
-		var mu sync.Mutex
-		var conns []net.Conn
-		go func() {
-			for {
-				c, err := silent.Accept()
-				if err != nil {
-					return
-				}
-				mu.Lock()
-				conns = append(conns, c)
-				mu.Unlock()
-			}
-		}()
-		t.Cleanup(func() {
-			silent.Close()
-			mu.Lock()
-			defer mu.Unlock()
-			for _, c := range conns {
-				c.Close()
-			}
-		})
+		peertest.Silent(t, lns[3])
 		return port, users, accept
 	}
 	t.Fatal("no port free on all of the probe targets' loopback addresses")
