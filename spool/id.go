@@ -118,7 +118,7 @@ type generator struct {
 	// matches ids without regard to case, and base62 ids of one second
 	// can differ only in case ("...-LA", "...-La"): such an id is skipped,
 	// so `exigrep ID` never shows a stranger's message.
-	folded    map[string]struct{}
+	folded    map[[idLen]byte]struct{}
 	foldedSec int64
 }
 
@@ -144,14 +144,27 @@ func (g *generator) next() ID {
 	for {
 		id := g.step()
 		if sec := g.last / ticksSec; sec != g.foldedSec || g.folded == nil {
-			g.folded, g.foldedSec = make(map[string]struct{}), sec
+			g.folded, g.foldedSec = make(map[[idLen]byte]struct{}), sec
 		}
-		f := strings.ToLower(string(id))
+		f := foldID(id)
 		if _, taken := g.folded[f]; !taken {
 			g.folded[f] = struct{}{}
 			return id
 		}
 	}
+}
+
+// foldID is id in lower case, as a fixed-size key: no allocation per id.
+func foldID(id ID) [idLen]byte {
+	var f [idLen]byte
+	for i := range f {
+		c := id[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		f[i] = c
+	}
+	return f
 }
 
 // step makes the next id in (tick, seq) order, waiting for the clock when
