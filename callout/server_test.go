@@ -98,8 +98,13 @@ type mta struct {
 	mails     []string
 	helos     []string
 	data      int
+	// active counts RCPTs being answered right now, maxActive the most at
+	// once: a probe holds its host slot from connect until after the RCPT
+	// reply, so this never lags the client the way counting connections
+	// (closed only after QUIT's reply) would.
 	active    int
 	maxActive int
+	hold      time.Duration // how long each RCPT takes to answer
 	gate      chan struct{} // when set, RCPT waits until it is closed
 }
 
@@ -132,8 +137,6 @@ func (nopLogger) Println(...any)        {}
 func (m *mta) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	m.mu.Lock()
 	m.helos = append(m.helos, c.Hostname())
-	m.active++
-	m.maxActive = max(m.maxActive, m.active)
 	m.mu.Unlock()
 	return &mtaSession{m: m}, nil
 }
@@ -159,11 +162,19 @@ func (s *mtaSession) Mail(from string, _ *smtp.MailOptions) error {
 func (s *mtaSession) Rcpt(to string, _ *smtp.RcptOptions) error {
 	s.m.mu.Lock()
 	s.m.rcpts = append(s.m.rcpts, to)
-	gate := s.m.gate
+	gate, hold := s.m.gate, s.m.hold
+	s.m.active++
+	s.m.maxActive = max(s.m.maxActive, s.m.active)
 	s.m.mu.Unlock()
+	defer func() {
+		s.m.mu.Lock()
+		s.m.active--
+		s.m.mu.Unlock()
+	}()
 	if gate != nil {
 		<-gate
 	}
+	time.Sleep(hold)
 	switch {
 	case s.m.kind == tempfail:
 		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
@@ -183,12 +194,7 @@ func (s *mtaSession) Data(r io.Reader) error {
 
 func (s *mtaSession) Reset() {}
 
-func (s *mtaSession) Logout() error {
-	s.m.mu.Lock()
-	s.m.active--
-	s.m.mu.Unlock()
-	return nil
-}
+func (s *mtaSession) Logout() error { return nil }
 
 // startSilent accepts connections and never says a word, until the test
 // ends.

@@ -315,7 +315,9 @@ func readReply(r io.Reader) ([]byte, error) {
 			if len(b) > 0 && (err == io.EOF || errors.Is(err, syscall.ECONNRESET)) {
 				return b, nil // ParseReply refuses it: no NUL
 			}
-			if err == io.EOF {
+			// A peer that closes with our stream still unread resets the
+			// connection instead of a clean EOF: the same event.
+			if err == io.EOF || errors.Is(err, syscall.ECONNRESET) {
 				return nil, fmt.Errorf("connection closed without a reply: %w", io.ErrUnexpectedEOF)
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
