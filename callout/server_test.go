@@ -93,11 +93,11 @@ type mta struct {
 	kind  kind
 	users map[string]bool
 
-	mu        sync.Mutex
-	rcpts     []string
-	mails     []string
-	helos     []string
-	data      int
+	mu    sync.Mutex
+	rcpts []string
+	mails []string
+	helos []string
+	data  int
 	// active counts RCPTs being answered right now, maxActive the most at
 	// once: a probe holds its host slot from connect until after the RCPT
 	// reply, so this never lags the client the way counting connections
