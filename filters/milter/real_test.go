@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -81,8 +82,11 @@ func startPeer(name string, env ...string) (*daemon, error) {
 }
 
 // freePort returns a loopback TCP port nothing listens on; rspamd also takes
-// the two after it.
+// the two after it, so no two ports handed out are within 2 of each other
+// (two rspamds start in parallel).
 func freePort() (int, error) {
+	portsMu.Lock()
+	defer portsMu.Unlock()
 	for {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -90,11 +94,18 @@ func freePort() (int, error) {
 		}
 		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
-		if port < 65533 {
-			return port, nil
+		if port >= 65533 || slices.ContainsFunc(handedOut, func(p int) bool { return p-2 <= port && port <= p+2 }) {
+			continue
 		}
+		handedOut = append(handedOut, port)
+		return port, nil
 	}
 }
+
+var (
+	portsMu   sync.Mutex
+	handedOut []int
+)
 
 var (
 	rspamdPeer       = sync.OnceValues(func() (*daemon, error) { return startPeer("rspamd") })
