@@ -156,7 +156,16 @@ type Verdict struct {
 	// Headers to stamp on accept/quarantine, e.g.
 	// {Type: ' ', Text: "X-Spam-Status: Yes, score=12.1\n"}.
 	Headers []spool.Header
-	Log     string // facts for the mainlog, e.g. "spamd score=12.1 required=5.0"
+	// Edits change fields the message already has (the Subject tag), by
+	// their index in Message.Headers; applied on accept and quarantine.
+	Edits []HeaderEdit
+	Log   string // facts for the mainlog, e.g. "spamd score=12.1 required=5.0"
+}
+
+// HeaderEdit replaces or deletes one header field of the message.
+type HeaderEdit struct {
+	Index int    // position in Message.Headers
+	Text  string // the new field, "Name: value\n"; "" deletes it (marked '*', as Exim keeps it in -H)
 }
 
 // Filter is one content scanner.
