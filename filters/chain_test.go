@@ -81,6 +81,17 @@ func (l *logSink) log(s string) {
 	l.lines = append(l.lines, s)
 }
 
+// Main and Panic make a logSink the chain's Logger; the tests read the
+// lines in order, whichever log they went to.
+func (l *logSink) Main(id, text string) {
+	if id != "" {
+		text = id + " " + text
+	}
+	l.log(text)
+}
+
+func (l *logSink) Panic(text string) { l.log(text) }
+
 func (l *logSink) take() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -123,7 +134,7 @@ func TestChainStrictestWins(t *testing.T) {
 			for i, v := range tt.verdicts {
 				entries = append(entries, Entry{Filter: &fake{name: "f" + string(rune('0'+i)), v: v}})
 			}
-			res := NewChain(entries, nil).Run(context.Background(), testMessage())
+			res := NewChain(entries, &logSink{}).Run(context.Background(), testMessage())
 			if !equalVerdict(res.Verdict, tt.want) {
 				t.Errorf("verdict\n got %+v\nwant %+v", res.Verdict, tt.want)
 			}
@@ -181,7 +192,7 @@ func TestChainOnError(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var logs logSink
-			c := NewChain([]Entry{{Filter: tt.filter, OnError: tt.onError}}, logs.log)
+			c := NewChain([]Entry{{Filter: tt.filter, OnError: tt.onError}}, &logs)
 			res := c.Run(context.Background(), testMessage())
 			if !equalVerdict(res.Verdict, tt.want) {
 				t.Errorf("verdict\n got %+v\nwant %+v", res.Verdict, tt.want)
@@ -205,7 +216,7 @@ func TestChainTimeout(t *testing.T) {
 	c := NewChain([]Entry{
 		{Filter: hung, Timeout: 20 * time.Millisecond, OnError: OnErrorAccept},
 		{Filter: ok, Timeout: time.Minute},
-	}, nil)
+	}, &logSink{})
 	res := c.Run(context.Background(), testMessage())
 	if err := res.PerFilter[0].Err; !errors.Is(err, context.DeadlineExceeded) ||
 		err.Error() != "spamd: no verdict within 20ms: context deadline exceeded" {
@@ -223,7 +234,7 @@ func TestChainCallerCancel(t *testing.T) {
 	hung := &fake{name: "spamd", hang: true, release: make(chan struct{})}
 	defer close(hung.release)
 	var logs logSink
-	c := NewChain([]Entry{{Filter: hung, BreakAfter: 1, CoolDown: time.Hour}}, logs.log)
+	c := NewChain([]Entry{{Filter: hung, BreakAfter: 1, CoolDown: time.Hour}}, &logs)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	res := c.Run(ctx, testMessage())
@@ -239,7 +250,7 @@ func TestChainBreaker(t *testing.T) {
 	down := errors.New("connection refused")
 	f := &fake{name: "spamd", err: down}
 	var logs logSink
-	c := NewChain([]Entry{{Filter: f, OnError: OnErrorAccept, BreakAfter: 2, CoolDown: time.Minute}}, logs.log)
+	c := NewChain([]Entry{{Filter: f, OnError: OnErrorAccept, BreakAfter: 2, CoolDown: time.Minute}}, &logs)
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	c.now = func() time.Time { return now }
 	m := testMessage()
@@ -288,7 +299,7 @@ func TestChainBreaker(t *testing.T) {
 // While the probe runs, other messages do not pile onto the scanner.
 func TestChainBreakerSingleProbe(t *testing.T) {
 	f := &fake{name: "spamd", err: errors.New("refused")}
-	c := NewChain([]Entry{{Filter: f, BreakAfter: 1, CoolDown: time.Minute}}, nil)
+	c := NewChain([]Entry{{Filter: f, BreakAfter: 1, CoolDown: time.Minute}}, &logSink{})
 	now := time.Now()
 	c.now = func() time.Time { return now }
 	c.Run(context.Background(), testMessage()) // opens

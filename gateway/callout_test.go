@@ -16,7 +16,9 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
 
+	"mxgate/checks"
 	"mxgate/config"
+	"mxgate/mainlog"
 	"mxgate/spool"
 )
 
@@ -401,34 +403,8 @@ func TestCalloutServeTest(t *testing.T) {
 	}
 }
 
-func TestExemptDomain(t *testing.T) {
-	list := []string{"partner.test", "example.net"}
-	for domain, want := range map[string]string{
-		"partner.test": "partner.test", "Sub.Partner.TEST": "partner.test", "example.net": "example.net",
-		"notpartner.test": "", "partner.test.evil": "", "users.test": "",
-	} {
-		if got := exemptDomain(list, domain); got != want {
-			t.Errorf("exemptDomain(%q) = %q, want %q", domain, got, want)
-		}
-	}
-}
-
-func TestPrintable(t *testing.T) {
-	long := strings.Repeat("x", 400)
-	for in, want := range map[string]string{
-		"550 5.1.1 no such user":       "550 5.1.1 no such user",
-		"550 a\r\n550 b":               "550 a  550 b",
-		"550 \x00\x1b[31m caf\xc3\xa9": "550 ??[31m caf??",
-		long:                           long[:maxQuoted],
-	} {
-		if got := printable(in); got != want {
-			t.Errorf("printable(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
-// TestCalloutClosedOnShutdown: Shutdown releases the cache file, so the
-// next gateway on the same data_dir opens it and finds what the first one
+// TestCalloutClosedOnShutdown: closing the pipeline after Shutdown
+// releases the cache file, so the next gateway on the same data_dir opens it and finds what the first one
 // learnt (no second probe).
 func TestCalloutClosedOnShutdown(t *testing.T) {
 	resolver := startMXDNS(t)
@@ -450,9 +426,14 @@ func TestCalloutClosedOnShutdown(t *testing.T) {
 		// bbolt waits for the file lock: a cache left open would hang New.
 		made := make(chan error, 1)
 		var srv *Server
+		var pl *checks.Pipeline
 		go func() {
 			var err error
-			srv, err = New(Options{Config: cfg, Spool: sp})
+			if pl, err = checks.Build(cfg, mainlog.Discard(), false); err != nil {
+				made <- err
+				return
+			}
+			srv, err = New(Options{Config: cfg, Spool: sp, Pipeline: pl.Pipeline})
 			made <- err
 		}()
 		select {
@@ -475,6 +456,9 @@ func TestCalloutClosedOnShutdown(t *testing.T) {
 		cancel()
 		if err != nil {
 			t.Fatalf("run %d: Shutdown: %v", run, err)
+		}
+		if err := pl.Close(); err != nil {
+			t.Fatalf("run %d: closing the pipeline: %v", run, err)
 		}
 		if err := <-served; err != nil {
 			t.Fatalf("run %d: Serve: %v", run, err)

@@ -11,7 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"mxgate/rbl"
+	"mxgate/filters"
 )
 
 // listener wraps a TCP listener: it enforces the connection limits before
@@ -42,7 +42,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		if gc != nil {
 			// Under implicit TLS this conn only sees ciphertext.
 			gc.scanOff = l.implicitTLS
-			l.srv.startChecks(gc, l.implicitTLS)
+			gc.open(l.implicitTLS)
 			return gc, nil
 		}
 		l.srv.log.Main("", fmt.Sprintf("Connection from [%s] refused: %s", ip, why))
@@ -61,8 +61,9 @@ func (l *listener) Accept() (net.Conn, error) {
 //   - a read timeout is sticky, so a client that stalled in DATA or
 //     between BDAT chunks never has its later bytes read as commands
 //     (go-smtp issue #196);
-//   - go-smtp has no connect hook, so a client refused by the DNS lists
-//     at connect gets its 554 in place of the greeting, on the first write.
+//   - go-smtp has no connect hook, so the checks' connect stage runs on
+//     the first write, and a client they refuse gets its 554 in place of
+//     the greeting.
 type conn struct {
 	net.Conn
 	srv  *Server
@@ -74,13 +75,16 @@ type conn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// The DNS lists of the client's IP, set before go-smtp sees the conn.
-	rblChecked   bool         // not a trusted client, and lists are configured
-	ipLookups    *rbl.Pending // started at accept
-	holdGreeting bool         // rbl.reject_at = "connect": the verdict comes before the greeting
-	greetOnce    sync.Once
-	ipOnce       sync.Once
-	ipRes        rbl.Result
+	// flow is the checks' state for this connection, opened before go-smtp
+	// sees the conn; flowMu keeps one goroutine at a time in it (with
+	// CHUNKING, Data runs beside the connection's goroutine).
+	flowMu      sync.Mutex
+	flow        *filters.Flow
+	implicitTLS bool
+	greetOnce   sync.Once
+	// refusal is the connect stage's refusal of a client whose greeting is
+	// encrypted: it answers every MAIL instead.
+	refusal *filters.Verdict
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -164,15 +168,13 @@ func (c *conn) Read(p []byte) (int, error) {
 // verb only matters in plaintext (TLS sessions are "esmtps" anyway) and
 // STARTTLS is over by then.
 func (c *conn) Write(p []byte) (int, error) {
-	if c.holdGreeting {
-		var refusal []byte
-		c.greetOnce.Do(func() { refusal = c.greetingRefusal() })
-		if refusal != nil {
-			_, err := c.Conn.Write(refusal)
-			c.Close()
-			// go-smtp stops at its next read, which the close fails.
-			return len(p), err
-		}
+	var refusal []byte
+	c.greetOnce.Do(func() { refusal = c.connect() })
+	if refusal != nil {
+		_, err := c.Conn.Write(refusal)
+		c.Close()
+		// go-smtp stops at its next read, which the close fails.
+		return len(p), err
 	}
 	n, err := c.Conn.Write(p)
 	c.mu.Lock()
@@ -214,8 +216,46 @@ func (c *conn) Close() error {
 		// reconnect at once.
 		c.srv.release(c)
 		err = c.Conn.Close()
+		// After the cancel, a Data in the checks returns soon.
+		c.flowMu.Lock()
+		c.flow.Close()
+		c.flowMu.Unlock()
 	})
 	return err
+}
+
+// open opens the checks' session of a client just admitted: they start
+// their lookups (the DNS lists of its IP) while go-smtp greets it.
+func (c *conn) open(implicitTLS bool) {
+	c.implicitTLS = implicitTLS
+	c.flow = c.srv.pipeline.Open(c.ctx, &filters.Conn{IP: c.ip, Port: c.port, ImplicitTLS: implicitTLS})
+}
+
+// connect runs the checks' connect stage before the greeting and returns
+// the reply that replaces it, or nil. Under implicit TLS a refusal could
+// not be read in place of the greeting: it is kept for the first MAIL.
+func (c *conn) connect() []byte {
+	s := c.srv
+	c.flowMu.Lock()
+	out := c.flow.Connect(c.ctx)
+	c.flowMu.Unlock()
+	s.report(out, "", "["+c.ip.String()+"]")
+	v := out.Verdict
+	if !v.Refuses() {
+		return nil
+	}
+	if c.implicitTLS {
+		c.refusal = &v
+		return nil
+	}
+	s.log.Reject("", fmt.Sprintf("H=[%s] %s", c.ip, refusalLog(v, `connection in "connect" ACL`)))
+	return fmt.Appendf(nil, "%d %d.%d.%d %s\r\n", v.Code, v.Enhanced[0], v.Enhanced[1], v.Enhanced[2], v.Text)
+}
+
+// connectRefusal is the connect stage's refusal kept for MAIL, or nil.
+func (c *conn) connectRefusal() *filters.Verdict {
+	c.greetOnce.Do(func() { c.connect() })
+	return c.refusal
 }
 
 // closeAfterWrite makes the next write (the reply go-smtp is about to

@@ -1,12 +1,13 @@
 // Package gateway owns the SMTP server: listeners with connection limits,
-// STARTTLS and implicit TLS, the session state machine on go-smtp (relay
-// policy at RCPT, errors per connection), the DNS lists' verdict
-// (package rbl: started at connect and MAIL, enforced at RCPT or in place
-// of the greeting, stamped as X-RBL-Score), and DATA: streamed into the
-// spool with CRLF checks against SMTP smuggling, stamped with Received:,
-// scanned by the content filters (package filters: refused, quarantined
-// or stamped with their verdict), committed before the 250 that names the
-// queue ID, and logged the Exim way. It also works around go-smtp's gaps listed in protocols.md §8.
+// STARTTLS and implicit TLS, the session state machine on go-smtp (errors
+// per connection, the sender and recipient syntax), and DATA: streamed
+// into the spool with CRLF checks against SMTP smuggling, stamped with
+// Received:, committed before the 250 that names the queue ID, and logged
+// the Exim way. Every decision on a session is the check pipeline's
+// (package filters, built by package checks): the gateway asks it at each
+// stage and turns its events into replies, log lines and the -bh trace.
+// It knows no check by name. It also works around go-smtp's gaps listed
+// in conn.go.
 package gateway
 
 import (
@@ -14,7 +15,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -23,13 +23,9 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"mxgate/address"
-	"mxgate/callout"
 	"mxgate/config"
 	"mxgate/filters"
-	"mxgate/filters/milter"
-	"mxgate/filters/msgauth"
 	"mxgate/mainlog"
-	"mxgate/rbl"
 	"mxgate/spool"
 )
 
@@ -39,12 +35,16 @@ type Options struct {
 	Spool    *spool.Spool
 	Log      *mainlog.Logger
 	OnCommit func(spool.ID) // the queue's Enqueue; called after each 250
+	// Pipeline is every check a session is put through, the relay policy
+	// first (package checks builds it from the config). Required: without
+	// it nothing would refuse a recipient.
+	Pipeline *filters.Pipeline
 
 	// Trace makes a test server (Exim's -bh): no listeners, no spool, no
 	// log files. ServeTest runs one session; every decision goes to Trace
 	// as a ">>> " line and what would be logged as a "LOG: " line, and an
 	// accepted message is read, checked and dropped.
-	Trace io.Writer
+	Trace *Tracer
 }
 
 // logger is where the gateway's log lines go: the mainlog, or the trace
@@ -62,18 +62,14 @@ type Server struct {
 	spool    *spool.Spool
 	log      logger
 	onCommit func(spool.ID)
-	policy   *address.Policy
-	rbl      *rbl.Checker     // nil without [[rbl.list]]
-	callout  *callout.Checker // nil unless callout.enabled
-	filters  *filters.Chain   // nil without [spamd] and [clamd]
-	milters  *milter.Host     // nil without [[milter]]
-	signer   *msgauth.Signer  // nil unless msgauth is enabled with dkim_sign keys
+	policy   *address.Policy // who is trusted: Message.Trusted, the -bh trace
+	pipeline *filters.Pipeline
 	smtp     *smtp.Server
 	lns      []net.Listener // what go-smtp serves, in Addrs order
 	addrs    []net.Addr
 
 	// Test mode only: the trace, and the IDs a session would have used.
-	trace *tracer
+	trace *Tracer
 	ids   *spool.IDGenerator
 
 	// ctx is cancelled when Shutdown gives up waiting: commits still
@@ -102,6 +98,9 @@ func New(o Options) (*Server, error) {
 	if o.Spool == nil && !test {
 		return nil, errors.New("gateway: no spool")
 	}
+	if o.Pipeline == nil {
+		return nil, errors.New("gateway: no check pipeline")
+	}
 	if err := checkLimits(cfg); err != nil {
 		return nil, err
 	}
@@ -110,12 +109,13 @@ func New(o Options) (*Server, error) {
 		spool:    o.Spool,
 		onCommit: o.OnCommit,
 		policy:   address.NewPolicy(cfg.Relay.Domains, cfg.Relay.TrustedNetworks),
+		pipeline: o.Pipeline,
 		perIP:    make(map[netip.Addr]int),
 		conns:    make(map[*conn]struct{}),
 	}
 	switch {
 	case test:
-		s.trace = &tracer{w: o.Trace}
+		s.trace = o.Trace
 		s.log = s.trace
 		s.ids = spool.NewIDGenerator()
 	case o.Log != nil:
@@ -125,17 +125,6 @@ func New(o Options) (*Server, error) {
 	}
 	if s.onCommit == nil {
 		s.onCommit = func(spool.ID) {}
-	}
-	var err error
-	if s.rbl, err = newChecker(cfg, s.log); err != nil {
-		return nil, err
-	}
-	s.filters = newFilters(cfg, s.log)
-	if s.signer, err = newSigner(cfg); err != nil {
-		return nil, err
-	}
-	if s.milters, err = newMilters(cfg, s.log); err != nil {
-		return nil, err
 	}
 	var tlsConf *tls.Config
 	// A test session runs on a terminal or a pipe: no TLS to offer there.
@@ -169,16 +158,12 @@ func New(o Options) (*Server, error) {
 	srv.ErrorLog = errorLog{s.log}
 	s.smtp = srv
 
-	if s.callout, err = newCallout(cfg, s.log, test); err != nil {
-		return nil, err
-	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if test {
 		return s, nil
 	}
 	fail := func(err error) (*Server, error) {
 		s.closeListeners()
-		s.closeCallout()
 		s.cancel()
 		return nil, err
 	}
@@ -282,7 +267,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if ctx.Err() == nil { // every session has ended
 		s.cancel()
 		s.refusing.Wait()
-		s.closeCallout()
 		if err != nil && !errors.Is(err, net.ErrClosed) {
 			return fmt.Errorf("gateway: closing listeners: %w", err)
 		}
@@ -301,7 +285,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.inData.Wait()
 	s.refusing.Wait()
-	s.closeCallout()
 	if len(left) == 0 {
 		return nil
 	}

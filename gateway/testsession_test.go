@@ -9,6 +9,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"mxgate/checks"
 	"mxgate/config"
 )
 
@@ -25,7 +26,13 @@ func testSession(t *testing.T, edit func(*config.Config), ip, script string) (ou
 		edit(cfg)
 	}
 	var o, tr bytes.Buffer
-	srv, err := New(Options{Config: cfg, Trace: &tr})
+	tracer := NewTracer(&tr)
+	pl, err := checks.Build(cfg, tracer, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pl.Close()
+	srv, err := New(Options{Config: cfg, Trace: tracer, Pipeline: pl.Pipeline})
 	if err != nil {
 		t.Fatal(err)
 	}
