@@ -3,6 +3,7 @@ package bench
 import (
 	"testing"
 
+	"mxgate/checks"
 	"mxgate/config"
 	"mxgate/gateway"
 	"mxgate/mainlog"
@@ -11,18 +12,18 @@ import (
 
 // newGateway builds the gateway under test from cfg, with every check the
 // config turns on (here: two IP lists and one sender-domain list, the
-// sender callout, spamd and clamd), listening on cfg.Listen.
-//
-// This is the only function of the benchmark that knows how the checks
-// are wired, so the check-pipeline refactor (issue 10) changes this file
-// and nothing else: today gateway.New builds every check from the config;
-// after it, the wiring cmd/mxgate does (the configured checks into a
-// pipeline, the pipeline into gateway.New) goes here. Whatever that wiring
-// must release besides the gateway (the callout's cache, say) is released
-// with tb.Cleanup; the caller only runs Serve and Shutdown.
+// sender callout, spamd and clamd), listening on cfg.Listen: the checks
+// wired into a pipeline as cmd/mxgate does, the pipeline into the
+// gateway. This is the only function of the benchmark that knows how.
 func newGateway(tb testing.TB, cfg *config.Config, sp *spool.Spool, log *mainlog.Logger) *gateway.Server {
 	tb.Helper()
-	srv, err := gateway.New(gateway.Options{Config: cfg, Spool: sp, Log: log})
+	pl, err := checks.Build(cfg, log, false)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// Cleanups run last in, first out: after the caller's Shutdown.
+	tb.Cleanup(func() { pl.Close() })
+	srv, err := gateway.New(gateway.Options{Config: cfg, Spool: sp, Log: log, Pipeline: pl.Pipeline})
 	if err != nil {
 		tb.Fatal(err)
 	}
