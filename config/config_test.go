@@ -569,3 +569,49 @@ func TestStringText(t *testing.T) {
 		t.Errorf("String() =\n%s\nwant\n%s", got, want)
 	}
 }
+
+// TestZeroLimits: a limit or timeout written as 0 takes its default, so
+// the SMTP server, which reads 0 as "unlimited", never sees one.
+func TestZeroLimits(t *testing.T) {
+	text := `hostname = "h"
+relay.domains = ["h"]
+downstream.url = "smtp://h:25"
+
+[smtp]
+max_message_size       = 0
+max_recipients         = 0
+max_connections        = 0
+max_connections_per_ip = 0
+command_timeout        = "0s"
+data_timeout           = "0s"
+max_errors             = 0
+shutdown_timeout       = "0s"
+max_line_length        = 0
+`
+	c, err := Parse("z.toml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.SMTP
+	for _, v := range []struct {
+		key string
+		val int64
+	}{
+		{"max_message_size", int64(s.MaxMessageSize)},
+		{"max_recipients", int64(s.MaxRecipients)},
+		{"max_connections", int64(s.MaxConnections)},
+		{"max_connections_per_ip", int64(s.MaxConnectionsPerIP)},
+		{"command_timeout", int64(s.CommandTimeout)},
+		{"data_timeout", int64(s.DataTimeout)},
+		{"max_errors", int64(s.MaxErrors)},
+		{"shutdown_timeout", int64(s.ShutdownTimeout)},
+		{"max_line_length", int64(s.MaxLineLength)},
+	} {
+		if v.val <= 0 {
+			t.Errorf("smtp.%s = %d, want its positive default", v.key, v.val)
+		}
+	}
+	if s.BareNewline != "reject" {
+		t.Errorf("smtp.bare_newline = %q, want the default", s.BareNewline)
+	}
+}
