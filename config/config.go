@@ -1,6 +1,12 @@
 // Package config owns mxgate's TOML configuration file: the schema, the
 // embedded default, strict parsing (an unknown key or a bad value is an error
 // naming file:line and the key) and printing the effective configuration.
+//
+// It is the only home of defaults and validation: the packages that the
+// values configure (deliver, the filters, the milter host, rbl, callout,
+// msgauth, gateway) take them as given. What they need parsed is parsed
+// here, once: the downstream URL (Downstream.Target) and the resolvers
+// ("IP:PORT", filled from /etc/resolv.conf when a section names none).
 package config
 
 import (
