@@ -101,9 +101,6 @@ func New(o Options) (*Server, error) {
 	if o.Pipeline == nil {
 		return nil, errors.New("gateway: no check pipeline")
 	}
-	if err := checkLimits(cfg); err != nil {
-		return nil, err
-	}
 	s := &Server{
 		cfg:      cfg,
 		spool:    o.Spool,
@@ -185,37 +182,6 @@ func New(o Options) (*Server, error) {
 		s.lns = append(s.lns, tls.NewListener(&listener{Listener: l, srv: s, implicitTLS: true}, tlsConf))
 	}
 	return s, nil
-}
-
-// checkLimits refuses zero limits and timeouts: go-smtp reads 0 as
-// "unlimited", and with no command timeout it would run commands still
-// buffered after a failed STARTTLS.
-func checkLimits(cfg *config.Config) error {
-	for _, v := range []struct {
-		key string
-		val int64
-	}{
-		{"smtp.max_message_size", int64(cfg.SMTP.MaxMessageSize)},
-		{"smtp.max_recipients", int64(cfg.SMTP.MaxRecipients)},
-		{"smtp.max_connections", int64(cfg.SMTP.MaxConnections)},
-		{"smtp.max_connections_per_ip", int64(cfg.SMTP.MaxConnectionsPerIP)},
-		{"smtp.command_timeout", int64(cfg.SMTP.CommandTimeout)},
-		{"smtp.data_timeout", int64(cfg.SMTP.DataTimeout)},
-		{"smtp.max_line_length", int64(cfg.SMTP.MaxLineLength)},
-	} {
-		if v.val <= 0 {
-			return fmt.Errorf("gateway: %s must be positive, got %d", v.key, v.val)
-		}
-	}
-	if cfg.SMTP.MaxErrors < 0 {
-		return fmt.Errorf("gateway: smtp.max_errors must not be negative, got %d", cfg.SMTP.MaxErrors)
-	}
-	switch cfg.SMTP.BareNewline {
-	case "", "reject", "normalize":
-	default:
-		return fmt.Errorf("gateway: smtp.bare_newline must be \"reject\" or \"normalize\", got %q", cfg.SMTP.BareNewline)
-	}
-	return nil
 }
 
 func (s *Server) closeListeners() {

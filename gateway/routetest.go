@@ -6,8 +6,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"net/url"
-	"path/filepath"
 	"time"
 
 	"mxgate/address"
@@ -32,13 +30,9 @@ const (
 //	  router = downstream, transport = smtp
 //	  host 127.0.0.1 [127.0.0.1] port=2600
 func RouteTest(ctx context.Context, cfg *config.Config, w io.Writer, addrs []string) (int, error) {
-	tr, err := deliver.New(cfg.Downstream.URL, deliver.Options{})
+	tr, err := deliver.New(deliver.Target(cfg.Downstream.Target), deliver.Options{})
 	if err != nil {
 		return 0, err
-	}
-	u, err := url.Parse(cfg.Downstream.URL)
-	if err != nil {
-		return 0, fmt.Errorf("downstream URL %q: %w", cfg.Downstream.URL, err)
 	}
 	policy := address.NewPolicy(cfg.Relay.Domains, cfg.Relay.TrustedNetworks)
 	// What a client in the trusted networks would be refused, everybody
@@ -66,7 +60,7 @@ func RouteTest(ctx context.Context, cfg *config.Config, w io.Writer, addrs []str
 			status = max(status, st)
 			continue
 		}
-		route, err := describeRoute(ctx, cfg, tr.Name(), u, a.String())
+		route, err := describeRoute(ctx, cfg, tr.Name(), a.String())
 		if err != nil {
 			fmt.Fprintf(w, "%s cannot be resolved at this time: %v\n", a, err)
 			status = max(status, RouteDeferred)
@@ -80,21 +74,19 @@ func RouteTest(ctx context.Context, cfg *config.Config, w io.Writer, addrs []str
 // describeRoute is the lines after the router line: the hosts of a TCP
 // downstream, each of its addresses with the port, or the socket or
 // Maildir rcpt would land in.
-func describeRoute(ctx context.Context, cfg *config.Config, transport string, u *url.URL, rcpt string) (string, error) {
-	switch u.Scheme {
+func describeRoute(ctx context.Context, cfg *config.Config, transport string, rcpt string) (string, error) {
+	t := cfg.Downstream.Target
+	switch t.Scheme {
 	case "lmtp+unix":
-		return fmt.Sprintf("  socket %s\n", filepath.Clean(u.Path)), nil
+		return fmt.Sprintf("  socket %s\n", t.Path), nil
 	case "maildir":
-		dir, err := deliver.MaildirDir(filepath.Clean(u.Path), rcpt)
+		dir, err := deliver.MaildirDir(t.Path, rcpt)
 		if err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("  maildir %s\n", dir), nil
 	}
-	host, port, err := net.SplitHostPort(u.Host)
-	if err != nil {
-		return "", fmt.Errorf("downstream URL %q: %w", cfg.Downstream.URL, err)
-	}
+	host := t.Host
 	var ips []netip.Addr
 	if ip, err := netip.ParseAddr(host); err == nil {
 		ips = append(ips, ip)
@@ -107,7 +99,7 @@ func describeRoute(ctx context.Context, cfg *config.Config, transport string, u 
 	}
 	var b []byte
 	for _, ip := range ips {
-		b = fmt.Appendf(b, "  host %s [%s] port=%s\n", host, ip.Unmap(), port)
+		b = fmt.Appendf(b, "  host %s [%s] port=%d\n", host, ip.Unmap(), t.Port)
 	}
 	return string(b), nil
 }

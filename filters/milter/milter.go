@@ -27,23 +27,17 @@ import (
 )
 
 // Options configures one milter, like a Postfix smtpd_milters entry with its
-// milter_default_action and milter_*_timeout settings.
+// milter_default_action and milter_*_timeout settings. They are taken as
+// given: package config ([[milter]]) fills in every default and checks
+// every value.
 type Options struct {
 	Address        string        // "inet:host:port" or "unix:/path"
-	Name           string        // for logs and Decision.Milter; default Address
-	OnError        string        // "tempfail" (default), "accept" or "reject"
-	ConnectTimeout time.Duration // connect and option negotiation; default 5s
-	CommandTimeout time.Duration // each command up to end of headers; default 30s
-	EOMTimeout     time.Duration // body and end of message; default 60s
+	Name           string        // for logs and Decision.Milter
+	OnError        string        // "tempfail", "accept" or "reject"
+	ConnectTimeout time.Duration // connect and option negotiation
+	CommandTimeout time.Duration // each command up to end of headers
+	EOMTimeout     time.Duration // body and end of message
 }
-
-// Defaults, quicker than Postfix's (30s connect): a milter that does not
-// answer in 5s is down, and the SMTP client is waiting.
-const (
-	defaultConnectTimeout = 5 * time.Second
-	defaultCommandTimeout = 30 * time.Second
-	defaultEOMTimeout     = 60 * time.Second
-)
 
 // offerActions are the modifications mxgate can apply. ADDRCPT_PAR is left
 // out: go-milter cannot parse its reply. SETSYMLIST is left out: go-milter
@@ -73,7 +67,8 @@ type milterConf struct {
 	network, address string
 }
 
-// NewHost checks the milter configuration. log receives one line per
+// NewHost returns the host of the milters opts describes; an address
+// that is neither inet: nor unix: is an error. log receives one line per
 // failure and per modification (nil discards them).
 func NewHost(opts []Options, log func(string)) (*Host, error) {
 	h := &Host{log: log}
@@ -82,35 +77,12 @@ func NewHost(opts []Options, log func(string)) (*Host, error) {
 	}
 	for i, o := range opts {
 		c := milterConf{Options: o}
-		switch {
-		case strings.HasPrefix(o.Address, "inet:"):
-			c.network, c.address = "tcp", strings.TrimPrefix(o.Address, "inet:")
-			if _, _, err := net.SplitHostPort(c.address); err != nil {
-				return nil, fmt.Errorf("milter %d: address %q: want inet:host:port: %w", i+1, o.Address, err)
-			}
-		case strings.HasPrefix(o.Address, "unix:") && len(o.Address) > len("unix:"):
-			c.network, c.address = "unix", strings.TrimPrefix(o.Address, "unix:")
-		default:
+		if a, ok := strings.CutPrefix(o.Address, "inet:"); ok {
+			c.network, c.address = "tcp", a
+		} else if a, ok := strings.CutPrefix(o.Address, "unix:"); ok {
+			c.network, c.address = "unix", a
+		} else {
 			return nil, fmt.Errorf("milter %d: address %q: want inet:host:port or unix:/path", i+1, o.Address)
-		}
-		if c.Name == "" {
-			c.Name = o.Address
-		}
-		switch c.OnError {
-		case "":
-			c.OnError = "tempfail"
-		case "tempfail", "accept", "reject":
-		default:
-			return nil, fmt.Errorf("milter %s: on_error %q: want tempfail, accept or reject", c.Name, o.OnError)
-		}
-		if c.ConnectTimeout <= 0 {
-			c.ConnectTimeout = defaultConnectTimeout
-		}
-		if c.CommandTimeout <= 0 {
-			c.CommandTimeout = defaultCommandTimeout
-		}
-		if c.EOMTimeout <= 0 {
-			c.EOMTimeout = defaultEOMTimeout
 		}
 		h.milters = append(h.milters, c)
 	}

@@ -155,7 +155,9 @@ func roundTrip(tb testing.TB, p *daemon, client, from, rcpt string, headers []sp
 	if _, ok := tb.(*testing.T); ok {
 		logf = func(s string) { tb.Log(s) }
 	}
-	h, err := NewHost([]Options{{Address: "inet:" + p.addr, Name: p.name, EOMTimeout: 30 * time.Second}}, logf)
+	o := testOptions("inet:"+p.addr, p.name)
+	o.EOMTimeout = 30 * time.Second
+	h, err := NewHost([]Options{o}, logf)
 	if err != nil {
 		tb.Fatal(err)
 	}

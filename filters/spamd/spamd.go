@@ -19,12 +19,10 @@ import (
 	"mxgate/spool"
 )
 
-// Defaults for zero Options fields.
-const (
-	DefaultMaxSize        = 512000 // spamc's -s default
-	DefaultRejectScore    = 15.0
-	DefaultConnectTimeout = 5 * time.Second
-)
+// connectTimeout bounds each connection attempt, well below the
+// per-message timeout of the filter chain, so that the next address is
+// still tried when one is dead.
+const connectTimeout = 5 * time.Second
 
 // maxReplySize bounds what is read from spamd. A REPORT answer is a few KiB;
 // more is a broken or hostile peer.
@@ -33,7 +31,8 @@ const maxReplySize = 1 << 20
 // ErrUnavailable means no address accepted a connection.
 var ErrUnavailable = errors.New("no spamd server reachable")
 
-// Options configures a Filter.
+// Options configures a Filter. They are taken as given: package config
+// ([spamd]) fills in every default and checks every value.
 type Options struct {
 	// Addresses are tried in order until one accepts the connection:
 	// "host:port" or "unix:/path/to/socket".
@@ -42,20 +41,18 @@ type Options struct {
 	// empty sends none.
 	User string
 	// MaxSize: larger messages (spooled LF size) are not sent and are
-	// stamped "No, skipped". 0 = DefaultMaxSize.
+	// stamped "No, skipped".
 	MaxSize int64
 	// TagScore: at or above it a message is spam (X-Spam-Flag: YES).
 	// 0 = the threshold spamd reports (the user's required_score).
 	TagScore float64
 	// QuarantineScore: at or above it the message is quarantined. 0 = off.
 	QuarantineScore float64
-	// RejectScore: at or above it DATA is refused with 550 5.7.1.
-	// 0 = DefaultRejectScore; math.Inf(1) never rejects.
+	// RejectScore: at or above it DATA is refused with 550 5.7.1;
+	// math.Inf(1) never rejects.
 	RejectScore float64
 	// Report adds X-Spam-Report (SpamAssassin's report, folded).
 	Report bool
-	// ConnectTimeout bounds each connection attempt. 0 = DefaultConnectTimeout.
-	ConnectTimeout time.Duration
 }
 
 // Filter is the spamd filter. It is safe for concurrent use.
@@ -68,17 +65,8 @@ var (
 	_ filters.Uncheckable = (*Filter)(nil)
 )
 
-// New returns a Filter for opt, with defaults filled in.
+// New returns a Filter for opt.
 func New(opt Options) *Filter {
-	if opt.MaxSize <= 0 {
-		opt.MaxSize = DefaultMaxSize
-	}
-	if opt.RejectScore == 0 {
-		opt.RejectScore = DefaultRejectScore
-	}
-	if opt.ConnectTimeout <= 0 {
-		opt.ConnectTimeout = DefaultConnectTimeout
-	}
 	return &Filter{opt: opt}
 }
 
@@ -129,7 +117,7 @@ func (f *Filter) Scan(ctx context.Context, m *filters.Message) (*Reply, error) {
 }
 
 func (f *Filter) dial(ctx context.Context, addr string) (net.Conn, error) {
-	d := net.Dialer{Timeout: f.opt.ConnectTimeout}
+	d := net.Dialer{Timeout: connectTimeout}
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
 		return d.DialContext(ctx, "unix", path)
 	}
