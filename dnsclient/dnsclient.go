@@ -149,7 +149,9 @@ func (e *Error) Timeout() bool {
 
 // Reason says why the question failed without naming any resolver or port,
 // for text that leaves the gateway (an Authentication-Results reason): the
-// distinct failures in order, e.g. "answer code SERVFAIL; timed out".
+// distinct failures in order, e.g. "answer code SERVFAIL, timed out"
+// (commas: a semicolon would read as the end of an Authentication-Results
+// method).
 func (e *Error) Reason() string {
 	var parts []string
 	for _, f := range e.Failures {
@@ -174,7 +176,7 @@ func (e *Error) Reason() string {
 			parts = append(parts, s)
 		}
 	}
-	return strings.Join(parts, "; ")
+	return strings.Join(parts, ", ")
 }
 
 func contains(list []string, s string) bool {
