@@ -252,7 +252,7 @@ var ErrNotFound = errors.New("no such host")
 
 // LookupIP returns host's IPv4 then IPv6 addresses, as the resolvers
 // give them (CNAMEs followed by the resolver). A name that does not
-// exist or has no address is an error wrapping ErrNotFound.
+// exist or has no address is ErrNotFound.
 func (c *Client) LookupIP(ctx context.Context, host string) ([]netip.Addr, error) {
 	name := dns.Fqdn(host)
 	var out []netip.Addr
@@ -278,7 +278,7 @@ func (c *Client) LookupIP(ctx context.Context, host string) ([]netip.Addr, error
 		}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("%s: %w", strings.TrimSuffix(name, "."), ErrNotFound)
+		return nil, ErrNotFound
 	}
 	return out, nil
 }
