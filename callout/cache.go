@@ -183,14 +183,6 @@ func (c *cache) add(recs ...keyed) []string {
 	return c.takeEvicted()
 }
 
-// put stores recs in memory and in the file.
-func (c *cache) put(recs ...keyed) {
-	if len(recs) == 0 {
-		return
-	}
-	c.persist(recs, c.add(recs...))
-}
-
 // persist mirrors a change to the file. A failed write costs only a
 // probe after a restart, so it is logged, not returned.
 func (c *cache) persist(recs []keyed, deleted []string) {
@@ -219,8 +211,6 @@ func (c *cache) persist(recs []keyed, deleted []string) {
 		c.logf(fmt.Sprintf("callout cache %s: write failed: %v", c.file, err))
 	}
 }
-
-func (c *cache) len() int { return c.lru.Len() }
 
 func (c *cache) close() error {
 	if c.db == nil {

@@ -72,7 +72,7 @@ func (h *hostLimits) acquire(ctx context.Context, ip netip.Addr) (func(), error)
 		// and leave it to a probe that can use it.
 		r.CancelAt(now)
 		h.mu.Unlock()
-		return nil, fmt.Errorf("rate limit for %s (%g/s, burst %d): next probe in %v", ip, float64(h.rate), h.burst, wait.Round(time.Second))
+		return nil, fmt.Errorf("rate limit for %s (%g/s, burst %d): next probe in %v", ip, float64(h.rate), h.burst, ceilSecond(wait))
 	}
 	l.users++
 	h.mu.Unlock()
@@ -112,4 +112,10 @@ func (h *hostLimits) prune(now time.Time) {
 			delete(h.hosts, ip)
 		}
 	}
+}
+
+// ceilSecond rounds d up to a whole second: the next probe is not due
+// before.
+func ceilSecond(d time.Duration) time.Duration {
+	return (d + time.Second - 1).Truncate(time.Second)
 }

@@ -125,6 +125,16 @@ func (s *Server) handler(tcp bool) dns.HandlerFunc {
 		m.SetReply(r)
 		m.Rcode, m.Truncated = rcode, tc
 		m.Authoritative = true
+		if !tcp {
+			// As a real server: what does not fit the client's buffer
+			// is cut, with the TC bit set.
+			size := dns.MinMsgSize
+			if opt := r.IsEdns0(); opt != nil {
+				size = int(opt.UDPSize())
+				m.SetEdns0(opt.UDPSize(), false)
+			}
+			m.Truncate(size)
+		}
 		_ = w.WriteMsg(m)
 	}
 }
