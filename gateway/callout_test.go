@@ -19,6 +19,7 @@ import (
 	"mxgate/checks"
 	"mxgate/config"
 	"mxgate/mainlog"
+	"mxgate/internal/dnstest"
 	"mxgate/spool"
 )
 
@@ -169,57 +170,21 @@ var mxZones = struct {
 	},
 }
 
-// startMXDNS serves mxZones on 127.0.0.1 (UDP) and returns its address.
+// startMXDNS serves mxZones on 127.0.0.1 (internal/dnstest) and returns
+// its address.
 func startMXDNS(t *testing.T) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(serveMX), NotifyStartedFunc: func() { close(started) }}
-	served := make(chan error, 1)
-	go func() { served <- srv.ActivateAndServe() }()
-	select {
-	case <-started:
-	case err := <-served:
-		t.Fatalf("test DNS server: %v", err)
-	}
-	t.Cleanup(func() {
-		srv.Shutdown()
-		<-served
-	})
-	return pc.LocalAddr().String()
-}
-
-func serveMX(w dns.ResponseWriter, r *dns.Msg) {
-	m := new(dns.Msg)
-	m.SetReply(r)
-	m.Authoritative = true
-	if len(r.Question) != 1 {
-		m.Rcode = dns.RcodeFormatError
-		w.WriteMsg(m)
-		return
-	}
-	q := r.Question[0]
-	name := strings.TrimSuffix(strings.ToLower(q.Name), ".")
-	mxs, hasMX := mxZones.mx[name]
-	a, hasA := mxZones.a[name]
-	hdr := dns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: dns.ClassINET, Ttl: 300}
-	switch {
-	case !hasMX && !hasA:
-		m.Rcode = dns.RcodeNameError
-	case q.Qtype == dns.TypeMX:
+	z := dnstest.Zone{}
+	for name, mxs := range mxZones.mx {
+		z[name+". MX"] = []string{}
 		for _, mx := range mxs {
-			var pref uint16
-			var host string
-			fmt.Sscanf(mx, "%d %s", &pref, &host)
-			m.Answer = append(m.Answer, &dns.MX{Hdr: hdr, Preference: pref, Mx: dns.Fqdn(host)})
+			z[name+". MX"] = append(z[name+". MX"], name+". 300 IN MX "+dns.Fqdn(mx))
 		}
-	case q.Qtype == dns.TypeA && hasA:
-		m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: net.ParseIP(a)})
 	}
-	w.WriteMsg(m)
+	for name, a := range mxZones.a {
+		z[name+". A"] = []string{name + ". 300 IN A " + a}
+	}
+	return dnstest.StartZone(t, z).Addr
 }
 
 // withCallout turns callouts on, asking resolver and probing port, with

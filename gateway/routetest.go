@@ -8,9 +8,12 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"mxgate/address"
 	"mxgate/config"
 	"mxgate/deliver"
+	"mxgate/dnsclient"
 )
 
 // Exit statuses of RouteTest, Exim's for -bt.
@@ -93,7 +96,7 @@ func describeRoute(ctx context.Context, cfg *config.Config, transport string, rc
 	} else {
 		ctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.Downstream.ConnectTimeout))
 		defer cancel()
-		if ips, err = net.DefaultResolver.LookupNetIP(ctx, "ip", host); err != nil {
+		if ips, err = lookupHost(ctx, cfg, host); err != nil {
 			return "", fmt.Errorf("looking up %s host %s: %w", transport, host, err)
 		}
 	}
@@ -102,4 +105,32 @@ func describeRoute(ctx context.Context, cfg *config.Config, transport string, rc
 		b = fmt.Appendf(b, "  host %s [%s] port=%d\n", host, ip.Unmap(), t.Port)
 	}
 	return string(b), nil
+}
+
+// lookupHost resolves a downstream host name with the program's DNS
+// client, asking the resolvers the configuration names (those of [rbl],
+// [callout] or [msgauth], the first section that has any), or the
+// nameservers of /etc/resolv.conf when none does.
+func lookupHost(ctx context.Context, cfg *config.Config, host string) ([]netip.Addr, error) {
+	var servers []string
+	for _, list := range [][]string{cfg.RBL.Resolver, cfg.Callout.Resolver, cfg.MsgAuth.Resolver} {
+		if len(list) > 0 {
+			servers = list
+			break
+		}
+	}
+	if len(servers) == 0 {
+		conf, err := dns.ClientConfigFromFile("/etc/resolv.conf")
+		if err != nil {
+			return nil, fmt.Errorf("no resolver configured and none from the system: %w", err)
+		}
+		for _, s := range conf.Servers {
+			servers = append(servers, net.JoinHostPort(s, conf.Port))
+		}
+	}
+	c, err := dnsclient.New(servers, time.Duration(cfg.Downstream.ConnectTimeout))
+	if err != nil {
+		return nil, err
+	}
+	return c.LookupIP(ctx, host)
 }
