@@ -164,8 +164,8 @@ func TestSmuggling(t *testing.T) {
 		{"LF.CRLF", "\n.\r\n"},
 		{"CRLF.LF", "\r\n.\n"},
 		{"CR.CRLF", "\r.\r\n"},
-		// go-smtp drops this "." and CR itself; the conn's own scan of
-		// the plaintext stream catches it.
+		// Upstream go-smtp dropped this "." and CR; our fork's DATA
+		// reader passes the CR on (doc/go-smtp-fork.md).
 		{"CRLF.CR", "\r\n.\r"},
 		{"bare LF in header", "\r\nX-Bad: a\nb\r\n"},
 	}
