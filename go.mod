@@ -22,3 +22,6 @@ require (
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
 	golang.org/x/crypto v0.54.0 // indirect
 )
+
+// A minimal fork of go-smtp v0.25.1: see doc/go-smtp-fork.md.
+replace github.com/emersion/go-smtp => ./third_party/go-smtp

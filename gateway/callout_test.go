@@ -214,7 +214,7 @@ func TestCalloutAtRCPT(t *testing.T) {
 		probes  []string // RCPTs the users MX saw
 		rejects []string // rejectlog
 	}{
-		{name: "known sender", sender: "known@users.test", rcpt: []string{"250 2.0.0", "250 2.0.0"},
+		{name: "known sender", sender: "known@users.test", rcpt: []string{"250 2.1.5", "250 2.1.5"},
 			probes: []string{"known@users.test"}},
 		{
 			name: "unknown sender", sender: "nobody@users.test",
@@ -231,7 +231,7 @@ func TestCalloutAtRCPT(t *testing.T) {
 				"H=(client.test) [127.0.0.1] F=<nobody@users.test> rejected RCPT <u1@example.test>: Sender verify failed",
 			},
 		},
-		{name: "no MX: the address", sender: "known@nomx.test", rcpt: []string{"250 2.0.0", "250 2.0.0"},
+		{name: "no MX: the address", sender: "known@nomx.test", rcpt: []string{"250 2.1.5", "250 2.1.5"},
 			probes: []string{"known@nomx.test"}},
 		{name: "4xx", sender: "a@tempfail.test", rcpt: []string{defer_, defer_},
 			rejects: []string{
@@ -239,17 +239,17 @@ func TestCalloutAtRCPT(t *testing.T) {
 				"H=(client.test) [127.0.0.1] F=<a@tempfail.test> temporarily rejected RCPT <u0@example.test>: Could not complete sender verify",
 				"H=(client.test) [127.0.0.1] F=<a@tempfail.test> temporarily rejected RCPT <u1@example.test>: Could not complete sender verify",
 			}},
-		{name: "4xx with defer_ok", options: []string{"defer_ok"}, sender: "a@tempfail.test", rcpt: []string{"250 2.0.0", "250 2.0.0"}},
+		{name: "4xx with defer_ok", options: []string{"defer_ok"}, sender: "a@tempfail.test", rcpt: []string{"250 2.1.5", "250 2.1.5"}},
 		{name: "MX never answers", sender: "a@silent.test", rcpt: []string{defer_, defer_},
 			rejects: []string{
 				"H=(client.test) [127.0.0.1] sender verify defer for <a@silent.test>: all MX hosts timed out (mx.silent.test [" + silentIP + "]: greeting/EHLO: no reply within 1s)",
 				"H=(client.test) [127.0.0.1] F=<a@silent.test> temporarily rejected RCPT <u0@example.test>: Could not complete sender verify",
 				"H=(client.test) [127.0.0.1] F=<a@silent.test> temporarily rejected RCPT <u1@example.test>: Could not complete sender verify",
 			}},
-		{name: "accepts everything, random", options: []string{"random"}, sender: "a@accept.test", rcpt: []string{"250 2.0.0", "250 2.0.0"}},
-		{name: "null sender", sender: "", rcpt: []string{"250 2.0.0", "250 2.0.0"}},
-		{name: "exempt domain", sender: "nobody@sub.partner.test", rcpt: []string{"250 2.0.0", "250 2.0.0"}},
-		{name: "trusted client", from: "127.0.0.2", sender: "nobody@users.test", rcpt: []string{"250 2.0.0", "250 2.0.0"}},
+		{name: "accepts everything, random", options: []string{"random"}, sender: "a@accept.test", rcpt: []string{"250 2.1.5", "250 2.1.5"}},
+		{name: "null sender", sender: "", rcpt: []string{"250 2.1.5", "250 2.1.5"}},
+		{name: "exempt domain", sender: "nobody@sub.partner.test", rcpt: []string{"250 2.1.5", "250 2.1.5"}},
+		{name: "trusted client", from: "127.0.0.2", sender: "nobody@users.test", rcpt: []string{"250 2.1.5", "250 2.1.5"}},
 	}
 	resolver := startMXDNS(t)
 	for _, tt := range tests {

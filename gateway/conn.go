@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/emersion/go-smtp"
 
 	"mxgate/filters"
 )
@@ -40,8 +43,6 @@ func (l *listener) Accept() (net.Conn, error) {
 		ip := ap.Addr().Unmap()
 		gc, why := l.srv.admit(c, ip, int(ap.Port()))
 		if gc != nil {
-			// Under implicit TLS this conn only sees ciphertext.
-			gc.scanOff = l.implicitTLS
 			gc.open(l.implicitTLS)
 			return gc, nil
 		}
@@ -95,40 +96,6 @@ type conn struct {
 	ehlo          bool  // the last greeting was EHLO (false: HELO)
 	readErr       error // sticky read timeout
 	errorsCounted int
-
-	// dotCR watches the plaintext stream for "<CRLF>.<CR>" not followed
-	// by LF: go-smtp's DATA reader silently drops that ".<CR>", so the
-	// bare CR never reaches the session's own check. scanOff stops the
-	// watch once the bytes are TLS records.
-	scanOff bool
-	dotCR   dotCRScanner
-}
-
-// dotCRScanner matches "\r\n.\r" followed by anything but "\n" across
-// reads. state is how much of "\r\n.\r" was matched so far.
-type dotCRScanner struct {
-	state int
-	seen  bool
-}
-
-func (d *dotCRScanner) scan(p []byte) {
-	const pattern = "\r\n.\r"
-	for _, b := range p {
-		if d.state == len(pattern) {
-			if b != '\n' {
-				d.seen = true
-			}
-			d.state = 0
-		}
-		switch {
-		case b == pattern[d.state]:
-			d.state++
-		case b == '\r':
-			d.state = 1
-		default:
-			d.state = 0
-		}
-	}
 }
 
 var (
@@ -146,13 +113,6 @@ func (c *conn) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.mu.Lock()
-		if !c.scanOff {
-			c.dotCR.scan(p[:n])
-		}
-		c.mu.Unlock()
-	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		c.mu.Lock()
@@ -182,7 +142,6 @@ func (c *conn) Write(p []byte) (int, error) {
 	switch {
 	case bytes.Equal(p, replyStartTLS):
 		c.startTLS = true
-		c.scanOff = true
 	case c.startTLS && bytes.Equal(p, replyHandshakeErr):
 		closeNow = true
 	case bytes.HasPrefix(p, replyEHLO):
@@ -266,7 +225,7 @@ func (c *conn) closeAfterWrite() {
 	c.mu.Unlock()
 }
 
-// countError counts one refusal and returns the count so far on this
+// countError counts one error reply and returns the count so far on this
 // connection (across STARTTLS, which starts a new go-smtp session).
 func (c *conn) countError() int {
 	c.mu.Lock()
@@ -275,16 +234,33 @@ func (c *conn) countError() int {
 	return c.errorsCounted
 }
 
-// takeDotCR reports whether a "<CRLF>.<CR>" without LF came in since the
-// last call. It is taken at the end of each message rather than cleared at
-// its start: a client that pipelines the body with DATA has its bytes read
-// before Data begins.
-func (c *conn) takeDotCR() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	seen := c.dotCR.seen
-	c.dotCR.seen = false
-	return seen
+// errorReply is go-smtp's ErrorReply hook (our fork, doc/go-smtp-fork.md):
+// it sees every 4xx and 5xx reply of a session before it is written,
+// whether go-smtp made it (syntax, sequence, unknown command) or a session
+// method returned it (refusals), and on every transport. It counts them
+// against smtp.max_errors; past the limit the reply becomes a 421 and
+// go-smtp closes the connection after writing it. A 421 is not counted:
+// the connection ends with it anyway.
+func (s *Server) errorReply(sc *smtp.Conn, reply *smtp.SMTPError) *smtp.SMTPError {
+	if reply.Code == 421 {
+		return nil
+	}
+	raw := sc.Conn()
+	if tc, ok := raw.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	c, ok := raw.(*conn)
+	if !ok || c.countError() <= s.cfg.SMTP.MaxErrors {
+		return nil
+	}
+	host := fmt.Sprintf("[%s]", c.ip)
+	if helo := sc.Hostname(); helo != "" {
+		host = fmt.Sprintf("(%s) %s", safeHelo(helo), host)
+	}
+	s.trace.printf("more than smtp.max_errors %d refusals: closing the connection", s.cfg.SMTP.MaxErrors)
+	s.log.Reject("", fmt.Sprintf("SMTP call from %s dropped: too many syntax or protocol errors (more than smtp.max_errors=%d refusals)", host, s.cfg.SMTP.MaxErrors))
+	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+		Message: s.cfg.Hostname + " Too many errors, closing connection"}
 }
 
 func (c *conn) usedEHLO() bool {

@@ -143,16 +143,13 @@ func New(o Options) (*Server, error) {
 	srv.Domain = cfg.Hostname
 	srv.TLSConfig = tlsConf // STARTTLS on the plain listeners
 	srv.EnableSMTPUTF8 = true
-	// go-smtp's DATA reader refuses a message of exactly MaxMessageBytes
-	// bytes; one more lets it through and Data enforces the real limit
-	// (BDAT and MAIL SIZE= are checked here too). The price: EHLO
-	// advertises SIZE one above max_message_size.
-	srv.MaxMessageBytes = int64(cfg.SMTP.MaxMessageSize) + 1
+	srv.MaxMessageBytes = int64(cfg.SMTP.MaxMessageSize) // EHLO's SIZE; also MAIL SIZE=, DATA and BDAT
 	srv.MaxRecipients = cfg.SMTP.MaxRecipients
 	srv.MaxLineLength = cfg.SMTP.MaxLineLength
 	srv.ReadTimeout = time.Duration(cfg.SMTP.CommandTimeout)
 	srv.WriteTimeout = time.Duration(cfg.SMTP.CommandTimeout)
 	srv.ErrorLog = errorLog{s.log}
+	srv.ErrorReply = s.errorReply // smtp.max_errors, on every error reply
 	s.smtp = srv
 
 	s.ctx, s.cancel = context.WithCancel(context.Background())

@@ -64,17 +64,9 @@ func (s *session) hostDesc(helo string) string {
 	return fmt.Sprintf("(%s) [%s]", helo, s.conn.ip)
 }
 
-// refuse turns a refusal into go-smtp's reply, counting it against
-// smtp.max_errors; past the limit the reply is a 421 and the connection
-// is closed once it is written.
-func (s *session) refuse(helo string, code int, enh [3]int, text string) error {
-	if s.conn.countError() > s.srv.cfg.SMTP.MaxErrors {
-		s.srv.trace.printf("more than smtp.max_errors %d refusals: closing the connection", s.srv.cfg.SMTP.MaxErrors)
-		s.conn.closeAfterWrite()
-		s.srv.log.Main("", fmt.Sprintf("SMTP call from %s dropped: too many syntax or protocol errors (more than smtp.max_errors=%d refusals)", s.hostDesc(helo), s.srv.cfg.SMTP.MaxErrors))
-		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
-			Message: s.srv.cfg.Hostname + " Too many errors, closing connection"}
-	}
+// refuse turns a refusal into go-smtp's reply. smtp.max_errors is
+// enforced on every error reply, refusals included, by Server.errorReply.
+func (s *session) refuse(_ string, code int, enh [3]int, text string) error {
 	return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode(enh), Message: text}
 }
 
@@ -362,9 +354,6 @@ func (s *session) Data(r io.Reader) error {
 	if err != nil {
 		abort()
 		return s.dataFailed(dr, tx, id, err)
-	}
-	if s.conn.takeDotCR() {
-		le.Bare = true
 	}
 	if le.Bare && reject {
 		abort()

@@ -204,12 +204,12 @@ func TestCallout(t *testing.T) {
 		name, from, sender string
 		rcpt               string // the reply to RCPT, lines joined by " | "
 	}{
-		{"known user", "127.0.0.1", "known@users.test", "250 2.0.0 "},
+		{"known user", "127.0.0.1", "known@users.test", "250 2.1.5 "},
 		{"unknown user", "127.0.0.1", "nobody@users.test",
 			"550-Verification failed for <nobody@users.test> | 550-Called:   mx.users.test [" + usersMX + "] | " +
 				"550-Response: 550 5.1.1 <nobody@users.test>: no such user here | " + failed},
-		{"accepts everything", "127.0.0.1", "anyone@accept.test", "250 2.0.0 "},
-		{"mxgate accepts its domain", "127.0.0.1", "anyone@gw.test", "250 2.0.0 "},
+		{"accepts everything", "127.0.0.1", "anyone@accept.test", "250 2.1.5 "},
+		{"mxgate accepts its domain", "127.0.0.1", "anyone@gw.test", "250 2.1.5 "},
 		{"mxgate refuses to relay", "127.0.0.1", "anyone@other.test",
 			"550-Verification failed for <anyone@other.test> | 550-Called:   mx.gw.test [" + gatewayMX + "] | " +
 				"550-Response: 550 5.7.1 relay not permitted | " + failed},
@@ -217,9 +217,9 @@ func TestCallout(t *testing.T) {
 		{"never answers", "127.0.0.1", "a@silent.test", defer_},
 		{"null MX", "127.0.0.1", "a@nullmx.test",
 			"550-Verification failed for <a@nullmx.test> | 550-domain accepts no mail (null MX) | " + failed},
-		{"null sender", "127.0.0.1", "", "250 2.0.0 "},
-		{"exempt domain", "127.0.0.1", "nobody@partner.test", "250 2.0.0 "},
-		{"trusted client", "127.0.0.2", "nobody@users.test", "250 2.0.0 "},
+		{"null sender", "127.0.0.1", "", "250 2.1.5 "},
+		{"exempt domain", "127.0.0.1", "nobody@partner.test", "250 2.1.5 "},
+		{"trusted client", "127.0.0.2", "nobody@users.test", "250 2.1.5 "},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
