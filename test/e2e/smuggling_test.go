@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"mxgate/internal/peertest"
 )
 
 // smuggled is what an attacker hides after a fake end of data: a second
@@ -42,7 +44,7 @@ const smuggled = "MAIL FROM:<evil@sender.test>\r\n" +
 func TestSmugglingBattery(t *testing.T) {
 	t.Parallel()
 	s := startSink(t)
-	tlsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	tlsAddr := fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false))
 	g := startMxgateConfig(t, tlsConfig(t, tlsAddr), s.URL())
 
 	transports := []struct {
