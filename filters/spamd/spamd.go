@@ -56,6 +56,11 @@ type Options struct {
 	Report bool
 	// ConnectTimeout bounds each connection attempt. 0 = DefaultConnectTimeout.
 	ConnectTimeout time.Duration
+	// SubjectTag, when not empty, is put in front of the Subject of spam
+	// (score at or above the tag score), as SpamAssassin's
+	// "rewrite_header Subject" does: see subjectEdits. One line of
+	// printable ASCII (config checks it).
+	SubjectTag string
 }
 
 // Filter is the spamd filter. It is safe for concurrent use.
@@ -98,7 +103,7 @@ func (f *Filter) Check(ctx context.Context, m *filters.Message) (filters.Verdict
 	if err != nil {
 		return filters.Verdict{}, err
 	}
-	return f.verdict(r), nil
+	return f.verdict(r, m.Headers), nil
 }
 
 // Scan sends m to the first spamd that accepts a connection and returns
@@ -228,7 +233,7 @@ func ctxErr(ctx context.Context, err error) error {
 }
 
 // verdict applies the thresholds to spamd's answer.
-func (f *Filter) verdict(r *Reply) filters.Verdict {
+func (f *Filter) verdict(r *Reply, headers []spool.Header) filters.Verdict {
 	score := round1(r.Score)
 	tag := f.opt.TagScore
 	if tag == 0 {
@@ -239,6 +244,13 @@ func (f *Filter) verdict(r *Reply) filters.Verdict {
 		Action:  filters.Accept,
 		Headers: f.stamp(r, score, spam),
 		Log:     fmt.Sprintf("spamd score=%s required=%s", formatScore(score), formatScore(tag)),
+	}
+	if spam && f.opt.SubjectTag != "" {
+		var add *spool.Header
+		v.Edits, add = subjectEdits(headers, f.opt.SubjectTag)
+		if add != nil {
+			v.Headers = append(v.Headers, *add)
+		}
 	}
 	if len(r.Rules) > 0 {
 		v.Log += " tests=" + strings.Join(r.Rules, ",")
