@@ -31,9 +31,9 @@ type Spamd struct {
 	// SubjectTag is put in front of the Subject of spam (score from
 	// tag_score), once, as SpamAssassin's "rewrite_header Subject"; e.g.
 	// "***SPAM***". Empty (the default): the Subject is left alone.
-	SubjectTag string `toml:"subject_tag"`
-	Timeout         Duration `toml:"timeout"`      // per message, connect included; default 30s
-	OnError         string   `toml:"on_error"`     // spamd failed: "tempfail" (default, 451) or "accept" (stamped Unchecked)
+	SubjectTag string   `toml:"subject_tag"`
+	Timeout    Duration `toml:"timeout"`  // per message, connect included; default 30s
+	OnError    string   `toml:"on_error"` // spamd failed: "tempfail" (default, 451) or "accept" (stamped Unchecked)
 }
 
 // Enabled reports whether messages are scanned by spamd.
