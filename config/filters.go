@@ -28,12 +28,13 @@ type Spamd struct {
 	QuarantineScore *float64 `toml:"quarantine_score"`
 	RejectScore     float64  `toml:"reject_score"` // score from which DATA gets 550 5.7.1; default 15.0
 	Report          bool     `toml:"report"`       // stamp X-Spam-Report with the rules that hit
+	Timeout         Duration `toml:"timeout"`      // per message, connect included; default 30s
+	OnError         string   `toml:"on_error"`     // spamd failed: "tempfail" (default, 451) or "accept" (stamped Unchecked)
+
 	// SubjectTag is put in front of the Subject of spam (score from
 	// tag_score), once, as SpamAssassin's "rewrite_header Subject"; e.g.
 	// "***SPAM***". Empty (the default): the Subject is left alone.
-	SubjectTag string   `toml:"subject_tag"`
-	Timeout    Duration `toml:"timeout"`  // per message, connect included; default 30s
-	OnError    string   `toml:"on_error"` // spamd failed: "tempfail" (default, 451) or "accept" (stamped Unchecked)
+	SubjectTag string `toml:"subject_tag"`
 }
 
 // Enabled reports whether messages are scanned by spamd.
