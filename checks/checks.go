@@ -208,6 +208,7 @@ func scanners(cfg *config.Config) []filters.Entry {
 				QuarantineScore: optional(s.QuarantineScore),
 				RejectScore:     s.RejectScore,
 				Report:          s.Report,
+				SubjectTag:      s.SubjectTag,
 			}),
 			Timeout: time.Duration(s.Timeout), OnError: s.OnError,
 			BreakAfter: breakerAfter, CoolDown: breakerCoolDown,

@@ -179,14 +179,21 @@ func (c *Chain) onError(e *chainEntry, m *Message, err error) Verdict {
 		if u, ok := e.Filter.(Uncheckable); ok {
 			hs = u.Unchecked(err)
 		}
-		c.log.Panic(fmt.Sprintf("%s filter %s failed, accepting unchecked (on_error=accept): %v", m.ID, name, err))
+		c.log.Panic(failureLine(m.ID, name, err, OnErrorAccept))
 		return Verdict{Action: Accept, Headers: hs, Log: name + " unchecked", Reason: err.Error()}
 	}
-	c.log.Panic(fmt.Sprintf("%s filter %s failed, deferring (on_error=tempfail): %v", m.ID, name, err))
+	c.log.Panic(failureLine(m.ID, name, err, OnErrorTempfail))
 	return Verdict{
 		Action: Tempfail, Code: 451, Enhanced: [3]int{4, 7, 1}, Text: tempfailText,
 		Reason: err.Error(), Log: name + " failed",
 	}
+}
+
+// failureLine is the paniclog line of a failed scan, in the manner of
+// Exim's "spam acl condition: ..." lines: "ID spamd failed: connection
+// refused (on_error=tempfail)".
+func failureLine(id spool.ID, name string, err error, onError string) string {
+	return fmt.Sprintf("%s %s failed: %s (on_error=%s)", id, name, strings.TrimPrefix(err.Error(), name+": "), onError)
 }
 
 type breakerEvent int

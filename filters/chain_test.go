@@ -163,30 +163,30 @@ func TestChainOnError(t *testing.T) {
 			name: "default is tempfail", filter: &fake{name: "spamd", err: scanErr},
 			want: Verdict{Action: Tempfail, Code: 451, Enhanced: [3]int{4, 7, 1},
 				Text: "Temporary local problem - please try later", Reason: scanErr.Error(), Log: "spamd failed"},
-			wantLogs: []string{"1a2B3c-4D5e6F-7g filter spamd failed, deferring (on_error=tempfail): dial tcp 127.0.0.1:783: connection refused"},
+			wantLogs: []string{"1a2B3c-4D5e6F-7g spamd failed: dial tcp 127.0.0.1:783: connection refused (on_error=tempfail)"},
 		},
 		{
 			name: "accept stamps unchecked", filter: &fake{name: "spamd", err: scanErr}, onError: OnErrorAccept,
 			want: Verdict{Action: Accept, Headers: []spool.Header{hdr("X-spamd: Unchecked")},
 				Reason: scanErr.Error(), Log: "spamd unchecked"},
-			wantLogs: []string{"1a2B3c-4D5e6F-7g filter spamd failed, accepting unchecked (on_error=accept): dial tcp 127.0.0.1:783: connection refused"},
+			wantLogs: []string{"1a2B3c-4D5e6F-7g spamd failed: dial tcp 127.0.0.1:783: connection refused (on_error=accept)"},
 		},
 		{
 			name: "accept without a stamp", filter: &plain{fake{name: "milter", err: scanErr}}, onError: OnErrorAccept,
 			want:     Verdict{Action: Accept, Reason: scanErr.Error(), Log: "milter unchecked"},
-			wantLogs: []string{"1a2B3c-4D5e6F-7g filter milter failed, accepting unchecked (on_error=accept): dial tcp 127.0.0.1:783: connection refused"},
+			wantLogs: []string{"1a2B3c-4D5e6F-7g milter failed: dial tcp 127.0.0.1:783: connection refused (on_error=accept)"},
 		},
 		{
 			name: "panic is a failure", filter: &fake{name: "clamd", panic: true},
 			want: Verdict{Action: Tempfail, Code: 451, Enhanced: [3]int{4, 7, 1},
 				Text: "Temporary local problem - please try later", Reason: "clamd: panic: nil map write", Log: "clamd failed"},
-			wantLogs: []string{"1a2B3c-4D5e6F-7g filter clamd failed, deferring (on_error=tempfail): clamd: panic: nil map write"},
+			wantLogs: []string{"1a2B3c-4D5e6F-7g clamd failed: panic: nil map write (on_error=tempfail)"},
 		},
 		{
 			name: "unknown action is a failure", filter: &fake{name: "clamd", v: Verdict{Action: 42}}, onError: OnErrorAccept,
 			want: Verdict{Action: Accept, Headers: []spool.Header{hdr("X-clamd: Unchecked")},
 				Reason: "clamd: invalid verdict action 42", Log: "clamd unchecked"},
-			wantLogs: []string{"1a2B3c-4D5e6F-7g filter clamd failed, accepting unchecked (on_error=accept): clamd: invalid verdict action 42"},
+			wantLogs: []string{"1a2B3c-4D5e6F-7g clamd failed: invalid verdict action 42 (on_error=accept)"},
 		},
 	}
 	for _, tt := range tests {
@@ -264,16 +264,16 @@ func TestChainBreaker(t *testing.T) {
 		wantLogs  []string
 	}{
 		{name: "first failure", wantCalls: 1, wantErr: down,
-			wantLogs: []string{"1a2B3c-4D5e6F-7g filter spamd failed, accepting unchecked (on_error=accept): connection refused"}},
+			wantLogs: []string{"1a2B3c-4D5e6F-7g spamd failed: connection refused (on_error=accept)"}},
 		{name: "second failure opens", wantCalls: 2, wantErr: down, wantLogs: []string{
 			"filter spamd: circuit breaker opened after 2 consecutive failures, skipping it for 1m0s: connection refused",
-			"1a2B3c-4D5e6F-7g filter spamd failed, accepting unchecked (on_error=accept): connection refused"}},
+			"1a2B3c-4D5e6F-7g spamd failed: connection refused (on_error=accept)"}},
 		{name: "open: skipped", advance: 59 * time.Second, wantCalls: 2, wantErr: ErrBreakerOpen, wantLogs: []string{
-			"1a2B3c-4D5e6F-7g filter spamd failed, accepting unchecked (on_error=accept): spamd: circuit breaker open, scanner not contacted"}},
+			"1a2B3c-4D5e6F-7g spamd failed: circuit breaker open, scanner not contacted (on_error=accept)"}},
 		{name: "half-open: probe fails", advance: time.Second, wantCalls: 3, wantErr: down,
-			wantLogs: []string{"1a2B3c-4D5e6F-7g filter spamd failed, accepting unchecked (on_error=accept): connection refused"}},
+			wantLogs: []string{"1a2B3c-4D5e6F-7g spamd failed: connection refused (on_error=accept)"}},
 		{name: "reopened for a full cool-down", advance: 59 * time.Second, wantCalls: 3, wantErr: ErrBreakerOpen, wantLogs: []string{
-			"1a2B3c-4D5e6F-7g filter spamd failed, accepting unchecked (on_error=accept): spamd: circuit breaker open, scanner not contacted"}},
+			"1a2B3c-4D5e6F-7g spamd failed: circuit breaker open, scanner not contacted (on_error=accept)"}},
 		{name: "probe succeeds: closed", advance: time.Second, fix: true, wantCalls: 4,
 			wantLogs: []string{"filter spamd: circuit breaker closed, scanner answers again"}},
 		{name: "closed: checked", wantCalls: 5},

@@ -157,7 +157,7 @@ func TestFilterVerdicts(t *testing.T) {
 			entries: []filters.Entry{spamd(filters.Verdict{}, errors.New("connection refused"), filters.OnErrorTempfail)},
 			reply:   "451 4.7.1 Temporary local problem - please try later",
 			mainlog: []string{
-				`ID filter spamd failed, deferring (on_error=tempfail): connection refused`,
+				`ID spamd failed: connection refused (on_error=tempfail)`,
 				`ID H=(client.test) [127.0.0.1] F=<a@client.test> content scan: tempfail: spamd failed: connection refused (tempfail, Nms)`,
 				`ID H=(client.test) [127.0.0.1] F=<a@client.test> temporarily rejected after DATA: Temporary local problem - please try later`,
 			},
@@ -170,7 +170,7 @@ func TestFilterVerdicts(t *testing.T) {
 			queued: "X-Spam-Status: Unchecked\nX-Virus-Scanned: clamd\n" +
 				"From: a@client.test\nSubject: cheap pills\nMessage-ID: <m1@client.test>\n\nBuy now.\n",
 			mainlog: []string{
-				`ID filter spamd failed, accepting unchecked (on_error=accept): connection refused`,
+				`ID spamd failed: connection refused (on_error=accept)`,
 				`ID H=(client.test) [127.0.0.1] F=<a@client.test> content scan: accept: spamd failed: connection refused (accept, Nms); clamd clean (accept, Nms)`,
 				`ID <= a@client.test H=(client.test) [127.0.0.1]:PORT P=esmtp S=308 id=m1@client.test`,
 			},
@@ -330,7 +330,7 @@ func TestFilterServeTest(t *testing.T) {
 	want := ">>> host in relay.trusted_networks? no\n" +
 		">>> MAIL <a@client.test>: accepted\n" +
 		">>> RCPT <u@example.test>: accepted: example.test in relay.domains\n" +
-		"LOG: PANIC ID filter clamd failed, accepting unchecked (on_error=accept): clamd: no verdict within 30s\n" +
+		"LOG: PANIC ID clamd failed: no verdict within 30s (on_error=accept)\n" +
 		">>> DATA: X-Spam-Flag header from the client removed\n" +
 		">>> content scan: spamd score=9.0 required=5.0: quarantine\n" +
 		">>> content scan: clamd failed: clamd: no verdict within 30s: accept\n" +

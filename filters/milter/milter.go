@@ -12,6 +12,19 @@
 // empty CHGFROM arguments stripped, and per-stage deadlines and context
 // cancellation enforced through a wrapper around the connection, since the
 // library has one per-packet timeout and no context.
+//
+// Log lines (the log function given to NewHost: failures, refusals,
+// modifications) say which message or connection they are about, so that
+// `exigrep` finds them. A line written while a message is handled
+// (Session.Data: headers, body, end of message, its modifications, a
+// failure at any of these, the abort after it) starts with the message's
+// queue ID and a space: logged as they are with mainlog's Main("", line),
+// they are that message's lines, "2006-01-02 15:04:05 ID milter rspamd:
+// add header X-Spamd-Bar: +++". Lines of the earlier stages (connect,
+// HELO, MAIL, RCPT, RSET, QUIT) come before the message has an ID (the
+// gateway assigns it at DATA, as Exim does): they start with the client as
+// Exim writes it, "H=[192.0.2.1]", or "H=(helo.name) [192.0.2.1]" once
+// the HELO name is known.
 package milter
 
 import (

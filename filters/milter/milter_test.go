@@ -259,7 +259,7 @@ func TestModifications(t *testing.T) {
 		strings.Join(mods.AddRcpts, ",") != "new@example.net" || strings.Join(mods.DelRcpts, ",") != "b@example.net" {
 		t.Errorf("body %q from %q add %q del %q", body, mods.ChangeFrom, mods.AddRcpts, mods.DelRcpts)
 	}
-	wantLog := "milter edit: insert header at 0 DKIM-Signature: v=1"
+	wantLog := "1abcde-000001-AB milter edit: insert header at 0 DKIM-Signature: v=1"
 	if !strings.Contains(strings.Join(*logs, "\n"), wantLog) {
 		t.Errorf("log lacks %q:\n%s", wantLog, strings.Join(*logs, "\n"))
 	}

@@ -53,6 +53,11 @@ type Options struct {
 	RejectScore float64
 	// Report adds X-Spam-Report (SpamAssassin's report, folded).
 	Report bool
+	// SubjectTag, when not empty, is put in front of the Subject of spam
+	// (score at or above the tag score), as SpamAssassin's
+	// "rewrite_header Subject" does: see subjectEdits. One line of
+	// printable ASCII (config checks it).
+	SubjectTag string
 }
 
 // Filter is the spamd filter. It is safe for concurrent use.
@@ -86,7 +91,7 @@ func (f *Filter) Check(ctx context.Context, m *filters.Message) (filters.Verdict
 	if err != nil {
 		return filters.Verdict{}, err
 	}
-	return f.verdict(r), nil
+	return f.verdict(r, m.Headers), nil
 }
 
 // Scan sends m to the first spamd that accepts a connection and returns
@@ -216,7 +221,7 @@ func ctxErr(ctx context.Context, err error) error {
 }
 
 // verdict applies the thresholds to spamd's answer.
-func (f *Filter) verdict(r *Reply) filters.Verdict {
+func (f *Filter) verdict(r *Reply, headers []spool.Header) filters.Verdict {
 	score := round1(r.Score)
 	tag := f.opt.TagScore
 	if tag == 0 {
@@ -227,6 +232,13 @@ func (f *Filter) verdict(r *Reply) filters.Verdict {
 		Action:  filters.Accept,
 		Headers: f.stamp(r, score, spam),
 		Log:     fmt.Sprintf("spamd score=%s required=%s", formatScore(score), formatScore(tag)),
+	}
+	if spam && f.opt.SubjectTag != "" {
+		var add *spool.Header
+		v.Edits, add = subjectEdits(headers, f.opt.SubjectTag)
+		if add != nil {
+			v.Headers = append(v.Headers, *add)
+		}
 	}
 	if len(r.Rules) > 0 {
 		v.Log += " tests=" + strings.Join(r.Rules, ",")

@@ -135,7 +135,7 @@ func FuzzParseReply(f *testing.F) {
 			t.Fatalf("unusable numbers accepted: %+v", r)
 		}
 		// Whatever parsed must stamp valid header fields.
-		for _, h := range New(Options{MaxSize: 512000, RejectScore: 15, Report: true}).verdict(r).Headers {
+		for _, h := range New(Options{MaxSize: 512000, RejectScore: 15, Report: true}).verdict(r, nil).Headers {
 			if !strings.HasSuffix(h.Text, "\n") || strings.Contains(strings.TrimSuffix(h.Text, "\n"), "\n\n") {
 				t.Fatalf("bad header %q", h.Text)
 			}
@@ -342,7 +342,7 @@ func hs(texts ...string) []spool.Header {
 
 func equalVerdict(a, b filters.Verdict) bool {
 	return a.Action == b.Action && a.Code == b.Code && a.Enhanced == b.Enhanced && a.Text == b.Text &&
-		a.Reason == b.Reason && a.Log == b.Log && slices.Equal(a.Headers, b.Headers)
+		a.Reason == b.Reason && a.Log == b.Log && slices.Equal(a.Headers, b.Headers) && slices.Equal(a.Edits, b.Edits)
 }
 
 func TestSizeLimit(t *testing.T) {
