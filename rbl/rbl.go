@@ -45,10 +45,6 @@ type Options struct {
 	Panic          func(text string)
 }
 
-// DefaultTimeout is config's default rbl.timeout, for callers that wait for
-// a verdict without a configured timeout; New never fills it in.
-const DefaultTimeout = 2 * time.Second
-
 // errorInterval is the least time between two Panic reports for one zone:
 // a public resolver or an over-quota account answers every query with an
 // error code, and one line an hour says so.
