@@ -30,7 +30,7 @@ type List struct {
 	Kind    Kind     // what is looked up in it
 	Match   []string // "127.0.0.2", "127.0.0.4-127.0.0.11", "&0.0.0.4" (all mask bits set); empty = any listing code
 	Weight  int      // added to the score on a hit; negative for allow-lists (DNSWL)
-	OnError string   // "ignore" (default: timeout/SERVFAIL = not listed) | "tempfail"
+	OnError string   // "ignore" (timeout/SERVFAIL = not listed) | "tempfail" (451)
 }
 
 // Options configure a Checker. They are taken as given: config fills and
