@@ -626,14 +626,7 @@ func (r *Runner) log(id spool.ID, text string) {
 // msglogRaw appends a line without a timestamp to id's msglog, as Exim
 // writes its "*** Frozen" line there.
 func (r *Runner) msglogRaw(id spool.ID, line string) {
-	f, err := os.OpenFile(r.o.Spool.MsglogPath(id), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err == nil {
-		_, err = f.WriteString(line + "\n")
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err != nil {
+	if err := r.o.Spool.MsglogRaw(id, line); err != nil {
 		r.o.Log.Panic(fmt.Sprintf("%s msglog write failed: %v", id, err))
 	}
 }
