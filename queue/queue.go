@@ -638,7 +638,7 @@ func resultFor(results []deliver.Result, i int, rcpt string) deliver.Result {
 	if i < len(results) && results[i].Rcpt == rcpt {
 		return results[i]
 	}
-	return deliver.Result{Rcpt: rcpt, Status: deliver.Deferred, Err: "transport returned no result for this recipient"}
+	return deliver.Result{Rcpt: rcpt, Status: deliver.Deferred, Reason: deliver.NoResult, Err: "transport returned no result for this recipient"}
 }
 
 func hostField(host string) string {
@@ -667,17 +667,18 @@ func reason(res deliver.Result) string {
 	return "no reason given"
 }
 
-// deferErrno is the number Exim writes in "defer (N)": -44 for an SMTP 4xx
-// reply, the errno of a refused (ECONNREFUSED) or timed-out (ETIMEDOUT)
-// connection, -1 for anything else.
+// deferErrno is the number Exim writes in "defer (N)", from the result's
+// reason: -44 for an SMTP 4xx reply (ERRNO_SMTPTEMP), the errno of a
+// refused (ECONNREFUSED) or timed-out (ETIMEDOUT) connection, -1 for
+// anything else. A 4xx reply on record is -44 whatever the reason (a
+// refused STARTTLS).
 func deferErrno(res deliver.Result) int {
-	text := strings.ToLower(res.Err)
 	switch {
-	case isTempReply(res.Reply), strings.Contains(text, "smtp error from remote"), strings.Contains(text, "lmtp error from remote"):
+	case res.Reason == deliver.RemoteTemp, isTempReply(res.Reply):
 		return -44
-	case strings.Contains(text, "connection refused"):
+	case res.Reason == deliver.Refused:
 		return 111
-	case strings.Contains(text, "timed out"), strings.Contains(text, "timeout"):
+	case res.Reason == deliver.Timeout:
 		return 110
 	}
 	return -1
