@@ -132,15 +132,14 @@ func Delay(r *Report) (*Message, error) {
 		"recipients after more than ")
 	fmt.Fprintf(&b, "%s on the queue on %s.\n\nThe message identifier is:     %s\n", delay, r.Hostname, r.ID)
 	for _, hd := range r.Headers {
-		name, value, _ := strings.Cut(hd.Text, ":")
 		if hd.Type == '*' {
 			continue
 		}
-		switch strings.ToLower(name) {
+		switch strings.ToLower(hd.Name()) {
 		case "subject":
-			fmt.Fprintf(&b, "The subject of the message is: %s", printableText(strings.TrimLeft(value, " \t")))
+			fmt.Fprintf(&b, "The subject of the message is: %s\n", printableText(strings.TrimLeft(hd.Value(), " \t")))
 		case "date":
-			fmt.Fprintf(&b, "The date of the message is:    %s", printableText(strings.TrimLeft(value, " \t")))
+			fmt.Fprintf(&b, "The date of the message is:    %s\n", printableText(strings.TrimLeft(hd.Value(), " \t")))
 		}
 	}
 	b.WriteString("\n")
@@ -346,9 +345,8 @@ func WantsDelayWarning(headers []spool.Header) bool {
 		if h.Type == '*' {
 			continue
 		}
-		name, value, _ := strings.Cut(h.Text, ":")
-		value = strings.ToLower(value)
-		switch strings.ToLower(name) {
+		value := strings.ToLower(h.Value())
+		switch strings.ToLower(h.Name()) {
 		case "list-id", "list-post", "list-subscribe":
 			return false
 		case "precedence":

@@ -243,13 +243,12 @@ func extract(headers []spool.Header) ([]string, error) {
 	}
 	var out []string
 	for i, h := range headers {
-		name, value, _ := strings.Cut(h.Text, ":")
-		name = strings.ToLower(strings.TrimRight(name, " \t"))
+		name := strings.ToLower(h.Name())
 		switch name {
 		case prefix + "to", prefix + "cc", prefix + "bcc":
-			addrs, err := addressList(value)
+			addrs, err := addressList(h.Value())
 			if err != nil {
-				return nil, fmt.Errorf("%s header: %w", strings.TrimRight(h.Text[:strings.IndexByte(h.Text, ':')], " \t"), err)
+				return nil, fmt.Errorf("%s header: %w", h.Name(), err)
 			}
 			out = append(out, addrs...)
 		}
@@ -267,8 +266,7 @@ func completeHeader(o Options, headers []spool.Header, id spool.ID, sender strin
 	host := o.Config.Hostname
 	has := func(name string) bool {
 		return slices.ContainsFunc(headers, func(h spool.Header) bool {
-			n, _, _ := strings.Cut(h.Text, ":")
-			return strings.EqualFold(strings.TrimRight(n, " \t"), name)
+			return strings.EqualFold(h.Name(), name)
 		})
 	}
 	var b strings.Builder
@@ -321,8 +319,7 @@ func messageID(headers []spool.Header) string {
 		if h.Type != 'I' {
 			continue
 		}
-		_, v, _ := strings.Cut(h.Text, ":")
-		v = strings.TrimSpace(strings.ReplaceAll(v, "\n", ""))
+		v := h.UnfoldedValue()
 		return strings.TrimSuffix(strings.TrimPrefix(v, "<"), ">")
 	}
 	return ""
