@@ -581,13 +581,9 @@ func (r *Runner) notify(env *spool.Envelope, build func(*dsn.Report) (*dsn.Messa
 	// The attempt's context may end with a shutdown; the notification is
 	// written all the same, or the recipients it is about are left as
 	// they were.
-	if err := w.Commit(context.Background(), ev); err != nil {
+	arrival := fmt.Sprintf("R=%s U=%s P=local S=%d", env.ID, bounceUser, ev.HeaderSize()+1+int64(len(m.Body)))
+	if err := w.Receive(context.Background(), ev, arrival, r.o.Log); err != nil {
 		return err
-	}
-	line := fmt.Sprintf("R=%s U=%s P=local S=%d", env.ID, bounceUser, ev.HeaderSize()+1+int64(len(m.Body)))
-	r.o.Log.Main(string(ev.ID), "<= <> "+line)
-	if err := r.o.Spool.Msglog(ev.ID, "Received from <> "+line); err != nil {
-		r.o.Log.Panic(fmt.Sprintf("%s msglog write failed: %v", ev.ID, err))
 	}
 	r.Enqueue(ev.ID)
 	return nil

@@ -145,21 +145,12 @@ func Submit(ctx context.Context, o Options, r io.Reader) (*Message, error) {
 		}
 		line = nil
 	}
-	if err := w.Commit(ctx, env); err != nil {
-		return nil, err
-	}
-
-	logSender := "<>"
-	if sender != "" {
-		logSender = sender
-	}
-	line := fmt.Sprintf("U=%s P=local S=%d", safeUser(o.User), size)
+	arrival := fmt.Sprintf("U=%s P=local S=%d", safeUser(o.User), size)
 	if mid := messageID(hdrs); mid != "" {
-		line += " id=" + mid
+		arrival += " id=" + mid
 	}
-	o.Log.Main(string(id), "<= "+logSender+" "+line)
-	if err := o.Spool.Msglog(id, "Received from "+logSender+" "+line); err != nil {
-		o.Log.Panic(fmt.Sprintf("%s: writing msglog: %v", id, err))
+	if err := w.Receive(ctx, env, arrival, o.Log); err != nil {
+		return nil, err
 	}
 	return &Message{ID: id, Sender: sender, Recipients: envRcpts, Size: size}, nil
 }
