@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"mxgate/spool"
+
+	"mxgate/smtptext"
 )
 
 // Recipient is one address a report is about.
@@ -316,14 +318,7 @@ func remoteMTA(host string) string {
 
 // printable keeps a one-line value to printable ASCII: remote text goes
 // into a us-ascii part, and a stray CR or LF must not start a new field.
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r >= 0x7f {
-			return '?'
-		}
-		return r
-	}, s)
-}
+func printable(s string) string { return smtptext.Clean(s, 0) }
 
 // printableText is printable for text that may span lines: LF is kept, a
 // CR before it dropped.
