@@ -11,6 +11,7 @@ import (
 
 	"mxgate/config"
 	"mxgate/gateway"
+	"mxgate/pidfile"
 	"mxgate/queue"
 )
 
@@ -69,10 +70,10 @@ func serve(e *env) error {
 
 	// The pid file lets `mxgate log reopen` find the daemon.
 	pidFile := pidPath(cfg)
-	if err := os.WriteFile(pidFile, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
-		return fmt.Errorf("writing pid file: %w", err)
+	if err := pidfile.Write(pidFile); err != nil {
+		return err
 	}
-	defer os.Remove(pidFile)
+	defer pidfile.Remove(pidFile)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
