@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"strings"
 
 	"mxgate/spool"
 )
@@ -123,4 +124,18 @@ func IsFieldStart(line []byte) bool {
 		i++
 	}
 	return i < len(line) && line[i] == ':'
+}
+
+// MessageID is the first Message-ID field's value (the header of type 'I')
+// as the mainlog's id= wants it: unfolded, trimmed, without the angle
+// brackets; "" when there is none.
+func MessageID(headers []spool.Header) string {
+	for _, h := range headers {
+		if h.Type != 'I' {
+			continue
+		}
+		v := h.UnfoldedValue()
+		return strings.TrimSuffix(strings.TrimPrefix(v, "<"), ">")
+	}
+	return ""
 }

@@ -180,3 +180,20 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+func TestMessageID(t *testing.T) {
+	for _, tt := range []struct {
+		headers []spool.Header
+		want    string
+	}{
+		{[]spool.Header{{Type: ' ', Text: "Subject: x\n"}, {Type: 'I', Text: "Message-ID: <abc@example.test>\n"}}, "abc@example.test"},
+		{[]spool.Header{{Type: 'I', Text: "Message-Id:\n <folded@example.test> \n"}}, "folded@example.test"},
+		{[]spool.Header{{Type: 'I', Text: "Message-ID: bare@example.test\n"}, {Type: 'I', Text: "Message-ID: <second@x>\n"}}, "bare@example.test"},
+		{[]spool.Header{{Type: '*', Text: "Message-ID: <deleted@x>\n"}}, ""},
+		{nil, ""},
+	} {
+		if got := MessageID(tt.headers); got != tt.want {
+			t.Errorf("MessageID(%q) = %q, want %q", tt.headers, got, tt.want)
+		}
+	}
+}

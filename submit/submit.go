@@ -21,6 +21,7 @@ import (
 
 	"mxgate/address"
 	"mxgate/config"
+	"mxgate/header"
 	"mxgate/mainlog"
 	"mxgate/spool"
 )
@@ -146,7 +147,7 @@ func Submit(ctx context.Context, o Options, r io.Reader) (*Message, error) {
 		line = nil
 	}
 	arrival := fmt.Sprintf("U=%s P=local S=%d", safeUser(o.User), size)
-	if mid := messageID(hdrs); mid != "" {
+	if mid := header.MessageID(hdrs); mid != "" {
 		arrival += " id=" + mid
 	}
 	if err := w.Receive(ctx, env, arrival, o.Log); err != nil {
@@ -301,17 +302,4 @@ func safeUser(u string) string {
 		}
 	}
 	return string(b)
-}
-
-// messageID is the Message-ID as mainlog's id= wants it: unfolded,
-// without angle brackets.
-func messageID(headers []spool.Header) string {
-	for _, h := range headers {
-		if h.Type != 'I' {
-			continue
-		}
-		v := h.UnfoldedValue()
-		return strings.TrimSuffix(strings.TrimPrefix(v, "<"), ">")
-	}
-	return ""
 }
