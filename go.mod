@@ -7,11 +7,14 @@ require (
 	github.com/emersion/go-milter v0.5.0
 	github.com/emersion/go-msgauth v0.7.0
 	github.com/emersion/go-smtp v0.25.1
+	github.com/hashicorp/golang-lru/v2 v2.0.7
 	github.com/miekg/dns v1.1.73
 	github.com/pelletier/go-toml/v2 v2.4.3
 	go.etcd.io/bbolt v1.4.3
 	golang.org/x/net v0.57.0
+	golang.org/x/sync v0.25.0
 	golang.org/x/sys v0.50.0
+	golang.org/x/time v0.16.0
 )
 
 require (
@@ -19,3 +22,6 @@ require (
 	github.com/emersion/go-sasl v0.0.0-20241020182733-b788ff22d5a6 // indirect
 	golang.org/x/crypto v0.54.0 // indirect
 )
+
+// A minimal fork of go-smtp v0.25.1: see doc/go-smtp-fork.md.
+replace github.com/emersion/go-smtp => ./third_party/go-smtp

@@ -62,9 +62,7 @@ var (
 func (p *Policy) Recipient(ip netip.Addr, rcpt string) (Address, *Refusal) {
 	a, err := Parse(rcpt)
 	if err != nil {
-		r := refuseSyntax
-		r.Log += ": " + strings.TrimPrefix(err.Error(), ErrSyntax.Error()+": ")
-		return Address{}, &r
+		return Address{}, SyntaxRefusal(err)
 	}
 	if restrictedLocal(a.Local) {
 		r := refuseRestricted
@@ -79,6 +77,22 @@ func (p *Policy) Recipient(ip netip.Addr, rcpt string) (Address, *Refusal) {
 	}
 	r := refuseRelay
 	return Address{}, &r
+}
+
+// SyntaxRefusal is the refusal of a recipient Parse failed on.
+func SyntaxRefusal(err error) *Refusal {
+	r := refuseSyntax
+	r.Log += ": " + strings.TrimPrefix(err.Error(), ErrSyntax.Error()+": ")
+	return &r
+}
+
+// Why says why Recipient accepted a (relay domain or trusted client), for
+// the -bh trace.
+func (p *Policy) Why(ip netip.Addr, a Address) string {
+	if p.domains[a.Domain] {
+		return a.Domain + " in relay.domains"
+	}
+	return "host in relay.trusted_networks"
 }
 
 func restrictedLocal(local string) bool {

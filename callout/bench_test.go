@@ -15,7 +15,7 @@ func BenchmarkProbesPer1000Messages(b *testing.B) {
 	ctx := context.Background()
 	b.ResetTimer()
 	for b.Loop() {
-		c, err := New(Options{Hostname: "gw.example.net", Resolvers: []string{dnsAddr}, Port: srv.port, PerHostConcurrency: 10, PerHostRate: 1e6})
+		c, err := New(testOptions(Options{Hostname: "gw.example.net", Resolvers: []string{dnsAddr}, Port: srv.port, PerHostConcurrency: 10, PerHostRate: 1e6}))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -41,7 +41,7 @@ func BenchmarkProbesPer1000Messages(b *testing.B) {
 func BenchmarkWaitWarmCache(b *testing.B) {
 	dnsAddr := startDNS(b, testZone())
 	srv := startMTA(b, acceptAll)
-	c, err := New(Options{Hostname: "gw.example.net", Resolvers: []string{dnsAddr}, Port: srv.port, CacheFile: b.TempDir() + "/callout.db", PerHostRate: 1e6})
+	c, err := New(testOptions(Options{Hostname: "gw.example.net", Resolvers: []string{dnsAddr}, Port: srv.port, CacheFile: b.TempDir() + "/callout.db", PerHostRate: 1e6}))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package callout
 
 import (
-	"container/list"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/expirable"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -58,26 +58,26 @@ func decodeRecord(b []byte) (record, error) {
 	return r, nil
 }
 
-// cache keeps every live record in memory, oldest stored first for
-// eviction; the bbolt file, when configured, mirrors it so it survives a
-// restart.
+// cache keeps every live record in memory, in an LRU bounded in size
+// whose entries are never refreshed by reading, so the oldest stored go
+// first; the bbolt file, when configured, mirrors it so it survives a
+// restart. Each record expires at its own time; the LRU's expiry, the
+// longest TTL, only bounds how long a dead one stays in memory unread.
 type cache struct {
-	mu      sync.Mutex
-	max     int
-	entries map[string]*list.Element // → *keyedEntry
-	order   *list.List
-	db      *bolt.DB
-	file    string
-	logf    func(string)
+	lru  *expirable.LRU[string, record]
+	db   *bolt.DB
+	file string
+	logf func(string)
+
+	evMu    sync.Mutex
+	evicted []string // dropped by the LRU, still to be deleted from the file
 }
 
-type keyedEntry struct {
-	key string
-	rec record
-}
-
-func openCache(file string, max int, logf func(string)) (*cache, error) {
-	c := &cache{max: max, entries: make(map[string]*list.Element), order: list.New(), file: file, logf: logf}
+// openCache opens (creating) file, "" for memory only, keeping at most max
+// records of which none lives longer than maxTTL.
+func openCache(file string, max int, maxTTL time.Duration, logf func(string)) (*cache, error) {
+	c := &cache{file: file, logf: logf}
+	c.lru = expirable.NewLRU[string, record](max, c.dropped, maxTTL)
 	if file == "" {
 		return c, nil
 	}
@@ -92,7 +92,7 @@ func openCache(file string, max int, logf func(string)) (*cache, error) {
 	}
 	c.db = db
 	now := time.Now()
-	var live []keyedEntry
+	var live []keyed
 	err = db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketName)
 		if err != nil {
@@ -105,7 +105,7 @@ func openCache(file string, max int, logf func(string)) (*cache, error) {
 				dead = append(dead, append([]byte(nil), k...))
 				return nil
 			}
-			live = append(live, keyedEntry{key: string(k), rec: r})
+			live = append(live, keyed{key: string(k), rec: r})
 			return nil
 		})
 		if err != nil {
@@ -124,81 +124,84 @@ func openCache(file string, max int, logf func(string)) (*cache, error) {
 	}
 	sort.SliceStable(live, func(i, j int) bool { return live[i].rec.Stored.Before(live[j].rec.Stored) })
 	for _, e := range live {
-		c.entries[e.key] = c.order.PushBack(&keyedEntry{key: e.key, rec: e.rec})
+		c.lru.Add(e.key, e.rec)
 	}
-	if evicted := c.evict(); len(evicted) > 0 {
+	if evicted := c.takeEvicted(); len(evicted) > 0 {
 		c.persist(nil, evicted)
 	}
 	return c, nil
 }
 
-// get returns the live record for key; an expired one is dropped.
+// dropped is the LRU's eviction callback (size bound, expiry, removal),
+// called with the LRU's lock held: it only notes the key.
+func (c *cache) dropped(key string, _ record) {
+	c.evMu.Lock()
+	c.evicted = append(c.evicted, key)
+	c.evMu.Unlock()
+}
+
+// takeEvicted returns the keys dropped from memory since the last call
+// that are still gone (a key stored again since must stay in the file).
+func (c *cache) takeEvicted() []string {
+	c.evMu.Lock()
+	keys := c.evicted
+	c.evicted = nil
+	c.evMu.Unlock()
+	out := keys[:0]
+	for _, k := range keys {
+		if !c.lru.Contains(k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// get returns the live record for key; an expired one is dropped. Reading
+// does not make a record younger.
 func (c *cache) get(key string, now time.Time) (record, bool) {
-	c.mu.Lock()
-	el, ok := c.entries[key]
+	r, ok := c.lru.Peek(key)
 	if !ok {
-		c.mu.Unlock()
 		return record{}, false
 	}
-	e := el.Value.(*keyedEntry)
-	if now.Before(e.rec.Expires) {
-		c.mu.Unlock()
-		return e.rec, true
+	if now.Before(r.Expires) {
+		return r, true
 	}
-	c.order.Remove(el)
-	delete(c.entries, key)
-	c.mu.Unlock()
-	c.persist(nil, []string{key})
+	c.lru.Remove(key)
+	c.persist(nil, c.takeEvicted())
 	return record{}, false
 }
 
-// put stores recs (newest last) and evicts the oldest beyond the bound.
-func (c *cache) put(now time.Time, recs ...keyed) {
-	if len(recs) == 0 {
-		return
-	}
-	c.mu.Lock()
+// add stores recs (newest last) in memory, the oldest beyond the bound
+// evicted, and returns what the file still has to delete; persist writes
+// it.
+func (c *cache) add(recs ...keyed) []string {
 	for _, r := range recs {
-		if el, ok := c.entries[r.key]; ok {
-			c.order.Remove(el)
-		}
-		c.entries[r.key] = c.order.PushBack(&keyedEntry{key: r.key, rec: r.rec})
+		// Stored again, the record counts as the newest.
+		c.lru.Remove(r.key)
+		c.lru.Add(r.key, r.rec)
 	}
-	evicted := c.evict()
-	c.mu.Unlock()
-	c.persist(recs, evicted)
-}
-
-// evict drops the oldest records beyond the bound; called with c.mu held.
-func (c *cache) evict() []string {
-	var out []string
-	for c.order.Len() > c.max {
-		e := c.order.Remove(c.order.Front()).(*keyedEntry)
-		delete(c.entries, e.key)
-		out = append(out, e.key)
-	}
-	return out
+	return c.takeEvicted()
 }
 
 // persist mirrors a change to the file. A failed write costs only a
 // probe after a restart, so it is logged, not returned.
 func (c *cache) persist(recs []keyed, deleted []string) {
-	if c.db == nil {
+	if c.db == nil || len(recs) == 0 && len(deleted) == 0 {
 		return
 	}
 	err := c.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketName)
+		for _, k := range deleted {
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
 		for _, r := range recs {
 			v, err := json.Marshal(r.rec)
 			if err != nil {
 				return err
 			}
 			if err := b.Put([]byte(r.key), v); err != nil {
-				return err
-			}
-		}
-		for _, k := range deleted {
-			if err := b.Delete([]byte(k)); err != nil {
 				return err
 			}
 		}

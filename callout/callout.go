@@ -4,56 +4,50 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sync/singleflight"
 
-	"mxgate/rbl"
+	"mxgate/dnsclient"
 )
 
-// Options configure a Checker; zero values take the defaults below.
+// Options configure a Checker. They are taken as given: config fills and
+// checks every value (the [callout] section, the hostname, the resolvers).
 type Options struct {
-	Hostname           string        // EHLO name; "" = os.Hostname()
-	Resolvers          []string      // "127.0.0.1:53" / bare IP = port 53; empty = /etc/resolv.conf
-	Port               int           // SMTP port probed on the MX hosts (default 25)
+	Hostname           string        // EHLO name
+	Resolvers          []string      // "IP:PORT", asked in order
+	Port               int           // SMTP port probed on the MX hosts
 	MailFrom           string        // "" = MAIL FROM:<> ; else e.g. postmaster@hostname (Exim use_postmaster)
 	Random             bool          // also probe a random local part first; a domain accepting it "accepts everything"
 	Postmaster         bool          // the domain must accept postmaster@domain
 	DeferOK            bool          // unknown → accept (the gateway reads it from Result)
-	Timeout            time.Duration // per connect / SMTP command (default 10s)
-	Deadline           time.Duration // total per probe, all MX hosts and DNS included (default 30s)
+	Timeout            time.Duration // per connect / SMTP command / DNS exchange
+	Deadline           time.Duration // total per probe, all MX hosts and DNS included
 	CacheFile          string        // bbolt file, e.g. data_dir/db/callout.db; "" = memory only
-	CacheSize          int           // max records kept, oldest evicted (default 100000)
-	PositiveTTL        time.Duration // address accepted (default 24h)
-	NegativeTTL        time.Duration // address refused (default 2h)
-	DomainPositiveTTL  time.Duration // random/postmaster accepted (default 7d)
-	DomainNegativeTTL  time.Duration // random/postmaster/MAIL FROM refused (default 3h)
-	UnreachableTTL     time.Duration // "domain's MX unreachable" (default 5m)
-	PerHostConcurrency int           // probes at once to one MX host address (default 2)
-	PerHostRate        float64       // probes per second to one MX host address (default 5, after a burst of PerHostBurst)
+	CacheSize          int           // max records kept, oldest stored evicted first
+	PositiveTTL        time.Duration // address accepted
+	NegativeTTL        time.Duration // address refused
+	PerHostConcurrency int           // probes at once to one MX host address; 0 = no limit
+	PerHostRate        float64       // probes per second to one MX host address, after a burst of PerHostBurst; 0 = no limit
 	Log                func(text string)
 }
 
-// Defaults applied by New to zero Options fields.
+// The lifetimes of the domain records, which speak for every address of
+// a domain (Exim's callout_domain_positive_expire and
+// callout_domain_negative_expire), and of "the domain's MX hosts are
+// unreachable".
 const (
-	DefaultPort               = 25
-	DefaultTimeout            = 10 * time.Second
-	DefaultDeadline           = 30 * time.Second
-	DefaultCacheSize          = 100000
-	DefaultPositiveTTL        = 24 * time.Hour
-	DefaultNegativeTTL        = 2 * time.Hour
-	DefaultDomainPositiveTTL  = 7 * 24 * time.Hour
-	DefaultDomainNegativeTTL  = 3 * time.Hour
-	DefaultUnreachableTTL     = 5 * time.Minute
-	DefaultPerHostConcurrency = 4
-	DefaultPerHostRate        = 5.0
-	// PerHostBurst is how many probes one MX host may get at once before
-	// the rate applies.
-	PerHostBurst = 20
+	DomainPositiveTTL = 7 * 24 * time.Hour // random/postmaster accepted
+	DomainNegativeTTL = 3 * time.Hour      // random/postmaster/MAIL FROM refused
+	UnreachableTTL    = 5 * time.Minute
 )
+
+// PerHostBurst is how many probes one MX host may get at once before
+// the rate applies.
+const PerHostBurst = 20
 
 // Verdict is what a callout says about a sender. The zero value is
 // Unknown, so a Result nobody filled in never accepts.
@@ -90,19 +84,20 @@ type Result struct {
 // single flight and host limits are shared.
 type Checker struct {
 	o     Options
-	res   *rbl.Resolver
+	dns   *dnsclient.Client
 	cache *cache
 	hosts *hostLimits
 
-	// mu guards flights and closed, and orders a cache miss against a
-	// flight ending so that an address is never probed twice at once.
+	// mu guards closed, and orders a cache miss against a flight ending
+	// (its records are cached under mu before it ends), so that an
+	// address is never probed twice at once.
 	mu      sync.Mutex
-	flights map[string]*Pending
+	flights singleflight.Group
 	closed  bool
 
 	base context.Context // cancelled by Close: in-flight probes stop
 	stop context.CancelFunc
-	wg   sync.WaitGroup
+	wg   sync.WaitGroup // the Pendings still waiting for a flight
 }
 
 // Pending is a callout in progress (or already decided).
@@ -111,71 +106,29 @@ type Pending struct {
 	res  Result
 }
 
-// New validates o, opens (creating its directory) or creates the cache
-// file and loads its unexpired records.
+// New opens (creating its directory) or creates the cache file and loads
+// its unexpired records.
 func New(o Options) (*Checker, error) {
-	if o.Port < 0 || o.Port > 65535 {
-		return nil, fmt.Errorf("callout: port %d out of range", o.Port)
-	}
-	for _, d := range []time.Duration{o.Timeout, o.Deadline, o.PositiveTTL, o.NegativeTTL, o.DomainPositiveTTL, o.DomainNegativeTTL, o.UnreachableTTL} {
-		if d < 0 {
-			return nil, fmt.Errorf("callout: negative timeout or TTL %v", d)
-		}
-	}
-	if o.CacheSize < 0 || o.PerHostConcurrency < 0 || o.PerHostRate < 0 {
-		return nil, fmt.Errorf("callout: negative cache size %d, per-host concurrency %d or rate %g", o.CacheSize, o.PerHostConcurrency, o.PerHostRate)
-	}
-	if o.Hostname == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return nil, fmt.Errorf("callout: no EHLO hostname configured and none from the system: %w", err)
-		}
-		o.Hostname = h
-	}
-	if _, ok := dns.IsDomainName(o.Hostname); !ok || strings.ContainsAny(o.Hostname, " \r\n\t") {
-		return nil, fmt.Errorf("callout: EHLO hostname %q is not a domain name", o.Hostname)
-	}
-	if strings.ContainsAny(o.MailFrom, "\r\n<> ") {
-		return nil, fmt.Errorf("callout: MAIL FROM address %q contains a space, CR, LF or angle bracket", o.MailFrom)
-	}
-	o.Port = orDefault(o.Port, DefaultPort)
-	o.Timeout = orDefault(o.Timeout, DefaultTimeout)
-	o.Deadline = orDefault(o.Deadline, DefaultDeadline)
-	o.CacheSize = orDefault(o.CacheSize, DefaultCacheSize)
-	o.PositiveTTL = orDefault(o.PositiveTTL, DefaultPositiveTTL)
-	o.NegativeTTL = orDefault(o.NegativeTTL, DefaultNegativeTTL)
-	o.DomainPositiveTTL = orDefault(o.DomainPositiveTTL, DefaultDomainPositiveTTL)
-	o.DomainNegativeTTL = orDefault(o.DomainNegativeTTL, DefaultDomainNegativeTTL)
-	o.UnreachableTTL = orDefault(o.UnreachableTTL, DefaultUnreachableTTL)
-	o.PerHostConcurrency = orDefault(o.PerHostConcurrency, DefaultPerHostConcurrency)
-	o.PerHostRate = orDefault(o.PerHostRate, DefaultPerHostRate)
 	if o.Log == nil {
 		o.Log = func(string) {}
 	}
-	res, err := rbl.NewResolver(o.Resolvers, o.Timeout)
+	client, err := dnsclient.New(o.Resolvers, o.Timeout)
 	if err != nil {
 		return nil, fmt.Errorf("callout: %w", err)
 	}
-	ca, err := openCache(o.CacheFile, o.CacheSize, o.Log)
+	maxTTL := max(o.PositiveTTL, o.NegativeTTL, DomainPositiveTTL, DomainNegativeTTL, UnreachableTTL)
+	ca, err := openCache(o.CacheFile, o.CacheSize, maxTTL, o.Log)
 	if err != nil {
 		return nil, err
 	}
 	c := &Checker{
-		o:       o,
-		res:     res,
-		cache:   ca,
-		hosts:   newHostLimits(o.PerHostConcurrency, o.PerHostRate, PerHostBurst),
-		flights: make(map[string]*Pending),
+		o:     o,
+		dns:   client,
+		cache: ca,
+		hosts: newHostLimits(o.PerHostConcurrency, o.PerHostRate, PerHostBurst),
 	}
 	c.base, c.stop = context.WithCancel(context.Background())
 	return c, nil
-}
-
-func orDefault[T int | float64 | time.Duration](v, def T) T {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 // Close stops the probes in flight (their waiters get Unknown), waits for
@@ -200,19 +153,21 @@ func (c *Checker) Start(ctx context.Context, sender string) *Pending {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if p, ok := c.flights[a.key]; ok {
-		return p
-	}
 	if r, ok := c.cached(a); ok {
 		return decided(r)
 	}
 	if c.closed {
 		return decided(Result{Verdict: Unknown, Reply: "callout checker is shut down"})
 	}
+	detached := context.WithoutCancel(ctx)
+	ch := c.flights.DoChan(a.key, func() (any, error) { return c.run(detached, a), nil })
 	p := &Pending{done: make(chan struct{})}
-	c.flights[a.key] = p
 	c.wg.Add(1)
-	go c.run(context.WithoutCancel(ctx), p, a)
+	go func() {
+		defer c.wg.Done()
+		p.res = (<-ch).Val.(Result)
+		close(p.done)
+	}()
 	return p
 }
 
@@ -239,21 +194,20 @@ func (p *Pending) Wait(ctx context.Context) Result {
 	}
 }
 
-func (c *Checker) run(ctx context.Context, p *Pending, a address) {
-	defer c.wg.Done()
+// run is one flight: the probe, under Options.Deadline and Close.
+func (c *Checker) run(ctx context.Context, a address) Result {
 	ctx, cancel := context.WithTimeoutCause(ctx, c.o.Deadline, errDeadline)
 	stop := context.AfterFunc(c.base, cancel)
 	res, recs := c.probe(ctx, a)
 	stop()
 	cancel()
-	// Cache first, then end the flight: a Start in between joins the
-	// flight, one after it finds the cache; neither probes again.
-	c.cache.put(time.Now(), recs...)
-	p.res = res
+	// Cached under mu before the flight ends: a Start before this joins
+	// the flight, one after it finds the cache; neither probes again.
 	c.mu.Lock()
-	delete(c.flights, a.key)
+	deleted := c.cache.add(recs...)
 	c.mu.Unlock()
-	close(p.done)
+	c.cache.persist(recs, deleted)
+	return res
 }
 
 var errDeadline = errors.New("callout deadline reached")

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/miekg/dns"
+
+	"mxgate/dnsclient"
 )
 
 // maxMailHosts bounds the MX hosts one probe tries: Deadline bounds the
@@ -28,25 +30,6 @@ type target struct {
 }
 
 func (t target) String() string { return fmt.Sprintf("%s [%s]", t.host, t.ip) }
-
-// checkAnswer accepts the answers that can be interpreted: success or
-// NXDOMAIN for exactly the question asked (a confused or spoofed reply
-// about another name must not steer the probe).
-func checkAnswer(name string, qtype uint16) func(*dns.Msg) error {
-	return func(r *dns.Msg) error {
-		if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {
-			s, ok := dns.RcodeToString[r.Rcode]
-			if !ok {
-				s = fmt.Sprintf("RCODE%d", r.Rcode)
-			}
-			return fmt.Errorf("answer code %s", s)
-		}
-		if len(r.Question) != 1 || !strings.EqualFold(r.Question[0].Name, name) || r.Question[0].Qtype != qtype {
-			return fmt.Errorf("answer is for another question than %s %s", name, dns.TypeToString[qtype])
-		}
-		return nil
-	}
-}
 
 // interpretMX reads an MX answer: the hosts in preference order (ties by
 // name, so the order is stable), or nullMX when the domain publishes only
@@ -130,7 +113,7 @@ var (
 // definite answer; any other is a DNS failure (unknown).
 func (c *Checker) targets(ctx context.Context, domain string) ([]target, error) {
 	fqdn := dns.Fqdn(domain)
-	r, err := c.res.Exchange(ctx, fqdn, dns.TypeMX, checkAnswer(fqdn, dns.TypeMX))
+	r, err := c.dns.Exchange(ctx, fqdn, dns.TypeMX, dnsclient.Answerable(fqdn, dns.TypeMX))
 	if err != nil {
 		return nil, fmt.Errorf("DNS MX lookup for %s: %w", domain, err)
 	}
@@ -182,7 +165,7 @@ func (c *Checker) addrs(ctx context.Context, name string) ([]netip.Addr, error) 
 	fqdn := dns.Fqdn(name)
 	var out []netip.Addr
 	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
-		r, err := c.res.Exchange(ctx, fqdn, qtype, checkAnswer(fqdn, qtype))
+		r, err := c.dns.Exchange(ctx, fqdn, qtype, dnsclient.Answerable(fqdn, qtype))
 		if err != nil {
 			return nil, fmt.Errorf("DNS %s lookup for %s: %w", dns.TypeToString[qtype], name, err)
 		}

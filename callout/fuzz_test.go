@@ -83,7 +83,7 @@ func FuzzTalk(f *testing.F) {
 		f.Add([]byte(s), true, true)
 	}
 	f.Fuzz(func(t *testing.T, script []byte, random, postmaster bool) {
-		c := &Checker{o: Options{Hostname: "gw.test", Timeout: time.Second, Deadline: time.Second, DomainPositiveTTL: time.Hour, DomainNegativeTTL: time.Hour, PositiveTTL: time.Hour, NegativeTTL: time.Hour}}
+		c := &Checker{o: Options{Hostname: "gw.test", Timeout: time.Second, Deadline: time.Second, PositiveTTL: time.Hour, NegativeTTL: time.Hour}}
 		client, server := net.Pipe()
 		go func() { _, _ = io.Copy(io.Discard, server) }()
 		go func() {

@@ -96,7 +96,7 @@ func (c *Checker) probe(ctx context.Context, a address) (Result, []keyed) {
 	// No host spoke SMTP: remember that for a while rather than knock again
 	// for every forged sender of the domain.
 	recs = append(recs, keyed{key: keyUnreachable + a.domain, rec: record{
-		Verdict: Unknown, Reply: res.Reply, Stored: now, Expires: now.Add(c.o.UnreachableTTL),
+		Verdict: Unknown, Reply: res.Reply, Stored: now, Expires: now.Add(UnreachableTTL),
 	}})
 	return res, recs
 }
@@ -260,11 +260,11 @@ func (c *Checker) record(key string, res Result, now time.Time) keyed {
 	domain := strings.HasPrefix(key, "d:")
 	switch {
 	case res.Verdict == Accept && domain:
-		ttl = c.o.DomainPositiveTTL
+		ttl = DomainPositiveTTL
 	case res.Verdict == Accept:
 		ttl = c.o.PositiveTTL
 	case domain:
-		ttl = c.o.DomainNegativeTTL
+		ttl = DomainNegativeTTL
 	default:
 		ttl = c.o.NegativeTTL
 	}
@@ -313,4 +313,4 @@ func replyText(err error) string {
 
 // clean makes remote text safe for an SMTP reply and a log line:
 // printable ASCII only, bounded.
-func clean(s string) string { return smtptext.Clean(s, maxReply) }
+func clean(s string) string { return smtptext.CleanMax(s, maxReply) }

@@ -3,21 +3,21 @@ package callout
 import (
 	"errors"
 	"io"
-	"mxgate/internal/peertest"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/emersion/go-smtp"
-	"github.com/miekg/dns"
+
+	"mxgate/internal/dnstest"
+	"mxgate/internal/peertest"
 )
 
-// zone is what the test DNS server knows: "name. TYPE" → records. A name
-// with no records of any type is NXDOMAIN; a known name without the asked
-// type is NODATA.
+// zone is what the test DNS server knows (a dnstest.Zone): "name. TYPE"
+// → records. A name with no records of any type is NXDOMAIN; a known name
+// without the asked type is NODATA.
 type zone map[string][]string
 
 func testZone() zone {
@@ -34,48 +34,11 @@ func testZone() zone {
 	}
 }
 
-// startDNS serves z on 127.0.0.1 UDP until the test ends.
+// startDNS serves z until the test ends.
 func startDNS(t testing.TB, z zone) string {
 	t.Helper()
-	names := make(map[string]bool)
-	for k := range z {
-		names[strings.Fields(k)[0]] = true
-	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		q := r.Question[0]
-		name := strings.ToLower(q.Name)
-		switch {
-		case hasKey(z, name+" SERVFAIL"):
-			m.Rcode = dns.RcodeServerFailure
-		case !names[name]:
-			m.Rcode = dns.RcodeNameError
-		default:
-			for _, s := range z[name+" "+dns.TypeToString[q.Qtype]] {
-				rr, err := dns.NewRR(s)
-				if err != nil {
-					panic(err)
-				}
-				m.Answer = append(m.Answer, rr)
-			}
-		}
-		_ = w.WriteMsg(m)
-	})
-	srv := &dns.Server{PacketConn: pc, Handler: h}
-	started := make(chan struct{})
-	srv.NotifyStartedFunc = func() { close(started) }
-	go func() { _ = srv.ActivateAndServe() }()
-	<-started
-	t.Cleanup(func() { _ = srv.Shutdown() })
-	return pc.LocalAddr().String()
+	return dnstest.StartZone(t, dnstest.Zone(z)).Addr
 }
-
-func hasKey(z zone, k string) bool { _, ok := z[k]; return ok }
 
 // kind is how a test SMTP server answers RCPT.
 type kind int

@@ -53,14 +53,7 @@ func (d *decoder) checkCallout(c *Config) {
 	case o.Port < 1 || o.Port > 65535:
 		d.failKey(portKey, -1, "invalid port %d (want 1-65535)", o.Port)
 	}
-	for i, a := range o.Resolver {
-		addr, err := resolverAddr(a)
-		if err != nil {
-			d.failKey(keyPath{"callout", "resolver"}, i, "%w", err)
-			continue
-		}
-		o.Resolver[i] = addr
-	}
+	d.resolvers(keyPath{"callout", "resolver"}, &o.Resolver, o.Enabled)
 	optKey := keyPath{"callout", "options"}
 	for i, opt := range o.Options {
 		switch {

@@ -56,7 +56,7 @@ func TestCalloutValues(t *testing.T) {
 		want  Callout
 	}{
 		{"defaults", "[callout]\nenabled = true\n",
-			Callout{Enabled: true, Port: 25, Timeout: Duration(10e9), Deadline: Duration(30e9),
+			Callout{Enabled: true, Port: 25, Resolver: testSystemResolvers, Timeout: Duration(10e9), Deadline: Duration(30e9),
 				PositiveTTL: Duration(24 * 3600e9), NegativeTTL: Duration(2 * 3600e9), CacheSize: 100000, PerHostConcurrency: 4, PerHostRate: 5}},
 		{"resolver as one string, bare IP", "[callout]\nresolver = \"::1\"\nport = 2525\noptions = [\"defer_ok\"]\nexempt_domains = [\"Example.NET\"]\ntimeout = \"30s\"\n",
 			Callout{Port: 2525, Resolver: StringList{"[::1]:53"}, Options: []string{"defer_ok"}, ExemptDomains: []string{"example.net"},

@@ -235,14 +235,7 @@ func (d *decoder) checkRBL(c *Config) {
 	for i := range r.Lists {
 		d.checkRBLList(keyPath{"rbl", "list"}.index(i), &r.Lists[i])
 	}
-	for i, a := range r.Resolver {
-		addr, err := resolverAddr(a)
-		if err != nil {
-			d.failKey(keyPath{"rbl", "resolver"}, i, "%w", err)
-			continue
-		}
-		r.Resolver[i] = addr
-	}
+	d.resolvers(keyPath{"rbl", "resolver"}, &r.Resolver, len(r.Lists) > 0)
 
 	// Scores are compared with >=, so a threshold below 1 would refuse
 	// (or stamp) clients that no list names.
@@ -330,62 +323,55 @@ func checkMatch(m string) error {
 	return nil
 }
 
-// resolverAddr reads a resolver as "IP:PORT", or a bare IP for port 53,
-// and returns it as "IP:PORT". A name would need a resolver of its own.
-func resolverAddr(s string) (string, error) {
-	if ap, err := netip.ParseAddrPort(s); err == nil && ap.Port() != 0 {
-		return ap.String(), nil
-	}
-	if a, err := netip.ParseAddr(s); err == nil {
-		return netip.AddrPortFrom(a, 53).String(), nil
-	}
-	return "", fmt.Errorf(`invalid resolver %q (want IP:PORT such as "127.0.0.1:53" or "[::1]:53"; a bare IP means port 53)`, s)
-}
-
 func (d *decoder) checkDownstreamURL(c *Config) {
 	key := keyPath{"downstream", "url"}
 	if c.Downstream.URL == "" {
 		d.fail(d.pos.line(key), fmt.Errorf("missing required key %q", key.String()))
 		return
 	}
-	if err := checkDownstreamURL(c.Downstream.URL); err != nil {
+	t, err := parseDownstreamURL(c.Downstream.URL)
+	if err != nil {
 		d.failKey(key, -1, "%w", err)
+		return
 	}
+	c.Downstream.Target = t
 }
 
-// checkDownstreamURL accepts the four forms the deliver package implements.
-func checkDownstreamURL(raw string) error {
+// parseDownstreamURL accepts the four forms the deliver package implements
+// and takes the URL apart for it.
+func parseDownstreamURL(raw string) (Target, error) {
 	const forms = "want smtp://HOST:PORT, lmtp://HOST:PORT, lmtp+unix:///PATH or maildir:///PATH"
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("invalid URL %q (%s)", raw, forms)
+		return Target{}, fmt.Errorf("invalid URL %q (%s)", raw, forms)
 	}
 	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("invalid URL %q: user, query and fragment are not supported (%s)", raw, forms)
+		return Target{}, fmt.Errorf("invalid URL %q: user, query and fragment are not supported (%s)", raw, forms)
 	}
 	switch u.Scheme {
 	case "smtp", "lmtp":
 		if u.Path != "" && u.Path != "/" {
-			return fmt.Errorf("invalid URL %q: %s:// takes no path (%s)", raw, u.Scheme, forms)
+			return Target{}, fmt.Errorf("invalid URL %q: %s:// takes no path (%s)", raw, u.Scheme, forms)
 		}
 		host, port, err := net.SplitHostPort(u.Host)
 		if err != nil || host == "" {
-			return fmt.Errorf("invalid URL %q: %s:// needs HOST:PORT (%s)", raw, u.Scheme, forms)
+			return Target{}, fmt.Errorf("invalid URL %q: %s:// needs HOST:PORT (%s)", raw, u.Scheme, forms)
 		}
 		if _, err := netip.ParseAddr(host); err != nil && !validDomain(host) {
-			return fmt.Errorf("invalid URL %q: invalid host %q", raw, host)
+			return Target{}, fmt.Errorf("invalid URL %q: invalid host %q", raw, host)
 		}
-		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("invalid URL %q: invalid port %q", raw, port)
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return Target{}, fmt.Errorf("invalid URL %q: invalid port %q", raw, port)
 		}
+		return Target{Scheme: u.Scheme, Host: host, Port: n}, nil
 	case "lmtp+unix", "maildir":
 		if u.Host != "" || !filepath.IsAbs(u.Path) {
-			return fmt.Errorf("invalid URL %q: %s:// needs an absolute path, as in %s:///var/mail (%s)", raw, u.Scheme, u.Scheme, forms)
+			return Target{}, fmt.Errorf("invalid URL %q: %s:// needs an absolute path, as in %s:///var/mail (%s)", raw, u.Scheme, u.Scheme, forms)
 		}
-	default:
-		return fmt.Errorf("unsupported URL %q (%s)", raw, forms)
+		return Target{Scheme: u.Scheme, Path: filepath.Clean(u.Path)}, nil
 	}
-	return nil
+	return Target{}, fmt.Errorf("unsupported URL %q (%s)", raw, forms)
 }
 
 // validDomain accepts an LDH domain name (RFC 1123 host name syntax) without

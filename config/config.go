@@ -1,6 +1,12 @@
 // Package config owns mxgate's TOML configuration file: the schema, the
 // embedded default, strict parsing (an unknown key or a bad value is an error
 // naming file:line and the key) and printing the effective configuration.
+//
+// It is the only home of defaults and validation: the packages that the
+// values configure (deliver, the filters, the milter host, rbl, callout,
+// msgauth, gateway) take them as given. What they need parsed is parsed
+// here, once: the downstream URL (Downstream.Target) and the resolvers
+// ("IP:PORT", filled from /etc/resolv.conf when a section names none).
 package config
 
 import (
@@ -106,12 +112,25 @@ type StringList []string
 
 // Downstream is the one place accepted mail goes.
 type Downstream struct {
-	URL            string   `toml:"url"`             // smtp://h:p, lmtp://h:p, lmtp+unix:///path, maildir:///path (required)
+	URL string `toml:"url"` // smtp://h:p, lmtp://h:p, lmtp+unix:///path, maildir:///path (required)
+	// Target is URL parsed and checked, the one parse of it: what
+	// deliver.New takes, as deliver.Target(cfg.Downstream.Target).
+	Target         Target   `toml:"-"`
 	ConnectTimeout Duration `toml:"connect_timeout"` // default 30s
 	CommandTimeout Duration `toml:"command_timeout"` // default 5m
 	DataTimeout    Duration `toml:"data_timeout"`    // per write while sending the body, and for the final reply; default 10m
 	StartTLS       string   `toml:"starttls"`        // "opportunistic" (default) | "none" | "required"
 	TLSVerify      bool     `toml:"tls_verify"`      // verify the downstream certificate; default false (opportunistic TLS)
+}
+
+// Target is a downstream URL taken apart. Its fields are deliver.Target's,
+// in the same order, so that one converts to the other; config does not
+// import deliver.
+type Target struct {
+	Scheme string // "smtp", "lmtp", "lmtp+unix" or "maildir"
+	Host   string // smtp, lmtp: a host name or an IP address, without brackets
+	Port   int    // smtp, lmtp: 1-65535
+	Path   string // lmtp+unix, maildir: absolute and clean
 }
 
 // Queue governs delivery and retries.

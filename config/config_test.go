@@ -220,8 +220,15 @@ func TestLoadGood(t *testing.T) {
 				{Domain: "example.test", Selector: "mx2026", KeyFile: "/etc/mxgate/dkim/example.test.pem"},
 				{Domain: "example.org", Selector: "mx2026", KeyFile: "/etc/mxgate/dkim/example.org.pem"},
 			}},
+		Milters: []Milter{
+			{Address: "inet:127.0.0.1:11332", Name: "rspamd", OnError: "accept", ConnectTimeout: Duration(3 * time.Second),
+				CommandTimeout: Duration(20 * time.Second), EOMTimeout: Duration(90 * time.Second)},
+			{Address: "unix:/run/opendkim/opendkim.sock", Name: "unix:/run/opendkim/opendkim.sock", OnError: "tempfail",
+				ConnectTimeout: Duration(10 * time.Second), CommandTimeout: Duration(30 * time.Second), EOMTimeout: Duration(120 * time.Second)},
+		},
 		Downstream: Downstream{
 			URL:            "lmtp://127.0.0.1:24",
+			Target:         Target{Scheme: "lmtp", Host: "127.0.0.1", Port: 24},
 			ConnectTimeout: Duration(10 * time.Second),
 			CommandTimeout: Duration(time.Minute),
 			DataTimeout:    Duration(24 * time.Hour),
@@ -261,15 +268,16 @@ func TestLoadDefaults(t *testing.T) {
 			BareNewline:         "reject",
 		},
 		Relay: Relay{Domains: []string{"example.test"}},
-		RBL: RBL{RejectScore: 1, TagScore: 1, Timeout: Duration(2 * time.Second), RejectAt: "rcpt", CacheSize: 10000,
+		RBL: RBL{Resolver: testSystemResolvers, RejectScore: 1, TagScore: 1, Timeout: Duration(2 * time.Second), RejectAt: "rcpt", CacheSize: 10000,
 			MinTTL: Duration(30 * time.Second), MaxTTL: Duration(time.Hour)},
-		Callout: Callout{Port: 25, Timeout: Duration(10 * time.Second), Deadline: Duration(30 * time.Second),
+		Callout: Callout{Port: 25, Resolver: testSystemResolvers, Timeout: Duration(10 * time.Second), Deadline: Duration(30 * time.Second),
 			PositiveTTL: Duration(24 * time.Hour), NegativeTTL: Duration(2 * time.Hour), CacheSize: 100000, PerHostConcurrency: 4, PerHostRate: 5},
 		Spamd:   Spamd{MaxSize: 512000, RejectScore: 15, Timeout: Duration(30 * time.Second), OnError: "tempfail"},
 		Clamd:   Clamd{OnVirus: "reject", OnError: "tempfail", Timeout: Duration(30 * time.Second)},
-		MsgAuth: MsgAuth{SPFFail: "stamp", DMARCReject: "honour", Timeout: Duration(10 * time.Second)},
+		MsgAuth: MsgAuth{Resolver: testSystemResolvers, SPFFail: "stamp", DMARCReject: "honour", Timeout: Duration(10 * time.Second)},
 		Downstream: Downstream{
 			URL:            "smtp://127.0.0.1:2600",
+			Target:         Target{Scheme: "smtp", Host: "127.0.0.1", Port: 2600},
 			ConnectTimeout: Duration(30 * time.Second),
 			CommandTimeout: Duration(5 * time.Minute),
 			DataTimeout:    Duration(10 * time.Minute),
@@ -407,33 +415,38 @@ func TestParseErrorsInline(t *testing.T) {
 func TestParseURLs(t *testing.T) {
 	tests := []struct {
 		url, err string // err "" means accepted
+		target   Target // what an accepted URL is taken apart into
 	}{
-		{"smtp://127.0.0.1:25", ""},
-		{"smtp://mail.example.test:2525/", ""},
-		{"lmtp://[::1]:24", ""},
-		{"lmtp+unix:///run/dovecot/lmtp", ""},
-		{"maildir:///var/mail", ""},
-		{"smtp://127.0.0.1", `invalid URL "smtp://127.0.0.1": smtp:// needs HOST:PORT`},
-		{"lmtp://:24", `invalid URL "lmtp://:24": lmtp:// needs HOST:PORT`},
-		{"smtp://h:0", `invalid URL "smtp://h:0": invalid port "0"`},
-		{"smtp://h:25/x", `invalid URL "smtp://h:25/x": smtp:// takes no path`},
-		{"smtp://u:p@h:25", `invalid URL "smtp://u:p@h:25": user, query and fragment are not supported`},
-		{"maildir://var/mail", `invalid URL "maildir://var/mail": maildir:// needs an absolute path, as in maildir:///var/mail`},
-		{"maildir:var/mail", `invalid URL "maildir:var/mail": maildir:// needs an absolute path`},
-		{"smtp:h:25", `invalid URL "smtp:h:25": smtp:// needs HOST:PORT`},
-		{"smtp://bad_host:25", `invalid URL "smtp://bad_host:25": invalid host "bad_host"`},
-		{"maildir:///m?x=1", `invalid URL "maildir:///m?x=1": user, query and fragment are not supported`},
-		{"lmtp+unix://relative", `invalid URL "lmtp+unix://relative": lmtp+unix:// needs an absolute path`},
-		{"/var/mail", `unsupported URL "/var/mail"`},
-		{"smtp://h:25%", `invalid URL "smtp://h:25%"`},
+		{"smtp://127.0.0.1:25", "", Target{Scheme: "smtp", Host: "127.0.0.1", Port: 25}},
+		{"smtp://mail.example.test:2525/", "", Target{Scheme: "smtp", Host: "mail.example.test", Port: 2525}},
+		{"lmtp://[::1]:24", "", Target{Scheme: "lmtp", Host: "::1", Port: 24}},
+		{"lmtp+unix:///run/dovecot/lmtp", "", Target{Scheme: "lmtp+unix", Path: "/run/dovecot/lmtp"}},
+		{"maildir:///var/mail", "", Target{Scheme: "maildir", Path: "/var/mail"}},
+		{"maildir:///srv/../var/mail/", "", Target{Scheme: "maildir", Path: "/var/mail"}},
+		{"maildir:///srv/mail%20box", "", Target{Scheme: "maildir", Path: "/srv/mail box"}},
+		{"smtp://127.0.0.1", `invalid URL "smtp://127.0.0.1": smtp:// needs HOST:PORT`, Target{}},
+		{"lmtp://:24", `invalid URL "lmtp://:24": lmtp:// needs HOST:PORT`, Target{}},
+		{"smtp://h:0", `invalid URL "smtp://h:0": invalid port "0"`, Target{}},
+		{"smtp://h:25/x", `invalid URL "smtp://h:25/x": smtp:// takes no path`, Target{}},
+		{"smtp://u:p@h:25", `invalid URL "smtp://u:p@h:25": user, query and fragment are not supported`, Target{}},
+		{"maildir://var/mail", `invalid URL "maildir://var/mail": maildir:// needs an absolute path, as in maildir:///var/mail`, Target{}},
+		{"maildir:var/mail", `invalid URL "maildir:var/mail": maildir:// needs an absolute path`, Target{}},
+		{"smtp:h:25", `invalid URL "smtp:h:25": smtp:// needs HOST:PORT`, Target{}},
+		{"smtp://bad_host:25", `invalid URL "smtp://bad_host:25": invalid host "bad_host"`, Target{}},
+		{"maildir:///m?x=1", `invalid URL "maildir:///m?x=1": user, query and fragment are not supported`, Target{}},
+		{"lmtp+unix://relative", `invalid URL "lmtp+unix://relative": lmtp+unix:// needs an absolute path`, Target{}},
+		{"/var/mail", `unsupported URL "/var/mail"`, Target{}},
+		{"smtp://h:25%", `invalid URL "smtp://h:25%"`, Target{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
 			text := "hostname = \"h\"\nrelay.domains = [\"h\"]\n\n[downstream]\nurl = " + quote(tt.url) + "\n"
-			_, err := Parse("u.toml", []byte(text))
+			c, err := Parse("u.toml", []byte(text))
 			switch {
 			case tt.err == "" && err != nil:
 				t.Errorf("rejected: %v", err)
+			case tt.err == "" && c.Downstream.Target != tt.target:
+				t.Errorf("Target = %+v, want %+v", c.Downstream.Target, tt.target)
 			case tt.err != "" && err == nil:
 				t.Errorf("accepted, want error %q", tt.err)
 			case tt.err != "" && !strings.HasPrefix(err.Error(), `u.toml:5: key "downstream.url": `+tt.err):
@@ -473,6 +486,9 @@ func TestDefault(t *testing.T) {
 	if want := "maildir://" + filepath.Join(wd, "var", "maildir"); c.Downstream.URL != want {
 		t.Errorf("Downstream.URL = %q, want %q", c.Downstream.URL, want)
 	}
+	if want := (Target{Scheme: "maildir", Path: filepath.Join(wd, "var", "maildir")}); c.Downstream.Target != want {
+		t.Errorf("Downstream.Target = %+v, want %+v", c.Downstream.Target, want)
+	}
 	want := []struct{ name, got, want string }{
 		{"Hostname", c.Hostname, "localhost"},
 		{"Listen", strings.Join(c.Listen, ","), "127.0.0.1:2525"},
@@ -501,6 +517,9 @@ func TestDefaultPathEscaped(t *testing.T) {
 	want := "maildir://" + strings.NewReplacer(`"`, "%22", " ", "%20", "%", "%25", "#", "%23").Replace(filepath.Join(dir, "var", "maildir"))
 	if c.Downstream.URL != want {
 		t.Errorf("Downstream.URL = %q, want %q", c.Downstream.URL, want)
+	}
+	if path := filepath.Join(dir, "var", "maildir"); c.Downstream.Target.Path != path {
+		t.Errorf("Downstream.Target.Path = %q, want %q", c.Downstream.Target.Path, path)
 	}
 }
 
@@ -548,5 +567,51 @@ func TestStringText(t *testing.T) {
 	}
 	if got := c.String(); got != string(want) {
 		t.Errorf("String() =\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestZeroLimits: a limit or timeout written as 0 takes its default, so
+// the SMTP server, which reads 0 as "unlimited", never sees one.
+func TestZeroLimits(t *testing.T) {
+	text := `hostname = "h"
+relay.domains = ["h"]
+downstream.url = "smtp://h:25"
+
+[smtp]
+max_message_size       = 0
+max_recipients         = 0
+max_connections        = 0
+max_connections_per_ip = 0
+command_timeout        = "0s"
+data_timeout           = "0s"
+max_errors             = 0
+shutdown_timeout       = "0s"
+max_line_length        = 0
+`
+	c, err := Parse("z.toml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.SMTP
+	for _, v := range []struct {
+		key string
+		val int64
+	}{
+		{"max_message_size", int64(s.MaxMessageSize)},
+		{"max_recipients", int64(s.MaxRecipients)},
+		{"max_connections", int64(s.MaxConnections)},
+		{"max_connections_per_ip", int64(s.MaxConnectionsPerIP)},
+		{"command_timeout", int64(s.CommandTimeout)},
+		{"data_timeout", int64(s.DataTimeout)},
+		{"max_errors", int64(s.MaxErrors)},
+		{"shutdown_timeout", int64(s.ShutdownTimeout)},
+		{"max_line_length", int64(s.MaxLineLength)},
+	} {
+		if v.val <= 0 {
+			t.Errorf("smtp.%s = %d, want its positive default", v.key, v.val)
+		}
+	}
+	if s.BareNewline != "reject" {
+		t.Errorf("smtp.bare_newline = %q, want the default", s.BareNewline)
 	}
 }

@@ -213,6 +213,11 @@ type decoder struct {
 	file string
 	pos  *positions
 	errs []*lineError
+
+	// The nameservers of resolvConf, read once for all sections.
+	sysResolvers     []string
+	sysResolversErr  error
+	sysResolversRead bool
 }
 
 func (d *decoder) fail(line int, err error) {

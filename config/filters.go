@@ -30,6 +30,11 @@ type Spamd struct {
 	Report          bool     `toml:"report"`       // stamp X-Spam-Report with the rules that hit
 	Timeout         Duration `toml:"timeout"`      // per message, connect included; default 30s
 	OnError         string   `toml:"on_error"`     // spamd failed: "tempfail" (default, 451) or "accept" (stamped Unchecked)
+
+	// SubjectTag is put in front of the Subject of spam (score from
+	// tag_score), once, as SpamAssassin's "rewrite_header Subject"; e.g.
+	// "***SPAM***". Empty (the default): the Subject is left alone.
+	SubjectTag string `toml:"subject_tag"`
 }
 
 // Enabled reports whether messages are scanned by spamd.
@@ -78,6 +83,9 @@ func (d *decoder) checkFilters(c *Config) {
 				formatScore(*q), formatScore(*s.TagScore))
 		}
 	}
+	if err := checkSubjectTag(s.SubjectTag); err != nil {
+		d.failKey(keyPath{"spamd", "subject_tag"}, -1, "%w", err)
+	}
 	d.duration(keyPath{"spamd", "timeout"}, &s.Timeout, 30*time.Second)
 	d.enum(keyPath{"spamd", "on_error"}, &s.OnError, "tempfail", "accept")
 
@@ -86,6 +94,32 @@ func (d *decoder) checkFilters(c *Config) {
 	d.enum(keyPath{"clamd", "on_virus"}, &v.OnVirus, "reject", "quarantine")
 	d.enum(keyPath{"clamd", "on_error"}, &v.OnError, "tempfail", "accept")
 	d.duration(keyPath{"clamd", "timeout"}, &v.Timeout, 30*time.Second)
+}
+
+// maxSubjectTag bounds spamd.subject_tag: a tag, not a sentence, and the
+// tagged Subject line has to stay within RFC 5322's 998 characters.
+const maxSubjectTag = 100
+
+// checkSubjectTag checks that a tag is a safe start of a Subject field: one
+// line of printable ASCII (a raw UTF-8 Subject needs SMTPUTF8 all the way
+// downstream), no whitespace at its ends (the tag is followed by one
+// space), at most maxSubjectTag characters. "" is off.
+func checkSubjectTag(tag string) error {
+	if tag == "" {
+		return nil
+	}
+	for _, r := range tag {
+		if r < 0x20 || r > 0x7e {
+			return fmt.Errorf("invalid character %q in %q: want printable ASCII on one line", r, tag)
+		}
+	}
+	switch {
+	case strings.TrimSpace(tag) != tag:
+		return fmt.Errorf("%q starts or ends with a space: the tag is followed by one space of its own", tag)
+	case len(tag) > maxSubjectTag:
+		return fmt.Errorf("%d characters, want at most %d", len(tag), maxSubjectTag)
+	}
+	return nil
 }
 
 // scannerAddrs checks the addresses of a scanner: "HOST:PORT" or

@@ -2,6 +2,7 @@ package config
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -29,6 +30,9 @@ func TestParseFilters(t *testing.T) {
 			Clamd{OnVirus: "reject", OnError: "tempfail", Timeout: Duration(30 * time.Second)}},
 		{"explicit zero reject score is kept", "spamd.reject_score = 0.0\nspamd.tag_score = 0\n",
 			Spamd{MaxSize: 512000, TagScore: score(0), RejectScore: 0, Timeout: Duration(30 * time.Second), OnError: "tempfail"},
+			Clamd{OnVirus: "reject", OnError: "tempfail", Timeout: Duration(30 * time.Second)}},
+		{"subject tag", "[spamd]\nsubject_tag = \"***SPAM***\"\n",
+			Spamd{MaxSize: 512000, RejectScore: 15, SubjectTag: "***SPAM***", Timeout: Duration(30 * time.Second), OnError: "tempfail"},
 			Clamd{OnVirus: "reject", OnError: "tempfail", Timeout: Duration(30 * time.Second)}},
 		{"clamd over IPv6", "clamd = { address = [\"[::1]:3310\", \"clamd.example.test:3310\"], timeout = \"5s\" }\n",
 			Spamd{MaxSize: 512000, RejectScore: 15, Timeout: Duration(30 * time.Second), OnError: "tempfail"},
@@ -97,6 +101,16 @@ func TestParseFiltersErrors(t *testing.T) {
 			`e.toml:4: key "spamd.max_size": must not be negative, got -1`},
 		{"report not a boolean", "spamd.report = \"yes\"\n",
 			`e.toml:4: key "spamd.report": expected a boolean, got string "yes"`},
+		{"subject tag on two lines", "[spamd]\nsubject_tag = \"[SPAM]\\r\\nBcc: x@example.net\"\n",
+			`e.toml:5: key "spamd.subject_tag": invalid character '\r' in "[SPAM]\r\nBcc: x@example.net": want printable ASCII on one line`},
+		{"subject tag not ASCII", "spamd.subject_tag = \"[Späm]\"\n",
+			`e.toml:4: key "spamd.subject_tag": invalid character 'ä' in "[Späm]": want printable ASCII on one line`},
+		{"subject tag with a trailing space", "spamd.subject_tag = \"[SPAM] \"\n",
+			`e.toml:4: key "spamd.subject_tag": "[SPAM] " starts or ends with a space: the tag is followed by one space of its own`},
+		{"subject tag too long", "spamd.subject_tag = \"" + strings.Repeat("S", 101) + "\"\n",
+			`e.toml:4: key "spamd.subject_tag": 101 characters, want at most 100`},
+		{"subject tag not a string", "spamd.subject_tag = true\n",
+			`e.toml:4: key "spamd.subject_tag": expected a string, got boolean true`},
 		{"unknown key", "[clamd]\nstream_max_length = \"25M\"\n",
 			`e.toml:5: unknown key "clamd.stream_max_length"`},
 	}

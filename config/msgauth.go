@@ -40,14 +40,7 @@ type DKIMSign struct {
 // while enabled = false, so switching it on never reveals a broken section.
 func (d *decoder) checkMsgAuth(c *Config) {
 	o := &c.MsgAuth
-	for i, a := range o.Resolver {
-		addr, err := resolverAddr(a)
-		if err != nil {
-			d.failKey(keyPath{"msgauth", "resolver"}, i, "%w", err)
-			continue
-		}
-		o.Resolver[i] = addr
-	}
+	d.resolvers(keyPath{"msgauth", "resolver"}, &o.Resolver, o.Enabled)
 	d.enum(keyPath{"msgauth", "spf_fail"}, &o.SPFFail, "stamp", "reject")
 	d.enum(keyPath{"msgauth", "dmarc_reject"}, &o.DMARCReject, "honour", "stamp")
 	d.duration(keyPath{"msgauth", "timeout"}, &o.Timeout, 10*time.Second)

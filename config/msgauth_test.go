@@ -61,7 +61,7 @@ func TestMsgAuthValues(t *testing.T) {
 		want  MsgAuth
 	}{
 		{"defaults", "[msgauth]\nenabled = true\n",
-			MsgAuth{Enabled: true, SPFFail: "stamp", DMARCReject: "honour", Timeout: Duration(10 * time.Second)}},
+			MsgAuth{Enabled: true, Resolver: testSystemResolvers, SPFFail: "stamp", DMARCReject: "honour", Timeout: Duration(10 * time.Second)}},
 		{"resolver as one string, inline signing key", "[msgauth]\nresolver = \"::1\"\nspf_fail = \"reject\"\ndkim_sign = [{domain = \"Mail.Example.test\", selector = \"s1\", key_file = \"k.pem\"}]\n",
 			MsgAuth{Resolver: StringList{"[::1]:53"}, SPFFail: "reject", DMARCReject: "honour", Timeout: Duration(10 * time.Second),
 				DKIMSign: []DKIMSign{{Domain: "mail.example.test", Selector: "s1", KeyFile: "k.pem"}}}},

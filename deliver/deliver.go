@@ -10,10 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/url"
-	"os"
-	"path/filepath"
-	"strings"
+	"strconv"
 	"time"
 )
 
@@ -151,21 +148,15 @@ type Transport interface {
 	Deliver(ctx context.Context, m *Message) []Result // exactly one Result per recipient, in order
 }
 
-// Options tune the network transports; Maildir ignores them.
+// Options tune the network transports; Maildir ignores them. They are
+// taken as given: package config fills every one (its [downstream] section
+// and hostname) and checks it, so a zero timeout here means no timeout.
 type Options struct {
-	Hostname                                    string // EHLO/LHLO name; "" = os.Hostname()
+	Hostname                                    string // EHLO/LHLO name
 	ConnectTimeout, CommandTimeout, DataTimeout time.Duration
-	StartTLS                                    string // "opportunistic" (also "") | "none" | "required"
+	StartTLS                                    string // "opportunistic" | "none" | "required"
 	TLSVerify                                   bool
 }
-
-// The defaults match the config package's, so a zero Options (tests, tools)
-// behaves like an unconfigured gateway.
-const (
-	defaultConnectTimeout = 30 * time.Second
-	defaultCommandTimeout = 5 * time.Minute
-	defaultDataTimeout    = 10 * time.Minute
-)
 
 // STARTTLS modes.
 const (
@@ -174,111 +165,34 @@ const (
 	tlsRequired      = "required"
 )
 
-// New returns the transport for a downstream URL: smtp://host:port,
-// lmtp://host:port, lmtp+unix:///path or maildir:///path.
-func New(rawurl string, o Options) (Transport, error) {
-	u, err := url.Parse(rawurl)
-	if err != nil {
-		return nil, fmt.Errorf("downstream URL %q: %w", rawurl, err)
-	}
-	if u.Opaque != "" {
-		return nil, fmt.Errorf("downstream URL %q: want scheme://host:port or scheme:///path", rawurl)
-	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("downstream URL %q: user info, query and fragment are not supported", rawurl)
-	}
-	switch u.Scheme {
+// Target is where the downstream is: downstream.url as package config
+// parsed and checked it (config.Target has the same fields, in the same
+// order, and converts to Target).
+type Target struct {
+	Scheme string // "smtp", "lmtp", "lmtp+unix" or "maildir"
+	Host   string // smtp, lmtp: a host name or an IP address, without brackets
+	Port   int    // smtp, lmtp
+	Path   string // lmtp+unix, maildir: absolute and clean
+}
+
+// New returns the transport for a downstream: SMTP or LMTP to Host:Port,
+// LMTP to the unix socket Path, or the Maildirs under Path.
+func New(t Target, o Options) (Transport, error) {
+	switch t.Scheme {
 	case "smtp", "lmtp":
-		if u.Path != "" && u.Path != "/" {
-			return nil, fmt.Errorf("downstream URL %q: a %s URL has no path (%s://host:port)", rawurl, u.Scheme, u.Scheme)
-		}
-		host, port := u.Hostname(), u.Port()
-		if host == "" {
-			return nil, fmt.Errorf("downstream URL %q: missing host", rawurl)
-		}
-		if port == "" {
-			// The well-known ports: SMTP 25, LMTP has none of its own but
-			// RFC 2033 forbids 25, and 24 is what every MDA defaults to.
-			port = map[string]string{"smtp": "25", "lmtp": "24"}[u.Scheme]
-		}
-		if err := o.check(); err != nil {
-			return nil, fmt.Errorf("downstream %q: %w", rawurl, err)
-		}
 		return &smtpTransport{
-			lmtp:    u.Scheme == "lmtp",
+			lmtp:    t.Scheme == "lmtp",
 			network: "tcp",
-			addr:    net.JoinHostPort(host, port),
-			host:    host,
-			o:       o.withDefaults(),
+			addr:    net.JoinHostPort(t.Host, strconv.Itoa(t.Port)),
+			host:    t.Host,
+			o:       o,
 		}, nil
 	case "lmtp+unix":
-		path, err := localPath(u)
-		if err != nil {
-			return nil, fmt.Errorf("downstream URL %q: %w", rawurl, err)
-		}
-		if err := o.check(); err != nil {
-			return nil, fmt.Errorf("downstream %q: %w", rawurl, err)
-		}
-		return &smtpTransport{lmtp: true, network: "unix", addr: path, o: o.withDefaults()}, nil
+		return &smtpTransport{lmtp: true, network: "unix", addr: t.Path, o: o}, nil
 	case "maildir":
-		path, err := localPath(u)
-		if err != nil {
-			return nil, fmt.Errorf("downstream URL %q: %w", rawurl, err)
-		}
-		return newMaildir(path), nil
+		return newMaildir(t.Path), nil
 	}
-	return nil, fmt.Errorf("downstream URL %q: unknown scheme %q (want smtp, lmtp, lmtp+unix or maildir)", rawurl, u.Scheme)
-}
-
-// localPath is the absolute path of a lmtp+unix or maildir URL. A relative
-// "maildir://var/mail" would silently make "var" a host name, so an authority
-// is refused outright.
-func localPath(u *url.URL) (string, error) {
-	if u.Host != "" {
-		return "", fmt.Errorf("want an absolute path (%s:///path), got host %q", u.Scheme, u.Host)
-	}
-	if !filepath.IsAbs(u.Path) {
-		return "", fmt.Errorf("want an absolute path (%s:///path)", u.Scheme)
-	}
-	return filepath.Clean(u.Path), nil
-}
-
-// check refuses options that cannot work, before any mail is at stake.
-func (o Options) check() error {
-	switch o.StartTLS {
-	case "", tlsOpportunistic, tlsNone, tlsRequired:
-	default:
-		return fmt.Errorf("starttls %q: want opportunistic, none or required", o.StartTLS)
-	}
-	if o.ConnectTimeout < 0 || o.CommandTimeout < 0 || o.DataTimeout < 0 {
-		return fmt.Errorf("negative timeout (connect %v, command %v, data %v)", o.ConnectTimeout, o.CommandTimeout, o.DataTimeout)
-	}
-	if strings.ContainsAny(o.Hostname, " \t\r\n\x00") {
-		return fmt.Errorf("hostname %q: contains white space or control characters", o.Hostname)
-	}
-	return nil
-}
-
-func (o Options) withDefaults() Options {
-	if o.Hostname == "" {
-		o.Hostname = "localhost"
-		if h, err := os.Hostname(); err == nil && h != "" && !strings.ContainsAny(h, " \t\r\n\x00") {
-			o.Hostname = h
-		}
-	}
-	if o.ConnectTimeout == 0 {
-		o.ConnectTimeout = defaultConnectTimeout
-	}
-	if o.CommandTimeout == 0 {
-		o.CommandTimeout = defaultCommandTimeout
-	}
-	if o.DataTimeout == 0 {
-		o.DataTimeout = defaultDataTimeout
-	}
-	if o.StartTLS == "" {
-		o.StartTLS = tlsOpportunistic
-	}
-	return o
+	return nil, fmt.Errorf("downstream: unknown scheme %q (want smtp, lmtp, lmtp+unix or maildir)", t.Scheme)
 }
 
 // results makes one Result per recipient, every one set to st/why/err: the

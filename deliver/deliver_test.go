@@ -3,7 +3,6 @@ package deliver
 import (
 	"bytes"
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -11,84 +10,52 @@ import (
 
 func TestNew(t *testing.T) {
 	tests := []struct {
-		url  string
-		o    Options
-		name string // Name() of the transport; "" when New must fail
-		err  string
+		target Target
+		name   string // Name() of the transport; "" when New must fail
+		addr   string // where an SMTP or LMTP transport connects
+		host   string // its H= without a remote address
 	}{
-		{url: "smtp://127.0.0.1:2600", name: "smtp"},
-		{url: "smtp://mail.example.test", name: "smtp"},
-		{url: "smtp://[::1]:25", name: "smtp"},
-		{url: "lmtp://127.0.0.1:24", name: "lmtp"},
-		{url: "lmtp+unix:///run/dovecot/lmtp", name: "lmtp"},
-		{url: "maildir:///var/mail", name: "maildir"},
-		{url: "smtp://127.0.0.1:25", o: Options{StartTLS: "required"}, name: "smtp"},
-		{url: "http://example.test", err: `downstream URL "http://example.test": unknown scheme "http" (want smtp, lmtp, lmtp+unix or maildir)`},
-		{url: "smtp://", err: `downstream URL "smtp://": missing host`},
-		{url: "smtp://h:25/path", err: `downstream URL "smtp://h:25/path": a smtp URL has no path (smtp://host:port)`},
-		{url: "smtp://u:p@h:25", err: `downstream URL "smtp://u:p@h:25": user info, query and fragment are not supported`},
-		{url: "maildir://var/mail", err: `downstream URL "maildir://var/mail": want an absolute path (maildir:///path), got host "var"`},
-		{url: "maildir:relative", err: `downstream URL "maildir:relative": want scheme://host:port or scheme:///path`},
-		{url: "lmtp+unix://", err: `downstream URL "lmtp+unix://": want an absolute path (lmtp+unix:///path)`},
-		{url: "smtp://h:25", o: Options{StartTLS: "always"}, err: `downstream "smtp://h:25": starttls "always": want opportunistic, none or required`},
-		{url: "lmtp://h:24", o: Options{CommandTimeout: -1}, err: `downstream "lmtp://h:24": negative timeout (connect 0s, command -1ns, data 0s)`},
-		{url: "smtp://h:25", o: Options{Hostname: "mx\r\nRSET"}, err: `downstream "smtp://h:25": hostname "mx\r\nRSET": contains white space or control characters`},
-		{url: "smtp://h:%zz", err: `downstream URL "smtp://h:%zz": parse "smtp://h:%zz": invalid port ":%zz" after host`},
+		{target: Target{Scheme: "smtp", Host: "mail.example.test", Port: 25}, name: "smtp", addr: "mail.example.test:25", host: "mail.example.test"},
+		{target: Target{Scheme: "lmtp", Host: "127.0.0.1", Port: 24}, name: "lmtp", addr: "127.0.0.1:24", host: "127.0.0.1 [127.0.0.1]"},
+		{target: Target{Scheme: "smtp", Host: "::1", Port: 2525}, name: "smtp", addr: "[::1]:2525", host: "::1 [::1]"},
+		{target: Target{Scheme: "lmtp+unix", Path: "/run/lmtp"}, name: "lmtp", addr: "/run/lmtp", host: "/run/lmtp"},
+		{target: Target{Scheme: "maildir", Path: "/srv/mail"}, name: "maildir"},
+		{target: Target{Scheme: "http", Host: "example.test", Port: 80}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.url, func(t *testing.T) {
-			tr, err := New(tt.url, tt.o)
-			if tt.err != "" {
-				if err == nil || err.Error() != tt.err {
-					t.Fatalf("New(%q) error = %v, want %q", tt.url, err, tt.err)
+		t.Run(tt.target.Scheme+" "+tt.addr, func(t *testing.T) {
+			tr, err := New(tt.target, testOptions())
+			if tt.name == "" {
+				if want := `downstream: unknown scheme "http" (want smtp, lmtp, lmtp+unix or maildir)`; err == nil || err.Error() != want {
+					t.Fatalf("New(%+v) error = %v, want %q", tt.target, err, want)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("New(%q): %v", tt.url, err)
+				t.Fatalf("New(%+v): %v", tt.target, err)
 			}
 			if tr.Name() != tt.name {
 				t.Errorf("Name() = %q, want %q", tr.Name(), tt.name)
+			}
+			switch tr := tr.(type) {
+			case *smtpTransport:
+				if tr.addr != tt.addr || tr.display("") != tt.host {
+					t.Errorf("addr %q display %q, want %q %q", tr.addr, tr.display(""), tt.addr, tt.host)
+				}
+				if tr.o != testOptions() {
+					t.Errorf("options %+v, want them as given %+v", tr.o, testOptions())
+				}
+			case *maildirTransport:
+				if tr.root != tt.target.Path {
+					t.Errorf("maildir root %q, want %q", tr.root, tt.target.Path)
+				}
 			}
 		})
 	}
 }
 
-// Defaults for what the caller left zero, and the address a bare host
-// resolves to.
-func TestNewDefaults(t *testing.T) {
-	tests := []struct {
-		url, addr, display string
-	}{
-		{"smtp://mail.example.test", "mail.example.test:25", "mail.example.test"},
-		{"lmtp://127.0.0.1", "127.0.0.1:24", "127.0.0.1 [127.0.0.1]"},
-		{"smtp://[::1]:2525", "[::1]:2525", "::1 [::1]"},
-		{"lmtp+unix:///run/../run/lmtp", "/run/lmtp", "/run/lmtp"},
-	}
-	for _, tt := range tests {
-		tr, err := New(tt.url, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		st := tr.(*smtpTransport)
-		if st.addr != tt.addr || st.display("") != tt.display {
-			t.Errorf("%s: addr %q display %q, want %q %q", tt.url, st.addr, st.display(""), tt.addr, tt.display)
-		}
-		o := st.o
-		if o.Hostname == "" || o.ConnectTimeout != defaultConnectTimeout || o.CommandTimeout != defaultCommandTimeout ||
-			o.DataTimeout != defaultDataTimeout || o.StartTLS != "opportunistic" {
-			t.Errorf("%s: defaults not applied: %+v", tt.url, o)
-		}
-	}
-	tr, _ := New("maildir:///srv/mail/", Options{})
-	if root := tr.(*maildirTransport).root; root != filepath.Clean("/srv/mail") {
-		t.Errorf("maildir root %q", root)
-	}
-}
-
 func TestDisplayFromRemoteAddr(t *testing.T) {
-	tr, _ := New("smtp://mail.example.test:25", Options{})
-	st := tr.(*smtpTransport)
+	st := newTransport(t, "smtp://mail.example.test:25", testOptions()).(*smtpTransport)
 	for remote, want := range map[string]string{
 		"192.0.2.1:25":          "mail.example.test [192.0.2.1]",
 		"[2001:db8::1]:25":      "mail.example.test [2001:db8::1]",

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"net/textproto"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -276,13 +277,37 @@ func testOptions() Options {
 	}
 }
 
+// newTransport is the transport for a test's downstream URL, taken apart
+// as package config does for deliver.New.
 func newTransport(t *testing.T, u string, o Options) Transport {
 	t.Helper()
-	tr, err := New(u, o)
+	tr, err := New(target(t, u), o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return tr
+}
+
+// target takes a test's well-formed downstream URL apart: smtp://HOST:PORT,
+// lmtp://HOST:PORT, lmtp+unix:///PATH or maildir:///PATH.
+func target(t *testing.T, u string) Target {
+	t.Helper()
+	scheme, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		t.Fatalf("test URL %q has no scheme", u)
+	}
+	if scheme == "lmtp+unix" || scheme == "maildir" {
+		return Target{Scheme: scheme, Path: rest}
+	}
+	host, port, err := net.SplitHostPort(rest)
+	if err != nil {
+		t.Fatalf("test URL %q: %v", u, err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatalf("test URL %q: %v", u, err)
+	}
+	return Target{Scheme: scheme, Host: host, Port: n}
 }
 
 // checkResults compares what a user of the results sees.

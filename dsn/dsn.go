@@ -318,7 +318,7 @@ func remoteMTA(host string) string {
 
 // printable keeps a one-line value to printable ASCII: remote text goes
 // into a us-ascii part, and a stray CR or LF must not start a new field.
-func printable(s string) string { return smtptext.Clean(s, 0) }
+func printable(s string) string { return smtptext.CleanMax(s, 0) }
 
 // printableText is printable for text that may span lines: LF is kept, a
 // CR before it dropped.

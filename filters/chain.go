@@ -18,7 +18,7 @@ var ErrBreakerOpen = errors.New("circuit breaker open, scanner not contacted")
 // concurrent use; the circuit breakers are shared by all messages.
 type Chain struct {
 	entries []chainEntry
-	log     func(text string)
+	log     Logger
 	now     func() time.Time // the breaker's clock; replaced in tests
 }
 
@@ -29,11 +29,9 @@ type chainEntry struct {
 
 // NewChain returns a Chain over entries. log receives operational events:
 // a filter failure (with the message ID and the on_error decision) and a
-// breaker opening or closing. A nil log discards them.
-func NewChain(entries []Entry, log func(text string)) *Chain {
-	if log == nil {
-		log = func(string) {}
-	}
+// breaker opening in the paniclog, as Exim logs a failed spamd or clamd,
+// and a breaker closing in the mainlog.
+func NewChain(entries []Entry, log Logger) *Chain {
 	c := &Chain{entries: make([]chainEntry, len(entries)), log: log, now: time.Now}
 	for i, e := range entries {
 		if e.Timeout <= 0 {
@@ -104,10 +102,10 @@ func (c *Chain) runOne(ctx context.Context, e *chainEntry, m *Message) FilterRes
 		if ctx.Err() == nil {
 			switch e.br.done(&e.Entry, probe, fr.Err != nil, c.now()) {
 			case evOpened:
-				c.log(fmt.Sprintf("filter %s: circuit breaker opened after %d consecutive failures, skipping it for %v: %v",
+				c.log.Panic(fmt.Sprintf("filter %s: circuit breaker opened after %d consecutive failures, skipping it for %v: %v",
 					name, e.BreakAfter, e.CoolDown, fr.Err))
 			case evClosed:
-				c.log(fmt.Sprintf("filter %s: circuit breaker closed, scanner answers again", name))
+				c.log.Main("", fmt.Sprintf("filter %s: circuit breaker closed, scanner answers again", name))
 			}
 		}
 	}
@@ -181,14 +179,21 @@ func (c *Chain) onError(e *chainEntry, m *Message, err error) Verdict {
 		if u, ok := e.Filter.(Uncheckable); ok {
 			hs = u.Unchecked(err)
 		}
-		c.log(fmt.Sprintf("%s filter %s failed, accepting unchecked (on_error=accept): %v", m.ID, name, err))
+		c.log.Panic(failureLine(m.ID, name, err, OnErrorAccept))
 		return Verdict{Action: Accept, Headers: hs, Log: name + " unchecked", Reason: err.Error()}
 	}
-	c.log(fmt.Sprintf("%s filter %s failed, deferring (on_error=tempfail): %v", m.ID, name, err))
+	c.log.Panic(failureLine(m.ID, name, err, OnErrorTempfail))
 	return Verdict{
 		Action: Tempfail, Code: 451, Enhanced: [3]int{4, 7, 1}, Text: tempfailText,
 		Reason: err.Error(), Log: name + " failed",
 	}
+}
+
+// failureLine is the paniclog line of a failed scan, in the manner of
+// Exim's "spam acl condition: ..." lines: "ID spamd failed: connection
+// refused (on_error=tempfail)".
+func failureLine(id spool.ID, name string, err error, onError string) string {
+	return fmt.Sprintf("%s %s failed: %s (on_error=%s)", id, name, strings.TrimPrefix(err.Error(), name+": "), onError)
 }
 
 type breakerEvent int

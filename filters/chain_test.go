@@ -81,6 +81,17 @@ func (l *logSink) log(s string) {
 	l.lines = append(l.lines, s)
 }
 
+// Main and Panic make a logSink the chain's Logger; the tests read the
+// lines in order, whichever log they went to.
+func (l *logSink) Main(id, text string) {
+	if id != "" {
+		text = id + " " + text
+	}
+	l.log(text)
+}
+
+func (l *logSink) Panic(text string) { l.log(text) }
+
 func (l *logSink) take() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -123,7 +134,7 @@ func TestChainStrictestWins(t *testing.T) {
 			for i, v := range tt.verdicts {
 				entries = append(entries, Entry{Filter: &fake{name: "f" + string(rune('0'+i)), v: v}})
 			}
-			res := NewChain(entries, nil).Run(context.Background(), testMessage())
+			res := NewChain(entries, &logSink{}).Run(context.Background(), testMessage())
 			if !equalVerdict(res.Verdict, tt.want) {
 				t.Errorf("verdict\n got %+v\nwant %+v", res.Verdict, tt.want)
 			}
@@ -152,36 +163,36 @@ func TestChainOnError(t *testing.T) {
 			name: "default is tempfail", filter: &fake{name: "spamd", err: scanErr},
 			want: Verdict{Action: Tempfail, Code: 451, Enhanced: [3]int{4, 7, 1},
 				Text: "Temporary local problem - please try later", Reason: scanErr.Error(), Log: "spamd failed"},
-			wantLogs: []string{"1a2B3c-4D5e6F-7g filter spamd failed, deferring (on_error=tempfail): dial tcp 127.0.0.1:783: connection refused"},
+			wantLogs: []string{"1a2B3c-4D5e6F-7g spamd failed: dial tcp 127.0.0.1:783: connection refused (on_error=tempfail)"},
 		},
 		{
 			name: "accept stamps unchecked", filter: &fake{name: "spamd", err: scanErr}, onError: OnErrorAccept,
 			want: Verdict{Action: Accept, Headers: []spool.Header{hdr("X-spamd: Unchecked")},
 				Reason: scanErr.Error(), Log: "spamd unchecked"},
-			wantLogs: []string{"1a2B3c-4D5e6F-7g filter spamd failed, accepting unchecked (on_error=accept): dial tcp 127.0.0.1:783: connection refused"},
+			wantLogs: []string{"1a2B3c-4D5e6F-7g spamd failed: dial tcp 127.0.0.1:783: connection refused (on_error=accept)"},
 		},
 		{
 			name: "accept without a stamp", filter: &plain{fake{name: "milter", err: scanErr}}, onError: OnErrorAccept,
 			want:     Verdict{Action: Accept, Reason: scanErr.Error(), Log: "milter unchecked"},
-			wantLogs: []string{"1a2B3c-4D5e6F-7g filter milter failed, accepting unchecked (on_error=accept): dial tcp 127.0.0.1:783: connection refused"},
+			wantLogs: []string{"1a2B3c-4D5e6F-7g milter failed: dial tcp 127.0.0.1:783: connection refused (on_error=accept)"},
 		},
 		{
 			name: "panic is a failure", filter: &fake{name: "clamd", panic: true},
 			want: Verdict{Action: Tempfail, Code: 451, Enhanced: [3]int{4, 7, 1},
 				Text: "Temporary local problem - please try later", Reason: "clamd: panic: nil map write", Log: "clamd failed"},
-			wantLogs: []string{"1a2B3c-4D5e6F-7g filter clamd failed, deferring (on_error=tempfail): clamd: panic: nil map write"},
+			wantLogs: []string{"1a2B3c-4D5e6F-7g clamd failed: panic: nil map write (on_error=tempfail)"},
 		},
 		{
 			name: "unknown action is a failure", filter: &fake{name: "clamd", v: Verdict{Action: 42}}, onError: OnErrorAccept,
 			want: Verdict{Action: Accept, Headers: []spool.Header{hdr("X-clamd: Unchecked")},
 				Reason: "clamd: invalid verdict action 42", Log: "clamd unchecked"},
-			wantLogs: []string{"1a2B3c-4D5e6F-7g filter clamd failed, accepting unchecked (on_error=accept): clamd: invalid verdict action 42"},
+			wantLogs: []string{"1a2B3c-4D5e6F-7g clamd failed: invalid verdict action 42 (on_error=accept)"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var logs logSink
-			c := NewChain([]Entry{{Filter: tt.filter, OnError: tt.onError}}, logs.log)
+			c := NewChain([]Entry{{Filter: tt.filter, OnError: tt.onError}}, &logs)
 			res := c.Run(context.Background(), testMessage())
 			if !equalVerdict(res.Verdict, tt.want) {
 				t.Errorf("verdict\n got %+v\nwant %+v", res.Verdict, tt.want)
@@ -205,7 +216,7 @@ func TestChainTimeout(t *testing.T) {
 	c := NewChain([]Entry{
 		{Filter: hung, Timeout: 20 * time.Millisecond, OnError: OnErrorAccept},
 		{Filter: ok, Timeout: time.Minute},
-	}, nil)
+	}, &logSink{})
 	res := c.Run(context.Background(), testMessage())
 	if err := res.PerFilter[0].Err; !errors.Is(err, context.DeadlineExceeded) ||
 		err.Error() != "spamd: no verdict within 20ms: context deadline exceeded" {
@@ -223,7 +234,7 @@ func TestChainCallerCancel(t *testing.T) {
 	hung := &fake{name: "spamd", hang: true, release: make(chan struct{})}
 	defer close(hung.release)
 	var logs logSink
-	c := NewChain([]Entry{{Filter: hung, BreakAfter: 1, CoolDown: time.Hour}}, logs.log)
+	c := NewChain([]Entry{{Filter: hung, BreakAfter: 1, CoolDown: time.Hour}}, &logs)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	res := c.Run(ctx, testMessage())
@@ -239,7 +250,7 @@ func TestChainBreaker(t *testing.T) {
 	down := errors.New("connection refused")
 	f := &fake{name: "spamd", err: down}
 	var logs logSink
-	c := NewChain([]Entry{{Filter: f, OnError: OnErrorAccept, BreakAfter: 2, CoolDown: time.Minute}}, logs.log)
+	c := NewChain([]Entry{{Filter: f, OnError: OnErrorAccept, BreakAfter: 2, CoolDown: time.Minute}}, &logs)
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	c.now = func() time.Time { return now }
 	m := testMessage()
@@ -253,16 +264,16 @@ func TestChainBreaker(t *testing.T) {
 		wantLogs  []string
 	}{
 		{name: "first failure", wantCalls: 1, wantErr: down,
-			wantLogs: []string{"1a2B3c-4D5e6F-7g filter spamd failed, accepting unchecked (on_error=accept): connection refused"}},
+			wantLogs: []string{"1a2B3c-4D5e6F-7g spamd failed: connection refused (on_error=accept)"}},
 		{name: "second failure opens", wantCalls: 2, wantErr: down, wantLogs: []string{
 			"filter spamd: circuit breaker opened after 2 consecutive failures, skipping it for 1m0s: connection refused",
-			"1a2B3c-4D5e6F-7g filter spamd failed, accepting unchecked (on_error=accept): connection refused"}},
+			"1a2B3c-4D5e6F-7g spamd failed: connection refused (on_error=accept)"}},
 		{name: "open: skipped", advance: 59 * time.Second, wantCalls: 2, wantErr: ErrBreakerOpen, wantLogs: []string{
-			"1a2B3c-4D5e6F-7g filter spamd failed, accepting unchecked (on_error=accept): spamd: circuit breaker open, scanner not contacted"}},
+			"1a2B3c-4D5e6F-7g spamd failed: circuit breaker open, scanner not contacted (on_error=accept)"}},
 		{name: "half-open: probe fails", advance: time.Second, wantCalls: 3, wantErr: down,
-			wantLogs: []string{"1a2B3c-4D5e6F-7g filter spamd failed, accepting unchecked (on_error=accept): connection refused"}},
+			wantLogs: []string{"1a2B3c-4D5e6F-7g spamd failed: connection refused (on_error=accept)"}},
 		{name: "reopened for a full cool-down", advance: 59 * time.Second, wantCalls: 3, wantErr: ErrBreakerOpen, wantLogs: []string{
-			"1a2B3c-4D5e6F-7g filter spamd failed, accepting unchecked (on_error=accept): spamd: circuit breaker open, scanner not contacted"}},
+			"1a2B3c-4D5e6F-7g spamd failed: circuit breaker open, scanner not contacted (on_error=accept)"}},
 		{name: "probe succeeds: closed", advance: time.Second, fix: true, wantCalls: 4,
 			wantLogs: []string{"filter spamd: circuit breaker closed, scanner answers again"}},
 		{name: "closed: checked", wantCalls: 5},
@@ -288,7 +299,7 @@ func TestChainBreaker(t *testing.T) {
 // While the probe runs, other messages do not pile onto the scanner.
 func TestChainBreakerSingleProbe(t *testing.T) {
 	f := &fake{name: "spamd", err: errors.New("refused")}
-	c := NewChain([]Entry{{Filter: f, BreakAfter: 1, CoolDown: time.Minute}}, nil)
+	c := NewChain([]Entry{{Filter: f, BreakAfter: 1, CoolDown: time.Minute}}, &logSink{})
 	now := time.Now()
 	c.now = func() time.Time { return now }
 	c.Run(context.Background(), testMessage()) // opens

@@ -1,8 +1,13 @@
-// Package filters owns content scanning of accepted messages: the Filter
-// interface every scanner implements, the Message a filter reads (headers in
-// memory, body streamed from the spool), and the Chain that runs the filters
-// in parallel under their own timeouts, combines their verdicts (strictest
-// wins) and applies each filter's on_error policy and circuit breaker.
+// Package filters owns the check pipeline: every decision mxgate takes on
+// a session (relay policy, DNS lists, callouts, milters, scanners, message
+// authentication, signing) is a Check with one Session per connection
+// answering per SMTP stage with one result type, the Verdict. The Pipeline
+// asks the checks in order, runs the content scanners in parallel under
+// their own timeouts and circuit breakers, survives a check that panics or
+// hangs, and combines the verdicts in exactly one place (strictest wins);
+// each check's verdict comes back as an Event from which the gateway makes
+// the SMTP reply, the log lines and the -bh trace. Scanners that only read
+// the finished message implement the smaller Filter interface.
 package filters
 
 import (
@@ -17,21 +22,42 @@ import (
 	"mxgate/spool"
 )
 
-// Message is the spooled copy a filter scans: the header block in memory and
-// the body on disk (never the whole message in memory).
+// Message is the spooled copy a check reads at DATA: the header block in
+// memory and the body on disk (never the whole message in memory).
+// Sequential checks (milters) may change the envelope, the headers and the
+// body; the parallel scanners see the result.
 type Message struct {
 	ID         spool.ID
 	Sender     string // "" = <>
 	Recipients []string
 	ClientIP   netip.Addr
 	Helo       string
-	// Headers as received, LF endings. Incoming X-Spam-* fields are already
-	// marked deleted ('*') by the gateway; Open leaves deleted fields out.
+	// Trusted: the client is in relay.trusted_networks (DKIM signing).
+	Trusted bool
+	// Headers as received, our Received first, LF endings. Fields a check
+	// owns (Owner) are already marked deleted ('*'); Open leaves deleted
+	// fields out.
 	Headers []spool.Header
 	// Size is headers + blank line + body in LF form.
 	Size int64
 	// OpenBody returns the body bytes with LF endings.
 	OpenBody func() (io.ReadCloser, error)
+	// ReplaceBody replaces the body (LF or CRLF line ends) and returns its
+	// new size; nil where the body cannot be replaced (a -bh session).
+	ReplaceBody func(io.Reader) (int64, error)
+	// BodySize is the body's size in LF form.
+	BodySize int64
+}
+
+// HeaderSize is the size of the fields not deleted.
+func (m *Message) HeaderSize() int64 {
+	var n int64
+	for _, h := range m.Headers {
+		if h.Type != '*' {
+			n += int64(len(h.Text))
+		}
+	}
+	return n
 }
 
 // Open returns the whole message (headers, blank line, body). crlf=true
@@ -114,16 +140,17 @@ func (c *crlfReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Action is what a verdict asks the gateway to do with the message. The
-// numeric order is the strictness order the Chain uses to combine verdicts:
-// Reject > Tempfail > Quarantine > Discard > Accept. A permanent refusal
-// beats a temporary one (retrying a message some filter refuses outright
-// only wastes the client's time); keeping a copy in quarantine beats
-// silently dropping it.
+// Action is what a verdict asks the gateway to do. The numeric order is
+// the strictness order the Pipeline combines verdicts by: Reject >
+// Tempfail > Quarantine > Discard > Tag > Accept. A permanent refusal beats
+// a temporary one (retrying a message some check refuses outright only
+// wastes the client's time); keeping a copy in quarantine beats silently
+// dropping it; Tag is an accept whose Log becomes a mainlog Warning line.
 type Action int
 
 const (
 	Accept Action = iota
+	Tag
 	Discard
 	Quarantine
 	Tempfail
@@ -134,6 +161,8 @@ func (a Action) String() string {
 	switch a {
 	case Accept:
 		return "accept"
+	case Tag:
+		return "tag"
 	case Discard:
 		return "discard"
 	case Quarantine:
@@ -146,21 +175,41 @@ func (a Action) String() string {
 	return "action(" + strconv.Itoa(int(a)) + ")"
 }
 
-// Verdict is one filter's decision, or the Chain's combined one.
+// Verdict is the one result type: what a check decided at one stage, or
+// the pipeline's combined decision.
 type Verdict struct {
 	Action   Action
 	Code     int    // SMTP reply for Reject/Tempfail, e.g. 550
 	Enhanced [3]int // e.g. {5,7,1}
-	Text     string // "Virus found: Eicar-Test-Signature"
+	Text     string // "Virus found: Eicar-Test-Signature"; may hold "\n" for a multi-line reply
 	Reason   string // for quarantine and logs
+	// ReasonCode says which rule decided, as data: "relay-denied",
+	// "rbl-listed", "sender-verify-failed", "virus", "spam-score", ...
+	ReasonCode string
 	// Headers to stamp on accept/quarantine, e.g.
 	// {Type: ' ', Text: "X-Spam-Status: Yes, score=12.1\n"}.
 	Headers []spool.Header
 	// Edits change fields the message already has (the Subject tag), by
 	// their index in Message.Headers; applied on accept and quarantine.
 	Edits []HeaderEdit
-	Log   string // facts for the mainlog, e.g. "spamd score=12.1 required=5.0"
+	// Log is the why of the verdict for the logs: the reason of a
+	// refusal in the rejectlog line the gateway writes, the facts of a
+	// scan ("spamd score=12.1 required=5.0"), a Tag's Warning.
+	Log string
+	// Logs are further lines the check wants logged.
+	Logs []LogLine
+	// Trace lines explain the decision in a -bh session.
+	Trace []string
 }
+
+// LocalProblem is the verdict when mxgate itself failed (a spool file
+// could not be read, a check panicked): the client should try again.
+func LocalProblem() Verdict {
+	return Verdict{Action: Tempfail, Code: 451, Enhanced: [3]int{4, 3, 0}, Text: "Local problem: message not queued", ReasonCode: "local-problem"}
+}
+
+// Refuses reports whether the verdict refuses the command.
+func (v Verdict) Refuses() bool { return v.Action == Reject || v.Action == Tempfail }
 
 // HeaderEdit replaces or deletes one header field of the message.
 type HeaderEdit struct {

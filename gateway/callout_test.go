@@ -16,7 +16,10 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
 
+	"mxgate/checks"
 	"mxgate/config"
+	"mxgate/mainlog"
+	"mxgate/internal/dnstest"
 	"mxgate/spool"
 )
 
@@ -167,57 +170,21 @@ var mxZones = struct {
 	},
 }
 
-// startMXDNS serves mxZones on 127.0.0.1 (UDP) and returns its address.
+// startMXDNS serves mxZones on 127.0.0.1 (internal/dnstest) and returns
+// its address.
 func startMXDNS(t *testing.T) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(serveMX), NotifyStartedFunc: func() { close(started) }}
-	served := make(chan error, 1)
-	go func() { served <- srv.ActivateAndServe() }()
-	select {
-	case <-started:
-	case err := <-served:
-		t.Fatalf("test DNS server: %v", err)
-	}
-	t.Cleanup(func() {
-		srv.Shutdown()
-		<-served
-	})
-	return pc.LocalAddr().String()
-}
-
-func serveMX(w dns.ResponseWriter, r *dns.Msg) {
-	m := new(dns.Msg)
-	m.SetReply(r)
-	m.Authoritative = true
-	if len(r.Question) != 1 {
-		m.Rcode = dns.RcodeFormatError
-		w.WriteMsg(m)
-		return
-	}
-	q := r.Question[0]
-	name := strings.TrimSuffix(strings.ToLower(q.Name), ".")
-	mxs, hasMX := mxZones.mx[name]
-	a, hasA := mxZones.a[name]
-	hdr := dns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: dns.ClassINET, Ttl: 300}
-	switch {
-	case !hasMX && !hasA:
-		m.Rcode = dns.RcodeNameError
-	case q.Qtype == dns.TypeMX:
+	z := dnstest.Zone{}
+	for name, mxs := range mxZones.mx {
+		z[name+". MX"] = []string{}
 		for _, mx := range mxs {
-			var pref uint16
-			var host string
-			fmt.Sscanf(mx, "%d %s", &pref, &host)
-			m.Answer = append(m.Answer, &dns.MX{Hdr: hdr, Preference: pref, Mx: dns.Fqdn(host)})
+			z[name+". MX"] = append(z[name+". MX"], name+". 300 IN MX "+dns.Fqdn(mx))
 		}
-	case q.Qtype == dns.TypeA && hasA:
-		m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: net.ParseIP(a)})
 	}
-	w.WriteMsg(m)
+	for name, a := range mxZones.a {
+		z[name+". A"] = []string{name + ". 300 IN A " + a}
+	}
+	return dnstest.StartZone(t, z).Addr
 }
 
 // withCallout turns callouts on, asking resolver and probing port, with
@@ -247,7 +214,7 @@ func TestCalloutAtRCPT(t *testing.T) {
 		probes  []string // RCPTs the users MX saw
 		rejects []string // rejectlog
 	}{
-		{name: "known sender", sender: "known@users.test", rcpt: []string{"250 2.0.0", "250 2.0.0"},
+		{name: "known sender", sender: "known@users.test", rcpt: []string{"250 2.1.5", "250 2.1.5"},
 			probes: []string{"known@users.test"}},
 		{
 			name: "unknown sender", sender: "nobody@users.test",
@@ -264,7 +231,7 @@ func TestCalloutAtRCPT(t *testing.T) {
 				"H=(client.test) [127.0.0.1] F=<nobody@users.test> rejected RCPT <u1@example.test>: Sender verify failed",
 			},
 		},
-		{name: "no MX: the address", sender: "known@nomx.test", rcpt: []string{"250 2.0.0", "250 2.0.0"},
+		{name: "no MX: the address", sender: "known@nomx.test", rcpt: []string{"250 2.1.5", "250 2.1.5"},
 			probes: []string{"known@nomx.test"}},
 		{name: "4xx", sender: "a@tempfail.test", rcpt: []string{defer_, defer_},
 			rejects: []string{
@@ -272,17 +239,17 @@ func TestCalloutAtRCPT(t *testing.T) {
 				"H=(client.test) [127.0.0.1] F=<a@tempfail.test> temporarily rejected RCPT <u0@example.test>: Could not complete sender verify",
 				"H=(client.test) [127.0.0.1] F=<a@tempfail.test> temporarily rejected RCPT <u1@example.test>: Could not complete sender verify",
 			}},
-		{name: "4xx with defer_ok", options: []string{"defer_ok"}, sender: "a@tempfail.test", rcpt: []string{"250 2.0.0", "250 2.0.0"}},
+		{name: "4xx with defer_ok", options: []string{"defer_ok"}, sender: "a@tempfail.test", rcpt: []string{"250 2.1.5", "250 2.1.5"}},
 		{name: "MX never answers", sender: "a@silent.test", rcpt: []string{defer_, defer_},
 			rejects: []string{
 				"H=(client.test) [127.0.0.1] sender verify defer for <a@silent.test>: all MX hosts timed out (mx.silent.test [" + silentIP + "]: greeting/EHLO: no reply within 1s)",
 				"H=(client.test) [127.0.0.1] F=<a@silent.test> temporarily rejected RCPT <u0@example.test>: Could not complete sender verify",
 				"H=(client.test) [127.0.0.1] F=<a@silent.test> temporarily rejected RCPT <u1@example.test>: Could not complete sender verify",
 			}},
-		{name: "accepts everything, random", options: []string{"random"}, sender: "a@accept.test", rcpt: []string{"250 2.0.0", "250 2.0.0"}},
-		{name: "null sender", sender: "", rcpt: []string{"250 2.0.0", "250 2.0.0"}},
-		{name: "exempt domain", sender: "nobody@sub.partner.test", rcpt: []string{"250 2.0.0", "250 2.0.0"}},
-		{name: "trusted client", from: "127.0.0.2", sender: "nobody@users.test", rcpt: []string{"250 2.0.0", "250 2.0.0"}},
+		{name: "accepts everything, random", options: []string{"random"}, sender: "a@accept.test", rcpt: []string{"250 2.1.5", "250 2.1.5"}},
+		{name: "null sender", sender: "", rcpt: []string{"250 2.1.5", "250 2.1.5"}},
+		{name: "exempt domain", sender: "nobody@sub.partner.test", rcpt: []string{"250 2.1.5", "250 2.1.5"}},
+		{name: "trusted client", from: "127.0.0.2", sender: "nobody@users.test", rcpt: []string{"250 2.1.5", "250 2.1.5"}},
 	}
 	resolver := startMXDNS(t)
 	for _, tt := range tests {
@@ -401,34 +368,8 @@ func TestCalloutServeTest(t *testing.T) {
 	}
 }
 
-func TestExemptDomain(t *testing.T) {
-	list := []string{"partner.test", "example.net"}
-	for domain, want := range map[string]string{
-		"partner.test": "partner.test", "Sub.Partner.TEST": "partner.test", "example.net": "example.net",
-		"notpartner.test": "", "partner.test.evil": "", "users.test": "",
-	} {
-		if got := exemptDomain(list, domain); got != want {
-			t.Errorf("exemptDomain(%q) = %q, want %q", domain, got, want)
-		}
-	}
-}
-
-func TestPrintable(t *testing.T) {
-	long := strings.Repeat("x", 400)
-	for in, want := range map[string]string{
-		"550 5.1.1 no such user":       "550 5.1.1 no such user",
-		"550 a\r\n550 b":               "550 a  550 b",
-		"550 \x00\x1b[31m caf\xc3\xa9": "550 ??[31m caf??",
-		long:                           long[:maxQuoted],
-	} {
-		if got := printable(in); got != want {
-			t.Errorf("printable(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
-// TestCalloutClosedOnShutdown: Shutdown releases the cache file, so the
-// next gateway on the same data_dir opens it and finds what the first one
+// TestCalloutClosedOnShutdown: closing the pipeline after Shutdown
+// releases the cache file, so the next gateway on the same data_dir opens it and finds what the first one
 // learnt (no second probe).
 func TestCalloutClosedOnShutdown(t *testing.T) {
 	resolver := startMXDNS(t)
@@ -450,9 +391,14 @@ func TestCalloutClosedOnShutdown(t *testing.T) {
 		// bbolt waits for the file lock: a cache left open would hang New.
 		made := make(chan error, 1)
 		var srv *Server
+		var pl *checks.Pipeline
 		go func() {
 			var err error
-			srv, err = New(Options{Config: cfg, Spool: sp})
+			if pl, err = checks.Build(cfg, mainlog.Discard(), false); err != nil {
+				made <- err
+				return
+			}
+			srv, err = New(Options{Config: cfg, Spool: sp, Pipeline: pl.Pipeline})
 			made <- err
 		}()
 		select {
@@ -475,6 +421,9 @@ func TestCalloutClosedOnShutdown(t *testing.T) {
 		cancel()
 		if err != nil {
 			t.Fatalf("run %d: Shutdown: %v", run, err)
+		}
+		if err := pl.Close(); err != nil {
+			t.Fatalf("run %d: closing the pipeline: %v", run, err)
 		}
 		if err := <-served; err != nil {
 			t.Fatalf("run %d: Serve: %v", run, err)

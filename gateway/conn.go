@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -11,7 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"mxgate/rbl"
+	"github.com/emersion/go-smtp"
+
+	"mxgate/filters"
 )
 
 // listener wraps a TCP listener: it enforces the connection limits before
@@ -40,9 +43,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		ip := ap.Addr().Unmap()
 		gc, why := l.srv.admit(c, ip, int(ap.Port()))
 		if gc != nil {
-			// Under implicit TLS this conn only sees ciphertext.
-			gc.scanOff = l.implicitTLS
-			l.srv.startChecks(gc, l.implicitTLS)
+			gc.open(l.implicitTLS)
 			return gc, nil
 		}
 		l.srv.log.Main("", fmt.Sprintf("Connection from [%s] refused: %s", ip, why))
@@ -61,8 +62,9 @@ func (l *listener) Accept() (net.Conn, error) {
 //   - a read timeout is sticky, so a client that stalled in DATA or
 //     between BDAT chunks never has its later bytes read as commands
 //     (go-smtp issue #196);
-//   - go-smtp has no connect hook, so a client refused by the DNS lists
-//     at connect gets its 554 in place of the greeting, on the first write.
+//   - go-smtp has no connect hook, so the checks' connect stage runs on
+//     the first write, and a client they refuse gets its 554 in place of
+//     the greeting.
 type conn struct {
 	net.Conn
 	srv  *Server
@@ -74,13 +76,16 @@ type conn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// The DNS lists of the client's IP, set before go-smtp sees the conn.
-	rblChecked   bool         // not a trusted client, and lists are configured
-	ipLookups    *rbl.Pending // started at accept
-	holdGreeting bool         // rbl.reject_at = "connect": the verdict comes before the greeting
-	greetOnce    sync.Once
-	ipOnce       sync.Once
-	ipRes        rbl.Result
+	// flow is the checks' state for this connection, opened before go-smtp
+	// sees the conn; flowMu keeps one goroutine at a time in it (with
+	// CHUNKING, Data runs beside the connection's goroutine).
+	flowMu      sync.Mutex
+	flow        *filters.Flow
+	implicitTLS bool
+	greetOnce   sync.Once
+	// refusal is the connect stage's refusal of a client whose greeting is
+	// encrypted: it answers every MAIL instead.
+	refusal *filters.Verdict
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -91,40 +96,6 @@ type conn struct {
 	ehlo          bool  // the last greeting was EHLO (false: HELO)
 	readErr       error // sticky read timeout
 	errorsCounted int
-
-	// dotCR watches the plaintext stream for "<CRLF>.<CR>" not followed
-	// by LF: go-smtp's DATA reader silently drops that ".<CR>", so the
-	// bare CR never reaches the session's own check. scanOff stops the
-	// watch once the bytes are TLS records.
-	scanOff bool
-	dotCR   dotCRScanner
-}
-
-// dotCRScanner matches "\r\n.\r" followed by anything but "\n" across
-// reads. state is how much of "\r\n.\r" was matched so far.
-type dotCRScanner struct {
-	state int
-	seen  bool
-}
-
-func (d *dotCRScanner) scan(p []byte) {
-	const pattern = "\r\n.\r"
-	for _, b := range p {
-		if d.state == len(pattern) {
-			if b != '\n' {
-				d.seen = true
-			}
-			d.state = 0
-		}
-		switch {
-		case b == pattern[d.state]:
-			d.state++
-		case b == '\r':
-			d.state = 1
-		default:
-			d.state = 0
-		}
-	}
 }
 
 var (
@@ -142,13 +113,6 @@ func (c *conn) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.mu.Lock()
-		if !c.scanOff {
-			c.dotCR.scan(p[:n])
-		}
-		c.mu.Unlock()
-	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		c.mu.Lock()
@@ -164,15 +128,13 @@ func (c *conn) Read(p []byte) (int, error) {
 // verb only matters in plaintext (TLS sessions are "esmtps" anyway) and
 // STARTTLS is over by then.
 func (c *conn) Write(p []byte) (int, error) {
-	if c.holdGreeting {
-		var refusal []byte
-		c.greetOnce.Do(func() { refusal = c.greetingRefusal() })
-		if refusal != nil {
-			_, err := c.Conn.Write(refusal)
-			c.Close()
-			// go-smtp stops at its next read, which the close fails.
-			return len(p), err
-		}
+	var refusal []byte
+	c.greetOnce.Do(func() { refusal = c.connect() })
+	if refusal != nil {
+		_, err := c.Conn.Write(refusal)
+		c.Close()
+		// go-smtp stops at its next read, which the close fails.
+		return len(p), err
 	}
 	n, err := c.Conn.Write(p)
 	c.mu.Lock()
@@ -180,7 +142,6 @@ func (c *conn) Write(p []byte) (int, error) {
 	switch {
 	case bytes.Equal(p, replyStartTLS):
 		c.startTLS = true
-		c.scanOff = true
 	case c.startTLS && bytes.Equal(p, replyHandshakeErr):
 		closeNow = true
 	case bytes.HasPrefix(p, replyEHLO):
@@ -214,8 +175,46 @@ func (c *conn) Close() error {
 		// reconnect at once.
 		c.srv.release(c)
 		err = c.Conn.Close()
+		// After the cancel, a Data in the checks returns soon.
+		c.flowMu.Lock()
+		c.flow.Close()
+		c.flowMu.Unlock()
 	})
 	return err
+}
+
+// open opens the checks' session of a client just admitted: they start
+// their lookups (the DNS lists of its IP) while go-smtp greets it.
+func (c *conn) open(implicitTLS bool) {
+	c.implicitTLS = implicitTLS
+	c.flow = c.srv.pipeline.Open(c.ctx, &filters.Conn{IP: c.ip, Port: c.port, ImplicitTLS: implicitTLS})
+}
+
+// connect runs the checks' connect stage before the greeting and returns
+// the reply that replaces it, or nil. Under implicit TLS a refusal could
+// not be read in place of the greeting: it is kept for the first MAIL.
+func (c *conn) connect() []byte {
+	s := c.srv
+	c.flowMu.Lock()
+	out := c.flow.Connect(c.ctx)
+	c.flowMu.Unlock()
+	s.report(out, "", "["+c.ip.String()+"]")
+	v := out.Verdict
+	if !v.Refuses() {
+		return nil
+	}
+	if c.implicitTLS {
+		c.refusal = &v
+		return nil
+	}
+	s.log.Reject("", fmt.Sprintf("H=[%s] %s", c.ip, refusalLog(v, `connection in "connect" ACL`)))
+	return fmt.Appendf(nil, "%d %d.%d.%d %s\r\n", v.Code, v.Enhanced[0], v.Enhanced[1], v.Enhanced[2], v.Text)
+}
+
+// connectRefusal is the connect stage's refusal kept for MAIL, or nil.
+func (c *conn) connectRefusal() *filters.Verdict {
+	c.greetOnce.Do(func() { c.connect() })
+	return c.refusal
 }
 
 // closeAfterWrite makes the next write (the reply go-smtp is about to
@@ -226,7 +225,7 @@ func (c *conn) closeAfterWrite() {
 	c.mu.Unlock()
 }
 
-// countError counts one refusal and returns the count so far on this
+// countError counts one error reply and returns the count so far on this
 // connection (across STARTTLS, which starts a new go-smtp session).
 func (c *conn) countError() int {
 	c.mu.Lock()
@@ -235,16 +234,33 @@ func (c *conn) countError() int {
 	return c.errorsCounted
 }
 
-// takeDotCR reports whether a "<CRLF>.<CR>" without LF came in since the
-// last call. It is taken at the end of each message rather than cleared at
-// its start: a client that pipelines the body with DATA has its bytes read
-// before Data begins.
-func (c *conn) takeDotCR() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	seen := c.dotCR.seen
-	c.dotCR.seen = false
-	return seen
+// errorReply is go-smtp's ErrorReply hook (our fork, doc/go-smtp-fork.md):
+// it sees every 4xx and 5xx reply of a session before it is written,
+// whether go-smtp made it (syntax, sequence, unknown command) or a session
+// method returned it (refusals), and on every transport. It counts them
+// against smtp.max_errors; past the limit the reply becomes a 421 and
+// go-smtp closes the connection after writing it. A 421 is not counted:
+// the connection ends with it anyway.
+func (s *Server) errorReply(sc *smtp.Conn, reply *smtp.SMTPError) *smtp.SMTPError {
+	if reply.Code == 421 {
+		return nil
+	}
+	raw := sc.Conn()
+	if tc, ok := raw.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	c, ok := raw.(*conn)
+	if !ok || c.countError() <= s.cfg.SMTP.MaxErrors {
+		return nil
+	}
+	host := fmt.Sprintf("[%s]", c.ip)
+	if helo := sc.Hostname(); helo != "" {
+		host = fmt.Sprintf("(%s) %s", safeHelo(helo), host)
+	}
+	s.trace.printf("more than smtp.max_errors %d refusals: closing the connection", s.cfg.SMTP.MaxErrors)
+	s.log.Reject("", fmt.Sprintf("SMTP call from %s dropped: too many syntax or protocol errors (more than smtp.max_errors=%d refusals)", host, s.cfg.SMTP.MaxErrors))
+	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+		Message: s.cfg.Hostname + " Too many errors, closing connection"}
 }
 
 func (c *conn) usedEHLO() bool {

@@ -13,9 +13,9 @@ import (
 	"sync"
 	"testing"
 
+	"mxgate/address"
 	"mxgate/config"
 	"mxgate/filters"
-	"mxgate/mainlog"
 	"mxgate/spool"
 )
 
@@ -54,6 +54,11 @@ func (f *fakeFilter) Check(_ context.Context, m *filters.Message) (filters.Verdi
 
 func (f *fakeFilter) Unchecked(error) []spool.Header { return f.unchecked }
 
+// Owns X-Spam-* when the fake plays spamd, as the real one does.
+func (f *fakeFilter) Owns(name, _ string) bool {
+	return f.name == "spamd" && strings.HasPrefix(strings.ToLower(name), "x-spam-")
+}
+
 func (f *fakeFilter) messages() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -62,50 +67,19 @@ func (f *fakeFilter) messages() []string {
 
 func hdr(text string) spool.Header { return spool.Header{Type: ' ', Text: text} }
 
-// newFilterServer is newTestServer with the content filters replaced by
-// entries, set before the server serves anything.
+// newFilterServer is newTestServer with the content scanners replaced by
+// entries.
 func newFilterServer(t *testing.T, entries ...filters.Entry) *testServer {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := config.Default()
-	cfg.Hostname = "mx.example.test"
-	cfg.Listen = []string{"127.0.0.1:0"}
-	cfg.DataDir = dir
-	cfg.Relay.Domains = []string{"example.test"}
-	cfg.Relay.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}
-	sp, err := spool.Open(filepath.Join(dir, "spool"))
-	if err != nil {
-		t.Fatal(err)
+	return newTestServerWith(t, nil, scannerPipeline(entries))
+}
+
+// scannerPipeline builds the relay policy and entries as the scanners.
+func scannerPipeline(entries []filters.Entry) func(*config.Config, filters.Logger) *filters.Pipeline {
+	return func(cfg *config.Config, log filters.Logger) *filters.Pipeline {
+		policy := address.NewPolicy(cfg.Relay.Domains, cfg.Relay.TrustedNetworks)
+		return filters.New(filters.Options{Checks: []filters.Check{address.NewCheck(policy)}, Scanners: entries, Log: log})
 	}
-	logDir := filepath.Join(dir, "log")
-	lg, err := mainlog.Open(logDir, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := &testServer{t: t, spool: sp, cfg: cfg, logDir: logDir, served: make(chan error, 1)}
-	ts.srv, err = New(Options{Config: cfg, Spool: sp, Log: lg, OnCommit: func(id spool.ID) {
-		ts.mu.Lock()
-		ts.commits = append(ts.commits, id)
-		ts.mu.Unlock()
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts.srv.filters = filters.NewChain(entries, func(text string) { lg.Main("", text) })
-	go func() { ts.served <- ts.srv.Serve() }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), clientDeadline)
-		defer cancel()
-		if err := ts.srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		if err := <-ts.served; err != nil {
-			t.Errorf("Serve returned %v, want nil", err)
-		}
-		sp.Close()
-		lg.Close()
-	})
-	return ts
 }
 
 // spamMessage arrives with a verdict of its own, which must not survive.
@@ -183,7 +157,7 @@ func TestFilterVerdicts(t *testing.T) {
 			entries: []filters.Entry{spamd(filters.Verdict{}, errors.New("connection refused"), filters.OnErrorTempfail)},
 			reply:   "451 4.7.1 Temporary local problem - please try later",
 			mainlog: []string{
-				`ID filter spamd failed, deferring (on_error=tempfail): connection refused`,
+				`ID spamd failed: connection refused (on_error=tempfail)`,
 				`ID H=(client.test) [127.0.0.1] F=<a@client.test> content scan: tempfail: spamd failed: connection refused (tempfail, Nms)`,
 				`ID H=(client.test) [127.0.0.1] F=<a@client.test> temporarily rejected after DATA: Temporary local problem - please try later`,
 			},
@@ -196,7 +170,7 @@ func TestFilterVerdicts(t *testing.T) {
 			queued: "X-Spam-Status: Unchecked\nX-Virus-Scanned: clamd\n" +
 				"From: a@client.test\nSubject: cheap pills\nMessage-ID: <m1@client.test>\n\nBuy now.\n",
 			mainlog: []string{
-				`ID filter spamd failed, accepting unchecked (on_error=accept): connection refused`,
+				`ID spamd failed: connection refused (on_error=accept)`,
 				`ID H=(client.test) [127.0.0.1] F=<a@client.test> content scan: accept: spamd failed: connection refused (accept, Nms); clamd clean (accept, Nms)`,
 				`ID <= a@client.test H=(client.test) [127.0.0.1]:PORT P=esmtp S=308 id=m1@client.test`,
 			},
@@ -343,12 +317,12 @@ func TestFilterServeTest(t *testing.T) {
 	cfg.Hostname = "mx.example.test"
 	cfg.Relay.Domains = []string{"example.test"}
 	var out, trace bytes.Buffer
-	srv, err := New(Options{Config: cfg, Trace: &trace})
+	tr := NewTracer(&trace)
+	pl := scannerPipeline([]filters.Entry{{Filter: spamd}, {Filter: clamd, OnError: filters.OnErrorAccept}})(cfg, tr)
+	srv, err := New(Options{Config: cfg, Trace: tr, Pipeline: pl})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.filters = filters.NewChain([]filters.Entry{{Filter: spamd}, {Filter: clamd, OnError: filters.OnErrorAccept}},
-		func(text string) { srv.log.Main("", text) })
 	if err := srv.ServeTest(netip.MustParseAddrPort("192.0.2.1:1234"), strings.NewReader(script), &out); err != nil {
 		t.Fatal(err)
 	}
@@ -356,8 +330,8 @@ func TestFilterServeTest(t *testing.T) {
 	want := ">>> host in relay.trusted_networks? no\n" +
 		">>> MAIL <a@client.test>: accepted\n" +
 		">>> RCPT <u@example.test>: accepted: example.test in relay.domains\n" +
+		"LOG: PANIC ID clamd failed: no verdict within 30s (on_error=accept)\n" +
 		">>> DATA: X-Spam-Flag header from the client removed\n" +
-		"LOG: ID filter clamd failed, accepting unchecked (on_error=accept): clamd: no verdict within 30s\n" +
 		">>> content scan: spamd score=9.0 required=5.0: quarantine\n" +
 		">>> content scan: clamd failed: clamd: no verdict within 30s: accept\n" +
 		">>> content scan: verdict quarantine: spam score 9.0\n" +

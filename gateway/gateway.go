@@ -1,12 +1,13 @@
 // Package gateway owns the SMTP server: listeners with connection limits,
-// STARTTLS and implicit TLS, the session state machine on go-smtp (relay
-// policy at RCPT, errors per connection), the DNS lists' verdict
-// (package rbl: started at connect and MAIL, enforced at RCPT or in place
-// of the greeting, stamped as X-RBL-Score), and DATA: streamed into the
-// spool with CRLF checks against SMTP smuggling, stamped with Received:,
-// scanned by the content filters (package filters: refused, quarantined
-// or stamped with their verdict), committed before the 250 that names the
-// queue ID, and logged the Exim way. It also works around go-smtp's gaps listed in protocols.md §8.
+// STARTTLS and implicit TLS, the session state machine on go-smtp (errors
+// per connection, the sender and recipient syntax), and DATA: streamed
+// into the spool with CRLF checks against SMTP smuggling, stamped with
+// Received:, committed before the 250 that names the queue ID, and logged
+// the Exim way. Every decision on a session is the check pipeline's
+// (package filters, built by package checks): the gateway asks it at each
+// stage and turns its events into replies, log lines and the -bh trace.
+// It knows no check by name. It also works around go-smtp's gaps listed
+// in conn.go.
 package gateway
 
 import (
@@ -14,7 +15,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -23,13 +23,9 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"mxgate/address"
-	"mxgate/callout"
 	"mxgate/config"
 	"mxgate/filters"
-	"mxgate/filters/milter"
-	"mxgate/filters/msgauth"
 	"mxgate/mainlog"
-	"mxgate/rbl"
 	"mxgate/spool"
 )
 
@@ -39,12 +35,16 @@ type Options struct {
 	Spool    *spool.Spool
 	Log      *mainlog.Logger
 	OnCommit func(spool.ID) // the queue's Enqueue; called after each 250
+	// Pipeline is every check a session is put through, the relay policy
+	// first (package checks builds it from the config). Required: without
+	// it nothing would refuse a recipient.
+	Pipeline *filters.Pipeline
 
 	// Trace makes a test server (Exim's -bh): no listeners, no spool, no
 	// log files. ServeTest runs one session; every decision goes to Trace
 	// as a ">>> " line and what would be logged as a "LOG: " line, and an
 	// accepted message is read, checked and dropped.
-	Trace io.Writer
+	Trace *Tracer
 }
 
 // logger is where the gateway's log lines go: the mainlog, or the trace
@@ -62,18 +62,14 @@ type Server struct {
 	spool    *spool.Spool
 	log      logger
 	onCommit func(spool.ID)
-	policy   *address.Policy
-	rbl      *rbl.Checker     // nil without [[rbl.list]]
-	callout  *callout.Checker // nil unless callout.enabled
-	filters  *filters.Chain   // nil without [spamd] and [clamd]
-	milters  *milter.Host     // nil without [[milter]]
-	signer   *msgauth.Signer  // nil unless msgauth is enabled with dkim_sign keys
+	policy   *address.Policy // who is trusted: Message.Trusted, the -bh trace
+	pipeline *filters.Pipeline
 	smtp     *smtp.Server
 	lns      []net.Listener // what go-smtp serves, in Addrs order
 	addrs    []net.Addr
 
 	// Test mode only: the trace, and the IDs a session would have used.
-	trace *tracer
+	trace *Tracer
 	ids   *spool.IDGenerator
 
 	// ctx is cancelled when Shutdown gives up waiting: commits still
@@ -102,20 +98,21 @@ func New(o Options) (*Server, error) {
 	if o.Spool == nil && !test {
 		return nil, errors.New("gateway: no spool")
 	}
-	if err := checkLimits(cfg); err != nil {
-		return nil, err
+	if o.Pipeline == nil {
+		return nil, errors.New("gateway: no check pipeline")
 	}
 	s := &Server{
 		cfg:      cfg,
 		spool:    o.Spool,
 		onCommit: o.OnCommit,
 		policy:   address.NewPolicy(cfg.Relay.Domains, cfg.Relay.TrustedNetworks),
+		pipeline: o.Pipeline,
 		perIP:    make(map[netip.Addr]int),
 		conns:    make(map[*conn]struct{}),
 	}
 	switch {
 	case test:
-		s.trace = &tracer{w: o.Trace}
+		s.trace = o.Trace
 		s.log = s.trace
 		s.ids = spool.NewIDGenerator()
 	case o.Log != nil:
@@ -125,17 +122,6 @@ func New(o Options) (*Server, error) {
 	}
 	if s.onCommit == nil {
 		s.onCommit = func(spool.ID) {}
-	}
-	var err error
-	if s.rbl, err = newChecker(cfg, s.log); err != nil {
-		return nil, err
-	}
-	s.filters = newFilters(cfg, s.log)
-	if s.signer, err = newSigner(cfg); err != nil {
-		return nil, err
-	}
-	if s.milters, err = newMilters(cfg, s.log); err != nil {
-		return nil, err
 	}
 	var tlsConf *tls.Config
 	// A test session runs on a terminal or a pipe: no TLS to offer there.
@@ -157,28 +143,21 @@ func New(o Options) (*Server, error) {
 	srv.Domain = cfg.Hostname
 	srv.TLSConfig = tlsConf // STARTTLS on the plain listeners
 	srv.EnableSMTPUTF8 = true
-	// go-smtp's DATA reader refuses a message of exactly MaxMessageBytes
-	// bytes; one more lets it through and Data enforces the real limit
-	// (BDAT and MAIL SIZE= are checked here too). The price: EHLO
-	// advertises SIZE one above max_message_size.
-	srv.MaxMessageBytes = int64(cfg.SMTP.MaxMessageSize) + 1
+	srv.MaxMessageBytes = int64(cfg.SMTP.MaxMessageSize) // EHLO's SIZE; also MAIL SIZE=, DATA and BDAT
 	srv.MaxRecipients = cfg.SMTP.MaxRecipients
 	srv.MaxLineLength = cfg.SMTP.MaxLineLength
 	srv.ReadTimeout = time.Duration(cfg.SMTP.CommandTimeout)
 	srv.WriteTimeout = time.Duration(cfg.SMTP.CommandTimeout)
 	srv.ErrorLog = errorLog{s.log}
+	srv.ErrorReply = s.errorReply // smtp.max_errors, on every error reply
 	s.smtp = srv
 
-	if s.callout, err = newCallout(cfg, s.log, test); err != nil {
-		return nil, err
-	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if test {
 		return s, nil
 	}
 	fail := func(err error) (*Server, error) {
 		s.closeListeners()
-		s.closeCallout()
 		s.cancel()
 		return nil, err
 	}
@@ -200,37 +179,6 @@ func New(o Options) (*Server, error) {
 		s.lns = append(s.lns, tls.NewListener(&listener{Listener: l, srv: s, implicitTLS: true}, tlsConf))
 	}
 	return s, nil
-}
-
-// checkLimits refuses zero limits and timeouts: go-smtp reads 0 as
-// "unlimited", and with no command timeout it would run commands still
-// buffered after a failed STARTTLS.
-func checkLimits(cfg *config.Config) error {
-	for _, v := range []struct {
-		key string
-		val int64
-	}{
-		{"smtp.max_message_size", int64(cfg.SMTP.MaxMessageSize)},
-		{"smtp.max_recipients", int64(cfg.SMTP.MaxRecipients)},
-		{"smtp.max_connections", int64(cfg.SMTP.MaxConnections)},
-		{"smtp.max_connections_per_ip", int64(cfg.SMTP.MaxConnectionsPerIP)},
-		{"smtp.command_timeout", int64(cfg.SMTP.CommandTimeout)},
-		{"smtp.data_timeout", int64(cfg.SMTP.DataTimeout)},
-		{"smtp.max_line_length", int64(cfg.SMTP.MaxLineLength)},
-	} {
-		if v.val <= 0 {
-			return fmt.Errorf("gateway: %s must be positive, got %d", v.key, v.val)
-		}
-	}
-	if cfg.SMTP.MaxErrors < 0 {
-		return fmt.Errorf("gateway: smtp.max_errors must not be negative, got %d", cfg.SMTP.MaxErrors)
-	}
-	switch cfg.SMTP.BareNewline {
-	case "", "reject", "normalize":
-	default:
-		return fmt.Errorf("gateway: smtp.bare_newline must be \"reject\" or \"normalize\", got %q", cfg.SMTP.BareNewline)
-	}
-	return nil
 }
 
 func (s *Server) closeListeners() {
@@ -282,7 +230,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if ctx.Err() == nil { // every session has ended
 		s.cancel()
 		s.refusing.Wait()
-		s.closeCallout()
 		if err != nil && !errors.Is(err, net.ErrClosed) {
 			return fmt.Errorf("gateway: closing listeners: %w", err)
 		}
@@ -301,7 +248,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.inData.Wait()
 	s.refusing.Wait()
-	s.closeCallout()
 	if len(left) == 0 {
 		return nil
 	}

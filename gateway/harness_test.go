@@ -23,7 +23,9 @@ import (
 	"testing"
 	"time"
 
+	"mxgate/checks"
 	"mxgate/config"
+	"mxgate/filters"
 	"mxgate/mainlog"
 	"mxgate/spool"
 )
@@ -41,12 +43,21 @@ type testServer struct {
 	served  chan error
 	mu      sync.Mutex
 	commits []spool.ID
+	// pipeline is the checks of cfg, as cmd/mxgate builds them.
+	pipeline *checks.Pipeline
 }
 
 // newTestServer runs a gateway on 127.0.0.1 with the embedded defaults,
 // relay domain example.test and, unless edit changes it, a trusted network
 // that does not hold the test client (127.0.0.1).
 func newTestServer(t *testing.T, edit func(*config.Config)) *testServer {
+	t.Helper()
+	return newTestServerWith(t, edit, nil)
+}
+
+// newTestServerWith is newTestServer with the checks' pipeline made by
+// build instead of package checks (fakes), when build is not nil.
+func newTestServerWith(t *testing.T, edit func(*config.Config), build func(*config.Config, filters.Logger) *filters.Pipeline) *testServer {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := config.Default()
@@ -68,7 +79,15 @@ func newTestServer(t *testing.T, edit func(*config.Config)) *testServer {
 		t.Fatal(err)
 	}
 	ts := &testServer{t: t, spool: sp, cfg: cfg, logDir: logDir, served: make(chan error, 1)}
-	ts.srv, err = New(Options{Config: cfg, Spool: sp, Log: lg, OnCommit: func(id spool.ID) {
+	pl, err := checks.Build(cfg, lg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.pipeline = pl
+	if build != nil {
+		pl.Pipeline = build(cfg, lg)
+	}
+	ts.srv, err = New(Options{Config: cfg, Spool: sp, Log: lg, Pipeline: pl.Pipeline, OnCommit: func(id spool.ID) {
 		ts.mu.Lock()
 		ts.commits = append(ts.commits, id)
 		ts.mu.Unlock()
@@ -86,6 +105,7 @@ func newTestServer(t *testing.T, edit func(*config.Config)) *testServer {
 		if err := <-ts.served; err != nil {
 			t.Errorf("Serve returned %v, want nil", err)
 		}
+		pl.Close()
 		sp.Close()
 		lg.Close()
 	})

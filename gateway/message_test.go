@@ -271,30 +271,3 @@ func FuzzSplit(f *testing.F) {
 		}
 	})
 }
-
-func TestDotCRScanner(t *testing.T) {
-	tests := []struct {
-		name   string
-		chunks []string
-		want   bool
-	}{
-		{"end of data", []string{"a\r\n.\r\n"}, false},
-		{"dot CR then text", []string{"a\r\n.\rMAIL"}, true},
-		{"split across reads", []string{"a\r", "\n.", "\r", "M"}, true},
-		{"split before the LF", []string{"a\r\n.\r", "\nQUIT\r\n"}, false},
-		{"dot-stuffed line", []string{"a\r\n..\rx"}, false},
-		{"CR CR LF dot CR", []string{"a\r\r\n.\rx"}, true},
-		{"no CRLF before the dot", []string{"a\n.\rx"}, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var d dotCRScanner
-			for _, c := range tt.chunks {
-				d.scan([]byte(c))
-			}
-			if d.seen != tt.want {
-				t.Errorf("seen = %v, want %v", d.seen, tt.want)
-			}
-		})
-	}
-}

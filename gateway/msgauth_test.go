@@ -19,9 +19,11 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
+	"mxgate/checks"
 	"mxgate/config"
 	"mxgate/filters"
 	"mxgate/filters/msgauth"
+	"mxgate/mainlog"
 	"mxgate/spool"
 )
 
@@ -200,8 +202,8 @@ func TestDKIMSign(t *testing.T) {
 	}
 }
 
-// TestDKIMSignBadKey refuses to start with a key file it cannot use, and
-// says which.
+// TestDKIMSignBadKey: the pipeline refuses to be built with a key file it
+// cannot use, and says which, so the daemon does not start.
 func TestDKIMSignBadKey(t *testing.T) {
 	dir := t.TempDir()
 	notPEM := filepath.Join(dir, "not.pem")
@@ -211,8 +213,8 @@ func TestDKIMSignBadKey(t *testing.T) {
 	tests := []struct {
 		name, file, want string
 	}{
-		{"missing", filepath.Join(dir, "missing.pem"), "gateway: msgauth.dkim_sign: DKIM key for example.test: open " + filepath.Join(dir, "missing.pem") + ": no such file or directory"},
-		{"not PEM", notPEM, "gateway: msgauth.dkim_sign: DKIM key for example.test: " + notPEM + ": no PEM block"},
+		{"missing", filepath.Join(dir, "missing.pem"), "msgauth.dkim_sign: DKIM key for example.test: open " + filepath.Join(dir, "missing.pem") + ": no such file or directory"},
+		{"not PEM", notPEM, "msgauth.dkim_sign: DKIM key for example.test: " + notPEM + ": no PEM block"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -220,18 +222,13 @@ func TestDKIMSignBadKey(t *testing.T) {
 			cfg.Hostname = "mx.example.test"
 			cfg.Listen = []string{"127.0.0.1:0"}
 			withMsgAuth("127.0.0.1:53", config.DKIMSign{Domain: "example.test", Selector: "sel1", KeyFile: tt.file})(cfg)
-			sp, err := spool.Open(filepath.Join(t.TempDir(), "spool"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sp.Close()
-			srv, err := New(Options{Config: cfg, Spool: sp})
+			pl, err := checks.Build(cfg, mainlog.Discard(), false)
 			if err == nil {
-				srv.Shutdown(context.Background())
-				t.Fatal("New succeeded, want an error")
+				pl.Close()
+				t.Fatal("checks.Build succeeded, want an error")
 			}
 			if err.Error() != tt.want {
-				t.Errorf("New: %v\nwant %s", err, tt.want)
+				t.Errorf("checks.Build: %v\nwant %s", err, tt.want)
 			}
 		})
 	}

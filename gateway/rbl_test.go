@@ -3,18 +3,17 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"net"
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
 	"mxgate/config"
+	"mxgate/internal/dnstest"
 )
 
 // record is what the fake resolver answers for one name.
@@ -24,85 +23,57 @@ type record struct {
 	rcode int // answered instead when not 0 (e.g. dns.RcodeServerFailure)
 }
 
-// fakeDNS is an in-process resolver on 127.0.0.1 answering from a table;
-// every other name is NXDOMAIN. It records each question it gets.
+// fakeDNS is an in-process resolver on 127.0.0.1 (internal/dnstest)
+// answering from a table; every other name is NXDOMAIN. It records each
+// question it gets.
 type fakeDNS struct {
-	addr    string
-	records map[string]record // query name without the final dot
-
-	mu        sync.Mutex
-	questions []string // "name TYPE"
+	addr string
+	srv  *dnstest.Server
 }
 
 func startDNS(t *testing.T, records map[string]record) *fakeDNS {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeDNS{addr: pc.LocalAddr().String(), records: records}
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(f.serve), NotifyStartedFunc: func() { close(started) }}
-	served := make(chan error, 1)
-	go func() { served <- srv.ActivateAndServe() }()
-	select {
-	case <-started:
-	case err := <-served:
-		t.Fatalf("fake DNS server: %v", err)
-	}
-	t.Cleanup(func() {
-		srv.Shutdown()
-		<-served
-	})
-	return f
-}
-
-func (f *fakeDNS) serve(w dns.ResponseWriter, r *dns.Msg) {
-	m := new(dns.Msg)
-	m.SetReply(r)
-	if len(r.Question) != 1 {
-		m.Rcode = dns.RcodeFormatError
-		w.WriteMsg(m)
-		return
-	}
-	q := r.Question[0]
-	name := strings.TrimSuffix(strings.ToLower(q.Name), ".")
-	f.mu.Lock()
-	f.questions = append(f.questions, name+" "+dns.TypeToString[q.Qtype])
-	f.mu.Unlock()
-	rec, ok := f.records[name]
-	switch {
-	case !ok:
-		m.Rcode = dns.RcodeNameError
-	case rec.rcode != 0:
-		m.Rcode = rec.rcode
-	case q.Qtype == dns.TypeA:
-		for _, a := range rec.a {
-			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300},
-				A: net.ParseIP(a)})
+	srv := dnstest.Start(t, func(q dns.Question, _ bool) *dns.Msg {
+		m := new(dns.Msg)
+		rec, ok := records[strings.TrimSuffix(strings.ToLower(q.Name), ".")]
+		switch {
+		case !ok:
+			m.Rcode = dns.RcodeNameError
+		case rec.rcode != 0:
+			m.Rcode = rec.rcode
+		case q.Qtype == dns.TypeA:
+			for _, a := range rec.a {
+				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300},
+					A: net.ParseIP(a)})
+			}
+		case q.Qtype == dns.TypeTXT && rec.txt != "":
+			rr, err := dns.NewRR(dnstest.TXT(q.Name, 300, rec.txt))
+			if err != nil {
+				panic(err)
+			}
+			m.Answer = append(m.Answer, rr)
 		}
-	case q.Qtype == dns.TypeTXT && rec.txt != "":
-		m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 300},
-			Txt: []string{rec.txt}})
-	}
-	w.WriteMsg(m)
+		return m
+	})
+	return &fakeDNS{addr: srv.Addr, srv: srv}
 }
 
+// asked is every question so far, "name TYPE" (no final dot).
 func (f *fakeDNS) asked() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.questions)
+	var out []string
+	for _, k := range f.srv.Asked() {
+		k = strings.TrimPrefix(k, "tcp ")
+		name, typ, _ := strings.Cut(k, " ")
+		out = append(out, strings.TrimSuffix(name, ".")+" "+typ)
+	}
+	return out
 }
 
-// deadResolver is a UDP port nobody answers on.
+// deadResolver is a resolver that never answers.
 func deadResolver(t *testing.T) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	return pc.LocalAddr().String()
+	srv := dnstest.Start(t, func(dns.Question, bool) *dns.Msg { return nil })
+	return srv.Addr
 }
 
 // dialFrom connects from a loopback address of the client's choosing, so
@@ -497,12 +468,5 @@ func TestRBLServeTest(t *testing.T) {
 				t.Errorf("trace:\n%s\nwant:\n%s", trace, tt.wantTrace)
 			}
 		})
-	}
-}
-
-func TestDeferTextNotARejection(t *testing.T) {
-	err := errors.New("resolver 127.0.0.1:1: read udp 127.0.0.1:5->127.0.0.1:1: connect: connection refused")
-	if got := deferText(err); strings.Contains(got, "refused") || !strings.Contains(got, "connection REFUSED") {
-		t.Errorf("deferText = %q: eximstats would count the line as a rejection", got)
 	}
 }

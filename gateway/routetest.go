@@ -6,13 +6,14 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"net/url"
-	"path/filepath"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"mxgate/address"
 	"mxgate/config"
 	"mxgate/deliver"
+	"mxgate/dnsclient"
 )
 
 // Exit statuses of RouteTest, Exim's for -bt.
@@ -32,13 +33,9 @@ const (
 //	  router = downstream, transport = smtp
 //	  host 127.0.0.1 [127.0.0.1] port=2600
 func RouteTest(ctx context.Context, cfg *config.Config, w io.Writer, addrs []string) (int, error) {
-	tr, err := deliver.New(cfg.Downstream.URL, deliver.Options{})
+	tr, err := deliver.New(deliver.Target(cfg.Downstream.Target), deliver.Options{})
 	if err != nil {
 		return 0, err
-	}
-	u, err := url.Parse(cfg.Downstream.URL)
-	if err != nil {
-		return 0, fmt.Errorf("downstream URL %q: %w", cfg.Downstream.URL, err)
 	}
 	policy := address.NewPolicy(cfg.Relay.Domains, cfg.Relay.TrustedNetworks)
 	// What a client in the trusted networks would be refused, everybody
@@ -66,7 +63,7 @@ func RouteTest(ctx context.Context, cfg *config.Config, w io.Writer, addrs []str
 			status = max(status, st)
 			continue
 		}
-		route, err := describeRoute(ctx, cfg, tr.Name(), u, a.String())
+		route, err := describeRoute(ctx, cfg, tr.Name(), a.String())
 		if err != nil {
 			fmt.Fprintf(w, "%s cannot be resolved at this time: %v\n", a, err)
 			status = max(status, RouteDeferred)
@@ -80,34 +77,60 @@ func RouteTest(ctx context.Context, cfg *config.Config, w io.Writer, addrs []str
 // describeRoute is the lines after the router line: the hosts of a TCP
 // downstream, each of its addresses with the port, or the socket or
 // Maildir rcpt would land in.
-func describeRoute(ctx context.Context, cfg *config.Config, transport string, u *url.URL, rcpt string) (string, error) {
-	switch u.Scheme {
+func describeRoute(ctx context.Context, cfg *config.Config, transport string, rcpt string) (string, error) {
+	t := cfg.Downstream.Target
+	switch t.Scheme {
 	case "lmtp+unix":
-		return fmt.Sprintf("  socket %s\n", filepath.Clean(u.Path)), nil
+		return fmt.Sprintf("  socket %s\n", t.Path), nil
 	case "maildir":
-		dir, err := deliver.MaildirDir(filepath.Clean(u.Path), rcpt)
+		dir, err := deliver.MaildirDir(t.Path, rcpt)
 		if err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("  maildir %s\n", dir), nil
 	}
-	host, port, err := net.SplitHostPort(u.Host)
-	if err != nil {
-		return "", fmt.Errorf("downstream URL %q: %w", cfg.Downstream.URL, err)
-	}
+	host := t.Host
 	var ips []netip.Addr
 	if ip, err := netip.ParseAddr(host); err == nil {
 		ips = append(ips, ip)
 	} else {
 		ctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.Downstream.ConnectTimeout))
 		defer cancel()
-		if ips, err = net.DefaultResolver.LookupNetIP(ctx, "ip", host); err != nil {
+		if ips, err = lookupHost(ctx, cfg, host); err != nil {
 			return "", fmt.Errorf("looking up %s host %s: %w", transport, host, err)
 		}
 	}
 	var b []byte
 	for _, ip := range ips {
-		b = fmt.Appendf(b, "  host %s [%s] port=%s\n", host, ip.Unmap(), port)
+		b = fmt.Appendf(b, "  host %s [%s] port=%d\n", host, ip.Unmap(), t.Port)
 	}
 	return string(b), nil
+}
+
+// lookupHost resolves a downstream host name with the program's DNS
+// client, asking the resolvers the configuration names (those of [rbl],
+// [callout] or [msgauth], the first section that has any), or the
+// nameservers of /etc/resolv.conf when none does.
+func lookupHost(ctx context.Context, cfg *config.Config, host string) ([]netip.Addr, error) {
+	var servers []string
+	for _, list := range [][]string{cfg.RBL.Resolver, cfg.Callout.Resolver, cfg.MsgAuth.Resolver} {
+		if len(list) > 0 {
+			servers = list
+			break
+		}
+	}
+	if len(servers) == 0 {
+		conf, err := dns.ClientConfigFromFile("/etc/resolv.conf")
+		if err != nil {
+			return nil, fmt.Errorf("no resolver configured and none from the system: %w", err)
+		}
+		for _, s := range conf.Servers {
+			servers = append(servers, net.JoinHostPort(s, conf.Port))
+		}
+	}
+	c, err := dnsclient.New(servers, time.Duration(cfg.Downstream.ConnectTimeout))
+	if err != nil {
+		return nil, err
+	}
+	return c.LookupIP(ctx, host)
 }

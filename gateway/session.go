@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -18,7 +19,6 @@ import (
 
 	"mxgate/address"
 	"mxgate/filters"
-	"mxgate/filters/milter"
 	"mxgate/spool"
 )
 
@@ -26,7 +26,7 @@ import (
 // after which go-smtp starts a new one on the same conn. With CHUNKING,
 // go-smtp runs Data in its own goroutine while Reset and Logout may come
 // from the connection's goroutine, so the transaction is behind mu and
-// Data works on a copy.
+// Data works on a copy; the checks are asked under the conn's flowMu.
 type session struct {
 	srv  *Server
 	c    *smtp.Conn
@@ -34,52 +34,45 @@ type session struct {
 
 	mu sync.Mutex
 	tx *transaction // nil until MAIL is accepted
-	// calloutDetailed: a sender verify refusal has quoted the remote
-	// server's reply in this session already.
-	calloutDetailed bool
-
-	milter        *milter.Session  // opened at the first MAIL; nil without [[milter]]
-	milterRefusal *milter.Decision // a milter refused the connection at HELO
+	// heloAsked is the greeting the checks were told about, at the first
+	// MAIL after it.
+	heloAsked string
 }
 
 // transaction is what MAIL fixes for one message; Data reads it without
 // touching go-smtp's Conn, which is not safe from Data's goroutine.
 type transaction struct {
-	sender string // wire form (Address.String), "" = null sender
-	rcpts  []string
-	helo   string // safeHelo of the greeting
+	filters.Tx
 	proto  string // Exim's P=: smtp, esmtp, esmtps
 	cipher string // Exim's X= value, "" without TLS
-
-	domains *domainLookups // DNS lists on the sender domain and HELO name, started at MAIL
-	verdict *verdict       // of the DNS lists, fixed at the first RCPT
-	callout *senderVerify  // the sender's callout, started at MAIL
 }
 
-var (
-	errConnClosed = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Connection closed"}
-	errLocal      = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local problem: message not queued"}
-)
+var errConnClosed = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Connection closed"}
+
+// errLocal answers a message mxgate itself failed to keep.
+var errLocal = replyOf(filters.LocalProblem())
 
 const bareNewlineText = "Message contains bare CR or LF characters (see https://www.postfix.org/smtp-smuggling.html)"
+
+// replyOf is a verdict's SMTP reply.
+func replyOf(v filters.Verdict) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: v.Code, EnhancedCode: smtp.EnhancedCode(v.Enhanced), Message: v.Text}
+}
 
 // hostDesc is Exim's H= for a client without reverse DNS: "(helo) [ip]".
 func (s *session) hostDesc(helo string) string {
 	return fmt.Sprintf("(%s) [%s]", helo, s.conn.ip)
 }
 
-// refuse turns a refusal into go-smtp's reply, counting it against
-// smtp.max_errors; past the limit the reply is a 421 and the connection
-// is closed once it is written.
-func (s *session) refuse(helo string, code int, enh [3]int, text string) error {
-	if s.conn.countError() > s.srv.cfg.SMTP.MaxErrors {
-		s.srv.trace.printf("more than smtp.max_errors %d refusals: closing the connection", s.srv.cfg.SMTP.MaxErrors)
-		s.conn.closeAfterWrite()
-		s.srv.log.Main("", fmt.Sprintf("SMTP call from %s dropped: too many syntax or protocol errors (more than smtp.max_errors=%d refusals)", s.hostDesc(helo), s.srv.cfg.SMTP.MaxErrors))
-		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
-			Message: s.srv.cfg.Hostname + " Too many errors, closing connection"}
-	}
+// refuse turns a refusal into go-smtp's reply. smtp.max_errors is
+// enforced on every error reply, refusals included, by Server.errorReply.
+func (s *session) refuse(_ string, code int, enh [3]int, text string) error {
 	return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode(enh), Message: text}
+}
+
+// refuseWith refuses with a check's verdict.
+func (s *session) refuseWith(helo string, v filters.Verdict) error {
+	return s.refuse(helo, v.Code, v.Enhanced, v.Text)
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
@@ -109,7 +102,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 			s.hostDesc(helo), from, opts.Size, srv.cfg.SMTP.MaxMessageSize))
 		return s.refuse(helo, 552, [3]int{5, 3, 4}, "Message size exceeds maximum permitted")
 	}
-	var sender, senderDomain string
+	tx := &transaction{Tx: filters.Tx{Helo: helo}, proto: "smtp"}
 	if from != "" {
 		a, err := address.Parse(from)
 		if err != nil {
@@ -117,14 +110,30 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 			srv.log.Reject("", fmt.Sprintf("H=%s rejected MAIL <%s>: %v", s.hostDesc(helo), from, err))
 			return s.refuse(helo, 501, [3]int{5, 1, 7}, "Bad sender address syntax")
 		}
-		sender, senderDomain = a.String(), a.Domain
+		tx.Sender, tx.SenderDomain = a.String(), a.Domain
 	}
-	tx := &transaction{sender: sender, helo: helo, proto: "smtp"}
-	if err := s.milterMail(tx, from); err != nil {
-		return err
+	host := s.hostDesc(helo)
+	if v := s.conn.connectRefusal(); v != nil {
+		srv.log.Reject("", fmt.Sprintf("H=%s %s", host, refusalLog(*v, "MAIL <"+from+">")))
+		return s.refuseWith(helo, *v)
 	}
-	tx.domains = s.startDomains(senderDomain, helo)
-	tx.callout = s.startCallout(sender, senderDomain)
+	ctx := s.conn.ctx
+	s.conn.flowMu.Lock()
+	if s.heloAsked != helo {
+		s.heloAsked = helo
+		out := s.conn.flow.Helo(ctx, helo)
+		s.srv.report(out, "", host)
+	}
+	out := s.conn.flow.Mail(ctx, &tx.Tx)
+	s.srv.report(out, "", host)
+	if out.Verdict.Refuses() {
+		s.conn.flow.Reset(ctx)
+	}
+	s.conn.flowMu.Unlock()
+	if v := out.Verdict; v.Refuses() {
+		srv.log.Reject("", fmt.Sprintf("H=%s %s", host, refusalLog(v, "MAIL <"+from+">")))
+		return s.refuseWith(helo, v)
+	}
 	if st, ok := s.c.TLSConnectionState(); ok {
 		tx.proto = "esmtps"
 		tx.cipher = cipherDesc(st)
@@ -156,39 +165,44 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if s.conn.closed.Load() {
 		return errConnClosed
 	}
+	srv := s.srv
 	s.mu.Lock()
 	tx := s.tx
 	s.mu.Unlock()
 	if tx == nil {
 		return s.refuse(safeHelo(s.c.Hostname()), 503, [3]int{5, 5, 1}, "MAIL first")
 	}
-	a, ref := s.srv.policy.Recipient(s.conn.ip, to)
-	if ref != nil {
-		s.srv.trace.printf("RCPT <%s>: %s", to, ref.Log)
-		s.srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> rejected RCPT <%s>: %s", s.hostDesc(tx.helo), tx.sender, to, ref.Log))
-		return s.refuse(tx.helo, ref.Code, ref.Enhanced, ref.Text)
+	host := s.hostDesc(tx.Helo)
+	a, err := address.Parse(to)
+	if err != nil {
+		ref := address.SyntaxRefusal(err)
+		srv.trace.printf("RCPT <%s>: %s", to, ref.Log)
+		srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> rejected RCPT <%s>: %s", host, tx.Sender, to, ref.Log))
+		return s.refuse(tx.Helo, ref.Code, ref.Enhanced, ref.Text)
 	}
 	rcpt := a.String()
-	if err := s.rblRefusal(tx, rcpt); err != nil {
-		return err
+	s.conn.flowMu.Lock()
+	tx.RcptArg = to
+	out := s.conn.flow.Rcpt(s.conn.ctx, &tx.Tx, rcpt)
+	s.conn.flowMu.Unlock()
+	s.srv.report(out, "", host)
+	if v := out.Verdict; v.Refuses() {
+		srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> %s", host, tx.Sender, refusalLog(v, "RCPT <"+rcpt+">")))
+		return s.refuseWith(tx.Helo, v)
 	}
-	if err := s.calloutRefusal(tx, rcpt); err != nil {
-		return err
-	}
-	if err := s.milterRcpt(tx, rcpt); err != nil {
-		return err
-	}
-	if s.srv.trace != nil {
-		why := "host in relay.trusted_networks"
-		if _, ref := s.srv.policy.Recipient(netip.Addr{}, to); ref == nil {
-			why = a.Domain + " in relay.domains"
+	if srv.trace != nil {
+		var why []string
+		for _, e := range out.Events {
+			if e.Verdict.Log != "" {
+				why = append(why, e.Verdict.Log)
+			}
 		}
-		s.srv.trace.printf("RCPT <%s>: accepted: %s", to, why)
+		srv.trace.printf("RCPT <%s>: accepted: %s", to, strings.Join(why, "; "))
 	}
 	s.mu.Lock()
 	// A repeated recipient is accepted but delivered once.
-	if !slices.Contains(tx.rcpts, rcpt) {
-		tx.rcpts = append(tx.rcpts, rcpt)
+	if !slices.Contains(tx.Rcpts, rcpt) {
+		tx.Rcpts = append(tx.Rcpts, rcpt)
 	}
 	s.mu.Unlock()
 	return nil
@@ -198,11 +212,13 @@ func (s *session) Reset() {
 	s.mu.Lock()
 	s.tx = nil
 	s.mu.Unlock()
-	s.milterReset()
+	s.conn.flowMu.Lock()
+	s.conn.flow.Reset(s.conn.ctx)
+	s.conn.flowMu.Unlock()
 }
 
 func (s *session) Logout() error {
-	s.milterClose()
+	s.Reset()
 	return nil
 }
 
@@ -280,40 +296,38 @@ func (s *session) Data(r io.Reader) error {
 	var tx transaction
 	if s.tx != nil {
 		tx = *s.tx
-		tx.rcpts = slices.Clone(s.tx.rcpts)
+		tx.Rcpts = slices.Clone(s.tx.Rcpts)
 	}
 	s.mu.Unlock()
-	if len(tx.rcpts) == 0 {
+	if len(tx.Rcpts) == 0 {
 		// go-smtp only calls Data after an accepted RCPT; this is a
 		// RSET racing a BDAT chunk.
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
 	}
-	host := s.hostDesc(tx.helo)
+	host := s.hostDesc(tx.Helo)
 	dr := &deadlineReader{r: r, c: s.conn, timeout: time.Duration(srv.cfg.SMTP.DataTimeout)}
 
 	// A test session reads and checks the message like any other but
-	// writes it nowhere (a temporary file, if content filters read it).
+	// writes it nowhere (an unlinked temporary file the checks read).
 	var (
 		w        *spool.Writer
 		id       spool.ID
-		sink     io.Writer = io.Discard
+		sink     io.Writer
 		openBody func() (io.ReadCloser, error)
 	)
 	if srv.trace != nil {
 		id = srv.ids.Next()
-		tb, err := srv.newTraceBody()
+		tb, err := newTraceBody()
 		if err != nil {
-			srv.log.Panic(fmt.Sprintf("H=%s F=<%s>: %v", host, tx.sender, err))
+			srv.log.Panic(fmt.Sprintf("H=%s F=<%s>: %v", host, tx.Sender, err))
 			return s.afterDrain(dr, tx, func() error { return errLocal })
 		}
-		if tb != nil {
-			defer tb.Close()
-			sink, openBody = tb, tb.open
-		}
+		defer tb.Close()
+		sink, openBody = tb, tb.open
 	} else {
 		var err error
 		if w, err = srv.spool.Create(); err != nil {
-			srv.log.Panic(fmt.Sprintf("H=%s F=<%s>: cannot create spool file: %v", host, tx.sender, err))
+			srv.log.Panic(fmt.Sprintf("H=%s F=<%s>: cannot create spool file: %v", host, tx.Sender, err))
 			return s.afterDrain(dr, tx, func() error { return errLocal })
 		}
 		id, sink, openBody = w.ID(), w, w.OpenBody
@@ -341,14 +355,11 @@ func (s *session) Data(r io.Reader) error {
 		abort()
 		return s.dataFailed(dr, tx, id, err)
 	}
-	if s.conn.takeDotCR() {
-		le.Bare = true
-	}
 	if le.Bare && reject {
 		abort()
 		srv.trace.printf("DATA: bare CR or LF in message (smtp.bare_newline = reject)")
-		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> rejected after DATA: bare CR or LF in message (SMTP smuggling)", host, tx.sender))
-		return s.refuse(tx.helo, 550, [3]int{5, 5, 2}, bareNewlineText)
+		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> rejected after DATA: bare CR or LF in message (SMTP smuggling)", host, tx.Sender))
+		return s.refuse(tx.Helo, 550, [3]int{5, 5, 2}, bareNewlineText)
 	}
 	if s.conn.closed.Load() {
 		// No client to answer (failed STARTTLS, forced shutdown): a
@@ -357,50 +368,83 @@ func (s *session) Data(r io.Reader) error {
 		return errConnClosed
 	}
 
-	headers, stamped := srv.stampHeaders(headers, tx.verdict)
 	now := time.Now()
+	m := &filters.Message{
+		ID:         id,
+		Sender:     tx.Sender,
+		Recipients: tx.Rcpts,
+		ClientIP:   s.conn.ip,
+		Helo:       tx.Helo,
+		Trusted:    srv.policy.Trusted(s.conn.ip),
+		Headers: append([]spool.Header{received(receivedInfo{
+			Helo: tx.Helo, IP: s.conn.ip.String(), Hostname: srv.cfg.Hostname,
+			With: strings.ToUpper(tx.proto), ID: id, Sender: tx.Sender,
+			Recipients: tx.Rcpts, Time: now,
+		})}, headers...),
+		BodySize: body.n,
+		OpenBody: openBody,
+	}
+	if w != nil {
+		m.ReplaceBody = func(r io.Reader) (int64, error) { return w.ReplaceBody(&lineEnds{r: r}) }
+	}
+	s.conn.flowMu.Lock()
+	out := s.conn.flow.Data(s.conn.ctx, m)
+	s.conn.flowMu.Unlock()
+	// The checks may have changed the envelope (a milter's new sender or
+	// recipients) and the headers (stamps, edits, removals).
+	tx.Sender, tx.Rcpts = m.Sender, m.Recipients
 	env := &spool.Envelope{
 		ID:               id,
-		Sender:           tx.sender,
-		Recipients:       tx.rcpts,
+		Sender:           m.Sender,
+		Recipients:       m.Recipients,
 		Received:         now,
-		HeloName:         tx.helo,
+		HeloName:         tx.Helo,
 		HostAddress:      netip.AddrPortFrom(s.conn.ip, uint16(s.conn.port)).String(),
 		ReceivedProtocol: tx.proto,
 		DeliverFirstTime: true,
-		Headers: append([]spool.Header{received(receivedInfo{
-			Helo: tx.helo, IP: s.conn.ip.String(), Hostname: srv.cfg.Hostname,
-			With: strings.ToUpper(tx.proto), ID: id, Sender: tx.sender,
-			Recipients: tx.rcpts, Time: now,
-		})}, headers...),
+		Headers:          m.Headers,
 	}
-	if srv.filters != nil || s.milter != nil {
-		// Before the milters, which may stamp X-Spam-* of their own.
-		srv.removeSpamHeaders(env.Headers)
+	s.srv.report(out, string(id), host)
+	if es := scanEvents(out); len(es) > 0 {
+		srv.traceScan(es)
+		srv.log.Main(string(id), fmt.Sprintf("H=%s F=<%s> content scan: %s: %s", host, tx.Sender, filters.Strictest(es).Action, scanFacts(es)))
 	}
-	if srv.cfg.MsgAuth.Enabled || s.milter != nil {
-		srv.removeForgedAuthres(env.Headers)
-	}
-	m := scanned{tx: tx, env: env, bodySize: body.n, openBody: openBody, w: w, abort: abort}
-	if s.milter != nil {
-		m.milter = s.milterData(&m)
-		tx, body.n = m.tx, m.bodySize
-	}
-	if srv.filters != nil || m.milter.Action != filters.Accept {
-		if reply := s.filter(m); reply != nil {
-			return reply
-		}
-	}
-	if err := s.dkimSign(m); err != nil {
+	size := env.HeaderSize() + 1 + m.BodySize
+	v := out.Verdict
+	switch v.Action {
+	case filters.Reject, filters.Tempfail:
 		abort()
-		srv.log.Panic(fmt.Sprintf("%s H=%s F=<%s>: DKIM signing failed, message not queued: %v", id, host, tx.sender, err))
-		return errLocal
+		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> %s", host, tx.Sender, refusalLog(filters.Verdict{Action: v.Action, Log: v.Text}, "after DATA")))
+		return s.refuseWith(tx.Helo, v)
+	case filters.Discard:
+		abort()
+		if srv.trace != nil {
+			return acceptedReply(id, " (discarded; not queued: -bh test session)")
+		}
+		// Exim's log of a message its DATA ACL discarded: received, and
+		// "delivered" nowhere.
+		srv.log.Main(string(id), "<= "+senderText(tx.Sender)+" "+s.arrival(tx, size, env.Headers))
+		srv.log.Main(string(id), "=> blackhole (DATA ACL discarded recipients): "+discardText(v))
+		srv.log.Main(string(id), "Completed")
+		return acceptedReply(id, "")
+	case filters.Quarantine:
+		if srv.trace != nil {
+			return acceptedReply(id, " (quarantined; not queued: -bh test session)")
+		}
+		ctx, cancel := context.WithTimeout(srv.ctx, time.Duration(srv.cfg.SMTP.CommandTimeout))
+		err := srv.spool.Quarantine(ctx, w, env, v.Reason)
+		cancel()
+		if err != nil { // the files are gone: the client must retry
+			srv.log.Panic(fmt.Sprintf("%s H=%s F=<%s>: quarantine commit failed, message not kept: %v", id, host, tx.Sender, err))
+			return errLocal
+		}
+		srv.log.Main(string(id), fmt.Sprintf("quarantined: %s %s: %s", senderText(tx.Sender), s.arrival(tx, size, env.Headers), v.Reason))
+		return acceptedReply(id, "")
 	}
-	size := env.HeaderSize() + 1 + body.n
-	// Exim's "warn" line: the score of a message let through with a stamp.
+	// Exim's "warn" lines: what let the message through with a stamp.
 	warn := func() {
-		if stamped {
-			srv.log.Main(string(id), fmt.Sprintf("H=%s Warning: %s", host, scoreText(tx.verdict.result)))
+		for _, w := range warnings(out) {
+			srv.log.Main(string(id), fmt.Sprintf("H=%s Warning: %s", host, w))
 		}
 	}
 	if srv.trace != nil {
@@ -409,32 +453,71 @@ func (s *session) Data(r io.Reader) error {
 		}
 		warn()
 		srv.trace.printf("DATA: accepted: S=%d; not queued: test session", size)
-		return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0},
-			Message: "OK id=" + string(id) + " (not queued: -bh test session)"}
+		return acceptedReply(id, " (not queued: -bh test session)")
 	}
 	ctx, cancel := context.WithTimeout(srv.ctx, time.Duration(srv.cfg.SMTP.CommandTimeout))
 	err = w.Commit(ctx, env)
 	cancel()
 	if err != nil { // Commit has removed the files
-		srv.log.Panic(fmt.Sprintf("%s H=%s F=<%s>: spool commit failed, message not queued: %v", id, host, tx.sender, err))
+		srv.log.Panic(fmt.Sprintf("%s H=%s F=<%s>: spool commit failed, message not queued: %v", id, host, tx.Sender, err))
 		return errLocal
 	}
 
-	line := s.arrival(tx, size, headers)
-	sender := senderText(tx.sender)
+	line := s.arrival(tx, size, env.Headers)
+	sender := senderText(tx.Sender)
 	warn()
 	srv.log.Main(string(id), "<= "+sender+" "+line)
 	if err := srv.spool.Msglog(id, "Received from "+sender+" "+line); err != nil {
 		srv.log.Panic(fmt.Sprintf("%s: writing msglog: %v", id, err))
 	}
 	srv.onCommit(id)
-	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK id=" + string(id)}
+	return acceptedReply(id, "")
 }
+
+func acceptedReply(id spool.ID, note string) error {
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK id=" + string(id) + note}
+}
+
+func senderText(sender string) string {
+	if sender == "" {
+		return "<>"
+	}
+	return sender
+}
+
+// traceBody keeps a test session's message body, so its checks read it as
+// they would a spooled one. The file is unlinked at once: it never
+// outlives the session.
+type traceBody struct {
+	f *os.File
+	n int64
+}
+
+func newTraceBody() (*traceBody, error) {
+	f, err := os.CreateTemp("", "mxgate-bh-")
+	if err != nil {
+		return nil, fmt.Errorf("temporary file for the message body: %w", err)
+	}
+	os.Remove(f.Name())
+	return &traceBody{f: f}, nil
+}
+
+func (b *traceBody) Write(p []byte) (int, error) {
+	n, err := b.f.Write(p)
+	b.n += int64(n)
+	return n, err
+}
+
+func (b *traceBody) open() (io.ReadCloser, error) {
+	return io.NopCloser(io.NewSectionReader(b.f, 0, b.n)), nil
+}
+
+func (b *traceBody) Close() error { return b.f.Close() }
 
 // arrival is what the "<=" line says after the sender:
 // "H=(helo) [ip]:port P=esmtp S=size id=message-id".
 func (s *session) arrival(tx transaction, size int64, headers []spool.Header) string {
-	line := fmt.Sprintf("H=%s:%d P=%s", s.hostDesc(tx.helo), s.conn.port, tx.proto)
+	line := fmt.Sprintf("H=%s:%d P=%s", s.hostDesc(tx.Helo), s.conn.port, tx.proto)
 	if tx.cipher != "" {
 		line += " X=" + tx.cipher + " CV=no"
 	}
@@ -450,7 +533,7 @@ func (s *session) arrival(tx transaction, size int64, headers []spool.Header) st
 // so its lines are never taken for commands.
 func (s *session) dataFailed(dr io.Reader, tx transaction, id spool.ID, err error) error {
 	srv := s.srv
-	host := s.hostDesc(tx.helo)
+	host := s.hostDesc(tx.Helo)
 	var se spoolError
 	switch {
 	case isTimeout(err):
@@ -458,25 +541,25 @@ func (s *session) dataFailed(dr io.Reader, tx transaction, id spool.ID, err erro
 	case errors.Is(err, errMessageTooBig), errors.Is(err, smtp.ErrDataTooLarge):
 		srv.trace.printf("DATA: message over smtp.max_message_size %d", srv.cfg.SMTP.MaxMessageSize)
 		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> rejected after DATA: message too big: max=%d",
-			host, tx.sender, srv.cfg.SMTP.MaxMessageSize))
+			host, tx.Sender, srv.cfg.SMTP.MaxMessageSize))
 		return s.afterDrain(dr, tx, func() error {
-			return s.refuse(tx.helo, 552, [3]int{5, 3, 4}, "Message size exceeds maximum permitted")
+			return s.refuse(tx.Helo, 552, [3]int{5, 3, 4}, "Message size exceeds maximum permitted")
 		})
 	case errors.Is(err, errHeaderTooBig):
 		srv.trace.printf("DATA: %v", err)
-		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> rejected after DATA: %v", host, tx.sender, err))
+		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> rejected after DATA: %v", host, tx.Sender, err))
 		return s.afterDrain(dr, tx, func() error {
-			return s.refuse(tx.helo, 552, [3]int{5, 3, 4}, "Message header block too large")
+			return s.refuse(tx.Helo, 552, [3]int{5, 3, 4}, "Message header block too large")
 		})
 	case errors.Is(err, smtp.ErrTooLongLine):
 		srv.trace.printf("DATA: line longer than smtp.max_line_length %d", srv.cfg.SMTP.MaxLineLength)
 		// go-smtp closes the connection after this reply.
 		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> rejected after DATA: line longer than %d bytes",
-			host, tx.sender, srv.cfg.SMTP.MaxLineLength))
+			host, tx.Sender, srv.cfg.SMTP.MaxLineLength))
 		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
 			Message: fmt.Sprintf("Message has a line longer than %d bytes", srv.cfg.SMTP.MaxLineLength)}
 	case errors.As(err, &se):
-		srv.log.Panic(fmt.Sprintf("%s H=%s F=<%s>: %v", id, host, tx.sender, err))
+		srv.log.Panic(fmt.Sprintf("%s H=%s F=<%s>: %v", id, host, tx.Sender, err))
 		return s.afterDrain(dr, tx, func() error { return errLocal })
 	case errors.Is(err, smtp.ErrDataReset):
 		// RSET or QUIT between BDAT chunks: nobody waits for a reply.
@@ -500,7 +583,7 @@ func (s *session) afterDrain(dr io.Reader, tx transaction, reply func() error) e
 // closes after the 421, so nothing it sends later is read as a command.
 func (s *session) timedOut(tx transaction) error {
 	s.conn.closeAfterWrite()
-	s.srv.log.Main("", fmt.Sprintf("SMTP data timeout (message abandoned) on connection from %s F=<%s>", s.hostDesc(tx.helo), tx.sender))
+	s.srv.log.Main("", fmt.Sprintf("SMTP data timeout (message abandoned) on connection from %s F=<%s>", s.hostDesc(tx.Helo), tx.Sender))
 	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
 		Message: s.srv.cfg.Hostname + " SMTP incoming data timeout - closing connection"}
 }

@@ -12,17 +12,22 @@ import (
 	"mxgate/mainlog"
 )
 
-// tracer is the trace of a test session: ">>> " lines for the decisions
+// Tracer is the trace of a test session: ">>> " lines for the decisions
 // and "LOG: " lines for what the daemon would have logged, without the
 // timestamp (Exim's -bh). Data may run in go-smtp's BDAT goroutine, so
-// lines are written under mu. A nil *tracer traces nothing: the daemon's
+// lines are written under mu. A nil *Tracer traces nothing: the daemon's
 // code paths call it unconditionally.
-type tracer struct {
+type Tracer struct {
 	mu sync.Mutex
 	w  io.Writer
 }
 
-func (t *tracer) line(prefix, text string) {
+// NewTracer returns the trace of a test session written to w. It is also
+// the Logger of the session's check pipeline, so what a check would log
+// shows up in the trace.
+func NewTracer(w io.Writer) *Tracer { return &Tracer{w: w} }
+
+func (t *Tracer) line(prefix, text string) {
 	b := mainlog.AppendEscaped([]byte(prefix), text)
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -30,14 +35,14 @@ func (t *tracer) line(prefix, text string) {
 }
 
 // printf writes one ">>> " decision line.
-func (t *tracer) printf(format string, a ...any) {
+func (t *Tracer) printf(format string, a ...any) {
 	if t == nil {
 		return
 	}
 	t.line(">>> ", fmt.Sprintf(format, a...))
 }
 
-func (t *tracer) Main(id, text string) {
+func (t *Tracer) Main(id, text string) {
 	if id != "" {
 		text = id + " " + text
 	}
@@ -46,9 +51,9 @@ func (t *tracer) Main(id, text string) {
 
 // Reject traces the log line only: the rejectlog's extra lines repeat the
 // message's headers, which the tester has just typed.
-func (t *tracer) Reject(id, text string, _ ...string) { t.Main(id, text) }
+func (t *Tracer) Reject(id, text string, _ ...string) { t.Main(id, text) }
 
-func (t *tracer) Panic(text string) { t.line("LOG: ", "PANIC "+text) }
+func (t *Tracer) Panic(text string) { t.line("LOG: ", "PANIC "+text) }
 
 // ServeTest runs one SMTP session as if from peer, reading the client's
 // side from in and writing the server's to out, through the same session
@@ -77,7 +82,7 @@ func (s *Server) ServeTest(peer netip.AddrPort, in io.Reader, out io.Writer) err
 	if gc == nil {
 		return fmt.Errorf("gateway: test session from %s refused: %s", ip, why)
 	}
-	s.startChecks(gc, false)
+	gc.open(false)
 	err := s.smtp.Serve(&oneConnListener{c: gc, done: sc.closed})
 	s.inData.Wait()
 	if errors.Is(err, net.ErrClosed) {

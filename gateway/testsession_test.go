@@ -9,6 +9,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"mxgate/checks"
 	"mxgate/config"
 )
 
@@ -25,7 +26,13 @@ func testSession(t *testing.T, edit func(*config.Config), ip, script string) (ou
 		edit(cfg)
 	}
 	var o, tr bytes.Buffer
-	srv, err := New(Options{Config: cfg, Trace: &tr})
+	tracer := NewTracer(&tr)
+	pl, err := checks.Build(cfg, tracer, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pl.Close()
+	srv, err := New(Options{Config: cfg, Trace: tracer, Pipeline: pl.Pipeline})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +106,7 @@ func TestServeTestDecisions(t *testing.T) {
 			name:    "trusted network relays; IPv4-mapped peer",
 			ip:      "::ffff:192.0.2.7",
 			script:  "EHLO client.test\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<u@other.test>\r\nRCPT TO:<u%x@example.test>\r\nQUIT\r\n",
-			wantOut: []string{"**** SMTP testing session as if from host 192.0.2.7\n", "250 2.0.0 I'll make sure <u@other.test> gets this\r\n", "550 5.7.1 Restricted characters in address\r\n"},
+			wantOut: []string{"**** SMTP testing session as if from host 192.0.2.7\n", "250 2.1.5 Recipient OK\r\n", "550 5.7.1 Restricted characters in address\r\n"},
 			wantTrace: ">>> host in relay.trusted_networks? yes: may relay to any domain\n" +
 				">>> MAIL <a@client.test>: accepted\n" +
 				">>> RCPT <u@other.test>: accepted: host in relay.trusted_networks\n" +

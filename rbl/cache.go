@@ -1,10 +1,10 @@
 package rbl
 
 import (
-	"container/list"
 	"net/netip"
-	"sync"
 	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
 )
 
 // answer is what one DNS question (a name and a type) yielded, as cached.
@@ -22,67 +22,36 @@ type cacheKey struct {
 }
 
 type cacheEntry struct {
-	key     cacheKey
 	ans     answer
 	expires time.Time
 }
 
-// cache is a bounded LRU of answers, shared by all sessions.
+// cache is a bounded LRU of answers shared by all sessions, each answer
+// kept for its own (clamped) TTL. The LRU's own expiry is the maximum TTL,
+// so it drops every entry no later than its TTL says and an expired one is
+// also dropped when read.
 type cache struct {
-	mu    sync.Mutex
-	size  int
-	order *list.List // of *cacheEntry, most recently used first
-	items map[cacheKey]*list.Element
+	lru *expirable.LRU[cacheKey, cacheEntry]
 }
 
-func newCache(size int) *cache {
-	return &cache{size: size, order: list.New(), items: make(map[cacheKey]*list.Element, size)}
+func newCache(size int, maxTTL time.Duration) *cache {
+	return &cache{lru: expirable.NewLRU[cacheKey, cacheEntry](size, nil, maxTTL)}
 }
 
 func (c *cache) get(k cacheKey, now time.Time) (answer, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	el, ok := c.items[k]
+	e, ok := c.lru.Get(k)
 	if !ok {
 		return answer{}, false
 	}
-	e := el.Value.(*cacheEntry)
 	if !now.Before(e.expires) {
-		c.order.Remove(el)
-		delete(c.items, k)
+		c.lru.Remove(k)
 		return answer{}, false
 	}
-	c.order.MoveToFront(el)
 	return e.ans, true
 }
 
 func (c *cache) put(k cacheKey, a answer, now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e := &cacheEntry{key: k, ans: a, expires: now.Add(a.ttl)}
-	if el, ok := c.items[k]; ok {
-		el.Value = e
-		c.order.MoveToFront(el)
-		return
-	}
-	c.items[k] = c.order.PushFront(e)
-	for c.order.Len() > c.size {
-		last := c.order.Back()
-		c.order.Remove(last)
-		delete(c.items, last.Value.(*cacheEntry).key)
-	}
+	c.lru.Add(k, cacheEntry{ans: a, expires: now.Add(a.ttl)})
 }
 
-func (c *cache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.order.Len()
-}
-
-// call is one DNS question in flight; every session asking the same
-// question meanwhile waits for it instead of sending its own.
-type call struct {
-	done chan struct{} // closed once ans and err are set
-	ans  answer
-	err  error
-}
+func (c *cache) len() int { return c.lru.Len() }

@@ -25,8 +25,8 @@ func FuzzAnswer(f *testing.F) {
 		b, _ := m.Pack()
 		f.Add(b)
 	}
-	c, err := New(Options{Resolvers: []string{"127.0.0.1:53"}, Panic: func(string) {},
-		Lists: []List{{Zone: "bl.test", Kind: KindIP, Match: []string{"127.0.0.2-127.0.0.11", "&0.0.0.4"}, Weight: 1}}})
+	c, err := New(testOptions(Options{Resolvers: []string{"127.0.0.1:53"}, Panic: func(string) {},
+		Lists: []List{{Zone: "bl.test", Kind: KindIP, Match: []string{"127.0.0.2-127.0.0.11", "&0.0.0.4"}, Weight: 1}}}))
 	if err != nil {
 		f.Fatal(err)
 	}

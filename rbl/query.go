@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"mxgate/dnsclient"
 )
 
 // ipName is the RFC 5782 query name of ip in zone: reversed octets for
@@ -55,58 +57,12 @@ func normalizeDomain(domain string) string {
 // an answer interpret accepts.
 func (c *Checker) exchange(ctx context.Context, name string, qtype uint16) (answer, error) {
 	var a answer
-	_, err := exchangeFrom(ctx, c.servers, c.udp, c.tcp, name, qtype, func(r *dns.Msg) error {
+	_, err := c.dns.Exchange(ctx, name, qtype, func(r *dns.Msg) error {
 		var err error
 		a, err = c.interpret(r, name, qtype)
 		return err
 	})
 	return a, err
-}
-
-// exchangeFrom asks servers in order until one gives an answer to
-// name/qtype that check accepts. A dead resolver gets only its share of the
-// time left, so the next one is still asked before ctx ends.
-func exchangeFrom(ctx context.Context, servers []string, udp, tcp *dns.Client, name string, qtype uint16, check func(*dns.Msg) error) (*dns.Msg, error) {
-	m := new(dns.Msg)
-	m.SetQuestion(name, qtype)
-	m.RecursionDesired = true
-	// A large EDNS buffer keeps long TXT reasons out of TCP.
-	m.SetEdns0(1232, false)
-	var errs error
-	for i, server := range servers {
-		tryCtx, cancel := ctx, context.CancelFunc(func() {})
-		if deadline, ok := ctx.Deadline(); ok {
-			share := time.Until(deadline) / time.Duration(len(servers)-i)
-			tryCtx, cancel = context.WithTimeout(ctx, share)
-		}
-		r, err := exchangeOne(tryCtx, udp, tcp, m, server)
-		cancel()
-		if err == nil {
-			if err = check(r); err == nil {
-				return r, nil
-			}
-		}
-		err = fmt.Errorf("resolver %s: %w", server, err)
-		if errs != nil {
-			// One line for the log, every resolver's failure kept for errors.Is.
-			err = fmt.Errorf("%w; %w", errs, err)
-		}
-		errs = err
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return nil, errs
-}
-
-// exchangeOne sends m over UDP, and again over TCP when the UDP answer was
-// truncated.
-func exchangeOne(ctx context.Context, udp, tcp *dns.Client, m *dns.Msg, server string) (*dns.Msg, error) {
-	r, _, err := udp.ExchangeContext(ctx, m, server)
-	if err == nil && r.Truncated {
-		r, _, err = tcp.ExchangeContext(ctx, m, server)
-	}
-	return r, err
 }
 
 // maxText bounds a TXT reason: it ends up in an SMTP reply line.
@@ -116,13 +72,10 @@ const maxText = 400
 // bytes from the network: whatever r holds, it returns an answer or an
 // error, never panics.
 func (c *Checker) interpret(r *dns.Msg, name string, qtype uint16) (answer, error) {
-	if r.Rcode != dns.RcodeSuccess && r.Rcode != dns.RcodeNameError {
-		return answer{}, fmt.Errorf("answer code %s", rcodeString(r.Rcode))
-	}
 	// An answer to another question (a spoofed or confused reply) must not
 	// be cached under this name.
-	if len(r.Question) != 1 || !strings.EqualFold(r.Question[0].Name, name) || r.Question[0].Qtype != qtype {
-		return answer{}, fmt.Errorf("answer is for another question than %s %s", name, dns.TypeToString[qtype])
+	if err := dnsclient.Answerable(name, qtype)(r); err != nil {
+		return answer{}, err
 	}
 	if r.Rcode == dns.RcodeNameError {
 		return answer{ttl: c.negativeTTL(r)}, nil
@@ -179,13 +132,6 @@ func (c *Checker) negativeTTL(r *dns.Msg) time.Duration {
 
 func (c *Checker) clampTTL(d time.Duration) time.Duration {
 	return min(max(d, c.minTTL), c.maxTTL)
-}
-
-func rcodeString(rcode int) string {
-	if s, ok := dns.RcodeToString[rcode]; ok {
-		return s
-	}
-	return fmt.Sprintf("RCODE%d", rcode)
 }
 
 // cleanText makes a TXT reason safe for an SMTP reply and a log line:

@@ -3,7 +3,6 @@ package rbl
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -11,6 +10,9 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/sync/singleflight"
+
+	"mxgate/dnsclient"
 )
 
 // Kind says what a list is looked up with.
@@ -31,42 +33,41 @@ type List struct {
 	OnError string   // "ignore" (default: timeout/SERVFAIL = not listed) | "tempfail"
 }
 
-// Options configure a Checker; zero values take the defaults named.
+// Options configure a Checker. They are taken as given: config fills and
+// checks every value (rbl.timeout, rbl.cache_size, rbl.min_ttl,
+// rbl.max_ttl, the lists' kind and on_error).
 type Options struct {
 	Lists          []List
-	Resolvers      []string      // "127.0.0.1:53" (or a bare IP for port 53); empty = /etc/resolv.conf nameservers
-	Timeout        time.Duration // per lookup, all tries and resolvers included (default 2s)
-	CacheSize      int           // entries (default 10000)
-	MinTTL, MaxTTL time.Duration // clamp of answer TTLs (defaults 30s, 1h); negative answers use the SOA minimum, clamped the same way
+	Resolvers      []string      // "IP:PORT", asked in order
+	Timeout        time.Duration // per lookup, all tries and resolvers included
+	CacheSize      int           // answers kept, least recently used out first
+	MinTTL, MaxTTL time.Duration // clamp of answer TTLs; negative answers use the SOA minimum, clamped the same way
 	Panic          func(text string)
-	ErrorInterval  time.Duration // least time between two Panic reports for one zone (default 1h)
 }
 
-// Defaults applied by New to zero Options fields.
-const (
-	DefaultTimeout       = 2 * time.Second
-	DefaultCacheSize     = 10000
-	DefaultMinTTL        = 30 * time.Second
-	DefaultMaxTTL        = time.Hour
-	DefaultErrorInterval = time.Hour
-)
+// DefaultTimeout is config's default rbl.timeout, for callers that wait for
+// a verdict without a configured timeout; New never fills it in.
+const DefaultTimeout = 2 * time.Second
+
+// errorInterval is the least time between two Panic reports for one zone:
+// a public resolver or an over-quota account answers every query with an
+// error code, and one line an hour says so.
+const errorInterval = time.Hour
 
 // Checker looks up clients and domains in the configured lists. One
 // Checker serves every session: its cache and single flight are shared.
 type Checker struct {
 	lists   []compiledList
-	servers []string
+	dns     *dnsclient.Client
 	timeout time.Duration
 	minTTL  time.Duration
 	maxTTL  time.Duration
-	udp     *dns.Client
-	tcp     *dns.Client
 
 	cache *cache
-	// mu guards calls, and orders a cache miss against a flight ending so
-	// that no question is sent twice.
-	mu    sync.Mutex
-	calls map[cacheKey]*call
+	// mu orders a cache miss against a flight ending (its answer is
+	// cached under mu), so that no question is sent twice.
+	mu      sync.Mutex
+	flights singleflight.Group
 
 	panicf        func(string)
 	errorInterval time.Duration
@@ -80,121 +81,38 @@ type compiledList struct {
 	tempfail bool
 }
 
-// New validates o and returns a Checker. Errors name the list's zone and
-// the bad item.
+// New returns a Checker for o. Errors name the list's zone and the match
+// item that does not compile.
 func New(o Options) (*Checker, error) {
+	client, err := dnsclient.New(o.Resolvers, o.Timeout)
+	if err != nil {
+		return nil, fmt.Errorf("rbl: %w", err)
+	}
 	c := &Checker{
-		timeout:       orDefault(o.Timeout, DefaultTimeout),
-		minTTL:        orDefault(o.MinTTL, DefaultMinTTL),
-		maxTTL:        orDefault(o.MaxTTL, DefaultMaxTTL),
-		errorInterval: orDefault(o.ErrorInterval, DefaultErrorInterval),
-		calls:         make(map[cacheKey]*call),
+		dns:           client,
+		timeout:       o.Timeout,
+		minTTL:        o.MinTTL,
+		maxTTL:        o.MaxTTL,
+		cache:         newCache(o.CacheSize, o.MaxTTL),
 		panicf:        o.Panic,
+		errorInterval: errorInterval,
 		lastPanic:     make(map[string]time.Time),
 	}
-	switch {
-	case o.Timeout < 0, o.MinTTL < 0, o.MaxTTL < 0, o.ErrorInterval < 0:
-		return nil, fmt.Errorf("rbl: negative timeout, TTL or error interval")
-	case c.minTTL > c.maxTTL:
-		return nil, fmt.Errorf("rbl: minimum TTL %v above maximum TTL %v", c.minTTL, c.maxTTL)
-	case o.CacheSize < 0:
-		return nil, fmt.Errorf("rbl: negative cache size %d", o.CacheSize)
-	}
-	size := o.CacheSize
-	if size == 0 {
-		size = DefaultCacheSize
-	}
-	c.cache = newCache(size)
 	if c.panicf == nil {
 		c.panicf = func(string) {}
 	}
 	for _, l := range o.Lists {
-		cl, err := compileList(l)
-		if err != nil {
-			return nil, err
+		cl := compiledList{List: l, tempfail: l.OnError == "tempfail"}
+		for _, item := range l.Match {
+			m, err := parseMatch(item)
+			if err != nil {
+				return nil, fmt.Errorf("rbl: list %s: match %q: %w", l.Zone, item, err)
+			}
+			cl.match = append(cl.match, m)
 		}
 		c.lists = append(c.lists, cl)
 	}
-	servers, err := resolvers(o.Resolvers)
-	if err != nil {
-		return nil, fmt.Errorf("rbl: %w", err)
-	}
-	c.servers = servers
-	// The context deadline bounds each exchange; the client timeouts only
-	// back it up.
-	c.udp = &dns.Client{Net: "udp", Timeout: c.timeout}
-	c.tcp = &dns.Client{Net: "tcp", Timeout: c.timeout}
 	return c, nil
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
-}
-
-func compileList(l List) (compiledList, error) {
-	zone := strings.ToLower(strings.TrimSuffix(strings.TrimSpace(l.Zone), "."))
-	if zone == "" {
-		return compiledList{}, fmt.Errorf("rbl: a list has no zone")
-	}
-	if _, ok := dns.IsDomainName(zone); !ok || strings.ContainsAny(zone, " \\\"()") {
-		return compiledList{}, fmt.Errorf("rbl: list %q: not a domain name", l.Zone)
-	}
-	cl := compiledList{List: l}
-	cl.Zone = zone
-	switch l.Kind {
-	case KindIP, KindSenderDomain, KindHELO:
-	default:
-		return compiledList{}, fmt.Errorf("rbl: list %s: kind %q is not %q, %q or %q", zone, l.Kind, KindIP, KindSenderDomain, KindHELO)
-	}
-	switch l.OnError {
-	case "", "ignore":
-	case "tempfail":
-		cl.tempfail = true
-	default:
-		return compiledList{}, fmt.Errorf("rbl: list %s: on_error %q is not \"ignore\" or \"tempfail\"", zone, l.OnError)
-	}
-	for _, item := range l.Match {
-		m, err := parseMatch(item)
-		if err != nil {
-			return compiledList{}, fmt.Errorf("rbl: list %s: match %q: %w", zone, item, err)
-		}
-		cl.match = append(cl.match, m)
-	}
-	return cl, nil
-}
-
-// resolvers returns "host:port" for each configured resolver, or the
-// system's when none is.
-func resolvers(list []string) ([]string, error) {
-	if len(list) == 0 {
-		conf, err := dns.ClientConfigFromFile("/etc/resolv.conf")
-		if err != nil {
-			return nil, fmt.Errorf("no resolvers configured and none from the system: %w", err)
-		}
-		for _, s := range conf.Servers {
-			list = append(list, net.JoinHostPort(s, conf.Port))
-		}
-		if len(list) == 0 {
-			return nil, fmt.Errorf("no resolvers configured and /etc/resolv.conf names none")
-		}
-		return list, nil
-	}
-	out := make([]string, 0, len(list))
-	for _, r := range list {
-		if ip, err := netip.ParseAddr(r); err == nil {
-			out = append(out, net.JoinHostPort(ip.String(), "53"))
-			continue
-		}
-		ap, err := netip.ParseAddrPort(r)
-		if err != nil || ap.Port() == 0 {
-			return nil, fmt.Errorf("resolver %q is not IP or IP:PORT", r)
-		}
-		out = append(out, ap.String())
-	}
-	return out, nil
 }
 
 // Hit is a list that lists the key.
@@ -453,32 +371,35 @@ func (c *Checker) lookup(ctx context.Context, name string, qtype uint16) (answer
 		c.mu.Unlock()
 		return a, nil
 	}
-	cl, ok := c.calls[k]
-	if !ok {
-		cl = &call{done: make(chan struct{})}
-		c.calls[k] = cl
-		go c.fly(context.WithoutCancel(ctx), k, cl)
-	}
+	// Joined or started under mu: a flight caches its answer under mu
+	// before it ends, so a miss here means it has not ended yet.
+	ch := c.flights.DoChan(name+" "+dnsclient.TypeString(qtype), func() (any, error) {
+		return c.fly(context.WithoutCancel(ctx), k)
+	})
 	c.mu.Unlock()
 	select {
-	case <-cl.done:
-		return cl.ans, cl.err
+	case r := <-ch:
+		if r.Err != nil {
+			return answer{}, r.Err
+		}
+		return r.Val.(answer), nil
 	case <-ctx.Done():
 		return answer{}, fmt.Errorf("no answer to %s %s: %w", strings.TrimSuffix(name, "."), dns.TypeToString[qtype], ctx.Err())
 	}
 }
 
-func (c *Checker) fly(ctx context.Context, k cacheKey, cl *call) {
+// fly asks one question for every session waiting on it, and caches the
+// answer.
+func (c *Checker) fly(ctx context.Context, k cacheKey) (answer, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	cl.ans, cl.err = c.exchange(ctx, k.name, k.qtype)
-	if cl.err == nil {
-		c.cache.put(k, cl.ans, time.Now())
+	a, err := c.exchange(ctx, k.name, k.qtype)
+	if err == nil {
+		c.mu.Lock()
+		c.cache.put(k, a, time.Now())
+		c.mu.Unlock()
 	}
-	c.mu.Lock()
-	delete(c.calls, k)
-	c.mu.Unlock()
-	close(cl.done)
+	return a, err
 }
 
 // Wait returns the verdict once every list has answered, or what is known

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"mxgate/internal/dnstest"
 )
 
 // waitGuard bounds a test's wait for a Result: a hang is a failure, not a
@@ -45,9 +47,32 @@ func wait(t testing.TB, p *Pending) Result {
 	return r
 }
 
+// testOptions fills what config would have filled into o: its defaults
+// for the values a test leaves zero.
+func testOptions(o Options) Options {
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Second
+	}
+	if o.CacheSize == 0 {
+		o.CacheSize = 10000
+	}
+	if o.MinTTL == 0 {
+		o.MinTTL = 30 * time.Second
+	}
+	if o.MaxTTL == 0 {
+		o.MaxTTL = time.Hour
+	}
+	for i, l := range o.Lists {
+		if l.OnError == "" {
+			o.Lists[i].OnError = "ignore"
+		}
+	}
+	return o
+}
+
 func newChecker(t testing.TB, o Options) *Checker {
 	t.Helper()
-	c, err := New(o)
+	c, err := New(testOptions(o))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,10 +99,10 @@ func TestQueryNames(t *testing.T) {
 // TestQueriesSent checks the names on the wire, the IPv4-mapped and
 // scoped forms, the domain normalisation, and that kinds stay apart.
 func TestQueriesSent(t *testing.T) {
-	srv := startDNS(t, false, zoneData(t, nil))
-	c := newChecker(t, Options{Resolvers: []string{srv.addr}, Lists: []List{
-		{Zone: "bl.test.", Kind: KindIP, Weight: 1},
-		{Zone: "DBL.test", Kind: KindSenderDomain, Weight: 1},
+	srv := startZone(t, nil)
+	c := newChecker(t, Options{Resolvers: []string{srv.Addr}, Lists: []List{
+		{Zone: "bl.test", Kind: KindIP, Weight: 1},
+		{Zone: "dbl.test", Kind: KindSenderDomain, Weight: 1},
 		{Zone: "helo.test", Kind: KindHELO, Weight: 1},
 	}})
 	tests := []struct {
@@ -102,17 +127,17 @@ func TestQueriesSent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := srv.total()
+			before := srv.Total()
 			r := wait(t, tt.start())
 			if got := render(r); got != "score 0\n" {
 				t.Errorf("result:\n%s", got)
 			}
 			for _, q := range tt.want {
-				if srv.count(q) != 1 {
-					t.Errorf("question %q asked %d times, want 1", q, srv.count(q))
+				if srv.Count(q) != 1 {
+					t.Errorf("question %q asked %d times, want 1", q, srv.Count(q))
 				}
 			}
-			if got := srv.total() - before; got != len(tt.want) {
+			if got := srv.Total() - before; got != len(tt.want) {
 				t.Errorf("%d questions sent, want %d (%v)", got, len(tt.want), tt.want)
 			}
 		})
@@ -137,15 +162,6 @@ func TestNewErrors(t *testing.T) {
 			`rbl: list bl.test: match "&0.0.0.0": bitmask 0.0.0.0 would match every answer`},
 		{"ipv6 mask", Options{Lists: []List{{Zone: "bl.test", Kind: KindIP, Match: []string{"&::4"}}}},
 			`rbl: list bl.test: match "&::4": "::4" is not an IPv4 address`},
-		{"kind", Options{Lists: []List{{Zone: "bl.test", Kind: "uri"}}},
-			`rbl: list bl.test: kind "uri" is not "ip", "sender_domain" or "helo"`},
-		{"on_error", Options{Lists: []List{{Zone: "bl.test", Kind: KindIP, OnError: "defer"}}},
-			`rbl: list bl.test: on_error "defer" is not "ignore" or "tempfail"`},
-		{"no zone", Options{Lists: []List{{Kind: KindIP}}}, `rbl: a list has no zone`},
-		{"bad zone", Options{Lists: []List{{Zone: "bl..test", Kind: KindIP}}}, `rbl: list "bl..test": not a domain name`},
-		{"resolver", Options{Resolvers: []string{"localhost:53"}}, `rbl: resolver "localhost:53" is not IP or IP:PORT`},
-		{"ttl clamp", Options{MinTTL: time.Hour, MaxTTL: time.Minute}, `rbl: minimum TTL 1h0m0s above maximum TTL 1m0s`},
-		{"cache size", Options{CacheSize: -1}, `rbl: negative cache size -1`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,23 +176,15 @@ func TestNewErrors(t *testing.T) {
 	}
 }
 
-func TestResolverForms(t *testing.T) {
-	c := newChecker(t, Options{Resolvers: []string{"192.0.2.53", "127.0.0.1:5353", "::1", "[::1]:5353"}})
-	want := "192.0.2.53:53 127.0.0.1:5353 [::1]:53 [::1]:5353"
-	if got := strings.Join(c.servers, " "); got != want {
-		t.Errorf("servers %q, want %q", got, want)
-	}
-}
-
 // TestMatching runs each Match form against answers from the server.
 func TestMatching(t *testing.T) {
-	srv := startDNS(t, false, zoneData(t, map[string][]string{
+	srv := startZone(t, map[string][]string{
 		"2.2.0.192.bl.test. A":   {"2.2.0.192.bl.test. 300 IN A 127.0.0.2"},
 		"2.2.0.192.bl.test. TXT": {`2.2.0.192.bl.test. 300 IN TXT "listed " "192.0.2.2"`, `2.2.0.192.bl.test. 300 IN TXT "again"`},
 		"6.2.0.192.bl.test. A":   {"6.2.0.192.bl.test. 300 IN A 127.0.0.6", "6.2.0.192.bl.test. 300 IN A 127.0.0.11"},
 		"6.2.0.192.bl.test. TXT": {`6.2.0.192.bl.test. 300 IN TXT "bad\013\010line"`},
 		"12.2.0.192.bl.test. A":  {"12.2.0.192.bl.test. 300 IN A 127.0.0.12"},
-	}))
+	})
 	tests := []struct {
 		match []string
 		ip    string
@@ -196,7 +204,7 @@ func TestMatching(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%v/%s", tt.match, tt.ip), func(t *testing.T) {
-			c := newChecker(t, Options{Resolvers: []string{srv.addr}, Lists: []List{{Zone: "bl.test", Kind: KindIP, Match: tt.match, Weight: 1}}})
+			c := newChecker(t, Options{Resolvers: []string{srv.Addr}, Lists: []List{{Zone: "bl.test", Kind: KindIP, Match: tt.match, Weight: 1}}})
 			if got := render(wait(t, c.StartIP(context.Background(), netip.MustParseAddr(tt.ip)))); got != tt.want {
 				t.Errorf("got:\n%swant:\n%s", got, tt.want)
 			}
@@ -207,7 +215,7 @@ func TestMatching(t *testing.T) {
 // TestAnswerCodes covers what each kind of answer means, and that only a
 // hit costs a TXT question.
 func TestAnswerCodes(t *testing.T) {
-	srv := startDNS(t, false, func(q dns.Question, _ bool) *dns.Msg {
+	srv := dnstest.Start(t, func(q dns.Question, _ bool) *dns.Msg {
 		m := new(dns.Msg)
 		label, _, _ := strings.Cut(q.Name, ".")
 		switch label {
@@ -237,7 +245,7 @@ func TestAnswerCodes(t *testing.T) {
 	var mu sync.Mutex
 	for _, onError := range []string{"", "tempfail"} {
 		c := newChecker(t, Options{
-			Resolvers: []string{srv.addr},
+			Resolvers: []string{srv.Addr},
 			Lists: []List{
 				{Zone: "bl.test", Kind: KindIP, Weight: 2, OnError: onError},
 				{Zone: "wl.test", Kind: KindIP, Weight: -3, OnError: onError},
@@ -284,35 +292,36 @@ func TestAnswerCodes(t *testing.T) {
 		}
 	}
 	for _, code := range []string{"SERVFAIL", "REFUSED"} {
-		c := newChecker(t, Options{Resolvers: []string{srv.addr}, Lists: []List{{Zone: "bl.test", Kind: KindIP}}})
+		c := newChecker(t, Options{Resolvers: []string{srv.Addr}, Lists: []List{{Zone: "bl.test", Kind: KindIP}}})
 		ip := map[string]string{"SERVFAIL": "192.0.2.4", "REFUSED": "192.0.2.5"}[code]
 		r := wait(t, c.StartIP(context.Background(), netip.MustParseAddr(ip)))
-		want := fmt.Sprintf("DNS list lookup for %s at bl.test failed: resolver %s: answer code %s", ip, srv.addr, code)
+		want := fmt.Sprintf("DNS list lookup for %s at bl.test failed: resolver %s: answer code %s", ip, srv.Addr, code)
 		if len(r.Errors) != 1 || r.Errors[0].Error() != want {
 			t.Errorf("errors %v, want %q", r.Errors, want)
 		}
 	}
 	// Only hits were asked for their TXT reason.
 	for _, ip := range []string{"2", "3", "4", "6", "7", "9"} {
-		if n := srv.count(ip + ".2.0.192.bl.test. TXT"); n != 0 {
+		if n := srv.Count(ip + ".2.0.192.bl.test. TXT"); n != 0 {
 			t.Errorf("TXT of 192.0.2.%s asked %d times for no hit", ip, n)
 		}
 	}
 	// Once per Checker: each has its own cache.
-	if n := srv.count("1.2.0.192.bl.test. TXT"); n != 2 {
+	if n := srv.Count("1.2.0.192.bl.test. TXT"); n != 2 {
 		t.Errorf("TXT of the hit asked %d times, want 2 (one per Checker)", n)
 	}
 }
 
 // TestErrorInterval: a report per zone again once the interval has passed.
 func TestErrorInterval(t *testing.T) {
-	srv := startDNS(t, false, zoneData(t, map[string][]string{
+	srv := startZone(t, map[string][]string{
 		"1.2.0.192.bl.test. A": {"1.2.0.192.bl.test. 60 IN A 127.255.255.255"},
-	}))
+	})
 	var panics []string
-	c := newChecker(t, Options{Resolvers: []string{srv.addr}, ErrorInterval: time.Nanosecond,
+	c := newChecker(t, Options{Resolvers: []string{srv.Addr},
 		Lists: []List{{Zone: "bl.test", Kind: KindIP}},
 		Panic: func(s string) { panics = append(panics, s) }})
+	c.errorInterval = time.Nanosecond
 	for range 2 {
 		wait(t, c.StartIP(context.Background(), netip.MustParseAddr("192.0.2.1")))
 		time.Sleep(time.Millisecond)
@@ -325,7 +334,7 @@ func TestErrorInterval(t *testing.T) {
 
 // TestCacheTTL checks how long each answer is kept.
 func TestCacheTTL(t *testing.T) {
-	srv := startDNS(t, false, func(q dns.Question, _ bool) *dns.Msg {
+	srv := dnstest.Start(t, func(q dns.Question, _ bool) *dns.Msg {
 		m := new(dns.Msg)
 		label, _, _ := strings.Cut(q.Name, ".")
 		soa := func(ttl, minimum int) dns.RR {
@@ -357,7 +366,7 @@ func TestCacheTTL(t *testing.T) {
 		}
 		return m
 	})
-	c := newChecker(t, Options{Resolvers: []string{srv.addr}, MinTTL: 30 * time.Second, MaxTTL: time.Hour,
+	c := newChecker(t, Options{Resolvers: []string{srv.Addr}, MinTTL: 30 * time.Second, MaxTTL: time.Hour,
 		Lists: []List{{Zone: "bl.test", Kind: KindIP}}})
 	tests := []struct {
 		label string
@@ -376,34 +385,30 @@ func TestCacheTTL(t *testing.T) {
 		ip := netip.MustParseAddr("192.0.2." + tt.label)
 		wait(t, c.StartIP(context.Background(), ip))
 		name := ipName(ip, "bl.test")
-		c.cache.mu.Lock()
-		el, ok := c.cache.items[cacheKey{name, dns.TypeA}]
-		c.cache.mu.Unlock()
+		e, ok := c.cache.lru.Peek(cacheKey{name, dns.TypeA})
 		if !ok {
 			t.Errorf("%s: not cached", name)
 			continue
 		}
-		if got := el.Value.(*cacheEntry).ans.ttl; got != tt.want {
+		if got := e.ans.ttl; got != tt.want {
 			t.Errorf("%s: cached for %v, want %v", name, got, tt.want)
 		}
 		// A second lookup is answered from the cache.
 		wait(t, c.StartIP(context.Background(), ip))
-		if n := srv.count(name + " A"); n != 1 {
+		if n := srv.Count(name + " A"); n != 1 {
 			t.Errorf("%s asked %d times, want 1", name, n)
 		}
 	}
 	// The TXT of a hit has a TTL of its own.
-	c.cache.mu.Lock()
-	el := c.cache.items[cacheKey{"1.2.0.192.bl.test.", dns.TypeTXT}]
-	c.cache.mu.Unlock()
-	if el == nil || el.Value.(*cacheEntry).ans.ttl != time.Hour {
+	e, ok := c.cache.lru.Peek(cacheKey{"1.2.0.192.bl.test.", dns.TypeTXT})
+	if !ok || e.ans.ttl != time.Hour {
 		t.Errorf("TXT not cached for the ceiling of 1h")
 	}
 }
 
 // TestCacheExpiry: an entry past its TTL is asked again.
 func TestCacheExpiry(t *testing.T) {
-	cc := newCache(10)
+	cc := newCache(10, time.Hour)
 	k := cacheKey{"x.test.", dns.TypeA}
 	now := time.Now()
 	cc.put(k, answer{ttl: time.Minute}, now)
@@ -422,7 +427,7 @@ func TestCacheExpiry(t *testing.T) {
 func TestErrorsNotCached(t *testing.T) {
 	fail := true
 	var mu sync.Mutex
-	srv := startDNS(t, false, func(q dns.Question, _ bool) *dns.Msg {
+	srv := dnstest.Start(t, func(q dns.Question, _ bool) *dns.Msg {
 		m := new(dns.Msg)
 		mu.Lock()
 		defer mu.Unlock()
@@ -433,7 +438,7 @@ func TestErrorsNotCached(t *testing.T) {
 		}
 		return m
 	})
-	c := newChecker(t, Options{Resolvers: []string{srv.addr}, Lists: []List{{Zone: "bl.test", Kind: KindIP, Weight: 1}}})
+	c := newChecker(t, Options{Resolvers: []string{srv.Addr}, Lists: []List{{Zone: "bl.test", Kind: KindIP, Weight: 1}}})
 	ip := netip.MustParseAddr("192.0.2.1")
 	if got := render(wait(t, c.StartIP(context.Background(), ip))); got != "score 0\nerror bl.test 192.0.2.1 tempfail=false\n" {
 		t.Errorf("with SERVFAIL:\n%s", got)
@@ -449,8 +454,8 @@ func TestErrorsNotCached(t *testing.T) {
 // TestCacheBound: the cache holds CacheSize entries, least recently used
 // out first.
 func TestCacheBound(t *testing.T) {
-	srv := startDNS(t, false, zoneData(t, nil))
-	c := newChecker(t, Options{Resolvers: []string{srv.addr}, CacheSize: 2, Lists: []List{{Zone: "bl.test", Kind: KindIP}}})
+	srv := startZone(t, nil)
+	c := newChecker(t, Options{Resolvers: []string{srv.Addr}, CacheSize: 2, Lists: []List{{Zone: "bl.test", Kind: KindIP}}})
 	look := func(ip string) {
 		wait(t, c.StartIP(context.Background(), netip.MustParseAddr(ip)))
 	}
@@ -464,7 +469,7 @@ func TestCacheBound(t *testing.T) {
 		t.Errorf("cache holds %d entries, want 2", n)
 	}
 	for ip, want := range map[string]int{"1": 1, "2": 2, "3": 1} {
-		if n := srv.count(ip + ".2.0.192.bl.test. A"); n != want {
+		if n := srv.Count(ip + ".2.0.192.bl.test. A"); n != want {
 			t.Errorf("192.0.2.%s asked %d times, want %d", ip, n, want)
 		}
 	}
@@ -475,7 +480,7 @@ func TestCacheBound(t *testing.T) {
 // cache cannot be what spares the questions.
 func TestSingleFlight(t *testing.T) {
 	release := make(chan struct{})
-	srv := startDNS(t, false, func(q dns.Question, _ bool) *dns.Msg {
+	srv := dnstest.Start(t, func(q dns.Question, _ bool) *dns.Msg {
 		<-release
 		m := new(dns.Msg)
 		if q.Qtype == dns.TypeA {
@@ -485,7 +490,7 @@ func TestSingleFlight(t *testing.T) {
 		}
 		return m
 	})
-	c := newChecker(t, Options{Resolvers: []string{srv.addr}, Timeout: waitGuard, Lists: []List{{Zone: "bl.test", Kind: KindIP, Weight: 1}}})
+	c := newChecker(t, Options{Resolvers: []string{srv.Addr}, Timeout: waitGuard, Lists: []List{{Zone: "bl.test", Kind: KindIP, Weight: 1}}})
 	const sessions = 50
 	var started, done sync.WaitGroup
 	results := make([]string, sessions)
@@ -507,7 +512,7 @@ func TestSingleFlight(t *testing.T) {
 			t.Errorf("session %d:\n%s", i, r)
 		}
 	}
-	if a, txt := srv.count("1.2.0.192.bl.test. A"), srv.count("1.2.0.192.bl.test. TXT"); a != 1 || txt != 1 {
+	if a, txt := srv.Count("1.2.0.192.bl.test. A"), srv.Count("1.2.0.192.bl.test. TXT"); a != 1 || txt != 1 {
 		t.Errorf("%d A and %d TXT questions for %d sessions, want 1 and 1", a, txt, sessions)
 	}
 }
@@ -566,22 +571,22 @@ func TestDeadResolver(t *testing.T) {
 // TestResolverOrder: a failing or dead first resolver hands over to the
 // next within the same timeout.
 func TestResolverOrder(t *testing.T) {
-	good := startDNS(t, false, zoneData(t, map[string][]string{
+	good := startZone(t, map[string][]string{
 		"1.2.0.192.bl.test. A": {"1.2.0.192.bl.test. 60 IN A 127.0.0.2"},
-	}))
-	servfail := startDNS(t, false, func(dns.Question, bool) *dns.Msg {
+	})
+	servfail := dnstest.Start(t, func(dns.Question, bool) *dns.Msg {
 		return &dns.Msg{MsgHdr: dns.MsgHdr{Rcode: dns.RcodeServerFailure}}
 	})
 	tests := []struct {
 		name  string
 		first string
 	}{
-		{"servfail", servfail.addr},
+		{"servfail", servfail.Addr},
 		{"dead", blackHole(t)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newChecker(t, Options{Resolvers: []string{tt.first, good.addr}, Timeout: time.Second,
+			c := newChecker(t, Options{Resolvers: []string{tt.first, good.Addr}, Timeout: time.Second,
 				Lists: []List{{Zone: "bl.test", Kind: KindIP, Weight: 1}}})
 			if got := render(wait(t, c.StartIP(context.Background(), netip.MustParseAddr("192.0.2.1")))); got != "score 1\nhit bl.test 192.0.2.1 [127.0.0.2] w1 \"\"\n" {
 				t.Errorf("got:\n%s", got)
@@ -593,7 +598,7 @@ func TestResolverOrder(t *testing.T) {
 // TestTruncated: a truncated UDP answer is asked again over TCP.
 func TestTruncated(t *testing.T) {
 	long := strings.Repeat("x", 250)
-	srv := startDNS(t, true, func(q dns.Question, tcp bool) *dns.Msg {
+	srv := dnstest.Start(t, func(q dns.Question, tcp bool) *dns.Msg {
 		m := new(dns.Msg)
 		if q.Qtype == dns.TypeA {
 			m.Answer = []dns.RR{rr(t, q.Name+" 60 IN A 127.0.0.2")}
@@ -606,12 +611,12 @@ func TestTruncated(t *testing.T) {
 		m.Answer = []dns.RR{rr(t, q.Name+` 60 IN TXT "`+long+`"`)}
 		return m
 	})
-	c := newChecker(t, Options{Resolvers: []string{srv.addr}, Lists: []List{{Zone: "bl.test", Kind: KindIP, Weight: 1}}})
+	c := newChecker(t, Options{Resolvers: []string{srv.Addr}, Lists: []List{{Zone: "bl.test", Kind: KindIP, Weight: 1}}})
 	r := wait(t, c.StartIP(context.Background(), netip.MustParseAddr("192.0.2.1")))
 	if len(r.Hits) != 1 || r.Hits[0].Text != long {
 		t.Errorf("got:\n%s", render(r))
 	}
-	if u, tc := srv.count("1.2.0.192.bl.test. TXT"), srv.count("tcp 1.2.0.192.bl.test. TXT"); u != 1 || tc != 1 {
+	if u, tc := srv.Count("1.2.0.192.bl.test. TXT"), srv.Count("tcp 1.2.0.192.bl.test. TXT"); u != 1 || tc != 1 {
 		t.Errorf("TXT asked %d times over UDP and %d over TCP, want 1 and 1", u, tc)
 	}
 }
@@ -619,7 +624,7 @@ func TestTruncated(t *testing.T) {
 // TestWaitGivesUp: Wait's own context ends it early with what is known.
 func TestWaitGivesUp(t *testing.T) {
 	release := make(chan struct{})
-	srv := startDNS(t, false, func(q dns.Question, _ bool) *dns.Msg {
+	srv := dnstest.Start(t, func(q dns.Question, _ bool) *dns.Msg {
 		if strings.HasSuffix(q.Name, "slow.test.") {
 			<-release
 		}
@@ -630,13 +635,13 @@ func TestWaitGivesUp(t *testing.T) {
 		return m
 	})
 	defer close(release)
-	c := newChecker(t, Options{Resolvers: []string{srv.addr}, Timeout: waitGuard, Lists: []List{
+	c := newChecker(t, Options{Resolvers: []string{srv.Addr}, Timeout: waitGuard, Lists: []List{
 		{Zone: "fast.test", Kind: KindIP, Weight: 1},
 		{Zone: "slow.test", Kind: KindIP, Weight: 1, OnError: "tempfail"},
 	}})
 	p := c.StartIP(context.Background(), netip.MustParseAddr("192.0.2.1"))
 	// The fast list settles first; then Wait gives up on the slow one.
-	for srv.count("1.2.0.192.fast.test. TXT") == 0 {
+	for srv.Count("1.2.0.192.fast.test. TXT") == 0 {
 		time.Sleep(time.Millisecond)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1,5 +1,8 @@
-// Package smtptext owns the text of SMTP replies: making remote text safe
-// to quote in our own replies and in log lines (Clean), and writing a reply
+// Package smtptext owns the text of SMTP replies: making text that came
+// from elsewhere (a remote server's reply, a DNS TXT record, a milter's
+// reason) safe to quote in our SMTP replies and log lines — one line of
+// printable ASCII, bounded in length, so it can neither forge a line of
+// our reply nor break a log line (Clean, CleanMax) — and writing a reply
 // from its code, enhanced status code and text (Reply, Lines, FromError).
 package smtptext
 
@@ -10,37 +13,45 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-// Clean makes text from elsewhere (a remote server's reply, a DNS TXT
-// record, a scanner's verdict) safe for an SMTP reply and a log line:
-// printable ASCII only, one line, at most max bytes. CR, LF and TAB become
-// spaces; every other byte below 0x20 or above 0x7e becomes '?', so
-// neither escape sequences nor UTF-8 reach a terminal or a reply. Text
-// longer than max is cut to max-3 bytes and "..." added; max <= 0 means no
-// bound.
-func Clean(s string, max int) string {
+// MaxQuoted bounds quoted text, well inside the 512 octets of an SMTP
+// reply line.
+const MaxQuoted = 300
+
+// Clean returns s as one line of printable ASCII of at most MaxQuoted
+// bytes: CR, LF and tab become spaces, other control and non-ASCII bytes
+// become "?".
+func Clean(s string) string {
+	b := make([]byte, 0, min(len(s), MaxQuoted))
+	for i := 0; i < len(s) && len(b) < MaxQuoted; i++ {
+		b = append(b, printable(s[i]))
+	}
+	return string(b)
+}
+
+// CleanMax is Clean with its own bound, and a visible cut: text longer
+// than max bytes is cut to max-3 bytes and "..." added; max <= 0 means no
+// bound. It is what quotes a whole remote reply or DNS TXT reason in a
+// log line and a reply (callout, rbl), and one line of remote text in a
+// DSN (max 0).
+func CleanMax(s string, max int) string {
 	if max > 0 && len(s) > max {
 		s = s[:max-min(3, max)] + "..."[:min(3, max)]
 	}
-	clean := true
+	b := make([]byte, len(s))
 	for i := 0; i < len(s); i++ {
-		if s[i] < 0x20 || s[i] > 0x7e {
-			clean = false
-			break
-		}
-	}
-	if clean {
-		return s
-	}
-	b := []byte(s)
-	for i, c := range b {
-		switch {
-		case c == '\r' || c == '\n' || c == '\t':
-			b[i] = ' '
-		case c < 0x20 || c > 0x7e:
-			b[i] = '?'
-		}
+		b[i] = printable(s[i])
 	}
 	return string(b)
+}
+
+func printable(c byte) byte {
+	switch {
+	case c == '\r' || c == '\n' || c == '\t':
+		return ' '
+	case c < 0x20 || c >= 0x7f:
+		return '?'
+	}
+	return c
 }
 
 // hasEnhanced reports whether enh is an enhanced status code to write: not

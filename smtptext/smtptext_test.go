@@ -9,6 +9,37 @@ import (
 )
 
 func TestClean(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"550 5.1.1 no such user", "550 5.1.1 no such user"},
+		{"two\r\nlines\ttab", "two  lines tab"},
+		{"ctl\x00\x1b[31m\x7f", "ctl??[31m?"},
+		{"caf\xc3\xa9", "caf??"},
+		{strings.Repeat("x", 400), strings.Repeat("x", MaxQuoted)},
+	}
+	for _, tt := range tests {
+		if got := Clean(tt.in); got != tt.want {
+			t.Errorf("Clean(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func FuzzClean(f *testing.F) {
+	f.Add("550-a\r\n550 b")
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, c := range []string{Clean(s), CleanMax(s, MaxQuoted)} {
+			if len(c) > MaxQuoted {
+				t.Fatalf("len %d", len(c))
+			}
+			for i := 0; i < len(c); i++ {
+				if c[i] < 0x20 || c[i] >= 0x7f {
+					t.Fatalf("byte %#x in %q", c[i], c)
+				}
+			}
+		}
+	})
+}
+
+func TestCleanMax(t *testing.T) {
 	long := strings.Repeat("x", 500)
 	tests := []struct {
 		in   string
@@ -27,12 +58,12 @@ func TestClean(t *testing.T) {
 		{"", 10, ""},
 	}
 	for _, tt := range tests {
-		got := Clean(tt.in, tt.max)
+		got := CleanMax(tt.in, tt.max)
 		if got != tt.want {
-			t.Errorf("Clean(%.40q, %d) = %.60q, want %.60q", tt.in, tt.max, got, tt.want)
+			t.Errorf("CleanMax(%.40q, %d) = %.60q, want %.60q", tt.in, tt.max, got, tt.want)
 		}
 		if tt.max > 0 && len(got) > tt.max {
-			t.Errorf("Clean(%.40q, %d): %d bytes", tt.in, tt.max, len(got))
+			t.Errorf("CleanMax(%.40q, %d): %d bytes", tt.in, tt.max, len(got))
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"mxgate/checks"
 	"mxgate/config"
 	"mxgate/gateway"
 	"mxgate/pidfile"
@@ -63,7 +64,18 @@ func serve(e *env) error {
 	if err != nil {
 		return err
 	}
-	gw, err := gateway.New(gateway.Options{Config: cfg, Spool: sp, Log: log, OnCommit: runner.Enqueue})
+	pl, err := checks.Build(cfg, log, false)
+	if err != nil {
+		return err
+	}
+	// Closed once every session has ended (the deferred calls run in
+	// reverse order, after the drain below).
+	defer func() {
+		if err := pl.Close(); err != nil {
+			log.Panic(fmt.Sprintf("closing the checks: %v", err))
+		}
+	}()
+	gw, err := gateway.New(gateway.Options{Config: cfg, Spool: sp, Log: log, OnCommit: runner.Enqueue, Pipeline: pl.Pipeline})
 	if err != nil {
 		return err
 	}

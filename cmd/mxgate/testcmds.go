@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	"mxgate/checks"
 	"mxgate/gateway"
 )
 
@@ -49,7 +50,13 @@ func hostTest(e *env) error {
 	if err != nil {
 		return err
 	}
-	gw, err := gateway.New(gateway.Options{Config: cfg, Trace: e.stderr})
+	tr := gateway.NewTracer(e.stderr)
+	pl, err := checks.Build(cfg, tr, true)
+	if err != nil {
+		return err
+	}
+	defer pl.Close()
+	gw, err := gateway.New(gateway.Options{Config: cfg, Trace: tr, Pipeline: pl.Pipeline})
 	if err != nil {
 		return err
 	}

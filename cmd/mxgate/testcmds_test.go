@@ -162,12 +162,12 @@ func TestHostTestCommand(t *testing.T) {
 		"250-ENHANCEDSTATUSCODES\r\n" +
 		"250-CHUNKING\r\n" +
 		"250-SMTPUTF8\r\n" +
-		"250-SIZE 52428801\r\n" +
+		"250-SIZE 52428800\r\n" +
 		"250 LIMITS RCPTMAX=100\r\n" +
-		"250 2.0.0 Roger, accepting mail from <a@client.test>\r\n" +
-		"250 2.0.0 I'll make sure <u@example.test> gets this\r\n" +
+		"250 2.1.0 Sender OK\r\n" +
+		"250 2.1.5 Recipient OK\r\n" +
 		"550 5.7.1 relay not permitted\r\n" +
-		"354 Go ahead. End your data with <CR><LF>.<CR><LF>\r\n" +
+		"354 End data with <CR><LF>.<CR><LF>\r\n" +
 		"250 2.0.0 OK id=ID (not queued: -bh test session)\r\n" +
 		"221 2.0.0 Bye\r\n"
 	wantTrace := ">>> host in relay.trusted_networks? no\n" +
@@ -204,7 +204,7 @@ func TestHostTestTrusted(t *testing.T) {
 	if code := run([]string{"mxgate", "-config", cfg, "-bh", "127.0.0.1.4321"}, strings.NewReader(session), &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
 	}
-	if !strings.Contains(stdout.String(), "250 2.0.0 I'll make sure <u@other.test> gets this\r\n221 2.0.0 Bye\r\n") {
+	if !strings.Contains(stdout.String(), "250 2.1.5 Recipient OK\r\n221 2.0.0 Bye\r\n") {
 		t.Errorf("stdout:\n%s", stdout.String())
 	}
 	wantTrace := ">>> host in relay.trusted_networks? yes: may relay to any domain\n" +

@@ -35,7 +35,7 @@ func openSpool(cfg *config.Config) (*mainlog.Logger, *spool.Spool, error) {
 // it once in their own process, and the spool's locks keep the two from
 // ever handling one message at the same time.
 func newRunner(cfg *config.Config, sp *spool.Spool, log *mainlog.Logger) (*queue.Runner, error) {
-	tr, err := deliver.New(cfg.Downstream.URL, deliver.Options{
+	tr, err := deliver.New(deliver.Target(cfg.Downstream.Target), deliver.Options{
 		Hostname:       cfg.Hostname,
 		ConnectTimeout: time.Duration(cfg.Downstream.ConnectTimeout),
 		CommandTimeout: time.Duration(cfg.Downstream.CommandTimeout),

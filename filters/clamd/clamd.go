@@ -22,11 +22,13 @@ import (
 	"mxgate/spool"
 )
 
-// Defaults for zero Options fields.
-const (
-	DefaultChunkSize      = 64 << 10
-	DefaultConnectTimeout = 10 * time.Second
-)
+// chunkSize is the length of each INSTREAM chunk.
+const chunkSize = 64 << 10
+
+// connectTimeout bounds each connect, well below the per-message timeout
+// of the filter chain, so that the next address is still tried when one
+// is dead.
+const connectTimeout = 10 * time.Second
 
 // OnVirus policies.
 const (
@@ -34,19 +36,16 @@ const (
 	OnVirusQuarantine = "quarantine"
 )
 
-// Options configure a Filter.
+// Options configure a Filter. They are taken as given: package config
+// ([clamd]) fills in every default and checks every value.
 type Options struct {
 	// Addresses of clamd, "host:port" or "unix:/path/to/socket", tried in
 	// order until one gives an answer.
 	Addresses []string
-	// OnVirus is OnVirusReject (default, also for "") or OnVirusQuarantine.
+	// OnVirus is OnVirusReject or OnVirusQuarantine.
 	OnVirus string
-	// ChunkSize is the length of each INSTREAM chunk; 0 = DefaultChunkSize.
-	ChunkSize int
 	// StampClean adds "X-Virus-Scanned: clamav (mxgate)" to clean mail.
 	StampClean bool
-	// ConnectTimeout bounds each connect; 0 = DefaultConnectTimeout.
-	ConnectTimeout time.Duration
 }
 
 // Errors a scan can end in; callers test them with errors.Is.
@@ -62,21 +61,13 @@ var (
 // Filter scans messages with clamd. It is safe for concurrent use: every
 // scan has its own connection.
 type Filter struct {
-	opts Options
+	opts      Options
+	chunkSize int // chunkSize; the tests make it small
 }
 
-// New returns a Filter with the defaults filled in.
+// New returns a Filter for o.
 func New(o Options) *Filter {
-	if o.OnVirus == "" {
-		o.OnVirus = OnVirusReject
-	}
-	if o.ChunkSize <= 0 {
-		o.ChunkSize = DefaultChunkSize
-	}
-	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = DefaultConnectTimeout
-	}
-	return &Filter{opts: o}
+	return &Filter{opts: o, chunkSize: chunkSize}
 }
 
 // Name implements filters.Filter.
@@ -195,7 +186,7 @@ func (f *Filter) dial(ctx context.Context, addr string) (net.Conn, error) {
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
 		network, address = "unix", path
 	}
-	d := net.Dialer{Timeout: f.opts.ConnectTimeout}
+	d := net.Dialer{Timeout: connectTimeout}
 	conn, err := d.DialContext(ctx, network, address)
 	if err != nil {
 		return nil, &dialError{fmt.Errorf("connect to %s: %w", addr, err)}
@@ -272,7 +263,7 @@ func (f *Filter) stream(conn net.Conn, body io.Reader, replies chan reply) error
 	if _, err := io.WriteString(conn, "zINSTREAM\x00"); err != nil {
 		return err
 	}
-	buf := make([]byte, 4+f.opts.ChunkSize)
+	buf := make([]byte, 4+f.chunkSize)
 	for {
 		n, rerr := io.ReadFull(body, buf[4:])
 		if n > 0 {

@@ -157,12 +157,12 @@ func TestCheckVerdicts(t *testing.T) {
 		opts Options
 		want filters.Verdict
 	}{
-		{"clean", clean, Options{}, filters.Verdict{Action: filters.Accept, Log: "clamd clean"}},
-		{"clean stamped", clean, Options{StampClean: true}, filters.Verdict{
+		{"clean", clean, Options{OnVirus: OnVirusReject}, filters.Verdict{Action: filters.Accept, Log: "clamd clean"}},
+		{"clean stamped", clean, Options{OnVirus: OnVirusReject, StampClean: true}, filters.Verdict{
 			Action: filters.Accept, Log: "clamd clean",
 			Headers: []spool.Header{{Type: ' ', Text: "X-Virus-Scanned: clamav (mxgate)\n"}},
 		}},
-		{"virus rejected", virus, Options{StampClean: true}, filters.Verdict{
+		{"virus rejected", virus, Options{OnVirus: OnVirusReject, StampClean: true}, filters.Verdict{
 			Action: filters.Reject, Code: 550, Enhanced: [3]int{5, 7, 1},
 			Text:   "Virus found: Eicar-Test-Signature",
 			Reason: "virus Eicar-Test-Signature", Log: "clamd virus=Eicar-Test-Signature",
@@ -185,13 +185,19 @@ func TestCheckVerdicts(t *testing.T) {
 	}
 }
 
+// testOptions are the Options config makes of a [clamd] with these
+// addresses, every other key at its default.
+func testOptions(addrs ...string) Options {
+	return Options{Addresses: addrs, OnVirus: OnVirusReject}
+}
+
 func verdictEqual(a, b filters.Verdict) bool {
 	return a.Action == b.Action && a.Code == b.Code && a.Enhanced == b.Enhanced && a.Text == b.Text &&
 		a.Reason == b.Reason && a.Log == b.Log && slices.Equal(a.Headers, b.Headers)
 }
 
 // TestStreamsInChunks checks the bytes clamd receives and their framing:
-// the message as Open(false) yields it, in ChunkSize pieces.
+// the message as Open(false) yields it, in chunkSize pieces.
 func TestStreamsInChunks(t *testing.T) {
 	type request struct {
 		data   []byte
@@ -208,7 +214,9 @@ func TestStreamsInChunks(t *testing.T) {
 		io.WriteString(c, "stream: OK\x00")
 	})
 	m := fileMessage(t, "../../testdata/messages/gateway-plain.eml")
-	if _, err := New(Options{Addresses: []string{addr}, ChunkSize: 100}).Check(context.Background(), m); err != nil {
+	f := New(testOptions(addr))
+	f.chunkSize = 100
+	if _, err := f.Check(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
 	want := lfFile(t, "../../testdata/messages/gateway-plain.eml")
@@ -241,7 +249,7 @@ func TestUnixSocket(t *testing.T) {
 		defer c.Close()
 		answering("stream: Win.Test.EICAR_HDB-1 FOUND\x00")(c)
 	}()
-	v, err := New(Options{Addresses: []string{"unix:" + path}}).Check(context.Background(), textMessage(eicar))
+	v, err := New(testOptions("unix:"+path)).Check(context.Background(), textMessage(eicar))
 	if err != nil || v.Text != "Virus found: Win.Test.EICAR_HDB-1" {
 		t.Errorf("Check over a unix socket = %+v, %v", v, err)
 	}
@@ -277,7 +285,7 @@ func TestFailover(t *testing.T) {
 		{"none configured", nil, "", errUnreachable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v, err := New(Options{Addresses: tc.addrs}).Check(context.Background(), textMessage(eicar))
+			v, err := New(testOptions(tc.addrs...)).Check(context.Background(), textMessage(eicar))
 			if !errors.Is(err, tc.wantErr) || v.Text != tc.want {
 				t.Errorf("Check = %+v, %v; want text %q, error %v", v, err, tc.want, tc.wantErr)
 			}
@@ -326,7 +334,7 @@ func TestFaults(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr := fakeClamd(t, tc.handle)
-			f := New(Options{Addresses: []string{addr}})
+			f := New(testOptions(addr))
 			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 			defer cancel()
 			v, err := f.Check(ctx, textMessage(tc.body))
@@ -347,7 +355,7 @@ func TestFaults(t *testing.T) {
 }
 
 func TestUncheckedUnreachable(t *testing.T) {
-	f := New(Options{Addresses: []string{freeAddr(t)}})
+	f := New(testOptions(freeAddr(t)))
 	_, err := f.Check(context.Background(), textMessage("hello\n"))
 	want := []spool.Header{{Type: ' ', Text: "X-Virus-Scanned: unchecked (clamd: unreachable)\n"}}
 	if got := f.Unchecked(err); !slices.Equal(got, want) {
@@ -362,7 +370,7 @@ func TestSpoolReadError(t *testing.T) {
 	addr := fakeClamd(t, func(c net.Conn) { conns.Add(1); readInstream(c) })
 	m := textMessage("")
 	m.OpenBody = func() (io.ReadCloser, error) { return nil, os.ErrPermission }
-	_, err := New(Options{Addresses: []string{addr, addr}}).Check(context.Background(), m)
+	_, err := New(testOptions(addr, addr)).Check(context.Background(), m)
 	if !errors.Is(err, os.ErrPermission) || err.Error() != "clamd: message 1tXyZa-000AbC-Qr: reading the message: permission denied" {
 		t.Errorf("Check = %v, want the spool's permission error", err)
 	}

@@ -23,7 +23,7 @@ const messages = "../../testdata/messages/"
 
 func TestRealClamd(t *testing.T) {
 	addr := startClamd(t)
-	f := New(Options{Addresses: []string{addr}, StampClean: true})
+	f := New(Options{Addresses: []string{addr}, OnVirus: OnVirusReject, StampClean: true})
 	const found = "Virus found: Test.EICAR.NDB.UNOFFICIAL"
 	for _, tc := range []struct {
 		name   string
@@ -55,8 +55,9 @@ func TestRealClamd(t *testing.T) {
 // it; the client still reads its answer.
 func TestRealClamdSizeLimit(t *testing.T) {
 	addr := startClamd(t, "StreamMaxLength 1K")
-	for _, chunk := range []int{0, 512} { // one 8 KiB chunk; many small ones
-		f := New(Options{Addresses: []string{addr}, ChunkSize: chunk})
+	for _, chunk := range []int{chunkSize, 512} { // one 8 KiB chunk; many small ones
+		f := New(testOptions(addr))
+		f.chunkSize = chunk
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		v, err := f.Check(ctx, fileMessage(t, messages+"exim-basics-ham.eml"))
 		cancel()
@@ -71,7 +72,7 @@ func TestRealClamdSizeLimit(t *testing.T) {
 // scanning is compared against.
 func BenchmarkRealClamdHam(b *testing.B) {
 	addr := startClamd(b)
-	f := New(Options{Addresses: []string{addr}})
+	f := New(testOptions(addr))
 	m := fileMessage(b, messages+"exim-basics-ham.eml")
 	ctx := context.Background()
 	for b.Loop() {
@@ -86,7 +87,7 @@ func BenchmarkRealClamdHam(b *testing.B) {
 // gateway makes them.
 func BenchmarkRealClamdHamParallel(b *testing.B) {
 	addr := startClamd(b)
-	f := New(Options{Addresses: []string{addr}})
+	f := New(testOptions(addr))
 	m := fileMessage(b, messages+"exim-basics-ham.eml")
 	ctx := context.Background()
 	start := time.Now()

@@ -12,6 +12,19 @@
 // empty CHGFROM arguments stripped, and per-stage deadlines and context
 // cancellation enforced through a wrapper around the connection, since the
 // library has one per-packet timeout and no context.
+//
+// Log lines (the log function given to NewHost: failures, refusals,
+// modifications) say which message or connection they are about, so that
+// `exigrep` finds them. A line written while a message is handled
+// (Session.Data: headers, body, end of message, its modifications, a
+// failure at any of these, the abort after it) starts with the message's
+// queue ID and a space: logged as they are with mainlog's Main("", line),
+// they are that message's lines, "2006-01-02 15:04:05 ID milter rspamd:
+// add header X-Spamd-Bar: +++". Lines of the earlier stages (connect,
+// HELO, MAIL, RCPT, RSET, QUIT) come before the message has an ID (the
+// gateway assigns it at DATA, as Exim does): they start with the client as
+// Exim writes it, "H=[192.0.2.1]", or "H=(helo.name) [192.0.2.1]" once
+// the HELO name is known.
 package milter
 
 import (
@@ -27,23 +40,17 @@ import (
 )
 
 // Options configures one milter, like a Postfix smtpd_milters entry with its
-// milter_default_action and milter_*_timeout settings.
+// milter_default_action and milter_*_timeout settings. They are taken as
+// given: package config ([[milter]]) fills in every default and checks
+// every value.
 type Options struct {
 	Address        string        // "inet:host:port" or "unix:/path"
-	Name           string        // for logs and Decision.Milter; default Address
-	OnError        string        // "tempfail" (default), "accept" or "reject"
-	ConnectTimeout time.Duration // connect and option negotiation; default 5s
-	CommandTimeout time.Duration // each command up to end of headers; default 30s
-	EOMTimeout     time.Duration // body and end of message; default 60s
+	Name           string        // for logs and Decision.Milter
+	OnError        string        // "tempfail", "accept" or "reject"
+	ConnectTimeout time.Duration // connect and option negotiation
+	CommandTimeout time.Duration // each command up to end of headers
+	EOMTimeout     time.Duration // body and end of message
 }
-
-// Defaults, quicker than Postfix's (30s connect): a milter that does not
-// answer in 5s is down, and the SMTP client is waiting.
-const (
-	defaultConnectTimeout = 5 * time.Second
-	defaultCommandTimeout = 30 * time.Second
-	defaultEOMTimeout     = 60 * time.Second
-)
 
 // offerActions are the modifications mxgate can apply. ADDRCPT_PAR is left
 // out: go-milter cannot parse its reply. SETSYMLIST is left out: go-milter
@@ -73,7 +80,8 @@ type milterConf struct {
 	network, address string
 }
 
-// NewHost checks the milter configuration. log receives one line per
+// NewHost returns the host of the milters opts describes; an address
+// that is neither inet: nor unix: is an error. log receives one line per
 // failure and per modification (nil discards them).
 func NewHost(opts []Options, log func(string)) (*Host, error) {
 	h := &Host{log: log}
@@ -82,35 +90,12 @@ func NewHost(opts []Options, log func(string)) (*Host, error) {
 	}
 	for i, o := range opts {
 		c := milterConf{Options: o}
-		switch {
-		case strings.HasPrefix(o.Address, "inet:"):
-			c.network, c.address = "tcp", strings.TrimPrefix(o.Address, "inet:")
-			if _, _, err := net.SplitHostPort(c.address); err != nil {
-				return nil, fmt.Errorf("milter %d: address %q: want inet:host:port: %w", i+1, o.Address, err)
-			}
-		case strings.HasPrefix(o.Address, "unix:") && len(o.Address) > len("unix:"):
-			c.network, c.address = "unix", strings.TrimPrefix(o.Address, "unix:")
-		default:
+		if a, ok := strings.CutPrefix(o.Address, "inet:"); ok {
+			c.network, c.address = "tcp", a
+		} else if a, ok := strings.CutPrefix(o.Address, "unix:"); ok {
+			c.network, c.address = "unix", a
+		} else {
 			return nil, fmt.Errorf("milter %d: address %q: want inet:host:port or unix:/path", i+1, o.Address)
-		}
-		if c.Name == "" {
-			c.Name = o.Address
-		}
-		switch c.OnError {
-		case "":
-			c.OnError = "tempfail"
-		case "tempfail", "accept", "reject":
-		default:
-			return nil, fmt.Errorf("milter %s: on_error %q: want tempfail, accept or reject", c.Name, o.OnError)
-		}
-		if c.ConnectTimeout <= 0 {
-			c.ConnectTimeout = defaultConnectTimeout
-		}
-		if c.CommandTimeout <= 0 {
-			c.CommandTimeout = defaultCommandTimeout
-		}
-		if c.EOMTimeout <= 0 {
-			c.EOMTimeout = defaultEOMTimeout
 		}
 		h.milters = append(h.milters, c)
 	}

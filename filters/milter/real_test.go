@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -16,10 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"mxgate/filters"
 	"mxgate/filters/msgauth"
+	"mxgate/internal/dnstest"
+	"mxgate/internal/peertest"
 	"mxgate/spool"
 )
 
@@ -55,7 +54,7 @@ func TestMain(m *testing.M) {
 
 // startPeer runs peers.sh start name in a fresh directory with the extra
 // environment env, and records the peer for TestMain to stop.
-func startPeer(name string, env ...string) (*daemon, error) {
+func startPeer(tb testing.TB, name string, env ...string) (*daemon, error) {
 	dir, err := os.MkdirTemp("", "mxgate-milter-"+name+"-")
 	if err != nil {
 		return nil, err
@@ -64,10 +63,7 @@ func startPeer(name string, env ...string) (*daemon, error) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return nil, err
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
+	port := freePort(tb)
 	cmd := exec.Command(peersScript, "start", name, dir, fmt.Sprint(port))
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
@@ -81,24 +77,19 @@ func startPeer(name string, env ...string) (*daemon, error) {
 	return p, nil
 }
 
-// freePort returns a loopback TCP port nothing listens on; rspamd also takes
-// the two after it, so no two ports handed out are within 2 of each other
-// (two rspamds start in parallel).
-func freePort() (int, error) {
+// freePort is peertest.FreePort for milters: rspamd also takes the two
+// ports after its own, so no two ports handed out are within 2 of each
+// other (two rspamds start in parallel).
+func freePort(tb testing.TB) int {
 	portsMu.Lock()
 	defer portsMu.Unlock()
 	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
+		port := peertest.FreePort(tb, false)
 		if port >= 65533 || slices.ContainsFunc(handedOut, func(p int) bool { return p-2 <= port && port <= p+2 }) {
 			continue
 		}
 		handedOut = append(handedOut, port)
-		return port, nil
+		return port
 	}
 }
 
@@ -107,21 +98,34 @@ var (
 	handedOut []int
 )
 
+// shared is a peer started once per test binary, by the first test that
+// needs it, and stopped by TestMain.
+type shared struct {
+	once  sync.Once
+	start func(tb testing.TB) (*daemon, error)
+	d     *daemon
+	err   error
+}
+
 var (
-	rspamdPeer       = sync.OnceValues(func() (*daemon, error) { return startPeer("rspamd") })
-	rspamdRejectPeer = sync.OnceValues(func() (*daemon, error) { return startPeer("rspamd", "RSPAMD_REJECT_SCORE=1") })
-	opendkimPeer     = sync.OnceValues(func() (*daemon, error) { return startPeer("opendkim") })
+	rspamdPeer       = &shared{start: func(tb testing.TB) (*daemon, error) { return startPeer(tb, "rspamd") }}
+	rspamdRejectPeer = &shared{start: func(tb testing.TB) (*daemon, error) { return startPeer(tb, "rspamd", "RSPAMD_REJECT_SCORE=1") }}
+	opendkimPeer     = &shared{start: func(tb testing.TB) (*daemon, error) { return startPeer(tb, "opendkim") }}
 )
 
 // need returns the peer or fails the test: a missing daemon is a broken
 // test set-up (scripts/install-test-deps.sh), not a reason to skip.
-func need(tb testing.TB, start func() (*daemon, error)) *daemon {
+func need(tb testing.TB, p *shared) *daemon {
 	tb.Helper()
-	p, err := start()
-	if err != nil {
-		tb.Fatal(err)
+	p.once.Do(func() {
+		// Left so if start fails the test without returning.
+		p.err = fmt.Errorf("starting the peer failed in an earlier test")
+		p.d, p.err = p.start(tb)
+	})
+	if p.err != nil {
+		tb.Fatal(p.err)
 	}
-	return p
+	return p.d
 }
 
 // parseMessage splits raw (LF endings) into spooled headers and body.
@@ -155,7 +159,9 @@ func roundTrip(tb testing.TB, p *daemon, client, from, rcpt string, headers []sp
 	if _, ok := tb.(*testing.T); ok {
 		logf = func(s string) { tb.Log(s) }
 	}
-	h, err := NewHost([]Options{{Address: "inet:" + p.addr, Name: p.name, EOMTimeout: 30 * time.Second}}, logf)
+	o := testOptions("inet:"+p.addr, p.name)
+	o.EOMTimeout = 30 * time.Second
+	h, err := NewHost([]Options{o}, logf)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -203,7 +209,7 @@ func TestRspamd(t *testing.T) {
 	spamHeaders, spamBody := parseMessage(t, readMessage(t, "pharmacy-spam.eml"))
 	tests := []struct {
 		name   string
-		start  func() (*daemon, error)
+		start  *shared
 		action Action
 		reply  string   // Decision.Reply for a reject
 		added  []string // header names the modifications add
@@ -305,7 +311,7 @@ func TestOpendkimSign(t *testing.T) {
 		if err := os.WriteFile(keys, []byte("sel1._domainkey.example.test "+record+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		v, err := startPeer("opendkim", "OPENDKIM_VERIFY_KEYS="+keys)
+		v, err := startPeer(t, "opendkim", "OPENDKIM_VERIFY_KEYS="+keys)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -346,49 +352,11 @@ func dkimRecord(tb testing.TB, path string) string {
 	return rec.String()
 }
 
-// serveTXT answers TXT queries for name with record on a loopback UDP port
+// serveTXT answers TXT queries for name with record (internal/dnstest)
 // until the test ends; every other name does not exist.
 func serveTXT(tb testing.TB, name, record string) string {
 	tb.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	handler := func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		q := r.Question[0]
-		switch {
-		case !strings.EqualFold(q.Name, name):
-			m.Rcode = dns.RcodeNameError
-		case q.Qtype == dns.TypeTXT:
-			var parts []string
-			// Long records as several character-strings, as DNS must.
-			t := record
-			for len(t) > 255 {
-				parts, t = append(parts, t[:255]), t[255:]
-			}
-			m.Answer = append(m.Answer, &dns.TXT{
-				Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
-				Txt: append(parts, t),
-			})
-		}
-		w.WriteMsg(m)
-	}
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(handler), NotifyStartedFunc: func() { close(started) }}
-	served := make(chan error, 1)
-	go func() { served <- srv.ActivateAndServe() }()
-	select {
-	case <-started:
-	case err := <-served:
-		tb.Fatalf("test DNS server: %v", err)
-	}
-	tb.Cleanup(func() {
-		srv.Shutdown()
-		<-served
-	})
-	return pc.LocalAddr().String()
+	return dnstest.StartZone(tb, dnstest.Zone{name + " TXT": {dnstest.TXT(name, 60, record)}}).Addr
 }
 
 // BenchmarkRspamdRoundTrip is the latency one rspamd milter adds to a

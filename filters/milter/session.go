@@ -36,6 +36,9 @@ type Session struct {
 	// discard is a Discard given before end of message: the message is
 	// accepted and dropped, so Data reports it.
 	discard *Decision
+	// msgID is the queue ID of the message Data is handling, which every
+	// log line of that time starts with; "" outside Data.
+	msgID string
 }
 
 type peer struct {
@@ -60,8 +63,29 @@ func (h *Host) NewSession(ctx context.Context, ci ConnInfo) *Session {
 	return s
 }
 
+// logf logs one line about this session. A line written while a message
+// is handled (Data: headers, body, end of message, modifications, failures,
+// the abort after it) starts with the message's queue ID, so `exigrep ID`
+// finds it. Before DATA there is no ID yet (the gateway assigns it at DATA,
+// as Exim does): those lines start with the client, "H=[ip]", or
+// "H=(helo) [ip]" once the HELO name is known, as Exim's lines of a
+// connection do.
 func (s *Session) logf(format string, a ...any) {
-	s.h.log(fmt.Sprintf(format, a...))
+	s.h.log(s.logPrefix() + " " + fmt.Sprintf(format, a...))
+}
+
+func (s *Session) logPrefix() string {
+	if s.msgID != "" {
+		return s.msgID
+	}
+	ip := "[" + s.ci.ClientIP.Unmap().String() + "]"
+	if !s.ci.ClientIP.IsValid() {
+		ip = "[]"
+	}
+	if s.ci.Helo != "" {
+		return "H=(" + s.ci.Helo + ") " + ip
+	}
+	return "H=" + ip
 }
 
 // fail turns a milter failure into its on_error decision, which sticks for
@@ -361,6 +385,8 @@ func (s *Session) Rcpt(ctx context.Context, rcpt string) Decision {
 // modifications to apply. On Reject, Tempfail or Discard the modifications
 // are of no use and empty.
 func (s *Session) Data(ctx context.Context, queueID string, headers []spool.Header, body io.Reader) (Decision, Modifications) {
+	s.msgID = queueID
+	defer func() { s.msgID = "" }() // after the Abort below: its failures are the message's
 	s.open(ctx)
 	var mods Modifications
 	// Milters that got no end of message (they accepted early, or the

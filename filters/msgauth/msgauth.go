@@ -34,8 +34,9 @@ type Options struct {
 	// AuthservID is the gateway's hostname, the authserv-id of the
 	// Authentication-Results header it writes.
 	AuthservID string
-	// Resolvers are the DNS servers asked ("IP:PORT"); empty = the
-	// nameservers of /etc/resolv.conf.
+	// Resolvers are the DNS servers asked ("IP:PORT"), in order, through
+	// the program's DNS client (dnsclient); config fills them. With none,
+	// every lookup fails temporarily.
 	Resolvers []string
 	// Timeout bounds one DNS exchange; the message's deadline comes from
 	// the filter chain.
@@ -51,7 +52,7 @@ type Options struct {
 // Filter is the "msgauth" content filter.
 type Filter struct {
 	opts     Options
-	resolver rooted
+	resolver resolver
 }
 
 // New returns a Filter for opts.

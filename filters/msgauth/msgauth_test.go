@@ -10,16 +10,16 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-msgauth/dkim"
-	"github.com/miekg/dns"
 
 	"mxgate/filters"
+	"mxgate/internal/dnstest"
 	"mxgate/spool"
 )
 
@@ -71,54 +71,26 @@ func testZone() *zone {
 	}
 }
 
-func (z *zone) serve(w dns.ResponseWriter, r *dns.Msg) {
-	m := new(dns.Msg)
-	m.SetReply(r)
-	q := r.Question[0]
-	name := strings.TrimSuffix(strings.ToLower(q.Name), ".")
-	txts, exists := z.txt[name]
-	switch {
-	case z.servfail[name]:
-		m.Rcode = dns.RcodeServerFailure
-	case !exists:
-		m.Rcode = dns.RcodeNameError
-	case q.Qtype == dns.TypeTXT:
-		for _, t := range txts {
-			var parts []string
-			// Long records as several character-strings, as DNS must.
-			for len(t) > 255 {
-				parts, t = append(parts, t[:255]), t[255:]
-			}
-			m.Answer = append(m.Answer, &dns.TXT{
-				Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
-				Txt: append(parts, t),
-			})
-		}
-	}
-	w.WriteMsg(m)
-}
-
-// startDNS serves z on a loopback UDP port until the test ends.
+// startDNS serves z until the test ends.
 func startDNS(tb testing.TB, z *zone) string {
 	tb.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+	return startZone(tb, z).Addr
+}
+
+func startZone(tb testing.TB, z *zone) *dnstest.Server {
+	tb.Helper()
+	dz := dnstest.Zone{}
+	for name, txts := range z.txt {
+		key := name + ". TXT"
+		dz[key] = []string{}
+		for _, t := range txts {
+			dz[key] = append(dz[key], dnstest.TXT(name, 60, t))
+		}
 	}
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(z.serve), NotifyStartedFunc: func() { close(started) }}
-	served := make(chan error, 1)
-	go func() { served <- srv.ActivateAndServe() }()
-	select {
-	case <-started:
-	case err := <-served:
-		tb.Fatalf("test DNS server: %v", err)
+	for name := range z.servfail {
+		dz[name+". SERVFAIL"] = nil
 	}
-	tb.Cleanup(func() {
-		srv.Shutdown()
-		<-served
-	})
-	return pc.LocalAddr().String()
+	return dnstest.StartZone(tb, dz)
 }
 
 // message builds the filters.Message of raw (LF endings) as the gateway
@@ -262,8 +234,8 @@ func TestCheck(t *testing.T) {
 			name: "DNS failures are temperror, never a refusal", raw: sign(t, letter("tempfail.test"), "tempfail.test", testKey()),
 			sender: "alice@tempfail.test", helo: "h", ip: "192.0.2.1", spfReject: true, dmarcRej: true,
 			wantAR: "Authentication-Results: mx.example.test;\n\tspf=temperror smtp.mailfrom=alice@tempfail.test;\n" +
-				"\tdkim=temperror reason=\"key unavailable: lookup sel1._domainkey.tempfail.test: server misbehaving\" header.d=tempfail.test header.s=sel1;\n" +
-				"\tdmarc=temperror reason=\"dmarc: TXT record unavailable: lookup _dmarc.tempfail.test: server misbehaving\" header.from=tempfail.test\n",
+				"\tdkim=temperror reason=\"key unavailable: lookup sel1._domainkey.tempfail.test: answer code SERVFAIL\" header.d=tempfail.test header.s=sel1;\n" +
+				"\tdmarc=temperror reason=\"dmarc: TXT record unavailable: lookup _dmarc.tempfail.test: answer code SERVFAIL\" header.from=tempfail.test\n",
 			wantLog: "spf=temperror dkim=temperror:tempfail.test dmarc=temperror",
 		},
 		{
@@ -300,6 +272,61 @@ func TestCheck(t *testing.T) {
 			}
 			if v.Log != tt.wantLog {
 				t.Errorf("log %q, want %q", v.Log, tt.wantLog)
+			}
+		})
+	}
+}
+
+// TestDNSFailuresAreTemperror: whatever way the resolvers fail (SERVFAIL,
+// REFUSED, no answer at all), SPF, DKIM and DMARC are temperror, never
+// permerror, and no reason names a resolver's address or port.
+func TestDNSFailuresAreTemperror(t *testing.T) {
+	raw := sign(t, letter("example.test"), "example.test", testKey())
+	const (
+		head = "Authentication-Results: mx.example.test;\n\tspf=temperror smtp.mailfrom=alice@example.test;\n"
+		dkim = "\tdkim=temperror reason=\"key unavailable: lookup sel1._domainkey.example.test: %s\" header.d=example.test header.s=sel1;\n"
+		dmrc = "\tdmarc=temperror reason=\"dmarc: TXT record unavailable: lookup _dmarc.example.test: %s\" header.from=example.test\n"
+	)
+	tests := []struct {
+		name   string
+		faults []dnstest.Fault // one resolver each, asked in order
+		reason string
+	}{
+		{"SERVFAIL", []dnstest.Fault{dnstest.ServFail}, "answer code SERVFAIL"},
+		{"REFUSED", []dnstest.Fault{dnstest.Refused}, "answer code REFUSED"},
+		{"no answer", []dnstest.Fault{dnstest.Drop}, "timed out"},
+		{"REFUSED, then no answer", []dnstest.Fault{dnstest.Refused, dnstest.Drop}, "answer code REFUSED, timed out"},
+		{"SERVFAIL, then REFUSED", []dnstest.Fault{dnstest.ServFail, dnstest.Refused}, "answer code SERVFAIL, answer code REFUSED"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var resolvers []string
+			for _, f := range tt.faults {
+				srv := startZone(t, testZone())
+				srv.SetFault(f)
+				resolvers = append(resolvers, srv.Addr)
+			}
+			f := New(Options{AuthservID: "mx.example.test", Resolvers: resolvers, Timeout: 300 * time.Millisecond, SPFFailReject: true, DMARCReject: true})
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			v, err := f.Check(ctx, message(t, raw, "alice@example.test", "mail.example.test", "192.0.2.1"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := head + fmt.Sprintf(dkim, tt.reason) + fmt.Sprintf(dmrc, tt.reason)
+			if len(v.Headers) != 1 || v.Headers[0].Text != want {
+				t.Errorf("headers:\n%q\nwant\n%q", v.Headers, want)
+			}
+			for _, h := range v.Headers {
+				if strings.Contains(h.Text, "127.0.0.1") || strings.Contains(h.Text, "port") {
+					t.Errorf("a resolver's address in %q", h.Text)
+				}
+			}
+			if v.Action != filters.Accept {
+				t.Errorf("action %s, want accept: a DNS failure never refuses", v.Action)
+			}
+			if want := "spf=temperror dkim=temperror:example.test dmarc=temperror"; v.Log != want {
+				t.Errorf("log %q, want %q", v.Log, want)
 			}
 		})
 	}

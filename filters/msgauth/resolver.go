@@ -3,77 +3,140 @@ package msgauth
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"strings"
-	"sync/atomic"
 	"time"
+
+	"github.com/miekg/dns"
+
+	"mxgate/dnsclient"
 )
 
-// newResolver returns a resolver that sends every query to servers
-// ("IP:PORT"), whatever /etc/resolv.conf says, so SPF, DKIM and DMARC use
-// the gateway's resolvers. The pure-Go client is forced because only it
-// calls Dial, and its errors are *net.DNSError with IsNotFound and
-// IsTemporary set, which the spf, dkim and dmarc packages rely on to tell
-// "no record" from "try later". Each dial takes the next server in turn,
-// so the Go client's retry of a lost query goes to another resolver.
-func newResolver(servers []string, timeout time.Duration) rooted {
-	if len(servers) == 0 {
-		return rooted{&net.Resolver{PreferGo: true}}
+// resolver puts the program's DNS client (dnsclient, the configured
+// resolvers) behind the interfaces the spf, dkim and dmarc packages take:
+// spf.DNSResolver, which is shaped like *net.Resolver, and LookupTXT
+// functions. They tell "no record" from "try later" by *net.DNSError's
+// IsNotFound and Temporary, so every answer is translated so: NXDOMAIN
+// and NODATA are IsNotFound, and any failure to get an answer (SERVFAIL,
+// REFUSED, a timeout, no resolver) is IsTemporary, which SPF and DMARC
+// report as temperror and DKIM as a temporary failure, never permerror.
+// The error text names the question and why it failed, never a resolver's
+// address or port: it ends up in Authentication-Results reasons.
+type resolver struct {
+	client *dnsclient.Client
+	err    error // no client: why (every lookup fails temporarily)
+}
+
+func newResolver(servers []string, timeout time.Duration) resolver {
+	c, err := dnsclient.New(servers, timeout)
+	return resolver{client: c, err: err}
+}
+
+// lookup asks name/qtype and returns the answer records; NXDOMAIN and
+// NODATA are a *net.DNSError with IsNotFound.
+func (r resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
+	shown := strings.TrimSuffix(name, ".")
+	if r.client == nil {
+		return nil, &net.DNSError{Err: "no resolver configured", Name: shown, IsTemporary: true}
 	}
-	var next atomic.Uint32
-	d := net.Dialer{Timeout: timeout}
-	return rooted{&net.Resolver{
-		PreferGo: true,
-		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			server := servers[int(next.Add(1)-1)%len(servers)]
-			c, err := d.DialContext(ctx, network, server)
-			if err != nil {
-				return nil, fmt.Errorf("resolver %s: %w", server, err)
+	fqdn := dns.Fqdn(name)
+	m, err := r.client.Exchange(ctx, fqdn, qtype, dnsclient.Answerable(fqdn, qtype))
+	if err != nil {
+		e := &net.DNSError{Err: "no answer", Name: shown, IsTemporary: true}
+		var de *dnsclient.Error
+		if errors.As(err, &de) {
+			e.Err, e.IsTimeout = de.Reason(), de.Timeout()
+		}
+		return nil, e
+	}
+	var out []dns.RR
+	for _, rr := range m.Answer {
+		if rr.Header().Rrtype == qtype {
+			out = append(out, rr)
+		}
+	}
+	if m.Rcode == dns.RcodeNameError || len(out) == 0 {
+		return nil, &net.DNSError{Err: "no such host", Name: shown, IsNotFound: true}
+	}
+	return out, nil
+}
+
+// LookupTXT returns each TXT record's strings joined, as net.LookupTXT.
+func (r resolver) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	rrs, err := r.lookup(ctx, name, dns.TypeTXT)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(rrs))
+	for _, rr := range rrs {
+		out = append(out, strings.Join(rr.(*dns.TXT).Txt, ""))
+	}
+	return out, nil
+}
+
+// LookupMX returns the MX records.
+func (r resolver) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
+	rrs, err := r.lookup(ctx, name, dns.TypeMX)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*net.MX, 0, len(rrs))
+	for _, rr := range rrs {
+		mx := rr.(*dns.MX)
+		out = append(out, &net.MX{Host: mx.Mx, Pref: mx.Preference})
+	}
+	return out, nil
+}
+
+// LookupIPAddr returns the A and AAAA records; not found only when there
+// are neither.
+func (r resolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
+	var out []net.IPAddr
+	var notFound error
+	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		rrs, err := r.lookup(ctx, host, qtype)
+		var de *net.DNSError
+		if errors.As(err, &de) && de.IsNotFound {
+			notFound = err
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, rr := range rrs {
+			switch rr := rr.(type) {
+			case *dns.A:
+				out = append(out, net.IPAddr{IP: rr.A})
+			case *dns.AAAA:
+				out = append(out, net.IPAddr{IP: rr.AAAA})
 			}
-			return c, nil
-		},
-	}}
-}
-
-// rooted asks every name as a fully qualified one: the names SPF, DKIM and
-// DMARC look up are complete, and the Go client would otherwise also try
-// them under the search domains of /etc/resolv.conf after an NXDOMAIN.
-type rooted struct{ *net.Resolver }
-
-func fqdn(name string) string {
-	if strings.HasSuffix(name, ".") {
-		return name
+		}
 	}
-	return name + "."
+	if len(out) == 0 {
+		return nil, notFound
+	}
+	return out, nil
 }
 
-func (r rooted) LookupTXT(ctx context.Context, name string) ([]string, error) {
-	return r.Resolver.LookupTXT(ctx, fqdn(name))
-}
-
-func (r rooted) LookupMX(ctx context.Context, name string) ([]*net.MX, error) {
-	return r.Resolver.LookupMX(ctx, fqdn(name))
-}
-
-func (r rooted) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error) {
-	return r.Resolver.LookupIPAddr(ctx, fqdn(host))
+// LookupAddr returns the PTR names of addr (an IP address).
+func (r resolver) LookupAddr(ctx context.Context, addr string) ([]string, error) {
+	name, err := dns.ReverseAddr(addr)
+	if err != nil {
+		return nil, &net.DNSError{Err: "unrecognized address", Name: addr}
+	}
+	rrs, err := r.lookup(ctx, name, dns.TypePTR)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(rrs))
+	for _, rr := range rrs {
+		out = append(out, rr.(*dns.PTR).Ptr)
+	}
+	return out, nil
 }
 
 // lookupTXT adapts r to the context-free LookupTXT of the dkim and dmarc
 // packages, bound to the context of one message's check.
-func lookupTXT(ctx context.Context, r rooted) func(string) ([]string, error) {
-	return func(name string) ([]string, error) {
-		txt, err := r.LookupTXT(ctx, name)
-		var dnsErr *net.DNSError
-		if errors.As(err, &dnsErr) {
-			// The error text lands in the Authentication-Results reason:
-			// without the dot we added, and without the server, which is
-			// resolv.conf's and not the one our Dial reached.
-			e := *dnsErr
-			e.Name, e.Server = strings.TrimSuffix(e.Name, "."), ""
-			return txt, &e
-		}
-		return txt, err
-	}
+func lookupTXT(ctx context.Context, r resolver) func(string) ([]string, error) {
+	return func(name string) ([]string, error) { return r.LookupTXT(ctx, name) }
 }

@@ -32,7 +32,7 @@ func TestRealSpamd(t *testing.T) {
 		want filters.Verdict
 	}{
 		{
-			file: "pharmacy-spam.eml",
+			file: "pharmacy-spam.eml", opt: Options{RejectScore: 15},
 			want: filters.Verdict{Action: filters.Accept,
 				Log:     spamLog,
 				Headers: hs("X-Spam-Status: Yes, score=12.1", "X-Spam-Score: 121", "X-Spam-Bar: ++++++++++++", "X-Spam-Flag: YES")},
@@ -46,14 +46,14 @@ func TestRealSpamd(t *testing.T) {
 				Headers: hs("X-Spam-Status: Yes, score=12.1", "X-Spam-Score: 121", "X-Spam-Bar: ++++++++++++", "X-Spam-Flag: YES")},
 		},
 		{
-			file: "exim-basics-ham.eml",
+			file: "exim-basics-ham.eml", opt: Options{RejectScore: 15},
 			want: filters.Verdict{Action: filters.Accept, Log: "spamd score=0.0 required=5.0 tests=NO_RECEIVED,NO_RELAYS",
 				Headers: hs("X-Spam-Status: No, score=0.0", "X-Spam-Score: 0", "X-Spam-Bar: /")},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			tt.opt.Addresses = []string{addr}
+			tt.opt.Addresses, tt.opt.MaxSize = []string{addr}, 512000
 			tt.opt.User = "nobody"
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
@@ -68,7 +68,7 @@ func TestRealSpamd(t *testing.T) {
 	}
 
 	t.Run("report", func(t *testing.T) {
-		got, err := New(Options{Addresses: []string{addr}, Report: true}).Check(context.Background(), loadMessage(t, "pharmacy-spam.eml"))
+		got, err := New(Options{Addresses: []string{addr}, MaxSize: 512000, RejectScore: 15, Report: true}).Check(context.Background(), loadMessage(t, "pharmacy-spam.eml"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,7 +91,7 @@ func TestRealSpamd(t *testing.T) {
 	// Through the chain with on_error=accept, with the real spamd as the
 	// second address behind a dead one.
 	t.Run("chain with failover", func(t *testing.T) {
-		f := New(Options{Addresses: []string{refusedAddr(t), addr}})
+		f := New(testOptions(refusedAddr(t), addr))
 		c := filters.NewChain([]filters.Entry{{Filter: f, Timeout: time.Minute, OnError: filters.OnErrorAccept}}, nil)
 		res := c.Run(context.Background(), loadMessage(t, "pharmacy-spam.eml"))
 		if res.PerFilter[0].Err != nil || res.Verdict.Action != filters.Accept ||
@@ -106,7 +106,7 @@ func TestRealSpamd(t *testing.T) {
 // the gateway's throughput with spamd on is compared against.
 func BenchmarkRealSpamd(b *testing.B) {
 	addr := startSpamd(b)
-	f := New(Options{Addresses: []string{addr}})
+	f := New(testOptions(addr))
 	msgs := []*filters.Message{loadMessage(b, "pharmacy-spam.eml"), loadMessage(b, "exim-basics-ham.eml")}
 	b.SetParallelism(1) // GOMAXPROCS goroutines; spamd's two children are the limit
 	start := time.Now()

@@ -19,12 +19,10 @@ import (
 	"mxgate/spool"
 )
 
-// Defaults for zero Options fields.
-const (
-	DefaultMaxSize        = 512000 // spamc's -s default
-	DefaultRejectScore    = 15.0
-	DefaultConnectTimeout = 5 * time.Second
-)
+// connectTimeout bounds each connection attempt, well below the
+// per-message timeout of the filter chain, so that the next address is
+// still tried when one is dead.
+const connectTimeout = 5 * time.Second
 
 // maxReplySize bounds what is read from spamd. A REPORT answer is a few KiB;
 // more is a broken or hostile peer.
@@ -33,7 +31,8 @@ const maxReplySize = 1 << 20
 // ErrUnavailable means no address accepted a connection.
 var ErrUnavailable = errors.New("no spamd server reachable")
 
-// Options configures a Filter.
+// Options configures a Filter. They are taken as given: package config
+// ([spamd]) fills in every default and checks every value.
 type Options struct {
 	// Addresses are tried in order until one accepts the connection:
 	// "host:port" or "unix:/path/to/socket".
@@ -42,20 +41,23 @@ type Options struct {
 	// empty sends none.
 	User string
 	// MaxSize: larger messages (spooled LF size) are not sent and are
-	// stamped "No, skipped". 0 = DefaultMaxSize.
+	// stamped "No, skipped".
 	MaxSize int64
 	// TagScore: at or above it a message is spam (X-Spam-Flag: YES).
 	// 0 = the threshold spamd reports (the user's required_score).
 	TagScore float64
 	// QuarantineScore: at or above it the message is quarantined. 0 = off.
 	QuarantineScore float64
-	// RejectScore: at or above it DATA is refused with 550 5.7.1.
-	// 0 = DefaultRejectScore; math.Inf(1) never rejects.
+	// RejectScore: at or above it DATA is refused with 550 5.7.1;
+	// math.Inf(1) never rejects.
 	RejectScore float64
 	// Report adds X-Spam-Report (SpamAssassin's report, folded).
 	Report bool
-	// ConnectTimeout bounds each connection attempt. 0 = DefaultConnectTimeout.
-	ConnectTimeout time.Duration
+	// SubjectTag, when not empty, is put in front of the Subject of spam
+	// (score at or above the tag score), as SpamAssassin's
+	// "rewrite_header Subject" does: see subjectEdits. One line of
+	// printable ASCII (config checks it).
+	SubjectTag string
 }
 
 // Filter is the spamd filter. It is safe for concurrent use.
@@ -68,17 +70,8 @@ var (
 	_ filters.Uncheckable = (*Filter)(nil)
 )
 
-// New returns a Filter for opt, with defaults filled in.
+// New returns a Filter for opt.
 func New(opt Options) *Filter {
-	if opt.MaxSize <= 0 {
-		opt.MaxSize = DefaultMaxSize
-	}
-	if opt.RejectScore == 0 {
-		opt.RejectScore = DefaultRejectScore
-	}
-	if opt.ConnectTimeout <= 0 {
-		opt.ConnectTimeout = DefaultConnectTimeout
-	}
 	return &Filter{opt: opt}
 }
 
@@ -98,7 +91,7 @@ func (f *Filter) Check(ctx context.Context, m *filters.Message) (filters.Verdict
 	if err != nil {
 		return filters.Verdict{}, err
 	}
-	return f.verdict(r), nil
+	return f.verdict(r, m.Headers), nil
 }
 
 // Scan sends m to the first spamd that accepts a connection and returns
@@ -129,7 +122,7 @@ func (f *Filter) Scan(ctx context.Context, m *filters.Message) (*Reply, error) {
 }
 
 func (f *Filter) dial(ctx context.Context, addr string) (net.Conn, error) {
-	d := net.Dialer{Timeout: f.opt.ConnectTimeout}
+	d := net.Dialer{Timeout: connectTimeout}
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
 		return d.DialContext(ctx, "unix", path)
 	}
@@ -228,7 +221,7 @@ func ctxErr(ctx context.Context, err error) error {
 }
 
 // verdict applies the thresholds to spamd's answer.
-func (f *Filter) verdict(r *Reply) filters.Verdict {
+func (f *Filter) verdict(r *Reply, headers []spool.Header) filters.Verdict {
 	score := round1(r.Score)
 	tag := f.opt.TagScore
 	if tag == 0 {
@@ -239,6 +232,13 @@ func (f *Filter) verdict(r *Reply) filters.Verdict {
 		Action:  filters.Accept,
 		Headers: f.stamp(r, score, spam),
 		Log:     fmt.Sprintf("spamd score=%s required=%s", formatScore(score), formatScore(tag)),
+	}
+	if spam && f.opt.SubjectTag != "" {
+		var add *spool.Header
+		v.Edits, add = subjectEdits(headers, f.opt.SubjectTag)
+		if add != nil {
+			v.Headers = append(v.Headers, *add)
+		}
 	}
 	if len(r.Rules) > 0 {
 		v.Log += " tests=" + strings.Join(r.Rules, ",")

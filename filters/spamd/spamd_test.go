@@ -135,7 +135,7 @@ func FuzzParseReply(f *testing.F) {
 			t.Fatalf("unusable numbers accepted: %+v", r)
 		}
 		// Whatever parsed must stamp valid header fields.
-		for _, h := range New(Options{Report: true}).verdict(r).Headers {
+		for _, h := range New(Options{MaxSize: 512000, RejectScore: 15, Report: true}).verdict(r, nil).Headers {
 			if !strings.HasSuffix(h.Text, "\n") || strings.Contains(strings.TrimSuffix(h.Text, "\n"), "\n\n") {
 				t.Fatalf("bad header %q", h.Text)
 			}
@@ -249,7 +249,7 @@ func TestRequestBytes(t *testing.T) {
 	fake := startFake(t, "tcp", answer("SPAMD/1.1 0 EX_OK\r\nContent-length: 0\r\nSpam: False ; 1.4 / 5.0\r\n\r\n"))
 	m := rawMessage("From: a@example.test\nTo: b@example.net\nSubject: test\nMessage-ID: <1@example.test>\n\nHello\n")
 	m.Headers = append(m.Headers, spool.Header{Type: '*', Text: "X-Spam-Flag: NO\n"})
-	if _, err := New(Options{Addresses: []string{fake.addr()}, User: "nobody"}).Check(context.Background(), m); err != nil {
+	if _, err := New(Options{Addresses: []string{fake.addr()}, User: "nobody", MaxSize: 512000, RejectScore: 15}).Check(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
 	want := "REPORT SPAMC/1.5\r\nUser: nobody\r\nContent-length: 95\r\n\r\n" +
@@ -269,28 +269,28 @@ func TestVerdicts(t *testing.T) {
 		want   filters.Verdict
 	}{
 		{
-			name: "ham", spam: "False ; -0.1 / 5.0",
+			name: "ham", opt: Options{RejectScore: 15}, spam: "False ; -0.1 / 5.0",
 			want: filters.Verdict{Action: filters.Accept, Log: "spamd score=-0.1 required=5.0", Headers: hs(
 				"X-Spam-Status: No, score=-0.1", "X-Spam-Score: -1", "X-Spam-Bar: /")},
 		},
 		{
-			name: "spam is tagged", spam: "True ; 12.1 / 5.0",
+			name: "spam is tagged", opt: Options{RejectScore: 15}, spam: "True ; 12.1 / 5.0",
 			want: filters.Verdict{Action: filters.Accept, Log: "spamd score=12.1 required=5.0", Headers: hs(
 				"X-Spam-Status: Yes, score=12.1", "X-Spam-Score: 121", "X-Spam-Bar: ++++++++++++", "X-Spam-Flag: YES")},
 		},
 		{
-			name: "own tag score", opt: Options{TagScore: 3}, spam: "False ; 3.5 / 5.0",
+			name: "own tag score", opt: Options{TagScore: 3, RejectScore: 15}, spam: "False ; 3.5 / 5.0",
 			want: filters.Verdict{Action: filters.Accept, Log: "spamd score=3.5 required=3.0", Headers: hs(
 				"X-Spam-Status: Yes, score=3.5", "X-Spam-Score: 35", "X-Spam-Bar: +++", "X-Spam-Flag: YES")},
 		},
 		{
-			name: "quarantine", opt: Options{QuarantineScore: 10}, spam: "True ; 12.1 / 5.0",
+			name: "quarantine", opt: Options{QuarantineScore: 10, RejectScore: 15}, spam: "True ; 12.1 / 5.0",
 			want: filters.Verdict{Action: filters.Quarantine, Reason: "spam score 12.1 >= quarantine 10.0",
 				Log: "spamd score=12.1 required=5.0", Headers: hs(
 					"X-Spam-Status: Yes, score=12.1", "X-Spam-Score: 121", "X-Spam-Bar: ++++++++++++", "X-Spam-Flag: YES")},
 		},
 		{
-			name: "reject at the default 15", opt: Options{QuarantineScore: 10}, spam: "True ; 15.3 / 5.0",
+			name: "reject at 15", opt: Options{QuarantineScore: 10, RejectScore: 15}, spam: "True ; 15.3 / 5.0",
 			want: filters.Verdict{Action: filters.Reject, Code: 550, Enhanced: [3]int{5, 7, 1},
 				Text:   "Message scored 15.3 spam points (threshold 15.0); rejected as spam",
 				Reason: "spam score 15.3 >= reject 15.0", Log: "spamd score=15.3 required=5.0", Headers: hs(
@@ -302,7 +302,7 @@ func TestVerdicts(t *testing.T) {
 				"X-Spam-Status: Yes, score=40.0", "X-Spam-Score: 400", "X-Spam-Bar: "+strings.Repeat("+", 40), "X-Spam-Flag: YES")},
 		},
 		{
-			name: "report folded, non-ASCII replaced", opt: Options{Report: true}, spam: "True ; 6.0 / 5.0",
+			name: "report folded, non-ASCII replaced", opt: Options{RejectScore: 15, Report: true}, spam: "True ; 6.0 / 5.0",
 			report: "Spam detection software\n\nContent preview:  caf\xc3\xa9 \x1b\n\n pts rule name\n---- ----\n 6.0 BAD_STUFF   Bad stuff   \n\n",
 			want: filters.Verdict{Action: filters.Accept, Log: "spamd score=6.0 required=5.0 tests=BAD_STUFF", Headers: hs(
 				"X-Spam-Status: Yes, score=6.0", "X-Spam-Score: 60", "X-Spam-Bar: ++++++",
@@ -314,7 +314,7 @@ func TestVerdicts(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			reply := fmt.Sprintf("SPAMD/1.1 0 EX_OK\r\nContent-length: %d\r\nSpam: %s\r\n\r\n%s", len(tt.report), tt.spam, tt.report)
 			fake := startFake(t, "tcp", answer(reply))
-			tt.opt.Addresses = []string{fake.addr()}
+			tt.opt.Addresses, tt.opt.MaxSize = []string{fake.addr()}, 512000
 			got, err := New(tt.opt).Check(context.Background(), rawMessage("Subject: x\n\nhi\n"))
 			if err != nil {
 				t.Fatal(err)
@@ -324,6 +324,12 @@ func TestVerdicts(t *testing.T) {
 			}
 		})
 	}
+}
+
+// testOptions are the Options config makes of a [spamd] with these
+// addresses, every other key at its default.
+func testOptions(addrs ...string) Options {
+	return Options{Addresses: addrs, MaxSize: 512000, RejectScore: 15}
 }
 
 func hs(texts ...string) []spool.Header {
@@ -336,13 +342,13 @@ func hs(texts ...string) []spool.Header {
 
 func equalVerdict(a, b filters.Verdict) bool {
 	return a.Action == b.Action && a.Code == b.Code && a.Enhanced == b.Enhanced && a.Text == b.Text &&
-		a.Reason == b.Reason && a.Log == b.Log && slices.Equal(a.Headers, b.Headers)
+		a.Reason == b.Reason && a.Log == b.Log && slices.Equal(a.Headers, b.Headers) && slices.Equal(a.Edits, b.Edits)
 }
 
 func TestSizeLimit(t *testing.T) {
 	fake := startFake(t, "tcp", answer("SPAMD/1.1 0 EX_OK\r\nSpam: True ; 20.0 / 5.0\r\n\r\n"))
 	m := rawMessage("Subject: big\n\n" + strings.Repeat("x", 1000) + "\n")
-	got, err := New(Options{Addresses: []string{fake.addr()}, MaxSize: 1000}).Check(context.Background(), m)
+	got, err := New(Options{Addresses: []string{fake.addr()}, MaxSize: 1000, RejectScore: 15}).Check(context.Background(), m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +366,7 @@ func TestFailover(t *testing.T) {
 	ok := "SPAMD/1.1 0 EX_OK\r\nContent-length: 0\r\nSpam: True ; 7.0 / 5.0\r\n\r\n"
 	t.Run("refused then unix socket", func(t *testing.T) {
 		fake := startFake(t, "unix", answer(ok))
-		f := New(Options{Addresses: []string{refusedAddr(t), fake.addr()}})
+		f := New(testOptions(refusedAddr(t), fake.addr()))
 		v, err := f.Check(context.Background(), rawMessage("Subject: x\n\nhi\n"))
 		if err != nil || v.Log != "spamd score=7.0 required=5.0" {
 			t.Fatalf("got %+v, %v", v, err)
@@ -368,7 +374,7 @@ func TestFailover(t *testing.T) {
 	})
 	t.Run("all refused", func(t *testing.T) {
 		a, b := refusedAddr(t), refusedAddr(t)
-		f := New(Options{Addresses: []string{a, b}})
+		f := New(testOptions(a, b))
 		_, err := f.Check(context.Background(), rawMessage("Subject: x\n\nhi\n"))
 		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), a) || !strings.Contains(err.Error(), b) {
 			t.Fatalf("error %v, want ErrUnavailable naming %s and %s", err, a, b)
@@ -380,7 +386,7 @@ func TestFailover(t *testing.T) {
 	t.Run("a failing server is not failed over", func(t *testing.T) {
 		bad := startFake(t, "tcp", answer("SPAMD/1.0 75 EX_TEMPFAIL\r\n"))
 		good := startFake(t, "tcp", answer(ok))
-		_, err := New(Options{Addresses: []string{bad.addr(), good.addr()}}).Check(context.Background(), rawMessage("Subject: x\n\nhi\n"))
+		_, err := New(testOptions(bad.addr(), good.addr())).Check(context.Background(), rawMessage("Subject: x\n\nhi\n"))
 		var se *ServerError
 		if !errors.As(err, &se) || se.Code != 75 || len(good.requests) != 0 {
 			t.Fatalf("error %v, %d requests to the second server; want EX_TEMPFAIL and none", err, len(good.requests))
@@ -439,7 +445,7 @@ func TestFaults(t *testing.T) {
 			hang = make(chan struct{})
 			fake := startFake(t, "tcp", tt.serve)
 			t.Cleanup(func() { close(hang) })
-			f := New(Options{Addresses: []string{fake.addr()}})
+			f := New(testOptions(fake.addr()))
 			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 			defer cancel()
 			_, err := f.Check(ctx, rawMessage("Subject: x\n\nhi\n"))
@@ -480,7 +486,7 @@ func TestBodyReadError(t *testing.T) {
 	fake := startFake(t, "tcp", answer("SPAMD/1.1 0 EX_OK\r\nSpam: True ; 1.0 / 5.0\r\n\r\n"))
 	m := rawMessage("Subject: x\n\nhi\n")
 	m.OpenBody = func() (io.ReadCloser, error) { return nil, errors.New("open input/g/1a2B3c-4D5e6F-7g-D: no such file") }
-	_, err := New(Options{Addresses: []string{fake.addr()}}).Check(context.Background(), m)
+	_, err := New(testOptions(fake.addr())).Check(context.Background(), m)
 	if err == nil || !strings.Contains(err.Error(), "reading message: open input/g/1a2B3c-4D5e6F-7g-D: no such file") {
 		t.Fatalf("error %v", err)
 	}

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"io"
-	"mxgate/internal/peertest"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,6 +14,9 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
+
+	"mxgate/internal/dnstest"
+	"mxgate/internal/peertest"
 )
 
 // The probe targets of the callout test, all on one port (callout.port)
@@ -133,7 +135,7 @@ func listenOnePort(ips ...string) ([]net.Listener, error) {
 }
 
 // startCalloutDNS serves the MX and A records of the callout test on
-// 127.0.0.1 (UDP); every other name is NXDOMAIN.
+// 127.0.0.1 (internal/dnstest); every other name is NXDOMAIN.
 func startCalloutDNS(t *testing.T) string {
 	t.Helper()
 	mx := map[string]string{
@@ -145,47 +147,18 @@ func startCalloutDNS(t *testing.T) string {
 		"mx.users.test": usersMX, "mx.accept.test": acceptMX, "mx.tempfail.test": tempfailMX,
 		"mx.silent.test": silentMX, "mx.gw.test": gatewayMX,
 	}
-	handler := func(w dns.ResponseWriter, r *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		m.Authoritative = true
-		q := r.Question[0]
-		name := strings.TrimSuffix(strings.ToLower(q.Name), ".")
-		hdr := dns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: dns.ClassINET, Ttl: 300}
-		host, hasMX := mx[name]
-		addr, hasA := a[name]
-		switch {
-		case !hasMX && !hasA:
-			m.Rcode = dns.RcodeNameError
-		case q.Qtype == dns.TypeMX && hasMX:
-			pref := uint16(10)
-			if host == "." {
-				pref = 0
-			}
-			m.Answer = append(m.Answer, &dns.MX{Hdr: hdr, Preference: pref, Mx: dns.Fqdn(host)})
-		case q.Qtype == dns.TypeA && hasA:
-			m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: net.ParseIP(addr)})
+	z := dnstest.Zone{}
+	for name, host := range mx {
+		pref := 10
+		if host == "." {
+			pref = 0
 		}
-		w.WriteMsg(m)
+		z[name+". MX"] = []string{fmt.Sprintf("%s. 300 IN MX %d %s", name, pref, dns.Fqdn(host))}
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for name, addr := range a {
+		z[name+". A"] = []string{name + ". 300 IN A " + addr}
 	}
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(handler), NotifyStartedFunc: func() { close(started) }}
-	served := make(chan error, 1)
-	go func() { served <- srv.ActivateAndServe() }()
-	select {
-	case <-started:
-	case err := <-served:
-		t.Fatalf("test DNS server: %v", err)
-	}
-	t.Cleanup(func() {
-		srv.Shutdown()
-		<-served
-	})
-	return pc.LocalAddr().String()
+	return dnstest.StartZone(t, z).Addr
 }
 
 // calloutConfig writes a config template: the e2e template plus text
@@ -231,12 +204,12 @@ func TestCallout(t *testing.T) {
 		name, from, sender string
 		rcpt               string // the reply to RCPT, lines joined by " | "
 	}{
-		{"known user", "127.0.0.1", "known@users.test", "250 2.0.0 "},
+		{"known user", "127.0.0.1", "known@users.test", "250 2.1.5 "},
 		{"unknown user", "127.0.0.1", "nobody@users.test",
 			"550-Verification failed for <nobody@users.test> | 550-Called:   mx.users.test [" + usersMX + "] | " +
 				"550-Response: 550 5.1.1 <nobody@users.test>: no such user here | " + failed},
-		{"accepts everything", "127.0.0.1", "anyone@accept.test", "250 2.0.0 "},
-		{"mxgate accepts its domain", "127.0.0.1", "anyone@gw.test", "250 2.0.0 "},
+		{"accepts everything", "127.0.0.1", "anyone@accept.test", "250 2.1.5 "},
+		{"mxgate accepts its domain", "127.0.0.1", "anyone@gw.test", "250 2.1.5 "},
 		{"mxgate refuses to relay", "127.0.0.1", "anyone@other.test",
 			"550-Verification failed for <anyone@other.test> | 550-Called:   mx.gw.test [" + gatewayMX + "] | " +
 				"550-Response: 550 5.7.1 relay not permitted | " + failed},
@@ -244,9 +217,9 @@ func TestCallout(t *testing.T) {
 		{"never answers", "127.0.0.1", "a@silent.test", defer_},
 		{"null MX", "127.0.0.1", "a@nullmx.test",
 			"550-Verification failed for <a@nullmx.test> | 550-domain accepts no mail (null MX) | " + failed},
-		{"null sender", "127.0.0.1", "", "250 2.0.0 "},
-		{"exempt domain", "127.0.0.1", "nobody@partner.test", "250 2.0.0 "},
-		{"trusted client", "127.0.0.2", "nobody@users.test", "250 2.0.0 "},
+		{"null sender", "127.0.0.1", "", "250 2.1.5 "},
+		{"exempt domain", "127.0.0.1", "nobody@partner.test", "250 2.1.5 "},
+		{"trusted client", "127.0.0.2", "nobody@users.test", "250 2.1.5 "},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,7 +21,7 @@ const eicar = `X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H
 func startScanner(t *testing.T, name string) string {
 	t.Helper()
 	requirePrograms(t, name)
-	dir, port := t.TempDir(), freePort(t)
+	dir, port := t.TempDir(), peertest.FreePort(t, false)
 	// The scanners drop root and still write their PID file there; Go
 	// makes test directories 0700.
 	for _, d := range []string{filepath.Dir(dir), dir} {
@@ -107,7 +107,7 @@ func TestFilters(t *testing.T) {
 	t.Parallel()
 	spamd, clamd := startScanner(t, "spamd"), startScanner(t, "clamd")
 	s := startSink(t)
-	dead := fmt.Sprintf("127.0.0.1:%d", freePort(t)) // nothing listens there
+	dead := fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false)) // nothing listens there
 	g := startFilterMxgate(t, spamd, clamd, "tempfail", s.URL())
 	gAccept := startFilterMxgate(t, dead, clamd, "accept", s.URL())
 	gTempfail := startFilterMxgate(t, dead, clamd, "tempfail", s.URL())

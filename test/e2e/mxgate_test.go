@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,8 @@ import (
 	"testing"
 	"text/template"
 	"time"
+
+	"mxgate/internal/peertest"
 )
 
 // Bounds of the waits on the mxgate process.
@@ -37,17 +38,6 @@ type mxgate struct {
 	done chan struct{} // closed when cmd has been waited for
 }
 
-// freePort returns a loopback port nobody listened on a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // startMxgate writes a config from testdata/e2e/mxgate.toml.tmpl with
 // downstream as [downstream] url, starts `mxgate serve` and waits for its
 // 220. The process is killed at the end of the test if still running.
@@ -63,7 +53,7 @@ func startMxgateConfig(t *testing.T, tmplPath, downstream string) *mxgate {
 	dir := t.TempDir()
 	g := &mxgate{
 		t:       t,
-		addr:    fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		addr:    fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false)),
 		dataDir: filepath.Join(dir, "data"),
 		cfgPath: filepath.Join(dir, "mxgate.toml"),
 		outPath: filepath.Join(dir, "mxgate.out"),

@@ -22,7 +22,7 @@ type sink struct {
 func startSink(t *testing.T) *sink {
 	t.Helper()
 	requirePrograms(t, "smtp-sink")
-	s := &sink{dir: t.TempDir(), port: freePort(t)}
+	s := &sink{dir: t.TempDir(), port: peertest.FreePort(t, false)}
 	peertest.Start(t, "smtp-sink", s.dir, s.port)
 	return s
 }
@@ -116,7 +116,7 @@ func startDovecot(t *testing.T) *dovecot {
 			t.Fatal(err)
 		}
 	}
-	d := &dovecot{dir: dir, port: freePort(t)}
+	d := &dovecot{dir: dir, port: peertest.FreePort(t, false)}
 	peertest.Start(t, "dovecot-lmtp", d.dir, d.port)
 	return d
 }

@@ -18,7 +18,7 @@ import (
 func startRbldnsd(t *testing.T) string {
 	t.Helper()
 	requirePrograms(t, "rbldnsd")
-	dir, port := t.TempDir(), freePort(t)
+	dir, port := t.TempDir(), peertest.FreePort(t, false)
 	zone := func(name string) string { return filepath.Join(repoRoot, "testdata", "rbl", name) }
 	local := func(name string) string { return filepath.Join(repoRoot, "test", "e2e", "testdata", "rbl", name) }
 	return peertest.Start(t, "rbldnsd", dir, port,

@@ -1,12 +1,28 @@
 package e2e
 
 import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+
+	"mxgate/internal/peertest"
 )
 
 // smuggled is what an attacker hides after a fake end of data: a second
@@ -22,60 +38,103 @@ const smuggled = "MAIL FROM:<evil@sender.test>\r\n" +
 // accept, a message whose body holds that look-alike followed by a smuggled
 // transaction, then the real CRLF.CRLF. mxgate (bare_newline = "reject")
 // must refuse the whole message with 550 5.5.2, and the smuggled recipient
-// must never reach smtp-sink; a clean message proves the path works.
+// must never reach smtp-sink; a clean message proves the path works. The
+// battery runs on plain SMTP, after STARTTLS and on the implicit-TLS
+// listener: the guard is in the DATA reader, not in a scan of plaintext.
 func TestSmugglingBattery(t *testing.T) {
 	t.Parallel()
 	s := startSink(t)
-	g := startMxgate(t, s.URL())
+	tlsAddr := fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false))
+	g := startMxgateConfig(t, tlsConfig(t, tlsAddr), s.URL())
 
-	for _, fake := range []string{"\n.\n", "\n.\r\n", "\r\n.\n", "\r.\r\n", "\r\n.\r"} {
-		t.Run(strconv.Quote(fake), func(t *testing.T) {
+	transports := []struct {
+		name string
+		dial func(t *testing.T) *client // greeted, EHLO said
+	}{
+		{"plain", func(t *testing.T) *client {
 			c := mustDial(t, "127.0.0.1", g.addr)
 			c.expect(t, "EHLO client.test", 250)
-			c.expect(t, "MAIL FROM:<alice@sender.test>", 250)
-			c.expect(t, "RCPT TO:<user@example.test>", 250)
-			c.expect(t, "DATA", 354)
-			data := "Subject: first\r\n\r\nfirst body" + fake + smuggled + "\r\n.\r\n"
-			if err := c.write([]byte(data)); err != nil {
-				t.Fatal(err)
+			return c
+		}},
+		{"starttls", func(t *testing.T) *client {
+			c := mustDial(t, "127.0.0.1", g.addr)
+			c.expect(t, "EHLO client.test", 250)
+			c.expect(t, "STARTTLS", 220)
+			tc := tls.Client(c.conn, tlsClientConfig())
+			if err := tc.Handshake(); err != nil {
+				t.Fatalf("STARTTLS handshake: %v", err)
 			}
-			r, err := c.read()
+			c = &client{conn: tc, r: bufio.NewReader(tc)}
+			c.expect(t, "EHLO client.test", 250)
+			return c
+		}},
+		{"implicit-tls", func(t *testing.T) *client {
+			d := &net.Dialer{Timeout: 5 * time.Second}
+			tc, err := tls.DialWithDialer(d, "tcp", tlsAddr, tlsClientConfig())
 			if err != nil {
-				t.Fatalf("sent %q: %v", data, err)
+				t.Fatalf("connect %s: %v", tlsAddr, err)
 			}
-			if r.Code != 550 || !strings.HasPrefix(r.Text(), "5.5.2") {
-				t.Errorf("sent %q: reply %v, want 550 5.5.2", data, r)
+			t.Cleanup(func() { tc.Close() })
+			c := &client{conn: tc, r: bufio.NewReader(tc)}
+			if r, err := c.read(); err != nil || r.Code != 220 {
+				t.Fatalf("greeting on %s: %v %v, want 220", tlsAddr, r, err)
 			}
-			// Replies to smuggled commands would queue up behind the one
-			// to the real end of data: after QUIT only its 221 may come.
-			if err := c.write([]byte("QUIT\r\n")); err != nil {
-				return // the server hung up after the refusal: nothing more ran
-			}
-			for {
-				r, err := c.read()
-				if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
-					break
-				}
-				if err != nil {
-					t.Fatalf("after QUIT: %v", err)
-				}
-				if r.Code != 221 {
-					t.Errorf("sent %q: after the refusal and QUIT got %v, want only 221", data, r)
-				}
-			}
-		})
+			c.expect(t, "EHLO client.test", 250)
+			return c
+		}},
 	}
 
-	c := mustDial(t, "127.0.0.1", g.addr)
-	c.expect(t, "EHLO client.test", 250)
-	id := c.send(t, "alice@sender.test", []string{"user@example.test"}, dataBytes(readTestdata(t, "message.eml")))
-	c.expect(t, "QUIT", 221)
-	g.waitCompleted(id)
+	for _, tr := range transports {
+		for _, fake := range []string{"\n.\n", "\n.\r\n", "\r\n.\n", "\r.\r\n", "\r\n.\r"} {
+			t.Run(tr.name+"/"+strconv.Quote(fake), func(t *testing.T) {
+				c := tr.dial(t)
+				c.expect(t, "MAIL FROM:<alice@sender.test>", 250)
+				c.expect(t, "RCPT TO:<user@example.test>", 250)
+				c.expect(t, "DATA", 354)
+				data := "Subject: first\r\n\r\nfirst body" + fake + smuggled + "\r\n.\r\n"
+				if err := c.write([]byte(data)); err != nil {
+					t.Fatal(err)
+				}
+				r, err := c.read()
+				if err != nil {
+					t.Fatalf("sent %q: %v", data, err)
+				}
+				if r.Code != 550 || !strings.HasPrefix(r.Text(), "5.5.2") {
+					t.Errorf("sent %q: reply %v, want 550 5.5.2", data, r)
+				}
+				// Replies to smuggled commands would queue up behind the one
+				// to the real end of data: after QUIT only its 221 may come.
+				if err := c.write([]byte("QUIT\r\n")); err != nil {
+					return // the server hung up after the refusal: nothing more ran
+				}
+				for {
+					r, err := c.read()
+					if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+						break
+					}
+					if err != nil {
+						t.Fatalf("after QUIT: %v", err)
+					}
+					if r.Code != 221 {
+						t.Errorf("sent %q: after the refusal and QUIT got %v, want only 221", data, r)
+					}
+				}
+			})
+		}
+	}
+
+	var ids []string
+	for _, tr := range transports {
+		c := tr.dial(t)
+		ids = append(ids, c.send(t, "alice@sender.test", []string{"user@example.test"}, dataBytes(readTestdata(t, "message.eml"))))
+		c.expect(t, "QUIT", 221)
+	}
+	g.waitCompleted(ids...)
 	g.waitSpoolEmpty()
 
 	msgs := s.messages(t)
-	if len(msgs) != 1 {
-		t.Errorf("smtp-sink received %d messages, want exactly the 1 clean one", len(msgs))
+	if len(msgs) != len(transports) {
+		t.Errorf("smtp-sink received %d messages, want exactly the %d clean ones", len(msgs), len(transports))
 	}
 	for _, m := range msgs {
 		if strings.Contains(m.raw, "smuggled") {
@@ -83,4 +142,67 @@ func TestSmugglingBattery(t *testing.T) {
 		}
 	}
 	g.stop()
+}
+
+// tlsConfig writes a config template: the e2e template with a [tls]
+// section (a fresh self-signed certificate) and an implicit-TLS listener
+// on tlsAddr; the plain listener offers STARTTLS.
+func tlsConfig(t *testing.T, tlsAddr string) string {
+	t.Helper()
+	b, err := os.ReadFile(testdata("mxgate.toml.tmpl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	const listen = `listen   = ["{{.Listen}}"]`
+	if !strings.Contains(text, listen) {
+		t.Fatalf("%s lacks %q", testdata("mxgate.toml.tmpl"), listen)
+	}
+	text = strings.Replace(text, listen, listen+"\nlisten_tls = [\""+tlsAddr+"\"]", 1)
+	cert, key := writeCert(t)
+	text += fmt.Sprintf("\n[tls]\ncert = %q\nkey  = %q\n", cert, key)
+	path := filepath.Join(t.TempDir(), "mxgate.toml.tmpl")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// writeCert writes a self-signed certificate for mx.example.test.
+func writeCert(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "mx.example.test"},
+		DNSNames:     []string{"mx.example.test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+func tlsClientConfig() *tls.Config {
+	return &tls.Config{ServerName: "mx.example.test", InsecureSkipVerify: true}
 }

@@ -1,0 +1,233 @@
+// Package checks builds the check pipeline of a config: the one place
+// that knows every check by name and the order they are asked in. Adding
+// a check is a package implementing filters.Check plus one line here.
+// cmd/mxgate hands the result to the gateway; the gateway knows no check.
+package checks
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"mxgate/address"
+	"mxgate/callout"
+	"mxgate/config"
+	"mxgate/filters"
+	"mxgate/filters/clamd"
+	"mxgate/filters/milter"
+	"mxgate/filters/msgauth"
+	"mxgate/filters/spamd"
+	"mxgate/rbl"
+)
+
+// A scanner that fails this many messages in a row is not called for
+// breakerCoolDown, after which one message probes it: a dead spamd then
+// costs each message nothing but the on_error policy, instead of a
+// connect timeout each.
+const (
+	breakerAfter    = 5
+	breakerCoolDown = 30 * time.Second
+)
+
+// Pipeline is a built pipeline and what must be closed once no session
+// uses it any more (the callout cache).
+type Pipeline struct {
+	*filters.Pipeline
+	closers []func() error
+}
+
+// Close releases what the checks hold.
+func (p *Pipeline) Close() error {
+	var first error
+	for _, c := range p.closers {
+		if err := c(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Build returns the pipeline of cfg. test builds it for a -bh session:
+// the callout cache then lives in memory only, since the daemon holds the
+// cache file and a test must not change what the daemon remembers.
+func Build(cfg *config.Config, log filters.Logger, test bool) (*Pipeline, error) {
+	policy := address.NewPolicy(cfg.Relay.Domains, cfg.Relay.TrustedNetworks)
+	p := &Pipeline{}
+	o := filters.Options{Log: log}
+	// The relay policy first: no other check ever sees a recipient it refuses.
+	o.Checks = append(o.Checks, address.NewCheck(policy))
+	if r := cfg.RBL; len(r.Lists) > 0 {
+		k, err := newRBL(cfg, log, policy)
+		if err != nil {
+			return nil, err
+		}
+		o.Checks = append(o.Checks, k)
+	}
+	if cfg.Callout.Enabled {
+		k, c, err := newCallout(cfg, log, policy, test)
+		if err != nil {
+			return nil, err
+		}
+		p.closers = append(p.closers, c.Close)
+		o.Checks = append(o.Checks, k)
+	}
+	if len(cfg.Milters) > 0 {
+		k, err := newMilters(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		o.Checks = append(o.Checks, k)
+	}
+	o.Scanners = scanners(cfg)
+	if a := cfg.MsgAuth; a.Enabled && len(a.DKIMSign) > 0 {
+		keys := make([]msgauth.SignKey, len(a.DKIMSign))
+		for i, k := range a.DKIMSign {
+			keys[i] = msgauth.SignKey{Domain: k.Domain, Selector: k.Selector, KeyFile: k.KeyFile}
+		}
+		// Loaded now, so a bad key file stops the start instead of
+		// leaving mail unsigned.
+		s, err := msgauth.NewSigner(keys)
+		if err != nil {
+			p.Close()
+			return nil, fmt.Errorf("msgauth.dkim_sign: %w", err)
+		}
+		o.Final = append(o.Final, msgauth.NewSignCheck(s))
+	}
+	p.Pipeline = filters.New(o)
+	return p, nil
+}
+
+func newRBL(cfg *config.Config, log filters.Logger, policy *address.Policy) (*rbl.Check, error) {
+	r := cfg.RBL
+	lists := make([]rbl.List, len(r.Lists))
+	for i, l := range r.Lists {
+		lists[i] = rbl.List{Zone: l.Zone, Kind: rbl.Kind(l.Kind), Match: l.Match, Weight: l.Weight, OnError: l.OnError}
+	}
+	c, err := rbl.New(rbl.Options{
+		Lists:     lists,
+		Resolvers: r.Resolver,
+		Timeout:   time.Duration(r.Timeout),
+		CacheSize: r.CacheSize,
+		MinTTL:    time.Duration(r.MinTTL),
+		MaxTTL:    time.Duration(r.MaxTTL),
+		Panic:     log.Panic,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("DNS lists: %w", err)
+	}
+	return rbl.NewCheck(c, rbl.CheckOptions{
+		RejectScore: r.RejectScore,
+		TagScore:    r.TagScore,
+		AtConnect:   r.RejectAt == "connect",
+		Timeout:     time.Duration(r.Timeout),
+		Skip:        policy.Trusted,
+	}), nil
+}
+
+func newCallout(cfg *config.Config, log filters.Logger, policy *address.Policy, test bool) (*callout.Check, *callout.Checker, error) {
+	o := cfg.Callout
+	opts := callout.Options{
+		Hostname:           cfg.Hostname,
+		Resolvers:          o.Resolver,
+		Port:               o.Port,
+		Random:             o.Has("random"),
+		Postmaster:         o.Has("postmaster"),
+		DeferOK:            o.Has("defer_ok"),
+		Timeout:            time.Duration(o.Timeout),
+		Deadline:           time.Duration(o.Deadline),
+		CacheSize:          o.CacheSize,
+		PositiveTTL:        time.Duration(o.PositiveTTL),
+		NegativeTTL:        time.Duration(o.NegativeTTL),
+		PerHostConcurrency: o.PerHostConcurrency,
+		PerHostRate:        float64(o.PerHostRate),
+		Log:                func(text string) { log.Main("", text) },
+	}
+	if o.Has("use_postmaster") {
+		opts.MailFrom = "postmaster@" + cfg.Hostname
+	}
+	if !test {
+		dir := filepath.Join(cfg.DataDir, "db")
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, nil, fmt.Errorf("callout cache directory: %w", err)
+		}
+		opts.CacheFile = filepath.Join(dir, "callout.db")
+	}
+	c, err := callout.New(opts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sender callout: %w", err)
+	}
+	return callout.NewCheck(c, callout.CheckOptions{
+		ExemptDomains: o.ExemptDomains,
+		Wait:          time.Duration(o.Deadline) + time.Duration(o.Timeout),
+		Skip:          policy.Trusted,
+	}), c, nil
+}
+
+func newMilters(cfg *config.Config, log filters.Logger) (*milter.Check, error) {
+	opts := make([]milter.Options, len(cfg.Milters))
+	for i, m := range cfg.Milters {
+		opts[i] = milter.Options{
+			Address: m.Address, Name: m.Name, OnError: m.OnError,
+			ConnectTimeout: time.Duration(m.ConnectTimeout),
+			CommandTimeout: time.Duration(m.CommandTimeout),
+			EOMTimeout:     time.Duration(m.EOMTimeout),
+		}
+	}
+	h, err := milter.NewHost(opts, func(text string) { log.Main("", text) })
+	if err != nil {
+		return nil, err
+	}
+	return milter.NewCheck(h, cfg.Hostname), nil
+}
+
+// scanners are the content scanners: msgauth first, so
+// Authentication-Results sits right under our Received, then spamd (so
+// X-Spam-* come before X-Virus-Scanned), then clamd. The connect timeouts
+// stay the clients' own, shorter than the per-message timeout, so a
+// second address is still tried when the first is dead.
+func scanners(cfg *config.Config) []filters.Entry {
+	var entries []filters.Entry
+	if a := cfg.MsgAuth; a.Enabled {
+		// It fails only when the spool cannot be read: no breaker.
+		entries = append(entries, filters.Entry{
+			Filter: msgauth.New(msgauth.Options{
+				AuthservID: cfg.Hostname, Resolvers: a.Resolver, Timeout: time.Duration(a.Timeout),
+				SPFFailReject: a.SPFFail == "reject", DMARCReject: a.DMARCReject == "honour",
+			}),
+			Timeout: time.Duration(a.Timeout), OnError: filters.OnErrorTempfail,
+		})
+	}
+	if s := cfg.Spamd; s.Enabled() {
+		entries = append(entries, filters.Entry{
+			Filter: spamd.New(spamd.Options{
+				Addresses:       s.Address,
+				User:            s.User,
+				MaxSize:         int64(s.MaxSize),
+				TagScore:        optional(s.TagScore),
+				QuarantineScore: optional(s.QuarantineScore),
+				RejectScore:     s.RejectScore,
+				Report:          s.Report,
+				SubjectTag:      s.SubjectTag,
+			}),
+			Timeout: time.Duration(s.Timeout), OnError: s.OnError,
+			BreakAfter: breakerAfter, CoolDown: breakerCoolDown,
+		})
+	}
+	if c := cfg.Clamd; c.Enabled() {
+		entries = append(entries, filters.Entry{
+			Filter:  clamd.New(clamd.Options{Addresses: c.Address, OnVirus: c.OnVirus, StampClean: c.StampClean}),
+			Timeout: time.Duration(c.Timeout), OnError: c.OnError,
+			BreakAfter: breakerAfter, CoolDown: breakerCoolDown,
+		})
+	}
+	return entries
+}
+
+// optional is an unset score as spamd.Options spells it: 0.
+func optional(f *float64) float64 {
+	if f == nil {
+		return 0
+	}
+	return *f
+}

@@ -1,0 +1,133 @@
+package milter
+
+import (
+	"context"
+	"net"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	gomilter "github.com/emersion/go-milter"
+)
+
+// TestLogLines: every log line names what it is about. Lines of a message
+// (end of message, body, modifications, failures while it is handled)
+// start with its queue ID, as `exigrep ID` needs; lines before DATA start
+// with the client, "H=[ip]" or "H=(helo) [ip]".
+func TestLogLines(t *testing.T) {
+	const id = "1abcde-000001-AB"
+	const host = "H=(client.example) [192.0.2.1]"
+	modify := func(m *gomilter.Modifier) (gomilter.Response, error) {
+		for _, err := range []error{
+			m.AddHeader("X-Spam-Status", "Yes, score=5.40"),
+			m.InsertHeader(0, "DKIM-Signature", "v=1;\r\n\tb=abc"),
+			m.ChangeHeader(1, "Subject", "[SPAM] hello"),
+			m.ChangeHeader(1, "Received", ""),
+			m.AddRecipient("new@example.net"),
+			m.DeleteRecipient("b@example.net"),
+			m.ChangeFrom("<bounce@example.test>"),
+			m.ReplaceBody([]byte("new\r\n")),
+		} {
+			if err != nil {
+				return nil, err
+			}
+		}
+		return gomilter.RespAccept, nil
+	}
+	hang := func() (gomilter.Response, error) { time.Sleep(time.Minute); return gomilter.RespContinue, nil }
+	refused, _ := net.Listen("tcp", "127.0.0.1:0")
+	deadAddr := "inet:" + refused.Addr().String()
+	refused.Close()
+	tests := []struct {
+		name string
+		f    fake
+		addr string   // "" = the fake
+		want []string // every line, in order; ADDR stands for the milter's address
+	}{
+		{"modifications", fake{eom: modify}, "", []string{
+			id + " milter m: add header X-Spam-Status: Yes, score=5.40",
+			id + " milter m: insert header at 0 DKIM-Signature: v=1;",
+			id + " milter m: change header Subject #1: [SPAM] hello",
+			id + " milter m: delete header Received #1",
+			id + " milter m: add recipient <new@example.net>",
+			id + " milter m: delete recipient <b@example.net>",
+			id + " milter m: change sender <bounce@example.test>",
+			id + " milter m: replace body (4 bytes)",
+		}},
+		{"quarantine", fake{eom: func(m *gomilter.Modifier) (gomilter.Response, error) {
+			return gomilter.RespAccept, m.Quarantine("looks bad")
+		}}, "", []string{id + " milter m: quarantine: looks bad"}},
+		{"tempfail at end of message", fake{eom: func(*gomilter.Modifier) (gomilter.Response, error) {
+			return gomilter.RespTempFail, nil
+		}}, "", []string{id + " milter m: tempfail at end of message: 451 4.7.1 Service unavailable - try again later"}},
+		{"discard at end of message", fake{eom: func(*gomilter.Modifier) (gomilter.Response, error) {
+			return gomilter.RespDiscard, nil
+		}}, "", []string{id + " milter m: discard at end of message"}},
+		{"reject in the body", fake{chunk: func() (gomilter.Response, error) { return gomilter.RespReject, nil }}, "",
+			[]string{id + " milter m: reject at body: 550 5.7.1 Command rejected"}},
+		{"failure in the body", fake{chunk: hang}, "", []string{
+			`~^` + id + ` milter m \(ADDR\) failed at body: .*timeout; on_error tempfail$`}},
+		{"reject at MAIL", fake{mail: gomilter.RespReject}, "", []string{
+			host + " milter m: reject at MAIL: 550 5.7.1 Command rejected"}},
+		{"discard at MAIL", fake{mail: gomilter.RespDiscard}, "", []string{host + " milter m: discard at MAIL"}},
+		{"reply at RCPT", fake{rcpt: gomilter.NewResponseStr('y', "554 5.7.0 Go away")}, "", []string{
+			host + " milter m: reject at RCPT: 554 5.7.0 Go away"}},
+		{"reject at connect", fake{conn: gomilter.RespReject}, "", []string{
+			"H=[192.0.2.1] milter m: reject at connect: 550 5.7.1 Command rejected"}},
+		{"refused at connect", fake{}, deadAddr, []string{
+			`~^H=\[192\.0\.2\.1\] milter m \(ADDR\) failed at connect: .*connection refused; on_error tempfail$`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addr := tt.addr
+			if addr == "" {
+				addr, _ = serve(t, 0, func() *fake { f := tt.f; return &f })
+			}
+			s, logs := newTestSession(t, Options{Address: addr, Name: "m",
+				CommandTimeout: 300 * time.Millisecond, EOMTimeout: 300 * time.Millisecond})
+			transaction(s, "old\n")
+			got := *logs
+			if len(got) != len(tt.want) {
+				t.Fatalf("%d lines, want %d:\n%s", len(got), len(tt.want), strings.Join(got, "\n"))
+			}
+			for i, w := range tt.want {
+				if re, ok := strings.CutPrefix(w, "~"); ok {
+					re = strings.ReplaceAll(re, "ADDR", regexp.QuoteMeta(addr))
+					if !regexp.MustCompile(re).MatchString(got[i]) {
+						t.Errorf("line %d: %q does not match %q", i, got[i], re)
+					}
+				} else if got[i] != w {
+					t.Errorf("line %d:\n got %q\nwant %q", i, got[i], w)
+				}
+			}
+		})
+	}
+}
+
+// After a message, the lines are the connection's again; each message's
+// lines carry its own ID.
+func TestLogLinesPerMessage(t *testing.T) {
+	addr, _ := serve(t, 0, func() *fake {
+		return &fake{eom: func(m *gomilter.Modifier) (gomilter.Response, error) {
+			return gomilter.RespAccept, m.AddHeader("X-Seen", "yes")
+		}}
+	})
+	s, logs := newTestSession(t, Options{Address: addr, Name: "m"})
+	ctx := context.Background()
+	s.Helo(ctx, "client.example")
+	for _, id := range []string{"1abcde-000001-AB", "1abcde-000002-AB"} {
+		s.Mail(ctx, "a@example.test", "")
+		s.Rcpt(ctx, "b@example.net")
+		s.Data(ctx, id, testHeaders, strings.NewReader("hi\n"))
+	}
+	s.logf("milter m: test") // a line of the connection, after the messages
+	want := []string{
+		"1abcde-000001-AB milter m: add header X-Seen: yes",
+		"1abcde-000002-AB milter m: add header X-Seen: yes",
+		"H=(client.example) [192.0.2.1] milter m: test",
+	}
+	if strings.Join(*logs, "\n") != strings.Join(want, "\n") {
+		t.Errorf("lines:\n%s\nwant\n%s", strings.Join(*logs, "\n"), strings.Join(want, "\n"))
+	}
+}

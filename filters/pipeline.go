@@ -1,0 +1,292 @@
+package filters
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+
+	"mxgate/spool"
+)
+
+// Logger is where the pipeline's own lines go: a scanner's failure and
+// its circuit breaker (paniclog, as Exim logs a spamd or clamd failure),
+// a check that panicked.
+type Logger interface {
+	Main(id, text string)
+	Panic(text string)
+}
+
+// Options are the checks of a pipeline, in the order they are asked.
+type Options struct {
+	// Checks are asked at every stage, in order. At connect, HELO, MAIL
+	// and RCPT the first refusal answers and the checks after it are not
+	// asked (a milter never sees a recipient the relay policy refused).
+	// At DATA they run one after the other and may change the message.
+	Checks []Check
+	// Scanners run at DATA after the Checks, in parallel, each under its
+	// own timeout, on_error policy and circuit breaker, on the message as
+	// the Checks left it.
+	Scanners []Entry
+	// Final checks run at DATA last, only on a message to be accepted,
+	// and see its headers as they will be committed (DKIM signing). Their
+	// headers go on top of the message.
+	Final []Check
+	Log   Logger
+}
+
+// Pipeline runs the checks of every session. It is safe for concurrent
+// use; the scanners' circuit breakers are shared by all sessions.
+type Pipeline struct {
+	checks []Check
+	final  []Check
+	scan   *Chain
+	owners []ownerOf // the Owner checks and scanners, for Data's header cleaning
+	log    Logger
+}
+
+type ownerOf struct {
+	name    string
+	owner   Owner
+	scanner bool
+}
+
+// New builds a pipeline.
+func New(o Options) *Pipeline {
+	p := &Pipeline{checks: o.Checks, final: o.Final, log: o.Log}
+	if len(o.Scanners) > 0 {
+		p.scan = NewChain(o.Scanners, o.Log)
+	}
+	for _, c := range append(slices.Clone(o.Checks), o.Final...) {
+		if ow, ok := c.(Owner); ok {
+			p.owners = append(p.owners, ownerOf{name: c.Name(), owner: ow})
+		}
+	}
+	for _, e := range o.Scanners {
+		if ow, ok := e.Filter.(Owner); ok {
+			p.owners = append(p.owners, ownerOf{name: e.Filter.Name(), owner: ow, scanner: true})
+		}
+	}
+	return p
+}
+
+// Event is one check's verdict at one stage: what the SMTP reply, the log
+// lines, the -bh trace (and metrics) are made from.
+type Event struct {
+	Check    string
+	Stage    Stage
+	Verdict  Verdict
+	Scanner  bool  // from Options.Scanners: part of the "content scan" line
+	Err      error // a scanner's failure, its on_error already applied
+	Duration time.Duration
+}
+
+// Outcome is a stage's combined verdict and the events it was made from.
+type Outcome struct {
+	Verdict Verdict // Trace and Logs are the events'
+	Events  []Event
+	// Trace are the pipeline's own lines: the owned fields it removed.
+	Trace []string
+}
+
+// Flow is the pipeline's state for one connection: the session of every
+// check.
+type Flow struct {
+	p     *Pipeline
+	names []string
+	ss    []Session
+	fin   []Session
+	conn  *Conn
+}
+
+// Open opens every check's session for a client just admitted. It does
+// not block: checks only start their lookups here.
+func (p *Pipeline) Open(ctx context.Context, c *Conn) *Flow {
+	s := &Flow{p: p, conn: c}
+	for _, ch := range p.checks {
+		s.names = append(s.names, ch.Name())
+		s.ss = append(s.ss, ch.Open(ctx, c))
+	}
+	for _, ch := range p.final {
+		s.fin = append(s.fin, ch.Open(ctx, c))
+	}
+	return s
+}
+
+// ask asks the checks in order until one refuses.
+func (s *Flow) ask(ctx context.Context, stage Stage, call func(Session) Verdict) Outcome {
+	var out Outcome
+	for i, cs := range s.ss {
+		start := time.Now()
+		v := s.safe(s.names[i], stage, func() Verdict { return call(cs) })
+		out.Events = append(out.Events, Event{Check: s.names[i], Stage: stage, Verdict: v, Duration: time.Since(start)})
+		if v.Refuses() {
+			break
+		}
+	}
+	out.Verdict = Strictest(out.Events)
+	return out
+}
+
+// safe runs one check's stage so that its panic becomes a local problem
+// for this session instead of taking the gateway down.
+func (s *Flow) safe(name string, stage Stage, fn func() Verdict) (v Verdict) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.p.log.Panic(fmt.Sprintf("check %s panicked at %s from [%s]: %v\n%s", name, stage, s.conn.IP, r, debug.Stack()))
+			v = LocalProblem()
+			v.Log = "check " + name + " failed"
+		}
+	}()
+	return fn()
+}
+
+// Strictest combines the verdicts of events: the strictest action wins,
+// the first on a tie. This is the one place verdicts are weighed. The
+// winner's Trace and Logs stay with its event.
+func Strictest(events []Event) Verdict {
+	var win Verdict
+	for i, e := range events {
+		if i == 0 || e.Verdict.Action > win.Action {
+			win = e.Verdict
+		}
+	}
+	win.Trace, win.Logs = nil, nil
+	return win
+}
+
+// Connect is asked before the greeting.
+func (s *Flow) Connect(ctx context.Context) Outcome {
+	return s.ask(ctx, StageConnect, func(cs Session) Verdict { return cs.Connect(ctx) })
+}
+
+// Helo is asked once per greeting, before the first MAIL after it.
+func (s *Flow) Helo(ctx context.Context, helo string) Outcome {
+	return s.ask(ctx, StageHelo, func(cs Session) Verdict { return cs.Helo(ctx, helo) })
+}
+
+// Mail is asked for a sender the gateway parsed.
+func (s *Flow) Mail(ctx context.Context, tx *Tx) Outcome {
+	return s.ask(ctx, StageMail, func(cs Session) Verdict { return cs.Mail(ctx, tx) })
+}
+
+// Rcpt is asked for a recipient the gateway parsed.
+func (s *Flow) Rcpt(ctx context.Context, tx *Tx, rcpt string) Outcome {
+	return s.ask(ctx, StageRcpt, func(cs Session) Verdict { return cs.Rcpt(ctx, tx, rcpt) })
+}
+
+// Data runs every check on the spooled message m: first the owned header
+// fields are removed, then the Checks one after the other, the Scanners
+// in parallel, and the strictest verdict wins. When the message is to be
+// kept (accept, tag, quarantine) the verdicts' edits and headers are
+// applied to m.Headers (stamps right after our Received); when it is to
+// be accepted the Final checks then run and put theirs on top.
+func (s *Flow) Data(ctx context.Context, m *Message) Outcome {
+	var out Outcome
+	out.Trace = s.removeOwned(m, func(o ownerOf) bool { return true }, "")
+	for i, cs := range s.ss {
+		start := time.Now()
+		v := s.safe(s.names[i], StageData, func() Verdict { return cs.Data(ctx, m) })
+		if drops := s.removeOwned(m, func(o ownerOf) bool { return o.scanner }, s.names[i]); len(drops) > 0 {
+			for _, d := range drops {
+				v.Logs = append(v.Logs, LogLine{Kind: MainLog, Text: d})
+			}
+			v.Trace = append(v.Trace, drops...)
+		}
+		out.Events = append(out.Events, Event{Check: s.names[i], Stage: StageData, Verdict: v, Duration: time.Since(start)})
+	}
+	if s.p.scan != nil {
+		m.Size = m.HeaderSize() + 1 + m.BodySize
+		res := s.p.scan.Run(ctx, m)
+		for _, fr := range res.PerFilter {
+			out.Events = append(out.Events, Event{Check: fr.Name, Stage: StageData, Verdict: fr.Verdict, Scanner: true, Err: fr.Err, Duration: fr.Duration})
+		}
+	}
+	out.Verdict = Strictest(out.Events)
+	if out.Verdict.Refuses() || out.Verdict.Action == Discard {
+		return out
+	}
+	var stamps []spool.Header
+	var edits []HeaderEdit
+	for _, e := range out.Events {
+		stamps = append(stamps, e.Verdict.Headers...)
+		edits = append(edits, e.Verdict.Edits...)
+	}
+	for _, ed := range edits {
+		if ed.Index < 0 || ed.Index >= len(m.Headers) {
+			continue
+		}
+		if ed.Text == "" {
+			m.Headers[ed.Index].Type = '*'
+			continue
+		}
+		m.Headers[ed.Index].Text = ed.Text
+	}
+	if len(stamps) > 0 {
+		m.Headers = slices.Insert(m.Headers, min(1, len(m.Headers)), stamps...)
+	}
+	if out.Verdict.Action == Quarantine {
+		return out
+	}
+	for i, cs := range s.fin {
+		start := time.Now()
+		name := s.p.final[i].Name()
+		v := s.safe(name, StageData, func() Verdict { return cs.Data(ctx, m) })
+		out.Events = append(out.Events, Event{Check: name, Stage: StageData, Verdict: v, Duration: time.Since(start)})
+		if v.Refuses() {
+			out.Verdict = v
+			return out
+		}
+		m.Headers = slices.Insert(m.Headers, 0, v.Headers...)
+	}
+	return out
+}
+
+// removeOwned marks deleted every field some owner chosen by which owns,
+// and returns a line for each: a client's forgery before any check ran
+// (by == ""), or what check by added that a scanner stamps itself.
+func (s *Flow) removeOwned(m *Message, which func(ownerOf) bool, by string) []string {
+	var lines []string
+	for i, h := range m.Headers {
+		if h.Type == '*' {
+			continue
+		}
+		name, value, _ := strings.Cut(h.Text, ":")
+		name = strings.TrimRight(name, " \t")
+		for _, o := range s.p.owners {
+			if !which(o) || !o.owner.Owns(name, value) {
+				continue
+			}
+			m.Headers[i].Type = '*'
+			if by == "" {
+				lines = append(lines, fmt.Sprintf("DATA: %s header from the client removed", name))
+			} else {
+				lines = append(lines, fmt.Sprintf("%s: %s dropped (%s stamps its own)", by, name, o.name))
+			}
+			break
+		}
+	}
+	return lines
+}
+
+// Reset ends the transaction in every check.
+func (s *Flow) Reset(ctx context.Context) {
+	for _, cs := range s.ss {
+		cs.Reset(ctx)
+	}
+	for _, cs := range s.fin {
+		cs.Reset(ctx)
+	}
+}
+
+// Close ends the connection in every check.
+func (s *Flow) Close() {
+	for _, cs := range s.ss {
+		cs.Close()
+	}
+	for _, cs := range s.fin {
+		cs.Close()
+	}
+}

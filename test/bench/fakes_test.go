@@ -1,0 +1,230 @@
+package bench
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/miekg/dns"
+)
+
+// The peers of the benchmark: small in-process fakes on 127.0.0.1, each
+// answering the one thing a clean message needs, and counting what it was
+// asked, so a run can prove every check really took part (a check that
+// was left out of the wiring would make the gateway look faster).
+
+// peerDeadline bounds every exchange with a fake.
+const peerDeadline = 10 * time.Second
+
+// zone is what the fake resolver knows about one name: MX targets and
+// IPv4 addresses. A name it knows answers NOERROR (empty for other types);
+// every other name is NXDOMAIN, which is how a DNS list says "not listed".
+type zone struct {
+	mx []string // host names, preference 10
+	a  []string
+}
+
+// fakeDNS is a UDP resolver on 127.0.0.1 answering from a table.
+type fakeDNS struct {
+	addr  string
+	zones map[string]zone // names without the final dot, lower case
+
+	mu    sync.Mutex
+	asked map[string]int // "name TYPE" -> questions
+}
+
+func startDNS(tb testing.TB, zones map[string]zone) *fakeDNS {
+	tb.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f := &fakeDNS{addr: pc.LocalAddr().String(), zones: zones, asked: make(map[string]int)}
+	started := make(chan struct{})
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(f.serve), NotifyStartedFunc: func() { close(started) }}
+	served := make(chan error, 1)
+	go func() { served <- srv.ActivateAndServe() }()
+	select {
+	case <-started:
+	case err := <-served:
+		tb.Fatalf("fake DNS: %v", err)
+	}
+	tb.Cleanup(func() {
+		srv.Shutdown()
+		<-served
+	})
+	return f
+}
+
+func (f *fakeDNS) serve(w dns.ResponseWriter, r *dns.Msg) {
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.Authoritative = true
+	if len(r.Question) != 1 {
+		m.Rcode = dns.RcodeFormatError
+		w.WriteMsg(m)
+		return
+	}
+	q := r.Question[0]
+	name := strings.TrimSuffix(strings.ToLower(q.Name), ".")
+	f.mu.Lock()
+	f.asked[name+" "+dns.TypeToString[q.Qtype]]++
+	f.mu.Unlock()
+	z, ok := f.zones[name]
+	hdr := dns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: dns.ClassINET, Ttl: 3600}
+	switch {
+	case !ok:
+		m.Rcode = dns.RcodeNameError
+	case q.Qtype == dns.TypeMX:
+		for _, h := range z.mx {
+			m.Answer = append(m.Answer, &dns.MX{Hdr: hdr, Preference: 10, Mx: dns.Fqdn(h)})
+		}
+	case q.Qtype == dns.TypeA:
+		for _, a := range z.a {
+			m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: net.ParseIP(a)})
+		}
+	}
+	w.WriteMsg(m)
+}
+
+// questions returns how many questions of type qtype ("A", "MX") were
+// asked for names ending in suffix.
+func (f *fakeDNS) questions(suffix, qtype string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for q, c := range f.asked {
+		name, t, _ := strings.Cut(q, " ")
+		if t == qtype && strings.HasSuffix(name, suffix) {
+			n += c
+		}
+	}
+	return n
+}
+
+// fakeMX is the sender domain's mail server, probed by the callout: it
+// accepts every sender and recipient and counts the RCPTs.
+type fakeMX struct {
+	port  int
+	rcpts atomic.Int64
+}
+
+func startMX(tb testing.TB) *fakeMX {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f := &fakeMX{port: ln.Addr().(*net.TCPAddr).Port}
+	srv := smtp.NewServer(f)
+	srv.Domain = "mx.sender.test"
+	srv.ReadTimeout, srv.WriteTimeout = peerDeadline, peerDeadline
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	tb.Cleanup(func() {
+		srv.Close()
+		<-served
+	})
+	return f
+}
+
+func (f *fakeMX) NewSession(*smtp.Conn) (smtp.Session, error) { return mxSession{f}, nil }
+
+type mxSession struct{ f *fakeMX }
+
+func (mxSession) Mail(string, *smtp.MailOptions) error { return nil }
+func (s mxSession) Rcpt(string, *smtp.RcptOptions) error {
+	s.f.rcpts.Add(1)
+	return nil
+}
+func (mxSession) Data(r io.Reader) error {
+	_, err := io.Copy(io.Discard, r)
+	return err
+}
+func (mxSession) Reset()        {}
+func (mxSession) Logout() error { return nil }
+
+// scanner is a fake content scanner on 127.0.0.1: on each connection it
+// reads one request with read, counts it, and answers reply.
+type scanner struct {
+	addr     string
+	requests atomic.Int64
+}
+
+func startScanner(tb testing.TB, read func(io.Reader) error, reply string) *scanner {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := &scanner{addr: ln.Addr().String()}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(peerDeadline))
+				if read(c) == nil {
+					s.requests.Add(1) // before the reply: the client may hang up once it has it
+					io.WriteString(c, reply)
+				}
+			})
+		}
+	})
+	tb.Cleanup(func() { ln.Close(); wg.Wait() })
+	return s
+}
+
+// spamdReply is spamd's answer to SPAMC/1.5 REPORT for a clean message,
+// with an empty report; spamc reads it to the end of the connection.
+const spamdReply = "SPAMD/1.1 0 EX_OK\r\nContent-length: 0\r\nSpam: False ; 1.0 / 5.0\r\n\r\n"
+
+// readReport reads a REPORT request up to the client's half-close.
+func readReport(r io.Reader) error {
+	req, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(string(req), "REPORT SPAMC/1.5\r\n") {
+		return errors.New("not a SPAMC/1.5 REPORT request")
+	}
+	return nil
+}
+
+// clamdReply is clamd's answer to INSTREAM for a clean stream.
+const clamdReply = "stream: OK\x00"
+
+// readInstream reads one INSTREAM request: the command, then chunks each
+// after its 4-byte big-endian length, up to a zero length.
+func readInstream(r io.Reader) error {
+	cmd := make([]byte, len("zINSTREAM\x00"))
+	if _, err := io.ReadFull(r, cmd); err != nil {
+		return err
+	}
+	if string(cmd) != "zINSTREAM\x00" {
+		return errors.New("not INSTREAM: " + string(cmd))
+	}
+	for {
+		var n uint32
+		if err := binary.Read(r, binary.BigEndian, &n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		if _, err := io.CopyN(io.Discard, r, int64(n)); err != nil {
+			return err
+		}
+	}
+}
