@@ -18,8 +18,8 @@ import (
 
 	"mxgate/checks"
 	"mxgate/config"
-	"mxgate/mainlog"
 	"mxgate/internal/dnstest"
+	"mxgate/mainlog"
 	"mxgate/spool"
 )
 
