@@ -26,7 +26,7 @@ func BenchmarkListQueue(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			return &Queue{Spool: sp, Dir: dir, Log: mainlog.Discard(), User: "bench"}
+			return &Queue{Spool: sp, Log: mainlog.Discard(), User: "bench"}
 		}
 		q := open(b)
 		if c, err := q.Count(); err != nil || c != n {

@@ -11,11 +11,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"time"
 
 	"mxgate/mainlog"
@@ -25,12 +22,9 @@ import (
 // Queue is the administrator's handle on one spool.
 type Queue struct {
 	Spool *spool.Spool
-	// Dir is the directory Spool was opened on; the raw views and the
-	// sizes in the listing read its files directly.
-	Dir  string
-	Log  *mainlog.Logger
-	User string           // who acts, as the mainlog names them ("frozen by root")
-	Now  func() time.Time // nil: time.Now; tests pin the ages -bp prints
+	Log   *mainlog.Logger
+	User  string           // who acts, as the mainlog names them ("frozen by root")
+	Now   func() time.Time // nil: time.Now; tests pin the ages -bp prints
 }
 
 // ErrInvalidID is returned for an argument that is not a message ID; it
@@ -42,11 +36,6 @@ func (q *Queue) now() time.Time {
 		return q.Now()
 	}
 	return time.Now()
-}
-
-// path is the spool file of a valid id: suffix "-H", "-D" or "-J".
-func (q *Queue) path(id spool.ID, suffix string) string {
-	return filepath.Join(q.Dir, "input", string(id[5]), string(id)+suffix)
 }
 
 // parseID checks an ID given on the command line.
@@ -134,44 +123,10 @@ func (q *Queue) ListMessage(w io.Writer, arg string, undelivered bool) error {
 	return werr
 }
 
-// Count returns the number of messages in the queue (-bpc): the -H files
-// of the input subdirectories, counted without reading or sorting them.
+// Count returns the number of messages in the queue (-bpc), counted
+// without reading or sorting them.
 func (q *Queue) Count() (int, error) {
-	input := filepath.Join(q.Dir, "input")
-	subdirs, err := readNames(input)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, sub := range subdirs {
-		if len(sub) != 1 {
-			continue
-		}
-		names, err := readNames(filepath.Join(input, sub))
-		if err != nil {
-			return 0, err
-		}
-		for _, name := range names {
-			if id, ok := strings.CutSuffix(name, "-H"); ok && spool.ValidID(id) && id[5] == sub[0] {
-				n++
-			}
-		}
-	}
-	return n, nil
-}
-
-// readNames lists a directory in the order it is stored in.
-func readNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, fmt.Errorf("admin: %w", err)
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("admin: %w", err)
-	}
-	return names, nil
+	return q.Spool.Count()
 }
 
 // load reads what the listing shows of a message: its envelope with the
@@ -182,9 +137,11 @@ func (q *Queue) load(id spool.ID) (*spool.Envelope, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	size := env.HeaderSize()
-	if fi, err := os.Stat(q.path(id, "-D")); err == nil {
-		size += fi.Size() - int64(len(id)+len("-D\n")) + 1
+	size, err := q.Spool.Size(env)
+	if err != nil {
+		// Listed all the same, as Exim does: the -D may have gone
+		// since the -H was read.
+		size = env.HeaderSize()
 	}
 	return env, size, nil
 }
@@ -206,9 +163,9 @@ func (q *Queue) appendEntry(b []byte, id spool.ID, env *spool.Envelope, size int
 			b = append(b, " ***"...)
 		default:
 			b = append(b, "*** spool format error"...)
-			if fi, err := os.Stat(q.path(id, "-H")); err == nil {
+			if n, err := q.Spool.FileSize(id, spool.HeaderFile); err == nil {
 				b = append(b, ": size="...)
-				b = strconv.AppendInt(b, fi.Size(), 10)
+				b = strconv.AppendInt(b, n, 10)
 			}
 			b = append(b, " ***"...)
 		}

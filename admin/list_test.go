@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,7 +38,19 @@ func newQueue(t testing.TB) (*Queue, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sp.Close(); log.Close() })
-	return &Queue{Spool: sp, Dir: filepath.Join(dir, "spool"), Log: log, User: "admin", Now: func() time.Time { return now }}, dir
+	q := &Queue{Spool: sp, Log: log, User: "admin", Now: func() time.Time { return now }}
+	spoolDirs.Store(q, filepath.Join(dir, "spool"))
+	return q, dir
+}
+
+// spoolDirs is where each test Queue's spool lives: the tests break its
+// files by hand, which the package itself never does.
+var spoolDirs sync.Map
+
+// path is the spool file of a valid id: suffix "-H", "-D" or "-J".
+func (q *Queue) path(id spool.ID, suffix string) string {
+	dir, _ := spoolDirs.Load(q)
+	return filepath.Join(dir.(string), "input", string(id[5]), string(id)+suffix)
 }
 
 // add commits a message received age before now.
@@ -212,7 +225,7 @@ func TestListManyMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sp.Close()
-	q := &Queue{Spool: sp, Dir: dir, Log: mainlog.Discard(), Now: func() time.Time { return now }}
+	q := &Queue{Spool: sp, Log: mainlog.Discard(), Now: func() time.Time { return now }}
 	ids, err := sp.List()
 	if err != nil || len(ids) != n {
 		t.Fatalf("spool.List: %d ids, %v", len(ids), err)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"time"
 
 	"mxgate/spool"
@@ -79,10 +78,10 @@ func (q *Queue) Remove(arg string) (string, error) {
 
 // orphanedHeader reports whether the valid id has an -H file but no -D.
 func (q *Queue) orphanedHeader(id spool.ID) bool {
-	if _, err := os.Stat(q.path(id, "-H")); err != nil {
+	if _, err := q.Spool.FileSize(id, spool.HeaderFile); err != nil {
 		return false
 	}
-	_, err := os.Stat(q.path(id, "-D"))
+	_, err := q.Spool.FileSize(id, spool.DataFile)
 	return errors.Is(err, fs.ErrNotExist)
 }
 
@@ -162,37 +161,18 @@ func (q *Queue) MakeDue(arg string) (spool.ID, error) {
 	return id, nil
 }
 
-// File names one of a message's files for View.
-type File int
-
-const (
-	MsglogFile File = iota // msglog/X/ID (-Mvl)
-	HeaderFile             // input/X/ID-H (-Mvh)
-	DataFile               // input/X/ID-D, first line included (-Mvb)
-)
-
-// View copies one of a message's files to w unchanged, as Exim's -Mvl,
-// -Mvh and -Mvb do. It takes no lock: -H is only ever replaced whole, by
-// rename, so it is read either before or after an update.
-func (q *Queue) View(w io.Writer, arg string, which File) error {
+// View copies one of a message's files to w unchanged, as Exim's -Mvl
+// (spool.MsglogFile), -Mvh (spool.HeaderFile) and -Mvb (spool.DataFile)
+// do. It takes no lock: -H is only ever replaced whole, by rename, so it
+// is read either before or after an update.
+func (q *Queue) View(w io.Writer, arg string, which spool.File) error {
 	id, err := parseID(arg)
 	if err != nil {
 		return err
 	}
-	var path string
-	switch which {
-	case MsglogFile:
-		path = q.Spool.MsglogPath(id)
-	case HeaderFile:
-		path = q.path(id, "-H")
-	case DataFile:
-		path = q.path(id, "-D")
-	default:
-		return fmt.Errorf("admin: unknown file %d", which)
-	}
-	f, err := os.Open(path)
+	f, err := q.Spool.OpenFile(id, which)
 	if errors.Is(err, fs.ErrNotExist) {
-		if _, herr := os.Stat(q.path(id, "-H")); errors.Is(herr, fs.ErrNotExist) {
+		if _, herr := q.Spool.FileSize(id, spool.HeaderFile); errors.Is(herr, fs.ErrNotExist) {
 			return notInSpool(id)
 		}
 	}

@@ -77,7 +77,7 @@ func TestFreezeRecordsTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := q.View(&out, string(id), HeaderFile); err != nil {
+	if err := q.View(&out, string(id), spool.HeaderFile); err != nil {
 		t.Fatal(err)
 	}
 	if want := "\n-frozen " + strconv.FormatInt(now.Unix(), 10) + "\n"; !strings.Contains(out.String(), want) {
@@ -196,12 +196,12 @@ func TestView(t *testing.T) {
 	hfile, _ := os.ReadFile(q.path(id, "-H"))
 	msglog, _ := os.ReadFile(q.Spool.MsglogPath(id))
 	for _, c := range []struct {
-		which File
+		which spool.File
 		want  string
 	}{
-		{HeaderFile, string(hfile)},
-		{DataFile, string(id) + "-D\nline one\n.dot stays\n"},
-		{MsglogFile, string(msglog)},
+		{spool.HeaderFile, string(hfile)},
+		{spool.DataFile, string(id) + "-D\nline one\n.dot stays\n"},
+		{spool.MsglogFile, string(msglog)},
 	} {
 		var out bytes.Buffer
 		if err := q.View(&out, string(id), c.which); err != nil || out.String() != c.want {
@@ -213,7 +213,7 @@ func TestView(t *testing.T) {
 	}
 
 	absent := "1tXyZa-000AbC-Qr"
-	for _, which := range []File{HeaderFile, DataFile, MsglogFile} {
+	for _, which := range []spool.File{spool.HeaderFile, spool.DataFile, spool.MsglogFile} {
 		var out bytes.Buffer
 		err := q.View(&out, absent, which)
 		if !errors.Is(err, spool.ErrNotFound) || !strings.Contains(err.Error(), absent) || out.Len() != 0 {
@@ -224,7 +224,7 @@ func TestView(t *testing.T) {
 	if err := os.Remove(q.Spool.MsglogPath(id)); err != nil {
 		t.Fatal(err)
 	}
-	if err := q.View(new(bytes.Buffer), string(id), MsglogFile); err == nil || !strings.Contains(err.Error(), q.Spool.MsglogPath(id)) {
+	if err := q.View(new(bytes.Buffer), string(id), spool.MsglogFile); err == nil || !strings.Contains(err.Error(), q.Spool.MsglogPath(id)) {
 		t.Errorf("View of a missing msglog: %v; want an error naming the file", err)
 	}
 }
@@ -253,9 +253,9 @@ func TestPathLikeArguments(t *testing.T) {
 	}
 	ops := map[string]func(string) error{
 		"List":   func(a string) error { return q.ListMessage(new(bytes.Buffer), a, false) },
-		"View-H": func(a string) error { return q.View(new(bytes.Buffer), a, HeaderFile) },
-		"View-D": func(a string) error { return q.View(new(bytes.Buffer), a, DataFile) },
-		"Msglog": func(a string) error { return q.View(new(bytes.Buffer), a, MsglogFile) },
+		"View-H": func(a string) error { return q.View(new(bytes.Buffer), a, spool.HeaderFile) },
+		"View-D": func(a string) error { return q.View(new(bytes.Buffer), a, spool.DataFile) },
+		"Msglog": func(a string) error { return q.View(new(bytes.Buffer), a, spool.MsglogFile) },
 		"Remove": func(a string) error { _, err := q.Remove(a); return err },
 		"Freeze": func(a string) error { _, err := q.Freeze(a); return err },
 		"Thaw":   func(a string) error { _, err := q.Thaw(a); return err },

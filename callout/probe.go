@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"mxgate/smtptext"
 )
 
 // probe asks the sender domain's mail hosts, in preference order, until
@@ -311,15 +313,4 @@ func replyText(err error) string {
 
 // clean makes remote text safe for an SMTP reply and a log line:
 // printable ASCII only, bounded.
-func clean(s string) string {
-	b := []byte(s)
-	for i, ch := range b {
-		if ch < 0x20 || ch > 0x7e {
-			b[i] = '?'
-		}
-	}
-	if len(b) > maxReply {
-		b = append(b[:maxReply-3], "..."...)
-	}
-	return string(b)
-}
+func clean(s string) string { return smtptext.CleanMax(s, maxReply) }

@@ -41,10 +41,80 @@ func (s Status) String() string {
 	return fmt.Sprintf("Status(%d)", int(s))
 }
 
+// Reason says, as data, why a recipient was not delivered; Err says it
+// in words. The queue takes Exim's "defer (N)" errno from it.
+type Reason int
+
+const (
+	// NoReason: delivered, or nothing more specific is known.
+	NoReason Reason = iota
+	// RemoteTemp: the remote server refused with a 4xx reply.
+	RemoteTemp
+	// RemotePerm: the remote server refused with a 5xx reply.
+	RemotePerm
+	// Refused: the connection was refused (ECONNREFUSED).
+	Refused
+	// ConnectFailed: the connection could not be made for another
+	// reason (no route, DNS, network unreachable).
+	ConnectFailed
+	// Timeout: connecting, or waiting for a reply, timed out.
+	Timeout
+	// ConnectionLost: the remote host closed or reset the connection.
+	ConnectionLost
+	// ProtocolError: the remote host said something that is not SMTP.
+	ProtocolError
+	// TLSRequired: starttls = "required", and the server did not offer
+	// STARTTLS or refused it.
+	TLSRequired
+	// TLSFailure: the TLS handshake failed.
+	TLSFailure
+	// BadAddress: an address that cannot be sent as it is (malformed, or
+	// non-ASCII to a server without SMTPUTF8).
+	BadAddress
+	// MaildirUnsafePath: a local part or domain that is unsafe as a
+	// Maildir path.
+	MaildirUnsafePath
+	// LocalError: a local problem: reading the spooled message, writing
+	// the Maildir.
+	LocalError
+	// Abandoned: the attempt was cancelled (shutdown).
+	Abandoned
+	// NoResult: the transport gave no result for the recipient (set by
+	// the queue, never by a transport).
+	NoResult
+)
+
+var reasonNames = [...]string{
+	NoReason:          "none",
+	RemoteTemp:        "remote 4xx",
+	RemotePerm:        "remote 5xx",
+	Refused:           "connection refused",
+	ConnectFailed:     "connect failed",
+	Timeout:           "timeout",
+	ConnectionLost:    "connection lost",
+	ProtocolError:     "protocol error",
+	TLSRequired:       "TLS required",
+	TLSFailure:        "TLS failure",
+	BadAddress:        "bad address",
+	MaildirUnsafePath: "maildir unsafe path",
+	LocalError:        "local error",
+	Abandoned:         "abandoned",
+	NoResult:          "no result",
+}
+
+// String names the reason for logs and test failures.
+func (r Reason) String() string {
+	if r >= 0 && int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return fmt.Sprintf("Reason(%d)", int(r))
+}
+
 // Result is what happened to one recipient.
 type Result struct {
 	Rcpt   string
 	Status Status
+	Reason Reason // why it was not delivered; NoReason when it was
 	Host   string // "name [ip]" for H=, the socket path for lmtp+unix, "" for maildir
 	Reply  string // the remote reply, e.g. "250 2.0.0 Ok: queued as 4Xyz" (C= on =>, text on ** and ==)
 	Err    string // what failed, as a mainlog line wants it: "SMTP error from remote mail server after RCPT TO:<a@b>: 550 5.1.1 no such user", "Connection refused", ...
@@ -125,12 +195,12 @@ func New(t Target, o Options) (Transport, error) {
 	return nil, fmt.Errorf("downstream: unknown scheme %q (want smtp, lmtp, lmtp+unix or maildir)", t.Scheme)
 }
 
-// results makes one Result per recipient, every one set to st/err: the start
-// of every Deliver, and the whole answer when nothing could be tried.
-func results(m *Message, host string, st Status, err string) []Result {
+// results makes one Result per recipient, every one set to st/why/err: the
+// start of every Deliver, and the whole answer when nothing could be tried.
+func results(m *Message, host string, st Status, why Reason, err string) []Result {
 	rs := make([]Result, len(m.Recipients))
 	for i, r := range m.Recipients {
-		rs[i] = Result{Rcpt: r, Status: st, Host: host, Err: err}
+		rs[i] = Result{Rcpt: r, Status: st, Reason: why, Host: host, Err: err}
 	}
 	return rs
 }

@@ -82,8 +82,8 @@ func TestLMTPConnectionLostBetweenReplies(t *testing.T) {
 		msg("", "x\n", "a@example.test", "b@example.test", "c@example.test"))
 	checkResults(t, got, []Result{
 		{Rcpt: "a@example.test", Status: Delivered, Host: host, Reply: "250 2.0.0 <a@example.test> Saved"},
-		{Rcpt: "b@example.test", Status: Failed, Host: host, Reply: "550 5.1.1 <b@example.test> Gone",
+		{Rcpt: "b@example.test", Status: Failed, Reason: RemotePerm, Host: host, Reply: "550 5.1.1 <b@example.test> Gone",
 			Err: "LMTP error from remote mail server after end of data: 550 5.1.1 <b@example.test> Gone"},
-		{Rcpt: "c@example.test", Status: Deferred, Host: host, Err: "Remote host closed connection in response to end of data"},
+		{Rcpt: "c@example.test", Status: Deferred, Reason: ConnectionLost, Host: host, Err: "Remote host closed connection in response to end of data"},
 	})
 }

@@ -43,21 +43,28 @@ func (md *maildirTransport) Name() string { return "maildir" }
 // fix them.
 func (md *maildirTransport) Deliver(ctx context.Context, m *Message) []Result {
 	if err := checkAddr(m.Sender); err != nil {
-		return results(m, "", Failed, "sender "+err.Error())
+		return results(m, "", Failed, BadAddress, "sender "+err.Error())
 	}
-	rs := results(m, "", Deferred, "")
+	rs := results(m, "", Deferred, NoReason, "")
 	for i, rcpt := range m.Recipients {
 		if ctx.Err() != nil {
-			rs[i].Err = "delivery abandoned: " + context.Cause(ctx).Error()
+			rs[i].Reason, rs[i].Err = Abandoned, "delivery abandoned: "+context.Cause(ctx).Error()
 			continue
 		}
 		dir, err := md.dir(rcpt)
 		if err != nil {
-			rs[i].Status, rs[i].Err = Failed, err.Error()
+			why := BadAddress
+			if errors.As(err, new(unsafePathError)) {
+				why = MaildirUnsafePath
+			}
+			rs[i].Status, rs[i].Reason, rs[i].Err = Failed, why, err.Error()
 			continue
 		}
 		if err := md.deliverOne(ctx, dir, m, rcpt); err != nil {
-			rs[i].Err = err.Error()
+			rs[i].Reason, rs[i].Err = LocalError, err.Error()
+			if ctx.Err() != nil {
+				rs[i].Reason = Abandoned
+			}
 			continue
 		}
 		rs[i].Status = Delivered
@@ -83,14 +90,20 @@ func (md *maildirTransport) dir(rcpt string) (string, error) {
 	}
 	domain = strings.ToLower(domain)
 	if err := safeElement(domain); err != nil {
-		return "", fmt.Errorf("address %q: domain %w", rcpt, err)
+		return "", unsafePathError{fmt.Errorf("address %q: domain %w", rcpt, err)}
 	}
 	local = plainLocal(local)
 	if err := safeElement(local); err != nil {
-		return "", fmt.Errorf("address %q: local part %w", rcpt, err)
+		return "", unsafePathError{fmt.Errorf("address %q: local part %w", rcpt, err)}
 	}
 	return filepath.Join(md.root, domain, local), nil
 }
+
+// unsafePathError marks an address part that cannot be a Maildir path
+// element (the MaildirUnsafePath reason).
+type unsafePathError struct{ error }
+
+func (e unsafePathError) Unwrap() error { return e.error }
 
 func safeElement(s string) error {
 	switch {

@@ -129,7 +129,11 @@ func TestMaildirUnsafeAddresses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.rcpt, func(t *testing.T) {
 			got := tr.Deliver(context.Background(), msg("s@example.test", "x\n", tt.rcpt, "ok@example.test"))
-			checkResults(t, got, []Result{{Rcpt: tt.rcpt, Status: Failed, Err: tt.err}, {Rcpt: "ok@example.test", Status: Delivered}})
+			why := BadAddress
+			if strings.Contains(tt.err, "unsafe as a Maildir path") || strings.Contains(tt.err, "longer than a file name") {
+				why = MaildirUnsafePath
+			}
+			checkResults(t, got, []Result{{Rcpt: tt.rcpt, Status: Failed, Reason: why, Err: tt.err}, {Rcpt: "ok@example.test", Status: Delivered}})
 		})
 	}
 	// Nothing but the one good mailbox was created.
@@ -179,7 +183,7 @@ func TestMaildirErrorsDefer(t *testing.T) {
 			m := msg("s@example.test", "x\n", "a@example.test")
 			tt.setup(t, root, m)
 			got := newMaildirTransport(t, root).Deliver(context.Background(), m)
-			checkResults(t, got, []Result{{Rcpt: "a@example.test", Status: Deferred, Err: strings.ReplaceAll(tt.err, "ROOT", root)}})
+			checkResults(t, got, []Result{{Rcpt: "a@example.test", Status: Deferred, Reason: LocalError, Err: strings.ReplaceAll(tt.err, "ROOT", root)}})
 			tmp := filepath.Join(root, "example.test", "a", "tmp")
 			if _, err := os.Stat(tmp); err == nil {
 				if left := files(t, tmp); len(left) != 0 {
@@ -195,5 +199,5 @@ func TestMaildirContextCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	got := newMaildirTransport(t, root).Deliver(ctx, msg("", "x\n", "a@example.test"))
-	checkResults(t, got, []Result{{Rcpt: "a@example.test", Status: Deferred, Err: "delivery abandoned: context canceled"}})
+	checkResults(t, got, []Result{{Rcpt: "a@example.test", Status: Deferred, Reason: Abandoned, Err: "delivery abandoned: context canceled"}})
 }

@@ -317,7 +317,13 @@ func checkResults(t *testing.T, got, want []Result) {
 		t.Fatalf("got %d results, want %d:\n%+v", len(got), len(want), got)
 	}
 	for i := range want {
-		if got[i] != want[i] {
+		g := got[i]
+		if want[i].Reason == NoReason {
+			// Tables that predate Reason check the rest; the reasons
+			// have their own tests.
+			g.Reason = NoReason
+		}
+		if g != want[i] {
 			t.Errorf("result %d:\n got %+v\nwant %+v", i, got[i], want[i])
 		}
 	}

@@ -70,18 +70,18 @@ type session struct {
 	host   string
 }
 
-func (s *session) set(g *rcptGroup, st Status, reply, err string) {
+func (s *session) set(g *rcptGroup, st Status, why Reason, reply, err string) {
 	for _, i := range g.idx {
-		s.rs[i].Status, s.rs[i].Reply, s.rs[i].Err = st, reply, err
+		s.rs[i].Status, s.rs[i].Reason, s.rs[i].Reply, s.rs[i].Err = st, why, reply, err
 	}
 	g.done = true
 }
 
 // rest decides every recipient not decided yet.
-func (s *session) rest(st Status, reply, err string) {
+func (s *session) rest(st Status, why Reason, reply, err string) {
 	for _, g := range s.groups {
 		if !g.done {
-			s.set(g, st, reply, err)
+			s.set(g, st, why, reply, err)
 		}
 	}
 }
@@ -89,20 +89,20 @@ func (s *session) rest(st Status, reply, err string) {
 // fail decides the rest from err at step after, and reports whether the
 // server answered (the connection is still good for a polite QUIT).
 func (s *session) fail(after string, err error) (replied bool) {
-	st, reply, text := outcome(s.ctx, s.t.proto(), after, err)
-	s.rest(st, reply, text)
+	st, why, reply, text := outcome(s.ctx, s.t.proto(), after, err)
+	s.rest(st, why, reply, text)
 	return reply != ""
 }
 
 func (t *smtpTransport) attempt(ctx context.Context, m *Message, tlsMode string) (rs []Result, retryClear bool) {
-	s := &session{t: t, ctx: ctx, rs: results(m, "", Deferred, "")}
+	s := &session{t: t, ctx: ctx, rs: results(m, "", Deferred, NoReason, "")}
 	if err := checkAddr(m.Sender); err != nil {
-		return results(m, "", Failed, "sender "+err.Error()), false
+		return results(m, "", Failed, BadAddress, "sender "+err.Error()), false
 	}
 	byWire := make(map[string]*rcptGroup)
 	for i, r := range m.Recipients {
 		if err := checkAddr(r); err != nil {
-			s.rs[i].Status, s.rs[i].Err = Failed, err.Error()
+			s.rs[i].Status, s.rs[i].Reason, s.rs[i].Err = Failed, BadAddress, err.Error()
 			continue
 		}
 		w := wireAddr(r)
@@ -130,7 +130,7 @@ func (t *smtpTransport) attempt(ctx context.Context, m *Message, tlsMode string)
 	src, err := m.open()
 	if err != nil {
 		s.host = t.display("")
-		s.rest(Deferred, "", "error opening message: "+err.Error())
+		s.rest(Deferred, LocalError, "", "error opening message: "+err.Error())
 		return s.rs, false
 	}
 	defer src.Close()
@@ -139,7 +139,8 @@ func (t *smtpTransport) attempt(ctx context.Context, m *Message, tlsMode string)
 	raw, err := d.DialContext(ctx, t.network, t.addr)
 	if err != nil {
 		s.host = t.display("")
-		s.rest(Deferred, "", dialError(ctx, err))
+		why, text := dialError(ctx, err)
+		s.rest(Deferred, why, "", text)
 		return s.rs, false
 	}
 	s.host = t.display(raw.RemoteAddr().String())
@@ -177,21 +178,22 @@ func (t *smtpTransport) attempt(ctx context.Context, m *Message, tlsMode string)
 			case errors.As(err, &he) && tlsMode == tlsOpportunistic && !t.o.TLSVerify:
 				return s.rs, true
 			case errors.As(err, &he):
-				s.rest(Deferred, "", "TLS session failure: "+he.err.Error())
+				s.rest(Deferred, TLSFailure, "", "TLS session failure: "+he.err.Error())
 				return s.rs, false
 			case errors.As(err, &te) && tlsMode == tlsOpportunistic:
 				// Refused STARTTLS (RFC 3207: the client may go on in clear).
 			case errors.As(err, &te):
-				_, reply, _ := outcome(ctx, t.proto(), "STARTTLS", err)
-				s.rest(Deferred, reply, "a TLS session is required, but STARTTLS was refused: "+reply)
+				_, _, reply, _ := outcome(ctx, t.proto(), "STARTTLS", err)
+				s.rest(Deferred, TLSRequired, reply, "a TLS session is required, but STARTTLS was refused: "+reply)
 				c.Quit()
 				return s.rs, false
 			default:
-				s.rest(Deferred, "", trouble(ctx, "in response to STARTTLS", err))
+				why, text := trouble(ctx, "in response to STARTTLS", err)
+				s.rest(Deferred, why, "", text)
 				return s.rs, false
 			}
 		case tlsMode == tlsRequired:
-			s.rest(Deferred, "", "a TLS session is required, but the server did not offer TLS support")
+			s.rest(Deferred, TLSRequired, "", "a TLS session is required, but the server did not offer TLS support")
 			c.Quit()
 			return s.rs, false
 		}
@@ -206,13 +208,13 @@ func (t *smtpTransport) attempt(ctx context.Context, m *Message, tlsMode string)
 		// that recipient.
 		const noUTF8 = "a non-ASCII address needs SMTPUTF8, which the remote host does not offer"
 		if !isASCII(m.Sender) {
-			s.rest(Failed, "", "sender "+noUTF8)
+			s.rest(Failed, BadAddress, "", "sender "+noUTF8)
 			c.Quit()
 			return s.rs, false
 		}
 		for _, g := range s.groups {
 			if !isASCII(g.wire) {
-				s.set(g, Failed, "", noUTF8)
+				s.set(g, Failed, BadAddress, "", noUTF8)
 			}
 		}
 		if !slices.ContainsFunc(s.groups, func(g *rcptGroup) bool { return !g.done }) {
@@ -238,12 +240,12 @@ func (t *smtpTransport) attempt(ctx context.Context, m *Message, tlsMode string)
 			accepted = append(accepted, g)
 			continue
 		}
-		st, reply, text := outcome(ctx, t.proto(), "RCPT TO:<"+g.wire+">", err)
+		st, why, reply, text := outcome(ctx, t.proto(), "RCPT TO:<"+g.wire+">", err)
 		if reply == "" {
-			s.rest(st, "", text)
+			s.rest(st, why, "", text)
 			return s.rs, false
 		}
-		s.set(g, st, reply, text)
+		s.set(g, st, why, reply, text)
 	}
 	if len(accepted) == 0 {
 		c.Quit()
@@ -260,7 +262,8 @@ func (t *smtpTransport) attempt(ctx context.Context, m *Message, tlsMode string)
 	if _, err := io.Copy(&lineWriter{w: w}, sourceReader{src}); err != nil {
 		// Dropping the connection is the only way to abort DATA: the
 		// server discards a message that did not end with the dot.
-		s.rest(Deferred, "", trouble(ctx, "while sending the message body", err))
+		why, text := trouble(ctx, "while sending the message body", err)
+		s.rest(Deferred, why, "", text)
 		return s.rs, false
 	}
 
@@ -269,7 +272,7 @@ func (t *smtpTransport) attempt(ctx context.Context, m *Message, tlsMode string)
 	} else if resp, err := w.CloseWithResponse(); err != nil {
 		s.fail("end of data", err)
 	} else {
-		s.rest(Delivered, "250 "+oneLine(resp.StatusText), "")
+		s.rest(Delivered, NoReason, "250 "+oneLine(resp.StatusText), "")
 	}
 	c.Quit()
 	return s.rs, false
@@ -291,18 +294,19 @@ func (t *smtpTransport) lmtpReplies(s *session, w *smtp.DataCommand, accepted []
 	}
 	for _, g := range accepted {
 		if r, found := ok[g.wire]; found {
-			s.set(g, Delivered, "250 "+oneLine(r.StatusText), "")
+			s.set(g, Delivered, NoReason, "250 "+oneLine(r.StatusText), "")
 			continue
 		}
 		if se, found := perRcpt[g.wire]; found {
-			st, reply, text := outcome(s.ctx, t.proto(), "end of data", se)
-			s.set(g, st, reply, text)
+			st, why, reply, text := outcome(s.ctx, t.proto(), "end of data", se)
+			s.set(g, st, why, reply, text)
 			continue
 		}
 		if connErr == nil {
 			connErr = io.ErrUnexpectedEOF
 		}
-		s.set(g, Deferred, "", trouble(s.ctx, "in response to end of data", connErr))
+		why, text := trouble(s.ctx, "in response to end of data", connErr)
+		s.set(g, Deferred, why, "", text)
 	}
 }
 

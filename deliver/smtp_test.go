@@ -52,9 +52,9 @@ func TestSMTPReplies(t *testing.T) {
 			"full@example.test": smtpErr(452, smtp.EnhancedCode{4, 2, 2}, "Mailbox full"),
 		}},
 		want: []Result{
-			{Rcpt: "gone@example.test", Status: Failed, Host: host, Reply: "550 5.1.1 No such user",
+			{Rcpt: "gone@example.test", Status: Failed, Reason: RemotePerm, Host: host, Reply: "550 5.1.1 No such user",
 				Err: "SMTP error from remote mail server after RCPT TO:<gone@example.test>: 550 5.1.1 No such user"},
-			{Rcpt: "full@example.test", Status: Deferred, Host: host, Reply: "452 4.2.2 Mailbox full",
+			{Rcpt: "full@example.test", Status: Deferred, Reason: RemoteTemp, Host: host, Reply: "452 4.2.2 Mailbox full",
 				Err: "SMTP error from remote mail server after RCPT TO:<full@example.test>: 452 4.2.2 Mailbox full"},
 			{Rcpt: "ok@example.test", Status: Delivered, Host: host, Reply: "250 2.0.0 OK: queued"},
 		},
@@ -67,7 +67,7 @@ func TestSMTPReplies(t *testing.T) {
 		be: &fakeBackend{rcptErr: map[string]error{
 			"gone@example.test": smtpErr(550, smtp.EnhancedCode{5, 1, 1}, "No such user"),
 		}},
-		want: []Result{{Rcpt: "gone@example.test", Status: Failed, Host: host, Reply: "550 5.1.1 No such user",
+		want: []Result{{Rcpt: "gone@example.test", Status: Failed, Reason: RemotePerm, Host: host, Reply: "550 5.1.1 No such user",
 			Err: "SMTP error from remote mail server after RCPT TO:<gone@example.test>: 550 5.1.1 No such user"}},
 		wire:    []string{"QUIT\r\n"},
 		notWire: []string{"DATA"},
@@ -77,9 +77,9 @@ func TestSMTPReplies(t *testing.T) {
 		rcpts:  []string{"a@example.test", "b@example.test"},
 		be:     &fakeBackend{mailErr: smtpErr(553, smtp.EnhancedCode{5, 7, 1}, "Sender not allowed")},
 		want: []Result{
-			{Rcpt: "a@example.test", Status: Failed, Host: host, Reply: "553 5.7.1 Sender not allowed",
+			{Rcpt: "a@example.test", Status: Failed, Reason: RemotePerm, Host: host, Reply: "553 5.7.1 Sender not allowed",
 				Err: "SMTP error from remote mail server after MAIL FROM:<s@example.test>: 553 5.7.1 Sender not allowed"},
-			{Rcpt: "b@example.test", Status: Failed, Host: host, Reply: "553 5.7.1 Sender not allowed",
+			{Rcpt: "b@example.test", Status: Failed, Reason: RemotePerm, Host: host, Reply: "553 5.7.1 Sender not allowed",
 				Err: "SMTP error from remote mail server after MAIL FROM:<s@example.test>: 553 5.7.1 Sender not allowed"},
 		},
 		notWire: []string{"RCPT"},
@@ -91,9 +91,9 @@ func TestSMTPReplies(t *testing.T) {
 			dataErr: smtpErr(554, smtp.EnhancedCode{5, 7, 1}, "Spam detected"),
 		},
 		want: []Result{
-			{Rcpt: "a@example.test", Status: Failed, Host: host, Reply: "554 5.7.1 Spam detected",
+			{Rcpt: "a@example.test", Status: Failed, Reason: RemotePerm, Host: host, Reply: "554 5.7.1 Spam detected",
 				Err: "SMTP error from remote mail server after end of data: 554 5.7.1 Spam detected"},
-			{Rcpt: "gone@example.test", Status: Failed, Host: host, Reply: "550 5.1.1 No such user",
+			{Rcpt: "gone@example.test", Status: Failed, Reason: RemotePerm, Host: host, Reply: "550 5.1.1 No such user",
 				Err: "SMTP error from remote mail server after RCPT TO:<gone@example.test>: 550 5.1.1 No such user"},
 		},
 		wire: []string{"MAIL FROM:<> BODY=8BITMIME SIZE=19\r\n"},
@@ -101,7 +101,7 @@ func TestSMTPReplies(t *testing.T) {
 		name:  "final reply 4xx defers",
 		rcpts: []string{"a@example.test"},
 		be:    &fakeBackend{dataErr: smtpErr(451, smtp.EnhancedCode{4, 3, 0}, "Try again later")},
-		want: []Result{{Rcpt: "a@example.test", Status: Deferred, Host: host, Reply: "451 4.3.0 Try again later",
+		want: []Result{{Rcpt: "a@example.test", Status: Deferred, Reason: RemoteTemp, Host: host, Reply: "451 4.3.0 Try again later",
 			Err: "SMTP error from remote mail server after end of data: 451 4.3.0 Try again later"}},
 	}, {
 		name:  "final reply with queue id",
@@ -187,15 +187,15 @@ func TestSMTPUTF8(t *testing.T) {
 	}, {
 		name: "not offered: the recipient fails", sender: "s@example.test",
 		want: []Result{
-			{Rcpt: "jörg@example.test", Status: Failed, Host: host, Err: noUTF8},
+			{Rcpt: "jörg@example.test", Status: Failed, Reason: BadAddress, Host: host, Err: noUTF8},
 			{Rcpt: "a@example.test", Status: Delivered, Host: host, Reply: "250 2.0.0 OK: queued"},
 		},
 		wire: "MAIL FROM:<s@example.test> BODY=8BITMIME SIZE=3\r\nRCPT TO:<a@example.test>\r\nDATA",
 	}, {
 		name: "not offered: the sender fails all", sender: "jörg@example.test",
 		want: []Result{
-			{Rcpt: "jörg@example.test", Status: Failed, Host: host, Err: "sender " + noUTF8},
-			{Rcpt: "a@example.test", Status: Failed, Host: host, Err: "sender " + noUTF8},
+			{Rcpt: "jörg@example.test", Status: Failed, Reason: BadAddress, Host: host, Err: "sender " + noUTF8},
+			{Rcpt: "a@example.test", Status: Failed, Reason: BadAddress, Host: host, Err: "sender " + noUTF8},
 		},
 		wire: "EHLO mx.example.net\r\nQUIT\r\n",
 	}}
@@ -264,15 +264,18 @@ func TestSMTPConnectionTrouble(t *testing.T) {
 		body    io.Reader
 		opts    func(*Options)
 		wantErr string
+		wantWhy Reason
 	}{{
 		name:    "server never answers",
 		handle:  func(c net.Conn, tp *textproto.Conn, done <-chan struct{}) { io.Copy(io.Discard, c) },
 		opts:    func(o *Options) { o.CommandTimeout = 200 * time.Millisecond },
 		wantErr: "SMTP timeout after initial connection",
+		wantWhy: Timeout,
 	}, {
 		name:    "server hangs up at connect",
 		handle:  func(c net.Conn, tp *textproto.Conn, done <-chan struct{}) { c.Close() },
 		wantErr: "Remote host closed connection in response to initial connection",
+		wantWhy: ConnectionLost,
 	}, {
 		name: "server stalls after RCPT",
 		handle: func(c net.Conn, tp *textproto.Conn, done <-chan struct{}) {
@@ -282,6 +285,7 @@ func TestSMTPConnectionTrouble(t *testing.T) {
 		},
 		opts:    func(o *Options) { o.CommandTimeout = 200 * time.Millisecond },
 		wantErr: "SMTP timeout after RCPT TO:<a@example.test>",
+		wantWhy: Timeout,
 	}, {
 		name: "server closes in response to DATA",
 		handle: func(c net.Conn, tp *textproto.Conn, done <-chan struct{}) {
@@ -290,6 +294,7 @@ func TestSMTPConnectionTrouble(t *testing.T) {
 			}
 		},
 		wantErr: "Remote host closed connection in response to DATA",
+		wantWhy: ConnectionLost,
 	}, {
 		name: "server closes after the final dot",
 		handle: func(c net.Conn, tp *textproto.Conn, done <-chan struct{}) {
@@ -300,6 +305,7 @@ func TestSMTPConnectionTrouble(t *testing.T) {
 			}
 		},
 		wantErr: "Remote host closed connection in response to end of data",
+		wantWhy: ConnectionLost,
 	}, {
 		name: "server stops reading the body",
 		handle: func(c net.Conn, tp *textproto.Conn, done <-chan struct{}) {
@@ -313,10 +319,12 @@ func TestSMTPConnectionTrouble(t *testing.T) {
 		body:    io.LimitReader(repeatLine("a line of body that repeats\n"), 256<<20),
 		opts:    func(o *Options) { o.DataTimeout = 200 * time.Millisecond },
 		wantErr: "SMTP timeout while sending the message body",
+		wantWhy: Timeout,
 	}, {
 		name:    "server answers garbage",
 		handle:  func(c net.Conn, tp *textproto.Conn, done <-chan struct{}) { tp.PrintfLine("hello there") },
 		wantErr: `SMTP protocol failure in response to initial connection: short response: "hello there"`,
+		wantWhy: ProtocolError,
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -332,8 +340,8 @@ func TestSMTPConnectionTrouble(t *testing.T) {
 			}
 			got := newTransport(t, u, o).Deliver(context.Background(), m)
 			checkResults(t, got, []Result{
-				{Rcpt: "a@example.test", Status: Deferred, Host: host, Err: tt.wantErr},
-				{Rcpt: "b@example.test", Status: Deferred, Host: host, Err: tt.wantErr},
+				{Rcpt: "a@example.test", Status: Deferred, Reason: tt.wantWhy, Host: host, Err: tt.wantErr},
+				{Rcpt: "b@example.test", Status: Deferred, Reason: tt.wantWhy, Host: host, Err: tt.wantErr},
 			})
 		})
 	}
@@ -374,7 +382,7 @@ func TestSMTPConnectionRefused(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	got := newTransport(t, "smtp://"+addr, testOptions()).Deliver(context.Background(), msg("", "x\n", "a@example.test"))
-	checkResults(t, got, []Result{{Rcpt: "a@example.test", Status: Deferred, Host: host, Err: "Connection refused"}})
+	checkResults(t, got, []Result{{Rcpt: "a@example.test", Status: Deferred, Reason: Refused, Host: host, Err: "Connection refused"}})
 }
 
 // Cancelling the context ends a delivery stuck on a silent server at once,
@@ -389,7 +397,7 @@ func TestSMTPContextCancel(t *testing.T) {
 	o := testOptions()
 	o.CommandTimeout = time.Hour
 	got := newTransport(t, u, o).Deliver(ctx, msg("", "x\n", "a@example.test"))
-	checkResults(t, got, []Result{{Rcpt: "a@example.test", Status: Deferred, Host: host, Err: "delivery abandoned: context canceled"}})
+	checkResults(t, got, []Result{{Rcpt: "a@example.test", Status: Deferred, Reason: Abandoned, Host: host, Err: "delivery abandoned: context canceled"}})
 }
 
 func TestSMTPOpenError(t *testing.T) {
@@ -400,7 +408,7 @@ func TestSMTPOpenError(t *testing.T) {
 		return nil, errors.New("open spool/input/Q/1tXyZa-000AbC-Qr-D: no such file")
 	}
 	got := newTransport(t, u, testOptions()).Deliver(context.Background(), m)
-	checkResults(t, got, []Result{{Rcpt: "a@example.test", Status: Deferred, Host: "127.0.0.1 [127.0.0.1]",
+	checkResults(t, got, []Result{{Rcpt: "a@example.test", Status: Deferred, Reason: LocalError, Host: "127.0.0.1 [127.0.0.1]",
 		Err: "error opening message: open spool/input/Q/1tXyZa-000AbC-Qr-D: no such file"}})
 	if w := wire.String(); w != "" {
 		t.Errorf("connected although the message could not be read: %q", w)
@@ -417,7 +425,7 @@ func TestSMTPSourceReadError(t *testing.T) {
 		return io.NopCloser(io.MultiReader(strings.NewReader("Subject: x\n\npartial"), errReader{errors.New("read spool: input/output error")})), nil
 	}
 	got := newTransport(t, u, testOptions()).Deliver(context.Background(), m)
-	checkResults(t, got, []Result{{Rcpt: "a@example.test", Status: Deferred, Host: host,
+	checkResults(t, got, []Result{{Rcpt: "a@example.test", Status: Deferred, Reason: LocalError, Host: host,
 		Err: "error reading message: read spool: input/output error"}})
 	if strings.Contains(wire.String(), "\r\n.\r\n") {
 		t.Errorf("final dot sent for a broken message: %q", wire.String())
@@ -548,7 +556,7 @@ func TestSTARTTLSRefused(t *testing.T) {
 			got := newTransport(t, u, o).Deliver(context.Background(), msg("", "x\n", "a@example.test"))
 			want := Result{Rcpt: "a@example.test", Status: Delivered, Host: host, Reply: "250 2.0.0 queued in clear"}
 			if mode == "required" {
-				want = Result{Rcpt: "a@example.test", Status: Deferred, Host: host, Reply: "454 4.7.0 TLS not available due to temporary reason",
+				want = Result{Rcpt: "a@example.test", Status: Deferred, Reason: TLSRequired, Host: host, Reply: "454 4.7.0 TLS not available due to temporary reason",
 					Err: "a TLS session is required, but STARTTLS was refused: 454 4.7.0 TLS not available due to temporary reason"}
 			}
 			checkResults(t, got, []Result{want})

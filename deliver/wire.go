@@ -106,59 +106,65 @@ func reply(e *smtp.SMTPError) string {
 }
 
 // outcome classifies an error from one step of the SMTP or LMTP dialogue
-// into a status, the server's reply ("" when the connection, not the server,
-// failed) and Exim's wording. after names the step the way Exim's log does:
-// "RCPT TO:<a@b>", "DATA", "end of data", "initial connection".
-func outcome(ctx context.Context, proto, after string, err error) (Status, string, string) {
+// into a status, a reason, the server's reply ("" when the connection, not
+// the server, failed) and Exim's wording. after names the step the way
+// Exim's log does: "RCPT TO:<a@b>", "DATA", "end of data", "initial
+// connection".
+func outcome(ctx context.Context, proto, after string, err error) (Status, Reason, string, string) {
 	var se *smtp.SMTPError
 	var te *textproto.Error
 	switch {
 	case errors.As(err, &se):
-		st := Deferred
+		st, why := Deferred, RemoteTemp
 		if se.Code >= 500 && se.Code < 600 {
-			st = Failed
+			st, why = Failed, RemotePerm
 		}
 		r := reply(se)
-		return st, r, proto + " error from remote mail server after " + after + ": " + r
+		return st, why, r, proto + " error from remote mail server after " + after + ": " + r
 	case errors.As(err, &te):
 		// A reply go-smtp did not turn into an SMTPError (STARTTLS, which
 		// is spoken here): same meaning.
 		return outcome(ctx, proto, after, &smtp.SMTPError{Code: te.Code, Message: te.Msg})
 	}
-	return Deferred, "", trouble(ctx, "in response to "+after, err)
+	why, text := trouble(ctx, "in response to "+after, err)
+	return Deferred, why, "", text
 }
 
 // trouble words a failure that is not an SMTP reply; it is always temporary.
-func trouble(ctx context.Context, when string, err error) string {
+func trouble(ctx context.Context, when string, err error) (Reason, string) {
 	var se *sourceError
 	var ne net.Error
 	switch {
 	case ctx.Err() != nil:
-		return "delivery abandoned: " + context.Cause(ctx).Error()
+		return Abandoned, "delivery abandoned: " + context.Cause(ctx).Error()
 	case errors.As(err, &se):
-		return se.Error()
+		return LocalError, se.Error()
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
-		return "Remote host closed connection " + when
+		return ConnectionLost, "Remote host closed connection " + when
 	case errors.As(err, &ne) && ne.Timeout():
-		return "SMTP timeout " + strings.Replace(when, "in response to", "after", 1)
+		return Timeout, "SMTP timeout " + strings.Replace(when, "in response to", "after", 1)
 	}
-	return "SMTP protocol failure " + when + ": " + err.Error()
+	return ProtocolError, "SMTP protocol failure " + when + ": " + err.Error()
 }
 
 // dialError words a failed connect like Exim: "Connection refused",
 // "Connection timed out".
-func dialError(ctx context.Context, err error) string {
+func dialError(ctx context.Context, err error) (Reason, string) {
 	var errno syscall.Errno
 	var ne net.Error
 	switch {
 	case ctx.Err() != nil:
-		return "delivery abandoned: " + context.Cause(ctx).Error()
+		return Abandoned, "delivery abandoned: " + context.Cause(ctx).Error()
 	case errors.As(err, &ne) && ne.Timeout():
-		return "Connection timed out"
+		return Timeout, "Connection timed out"
 	case errors.As(err, &errno):
 		s := errno.Error()
-		return strings.ToUpper(s[:1]) + s[1:]
+		why := ConnectFailed
+		if errno == syscall.ECONNREFUSED {
+			why = Refused
+		}
+		return why, strings.ToUpper(s[:1]) + s[1:]
 	}
-	return err.Error()
+	return ConnectFailed, err.Error()
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"mxgate/spool"
+
+	"mxgate/smtptext"
 )
 
 // Recipient is one address a report is about.
@@ -132,15 +134,14 @@ func Delay(r *Report) (*Message, error) {
 		"recipients after more than ")
 	fmt.Fprintf(&b, "%s on the queue on %s.\n\nThe message identifier is:     %s\n", delay, r.Hostname, r.ID)
 	for _, hd := range r.Headers {
-		name, value, _ := strings.Cut(hd.Text, ":")
 		if hd.Type == '*' {
 			continue
 		}
-		switch strings.ToLower(name) {
+		switch strings.ToLower(hd.Name()) {
 		case "subject":
-			fmt.Fprintf(&b, "The subject of the message is: %s", printableText(strings.TrimLeft(value, " \t")))
+			fmt.Fprintf(&b, "The subject of the message is: %s\n", printableText(strings.TrimLeft(hd.Value(), " \t")))
 		case "date":
-			fmt.Fprintf(&b, "The date of the message is:    %s", printableText(strings.TrimLeft(value, " \t")))
+			fmt.Fprintf(&b, "The date of the message is:    %s\n", printableText(strings.TrimLeft(hd.Value(), " \t")))
 		}
 	}
 	b.WriteString("\n")
@@ -317,14 +318,7 @@ func remoteMTA(host string) string {
 
 // printable keeps a one-line value to printable ASCII: remote text goes
 // into a us-ascii part, and a stray CR or LF must not start a new field.
-func printable(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r >= 0x7f {
-			return '?'
-		}
-		return r
-	}, s)
-}
+func printable(s string) string { return smtptext.CleanMax(s, 0) }
 
 // printableText is printable for text that may span lines: LF is kept, a
 // CR before it dropped.
@@ -346,9 +340,8 @@ func WantsDelayWarning(headers []spool.Header) bool {
 		if h.Type == '*' {
 			continue
 		}
-		name, value, _ := strings.Cut(h.Text, ":")
-		value = strings.ToLower(value)
-		switch strings.ToLower(name) {
+		value := strings.ToLower(h.Value())
+		switch strings.ToLower(h.Name()) {
 		case "list-id", "list-post", "list-subscribe":
 			return false
 		case "precedence":

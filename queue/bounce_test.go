@@ -222,7 +222,7 @@ func TestOneBounceForTwo(t *testing.T) {
 func TestBounceThenDefer(t *testing.T) {
 	tr := &fakeTransport{outcome: map[string]deliver.Result{
 		"dave@down.test": failedWith("550 5.1.1 no such user"),
-		"erin@down.test": {Status: deliver.Deferred, Err: "Connection refused"},
+		"erin@down.test": {Status: deliver.Deferred, Reason: deliver.Refused, Err: "Connection refused"},
 	}}
 	e := newEnv(t, tr, Options{Hostname: hostname})
 	id := e.submit([]string{"dave@down.test", "erin@down.test"}, nil)
@@ -235,7 +235,7 @@ func TestBounceThenDefer(t *testing.T) {
 
 func TestGiveUpBounceStatus(t *testing.T) {
 	tr := &fakeTransport{outcome: map[string]deliver.Result{
-		"bob@down.test": {Status: deliver.Deferred, Host: testHost, Reply: "451 4.7.1 greylisted", Err: "SMTP error from remote mail server after RCPT TO:<bob@down.test>: 451 4.7.1 greylisted"},
+		"bob@down.test": {Status: deliver.Deferred, Reason: deliver.RemoteTemp, Host: testHost, Reply: "451 4.7.1 greylisted", Err: "SMTP error from remote mail server after RCPT TO:<bob@down.test>: 451 4.7.1 greylisted"},
 	}}
 	e := newEnv(t, tr, Options{Hostname: hostname})
 	id := e.submit([]string{"bob@down.test"}, func(ev *spool.Envelope) {
@@ -290,7 +290,7 @@ func TestNullSenderFrozen(t *testing.T) {
 
 // A bounce past its retry time is discarded, as Exim does.
 func TestNullSenderGiveUp(t *testing.T) {
-	tr := &fakeTransport{outcome: map[string]deliver.Result{"alice@up.test": {Status: deliver.Deferred, Err: "Connection refused"}}}
+	tr := &fakeTransport{outcome: map[string]deliver.Result{"alice@up.test": {Status: deliver.Deferred, Reason: deliver.Refused, Err: "Connection refused"}}}
 	e := newEnv(t, tr, Options{Hostname: hostname})
 	id := e.submit([]string{"alice@up.test"}, func(ev *spool.Envelope) {
 		ev.Sender = ""
@@ -385,7 +385,7 @@ func TestTimeoutFrozenAfter(t *testing.T) {
 
 func TestDelayWarning(t *testing.T) {
 	deferAll := &fakeTransport{outcome: map[string]deliver.Result{
-		"bob@down.test": {Status: deliver.Deferred, Host: testHost, Reply: "451 4.7.1 greylisted", Err: "SMTP error from remote mail server after RCPT TO:<bob@down.test>: 451 4.7.1 greylisted"},
+		"bob@down.test": {Status: deliver.Deferred, Reason: deliver.RemoteTemp, Host: testHost, Reply: "451 4.7.1 greylisted", Err: "SMTP error from remote mail server after RCPT TO:<bob@down.test>: 451 4.7.1 greylisted"},
 	}}
 	e := newEnv(t, deferAll, Options{Hostname: hostname, DelayWarning: 24 * time.Hour})
 	id := e.submit([]string{"bob@down.test"}, func(ev *spool.Envelope) { ev.Received = now.Add(-23 * time.Hour) })
@@ -464,7 +464,7 @@ func TestNoDelayWarning(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tr := &fakeTransport{outcome: map[string]deliver.Result{"bob@down.test": {Status: deliver.Deferred, Err: "Connection refused"}}}
+			tr := &fakeTransport{outcome: map[string]deliver.Result{"bob@down.test": {Status: deliver.Deferred, Reason: deliver.Refused, Err: "Connection refused"}}}
 			e := newEnv(t, tr, Options{Hostname: hostname, DelayWarning: tt.delay})
 			id := e.submit([]string{"bob@down.test"}, func(ev *spool.Envelope) {
 				ev.Received = now.Add(-48 * time.Hour)

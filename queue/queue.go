@@ -581,13 +581,9 @@ func (r *Runner) notify(env *spool.Envelope, build func(*dsn.Report) (*dsn.Messa
 	// The attempt's context may end with a shutdown; the notification is
 	// written all the same, or the recipients it is about are left as
 	// they were.
-	if err := w.Commit(context.Background(), ev); err != nil {
+	arrival := fmt.Sprintf("R=%s U=%s P=local S=%d", env.ID, bounceUser, ev.HeaderSize()+1+int64(len(m.Body)))
+	if err := w.Receive(context.Background(), ev, arrival, r.o.Log); err != nil {
 		return err
-	}
-	line := fmt.Sprintf("R=%s U=%s P=local S=%d", env.ID, bounceUser, ev.HeaderSize()+1+int64(len(m.Body)))
-	r.o.Log.Main(string(ev.ID), "<= <> "+line)
-	if err := r.o.Spool.Msglog(ev.ID, "Received from <> "+line); err != nil {
-		r.o.Log.Panic(fmt.Sprintf("%s msglog write failed: %v", ev.ID, err))
 	}
 	r.Enqueue(ev.ID)
 	return nil
@@ -626,14 +622,7 @@ func (r *Runner) log(id spool.ID, text string) {
 // msglogRaw appends a line without a timestamp to id's msglog, as Exim
 // writes its "*** Frozen" line there.
 func (r *Runner) msglogRaw(id spool.ID, line string) {
-	f, err := os.OpenFile(r.o.Spool.MsglogPath(id), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-	if err == nil {
-		_, err = f.WriteString(line + "\n")
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err != nil {
+	if err := r.o.Spool.MsglogRaw(id, line); err != nil {
 		r.o.Log.Panic(fmt.Sprintf("%s msglog write failed: %v", id, err))
 	}
 }
@@ -645,7 +634,7 @@ func resultFor(results []deliver.Result, i int, rcpt string) deliver.Result {
 	if i < len(results) && results[i].Rcpt == rcpt {
 		return results[i]
 	}
-	return deliver.Result{Rcpt: rcpt, Status: deliver.Deferred, Err: "transport returned no result for this recipient"}
+	return deliver.Result{Rcpt: rcpt, Status: deliver.Deferred, Reason: deliver.NoResult, Err: "transport returned no result for this recipient"}
 }
 
 func hostField(host string) string {
@@ -674,17 +663,18 @@ func reason(res deliver.Result) string {
 	return "no reason given"
 }
 
-// deferErrno is the number Exim writes in "defer (N)": -44 for an SMTP 4xx
-// reply, the errno of a refused (ECONNREFUSED) or timed-out (ETIMEDOUT)
-// connection, -1 for anything else.
+// deferErrno is the number Exim writes in "defer (N)", from the result's
+// reason: -44 for an SMTP 4xx reply (ERRNO_SMTPTEMP), the errno of a
+// refused (ECONNREFUSED) or timed-out (ETIMEDOUT) connection, -1 for
+// anything else. A 4xx reply on record is -44 whatever the reason (a
+// refused STARTTLS).
 func deferErrno(res deliver.Result) int {
-	text := strings.ToLower(res.Err)
 	switch {
-	case isTempReply(res.Reply), strings.Contains(text, "smtp error from remote"), strings.Contains(text, "lmtp error from remote"):
+	case res.Reason == deliver.RemoteTemp, isTempReply(res.Reply):
 		return -44
-	case strings.Contains(text, "connection refused"):
+	case res.Reason == deliver.Refused:
 		return 111
-	case strings.Contains(text, "timed out"), strings.Contains(text, "timeout"):
+	case res.Reason == deliver.Timeout:
 		return 110
 	}
 	return -1

@@ -286,7 +286,7 @@ func TestAllDelivered(t *testing.T) {
 func TestMixedThenRetry(t *testing.T) {
 	tr := &fakeTransport{outcome: map[string]deliver.Result{
 		"dave@down.test": {Status: deliver.Failed, Host: testHost, Err: "SMTP error from remote mail server after RCPT TO:<dave@down.test>: 550 5.1.1 no such user"},
-		"erin@down.test": {Status: deliver.Deferred, Host: testHost, Reply: "451 4.7.1 greylisted", Err: "SMTP error from remote mail server after RCPT TO:<erin@down.test>: 451 4.7.1 greylisted"},
+		"erin@down.test": {Status: deliver.Deferred, Reason: deliver.RemoteTemp, Host: testHost, Reply: "451 4.7.1 greylisted", Err: "SMTP error from remote mail server after RCPT TO:<erin@down.test>: 451 4.7.1 greylisted"},
 	}}
 	e := newEnv(t, tr, Options{})
 	rcpts := []string{"bob@down.test", "carol@down.test", "dave@down.test", "erin@down.test"}
@@ -355,7 +355,7 @@ func TestMixedThenRetry(t *testing.T) {
 // A second deferral keeps FirstFailed and moves NextTry by the schedule.
 func TestDeferAgain(t *testing.T) {
 	tr := &fakeTransport{outcome: map[string]deliver.Result{
-		"bob@down.test": {Status: deliver.Deferred, Host: "", Err: "Connection refused"},
+		"bob@down.test": {Status: deliver.Deferred, Reason: deliver.Refused, Host: "", Err: "Connection refused"},
 	}}
 	e := newEnv(t, tr, Options{})
 	first := now.Add(-3 * time.Hour)
@@ -381,8 +381,8 @@ func TestDeferAgain(t *testing.T) {
 
 func TestGiveUp(t *testing.T) {
 	tr := &fakeTransport{outcome: map[string]deliver.Result{
-		"bob@down.test":   {Status: deliver.Deferred, Host: testHost, Err: "Connection timed out"},
-		"carol@down.test": {Status: deliver.Deferred, Host: testHost, Err: "Connection timed out"},
+		"bob@down.test":   {Status: deliver.Deferred, Reason: deliver.Timeout, Host: testHost, Err: "Connection timed out"},
+		"carol@down.test": {Status: deliver.Deferred, Reason: deliver.Timeout, Host: testHost, Err: "Connection timed out"},
 	}}
 	e := newEnv(t, tr, Options{})
 	id := e.submit([]string{"alice@down.test", "bob@down.test", "carol@down.test"}, func(ev *spool.Envelope) {
@@ -673,14 +673,17 @@ func TestDeferErrno(t *testing.T) {
 		res  deliver.Result
 		want int
 	}{
-		{deliver.Result{Reply: "451 4.7.1 greylisted", Err: "SMTP error from remote mail server after RCPT TO:<a@b>: 451 4.7.1 greylisted"}, -44},
+		{deliver.Result{Reason: deliver.RemoteTemp, Reply: "451 4.7.1 greylisted", Err: "SMTP error from remote mail server after RCPT TO:<a@b>: 451 4.7.1 greylisted"}, -44},
 		{deliver.Result{Reply: "421-4.3.2 shutting down"}, -44},
-		{deliver.Result{Err: "LMTP error from remote mail server after end of data: 452 4.2.2 quota"}, -44},
-		{deliver.Result{Err: "Connection refused"}, 111},
-		{deliver.Result{Err: "dial tcp 127.0.0.1:2600: connect: connection refused"}, 111},
-		{deliver.Result{Err: "Connection timed out"}, 110},
-		{deliver.Result{Err: "timeout waiting for the greeting"}, 110},
-		{deliver.Result{Reply: "4", Err: "maildir: write tmp/x: no space left on device"}, -1},
+		{deliver.Result{Reason: deliver.TLSRequired, Reply: "454 4.7.0 TLS not available", Err: "a TLS session is required, but STARTTLS was refused: 454 4.7.0 TLS not available"}, -44},
+		{deliver.Result{Reason: deliver.RemoteTemp, Err: "LMTP error from remote mail server after end of data: 452 4.2.2 quota"}, -44},
+		{deliver.Result{Reason: deliver.Refused, Err: "Connection refused"}, 111},
+		{deliver.Result{Reason: deliver.Timeout, Err: "Connection timed out"}, 110},
+		{deliver.Result{Reason: deliver.Timeout, Err: "SMTP timeout after RCPT TO:<a@b>"}, 110},
+		// The words no longer count, the reason does.
+		{deliver.Result{Reason: deliver.ConnectionLost, Err: "Remote host closed connection in response to DATA (timeout)"}, -1},
+		{deliver.Result{Err: "Connection refused"}, -1},
+		{deliver.Result{Reason: deliver.LocalError, Reply: "4", Err: "maildir: write tmp/x: no space left on device"}, -1},
 		{deliver.Result{Reply: "4xx odd"}, -1},
 		{deliver.Result{}, -1},
 	}

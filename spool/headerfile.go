@@ -21,6 +21,40 @@ type Header struct {
 	Text string // raw "Name: value\n" including folded continuation lines, LF endings
 }
 
+// Name is the field name: the text before the first colon, without the
+// white space the obsolete syntax allows before it ("Subject" for
+// "Subject : hi"). It is "" when Text has no colon.
+func (h Header) Name() string {
+	name, _, ok := strings.Cut(h.Text, ":")
+	if !ok {
+		return ""
+	}
+	return strings.TrimRight(name, " \t")
+}
+
+// Value is the field body as written, the way a milter sees it without
+// SMFIP_HDR_LEADSPC (sendmail's convention): the text after the colon
+// without one leading space and without the final LF. Folds stay as they
+// are (LF followed by white space), so Name() + ": " + Value() + "\n"
+// gives back a field written with one space after the colon.
+// UnfoldedValue is the one-line form.
+func (h Header) Value() string {
+	_, value, _ := strings.Cut(h.Text, ":")
+	value = strings.TrimSuffix(value, "\n")
+	return strings.TrimPrefix(value, " ")
+}
+
+// UnfoldedValue is Value on one line, as a parser of the field wants it:
+// the line breaks of folds removed (RFC 5322 unfolding: the white space
+// after them stays) and white space trimmed at both ends.
+func (h Header) UnfoldedValue() string {
+	v := h.Value()
+	if strings.ContainsAny(v, "\r\n") {
+		v = strings.NewReplacer("\r", "", "\n", "").Replace(v)
+	}
+	return strings.Trim(v, " \t")
+}
+
 // HeaderType returns the Exim type letter for a header name (any case).
 func HeaderType(name string) byte {
 	switch strings.ToLower(name) {

@@ -290,3 +290,31 @@ func TestFuzzCorpusPresent(t *testing.T) {
 		t.Fatalf("seed corpus: %d files (%v)", len(files), err)
 	}
 }
+
+func TestHeaderNameValue(t *testing.T) {
+	tests := []struct {
+		text, name, value, unfolded string
+	}{
+		{"Subject: hello\n", "Subject", "hello", "hello"},
+		{"Subject:hello\n", "Subject", "hello", "hello"},
+		{"Subject :  two spaces \n", "Subject", " two spaces ", "two spaces"},
+		{"Subject:\ttab\n", "Subject", "\ttab", "tab"},
+		{"To: a@example.test,\n\tb@example.test\n", "To", "a@example.test,\n\tb@example.test", "a@example.test,\tb@example.test"},
+		{"X-Empty:\n", "X-Empty", "", ""},
+		{"X-Colons: a: b: c\n", "X-Colons", "a: b: c", "a: b: c"},
+		{"no colon\n", "", "", ""},
+		{"", "", "", ""},
+	}
+	for _, tt := range tests {
+		h := Header{Type: ' ', Text: tt.text}
+		if got := h.Name(); got != tt.name {
+			t.Errorf("Name(%q) = %q, want %q", tt.text, got, tt.name)
+		}
+		if got := h.Value(); got != tt.value {
+			t.Errorf("Value(%q) = %q, want %q", tt.text, got, tt.value)
+		}
+		if got := h.UnfoldedValue(); got != tt.unfolded {
+			t.Errorf("UnfoldedValue(%q) = %q, want %q", tt.text, got, tt.unfolded)
+		}
+	}
+}

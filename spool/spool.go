@@ -19,8 +19,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"mxgate/mainlog"
 )
 
 var (
@@ -639,18 +637,5 @@ func (s *Spool) Msglog(id ID, text string) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
-	line := time.Now().AppendFormat(nil, "2006-01-02 15:04:05 ")
-	line = append(mainlog.AppendEscaped(line, text), '\n')
-	f, err := os.OpenFile(s.MsglogPath(id), os.O_WRONLY|os.O_APPEND|os.O_CREATE, fileMode)
-	if err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	_, err = f.Write(line)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("spool: msglog %s: %w", id, err)
-	}
-	return nil
+	return s.appendMsglog(id, msglogLine(time.Now(), text))
 }

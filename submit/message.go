@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	"mxgate/header"
 	"mxgate/spool"
 )
 
@@ -70,68 +71,24 @@ func (in *input) line(max int) ([]byte, error) {
 
 var errHeaderTooBig = errors.New("header block larger than 1 MiB")
 
-// readHeader reads the header block. It stops after the blank line that
-// ends it, or at the first line that is not a header field, which it
-// returns as the start of the body: a message piped in without any header
-// ("echo hi | sendmail root") is all body. A leading mbox "From " line is
-// dropped, as sendmail does.
+// readHeader reads the header block (header.Read). It stops after the
+// blank line that ends it, or at the first line that is not a header
+// field, which it returns as the start of the body: a message piped in
+// without any header ("echo hi | sendmail root") is all body. A leading
+// mbox "From " line is dropped, as sendmail does.
 func (in *input) readHeader() (headers []spool.Header, body []byte, err error) {
-	var cur []byte
-	total := 0
-	flush := func() {
-		if cur != nil {
-			name, _, _ := bytes.Cut(cur, []byte(":"))
-			headers = append(headers, spool.Header{
-				Type: spool.HeaderType(string(bytes.TrimRight(name, " \t"))),
-				Text: string(cur),
-			})
-			cur = nil
+	first := true
+	next := func(limit int) ([]byte, error) {
+		line, err := in.line(limit)
+		if first && err == nil && bytes.HasPrefix(line, []byte("From ")) {
+			line, err = in.line(limit)
 		}
+		first = false
+		return line, err
 	}
-	for first := true; ; first = false {
-		line, err := in.line(maxHeaderBlock - total + 1)
-		if err != nil {
-			return nil, nil, err
-		}
-		if total += len(line); total > maxHeaderBlock {
-			return nil, nil, errHeaderTooBig
-		}
-		switch {
-		case line == nil:
-			flush()
-			return headers, nil, nil
-		case first && bytes.HasPrefix(line, []byte("From ")):
-		case line[0] == '\n':
-			flush()
-			return headers, nil, nil
-		case line[0] == ' ' || line[0] == '\t':
-			if cur == nil {
-				return headers, line, nil
-			}
-			cur = append(cur, line...)
-		case isFieldStart(line):
-			flush()
-			cur = line
-		default:
-			flush()
-			return headers, line, nil
-		}
+	headers, body, _, err = header.Read(next, maxHeaderBlock)
+	if errors.Is(err, header.ErrTooBig) {
+		err = errHeaderTooBig
 	}
-}
-
-// isFieldStart reports whether line starts a header field: RFC 5322
-// ftext (printable ASCII but ":"), optional white space (obsolete syntax),
-// then ":".
-func isFieldStart(line []byte) bool {
-	i := 0
-	for i < len(line) && line[i] >= 33 && line[i] <= 126 && line[i] != ':' {
-		i++
-	}
-	if i == 0 {
-		return false
-	}
-	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
-		i++
-	}
-	return i < len(line) && line[i] == ':'
+	return headers, body, err
 }

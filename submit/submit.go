@@ -21,6 +21,7 @@ import (
 
 	"mxgate/address"
 	"mxgate/config"
+	"mxgate/header"
 	"mxgate/mainlog"
 	"mxgate/spool"
 )
@@ -145,21 +146,12 @@ func Submit(ctx context.Context, o Options, r io.Reader) (*Message, error) {
 		}
 		line = nil
 	}
-	if err := w.Commit(ctx, env); err != nil {
+	arrival := fmt.Sprintf("U=%s P=local S=%d", safeUser(o.User), size)
+	if mid := header.MessageID(hdrs); mid != "" {
+		arrival += " id=" + mid
+	}
+	if err := w.Receive(ctx, env, arrival, o.Log); err != nil {
 		return nil, err
-	}
-
-	logSender := "<>"
-	if sender != "" {
-		logSender = sender
-	}
-	line := fmt.Sprintf("U=%s P=local S=%d", safeUser(o.User), size)
-	if mid := messageID(hdrs); mid != "" {
-		line += " id=" + mid
-	}
-	o.Log.Main(string(id), "<= "+logSender+" "+line)
-	if err := o.Spool.Msglog(id, "Received from "+logSender+" "+line); err != nil {
-		o.Log.Panic(fmt.Sprintf("%s: writing msglog: %v", id, err))
 	}
 	return &Message{ID: id, Sender: sender, Recipients: envRcpts, Size: size}, nil
 }
@@ -243,13 +235,12 @@ func extract(headers []spool.Header) ([]string, error) {
 	}
 	var out []string
 	for i, h := range headers {
-		name, value, _ := strings.Cut(h.Text, ":")
-		name = strings.ToLower(strings.TrimRight(name, " \t"))
+		name := strings.ToLower(h.Name())
 		switch name {
 		case prefix + "to", prefix + "cc", prefix + "bcc":
-			addrs, err := addressList(value)
+			addrs, err := addressList(h.Value())
 			if err != nil {
-				return nil, fmt.Errorf("%s header: %w", strings.TrimRight(h.Text[:strings.IndexByte(h.Text, ':')], " \t"), err)
+				return nil, fmt.Errorf("%s header: %w", h.Name(), err)
 			}
 			out = append(out, addrs...)
 		}
@@ -267,8 +258,7 @@ func completeHeader(o Options, headers []spool.Header, id spool.ID, sender strin
 	host := o.Config.Hostname
 	has := func(name string) bool {
 		return slices.ContainsFunc(headers, func(h spool.Header) bool {
-			n, _, _ := strings.Cut(h.Text, ":")
-			return strings.EqualFold(strings.TrimRight(n, " \t"), name)
+			return strings.EqualFold(h.Name(), name)
 		})
 	}
 	var b strings.Builder
@@ -312,18 +302,4 @@ func safeUser(u string) string {
 		}
 	}
 	return string(b)
-}
-
-// messageID is the Message-ID as mainlog's id= wants it: unfolded,
-// without angle brackets.
-func messageID(headers []spool.Header) string {
-	for _, h := range headers {
-		if h.Type != 'I' {
-			continue
-		}
-		_, v, _ := strings.Cut(h.Text, ":")
-		v = strings.TrimSpace(strings.ReplaceAll(v, "\n", ""))
-		return strings.TrimSuffix(strings.TrimPrefix(v, "<"), ">")
-	}
-	return ""
 }

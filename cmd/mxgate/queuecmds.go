@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
-	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -24,9 +23,9 @@ func init() {
 	register("-bpu", "[ID...]\tlist the queue, undelivered recipients only", listQueue(true))
 	register("-bpru", "[ID...]\tsame as -bpu", listQueue(true))
 	register("-bpc", "\tcount the messages in the queue", countQueue)
-	register("-Mvl", "ID\tshow the message's log", viewFile(admin.MsglogFile))
-	register("-Mvh", "ID\tshow the message's -H (envelope and headers) file", viewFile(admin.HeaderFile))
-	register("-Mvb", "ID\tshow the message's -D (body) file", viewFile(admin.DataFile))
+	register("-Mvl", "ID\tshow the message's log", viewFile(spool.MsglogFile))
+	register("-Mvh", "ID\tshow the message's -H (envelope and headers) file", viewFile(spool.HeaderFile))
+	register("-Mvb", "ID\tshow the message's -D (body) file", viewFile(spool.DataFile))
 	register("-Mrm", "ID...\tremove messages, without bouncing them", eachMessage((*admin.Queue).Remove))
 	register("-Mf", "ID...\tfreeze messages", eachMessage((*admin.Queue).Freeze))
 	register("-Mt", "ID...\tthaw messages", eachMessage((*admin.Queue).Thaw))
@@ -52,7 +51,6 @@ func adminQueue(e *env) (q *admin.Queue, cfg *config.Config, closeAll func(), er
 	}
 	q = &admin.Queue{
 		Spool: sp,
-		Dir:   filepath.Join(cfg.DataDir, "spool"),
 		Log:   log,
 		User:  userName(),
 		Now:   clock,
@@ -131,7 +129,7 @@ func countQueue(e *env) error {
 	return nil
 }
 
-func viewFile(which admin.File) func(e *env) error {
+func viewFile(which spool.File) func(e *env) error {
 	return func(e *env) error {
 		if len(e.args) != 1 {
 			return fmt.Errorf("give exactly one message ID: %w", errUsage)

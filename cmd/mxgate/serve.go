@@ -12,6 +12,7 @@ import (
 	"mxgate/checks"
 	"mxgate/config"
 	"mxgate/gateway"
+	"mxgate/pidfile"
 	"mxgate/queue"
 )
 
@@ -81,10 +82,10 @@ func serve(e *env) error {
 
 	// The pid file lets `mxgate log reopen` find the daemon.
 	pidFile := pidPath(cfg)
-	if err := os.WriteFile(pidFile, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
-		return fmt.Errorf("writing pid file: %w", err)
+	if err := pidfile.Write(pidFile); err != nil {
+		return err
 	}
-	defer os.Remove(pidFile)
+	defer pidfile.Remove(pidFile)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -207,7 +207,7 @@ func applyMods(m *filters.Message, mods Modifications) ([]string, error) {
 	if len(mods.AddHeaders) > 0 || len(mods.ChangeHeaders) > 0 {
 		m.Headers = mods.ApplyHeaders(m.Headers)
 		for _, h := range mods.AddHeaders {
-			name, _, _ := strings.Cut(h.Text, ":")
+			name := h.Name()
 			changes = append(changes, "added header "+name)
 		}
 		for _, c := range mods.ChangeHeaders {

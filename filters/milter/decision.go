@@ -132,7 +132,7 @@ func (m Modifications) ApplyHeaders(h []spool.Header) []spool.Header {
 			if i < len(m.InsertAt) {
 				at = m.InsertAt[i]
 			}
-			name, value := splitHeader(a.Text)
+			name, value := a.Name(), a.Value()
 			ops = append(ops, headerOp{add: true, insertAt: at, name: name, value: value})
 		}
 	}
@@ -167,7 +167,7 @@ func (op headerOp) apply(h []spool.Header) []spool.Header {
 		if x.Type == '*' {
 			continue
 		}
-		name, _ := splitHeader(x.Text)
+		name := x.Name()
 		if !strings.EqualFold(name, op.name) {
 			continue
 		}
@@ -195,14 +195,4 @@ func (op headerOp) apply(h []spool.Header) []spool.Header {
 func newHeader(name, value string) spool.Header {
 	value = strings.ReplaceAll(value, "\r", "")
 	return spool.Header{Type: spool.HeaderType(name), Text: name + ": " + value + "\n"}
-}
-
-// splitHeader splits "Name: value\n" into the name and the value as a
-// milter sees it without HDR_LEADSPC: one leading space and the final LF
-// removed, inner folds kept as LF + whitespace.
-func splitHeader(text string) (name, value string) {
-	name, value, _ = strings.Cut(text, ":")
-	value = strings.TrimSuffix(value, "\n")
-	value = strings.TrimPrefix(value, " ")
-	return strings.TrimRight(name, " \t"), value
 }

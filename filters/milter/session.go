@@ -479,7 +479,7 @@ func (s *Session) message(ctx context.Context, p *peer, queueID string, headers 
 		if h.Type == '*' {
 			continue
 		}
-		name, value := splitHeader(h.Text)
+		name, value := h.Name(), h.Value() // as a milter sees it without HDR_LEADSPC
 		act, err := p.cs.HeaderField(name, value)
 		if err != nil {
 			return s.fail(p, "header "+name, err), nil

@@ -72,11 +72,10 @@ func finishID(b *strings.Builder) (string, bool) {
 func RemoveForged(headers []spool.Header, authservID string) int {
 	n := 0
 	for i, h := range headers {
-		name, value, found := strings.Cut(h.Text, ":")
-		if h.Type == '*' || !found || !strings.EqualFold(strings.TrimRight(name, " \t"), "Authentication-Results") {
+		if h.Type == '*' || !strings.EqualFold(h.Name(), "Authentication-Results") {
 			continue
 		}
-		if id, ok := AuthservID(value); ok && strings.EqualFold(id, authservID) {
+		if id, ok := AuthservID(h.Value()); ok && strings.EqualFold(id, authservID) {
 			headers[i].Type = '*'
 			n++
 		}

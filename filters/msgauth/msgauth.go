@@ -226,12 +226,11 @@ func (e *errReader) Read(p []byte) (int, error) {
 func signatureSelectors(headers []spool.Header) []string {
 	var out []string
 	for _, h := range headers {
-		name, value, ok := strings.Cut(h.Text, ":")
-		if h.Type == '*' || !ok || !strings.EqualFold(strings.TrimSpace(name), "DKIM-Signature") {
+		if h.Type == '*' || !strings.EqualFold(h.Name(), "DKIM-Signature") {
 			continue
 		}
 		sel := ""
-		for tag := range strings.SplitSeq(value, ";") {
+		for tag := range strings.SplitSeq(h.Value(), ";") {
 			k, v, ok := strings.Cut(tag, "=")
 			if ok && strings.TrimSpace(k) == "s" {
 				sel = strings.Join(strings.Fields(v), "")
@@ -249,13 +248,12 @@ func headerFromDomain(headers []spool.Header) (string, error) {
 	var addrs []*mail.Address
 	n := 0
 	for _, h := range headers {
-		name, value, ok := strings.Cut(h.Text, ":")
-		if h.Type == '*' || !ok || !strings.EqualFold(strings.TrimSpace(name), "From") {
+		if h.Type == '*' || !strings.EqualFold(h.Name(), "From") {
 			continue
 		}
 		n++
 		// Unfolded first: net/mail takes no line breaks in CFWS.
-		list, err := mail.ParseAddressList(strings.TrimSpace(strings.ReplaceAll(value, "\n", "")))
+		list, err := mail.ParseAddressList(h.UnfoldedValue())
 		if err != nil {
 			return "", fmt.Errorf("unparsable From: %w", err)
 		}

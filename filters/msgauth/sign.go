@@ -98,8 +98,8 @@ func (s *Signer) Sign(m *filters.Message) (h spool.Header, ok bool, err error) {
 	}
 	present := map[string]bool{}
 	for _, h := range m.Headers {
-		if name, _, ok := strings.Cut(h.Text, ":"); ok && h.Type != '*' {
-			present[strings.ToLower(strings.TrimSpace(name))] = true
+		if name := h.Name(); name != "" && h.Type != '*' {
+			present[strings.ToLower(name)] = true
 		}
 	}
 	var keys []string

@@ -1,0 +1,110 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"mxgate/spool"
+)
+
+func quarantineOne(t *testing.T, q *Queue, sender string, age time.Duration, body, reason string) spool.ID {
+	t.Helper()
+	w, err := q.Spool.Create()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte(body))
+	env := &spool.Envelope{
+		Sender: sender, Recipients: []string{"bob@example.test"}, Received: now.Add(-age),
+		Headers: []spool.Header{{Type: ' ', Text: "Subject: test\n"}},
+	}
+	if err := q.Spool.Quarantine(context.Background(), w, env, reason); err != nil {
+		t.Fatal(err)
+	}
+	return w.ID()
+}
+
+func TestQuarantine(t *testing.T) {
+	q, dir := newQueue(t)
+	id1 := quarantineOne(t, q, "alice@example.test", 25*time.Minute, strings.Repeat("x", 1984)+"\n", "virus Test.EICAR")
+	id2 := quarantineOne(t, q, "", 100*time.Minute, "bounce\n", "spam score 9.0")
+	absent := "1tXyZa-000AbC-Qr"
+
+	var out bytes.Buffer
+	if err := q.QuarantineList(&out); err != nil {
+		t.Fatal(err)
+	}
+	want := "25m  2.0K " + string(id1) + " <alice@example.test> virus Test.EICAR\n" +
+		" 2h    22 " + string(id2) + " <> spam score 9.0\n"
+	if out.String() != want {
+		t.Errorf("QuarantineList:\n%s\nwant:\n%s", out.String(), want)
+	}
+
+	out.Reset()
+	if err := q.QuarantineShow(&out, string(id2)); err != nil {
+		t.Fatal(err)
+	}
+	hdr, _ := q.Spool.QuarantineHeaderFile(id2)
+	if want := string(hdr) + string(id2) + "-D\nbounce\n"; out.String() != want {
+		t.Errorf("QuarantineShow = %q, want %q", out.String(), want)
+	}
+
+	for name, op := range map[string]func(string) error{
+		"show":    func(a string) error { return q.QuarantineShow(new(bytes.Buffer), a) },
+		"release": func(a string) error { _, _, err := q.QuarantineRelease(a); return err },
+		"delete":  func(a string) error { _, err := q.QuarantineDelete(a); return err },
+	} {
+		if err := op("../../etc/passwd"); !errors.Is(err, ErrInvalidID) {
+			t.Errorf("%s of a path: %v, want ErrInvalidID", name, err)
+		}
+		if err := op(absent); err == nil || err.Error() != "message "+absent+" is not in quarantine" {
+			t.Errorf("%s of an absent message: %v", name, err)
+		}
+	}
+
+	// Locked by another process: refused as -Mrm refuses.
+	rc, err := q.Spool.QuarantineOpenBody(id1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := rc.(*os.File)
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	var ref *Refusal
+	if _, _, err := q.QuarantineRelease(string(id1)); !errors.As(err, &ref) || ref.Error() != "Message "+string(id1)+" is locked" {
+		t.Errorf("release of a locked message: %v", err)
+	}
+	if _, err := q.QuarantineDelete(string(id1)); !errors.As(err, &ref) {
+		t.Errorf("delete of a locked message: %v", err)
+	}
+	f.Close()
+
+	id, line, err := q.QuarantineRelease(string(id1))
+	if err != nil || id != id1 || line != "Message "+string(id1)+" has been released from quarantine" {
+		t.Errorf("QuarantineRelease = %q, %q, %v", id, line, err)
+	}
+	if ids, _ := q.Spool.List(); !slices.Equal(ids, []spool.ID{id1}) {
+		t.Errorf("queue after release: %v", ids)
+	}
+	line, err = q.QuarantineDelete(string(id2))
+	if err != nil || line != "Message "+string(id2)+" has been deleted from quarantine" {
+		t.Errorf("QuarantineDelete = %q, %v", line, err)
+	}
+	out.Reset()
+	if err := q.QuarantineList(&out); err != nil || out.Len() != 0 {
+		t.Errorf("list after all: %q, %v", out.String(), err)
+	}
+	logs := mainlogLines(t, dir)
+	wantLog := []string{string(id1) + " released from quarantine by admin", string(id2) + " deleted from quarantine by admin"}
+	if !slices.Equal(logs, wantLog) {
+		t.Errorf("mainlog %q, want %q", logs, wantLog)
+	}
+}
