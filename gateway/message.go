@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -16,10 +14,7 @@ import (
 // in memory: headers go to the -H file, which is read whole.
 const maxHeaderBlock = 1 << 20
 
-var (
-	errHeaderTooBig  = errors.New("header block larger than 1 MiB")
-	errMessageTooBig = errors.New("message larger than the size limit")
-)
+var errMessageTooBig = errors.New("message larger than the size limit")
 
 // lineEnds turns the message as go-smtp yields it (dot-unstuffed, CRLF
 // line ends) into the spool's form (LF line ends) and notes any bare CR or
@@ -78,111 +73,6 @@ func (d *lineEnds) Read(p []byte) (int, error) {
 			return n, err
 		}
 	}
-}
-
-// readHeader reads the header block (LF line ends) from br. It stops at the
-// blank line that ends the block, which it consumes (blank = true), or at
-// the first line that is not a header field, which it returns in body as
-// the start of the body. A header cut off by the end of the message gets
-// its final LF. The block, blank line included, is at most max bytes.
-func readHeader(br *bufio.Reader, max int) (headers []spool.Header, body []byte, blank bool, err error) {
-	var cur []byte // the header being read, continuation lines included
-	total := 0
-	flush := func() {
-		if cur != nil {
-			name, _, _ := bytes.Cut(cur, []byte(":"))
-			headers = append(headers, spool.Header{
-				Type: spool.HeaderType(string(bytes.TrimRight(name, " \t"))),
-				Text: string(cur),
-			})
-			cur = nil
-		}
-	}
-	for {
-		line, err := readLine(br, max-total+1)
-		total += len(line)
-		if total > max {
-			return nil, nil, false, errHeaderTooBig
-		}
-		if err != nil && err != io.EOF {
-			return nil, nil, false, err
-		}
-		switch {
-		case len(line) == 0:
-			// End of message.
-		case line[0] == '\n':
-			flush()
-			return headers, nil, true, nil
-		case line[0] == ' ' || line[0] == '\t':
-			if cur == nil {
-				flush()
-				return headers, line, false, nil
-			}
-			cur = append(cur, line...)
-		case isFieldStart(line):
-			flush()
-			cur = line
-		default:
-			flush()
-			return headers, line, false, nil
-		}
-		if err == io.EOF {
-			if cur != nil && cur[len(cur)-1] != '\n' {
-				cur = append(cur, '\n')
-			}
-			flush()
-			return headers, nil, false, nil
-		}
-	}
-}
-
-// readLine returns the next line with its LF (without one at the end of
-// input), or the first limit bytes of a longer line: that is enough for
-// the caller to see the header block is too big.
-func readLine(br *bufio.Reader, limit int) ([]byte, error) {
-	var line []byte
-	for {
-		frag, err := br.ReadSlice('\n')
-		line = append(line, frag...)
-		if err != bufio.ErrBufferFull || len(line) >= limit {
-			if err == bufio.ErrBufferFull {
-				err = nil
-			}
-			return line, err
-		}
-	}
-}
-
-// isFieldStart reports whether line starts a header field: RFC 5322
-// ftext (printable ASCII but ":"), optional white space (obsolete syntax
-// still seen), then ":".
-func isFieldStart(line []byte) bool {
-	i := 0
-	for i < len(line) && line[i] >= 33 && line[i] <= 126 && line[i] != ':' {
-		i++
-	}
-	if i == 0 {
-		return false
-	}
-	for i < len(line) && (line[i] == ' ' || line[i] == '\t') {
-		i++
-	}
-	return i < len(line) && line[i] == ':'
-}
-
-// messageID returns the Message-ID as mainlog's id= wants it: the value
-// unfolded, trimmed and without angle brackets; "" when there is none.
-func messageID(headers []spool.Header) string {
-	for _, h := range headers {
-		if h.Type != 'I' {
-			continue
-		}
-		_, v, _ := strings.Cut(h.Text, ":")
-		v = strings.TrimSpace(strings.ReplaceAll(v, "\n", ""))
-		v = strings.TrimSuffix(strings.TrimPrefix(v, "<"), ">")
-		return v
-	}
-	return ""
 }
 
 // receivedInfo is what the Received: header records about one arrival.

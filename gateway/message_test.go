@@ -10,6 +10,7 @@ import (
 	"testing/iotest"
 	"time"
 
+	"mxgate/header"
 	"mxgate/spool"
 )
 
@@ -23,7 +24,7 @@ func split(data []byte, chunk, max int) (headers []spool.Header, blank bool, bod
 	}
 	le := &lineEnds{r: r}
 	br := bufio.NewReaderSize(le, 16)
-	headers, first, blank, err := readHeader(br, max)
+	headers, first, blank, err := header.ReadFrom(br, max)
 	if err != nil {
 		return nil, false, nil, le.Bare, err
 	}
@@ -132,14 +133,14 @@ func TestSplitHeaderLimit(t *testing.T) {
 	for _, tt := range []struct {
 		max  int
 		want error
-	}{{25, nil}, {24, errHeaderTooBig}, {10, errHeaderTooBig}} {
+	}{{25, nil}, {24, header.ErrTooBig}, {10, header.ErrTooBig}} {
 		if _, _, _, _, err := split([]byte(in), 0, tt.max); !errors.Is(err, tt.want) {
 			t.Errorf("max %d: err %v, want %v", tt.max, err, tt.want)
 		}
 	}
 	long := "A: " + strings.Repeat("a", 100000) // one line, no end
-	if _, _, _, _, err := split([]byte(long), 0, 1000); !errors.Is(err, errHeaderTooBig) {
-		t.Errorf("one long line: err %v, want %v", err, errHeaderTooBig)
+	if _, _, _, _, err := split([]byte(long), 0, 1000); !errors.Is(err, header.ErrTooBig) {
+		t.Errorf("one long line: err %v, want %v", err, header.ErrTooBig)
 	}
 }
 
@@ -203,7 +204,7 @@ func TestMessageID(t *testing.T) {
 		{[]spool.Header{{Type: ' ', Text: "X: y\n"}, {Type: 'I', Text: "Message-Id:\n <folded@b>\n"}}, "folded@b"},
 		{[]spool.Header{{Type: ' ', Text: "X: y\n"}}, ""},
 	} {
-		if got := messageID(tt.headers); got != tt.want {
+		if got := header.MessageID(tt.headers); got != tt.want {
 			t.Errorf("messageID(%v) = %q, want %q", tt.headers, got, tt.want)
 		}
 	}
@@ -228,7 +229,7 @@ func FuzzSplit(f *testing.F) {
 		const max = 256
 		headers, blank, body, bare, err := split(data, int(chunk%8), max)
 		want := hasBareLineEnd(data)
-		if errors.Is(err, errHeaderTooBig) {
+		if errors.Is(err, header.ErrTooBig) {
 			// Reading stopped early: what was seen may not hold the
 			// bare line end, but a bare one seen must be real.
 			if bare && !want {
@@ -247,7 +248,7 @@ func FuzzSplit(f *testing.F) {
 			if spool.HeaderType(strings.TrimRight(strings.SplitN(h.Text, ":", 2)[0], " \t")) != h.Type {
 				t.Fatalf("header %q has type %q", h.Text, h.Type)
 			}
-			if !strings.HasSuffix(h.Text, "\n") || !isFieldStart([]byte(h.Text)) {
+			if !strings.HasSuffix(h.Text, "\n") || !header.IsFieldStart([]byte(h.Text)) {
 				t.Fatalf("header %q is not a field ending in LF", h.Text)
 			}
 			got.WriteString(h.Text)

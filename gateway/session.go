@@ -19,6 +19,7 @@ import (
 
 	"mxgate/address"
 	"mxgate/filters"
+	"mxgate/header"
 	"mxgate/spool"
 )
 
@@ -345,7 +346,7 @@ func (s *session) Data(r io.Reader) error {
 	le := &lineEnds{r: &limitReader{r: dr, max: int64(srv.cfg.SMTP.MaxMessageSize)}}
 	br := bufio.NewReaderSize(le, 64<<10)
 	body := &bodySink{w: sink, le: le, reject: reject}
-	headers, first, _, err := readHeader(br, maxHeaderBlock)
+	headers, first, _, err := header.ReadFrom(br, maxHeaderBlock)
 	if err == nil {
 		if _, err = body.Write(first); err == nil {
 			_, err = io.Copy(body, br)
@@ -462,14 +463,9 @@ func (s *session) Data(r io.Reader) error {
 		srv.log.Panic(fmt.Sprintf("%s H=%s F=<%s>: spool commit failed, message not queued: %v", id, host, tx.Sender, err))
 		return errLocal
 	}
-
-	line := s.arrival(tx, size, env.Headers)
-	sender := senderText(tx.Sender)
+	// The Warning lines go before "<=", where Exim's warn ACL puts them.
 	warn()
-	srv.log.Main(string(id), "<= "+sender+" "+line)
-	if err := srv.spool.Msglog(id, "Received from "+sender+" "+line); err != nil {
-		srv.log.Panic(fmt.Sprintf("%s: writing msglog: %v", id, err))
-	}
+	srv.spool.LogArrival(env, s.arrival(tx, size, env.Headers), srv.log)
 	srv.onCommit(id)
 	return acceptedReply(id, "")
 }
@@ -522,7 +518,7 @@ func (s *session) arrival(tx transaction, size int64, headers []spool.Header) st
 		line += " X=" + tx.cipher + " CV=no"
 	}
 	line += fmt.Sprintf(" S=%d", size)
-	if mid := messageID(headers); mid != "" {
+	if mid := header.MessageID(headers); mid != "" {
 		line += " id=" + mid
 	}
 	return line
@@ -545,7 +541,7 @@ func (s *session) dataFailed(dr io.Reader, tx transaction, id spool.ID, err erro
 		return s.afterDrain(dr, tx, func() error {
 			return s.refuse(tx.Helo, 552, [3]int{5, 3, 4}, "Message size exceeds maximum permitted")
 		})
-	case errors.Is(err, errHeaderTooBig):
+	case errors.Is(err, header.ErrTooBig):
 		srv.trace.printf("DATA: %v", err)
 		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> rejected after DATA: %v", host, tx.Sender, err))
 		return s.afterDrain(dr, tx, func() error {
