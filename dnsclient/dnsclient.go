@@ -82,9 +82,6 @@ func (c *Client) Exchange(ctx context.Context, name string, qtype uint16, check 
 			break
 		}
 	}
-	if len(e.Failures) == 0 {
-		e.Failures = append(e.Failures, ServerError{Err: ctx.Err()})
-	}
 	return nil, e
 }
 
@@ -110,7 +107,7 @@ type Error struct {
 
 // ServerError is why one resolver's answer did not count.
 type ServerError struct {
-	Server string // "IP:PORT"; "" when none could be asked (ctx ended first)
+	Server string // "IP:PORT"
 	Err    error
 }
 
@@ -119,10 +116,6 @@ type ServerError struct {
 func (e *Error) Error() string {
 	parts := make([]string, len(e.Failures))
 	for i, f := range e.Failures {
-		if f.Server == "" {
-			parts[i] = f.Err.Error()
-			continue
-		}
 		parts[i] = fmt.Sprintf("resolver %s: %v", f.Server, f.Err)
 	}
 	return strings.Join(parts, "; ")

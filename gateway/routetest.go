@@ -4,11 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"time"
-
-	"github.com/miekg/dns"
 
 	"mxgate/address"
 	"mxgate/config"
@@ -108,24 +105,15 @@ func describeRoute(ctx context.Context, cfg *config.Config, transport string, rc
 }
 
 // lookupHost resolves a downstream host name with the program's DNS
-// client, asking the resolvers the configuration names (those of [rbl],
-// [callout] or [msgauth], the first section that has any), or the
-// nameservers of /etc/resolv.conf when none does.
+// client, asking the resolvers of the first of [rbl], [callout] and
+// [msgauth] that has any (config fills each from /etc/resolv.conf when the
+// file names none).
 func lookupHost(ctx context.Context, cfg *config.Config, host string) ([]netip.Addr, error) {
 	var servers []string
 	for _, list := range [][]string{cfg.RBL.Resolver, cfg.Callout.Resolver, cfg.MsgAuth.Resolver} {
 		if len(list) > 0 {
 			servers = list
 			break
-		}
-	}
-	if len(servers) == 0 {
-		conf, err := dns.ClientConfigFromFile("/etc/resolv.conf")
-		if err != nil {
-			return nil, fmt.Errorf("no resolver configured and none from the system: %w", err)
-		}
-		for _, s := range conf.Servers {
-			servers = append(servers, net.JoinHostPort(s, conf.Port))
 		}
 	}
 	c, err := dnsclient.New(servers, time.Duration(cfg.Downstream.ConnectTimeout))

@@ -30,7 +30,7 @@ type List struct {
 	Kind    Kind     // what is looked up in it
 	Match   []string // "127.0.0.2", "127.0.0.4-127.0.0.11", "&0.0.0.4" (all mask bits set); empty = any listing code
 	Weight  int      // added to the score on a hit; negative for allow-lists (DNSWL)
-	OnError string   // "ignore" (default: timeout/SERVFAIL = not listed) | "tempfail"
+	OnError string   // "ignore" (timeout/SERVFAIL = not listed) | "tempfail" (451)
 }
 
 // Options configure a Checker. They are taken as given: config fills and
@@ -44,10 +44,6 @@ type Options struct {
 	MinTTL, MaxTTL time.Duration // clamp of answer TTLs; negative answers use the SOA minimum, clamped the same way
 	Panic          func(text string)
 }
-
-// DefaultTimeout is config's default rbl.timeout, for callers that wait for
-// a verdict without a configured timeout; New never fills it in.
-const DefaultTimeout = 2 * time.Second
 
 // errorInterval is the least time between two Panic reports for one zone:
 // a public resolver or an over-quota account answers every query with an

@@ -13,6 +13,8 @@ import (
 
 	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
+
+	"mxgate/internal/dnstest"
 )
 
 // The peers of the benchmark: small in-process fakes on 127.0.0.1, each
@@ -31,79 +33,44 @@ type zone struct {
 	a  []string
 }
 
-// fakeDNS is a UDP resolver on 127.0.0.1 answering from a table.
+// fakeDNS is a resolver on 127.0.0.1 (internal/dnstest) answering from a
+// table.
 type fakeDNS struct {
-	addr  string
-	zones map[string]zone // names without the final dot, lower case
-
-	mu    sync.Mutex
-	asked map[string]int // "name TYPE" -> questions
+	addr string
+	srv  *dnstest.Server
 }
 
 func startDNS(tb testing.TB, zones map[string]zone) *fakeDNS {
 	tb.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	f := &fakeDNS{addr: pc.LocalAddr().String(), zones: zones, asked: make(map[string]int)}
-	started := make(chan struct{})
-	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(f.serve), NotifyStartedFunc: func() { close(started) }}
-	served := make(chan error, 1)
-	go func() { served <- srv.ActivateAndServe() }()
-	select {
-	case <-started:
-	case err := <-served:
-		tb.Fatalf("fake DNS: %v", err)
-	}
-	tb.Cleanup(func() {
-		srv.Shutdown()
-		<-served
+	srv := dnstest.Start(tb, func(q dns.Question, _ bool) *dns.Msg {
+		m := new(dns.Msg)
+		z, ok := zones[strings.TrimSuffix(strings.ToLower(q.Name), ".")]
+		hdr := dns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: dns.ClassINET, Ttl: 3600}
+		switch {
+		case !ok:
+			m.Rcode = dns.RcodeNameError
+		case q.Qtype == dns.TypeMX:
+			for _, h := range z.mx {
+				m.Answer = append(m.Answer, &dns.MX{Hdr: hdr, Preference: 10, Mx: dns.Fqdn(h)})
+			}
+		case q.Qtype == dns.TypeA:
+			for _, a := range z.a {
+				m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: net.ParseIP(a)})
+			}
+		}
+		return m
 	})
-	return f
-}
-
-func (f *fakeDNS) serve(w dns.ResponseWriter, r *dns.Msg) {
-	m := new(dns.Msg)
-	m.SetReply(r)
-	m.Authoritative = true
-	if len(r.Question) != 1 {
-		m.Rcode = dns.RcodeFormatError
-		w.WriteMsg(m)
-		return
-	}
-	q := r.Question[0]
-	name := strings.TrimSuffix(strings.ToLower(q.Name), ".")
-	f.mu.Lock()
-	f.asked[name+" "+dns.TypeToString[q.Qtype]]++
-	f.mu.Unlock()
-	z, ok := f.zones[name]
-	hdr := dns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: dns.ClassINET, Ttl: 3600}
-	switch {
-	case !ok:
-		m.Rcode = dns.RcodeNameError
-	case q.Qtype == dns.TypeMX:
-		for _, h := range z.mx {
-			m.Answer = append(m.Answer, &dns.MX{Hdr: hdr, Preference: 10, Mx: dns.Fqdn(h)})
-		}
-	case q.Qtype == dns.TypeA:
-		for _, a := range z.a {
-			m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: net.ParseIP(a)})
-		}
-	}
-	w.WriteMsg(m)
+	return &fakeDNS{addr: srv.Addr, srv: srv}
 }
 
 // questions returns how many questions of type qtype ("A", "MX") were
 // asked for names ending in suffix.
 func (f *fakeDNS) questions(suffix, qtype string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	n := 0
-	for q, c := range f.asked {
-		name, t, _ := strings.Cut(q, " ")
-		if t == qtype && strings.HasSuffix(name, suffix) {
-			n += c
+	for _, q := range f.srv.Asked() {
+		name, t, _ := strings.Cut(strings.TrimPrefix(q, "tcp "), " ")
+		if t == qtype && strings.HasSuffix(strings.TrimSuffix(name, "."), suffix) {
+			n++
 		}
 	}
 	return n

@@ -240,7 +240,7 @@ func panicLine(id, pattern string) *regexp.Regexp {
 func TestBothScannersFailPaniclog(t *testing.T) {
 	t.Parallel()
 	s := startSink(t)
-	dead := func() string { return fmt.Sprintf("127.0.0.1:%d", freePort(t)) } // nothing listens there
+	dead := func() string { return fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false)) } // nothing listens there
 	silent := func() string {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
