@@ -10,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 
 	"mxgate/dnsclient"
+	"mxgate/smtptext"
 )
 
 // ipName is the RFC 5782 query name of ip in zone: reversed octets for
@@ -137,15 +138,4 @@ func (c *Checker) clampTTL(d time.Duration) time.Duration {
 // cleanText makes a TXT reason safe for an SMTP reply and a log line:
 // printable ASCII only (miekg/dns already writes other bytes as \DDD),
 // bounded in length.
-func cleanText(s string) string {
-	b := []byte(s)
-	for i, ch := range b {
-		if ch < 0x20 || ch > 0x7e {
-			b[i] = '?'
-		}
-	}
-	if len(b) > maxText {
-		b = append(b[:maxText-3], "..."...)
-	}
-	return string(b)
-}
+func cleanText(s string) string { return smtptext.CleanMax(s, maxText) }
