@@ -84,8 +84,9 @@ func TestLogLines(t *testing.T) {
 			if addr == "" {
 				addr, _ = serve(t, 0, func() *fake { f := tt.f; return &f })
 			}
-			s, logs := newTestSession(t, Options{Address: addr, Name: "m",
-				CommandTimeout: 300 * time.Millisecond, EOMTimeout: 300 * time.Millisecond})
+			o := testOptions(addr, "m")
+			o.CommandTimeout, o.EOMTimeout = 300*time.Millisecond, 300*time.Millisecond
+			s, logs := newTestSession(t, o)
 			transaction(s, "old\n")
 			got := *logs
 			if len(got) != len(tt.want) {
@@ -113,7 +114,7 @@ func TestLogLinesPerMessage(t *testing.T) {
 			return gomilter.RespAccept, m.AddHeader("X-Seen", "yes")
 		}}
 	})
-	s, logs := newTestSession(t, Options{Address: addr, Name: "m"})
+	s, logs := newTestSession(t, testOptions(addr, "m"))
 	ctx := context.Background()
 	s.Helo(ctx, "client.example")
 	for _, id := range []string{"1abcde-000001-AB", "1abcde-000002-AB"} {
