@@ -82,6 +82,11 @@ func TestSubjectTag(t *testing.T) {
 			fake := startFake(t, "tcp", answer(fmt.Sprintf("SPAMD/1.1 0 EX_OK\r\nContent-length: 0\r\nSpam: %s\r\n\r\n", tt.spam)))
 			opt := tt.opt
 			opt.Addresses = []string{fake.addr()}
+			// What config fills: spamd takes its Options as given.
+			opt.MaxSize = 512000
+			if opt.RejectScore == 0 {
+				opt.RejectScore = 15
+			}
 			if !tt.off {
 				opt.SubjectTag = tag
 			}
