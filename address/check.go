@@ -34,13 +34,21 @@ func (s relaySession) Rcpt(_ context.Context, tx *filters.Tx, rcpt string) filte
 	if ref == nil {
 		return filters.Verdict{Log: s.p.Why(s.ip, a)}
 	}
-	act, code := filters.Reject, "relay-denied"
+	return refusal(*ref, tx.RcptArg)
+}
+
+// RcptSyntax is the verdict on a RCPT argument Parse refused: 501 5.1.3,
+// as the relay policy words it.
+func RcptSyntax(arg string, err error) filters.Verdict { return refusal(*syntaxRefusal(err), arg) }
+
+func refusal(ref Refusal, arg string) filters.Verdict {
+	code := "relay-denied"
 	if ref.Code == refuseSyntax.Code {
 		code = "syntax"
 	}
 	return filters.Verdict{
-		Action: act, Code: ref.Code, Enhanced: ref.Enhanced, Text: ref.Text,
+		Action: filters.Reject, Code: ref.Code, Enhanced: ref.Enhanced, Text: ref.Text,
 		Log: ref.Log, ReasonCode: code,
-		Trace: []string{"RCPT <" + tx.RcptArg + ">: " + ref.Log},
+		Trace: []string{"RCPT <" + arg + ">: " + ref.Log},
 	}
 }

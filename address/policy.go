@@ -62,7 +62,7 @@ var (
 func (p *Policy) Recipient(ip netip.Addr, rcpt string) (Address, *Refusal) {
 	a, err := Parse(rcpt)
 	if err != nil {
-		return Address{}, SyntaxRefusal(err)
+		return Address{}, syntaxRefusal(err)
 	}
 	if restrictedLocal(a.Local) {
 		r := refuseRestricted
@@ -79,8 +79,8 @@ func (p *Policy) Recipient(ip netip.Addr, rcpt string) (Address, *Refusal) {
 	return Address{}, &r
 }
 
-// SyntaxRefusal is the refusal of a recipient Parse failed on.
-func SyntaxRefusal(err error) *Refusal {
+// syntaxRefusal is the refusal of a recipient Parse failed on.
+func syntaxRefusal(err error) *Refusal {
 	r := refuseSyntax
 	r.Log += ": " + strings.TrimPrefix(err.Error(), ErrSyntax.Error()+": ")
 	return &r

@@ -30,6 +30,12 @@ const (
 	breakerCoolDown = 30 * time.Second
 )
 
+// backstop is how long past a check's own bound (a DNS list's timeout, a
+// callout's deadline, a milter's timeouts) the pipeline still waits for
+// its answer: the check's own verdict comes first; this only catches a
+// check that fails to keep its bound.
+const backstop = 5 * time.Second
+
 // Pipeline is a built pipeline and what must be closed once no session
 // uses it any more (the callout cache).
 type Pipeline struct {
@@ -55,29 +61,47 @@ func Build(cfg *config.Config, log filters.Logger, test bool) (*Pipeline, error)
 	policy := address.NewPolicy(cfg.Relay.Domains, cfg.Relay.TrustedNetworks)
 	p := &Pipeline{}
 	o := filters.Options{Log: log}
-	// The relay policy first: no other check ever sees a recipient it refuses.
-	o.Checks = append(o.Checks, address.NewCheck(policy))
+	// The relay policy first: no other check ever sees a recipient it
+	// refuses. It waits for nothing, so it has no timeout; should it
+	// panic, the recipient is deferred, never accepted.
+	o.Checks = append(o.Checks, filters.Step{Check: address.NewCheck(policy), OnError: filters.OnErrorTempfail})
 	if r := cfg.RBL; len(r.Lists) > 0 {
 		k, err := newRBL(cfg, log, policy)
 		if err != nil {
 			return nil, err
 		}
-		o.Checks = append(o.Checks, k)
+		o.Checks = append(o.Checks, guarded(k, time.Duration(r.Timeout), filters.OnErrorTempfail))
 	}
-	if cfg.Callout.Enabled {
-		k, c, err := newCallout(cfg, log, policy, test)
+	if c := cfg.Callout; c.Enabled {
+		k, checker, err := newCallout(cfg, log, policy, test)
 		if err != nil {
 			return nil, err
 		}
-		p.closers = append(p.closers, c.Close)
-		o.Checks = append(o.Checks, k)
+		p.closers = append(p.closers, checker.Close)
+		onError := filters.OnErrorTempfail
+		if c.Has("defer_ok") {
+			onError = filters.OnErrorAccept
+		}
+		o.Checks = append(o.Checks, guarded(k, time.Duration(c.Deadline)+time.Duration(c.Timeout), onError))
 	}
 	if len(cfg.Milters) > 0 {
 		k, err := newMilters(cfg, log)
 		if err != nil {
 			return nil, err
 		}
-		o.Checks = append(o.Checks, k)
+		// Each stage asks every milter in turn, each within its connect
+		// and command timeouts; the milters' own on_error answers for a
+		// milter that fails. The pipeline's guard accepts only when every
+		// milter would.
+		var bound time.Duration
+		onError := filters.OnErrorAccept
+		for _, m := range cfg.Milters {
+			bound += time.Duration(m.ConnectTimeout) + time.Duration(m.CommandTimeout)
+			if m.OnError != "accept" {
+				onError = filters.OnErrorTempfail
+			}
+		}
+		o.Checks = append(o.Checks, guarded(k, bound, onError))
 	}
 	o.Scanners = scanners(cfg)
 	if a := cfg.MsgAuth; a.Enabled && len(a.DKIMSign) > 0 {
@@ -96,6 +120,12 @@ func Build(cfg *config.Config, log filters.Logger, test bool) (*Pipeline, error)
 	}
 	p.Pipeline = filters.New(o)
 	return p, nil
+}
+
+// guarded is a check with the pipeline's guard: its own bound plus the
+// backstop, onError, and the circuit breaker.
+func guarded(c filters.Check, bound time.Duration, onError string) filters.Step {
+	return filters.Step{Check: c, Timeout: bound + backstop, OnError: onError, BreakAfter: breakerAfter, CoolDown: breakerCoolDown}
 }
 
 func newRBL(cfg *config.Config, log filters.Logger, policy *address.Policy) (*rbl.Check, error) {

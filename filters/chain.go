@@ -84,7 +84,7 @@ func (c *Chain) runOne(ctx context.Context, e *chainEntry, m *Message) FilterRes
 	start := time.Now()
 	fr := FilterResult{Name: name}
 
-	allowed, probe := e.br.allow(&e.Entry, c.now())
+	allowed, probe := e.br.allow(e.BreakAfter, e.CoolDown, c.now())
 	if !allowed {
 		fr.Err = fmt.Errorf("%s: %w", name, ErrBreakerOpen)
 	} else {
@@ -100,7 +100,7 @@ func (c *Chain) runOne(ctx context.Context, e *chainEntry, m *Message) FilterRes
 		// A caller that gave up (client disconnected, shutdown) says
 		// nothing about the scanner's health.
 		if ctx.Err() == nil {
-			switch e.br.done(&e.Entry, probe, fr.Err != nil, c.now()) {
+			switch e.br.done(e.BreakAfter, e.CoolDown, probe, fr.Err != nil, c.now()) {
 			case evOpened:
 				c.log.Panic(fmt.Sprintf("filter %s: circuit breaker opened after %d consecutive failures, skipping it for %v: %v",
 					name, e.BreakAfter, e.CoolDown, fr.Err))
@@ -216,8 +216,8 @@ type breaker struct {
 }
 
 // allow reports whether a real check may run and whether it is the probe.
-func (b *breaker) allow(e *Entry, now time.Time) (ok, probe bool) {
-	if e.BreakAfter <= 0 {
+func (b *breaker) allow(after int, _ time.Duration, now time.Time) (ok, probe bool) {
+	if after <= 0 {
 		return true, false
 	}
 	b.mu.Lock()
@@ -234,8 +234,8 @@ func (b *breaker) allow(e *Entry, now time.Time) (ok, probe bool) {
 }
 
 // done records a check's outcome.
-func (b *breaker) done(e *Entry, probe, failed bool, now time.Time) breakerEvent {
-	if e.BreakAfter <= 0 {
+func (b *breaker) done(after int, coolDown time.Duration, probe, failed bool, now time.Time) breakerEvent {
+	if after <= 0 {
 		return evNone
 	}
 	b.mu.Lock()
@@ -254,10 +254,10 @@ func (b *breaker) done(e *Entry, probe, failed bool, now time.Time) breakerEvent
 	b.failures++
 	switch {
 	case probe:
-		b.until = now.Add(e.CoolDown) // still down: another full cool-down
-	case !b.open && b.failures >= e.BreakAfter:
+		b.until = now.Add(coolDown) // still down: another full cool-down
+	case !b.open && b.failures >= after:
 		b.open = true
-		b.until = now.Add(e.CoolDown)
+		b.until = now.Add(coolDown)
 		return evOpened
 	}
 	return evNone

@@ -241,7 +241,7 @@ func TestChainCallerCancel(t *testing.T) {
 	if !errors.Is(res.PerFilter[0].Err, context.Canceled) || res.Verdict.Action != Tempfail {
 		t.Errorf("got %+v, err %v; want tempfail on context.Canceled", res.Verdict, res.PerFilter[0].Err)
 	}
-	if ok, _ := c.entries[0].br.allow(&c.entries[0].Entry, time.Now()); !ok {
+	if ok, _ := c.entries[0].br.allow(c.entries[0].BreakAfter, c.entries[0].CoolDown, time.Now()); !ok {
 		t.Error("breaker opened on a caller's cancellation")
 	}
 }
@@ -305,10 +305,10 @@ func TestChainBreakerSingleProbe(t *testing.T) {
 	c.Run(context.Background(), testMessage()) // opens
 	now = now.Add(time.Minute)
 	e := &c.entries[0]
-	if ok, probe := e.br.allow(&e.Entry, now); !ok || !probe {
+	if ok, probe := e.br.allow(e.BreakAfter, e.CoolDown, now); !ok || !probe {
 		t.Fatalf("after the cool-down: allow = %v, probe = %v; want the probe", ok, probe)
 	}
-	if ok, _ := e.br.allow(&e.Entry, now); ok {
+	if ok, _ := e.br.allow(e.BreakAfter, e.CoolDown, now); ok {
 		t.Error("a second check was let through while the probe runs")
 	}
 }

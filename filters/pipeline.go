@@ -2,6 +2,7 @@ package filters
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"slices"
@@ -25,7 +26,7 @@ type Options struct {
 	// and RCPT the first refusal answers and the checks after it are not
 	// asked (a milter never sees a recipient the relay policy refused).
 	// At DATA they run one after the other and may change the message.
-	Checks []Check
+	Checks []Step
 	// Scanners run at DATA after the Checks, in parallel, each under its
 	// own timeout, on_error policy and circuit breaker, on the message as
 	// the Checks left it.
@@ -37,14 +38,42 @@ type Options struct {
 	Log   Logger
 }
 
+// Step is one of Options.Checks with the guard the pipeline keeps around
+// it: a check that does not answer in time or panics is a failure, which
+// its OnError answers for it, for the rest of the connection; after
+// BreakAfter failures in a row (across connections) the check is not
+// asked for CoolDown, then one connection probes it.
+type Step struct {
+	Check Check
+	// Timeout bounds each answer at connect, HELO, MAIL and RCPT. It is a
+	// backstop behind the check's own bounds (a DNS list's timeout, a
+	// callout's deadline): those answer first, with the check's own
+	// verdict. 0: no backstop (the relay policy, which waits for nothing).
+	// At DATA a check may change the message, so it is never left running
+	// behind the session's back: it bounds itself (a milter's eom_timeout).
+	Timeout time.Duration
+	// OnError is OnErrorTempfail (451 4.7.1; also for "") or
+	// OnErrorAccept (the check is skipped).
+	OnError    string
+	BreakAfter int // 0: no breaker
+	CoolDown   time.Duration
+}
+
 // Pipeline runs the checks of every session. It is safe for concurrent
-// use; the scanners' circuit breakers are shared by all sessions.
+// use; the circuit breakers are shared by all sessions.
 type Pipeline struct {
+	steps  []step
 	checks []Check
 	final  []Check
 	scan   *Chain
 	owners []ownerOf // the Owner checks and scanners, for Data's header cleaning
 	log    Logger
+	now    func() time.Time // the breakers' clock; replaced in tests
+}
+
+type step struct {
+	Step
+	br breaker
 }
 
 type ownerOf struct {
@@ -55,11 +84,16 @@ type ownerOf struct {
 
 // New builds a pipeline.
 func New(o Options) *Pipeline {
-	p := &Pipeline{checks: o.Checks, final: o.Final, log: o.Log}
+	p := &Pipeline{final: o.Final, log: o.Log, now: time.Now}
 	if len(o.Scanners) > 0 {
 		p.scan = NewChain(o.Scanners, o.Log)
 	}
-	for _, c := range append(slices.Clone(o.Checks), o.Final...) {
+	p.steps = make([]step, len(o.Checks))
+	for i, st := range o.Checks {
+		p.steps[i].Step = st
+		p.checks = append(p.checks, st.Check)
+	}
+	for _, c := range append(slices.Clone(p.checks), o.Final...) {
 		if ow, ok := c.(Owner); ok {
 			p.owners = append(p.owners, ownerOf{name: c.Name(), owner: ow})
 		}
@@ -99,12 +133,18 @@ type Flow struct {
 	ss    []Session
 	fin   []Session
 	conn  *Conn
+	// failed: the check failed on this connection, its OnError answers
+	// for it from now on; running: closed once a call the pipeline
+	// stopped waiting for returns (Close waits for it before closing the
+	// check's session).
+	failed  []bool
+	running []chan struct{}
 }
 
 // Open opens every check's session for a client just admitted. It does
 // not block: checks only start their lookups here.
 func (p *Pipeline) Open(ctx context.Context, c *Conn) *Flow {
-	s := &Flow{p: p, conn: c}
+	s := &Flow{p: p, conn: c, failed: make([]bool, len(p.checks)), running: make([]chan struct{}, len(p.checks))}
 	for _, ch := range p.checks {
 		s.names = append(s.names, ch.Name())
 		s.ss = append(s.ss, ch.Open(ctx, c))
@@ -116,12 +156,12 @@ func (p *Pipeline) Open(ctx context.Context, c *Conn) *Flow {
 }
 
 // ask asks the checks in order until one refuses.
-func (s *Flow) ask(ctx context.Context, stage Stage, call func(Session) Verdict) Outcome {
+func (s *Flow) ask(ctx context.Context, stage Stage, call func(context.Context, Session) Verdict) Outcome {
 	var out Outcome
-	for i, cs := range s.ss {
+	for i := range s.ss {
 		start := time.Now()
-		v := s.safe(s.names[i], stage, func() Verdict { return call(cs) })
-		out.Events = append(out.Events, Event{Check: s.names[i], Stage: stage, Verdict: v, Duration: time.Since(start)})
+		v, err := s.guarded(ctx, i, stage, call)
+		out.Events = append(out.Events, Event{Check: s.names[i], Stage: stage, Verdict: v, Err: err, Duration: time.Since(start)})
 		if v.Refuses() {
 			break
 		}
@@ -130,12 +170,111 @@ func (s *Flow) ask(ctx context.Context, stage Stage, call func(Session) Verdict)
 	return out
 }
 
-// safe runs one check's stage so that its panic becomes a local problem
-// for this session instead of taking the gateway down.
-func (s *Flow) safe(name string, stage Stage, fn func() Verdict) (v Verdict) {
+// errNoAnswer is a check that did not answer within its Step.Timeout.
+var errNoAnswer = errors.New("no answer")
+
+// guarded asks check i under its Step's guard: the breaker, the timeout,
+// panic recovery. A failure returns the OnError verdict and the error.
+func (s *Flow) guarded(ctx context.Context, i int, stage Stage, call func(context.Context, Session) Verdict) (Verdict, error) {
+	st := &s.p.steps[i]
+	if s.failed[i] {
+		return s.onError(st, errors.New("failed earlier on this connection")), nil
+	}
+	ok, probe := st.br.allow(st.BreakAfter, st.CoolDown, s.p.now())
+	if !ok {
+		err := fmt.Errorf("%s: %w", s.names[i], ErrBreakerOpen)
+		s.failed[i] = true
+		return s.onError(st, err), err
+	}
+	var (
+		v   Verdict
+		err error
+	)
+	if st.Timeout <= 0 {
+		v, err = s.recovered(i, stage, func() Verdict { return call(ctx, s.ss[i]) })
+	} else {
+		v, err = s.timed(ctx, i, stage, call)
+	}
+	// A client that went away says nothing about the check's health.
+	if ctx.Err() == nil {
+		switch st.br.done(st.BreakAfter, st.CoolDown, probe, err != nil, s.p.now()) {
+		case evOpened:
+			s.p.log.Panic(fmt.Sprintf("check %s: circuit breaker opened after %d consecutive failures, skipping it for %v: %v",
+				s.names[i], st.BreakAfter, st.CoolDown, err))
+		case evClosed:
+			s.p.log.Main("", fmt.Sprintf("check %s: circuit breaker closed, it answers again", s.names[i]))
+		}
+	}
+	if err == nil {
+		return v, nil
+	}
+	s.failed[i] = true
+	s.p.log.Panic(fmt.Sprintf("check %s failed at %s from [%s]: %v (on_error=%s)", s.names[i], stage, s.conn.IP, err, onErrorName(st.OnError)))
+	return s.onError(st, err), err
+}
+
+// timed runs the call in its own goroutine and stops waiting at the
+// Step's timeout; the call gets a context ending then too.
+func (s *Flow) timed(ctx context.Context, i int, stage Stage, call func(context.Context, Session) Verdict) (Verdict, error) {
+	tctx, cancel := context.WithTimeout(ctx, s.p.steps[i].Timeout)
+	defer cancel()
+	type answer struct {
+		v   Verdict
+		err error
+	}
+	ch := make(chan answer, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		v, err := s.recovered(i, stage, func() Verdict { return call(tctx, s.ss[i]) })
+		ch <- answer{v, err}
+	}()
+	select {
+	case a := <-ch:
+		return a.v, a.err
+	case <-tctx.Done():
+		s.running[i] = done
+		return Verdict{}, fmt.Errorf("%w within %v", errNoAnswer, s.p.steps[i].Timeout)
+	}
+}
+
+// recovered runs fn, turning a panic into an error.
+func (s *Flow) recovered(i int, stage Stage, fn func() Verdict) (v Verdict, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.p.log.Panic(fmt.Sprintf("check %s panicked at %s from [%s]: %v\n%s", name, stage, s.conn.IP, r, debug.Stack()))
+			s.p.log.Panic(fmt.Sprintf("check %s panicked at %s from [%s]: %v\n%s", s.names[i], stage, s.conn.IP, r, debug.Stack()))
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return fn(), nil
+}
+
+func onErrorName(p string) string {
+	if p == OnErrorAccept {
+		return OnErrorAccept
+	}
+	return OnErrorTempfail
+}
+
+// onError is the verdict standing in for a check that failed.
+func (s *Flow) onError(st *step, err error) Verdict {
+	name := st.Check.Name()
+	if st.OnError == OnErrorAccept {
+		return Verdict{Log: name + " unchecked", Reason: err.Error(), Trace: []string{name + ": failed (" + err.Error() + "): skipped (on_error = accept)"}}
+	}
+	return Verdict{
+		Action: Tempfail, Code: 451, Enhanced: [3]int{4, 7, 1}, Text: tempfailText,
+		Reason: err.Error(), ReasonCode: "check-failed", Log: name + " failed: " + err.Error(),
+		Trace: []string{name + ": failed (" + err.Error() + "): deferred (on_error = tempfail)"},
+	}
+}
+
+// safe runs a DATA-stage call so that its panic becomes a local problem
+// for this message instead of taking the gateway down.
+func (s *Flow) safe(name string, fn func() Verdict) (v Verdict) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.p.log.Panic(fmt.Sprintf("check %s panicked at %s from [%s]: %v\n%s", name, StageData, s.conn.IP, r, debug.Stack()))
 			v = LocalProblem()
 			v.Log = "check " + name + " failed"
 		}
@@ -159,22 +298,22 @@ func Strictest(events []Event) Verdict {
 
 // Connect is asked before the greeting.
 func (s *Flow) Connect(ctx context.Context) Outcome {
-	return s.ask(ctx, StageConnect, func(cs Session) Verdict { return cs.Connect(ctx) })
+	return s.ask(ctx, StageConnect, func(ctx context.Context, cs Session) Verdict { return cs.Connect(ctx) })
 }
 
 // Helo is asked once per greeting, before the first MAIL after it.
 func (s *Flow) Helo(ctx context.Context, helo string) Outcome {
-	return s.ask(ctx, StageHelo, func(cs Session) Verdict { return cs.Helo(ctx, helo) })
+	return s.ask(ctx, StageHelo, func(ctx context.Context, cs Session) Verdict { return cs.Helo(ctx, helo) })
 }
 
 // Mail is asked for a sender the gateway parsed.
 func (s *Flow) Mail(ctx context.Context, tx *Tx) Outcome {
-	return s.ask(ctx, StageMail, func(cs Session) Verdict { return cs.Mail(ctx, tx) })
+	return s.ask(ctx, StageMail, func(ctx context.Context, cs Session) Verdict { return cs.Mail(ctx, tx) })
 }
 
 // Rcpt is asked for a recipient the gateway parsed.
 func (s *Flow) Rcpt(ctx context.Context, tx *Tx, rcpt string) Outcome {
-	return s.ask(ctx, StageRcpt, func(cs Session) Verdict { return cs.Rcpt(ctx, tx, rcpt) })
+	return s.ask(ctx, StageRcpt, func(ctx context.Context, cs Session) Verdict { return cs.Rcpt(ctx, tx, rcpt) })
 }
 
 // Data runs every check on the spooled message m: first the owned header
@@ -187,8 +326,13 @@ func (s *Flow) Data(ctx context.Context, m *Message) Outcome {
 	var out Outcome
 	out.Trace = s.removeOwned(m, func(o ownerOf) bool { return true }, "")
 	for i, cs := range s.ss {
+		if s.failed[i] {
+			v := s.onError(&s.p.steps[i], errors.New("failed earlier on this connection"))
+			out.Events = append(out.Events, Event{Check: s.names[i], Stage: StageData, Verdict: v})
+			continue
+		}
 		start := time.Now()
-		v := s.safe(s.names[i], StageData, func() Verdict { return cs.Data(ctx, m) })
+		v := s.safe(s.names[i], func() Verdict { return cs.Data(ctx, m) })
 		if drops := s.removeOwned(m, func(o ownerOf) bool { return o.scanner }, s.names[i]); len(drops) > 0 {
 			for _, d := range drops {
 				v.Logs = append(v.Logs, LogLine{Kind: MainLog, Text: d})
@@ -233,7 +377,7 @@ func (s *Flow) Data(ctx context.Context, m *Message) Outcome {
 	for i, cs := range s.fin {
 		start := time.Now()
 		name := s.p.final[i].Name()
-		v := s.safe(name, StageData, func() Verdict { return cs.Data(ctx, m) })
+		v := s.safe(name, func() Verdict { return cs.Data(ctx, m) })
 		out.Events = append(out.Events, Event{Check: name, Stage: StageData, Verdict: v, Duration: time.Since(start)})
 		if v.Refuses() {
 			out.Verdict = v
@@ -271,19 +415,30 @@ func (s *Flow) removeOwned(m *Message, which func(ownerOf) bool, by string) []st
 	return lines
 }
 
-// Reset ends the transaction in every check.
+// Reset ends the transaction in every check that has not failed.
 func (s *Flow) Reset(ctx context.Context) {
-	for _, cs := range s.ss {
-		cs.Reset(ctx)
+	for i, cs := range s.ss {
+		if !s.failed[i] {
+			cs.Reset(ctx)
+		}
 	}
 	for _, cs := range s.fin {
 		cs.Reset(ctx)
 	}
 }
 
-// Close ends the connection in every check.
+// Close ends the connection in every check; a check still busy with a
+// call the pipeline gave up on is closed once that call returns (its
+// context has ended with the connection's).
 func (s *Flow) Close() {
-	for _, cs := range s.ss {
+	for i, cs := range s.ss {
+		if done := s.running[i]; done != nil {
+			go func() {
+				<-done
+				cs.Close()
+			}()
+			continue
+		}
 		cs.Close()
 	}
 	for _, cs := range s.fin {

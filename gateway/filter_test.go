@@ -78,7 +78,7 @@ func newFilterServer(t *testing.T, entries ...filters.Entry) *testServer {
 func scannerPipeline(entries []filters.Entry) func(*config.Config, filters.Logger) *filters.Pipeline {
 	return func(cfg *config.Config, log filters.Logger) *filters.Pipeline {
 		policy := address.NewPolicy(cfg.Relay.Domains, cfg.Relay.TrustedNetworks)
-		return filters.New(filters.Options{Checks: []filters.Check{address.NewCheck(policy)}, Scanners: entries, Log: log})
+		return filters.New(filters.Options{Checks: []filters.Step{{Check: address.NewCheck(policy)}}, Scanners: entries, Log: log})
 	}
 }
 

@@ -176,10 +176,12 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	host := s.hostDesc(tx.Helo)
 	a, err := address.Parse(to)
 	if err != nil {
-		ref := address.SyntaxRefusal(err)
-		srv.trace.printf("RCPT <%s>: %s", to, ref.Log)
-		srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> rejected RCPT <%s>: %s", host, tx.Sender, to, ref.Log))
-		return s.refuse(tx.Helo, ref.Code, ref.Enhanced, ref.Text)
+		v := address.RcptSyntax(to, err)
+		for _, line := range v.Trace {
+			srv.trace.printf("%s", line)
+		}
+		srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> %s", host, tx.Sender, refusalLog(v, "RCPT <"+to+">")))
+		return s.refuseWith(tx.Helo, v)
 	}
 	rcpt := a.String()
 	s.conn.flowMu.Lock()
