@@ -157,7 +157,7 @@ func (p *Pipeline) Open(ctx context.Context, c *Conn) *Flow {
 
 // ask asks the checks in order until one refuses.
 func (s *Flow) ask(ctx context.Context, stage Stage, call func(context.Context, Session) Verdict) Outcome {
-	var out Outcome
+	out := Outcome{Events: make([]Event, 0, len(s.ss))}
 	for i := range s.ss {
 		start := time.Now()
 		v, err := s.guarded(ctx, i, stage, call)
