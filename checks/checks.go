@@ -234,8 +234,8 @@ func scanners(cfg *config.Config) []filters.Entry {
 				Addresses:       s.Address,
 				User:            s.User,
 				MaxSize:         int64(s.MaxSize),
-				TagScore:        optional(s.TagScore),
-				QuarantineScore: optional(s.QuarantineScore),
+				TagScore:        s.TagScore,
+				QuarantineScore: s.QuarantineScore,
 				RejectScore:     s.RejectScore,
 				Report:          s.Report,
 				SubjectTag:      s.SubjectTag,
@@ -252,12 +252,4 @@ func scanners(cfg *config.Config) []filters.Entry {
 		})
 	}
 	return entries
-}
-
-// optional is an unset score as spamd.Options spells it: 0.
-func optional(f *float64) float64 {
-	if f == nil {
-		return 0
-	}
-	return *f
 }

@@ -44,10 +44,11 @@ type Options struct {
 	// stamped "No, skipped".
 	MaxSize int64
 	// TagScore: at or above it a message is spam (X-Spam-Flag: YES).
-	// 0 = the threshold spamd reports (the user's required_score).
-	TagScore float64
-	// QuarantineScore: at or above it the message is quarantined. 0 = off.
-	QuarantineScore float64
+	// nil = the threshold spamd reports (the user's required_score).
+	TagScore *float64
+	// QuarantineScore: at or above it the message is quarantined. nil =
+	// never (0 is a score like any other).
+	QuarantineScore *float64
 	// RejectScore: at or above it DATA is refused with 550 5.7.1;
 	// math.Inf(1) never rejects.
 	RejectScore float64
@@ -223,9 +224,9 @@ func ctxErr(ctx context.Context, err error) error {
 // verdict applies the thresholds to spamd's answer.
 func (f *Filter) verdict(r *Reply, headers []spool.Header) filters.Verdict {
 	score := round1(r.Score)
-	tag := f.opt.TagScore
-	if tag == 0 {
-		tag = r.Threshold
+	tag := r.Threshold
+	if f.opt.TagScore != nil {
+		tag = *f.opt.TagScore
 	}
 	spam := score >= tag
 	v := filters.Verdict{
@@ -250,9 +251,9 @@ func (f *Filter) verdict(r *Reply, headers []spool.Header) filters.Verdict {
 		v.Text = fmt.Sprintf("Message scored %s spam points (threshold %s); rejected as spam",
 			formatScore(score), formatScore(f.opt.RejectScore))
 		v.Reason = fmt.Sprintf("spam score %s >= reject %s", formatScore(score), formatScore(f.opt.RejectScore))
-	case f.opt.QuarantineScore != 0 && score >= f.opt.QuarantineScore:
+	case f.opt.QuarantineScore != nil && score >= *f.opt.QuarantineScore:
 		v.Action = filters.Quarantine
-		v.Reason = fmt.Sprintf("spam score %s >= quarantine %s", formatScore(score), formatScore(f.opt.QuarantineScore))
+		v.Reason = fmt.Sprintf("spam score %s >= quarantine %s", formatScore(score), formatScore(*f.opt.QuarantineScore))
 	}
 	return v
 }

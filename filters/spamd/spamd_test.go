@@ -122,6 +122,9 @@ func TestParseReply(t *testing.T) {
 
 // FuzzParseReply's seeds (testdata/fuzz/FuzzParseReply) are real spamd
 // answers captured from the test spamd.
+// score is a configured score, as Options take it.
+func score(f float64) *float64 { return &f }
+
 func FuzzParseReply(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := ParseReply(b)
@@ -279,18 +282,25 @@ func TestVerdicts(t *testing.T) {
 				"X-Spam-Status: Yes, score=12.1", "X-Spam-Score: 121", "X-Spam-Bar: ++++++++++++", "X-Spam-Flag: YES")},
 		},
 		{
-			name: "own tag score", opt: Options{TagScore: 3, RejectScore: 15}, spam: "False ; 3.5 / 5.0",
+			name: "own tag score", opt: Options{TagScore: score(3), RejectScore: 15}, spam: "False ; 3.5 / 5.0",
 			want: filters.Verdict{Action: filters.Accept, Log: "spamd score=3.5 required=3.0", Headers: hs(
 				"X-Spam-Status: Yes, score=3.5", "X-Spam-Score: 35", "X-Spam-Bar: +++", "X-Spam-Flag: YES")},
 		},
 		{
-			name: "quarantine", opt: Options{QuarantineScore: 10, RejectScore: 15}, spam: "True ; 12.1 / 5.0",
+			name: "quarantine", opt: Options{QuarantineScore: score(10), RejectScore: 15}, spam: "True ; 12.1 / 5.0",
 			want: filters.Verdict{Action: filters.Quarantine, Reason: "spam score 12.1 >= quarantine 10.0",
 				Log: "spamd score=12.1 required=5.0", Headers: hs(
 					"X-Spam-Status: Yes, score=12.1", "X-Spam-Score: 121", "X-Spam-Bar: ++++++++++++", "X-Spam-Flag: YES")},
 		},
 		{
-			name: "reject at 15", opt: Options{QuarantineScore: 10, RejectScore: 15}, spam: "True ; 15.3 / 5.0",
+			// 0 is a configured score like any other, not "unset".
+			name: "tag and quarantine at 0", opt: Options{TagScore: score(0), QuarantineScore: score(0), RejectScore: 15}, spam: "False ; 0.0 / 5.0",
+			want: filters.Verdict{Action: filters.Quarantine, Reason: "spam score 0.0 >= quarantine 0.0",
+				Log: "spamd score=0.0 required=0.0", Headers: hs(
+					"X-Spam-Status: Yes, score=0.0", "X-Spam-Score: 0", "X-Spam-Bar: /", "X-Spam-Flag: YES")},
+		},
+		{
+			name: "reject at 15", opt: Options{QuarantineScore: score(10), RejectScore: 15}, spam: "True ; 15.3 / 5.0",
 			want: filters.Verdict{Action: filters.Reject, Code: 550, Enhanced: [3]int{5, 7, 1},
 				Text:   "Message scored 15.3 spam points (threshold 15.0); rejected as spam",
 				Reason: "spam score 15.3 >= reject 15.0", Log: "spamd score=15.3 required=5.0", Headers: hs(
