@@ -89,7 +89,7 @@ func (Pass) Close()                                    {}
 // message added (a milter's X-Spam-Status beside spamd's) is dropped too,
 // so the delivered message carries one verdict: ours.
 type Owner interface {
-	Owns(name, value string) bool
+	Owns(name, value string) bool // value unfolded and trimmed (spool.Header.UnfoldedValue)
 }
 
 // LogKind says which log a LogLine goes to.

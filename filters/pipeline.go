@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"runtime/debug"
 	"slices"
-	"strings"
 	"time"
 
 	"mxgate/spool"
@@ -397,8 +396,7 @@ func (s *Flow) removeOwned(m *Message, which func(ownerOf) bool, by string) []st
 		if h.Type == '*' {
 			continue
 		}
-		name, value, _ := strings.Cut(h.Text, ":")
-		name = strings.TrimRight(name, " \t")
+		name, value := h.Name(), h.UnfoldedValue()
 		for _, o := range s.p.owners {
 			if !which(o) || !o.owner.Owns(name, value) {
 				continue
