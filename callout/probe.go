@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -299,16 +298,7 @@ func replyText(err error) string {
 	if !errors.As(err, &se) {
 		return clean(err.Error())
 	}
-	var b strings.Builder
-	b.WriteString(strconv.Itoa(se.Code))
-	if se.EnhancedCode != (smtp.EnhancedCode{}) {
-		fmt.Fprintf(&b, " %d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
-	}
-	if se.Message != "" {
-		b.WriteByte(' ')
-		b.WriteString(strings.ReplaceAll(se.Message, "\n", " "))
-	}
-	return clean(b.String())
+	return clean(smtptext.FromError(se))
 }
 
 // clean makes remote text safe for an SMTP reply and a log line:

@@ -204,7 +204,7 @@ func newMilters(cfg *config.Config, log filters.Logger) (*milter.Check, error) {
 			EOMTimeout:     time.Duration(m.EOMTimeout),
 		}
 	}
-	h, err := milter.NewHost(opts, func(text string) { log.Main("", text) })
+	h, err := milter.NewHost(opts, func(id, text string) { log.Main(id, text) })
 	if err != nil {
 		return nil, err
 	}

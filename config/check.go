@@ -57,8 +57,11 @@ func (d *decoder) check(c *Config) {
 
 	if c.Queue.Retry == "" {
 		c.Queue.Retry = retry.Default
-	} else if _, err := retry.Parse(c.Queue.Retry); err != nil {
+	}
+	if sched, err := retry.Parse(c.Queue.Retry); err != nil {
 		d.failKey(keyPath{"queue", "retry"}, -1, err.Error())
+	} else {
+		c.Queue.Schedule = sched
 	}
 	d.duration(keyPath{"queue", "run_interval"}, &c.Queue.RunInterval, time.Minute)
 	d.count(keyPath{"queue", "max_parallel"}, &c.Queue.MaxParallel, 20)

@@ -5,8 +5,9 @@
 // It is the only home of defaults and validation: the packages that the
 // values configure (deliver, the filters, the milter host, rbl, callout,
 // msgauth, gateway) take them as given. What they need parsed is parsed
-// here, once: the downstream URL (Downstream.Target) and the resolvers
-// ("IP:PORT", filled from /etc/resolv.conf when a section names none).
+// here, once: the downstream URL (Downstream.Target), the retry rule
+// (Queue.Schedule) and the resolvers ("IP:PORT", filled from
+// /etc/resolv.conf when a section names none).
 package config
 
 import (
@@ -22,6 +23,8 @@ import (
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"mxgate/retry"
 )
 
 // Config is the whole effective configuration. Every timeout and limit has a
@@ -135,9 +138,12 @@ type Target struct {
 
 // Queue governs delivery and retries.
 type Queue struct {
-	Retry       string   `toml:"retry"`        // Exim retry rule; default "F,2h,15m; G,16h,1h,1.5; F,4d,6h"
-	RunInterval Duration `toml:"run_interval"` // how often the queue runner looks for due messages; default 1m
-	MaxParallel int      `toml:"max_parallel"` // concurrent deliveries; default 20
+	Retry string `toml:"retry"` // Exim retry rule; default "F,2h,15m; G,16h,1h,1.5; F,4d,6h"
+	// Schedule is Retry parsed and checked, the one parse of it: what
+	// queue.Options.Schedule takes. Not printed.
+	Schedule    *retry.Schedule `toml:"-"`
+	RunInterval Duration        `toml:"run_interval"` // how often the queue runner looks for due messages; default 1m
+	MaxParallel int             `toml:"max_parallel"` // concurrent deliveries; default 20
 	// DelayWarning is Exim's delay_warning: a sender whose message is
 	// still undelivered this long after it arrived gets one warning;
 	// default 24h, "0" sends none.

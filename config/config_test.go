@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mxgate/retry"
 )
 
 const testdataDir = "../testdata/config/"
@@ -235,7 +237,7 @@ func TestLoadGood(t *testing.T) {
 			StartTLS:       "required",
 			TLSVerify:      true,
 		},
-		Queue: Queue{Retry: "F,1h,10m; F,2d,1h", RunInterval: Duration(30 * time.Second), MaxParallel: 4,
+		Queue: Queue{Retry: "F,1h,10m; F,2d,1h", Schedule: schedule(t, "F,1h,10m; F,2d,1h"), RunInterval: Duration(30 * time.Second), MaxParallel: 4,
 			DelayWarning: Duration(4 * time.Hour), TimeoutFrozenAfter: Duration(7 * 24 * time.Hour)},
 		Log: Log{Dir: "/var/log/mxgate", Format: "json"},
 	}
@@ -283,13 +285,23 @@ func TestLoadDefaults(t *testing.T) {
 			DataTimeout:    Duration(10 * time.Minute),
 			StartTLS:       "opportunistic",
 		},
-		Queue: Queue{Retry: "F,2h,15m; G,16h,1h,1.5; F,4d,6h", RunInterval: Duration(time.Minute), MaxParallel: 20,
+		Queue: Queue{Retry: "F,2h,15m; G,16h,1h,1.5; F,4d,6h", Schedule: schedule(t, retry.Default), RunInterval: Duration(time.Minute), MaxParallel: 20,
 			DelayWarning: Duration(24 * time.Hour)},
 		Log: Log{Dir: "var/log", Format: "exim"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(%s) =\n%s\nwant\n%s", path, got, want)
 	}
+}
+
+// schedule is rule parsed, as Load keeps it in Queue.Schedule.
+func schedule(t *testing.T, rule string) *retry.Schedule {
+	t.Helper()
+	s, err := retry.Parse(rule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // TestParseValues covers the value forms that a file may spell in more than

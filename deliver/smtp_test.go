@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"mxgate/internal/tlstest"
 )
 
 const host = "127.0.0.1 [127.0.0.1]"
@@ -440,7 +442,7 @@ type errReader struct{ err error }
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 func TestSTARTTLS(t *testing.T) {
-	cert := selfSigned(t)
+	cert := tlstest.Certificate(t, "localhost", "127.0.0.1")
 	withTLS := func(s *smtp.Server) { s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}} }
 	var handshakes atomic.Int32
 	failFirstHandshake := func(s *smtp.Server) {

@@ -3,7 +3,6 @@ package deliver
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/textproto"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"mxgate/smtptext"
 )
 
 // wireConn is the net.Conn the go-smtp client talks through. go-smtp sets
@@ -93,18 +94,6 @@ func (s sourceReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// reply is the text of an SMTP reply the way the server sent it, on one line:
-// "550 5.1.1 No such user". go-smtp splits off the enhanced code and joins
-// continuation lines with LF; a mainlog line wants a single line.
-func reply(e *smtp.SMTPError) string {
-	msg := strings.ReplaceAll(e.Message, "\n", " ")
-	if e.EnhancedCode == (smtp.EnhancedCode{}) || e.EnhancedCode == smtp.NoEnhancedCode {
-		return fmt.Sprintf("%d %s", e.Code, msg)
-	}
-	c := e.EnhancedCode
-	return fmt.Sprintf("%d %d.%d.%d %s", e.Code, c[0], c[1], c[2], msg)
-}
-
 // outcome classifies an error from one step of the SMTP or LMTP dialogue
 // into a status, a reason, the server's reply ("" when the connection, not
 // the server, failed) and Exim's wording. after names the step the way
@@ -119,7 +108,10 @@ func outcome(ctx context.Context, proto, after string, err error) (Status, Reaso
 		if se.Code >= 500 && se.Code < 600 {
 			st, why = Failed, RemotePerm
 		}
-		r := reply(se)
+		// The reply the way the server sent it, on one line: "550 5.1.1
+		// No such user" (go-smtp splits off the enhanced code and joins
+		// continuation lines with LF; a mainlog line wants one line).
+		r := smtptext.FromError(se)
 		return st, why, r, proto + " error from remote mail server after " + after + ": " + r
 	case errors.As(err, &te):
 		// A reply go-smtp did not turn into an SMTPError (STARTTLS, which

@@ -6,6 +6,7 @@
 // that does not answer gets only its share so the next is still asked. It
 // takes its resolvers ready ("host:port", as config normalises them) and
 // decides nothing about what an answer means: the caller's check does.
+// LookupIP alone reads the hosts file (/etc/hosts) first, as a dial does.
 package dnsclient
 
 import (
@@ -28,23 +29,29 @@ const ednsSize = 1232
 // Client asks the resolvers it was made with. It is safe for concurrent
 // use.
 type Client struct {
-	servers  []string
-	udp, tcp *dns.Client
+	servers   []string
+	udp, tcp  *dns.Client
+	hostsFile string // read by LookupIP first; "" none
 }
 
 // New returns a Client asking servers ("IP:PORT" or "[IPv6]:PORT"), in
 // order. timeout bounds one exchange with one resolver; it only backs up
 // the context deadline given to Exchange, which is what normally ends a
 // question.
-func New(servers []string, timeout time.Duration) (*Client, error) {
+func New(servers []string, timeout time.Duration, opts ...Option) (*Client, error) {
 	if len(servers) == 0 {
 		return nil, errors.New("dnsclient: no resolvers")
 	}
-	return &Client{
-		servers: append([]string(nil), servers...),
-		udp:     &dns.Client{Net: "udp", Timeout: timeout, UDPSize: ednsSize},
-		tcp:     &dns.Client{Net: "tcp", Timeout: timeout},
-	}, nil
+	c := &Client{
+		servers:   append([]string(nil), servers...),
+		udp:       &dns.Client{Net: "udp", Timeout: timeout, UDPSize: ednsSize},
+		tcp:       &dns.Client{Net: "tcp", Timeout: timeout},
+		hostsFile: DefaultHostsFile,
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
 }
 
 // Servers returns the resolvers asked, in order.
@@ -243,10 +250,19 @@ func TypeString(qtype uint16) string {
 // ErrNotFound is a name that does not exist or has no address.
 var ErrNotFound = errors.New("no such host")
 
-// LookupIP returns host's IPv4 then IPv6 addresses, as the resolvers
-// give them (CNAMEs followed by the resolver). A name that does not
-// exist or has no address is ErrNotFound.
+// LookupIP returns host's IPv4 then IPv6 addresses. A name the hosts file
+// (DefaultHostsFile, or WithHostsFile's) lists gets its addresses there
+// and the resolvers are not asked, as the system's resolver does with
+// "hosts: files dns", so "localhost" and the other names a dial would find
+// there are found; any other name gets the addresses the resolvers give
+// (CNAMEs followed by the resolver). A name that does not exist or has no
+// address is ErrNotFound. -bt uses it for a downstream host name; rbl,
+// callout and msgauth ask their DNS questions with Exchange, which never
+// reads the hosts file.
 func (c *Client) LookupIP(ctx context.Context, host string) ([]netip.Addr, error) {
+	if ips := lookupHosts(c.hostsFile, host); len(ips) > 0 {
+		return ips, nil
+	}
 	name := dns.Fqdn(host)
 	var out []netip.Addr
 	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {

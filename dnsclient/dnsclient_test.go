@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -97,7 +99,7 @@ func TestOrder(t *testing.T) {
 
 func TestLookupIP(t *testing.T) {
 	srv := dnstest.StartZone(t, zone)
-	c, _ := New([]string{srv.Addr}, time.Second)
+	c, _ := New([]string{srv.Addr}, time.Second, WithHostsFile(""))
 	ctx := context.Background()
 	for host, want := range map[string]string{"a.test": "[192.0.2.1 2001:db8::1]", "v4.test.": "[192.0.2.4]"} {
 		ips, err := c.LookupIP(ctx, host)
@@ -107,6 +109,80 @@ func TestLookupIP(t *testing.T) {
 	}
 	if _, err := c.LookupIP(ctx, "nx.test"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("LookupIP(nx.test) error %v, want ErrNotFound", err)
+	}
+}
+
+// TestLookupIPHostsFile: a name the hosts file lists is answered from it,
+// without asking the resolvers (here one that never answers, as a
+// resolver that does not know localhost may not); any other name, and
+// every name when the file is missing, goes to the resolvers.
+func TestLookupIPHostsFile(t *testing.T) {
+	hosts := filepath.Join(t.TempDir(), "hosts")
+	err := os.WriteFile(hosts, []byte(`# test hosts
+127.0.0.1	localhost
+::1		localhost ip6-localhost	# the IPv6 loopback
+192.0.2.7 downstream.test Mail.Example.TEST
+2001:db8::7 mail.example.test
+192.0.2.8 mail.example.test
+`), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := dnstest.StartZone(t, zone)
+	dead.SetFault(dnstest.Drop)
+	c, _ := New([]string{dead.Addr}, time.Second, WithHostsFile(hosts))
+	ctx := context.Background()
+	for host, want := range map[string]string{
+		"localhost":          "[127.0.0.1 ::1]",
+		"LOCALHOST.":         "[127.0.0.1 ::1]",
+		"ip6-localhost":      "[::1]",
+		"downstream.test":    "[192.0.2.7]",
+		"mail.example.test.": "[192.0.2.7 192.0.2.8 2001:db8::7]",
+	} {
+		ips, err := c.LookupIP(ctx, host)
+		if err != nil || fmtAddrs(ips) != want {
+			t.Errorf("LookupIP(%s) = %v, %v; want %s", host, ips, err, want)
+		}
+	}
+	if n := dead.Count("localhost. A"); n != 0 {
+		t.Errorf("the resolver was asked %d times for a name in the hosts file", n)
+	}
+
+	srv := dnstest.StartZone(t, zone)
+	for _, file := range []string{hosts, filepath.Join(t.TempDir(), "missing")} {
+		c, _ := New([]string{srv.Addr}, time.Second, WithHostsFile(file))
+		if ips, err := c.LookupIP(ctx, "a.test"); err != nil || fmtAddrs(ips) != "[192.0.2.1 2001:db8::1]" {
+			t.Errorf("hosts file %s: LookupIP(a.test) = %v, %v; want the resolver's", file, ips, err)
+		}
+		if _, err := c.LookupIP(ctx, "nx.test"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("hosts file %s: LookupIP(nx.test) error %v, want ErrNotFound", file, err)
+		}
+	}
+}
+
+func TestParseHosts(t *testing.T) {
+	const file = "127.0.0.1 localhost\n" +
+		"#192.0.2.1 commented.test\n" +
+		"192.0.2.2 # only.comment.test\n" +
+		"not-an-ip bad.test\n" +
+		"fe80::1%lo zoned.test\n" +
+		"::ffff:192.0.2.3 mapped.test\n" +
+		"192.0.2.4\n" +
+		"192.0.2.5 dup.test\n192.0.2.5 dup.test dup.test\n"
+	for host, want := range map[string]string{
+		"localhost":         "[127.0.0.1]",
+		"commented.test":    "[]",
+		"only.comment.test": "[]",
+		"bad.test":          "[]",
+		"zoned.test":        "[]",
+		"mapped.test":       "[192.0.2.3]",
+		"dup.test":          "[192.0.2.5]",
+		"":                  "[]",
+		".":                 "[]",
+	} {
+		if got := fmtAddrs(parseHosts([]byte(file), host)); got != want {
+			t.Errorf("parseHosts(%q) = %s, want %s", host, got, want)
+		}
 	}
 }
 

@@ -50,15 +50,7 @@ type Message struct {
 }
 
 // HeaderSize is the size of the fields not deleted.
-func (m *Message) HeaderSize() int64 {
-	var n int64
-	for _, h := range m.Headers {
-		if h.Type != '*' {
-			n += int64(len(h.Text))
-		}
-	}
-	return n
-}
+func (m *Message) HeaderSize() int64 { return spool.HeaderSize(m.Headers) }
 
 // Open returns the whole message (headers, blank line, body). crlf=true
 // converts LF to CRLF on the fly: spamd wants the message as received on the

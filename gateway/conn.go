@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"mxgate/filters"
+	"mxgate/smtptext"
 )
 
 // listener wraps a TCP listener: it enforces the connection limits before
@@ -208,7 +210,7 @@ func (c *conn) connect() []byte {
 		return nil
 	}
 	s.log.Reject("", fmt.Sprintf("H=[%s] %s", c.ip, refusalLog(v, `connection in "connect" ACL`)))
-	return fmt.Appendf(nil, "%d %d.%d.%d %s\r\n", v.Code, v.Enhanced[0], v.Enhanced[1], v.Enhanced[2], v.Text)
+	return []byte(strings.Join(smtptext.Lines(v.Code, v.Enhanced, v.Text), "\r\n") + "\r\n")
 }
 
 // connectRefusal is the connect stage's refusal kept for MAIL, or nil.

@@ -23,8 +23,9 @@ const (
 // RouteTest writes, for each address, how mxgate would route it, in the
 // shape of Exim's -bt, and returns the exit status: the worst of all the
 // addresses. Nothing is sent; a downstream given by host name is looked up
-// in the DNS. An address is routed as mail from outside
-// relay.trusted_networks: it must be for a relay domain.
+// in /etc/hosts, then in the DNS, as the dial of a delivery finds it. An
+// address is routed as mail from outside relay.trusted_networks: it must
+// be for a relay domain.
 //
 //	user@example.test
 //	  router = downstream, transport = smtp
@@ -105,9 +106,10 @@ func describeRoute(ctx context.Context, cfg *config.Config, transport string, rc
 }
 
 // lookupHost resolves a downstream host name with the program's DNS
-// client, asking the resolvers of the first of [rbl], [callout] and
-// [msgauth] that has any (config fills each from /etc/resolv.conf when the
-// file names none).
+// client: /etc/hosts first (so smtp://localhost:2600 is found when the
+// resolvers do not answer for localhost), then the resolvers of the first
+// of [rbl], [callout] and [msgauth] that has any (config fills each from
+// /etc/resolv.conf when the file names none).
 func lookupHost(ctx context.Context, cfg *config.Config, host string) ([]netip.Addr, error) {
 	var servers []string
 	for _, list := range [][]string{cfg.RBL.Resolver, cfg.Callout.Resolver, cfg.MsgAuth.Resolver} {

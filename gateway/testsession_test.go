@@ -11,6 +11,7 @@ import (
 
 	"mxgate/checks"
 	"mxgate/config"
+	"mxgate/internal/tlstest"
 )
 
 // testSession runs a -bh session from ip with script as the client's
@@ -141,7 +142,7 @@ func TestServeTestDecisions(t *testing.T) {
 }
 
 func TestServeTestNoTLS(t *testing.T) {
-	cert, key := writeCert(t)
+	cert, key := tlstest.Files(t, "mx.example.test")
 	out, trace := testSession(t, func(c *config.Config) { c.TLS.Cert, c.TLS.Key = cert, key }, "198.51.100.1", "EHLO client.test\r\nQUIT\r\n")
 	if strings.Contains(out, "STARTTLS") {
 		t.Errorf("STARTTLS offered:\n%s", out)

@@ -36,7 +36,9 @@ type rule struct {
 // again, and when to give up on it.
 type Schedule struct {
 	rules []rule
-	// jitter returns a value in [0, 1) for H rules; tests pin it.
+	// jitter returns a value in [0, 1) for H rules; nil is
+	// rand.Float64 (so two parses of one rule are reflect.DeepEqual, as
+	// config's tests want); tests pin it.
 	jitter func() float64
 }
 
@@ -48,7 +50,7 @@ func Parse(rule string) (*Schedule, error) {
 	if strings.TrimSpace(rule) == "" {
 		return nil, errors.New("retry rule is empty: need at least one of F,cutoff,interval / G,cutoff,start,multiplier / H,cutoff,start,multiplier")
 	}
-	s := &Schedule{jitter: rand.Float64}
+	s := &Schedule{}
 	for i, item := range strings.Split(rule, ";") {
 		item = strings.TrimSpace(item)
 		r, err := parseRule(item)
@@ -187,7 +189,11 @@ func (s *Schedule) Next(firstFailed, lastTry time.Time, attempts int) (next time
 			interval = geometric(r, elapsed-start, attempts-1)
 			if r.kind == 'H' {
 				// Randomised: somewhere in [interval/2, interval].
-				interval -= time.Duration(float64(interval/2) * s.jitter())
+				jitter := rand.Float64
+				if s.jitter != nil {
+					jitter = s.jitter
+				}
+				interval -= time.Duration(float64(interval/2) * jitter())
 			}
 		}
 		return lastTry.Add(min(interval, MaxInterval)), false

@@ -147,9 +147,14 @@ func (e *Envelope) Pending() []string {
 
 // HeaderSize returns the bytes of the headers that are transmitted (all
 // but the deleted ones).
-func (e *Envelope) HeaderSize() int64 {
+func (e *Envelope) HeaderSize() int64 { return HeaderSize(e.Headers) }
+
+// HeaderSize is the bytes of hs that are transmitted: every header but
+// the deleted ones ('*'), in LF form. Envelope.HeaderSize and the
+// pipeline's Message.HeaderSize are this.
+func HeaderSize(hs []Header) int64 {
 	var n int64
-	for _, h := range e.Headers {
+	for _, h := range hs {
 		if h.Type != '*' {
 			n += int64(len(h.Text))
 		}

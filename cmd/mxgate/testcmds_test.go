@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"mxgate/internal/dnstest"
 )
 
 // gatewayConfig writes a config for mail to example.test from
@@ -123,6 +126,38 @@ func TestRouteTestCommand(t *testing.T) {
 				t.Errorf("-bt created %s (err %v)", dataDir, err)
 			}
 		})
+	}
+}
+
+// TestRouteTestHostsFile: a downstream named localhost is found in
+// /etc/hosts, as a delivery's dial finds it, though the resolver never
+// answers.
+func TestRouteTestHostsFile(t *testing.T) {
+	hosts, err := os.ReadFile("/etc/hosts")
+	if err != nil || !regexp.MustCompile(`(?m)^127\.0\.0\.1\s.*\blocalhost\b`).Match(hosts) {
+		t.Skip("/etc/hosts does not map localhost to 127.0.0.1")
+	}
+	dead := dnstest.StartZone(t, dnstest.Zone{})
+	dead.SetFault(dnstest.Drop)
+	cfg, _ := gatewayConfig(t, "smtp://localhost:2600")
+	f, err := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "connect_timeout = \"2s\"\n\n[rbl]\nresolver = %q\n", dead.Addr)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"mxgate", "-config", cfg, "-bt", "user@example.test"}, strings.NewReader(""), &stdout, &stderr)
+	const want = "user@example.test\n" +
+		"  router = downstream, transport = smtp\n" +
+		"  host localhost [127.0.0.1] port=2600\n"
+	if code != 0 || !strings.HasPrefix(stdout.String(), want) || stderr.Len() != 0 {
+		t.Errorf("exit %d, stdout:\n%s\nstderr: %q\nwant exit 0, stdout starting:\n%s", code, stdout.String(), stderr.String(), want)
+	}
+	if n := dead.Total(); n != 0 {
+		t.Errorf("the resolver was asked %d questions", n)
 	}
 }
 

@@ -9,7 +9,6 @@ import (
 	"mxgate/deliver"
 	"mxgate/mainlog"
 	"mxgate/queue"
-	"mxgate/retry"
 	"mxgate/spool"
 )
 
@@ -46,15 +45,11 @@ func newRunner(cfg *config.Config, sp *spool.Spool, log *mainlog.Logger) (*queue
 	if err != nil {
 		return nil, err
 	}
-	sched, err := retry.Parse(cfg.Queue.Retry)
-	if err != nil {
-		return nil, err // config.Load checked it already
-	}
 	return queue.New(queue.Options{
 		Spool:              sp,
 		Transport:          tr,
 		Log:                log,
-		Schedule:           sched,
+		Schedule:           cfg.Queue.Schedule,
 		RunInterval:        time.Duration(cfg.Queue.RunInterval),
 		MaxParallel:        cfg.Queue.MaxParallel,
 		Hostname:           cfg.Hostname,

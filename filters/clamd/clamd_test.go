@@ -11,12 +11,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"mxgate/filters"
+	"mxgate/internal/peertest"
 	"mxgate/spool"
 )
 
@@ -90,21 +90,7 @@ func fakeClamd(t *testing.T, handle func(c net.Conn)) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				handle(c)
-			})
-		}
-	})
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	peertest.Serve(t, ln, handle)
 	return ln.Addr().String()
 }
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 
+	"mxgate/smtptext"
 	"mxgate/spool"
 )
 
@@ -59,7 +60,7 @@ type Decision struct {
 // Reply is the SMTP reply line for a Reject or Tempfail decision, e.g.
 // "550 5.7.1 Command rejected".
 func (d Decision) Reply() string {
-	return fmt.Sprintf("%d %d.%d.%d %s", d.Code, d.Enhanced[0], d.Enhanced[1], d.Enhanced[2], d.Text)
+	return smtptext.Reply(d.Code, d.Enhanced, d.Text)
 }
 
 // Postfix's texts for a milter's plain reject and tempfail.

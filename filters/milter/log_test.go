@@ -1,14 +1,22 @@
 package milter
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	gomilter "github.com/emersion/go-milter"
+
+	"mxgate/mainlog"
 )
 
 // TestLogLines: every log line names what it is about. Lines of a message
@@ -130,5 +138,73 @@ func TestLogLinesPerMessage(t *testing.T) {
 	}
 	if strings.Join(*logs, "\n") != strings.Join(want, "\n") {
 		t.Errorf("lines:\n%s\nwant\n%s", strings.Join(*logs, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// The host hands the queue ID apart from the text, so that
+// mainlog.Logger.Main writes the mainlog line "ID text" (as exigrep wants)
+// and main.json carries the ID in its id field; lines before DATA have
+// none.
+func TestLogLinesMainlog(t *testing.T) {
+	addr, _ := serve(t, 0, func() *fake {
+		return &fake{eom: func(m *gomilter.Modifier) (gomilter.Response, error) {
+			return gomilter.RespAccept, m.AddHeader("X-Seen", "yes")
+		}}
+	})
+	dir := t.TempDir()
+	log, err := mainlog.Open(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	h, err := NewHost([]Options{testOptions(addr, "m")}, log.Main)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := h.NewSession(context.Background(), ConnInfo{Hostname: "mx.example.net", DaemonName: "mxgate",
+		ClientIP: netip.MustParseAddr("192.0.2.1"), ClientPort: 4321})
+	defer s.Close()
+	s.logf("milter m: before") // a line of the connection, before DATA
+	transaction(s, "hi\n")
+
+	main, err := os.ReadFile(filepath.Join(dir, mainlog.MainFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantMain := []string{
+		"H=[192.0.2.1] milter m: before",
+		"1abcde-000001-AB milter m: add header X-Seen: yes",
+	}
+	lines := strings.Split(strings.TrimSuffix(string(main), "\n"), "\n")
+	if len(lines) != len(wantMain) {
+		t.Fatalf("mainlog:\n%s\nwant %d lines", main, len(wantMain))
+	}
+	for i, l := range lines {
+		// "2006-01-02 15:04:05 " comes first.
+		if len(l) < 20 || l[20:] != wantMain[i] {
+			t.Errorf("mainlog line %d: %q, want the stamp and %q", i, l, wantMain[i])
+		}
+	}
+
+	js, err := os.ReadFile(filepath.Join(dir, mainlog.JSONFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type record struct{ ID, Text string }
+	var got []record
+	dec := json.NewDecoder(bytes.NewReader(js))
+	for dec.More() {
+		var r record
+		if err := dec.Decode(&r); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r)
+	}
+	want := []record{
+		{"", "H=[192.0.2.1] milter m: before"},
+		{"1abcde-000001-AB", "milter m: add header X-Seen: yes"},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("main.json records %+v, want %+v", got, want)
 	}
 }

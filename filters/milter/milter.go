@@ -17,14 +17,15 @@
 // modifications) say which message or connection they are about, so that
 // `exigrep` finds them. A line written while a message is handled
 // (Session.Data: headers, body, end of message, its modifications, a
-// failure at any of these, the abort after it) starts with the message's
-// queue ID and a space: logged as they are with mainlog's Main("", line),
-// they are that message's lines, "2006-01-02 15:04:05 ID milter rspamd:
-// add header X-Spamd-Bar: +++". Lines of the earlier stages (connect,
-// HELO, MAIL, RCPT, RSET, QUIT) come before the message has an ID (the
-// gateway assigns it at DATA, as Exim does): they start with the client as
-// Exim writes it, "H=[192.0.2.1]", or "H=(helo.name) [192.0.2.1]" once
-// the HELO name is known.
+// failure at any of these, the abort after it) comes with the message's
+// queue ID apart from the text: log(id, text) is mainlog's Main, so they
+// are that message's lines, "2006-01-02 15:04:05 ID milter rspamd: add
+// header X-Spamd-Bar: +++", and main.json has the ID as their id. Lines
+// of the earlier stages (connect, HELO, MAIL, RCPT, RSET, QUIT) come
+// before the message has an ID (the gateway assigns it at DATA, as Exim
+// does): their id is "" and their text starts with the client as Exim
+// writes it, "H=[192.0.2.1]", or "H=(helo.name) [192.0.2.1]" once the
+// HELO name is known.
 package milter
 
 import (
@@ -72,7 +73,7 @@ const offerProtocol = gomilter.OptNoConnect | gomilter.OptNoHelo | gomilter.OptN
 // Host is the configured chain of milters, called in configuration order.
 type Host struct {
 	milters []milterConf
-	log     func(string)
+	log     func(id, text string)
 }
 
 type milterConf struct {
@@ -82,11 +83,13 @@ type milterConf struct {
 
 // NewHost returns the host of the milters opts describes; an address
 // that is neither inet: nor unix: is an error. log receives one line per
-// failure and per modification (nil discards them).
-func NewHost(opts []Options, log func(string)) (*Host, error) {
+// failure and per modification (nil discards them): id is the queue ID of
+// the message the line is about, "" before DATA, and text the rest of the
+// line, so mainlog.Logger.Main(id, text) writes it.
+func NewHost(opts []Options, log func(id, text string)) (*Host, error) {
 	h := &Host{log: log}
 	if h.log == nil {
-		h.log = func(string) {}
+		h.log = func(string, string) {}
 	}
 	for i, o := range opts {
 		c := milterConf{Options: o}

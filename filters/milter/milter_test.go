@@ -104,10 +104,17 @@ func testOptions(addr, name string) Options {
 		ConnectTimeout: 10 * time.Second, CommandTimeout: 30 * time.Second, EOMTimeout: 120 * time.Second}
 }
 
+// newTestSession starts a session of a host of opts; the lines it logs
+// are kept as the mainlog writes them, "ID text" or "text".
 func newTestSession(t testing.TB, opts ...Options) (*Session, *[]string) {
 	t.Helper()
 	var logs []string
-	h, err := NewHost(opts, func(s string) { logs = append(logs, s) })
+	h, err := NewHost(opts, func(id, text string) {
+		if id != "" {
+			text = id + " " + text
+		}
+		logs = append(logs, text)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

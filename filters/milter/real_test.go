@@ -155,9 +155,9 @@ func parseMessage(tb testing.TB, raw string) ([]spool.Header, string) {
 func roundTrip(tb testing.TB, p *daemon, client, from, rcpt string, headers []spool.Header, body string) (Decision, Modifications) {
 	tb.Helper()
 	// The modification log helps a failing test; in a benchmark it is noise.
-	var logf func(string)
+	var logf func(id, text string)
 	if _, ok := tb.(*testing.T); ok {
-		logf = func(s string) { tb.Log(s) }
+		logf = func(id, text string) { tb.Log(id, text) }
 	}
 	o := testOptions("inet:"+p.addr, p.name)
 	o.EOMTimeout = 30 * time.Second

@@ -65,19 +65,23 @@ func (h *Host) NewSession(ctx context.Context, ci ConnInfo) *Session {
 
 // logf logs one line about this session. A line written while a message
 // is handled (Data: headers, body, end of message, modifications, failures,
-// the abort after it) starts with the message's queue ID, so `exigrep ID`
-// finds it. Before DATA there is no ID yet (the gateway assigns it at DATA,
+// the abort after it) is logged with the message's queue ID, which the
+// mainlog writes first, so `exigrep ID` finds it (and main.json has it as
+// its id). Before DATA there is no ID yet (the gateway assigns it at DATA,
 // as Exim does): those lines start with the client, "H=[ip]", or
 // "H=(helo) [ip]" once the HELO name is known, as Exim's lines of a
 // connection do.
 func (s *Session) logf(format string, a ...any) {
-	s.h.log(s.logPrefix() + " " + fmt.Sprintf(format, a...))
+	text := fmt.Sprintf(format, a...)
+	if s.msgID != "" {
+		s.h.log(s.msgID, text)
+		return
+	}
+	s.h.log("", s.client()+" "+text)
 }
 
-func (s *Session) logPrefix() string {
-	if s.msgID != "" {
-		return s.msgID
-	}
+// client is how a line of the connection names the client.
+func (s *Session) client() string {
 	ip := "[" + s.ci.ClientIP.Unmap().String() + "]"
 	if !s.ci.ClientIP.IsValid() {
 		ip = "[]"

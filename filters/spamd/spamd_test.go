@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"mxgate/filters"
+	"mxgate/internal/peertest"
 	"mxgate/spool"
 )
 
@@ -191,7 +192,6 @@ type fakeSpamd struct {
 	ln       net.Listener
 	mu       sync.Mutex
 	requests [][]byte
-	wg       sync.WaitGroup
 }
 
 func startFake(t *testing.T, network string, serve func(c net.Conn, req []byte)) *fakeSpamd {
@@ -205,24 +205,13 @@ func startFake(t *testing.T, network string, serve func(c net.Conn, req []byte))
 		t.Fatal(err)
 	}
 	f := &fakeSpamd{ln: ln}
-	f.wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			f.wg.Go(func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				req, _ := io.ReadAll(c) // to the client's half-close
-				f.mu.Lock()
-				f.requests = append(f.requests, req)
-				f.mu.Unlock()
-				serve(c, req)
-			})
-		}
+	peertest.Serve(t, ln, func(c net.Conn) {
+		req, _ := io.ReadAll(c) // to the client's half-close
+		f.mu.Lock()
+		f.requests = append(f.requests, req)
+		f.mu.Unlock()
+		serve(c, req)
 	})
-	t.Cleanup(func() { ln.Close(); f.wg.Wait() })
 	return f
 }
 

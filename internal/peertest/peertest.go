@@ -1,7 +1,8 @@
 // Package peertest gives tests their peers: the real third-party programs
 // mxgate is tested against (spamd, clamd, rbldnsd, smtp-sink, ...), started
-// and stopped through the project's scripts/peers.sh by PID, and the
-// silent peer of fault tests, which never answers.
+// and stopped through the project's scripts/peers.sh by PID; the silent
+// peer of fault tests, which never answers; and Serve, the accept loop of
+// a test's own fake peer (a fake spamd or clamd).
 package peertest
 
 import (
@@ -133,4 +134,30 @@ func Silent(tb testing.TB, l net.Listener) {
 			c.Close()
 		}
 	})
+}
+
+// ServeDeadline bounds each connection Serve hands to its handler, so a
+// client that hangs cannot hang the test.
+const ServeDeadline = 10 * time.Second
+
+// Serve is the accept loop of a fake peer: each connection to l is
+// handled by handle in its own goroutine, under ServeDeadline, and closed
+// when handle returns. When the test ends l is closed and Serve's cleanup
+// waits for every handler to return.
+func Serve(tb testing.TB, l net.Listener, handle func(c net.Conn)) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(ServeDeadline))
+				handle(c)
+			})
+		}
+	})
+	tb.Cleanup(func() { l.Close(); wg.Wait() })
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/miekg/dns"
 
 	"mxgate/internal/dnstest"
+	"mxgate/internal/peertest"
 )
 
 // The peers of the benchmark: small in-process fakes on 127.0.0.1, each
@@ -132,24 +132,12 @@ func startScanner(tb testing.TB, read func(io.Reader) error, reply string) *scan
 		tb.Fatal(err)
 	}
 	s := &scanner{addr: ln.Addr().String()}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(peerDeadline))
-				if read(c) == nil {
-					s.requests.Add(1) // before the reply: the client may hang up once it has it
-					io.WriteString(c, reply)
-				}
-			})
+	peertest.Serve(tb, ln, func(c net.Conn) {
+		if read(c) == nil {
+			s.requests.Add(1) // before the reply: the client may hang up once it has it
+			io.WriteString(c, reply)
 		}
 	})
-	tb.Cleanup(func() { ln.Close(); wg.Wait() })
 	return s
 }
 
