@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"mxgate/filters"
+	"mxgate/smtptext"
 )
 
 // The pipeline's events are the only source of what a session says about
@@ -105,7 +106,7 @@ func (s *Server) traceScan(es []filters.Event) {
 	v := filters.Strictest(es)
 	switch v.Action {
 	case filters.Reject, filters.Tempfail:
-		s.trace.printf("content scan: verdict %s: %d %d.%d.%d %s", v.Action, v.Code, v.Enhanced[0], v.Enhanced[1], v.Enhanced[2], v.Text)
+		s.trace.printf("content scan: verdict %s: %s", v.Action, smtptext.Reply(v.Code, v.Enhanced, v.Text))
 	case filters.Quarantine, filters.Discard:
 		s.trace.printf("content scan: verdict %s: %s", v.Action, discardText(v))
 	default:
