@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/textproto"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +20,22 @@ type fakeMilter struct {
 	gomilter.NoOpMilter
 	rcpt func(rcpt string) (gomilter.Response, error)
 	eom  func(m *gomilter.Modifier) (gomilter.Response, error)
+
+	mu   sync.Mutex
+	body []byte // what came as the message body
+}
+
+func (f *fakeMilter) BodyChunk(chunk []byte, _ *gomilter.Modifier) (gomilter.Response, error) {
+	f.mu.Lock()
+	f.body = append(f.body, chunk...)
+	f.mu.Unlock()
+	return gomilter.RespContinue, nil
+}
+
+func (f *fakeMilter) bodySeen() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return string(f.body)
 }
 
 func (f *fakeMilter) RcptTo(rcpt string, _ *gomilter.Modifier) (gomilter.Response, error) {
@@ -222,6 +239,11 @@ func TestMilterModifications(t *testing.T) {
 			env, err := ts.spool.Load(ids[0])
 			if err != nil {
 				t.Fatal(err)
+			}
+			// The milter reads the body alone, as on the wire: a signature
+			// or a scan of anything else would be of another message.
+			if got := f.bodySeen(); got != "body line\r\n" {
+				t.Errorf("milter got the body %q, want %q", got, "body line\r\n")
 			}
 			if env.Sender != tt.sender || strings.Join(env.Recipients, ",") != tt.rcpts {
 				t.Errorf("envelope F=<%s> rcpts %v, want F=<%s> %s", env.Sender, env.Recipients, tt.sender, tt.rcpts)

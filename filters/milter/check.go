@@ -3,6 +3,7 @@ package milter
 import (
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 
@@ -128,13 +129,16 @@ func (s *checkSession) Data(ctx context.Context, m *filters.Message) filters.Ver
 		return filters.Verdict{}
 	}
 	id := string(m.ID)
-	body, err := m.Open(false)
+	body, err := m.OpenBody()
 	if err != nil {
 		v := filters.LocalProblem()
-		v.Logs = []filters.LogLine{{Kind: filters.PanicLog, Text: fmt.Sprintf("%s: reading the spooled body for the milters: %v", id, err)}}
+		v.Logs = []filters.LogLine{{Kind: filters.PanicLog, Text: fmt.Sprintf("reading the spooled body for the milters: %v", err)}}
 		return v
 	}
-	d, mods := s.ms.Data(ctx, id, m.Headers, body)
+	// The milters get the body alone, the headers go field by field. The
+	// wrapper hides the spool file's Seek: rewinding it would put the -D
+	// file's "ID-D" line in front of the body.
+	d, mods := s.ms.Data(ctx, id, m.Headers, struct{ io.Reader }{body})
 	body.Close()
 	trace := []string{traceLine("end of message", d)}
 	switch d.Action {
@@ -150,7 +154,7 @@ func (s *checkSession) Data(ctx context.Context, m *filters.Message) filters.Ver
 	}
 	if err != nil {
 		v := filters.LocalProblem()
-		v.Logs = append(logs, filters.LogLine{Kind: filters.PanicLog, Text: fmt.Sprintf("%s: applying the milters' modifications: %v", id, err)})
+		v.Logs = append(logs, filters.LogLine{Kind: filters.PanicLog, Text: fmt.Sprintf("applying the milters' modifications: %v", err)})
 		v.Trace = trace
 		return v
 	}
