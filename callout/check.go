@@ -52,12 +52,13 @@ type session struct {
 	detailed bool
 
 	sender  string
+	probe   bool // MAIL named a sender to probe
 	pending *Pending
 	result  *Result // set at the first RCPT that waits for it
 }
 
 func (s *session) Mail(_ context.Context, tx *filters.Tx) filters.Verdict {
-	s.sender, s.pending, s.result = tx.Sender, nil, nil
+	s.sender, s.probe, s.pending, s.result = tx.Sender, false, nil, nil
 	switch {
 	case tx.Sender == "":
 		return trace("sender verify: not done for the null sender")
@@ -66,6 +67,16 @@ func (s *session) Mail(_ context.Context, tx *filters.Tx) filters.Verdict {
 	}
 	if e := exemptDomain(s.k.o.ExemptDomains, tx.SenderDomain); e != "" {
 		return trace(fmt.Sprintf("sender verify for <%s>: not done: %s in callout.exempt_domains", tx.Sender, e))
+	}
+	s.probe = true
+	return filters.Verdict{}
+}
+
+// MailAccepted starts the probe once every check has accepted MAIL: a
+// client refused at MAIL (by a milter, say) never makes us call out.
+func (s *session) MailAccepted(_ context.Context, tx *filters.Tx) filters.Verdict {
+	if !s.probe {
+		return filters.Verdict{}
 	}
 	s.pending = s.k.c.Start(s.ctx, tx.Sender)
 	return trace(fmt.Sprintf("sender verify for <%s>: callout started", tx.Sender))
@@ -147,7 +158,7 @@ func (s *session) await(ctx context.Context) filters.Verdict {
 	return v
 }
 
-func (s *session) Reset(context.Context) { s.sender, s.pending, s.result = "", nil, nil }
+func (s *session) Reset(context.Context) { s.sender, s.probe, s.pending, s.result = "", false, nil, nil }
 
 // verifyReason is the why of a refusal in the log: the remote server's
 // own reply and who gave it, in Exim's words where there was one.

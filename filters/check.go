@@ -83,6 +83,12 @@ func (Pass) Data(context.Context, *Message) Verdict    { return Verdict{} }
 func (Pass) Reset(context.Context)                     {}
 func (Pass) Close()                                    {}
 
+// Starter is a check with work to start once every check has accepted
+// MAIL: a sender callout probes no sender another check refused.
+type Starter interface {
+	MailAccepted(ctx context.Context, tx *Tx) Verdict
+}
+
 // Owner is a check that stamps headers no client may forge: before any
 // check sees a message, every field it owns is marked deleted (kept in the
 // -H file, as Exim does), and a field it owns that an earlier check of the

@@ -178,7 +178,8 @@ type Verdict struct {
 	// ReasonCode says which rule decided, as data: "relay-denied",
 	// "rbl-listed", "sender-verify-failed", "virus", "spam-score", ...
 	ReasonCode string
-	// Headers to stamp on accept/quarantine, e.g.
+	// Headers to stamp on accept/quarantine (a sequential check's at once,
+	// so the checks after it see them), e.g.
 	// {Type: ' ', Text: "X-Spam-Status: Yes, score=12.1\n"}.
 	Headers []spool.Header
 	// Edits change fields the message already has (the Subject tag), by

@@ -138,20 +138,53 @@ type Flow struct {
 	// check's session).
 	failed  []bool
 	running []chan struct{}
+	// held are the verdicts that neither accept nor refuse given before
+	// DATA (a tag, a discard, a quarantine): they count at DATA, with the
+	// message's own. connHeld from connect and HELO, held from the
+	// transaction.
+	connHeld, held []Event
 }
 
 // Open opens every check's session for a client just admitted. It does
 // not block: checks only start their lookups here.
 func (p *Pipeline) Open(ctx context.Context, c *Conn) *Flow {
 	s := &Flow{p: p, conn: c, failed: make([]bool, len(p.checks)), running: make([]chan struct{}, len(p.checks))}
-	for _, ch := range p.checks {
+	for i, ch := range p.checks {
 		s.names = append(s.names, ch.Name())
-		s.ss = append(s.ss, ch.Open(ctx, c))
+		cs, ok := s.open(ctx, ch)
+		// A check that cannot open is failed for the connection: its
+		// on_error answers for it.
+		s.failed[i] = !ok
+		s.ss = append(s.ss, cs)
 	}
 	for _, ch := range p.final {
-		s.fin = append(s.fin, ch.Open(ctx, c))
+		cs, _ := s.open(ctx, ch)
+		s.fin = append(s.fin, cs)
 	}
 	return s
+}
+
+// open opens one check's session; a panic (this runs in the accept loop)
+// gives a session that says nothing, and ok false.
+func (s *Flow) open(ctx context.Context, ch Check) (cs Session, ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.p.log.Panic(fmt.Sprintf("check %s panicked opening [%s]: %v\n%s", ch.Name(), s.conn.IP, r, debug.Stack()))
+			cs, ok = Pass{}, false
+		}
+	}()
+	return ch.Open(ctx, s.conn), true
+}
+
+// quietly runs fn, a check's Reset, Close or Owns, logging a panic
+// instead of passing it on: none of them decides anything.
+func (s *Flow) quietly(name, what string, fn func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.p.log.Panic(fmt.Sprintf("check %s panicked in %s from [%s]: %v\n%s", name, what, s.conn.IP, r, debug.Stack()))
+		}
+	}()
+	fn()
 }
 
 // ask asks the checks in order until one refuses.
@@ -297,22 +330,67 @@ func Strictest(events []Event) Verdict {
 
 // Connect is asked before the greeting.
 func (s *Flow) Connect(ctx context.Context) Outcome {
-	return s.ask(ctx, StageConnect, func(ctx context.Context, cs Session) Verdict { return cs.Connect(ctx) })
+	out := s.ask(ctx, StageConnect, func(ctx context.Context, cs Session) Verdict { return cs.Connect(ctx) })
+	s.connHeld = hold(s.connHeld, out)
+	return out
 }
 
 // Helo is asked once per greeting, before the first MAIL after it.
 func (s *Flow) Helo(ctx context.Context, helo string) Outcome {
-	return s.ask(ctx, StageHelo, func(ctx context.Context, cs Session) Verdict { return cs.Helo(ctx, helo) })
+	out := s.ask(ctx, StageHelo, func(ctx context.Context, cs Session) Verdict { return cs.Helo(ctx, helo) })
+	s.connHeld = hold(s.connHeld, out)
+	return out
 }
 
-// Mail is asked for a sender the gateway parsed.
+// Mail is asked for a sender the gateway parsed. Once every check has
+// accepted it, the Starters start their work.
 func (s *Flow) Mail(ctx context.Context, tx *Tx) Outcome {
-	return s.ask(ctx, StageMail, func(ctx context.Context, cs Session) Verdict { return cs.Mail(ctx, tx) })
+	out := s.ask(ctx, StageMail, func(ctx context.Context, cs Session) Verdict { return cs.Mail(ctx, tx) })
+	if !out.Verdict.Refuses() {
+		for i, cs := range s.ss {
+			st, ok := cs.(Starter)
+			if !ok || s.failed[i] {
+				continue
+			}
+			v, err := s.recovered(i, StageMail, func() Verdict { return st.MailAccepted(ctx, tx) })
+			if err != nil {
+				s.failed[i] = true
+				v = s.onError(&s.p.steps[i], err)
+			}
+			out.Events = append(out.Events, Event{Check: s.names[i], Stage: StageMail, Verdict: v, Err: err})
+		}
+		out.Verdict = Strictest(out.Events)
+	}
+	s.held = hold(s.held, out)
+	return out
 }
 
 // Rcpt is asked for a recipient the gateway parsed.
 func (s *Flow) Rcpt(ctx context.Context, tx *Tx, rcpt string) Outcome {
-	return s.ask(ctx, StageRcpt, func(ctx context.Context, cs Session) Verdict { return cs.Rcpt(ctx, tx, rcpt) })
+	out := s.ask(ctx, StageRcpt, func(ctx context.Context, cs Session) Verdict { return cs.Rcpt(ctx, tx, rcpt) })
+	if !out.Verdict.Refuses() {
+		s.held = hold(s.held, out)
+	}
+	return out
+}
+
+// hold keeps the events of out that neither accept nor refuse, for DATA.
+func hold(held []Event, out Outcome) []Event {
+	if out.Verdict.Refuses() {
+		return held
+	}
+	for _, e := range out.Events {
+		if e.Verdict.Action == Accept || e.Verdict.Refuses() {
+			continue
+		}
+		// One per check and stage: every RCPT may repeat the verdict.
+		if slices.ContainsFunc(held, func(h Event) bool { return h.Check == e.Check && h.Stage == e.Stage }) {
+			continue
+		}
+		e.Verdict.Trace, e.Verdict.Logs = nil, nil // said already
+		held = append(held, e)
+	}
+	return held
 }
 
 // Data runs every check on the spooled message m: first the owned header
@@ -323,6 +401,7 @@ func (s *Flow) Rcpt(ctx context.Context, tx *Tx, rcpt string) Outcome {
 // be accepted the Final checks then run and put theirs on top.
 func (s *Flow) Data(ctx context.Context, m *Message) Outcome {
 	var out Outcome
+	out.Events = append(append(out.Events, s.connHeld...), s.held...)
 	out.Trace = s.removeOwned(m, func(o ownerOf) bool { return true }, "")
 	for i, cs := range s.ss {
 		if s.failed[i] {
@@ -332,6 +411,12 @@ func (s *Flow) Data(ctx context.Context, m *Message) Outcome {
 		}
 		start := time.Now()
 		v := s.safe(s.names[i], func() Verdict { return cs.Data(ctx, m) })
+		// What this check stamps, the checks after it and the scanners
+		// see (rspamd and spamd rules on X-RBL-Score).
+		if !v.Refuses() && len(v.Headers) > 0 {
+			m.Headers = slices.Insert(m.Headers, min(1, len(m.Headers)), v.Headers...)
+			v.Headers = nil
+		}
 		if drops := s.removeOwned(m, func(o ownerOf) bool { return o.scanner }, s.names[i]); len(drops) > 0 {
 			for _, d := range drops {
 				v.Logs = append(v.Logs, LogLine{Kind: MainLog, Text: d})
@@ -398,7 +483,11 @@ func (s *Flow) removeOwned(m *Message, which func(ownerOf) bool, by string) []st
 		}
 		name, value := h.Name(), h.UnfoldedValue()
 		for _, o := range s.p.owners {
-			if !which(o) || !o.owner.Owns(name, value) {
+			owns := false
+			if which(o) {
+				s.quietly(o.name, "Owns", func() { owns = o.owner.Owns(name, value) })
+			}
+			if !owns {
 				continue
 			}
 			m.Headers[i].Type = '*'
@@ -415,13 +504,14 @@ func (s *Flow) removeOwned(m *Message, which func(ownerOf) bool, by string) []st
 
 // Reset ends the transaction in every check that has not failed.
 func (s *Flow) Reset(ctx context.Context) {
+	s.held = nil
 	for i, cs := range s.ss {
 		if !s.failed[i] {
-			cs.Reset(ctx)
+			s.quietly(s.names[i], "Reset", func() { cs.Reset(ctx) })
 		}
 	}
-	for _, cs := range s.fin {
-		cs.Reset(ctx)
+	for i, cs := range s.fin {
+		s.quietly(s.p.final[i].Name(), "Reset", func() { cs.Reset(ctx) })
 	}
 }
 
@@ -433,13 +523,13 @@ func (s *Flow) Close() {
 		if done := s.running[i]; done != nil {
 			go func() {
 				<-done
-				cs.Close()
+				s.quietly(s.names[i], "Close", cs.Close)
 			}()
 			continue
 		}
-		cs.Close()
+		s.quietly(s.names[i], "Close", cs.Close)
 	}
-	for _, cs := range s.fin {
-		cs.Close()
+	for i, cs := range s.fin {
+		s.quietly(s.p.final[i].Name(), "Close", cs.Close)
 	}
 }

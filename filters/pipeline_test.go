@@ -196,7 +196,9 @@ func TestFlowData(t *testing.T) {
 		return Verdict{}
 	}}
 	spamd := &fake{name: "spamd", v: Verdict{Headers: []spool.Header{hdr("X-Spam-Status: No, score=0.1")},
-		Edits: []HeaderEdit{{Index: 2, Text: "Subject: [tag] hi\n"}}}}
+		// The index as spamd sees the headers: Received, rbl's X-RBL-Score
+		// (stamped at once), the client's (deleted), Subject, ...
+		Edits: []HeaderEdit{{Index: 3, Text: "Subject: [tag] hi\n"}}}}
 	spamdOwner := &owningFilter{fake: spamd, prefix: "x-spam-"}
 	sign := &scripted{name: "sign", data: func(m *Message) Verdict {
 		return Verdict{Headers: []spool.Header{hdr("DKIM-Signature: v=1")}}
@@ -220,7 +222,7 @@ func TestFlowData(t *testing.T) {
 			kept = append(kept, strings.TrimSuffix(h.Text, "\n"))
 		}
 	}
-	want := []string{"DKIM-Signature: v=1", "Received: ours", "X-RBL-Score: 2", "X-Spam-Status: No, score=0.1", "Subject: [tag] hi"}
+	want := []string{"DKIM-Signature: v=1", "Received: ours", "X-Spam-Status: No, score=0.1", "X-RBL-Score: 2", "Subject: [tag] hi"}
 	if !slices.Equal(kept, want) {
 		t.Errorf("headers\n got %q\nwant %q", kept, want)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	gomilter "github.com/emersion/go-milter"
 	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
 
@@ -284,6 +285,28 @@ func TestCalloutAtRCPT(t *testing.T) {
 // TestCalloutSharedProbe: 50 sessions that give one sender at once cause
 // one probe. The MX holds its answer until every session has its RCPT
 // in, so they all wait on the probe in flight (no cache can help).
+// TestCalloutNotForRefusedMail: a sender a milter refuses at MAIL is
+// never probed, however often the client tries: a refused client must not
+// make the gateway call out.
+func TestCalloutNotForRefusedMail(t *testing.T) {
+	resolver := startMXDNS(t)
+	tg := startTargets(t, nil)
+	f := &fakeMilter{mail: func(string) (gomilter.Response, error) { return gomilter.RespReject, nil }}
+	ts := newTestServer(t, func(c *config.Config) {
+		withCallout(resolver, tg.port)(c)
+		withMilter(startMilter(t, f), "tempfail")(c)
+	})
+	c := dial(t, ts.addr(0))
+	c.greet()
+	for _, sender := range []string{"nobody@users.test", "known@users.test", "other@users.test"} {
+		c.expect("MAIL FROM:<"+sender+">", "550 5.7.1 Command rejected")
+	}
+	c.expect("QUIT", "221 ")
+	if got := tg.users.got(); len(got) != 0 {
+		t.Errorf("users MX was probed for %q, want no probe", got)
+	}
+}
+
 func TestCalloutSharedProbe(t *testing.T) {
 	const sessions = 50
 	users := &target{hold: make(chan struct{}), seen: make(chan string, sessions)}

@@ -178,11 +178,17 @@ func (c *conn) Close() error {
 		c.srv.release(c)
 		err = c.Conn.Close()
 		// After the cancel, a Data in the checks returns soon.
-		c.flowMu.Lock()
-		c.flow.Close()
-		c.flowMu.Unlock()
+		c.checks(func(f *filters.Flow) { f.Close() })
 	})
 	return err
+}
+
+// checks runs fn with the connection's checks, one goroutine at a time;
+// the lock is released however fn ends.
+func (c *conn) checks(fn func(*filters.Flow)) {
+	c.flowMu.Lock()
+	defer c.flowMu.Unlock()
+	fn(c.flow)
 }
 
 // open opens the checks' session of a client just admitted: they start
@@ -197,16 +203,17 @@ func (c *conn) open(implicitTLS bool) {
 // not be read in place of the greeting: it is kept for the first MAIL.
 func (c *conn) connect() []byte {
 	s := c.srv
-	c.flowMu.Lock()
-	out := c.flow.Connect(c.ctx)
-	c.flowMu.Unlock()
+	var out filters.Outcome
+	c.checks(func(f *filters.Flow) { out = f.Connect(c.ctx) })
 	s.report(out, "", "["+c.ip.String()+"]")
 	v := out.Verdict
 	if !v.Refuses() {
 		return nil
 	}
+	// Kept for MAIL too: under implicit TLS the refusal cannot replace
+	// the greeting, and whatever reached MAIL first must not pass.
+	c.refusal = &v
 	if c.implicitTLS {
-		c.refusal = &v
 		return nil
 	}
 	s.log.Reject("", fmt.Sprintf("H=[%s] %s", c.ip, refusalLog(v, `connection in "connect" ACL`)))

@@ -18,6 +18,7 @@ import (
 // rcpt answers each RCPT, eom acts at the end of message.
 type fakeMilter struct {
 	gomilter.NoOpMilter
+	mail func(from string) (gomilter.Response, error)
 	rcpt func(rcpt string) (gomilter.Response, error)
 	eom  func(m *gomilter.Modifier) (gomilter.Response, error)
 
@@ -36,6 +37,13 @@ func (f *fakeMilter) bodySeen() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return string(f.body)
+}
+
+func (f *fakeMilter) MailFrom(from string, _ *gomilter.Modifier) (gomilter.Response, error) {
+	if f.mail != nil {
+		return f.mail(from)
+	}
+	return gomilter.RespContinue, nil
 }
 
 func (f *fakeMilter) RcptTo(rcpt string, _ *gomilter.Modifier) (gomilter.Response, error) {

@@ -36,8 +36,10 @@ type session struct {
 	mu sync.Mutex
 	tx *transaction // nil until MAIL is accepted
 	// heloAsked is the greeting the checks were told about, at the first
-	// MAIL after it.
-	heloAsked string
+	// MAIL after it; heloRefusal their refusal of it, which answers every
+	// MAIL until the next greeting.
+	heloAsked   string
+	heloRefusal *filters.Verdict
 }
 
 // transaction is what MAIL fixes for one message; Data reads it without
@@ -119,18 +121,27 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return s.refuseWith(helo, *v)
 	}
 	ctx := s.conn.ctx
-	s.conn.flowMu.Lock()
-	if s.heloAsked != helo {
-		s.heloAsked = helo
-		out := s.conn.flow.Helo(ctx, helo)
-		s.srv.report(out, "", host)
-	}
-	out := s.conn.flow.Mail(ctx, &tx.Tx)
-	s.srv.report(out, "", host)
-	if out.Verdict.Refuses() {
-		s.conn.flow.Reset(ctx)
-	}
-	s.conn.flowMu.Unlock()
+	var out filters.Outcome
+	s.conn.checks(func(f *filters.Flow) {
+		if s.heloAsked != helo {
+			s.heloAsked, s.heloRefusal = helo, nil
+			hout := f.Helo(ctx, helo)
+			srv.report(hout, "", host)
+			if hout.Verdict.Refuses() {
+				// It holds for every MAIL until the next greeting.
+				s.heloRefusal = &hout.Verdict
+			}
+		}
+		if s.heloRefusal != nil {
+			out.Verdict = *s.heloRefusal
+			return
+		}
+		out = f.Mail(ctx, &tx.Tx)
+		srv.report(out, "", host)
+		if out.Verdict.Refuses() {
+			f.Reset(ctx)
+		}
+	})
 	if v := out.Verdict; v.Refuses() {
 		srv.log.Reject("", fmt.Sprintf("H=%s %s", host, refusalLog(v, "MAIL <"+from+">")))
 		return s.refuseWith(helo, v)
@@ -184,10 +195,11 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return s.refuseWith(tx.Helo, v)
 	}
 	rcpt := a.String()
-	s.conn.flowMu.Lock()
-	tx.RcptArg = to
-	out := s.conn.flow.Rcpt(s.conn.ctx, &tx.Tx, rcpt)
-	s.conn.flowMu.Unlock()
+	var out filters.Outcome
+	s.conn.checks(func(f *filters.Flow) {
+		tx.RcptArg = to
+		out = f.Rcpt(s.conn.ctx, &tx.Tx, rcpt)
+	})
 	s.srv.report(out, "", host)
 	if v := out.Verdict; v.Refuses() {
 		srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> %s", host, tx.Sender, refusalLog(v, "RCPT <"+rcpt+">")))
@@ -215,9 +227,7 @@ func (s *session) Reset() {
 	s.mu.Lock()
 	s.tx = nil
 	s.mu.Unlock()
-	s.conn.flowMu.Lock()
-	s.conn.flow.Reset(s.conn.ctx)
-	s.conn.flowMu.Unlock()
+	s.conn.checks(func(f *filters.Flow) { f.Reset(s.conn.ctx) })
 }
 
 func (s *session) Logout() error {
@@ -390,9 +400,8 @@ func (s *session) Data(r io.Reader) error {
 	if w != nil {
 		m.ReplaceBody = func(r io.Reader) (int64, error) { return w.ReplaceBody(&lineEnds{r: r}) }
 	}
-	s.conn.flowMu.Lock()
-	out := s.conn.flow.Data(s.conn.ctx, m)
-	s.conn.flowMu.Unlock()
+	var out filters.Outcome
+	s.conn.checks(func(f *filters.Flow) { out = f.Data(s.conn.ctx, m) })
 	// The checks may have changed the envelope (a milter's new sender or
 	// recipients) and the headers (stamps, edits, removals).
 	tx.Sender, tx.Rcpts = m.Sender, m.Recipients
