@@ -158,7 +158,9 @@ func (s *session) await(ctx context.Context) filters.Verdict {
 	return v
 }
 
-func (s *session) Reset(context.Context) { s.sender, s.probe, s.pending, s.result = "", false, nil, nil }
+func (s *session) Reset(context.Context) {
+	s.sender, s.probe, s.pending, s.result = "", false, nil, nil
+}
 
 // verifyReason is the why of a refusal in the log: the remote server's
 // own reply and who gave it, in Exim's words where there was one.
