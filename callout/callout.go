@@ -300,9 +300,3 @@ func isDotAtom(s string) bool {
 	}
 	return true
 }
-
-// Passes says whether the session lets the sender through on r: accepted,
-// or unknown with Options.DeferOK (Exim's defer_ok).
-func (c *Checker) Passes(r Result) bool {
-	return r.Verdict == Accept || r.Verdict == Unknown && c.o.DeferOK
-}

@@ -524,13 +524,3 @@ func TestNewWithoutResolvers(t *testing.T) {
 		t.Errorf("New without resolvers = %v", err)
 	}
 }
-
-func TestPasses(t *testing.T) {
-	for _, deferOK := range []bool{false, true} {
-		c, _ := newChecker(t, "127.0.0.1:1", 25, func(o *Options) { o.DeferOK = deferOK })
-		got := fmt.Sprint(c.Passes(Result{Verdict: Accept}), c.Passes(Result{Verdict: Reject}), c.Passes(Result{Verdict: Unknown}))
-		if want := fmt.Sprint(true, false, deferOK); got != want {
-			t.Errorf("DeferOK %v: accept/reject/unknown pass = %s, want %s", deferOK, got, want)
-		}
-	}
-}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -34,12 +35,6 @@ type chainEntry struct {
 func NewChain(entries []Entry, log Logger) *Chain {
 	c := &Chain{entries: make([]chainEntry, len(entries)), log: log, now: time.Now}
 	for i, e := range entries {
-		if e.Timeout <= 0 {
-			e.Timeout = DefaultTimeout
-		}
-		if e.OnError == "" {
-			e.OnError = OnErrorTempfail
-		}
 		c.entries[i] = chainEntry{Entry: e}
 	}
 	return c
@@ -50,33 +45,19 @@ func NewChain(entries []Entry, log Logger) *Chain {
 // on a tie), the headers of every filter are collected in entry order, and
 // the Log facts are joined with "; ". Run returns once every filter has
 // answered or timed out, even when a filter ignores its context.
-func (c *Chain) Run(ctx context.Context, m *Message) Result {
+func (c *Chain) Run(ctx context.Context, m *Message) []FilterResult {
 	per := make([]FilterResult, len(c.entries))
 	var wg sync.WaitGroup
 	for i := range c.entries {
-		wg.Go(func() { per[i] = c.runOne(ctx, &c.entries[i], m) })
+		// Each scanner reads its own copy of the header list: one that
+		// ignores its timeout must not read it while the pipeline stamps
+		// the message.
+		mc := *m
+		mc.Headers = slices.Clone(m.Headers)
+		wg.Go(func() { per[i] = c.runOne(ctx, &c.entries[i], &mc) })
 	}
 	wg.Wait()
-
-	res := Result{PerFilter: per}
-	var headers []spool.Header
-	var logs []string
-	win := -1
-	for i, fr := range per {
-		if win < 0 || fr.Verdict.Action > per[win].Verdict.Action {
-			win = i
-		}
-		headers = append(headers, fr.Verdict.Headers...)
-		if fr.Verdict.Log != "" {
-			logs = append(logs, fr.Verdict.Log)
-		}
-	}
-	if win >= 0 {
-		res.Verdict = per[win].Verdict
-	}
-	res.Verdict.Headers = headers
-	res.Verdict.Log = strings.Join(logs, "; ")
-	return res
+	return per
 }
 
 func (c *Chain) runOne(ctx context.Context, e *chainEntry, m *Message) FilterResult {
@@ -88,7 +69,10 @@ func (c *Chain) runOne(ctx context.Context, e *chainEntry, m *Message) FilterRes
 	if !allowed {
 		fr.Err = fmt.Errorf("%s: %w", name, ErrBreakerOpen)
 	} else {
-		cctx, cancel := context.WithTimeout(ctx, e.Timeout)
+		cctx, cancel := context.WithCancel(ctx)
+		if e.Timeout > 0 {
+			cctx, cancel = context.WithTimeout(ctx, e.Timeout)
+		}
 		fr.Verdict, fr.Err = check(cctx, e.Filter, m, e.Timeout)
 		cancel()
 		if fr.Err == nil {
@@ -175,10 +159,7 @@ const tempfailText = "Temporary local problem - please try later"
 func (c *Chain) onError(e *chainEntry, m *Message, err error) Verdict {
 	name := e.Filter.Name()
 	if e.OnError == OnErrorAccept {
-		var hs []spool.Header
-		if u, ok := e.Filter.(Uncheckable); ok {
-			hs = u.Unchecked(err)
-		}
+		hs := c.unchecked(e.Filter, err)
 		c.log.Panic(failureLine(m.ID, name, err, OnErrorAccept))
 		return Verdict{Action: Accept, Headers: hs, Log: name + " unchecked", Reason: err.Error()}
 	}
@@ -194,6 +175,22 @@ func (c *Chain) onError(e *chainEntry, m *Message, err error) Verdict {
 // refused (on_error=tempfail)".
 func failureLine(id spool.ID, name string, err error, onError string) string {
 	return fmt.Sprintf("%s %s failed: %s (on_error=%s)", id, name, strings.TrimPrefix(err.Error(), name+": "), onError)
+}
+
+// unchecked is the filter's stamp for a message it could not scan; a
+// filter that panics making it stamps nothing.
+func (c *Chain) unchecked(f Filter, err error) (hs []spool.Header) {
+	u, ok := f.(Uncheckable)
+	if !ok {
+		return nil
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Panic(fmt.Sprintf("filter %s panicked stamping an unchecked message: %v", f.Name(), r))
+			hs = nil
+		}
+	}()
+	return u.Unchecked(err)
 }
 
 type breakerEvent int

@@ -60,6 +60,30 @@ func (p *plain) Unchecked() {} // not filters.Uncheckable: wrong signature
 
 func hdr(text string) spool.Header { return spool.Header{Type: ' ', Text: text + "\n"} }
 
+// chainResult is a Run with the verdict the pipeline makes of it: the
+// strictest (Strictest), every scanner's headers, the facts joined.
+type chainResult struct {
+	Verdict   Verdict
+	PerFilter []FilterResult
+}
+
+func run(c *Chain, ctx context.Context, m *Message) chainResult {
+	per := c.Run(ctx, m)
+	events := make([]Event, len(per))
+	var logs []string
+	var headers []spool.Header
+	for i, fr := range per {
+		events[i] = Event{Check: fr.Name, Verdict: fr.Verdict, Scanner: true, Err: fr.Err}
+		headers = append(headers, fr.Verdict.Headers...)
+		if fr.Verdict.Log != "" {
+			logs = append(logs, fr.Verdict.Log)
+		}
+	}
+	v := Strictest(events)
+	v.Headers, v.Log = headers, strings.Join(logs, "; ")
+	return chainResult{Verdict: v, PerFilter: per}
+}
+
 func testMessage() *Message {
 	return &Message{
 		ID:      "1a2B3c-4D5e6F-7g",
@@ -134,7 +158,7 @@ func TestChainStrictestWins(t *testing.T) {
 			for i, v := range tt.verdicts {
 				entries = append(entries, Entry{Filter: &fake{name: "f" + string(rune('0'+i)), v: v}})
 			}
-			res := NewChain(entries, &logSink{}).Run(context.Background(), testMessage())
+			res := run(NewChain(entries, &logSink{}), context.Background(), testMessage())
 			if !equalVerdict(res.Verdict, tt.want) {
 				t.Errorf("verdict\n got %+v\nwant %+v", res.Verdict, tt.want)
 			}
@@ -193,7 +217,7 @@ func TestChainOnError(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var logs logSink
 			c := NewChain([]Entry{{Filter: tt.filter, OnError: tt.onError}}, &logs)
-			res := c.Run(context.Background(), testMessage())
+			res := run(c, context.Background(), testMessage())
 			if !equalVerdict(res.Verdict, tt.want) {
 				t.Errorf("verdict\n got %+v\nwant %+v", res.Verdict, tt.want)
 			}
@@ -217,7 +241,7 @@ func TestChainTimeout(t *testing.T) {
 		{Filter: hung, Timeout: 20 * time.Millisecond, OnError: OnErrorAccept},
 		{Filter: ok, Timeout: time.Minute},
 	}, &logSink{})
-	res := c.Run(context.Background(), testMessage())
+	res := run(c, context.Background(), testMessage())
 	if err := res.PerFilter[0].Err; !errors.Is(err, context.DeadlineExceeded) ||
 		err.Error() != "spamd: no verdict within 20ms: context deadline exceeded" {
 		t.Errorf("hung filter error = %v", err)
@@ -237,7 +261,7 @@ func TestChainCallerCancel(t *testing.T) {
 	c := NewChain([]Entry{{Filter: hung, BreakAfter: 1, CoolDown: time.Hour}}, &logs)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	res := c.Run(ctx, testMessage())
+	res := run(c, ctx, testMessage())
 	if !errors.Is(res.PerFilter[0].Err, context.Canceled) || res.Verdict.Action != Tempfail {
 		t.Errorf("got %+v, err %v; want tempfail on context.Canceled", res.Verdict, res.PerFilter[0].Err)
 	}
@@ -283,7 +307,7 @@ func TestChainBreaker(t *testing.T) {
 		if s.fix {
 			f.set(Verdict{Action: Accept}, nil)
 		}
-		res := c.Run(context.Background(), m)
+		res := run(c, context.Background(), m)
 		if got := f.calls.Load(); got != s.wantCalls {
 			t.Errorf("%s: %d calls to the scanner, want %d", s.name, got, s.wantCalls)
 		}

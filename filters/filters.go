@@ -230,14 +230,11 @@ const (
 	OnErrorAccept   = "accept"
 )
 
-// DefaultTimeout applies to an Entry whose Timeout is zero.
-const DefaultTimeout = 60 * time.Second
-
 // Entry is one filter in a Chain with its policy.
 type Entry struct {
 	Filter  Filter
-	Timeout time.Duration // per check; 0 = DefaultTimeout
-	OnError string        // OnErrorTempfail (default, also for "") or OnErrorAccept
+	Timeout time.Duration // per check (config fills it); 0: the caller's context alone bounds it
+	OnError string        // OnErrorTempfail (also "": a failure never lets mail through unscanned by mistake) or OnErrorAccept
 	// Circuit breaker: after BreakAfter consecutive failures the filter is
 	// not called for CoolDown (each message counts as a failure of it, so
 	// OnError applies), then one real check probes it. BreakAfter 0 = off.
@@ -253,8 +250,3 @@ type FilterResult struct {
 	Duration time.Duration
 }
 
-// Result is the combined outcome of a Run.
-type Result struct {
-	Verdict   Verdict
-	PerFilter []FilterResult // in entry order
-}

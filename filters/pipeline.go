@@ -427,8 +427,7 @@ func (s *Flow) Data(ctx context.Context, m *Message) Outcome {
 	}
 	if s.p.scan != nil {
 		m.Size = m.HeaderSize() + 1 + m.BodySize
-		res := s.p.scan.Run(ctx, m)
-		for _, fr := range res.PerFilter {
+		for _, fr := range s.p.scan.Run(ctx, m) {
 			out.Events = append(out.Events, Event{Check: fr.Name, Stage: StageData, Verdict: fr.Verdict, Scanner: true, Err: fr.Err, Duration: fr.Duration})
 		}
 	}

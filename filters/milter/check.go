@@ -37,14 +37,7 @@ func (c *Check) Name() string { return "milter" }
 // Owns X-Spam-* and Authentication-Results in our name: a client's would
 // pass for a milter's verdict.
 func (c *Check) Owns(name, value string) bool {
-	if strings.HasPrefix(strings.ToLower(name), "x-spam-") {
-		return true
-	}
-	if !strings.EqualFold(name, "Authentication-Results") {
-		return false
-	}
-	id, ok := msgauth.AuthservID(value)
-	return ok && strings.EqualFold(id, c.hostname)
+	return strings.HasPrefix(strings.ToLower(name), "x-spam-") || msgauth.Claims(name, value, c.hostname)
 }
 
 func (c *Check) Open(_ context.Context, conn *filters.Conn) filters.Session {

@@ -2,8 +2,6 @@ package msgauth
 
 import (
 	"strings"
-
-	"mxgate/spool"
 )
 
 // AuthservID returns the authserv-id of an Authentication-Results field
@@ -64,23 +62,16 @@ func finishID(b *strings.Builder) (string, bool) {
 	return b.String(), true
 }
 
-// RemoveForged marks deleted ('*') every Authentication-Results field that
-// claims authservID (compared without case), as RFC 8601 §5 requires of
-// the host that adds its own: a client could otherwise vouch for itself
-// under our name. It returns how many fields were removed. The gateway
-// calls it before the filters run, so no filter reads a forged result.
-func RemoveForged(headers []spool.Header, authservID string) int {
-	n := 0
-	for i, h := range headers {
-		if h.Type == '*' || !strings.EqualFold(h.Name(), "Authentication-Results") {
-			continue
-		}
-		if id, ok := AuthservID(h.Value()); ok && strings.EqualFold(id, authservID) {
-			headers[i].Type = '*'
-			n++
-		}
+// Claims reports whether the field name: value is an
+// Authentication-Results claiming authservID (compared without case):
+// only the host that is authservID may add one (RFC 8601 §5), so the
+// pipeline removes a client's before any check reads it.
+func Claims(name, value, authservID string) bool {
+	if !strings.EqualFold(name, "Authentication-Results") {
+		return false
 	}
-	return n
+	id, ok := AuthservID(value)
+	return ok && strings.EqualFold(id, authservID)
 }
 
 // fold breaks an Authentication-Results header line after "; " so lines

@@ -11,13 +11,7 @@ import (
 
 // Owns the Authentication-Results fields that claim our authserv-id: only
 // we may write them (RFC 8601 §5), and a forged one would contradict ours.
-func (f *Filter) Owns(name, value string) bool {
-	if !strings.EqualFold(name, "Authentication-Results") {
-		return false
-	}
-	id, ok := AuthservID(value)
-	return ok && strings.EqualFold(id, f.opts.AuthservID)
-}
+func (f *Filter) Owns(name, value string) bool { return Claims(name, value, f.opts.AuthservID) }
 
 // SignCheck is DKIM signing as the pipeline's final check: it signs mail
 // from the trusted networks once its headers are final, and puts the

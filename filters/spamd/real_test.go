@@ -93,10 +93,10 @@ func TestRealSpamd(t *testing.T) {
 	t.Run("chain with failover", func(t *testing.T) {
 		f := New(testOptions(refusedAddr(t), addr))
 		c := filters.NewChain([]filters.Entry{{Filter: f, Timeout: time.Minute, OnError: filters.OnErrorAccept}}, nil)
-		res := c.Run(context.Background(), loadMessage(t, "pharmacy-spam.eml"))
-		if res.PerFilter[0].Err != nil || res.Verdict.Action != filters.Accept ||
+		res := c.Run(context.Background(), loadMessage(t, "pharmacy-spam.eml"))[0]
+		if res.Err != nil || res.Verdict.Action != filters.Accept ||
 			!slices.Equal(res.Verdict.Headers, hs("X-Spam-Status: Yes, score=12.1", "X-Spam-Score: 121", "X-Spam-Bar: ++++++++++++", "X-Spam-Flag: YES")) {
-			t.Errorf("got %+v, err %v", res.Verdict, res.PerFilter[0].Err)
+			t.Errorf("got %+v, err %v", res.Verdict, res.Err)
 		}
 	})
 }
