@@ -249,4 +249,3 @@ type FilterResult struct {
 	Err      error
 	Duration time.Duration
 }
-
