@@ -431,7 +431,17 @@ func (s *Flow) Data(ctx context.Context, m *Message) Outcome {
 			out.Events = append(out.Events, Event{Check: fr.Name, Stage: StageData, Verdict: fr.Verdict, Scanner: true, Err: fr.Err, Duration: fr.Duration})
 		}
 	}
-	out.Verdict = Strictest(out.Events)
+	// On a tie the scanners answer: their reply says why ("Virus found:
+	// ...") where a milter's often only says "Command rejected".
+	weigh := make([]Event, 0, len(out.Events))
+	for _, scanners := range []bool{true, false} {
+		for _, e := range out.Events {
+			if e.Scanner == scanners {
+				weigh = append(weigh, e)
+			}
+		}
+	}
+	out.Verdict = Strictest(weigh)
 	if out.Verdict.Refuses() || out.Verdict.Action == Discard {
 		return out
 	}
