@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -280,7 +279,7 @@ func TestOpendkimSign(t *testing.T) {
 		t.Fatalf("opendkim added %q at index %d, want %q... at 0", sig, mods.InsertAt[0], wantSig)
 	}
 	signed := mods.ApplyHeaders(headers)
-	record := dkimRecord(t, filepath.Join(p.dir, "keys", "sel1.txt"))
+	record := peertest.DKIMRecord(t, p.dir)
 
 	t.Run("msgauth", func(t *testing.T) {
 		dnsAddr := serveTXT(t, "sel1._domainkey.example.test.", record)
@@ -330,26 +329,6 @@ func TestOpendkimSign(t *testing.T) {
 			t.Errorf("opendkim added Authentication-Results %q, want one starting %q; modifications %+v", ar, wantAR, mods)
 		}
 	})
-}
-
-var quoted = regexp.MustCompile(`"([^"]*)"`)
-
-// dkimRecord reads the TXT record opendkim-genkey wrote in BIND syntax:
-// its quoted strings joined.
-func dkimRecord(tb testing.TB, path string) string {
-	tb.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var rec strings.Builder
-	for _, m := range quoted.FindAllStringSubmatch(string(b), -1) {
-		rec.WriteString(m[1])
-	}
-	if !strings.Contains(rec.String(), "p=") {
-		tb.Fatalf("%s: no DKIM key record in %q", path, b)
-	}
-	return rec.String()
 }
 
 // serveTXT answers TXT queries for name with record (internal/dnstest)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -160,4 +161,26 @@ func Serve(tb testing.TB, l net.Listener, handle func(c net.Conn)) {
 		}
 	})
 	tb.Cleanup(func() { l.Close(); wg.Wait() })
+}
+
+var quoted = regexp.MustCompile(`"([^"]*)"`)
+
+// DKIMRecord is the DNS TXT record of the key the opendkim that
+// peers.sh started in dir signs with (selector sel1 of example.test), as
+// opendkim-genkey wrote it in BIND syntax: its quoted strings joined.
+func DKIMRecord(tb testing.TB, dir string) string {
+	tb.Helper()
+	path := filepath.Join(dir, "keys", "sel1.txt")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var rec strings.Builder
+	for _, m := range quoted.FindAllStringSubmatch(string(b), -1) {
+		rec.WriteString(m[1])
+	}
+	if !strings.Contains(rec.String(), "p=") {
+		tb.Fatalf("%s: no DKIM key record in %q", path, b)
+	}
+	return rec.String()
 }

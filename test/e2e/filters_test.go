@@ -20,6 +20,13 @@ const eicar = `X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H
 // PORT) and returns its address; it is stopped when the test ends.
 func startScanner(t *testing.T, name string) string {
 	t.Helper()
+	addr, _ := startScannerIn(t, name)
+	return addr
+}
+
+// startScannerIn is startScanner that also says the peer's directory.
+func startScannerIn(t *testing.T, name string) (addr, dir string) {
+	t.Helper()
 	requirePrograms(t, name)
 	dir, port := t.TempDir(), peertest.FreePort(t, false)
 	// The scanners drop root and still write their PID file there; Go
@@ -29,7 +36,7 @@ func startScanner(t *testing.T, name string) string {
 			t.Fatal(err)
 		}
 	}
-	return peertest.Start(t, name, dir, port)
+	return peertest.Start(t, name, dir, port), dir
 }
 
 // startFilterMxgate runs mxgate scanning with spamd and clamd at the given

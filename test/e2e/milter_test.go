@@ -1,10 +1,15 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/emersion/go-msgauth/dkim"
+
+	"mxgate/internal/peertest"
 )
 
 // milterConfig is mxgate calling the real milters at addrs, in order.
@@ -39,7 +44,8 @@ run_interval = "1s"
 // opendkim's DKIM-Signature on mail from example.test.
 func TestMilters(t *testing.T) {
 	t.Parallel()
-	rspamd, opendkim := startScanner(t, "rspamd"), startScanner(t, "opendkim")
+	rspamd := startScanner(t, "rspamd")
+	opendkim, dkimDir := startScannerIn(t, "opendkim")
 	s := startSink(t)
 	text := milterConfig +
 		"\n[[milter]]\naddress = \"inet:" + rspamd + "\"\nname = \"rspamd\"\neom_timeout = \"30s\"\n" +
@@ -63,6 +69,7 @@ func TestMilters(t *testing.T) {
 	}
 	want := map[string][]string{}
 	var ids []string
+	var signedID string
 	for _, tc := range tests {
 		r := sendOne(t, g.addr, tc.msg)
 		if r.Code != 250 {
@@ -70,6 +77,9 @@ func TestMilters(t *testing.T) {
 		}
 		want[r.ID()] = tc.want
 		ids = append(ids, r.ID())
+		if tc.msg == signed {
+			signedID = r.ID()
+		}
 	}
 	g.waitCompleted(ids...)
 	got := s.messages(t)
@@ -81,6 +91,9 @@ func TestMilters(t *testing.T) {
 			t.Errorf("%s: mxgate IDs %v, want one", m.path, m.ids)
 			continue
 		}
+		if m.ids[0] == signedID {
+			verifyDKIM(t, m.raw, peertest.DKIMRecord(t, dkimDir))
+		}
 		hs := headers(m.raw)
 		for _, w := range want[m.ids[0]] {
 			found := false
@@ -91,5 +104,30 @@ func TestMilters(t *testing.T) {
 				t.Errorf("message %s lacks %q; headers:\n%s", m.ids[0], w, strings.Join(hs, "\n"))
 			}
 		}
+	}
+}
+
+// verifyDKIM checks that the DKIM-Signature of the delivered message
+// verifies with record, the signer's public key: what opendkim signed is
+// what the store got, the headers it saw and the body alone.
+func verifyDKIM(t *testing.T, raw, record string) {
+	t.Helper()
+	msg := strings.ReplaceAll(strings.ReplaceAll(raw, "\r\n", "\n"), "\n", "\r\n")
+	vs, err := dkim.VerifyWithOptions(strings.NewReader(msg), &dkim.VerifyOptions{
+		LookupTXT: func(domain string) ([]string, error) {
+			if domain != "sel1._domainkey.example.test" {
+				return nil, fmt.Errorf("no TXT record for %s", domain)
+			}
+			return []string{record}, nil
+		},
+	})
+	if err != nil {
+		t.Fatalf("reading the delivered message's DKIM signature: %v", err)
+	}
+	if len(vs) != 1 || vs[0].Err != nil || vs[0].Domain != "example.test" {
+		for _, v := range vs {
+			t.Errorf("DKIM d=%s: %v", v.Domain, v.Err)
+		}
+		t.Fatalf("%d signature(s), want one of example.test that verifies", len(vs))
 	}
 }
