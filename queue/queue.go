@@ -35,7 +35,7 @@ type Options struct {
 	Spool     *spool.Spool
 	Transport deliver.Transport
 	Log       *mainlog.Logger // nil logs nothing
-	Schedule  *retry.Schedule // nil: retry.Default
+	Schedule  *retry.Schedule
 	// RunInterval is the time between queue runs; 0 runs the queue only
 	// once, at Start.
 	RunInterval time.Duration
@@ -91,24 +91,11 @@ type Runner struct {
 	loop     sync.WaitGroup // Start's queue-run loop
 }
 
-// New makes a Runner; Options.Spool and Options.Transport are required.
+// New makes a Runner. Its Options are taken as given (config fills them):
+// Spool, Transport and Schedule are required, MaxParallel at least 1.
 func New(o Options) *Runner {
-	if o.Spool == nil || o.Transport == nil {
-		panic("queue.New: Options.Spool and Options.Transport are required")
-	}
-	if o.Schedule == nil {
-		s, err := retry.Parse(retry.Default)
-		if err != nil {
-			panic(fmt.Sprintf("queue: default retry rule: %v", err))
-		}
-		o.Schedule = s
-	}
-	o.MaxParallel = max(o.MaxParallel, 1)
-	if o.Hostname == "" {
-		o.Hostname = "localhost"
-		if h, err := os.Hostname(); err == nil && h != "" {
-			o.Hostname = h
-		}
+	if o.Spool == nil || o.Transport == nil || o.Schedule == nil || o.MaxParallel < 1 {
+		panic("queue.New: Options.Spool, Transport and Schedule are required and MaxParallel must be at least 1")
 	}
 	hard, cancel := context.WithCancel(context.Background())
 	return &Runner{

@@ -15,6 +15,7 @@ import (
 
 	"mxgate/deliver"
 	"mxgate/mainlog"
+	"mxgate/retry"
 	"mxgate/spool"
 )
 
@@ -112,11 +113,31 @@ func newEnv(t *testing.T, tr deliver.Transport, o Options) *env {
 	}
 	t.Cleanup(func() { log.Close() })
 	o.Spool, o.Transport, o.Log = sp, tr, log
+	// What config fills.
+	if o.Schedule == nil {
+		o.Schedule = defaultSchedule(t)
+	}
+	if o.MaxParallel == 0 {
+		o.MaxParallel = 1
+	}
+	if o.Hostname == "" {
+		o.Hostname = "mx.example.test"
+	}
 	e := &env{t: t, dir: dir, sp: sp, clock: now}
 	e.r = New(o)
 	e.r.now = e.now
 	t.Cleanup(func() { e.r.Stop(context.Background()) })
 	return e
+}
+
+// defaultSchedule is config's default retry rule.
+func defaultSchedule(t *testing.T) *retry.Schedule {
+	t.Helper()
+	s, err := retry.Parse(retry.Default)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // restart replaces the (stopped) runner by a new one, as a new process.
@@ -445,7 +466,7 @@ func TestEnqueueTwiceDeliversOnce(t *testing.T) {
 	e.r.Enqueue(id) // while the first is in Deliver
 
 	// Another runner (another process) on the same spool: the lock stops it.
-	other := New(Options{Spool: e.sp, Transport: tr})
+	other := New(Options{Spool: e.sp, Transport: tr, Schedule: defaultSchedule(t), MaxParallel: 1, Hostname: "mx.example.test"})
 	other.RunOnce(context.Background(), true, false)
 	other.Stop(context.Background())
 
