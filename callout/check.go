@@ -38,6 +38,9 @@ func NewCheck(c *Checker, o CheckOptions) *Check { return &Check{c: c, o: o} }
 
 func (k *Check) Name() string { return "callout" }
 
+// Waits at RCPT for the probe; MAIL only starts it.
+func (k *Check) Waits(s filters.Stage) bool { return s == filters.StageRcpt }
+
 func (k *Check) Open(ctx context.Context, c *filters.Conn) filters.Session {
 	return &session{k: k, ctx: ctx, trusted: k.o.Skip != nil && k.o.Skip(c.IP)}
 }

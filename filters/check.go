@@ -89,6 +89,14 @@ type Starter interface {
 	MailAccepted(ctx context.Context, tx *Tx) Verdict
 }
 
+// Waiter is a check that says at which stages it may wait (for a lookup
+// or a peer): only those run under its Step's timeout, on a goroutine of
+// their own; the others are called directly, which costs nothing. A check
+// that is not a Waiter may wait at every stage.
+type Waiter interface {
+	Waits(Stage) bool
+}
+
 // Owner is a check that stamps headers no client may forge: before any
 // check sees a message, every field it owns is marked deleted (kept in the
 // -H file, as Exim does), and a field it owns that an earlier check of the

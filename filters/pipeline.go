@@ -61,13 +61,14 @@ type Step struct {
 // Pipeline runs the checks of every session. It is safe for concurrent
 // use; the circuit breakers are shared by all sessions.
 type Pipeline struct {
-	steps  []step
-	checks []Check
-	final  []Check
-	scan   *Chain
-	owners []ownerOf // the Owner checks and scanners, for Data's header cleaning
-	log    Logger
-	now    func() time.Time // the breakers' clock; replaced in tests
+	steps    []step
+	checks   []Check
+	final    []Check
+	scan     *Chain
+	owners   []ownerOf // the Owner checks and scanners, for Data's header cleaning
+	scanners int
+	log      Logger
+	now      func() time.Time // the breakers' clock; replaced in tests
 }
 
 type step struct {
@@ -86,6 +87,7 @@ func New(o Options) *Pipeline {
 	p := &Pipeline{final: o.Final, log: o.Log, now: time.Now}
 	if len(o.Scanners) > 0 {
 		p.scan = NewChain(o.Scanners, o.Log)
+		p.scanners = len(o.Scanners)
 	}
 	p.steps = make([]step, len(o.Checks))
 	for i, st := range o.Checks {
@@ -222,7 +224,7 @@ func (s *Flow) guarded(ctx context.Context, i int, stage Stage, call func(contex
 		v   Verdict
 		err error
 	)
-	if st.Timeout <= 0 {
+	if w, ok := st.Check.(Waiter); st.Timeout <= 0 || ok && !w.Waits(stage) {
 		v, err = s.recovered(i, stage, func() Verdict { return call(ctx, s.ss[i]) })
 	} else {
 		v, err = s.timed(ctx, i, stage, call)
@@ -318,14 +320,29 @@ func (s *Flow) safe(name string, fn func() Verdict) (v Verdict) {
 // the first on a tie. This is the one place verdicts are weighed. The
 // winner's Trace and Logs stay with its event.
 func Strictest(events []Event) Verdict {
-	var win Verdict
-	for i, e := range events {
-		if i == 0 || e.Verdict.Action > win.Action {
-			win = e.Verdict
+	return strictest(events, func(*Event) bool { return false })
+}
+
+// strictest is Strictest where, on a tie, the events first picks win.
+func strictest(events []Event, first func(*Event) bool) Verdict {
+	win := -1
+	for i := range events {
+		e := &events[i]
+		switch {
+		case win < 0:
+			win = i
+		case e.Verdict.Action > events[win].Verdict.Action:
+			win = i
+		case e.Verdict.Action == events[win].Verdict.Action && first(e) && !first(&events[win]):
+			win = i
 		}
 	}
-	win.Trace, win.Logs = nil, nil
-	return win
+	if win < 0 {
+		return Verdict{}
+	}
+	v := events[win].Verdict
+	v.Trace, v.Logs = nil, nil
+	return v
 }
 
 // Connect is asked before the greeting.
@@ -401,6 +418,7 @@ func hold(held []Event, out Outcome) []Event {
 // be accepted the Final checks then run and put theirs on top.
 func (s *Flow) Data(ctx context.Context, m *Message) Outcome {
 	var out Outcome
+	out.Events = make([]Event, 0, len(s.connHeld)+len(s.held)+len(s.ss)+s.p.scanners+len(s.fin))
 	out.Events = append(append(out.Events, s.connHeld...), s.held...)
 	out.Trace = s.removeOwned(m, func(o ownerOf) bool { return true }, "")
 	for i, cs := range s.ss {
@@ -433,15 +451,7 @@ func (s *Flow) Data(ctx context.Context, m *Message) Outcome {
 	}
 	// On a tie the scanners answer: their reply says why ("Virus found:
 	// ...") where a milter's often only says "Command rejected".
-	weigh := make([]Event, 0, len(out.Events))
-	for _, scanners := range []bool{true, false} {
-		for _, e := range out.Events {
-			if e.Scanner == scanners {
-				weigh = append(weigh, e)
-			}
-		}
-	}
-	out.Verdict = Strictest(weigh)
+	out.Verdict = strictest(out.Events, func(e *Event) bool { return e.Scanner })
 	if out.Verdict.Refuses() || out.Verdict.Action == Discard {
 		return out
 	}

@@ -256,3 +256,16 @@ func TestFlowDataRefusalSkipsFinal(t *testing.T) {
 		t.Errorf("verdict %+v, signed %v", out.Verdict, signed)
 	}
 }
+
+// TestFlowDataTie: on a tie at DATA the scanner's verdict answers, its
+// reply saying why.
+func TestFlowDataTie(t *testing.T) {
+	milter := &scripted{name: "milter", data: func(*Message) Verdict {
+		return Verdict{Action: Reject, Code: 550, Enhanced: [3]int{5, 7, 1}, Text: "Command rejected"}
+	}}
+	virus := &fake{name: "clamd", v: Verdict{Action: Reject, Code: 550, Enhanced: [3]int{5, 7, 1}, Text: "Virus found: X"}}
+	p := New(Options{Checks: []Step{{Check: milter}}, Scanners: []Entry{{Filter: virus}}, Log: &logSink{}})
+	if v := newFlow(p).Data(context.Background(), testMessage()).Verdict; v.Text != "Virus found: X" {
+		t.Errorf("verdict %q, want the scanner's", v.Text)
+	}
+}

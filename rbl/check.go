@@ -44,6 +44,12 @@ func NewCheck(c *Checker, o CheckOptions) *Check { return &Check{c: c, o: o} }
 
 func (k *Check) Name() string { return "rbl" }
 
+// Waits at the first RCPT for the lists' verdict, and before the greeting
+// with reject_at = "connect"; it only starts lookups elsewhere.
+func (k *Check) Waits(s filters.Stage) bool {
+	return s == filters.StageRcpt || s == filters.StageConnect && k.o.AtConnect
+}
+
 // Owns X-RBL-Score.
 func (k *Check) Owns(name, _ string) bool { return strings.EqualFold(name, Header) }
 

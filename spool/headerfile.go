@@ -50,10 +50,14 @@ func (h Header) Value() string {
 func (h Header) UnfoldedValue() string {
 	v := h.Value()
 	if strings.ContainsAny(v, "\r\n") {
-		v = strings.NewReplacer("\r", "", "\n", "").Replace(v)
+		v = lineBreaks.Replace(v)
 	}
 	return strings.Trim(v, " \t")
 }
+
+// lineBreaks removes CR and LF; built once, as a Replacer's tables cost
+// more than its use.
+var lineBreaks = strings.NewReplacer("\r", "", "\n", "")
 
 // HeaderType returns the Exim type letter for a header name (any case).
 func HeaderType(name string) byte {
