@@ -58,8 +58,20 @@ func (p *Pipeline) Close() error {
 // the callout cache then lives in memory only, since the daemon holds the
 // cache file and a test must not change what the daemon remembers.
 func Build(cfg *config.Config, log filters.Logger, test bool) (*Pipeline, error) {
-	policy := address.NewPolicy(cfg.Relay.Domains, cfg.Relay.TrustedNetworks)
 	p := &Pipeline{}
+	o, err := options(cfg, log, test, p)
+	if err != nil {
+		p.Close() // what was opened before the error
+		return nil, err
+	}
+	p.Pipeline = filters.New(o)
+	return p, nil
+}
+
+// options are the pipeline's checks, in order, each with its guard; what
+// must be closed later goes into p.
+func options(cfg *config.Config, log filters.Logger, test bool, p *Pipeline) (filters.Options, error) {
+	policy := address.NewPolicy(cfg.Relay.Domains, cfg.Relay.TrustedNetworks)
 	o := filters.Options{Log: log}
 	// The relay policy first: no other check ever sees a recipient it
 	// refuses. It waits for nothing, so it has no timeout; should it
@@ -68,14 +80,14 @@ func Build(cfg *config.Config, log filters.Logger, test bool) (*Pipeline, error)
 	if r := cfg.RBL; len(r.Lists) > 0 {
 		k, err := newRBL(cfg, log, policy)
 		if err != nil {
-			return nil, err
+			return o, err
 		}
 		o.Checks = append(o.Checks, guarded(k, time.Duration(r.Timeout), filters.OnErrorTempfail))
 	}
 	if c := cfg.Callout; c.Enabled {
 		k, checker, err := newCallout(cfg, log, policy, test)
 		if err != nil {
-			return nil, err
+			return o, err
 		}
 		p.closers = append(p.closers, checker.Close)
 		onError := filters.OnErrorTempfail
@@ -87,7 +99,7 @@ func Build(cfg *config.Config, log filters.Logger, test bool) (*Pipeline, error)
 	if len(cfg.Milters) > 0 {
 		k, err := newMilters(cfg, log)
 		if err != nil {
-			return nil, err
+			return o, err
 		}
 		// Each stage asks every milter in turn, each within its connect
 		// and command timeouts; the milters' own on_error answers for a
@@ -113,13 +125,11 @@ func Build(cfg *config.Config, log filters.Logger, test bool) (*Pipeline, error)
 		// leaving mail unsigned.
 		s, err := msgauth.NewSigner(keys)
 		if err != nil {
-			p.Close()
-			return nil, fmt.Errorf("msgauth.dkim_sign: %w", err)
+			return o, fmt.Errorf("msgauth.dkim_sign: %w", err)
 		}
 		o.Final = append(o.Final, msgauth.NewSignCheck(s))
 	}
-	p.Pipeline = filters.New(o)
-	return p, nil
+	return o, nil
 }
 
 // guarded is a check with the pipeline's guard: its own bound plus the

@@ -1,0 +1,161 @@
+package checks
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"mxgate/config"
+	"mxgate/filters"
+	"mxgate/mainlog"
+)
+
+// fullConfig is a config with every check on, loaded as a file is (so
+// config fills every default), with the DKIM key at keyFile.
+func fullConfig(t *testing.T, dir, keyFile string) *config.Config {
+	t.Helper()
+	text := strings.NewReplacer("@DIR@", dir, "@KEY@", keyFile).Replace(`
+hostname = "mx.example.test"
+listen   = ["127.0.0.1:2525"]
+data_dir = "@DIR@"
+[relay]
+domains = ["example.test"]
+[downstream]
+url = "maildir://@DIR@/maildir"
+[rbl]
+resolver = "127.0.0.1:1"
+timeout  = "2s"
+[[rbl.list]]
+zone = "bl.test"
+[callout]
+enabled  = true
+resolver = "127.0.0.1:1"
+options  = ["defer_ok"]
+timeout  = "3s"
+deadline = "7s"
+[[milter]]
+address         = "inet:127.0.0.1:1"
+on_error        = "accept"
+connect_timeout = "1s"
+command_timeout = "2s"
+[[milter]]
+address         = "inet:127.0.0.1:2"
+on_error        = "tempfail"
+connect_timeout = "1s"
+command_timeout = "2s"
+[spamd]
+address = "127.0.0.1:783"
+[clamd]
+address = "127.0.0.1:3310"
+[msgauth]
+enabled  = true
+resolver = "127.0.0.1:1"
+[[msgauth.dkim_sign]]
+domain   = "example.test"
+selector = "sel1"
+key_file = "@KEY@"
+`)
+	file := filepath.Join(dir, "mxgate.toml")
+	if err := os.WriteFile(file, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func writeKey(t *testing.T, dir string) string {
+	t.Helper()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "dkim.pem")
+	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// TestOptions: the checks in the order they are asked, the relay policy
+// first, each guarded by its own bound plus the backstop and the on_error
+// its config implies.
+func TestOptions(t *testing.T) {
+	dir := t.TempDir()
+	cfg := fullConfig(t, dir, writeKey(t, dir))
+	p := &Pipeline{}
+	o, err := options(cfg, mainlog.Discard(), false, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	want := []struct {
+		name    string
+		timeout time.Duration
+		onError string
+		breaker bool
+	}{
+		{"relay", 0, filters.OnErrorTempfail, false},
+		{"rbl", 2*time.Second + backstop, filters.OnErrorTempfail, true},
+		{"callout", 10*time.Second + backstop, filters.OnErrorAccept, true}, // defer_ok
+		{"milter", 6*time.Second + backstop, filters.OnErrorTempfail, true}, // not every milter accepts
+	}
+	if len(o.Checks) != len(want) {
+		t.Fatalf("%d checks, want %d", len(o.Checks), len(want))
+	}
+	for i, w := range want {
+		st := o.Checks[i]
+		if st.Check.Name() != w.name || st.Timeout != w.timeout || st.OnError != w.onError || (st.BreakAfter > 0) != w.breaker {
+			t.Errorf("check %d: %s timeout %v on_error %s breaker %d, want %+v", i, st.Check.Name(), st.Timeout, st.OnError, st.BreakAfter, w)
+		}
+	}
+	var scanners []string
+	for _, e := range o.Scanners {
+		scanners = append(scanners, e.Filter.Name())
+	}
+	if got := strings.Join(scanners, " "); got != "msgauth spamd clamd" {
+		t.Errorf("scanners %q, want msgauth (Authentication-Results under Received) spamd clamd", got)
+	}
+	if len(o.Final) != 1 || o.Final[0].Name() != "dkim-sign" {
+		t.Errorf("final checks %v, want dkim-sign", o.Final)
+	}
+}
+
+// TestBuildClosesOnError: a config that fails late (a DKIM key that cannot
+// be read) leaves nothing open: the callout cache it opened first is
+// closed, so the next Build on the data_dir gets it at once.
+func TestBuildClosesOnError(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Build(fullConfig(t, dir, filepath.Join(dir, "missing.pem")), mainlog.Discard(), false); err == nil ||
+		!strings.HasPrefix(err.Error(), "msgauth.dkim_sign: ") {
+		t.Fatalf("Build with a missing key = %v, want a msgauth.dkim_sign error", err)
+	}
+	built := make(chan error, 1)
+	go func() {
+		p, err := Build(fullConfig(t, dir, writeKey(t, dir)), mainlog.Discard(), false)
+		if err == nil {
+			err = p.Close()
+		}
+		built <- err
+	}()
+	select {
+	case err := <-built:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the second Build still waits for the callout cache: the failed one left it open")
+	}
+}
