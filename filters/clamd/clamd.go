@@ -90,8 +90,9 @@ func (f *Filter) Check(ctx context.Context, m *filters.Message) (filters.Verdict
 		return v, nil
 	}
 	v := filters.Verdict{
-		Reason: "virus " + virus,
-		Log:    "clamd virus=" + virus,
+		Reason:     "virus " + virus,
+		ReasonCode: "virus",
+		Log:        "clamd virus=" + virus,
 	}
 	if f.opts.OnVirus == OnVirusQuarantine {
 		v.Action = filters.Quarantine

@@ -103,10 +103,10 @@ func (f *Filter) Check(ctx context.Context, m *filters.Message) (filters.Verdict
 	}
 	switch {
 	case f.opts.SPFFailReject && sp.value == spf.Fail:
-		v.Action, v.Code, v.Enhanced = filters.Reject, 550, [3]int{5, 7, 23}
+		v.Action, v.Code, v.Enhanced, v.ReasonCode = filters.Reject, 550, [3]int{5, 7, 23}, "spf-fail"
 		v.Text = "SPF check failed"
 	case f.opts.DMARCReject && dm.value == authres.ResultFail && dm.policy == dmarc.PolicyReject && dm.applied:
-		v.Action, v.Code, v.Enhanced = filters.Reject, 550, [3]int{5, 7, 1}
+		v.Action, v.Code, v.Enhanced, v.ReasonCode = filters.Reject, 550, [3]int{5, 7, 1}, "dmarc-reject"
 		v.Text = "DMARC policy of " + fromDomain + " says reject"
 	}
 	return v, nil

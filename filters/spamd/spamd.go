@@ -246,13 +246,13 @@ func (f *Filter) verdict(r *Reply, headers []spool.Header) filters.Verdict {
 	}
 	switch {
 	case score >= f.opt.RejectScore:
-		v.Action = filters.Reject
+		v.Action, v.ReasonCode = filters.Reject, "spam-score"
 		v.Code, v.Enhanced = 550, [3]int{5, 7, 1}
 		v.Text = fmt.Sprintf("Message scored %s spam points (threshold %s); rejected as spam",
 			formatScore(score), formatScore(f.opt.RejectScore))
 		v.Reason = fmt.Sprintf("spam score %s >= reject %s", formatScore(score), formatScore(f.opt.RejectScore))
 	case f.opt.QuarantineScore != nil && score >= *f.opt.QuarantineScore:
-		v.Action = filters.Quarantine
+		v.Action, v.ReasonCode = filters.Quarantine, "spam-score"
 		v.Reason = fmt.Sprintf("spam score %s >= quarantine %s", formatScore(score), formatScore(*f.opt.QuarantineScore))
 	}
 	return v
