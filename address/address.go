@@ -52,6 +52,32 @@ func Parse(s string) (Address, error) {
 	return Address{Local: local, Domain: d}, nil
 }
 
+// ParseWire parses a mailbox in its wire form, as String writes it: a
+// quoted local part is unquoted first, as go-smtp does, so that
+// ParseWire(a.String()) gives a back.
+func ParseWire(s string) (Address, error) { return Parse(unquote(s)) }
+
+// unquote turns a wire mailbox whose local part is a quoted-string into
+// the form go-smtp hands to the session: quotes and escapes removed.
+func unquote(wire string) string {
+	if !strings.HasPrefix(wire, `"`) {
+		return wire
+	}
+	var b strings.Builder
+	for i := 1; i < len(wire); i++ {
+		switch c := wire[i]; {
+		case c == '\\' && i+1 < len(wire):
+			i++
+			b.WriteByte(wire[i])
+		case c == '"':
+			return b.String() + wire[i+1:]
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
 func checkLocal(local string) error {
 	switch {
 	case local == "":

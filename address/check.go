@@ -27,14 +27,18 @@ type relaySession struct {
 	ip netip.Addr
 }
 
-// Rcpt decides on rcpt, which the gateway has parsed already; an accepted
+// Rcpt decides on rcpt, in the wire form the gateway passes every check
+// (a quoted local part stays quoted; ParseWire undoes it); an accepted
 // recipient's Log says why it is allowed.
-func (s relaySession) Rcpt(_ context.Context, tx *filters.Tx, rcpt string) filters.Verdict {
-	a, ref := s.p.Recipient(s.ip, tx.RcptArg)
-	if ref == nil {
-		return filters.Verdict{Log: s.p.Why(s.ip, a)}
+func (s relaySession) Rcpt(_ context.Context, _ *filters.Tx, rcpt string) filters.Verdict {
+	a, err := ParseWire(rcpt)
+	if err != nil {
+		return refusal(*syntaxRefusal(err), rcpt)
 	}
-	return refusal(*ref, tx.RcptArg)
+	if ref := s.p.Allow(s.ip, a); ref != nil {
+		return refusal(*ref, rcpt)
+	}
+	return filters.Verdict{Log: s.p.Why(s.ip, a)}
 }
 
 // RcptSyntax is the verdict on a RCPT argument Parse refused: 501 5.1.3,

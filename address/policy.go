@@ -64,19 +64,28 @@ func (p *Policy) Recipient(ip netip.Addr, rcpt string) (Address, *Refusal) {
 	if err != nil {
 		return Address{}, syntaxRefusal(err)
 	}
+	if ref := p.Allow(ip, a); ref != nil {
+		return Address{}, ref
+	}
+	return a, nil
+}
+
+// Allow is the relay policy for a parsed recipient a from a client at ip:
+// nil, or why not.
+func (p *Policy) Allow(ip netip.Addr, a Address) *Refusal {
 	if restrictedLocal(a.Local) {
 		r := refuseRestricted
-		return Address{}, &r
+		return &r
 	}
 	if a.IsLiteral() {
 		r := refuseRelay
-		return Address{}, &r
+		return &r
 	}
 	if p.domains[a.Domain] || p.Trusted(ip) {
-		return a, nil
+		return nil
 	}
 	r := refuseRelay
-	return Address{}, &r
+	return &r
 }
 
 // syntaxRefusal is the refusal of a recipient Parse failed on.

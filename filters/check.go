@@ -37,10 +37,6 @@ type Tx struct {
 	Sender       string   // wire form, "" = null sender
 	SenderDomain string   // "" for the null sender
 	Rcpts        []string // accepted so far, wire form
-	// RcptArg is the current RCPT's argument as the client sent it, for
-	// a check that judges its form (the relay policy's restricted
-	// characters), which the wire form quotes away.
-	RcptArg string
 }
 
 // Check is one decision of the pipeline: relay policy, a DNS list, a

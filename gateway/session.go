@@ -197,7 +197,6 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	rcpt := a.String()
 	var out filters.Outcome
 	s.conn.checks(func(f *filters.Flow) {
-		tx.RcptArg = to
 		out = f.Rcpt(s.conn.ctx, &tx.Tx, rcpt)
 	})
 	s.srv.report(out, "", host)
