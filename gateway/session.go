@@ -58,24 +58,17 @@ var errLocal = replyOf(filters.LocalProblem())
 const bareNewlineText = "Message contains bare CR or LF characters (see https://www.postfix.org/smtp-smuggling.html)"
 
 // replyOf is a verdict's SMTP reply.
-func replyOf(v filters.Verdict) *smtp.SMTPError {
-	return &smtp.SMTPError{Code: v.Code, EnhancedCode: smtp.EnhancedCode(v.Enhanced), Message: v.Text}
-}
+func replyOf(v filters.Verdict) *smtp.SMTPError { return reply(v.Code, v.Enhanced, v.Text) }
 
 // hostDesc is Exim's H= for a client without reverse DNS: "(helo) [ip]".
 func (s *session) hostDesc(helo string) string {
 	return fmt.Sprintf("(%s) [%s]", helo, s.conn.ip)
 }
 
-// refuse turns a refusal into go-smtp's reply. smtp.max_errors is
-// enforced on every error reply, refusals included, by Server.errorReply.
-func (s *session) refuse(_ string, code int, enh [3]int, text string) error {
+// reply is go-smtp's form of a reply. smtp.max_errors is enforced on
+// every error reply, refusals included, by Server.errorReply.
+func reply(code int, enh [3]int, text string) *smtp.SMTPError {
 	return &smtp.SMTPError{Code: code, EnhancedCode: smtp.EnhancedCode(enh), Message: text}
-}
-
-// refuseWith refuses with a check's verdict.
-func (s *session) refuseWith(helo string, v filters.Verdict) error {
-	return s.refuse(helo, v.Code, v.Enhanced, v.Text)
 }
 
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
@@ -97,13 +90,13 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.mu.Unlock()
 	if nested {
 		srv.trace.printf("MAIL <%s>: sender already given", from)
-		return s.refuse(helo, 503, [3]int{5, 5, 1}, "Sender already given")
+		return reply(503, [3]int{5, 5, 1}, "Sender already given")
 	}
 	if opts != nil && opts.Size > int64(srv.cfg.SMTP.MaxMessageSize) {
 		srv.trace.printf("MAIL <%s>: SIZE=%d is over smtp.max_message_size %d", from, opts.Size, srv.cfg.SMTP.MaxMessageSize)
 		srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> rejected MAIL: message too big: SIZE=%d max=%d",
 			s.hostDesc(helo), from, opts.Size, srv.cfg.SMTP.MaxMessageSize))
-		return s.refuse(helo, 552, [3]int{5, 3, 4}, "Message size exceeds maximum permitted")
+		return reply(552, [3]int{5, 3, 4}, "Message size exceeds maximum permitted")
 	}
 	tx := &transaction{Tx: filters.Tx{Helo: helo}, proto: "smtp"}
 	if from != "" {
@@ -111,14 +104,14 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		if err != nil {
 			srv.trace.printf("MAIL <%s>: %v", from, err)
 			srv.log.Reject("", fmt.Sprintf("H=%s rejected MAIL <%s>: %v", s.hostDesc(helo), from, err))
-			return s.refuse(helo, 501, [3]int{5, 1, 7}, "Bad sender address syntax")
+			return reply(501, [3]int{5, 1, 7}, "Bad sender address syntax")
 		}
 		tx.Sender, tx.SenderDomain = a.String(), a.Domain
 	}
 	host := s.hostDesc(helo)
 	if v := s.conn.connectRefusal(); v != nil {
 		srv.log.Reject("", fmt.Sprintf("H=%s %s", host, refusalLog(*v, "MAIL <"+from+">")))
-		return s.refuseWith(helo, *v)
+		return replyOf(*v)
 	}
 	ctx := s.conn.ctx
 	var out filters.Outcome
@@ -144,7 +137,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	})
 	if v := out.Verdict; v.Refuses() {
 		srv.log.Reject("", fmt.Sprintf("H=%s %s", host, refusalLog(v, "MAIL <"+from+">")))
-		return s.refuseWith(helo, v)
+		return replyOf(v)
 	}
 	if st, ok := s.c.TLSConnectionState(); ok {
 		tx.proto = "esmtps"
@@ -182,7 +175,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	tx := s.tx
 	s.mu.Unlock()
 	if tx == nil {
-		return s.refuse(safeHelo(s.c.Hostname()), 503, [3]int{5, 5, 1}, "MAIL first")
+		return reply(503, [3]int{5, 5, 1}, "MAIL first")
 	}
 	host := s.hostDesc(tx.Helo)
 	a, err := address.Parse(to)
@@ -192,7 +185,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 			srv.trace.printf("%s", line)
 		}
 		srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> %s", host, tx.Sender, refusalLog(v, "RCPT <"+to+">")))
-		return s.refuseWith(tx.Helo, v)
+		return replyOf(v)
 	}
 	rcpt := a.String()
 	var out filters.Outcome
@@ -202,7 +195,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	s.srv.report(out, "", host)
 	if v := out.Verdict; v.Refuses() {
 		srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> %s", host, tx.Sender, refusalLog(v, "RCPT <"+rcpt+">")))
-		return s.refuseWith(tx.Helo, v)
+		return replyOf(v)
 	}
 	if srv.trace != nil {
 		var why []string
@@ -371,7 +364,7 @@ func (s *session) Data(r io.Reader) error {
 		abort()
 		srv.trace.printf("DATA: bare CR or LF in message (smtp.bare_newline = reject)")
 		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> rejected after DATA: bare CR or LF in message (SMTP smuggling)", host, tx.Sender))
-		return s.refuse(tx.Helo, 550, [3]int{5, 5, 2}, bareNewlineText)
+		return reply(550, [3]int{5, 5, 2}, bareNewlineText)
 	}
 	if s.conn.closed.Load() {
 		// No client to answer (failed STARTTLS, forced shutdown): a
@@ -426,7 +419,7 @@ func (s *session) Data(r io.Reader) error {
 	case filters.Reject, filters.Tempfail:
 		abort()
 		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> %s", host, tx.Sender, refusalLog(filters.Verdict{Action: v.Action, Log: v.Text}, "after DATA")))
-		return s.refuseWith(tx.Helo, v)
+		return replyOf(v)
 	case filters.Discard:
 		abort()
 		if srv.trace != nil {
@@ -481,7 +474,7 @@ func (s *session) Data(r io.Reader) error {
 }
 
 func acceptedReply(id spool.ID, note string) error {
-	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK id=" + string(id) + note}
+	return reply(250, [3]int{2, 0, 0}, "OK id="+string(id)+note)
 }
 
 func senderText(sender string) string {
@@ -549,13 +542,13 @@ func (s *session) dataFailed(dr io.Reader, tx transaction, id spool.ID, err erro
 		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> rejected after DATA: message too big: max=%d",
 			host, tx.Sender, srv.cfg.SMTP.MaxMessageSize))
 		return s.afterDrain(dr, tx, func() error {
-			return s.refuse(tx.Helo, 552, [3]int{5, 3, 4}, "Message size exceeds maximum permitted")
+			return reply(552, [3]int{5, 3, 4}, "Message size exceeds maximum permitted")
 		})
 	case errors.Is(err, header.ErrTooBig):
 		srv.trace.printf("DATA: %v", err)
 		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> rejected after DATA: %v", host, tx.Sender, err))
 		return s.afterDrain(dr, tx, func() error {
-			return s.refuse(tx.Helo, 552, [3]int{5, 3, 4}, "Message header block too large")
+			return reply(552, [3]int{5, 3, 4}, "Message header block too large")
 		})
 	case errors.Is(err, smtp.ErrTooLongLine):
 		srv.trace.printf("DATA: line longer than smtp.max_line_length %d", srv.cfg.SMTP.MaxLineLength)
@@ -578,11 +571,11 @@ func (s *session) dataFailed(dr io.Reader, tx transaction, id spool.ID, err erro
 
 // afterDrain reads what is left of the message and then gives the reply,
 // unless the client stalls meanwhile, which ends the session instead.
-func (s *session) afterDrain(dr io.Reader, tx transaction, reply func() error) error {
+func (s *session) afterDrain(dr io.Reader, tx transaction, answer func() error) error {
 	if _, err := io.Copy(io.Discard, dr); isTimeout(err) {
 		return s.timedOut(tx)
 	}
-	return reply()
+	return answer()
 }
 
 // timedOut ends a session whose client went quiet in DATA: the connection
