@@ -99,7 +99,7 @@ type Waiter interface {
 // message added (a milter's X-Spam-Status beside spamd's) is dropped too,
 // so the delivered message carries one verdict: ours.
 type Owner interface {
-	Owns(name, value string) bool // value unfolded and trimmed (spool.Header.UnfoldedValue)
+	Owns(name, value string) bool // value as written, folds kept (spool.Header.Value)
 }
 
 // LogKind says which log a LogLine goes to.

@@ -61,19 +61,21 @@ type Step struct {
 // Pipeline runs the checks of every session. It is safe for concurrent
 // use; the circuit breakers are shared by all sessions.
 type Pipeline struct {
-	steps    []step
-	checks   []Check
-	final    []Check
-	scan     *Chain
-	owners   []ownerOf // the Owner checks and scanners, for Data's header cleaning
-	scanners int
-	log      Logger
-	now      func() time.Time // the breakers' clock; replaced in tests
+	steps  []step
+	final  []Check
+	scan   *Chain
+	owners []ownerOf // the Owner checks and scanners, for Data's header cleaning
+	// scanOwned: some scanner owns a field, so what a check adds is
+	// looked at after it.
+	scanOwned bool
+	log       Logger
+	now       func() time.Time // the breakers' clock; replaced in tests
 }
 
 type step struct {
 	Step
-	br breaker
+	name string
+	br   breaker
 }
 
 type ownerOf struct {
@@ -87,22 +89,25 @@ func New(o Options) *Pipeline {
 	p := &Pipeline{final: o.Final, log: o.Log, now: time.Now}
 	if len(o.Scanners) > 0 {
 		p.scan = NewChain(o.Scanners, o.Log)
-		p.scanners = len(o.Scanners)
 	}
 	p.steps = make([]step, len(o.Checks))
 	for i, st := range o.Checks {
-		p.steps[i].Step = st
-		p.checks = append(p.checks, st.Check)
+		p.steps[i] = step{Step: st, name: st.Check.Name()}
 	}
-	for _, c := range append(slices.Clone(p.checks), o.Final...) {
+	addOwner := func(name string, c any, scanner bool) {
 		if ow, ok := c.(Owner); ok {
-			p.owners = append(p.owners, ownerOf{name: c.Name(), owner: ow})
+			p.owners = append(p.owners, ownerOf{name: name, owner: ow, scanner: scanner})
+			p.scanOwned = p.scanOwned || scanner
 		}
+	}
+	for i := range p.steps {
+		addOwner(p.steps[i].name, p.steps[i].Check, false)
+	}
+	for _, c := range o.Final {
+		addOwner(c.Name(), c, false)
 	}
 	for _, e := range o.Scanners {
-		if ow, ok := e.Filter.(Owner); ok {
-			p.owners = append(p.owners, ownerOf{name: e.Filter.Name(), owner: ow, scanner: true})
-		}
+		addOwner(e.Filter.Name(), e.Filter, true)
 	}
 	return p
 }
@@ -129,11 +134,10 @@ type Outcome struct {
 // Flow is the pipeline's state for one connection: the session of every
 // check.
 type Flow struct {
-	p     *Pipeline
-	names []string
-	ss    []Session
-	fin   []Session
-	conn  *Conn
+	p    *Pipeline
+	ss   []Session
+	fin  []Session
+	conn *Conn
 	// failed: the check failed on this connection, its OnError answers
 	// for it from now on; running: closed once a call the pipeline
 	// stopped waiting for returns (Close waits for it before closing the
@@ -150,43 +154,37 @@ type Flow struct {
 // Open opens every check's session for a client just admitted. It does
 // not block: checks only start their lookups here.
 func (p *Pipeline) Open(ctx context.Context, c *Conn) *Flow {
-	s := &Flow{p: p, conn: c, failed: make([]bool, len(p.checks)), running: make([]chan struct{}, len(p.checks))}
-	for i, ch := range p.checks {
-		s.names = append(s.names, ch.Name())
-		cs, ok := s.open(ctx, ch)
-		// A check that cannot open is failed for the connection: its
-		// on_error answers for it.
-		s.failed[i] = !ok
-		s.ss = append(s.ss, cs)
+	s := &Flow{p: p, conn: c, ss: make([]Session, len(p.steps)), fin: make([]Session, len(p.final)),
+		failed: make([]bool, len(p.steps)), running: make([]chan struct{}, len(p.steps))}
+	for i := range p.steps {
+		s.ss[i], s.failed[i] = s.open(ctx, p.steps[i].name, p.steps[i].Check)
 	}
-	for _, ch := range p.final {
-		cs, _ := s.open(ctx, ch)
-		s.fin = append(s.fin, cs)
+	for i, ch := range p.final {
+		s.fin[i], _ = s.open(ctx, ch.Name(), ch)
 	}
 	return s
 }
 
-// open opens one check's session; a panic (this runs in the accept loop)
-// gives a session that says nothing, and ok false.
-func (s *Flow) open(ctx context.Context, ch Check) (cs Session, ok bool) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.p.log.Panic(fmt.Sprintf("check %s panicked opening [%s]: %v\n%s", ch.Name(), s.conn.IP, r, debug.Stack()))
-			cs, ok = Pass{}, false
-		}
-	}()
-	return ch.Open(ctx, s.conn), true
+// open opens one check's session. This runs in the accept loop: a check
+// that panics gets a session that says nothing and is failed for the
+// connection (its on_error answers for it).
+func (s *Flow) open(ctx context.Context, name string, ch Check) (Session, bool) {
+	var cs Session = Pass{}
+	err := s.contain(name, "opening", func() { cs = ch.Open(ctx, s.conn) })
+	return cs, err != nil
 }
 
-// quietly runs fn, a check's Reset, Close or Owns, logging a panic
-// instead of passing it on: none of them decides anything.
-func (s *Flow) quietly(name, what string, fn func()) {
+// contain runs fn, a call into check name, so that a panic is logged and
+// returned as an error instead of taking the gateway down.
+func (s *Flow) contain(name, where string, fn func()) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.p.log.Panic(fmt.Sprintf("check %s panicked in %s from [%s]: %v\n%s", name, what, s.conn.IP, r, debug.Stack()))
+			s.p.log.Panic(fmt.Sprintf("check %s panicked %s from [%s]: %v\n%s", name, where, s.conn.IP, r, debug.Stack()))
+			err = fmt.Errorf("panic: %v", r)
 		}
 	}()
 	fn()
+	return nil
 }
 
 // ask asks the checks in order until one refuses.
@@ -195,7 +193,7 @@ func (s *Flow) ask(ctx context.Context, stage Stage, call func(context.Context, 
 	for i := range s.ss {
 		start := time.Now()
 		v, err := s.guarded(ctx, i, stage, call)
-		out.Events = append(out.Events, Event{Check: s.names[i], Stage: stage, Verdict: v, Err: err, Duration: time.Since(start)})
+		out.Events = append(out.Events, Event{Check: s.p.steps[i].name, Stage: stage, Verdict: v, Err: err, Duration: time.Since(start)})
 		if v.Refuses() {
 			break
 		}
@@ -216,7 +214,7 @@ func (s *Flow) guarded(ctx context.Context, i int, stage Stage, call func(contex
 	}
 	ok, probe := st.br.allow(st.BreakAfter, st.CoolDown, s.p.now())
 	if !ok {
-		err := fmt.Errorf("%s: %w", s.names[i], ErrBreakerOpen)
+		err := fmt.Errorf("%s: %w", s.p.steps[i].name, ErrBreakerOpen)
 		s.failed[i] = true
 		return s.onError(st, err), err
 	}
@@ -234,16 +232,16 @@ func (s *Flow) guarded(ctx context.Context, i int, stage Stage, call func(contex
 		switch st.br.done(st.BreakAfter, st.CoolDown, probe, err != nil, s.p.now()) {
 		case evOpened:
 			s.p.log.Panic(fmt.Sprintf("check %s: circuit breaker opened after %d consecutive failures, skipping it for %v: %v",
-				s.names[i], st.BreakAfter, st.CoolDown, err))
+				s.p.steps[i].name, st.BreakAfter, st.CoolDown, err))
 		case evClosed:
-			s.p.log.Main("", fmt.Sprintf("check %s: circuit breaker closed, it answers again", s.names[i]))
+			s.p.log.Main("", fmt.Sprintf("check %s: circuit breaker closed, it answers again", s.p.steps[i].name))
 		}
 	}
 	if err == nil {
 		return v, nil
 	}
 	s.failed[i] = true
-	s.p.log.Panic(fmt.Sprintf("check %s failed at %s from [%s]: %v (on_error=%s)", s.names[i], stage, s.conn.IP, err, onErrorName(st.OnError)))
+	s.p.log.Panic(fmt.Sprintf("check %s failed at %s from [%s]: %v (on_error=%s)", s.p.steps[i].name, stage, s.conn.IP, err, onErrorName(st.OnError)))
 	return s.onError(st, err), err
 }
 
@@ -272,15 +270,10 @@ func (s *Flow) timed(ctx context.Context, i int, stage Stage, call func(context.
 	}
 }
 
-// recovered runs fn, turning a panic into an error.
+// recovered runs check i's call at stage, turning a panic into an error.
 func (s *Flow) recovered(i int, stage Stage, fn func() Verdict) (v Verdict, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.p.log.Panic(fmt.Sprintf("check %s panicked at %s from [%s]: %v\n%s", s.names[i], stage, s.conn.IP, r, debug.Stack()))
-			err = fmt.Errorf("panic: %v", r)
-		}
-	}()
-	return fn(), nil
+	err = s.contain(s.p.steps[i].name, "at "+stage.String(), func() { v = fn() })
+	return v, err
 }
 
 func onErrorName(p string) string {
@@ -306,14 +299,11 @@ func (s *Flow) onError(st *step, err error) Verdict {
 // safe runs a DATA-stage call so that its panic becomes a local problem
 // for this message instead of taking the gateway down.
 func (s *Flow) safe(name string, fn func() Verdict) (v Verdict) {
-	defer func() {
-		if r := recover(); r != nil {
-			s.p.log.Panic(fmt.Sprintf("check %s panicked at %s from [%s]: %v\n%s", name, StageData, s.conn.IP, r, debug.Stack()))
-			v = LocalProblem()
-			v.Log = "check " + name + " failed"
-		}
-	}()
-	return fn()
+	if s.contain(name, "at "+StageData.String(), func() { v = fn() }) != nil {
+		v = LocalProblem()
+		v.Log = "check " + name + " failed"
+	}
+	return v
 }
 
 // Strictest combines the verdicts of events: the strictest action wins,
@@ -374,7 +364,7 @@ func (s *Flow) Mail(ctx context.Context, tx *Tx) Outcome {
 				s.failed[i] = true
 				v = s.onError(&s.p.steps[i], err)
 			}
-			out.Events = append(out.Events, Event{Check: s.names[i], Stage: StageMail, Verdict: v, Err: err})
+			out.Events = append(out.Events, Event{Check: s.p.steps[i].name, Stage: StageMail, Verdict: v, Err: err})
 		}
 		out.Verdict = Strictest(out.Events)
 	}
@@ -418,30 +408,34 @@ func hold(held []Event, out Outcome) []Event {
 // be accepted the Final checks then run and put theirs on top.
 func (s *Flow) Data(ctx context.Context, m *Message) Outcome {
 	var out Outcome
-	out.Events = make([]Event, 0, len(s.connHeld)+len(s.held)+len(s.ss)+s.p.scanners+len(s.fin))
+	scanners := 0
+	if s.p.scan != nil {
+		scanners = len(s.p.scan.entries)
+	}
+	out.Events = make([]Event, 0, len(s.connHeld)+len(s.held)+len(s.ss)+scanners+len(s.fin))
 	out.Events = append(append(out.Events, s.connHeld...), s.held...)
 	out.Trace = s.removeOwned(m, func(o ownerOf) bool { return true }, "")
 	for i, cs := range s.ss {
 		if s.failed[i] {
 			v := s.onError(&s.p.steps[i], errors.New("failed earlier on this connection"))
-			out.Events = append(out.Events, Event{Check: s.names[i], Stage: StageData, Verdict: v})
+			out.Events = append(out.Events, Event{Check: s.p.steps[i].name, Stage: StageData, Verdict: v})
 			continue
 		}
 		start := time.Now()
-		v := s.safe(s.names[i], func() Verdict { return cs.Data(ctx, m) })
+		v := s.safe(s.p.steps[i].name, func() Verdict { return cs.Data(ctx, m) })
 		// What this check stamps, the checks after it and the scanners
 		// see (rspamd and spamd rules on X-RBL-Score).
 		if !v.Refuses() && len(v.Headers) > 0 {
 			m.Headers = slices.Insert(m.Headers, min(1, len(m.Headers)), v.Headers...)
 			v.Headers = nil
 		}
-		if drops := s.removeOwned(m, func(o ownerOf) bool { return o.scanner }, s.names[i]); len(drops) > 0 {
+		if drops := s.scannersOwn(m, s.p.steps[i].name); len(drops) > 0 {
 			for _, d := range drops {
 				v.Logs = append(v.Logs, LogLine{Kind: MainLog, Text: d})
 			}
 			v.Trace = append(v.Trace, drops...)
 		}
-		out.Events = append(out.Events, Event{Check: s.names[i], Stage: StageData, Verdict: v, Duration: time.Since(start)})
+		out.Events = append(out.Events, Event{Check: s.p.steps[i].name, Stage: StageData, Verdict: v, Duration: time.Since(start)})
 	}
 	if s.p.scan != nil {
 		m.Size = m.HeaderSize() + 1 + m.BodySize
@@ -491,22 +485,34 @@ func (s *Flow) Data(ctx context.Context, m *Message) Outcome {
 	return out
 }
 
+// scannersOwn drops what check by added that a scanner stamps itself; a
+// pipeline whose scanners own nothing skips the look.
+func (s *Flow) scannersOwn(m *Message, by string) []string {
+	if !s.p.scanOwned {
+		return nil
+	}
+	return s.removeOwned(m, func(o ownerOf) bool { return o.scanner }, by)
+}
+
 // removeOwned marks deleted every field some owner chosen by which owns,
 // and returns a line for each: a client's forgery before any check ran
-// (by == ""), or what check by added that a scanner stamps itself.
-func (s *Flow) removeOwned(m *Message, which func(ownerOf) bool, by string) []string {
-	var lines []string
+// (by == ""), or what check by added that a scanner stamps itself. An
+// owner that panics leaves the rest of the fields as they are.
+func (s *Flow) removeOwned(m *Message, which func(ownerOf) bool, by string) (lines []string) {
+	var asked string // the owner being asked, named if it panics
+	defer func() {
+		if r := recover(); r != nil {
+			s.p.log.Panic(fmt.Sprintf("check %s panicked in Owns from [%s]: %v\n%s", asked, s.conn.IP, r, debug.Stack()))
+		}
+	}()
 	for i, h := range m.Headers {
 		if h.Type == '*' {
 			continue
 		}
-		name, value := h.Name(), h.UnfoldedValue()
+		name, value := h.Name(), h.Value()
 		for _, o := range s.p.owners {
-			owns := false
-			if which(o) {
-				s.quietly(o.name, "Owns", func() { owns = o.owner.Owns(name, value) })
-			}
-			if !owns {
+			asked = o.name
+			if !which(o) || !o.owner.Owns(name, value) {
 				continue
 			}
 			m.Headers[i].Type = '*'
@@ -526,11 +532,11 @@ func (s *Flow) Reset(ctx context.Context) {
 	s.held = nil
 	for i, cs := range s.ss {
 		if !s.failed[i] {
-			s.quietly(s.names[i], "Reset", func() { cs.Reset(ctx) })
+			s.contain(s.p.steps[i].name, "in Reset", func() { cs.Reset(ctx) })
 		}
 	}
 	for i, cs := range s.fin {
-		s.quietly(s.p.final[i].Name(), "Reset", func() { cs.Reset(ctx) })
+		s.contain(s.p.final[i].Name(), "in Reset", func() { cs.Reset(ctx) })
 	}
 }
 
@@ -542,13 +548,13 @@ func (s *Flow) Close() {
 		if done := s.running[i]; done != nil {
 			go func() {
 				<-done
-				s.quietly(s.names[i], "Close", cs.Close)
+				s.contain(s.p.steps[i].name, "in Close", cs.Close)
 			}()
 			continue
 		}
-		s.quietly(s.names[i], "Close", cs.Close)
+		s.contain(s.p.steps[i].name, "in Close", cs.Close)
 	}
 	for i, cs := range s.fin {
-		s.quietly(s.p.final[i].Name(), "Close", cs.Close)
+		s.contain(s.p.final[i].Name(), "in Close", cs.Close)
 	}
 }
