@@ -1,11 +1,11 @@
 package config
 
 import (
-	"bufio"
 	"fmt"
+	"net"
 	"net/netip"
-	"os"
-	"strings"
+
+	"github.com/miekg/dns"
 )
 
 // resolvConf is where the system's resolvers are read when a section names
@@ -56,30 +56,18 @@ func resolverAddr(s string) (string, error) {
 	return "", fmt.Errorf(`invalid resolver %q (want IP:PORT such as "127.0.0.1:53" or "[::1]:53"; a bare IP means port 53)`, s)
 }
 
-// systemResolvers reads the nameserver lines of a resolv.conf as the C
-// library does: "nameserver IP", port 53, comments after # or ;, lines it
-// cannot read skipped.
+// systemResolvers are the nameservers of a resolv.conf, as miekg/dns reads
+// it, on its port (53); lines that do not name an IP address are skipped.
 func systemResolvers(path string) ([]string, error) {
-	f, err := os.Open(path)
+	conf, err := dns.ClientConfigFromFile(path)
 	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var list []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line, _, _ := strings.Cut(sc.Text(), "#")
-		line, _, _ = strings.Cut(line, ";")
-		f := strings.Fields(line)
-		if len(f) < 2 || f[0] != "nameserver" {
-			continue
-		}
-		if a, err := netip.ParseAddr(f[1]); err == nil {
-			list = append(list, netip.AddrPortFrom(a, 53).String())
-		}
-	}
-	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	var list []string
+	for _, server := range conf.Servers {
+		if a, err := netip.ParseAddr(server); err == nil {
+			list = append(list, net.JoinHostPort(a.String(), conf.Port))
+		}
 	}
 	return list, nil
 }
