@@ -247,16 +247,9 @@ func TestNormalizedMessageContent(t *testing.T) {
 	ts := newTestServer(t, func(c *config.Config) { c.SMTP.BareNewline = "normalize" })
 	c := dial(t, ts.addr(0))
 	c.greet()
-	c.expect("MAIL FROM:<a@client.test>", "250 ")
-	c.expect("RCPT TO:<u@example.test>", "250 ")
-	c.expect("DATA", "354 ")
-	c.send("Subject: n\nX-A: 1\r\n\r\nbare LF\nbare\rCR\r\n.\nend\r\n.\r\n")
-	c.expect("", "250 2.0.0 OK id=")
-	ids := ts.queued()
-	if len(ids) != 1 {
-		t.Fatalf("queued %v", ids)
-	}
-	m := ts.message(ids[0])
+	c.sendRaw("Subject: n\nX-A: 1\r\n\r\nbare LF\nbare\rCR\r\n.\nend\r\n.\r\n")
+	id := ts.onlyID()
+	m := ts.message(id)
 	// go-smtp takes the "." of "\r\n.\n" for dot-stuffing and drops it.
 	want := "Subject: n\nX-A: 1\n\nbare LF\nbareCR\n\nend\n"
 	if !strings.HasSuffix(m, want) {
@@ -289,11 +282,8 @@ func TestStartTLSInjection(t *testing.T) {
 		t.Fatalf("DATA -> %q", reply)
 	}
 	c.expect("QUIT", "221 ")
-	ids := ts.queued()
-	if len(ids) != 1 {
-		t.Fatalf("queued %v", ids)
-	}
-	env, err := ts.spool.Load(ids[0])
+	id := ts.onlyID()
+	env, err := ts.spool.Load(id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,11 +328,8 @@ func TestImplicitTLS(t *testing.T) {
 		t.Fatalf("DATA -> %q", reply)
 	}
 	c.expect("QUIT", "221 ")
-	ids := ts.queued()
-	if len(ids) != 1 {
-		t.Fatalf("queued %v", ids)
-	}
-	env, err := ts.spool.Load(ids[0])
+	id := ts.onlyID()
+	env, err := ts.spool.Load(id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,11 +403,8 @@ func TestMaxRecipients(t *testing.T) {
 	c.expect("DATA", "354 ")
 	c.send(wire("Subject: two\n\nbody\n"))
 	c.expect("", "250 2.0.0 OK id=")
-	ids := ts.queued()
-	if len(ids) != 1 {
-		t.Fatalf("queued %v", ids)
-	}
-	env, err := ts.spool.Load(ids[0])
+	id := ts.onlyID()
+	env, err := ts.spool.Load(id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -551,11 +535,8 @@ func TestBDAT(t *testing.T) {
 	c.send(fmt.Sprintf("BDAT %d LAST\r\n%s", len(chunk2), chunk2))
 	c.expect("", "250 2.0.0 OK id=")
 	c.expect("QUIT", "221 ")
-	ids := ts.queued()
-	if len(ids) != 1 {
-		t.Fatalf("queued %v", ids)
-	}
-	if m := ts.message(ids[0]); !strings.HasSuffix(m, "Subject: chunks\nMessage-ID: <bdat@client.test>\n\nfirst chunk\n.not stuffed\nlast\n") {
+	id := ts.onlyID()
+	if m := ts.message(id); !strings.HasSuffix(m, "Subject: chunks\nMessage-ID: <bdat@client.test>\n\nfirst chunk\n.not stuffed\nlast\n") {
 		t.Errorf("stored %q", m)
 	}
 	if ml := ts.logFile("mainlog"); !strings.Contains(ml, " P=esmtp S=") || !strings.Contains(ml, " id=bdat@client.test\n") {
@@ -598,11 +579,7 @@ func TestReceivedHeaderAndSpool(t *testing.T) {
 			msg := readMessage(t, "gateway-plain.eml")
 			reply := c.sendMessage("alice@client.test", tt.rcpts, msg)
 			c.expect("QUIT", "221 ")
-			ids := ts.queued()
-			if len(ids) != 1 {
-				t.Fatalf("queued %v", ids)
-			}
-			id := ids[0]
+			id := ts.onlyID()
 			if reply != "250 2.0.0 OK id="+string(id) {
 				t.Errorf("DATA -> %q, want the id %s", reply, id)
 			}

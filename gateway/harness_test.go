@@ -126,6 +126,16 @@ func (ts *testServer) queued() []spool.ID {
 	return ids
 }
 
+// onlyID is the ID of the one message the spool must hold.
+func (ts *testServer) onlyID() spool.ID {
+	ts.t.Helper()
+	ids := ts.queued()
+	if len(ids) != 1 {
+		ts.t.Fatalf("queued %v, want one message", ids)
+	}
+	return ids[0]
+}
+
 // message returns the spooled message as delivery would read it.
 func (ts *testServer) message(id spool.ID) string {
 	ts.t.Helper()
@@ -242,6 +252,17 @@ func wire(msg string) string {
 		b.WriteString(l + "\r\n")
 	}
 	return b.String() + ".\r\n"
+}
+
+// sendRaw runs one transaction whose DATA is raw, exactly as given (end
+// of data included), and expects it accepted.
+func (c *client) sendRaw(data string) {
+	c.t.Helper()
+	c.expect("MAIL FROM:<a@client.test>", "250 ")
+	c.expect("RCPT TO:<u@example.test>", "250 ")
+	c.expect("DATA", "354 ")
+	c.send(data)
+	c.expect("", "250 2.0.0 OK id=")
 }
 
 // sendMessage runs one transaction and returns the DATA reply.
