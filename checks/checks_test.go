@@ -1,10 +1,6 @@
 package checks
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +9,7 @@ import (
 
 	"mxgate/config"
 	"mxgate/filters"
+	"mxgate/internal/dkimtest"
 	"mxgate/mainlog"
 )
 
@@ -72,29 +69,12 @@ key_file = "@KEY@"
 	return cfg
 }
 
-func writeKey(t *testing.T, dir string) string {
-	t.Helper()
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(dir, "dkim.pem")
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return file
-}
-
 // TestOptions: the checks in the order they are asked, the relay policy
 // first, each guarded by its own bound plus the backstop and the on_error
 // its config implies.
 func TestOptions(t *testing.T) {
 	dir := t.TempDir()
-	cfg := fullConfig(t, dir, writeKey(t, dir))
+	cfg := fullConfig(t, dir, dkimtest.New(t).File)
 	p := &Pipeline{}
 	o, err := options(cfg, mainlog.Discard(), false, p)
 	if err != nil {
@@ -144,7 +124,7 @@ func TestBuildClosesOnError(t *testing.T) {
 	}
 	built := make(chan error, 1)
 	go func() {
-		p, err := Build(fullConfig(t, dir, writeKey(t, dir)), mainlog.Discard(), false)
+		p, err := Build(fullConfig(t, dir, dkimtest.New(t).File), mainlog.Discard(), false)
 		if err == nil {
 			err = p.Close()
 		}

@@ -3,11 +3,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/pem"
 	"io"
 	"net/netip"
 	"os"
@@ -23,41 +18,17 @@ import (
 	"mxgate/config"
 	"mxgate/filters"
 	"mxgate/filters/msgauth"
+	"mxgate/internal/dkimtest"
 	"mxgate/mainlog"
 	"mxgate/spool"
 )
 
-// msgauthKey is an Ed25519 key published at sel1._domainkey.example.test:
-// its record fits one TXT string, as the fake resolver serves it.
-type msgauthKey struct {
-	key  ed25519.PrivateKey
-	file string // PKCS#8 PEM
-}
-
-func newMsgauthKey(t *testing.T) msgauthKey {
-	t.Helper()
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "dkim.pem")
-	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return msgauthKey{key: key, file: file}
-}
-
 // startAuthDNS serves the SPF, DKIM and DMARC records of example.test,
 // whose mail comes from both loopback test clients.
-func startAuthDNS(t *testing.T, k msgauthKey) *fakeDNS {
-	pub := k.key.Public().(ed25519.PublicKey)
+func startAuthDNS(t *testing.T, k dkimtest.Key) *fakeDNS {
 	return startDNS(t, map[string]record{
 		"example.test":                 {txt: "v=spf1 ip4:127.0.0.1 ip4:127.0.0.2 -all"},
-		"sel1._domainkey.example.test": {txt: "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(pub)},
+		"sel1._domainkey.example.test": {txt: k.Record()},
 		"_dmarc.example.test":          {txt: "v=DMARC1; p=reject"},
 	})
 }
@@ -98,11 +69,11 @@ const authLetter = "From: Alice <alice@example.test>\nTo: bob@example.test\nSubj
 // TestAuthResults checks the stamp of a message passing SPF, DKIM and
 // DMARC, and which incoming Authentication-Results the -H file keeps.
 func TestAuthResults(t *testing.T) {
-	k := newMsgauthKey(t)
+	k := dkimtest.New(t)
 	dns := startAuthDNS(t, k)
 	var signed bytes.Buffer
 	err := dkim.Sign(&signed, strings.NewReader(strings.ReplaceAll(authLetter, "\n", "\r\n")), &dkim.SignOptions{
-		Domain: "example.test", Selector: "sel1", Signer: k.key,
+		Domain: "example.test", Selector: "sel1", Signer: k.Private,
 		HeaderCanonicalization: dkim.CanonicalizationRelaxed, BodyCanonicalization: dkim.CanonicalizationRelaxed,
 	})
 	if err != nil {
@@ -152,9 +123,9 @@ func TestAuthResults(t *testing.T) {
 // own verifier check the signature against the published key; an
 // untrusted client's message is not signed.
 func TestDKIMSign(t *testing.T) {
-	k := newMsgauthKey(t)
+	k := dkimtest.New(t)
 	dns := startAuthDNS(t, k)
-	ts := newTestServer(t, withMsgAuth(dns.addr, config.DKIMSign{Domain: "example.test", Selector: "sel1", KeyFile: k.file}))
+	ts := newTestServer(t, withMsgAuth(dns.addr, config.DKIMSign{Domain: "example.test", Selector: "sel1", KeyFile: k.File}))
 	verifier := msgauth.New(msgauth.Options{AuthservID: "verify.test", Resolvers: []string{dns.addr}, Timeout: 5 * time.Second})
 	tests := []struct {
 		name     string
