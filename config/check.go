@@ -49,11 +49,9 @@ func (d *decoder) check(c *Config) {
 	d.checkMsgAuth(c)
 	d.checkMilters(c)
 
-	d.checkDownstreamURL(c)
-	d.duration(keyPath{"downstream", "connect_timeout"}, &c.Downstream.ConnectTimeout, 30*time.Second)
-	d.duration(keyPath{"downstream", "command_timeout"}, &c.Downstream.CommandTimeout, 5*time.Minute)
-	d.duration(keyPath{"downstream", "data_timeout"}, &c.Downstream.DataTimeout, 10*time.Minute)
-	d.enum(keyPath{"downstream", "starttls"}, &c.Downstream.StartTLS, "opportunistic", "none", "required")
+	d.checkRoutes(c)
+	d.checkOutbound(c)
+	d.checkRecipientVerify(c)
 
 	if c.Queue.Retry == "" {
 		c.Queue.Retry = retry.Default
@@ -324,20 +322,6 @@ func checkMatch(m string) error {
 		return fmt.Errorf("invalid range %q (%s)", m, want)
 	}
 	return nil
-}
-
-func (d *decoder) checkDownstreamURL(c *Config) {
-	key := keyPath{"downstream", "url"}
-	if c.Downstream.URL == "" {
-		d.fail(d.pos.line(key), fmt.Errorf("missing required key %q", key.String()))
-		return
-	}
-	t, err := parseDownstreamURL(c.Downstream.URL)
-	if err != nil {
-		d.failKey(key, -1, "%w", err)
-		return
-	}
-	c.Downstream.Target = t
 }
 
 // parseDownstreamURL accepts the four forms the deliver package implements

@@ -49,8 +49,13 @@ type Config struct {
 	MsgAuth    MsgAuth    `toml:"msgauth"`
 	Milters    []Milter   `toml:"milter"`
 	Downstream Downstream `toml:"downstream"`
-	Queue      Queue      `toml:"queue"`
-	Log        Log        `toml:"log"`
+	// Routes are the other stores, chosen by recipient domain
+	// ([[route]]); a relay domain in none of them goes to Downstream.
+	Routes          []Downstream    `toml:"route"`
+	Outbound        Outbound        `toml:"outbound"`
+	RecipientVerify RecipientVerify `toml:"recipient_verify"`
+	Queue           Queue           `toml:"queue"`
+	Log             Log             `toml:"log"`
 }
 
 // TLS holds the server certificate; STARTTLS is offered only when both are set.
@@ -113,9 +118,12 @@ type RBLList struct {
 // string, as in resolver = "127.0.0.1:53".
 type StringList []string
 
-// Downstream is the one place accepted mail goes.
+// Downstream is a mail store that accepted mail goes to: [downstream], the
+// default route, and each [[route]], which adds Name and Domains.
 type Downstream struct {
-	URL string `toml:"url"` // smtp://h:p, lmtp://h:p, lmtp+unix:///path, maildir:///path (required)
+	Name    string   `toml:"name,omitempty"`    // [[route]] only: logged as R=; default: its first domain
+	Domains []string `toml:"domains,omitempty"` // [[route]] only, required: the recipient domains it takes; lower-cased
+	URL     string   `toml:"url"`               // smtp://h:p, lmtp://h:p, lmtp+unix:///path, maildir:///path (required)
 	// Target is URL parsed and checked, the one parse of it: what
 	// deliver.New takes, as deliver.Target(cfg.Downstream.Target).
 	Target         Target   `toml:"-"`
@@ -124,13 +132,103 @@ type Downstream struct {
 	DataTimeout    Duration `toml:"data_timeout"`    // per write while sending the body, and for the final reply; default 10m
 	StartTLS       string   `toml:"starttls"`        // "opportunistic" (default) | "none" | "required"
 	TLSVerify      bool     `toml:"tls_verify"`      // verify the downstream certificate; default false (opportunistic TLS)
+	// VerifyRecipients is where a recipient is looked up at RCPT:
+	// "none" (default), "callout" (the store itself, by RCPT TO),
+	// "file:PATH" (a recipients list) or "dovecot:PATH" (Dovecot's
+	// auth-userdb socket).
+	VerifyRecipients string `toml:"verify_recipients"`
+	// Verify is VerifyRecipients taken apart. Not printed.
+	Verify Verify `toml:"-"`
+	// OverQuota is what the store's over-quota answers (552 5.2.2,
+	// 452 4.2.2) do: "defer" (default), "bounce" or "discard".
+	OverQuota string `toml:"over_quota"`
+	// RecipientDelimiter separates a sub-address: user+tag@ is looked
+	// up and (Maildir) delivered as user@; default "+", "" for none.
+	RecipientDelimiter string `toml:"recipient_delimiter"`
+	// LowercaseLocal looks up and delivers local parts lower-cased, as
+	// Dovecot's default auth_username_format %Lu does; default true.
+	LowercaseLocal bool `toml:"lowercase_local"`
+	// MaildirLayout is where, under the maildir:// path, a recipient's
+	// Maildir is: a template of {domain}, {local} and {user} (the owner
+	// of the domain in MaildirUsers); an absolute template ignores the
+	// URL path. Default "{domain}/{local}".
+	MaildirLayout string `toml:"maildir_layout,omitempty"`
+	// MaildirUsers is a file of "domain: user" lines (cPanel's
+	// /etc/userdomains), required when the layout uses {user}.
+	MaildirUsers string `toml:"maildir_users,omitempty"`
+	// MaildirOwner is "user:group" owning the directories and files
+	// written; default: the process's own.
+	MaildirOwner string `toml:"maildir_owner,omitempty"`
+	// MaildirUID and MaildirGID are MaildirOwner looked up; -1 when it
+	// is not set. Not printed.
+	MaildirUID int `toml:"-"`
+	MaildirGID int `toml:"-"`
+	// MaildirMode is the mode of the directories created, as octal;
+	// default "0700" (files get it without the x bits).
+	MaildirMode string `toml:"maildir_mode,omitempty"`
+}
+
+// Verify is a recipient-verification source taken apart.
+type Verify struct {
+	Source string // "none", "callout", "file" or "dovecot"
+	Path   string // file: the recipients list; dovecot: the auth-userdb socket
+}
+
+// Outbound is how mail for domains that are not relay domains leaves
+// (relayed for trusted clients, bounces, delay warnings).
+type Outbound struct {
+	// Mode: "mx" (default, direct delivery to the domain's MX hosts),
+	// "smarthost" (everything through one relay) or "none" (refused
+	// at RCPT; a bounce for such an address is frozen).
+	Mode string `toml:"mode"`
+	// Smarthost is smtp://HOST:PORT (STARTTLS) or smtps://HOST:PORT
+	// (implicit TLS); required in smarthost mode.
+	Smarthost       string `toml:"smarthost"`
+	SmarthostTarget Target `toml:"-"`
+	// AuthUser and AuthPasswordFile authenticate to the smarthost
+	// (PLAIN, over TLS only); the file holds the password on its first
+	// line and is read at load, so the password is never printed.
+	AuthUser         string `toml:"auth_user"`
+	AuthPasswordFile string `toml:"auth_password_file"`
+	AuthPassword     string `toml:"-"`
+	// StartTLS: "opportunistic" (mx default), "required" (smarthost
+	// default) or "none".
+	StartTLS string `toml:"starttls"`
+	// Resolver is the resolvers asked for MX, address, TLSA and MTA-STS
+	// records, "IP:PORT"; default: the nameservers of /etc/resolv.conf.
+	Resolver StringList `toml:"resolver"`
+	Port     int        `toml:"port"`    // port of the MX hosts; default 25
+	MTASTS   string     `toml:"mta_sts"` // "off" (default), "testing" or "enforce"
+	// MTASTSPort is the HTTPS port of mta-sts.DOMAIN; default 443.
+	MTASTSPort int `toml:"mta_sts_port"`
+	// CAFile is a PEM bundle of the CAs trusted for MTA-STS policy hosts
+	// and MX certificates; default: the system's.
+	CAFile         string   `toml:"ca_file"`
+	MaxPerDomain   int      `toml:"max_per_domain"`  // connections at once to one destination domain; default 10
+	ConnectTimeout Duration `toml:"connect_timeout"` // default 30s
+	CommandTimeout Duration `toml:"command_timeout"` // default 5m
+	DataTimeout    Duration `toml:"data_timeout"`    // default 10m
+}
+
+// RecipientVerify tunes recipient verification at RCPT, whatever the
+// source a route names.
+type RecipientVerify struct {
+	// DeferOK accepts a recipient whose lookup got no answer (store down
+	// or 4xx) instead of 451 4.4.3.
+	DeferOK     bool     `toml:"defer_ok"`
+	Timeout     Duration `toml:"timeout"`      // per lookup, connect included; default 10s
+	PositiveTTL Duration `toml:"positive_ttl"` // how long "user exists" is cached; default 1h
+	NegativeTTL Duration `toml:"negative_ttl"` // how long "user unknown" is cached; default 10m
+	CacheSize   int      `toml:"cache_size"`   // addresses kept; default 100000
+	// MaxConnections is the lookups at once to one store; default 10.
+	MaxConnections int `toml:"max_connections"`
 }
 
 // Target is a downstream URL taken apart. Its fields are deliver.Target's,
 // in the same order, so that one converts to the other; config does not
 // import deliver.
 type Target struct {
-	Scheme string // "smtp", "lmtp", "lmtp+unix" or "maildir"
+	Scheme string // "smtp", "lmtp", "lmtp+unix" or "maildir"; "smtps" for outbound.smarthost
 	Host   string // smtp, lmtp: a host name or an IP address, without brackets
 	Port   int    // smtp, lmtp: 1-65535
 	Path   string // lmtp+unix, maildir: absolute and clean

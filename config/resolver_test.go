@@ -44,7 +44,7 @@ msgauth.resolver = ["[::1]:5300", "10.0.0.3"]
 }
 
 func TestResolversFromSystem(t *testing.T) {
-	text := "hostname = \"h\"\nrelay.domains = [\"h\"]\ndownstream.url = \"smtp://h:25\"\n"
+	text := "hostname = \"h\"\nrelay.domains = [\"h\"]\ndownstream.url = \"smtp://h:25\"\noutbound.mode = \"none\"\n"
 	c, err := Parse("r.toml", []byte(text))
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func TestResolversNoSystem(t *testing.T) {
 			resolvConf = tt.conf
 			t.Cleanup(func() { resolvConf = saved })
 
-			base := "hostname = \"h\"\nrelay.domains = [\"h\"]\ndownstream.url = \"smtp://h:25\"\n"
+			base := "hostname = \"h\"\nrelay.domains = [\"h\"]\ndownstream.url = \"smtp://h:25\"\noutbound.mode = \"none\"\n"
 			c, err := Parse("r.toml", []byte(base))
 			if err != nil {
 				t.Fatal(err)
@@ -90,8 +90,8 @@ func TestResolversNoSystem(t *testing.T) {
 				t.Fatal("accepted without resolvers")
 			}
 			lines := strings.Split(err.Error(), "\n")
-			if len(lines) != 2 || !strings.HasPrefix(lines[0], `r.toml:5: key "rbl.resolver": is not set and `) ||
-				!strings.HasPrefix(lines[1], `r.toml:8: key "callout.resolver": is not set and `) ||
+			if len(lines) != 2 || !strings.HasPrefix(lines[0], `r.toml:6: key "rbl.resolver": is not set and `) ||
+				!strings.HasPrefix(lines[1], `r.toml:9: key "callout.resolver": is not set and `) ||
 				!strings.HasSuffix(lines[1], "; set callout.resolver") {
 				t.Errorf("error =\n%v", err)
 			}
