@@ -33,7 +33,7 @@ type relaySession struct {
 func (s relaySession) Rcpt(_ context.Context, _ *filters.Tx, rcpt string) filters.Verdict {
 	a, err := ParseWire(rcpt)
 	if err != nil {
-		return refusal(*syntaxRefusal(err), rcpt)
+		return refusal(*SyntaxRefusal(err), rcpt)
 	}
 	if ref := s.p.Allow(s.ip, a); ref != nil {
 		return refusal(*ref, rcpt)
@@ -43,7 +43,7 @@ func (s relaySession) Rcpt(_ context.Context, _ *filters.Tx, rcpt string) filter
 
 // RcptSyntax is the verdict on a RCPT argument Parse refused: 501 5.1.3,
 // as the relay policy words it.
-func RcptSyntax(arg string, err error) filters.Verdict { return refusal(*syntaxRefusal(err), arg) }
+func RcptSyntax(arg string, err error) filters.Verdict { return refusal(*SyntaxRefusal(err), arg) }
 
 func refusal(ref Refusal, arg string) filters.Verdict {
 	code := "relay-denied"

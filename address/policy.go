@@ -62,7 +62,7 @@ var (
 func (p *Policy) Recipient(ip netip.Addr, rcpt string) (Address, *Refusal) {
 	a, err := Parse(rcpt)
 	if err != nil {
-		return Address{}, syntaxRefusal(err)
+		return Address{}, SyntaxRefusal(err)
 	}
 	if ref := p.Allow(ip, a); ref != nil {
 		return Address{}, ref
@@ -88,8 +88,8 @@ func (p *Policy) Allow(ip netip.Addr, a Address) *Refusal {
 	return &r
 }
 
-// syntaxRefusal is the refusal of a recipient Parse failed on.
-func syntaxRefusal(err error) *Refusal {
+// SyntaxRefusal is the refusal of a recipient Parse failed on (err).
+func SyntaxRefusal(err error) *Refusal {
 	r := refuseSyntax
 	r.Log += ": " + strings.TrimPrefix(err.Error(), ErrSyntax.Error()+": ")
 	return &r

@@ -2,7 +2,9 @@
 // message's sender: the bounce ("Mail delivery failed: returning message to
 // sender") and the delay warning ("Warning: message ID delayed ..."), as
 // RFC 3464 multipart/report messages worded and laid out as Exim writes
-// them, in the spool's form (headers as spool.Header, LF line endings).
+// them, in the spool's form (headers as spool.Header, LF line endings), and
+// commits them to the spool as new messages from the null sender (Commit),
+// the one way the queue and local submission send them.
 package dsn
 
 import (
@@ -27,7 +29,10 @@ type Recipient struct {
 	// Reply is the remote reply ("550 5.1.1 no such user"): the
 	// Diagnostic-Code. "" when the remote said nothing.
 	Reply string
-	// Err is what went wrong, as the mainlog's ** or == line says it.
+	// Err is what went wrong, in words for the sender: a notification
+	// goes to an address outside, so it never carries what only the
+	// admin may see (paths, internal addresses, Go error text); the
+	// mainlog keeps that.
 	Err string
 	// Status is the RFC 3463 status to report; "" takes the enhanced
 	// code of Reply or Err, else 5.0.0 (failure) / 4.0.0 (delay).
@@ -105,6 +110,25 @@ func Failure(r *Report) (*Message, error) {
 	return &Message{Headers: h, Body: []byte(b.String())}, nil
 }
 
+// delayText names the multiple of delay_warning the message has passed, as
+// Exim does: whole hours from two hours on, else whole minutes; and, where
+// Exim would write "0 minutes" (a delay_warning under a minute), whole
+// seconds. The count is rounded down: the text says "after more than".
+func delayText(every, queued time.Duration) string {
+	shown := max(every, queued/every*every)
+	n, unit := int(shown/time.Second), "second"
+	switch {
+	case shown >= 120*time.Minute:
+		n, unit = int(shown/time.Hour), "hour"
+	case shown >= time.Minute:
+		n, unit = int(shown/time.Minute), "minute"
+	}
+	if n != 1 {
+		unit += "s"
+	}
+	return fmt.Sprintf("%d %s", n, unit)
+}
+
 // Delay builds the warning that r's recipients have not been delivered
 // after r.Delay on the queue.
 func Delay(r *Report) (*Message, error) {
@@ -118,13 +142,7 @@ func Delay(r *Report) (*Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Exim names the multiple of delay_warning the message has passed,
-	// in minutes while it has been queued for less than two hours.
-	shown := max(r.Delay, r.Queued/r.Delay*r.Delay)
-	delay := fmt.Sprintf("%d hours", int(shown/time.Hour))
-	if r.Queued < 120*time.Minute {
-		delay = fmt.Sprintf("%d minutes", int(shown/time.Minute))
-	}
+	delay := delayText(r.Delay, r.Queued)
 	h := r.commonHeaders(bound, fmt.Sprintf("Warning: message %s delayed %s", r.ID, delay))
 
 	var b strings.Builder
@@ -252,11 +270,12 @@ func (r *Report) writeHeaders(b *strings.Builder, bound string) {
 
 // writeAddress writes one address of the text part as Exim's
 // print_address_information and print_address_error do: the address,
-// the host that answered, then the error, broken after a ": " once a
+// the host that answered (a network host: a socket path stays in the
+// mainlog), then the error, broken after a ": " once a
 // line is past 45 characters.
 func writeAddress(b *strings.Builder, rc Recipient, prefix string) {
 	fmt.Fprintf(b, "  %s\n", printable(rc.Addr))
-	if rc.Host != "" {
+	if remoteMTA(rc.Host) != "" {
 		fmt.Fprintf(b, "    host %s\n", printable(rc.Host))
 	}
 	text := printableText(rc.Err)

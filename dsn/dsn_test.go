@@ -84,7 +84,7 @@ func TestGolden(t *testing.T) {
 		r     *Report
 	}{
 		{"failure.eml", Failure, report(bob, carolTimeout)},
-		{"failure-one.eml", Failure, report(Recipient{Addr: "erin@down.test", Err: "maildir: local part \"../x\" is not a safe path"})},
+		{"failure-one.eml", Failure, report(Recipient{Addr: "erin@down.test", Host: "/run/dovecot/lmtp", Err: "the mailbox name is not acceptable to the mail store"})},
 		{"delay.eml", Delay, delay},
 		{"delay-minutes.eml", Delay, delayOne},
 	}
@@ -270,6 +270,42 @@ func TestDelayParses(t *testing.T) {
 	for k, v := range map[string]string{"Action": "delayed", "Status": "4.7.1", "Final-Recipient": "rfc822; carol@down.test"} {
 		if got := blocks[1].Get(k); got != v {
 			t.Errorf("%s: %q, want %q", k, got, v)
+		}
+	}
+}
+
+// The delay is the multiple of delay_warning passed, rounded down, in
+// the unit that reads naturally: never "0 minutes", never "1 hours".
+func TestDelayText(t *testing.T) {
+	tests := []struct {
+		every, queued time.Duration
+		want          string
+	}{
+		{time.Second, 1500 * time.Millisecond, "1 second"},
+		{20 * time.Second, 10 * time.Second, "20 seconds"},
+		{30 * time.Second, 100 * time.Second, "1 minute"},
+		{time.Minute, time.Minute, "1 minute"},
+		{30 * time.Minute, 95 * time.Minute, "90 minutes"},
+		{90 * time.Minute, 125 * time.Minute, "90 minutes"},
+		{90 * time.Minute, 3 * time.Hour, "3 hours"},
+		{time.Hour, 119 * time.Minute, "60 minutes"},
+		{time.Hour, 2 * time.Hour, "2 hours"},
+		{24 * time.Hour, 25 * time.Hour, "24 hours"},
+		{24 * time.Hour, 71 * time.Hour, "48 hours"},
+	}
+	for _, tt := range tests {
+		r := report(carolDeferred)
+		r.Delay, r.Queued = tt.every, tt.queued
+		m, err := Delay(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, parts := parse(t, m)
+		if got, want := msg.Header.Get("Subject"), "Warning: message 0t5C6f-0000c8-00 delayed "+tt.want; got != want {
+			t.Errorf("delay_warning %v, queued %v: Subject %q, want %q", tt.every, tt.queued, got, want)
+		}
+		if want := "recipients after more than " + tt.want + " on the queue on mx.example.test.\n"; !strings.Contains(parts[0].body, want) {
+			t.Errorf("delay_warning %v, queued %v: text lacks %q:\n%s", tt.every, tt.queued, want, parts[0].body)
 		}
 	}
 }

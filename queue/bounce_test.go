@@ -481,3 +481,142 @@ func TestNoDelayWarning(t *testing.T) {
 		})
 	}
 }
+
+// A notification tells the sender the remote reply or a fixed phrase for
+// the result's Reason, never what only the admin may see: Maildir and
+// socket paths, resolver addresses, Go's error text. The mainlog keeps it.
+func TestNotificationsShowNoInternals(t *testing.T) {
+	tests := []struct {
+		name     string
+		res      deliver.Result
+		giveUp   bool     // deferred past the retry schedule: bounced
+		want     []string // in the text part
+		status   string   // the Status field
+		internal []string // in neither part
+	}{
+		{
+			name: "maildir permission denied, delay warning",
+			res: deliver.Result{Status: deliver.Deferred, Reason: deliver.LocalError,
+				Err: "open /var/mail/down.test/bob/tmp/1714557600.M1P2Q3.mx: permission denied"},
+			want:     []string{"    Delay reason: local delivery failed\n"},
+			status:   "4.0.0",
+			internal: []string{"/var/mail", "permission denied", "open "},
+		},
+		{
+			name: "maildir permission denied, given up",
+			res: deliver.Result{Status: deliver.Deferred, Reason: deliver.LocalError,
+				Err: "open /var/mail/down.test/bob/tmp/1714557600.M1P2Q3.mx: permission denied"},
+			giveUp:   true,
+			want:     []string{"    retry timeout exceeded\n"},
+			status:   "5.4.7",
+			internal: []string{"/var/mail", "permission denied"},
+		},
+		{
+			name: "unsafe Maildir path",
+			res: deliver.Result{Status: deliver.Failed, Reason: deliver.MaildirUnsafePath,
+				Err: `address "bob@down.test": local part ".bob" starts with a dot: unsafe as a Maildir path`},
+			want:     []string{"    the mailbox name is not acceptable to the mail store\n"},
+			status:   "5.0.0",
+			internal: []string{"Maildir path", "starts with a dot"},
+		},
+		{
+			name: "LMTP socket refused",
+			res: deliver.Result{Status: deliver.Deferred, Reason: deliver.Refused, Host: "/run/dovecot/lmtp",
+				Err: "dial unix /run/dovecot/lmtp: connect: connection refused"},
+			want:     []string{"    Delay reason: the receiving mail server could not be reached\n"},
+			status:   "4.0.0",
+			internal: []string{"/run/dovecot", "dial unix", "connect:"},
+		},
+		{
+			name: "resolver failure",
+			res: deliver.Result{Status: deliver.Deferred, Reason: deliver.ConnectFailed,
+				Err: "dial tcp: lookup store.internal on 127.0.0.53:53: server misbehaving"},
+			want:     []string{"    Delay reason: the receiving mail server could not be reached\n"},
+			status:   "4.0.0",
+			internal: []string{"127.0.0.53", "lookup", "dial tcp"},
+		},
+		{
+			name: "timeout",
+			res: deliver.Result{Status: deliver.Deferred, Reason: deliver.Timeout, Host: testHost,
+				Err: "SMTP timeout after end of data: read tcp 127.0.0.1:40000->127.0.0.1:25: i/o timeout"},
+			want:     []string{"    host " + testHost + "\n", "    Delay reason: the receiving mail server did not answer in time\n"},
+			status:   "4.0.0",
+			internal: []string{"i/o timeout", "read tcp"},
+		},
+		{
+			name: "protocol error",
+			res: deliver.Result{Status: deliver.Deferred, Reason: deliver.ProtocolError, Host: testHost,
+				Err: "SMTP protocol failure in response to MAIL FROM:<alice@up.test>: textproto: short response: 2"},
+			want:     []string{"    Delay reason: the receiving mail server gave an answer that could not be understood\n"},
+			status:   "4.0.0",
+			internal: []string{"textproto", "short response"},
+		},
+		{
+			name: "TLS required",
+			res: deliver.Result{Status: deliver.Deferred, Reason: deliver.TLSRequired, Host: testHost,
+				Err: "a TLS session is required, but the server did not offer TLS support"},
+			want:   []string{"    Delay reason: an encrypted (TLS) connection is required, and the receiving mail server does not offer one\n"},
+			status: "4.0.0",
+		},
+		{
+			name: "a remote reply is shown as it is",
+			res: deliver.Result{Status: deliver.Failed, Reason: deliver.RemotePerm, Host: "/run/dovecot/lmtp",
+				Reply: "550 5.1.1 <bob@down.test> User doesn't exist: bob@down.test",
+				Err:   "LMTP error from remote mail server after end of data: 550 5.1.1 <bob@down.test> User doesn't exist: bob@down.test"},
+			want:     []string{"\n  bob@down.test\n    550 5.1.1 <bob@down.test> User doesn't exist: bob@down.test\n"},
+			status:   "5.1.1",
+			internal: []string{"/run/dovecot"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tr := &fakeTransport{outcome: map[string]deliver.Result{"bob@down.test": tt.res}}
+			e := newEnv(t, tr, Options{Hostname: hostname, DelayWarning: time.Hour})
+			id := e.submit([]string{"bob@down.test"}, func(ev *spool.Envelope) {
+				ev.Received = now.Add(-2 * time.Hour)
+				if tt.giveUp {
+					ev.FirstFailed, ev.NextTry, ev.Attempts = now.Add(-5*24*time.Hour), now, 30
+				}
+			})
+			e.newLines()
+			e.r.RunOnce(context.Background(), false, false)
+			if lines := strings.Join(e.newLines(), "\n"); !strings.Contains(lines, "bob@down.test R=downstream T=fake") || !strings.Contains(lines, tt.res.Err) {
+				t.Errorf("mainlog lacks the full error %q:\n%s", tt.res.Err, lines)
+			}
+			var n spool.ID
+			if tt.res.Status == deliver.Failed || tt.giveUp {
+				n = e.bounce(id, "bob@down.test")
+			} else {
+				ns := e.notifications()
+				if len(ns) != 1 {
+					t.Fatalf("%d notifications, want one delay warning", len(ns))
+				}
+				n = ns[0]
+			}
+			rc, _, err := e.sp.OpenMessage(n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			whole, _ := io.ReadAll(rc)
+			rc.Close()
+			r := e.readReport(n)
+			for _, w := range tt.want {
+				if !strings.Contains(r.text, w) {
+					t.Errorf("text part lacks %q:\n%s", w, r.text)
+				}
+			}
+			if want := "Status: " + tt.status + "\n"; !strings.Contains(r.status, want) {
+				t.Errorf("delivery status lacks %q:\n%s", want, r.status)
+			}
+			hidden := tt.internal
+			if tt.res.Reply == "" {
+				hidden = append(hidden, tt.res.Err) // the admin's words
+			}
+			for _, bad := range hidden {
+				if bytes.Contains(whole, []byte(bad)) {
+					t.Errorf("the notification shows %q:\n%s", bad, whole)
+				}
+			}
+		})
+	}
+}

@@ -9,7 +9,6 @@
 package queue
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -57,9 +56,6 @@ type Options struct {
 }
 
 const (
-	// bounceUser is logged as U= on the arrival of mxgate's own
-	// notifications, where Exim logs its own user.
-	bounceUser = "mxgate"
 	// frozenInfo is why a bounce that cannot be delivered is frozen, in
 	// Exim's words.
 	frozenInfo = " (delivery error message)"
@@ -525,60 +521,71 @@ func (r *Runner) warningDue(env *spool.Envelope, now time.Time) bool {
 		now.Sub(env.Received) >= r.o.DelayWarning && dsn.WantsDelayWarning(env.Headers)
 }
 
-// notify commits a notification about env to its sender, as a new message
-// from the null sender, logs its arrival as Exim does (R= names the
-// message it is about), and hands it to Enqueue. queued is how long env
-// has been on the queue, for a delay warning.
+// notify commits a notification about env to its sender (dsn.Commit: a
+// new message from the null sender, whose arrival names env as R=) and
+// hands it to Enqueue. queued is how long env has been on the queue, for a
+// delay warning.
 func (r *Runner) notify(env *spool.Envelope, build func(*dsn.Report) (*dsn.Message, error), rcpts []dsn.Recipient, queued time.Duration) error {
-	w, err := r.o.Spool.Create()
-	if err != nil {
-		return err
-	}
-	now := r.now()
-	m, err := build(&dsn.Report{
+	// The attempt's context may end with a shutdown; the notification is
+	// written all the same, or the recipients it is about are left as
+	// they were.
+	id, err := dsn.Commit(context.Background(), r.o.Spool, r.o.Log, build, &dsn.Report{
 		Hostname:   r.o.Hostname,
 		ID:         env.ID,
 		Sender:     env.Sender,
 		Arrival:    env.Received,
 		Headers:    env.Headers,
 		Recipients: rcpts,
-		MessageID:  "E" + string(w.ID()),
-		Date:       now,
+		Date:       r.now(),
 		Delay:      r.o.DelayWarning,
 		Queued:     queued,
 	})
-	if err == nil {
-		_, err = w.Write(m.Body)
-	}
 	if err != nil {
-		if aerr := w.Abort(); aerr != nil {
-			err = fmt.Errorf("%w (and removing %s: %v)", err, w.ID(), aerr)
-		}
 		return err
 	}
-	ev := &spool.Envelope{
-		ID:               w.ID(),
-		Recipients:       []string{env.Sender},
-		Received:         now,
-		ReceivedProtocol: "local",
-		BodyLinecount:    bytes.Count(m.Body, []byte("\n")),
-		DeliverFirstTime: true,
-		Headers:          m.Headers,
-	}
-	// The attempt's context may end with a shutdown; the notification is
-	// written all the same, or the recipients it is about are left as
-	// they were.
-	arrival := fmt.Sprintf("R=%s U=%s P=local S=%d", env.ID, bounceUser, ev.HeaderSize()+1+int64(len(m.Body)))
-	if err := w.Receive(context.Background(), ev, arrival, r.o.Log); err != nil {
-		return err
-	}
-	r.Enqueue(ev.ID)
+	r.Enqueue(id)
 	return nil
 }
 
-// recipient is what a notification says about a transport's result.
+// recipient is what a notification tells the sender about a transport's
+// result: the remote server's reply when there is one, else a fixed
+// phrase for the result's Reason. Res.Err stays in the mainlog: it may
+// name a Maildir or socket path, an internal address or Go's error text.
 func recipient(res deliver.Result) dsn.Recipient {
-	return dsn.Recipient{Addr: res.Rcpt, Host: res.Host, Reply: res.Reply, Err: reason(res)}
+	rc := dsn.Recipient{Addr: res.Rcpt, Host: res.Host, Reply: res.Reply}
+	if res.Reply == "" {
+		rc.Err = senderReason(res.Reason)
+	}
+	return rc
+}
+
+// senderReason words a Reason for the sender of the message.
+func senderReason(why deliver.Reason) string {
+	switch why {
+	case deliver.RemoteTemp, deliver.RemotePerm:
+		return "the receiving mail server refused the message"
+	case deliver.Refused, deliver.ConnectFailed:
+		return "the receiving mail server could not be reached"
+	case deliver.Timeout:
+		return "the receiving mail server did not answer in time"
+	case deliver.ConnectionLost:
+		return "the receiving mail server closed the connection"
+	case deliver.ProtocolError:
+		return "the receiving mail server gave an answer that could not be understood"
+	case deliver.TLSRequired:
+		return "an encrypted (TLS) connection is required, and the receiving mail server does not offer one"
+	case deliver.TLSFailure:
+		return "an encrypted (TLS) connection to the receiving mail server could not be set up"
+	case deliver.BadAddress:
+		return "the address cannot be delivered as it is written"
+	case deliver.MaildirUnsafePath:
+		return "the mailbox name is not acceptable to the mail store"
+	case deliver.LocalError:
+		return "local delivery failed"
+	case deliver.Abandoned:
+		return "delivery was interrupted and will be tried again"
+	}
+	return "the message could not be delivered"
 }
 
 // done records rcpt as finished for good, in the journal (fsynced) and in

@@ -1,7 +1,6 @@
 package submit
 
 import (
-	"fmt"
 	"strings"
 )
 
@@ -15,10 +14,9 @@ import (
 // It is lenient where real headers are sloppy (a missing "<", a stray
 // ";") and strict only where guessing would pick the wrong mailbox: a bare
 // element with white space inside ("John Doe", a name without an
-// address) is an error.
-func addressList(v string) ([]string, error) {
+// address) is returned in bad, as written, and is no address.
+func addressList(v string) (out, bad []string) {
 	var (
-		out     []string
 		outside elem // the element's text outside <>
 		inside  elem // the text inside <>
 		inAngle bool
@@ -32,7 +30,7 @@ func addressList(v string) ([]string, error) {
 		}
 		return &outside
 	}
-	flush := func() error {
+	flush := func() {
 		e := &outside
 		if hadAng {
 			e = &inside
@@ -46,14 +44,18 @@ func addressList(v string) ([]string, error) {
 				}
 			}
 		} else if e.broken {
-			return fmt.Errorf("%q is not an address (a name without <address>?)", strings.TrimSpace(outside.raw.String()))
+			// On one line, as the header's white space would not print.
+			words := strings.FieldsFunc(strings.TrimRight(outside.raw.String(), ",;"), func(r rune) bool {
+				return r == ' ' || r == '\t' || r == '\r' || r == '\n'
+			})
+			bad = append(bad, strings.Join(words, " "))
+			spec = ""
 		}
 		if spec != "" {
 			out = append(out, spec)
 		}
 		outside, inside = elem{}, elem{}
 		hadAng, inAngle = false, false
-		return nil
 	}
 	for i := 0; i < len(v); i++ {
 		c := v[i]
@@ -92,9 +94,7 @@ func addressList(v string) ([]string, error) {
 		case c == '>' && inAngle:
 			inAngle = false
 		case c == ',' && !inAngle, c == ';' && !inAngle:
-			if err := flush(); err != nil {
-				return nil, err
-			}
+			flush()
 		case c == ':' && !inAngle:
 			// "group-name:" opens a group: its name is no mailbox.
 			outside = elem{}
@@ -102,10 +102,8 @@ func addressList(v string) ([]string, error) {
 			cur().add(c)
 		}
 	}
-	if err := flush(); err != nil {
-		return nil, err
-	}
-	return out, nil
+	flush()
+	return out, bad
 }
 
 // elem collects an addr-spec without its white space. White space between

@@ -1,10 +1,12 @@
 // Package submit owns local submission, mxgate's sendmail interface (-bm,
 // -t): it reads a message from a local program, finds its recipients (the
 // command line, or the header with -t), completes its header the way Exim
-// does (Received:, and Date:, Message-ID:, From: when missing), holds the
-// recipients to the relay policy, and commits it to the spool and the
-// mainlog as an arrival with protocol "local". Delivering it is the
-// caller's business (the queue runner).
+// does (Received:, and Date:, Message-ID:, From: when missing), holds each
+// recipient to the caller's Accept (the relay policy, or a router), and
+// commits the message to the spool and the mainlog as an arrival with
+// protocol "local" for the recipients accepted. The ones refused are
+// reported to the caller and, in a bounce, to the sender, as sendmail
+// does. Delivering is the caller's business (the queue runner).
 package submit
 
 import (
@@ -21,6 +23,7 @@ import (
 
 	"mxgate/address"
 	"mxgate/config"
+	"mxgate/dsn"
 	"mxgate/header"
 	"mxgate/mainlog"
 	"mxgate/spool"
@@ -30,11 +33,60 @@ import (
 // delivered".
 var ErrNoRecipients = errors.New("no recipients")
 
+// Rejection is a recipient the message was not queued for.
+type Rejection struct {
+	// Addr is the address as qualified, or as written when it does not
+	// parse.
+	Addr    string
+	Refusal address.Refusal // why: Log in words, Enhanced the status
+}
+
+// String is the line sendmail prints on stderr for r (without the
+// program's name).
+func (r Rejection) String() string {
+	return fmt.Sprintf("<%s>: recipient address rejected: %s", r.Addr, r.Refusal.Log)
+}
+
+// RejectedError is Submit's error when every recipient was rejected:
+// nothing was queued and no bounce sent (the caller hears of it). It is
+// ErrNoRecipients.
+type RejectedError struct{ Rejected []Rejection }
+
+func (e *RejectedError) Error() string { return "no valid recipients: message not queued" }
+
+func (e *RejectedError) Unwrap() error { return ErrNoRecipients }
+
+// AcceptFunc decides whether the message can be queued for a recipient,
+// an address parsed and qualified as the envelope will hold it: nil, or
+// why not. A recipient it cannot decide on now should be accepted: the
+// queue retries, a submission cannot.
+type AcceptFunc func(rcpt address.Address) *address.Refusal
+
+// RelayPolicy is the Accept of a host without a router: a local program
+// reaches the relay domains only. From this host it must not relay where a
+// client in the trusted networks would have to be (a compromised web
+// application is the usual spammer); address tricks are refused as at RCPT.
+func RelayPolicy(domains []string) AcceptFunc {
+	p := address.NewPolicy(domains, nil)
+	return func(a address.Address) *address.Refusal {
+		ref := p.Allow(netip.Addr{}, a)
+		if ref != nil && ref.Log == "relay not permitted" && !a.IsLiteral() {
+			r := *ref
+			r.Log += " (not in relay.domains)"
+			return &r
+		}
+		return ref
+	}
+}
+
 // Options describe one submission.
 type Options struct {
-	Config *config.Config // hostname (the domain of unqualified addresses), relay domains, size limit
+	Config *config.Config // hostname (the domain of unqualified addresses, Mailer-Daemon@), size limit
 	Spool  *spool.Spool
 	Log    *mainlog.Logger // nil logs nothing
+	// Accept decides each recipient (required): RelayPolicy, or the
+	// router's verdict.
+	Accept AcceptFunc
 
 	// User is the invoking login name: the default sender User@hostname,
 	// U= in the mainlog, "from User" in Received:.
@@ -61,12 +113,23 @@ type Message struct {
 	Sender     string // "" = null sender
 	Recipients []string
 	Size       int64
+	// Rejected are the recipients it was not queued for, each once.
+	Rejected []Rejection
+	// Bounce is the bounce about Rejected committed for the sender; ""
+	// when none was (nothing rejected, or the null sender).
+	Bounce spool.ID
 }
 
-// Submit reads the message from r and commits it to the spool. Nothing is
-// left in the spool when it fails: no recipients (ErrNoRecipients), an
-// invalid or refused address (named in the error), a message over
-// smtp.max_message_size, or an error reading r.
+// Submit reads the message from r and commits it to the spool for the
+// recipients that are well formed and accepted; each other one is logged
+// ("ID ** ADDR: why") and, unless the sender is <>, named in a bounce
+// committed beside it (dsn.Commit). Nothing is left in the spool when it
+// fails: no recipients (ErrNoRecipients; a *RejectedError when there were
+// some but every one was rejected), an invalid sender, a malformed -t
+// header or command-line address removed by -t, a message over
+// smtp.max_message_size, or an error reading r. When the message is
+// committed but its bounce cannot be, Submit returns both the Message and
+// the error.
 func Submit(ctx context.Context, o Options, r io.Reader) (*Message, error) {
 	cfg := o.Config
 	host := cfg.Hostname
@@ -80,32 +143,38 @@ func Submit(ctx context.Context, o Options, r io.Reader) (*Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	rcpts, err := recipients(o, headers)
+	rcpts, bad, err := recipients(o, headers)
 	if err != nil {
 		return nil, err
 	}
-	policy := address.NewPolicy(cfg.Relay.Domains, cfg.Relay.TrustedNetworks)
 	var envRcpts []string
+	var rejected []Rejection
+	reject := func(addr string, ref address.Refusal) {
+		if !slices.ContainsFunc(rejected, func(r Rejection) bool { return r.Addr == addr }) {
+			rejected = append(rejected, Rejection{Addr: addr, Refusal: ref})
+		}
+	}
+	for _, b := range bad {
+		reject(b, *address.SyntaxRefusal(fmt.Errorf("%w: %q: a name without <address>", address.ErrSyntax, b)))
+	}
 	for _, raw := range rcpts {
 		a, err := qualify(raw, host)
 		if err != nil {
-			return nil, fmt.Errorf("invalid recipient %q: %w", raw, err)
+			reject(raw, *address.SyntaxRefusal(err))
+			continue
 		}
-		// A local program reaches the relay domains only: from this host
-		// it must not relay where a client in the trusted networks would
-		// have to be (a compromised web application is the usual spammer).
-		if _, ref := policy.Recipient(netip.Addr{}, a.String()); ref != nil {
-			why := ref.Log
-			if ref.Log == "relay not permitted" && !a.IsLiteral() {
-				why += " (not in relay.domains)"
-			}
-			return nil, fmt.Errorf("recipient <%s>: %s", a, why)
+		if ref := o.Accept(a); ref != nil {
+			reject(a.String(), *ref)
+			continue
 		}
 		if s := a.String(); !slices.Contains(envRcpts, s) {
 			envRcpts = append(envRcpts, s)
 		}
 	}
 	if len(envRcpts) == 0 {
+		if len(rejected) > 0 {
+			return nil, &RejectedError{Rejected: rejected}
+		}
 		return nil, ErrNoRecipients
 	}
 
@@ -153,7 +222,45 @@ func Submit(ctx context.Context, o Options, r io.Reader) (*Message, error) {
 	if err := w.Receive(ctx, env, arrival, o.Log); err != nil {
 		return nil, err
 	}
-	return &Message{ID: id, Sender: sender, Recipients: envRcpts, Size: size}, nil
+	m := &Message{ID: id, Sender: sender, Recipients: envRcpts, Size: size, Rejected: rejected}
+	if len(rejected) == 0 {
+		return m, nil
+	}
+	failed := make([]dsn.Recipient, len(rejected))
+	for i, rj := range rejected {
+		line := fmt.Sprintf("** %s: %s", rj.Addr, rj.Refusal.Log)
+		o.Log.Main(string(id), line)
+		if err := o.Spool.Msglog(id, line); err != nil {
+			o.Log.Panic(fmt.Sprintf("%s msglog write failed: %v", id, err))
+		}
+		failed[i] = dsn.Recipient{Addr: rj.Addr, Err: rj.Refusal.Log, Status: status(rj.Refusal)}
+	}
+	if sender == "" {
+		return m, nil // a bounce is never sent to <>
+	}
+	m.Bounce, err = dsn.Commit(ctx, o.Spool, o.Log, dsn.Failure, &dsn.Report{
+		Hostname:   host,
+		ID:         id,
+		Sender:     sender,
+		Arrival:    now,
+		Headers:    hdrs,
+		Recipients: failed,
+		Date:       now,
+	})
+	if err != nil {
+		o.Log.Panic(fmt.Sprintf("%s error message to <%s> not written: %v", id, sender, err))
+		return m, fmt.Errorf("message %s queued, but the error message to <%s> about its rejected recipients was not: %w", id, sender, err)
+	}
+	return m, nil
+}
+
+// status is a refusal's RFC 3463 status for a bounce, when it is a
+// permanent one; "" lets dsn choose.
+func status(ref address.Refusal) string {
+	if ref.Enhanced[0] != 5 {
+		return ""
+	}
+	return fmt.Sprintf("%d.%d.%d", ref.Enhanced[0], ref.Enhanced[1], ref.Enhanced[2])
 }
 
 // envelopeSender is -f's address, qualified; or user@host by default.
@@ -193,22 +300,20 @@ func qualify(s, host string) (address.Address, error) {
 }
 
 // recipients are the addresses to deliver to, as written: the command
-// line's; with -t those of the header minus the command line's.
-func recipients(o Options, headers []spool.Header) ([]string, error) {
+// line's; with -t those of the header minus the command line's, and, in
+// bad, the header's elements that are no address.
+func recipients(o Options, headers []spool.Header) (rcpts, bad []string, err error) {
 	if !o.ExtractRecipients {
-		return o.Recipients, nil
+		return o.Recipients, nil, nil
 	}
-	found, err := extract(headers)
-	if err != nil {
-		return nil, err
-	}
+	found, bad := extract(headers)
 	host := o.Config.Hostname
 	argv := map[string]bool{}
 	for _, r := range o.Recipients {
 		if a, err := qualify(r, host); err == nil {
 			argv[a.String()] = true
 		} else {
-			return nil, fmt.Errorf("invalid recipient %q: %w", r, err)
+			return nil, nil, fmt.Errorf("invalid recipient %q: %w", r, err)
 		}
 	}
 	var out []string
@@ -218,14 +323,15 @@ func recipients(o Options, headers []spool.Header) ([]string, error) {
 		}
 		out = append(out, r)
 	}
-	return out, nil
+	return out, bad, nil
 }
 
 // extract returns the addresses of To:, Cc: and Bcc:, or of Resent-To:,
 // Resent-Cc: and Resent-Bcc: when the message has any Resent- field (it is
 // being resent, so the original recipients have had it), and marks every
-// Bcc: and Resent-Bcc: deleted, as Exim does with -t.
-func extract(headers []spool.Header) ([]string, error) {
+// Bcc: and Resent-Bcc: deleted, as Exim does with -t. bad are the
+// elements that are no address.
+func extract(headers []spool.Header) (out, bad []string) {
 	prefix := ""
 	for _, h := range headers {
 		if strings.HasPrefix(strings.ToLower(h.Text), "resent-") {
@@ -233,22 +339,18 @@ func extract(headers []spool.Header) ([]string, error) {
 			break
 		}
 	}
-	var out []string
 	for i, h := range headers {
 		name := strings.ToLower(h.Name())
 		switch name {
 		case prefix + "to", prefix + "cc", prefix + "bcc":
-			addrs, err := addressList(h.Value())
-			if err != nil {
-				return nil, fmt.Errorf("%s header: %w", h.Name(), err)
-			}
-			out = append(out, addrs...)
+			addrs, b := addressList(h.Value())
+			out, bad = append(out, addrs...), append(bad, b...)
 		}
 		if name == "bcc" || name == "resent-bcc" {
 			headers[i].Type = '*'
 		}
 	}
-	return out, nil
+	return out, bad
 }
 
 // completeHeader puts Received: on top and adds what RFC 5322 requires

@@ -3,11 +3,14 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os/signal"
 	"os/user"
 	"strings"
 	"syscall"
 
+	"mxgate/spool"
 	"mxgate/submit"
 )
 
@@ -23,8 +26,10 @@ type usageError struct{ error }
 func (usageError) Is(target error) bool { return target == errUsage }
 
 // submitMessage parses sendmail's flags, submits stdin, and delivers the
-// message at once in this process unless -odq says to leave it to the
-// queue runner.
+// message (and the bounce about recipients it rejected) at once in this
+// process unless -odq says to leave it to the queue runner. Each rejected
+// recipient is a line on stderr; the exit status is 0 when the message was
+// queued for the others, as Exim's is (see doc/contracts.md).
 func submitMessage(extract bool) func(e *env) error {
 	return func(e *env) error {
 		login, name := invoker()
@@ -48,14 +53,41 @@ func submitMessage(extract bool) func(e *env) error {
 		defer log.Close()
 		defer sp.Close()
 		o.Config, o.Spool, o.Log = cfg, sp, log
+		o.Accept = submit.RelayPolicy(cfg.Relay.Domains)
 
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
 		m, err := submit.Submit(ctx, o, e.stdin)
-		if err != nil || queueOnly {
+		var all *submit.RejectedError
+		switch {
+		case errors.As(err, &all):
+			printRejected(e.stderr, all.Rejected)
+			return err
+		case m == nil:
 			return err
 		}
-		return attemptNow(ctx, cfg, sp, log, m.ID)
+		printRejected(e.stderr, m.Rejected)
+		if queueOnly {
+			return err
+		}
+		for _, id := range []spool.ID{m.ID, m.Bounce} {
+			if id == "" {
+				continue
+			}
+			if aerr := attemptNow(ctx, cfg, sp, log, id); aerr != nil {
+				return errors.Join(err, aerr)
+			}
+		}
+		// The message is queued; err is a bounce that could not be.
+		return err
+	}
+}
+
+// printRejected reports each rejected recipient on stderr, as sendmail
+// does.
+func printRejected(w io.Writer, rejected []submit.Rejection) {
+	for _, r := range rejected {
+		fmt.Fprintf(w, "mxgate: %s\n", r)
 	}
 }
 

@@ -168,11 +168,11 @@ func TestSubmitCommandErrors(t *testing.T) {
 		{"no recipients", []string{"-bm"}, "Subject: x\n\nhi\n", "mxgate: no recipients\n", 1},
 		{"-t without any", []string{"-t"}, "Subject: x\n\nhi\n", "mxgate: no recipients\n", 1},
 		{"-t with only the command line's", []string{"-t", "u@example.test"}, "To: u@example.test\n\nhi\n", "mxgate: no recipients\n", 1},
-		{"invalid recipient", []string{"-bm", "u@"}, "hi\n", "mxgate: invalid recipient \"u@\": bad address syntax: \"u@\": empty domain\n", 1},
-		{"relay refused", []string{"-bm", "u@other.test"}, "hi\n", "mxgate: recipient <u@other.test>: relay not permitted (not in relay.domains)\n", 1},
-		{"address trick", []string{"-bm", "u%other.test@example.test"}, "hi\n", "mxgate: recipient <u%other.test@example.test>: Restricted characters in address\n", 1},
+		{"invalid recipient", []string{"-bm", "u@"}, "hi\n", "mxgate: <u@>: recipient address rejected: malformed address: \"u@\": empty domain\nmxgate: no valid recipients: message not queued\n", 1},
+		{"relay refused", []string{"-bm", "u@other.test"}, "hi\n", "mxgate: <u@other.test>: recipient address rejected: relay not permitted (not in relay.domains)\nmxgate: no valid recipients: message not queued\n", 1},
+		{"address trick", []string{"-bm", "u%other.test@example.test"}, "hi\n", "mxgate: <u%other.test@example.test>: recipient address rejected: Restricted characters in address\nmxgate: no valid recipients: message not queued\n", 1},
 		{"invalid sender", []string{"-bm", "-f", "a@b@", "u@example.test"}, "hi\n", "mxgate: invalid sender \"a@b@\": bad address syntax: \"a@b@\": empty domain\n", 1},
-		{"name without address in To:", []string{"-t"}, "To: John Doe\n\nhi\n", "mxgate: To header: \"John Doe\" is not an address (a name without <address>?)\n", 1},
+		{"name without address in To:", []string{"-t"}, "To: John Doe\n\nhi\n", "mxgate: <John Doe>: recipient address rejected: malformed address: \"John Doe\": a name without <address>\nmxgate: no valid recipients: message not queued\n", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -229,5 +229,105 @@ func TestSubmitCommandUsage(t *testing.T) {
 		if code := run(append([]string{"mxgate", "-config", cfg}, args...), strings.NewReader("hi\n"), &stdout, &stderr); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (stderr %q)", args, code, stderr.String())
 		}
+	}
+}
+
+// One address that cannot be accepted does not refuse the message: it is
+// delivered to the others, the bad one is a line on stderr and in the
+// bounce the sender gets, and the exit status is 0 (Exim's with -oem).
+func TestSubmitCommandPartial(t *testing.T) {
+	tests := []struct {
+		name      string
+		args      []string
+		input     string
+		delivered []string // maildir directories of the message
+		stderr    string
+		bounceTo  string // maildir directory of the bounce; "" for none
+		failed    []string
+		queued    string // -bpc afterwards
+	}{
+		{
+			name:      "-t",
+			args:      []string{"-t", "-f", "robot@example.test"},
+			input:     "To: joe@example.test, John Doe\nCc: u@other.test\n\nhi\n",
+			delivered: []string{"example.test/joe/new"},
+			stderr: "mxgate: <John Doe>: recipient address rejected: malformed address: \"John Doe\": a name without <address>\n" +
+				"mxgate: <u@other.test>: recipient address rejected: relay not permitted (not in relay.domains)\n",
+			bounceTo: "example.test/robot/new",
+			failed:   []string{"John Doe", "u@other.test"},
+		},
+		{
+			name:      "-bm",
+			args:      []string{"-bm", "-f", "robot@example.test", "u@", "joe@example.test", "ann"},
+			input:     "Subject: s\n\nhi\n",
+			delivered: []string{"example.test/joe/new", "mx.example.test/ann/new"},
+			stderr:    "mxgate: <u@>: recipient address rejected: malformed address: \"u@\": empty domain\n",
+			bounceTo:  "example.test/robot/new",
+			failed:    []string{"u@"},
+		},
+		{
+			name:      "-odq leaves the message and its bounce to the queue runner",
+			args:      []string{"-bm", "-odq", "-f", "robot@example.test", "joe@example.test", "u@other.test"},
+			input:     "hi\n",
+			stderr:    "mxgate: <u@other.test>: recipient address rejected: relay not permitted (not in relay.domains)\n",
+			delivered: nil,
+			queued:    "2\n",
+		},
+		{
+			name:      "the null sender gets no bounce",
+			args:      []string{"-bm", "-f", "", "joe@example.test", "u@other.test"},
+			input:     "hi\n",
+			delivered: []string{"example.test/joe/new"},
+			stderr:    "mxgate: <u@other.test>: recipient address rejected: relay not permitted (not in relay.domains)\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "maildir")
+			cfg, dataDir := gatewayConfig(t, "maildir://"+root)
+			var stdout, stderr bytes.Buffer
+			code := run(append([]string{"mxgate", "-config", cfg}, tt.args...), strings.NewReader(tt.input), &stdout, &stderr)
+			if code != 0 || stdout.Len() != 0 || stderr.String() != tt.stderr {
+				t.Fatalf("exit %d, stdout %q, stderr:\n%s\nwant exit 0, stderr:\n%s", code, stdout.String(), stderr.String(), tt.stderr)
+			}
+			got := maildirFiles(t, root)
+			want := len(tt.delivered)
+			if tt.bounceTo != "" {
+				want++
+			}
+			if len(got) != want {
+				t.Errorf("delivered to %v, want %v and the bounce to %q", keys(got), tt.delivered, tt.bounceTo)
+			}
+			for _, d := range tt.delivered {
+				if !strings.HasSuffix(got[d], "\n\nhi\n") {
+					t.Errorf("%s holds %q", d, got[d])
+				}
+			}
+			if tt.bounceTo != "" {
+				b := got[tt.bounceTo]
+				for _, want := range append([]string{"Return-Path: <>\n", "Subject: Mail delivery failed: returning message to sender\n"}, tt.failed...) {
+					if !strings.Contains(b, want) {
+						t.Errorf("bounce in %s lacks %q:\n%s", tt.bounceTo, want, b)
+					}
+				}
+			}
+			stdout.Reset()
+			if tt.queued == "" {
+				tt.queued = "0\n"
+			}
+			if run([]string{"mxgate", "-config", cfg, "-bpc"}, strings.NewReader(""), &stdout, &stderr); stdout.String() != tt.queued {
+				t.Errorf("-bpc: %q, want %q", stdout.String(), tt.queued)
+			}
+			mainlog, err := os.ReadFile(filepath.Join(dataDir, "log", "mainlog"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, line := range strings.Split(strings.TrimSpace(tt.stderr), "\n") {
+				addr, why, _ := strings.Cut(strings.TrimPrefix(line, "mxgate: <"), ">: recipient address rejected: ")
+				if !strings.Contains(string(mainlog), " ** "+addr+": "+why+"\n") {
+					t.Errorf("mainlog lacks the ** line of %s:\n%s", addr, mainlog)
+				}
+			}
+		})
 	}
 }
