@@ -167,6 +167,12 @@ func startServer(t *testing.T, network string, be *fakeBackend, setup func(*smtp
 // serveSMTP runs a go-smtp server for be on l until the test ends.
 func serveSMTP(t *testing.T, l net.Listener, be *fakeBackend, setup func(*smtp.Server)) (*smtp.Server, *wireLog) {
 	t.Helper()
+	return serveSMTPBackend(t, l, be, setup)
+}
+
+// serveSMTPBackend is serveSMTP for any backend.
+func serveSMTPBackend(t *testing.T, l net.Listener, be smtp.Backend, setup func(*smtp.Server)) (*smtp.Server, *wireLog) {
+	t.Helper()
 	s := smtp.NewServer(be)
 	s.Domain = "downstream.test"
 	s.ErrorLog = log.New(io.Discard, "", 0)
