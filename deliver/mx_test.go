@@ -471,3 +471,68 @@ func parseCert(t *testing.T, der []byte) *x509.Certificate {
 	}
 	return c
 }
+
+// An MTA-STS policy in enforce mode skips the MX hosts it does not list
+// and uses the others; in testing mode it only logs them.
+func TestMXMTASTSUnlistedHost(t *testing.T) {
+	ca := tlstest.NewCA(t, "Test CA")
+	for _, mode := range []string{"enforce", "testing"} {
+		t.Run(mode, func(t *testing.T) {
+			n := newMXNet(t)
+			withCert := func(name string) func(*smtp.Server) {
+				return func(s *smtp.Server) {
+					s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{ca.Certificate(t, name)}}
+				}
+			}
+			unlisted, listed := &fakeBackend{}, &fakeBackend{}
+			n.server("127.0.0.3", unlisted, withCert("mx0.example.test"))
+			n.server("127.0.0.2", listed, withCert("mx1.example.test"))
+			port := servePolicy(t, ca, "version: STSv1\nmode: "+mode+"\nmx: *.example.test\nmax_age: 3600\n")
+			zone := dnstest.Zone{
+				"example.test. MX":           {"example.test. 60 IN MX 10 mx0.other.test.", "example.test. 60 IN MX 20 mx1.example.test."},
+				"mx0.other.test. A":          {"mx0.other.test. 60 IN A 127.0.0.3"},
+				"mx1.example.test. A":        {"mx1.example.test. 60 IN A 127.0.0.2"},
+				"_mta-sts.example.test. TXT": {`_mta-sts.example.test. 60 IN TXT "v=STSv1; id=1"`},
+				"mta-sts.example.test. A":    {"mta-sts.example.test. 60 IN A 127.0.0.1"},
+			}
+			var logged logLines
+			tr := n.transport(n.dns(zone), func(o *MXOptions) {
+				o.MTASTS, o.MTASTSPort, o.RootCAs, o.Log = "enforce", port, ca.Pool, logged.add
+			})
+			got := tr.Deliver(context.Background(), msg("s@example.net", "Subject: x\n\nhi\n", "a@example.test"))
+			wantHost, wantUnlisted := "mx1.example.test [127.0.0.2]", 0
+			if mode == "testing" {
+				wantHost, wantUnlisted = "mx0.other.test [127.0.0.3]", 1
+				if want := "1tXyZa-000AbC-Qr MTA-STS policy of example.test (testing) does not list MX host mx0.other.test: delivering anyway"; !logged.has(want) {
+					t.Errorf("logged %q, want %q", logged.all(), want)
+				}
+			}
+			checkResults(t, got, []Result{{Rcpt: "a@example.test", Status: Delivered, Host: wantHost, Reply: "250 2.0.0 OK: queued"}})
+			if n := len(unlisted.received()); n != wantUnlisted {
+				t.Errorf("the unlisted host received %d messages, want %d", n, wantUnlisted)
+			}
+		})
+	}
+}
+
+// MX hosts of equal preference share the load: both get mail (the chance
+// that 20 deliveries all pick one is 2 in a million).
+func TestMXEqualPreference(t *testing.T) {
+	n := newMXNet(t)
+	a, b := &fakeBackend{}, &fakeBackend{}
+	n.server("127.0.0.2", a, nil)
+	n.server("127.0.0.3", b, nil)
+	tr := n.transport(n.dns(dnstest.Zone{
+		"example.test. MX":    {"example.test. 60 IN MX 10 mx1.example.test.", "example.test. 60 IN MX 10 mx2.example.test."},
+		"mx1.example.test. A": {"mx1.example.test. 60 IN A 127.0.0.2"},
+		"mx2.example.test. A": {"mx2.example.test. 60 IN A 127.0.0.3"},
+	}), nil)
+	for range 20 {
+		if rs := tr.Deliver(context.Background(), msg("", "x\n", "a@example.test")); rs[0].Status != Delivered {
+			t.Fatalf("%+v", rs[0])
+		}
+	}
+	if na, nb := len(a.received()), len(b.received()); na == 0 || nb == 0 {
+		t.Errorf("mx1 got %d messages, mx2 %d: want both some", na, nb)
+	}
+}

@@ -1,12 +1,15 @@
 // Package dnsclient owns the program's one DNS client, on miekg/dns, for
-// every package that asks DNS questions (rbl, callout, msgauth, -bt): it
+// every package that asks DNS questions (rbl, callout, msgauth, -bt, the
+// MX transport and its MTA-STS and DANE lookups): it
 // asks the configured recursive resolvers in order, each question over UDP
 // with a large EDNS buffer and again over TCP when the answer comes back
 // truncated, within the caller's context deadline, of which a resolver
 // that does not answer gets only its share so the next is still asked. It
 // takes its resolvers ready ("host:port", as config normalises them) and
 // decides nothing about what an answer means: the caller's check does.
-// LookupIP alone reads the hosts file (/etc/hosts) first, as a dial does.
+// Lookup reports whether the resolver vouched for an answer (the AD bit),
+// which every question asks for. LookupIP alone reads the hosts file
+// (/etc/hosts) first, as a dial does.
 package dnsclient
 
 import (
