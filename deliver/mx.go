@@ -47,9 +47,8 @@ type MXOptions struct {
 	Log func(id, text string)
 }
 
-// MTA-STS settings of MXOptions.MTASTS.
+// MTA-STS settings of MXOptions.MTASTS; any other is "off".
 const (
-	stsOff     = "off"
 	stsTesting = "testing"
 	stsEnforce = "enforce"
 )
@@ -62,7 +61,7 @@ const maxMXHosts = 10
 type mxTransport struct {
 	o     MXOptions
 	dns   *dnsclient.Client
-	sts   *mtasts.Client // nil when MTASTS is off
+	sts   *mtasts.Client // nil when MTA-STS is off
 	limit *domainLimit
 }
 
@@ -80,7 +79,7 @@ func NewMX(o MXOptions) (Transport, error) {
 		return nil, fmt.Errorf("outbound: %w", err)
 	}
 	t := &mxTransport{o: o, dns: client, limit: &domainLimit{max: o.MaxPerDomain, slots: make(map[string]*slot)}}
-	if o.MTASTS != stsOff {
+	if o.MTASTS == stsTesting || o.MTASTS == stsEnforce {
 		t.sts, err = mtasts.New(mtasts.Options{
 			DNS:            client,
 			Port:           o.MTASTSPort,

@@ -260,16 +260,22 @@ func TestMXTLS(t *testing.T) {
 	withCert := func(c tls.Certificate) func(*smtp.Server) {
 		return func(s *smtp.Server) { s.TLSConfig = &tls.Config{Certificates: []tls.Certificate{c}} }
 	}
-	eeRecord := func(c tls.Certificate, port int) string {
-		leaf := parseCert(t, c.Certificate[0])
-		h := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
-		return fmt.Sprintf("_%d._tcp.mx1.example.test. 60 IN TLSA 3 1 1 %s", port, hex.EncodeToString(h[:]))
+	// tlsaRecord is the TLSA record of the last certificate of c's chain:
+	// DANE-EE for a self-signed one, DANE-TA (its CA) for an issued one.
+	tlsaRecord := func(c tls.Certificate, port int) string {
+		usage := 3
+		if len(c.Certificate) > 1 {
+			usage = 2
+		}
+		cert := parseCert(t, c.Certificate[len(c.Certificate)-1])
+		h := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
+		return fmt.Sprintf("_%d._tcp.mx1.example.test. 60 IN TLSA %d 1 1 %s", port, usage, hex.EncodeToString(h[:]))
 	}
 	const ok = "250 2.0.0 OK: queued"
 	const host = "mx1.example.test [127.0.0.2]"
 	tests := []struct {
 		name    string
-		tlsa    *tls.Certificate // TLSA 3 1 1 record for this certificate
+		tlsa    *tls.Certificate // TLSA record for this certificate (tlsaRecord)
 		secure  bool             // answered with AD
 		server  func(*smtp.Server)
 		sts     string // our MTA-STS setting, with an enforce policy published
@@ -279,6 +285,9 @@ func TestMXTLS(t *testing.T) {
 		{name: "opportunistic, self-signed", server: withCert(selfSigned), want: Result{Status: Delivered, Reply: ok}, wantTLS: true},
 		{name: "opportunistic, no TLS", want: Result{Status: Delivered, Reply: ok}},
 		{name: "DANE EE matches", tlsa: &selfSigned, secure: true, server: withCert(selfSigned), want: Result{Status: Delivered, Reply: ok}, wantTLS: true},
+		{name: "DANE TA anchors the chain", tlsa: &good, secure: true, server: withCert(good), want: Result{Status: Delivered, Reply: ok}, wantTLS: true},
+		{name: "DANE TA, name mismatch", tlsa: &good, secure: true, server: withCert(wrongName),
+			want: Result{Status: Deferred, Reason: TLSFailure, Err: "TLS session failure: DANE: no TLSA record matches the server's certificate chain: the trust anchor it names does not validate the certificate for mx1.example.test: x509: certificate is valid for elsewhere.test, not mx1.example.test"}},
 		{name: "DANE EE does not match", tlsa: &good, secure: true, server: withCert(selfSigned),
 			want: Result{Status: Deferred, Reason: TLSFailure, Err: "TLS session failure: DANE: no TLSA record matches the server's certificate chain"}},
 		{name: "DANE but no TLS offered", tlsa: &good, secure: true,
@@ -303,7 +312,7 @@ func TestMXTLS(t *testing.T) {
 			}
 			var secure []string
 			if tt.tlsa != nil {
-				zone[fmt.Sprintf("_%d._tcp.mx1.example.test. TLSA", n.port)] = []string{eeRecord(*tt.tlsa, n.port)}
+				zone[fmt.Sprintf("_%d._tcp.mx1.example.test. TLSA", n.port)] = []string{tlsaRecord(*tt.tlsa, n.port)}
 				if tt.secure {
 					secure = append(secure, fmt.Sprintf("_%d._tcp.mx1.example.test", n.port))
 				}
