@@ -371,7 +371,7 @@ func (t *mxTransport) policy(ctx context.Context, id, domain string) stsPolicy {
 // tlsFor decides how to use TLS with MX host: DANE when its TLSA records
 // are DNSSEC-validated and usable (which RFC 8461 2 puts before MTA-STS),
 // else verified TLS under an enforced MTA-STS policy, else opportunistic
-// (observed under a testing one). secure says the host's addresses were
+// (a testing policy logs what enforcing it would refuse). secure says the host's addresses were
 // validated: then a TLSA lookup that fails makes the host unusable, as
 // RFC 7672 2.2 asks, since the failure may hide records an attacker
 // wants ignored.
@@ -404,6 +404,9 @@ func (t *mxTransport) tlsFor(ctx context.Context, id, domain, host string, secur
 			if err := verifyPKIX(cs, host, t.o.RootCAs); err != nil {
 				t.log(id, fmt.Sprintf("MTA-STS policy of %s (testing): certificate of %s does not verify: %v: delivering anyway", domain, host, err))
 			}
+		}
+		tp.clear = func() {
+			t.log(id, fmt.Sprintf("MTA-STS policy of %s (testing): no TLS session with %s: delivering anyway", domain, host))
 		}
 	}
 	return tp, nil

@@ -63,8 +63,10 @@ type tlsPolicy struct {
 	// its error fails the handshake.
 	check func(tls.ConnectionState) error
 	// observe, when set, sees every completed handshake (MTA-STS
-	// testing mode reports what enforcing would have refused).
+	// testing mode reports what enforcing would have refused), and clear
+	// every session that goes on without TLS.
 	observe func(tls.ConnectionState)
+	clear   func()
 	// why names what demands TLS in Err ("" for starttls = "required"):
 	// "MTA-STS policy of example.test".
 	why string
@@ -211,7 +213,11 @@ func (p *peer) attempt(ctx context.Context, m *Message, tlsMode string) (rs []Re
 	encrypted := false
 	if p.implicitTLS {
 		if err := p.handshake(ctx, wc); err != nil {
-			s.rest(Deferred, TLSFailure, "", "TLS session failure: "+errors.Unwrap(err).Error())
+			why, text := TLSFailure, "TLS session failure: "+errors.Unwrap(err).Error()
+			if ctx.Err() != nil {
+				why, text = trouble(ctx, "", err)
+			}
+			s.rest(Deferred, why, "", text)
 			return s.rs, s.own, false
 		}
 		encrypted = true
@@ -267,6 +273,9 @@ func (p *peer) attempt(ctx context.Context, m *Message, tlsMode string) (rs []Re
 		}
 	}
 
+	if !encrypted && p.network == "tcp" && p.tls.clear != nil {
+		p.tls.clear()
+	}
 	if p.o.AuthUser != "" && !p.authenticate(s, c, encrypted) {
 		return s.rs, s.own, false
 	}
