@@ -1,7 +1,11 @@
-// Package deliver owns the downstream transports: SMTP (opportunistic
-// STARTTLS), LMTP over TCP or a unix socket (per-recipient replies), and
-// Maildir. A transport makes one attempt and reports a result per recipient;
-// retrying is the queue's business.
+// Package deliver owns the transports: to the downstream store, SMTP
+// (opportunistic STARTTLS), LMTP over TCP or a unix socket (per-recipient
+// replies) and Maildir; out to the Internet, the MX transport (NewMX:
+// direct delivery to each recipient domain's MX hosts, with MTA-STS and
+// DANE) and the smarthost (New with an smtp or smtps Target, AUTH over
+// TLS). Every SMTP and LMTP session, whoever the peer, is one function
+// (peer.attempt). A transport makes one attempt and reports a result per
+// recipient; retrying is the queue's business.
 package deliver
 
 import (
@@ -82,6 +86,15 @@ const (
 	// NoResult: the transport gave no result for the recipient (set by
 	// the queue, never by a transport).
 	NoResult
+	// AuthFailed: the smarthost refused our AUTH, offers no mechanism we
+	// speak, or the session was not encrypted.
+	AuthFailed
+	// Unroutable: the recipient's domain does not exist, accepts no mail
+	// (null MX), or has no mail host with a usable address.
+	Unroutable
+	// PolicyRefused: the domain's MTA-STS policy allows none of its MX
+	// hosts.
+	PolicyRefused
 )
 
 var reasonNames = [...]string{
@@ -100,6 +113,9 @@ var reasonNames = [...]string{
 	LocalError:        "local error",
 	Abandoned:         "abandoned",
 	NoResult:          "no result",
+	AuthFailed:        "authentication failed",
+	Unroutable:        "unroutable",
+	PolicyRefused:     "refused by policy",
 }
 
 // String names the reason for logs and test failures.
@@ -150,12 +166,17 @@ type Transport interface {
 
 // Options tune the network transports; Maildir ignores them. They are
 // taken as given: package config fills every one (its [downstream] section
-// and hostname) and checks it, so a zero timeout here means no timeout.
+// and hostname, or [outbound] for the smarthost) and checks it, so a zero
+// timeout here means no timeout.
 type Options struct {
 	Hostname                                    string // EHLO/LHLO name
 	ConnectTimeout, CommandTimeout, DataTimeout time.Duration
-	StartTLS                                    string // "opportunistic" | "none" | "required"
+	StartTLS                                    string // "opportunistic" | "none" | "required"; smtps ignores it: always TLS
 	TLSVerify                                   bool
+	// AuthUser and AuthPassword log in to a smarthost (AUTH PLAIN, or
+	// LOGIN when the server offers only that), only over TLS; "" = no
+	// AUTH.
+	AuthUser, AuthPassword string
 }
 
 // STARTTLS modes.
@@ -169,30 +190,37 @@ const (
 // parsed and checked it (config.Target has the same fields, in the same
 // order, and converts to Target).
 type Target struct {
-	Scheme string // "smtp", "lmtp", "lmtp+unix" or "maildir"
-	Host   string // smtp, lmtp: a host name or an IP address, without brackets
-	Port   int    // smtp, lmtp
+	Scheme string // "smtp", "smtps", "lmtp", "lmtp+unix" or "maildir"
+	Host   string // smtp, smtps, lmtp: a host name or an IP address, without brackets
+	Port   int    // smtp, smtps, lmtp
 	Path   string // lmtp+unix, maildir: absolute and clean
 }
 
-// New returns the transport for a downstream: SMTP or LMTP to Host:Port,
-// LMTP to the unix socket Path, or the Maildirs under Path.
+// New returns the transport for a downstream or a smarthost: SMTP or LMTP
+// to Host:Port (smtps: SMTP in TLS from the first byte, RFC 8314), LMTP
+// to the unix socket Path, or the Maildirs under Path.
 func New(t Target, o Options) (Transport, error) {
+	tp := tlsPolicy{mode: o.StartTLS, pkix: o.TLSVerify}
 	switch t.Scheme {
-	case "smtp", "lmtp":
-		return &smtpTransport{
-			lmtp:    t.Scheme == "lmtp",
-			network: "tcp",
-			addr:    net.JoinHostPort(t.Host, strconv.Itoa(t.Port)),
-			host:    t.Host,
-			o:       o,
-		}, nil
+	case "smtp", "smtps", "lmtp":
+		if t.Scheme == "smtps" {
+			tp.mode = tlsRequired
+		}
+		return &smtpTransport{&peer{
+			lmtp:        t.Scheme == "lmtp",
+			network:     "tcp",
+			addr:        net.JoinHostPort(t.Host, strconv.Itoa(t.Port)),
+			host:        t.Host,
+			o:           o,
+			tls:         tp,
+			implicitTLS: t.Scheme == "smtps",
+		}}, nil
 	case "lmtp+unix":
-		return &smtpTransport{lmtp: true, network: "unix", addr: t.Path, o: o}, nil
+		return &smtpTransport{&peer{lmtp: true, network: "unix", addr: t.Path, o: o, tls: tp}}, nil
 	case "maildir":
 		return newMaildir(t.Path), nil
 	}
-	return nil, fmt.Errorf("downstream: unknown scheme %q (want smtp, lmtp, lmtp+unix or maildir)", t.Scheme)
+	return nil, fmt.Errorf("downstream: unknown scheme %q (want smtp, smtps, lmtp, lmtp+unix or maildir)", t.Scheme)
 }
 
 // results makes one Result per recipient, every one set to st/why/err: the

@@ -26,7 +26,7 @@ func TestNew(t *testing.T) {
 		t.Run(tt.target.Scheme+" "+tt.addr, func(t *testing.T) {
 			tr, err := New(tt.target, testOptions())
 			if tt.name == "" {
-				if want := `downstream: unknown scheme "http" (want smtp, lmtp, lmtp+unix or maildir)`; err == nil || err.Error() != want {
+				if want := `downstream: unknown scheme "http" (want smtp, smtps, lmtp, lmtp+unix or maildir)`; err == nil || err.Error() != want {
 					t.Fatalf("New(%+v) error = %v, want %q", tt.target, err, want)
 				}
 				return
@@ -39,11 +39,11 @@ func TestNew(t *testing.T) {
 			}
 			switch tr := tr.(type) {
 			case *smtpTransport:
-				if tr.addr != tt.addr || tr.display("") != tt.host {
-					t.Errorf("addr %q display %q, want %q %q", tr.addr, tr.display(""), tt.addr, tt.host)
+				if tr.p.addr != tt.addr || tr.p.display("") != tt.host {
+					t.Errorf("addr %q display %q, want %q %q", tr.p.addr, tr.p.display(""), tt.addr, tt.host)
 				}
-				if tr.o != testOptions() {
-					t.Errorf("options %+v, want them as given %+v", tr.o, testOptions())
+				if tr.p.o != testOptions() {
+					t.Errorf("options %+v, want them as given %+v", tr.p.o, testOptions())
 				}
 			case *maildirTransport:
 				if tr.root != tt.target.Path {
@@ -63,7 +63,7 @@ func TestDisplayFromRemoteAddr(t *testing.T) {
 		"[fe80::1%eth0]:25":     "mail.example.test [fe80::1]",
 		"":                      "mail.example.test",
 	} {
-		if got := st.display(remote); got != want {
+		if got := st.p.display(remote); got != want {
 			t.Errorf("display(%q) = %q, want %q", remote, got, want)
 		}
 	}

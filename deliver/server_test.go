@@ -143,6 +143,36 @@ func (c *recordingConn) Read(p []byte) (int, error) {
 // "unix" in a temp dir) until the test ends, and returns its URL.
 func startServer(t *testing.T, network string, be *fakeBackend, setup func(*smtp.Server)) (string, *wireLog) {
 	t.Helper()
+	var l net.Listener
+	var err error
+	if network == "unix" {
+		l, err = net.Listen("unix", t.TempDir()+"/lmtp.sock")
+	} else {
+		l, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, wl := serveSMTP(t, l, be, setup)
+	if network == "unix" {
+		return "lmtp+unix://" + l.Addr().String(), wl
+	}
+	scheme := "smtp"
+	if s.LMTP {
+		scheme = "lmtp"
+	}
+	return scheme + "://" + l.Addr().String(), wl
+}
+
+// serveSMTP runs a go-smtp server for be on l until the test ends.
+func serveSMTP(t *testing.T, l net.Listener, be *fakeBackend, setup func(*smtp.Server)) (*smtp.Server, *wireLog) {
+	t.Helper()
+	return serveSMTPBackend(t, l, be, setup)
+}
+
+// serveSMTPBackend is serveSMTP for any backend.
+func serveSMTPBackend(t *testing.T, l net.Listener, be smtp.Backend, setup func(*smtp.Server)) (*smtp.Server, *wireLog) {
+	t.Helper()
 	s := smtp.NewServer(be)
 	s.Domain = "downstream.test"
 	s.ErrorLog = log.New(io.Discard, "", 0)
@@ -151,30 +181,10 @@ func startServer(t *testing.T, network string, be *fakeBackend, setup func(*smtp
 	if setup != nil {
 		setup(s)
 	}
-	var l net.Listener
-	var err error
-	var u string
-	if network == "unix" {
-		path := t.TempDir() + "/lmtp.sock"
-		l, err = net.Listen("unix", path)
-		u = "lmtp+unix://" + path
-	} else {
-		l, err = net.Listen("tcp", "127.0.0.1:0")
-		scheme := "smtp"
-		if s.LMTP {
-			scheme = "lmtp"
-		}
-		if err == nil {
-			u = scheme + "://" + l.Addr().String()
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
 	wl := &wireLog{}
 	go s.Serve(recordingListener{l, wl})
 	t.Cleanup(func() { s.Close() })
-	return u, wl
+	return s, wl
 }
 
 // scriptFunc serves one connection of a scripted server; done closes when
@@ -190,6 +200,12 @@ func startScripted(t *testing.T, handle scriptFunc) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	serveScripted(t, l, handle)
+	return "smtp://" + l.Addr().String()
+}
+
+// serveScripted serves l with handle until the test ends.
+func serveScripted(t *testing.T, l net.Listener, handle scriptFunc) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
@@ -222,7 +238,6 @@ func startScripted(t *testing.T, handle scriptFunc) string {
 			}()
 		}
 	}()
-	return "smtp://" + l.Addr().String()
 }
 
 // msg is a Message whose Open yields body.

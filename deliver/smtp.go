@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -13,42 +14,89 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
-// smtpTransport speaks SMTP or LMTP to one downstream host or unix socket.
-type smtpTransport struct {
-	lmtp    bool
-	network string // "tcp" or "unix"
-	addr    string // host:port or socket path
-	host    string // URL host: TLS server name and the name in "name [ip]"; "" for unix
-	o       Options
-}
+// smtpTransport speaks SMTP or LMTP to one downstream host or unix socket:
+// the [downstream] transport and the smarthost.
+type smtpTransport struct{ p *peer }
 
 func (t *smtpTransport) Name() string {
-	if t.lmtp {
+	if t.p.lmtp {
 		return "lmtp"
 	}
 	return "smtp"
 }
 
-func (t *smtpTransport) proto() string {
-	if t.lmtp {
+func (t *smtpTransport) Deliver(ctx context.Context, m *Message) []Result {
+	rs, _ := t.p.deliver(ctx, m)
+	return rs
+}
+
+// peer is one server a session talks to, and how: the fixed downstream,
+// or one address of an MX host. Every SMTP and LMTP session of the
+// program goes through peer.deliver.
+type peer struct {
+	lmtp        bool
+	network     string // "tcp" or "unix"
+	addr        string // host:port or socket path
+	host        string // TLS server name and the name in "name [ip]"; "" for unix
+	o           Options
+	tls         tlsPolicy
+	implicitTLS bool // smtps: TLS from the first byte
+}
+
+func (p *peer) proto() string {
+	if p.lmtp {
 		return "LMTP"
 	}
 	return "SMTP"
 }
 
-// Deliver makes one attempt. When an opportunistic TLS handshake fails the
+// tlsPolicy is how a session uses TLS with its peer.
+type tlsPolicy struct {
+	mode  string         // tlsOpportunistic, tlsNone or tlsRequired
+	pkix  bool           // verify the chain against roots and the name host
+	roots *x509.CertPool // nil = the system's
+	// check, when set, must accept the server's certificates (DANE);
+	// its error fails the handshake.
+	check func(tls.ConnectionState) error
+	// observe, when set, sees every completed handshake (MTA-STS
+	// testing mode reports what enforcing would have refused), and clear
+	// every session that goes on without TLS.
+	observe func(tls.ConnectionState)
+	clear   func()
+	// why names what demands TLS in Err ("" for starttls = "required"):
+	// "MTA-STS policy of example.test".
+	why string
+}
+
+// verifies reports whether the session checks the server's certificate,
+// when falling back to clear text would defeat the point.
+func (tp tlsPolicy) verifies() bool { return tp.pkix || tp.check != nil }
+
+// required is the Err prefix for a session that must be encrypted.
+func (tp tlsPolicy) required() string {
+	if tp.why == "" {
+		return "a TLS session is required"
+	}
+	return "a TLS session is required (" + tp.why + ")"
+}
+
+// deliver makes one attempt. When an opportunistic TLS handshake fails the
 // connection is unusable, so, like Exim's tls_tempfail_tryclear, it connects
 // once more and stays in clear text — unless certificates are verified, when
-// clear text would defeat the point.
-func (t *smtpTransport) Deliver(ctx context.Context, m *Message) []Result {
-	rs, retryClear := t.attempt(ctx, m, t.o.StartTLS)
+// clear text would defeat the point. own[i] tells that recipient i's
+// result is its own (a reply to its RCPT or after LMTP's dot, an address
+// that cannot be sent), not the session's: the MX transport tries the next
+// host only for the others.
+func (p *peer) deliver(ctx context.Context, m *Message) (rs []Result, own []bool) {
+	rs, own, retryClear := p.attempt(ctx, m, p.tls.mode)
 	if retryClear {
-		rs, _ = t.attempt(ctx, m, tlsNone)
+		rs, own, _ = p.attempt(ctx, m, tlsNone)
 	}
-	return rs
+	return rs, own
 }
 
 // rcptGroup is one distinct wire address and the indexes of the input
@@ -63,9 +111,10 @@ type rcptGroup struct {
 // session is the state of one attempt: results so far and the recipients
 // still undecided.
 type session struct {
-	t      *smtpTransport
+	p      *peer
 	ctx    context.Context
 	rs     []Result
+	own    []bool
 	groups []*rcptGroup
 	host   string
 }
@@ -75,6 +124,14 @@ func (s *session) set(g *rcptGroup, st Status, why Reason, reply, err string) {
 		s.rs[i].Status, s.rs[i].Reason, s.rs[i].Reply, s.rs[i].Err = st, why, reply, err
 	}
 	g.done = true
+}
+
+// setOwn decides g from its own reply or address.
+func (s *session) setOwn(g *rcptGroup, st Status, why Reason, reply, err string) {
+	s.set(g, st, why, reply, err)
+	for _, i := range g.idx {
+		s.own[i] = true
+	}
 }
 
 // rest decides every recipient not decided yet.
@@ -89,20 +146,24 @@ func (s *session) rest(st Status, why Reason, reply, err string) {
 // fail decides the rest from err at step after, and reports whether the
 // server answered (the connection is still good for a polite QUIT).
 func (s *session) fail(after string, err error) (replied bool) {
-	st, why, reply, text := outcome(s.ctx, s.t.proto(), after, err)
+	st, why, reply, text := outcome(s.ctx, s.p.proto(), after, err)
 	s.rest(st, why, reply, text)
 	return reply != ""
 }
 
-func (t *smtpTransport) attempt(ctx context.Context, m *Message, tlsMode string) (rs []Result, retryClear bool) {
-	s := &session{t: t, ctx: ctx, rs: results(m, "", Deferred, NoReason, "")}
+func (p *peer) attempt(ctx context.Context, m *Message, tlsMode string) (rs []Result, own []bool, retryClear bool) {
+	s := &session{p: p, ctx: ctx, rs: results(m, "", Deferred, NoReason, ""), own: make([]bool, len(m.Recipients))}
 	if err := checkAddr(m.Sender); err != nil {
-		return results(m, "", Failed, BadAddress, "sender "+err.Error()), false
+		for i := range s.own {
+			s.own[i] = true
+		}
+		return results(m, "", Failed, BadAddress, "sender "+err.Error()), s.own, false
 	}
 	byWire := make(map[string]*rcptGroup)
 	for i, r := range m.Recipients {
 		if err := checkAddr(r); err != nil {
 			s.rs[i].Status, s.rs[i].Reason, s.rs[i].Err = Failed, BadAddress, err.Error()
+			s.own[i] = true
 			continue
 		}
 		w := wireAddr(r)
@@ -115,7 +176,7 @@ func (t *smtpTransport) attempt(ctx context.Context, m *Message, tlsMode string)
 		g.idx = append(g.idx, i)
 	}
 	if len(s.groups) == 0 {
-		return s.rs, false
+		return s.rs, s.own, false
 	}
 	defer func() {
 		for _, g := range s.groups {
@@ -129,74 +190,94 @@ func (t *smtpTransport) attempt(ctx context.Context, m *Message, tlsMode string)
 	// problem must not look like a remote one.
 	src, err := m.open()
 	if err != nil {
-		s.host = t.display("")
+		s.host = p.display("")
 		s.rest(Deferred, LocalError, "", "error opening message: "+err.Error())
-		return s.rs, false
+		return s.rs, s.own, false
 	}
 	defer src.Close()
 
-	d := net.Dialer{Timeout: t.o.ConnectTimeout}
-	raw, err := d.DialContext(ctx, t.network, t.addr)
+	d := net.Dialer{Timeout: p.o.ConnectTimeout}
+	raw, err := d.DialContext(ctx, p.network, p.addr)
 	if err != nil {
-		s.host = t.display("")
+		s.host = p.display("")
 		why, text := dialError(ctx, err)
 		s.rest(Deferred, why, "", text)
-		return s.rs, false
+		return s.rs, s.own, false
 	}
-	s.host = t.display(raw.RemoteAddr().String())
+	s.host = p.display(raw.RemoteAddr().String())
 	// Unblocks whatever read or write is in progress when ctx ends.
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
 
-	wc := &wireConn{Conn: raw, writeTimeout: t.o.DataTimeout}
-	c := t.client(wc)
+	wc := &wireConn{Conn: raw, writeTimeout: p.o.DataTimeout}
+	encrypted := false
+	if p.implicitTLS {
+		if err := p.handshake(ctx, wc); err != nil {
+			why, text := TLSFailure, "TLS session failure: "+errors.Unwrap(err).Error()
+			if ctx.Err() != nil {
+				why, text = trouble(ctx, "", err)
+			}
+			s.rest(Deferred, why, "", text)
+			return s.rs, s.own, false
+		}
+		encrypted = true
+	}
+	c := p.client(wc)
 	defer func() { c.Close() }()
 
-	if err := c.Hello(t.o.Hostname); err != nil {
+	if err := c.Hello(p.o.Hostname); err != nil {
 		after := "initial connection"
 		if wc.written > 0 {
-			after = t.helloVerb() + " " + t.o.Hostname
+			after = p.helloVerb() + " " + p.o.Hostname
 		}
 		s.fail(after, err)
-		return s.rs, false
+		return s.rs, s.own, false
 	}
 
-	if t.network == "tcp" && tlsMode != tlsNone {
+	if p.network == "tcp" && !encrypted && tlsMode != tlsNone {
 		offered, _ := c.Extension("STARTTLS")
 		switch {
 		case offered:
-			err := t.startTLS(ctx, wc)
+			err := p.startTLS(ctx, wc)
 			var he *handshakeError
 			var te *textproto.Error
 			switch {
 			case err == nil:
-				c = t.client(wc)
-				if err := c.Hello(t.o.Hostname); err != nil {
-					s.fail(t.helloVerb()+" "+t.o.Hostname, err)
-					return s.rs, false
+				encrypted = true
+				c = p.client(wc)
+				if err := c.Hello(p.o.Hostname); err != nil {
+					s.fail(p.helloVerb()+" "+p.o.Hostname, err)
+					return s.rs, s.own, false
 				}
-			case errors.As(err, &he) && tlsMode == tlsOpportunistic && !t.o.TLSVerify:
-				return s.rs, true
+			case errors.As(err, &he) && tlsMode == tlsOpportunistic && !p.tls.verifies():
+				return s.rs, s.own, true
 			case errors.As(err, &he):
 				s.rest(Deferred, TLSFailure, "", "TLS session failure: "+he.err.Error())
-				return s.rs, false
+				return s.rs, s.own, false
 			case errors.As(err, &te) && tlsMode == tlsOpportunistic:
 				// Refused STARTTLS (RFC 3207: the client may go on in clear).
 			case errors.As(err, &te):
-				_, _, reply, _ := outcome(ctx, t.proto(), "STARTTLS", err)
-				s.rest(Deferred, TLSRequired, reply, "a TLS session is required, but STARTTLS was refused: "+reply)
+				_, _, reply, _ := outcome(ctx, p.proto(), "STARTTLS", err)
+				s.rest(Deferred, TLSRequired, reply, p.tls.required()+", but STARTTLS was refused: "+reply)
 				c.Quit()
-				return s.rs, false
+				return s.rs, s.own, false
 			default:
 				why, text := trouble(ctx, "in response to STARTTLS", err)
 				s.rest(Deferred, why, "", text)
-				return s.rs, false
+				return s.rs, s.own, false
 			}
 		case tlsMode == tlsRequired:
-			s.rest(Deferred, TLSRequired, "", "a TLS session is required, but the server did not offer TLS support")
+			s.rest(Deferred, TLSRequired, "", p.tls.required()+", but the server did not offer TLS support")
 			c.Quit()
-			return s.rs, false
+			return s.rs, s.own, false
 		}
+	}
+
+	if !encrypted && p.network == "tcp" && p.tls.clear != nil {
+		p.tls.clear()
+	}
+	if p.o.AuthUser != "" && !p.authenticate(s, c, encrypted) {
+		return s.rs, s.own, false
 	}
 
 	opts := &smtp.MailOptions{Size: m.Size}
@@ -210,16 +291,16 @@ func (t *smtpTransport) attempt(ctx context.Context, m *Message, tlsMode string)
 		if !isASCII(m.Sender) {
 			s.rest(Failed, BadAddress, "", "sender "+noUTF8)
 			c.Quit()
-			return s.rs, false
+			return s.rs, s.own, false
 		}
 		for _, g := range s.groups {
 			if !isASCII(g.wire) {
-				s.set(g, Failed, BadAddress, "", noUTF8)
+				s.setOwn(g, Failed, BadAddress, "", noUTF8)
 			}
 		}
 		if !slices.ContainsFunc(s.groups, func(g *rcptGroup) bool { return !g.done }) {
 			c.Quit()
-			return s.rs, false
+			return s.rs, s.own, false
 		}
 	}
 	from := wireAddr(m.Sender)
@@ -227,7 +308,7 @@ func (t *smtpTransport) attempt(ctx context.Context, m *Message, tlsMode string)
 		if s.fail("MAIL FROM:<"+from+">", err) {
 			c.Quit()
 		}
-		return s.rs, false
+		return s.rs, s.own, false
 	}
 
 	var accepted []*rcptGroup
@@ -240,16 +321,16 @@ func (t *smtpTransport) attempt(ctx context.Context, m *Message, tlsMode string)
 			accepted = append(accepted, g)
 			continue
 		}
-		st, why, reply, text := outcome(ctx, t.proto(), "RCPT TO:<"+g.wire+">", err)
+		st, why, reply, text := outcome(ctx, p.proto(), "RCPT TO:<"+g.wire+">", err)
 		if reply == "" {
 			s.rest(st, why, "", text)
-			return s.rs, false
+			return s.rs, s.own, false
 		}
-		s.set(g, st, why, reply, text)
+		s.setOwn(g, st, why, reply, text)
 	}
 	if len(accepted) == 0 {
 		c.Quit()
-		return s.rs, false
+		return s.rs, s.own, false
 	}
 
 	w, err := c.Data()
@@ -257,31 +338,68 @@ func (t *smtpTransport) attempt(ctx context.Context, m *Message, tlsMode string)
 		if s.fail("DATA", err) {
 			c.Quit()
 		}
-		return s.rs, false
+		return s.rs, s.own, false
 	}
 	if _, err := io.Copy(&lineWriter{w: w}, sourceReader{src}); err != nil {
 		// Dropping the connection is the only way to abort DATA: the
 		// server discards a message that did not end with the dot.
 		why, text := trouble(ctx, "while sending the message body", err)
 		s.rest(Deferred, why, "", text)
-		return s.rs, false
+		return s.rs, s.own, false
 	}
 
-	if t.lmtp {
-		t.lmtpReplies(s, w, accepted)
+	if p.lmtp {
+		p.lmtpReplies(s, w, accepted)
 	} else if resp, err := w.CloseWithResponse(); err != nil {
 		s.fail("end of data", err)
 	} else {
 		s.rest(Delivered, NoReason, "250 "+oneLine(resp.StatusText), "")
 	}
 	c.Quit()
-	return s.rs, false
+	return s.rs, s.own, false
+}
+
+// authenticate logs in to a smarthost with AUTH PLAIN, or LOGIN when the
+// server offers only that, and reports whether it may go on. A password
+// never crosses the network in clear text, and a refused login defers
+// rather than bounces: the fix is in our configuration, not the message.
+func (p *peer) authenticate(s *session, c *smtp.Client, encrypted bool) bool {
+	if !encrypted {
+		s.rest(Deferred, AuthFailed, "", "AUTH is configured, but the session is not encrypted: the password is not sent in clear text")
+		c.Quit()
+		return false
+	}
+	var mech string
+	var client sasl.Client
+	switch {
+	case c.SupportsAuth(sasl.Plain):
+		mech, client = sasl.Plain, sasl.NewPlainClient("", p.o.AuthUser, p.o.AuthPassword)
+	case c.SupportsAuth(sasl.Login):
+		mech, client = sasl.Login, sasl.NewLoginClient(p.o.AuthUser, p.o.AuthPassword)
+	default:
+		s.rest(Deferred, AuthFailed, "", "AUTH is configured, but the server offers neither AUTH PLAIN nor AUTH LOGIN")
+		c.Quit()
+		return false
+	}
+	err := c.Auth(client)
+	if err == nil {
+		return true
+	}
+	_, why, reply, text := outcome(s.ctx, p.proto(), "AUTH "+mech, err)
+	if reply != "" {
+		why = AuthFailed
+	}
+	s.rest(Deferred, why, reply, text)
+	if reply != "" {
+		c.Quit()
+	}
+	return false
 }
 
 // lmtpReplies decides each accepted recipient from its own reply after the
 // final dot (RFC 2033). Replies missing because the connection broke are
 // deferrals.
-func (t *smtpTransport) lmtpReplies(s *session, w *smtp.DataCommand, accepted []*rcptGroup) {
+func (p *peer) lmtpReplies(s *session, w *smtp.DataCommand, accepted []*rcptGroup) {
 	ok, err := w.CloseWithLMTPResponse()
 	var perRcpt smtp.LMTPDataError
 	errors.As(err, &perRcpt)
@@ -294,12 +412,12 @@ func (t *smtpTransport) lmtpReplies(s *session, w *smtp.DataCommand, accepted []
 	}
 	for _, g := range accepted {
 		if r, found := ok[g.wire]; found {
-			s.set(g, Delivered, NoReason, "250 "+oneLine(r.StatusText), "")
+			s.setOwn(g, Delivered, NoReason, "250 "+oneLine(r.StatusText), "")
 			continue
 		}
 		if se, found := perRcpt[g.wire]; found {
-			st, why, reply, text := outcome(s.ctx, t.proto(), "end of data", se)
-			s.set(g, st, why, reply, text)
+			st, why, reply, text := outcome(s.ctx, p.proto(), "end of data", se)
+			s.setOwn(g, st, why, reply, text)
 			continue
 		}
 		if connErr == nil {
@@ -310,20 +428,20 @@ func (t *smtpTransport) lmtpReplies(s *session, w *smtp.DataCommand, accepted []
 	}
 }
 
-func (t *smtpTransport) client(wc *wireConn) *smtp.Client {
+func (p *peer) client(wc *wireConn) *smtp.Client {
 	var c *smtp.Client
-	if t.lmtp {
+	if p.lmtp {
 		c = smtp.NewClientLMTP(wc)
 	} else {
 		c = smtp.NewClient(wc)
 	}
-	c.CommandTimeout = t.o.CommandTimeout
-	c.SubmissionTimeout = t.o.DataTimeout
+	c.CommandTimeout = p.o.CommandTimeout
+	c.SubmissionTimeout = p.o.DataTimeout
 	return c
 }
 
-func (t *smtpTransport) helloVerb() string {
-	if t.lmtp {
+func (p *peer) helloVerb() string {
+	if p.lmtp {
 		return "LHLO"
 	}
 	return "EHLO"
@@ -332,17 +450,19 @@ func (t *smtpTransport) helloVerb() string {
 // display is the host as the mainlog's H= shows it: "name [ip]", the socket
 // path for LMTP over a unix socket. remote is the connection's remote
 // address; before a connection exists only a literal IP host is known.
-func (t *smtpTransport) display(remote string) string {
-	if t.network == "unix" {
-		return t.addr
+func (p *peer) display(remote string) string {
+	if p.network == "unix" {
+		return p.addr
 	}
-	ip := t.host
+	ip := p.host
 	if ap, err := netip.ParseAddrPort(remote); err == nil {
 		ip = ap.Addr().Unmap().WithZone("").String()
-	} else if _, err := netip.ParseAddr(t.host); err != nil {
-		return t.host
+	} else if ap, err := netip.ParseAddrPort(p.addr); err == nil {
+		ip = ap.Addr().Unmap().WithZone("").String()
+	} else if _, err := netip.ParseAddr(p.host); err != nil {
+		return p.host
 	}
-	return t.host + " [" + ip + "]"
+	return p.host + " [" + ip + "]"
 }
 
 // handshakeError is a failed TLS handshake after the server agreed to
@@ -358,9 +478,9 @@ func (e *handshakeError) Unwrap() error { return e.err }
 // wc, which forgets everything learnt in clear text as RFC 3207 demands; the
 // greeting that client waits for is supplied by wc, since after STARTTLS the
 // server sends none.
-func (t *smtpTransport) startTLS(ctx context.Context, wc *wireConn) error {
+func (p *peer) startTLS(ctx context.Context, wc *wireConn) error {
 	raw := wc.Conn
-	if err := raw.SetDeadline(time.Now().Add(t.o.CommandTimeout)); err != nil {
+	if err := raw.SetDeadline(deadline(p.o.CommandTimeout)); err != nil {
 		return err
 	}
 	defer raw.SetDeadline(time.Time{})
@@ -376,19 +496,55 @@ func (t *smtpTransport) startTLS(ctx context.Context, wc *wireConn) error {
 		// came over TLS: refuse it (the CVE-2011-0411 class of bug).
 		return &handshakeError{errors.New("remote host sent clear-text data after its STARTTLS reply")}
 	}
-	tc := tls.Client(raw, &tls.Config{
-		ServerName: t.host,
+	if err := p.handshake(ctx, wc); err != nil {
+		return err
+	}
+	wc.greeting = []byte("220 " + p.host + " TLS session started\r\n")
+	return nil
+}
+
+// handshake runs the TLS handshake on wc's connection under the
+// CommandTimeout, and on success puts the TLS connection under wc. Its
+// error is a *handshakeError.
+func (p *peer) handshake(ctx context.Context, wc *wireConn) error {
+	raw := wc.Conn
+	cfg := &tls.Config{
+		ServerName: p.host,
+		RootCAs:    p.tls.roots,
 		// Opportunistic TLS without verification is still better than
 		// clear text: it stops passive eavesdropping.
-		InsecureSkipVerify: !t.o.TLSVerify,
+		InsecureSkipVerify: !p.tls.pkix,
 		MinVersion:         tls.VersionTLS12,
-	})
+	}
+	if p.tls.check != nil || p.tls.observe != nil {
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if p.tls.observe != nil {
+				p.tls.observe(cs)
+			}
+			if p.tls.check != nil {
+				return p.tls.check(cs)
+			}
+			return nil
+		}
+	}
+	if err := raw.SetDeadline(deadline(p.o.CommandTimeout)); err != nil {
+		return &handshakeError{err}
+	}
+	defer raw.SetDeadline(time.Time{})
+	tc := tls.Client(raw, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return &handshakeError{err}
 	}
 	wc.Conn = tc
-	wc.greeting = []byte("220 " + t.host + " TLS session started\r\n")
 	return nil
+}
+
+// deadline is d from now; zero (no deadline) for a zero d.
+func deadline(d time.Duration) time.Time {
+	if d == 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(d)
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }

@@ -1,12 +1,15 @@
 // Package dnsclient owns the program's one DNS client, on miekg/dns, for
-// every package that asks DNS questions (rbl, callout, msgauth, -bt): it
+// every package that asks DNS questions (rbl, callout, msgauth, -bt, the
+// MX transport and its MTA-STS and DANE lookups): it
 // asks the configured recursive resolvers in order, each question over UDP
 // with a large EDNS buffer and again over TCP when the answer comes back
 // truncated, within the caller's context deadline, of which a resolver
 // that does not answer gets only its share so the next is still asked. It
 // takes its resolvers ready ("host:port", as config normalises them) and
 // decides nothing about what an answer means: the caller's check does.
-// LookupIP alone reads the hosts file (/etc/hosts) first, as a dial does.
+// Lookup reports whether the resolver vouched for an answer (the AD bit),
+// which every question asks for. LookupIP alone reads the hosts file
+// (/etc/hosts) first, as a dial does.
 package dnsclient
 
 import (
@@ -68,6 +71,10 @@ func (c *Client) Exchange(ctx context.Context, name string, qtype uint16, check 
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
 	m.RecursionDesired = true
+	// AD in a query asks a validating resolver to say whether it
+	// validated the answer (RFC 6840 5.7); Lookup reports it, DANE needs
+	// it. Other resolvers ignore the bit.
+	m.AuthenticatedData = true
 	m.SetEdns0(ednsSize, false)
 	e := &Error{Name: name, Qtype: qtype}
 	for i, server := range c.servers {
@@ -245,6 +252,38 @@ func TypeString(qtype uint16) string {
 		return s
 	}
 	return fmt.Sprintf("TYPE%d", qtype)
+}
+
+// Answer is what Lookup found: the records of the asked type.
+type Answer struct {
+	// Records are the answer's records of the asked type, in the order
+	// the resolver gave them (CNAMEs it followed left out).
+	Records []dns.RR
+	// NXDomain: the name does not exist (Records is empty).
+	NXDomain bool
+	// Secure: the resolver set the AD bit, vouching that it validated
+	// the answer with DNSSEC. Only as good as the path to the resolver:
+	// a validating resolver on loopback or a trusted network.
+	Secure bool
+}
+
+// Lookup asks name/qtype with Exchange and Answerable (never the hosts
+// file) and returns the records of that type. NXDOMAIN is an Answer, not
+// an error; the error is an *Error, when no resolver answered usably.
+// What the records mean is the caller's business.
+func (c *Client) Lookup(ctx context.Context, name string, qtype uint16) (Answer, error) {
+	name = dns.Fqdn(name)
+	r, err := c.Exchange(ctx, name, qtype, Answerable(name, qtype))
+	if err != nil {
+		return Answer{}, err
+	}
+	a := Answer{NXDomain: r.Rcode == dns.RcodeNameError, Secure: r.AuthenticatedData}
+	for _, rr := range r.Answer {
+		if rr.Header().Rrtype == qtype && rr.Header().Class == dns.ClassINET {
+			a.Records = append(a.Records, rr)
+		}
+	}
+	return a, nil
 }
 
 // ErrNotFound is a name that does not exist or has no address.

@@ -193,3 +193,52 @@ func fmtAddrs(ips []netip.Addr) string {
 	}
 	return "[" + strings.Join(s, " ") + "]"
 }
+
+// TestLookup: the records of the asked type, NXDOMAIN as an answer, the
+// AD bit asked for and reported, resolver failures as errors.
+func TestLookup(t *testing.T) {
+	z := dnstest.Zone{
+		"example.test. MX":      {"example.test. 60 IN MX 10 mx.example.test."},
+		"secure.test. TLSA":     {"secure.test. 60 IN TLSA 3 1 1 0123456789abcdef"},
+		"broken.test. SERVFAIL": nil,
+		"nodata.test. A":        {"nodata.test. 60 IN A 192.0.2.1"},
+	}
+	zh := z.Handler(t)
+	srv := dnstest.Start(t, func(q dns.Question, tcp bool) *dns.Msg {
+		m := zh(q, tcp)
+		if m != nil && strings.HasPrefix(strings.ToLower(q.Name), "secure.") {
+			m.AuthenticatedData = true
+		}
+		return m
+	})
+	c, _ := New([]string{srv.Addr}, time.Second)
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		qtype   uint16
+		records int
+		nx      bool
+		secure  bool
+		err     string
+	}{
+		{name: "example.test", qtype: dns.TypeMX, records: 1},
+		{name: "secure.test.", qtype: dns.TypeTLSA, records: 1, secure: true},
+		{name: "nodata.test", qtype: dns.TypeMX},
+		{name: "nx.test", qtype: dns.TypeMX, nx: true},
+		{name: "broken.test", qtype: dns.TypeMX, err: "answer code SERVFAIL"},
+	}
+	for _, tt := range tests {
+		a, err := c.Lookup(ctx, tt.name, tt.qtype)
+		var e *Error
+		switch {
+		case tt.err != "":
+			if !errors.As(err, &e) || e.Reason() != tt.err {
+				t.Errorf("Lookup(%s) error %v, want %s", tt.name, err, tt.err)
+			}
+		case err != nil:
+			t.Errorf("Lookup(%s): %v", tt.name, err)
+		case len(a.Records) != tt.records || a.NXDomain != tt.nx || a.Secure != tt.secure:
+			t.Errorf("Lookup(%s) = %+v, want %d records, nx %v, secure %v", tt.name, a, tt.records, tt.nx, tt.secure)
+		}
+	}
+}

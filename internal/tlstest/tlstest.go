@@ -1,6 +1,7 @@
-// Package tlstest gives tests a throwaway self-signed TLS certificate: as
-// a tls.Certificate for a server a test starts itself, or as PEM files
-// for the config's [tls] cert and key.
+// Package tlstest gives tests throwaway TLS certificates: self-signed,
+// as a tls.Certificate for a server a test starts itself or as PEM files
+// for the config's [tls] cert and key; or issued by a throwaway CA that
+// a verifying client is told to trust.
 package tlstest
 
 import (
@@ -26,12 +27,79 @@ import (
 // test that verifying fails.
 func Certificate(tb testing.TB, hosts ...string) tls.Certificate {
 	tb.Helper()
-	if len(hosts) == 0 {
-		tb.Fatal("tlstest.Certificate: no host names")
+	key := newKey(tb)
+	tmpl := leafTemplate(tb, hosts)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		tb.Fatal(err)
 	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// CA is a throwaway certificate authority, for tests of clients that
+// verify: they trust Pool, and servers present certificates it issued.
+type CA struct {
+	Cert *x509.Certificate
+	Pool *x509.CertPool // holds Cert alone
+	key  *ecdsa.PrivateKey
+}
+
+// NewCA returns a fresh CA named name, valid from an hour ago for two
+// hours.
+func NewCA(tb testing.TB, name string) *CA {
+	tb.Helper()
+	key := newKey(tb)
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return &CA{Cert: cert, Pool: pool, key: key}
+}
+
+// Certificate returns a server certificate for hosts (as the package's
+// Certificate names them) issued by ca, its chain the leaf then ca's
+// certificate, as a server sends it.
+func (ca *CA) Certificate(tb testing.TB, hosts ...string) tls.Certificate {
+	tb.Helper()
+	key := newKey(tb)
+	tmpl := leafTemplate(tb, hosts)
+	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der, ca.Cert.Raw}, PrivateKey: key}
+}
+
+func newKey(tb testing.TB) *ecdsa.PrivateKey {
+	tb.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	return key
+}
+
+// leafTemplate is a server certificate for hosts, the first its subject.
+func leafTemplate(tb testing.TB, hosts []string) *x509.Certificate {
+	tb.Helper()
+	if len(hosts) == 0 {
+		tb.Fatal("tlstest: no host names")
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1),
@@ -48,11 +116,7 @@ func Certificate(tb testing.TB, hosts ...string) tls.Certificate {
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return tmpl
 }
 
 // Files writes Certificate(tb, hosts...) as PEM files in a directory of

@@ -28,3 +28,26 @@ func TestFiles(t *testing.T) {
 		}
 	}
 }
+
+// A certificate the CA issued verifies for its names against the CA's
+// pool, and for no other name.
+func TestCA(t *testing.T) {
+	ca := NewCA(t, "Test CA")
+	cert := ca.Certificate(t, "mx.example.test")
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cert.Certificate) != 2 {
+		t.Errorf("chain of %d certificates, want leaf and CA", len(cert.Certificate))
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{DNSName: "mx.example.test", Roots: ca.Pool}); err != nil {
+		t.Errorf("verify: %v", err)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{DNSName: "other.example.test", Roots: ca.Pool}); err == nil {
+		t.Error("verified for a name it does not hold")
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{DNSName: "mx.example.test", Roots: NewCA(t, "Other CA").Pool}); err == nil {
+		t.Error("verified against another CA")
+	}
+}

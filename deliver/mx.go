@@ -1,0 +1,491 @@
+package deliver
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"mxgate/dane"
+	"mxgate/dnsclient"
+	"mxgate/mtasts"
+)
+
+// MXOptions configure the MX transport. They are taken as given: package
+// config fills every one from [outbound] and checks it; a zero timeout
+// means no timeout.
+type MXOptions struct {
+	Hostname  string   // EHLO name
+	Resolvers []string // "IP:PORT": MX, A/AAAA, TXT (MTA-STS) and TLSA (DANE) lookups; DANE needs them to validate DNSSEC
+	Port      int      // of the MX hosts: 25 (tests use another)
+	// ConnectTimeout bounds one TCP connect (to an MX host or the
+	// MTA-STS policy host); CommandTimeout one reply, one DNS lookup and
+	// one MTA-STS policy lookup; DataTimeout one write of the body.
+	ConnectTimeout, CommandTimeout, DataTimeout time.Duration
+	// MaxPerDomain bounds the connections open at once to one recipient
+	// domain; a delivery beyond it waits, as long as its context lets it.
+	// 0 = no bound.
+	MaxPerDomain int
+	MTASTS       string         // "off", "testing" (report, deliver anyway) or "enforce" (what the policy says)
+	MTASTSPort   int            // HTTPS port of mta-sts.DOMAIN: 443 (tests use another)
+	RootCAs      *x509.CertPool // verifies MX hosts under MTA-STS and the policy hosts; nil = the system's roots
+	MTASTSCache  string         // policy cache file (under data_dir/db); "" = memory only
+	// Log writes what a delivery's results do not say: MTA-STS failures
+	// in testing mode, policy lookups that failed. nil = none. It takes
+	// the message ID, as mainlog.Logger.Main does.
+	Log func(id, text string)
+}
+
+// MTA-STS settings of MXOptions.MTASTS; any other is "off".
+const (
+	stsTesting = "testing"
+	stsEnforce = "enforce"
+)
+
+// maxMXHosts bounds the MX hosts one domain's delivery tries: the
+// timeouts bound the time, this the work a hostile zone can ask for.
+const maxMXHosts = 10
+
+// mxTransport delivers each recipient to the mail hosts of its domain.
+type mxTransport struct {
+	o     MXOptions
+	dns   *dnsclient.Client
+	sts   *mtasts.Client // nil when MTA-STS is off
+	limit *domainLimit
+}
+
+// NewMX returns the transport that delivers to the Internet: each
+// recipient domain's MX hosts in preference order (equal preferences in
+// random order; no MX: the domain's own address, RFC 5321 5.1), each host's
+// addresses in turn, one session per domain per message (domains in
+// parallel), with opportunistic STARTTLS, required and verified where the
+// domain's MTA-STS policy (enforce) or the MX host's DNSSEC-validated TLSA
+// records (DANE, RFC 7672) say so. Its Name is "smtp", as Exim's
+// remote_smtp.
+func NewMX(o MXOptions) (Transport, error) {
+	client, err := dnsclient.New(o.Resolvers, o.CommandTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("outbound: %w", err)
+	}
+	t := &mxTransport{o: o, dns: client, limit: &domainLimit{max: o.MaxPerDomain, slots: make(map[string]*slot)}}
+	if o.MTASTS == stsTesting || o.MTASTS == stsEnforce {
+		t.sts, err = mtasts.New(mtasts.Options{
+			DNS:            client,
+			Port:           o.MTASTSPort,
+			RootCAs:        o.RootCAs,
+			ConnectTimeout: o.ConnectTimeout,
+			Timeout:        o.CommandTimeout,
+			CachePath:      o.MTASTSCache,
+			Log:            func(text string) { t.log("", text) },
+		})
+		if err != nil {
+			return nil, fmt.Errorf("outbound: %w", err)
+		}
+	}
+	return t, nil
+}
+
+func (t *mxTransport) Name() string { return "smtp" }
+
+func (t *mxTransport) log(id, text string) {
+	if t.o.Log != nil {
+		t.o.Log(id, text)
+	}
+}
+
+// Deliver groups the recipients by domain and delivers each group in its
+// own session, the groups at once; results come back in input order.
+func (t *mxTransport) Deliver(ctx context.Context, m *Message) []Result {
+	rs := results(m, "", Deferred, NoReason, "")
+	byDomain := make(map[string][]int)
+	var domains []string
+	for i, r := range m.Recipients {
+		_, domain, ok := splitAddr(r)
+		domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+		_, isName := dns.IsDomainName(domain)
+		switch {
+		case !ok || domain == "":
+			rs[i].Status, rs[i].Reason, rs[i].Err = Failed, Unroutable, "address has no domain to look up MX hosts for"
+			continue
+		case strings.HasPrefix(domain, "["):
+			rs[i].Status, rs[i].Reason, rs[i].Err = Failed, Unroutable, "domain literals are not delivered to the Internet"
+			continue
+		case !isASCII(domain):
+			// Its A-label would need IDNA tables (golang.org/x/text),
+			// which the program does not carry.
+			rs[i].Status, rs[i].Reason, rs[i].Err = Failed, Unroutable, "internationalized domain names are not delivered to the Internet: use the domain's A-label (xn--)"
+			continue
+		case !isName || checkAddr(domain) != nil || strings.ContainsAny(domain, " \\\"()<>;@"):
+			rs[i].Status, rs[i].Reason, rs[i].Err = Failed, BadAddress, fmt.Sprintf("domain %q is not a valid domain name", domain)
+			continue
+		}
+		if byDomain[domain] == nil {
+			domains = append(domains, domain)
+		}
+		byDomain[domain] = append(byDomain[domain], i)
+	}
+	var wg sync.WaitGroup
+	for _, d := range domains {
+		wg.Go(func() { t.deliverDomain(ctx, m, d, byDomain[d], rs) })
+	}
+	wg.Wait()
+	return rs
+}
+
+// mxHost is one mail host of a domain.
+type mxHost struct {
+	name string // lower case, no final dot
+	pref uint16
+}
+
+// routeError is why a domain has no host to try: its results' status,
+// reason and text.
+type routeError struct {
+	st   Status
+	why  Reason
+	text string
+}
+
+// deliverDomain delivers m to the recipients idx of domain, writing their
+// rs entries and no others.
+func (t *mxTransport) deliverDomain(ctx context.Context, m *Message, domain string, idx []int, rs []Result) {
+	set := func(e routeError) {
+		for _, i := range idx {
+			rs[i].Status, rs[i].Reason, rs[i].Err = e.st, e.why, e.text
+		}
+	}
+	release, err := t.limit.acquire(ctx, domain)
+	if err != nil {
+		set(routeError{Deferred, Abandoned, "delivery abandoned: " + context.Cause(ctx).Error()})
+		return
+	}
+	defer release()
+
+	hosts, rerr := t.mxHosts(ctx, domain)
+	if rerr != nil {
+		set(*rerr)
+		return
+	}
+	policy := t.policy(ctx, m.ID, domain)
+	if policy.enforce {
+		allowed := slices.DeleteFunc(slices.Clone(hosts), func(h mxHost) bool { return !policy.p.Match(h.name) })
+		if len(allowed) == 0 {
+			names := make([]string, len(hosts))
+			for i, h := range hosts {
+				names[i] = h.name
+			}
+			set(routeError{Deferred, PolicyRefused, fmt.Sprintf("MTA-STS policy of %s (enforce) allows none of its MX hosts (%s)", domain, strings.Join(names, ", "))})
+			return
+		}
+		hosts = allowed
+	} else if policy.p != nil {
+		for _, h := range hosts {
+			if !policy.p.Match(h.name) {
+				t.log(m.ID, fmt.Sprintf("MTA-STS policy of %s (testing) does not list MX host %s: delivering anyway", domain, h.name))
+			}
+		}
+	}
+
+	pending := slices.Clone(idx)
+	var noAddr []string
+	tried := false
+	for _, h := range hosts {
+		addrs, secure, err := t.addrs(ctx, h.name)
+		if err != nil {
+			noAddr = append(noAddr, err.Error())
+			continue
+		}
+		tp, err := t.tlsFor(ctx, m.ID, domain, h.name, secure, policy)
+		if err != nil {
+			noAddr = append(noAddr, err.Error())
+			continue
+		}
+		for _, ip := range addrs {
+			tried = true
+			pending = t.session(ctx, m, h.name, ip, tp, pending, rs)
+			if len(pending) == 0 || ctx.Err() != nil {
+				return
+			}
+		}
+	}
+	if !tried {
+		set(routeError{Deferred, Unroutable, fmt.Sprintf("no MX host of %s has a usable address: %s", domain, strings.Join(noAddr, "; "))})
+	}
+}
+
+// session delivers to the pending recipients (indexes into rs) at one
+// address, and returns those left for the next address: the ones the
+// session, not their own RCPT reply, deferred.
+func (t *mxTransport) session(ctx context.Context, m *Message, host string, ip netip.Addr, tp tlsPolicy, pending []int, rs []Result) []int {
+	sub := *m
+	sub.Recipients = make([]string, len(pending))
+	for j, i := range pending {
+		sub.Recipients[j] = m.Recipients[i]
+	}
+	p := &peer{
+		network: "tcp",
+		addr:    net.JoinHostPort(ip.String(), strconv.Itoa(t.o.Port)),
+		host:    host,
+		o: Options{
+			Hostname:       t.o.Hostname,
+			ConnectTimeout: t.o.ConnectTimeout,
+			CommandTimeout: t.o.CommandTimeout,
+			DataTimeout:    t.o.DataTimeout,
+		},
+		tls: tp,
+	}
+	got, own := p.deliver(ctx, &sub)
+	var next []int
+	for j, i := range pending {
+		rs[i] = got[j]
+		if got[j].Status == Deferred && !own[j] && got[j].Reason != Abandoned && got[j].Reason != LocalError {
+			next = append(next, i)
+		}
+	}
+	return next
+}
+
+// mxHosts returns domain's mail hosts in the order to try them, or why
+// there are none.
+func (t *mxTransport) mxHosts(ctx context.Context, domain string) ([]mxHost, *routeError) {
+	a, err := t.lookup(ctx, domain, dns.TypeMX)
+	if err != nil {
+		why := ConnectFailed
+		var de *dnsclient.Error
+		if errors.As(err, &de) && de.Timeout() {
+			why = Timeout
+		}
+		return nil, &routeError{Deferred, why, fmt.Sprintf("DNS lookup of the MX hosts of %s failed: %s", domain, dnsReason(err))}
+	}
+	if a.NXDomain {
+		return nil, &routeError{Failed, Unroutable, fmt.Sprintf("domain %s does not exist (DNS: NXDOMAIN)", domain)}
+	}
+	var hosts []mxHost
+	nulls := 0
+	seen := make(map[string]bool)
+	for _, rr := range a.Records {
+		mx := rr.(*dns.MX)
+		name := strings.ToLower(strings.TrimSuffix(mx.Mx, "."))
+		if name == "" {
+			nulls++
+			continue
+		}
+		if _, ok := dns.IsDomainName(name); !ok || seen[name] {
+			continue
+		}
+		seen[name] = true
+		hosts = append(hosts, mxHost{name: name, pref: mx.Preference})
+	}
+	switch {
+	case len(hosts) == 0 && nulls > 0:
+		// RFC 7505 3: the domain says it accepts no mail.
+		return nil, &routeError{Failed, Unroutable, fmt.Sprintf("domain %s accepts no mail (null MX): 556 5.1.10 Recipient address has null MX", domain)}
+	case len(hosts) == 0:
+		// No MX: the domain itself is its mail host (RFC 5321 5.1).
+		return []mxHost{{name: domain}}, nil
+	}
+	// Equal preferences in random order spread the load (RFC 5321 5.1).
+	rand.Shuffle(len(hosts), func(i, j int) { hosts[i], hosts[j] = hosts[j], hosts[i] })
+	slices.SortStableFunc(hosts, func(a, b mxHost) int { return int(a.pref) - int(b.pref) })
+	if len(hosts) > maxMXHosts {
+		hosts = hosts[:maxMXHosts]
+	}
+	return hosts, nil
+}
+
+// addrs returns host's usable IPv4 then IPv6 addresses, and whether both
+// answers were DNSSEC-validated. An error says why there are none.
+func (t *mxTransport) addrs(ctx context.Context, host string) ([]netip.Addr, bool, error) {
+	var out []netip.Addr
+	secure := true
+	var unusable []string
+	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		a, err := t.lookup(ctx, host, qtype)
+		if err != nil {
+			return nil, false, fmt.Errorf("%s: DNS %s lookup failed: %s", host, dnsclient.TypeString(qtype), dnsReason(err))
+		}
+		secure = secure && a.Secure
+		for _, rr := range a.Records {
+			var ip netip.Addr
+			switch rr := rr.(type) {
+			case *dns.A:
+				ip, _ = netip.AddrFromSlice(rr.A)
+			case *dns.AAAA:
+				ip, _ = netip.AddrFromSlice(rr.AAAA)
+			}
+			ip = ip.Unmap()
+			// Never connect to "this host" or a group: it is not a
+			// mail host, and 0.0.0.0 would loop back to ourselves.
+			if !ip.IsValid() || ip.IsUnspecified() || ip.IsMulticast() || ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+				unusable = append(unusable, ip.String())
+				continue
+			}
+			out = append(out, ip)
+		}
+		if a.NXDomain {
+			return nil, false, fmt.Errorf("%s: no such host", host)
+		}
+	}
+	if len(out) == 0 {
+		if len(unusable) > 0 {
+			return nil, false, fmt.Errorf("%s: no usable address (%s)", host, strings.Join(unusable, ", "))
+		}
+		return nil, false, fmt.Errorf("%s: no address", host)
+	}
+	return out, secure, nil
+}
+
+// stsPolicy is what MTA-STS asks of one domain's delivery.
+type stsPolicy struct {
+	p       *mtasts.Policy // nil: none (or MTA-STS off)
+	enforce bool           // the policy and our setting both enforce
+}
+
+// policy looks up domain's MTA-STS policy. A lookup that fails counts as
+// no policy (RFC 8461 5), and is logged.
+func (t *mxTransport) policy(ctx context.Context, id, domain string) stsPolicy {
+	if t.sts == nil {
+		return stsPolicy{}
+	}
+	p, err := t.sts.Policy(ctx, domain)
+	if err != nil {
+		t.log(id, err.Error()+": delivering without MTA-STS")
+	}
+	if p == nil || p.Mode == mtasts.None {
+		return stsPolicy{}
+	}
+	return stsPolicy{p: p, enforce: p.Mode == mtasts.Enforce && t.o.MTASTS == stsEnforce}
+}
+
+// tlsFor decides how to use TLS with MX host: DANE when its TLSA records
+// are DNSSEC-validated and usable (which RFC 8461 2 puts before MTA-STS),
+// else verified TLS under an enforced MTA-STS policy, else opportunistic
+// (a testing policy logs what enforcing it would refuse). secure says the host's addresses were
+// validated: then a TLSA lookup that fails makes the host unusable, as
+// RFC 7672 2.2 asks, since the failure may hide records an attacker
+// wants ignored.
+func (t *mxTransport) tlsFor(ctx context.Context, id, domain, host string, secure bool, sts stsPolicy) (tlsPolicy, error) {
+	name := "_" + strconv.Itoa(t.o.Port) + "._tcp." + host
+	a, err := t.lookup(ctx, name, dns.TypeTLSA)
+	switch {
+	case err != nil && secure:
+		return tlsPolicy{}, fmt.Errorf("%s: DANE: TLSA lookup for %s failed: %s", host, name, dnsReason(err))
+	case err == nil && a.Secure:
+		if records := dane.Usable(a.Records); len(records) > 0 {
+			return tlsPolicy{
+				mode: tlsRequired,
+				check: func(cs tls.ConnectionState) error {
+					if err := dane.Verify(records, host, cs.PeerCertificates); err != nil {
+						return fmt.Errorf("DANE: %w", err)
+					}
+					return nil
+				},
+				why: "DANE TLSA records of " + name,
+			}, nil
+		}
+	}
+	if sts.enforce {
+		return tlsPolicy{mode: tlsRequired, pkix: true, roots: t.o.RootCAs, why: "MTA-STS policy of " + domain}, nil
+	}
+	tp := tlsPolicy{mode: tlsOpportunistic}
+	if sts.p != nil {
+		tp.observe = func(cs tls.ConnectionState) {
+			if err := verifyPKIX(cs, host, t.o.RootCAs); err != nil {
+				t.log(id, fmt.Sprintf("MTA-STS policy of %s (testing): certificate of %s does not verify: %v: delivering anyway", domain, host, err))
+			}
+		}
+		tp.clear = func() {
+			t.log(id, fmt.Sprintf("MTA-STS policy of %s (testing): no TLS session with %s: delivering anyway", domain, host))
+		}
+	}
+	return tp, nil
+}
+
+// verifyPKIX verifies a handshake's certificates for host as a client with
+// the default configuration would.
+func verifyPKIX(cs tls.ConnectionState, host string, roots *x509.CertPool) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("no certificate")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range cs.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{DNSName: host, Roots: roots, Intermediates: inter})
+	return err
+}
+
+// lookup asks one DNS question within CommandTimeout.
+func (t *mxTransport) lookup(ctx context.Context, name string, qtype uint16) (dnsclient.Answer, error) {
+	if t.o.CommandTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t.o.CommandTimeout)
+		defer cancel()
+	}
+	return t.dns.Lookup(ctx, name, qtype)
+}
+
+// dnsReason words a DNS failure without naming the resolvers: the text
+// may end up in a bounce.
+func dnsReason(err error) string {
+	var de *dnsclient.Error
+	if errors.As(err, &de) {
+		return de.Reason()
+	}
+	return err.Error()
+}
+
+// domainLimit bounds the sessions open at once per recipient domain.
+type domainLimit struct {
+	max   int // 0 = no bound
+	mu    sync.Mutex
+	slots map[string]*slot
+}
+
+// slot is one domain's semaphore, kept while anyone holds or waits for it.
+type slot struct {
+	sem   chan struct{}
+	users int
+}
+
+// acquire waits for a free session for domain, as long as ctx lets it,
+// and returns its release.
+func (l *domainLimit) acquire(ctx context.Context, domain string) (release func(), err error) {
+	if l.max <= 0 {
+		return func() {}, nil
+	}
+	l.mu.Lock()
+	s := l.slots[domain]
+	if s == nil {
+		s = &slot{sem: make(chan struct{}, l.max)}
+		l.slots[domain] = s
+	}
+	s.users++
+	l.mu.Unlock()
+	select {
+	case s.sem <- struct{}{}:
+		return func() { <-s.sem; l.leave(domain, s) }, nil
+	case <-ctx.Done():
+		l.leave(domain, s)
+		return nil, ctx.Err()
+	}
+}
+
+func (l *domainLimit) leave(domain string, s *slot) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s.users--; s.users == 0 {
+		delete(l.slots, domain)
+	}
+}
