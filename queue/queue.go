@@ -584,6 +584,12 @@ func senderReason(why deliver.Reason) string {
 		return "local delivery failed"
 	case deliver.Abandoned:
 		return "delivery was interrupted and will be tried again"
+	case deliver.AuthFailed:
+		return "the relay server did not accept this server's login"
+	case deliver.Unroutable:
+		return "the recipient's domain does not exist or accepts no mail"
+	case deliver.PolicyRefused:
+		return "the recipient domain's security policy (MTA-STS) allows none of its mail servers"
 	}
 	return "the message could not be delivered"
 }
