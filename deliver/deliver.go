@@ -82,6 +82,10 @@ const (
 	// NoResult: the transport gave no result for the recipient (set by
 	// the queue, never by a transport).
 	NoResult
+	// OverQuota: the store said the mailbox is full (RFC 3463 X.2.2 in a
+	// 552 or 452 reply); the route's over_quota policy decides what
+	// follows, whatever the reply's class.
+	OverQuota
 )
 
 var reasonNames = [...]string{
@@ -100,6 +104,7 @@ var reasonNames = [...]string{
 	LocalError:        "local error",
 	Abandoned:         "abandoned",
 	NoResult:          "no result",
+	OverQuota:         "over quota",
 }
 
 // String names the reason for logs and test failures.
@@ -190,7 +195,7 @@ func New(t Target, o Options) (Transport, error) {
 	case "lmtp+unix":
 		return &smtpTransport{lmtp: true, network: "unix", addr: t.Path, o: o}, nil
 	case "maildir":
-		return newMaildir(t.Path), nil
+		return NewMaildir(MaildirOptions{Root: t.Path, Layout: DefaultLayout, Mode: 0o700, UID: -1, GID: -1}), nil
 	}
 	return nil, fmt.Errorf("downstream: unknown scheme %q (want smtp, lmtp, lmtp+unix or maildir)", t.Scheme)
 }

@@ -42,9 +42,9 @@ func FuzzWireAddr(f *testing.F) {
 // root/<domain>/<local>.
 func FuzzMaildirDir(f *testing.F) {
 	const root = "/srv/mail"
-	md := newMaildir(root)
+	md := NewMaildir(MaildirOptions{Root: root, Layout: DefaultLayout, Mode: 0o700, UID: -1, GID: -1})
 	f.Fuzz(func(t *testing.T, rcpt string) {
-		dir, err := md.dir(rcpt)
+		dir, err := md.Dir(rcpt)
 		if err != nil {
 			return
 		}
