@@ -36,10 +36,10 @@ type Router interface {
 
 // Options configure a Runner.
 type Options struct {
-	Spool  *spool.Spool
-	Router Router
-	Log    *mainlog.Logger // nil logs nothing
-	Schedule  *retry.Schedule
+	Spool    *spool.Spool
+	Router   Router
+	Log      *mainlog.Logger // nil logs nothing
+	Schedule *retry.Schedule
 	// RunInterval is the time between queue runs; 0 runs the queue only
 	// once, at Start.
 	RunInterval time.Duration
