@@ -45,8 +45,8 @@ func TestMaildirLayout(t *testing.T) {
 		{"/home/{user}/mail/{domain}/{local}", "Info@hosted.test", nil, "/home/alice/mail/hosted.test/info", ""},
 		{"/home/{user}/mail/{domain}/{local}", "x@other.test", nil, "/home/bob/mail/other.test/x", ""},
 		{"users/{user}/{local}", "x@hosted.test", nil, "ROOT/users/alice/x", ""},
-		{"/home/{user}/mail/{domain}/{local}", "x@nouser.test", nil, "", "domain nouser.test has no user in USERS: no Maildir for it"},
-		{"/home/{user}/mail/{domain}/{local}", "x@evil.test", nil, "", `address "x@evil.test": the user of evil.test in USERS "../root" starts with a dot: unsafe as a Maildir path`},
+		{"/home/{user}/mail/{domain}/{local}", "x@nouser.test", nil, "", "no Maildir for domain nouser.test: it has no user in maildir_users"},
+		{"/home/{user}/mail/{domain}/{local}", "x@evil.test", nil, "", `address "x@evil.test": the user of evil.test in maildir_users "../root" starts with a dot: unsafe as a Maildir path`},
 		{"/home/{user}/mail/{domain}/{local}", "../x@hosted.test", nil, "", `address "../x@hosted.test": local part "../x" starts with a dot: unsafe as a Maildir path`},
 	}
 	for _, tt := range tests {
@@ -103,10 +103,10 @@ func TestMaildirUsersReread(t *testing.T) {
 
 // A domain without a user fails the recipient for good, with the reason.
 func TestMaildirNoUserFails(t *testing.T) {
-	md, users := layoutMaildir(t, t.TempDir(), "{user}/{local}", nil)
+	md, _ := layoutMaildir(t, t.TempDir(), "{user}/{local}", nil)
 	got := md.Deliver(context.Background(), msg("s@example.test", "x\n", "a@nouser.test", "b@hosted.test"))
 	checkResults(t, got, []Result{
-		{Rcpt: "a@nouser.test", Status: Failed, Reason: BadAddress, Err: "domain nouser.test has no user in " + users + ": no Maildir for it"},
+		{Rcpt: "a@nouser.test", Status: Failed, Reason: BadAddress, Err: "no Maildir for domain nouser.test: it has no user in maildir_users"},
 		{Rcpt: "b@hosted.test", Status: Delivered},
 	})
 }

@@ -136,7 +136,7 @@ func (md *Maildir) Dir(rcpt string) (string, error) {
 			return "", err
 		}
 		if err := safeElement(user); err != nil {
-			return "", unsafePathError{fmt.Errorf("address %q: the user of %s in %s %w", rcpt, domain, md.o.Users, err)}
+			return "", unsafePathError{fmt.Errorf("address %q: the user of %s in maildir_users %w", rcpt, domain, err)}
 		}
 		fields["{user}"] = user
 	}
@@ -225,7 +225,8 @@ func (u *userMap) lookup(domain string) (string, error) {
 	}
 	user, ok := u.users[domain]
 	if !ok {
-		return "", &layoutError{msg: fmt.Sprintf("domain %s has no user in %s: no Maildir for it", domain, u.path)}
+		// No path: this text may reach the sender in a bounce.
+		return "", &layoutError{msg: fmt.Sprintf("no Maildir for domain %s: it has no user in maildir_users", domain)}
 	}
 	return user, nil
 }
