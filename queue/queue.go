@@ -349,12 +349,7 @@ func (r *Runner) attempt(ctx context.Context, id spool.ID, force, thaw bool) {
 // retry state.
 func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 	id := env.ID
-	cancelled := false
-	freeze := false
-	// failed are this attempt's permanent failures, bounced together at
-	// its end; deferred are its temporary ones, and via their R= and T=.
-	var failed, deferred []dsn.Recipient
-	via := make(map[string]string)
+	o := &outcome{via: make(map[string]string)}
 	if pending := env.Pending(); len(pending) > 0 {
 		rc, size, err := r.o.Spool.OpenMessage(id)
 		if err != nil {
@@ -363,85 +358,15 @@ func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 		}
 		rc.Close()
 		for _, g := range r.groups(pending) {
-			if cancelled {
+			if o.cancelled {
 				// Shutdown: the groups not tried stay pending, untouched.
 				break
 			}
 			if g.dest.Kind == route.Unroutable {
-				for _, rcpt := range g.rcpts {
-					if env.Sender == "" {
-						// A bounce to a domain nothing sends to: frozen
-						// for an admin, never bounced (no loop), never
-						// written into a store.
-						r.log(id, fmt.Sprintf("** %s: %s: %s", rcpt, unrouteable, unroutableWhy(rcpt)))
-						freeze = true
-						continue
-					}
-					r.log(id, fmt.Sprintf("** %s: %s", rcpt, unrouteable))
-					failed = append(failed, dsn.Recipient{Addr: rcpt, Err: unrouteable, Status: "5.1.2"})
-				}
+				r.unroutable(env, g.rcpts, o)
 				continue
 			}
-			transport := g.dest.Transport.Name()
-			results := g.dest.Transport.Deliver(ctx, &deliver.Message{
-				ID:         string(id),
-				Sender:     env.Sender,
-				Recipients: g.rcpts,
-				Size:       size,
-				Open: func() (io.ReadCloser, error) {
-					rc, _, err := r.o.Spool.OpenMessage(id)
-					return rc, err
-				},
-			})
-			cancelled = ctx.Err() != nil
-			first := true
-			for i, rcpt := range g.rcpts {
-				res := overQuota(resultFor(results, i, rcpt), g.dest.OverQuota)
-				if cancelled && res.Status == deliver.Failed {
-					// Shutdown may have cut the conversation short: a
-					// permanent verdict now is not trusted, the next
-					// attempt asks again.
-					res.Status = deliver.Deferred
-				}
-				switch {
-				case res.Status == deliver.Failed && res.Reason == deliver.OverQuota && g.dest.OverQuota == "discard" && !cancelled:
-					// Exim's line for a blackholed recipient, with the
-					// store's reply: eximstats counts a "=>" without T=
-					// as discarded.
-					r.done(env, rcpt)
-					r.log(id, fmt.Sprintf("=> :blackhole: <%s> R=%s%s", rcpt, g.dest.Router, confirmation(res.Reply)))
-				case res.Status == deliver.Delivered:
-					// The downstream said 250 inside Deliver; a crash
-					// from then until the journal write below is fsynced
-					// sends rcpt again on the next attempt (at least once,
-					// never lost). Once the write is done, rcpt is never
-					// sent again, and only then is it logged.
-					r.done(env, rcpt)
-					flag := "=>"
-					if !first {
-						flag = "->"
-					}
-					first = false
-					r.log(id, fmt.Sprintf("%s %s R=%s T=%s%s%s", flag, rcpt, g.dest.Router, transport, hostField(res.Host), confirmation(res.Reply)))
-				case res.Status == deliver.Failed:
-					r.log(id, fmt.Sprintf("** %s R=%s T=%s%s: %s", rcpt, g.dest.Router, transport, hostField(res.Host), reason(res)))
-					if env.Sender == "" {
-						// A bounce is never bounced (no loop can start);
-						// as in Exim it is frozen, its recipient left
-						// pending, for an admin to see.
-						freeze = true
-					} else {
-						// Journalled once the bounce is in the spool: a
-						// crash before that tries rcpt again rather than
-						// losing its bounce.
-						failed = append(failed, recipient(res))
-					}
-				default:
-					r.log(id, fmt.Sprintf("== %s R=%s T=%s defer (%d)%s: %s", rcpt, g.dest.Router, transport, deferErrno(res), hostField(res.Host), reason(res)))
-					deferred = append(deferred, recipient(res))
-					via[rcpt] = fmt.Sprintf("R=%s T=%s", g.dest.Router, transport)
-				}
-			}
+			r.deliverGroup(ctx, env, g, size, o)
 		}
 	}
 
@@ -449,7 +374,7 @@ func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 	giveUp := false
 	// Stopped is not failed: after a cancelled attempt the retry clock
 	// does not start and the message stays due for the next start.
-	if len(deferred) > 0 && !cancelled {
+	if len(o.deferred) > 0 && !o.cancelled {
 		if env.FirstFailed.IsZero() {
 			env.FirstFailed = now
 		}
@@ -461,8 +386,8 @@ func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 		}
 	}
 	if giveUp {
-		for _, d := range deferred {
-			r.log(id, fmt.Sprintf("** %s %s: retry timeout exceeded", d.Addr, via[d.Addr]))
+		for _, d := range o.deferred {
+			r.log(id, fmt.Sprintf("** %s %s: retry timeout exceeded", d.Addr, o.via[d.Addr]))
 			if env.Sender == "" {
 				// Exim discards a bounce past its retry time.
 				r.log(id, d.Addr+": error ignored")
@@ -470,29 +395,29 @@ func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 				continue
 			}
 			d.Err, d.Status = "retry timeout exceeded", expired
-			failed = append(failed, d)
+			o.failed = append(o.failed, d)
 		}
 	}
 
-	if len(failed) > 0 {
-		if err := r.notify(env, dsn.Failure, failed, 0); err != nil {
+	if len(o.failed) > 0 {
+		if err := r.notify(env, dsn.Failure, o.failed, 0); err != nil {
 			// The recipients stay pending and are tried (and bounced)
 			// again; with nothing else to retry the message is frozen
 			// so that this does not repeat at every queue run.
 			frozen := ""
-			if len(deferred) == 0 || giveUp {
+			if len(o.deferred) == 0 || giveUp {
 				env.Frozen, frozen = now, " (frozen)"
 			}
 			r.o.Log.Panic(fmt.Sprintf("%s error message to <%s> not written%s: %v", id, env.Sender, frozen, err))
 		} else {
-			for _, f := range failed {
+			for _, f := range o.failed {
 				r.done(env, f.Addr)
 			}
 		}
 	}
 
-	if len(deferred) > 0 && !cancelled && !giveUp && r.warningDue(env, now) {
-		if err := r.notify(env, dsn.Delay, deferred, now.Sub(env.Received)); err != nil {
+	if len(o.deferred) > 0 && !o.cancelled && !giveUp && r.warningDue(env, now) {
+		if err := r.notify(env, dsn.Delay, o.deferred, now.Sub(env.Received)); err != nil {
 			// Not marked: the next deferral tries again.
 			r.o.Log.Panic(fmt.Sprintf("%s delay warning to <%s> not written: %v", id, env.Sender, err))
 		} else {
@@ -500,7 +425,7 @@ func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 		}
 	}
 
-	if freeze {
+	if o.freeze {
 		env.Frozen = now
 		r.o.Log.Main(string(id), "Frozen"+frozenInfo)
 		r.msglogRaw(id, "*** Frozen"+frozenInfo)
@@ -512,6 +437,96 @@ func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 		return
 	}
 	r.complete(id)
+}
+
+// outcome is what the groups of one attempt did, for its end.
+type outcome struct {
+	// failed are the permanent failures, bounced together at the end;
+	// deferred the temporary ones, and via their R= and T=.
+	failed, deferred []dsn.Recipient
+	via              map[string]string
+	freeze           bool // a bounce failed: freeze the message
+	cancelled        bool // the attempt's context ended (shutdown)
+}
+
+// unroutable fails recipients that no route takes, in Exim's words; a
+// bounce's are left pending and the bounce frozen for an admin: never
+// bounced (no loop), never written into a store.
+func (r *Runner) unroutable(env *spool.Envelope, rcpts []string, o *outcome) {
+	for _, rcpt := range rcpts {
+		if env.Sender == "" {
+			r.log(env.ID, fmt.Sprintf("** %s: %s: %s", rcpt, unrouteable, unroutableWhy(rcpt)))
+			o.freeze = true
+			continue
+		}
+		r.log(env.ID, fmt.Sprintf("** %s: %s", rcpt, unrouteable))
+		o.failed = append(o.failed, dsn.Recipient{Addr: rcpt, Err: unrouteable, Status: "5.1.2"})
+	}
+}
+
+// deliverGroup hands one route's recipients to its transport and records
+// each result, the route's over_quota policy applied.
+func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g *group, size int64, o *outcome) {
+	id := env.ID
+	transport := g.dest.Transport.Name()
+	results := g.dest.Transport.Deliver(ctx, &deliver.Message{
+		ID:         string(id),
+		Sender:     env.Sender,
+		Recipients: g.rcpts,
+		Size:       size,
+		Open: func() (io.ReadCloser, error) {
+			rc, _, err := r.o.Spool.OpenMessage(id)
+			return rc, err
+		},
+	})
+	o.cancelled = ctx.Err() != nil
+	first := true
+	for i, rcpt := range g.rcpts {
+		res := overQuota(resultFor(results, i, rcpt), g.dest.OverQuota)
+		if o.cancelled && res.Status == deliver.Failed {
+			// Shutdown may have cut the conversation short: a
+			// permanent verdict now is not trusted, the next attempt
+			// asks again.
+			res.Status = deliver.Deferred
+		}
+		switch {
+		case res.Status == deliver.Failed && res.Reason == deliver.OverQuota && g.dest.OverQuota == "discard":
+			// Exim's line for a blackholed recipient, with the store's
+			// reply: eximstats counts a "=>" without T= as discarded.
+			r.done(env, rcpt)
+			r.log(id, fmt.Sprintf("=> :blackhole: <%s> R=%s%s", rcpt, g.dest.Router, confirmation(res.Reply)))
+		case res.Status == deliver.Delivered:
+			// The downstream said 250 inside Deliver; a crash from then
+			// until the journal write below is fsynced sends rcpt again
+			// on the next attempt (at least once, never lost). Once the
+			// write is done, rcpt is never sent again, and only then is
+			// it logged.
+			r.done(env, rcpt)
+			flag := "=>"
+			if !first {
+				flag = "->"
+			}
+			first = false
+			r.log(id, fmt.Sprintf("%s %s R=%s T=%s%s%s", flag, rcpt, g.dest.Router, transport, hostField(res.Host), confirmation(res.Reply)))
+		case res.Status == deliver.Failed:
+			r.log(id, fmt.Sprintf("** %s R=%s T=%s%s: %s", rcpt, g.dest.Router, transport, hostField(res.Host), reason(res)))
+			if env.Sender == "" {
+				// A bounce is never bounced (no loop can start); as in
+				// Exim it is frozen, its recipient left pending, for an
+				// admin to see.
+				o.freeze = true
+			} else {
+				// Journalled once the bounce is in the spool: a crash
+				// before that tries rcpt again rather than losing its
+				// bounce.
+				o.failed = append(o.failed, recipient(res))
+			}
+		default:
+			r.log(id, fmt.Sprintf("== %s R=%s T=%s defer (%d)%s: %s", rcpt, g.dest.Router, transport, deferErrno(res), hostField(res.Host), reason(res)))
+			o.deferred = append(o.deferred, recipient(res))
+			o.via[rcpt] = fmt.Sprintf("R=%s T=%s", g.dest.Router, transport)
+		}
+	}
 }
 
 func (r *Runner) complete(id spool.ID) {
