@@ -19,6 +19,7 @@ import (
 	"mxgate/filters/msgauth"
 	"mxgate/filters/spamd"
 	"mxgate/rbl"
+	"mxgate/route"
 )
 
 // A scanner that fails this many messages in a row is not called for
@@ -77,6 +78,10 @@ func options(cfg *config.Config, log filters.Logger, test bool, p *Pipeline) (fi
 	// refuses. It waits for nothing, so it has no timeout; should it
 	// panic, the recipient is deferred, never accepted.
 	o.Checks = append(o.Checks, filters.Step{Check: address.NewCheck(policy), OnError: filters.OnErrorTempfail})
+	// Then routing: a trusted client's recipient that no route takes
+	// (outbound "none") is refused now rather than bounced later. It
+	// waits for nothing either.
+	o.Checks = append(o.Checks, filters.Step{Check: route.NewCheck(route.New(RouteOptions(cfg))), OnError: filters.OnErrorTempfail})
 	if r := cfg.RBL; len(r.Lists) > 0 {
 		k, err := newRBL(cfg, log, policy)
 		if err != nil {

@@ -70,7 +70,7 @@ key_file = "@KEY@"
 }
 
 // TestOptions: the checks in the order they are asked, the relay policy
-// first, each guarded by its own bound plus the backstop and the on_error
+// first and routing right after it, each guarded by its own bound plus the backstop and the on_error
 // its config implies.
 func TestOptions(t *testing.T) {
 	dir := t.TempDir()
@@ -88,6 +88,7 @@ func TestOptions(t *testing.T) {
 		breaker bool
 	}{
 		{"relay", 0, filters.OnErrorTempfail, false},
+		{"route", 0, filters.OnErrorTempfail, false},
 		{"rbl", 2*time.Second + backstop, filters.OnErrorTempfail, true},
 		{"callout", 10*time.Second + backstop, filters.OnErrorAccept, true}, // defer_ok
 		{"milter", 6*time.Second + backstop, filters.OnErrorTempfail, true}, // not every milter accepts

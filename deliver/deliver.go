@@ -95,6 +95,10 @@ const (
 	// PolicyRefused: the domain's MTA-STS policy allows none of its MX
 	// hosts.
 	PolicyRefused
+	// OverQuota: the store said the mailbox is full (RFC 3463 X.2.2 in a
+	// 552 or 452 reply); the route's over_quota policy decides what
+	// follows, whatever the reply's class.
+	OverQuota
 )
 
 var reasonNames = [...]string{
@@ -116,6 +120,7 @@ var reasonNames = [...]string{
 	AuthFailed:        "authentication failed",
 	Unroutable:        "unroutable",
 	PolicyRefused:     "refused by policy",
+	OverQuota:         "over quota",
 }
 
 // String names the reason for logs and test failures.
@@ -218,7 +223,7 @@ func New(t Target, o Options) (Transport, error) {
 	case "lmtp+unix":
 		return &smtpTransport{&peer{lmtp: true, network: "unix", addr: t.Path, o: o, tls: tp}}, nil
 	case "maildir":
-		return newMaildir(t.Path), nil
+		return NewMaildir(MaildirOptions{Root: t.Path, Layout: DefaultLayout, Mode: 0o700, UID: -1, GID: -1}), nil
 	}
 	return nil, fmt.Errorf("downstream: unknown scheme %q (want smtp, smtps, lmtp, lmtp+unix or maildir)", t.Scheme)
 }

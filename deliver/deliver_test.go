@@ -45,9 +45,9 @@ func TestNew(t *testing.T) {
 				if tr.p.o != testOptions() {
 					t.Errorf("options %+v, want them as given %+v", tr.p.o, testOptions())
 				}
-			case *maildirTransport:
-				if tr.root != tt.target.Path {
-					t.Errorf("maildir root %q, want %q", tr.root, tt.target.Path)
+			case *Maildir:
+				if tr.o.Root != tt.target.Path {
+					t.Errorf("maildir root %q, want %q", tr.o.Root, tt.target.Path)
 				}
 			}
 		})

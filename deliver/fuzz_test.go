@@ -42,9 +42,9 @@ func FuzzWireAddr(f *testing.F) {
 // root/<domain>/<local>.
 func FuzzMaildirDir(f *testing.F) {
 	const root = "/srv/mail"
-	md := newMaildir(root)
+	md := NewMaildir(MaildirOptions{Root: root, Layout: DefaultLayout, Mode: 0o700, UID: -1, GID: -1})
 	f.Fuzz(func(t *testing.T, rcpt string) {
-		dir, err := md.dir(rcpt)
+		dir, err := md.Dir(rcpt)
 		if err != nil {
 			return
 		}
@@ -55,6 +55,40 @@ func FuzzMaildirDir(f *testing.F) {
 			t.Fatalf("%q: %q is not root/domain/local", rcpt, dir)
 		}
 		for _, elem := range []string{filepath.Base(dir), filepath.Base(filepath.Dir(dir))} {
+			if elem == "" || strings.HasPrefix(elem, ".") || strings.ContainsAny(elem, "/\x00") {
+				t.Fatalf("%q: unsafe element %q in %q", rcpt, elem, dir)
+			}
+		}
+	})
+}
+
+// FuzzMaildirLayout checks that with a cPanel-style layout no recipient
+// names a directory outside /home/alice/mail/<domain>/<local>: the domain
+// whose user the users file names is the only one placed. Seeds in
+// testdata/fuzz/FuzzMaildirLayout.
+func FuzzMaildirLayout(f *testing.F) {
+	const root = "/home"
+	md := NewMaildir(MaildirOptions{
+		Root: root, Layout: "/home/{user}/mail/{domain}/{local}", Users: filepath.Join("testdata", "userdomains"),
+		Delimiter: "+", Lowercase: true, Mode: 0o700, UID: -1, GID: -1,
+	})
+	f.Fuzz(func(t *testing.T, rcpt string) {
+		dir, err := md.Dir(rcpt)
+		if err != nil {
+			return
+		}
+		if filepath.Clean(dir) != dir {
+			t.Fatalf("%q: unclean path %q", rcpt, dir)
+		}
+		rel, err := filepath.Rel(root, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts := strings.Split(rel, string(filepath.Separator))
+		if len(parts) != 4 || (parts[0] != "alice" && parts[0] != "bob") || parts[1] != "mail" {
+			t.Fatalf("%q: %q is not /home/USER/mail/domain/local", rcpt, dir)
+		}
+		for _, elem := range parts[2:] {
 			if elem == "" || strings.HasPrefix(elem, ".") || strings.ContainsAny(elem, "/\x00") {
 				t.Fatalf("%q: unsafe element %q in %q", rcpt, elem, dir)
 			}

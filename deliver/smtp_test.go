@@ -56,7 +56,7 @@ func TestSMTPReplies(t *testing.T) {
 		want: []Result{
 			{Rcpt: "gone@example.test", Status: Failed, Reason: RemotePerm, Host: host, Reply: "550 5.1.1 No such user",
 				Err: "SMTP error from remote mail server after RCPT TO:<gone@example.test>: 550 5.1.1 No such user"},
-			{Rcpt: "full@example.test", Status: Deferred, Reason: RemoteTemp, Host: host, Reply: "452 4.2.2 Mailbox full",
+			{Rcpt: "full@example.test", Status: Deferred, Reason: OverQuota, Host: host, Reply: "452 4.2.2 Mailbox full",
 				Err: "SMTP error from remote mail server after RCPT TO:<full@example.test>: 452 4.2.2 Mailbox full"},
 			{Rcpt: "ok@example.test", Status: Delivered, Host: host, Reply: "250 2.0.0 OK: queued"},
 		},

@@ -108,6 +108,10 @@ func outcome(ctx context.Context, proto, after string, err error) (Status, Reaso
 		if se.Code >= 500 && se.Code < 600 {
 			st, why = Failed, RemotePerm
 		}
+		if (se.Code == 552 || se.Code == 452) && se.EnhancedCode[1] == 2 && se.EnhancedCode[2] == 2 {
+			// RFC 3463 X.2.2, mailbox full: the route's over_quota decides.
+			why = OverQuota
+		}
 		// The reply the way the server sent it, on one line: "550 5.1.1
 		// No such user" (go-smtp splits off the enhanced code and joins
 		// continuation lines with LF; a mainlog line wants one line).

@@ -60,6 +60,8 @@ func newTestServerWith(t *testing.T, edit func(*config.Config), build func(*conf
 	cfg.DataDir = dir
 	cfg.Relay.Domains = []string{"example.test"}
 	cfg.Relay.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}
+	// Trusted clients relay: mail for other domains has a route out.
+	cfg.Outbound.Mode = "mx"
 	if edit != nil {
 		edit(cfg)
 	}

@@ -23,6 +23,8 @@ func testSession(t *testing.T, edit func(*config.Config), ip, script string) (ou
 	cfg.Hostname = "mx.example.test"
 	cfg.Relay.Domains = []string{"example.test"}
 	cfg.Relay.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
+	// Trusted clients relay: mail for other domains has a route out.
+	cfg.Outbound.Mode = "mx"
 	if edit != nil {
 		edit(cfg)
 	}

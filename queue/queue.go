@@ -1,6 +1,7 @@
 // Package queue owns getting spooled messages delivered: the runner that
-// hands messages to the downstream transport (right after their commit, at
-// start-up and at every queue run), the bookkeeping of one delivery attempt
+// hands each message's recipients, grouped by their route, to the routes'
+// transports (right after their commit, at start-up and at every queue
+// run), the bookkeeping of one delivery attempt
 // (per-recipient journal, Exim's =>, ->, **, == and Completed lines, the
 // message's msglog), the retry schedule in Exim's retry rule syntax, and
 // what Exim does when delivery goes wrong for good or for long: the bounce
@@ -22,19 +23,22 @@ import (
 	"mxgate/dsn"
 	"mxgate/mainlog"
 	"mxgate/retry"
+	"mxgate/route"
 	"mxgate/spool"
 )
 
-// router is logged as R= on delivery lines: mxgate has one route, to the
-// downstream store.
-const router = "downstream"
+// Router says where each recipient goes (*route.Router): the router name
+// logged as R=, the transport, the store's over-quota policy, or no route.
+type Router interface {
+	Route(rcpt string) route.Destination
+}
 
 // Options configure a Runner.
 type Options struct {
-	Spool     *spool.Spool
-	Transport deliver.Transport
-	Log       *mainlog.Logger // nil logs nothing
-	Schedule  *retry.Schedule
+	Spool    *spool.Spool
+	Router   Router
+	Log      *mainlog.Logger // nil logs nothing
+	Schedule *retry.Schedule
 	// RunInterval is the time between queue runs; 0 runs the queue only
 	// once, at Start.
 	RunInterval time.Duration
@@ -67,7 +71,7 @@ const (
 	expired = "5.4.7"
 )
 
-// Runner delivers the messages of one spool through one transport.
+// Runner delivers the messages of one spool through the routes' transports.
 type Runner struct {
 	o     Options
 	now   func() time.Time // tests pin the clock to check NextTry
@@ -88,10 +92,10 @@ type Runner struct {
 }
 
 // New makes a Runner. Its Options are taken as given (config fills them):
-// Spool, Transport and Schedule are required, MaxParallel at least 1.
+// Spool, Router and Schedule are required, MaxParallel at least 1.
 func New(o Options) *Runner {
-	if o.Spool == nil || o.Transport == nil || o.Schedule == nil || o.MaxParallel < 1 {
-		panic("queue.New: Options.Spool, Transport and Schedule are required and MaxParallel must be at least 1")
+	if o.Spool == nil || o.Router == nil || o.Schedule == nil || o.MaxParallel < 1 {
+		panic("queue.New: Options.Spool, Router and Schedule are required and MaxParallel must be at least 1")
 	}
 	hard, cancel := context.WithCancel(context.Background())
 	return &Runner{
@@ -334,18 +338,14 @@ func (r *Runner) attempt(ctx context.Context, id spool.ID, force, thaw bool) {
 	r.deliver(ctx, env)
 }
 
-// deliver hands env's pending recipients to the transport and records the
-// outcome: journal, log lines, one bounce for the recipients that failed
-// for good, a delay warning when one is due, then the message's removal or
-// its new retry state.
+// deliver routes env's pending recipients, hands each route's group to
+// its transport, one group after the other, and records the outcome:
+// journal, log lines, one bounce for the recipients that failed for good,
+// a delay warning when one is due, then the message's removal or its new
+// retry state.
 func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 	id := env.ID
-	transport := r.o.Transport.Name()
-	cancelled := false
-	freeze := false
-	// failed are this attempt's permanent failures, bounced together at
-	// its end; deferred are its temporary ones.
-	var failed, deferred []dsn.Recipient
+	o := &outcome{via: make(map[string]string)}
 	if pending := env.Pending(); len(pending) > 0 {
 		rc, size, err := r.o.Spool.OpenMessage(id)
 		if err != nil {
@@ -353,57 +353,16 @@ func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 			return
 		}
 		rc.Close()
-		results := r.o.Transport.Deliver(ctx, &deliver.Message{
-			ID:         string(id),
-			Sender:     env.Sender,
-			Recipients: pending,
-			Size:       size,
-			Open: func() (io.ReadCloser, error) {
-				rc, _, err := r.o.Spool.OpenMessage(id)
-				return rc, err
-			},
-		})
-		cancelled = ctx.Err() != nil
-		first := true
-		for i, rcpt := range pending {
-			res := resultFor(results, i, rcpt)
-			if cancelled && res.Status == deliver.Failed {
-				// Shutdown may have cut the conversation short: a
-				// permanent verdict now is not trusted, the next
-				// attempt asks again.
-				res.Status = deliver.Deferred
+		for _, g := range r.groups(pending) {
+			if o.cancelled {
+				// Shutdown: the groups not tried stay pending, untouched.
+				break
 			}
-			switch res.Status {
-			case deliver.Delivered:
-				// The downstream said 250 inside Deliver; a crash
-				// from then until the journal write below is fsynced
-				// sends rcpt again on the next attempt (at least once,
-				// never lost). Once the write is done, rcpt is never
-				// sent again, and only then is it logged.
-				r.done(env, rcpt)
-				flag := "=>"
-				if !first {
-					flag = "->"
-				}
-				first = false
-				r.log(id, fmt.Sprintf("%s %s R=%s T=%s%s%s", flag, rcpt, router, transport, hostField(res.Host), confirmation(res.Reply)))
-			case deliver.Failed:
-				r.log(id, fmt.Sprintf("** %s R=%s T=%s%s: %s", rcpt, router, transport, hostField(res.Host), reason(res)))
-				if env.Sender == "" {
-					// A bounce is never bounced (no loop can start);
-					// as in Exim it is frozen, its recipient left
-					// pending, for an admin to see.
-					freeze = true
-				} else {
-					// Journalled once the bounce is in the spool: a
-					// crash before that tries rcpt again rather than
-					// losing its bounce.
-					failed = append(failed, recipient(res))
-				}
-			default:
-				r.log(id, fmt.Sprintf("== %s R=%s T=%s defer (%d)%s: %s", rcpt, router, transport, deferErrno(res), hostField(res.Host), reason(res)))
-				deferred = append(deferred, recipient(res))
+			if g.dest.Kind == route.Unroutable {
+				r.unroutable(env, g.rcpts, o)
+				continue
 			}
+			r.deliverGroup(ctx, env, g, size, o)
 		}
 	}
 
@@ -411,7 +370,7 @@ func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 	giveUp := false
 	// Stopped is not failed: after a cancelled attempt the retry clock
 	// does not start and the message stays due for the next start.
-	if len(deferred) > 0 && !cancelled {
+	if len(o.deferred) > 0 && !o.cancelled {
 		if env.FirstFailed.IsZero() {
 			env.FirstFailed = now
 		}
@@ -423,8 +382,8 @@ func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 		}
 	}
 	if giveUp {
-		for _, d := range deferred {
-			r.log(id, fmt.Sprintf("** %s R=%s T=%s: retry timeout exceeded", d.Addr, router, transport))
+		for _, d := range o.deferred {
+			r.log(id, fmt.Sprintf("** %s %s: retry timeout exceeded", d.Addr, o.via[d.Addr]))
 			if env.Sender == "" {
 				// Exim discards a bounce past its retry time.
 				r.log(id, d.Addr+": error ignored")
@@ -432,29 +391,29 @@ func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 				continue
 			}
 			d.Err, d.Status = "retry timeout exceeded", expired
-			failed = append(failed, d)
+			o.failed = append(o.failed, d)
 		}
 	}
 
-	if len(failed) > 0 {
-		if err := r.notify(env, dsn.Failure, failed, 0); err != nil {
+	if len(o.failed) > 0 {
+		if err := r.notify(env, dsn.Failure, o.failed, 0); err != nil {
 			// The recipients stay pending and are tried (and bounced)
 			// again; with nothing else to retry the message is frozen
 			// so that this does not repeat at every queue run.
 			frozen := ""
-			if len(deferred) == 0 || giveUp {
+			if len(o.deferred) == 0 || giveUp {
 				env.Frozen, frozen = now, " (frozen)"
 			}
 			r.o.Log.Panic(fmt.Sprintf("%s error message to <%s> not written%s: %v", id, env.Sender, frozen, err))
 		} else {
-			for _, f := range failed {
+			for _, f := range o.failed {
 				r.done(env, f.Addr)
 			}
 		}
 	}
 
-	if len(deferred) > 0 && !cancelled && !giveUp && r.warningDue(env, now) {
-		if err := r.notify(env, dsn.Delay, deferred, now.Sub(env.Received)); err != nil {
+	if len(o.deferred) > 0 && !o.cancelled && !giveUp && r.warningDue(env, now) {
+		if err := r.notify(env, dsn.Delay, o.deferred, now.Sub(env.Received)); err != nil {
 			// Not marked: the next deferral tries again.
 			r.o.Log.Panic(fmt.Sprintf("%s delay warning to <%s> not written: %v", id, env.Sender, err))
 		} else {
@@ -462,7 +421,7 @@ func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 		}
 	}
 
-	if freeze {
+	if o.freeze {
 		env.Frozen = now
 		r.o.Log.Main(string(id), "Frozen"+frozenInfo)
 		r.msglogRaw(id, "*** Frozen"+frozenInfo)
@@ -474,6 +433,96 @@ func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 		return
 	}
 	r.complete(id)
+}
+
+// outcome is what the groups of one attempt did, for its end.
+type outcome struct {
+	// failed are the permanent failures, bounced together at the end;
+	// deferred the temporary ones, and via their R= and T=.
+	failed, deferred []dsn.Recipient
+	via              map[string]string
+	freeze           bool // a bounce failed: freeze the message
+	cancelled        bool // the attempt's context ended (shutdown)
+}
+
+// unroutable fails recipients that no route takes, in Exim's words; a
+// bounce's are left pending and the bounce frozen for an admin: never
+// bounced (no loop), never written into a store.
+func (r *Runner) unroutable(env *spool.Envelope, rcpts []string, o *outcome) {
+	for _, rcpt := range rcpts {
+		if env.Sender == "" {
+			r.log(env.ID, fmt.Sprintf("** %s: %s: %s", rcpt, unrouteable, unroutableWhy(rcpt)))
+			o.freeze = true
+			continue
+		}
+		r.log(env.ID, fmt.Sprintf("** %s: %s", rcpt, unrouteable))
+		o.failed = append(o.failed, dsn.Recipient{Addr: rcpt, Err: unrouteable, Status: "5.1.2"})
+	}
+}
+
+// deliverGroup hands one route's recipients to its transport and records
+// each result, the route's over_quota policy applied.
+func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g *group, size int64, o *outcome) {
+	id := env.ID
+	transport := g.dest.Transport.Name()
+	results := g.dest.Transport.Deliver(ctx, &deliver.Message{
+		ID:         string(id),
+		Sender:     env.Sender,
+		Recipients: g.rcpts,
+		Size:       size,
+		Open: func() (io.ReadCloser, error) {
+			rc, _, err := r.o.Spool.OpenMessage(id)
+			return rc, err
+		},
+	})
+	o.cancelled = ctx.Err() != nil
+	first := true
+	for i, rcpt := range g.rcpts {
+		res := overQuota(resultFor(results, i, rcpt), g.dest.OverQuota)
+		if o.cancelled && res.Status == deliver.Failed {
+			// Shutdown may have cut the conversation short: a
+			// permanent verdict now is not trusted, the next attempt
+			// asks again.
+			res.Status = deliver.Deferred
+		}
+		switch {
+		case res.Status == deliver.Failed && res.Reason == deliver.OverQuota && g.dest.OverQuota == "discard":
+			// Exim's line for a blackholed recipient, with the store's
+			// reply: eximstats counts a "=>" without T= as discarded.
+			r.done(env, rcpt)
+			r.log(id, fmt.Sprintf("=> :blackhole: <%s> R=%s%s", rcpt, g.dest.Router, confirmation(res.Reply)))
+		case res.Status == deliver.Delivered:
+			// The downstream said 250 inside Deliver; a crash from then
+			// until the journal write below is fsynced sends rcpt again
+			// on the next attempt (at least once, never lost). Once the
+			// write is done, rcpt is never sent again, and only then is
+			// it logged.
+			r.done(env, rcpt)
+			flag := "=>"
+			if !first {
+				flag = "->"
+			}
+			first = false
+			r.log(id, fmt.Sprintf("%s %s R=%s T=%s%s%s", flag, rcpt, g.dest.Router, transport, hostField(res.Host), confirmation(res.Reply)))
+		case res.Status == deliver.Failed:
+			r.log(id, fmt.Sprintf("** %s R=%s T=%s%s: %s", rcpt, g.dest.Router, transport, hostField(res.Host), reason(res)))
+			if env.Sender == "" {
+				// A bounce is never bounced (no loop can start); as in
+				// Exim it is frozen, its recipient left pending, for an
+				// admin to see.
+				o.freeze = true
+			} else {
+				// Journalled once the bounce is in the spool: a crash
+				// before that tries rcpt again rather than losing its
+				// bounce.
+				o.failed = append(o.failed, recipient(res))
+			}
+		default:
+			r.log(id, fmt.Sprintf("== %s R=%s T=%s defer (%d)%s: %s", rcpt, g.dest.Router, transport, deferErrno(res), hostField(res.Host), reason(res)))
+			o.deferred = append(o.deferred, recipient(res))
+			o.via[rcpt] = fmt.Sprintf("R=%s T=%s", g.dest.Router, transport)
+		}
+	}
 }
 
 func (r *Runner) complete(id spool.ID) {
@@ -627,6 +676,58 @@ func (r *Runner) msglogRaw(id spool.ID, line string) {
 	}
 }
 
+// unrouteable is Exim's word for a recipient no router takes.
+const unrouteable = "Unrouteable address"
+
+// unroutableWhy is the mainlog's explanation of a bounce frozen for want
+// of a route.
+func unroutableWhy(rcpt string) string {
+	domain := rcpt[strings.LastIndexByte(rcpt, '@')+1:]
+	if domain == rcpt {
+		return "an address without a domain has no route"
+	}
+	return domain + ` is not a relay domain and outbound.mode is "none": nothing sends mail there`
+}
+
+// group is the pending recipients that share a route, in spool order.
+type group struct {
+	dest  route.Destination
+	rcpts []string
+}
+
+// groups routes rcpts, one group per router, in the order the routes are
+// first needed.
+func (r *Runner) groups(rcpts []string) []*group {
+	var gs []*group
+	byRouter := make(map[string]*group)
+	for _, rcpt := range rcpts {
+		d := r.o.Router.Route(rcpt)
+		g := byRouter[d.Router]
+		if g == nil {
+			g = &group{dest: d}
+			byRouter[d.Router] = g
+			gs = append(gs, g)
+		}
+		g.rcpts = append(g.rcpts, rcpt)
+	}
+	return gs
+}
+
+// overQuota applies a store's over_quota policy to a mailbox-full result:
+// "defer" tries again later whatever the reply's class, "bounce" fails
+// now, "discard" fails now for the caller to drop.
+func overQuota(res deliver.Result, policy string) deliver.Result {
+	if res.Reason != deliver.OverQuota || res.Status == deliver.Delivered {
+		return res
+	}
+	if policy == "defer" {
+		res.Status = deliver.Deferred
+	} else {
+		res.Status = deliver.Failed
+	}
+	return res
+}
+
 // resultFor is the transport's result for the i-th pending recipient. A
 // transport that breaks its contract (a missing or misplaced result)
 // defers the recipient rather than losing it.
@@ -664,12 +765,15 @@ func reason(res deliver.Result) string {
 }
 
 // deferErrno is the number Exim writes in "defer (N)", from the result's
-// reason: -44 for an SMTP 4xx reply (ERRNO_SMTPTEMP), the errno of a
+// reason: -22 for a full mailbox (ERRNO_EXIMQUOTA), -44 for an SMTP 4xx reply (ERRNO_SMTPTEMP), the errno of a
 // refused (ECONNREFUSED) or timed-out (ETIMEDOUT) connection, -1 for
 // anything else. A 4xx reply on record is -44 whatever the reason (a
 // refused STARTTLS).
 func deferErrno(res deliver.Result) int {
 	switch {
+	case res.Reason == deliver.OverQuota:
+		// ERRNO_EXIMQUOTA, Exim's errno of a full mailbox.
+		return -22
 	case res.Reason == deliver.RemoteTemp, isTempReply(res.Reply):
 		return -44
 	case res.Reason == deliver.Refused:

@@ -16,6 +16,7 @@ import (
 	"mxgate/deliver"
 	"mxgate/mainlog"
 	"mxgate/retry"
+	"mxgate/route"
 	"mxgate/spool"
 )
 
@@ -34,6 +35,7 @@ const (
 // absent); with hold set, it waits in Deliver for a value on hold or for
 // ctx, and reports each call on entered first.
 type fakeTransport struct {
+	name    string // T=; "fake" when empty
 	outcome map[string]deliver.Result
 	hold    chan struct{}
 	entered chan []string
@@ -43,7 +45,12 @@ type fakeTransport struct {
 	messages []string   // what Open gave, per call
 }
 
-func (f *fakeTransport) Name() string { return "fake" }
+func (f *fakeTransport) Name() string {
+	if f.name == "" {
+		return "fake"
+	}
+	return f.name
+}
 
 func (f *fakeTransport) Deliver(ctx context.Context, m *deliver.Message) []deliver.Result {
 	data := "open failed"
@@ -112,7 +119,10 @@ func newEnv(t *testing.T, tr deliver.Transport, o Options) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { log.Close() })
-	o.Spool, o.Transport, o.Log = sp, tr, log
+	o.Spool, o.Log = sp, log
+	if o.Router == nil {
+		o.Router = storeRouter(tr)
+	}
 	// What config fills.
 	if o.Schedule == nil {
 		o.Schedule = defaultSchedule(t)
@@ -128,6 +138,15 @@ func newEnv(t *testing.T, tr deliver.Transport, o Options) *env {
 	e.r.now = e.now
 	t.Cleanup(func() { e.r.Stop(context.Background()) })
 	return e
+}
+
+// storeRouter routes the tests' domains, down.test and up.test (the
+// senders', which their bounces go to), to tr as [downstream].
+func storeRouter(tr deliver.Transport) *route.Router {
+	return route.New(route.Options{
+		RelayDomains: []string{"down.test", "up.test"},
+		Default:      route.StoreRoute{Name: "downstream", Transport: tr, OverQuota: "defer"},
+	})
 }
 
 // defaultSchedule is config's default retry rule.
@@ -466,7 +485,7 @@ func TestEnqueueTwiceDeliversOnce(t *testing.T) {
 	e.r.Enqueue(id) // while the first is in Deliver
 
 	// Another runner (another process) on the same spool: the lock stops it.
-	other := New(Options{Spool: e.sp, Transport: tr, Schedule: defaultSchedule(t), MaxParallel: 1, Hostname: "mx.example.test"})
+	other := New(Options{Spool: e.sp, Router: storeRouter(tr), Schedule: defaultSchedule(t), MaxParallel: 1, Hostname: "mx.example.test"})
 	other.RunOnce(context.Background(), true, false)
 	other.Stop(context.Background())
 

@@ -15,7 +15,9 @@
 #       Dovecot's LMTP service on 127.0.0.1:PORT from a scratch config
 #       DIR/dovecot.conf; mail for user@domain lands in
 #       DIR/mail/domain/user/Maildir. PID in DIR/dovecot-lmtp.pid, log in
-#       DIR/dovecot.log.
+#       DIR/dovecot.log. With DOVECOT_QUOTA=SIZE (e.g. 1k) every mailbox
+#       gets Dovecot's quota plugin with that storage limit: a message
+#       that does not fit is refused after the dot with 552 5.2.2.
 #   peers.sh start rbldnsd DIR PORT ZONESPEC...
 #       rbldnsd serving DNS lists on 127.0.0.1:PORT (UDP only), e.g.
 #       ZONESPEC bl.test:ip4set:testdata/rbl/bl4.zone. Zone files are read
@@ -283,6 +285,16 @@ service stats {
   chroot =
 }
 EOF
+	if [[ -n ${DOVECOT_QUOTA:-} ]]; then
+		[[ $DOVECOT_QUOTA =~ ^[0-9]+[kKmMgG]?$ ]] || die "DOVECOT_QUOTA must be a size such as 1k, not '$DOVECOT_QUOTA'"
+		cat >>"$conf" <<EOF
+mail_plugins = \$mail_plugins quota
+plugin {
+  quota = maildir:User quota
+  quota_rule = *:storage=$DOVECOT_QUOTA
+}
+EOF
+	fi
 	# dovecot daemonizes; its master writes base_dir/master.pid.
 	dovecot -c "$conf" </dev/null >>"$log" 2>&1 || die "dovecot -c $conf failed; last lines of $log:
 $(tail -n 20 "$log" 2>/dev/null)"

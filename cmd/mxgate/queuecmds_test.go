@@ -35,6 +35,9 @@ data_dir = "` + dataDir + `"
 [relay]
 domains = ["example.test"]
 
+[outbound]
+mode = "none"
+
 [downstream]
 url = "maildir://` + filepath.Join(dataDir, "maildir") + `"
 `

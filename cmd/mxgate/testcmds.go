@@ -11,6 +11,7 @@ import (
 
 	"mxgate/checks"
 	"mxgate/gateway"
+	"mxgate/route"
 )
 
 func init() {
@@ -28,11 +29,11 @@ func routeTest(e *env) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	status, err := gateway.RouteTest(ctx, cfg, e.stdout, e.args)
+	r, err := newRouter(cfg)
 	if err != nil {
 		return err
 	}
-	if status != gateway.RouteOK {
+	if status := r.Test(ctx, e.stdout, e.args); status != route.TestOK {
 		return exitError{status}
 	}
 	return nil

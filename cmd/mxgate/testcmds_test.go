@@ -13,8 +13,15 @@ import (
 )
 
 // gatewayConfig writes a config for mail to example.test from
-// 127.0.0.1, delivering to url, and returns its path and data_dir.
+// 127.0.0.1, delivering to url and sending nothing out, and returns its
+// path and data_dir. The file ends in [downstream], for a test to add to.
 func gatewayConfig(t *testing.T, url string) (cfgPath, dataDir string) {
+	return routedConfig(t, `mode = "none"`, "", `url = "`+url+`"`)
+}
+
+// routedConfig is gatewayConfig with outbound, routes and downstream as
+// the bodies of [outbound], the [[route]] sections and [downstream].
+func routedConfig(t *testing.T, outbound, routes, downstream string) (cfgPath, dataDir string) {
 	t.Helper()
 	dir := t.TempDir()
 	dataDir = filepath.Join(dir, "var")
@@ -24,11 +31,14 @@ listen   = ["127.0.0.1:0"]
 data_dir = "` + dataDir + `"
 
 [relay]
-domains          = ["example.test", "mx.example.test"]
+domains          = ["example.test", "mx.example.test", "hosted.test", "other.example"]
 trusted_networks = ["127.0.0.1/32"]
 
+[outbound]
+` + outbound + `
+` + routes + `
 [downstream]
-url = "` + url + `"
+` + downstream + `
 `
 	if err := os.WriteFile(cfgPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
@@ -40,6 +50,9 @@ func TestRouteTestCommand(t *testing.T) {
 	tests := []struct {
 		name     string
 		url      string
+		store    string // more [downstream] keys
+		outbound string // [outbound]; `mode = "none"` when empty
+		routes   string // [[route]] sections
 		addrs    []string
 		want     string
 		wantCode int
@@ -50,7 +63,8 @@ func TestRouteTestCommand(t *testing.T) {
 			addrs: []string{"user@Example.TEST"},
 			want: "user@example.test\n" +
 				"  router = downstream, transport = smtp\n" +
-				"  host 127.0.0.1 [127.0.0.1] port=2600\n",
+				"  host 127.0.0.1 [127.0.0.1] port=2600\n" +
+				"  verify = none\n",
 		},
 		{
 			name:  "lmtp over TCP, IPv6",
@@ -58,7 +72,8 @@ func TestRouteTestCommand(t *testing.T) {
 			addrs: []string{"user@example.test"},
 			want: "user@example.test\n" +
 				"  router = downstream, transport = lmtp\n" +
-				"  host ::1 [::1] port=24\n",
+				"  host ::1 [::1] port=24\n" +
+				"  verify = none\n",
 		},
 		{
 			name:  "lmtp socket",
@@ -66,28 +81,72 @@ func TestRouteTestCommand(t *testing.T) {
 			addrs: []string{"user@example.test"},
 			want: "user@example.test\n" +
 				"  router = downstream, transport = lmtp\n" +
-				"  socket /run/dovecot/lmtp\n",
+				"  socket /run/dovecot/lmtp\n" +
+				"  verify = none\n",
 		},
 		{
-			name:  "maildir",
+			name:  "maildir: sub-address and case as the store's",
 			url:   "maildir:///srv/mail",
-			addrs: []string{"user@example.test", "root@mx.example.test"},
+			addrs: []string{"user@example.test", "Root+tag@mx.example.test"},
 			want: "user@example.test\n" +
 				"  router = downstream, transport = maildir\n" +
 				"  maildir /srv/mail/example.test/user\n" +
-				"root@mx.example.test\n" +
+				"  verify = none\n" +
+				"Root+tag@mx.example.test\n" +
 				"  router = downstream, transport = maildir\n" +
-				"  maildir /srv/mail/mx.example.test/root\n",
+				"  maildir /srv/mail/mx.example.test/root\n" +
+				"  verify = none\n",
 		},
 		{
-			name:     "not a relay domain",
+			name:  "routes: by domain, with their verification",
+			url:   "lmtp://127.0.0.1:24",
+			store: `verify_recipients = "callout"`,
+			routes: `[[route]]
+name    = "other"
+domains = ["other.example"]
+url     = "smtp://127.0.0.1:2601"
+verify_recipients = "file:/etc/mxgate/recipients"
+over_quota = "discard"
+
+[[route]]
+domains = ["partner.test"]
+url     = "smtp://127.0.0.1:2602"
+`,
+			addrs: []string{"a@example.test", "b@other.example", "c@partner.test"},
+			want: "a@example.test\n" +
+				"  router = downstream, transport = lmtp\n" +
+				"  host 127.0.0.1 [127.0.0.1] port=24\n" +
+				"  verify = callout\n" +
+				"b@other.example\n" +
+				"  router = other, transport = smtp\n" +
+				"  host 127.0.0.1 [127.0.0.1] port=2601\n" +
+				"  verify = file:/etc/mxgate/recipients\n" +
+				"c@partner.test\n" +
+				"  router = partner.test, transport = smtp\n" +
+				"  host 127.0.0.1 [127.0.0.1] port=2602\n" +
+				"  verify = none\n" +
+				"  not a relay domain: only clients in relay.trusted_networks (and mxgate's own bounces) may send to it\n",
+		},
+		{
+			name:     "not a relay domain, nothing sent out",
 			url:      "smtp://127.0.0.1:2600",
 			addrs:    []string{"user@example.test", "user@other.test"},
 			wantCode: 2,
 			want: "user@example.test\n" +
 				"  router = downstream, transport = smtp\n" +
 				"  host 127.0.0.1 [127.0.0.1] port=2600\n" +
-				"user@other.test is undeliverable: relay not permitted (not in relay.domains; only clients in relay.trusted_networks may relay)\n",
+				"  verify = none\n" +
+				"user@other.test is undeliverable: Unrouteable address (other.test is not a relay domain, no [[route]] names it, and outbound.mode is \"none\")\n",
+		},
+		{
+			name:     "not a relay domain, through the smarthost",
+			url:      "smtp://127.0.0.1:2600",
+			outbound: "mode = \"smarthost\"\nsmarthost = \"smtp://127.0.0.1:2700\"\nstarttls = \"none\"",
+			addrs:    []string{"user@other.test"},
+			want: "user@other.test\n" +
+				"  router = smarthost, transport = smtp\n" +
+				"  host 127.0.0.1 [127.0.0.1] port=2700\n" +
+				"  not a relay domain: only clients in relay.trusted_networks (and mxgate's own bounces) may send to it\n",
 		},
 		{
 			name:     "address tricks",
@@ -111,12 +170,16 @@ func TestRouteTestCommand(t *testing.T) {
 			addrs:    []string{"user@", "user@other.test"},
 			wantCode: 2,
 			want: "user@ is undeliverable: malformed address: \"user@\": empty domain\n" +
-				"user@other.test is undeliverable: relay not permitted (not in relay.domains; only clients in relay.trusted_networks may relay)\n",
+				"user@other.test is undeliverable: Unrouteable address (other.test is not a relay domain, no [[route]] names it, and outbound.mode is \"none\")\n",
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, dataDir := gatewayConfig(t, tt.url)
+			outbound := tt.outbound
+			if outbound == "" {
+				outbound = `mode = "none"`
+			}
+			cfg, dataDir := routedConfig(t, outbound, tt.routes, `url = "`+tt.url+"\"\n"+tt.store)
 			var stdout, stderr bytes.Buffer
 			code := run(append([]string{"mxgate", "-config", cfg, "-bt"}, tt.addrs...), strings.NewReader(""), &stdout, &stderr)
 			if code != tt.wantCode || stdout.String() != tt.want || stderr.Len() != 0 {
@@ -230,23 +293,44 @@ func TestHostTestCommand(t *testing.T) {
 	}
 }
 
+// TestHostTestTrusted: 127.0.0.1 is trusted: it may relay, and says why,
+// when something sends the mail out; with outbound "none" the recipient
+// is refused at RCPT, in Exim's words. LF line ends (typed at a terminal)
+// work as CRLF; an IP.PORT argument is Exim's.
 func TestHostTestTrusted(t *testing.T) {
-	// 127.0.0.1 is trusted: it may relay, and says why; LF line ends
-	// (typed at a terminal) work as CRLF; an IP.PORT argument is Exim's.
 	session := "HELO client.test\nMAIL FROM:<>\nRCPT TO:<u@other.test>\nQUIT\n"
-	cfg, _ := gatewayConfig(t, "smtp://127.0.0.1:2600")
-	var stdout, stderr bytes.Buffer
-	if code := run([]string{"mxgate", "-config", cfg, "-bh", "127.0.0.1.4321"}, strings.NewReader(session), &stdout, &stderr); code != 0 {
-		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
-	}
-	if !strings.Contains(stdout.String(), "250 2.1.5 Recipient OK\r\n221 2.0.0 Bye\r\n") {
-		t.Errorf("stdout:\n%s", stdout.String())
-	}
-	wantTrace := ">>> host in relay.trusted_networks? yes: may relay to any domain\n" +
-		">>> MAIL <>: accepted\n" +
-		">>> RCPT <u@other.test>: accepted: host in relay.trusted_networks\n"
-	if stderr.String() != wantTrace {
-		t.Errorf("stderr:\n%s\nwant:\n%s", stderr.String(), wantTrace)
+	tests := []struct {
+		name, outbound, reply, trace string
+	}{{
+		name:     "outbound none",
+		outbound: `mode = "none"`,
+		reply:    "550 5.1.2 Unrouteable address\r\n221 2.0.0 Bye\r\n",
+		trace: ">>> host in relay.trusted_networks? yes: may relay to any domain\n" +
+			">>> MAIL <>: accepted\n" +
+			">>> RCPT <u@other.test>: Unrouteable address: other.test is not a relay domain, no [[route]] names it, and outbound.mode is \"none\"\n" +
+			"LOG: H=(client.test) [127.0.0.1] F=<> rejected RCPT <u@other.test>: Unrouteable address\n",
+	}, {
+		name:     "smarthost",
+		outbound: "mode = \"smarthost\"\nsmarthost = \"smtp://127.0.0.1:2700\"",
+		reply:    "250 2.1.5 Recipient OK\r\n221 2.0.0 Bye\r\n",
+		trace: ">>> host in relay.trusted_networks? yes: may relay to any domain\n" +
+			">>> MAIL <>: accepted\n" +
+			">>> RCPT <u@other.test>: accepted: host in relay.trusted_networks\n",
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, _ := routedConfig(t, tt.outbound, "", `url = "smtp://127.0.0.1:2600"`)
+			var stdout, stderr bytes.Buffer
+			if code := run([]string{"mxgate", "-config", cfg, "-bh", "127.0.0.1.4321"}, strings.NewReader(session), &stdout, &stderr); code != 0 {
+				t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
+			}
+			if !strings.HasSuffix(stdout.String(), tt.reply) {
+				t.Errorf("stdout:\n%s\nwant it to end in:\n%s", stdout.String(), tt.reply)
+			}
+			if stderr.String() != tt.trace {
+				t.Errorf("stderr:\n%s\nwant:\n%s", stderr.String(), tt.trace)
+			}
+		})
 	}
 }
 

@@ -26,6 +26,9 @@ shutdown_timeout = "10s"
 domains          = ["example.test"]
 trusted_networks = ["127.0.0.2/32"]
 
+[outbound]
+{{.Outbound}}
+
 [downstream]
 url             = "{{.Downstream}}"
 starttls        = "none"

@@ -46,8 +46,20 @@ func startMxgate(t *testing.T, downstream string) *mxgate {
 	return startMxgateConfig(t, testdata("mxgate.toml.tmpl"), downstream)
 }
 
+// outboundFor is the [outbound] section of the tests' configs: mail for
+// other domains (relayed for 127.0.0.2, bounces to outside senders) goes
+// to an SMTP downstream as the smarthost; with any other downstream
+// nothing leaves.
+func outboundFor(downstream string) string {
+	if strings.HasPrefix(downstream, "smtp://") {
+		return fmt.Sprintf("mode      = \"smarthost\"\nsmarthost = %q\nstarttls  = \"none\"", downstream)
+	}
+	return `mode = "none"`
+}
+
 // startMxgateConfig is startMxgate with the config template tmplPath,
-// which gets .Listen, .DataDir and .Downstream.
+// which gets .Listen, .DataDir, .Downstream and .Outbound (the
+// [outbound] section's keys).
 func startMxgateConfig(t *testing.T, tmplPath, downstream string) *mxgate {
 	t.Helper()
 	dir := t.TempDir()
@@ -67,6 +79,7 @@ func startMxgateConfig(t *testing.T, tmplPath, downstream string) *mxgate {
 		"Listen":     g.addr,
 		"DataDir":    g.dataDir,
 		"Downstream": downstream,
+		"Outbound":   outboundFor(downstream),
 	})
 	if err != nil {
 		t.Fatal(err)

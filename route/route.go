@@ -1,0 +1,135 @@
+// Package route owns routing: which store or outbound path a recipient's
+// mail takes. One Router answers the daemon's queue, the RCPT check that
+// refuses what cannot be routed, and -bt, so the three always agree.
+//
+// The rules: a domain a [[route]] names goes to that route (a relay domain
+// or not: a partner route); any other relay domain goes to [downstream];
+// every other domain goes out by [outbound] (MX or smarthost), or nowhere
+// when outbound is "none". A store never gets a foreign domain's mail.
+package route
+
+import (
+	"strings"
+	"time"
+
+	"mxgate/deliver"
+)
+
+// Kind is what sort of destination a recipient has.
+type Kind int
+
+const (
+	// Unroutable: no route (a foreign domain with outbound "none").
+	Unroutable Kind = iota
+	// Store: a mail store, [downstream] or a [[route]].
+	Store
+	// Outbound: out to the domain's MX hosts or through the smarthost.
+	Outbound
+)
+
+// Router names of the built-in routes, logged as R=.
+const (
+	DefaultRouter   = "downstream"
+	MXRouter        = "dnslookup" // Exim's name for its MX router
+	SmarthostRouter = "smarthost"
+)
+
+// StoreRoute is one mail store: [downstream] or a [[route]].
+type StoreRoute struct {
+	Name      string   // R=: DefaultRouter or the route's name
+	Domains   []string // the recipient domains of a [[route]]; none for [downstream]
+	Transport deliver.Transport
+	Target    deliver.Target // where the transport goes: -bt shows its hosts, socket or Maildir
+	OverQuota string         // "defer", "bounce" or "discard"
+	Verify    string         // the recipient verification source, as configured (-bt)
+}
+
+// OutboundRoute is how mail for other domains leaves.
+type OutboundRoute struct {
+	Mode      string            // "mx", "smarthost" or "none"
+	Transport deliver.Transport // nil for "none"
+	Smarthost deliver.Target    // smarthost mode: where (-bt)
+}
+
+// Options configure a Router; cmd/mxgate builds them from the config, and
+// they are taken as given.
+type Options struct {
+	RelayDomains []string // lower-cased, no trailing dot
+	Default      StoreRoute
+	Routes       []StoreRoute
+	Outbound     OutboundRoute
+	// Resolvers, DNSTimeout and MXPort serve -bt's MX lookups only.
+	Resolvers  []string
+	DNSTimeout time.Duration
+	MXPort     int
+}
+
+// Destination is where one recipient goes, as data.
+type Destination struct {
+	Router    string            // R=; "" when Unroutable
+	Kind      Kind              //
+	Transport deliver.Transport // nil when Unroutable
+	// OverQuota is the store's policy for a mailbox-full reply; "defer"
+	// for outbound mail, where a full mailbox is the remote's business.
+	OverQuota string
+	store     *StoreRoute // Kind Store: the store, for -bt
+}
+
+// Router routes recipients. It is safe for concurrent use.
+type Router struct {
+	o      Options
+	relay  map[string]bool
+	routes map[string]*StoreRoute
+}
+
+// New returns the Router of o.
+func New(o Options) *Router {
+	r := &Router{o: o, relay: make(map[string]bool), routes: make(map[string]*StoreRoute)}
+	for _, d := range o.RelayDomains {
+		r.relay[d] = true
+	}
+	for i := range r.o.Routes {
+		for _, d := range r.o.Routes[i].Domains {
+			r.routes[d] = &r.o.Routes[i]
+		}
+	}
+	return r
+}
+
+// Route is the destination of rcpt, an address as the spool holds it
+// (local@domain, a quoted local part kept quoted). An address without a
+// domain has no route.
+func (r *Router) Route(rcpt string) Destination {
+	at := strings.LastIndexByte(rcpt, '@')
+	if at < 0 {
+		return Destination{Kind: Unroutable}
+	}
+	return r.routeDomain(domainKey(rcpt[at+1:]))
+}
+
+// domainKey is a domain as the config spells it: lower-cased, without a
+// trailing dot.
+func domainKey(d string) string { return strings.TrimSuffix(strings.ToLower(d), ".") }
+
+func (r *Router) routeDomain(domain string) Destination {
+	if s := r.routes[domain]; s != nil {
+		return storeDest(s)
+	}
+	if r.relay[domain] {
+		return storeDest(&r.o.Default)
+	}
+	switch r.o.Outbound.Mode {
+	case "mx":
+		return Destination{Router: MXRouter, Kind: Outbound, Transport: r.o.Outbound.Transport, OverQuota: "defer"}
+	case "smarthost":
+		return Destination{Router: SmarthostRouter, Kind: Outbound, Transport: r.o.Outbound.Transport, OverQuota: "defer"}
+	}
+	return Destination{Kind: Unroutable}
+}
+
+func storeDest(s *StoreRoute) Destination {
+	return Destination{Router: s.Name, Kind: Store, Transport: s.Transport, OverQuota: s.OverQuota, store: s}
+}
+
+// isRelay reports a relay domain: mail for it is accepted from anyone.
+func (r *Router) isRelay(domain string) bool { return r.relay[domain] }
