@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"mxgate/address"
@@ -19,6 +20,7 @@ import (
 	"mxgate/filters/msgauth"
 	"mxgate/filters/spamd"
 	"mxgate/rbl"
+	"mxgate/rcptverify"
 )
 
 // A scanner that fails this many messages in a row is not called for
@@ -83,6 +85,20 @@ func options(cfg *config.Config, log filters.Logger, test bool, p *Pipeline) (fi
 			return o, err
 		}
 		o.Checks = append(o.Checks, guarded(k, time.Duration(r.Timeout), filters.OnErrorTempfail))
+	}
+	// Recipient verification before the sender callout: an unknown user
+	// costs no callout to the sender's MX.
+	if stores, ok := recipientStores(cfg); ok {
+		v, err := newRecipientVerify(cfg, log, stores, test)
+		if err != nil {
+			return o, err
+		}
+		p.closers = append(p.closers, v.Close)
+		onError := filters.OnErrorTempfail
+		if cfg.RecipientVerify.DeferOK {
+			onError = filters.OnErrorAccept
+		}
+		o.Checks = append(o.Checks, guarded(rcptverify.NewCheck(v), time.Duration(cfg.RecipientVerify.Timeout), onError))
 	}
 	if c := cfg.Callout; c.Enabled {
 		k, checker, err := newCallout(cfg, log, policy, test)
@@ -202,6 +218,65 @@ func newCallout(cfg *config.Config, log filters.Logger, policy *address.Policy, 
 		Wait:          time.Duration(o.Deadline) + time.Duration(o.Timeout),
 		Skip:          policy.Trusted,
 	}), c, nil
+}
+
+// recipientStores maps a recipient domain to the store whose users it
+// is verified against: a [[route]]'s domains to that route, the other
+// relay domains to [downstream]; other domains are never verified. False
+// when no store verifies anything.
+func recipientStores(cfg *config.Config) (func(domain string) (rcptverify.Store, bool), bool) {
+	store := func(name string, d *config.Downstream) rcptverify.Store {
+		return rcptverify.Store{
+			Name: name, Source: d.Verify.Source, Path: d.Verify.Path,
+			Target:    rcptverify.Target(d.Target),
+			Delimiter: d.RecipientDelimiter, Lowercase: d.LowercaseLocal,
+		}
+	}
+	verifies := cfg.Downstream.Verify.Source != rcptverify.SourceNone
+	routed := map[string]rcptverify.Store{}
+	for i := range cfg.Routes {
+		r := &cfg.Routes[i]
+		verifies = verifies || r.Verify.Source != rcptverify.SourceNone
+		for _, d := range r.Domains {
+			routed[d] = store(r.Name, r)
+		}
+	}
+	def := store("downstream", &cfg.Downstream)
+	relay := map[string]bool{}
+	for _, d := range cfg.Relay.Domains {
+		relay[strings.ToLower(strings.TrimSuffix(d, "."))] = true
+	}
+	return func(domain string) (rcptverify.Store, bool) {
+		if s, ok := routed[domain]; ok {
+			return s, true
+		}
+		return def, relay[domain]
+	}, verifies
+}
+
+func newRecipientVerify(cfg *config.Config, log filters.Logger, stores func(string) (rcptverify.Store, bool), test bool) (*rcptverify.Verifier, error) {
+	o := cfg.RecipientVerify
+	opts := rcptverify.Options{
+		Store:          stores,
+		Hostname:       cfg.Hostname,
+		DeferOK:        o.DeferOK,
+		Timeout:        time.Duration(o.Timeout),
+		IdleTimeout:    time.Duration(o.IdleTimeout),
+		PositiveTTL:    time.Duration(o.PositiveTTL),
+		NegativeTTL:    time.Duration(o.NegativeTTL),
+		CacheSize:      o.CacheSize,
+		MaxConnections: o.MaxConnections,
+		Log:            func(text string) { log.Main("", text) },
+		Panic:          log.Panic,
+	}
+	if !test {
+		dir := filepath.Join(cfg.DataDir, "db")
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("recipient verification cache directory: %w", err)
+		}
+		opts.CacheFile = filepath.Join(dir, "recipients.db")
+	}
+	return rcptverify.New(opts)
 }
 
 func newMilters(cfg *config.Config, log filters.Logger) (*milter.Check, error) {
