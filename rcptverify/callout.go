@@ -63,7 +63,7 @@ func newCalloutStore(t Target, o Options) *calloutStore {
 		c.cl.CommandTimeout = s.timeout
 		stop := context.AfterFunc(ctx, func() { nc.Close() })
 		err = c.cl.Hello(s.hostname)
-		if !stop() {
+		if !stop() || err != nil && ctx.Err() != nil {
 			err = context.Cause(ctx)
 		}
 		if err != nil {
