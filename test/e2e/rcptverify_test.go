@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -72,6 +74,21 @@ func rcpt(t *testing.T, g *mxgate, to string) string {
 	}
 	c.expect(t, "QUIT", 221)
 	return r.String()
+}
+
+// bh runs `mxgate -bh IP` on g's config with the SMTP command lines as
+// its input and returns what it printed, trace and replies.
+func bh(t *testing.T, g *mxgate, ip string, lines ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, "-config", g.cfgPath, "-bh", ip)
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\r\n") + "\r\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("mxgate -bh %s: %v\n%s", ip, err, out)
+	}
+	return string(out)
 }
 
 // TestRecipientVerify runs each source against a real Dovecot LMTP store
@@ -150,6 +167,22 @@ func TestRecipientVerify(t *testing.T) {
 				t.Errorf("rejectlog lacks %q:\n%s", want, strings.Join(rejects, "\n"))
 			}
 
+			if source == "callout" {
+				// -bh asks the store too, with a cache of its own.
+				trace := bh(t, g, "127.0.0.1", "EHLO client.test", "MAIL FROM:<a@sender.test>",
+					"RCPT TO:<Known@example.test>", "RCPT TO:<known@example.test>", "RCPT TO:<nobody@example.test>", "QUIT")
+				via := "callout to lmtp " + strings.TrimPrefix(d.URL(), "lmtp://")
+				for _, want := range []string{
+					">>> recipient verify for <Known@example.test>: " + via + " as <known@example.test>: found (accepted by lmtp ",
+					">>> recipient verify for <known@example.test>: " + via + " (cached): found",
+					">>> recipient verify for <nobody@example.test>: " + via + ": not found (response to \"RCPT TO:<nobody@example.test>\"",
+					unknownReply,
+				} {
+					if !strings.Contains(trace, want) {
+						t.Errorf("-bh output lacks %q:\n%s", want, trace)
+					}
+				}
+			}
 			if source == "file" {
 				if got := rcpt(t, g, "anyone@catchall.test"); !strings.HasPrefix(got, "250 ") {
 					t.Errorf("RCPT to a catch-all domain -> %q, want 250", got)
