@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-smtp"
 
+	"mxgate/address"
 	"mxgate/smtptext"
 )
 
@@ -113,7 +115,7 @@ func (s *calloutStore) ask(ctx context.Context, c *storeConn, key string) (res R
 		// A store that refuses the null sender says nothing of the user.
 		return Result{Verdict: Defer, Detail: fmt.Sprintf("callout to %s: MAIL FROM:<> refused: %s", s.where, reply(se))}, false, false
 	}
-	err := c.cl.Rcpt(key, nil)
+	err := c.cl.Rcpt(wire(key), nil)
 	var se *smtp.SMTPError
 	switch {
 	case err == nil:
@@ -127,6 +129,13 @@ func (s *calloutStore) ask(ctx context.Context, c *storeConn, key string) (res R
 		res = Result{Verdict: Defer, Detail: fmt.Sprintf("callout to %s: RCPT TO:<%s>: %s", s.where, key, reply(se))}
 	}
 	return res, c.cl.Reset() == nil, false
+}
+
+// wire is key as RCPT TO gives it: a local part that is not a
+// dot-string quoted again (the gateway hands local parts over unquoted).
+func wire(key string) string {
+	at := strings.LastIndexByte(key, '@')
+	return address.Address{Local: key[:at], Domain: key[at+1:]}.String()
 }
 
 // maxReply bounds a store's reply quoted in a log line.

@@ -148,3 +148,13 @@ func TestCalloutStale(t *testing.T) {
 		t.Errorf("Lookup after the store closed the connection = %+v, want Found", r)
 	}
 }
+
+// TestCalloutQuoted: a local part that needs quotes is asked quoted.
+func TestCalloutQuoted(t *testing.T) {
+	s := startFakeStore(t, users(`"john doe"@example.test`))
+	st := calloutTo(t, s.addr)
+	v := newVerifier(t, testOptions(st))
+	if r := lookup(v, st, "john doe@example.test"); r.Verdict != Found || r.Key != "john doe@example.test" {
+		t.Errorf("Lookup = %+v, want Found for john doe@example.test", r)
+	}
+}

@@ -121,7 +121,7 @@ type Verifier struct {
 
 	base context.Context // cancelled by Close: lookups in flight stop
 	stop context.CancelFunc
-	wg   sync.WaitGroup // the janitor
+	wg   sync.WaitGroup // the janitor and the flights
 }
 
 // bucket is the records' bucket in the cache file.
@@ -155,8 +155,8 @@ func New(o Options) (*Verifier, error) {
 	return v, nil
 }
 
-// Close stops the lookups in flight, closes every connection to the
-// stores and the cache file.
+// Close stops the lookups in flight and waits for them, closes every
+// connection to the stores and the cache file.
 func (v *Verifier) Close() error {
 	v.mu.Lock()
 	v.closed = true
@@ -259,6 +259,15 @@ var errTimeout = errors.New("recipient verification timeout reached")
 // run is one flight: the lookup, under Options.Timeout and Close; a
 // definite answer is cached before the flight ends.
 func (v *Verifier) run(ctx context.Context, st Store, key, cacheKey string) Result {
+	// Counted under mu, before Close can see closed and wait.
+	v.mu.Lock()
+	if v.closed {
+		v.mu.Unlock()
+		return Result{Verdict: Defer, Key: key, Detail: "recipient verification is shut down"}
+	}
+	v.wg.Add(1)
+	v.mu.Unlock()
+	defer v.wg.Done()
 	ctx, cancel := context.WithTimeoutCause(ctx, v.o.Timeout, errTimeout)
 	stop := context.AfterFunc(v.base, cancel)
 	var res Result
