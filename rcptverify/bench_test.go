@@ -47,8 +47,9 @@ func startCountingProxy(tb testing.TB, target string) *countingProxy {
 }
 
 // startDovecot starts the real Dovecot LMTP with the e2e users file
-// (known@ and bob@example.test) behind a counting proxy.
-func startDovecot(tb testing.TB) *countingProxy {
+// (known@ and bob@example.test) and returns its address and a counting
+// proxy in front of it.
+func startDovecot(tb testing.TB) (string, *countingProxy) {
 	tb.Helper()
 	peertest.Require(tb, "dovecot-core dovecot-lmtpd", "dovecot", "doveadm")
 	dir := tb.TempDir()
@@ -58,27 +59,41 @@ func startDovecot(tb testing.TB) *countingProxy {
 		}
 	}
 	addr := peertest.Start(tb, "dovecot-lmtp", dir, 0, filepath.Join(peertest.Root(tb), "testdata", "e2e", "dovecot-users"))
-	return startCountingProxy(tb, addr)
+	return addr, startCountingProxy(tb, addr)
 }
 
 // BenchmarkRecipientCallout is the time a recipient callout adds at RCPT
 // (the check's Rcpt, as the pipeline calls it) against the real Dovecot
 // LMTP: cold, every address new to the cache and asked at the store over
-// a pooled connection; warm, every address answered from the cache.
+// a pooled connection (cold-new-connection: over a new one each time);
+// warm, every address answered from the cache.
 //
 //	go test ./rcptverify -run '^$' -bench RecipientCallout -benchtime 2000x
 func BenchmarkRecipientCallout(b *testing.B) {
-	p := startDovecot(b)
-	st := proxyStore(b, p)
-	newSession := func(b *testing.B) filters.Session {
-		v := newVerifier(b, testOptions(st))
+	addr, _ := startDovecot(b)
+	st := storeAt(b, addr)
+	newSession := func(b *testing.B, idle time.Duration) filters.Session {
+		o := testOptions(st)
+		o.IdleTimeout = idle
+		v := newVerifier(b, o)
 		return NewCheck(v).Open(context.Background(), &filters.Conn{})
 	}
 	tx := &filters.Tx{Sender: "a@sender.test"}
 	ctx := context.Background()
 
+	b.Run("cold-new-connection", func(b *testing.B) {
+		// No connection outlives its lookup: connect and LHLO each time.
+		sess := newSession(b, time.Nanosecond)
+		i := 0
+		for b.Loop() {
+			i++
+			if v := sess.Rcpt(ctx, tx, fmt.Sprintf("new%d@example.test", i)); v.Action != filters.Reject {
+				b.Fatalf("new%d: %+v", i, v)
+			}
+		}
+	})
 	b.Run("cold", func(b *testing.B) {
-		sess := newSession(b)
+		sess := newSession(b, time.Minute)
 		sess.Rcpt(ctx, tx, "known@example.test") // the connection, opened once
 		i := 0
 		for b.Loop() {
@@ -89,7 +104,7 @@ func BenchmarkRecipientCallout(b *testing.B) {
 		}
 	})
 	b.Run("warm", func(b *testing.B) {
-		sess := newSession(b)
+		sess := newSession(b, time.Minute)
 		sess.Rcpt(ctx, tx, "known@example.test")
 		for b.Loop() {
 			if v := sess.Rcpt(ctx, tx, "known@example.test"); v.Action != filters.Accept {
@@ -99,9 +114,9 @@ func BenchmarkRecipientCallout(b *testing.B) {
 	})
 }
 
-// proxyStore is the callout store behind p.
-func proxyStore(tb testing.TB, p *countingProxy) Store {
-	host, port, _ := net.SplitHostPort(p.addr)
+// storeAt is the LMTP callout store at addr.
+func storeAt(tb testing.TB, addr string) Store {
+	host, port, _ := net.SplitHostPort(addr)
 	var n int
 	if _, err := fmt.Sscan(port, &n); err != nil {
 		tb.Fatal(err)
@@ -110,18 +125,23 @@ func proxyStore(tb testing.TB, p *countingProxy) Store {
 }
 
 // TestStoreConnections counts the connections the real Dovecot LMTP sees
-// for 1,000 RCPTs to 100 distinct recipients (each ten times), from 10
-// sessions at once: one connection per lookup at once at most
+// for 1,000 RCPTs to 100 distinct recipients (each ten times), from one
+// session or 10 at once, with the cache (100 lookups at the store) and
+// without it (1,000): one connection per lookup at once at most
 // (max_connections), reused, whatever the number of RCPTs. Logged for
 // the record (go test -v -run TestStoreConnections).
 func TestStoreConnections(t *testing.T) {
-	p := startDovecot(t)
-	st := proxyStore(t, p)
+	_, p := startDovecot(t)
+	st := storeAt(t, p.addr)
 	for _, tc := range []struct {
 		sessions, maxConns int
-	}{{1, 10}, {10, 10}, {10, 2}} {
+		cache              bool // false: every RCPT is a lookup at the store
+	}{{1, 10, true}, {10, 10, true}, {10, 2, true}, {10, 10, false}} {
 		before := p.conns.Load()
 		o := testOptions(st)
+		if !tc.cache {
+			o.NegativeTTL = 0
+		}
 		o.Timeout = 10 * time.Second // a slow machine must not turn lookups into deferrals
 		o.MaxConnections = tc.maxConns
 		v := newVerifier(t, o)
@@ -143,8 +163,8 @@ func TestStoreConnections(t *testing.T) {
 		}
 		wg.Wait()
 		conns := p.conns.Load() - before
-		t.Logf("1000 RCPTs, 100 recipients, %d session(s), max_connections %d: %d store connection(s), %d refused",
-			tc.sessions, tc.maxConns, conns, refused.Load())
+		t.Logf("1000 RCPTs, 100 recipients, %d session(s), max_connections %d, cache %v: %d store connection(s), %d refused",
+			tc.sessions, tc.maxConns, tc.cache, conns, refused.Load())
 		if conns < 1 || conns > int64(tc.maxConns) || refused.Load() != 1000 {
 			t.Errorf("%d connections (want 1 to %d), %d of 1000 refused", conns, tc.maxConns, refused.Load())
 		}
