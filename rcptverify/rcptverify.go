@@ -177,6 +177,7 @@ func (v *Verifier) Close() error {
 // janitor closes the connections left idle past IdleTimeout, so a store
 // does not keep a session open for nothing.
 func (v *Verifier) janitor() {
+	// The floor keeps a tiny idle_timeout from making the janitor spin.
 	every := max(v.o.IdleTimeout/2, 10*time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
