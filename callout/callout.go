@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"mxgate/dnsclient"
+	"mxgate/hints"
 )
 
 // Options configure a Checker. They are taken as given: config fills and
@@ -85,7 +86,7 @@ type Result struct {
 type Checker struct {
 	o     Options
 	dns   *dnsclient.Client
-	cache *cache
+	cache *hints.Cache
 	hosts *hostLimits
 
 	// mu guards closed, and orders a cache miss against a flight ending
@@ -117,9 +118,12 @@ func New(o Options) (*Checker, error) {
 		return nil, fmt.Errorf("callout: %w", err)
 	}
 	maxTTL := max(o.PositiveTTL, o.NegativeTTL, DomainPositiveTTL, DomainNegativeTTL, UnreachableTTL)
-	ca, err := openCache(o.CacheFile, o.CacheSize, maxTTL, o.Log)
+	ca, err := hints.Open(hints.Options{
+		File: o.CacheFile, Bucket: bucket, Size: o.CacheSize, MaxTTL: maxTTL,
+		MaxVerdict: int(Reject), Log: o.Log,
+	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("callout: %w", err)
 	}
 	c := &Checker{
 		o:     o,
@@ -139,7 +143,7 @@ func (c *Checker) Close() error {
 	c.mu.Unlock()
 	c.stop()
 	c.wg.Wait()
-	return c.cache.close()
+	return c.cache.Close()
 }
 
 // Start begins the callout for sender (never the null sender) and returns
@@ -204,9 +208,9 @@ func (c *Checker) run(ctx context.Context, a address) Result {
 	// Cached under mu before the flight ends: a Start before this joins
 	// the flight, one after it finds the cache; neither probes again.
 	c.mu.Lock()
-	deleted := c.cache.add(recs...)
+	deleted := c.cache.Add(recs...)
 	c.mu.Unlock()
-	c.cache.persist(recs, deleted)
+	c.cache.Persist(recs, deleted)
 	return res
 }
 
@@ -216,26 +220,26 @@ var errDeadline = errors.New("callout deadline reached")
 // every address of the domain. Called with c.mu held.
 func (c *Checker) cached(a address) (Result, bool) {
 	now := time.Now()
-	from := func(r record) Result {
-		return Result{Verdict: r.Verdict, Reply: r.Reply, Host: r.Host, Cached: true}
+	from := func(r hints.Record) Result {
+		return Result{Verdict: Verdict(r.Verdict), Reply: r.Reply, Host: r.Host, Cached: true}
 	}
-	if r, ok := c.cache.get(keyUnreachable+a.domain, now); ok {
+	if r, _, ok := c.lookup(keyUnreachable+a.domain, now); ok {
 		return from(r), true
 	}
-	if r, ok := c.cache.get(keyMailFrom+a.domain, now); ok && r.Verdict == Reject {
+	if r, v, ok := c.lookup(keyMailFrom+a.domain, now); ok && v == Reject {
 		return from(r), true
 	}
 	if c.o.Postmaster {
-		if r, ok := c.cache.get(keyPostmaster+a.domain, now); ok && r.Verdict == Reject {
+		if r, v, ok := c.lookup(keyPostmaster+a.domain, now); ok && v == Reject {
 			return from(r), true
 		}
 	}
 	if c.o.Random {
-		if r, ok := c.cache.get(keyRandom+a.domain, now); ok && r.Verdict == Accept {
+		if r, v, ok := c.lookup(keyRandom+a.domain, now); ok && v == Accept {
 			return from(r), true
 		}
 	}
-	if r, ok := c.cache.get(keyAddress+a.key, now); ok {
+	if r, _, ok := c.lookup(keyAddress+a.key, now); ok {
 		return from(r), true
 	}
 	return Result{}, false

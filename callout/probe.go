@@ -11,18 +11,19 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"mxgate/hints"
 	"mxgate/smtptext"
 )
 
 // probe asks the sender domain's mail hosts, in preference order, until
 // one gives a definite answer, and returns the Result with the records
 // to cache.
-func (c *Checker) probe(ctx context.Context, a address) (Result, []keyed) {
+func (c *Checker) probe(ctx context.Context, a address) (Result, []hints.Entry) {
 	now := time.Now()
 	targets, err := c.targets(ctx, a.domain)
 	if err != nil {
 		res := Result{Verdict: Unknown, Reply: err.Error()}
-		var recs []keyed
+		var recs []hints.Entry
 		if errors.Is(err, errNoDomain) || errors.Is(err, errNullMX) || errors.Is(err, errNoMail) {
 			res.Verdict = Reject
 			recs = append(recs, c.record(keyAddress+a.key, res, now))
@@ -38,14 +39,14 @@ func (c *Checker) probe(ctx context.Context, a address) (Result, []keyed) {
 	}
 	// A domain known to refuse random local parts need not be asked again,
 	// nor one known to accept postmaster.
-	if r, ok := c.cache.get(keyRandom+a.domain, now); ok && r.Verdict == Reject {
+	if _, v, ok := c.lookup(keyRandom+a.domain, now); ok && v == Reject {
 		st.random = false
 	}
-	if r, ok := c.cache.get(keyPostmaster+a.domain, now); ok && r.Verdict == Accept {
+	if _, v, ok := c.lookup(keyPostmaster+a.domain, now); ok && v == Accept {
 		st.postmaster = false
 	}
 	var (
-		recs        []keyed
+		recs        []hints.Entry
 		answered    *Result // the last host that spoke SMTP without deciding
 		lastFailure string
 		allTimeouts = true
@@ -94,8 +95,8 @@ func (c *Checker) probe(ctx context.Context, a address) (Result, []keyed) {
 	}
 	// No host spoke SMTP: remember that for a while rather than knock again
 	// for every forged sender of the domain.
-	recs = append(recs, keyed{key: keyUnreachable + a.domain, rec: record{
-		Verdict: Unknown, Reply: res.Reply, Stored: now, Expires: now.Add(UnreachableTTL),
+	recs = append(recs, hints.Entry{Key: keyUnreachable + a.domain, Rec: hints.Record{
+		Verdict: int(Unknown), Reply: res.Reply, Stored: now, Expires: now.Add(UnreachableTTL),
 	}})
 	return res, recs
 }
@@ -109,7 +110,7 @@ type state struct {
 // outcome is one SMTP conversation.
 type outcome struct {
 	res      Result
-	recs     []keyed
+	recs     []hints.Entry
 	answered bool // the host spoke SMTP (a greeting or a reply)
 	timeout  bool // it failed on a timeout or the deadline
 	limited  bool // our own per-host limits held the probe back
@@ -156,7 +157,7 @@ func (c *Checker) talk(ctx context.Context, conn net.Conn, host string, a addres
 		}
 		return out
 	}
-	var recs []keyed
+	var recs []hints.Entry
 	if st.random {
 		rnd := fmt.Sprintf("%s-%d-testing@%s", c.o.Hostname, now.Unix(), a.domain)
 		err := cl.Rcpt(rnd, nil)
@@ -164,7 +165,7 @@ func (c *Checker) talk(ctx context.Context, conn net.Conn, host string, a addres
 		case 2:
 			res := Result{Verdict: Accept, Host: host, Reply: fmt.Sprintf("random address <%s> accepted: the domain accepts any local part, <%s> is not proven", rnd, a.key)}
 			_ = cl.Quit()
-			return outcome{res: res, answered: true, recs: []keyed{c.record(keyRandom+a.domain, res, now)}}
+			return outcome{res: res, answered: true, recs: []hints.Entry{c.record(keyRandom+a.domain, res, now)}}
 		case 5:
 			st.random = false
 			recs = append(recs, c.record(keyRandom+a.domain, Result{Verdict: Reject, Reply: replyText(err), Host: host}, now))
@@ -254,7 +255,7 @@ func (c *Checker) failed(ctx context.Context, host, stage string, err error) out
 
 // record is res as cached under key, for the lifetime its kind and
 // verdict get.
-func (c *Checker) record(key string, res Result, now time.Time) keyed {
+func (c *Checker) record(key string, res Result, now time.Time) hints.Entry {
 	var ttl time.Duration
 	domain := strings.HasPrefix(key, "d:")
 	switch {
@@ -267,7 +268,7 @@ func (c *Checker) record(key string, res Result, now time.Time) keyed {
 	default:
 		ttl = c.o.NegativeTTL
 	}
-	return keyed{key: key, rec: record{Verdict: res.Verdict, Reply: res.Reply, Host: res.Host, Stored: now, Expires: now.Add(ttl)}}
+	return hints.Entry{Key: key, Rec: hints.Record{Verdict: int(res.Verdict), Reply: res.Reply, Host: res.Host, Stored: now, Expires: now.Add(ttl)}}
 }
 
 func (c *Checker) logf(format string, args ...any) {

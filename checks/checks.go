@@ -19,6 +19,7 @@ import (
 	"mxgate/filters/msgauth"
 	"mxgate/filters/spamd"
 	"mxgate/rbl"
+	"mxgate/rcptverify"
 	"mxgate/route"
 )
 
@@ -81,13 +82,28 @@ func options(cfg *config.Config, log filters.Logger, test bool, p *Pipeline) (fi
 	// Then routing: a trusted client's recipient that no route takes
 	// (outbound "none") is refused now rather than bounced later. It
 	// waits for nothing either.
-	o.Checks = append(o.Checks, filters.Step{Check: route.NewCheck(route.New(RouteOptions(cfg))), OnError: filters.OnErrorTempfail})
+	rt := route.New(RouteOptions(cfg))
+	o.Checks = append(o.Checks, filters.Step{Check: route.NewCheck(rt), OnError: filters.OnErrorTempfail})
 	if r := cfg.RBL; len(r.Lists) > 0 {
 		k, err := newRBL(cfg, log, policy)
 		if err != nil {
 			return o, err
 		}
 		o.Checks = append(o.Checks, guarded(k, time.Duration(r.Timeout), filters.OnErrorTempfail))
+	}
+	// Recipient verification before the sender callout: an unknown user
+	// costs no callout to the sender's MX.
+	if stores, ok := recipientStores(cfg, rt); ok {
+		v, err := newRecipientVerify(cfg, log, stores, test)
+		if err != nil {
+			return o, err
+		}
+		p.closers = append(p.closers, v.Close)
+		onError := filters.OnErrorTempfail
+		if cfg.RecipientVerify.DeferOK {
+			onError = filters.OnErrorAccept
+		}
+		o.Checks = append(o.Checks, guarded(rcptverify.NewCheck(v), time.Duration(cfg.RecipientVerify.Timeout), onError))
 	}
 	if c := cfg.Callout; c.Enabled {
 		k, checker, err := newCallout(cfg, log, policy, test)
@@ -207,6 +223,61 @@ func newCallout(cfg *config.Config, log filters.Logger, policy *address.Policy, 
 		Wait:          time.Duration(o.Deadline) + time.Duration(o.Timeout),
 		Skip:          policy.Trusted,
 	}), c, nil
+}
+
+// recipientStores is the store each recipient domain is verified at,
+// from the same router that delivers: a [[route]]'s domains at that
+// route, the other relay domains at [downstream], mail that leaves (or
+// has no route) nowhere. false: no store verifies, the check is left out.
+func recipientStores(cfg *config.Config, rt *route.Router) (func(domain string) (rcptverify.Store, bool), bool) {
+	stores := map[string]rcptverify.Store{}
+	add := func(name string, d *config.Downstream) {
+		if d.Verify.Source == rcptverify.SourceNone {
+			return
+		}
+		stores[name] = rcptverify.Store{
+			Name: name, Source: d.Verify.Source, Path: d.Verify.Path,
+			Target:    rcptverify.Target(d.Target),
+			Delimiter: d.RecipientDelimiter, Lowercase: d.LowercaseLocal,
+		}
+	}
+	add(route.DefaultRouter, &cfg.Downstream)
+	for i := range cfg.Routes {
+		add(cfg.Routes[i].Name, &cfg.Routes[i])
+	}
+	return func(domain string) (rcptverify.Store, bool) {
+		d := rt.Domain(domain)
+		if d.Kind != route.Store {
+			return rcptverify.Store{}, false
+		}
+		s, ok := stores[d.Router]
+		return s, ok
+	}, len(stores) > 0
+}
+
+func newRecipientVerify(cfg *config.Config, log filters.Logger, stores func(string) (rcptverify.Store, bool), test bool) (*rcptverify.Verifier, error) {
+	o := cfg.RecipientVerify
+	opts := rcptverify.Options{
+		Store:          stores,
+		Hostname:       cfg.Hostname,
+		DeferOK:        o.DeferOK,
+		Timeout:        time.Duration(o.Timeout),
+		IdleTimeout:    time.Duration(o.IdleTimeout),
+		PositiveTTL:    time.Duration(o.PositiveTTL),
+		NegativeTTL:    time.Duration(o.NegativeTTL),
+		CacheSize:      o.CacheSize,
+		MaxConnections: o.MaxConnections,
+		Log:            func(text string) { log.Main("", text) },
+		Panic:          log.Panic,
+	}
+	if !test {
+		dir := filepath.Join(cfg.DataDir, "db")
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("recipient verification cache directory: %w", err)
+		}
+		opts.CacheFile = filepath.Join(dir, "recipients.db")
+	}
+	return rcptverify.New(opts)
 }
 
 func newMilters(cfg *config.Config, log filters.Logger) (*milter.Check, error) {

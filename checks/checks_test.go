@@ -1,6 +1,7 @@
 package checks
 
 import (
+	"mxgate/route"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +26,15 @@ data_dir = "@DIR@"
 domains = ["example.test"]
 [downstream]
 url = "maildir://@DIR@/maildir"
+verify_recipients = "file:@DIR@/recipients"
+[[route]]
+name    = "store2"
+domains = ["routed.test"]
+url     = "lmtp://127.0.0.1:24"
+verify_recipients   = "callout"
+recipient_delimiter = "-"
+[recipient_verify]
+timeout = "4s"
 [rbl]
 resolver = "127.0.0.1:1"
 timeout  = "2s"
@@ -90,8 +100,9 @@ func TestOptions(t *testing.T) {
 		{"relay", 0, filters.OnErrorTempfail, false},
 		{"route", 0, filters.OnErrorTempfail, false},
 		{"rbl", 2*time.Second + backstop, filters.OnErrorTempfail, true},
-		{"callout", 10*time.Second + backstop, filters.OnErrorAccept, true}, // defer_ok
-		{"milter", 6*time.Second + backstop, filters.OnErrorTempfail, true}, // not every milter accepts
+		{"rcptverify", 4*time.Second + backstop, filters.OnErrorTempfail, true}, // before the callout
+		{"callout", 10*time.Second + backstop, filters.OnErrorAccept, true},     // defer_ok
+		{"milter", 6*time.Second + backstop, filters.OnErrorTempfail, true},     // not every milter accepts
 	}
 	if len(o.Checks) != len(want) {
 		t.Fatalf("%d checks, want %d", len(o.Checks), len(want))
@@ -138,5 +149,39 @@ func TestBuildClosesOnError(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("the second Build still waits for the callout cache: the failed one left it open")
+	}
+}
+
+// TestRecipientStores: a route's domains are verified at that route, the
+// other relay domains at [downstream], other domains never; a config
+// whose stores verify nothing gets no check.
+func TestRecipientStores(t *testing.T) {
+	dir := t.TempDir()
+	cfg := fullConfig(t, dir, dkimtest.New(t).File)
+	stores, ok := recipientStores(cfg, route.New(RouteOptions(cfg)))
+	if !ok {
+		t.Fatal("recipientStores: no store verifies")
+	}
+	tests := []struct {
+		domain, name, source, delim string
+		verified                    bool
+	}{
+		{"example.test", "downstream", "file", "+", true},
+		{"routed.test", "store2", "callout", "-", true},
+		{"elsewhere.test", "", "", "", false},
+	}
+	for _, tc := range tests {
+		st, ok := stores(tc.domain)
+		if ok != tc.verified || ok && (st.Name != tc.name || st.Source != tc.source || st.Delimiter != tc.delim || !st.Lowercase) {
+			t.Errorf("%s: %+v, %v; want %s %s %q, %v", tc.domain, st, ok, tc.name, tc.source, tc.delim, tc.verified)
+		}
+	}
+	if st, _ := stores("routed.test"); st.Target.Scheme != "lmtp" || st.Target.Port != 24 {
+		t.Errorf("routed.test: target %+v, want lmtp://127.0.0.1:24", st.Target)
+	}
+	cfg.Downstream.Verify.Source = "none"
+	cfg.Routes[0].Verify.Source = "none"
+	if _, ok := recipientStores(cfg, route.New(RouteOptions(cfg))); ok {
+		t.Error("recipientStores: a check although no store verifies")
 	}
 }

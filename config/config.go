@@ -222,6 +222,9 @@ type RecipientVerify struct {
 	CacheSize   int      `toml:"cache_size"`   // addresses kept; default 100000
 	// MaxConnections is the lookups at once to one store; default 10.
 	MaxConnections int `toml:"max_connections"`
+	// IdleTimeout closes a connection to a store (callout, dovecot)
+	// left unused this long; default 30s.
+	IdleTimeout Duration `toml:"idle_timeout"`
 }
 
 // Target is a downstream URL taken apart. Its fields are deliver.Target's,

@@ -330,4 +330,5 @@ func (d *decoder) checkRecipientVerify(c *Config) {
 	d.duration(key.child("negative_ttl"), &v.NegativeTTL, 10*time.Minute)
 	d.count(key.child("cache_size"), &v.CacheSize, 100000)
 	d.count(key.child("max_connections"), &v.MaxConnections, 10)
+	d.duration(key.child("idle_timeout"), &v.IdleTimeout, 30*time.Second)
 }

@@ -104,8 +104,12 @@ func (r *Router) Route(rcpt string) Destination {
 	if at < 0 {
 		return Destination{Kind: Unroutable}
 	}
-	return r.routeDomain(domainKey(rcpt[at+1:]))
+	return r.Domain(rcpt[at+1:])
 }
+
+// Domain is the destination of mail for domain (any case, a trailing dot
+// allowed): what Route answers for every address of it.
+func (r *Router) Domain(domain string) Destination { return r.routeDomain(domainKey(domain)) }
 
 // domainKey is a domain as the config spells it: lower-cased, without a
 // trailing dot.

@@ -11,13 +11,21 @@
 #       writing files costs orders of magnitude in speed). Further options
 #       go to smtp-sink as they are (e.g. -f RCPT to refuse every RCPT).
 #       PID in DIR/smtp-sink.pid, output in DIR/smtp-sink.log.
-#   peers.sh start dovecot-lmtp DIR PORT
+#   peers.sh start dovecot-lmtp DIR PORT [USERS-FILE]
 #       Dovecot's LMTP service on 127.0.0.1:PORT from a scratch config
 #       DIR/dovecot.conf; mail for user@domain lands in
 #       DIR/mail/domain/user/Maildir. PID in DIR/dovecot-lmtp.pid, log in
-#       DIR/dovecot.log. With DOVECOT_QUOTA=SIZE (e.g. 1k) every mailbox
-#       gets Dovecot's quota plugin with that storage limit: a message
-#       that does not fit is refused after the dot with 552 5.2.2.
+#       DIR/dovecot.log. Without USERS-FILE every user exists (a static
+#       userdb). With it, a Dovecot passwd-file of the users that exist
+#       (one "user@domain" a line; Dovecot's passwd-file fields may
+#       follow, uid, gid and home default to the mail user and the
+#       Maildir above), copied to DIR/users and used as passdb and
+#       userdb: LMTP refuses other users with 550 5.1.1, and the
+#       auth-userdb socket DIR/run/auth-userdb (mode 0666) answers user
+#       lookups (doveadm user, mxgate's verify_recipients = "dovecot:...").
+#       With DOVECOT_QUOTA=SIZE (e.g. 1k) every mailbox gets Dovecot's
+#       quota plugin with that storage limit: a message that does not fit
+#       is refused after the dot with 552 5.2.2.
 #   peers.sh start rbldnsd DIR PORT ZONESPEC...
 #       rbldnsd serving DNS lists on 127.0.0.1:PORT (UDP only), e.g.
 #       ZONESPEC bl.test:ip4set:testdata/rbl/bl4.zone. Zone files are read
@@ -86,7 +94,7 @@ readonly stop_timeout=${PEERS_STOP_TIMEOUT:-10}
 usage() {
 	cat >&2 <<EOF
 usage: $prog start smtp-sink DIR PORT [--no-dump] [SMTP-SINK-OPTION...]
-       $prog start dovecot-lmtp DIR PORT
+       $prog start dovecot-lmtp DIR PORT [USERS-FILE]
        $prog start rbldnsd DIR PORT ZONESPEC...
        $prog start spamd DIR PORT
        $prog start clamd DIR PORT [CLAMD.CONF-LINE...]
@@ -232,8 +240,11 @@ start_smtp_sink() {
 }
 
 start_dovecot() {
-	local dir=$1 port=$2 conf=$1/dovecot.conf log=$1/dovecot.log user group pid
-	(($# == 2)) || usage
+	local dir=$1 port=$2 conf=$1/dovecot.conf log=$1/dovecot.log user group pid users=${3:-}
+	(($# == 2 || $# == 3)) || usage
+	if [[ -n $users && ! -r $users ]]; then
+		die "USERS-FILE $users: not a readable file"
+	fi
 	command -v dovecot >/dev/null || die "dovecot not found (packages dovecot-core, dovecot-lmtpd): run scripts/install-test-deps.sh"
 	[[ -x /usr/lib/dovecot/lmtp ]] || die "dovecot's lmtp service is missing (package dovecot-lmtpd): run scripts/install-test-deps.sh"
 	((EUID == 0)) || die "dovecot-lmtp needs root (dovecot switches to the mail user per delivery)"
@@ -249,6 +260,38 @@ start_dovecot() {
 	fi
 	# Dovecot's login processes run as dovenull and need to enter base_dir.
 	chmod 0755 "$dir/run"
+	local auth
+	if [[ -n $users ]]; then
+		# Dovecot's auth process runs as an unprivileged user: the copy is
+		# readable by all, in DIR, which the caller made searchable.
+		# A bare "user@domain" gets the empty fields passwd-file needs to
+		# find userdb data (default_fields then fill it).
+		awk -F: 'NF == 1 && $0 !~ /^[[:space:]]*(#|$)/ { print $0 "::::::"; next } { print }' "$users" >"$dir/users"
+		chmod 0644 "$dir/users"
+		auth="passdb {
+  driver = passwd-file
+  args = $dir/users
+}
+userdb {
+  driver = passwd-file
+  args = $dir/users
+  default_fields = uid=$user gid=$group home=$dir/mail/%d/%n
+}
+service auth {
+  unix_listener auth-userdb {
+    mode = 0666
+  }
+}"
+	else
+		auth="passdb {
+  driver = static
+  args = nopassword=y
+}
+userdb {
+  driver = static
+  args = uid=$user gid=$group home=$dir/mail/%d/%n
+}"
+	fi
 	cat >"$conf" <<EOF
 # Scratch Dovecot for mxgate tests; written by scripts/peers.sh.
 base_dir = $dir/run
@@ -264,14 +307,7 @@ mail_gid = $group
 first_valid_uid = 0
 first_valid_gid = 0
 lmtp_save_to_detail_mailbox = no
-passdb {
-  driver = static
-  args = nopassword=y
-}
-userdb {
-  driver = static
-  args = uid=$user gid=$group home=$dir/mail/%d/%n
-}
+$auth
 service lmtp {
   inet_listener lmtp {
     address = 127.0.0.1

@@ -1,0 +1,229 @@
+// Package hints is the persistent, bounded cache of verification answers
+// that the sender callout and recipient verification share (Exim's hints
+// databases): records with their own lifetimes, kept in memory in a
+// size-bounded LRU and mirrored to a bbolt file so that they survive a
+// restart.
+package hints
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	bolt "go.etcd.io/bbolt"
+)
+
+// Record is one cached answer, stored as JSON in bbolt. Verdict is the
+// user's own enumeration, 0 to Options.MaxVerdict.
+type Record struct {
+	Verdict int       `json:"verdict"`
+	Reply   string    `json:"reply,omitempty"`
+	Host    string    `json:"host,omitempty"`
+	Stored  time.Time `json:"stored"`
+	Expires time.Time `json:"expires"`
+}
+
+// Entry is a Record to store under Key.
+type Entry struct {
+	Key string
+	Rec Record
+}
+
+// Options configure a Cache.
+type Options struct {
+	File       string        // bbolt file, created with its directory; "" = memory only
+	Bucket     string        // the bbolt bucket the records live in
+	Size       int           // records kept, the oldest stored evicted first
+	MaxTTL     time.Duration // the longest lifetime any record gets
+	MaxVerdict int           // a record read back with a verdict above it is dropped
+	Log        func(string)  // failed writes (they cost only a lookup after a restart)
+}
+
+// Cache keeps every live record in memory, in an LRU bounded in size
+// whose entries are never refreshed by reading, so the oldest stored go
+// first; the bbolt file, when configured, mirrors it. Each record expires
+// at its own time; the LRU's expiry, MaxTTL, only bounds how long a dead
+// one stays in memory unread. Safe for concurrent use.
+type Cache struct {
+	o   Options
+	lru *expirable.LRU[string, Record]
+	db  *bolt.DB
+
+	evMu    sync.Mutex
+	evicted []string // dropped by the LRU, still to be deleted from the file
+}
+
+// DecodeRecord reads a record from a cache file, which a crash or another
+// version may have left in any state.
+func DecodeRecord(b []byte, maxVerdict int) (Record, error) {
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Record{}, err
+	}
+	if r.Verdict < 0 || r.Verdict > maxVerdict {
+		return Record{}, fmt.Errorf("verdict %d out of range", r.Verdict)
+	}
+	if r.Stored.IsZero() || r.Expires.Before(r.Stored) {
+		return Record{}, fmt.Errorf("stored %v, expires %v: not a lifetime", r.Stored, r.Expires)
+	}
+	return r, nil
+}
+
+// Open opens (creating) the cache of o and loads the file's unexpired
+// records, dropping dead and unreadable ones.
+func Open(o Options) (*Cache, error) {
+	if o.Log == nil {
+		o.Log = func(string) {}
+	}
+	c := &Cache{o: o}
+	c.lru = expirable.NewLRU[string, Record](o.Size, c.dropped, o.MaxTTL)
+	if o.File == "" {
+		return c, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(o.File), 0o750); err != nil {
+		return nil, fmt.Errorf("cache directory: %w", err)
+	}
+	// The timeout turns a second daemon on the same file into an error
+	// instead of a hang on bbolt's file lock.
+	db, err := bolt.Open(o.File, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("open cache %s: %w", o.File, err)
+	}
+	c.db = db
+	now := time.Now()
+	var live []Entry
+	err = db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists([]byte(o.Bucket))
+		if err != nil {
+			return err
+		}
+		var dead [][]byte
+		err = b.ForEach(func(k, v []byte) error {
+			r, err := DecodeRecord(v, o.MaxVerdict)
+			if err != nil || !now.Before(r.Expires) {
+				dead = append(dead, append([]byte(nil), k...))
+				return nil
+			}
+			live = append(live, Entry{Key: string(k), Rec: r})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range dead {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("load cache %s: %w", o.File, err)
+	}
+	sort.SliceStable(live, func(i, j int) bool { return live[i].Rec.Stored.Before(live[j].Rec.Stored) })
+	for _, e := range live {
+		c.lru.Add(e.Key, e.Rec)
+	}
+	if evicted := c.takeEvicted(); len(evicted) > 0 {
+		c.Persist(nil, evicted)
+	}
+	return c, nil
+}
+
+// dropped is the LRU's eviction callback (size bound, expiry, removal),
+// called with the LRU's lock held: it only notes the key.
+func (c *Cache) dropped(key string, _ Record) {
+	c.evMu.Lock()
+	c.evicted = append(c.evicted, key)
+	c.evMu.Unlock()
+}
+
+// takeEvicted returns the keys dropped from memory since the last call
+// that are still gone (a key stored again since must stay in the file).
+func (c *Cache) takeEvicted() []string {
+	c.evMu.Lock()
+	keys := c.evicted
+	c.evicted = nil
+	c.evMu.Unlock()
+	out := keys[:0]
+	for _, k := range keys {
+		if !c.lru.Contains(k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// Get returns the live record for key; an expired one is dropped. Reading
+// does not make a record younger.
+func (c *Cache) Get(key string, now time.Time) (Record, bool) {
+	r, ok := c.lru.Peek(key)
+	if !ok {
+		return Record{}, false
+	}
+	if now.Before(r.Expires) {
+		return r, true
+	}
+	c.lru.Remove(key)
+	c.Persist(nil, c.takeEvicted())
+	return Record{}, false
+}
+
+// Add stores entries (newest last) in memory, the oldest beyond the bound
+// evicted, and returns what the file still has to delete; Persist writes
+// it. The two are apart so that a caller can order Add under its own lock
+// and write the file outside it.
+func (c *Cache) Add(entries ...Entry) []string {
+	for _, e := range entries {
+		// Stored again, the record counts as the newest.
+		c.lru.Remove(e.Key)
+		c.lru.Add(e.Key, e.Rec)
+	}
+	return c.takeEvicted()
+}
+
+// Persist mirrors a change to the file. A failed write costs only a
+// lookup after a restart, so it is logged, not returned.
+func (c *Cache) Persist(entries []Entry, deleted []string) {
+	if c.db == nil || len(entries) == 0 && len(deleted) == 0 {
+		return
+	}
+	err := c.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(c.o.Bucket))
+		for _, k := range deleted {
+			if err := b.Delete([]byte(k)); err != nil {
+				return err
+			}
+		}
+		for _, e := range entries {
+			v, err := json.Marshal(e.Rec)
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(e.Key), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		c.o.Log(fmt.Sprintf("%s cache %s: write failed: %v", c.o.Bucket, c.o.File, err))
+	}
+}
+
+// Close closes the file.
+func (c *Cache) Close() error {
+	if c.db == nil {
+		return nil
+	}
+	if err := c.db.Close(); err != nil {
+		return fmt.Errorf("close cache %s: %w", c.o.File, err)
+	}
+	return nil
+}
