@@ -10,6 +10,7 @@ package deliver
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -178,6 +179,9 @@ type Options struct {
 	ConnectTimeout, CommandTimeout, DataTimeout time.Duration
 	StartTLS                                    string // "opportunistic" | "none" | "required"; smtps ignores it: always TLS
 	TLSVerify                                   bool
+	// RootCAs verifies the server's certificate when TLSVerify is set;
+	// nil = the system's roots.
+	RootCAs *x509.CertPool
 	// AuthUser and AuthPassword log in to a smarthost (AUTH PLAIN, or
 	// LOGIN when the server offers only that), only over TLS; "" = no
 	// AUTH.
@@ -205,7 +209,7 @@ type Target struct {
 // to Host:Port (smtps: SMTP in TLS from the first byte, RFC 8314), LMTP
 // to the unix socket Path, or the Maildirs under Path.
 func New(t Target, o Options) (Transport, error) {
-	tp := tlsPolicy{mode: o.StartTLS, pkix: o.TLSVerify}
+	tp := tlsPolicy{mode: o.StartTLS, pkix: o.TLSVerify, roots: o.RootCAs}
 	switch t.Scheme {
 	case "smtp", "smtps", "lmtp":
 		if t.Scheme == "smtps" {

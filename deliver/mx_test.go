@@ -324,7 +324,7 @@ func TestMXTLS(t *testing.T) {
 			var logged logLines
 			change := func(o *MXOptions) { o.RootCAs = ca.Pool; o.Log = logged.add }
 			if tt.sts != "" {
-				port := servePolicy(t, ca, "version: STSv1\nmode: enforce\nmx: mx1.example.test\nmax_age: 3600\n")
+				port := tlstest.ServeMTASTS(t, ca, "mta-sts.example.test", "version: STSv1\nmode: enforce\nmx: mx1.example.test\nmax_age: 3600\n")
 				zone["_mta-sts.example.test. TXT"] = []string{`_mta-sts.example.test. 60 IN TXT "v=STSv1; id=1"`}
 				zone["mta-sts.example.test. A"] = []string{"mta-sts.example.test. 60 IN A 127.0.0.1"}
 				change = func(o *MXOptions) { o.RootCAs = ca.Pool; o.Log = logged.add; o.MTASTS = tt.sts; o.MTASTSPort = port }
@@ -347,27 +347,6 @@ func TestMXTLS(t *testing.T) {
 			}
 		})
 	}
-}
-
-// servePolicy serves an MTA-STS policy over HTTPS on 127.0.0.1 with a
-// certificate for mta-sts.example.test from ca, and returns its port.
-func servePolicy(t *testing.T, ca *tlstest.CA, policy string) int {
-	t.Helper()
-	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{ca.Certificate(t, "mta-sts.example.test")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	peertest.Serve(t, l, func(c net.Conn) {
-		tp := textproto.NewConn(c)
-		for {
-			line, err := tp.ReadLine()
-			if err != nil || line == "" {
-				break
-			}
-		}
-		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(policy), policy)
-	})
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // logLines collects what a transport logs.
@@ -500,7 +479,7 @@ func TestMXMTASTSUnlistedHost(t *testing.T) {
 			unlisted, listed := &fakeBackend{}, &fakeBackend{}
 			n.server("127.0.0.3", unlisted, withCert("mx0.example.test"))
 			n.server("127.0.0.2", listed, withCert("mx1.example.test"))
-			port := servePolicy(t, ca, "version: STSv1\nmode: "+mode+"\nmx: *.example.test\nmax_age: 3600\n")
+			port := tlstest.ServeMTASTS(t, ca, "mta-sts.example.test", "version: STSv1\nmode: "+mode+"\nmx: *.example.test\nmax_age: 3600\n")
 			zone := dnstest.Zone{
 				"example.test. MX":           {"example.test. 60 IN MX 10 mx0.other.test.", "example.test. 60 IN MX 20 mx1.example.test."},
 				"mx0.other.test. A":          {"mx0.other.test. 60 IN A 127.0.0.3"},

@@ -75,7 +75,7 @@ func TestMXToSink(t *testing.T) {
 func TestMXMTASTSRefusesSink(t *testing.T) {
 	port, dir := startSink(t)
 	ca := tlstest.NewCA(t, "Test CA")
-	policyPort := servePolicy(t, ca, "version: STSv1\nmode: enforce\nmx: mx.example.test\nmax_age: 86400\n")
+	policyPort := tlstest.ServeMTASTS(t, ca, "mta-sts.example.test", "version: STSv1\nmode: enforce\nmx: mx.example.test\nmax_age: 86400\n")
 	srv := dnstest.StartZone(t, dnstest.Zone{
 		"example.test. MX":           {"example.test. 60 IN MX 10 mail.example.test."},
 		"mail.example.test. A":       {"mail.example.test. 60 IN A 127.0.0.1"},

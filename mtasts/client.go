@@ -239,6 +239,10 @@ func (c *Client) save() error {
 	if err != nil {
 		return err
 	}
+	// The directory (data_dir/db) exists only once some cache was saved.
+	if err := os.MkdirAll(filepath.Dir(c.o.CachePath), 0o750); err != nil {
+		return err
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(c.o.CachePath), filepath.Base(c.o.CachePath)+".*")
 	if err != nil {
 		return err

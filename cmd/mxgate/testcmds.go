@@ -29,7 +29,7 @@ func routeTest(e *env) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	r, err := newRouter(cfg)
+	r, err := newRouter(cfg, nil)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"errors"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -39,7 +39,7 @@ func openSpool(cfg *config.Config) (*mainlog.Logger, *spool.Spool, error) {
 // once in their own process, and the spool's locks keep the two from ever
 // handling one message at the same time.
 func newRunner(cfg *config.Config, sp *spool.Spool, log *mainlog.Logger) (*queue.Runner, error) {
-	r, err := newRouter(cfg)
+	r, err := newRouter(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -56,12 +56,10 @@ func newRunner(cfg *config.Config, sp *spool.Spool, log *mainlog.Logger) (*queue
 	}), nil
 }
 
-// errNoMX is outbound mode "mx" until the MX transport is wired in.
-var errNoMX = errors.New(`outbound.mode = "mx": direct delivery to MX hosts is not available in this build; set outbound.mode = "smarthost" or "none"`)
-
 // newRouter is the router of cfg with every transport built: the one the
-// queue delivers by and -bt shows.
-func newRouter(cfg *config.Config) (*route.Router, error) {
+// queue delivers by and -bt shows. log (nil for -bt) gets what the MX
+// transport reports beside its results: MTA-STS findings.
+func newRouter(cfg *config.Config, log *mainlog.Logger) (*route.Router, error) {
 	o := checks.RouteOptions(cfg)
 	var err error
 	if o.Default.Transport, err = storeTransport(cfg, cfg.Downstream); err != nil {
@@ -72,19 +70,46 @@ func newRouter(cfg *config.Config) (*route.Router, error) {
 			return nil, fmt.Errorf("route %s: %w", r.Name, err)
 		}
 	}
-	switch out := cfg.Outbound; out.Mode {
-	case "mx":
-		return nil, errNoMX
-	case "smarthost":
-		if out.SmarthostTarget.Scheme != "smtp" {
-			return nil, fmt.Errorf("outbound.smarthost %s: only smtp:// is available in this build", out.Smarthost)
+	out := cfg.Outbound
+	var roots *x509.CertPool
+	if out.CAFile != "" {
+		if roots, err = loadCAs(out.CAFile); err != nil {
+			return nil, fmt.Errorf("outbound.ca_file: %w", err)
 		}
+	}
+	switch out.Mode {
+	case "mx":
+		o.Outbound.Transport, err = deliver.NewMX(deliver.MXOptions{
+			Hostname:       cfg.Hostname,
+			Resolvers:      out.Resolver,
+			Port:           out.Port,
+			ConnectTimeout: time.Duration(out.ConnectTimeout),
+			CommandTimeout: time.Duration(out.CommandTimeout),
+			DataTimeout:    time.Duration(out.DataTimeout),
+			MaxPerDomain:   out.MaxPerDomain,
+			MTASTS:         out.MTASTS,
+			MTASTSPort:     out.MTASTSPort,
+			RootCAs:        roots,
+			MTASTSCache:    filepath.Join(cfg.DataDir, "db", "mta-sts.json"),
+			Log:            log.Main,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("outbound: %w", err)
+		}
+	case "smarthost":
+		// A relay at a provider is a fixed, named host: with TLS required
+		// its certificate is verified too, or anyone on the path could
+		// take the password.
 		o.Outbound.Transport, err = deliver.New(deliver.Target(out.SmarthostTarget), deliver.Options{
 			Hostname:       cfg.Hostname,
 			ConnectTimeout: time.Duration(out.ConnectTimeout),
 			CommandTimeout: time.Duration(out.CommandTimeout),
 			DataTimeout:    time.Duration(out.DataTimeout),
 			StartTLS:       out.StartTLS,
+			TLSVerify:      out.StartTLS == "required" || out.SmarthostTarget.Scheme == "smtps",
+			RootCAs:        roots,
+			AuthUser:       out.AuthUser,
+			AuthPassword:   out.AuthPassword,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("outbound.smarthost: %w", err)
@@ -118,4 +143,17 @@ func storeTransport(cfg *config.Config, d config.Downstream) (deliver.Transport,
 		StartTLS:       d.StartTLS,
 		TLSVerify:      d.TLSVerify,
 	})
+}
+
+// loadCAs reads a PEM bundle of CA certificates.
+func loadCAs(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", file)
+	}
+	return pool, nil
 }

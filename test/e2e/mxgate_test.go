@@ -62,6 +62,13 @@ func outboundFor(downstream string) string {
 // [outbound] section's keys).
 func startMxgateConfig(t *testing.T, tmplPath, downstream string) *mxgate {
 	t.Helper()
+	return startMxgateOutbound(t, tmplPath, downstream, outboundFor(downstream))
+}
+
+// startMxgateOutbound is startMxgateConfig with outbound as the
+// [outbound] section's keys.
+func startMxgateOutbound(t *testing.T, tmplPath, downstream, outbound string) *mxgate {
+	t.Helper()
 	dir := t.TempDir()
 	g := &mxgate{
 		t:       t,
@@ -79,7 +86,7 @@ func startMxgateConfig(t *testing.T, tmplPath, downstream string) *mxgate {
 		"Listen":     g.addr,
 		"DataDir":    g.dataDir,
 		"Downstream": downstream,
-		"Outbound":   outboundFor(downstream),
+		"Outbound":   outbound,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+
+	"mxgate/internal/dnstest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -23,13 +25,16 @@ type routeCase struct {
 	failed bool
 }
 
-// routeCases are the 20 addresses, for outbound mode out ("smarthost" or
-// "none"): every store kind, partner, outbound, unroutable, refused and
-// malformed.
+// routeCases are the 20 addresses, for outbound mode out ("mx",
+// "smarthost" or "none"): every store kind, partner, outbound, unroutable,
+// refused and malformed.
 func routeCases(out string) []routeCase {
 	foreign := func(rcpt string) routeCase {
-		if out == "none" {
+		switch out {
+		case "none":
 			return routeCase{rcpt: rcpt, rcptCode: 550}
+		case "mx":
+			return routeCase{rcpt: rcpt, logged: rcpt, router: "dnslookup", rcptCode: 250}
 		}
 		return routeCase{rcpt: rcpt, logged: rcpt, router: "smarthost", rcptCode: 250}
 	}
@@ -108,16 +113,30 @@ func parseBt(out string) []btBlock {
 // lands in the store its route names: never a Maildir for a foreign domain.
 func TestRoutingAgreement(t *testing.T) {
 	t.Parallel()
-	for _, out := range []string{"smarthost", "none"} {
+	for _, out := range []string{"mx", "smarthost", "none"} {
 		t.Run(out, func(t *testing.T) {
 			dc := startDovecot(t)
 			branch := startSink(t)
 			maildir := filepath.Join(t.TempDir(), "maildir")
 			outbound := `mode = "none"`
 			var smart *sink
-			if out == "smarthost" {
+			switch out {
+			case "smarthost":
 				smart = startSink(t)
 				outbound = fmt.Sprintf("mode      = \"smarthost\"\nsmarthost = %q\nstarttls  = \"none\"", smart.URL())
+			case "mx":
+				// The outside world: every foreign domain's MX is the
+				// sink, found through a DNS server on loopback.
+				smart = startSink(t)
+				dns := dnstest.StartZone(t, dnstest.Zone{
+					"gmail.example. MX":             {"gmail.example. 60 IN MX 10 mx1.gmail.example."},
+					"mx1.gmail.example. A":          {"mx1.gmail.example. 60 IN A 127.0.0.1"},
+					"foreign.test. MX":              {"foreign.test. 60 IN MX 5 mx.foreign.test."},
+					"example.test.foreign.test. MX": {"example.test.foreign.test. 60 IN MX 5 mx.foreign.test."},
+					"mx.foreign.test. A":            {"mx.foreign.test. 60 IN A 127.0.0.1"},
+					"sub.example.test. A":           {"sub.example.test. 60 IN A 127.0.0.1"}, // no MX: the implicit MX
+				})
+				outbound = fmt.Sprintf("mode     = \"mx\"\nresolver = %q\nport     = %d\ncommand_timeout = \"10s\"", dns.Addr, smart.port)
 			}
 			g := routingMxgate(t, dc.URL(), branch.URL(), maildir, outbound).in(t)
 			cases := routeCases(out)
@@ -240,7 +259,7 @@ func TestRoutingAgreement(t *testing.T) {
 			if smart != nil {
 				want := []string{"a@foreign.test", "b@sub.example.test", "c@example.test.foreign.test", "someone@gmail.example"}
 				if got := sinkRcpts(t, smart); !slices.Equal(got, want) {
-					t.Errorf("smarthost got %v, want %v", got, want)
+					t.Errorf("%s got %v, want %v", out, got, want)
 				}
 			}
 			if out == "none" {
