@@ -41,14 +41,24 @@ func (s routeSession) Rcpt(_ context.Context, _ *filters.Tx, rcpt string) filter
 		// The relay check refused it already; nothing to route.
 		return filters.Verdict{}
 	}
-	d := s.r.routeDomain(a.Domain)
-	if d.Kind == Unroutable {
+	if ref := s.r.Refusal(a); ref != nil {
 		return filters.Verdict{
-			Action: filters.Reject, Code: 550, Enhanced: [3]int{5, 1, 2}, Text: unrouteable,
-			Log: unrouteable, ReasonCode: "unroutable",
-			Trace: []string{"RCPT <" + rcpt + ">: " + unrouteable + ": " + a.Domain + ` is not a relay domain, no [[route]] names it, and outbound.mode is "none"`},
+			Action: filters.Reject, Code: ref.Code, Enhanced: ref.Enhanced, Text: ref.Text,
+			Log: ref.Log, ReasonCode: "unroutable",
+			Trace: []string{"RCPT <" + rcpt + ">: " + ref.Log + ": " + a.Domain + ` is not a relay domain, no [[route]] names it, and outbound.mode is "none"`},
 		}
 	}
 	// A routed recipient is not traced: -bt shows its route.
 	return filters.Verdict{}
+}
+
+// Refusal is why mail for a cannot be taken: nil when a has a route, else
+// Exim's "Unrouteable address" with 550 5.1.2 (RFC 3463: bad destination
+// system address). The RCPT check and local submission refuse with it, so
+// a client and a local program hear the same words.
+func (r *Router) Refusal(a address.Address) *address.Refusal {
+	if r.Domain(a.Domain).Kind != Unroutable {
+		return nil
+	}
+	return &address.Refusal{Code: 550, Enhanced: [3]int{5, 1, 2}, Text: unrouteable, Log: unrouteable}
 }

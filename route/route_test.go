@@ -3,10 +3,12 @@ package route
 import (
 	"bytes"
 	"context"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"mxgate/address"
 	"mxgate/deliver"
 	"mxgate/filters"
 	"mxgate/internal/dnstest"
@@ -103,6 +105,30 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestRefusal: the refusal the RCPT check and local submission share.
+func TestRefusal(t *testing.T) {
+	unrouteable := &address.Refusal{Code: 550, Enhanced: [3]int{5, 1, 2}, Text: "Unrouteable address", Log: "Unrouteable address"}
+	tests := []struct {
+		mode, rcpt string
+		want       *address.Refusal
+	}{
+		{"none", "user@example.test", nil},
+		{"none", "user@partner.test", nil},
+		{"none", "user@foreign.test", unrouteable},
+		{"mx", "user@foreign.test", nil},
+		{"smarthost", "user@foreign.test", nil},
+	}
+	for _, tt := range tests {
+		a, err := address.Parse(tt.rcpt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := New(options(tt.mode)).Refusal(a); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: Refusal(%s) = %+v, want %+v", tt.mode, tt.rcpt, got, tt.want)
+		}
+	}
+}
+
 // TestTestMX: -bt of a foreign domain in mode "mx" shows the MX hosts in
 // preference order with their addresses, the implicit MX, and refuses a
 // null MX and a domain that does not exist.
@@ -126,13 +152,13 @@ func TestTestMX(t *testing.T) {
 			"  MX lookup for foreign.test\n" +
 			"  host mx1.foreign.test [192.0.2.10] MX=10 port=25\n" +
 			"  host mx2.foreign.test [192.0.2.20] MX=20 port=25\n" +
-			"  not a relay domain: only clients in relay.trusted_networks (and mxgate's own bounces) may send to it\n", TestOK},
+			"  not a relay domain: only clients in relay.trusted_networks, local programs (sendmail) and mxgate's own bounces may send to it\n", TestOK},
 		{"u@implicit.test", "u@implicit.test\n" +
 			"  router = dnslookup, transport = smtp\n" +
 			"  MX lookup for implicit.test\n" +
 			"  no MX records: the domain's own address (implicit MX)\n" +
 			"  host implicit.test [192.0.2.30] port=25\n" +
-			"  not a relay domain: only clients in relay.trusted_networks (and mxgate's own bounces) may send to it\n", TestOK},
+			"  not a relay domain: only clients in relay.trusted_networks, local programs (sendmail) and mxgate's own bounces may send to it\n", TestOK},
 		{"u@nullmx.test", "u@nullmx.test is undeliverable: Unrouteable address (nullmx.test has a null MX: it accepts no mail)\n", TestUndeliverable},
 		{"u@nowhere.test", "u@nowhere.test is undeliverable: Unrouteable address (nowhere.test does not exist)\n", TestUndeliverable},
 	}

@@ -83,7 +83,7 @@ func (r *Router) describe(ctx context.Context, a address.Address) (string, int) 
 		lines = more
 	}
 	if !r.isRelay(a.Domain) {
-		lines = append(lines, "  not a relay domain: only clients in relay.trusted_networks (and mxgate's own bounces) may send to it")
+		lines = append(lines, "  not a relay domain: only clients in relay.trusted_networks, local programs (sendmail) and mxgate's own bounces may send to it")
 	}
 	return fmt.Sprintf("%s\n  router = %s, transport = %s\n%s\n", rcpt, d.Router, transportName(d), strings.Join(lines, "\n")), TestOK
 }

@@ -2,11 +2,11 @@
 // -t): it reads a message from a local program, finds its recipients (the
 // command line, or the header with -t), completes its header the way Exim
 // does (Received:, and Date:, Message-ID:, From: when missing), holds each
-// recipient to the caller's Accept (the relay policy, or a router), and
-// commits the message to the spool and the mainlog as an arrival with
-// protocol "local" for the recipients accepted. The ones refused are
-// reported to the caller and, in a bounce, to the sender, as sendmail
-// does. Delivering is the caller's business (the queue runner).
+// recipient to the caller's Accept (Routable: no address trick, and a
+// route), and commits the message to the spool and the mainlog as an
+// arrival with protocol "local" for the recipients accepted. The ones
+// refused are reported to the caller and, in a bounce, to the sender, as
+// sendmail does. Delivering is the caller's business (the queue runner).
 package submit
 
 import (
@@ -26,6 +26,7 @@ import (
 	"mxgate/dsn"
 	"mxgate/header"
 	"mxgate/mainlog"
+	"mxgate/route"
 	"mxgate/spool"
 )
 
@@ -62,30 +63,33 @@ func (e *RejectedError) Unwrap() error { return ErrNoRecipients }
 // queue retries, a submission cannot.
 type AcceptFunc func(rcpt address.Address) *address.Refusal
 
-// RelayPolicy is the Accept of a host without a router: a local program
-// reaches the relay domains only. From this host it must not relay where a
-// client in the trusted networks would have to be (a compromised web
-// application is the usual spammer); address tricks are refused as at RCPT.
-func RelayPolicy(domains []string) AcceptFunc {
-	p := address.NewPolicy(domains, nil)
+// Routable is the Accept of local submission: a local program may send to
+// any address r has a route for, as Exim's and Postfix's sendmail accept
+// any domain (a web application's mail() writes to the world). It is
+// trusted as a client of relay.trusted_networks is, and no more: an
+// address trick (percent hack, bang path, source route, address literal,
+// restricted characters) is refused as at RCPT, and an address the router
+// cannot route (outbound "none") with the RCPT check's own refusal, rather
+// than queued to bounce.
+func Routable(r *route.Router) AcceptFunc {
 	return func(a address.Address) *address.Refusal {
-		ref := p.Allow(netip.Addr{}, a)
-		if ref != nil && ref.Log == "relay not permitted" && !a.IsLiteral() {
-			r := *ref
-			r.Log += " (not in relay.domains)"
-			return &r
+		if ref := trustedClient.Allow(netip.IPv4Unspecified(), a); ref != nil {
+			return ref
 		}
-		return ref
+		return r.Refusal(a)
 	}
 }
+
+// trustedClient is the relay policy with every network trusted: what it
+// refuses, no client may send to.
+var trustedClient = address.NewPolicy(nil, []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")})
 
 // Options describe one submission.
 type Options struct {
 	Config *config.Config // hostname (the domain of unqualified addresses, Mailer-Daemon@), size limit
 	Spool  *spool.Spool
 	Log    *mainlog.Logger // nil logs nothing
-	// Accept decides each recipient (required): RelayPolicy, or the
-	// router's verdict.
+	// Accept decides each recipient (required): Routable.
 	Accept AcceptFunc
 
 	// User is the invoking login name: the default sender User@hostname,

@@ -13,9 +13,9 @@ import (
 	"strings"
 	"testing"
 
-	"mxgate/address"
 	"mxgate/config"
 	"mxgate/mainlog"
+	"mxgate/route"
 	"mxgate/spool"
 )
 
@@ -48,7 +48,7 @@ func newFixture(t *testing.T) *fixture {
 	dir := t.TempDir()
 	cfg := config.Default()
 	cfg.Hostname = "mx.example.test"
-	cfg.Relay.Domains = []string{"example.test", "mx.example.test"}
+	cfg.Relay.Domains = relayDomains
 	sp, err := spool.Open(filepath.Join(dir, "spool"))
 	if err != nil {
 		t.Fatal(err)
@@ -61,8 +61,25 @@ func newFixture(t *testing.T) *fixture {
 	return &fixture{t: t, cfg: cfg, spool: sp, log: lg, dir: dir}
 }
 
+// options submit as alice, the recipients decided by the router of
+// outbound "none": the relay domains and partner.test, a [[route]]'s.
 func (f *fixture) options() Options {
-	return Options{Config: f.cfg, Spool: f.spool, Log: f.log, Accept: RelayPolicy(f.cfg.Relay.Domains), User: "alice", DotEnds: true}
+	return Options{Config: f.cfg, Spool: f.spool, Log: f.log, Accept: Routable(router("none")), User: "alice", DotEnds: true}
+}
+
+// relayDomains are the fixture's relay.domains.
+var relayDomains = []string{"example.test", "mx.example.test"}
+
+// router routes relayDomains to [downstream], partner.test by a
+// [[route]], and the rest by outbound (mode "mx", "smarthost" or "none").
+// Nothing is delivered: no transport is needed.
+func router(outbound string) *route.Router {
+	return route.New(route.Options{
+		RelayDomains: relayDomains,
+		Default:      route.StoreRoute{Name: route.DefaultRouter},
+		Routes:       []route.StoreRoute{{Name: "partner", Domains: []string{"partner.test"}}},
+		Outbound:     route.OutboundRoute{Mode: outbound},
+	})
 }
 
 // message returns the spooled message as delivery reads it.
@@ -369,57 +386,67 @@ func TestSubmitRejected(t *testing.T) {
 		bounce   string   // golden file under testdata/rejected; "" for none
 	}{
 		{
-			name: "-bm: malformed, relay and address tricks among good ones",
+			name: "-bm: malformed, unroutable and address tricks among good ones",
 			o: func(o *Options) {
-				o.Recipients = []string{"bob@example.test", "a@b@", "bad@@x", "u@other.test", "u%other.test@example.test", "u@[192.0.2.1]", "carol", "u@other.test"}
+				o.Recipients = []string{"bob@example.test", "a@b@", "bad@@x", "u@other.test", "u%other.test@example.test", "u@[192.0.2.1]", "carol", "u@partner.test", "u@other.test"}
 			},
 			input: "Subject: hello\n\nhi\n",
-			want:  []string{"bob@example.test", "carol@mx.example.test"},
+			want:  []string{"bob@example.test", "carol@mx.example.test", "u@partner.test"},
 			rejected: []string{
 				`<a@b@>: recipient address rejected: malformed address: "a@b@": empty domain`,
 				`<"bad@"@x>: recipient address rejected: Restricted characters in address`,
-				"<u@other.test>: recipient address rejected: relay not permitted (not in relay.domains)",
+				"<u@other.test>: recipient address rejected: Unrouteable address",
 				"<u%other.test@example.test>: recipient address rejected: Restricted characters in address",
 				"<u@[192.0.2.1]>: recipient address rejected: relay not permitted",
 			},
 			bounce: "bm.eml",
 		},
 		{
-			name:  "-t: a name without an address and a refused domain in the header",
+			name:  "-t: a name without an address and an unroutable domain in the header",
 			o:     func(o *Options) { o.ExtractRecipients, o.Sender = true, "robot@example.test" },
 			input: "To: Joe <joe@example.test>, John Smith\nCc: u@other.test, joe@example.test\nBcc: hidden@other.test\nSubject: report\n\nhi\n",
 			want:  []string{"joe@example.test"},
 			rejected: []string{
 				`<John Smith>: recipient address rejected: malformed address: "John Smith": a name without <address>`,
-				"<u@other.test>: recipient address rejected: relay not permitted (not in relay.domains)",
-				"<hidden@other.test>: recipient address rejected: relay not permitted (not in relay.domains)",
+				"<u@other.test>: recipient address rejected: Unrouteable address",
+				"<hidden@other.test>: recipient address rejected: Unrouteable address",
 			},
 			bounce: "t.eml",
 		},
 		{
-			// The router plugs in as Accept; its refusal is data.
-			name: "a router's verdict",
+			// A local program is trusted as a client of the trusted
+			// networks: any domain the router routes, no address trick.
+			name: "outbound smarthost: every domain routes, no trick passes",
 			o: func(o *Options) {
-				o.Recipients = []string{"gone@example.test", "bob@example.test"}
-				relay := o.Accept
-				o.Accept = func(a address.Address) *address.Refusal {
-					if a.Local == "gone" {
-						return &address.Refusal{Code: 550, Enhanced: [3]int{5, 1, 1}, Text: "User unknown", Log: "Unrouteable address"}
-					}
-					return relay(a)
-				}
+				o.Accept = Routable(router("smarthost"))
+				o.Recipients = []string{"u@other.test", "bob@example.test", "u%v@other.test", "u!v@other.test", "@relay.test:u@other.test", "u@[192.0.2.1]", "/tmp/x@other.test", "U@Gmail.Example"}
 			},
-			input:    "Subject: s\n\nhi\n",
-			want:     []string{"bob@example.test"},
-			rejected: []string{"<gone@example.test>: recipient address rejected: Unrouteable address"},
-			bounce:   "router.eml",
+			input: "Subject: s\n\nhi\n",
+			want:  []string{"u@other.test", "bob@example.test", "U@gmail.example"},
+			rejected: []string{
+				"<u%v@other.test>: recipient address rejected: Restricted characters in address",
+				"<u!v@other.test>: recipient address rejected: Restricted characters in address",
+				`<"@relay.test:u"@other.test>: recipient address rejected: Restricted characters in address`,
+				"<u@[192.0.2.1]>: recipient address rejected: relay not permitted",
+				"</tmp/x@other.test>: recipient address rejected: Restricted characters in address",
+			},
+			bounce: "smarthost.eml",
+		},
+		{
+			name: "outbound mx: every domain routes",
+			o: func(o *Options) {
+				o.Accept = Routable(router("mx"))
+				o.Recipients = []string{"u@other.test", "v@gmail.example"}
+			},
+			input: "hi\n",
+			want:  []string{"u@other.test", "v@gmail.example"},
 		},
 		{
 			name:     "the null sender gets no bounce",
 			o:        func(o *Options) { o.Recipients, o.Sender = []string{"bob@example.test", "u@other.test"}, "<>" },
 			input:    "hi\n",
 			want:     []string{"bob@example.test"},
-			rejected: []string{"<u@other.test>: recipient address rejected: relay not permitted (not in relay.domains)"},
+			rejected: []string{"<u@other.test>: recipient address rejected: Unrouteable address"},
 		},
 	}
 	for _, tt := range tests {

@@ -13,7 +13,7 @@ import (
 
 	"mxgate/admin"
 	"mxgate/config"
-	"mxgate/mainlog"
+	"mxgate/queue"
 	"mxgate/spool"
 )
 
@@ -188,6 +188,10 @@ func prepareAndDeliver(e *env, prepare func(q *admin.Queue, arg string) (spool.I
 		return err
 	}
 	defer closeAll()
+	router, err := newRouter(cfg, q.Log)
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	f := failures{e: e}
@@ -197,26 +201,20 @@ func prepareAndDeliver(e *env, prepare func(q *admin.Queue, arg string) (spool.I
 			f.add(err)
 			continue
 		}
-		if err := attemptNow(ctx, cfg, q.Spool, q.Log, id); err != nil {
-			return err
-		}
+		attemptNow(ctx, newRunner(cfg, q.Spool, q.Log, router), id)
 	}
 	return f.result()
 }
 
 // attemptNow makes one delivery attempt at id, which MakeDue has made due,
-// and waits for it to end. A daemon that takes the message first delivers
-// it instead; the spool's lock keeps the two apart.
-func attemptNow(ctx context.Context, cfg *config.Config, sp *spool.Spool, log *mainlog.Logger, id spool.ID) error {
-	runner, err := newRunner(cfg, sp, log)
-	if err != nil {
-		return err
-	}
+// with runner, which must be fresh, and waits for it to end. A daemon that
+// takes the message first delivers it instead; the spool's lock keeps the
+// two apart.
+func attemptNow(ctx context.Context, runner *queue.Runner, id spool.ID) {
 	// A fresh runner has every delivery slot free, so Enqueue starts
 	// the attempt; Stop waits for it, cutting it short only on a signal.
 	runner.Enqueue(id)
 	runner.Stop(ctx)
-	return nil
 }
 
 func runQueue(force, frozenToo bool) func(e *env) error {
@@ -229,10 +227,11 @@ func runQueue(force, frozenToo bool) func(e *env) error {
 			return err
 		}
 		defer closeAll()
-		runner, err := newRunner(cfg, q.Spool, q.Log)
+		router, err := newRouter(cfg, q.Log)
 		if err != nil {
 			return err
 		}
+		runner := newRunner(cfg, q.Spool, q.Log, router)
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
 		runner.RunOnce(ctx, force, frozenToo)

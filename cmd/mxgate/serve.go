@@ -60,10 +60,11 @@ func serve(e *env) error {
 	}
 	defer log.Close()
 	defer sp.Close()
-	runner, err := newRunner(cfg, sp, log)
+	router, err := newRouter(cfg, log)
 	if err != nil {
 		return err
 	}
+	runner := newRunner(cfg, sp, log, router)
 	pl, err := checks.Build(cfg, log, false)
 	if err != nil {
 		return err

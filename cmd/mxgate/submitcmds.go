@@ -52,8 +52,14 @@ func submitMessage(extract bool) func(e *env) error {
 		}
 		defer log.Close()
 		defer sp.Close()
+		// One router decides the recipients and delivers right after,
+		// so the two cannot disagree.
+		router, err := newRouter(cfg, log)
+		if err != nil {
+			return err
+		}
 		o.Config, o.Spool, o.Log = cfg, sp, log
-		o.Accept = submit.RelayPolicy(cfg.Relay.Domains)
+		o.Accept = submit.Routable(router)
 
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
@@ -74,9 +80,7 @@ func submitMessage(extract bool) func(e *env) error {
 			if id == "" {
 				continue
 			}
-			if aerr := attemptNow(ctx, cfg, sp, log, id); aerr != nil {
-				return errors.Join(err, aerr)
-			}
+			attemptNow(ctx, newRunner(cfg, sp, log, router), id)
 		}
 		// The message is queued; err is a bounce that could not be.
 		return err

@@ -169,7 +169,7 @@ func TestSubmitCommandErrors(t *testing.T) {
 		{"-t without any", []string{"-t"}, "Subject: x\n\nhi\n", "mxgate: no recipients\n", 1},
 		{"-t with only the command line's", []string{"-t", "u@example.test"}, "To: u@example.test\n\nhi\n", "mxgate: no recipients\n", 1},
 		{"invalid recipient", []string{"-bm", "u@"}, "hi\n", "mxgate: <u@>: recipient address rejected: malformed address: \"u@\": empty domain\nmxgate: no valid recipients: message not queued\n", 1},
-		{"relay refused", []string{"-bm", "u@other.test"}, "hi\n", "mxgate: <u@other.test>: recipient address rejected: relay not permitted (not in relay.domains)\nmxgate: no valid recipients: message not queued\n", 1},
+		{"unroutable", []string{"-bm", "u@other.test"}, "hi\n", "mxgate: <u@other.test>: recipient address rejected: Unrouteable address\nmxgate: no valid recipients: message not queued\n", 1},
 		{"address trick", []string{"-bm", "u%other.test@example.test"}, "hi\n", "mxgate: <u%other.test@example.test>: recipient address rejected: Restricted characters in address\nmxgate: no valid recipients: message not queued\n", 1},
 		{"invalid sender", []string{"-bm", "-f", "a@b@", "u@example.test"}, "hi\n", "mxgate: invalid sender \"a@b@\": bad address syntax: \"a@b@\": empty domain\n", 1},
 		{"name without address in To:", []string{"-t"}, "To: John Doe\n\nhi\n", "mxgate: <John Doe>: recipient address rejected: malformed address: \"John Doe\": a name without <address>\nmxgate: no valid recipients: message not queued\n", 1},
@@ -252,7 +252,7 @@ func TestSubmitCommandPartial(t *testing.T) {
 			input:     "To: joe@example.test, John Doe\nCc: u@other.test\n\nhi\n",
 			delivered: []string{"example.test/joe/new"},
 			stderr: "mxgate: <John Doe>: recipient address rejected: malformed address: \"John Doe\": a name without <address>\n" +
-				"mxgate: <u@other.test>: recipient address rejected: relay not permitted (not in relay.domains)\n",
+				"mxgate: <u@other.test>: recipient address rejected: Unrouteable address\n",
 			bounceTo: "example.test/robot/new",
 			failed:   []string{"John Doe", "u@other.test"},
 		},
@@ -269,7 +269,7 @@ func TestSubmitCommandPartial(t *testing.T) {
 			name:      "-odq leaves the message and its bounce to the queue runner",
 			args:      []string{"-bm", "-odq", "-f", "robot@example.test", "joe@example.test", "u@other.test"},
 			input:     "hi\n",
-			stderr:    "mxgate: <u@other.test>: recipient address rejected: relay not permitted (not in relay.domains)\n",
+			stderr:    "mxgate: <u@other.test>: recipient address rejected: Unrouteable address\n",
 			delivered: nil,
 			queued:    "2\n",
 		},
@@ -278,7 +278,7 @@ func TestSubmitCommandPartial(t *testing.T) {
 			args:      []string{"-bm", "-f", "", "joe@example.test", "u@other.test"},
 			input:     "hi\n",
 			delivered: []string{"example.test/joe/new"},
-			stderr:    "mxgate: <u@other.test>: recipient address rejected: relay not permitted (not in relay.domains)\n",
+			stderr:    "mxgate: <u@other.test>: recipient address rejected: Unrouteable address\n",
 		},
 	}
 	for _, tt := range tests {
@@ -329,5 +329,41 @@ func TestSubmitCommandPartial(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Submission takes what the router routes: a [[route]]'s domain that is
+// not a relay domain reaches its store; a foreign domain with outbound
+// "none" is refused with the RCPT check's words, and -bt agrees.
+func TestSubmitCommandRouted(t *testing.T) {
+	dir := t.TempDir()
+	store, partner := filepath.Join(dir, "store"), filepath.Join(dir, "partner")
+	cfg, dataDir := routedConfig(t, `mode = "none"`,
+		"[[route]]\nname    = \"partner\"\ndomains = [\"partner.test\"]\nurl     = \"maildir://"+partner+"\"\n",
+		`url = "maildir://`+store+`"`)
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"mxgate", "-config", cfg, "-bm", "-f", "", "joe@example.test", "p@partner.test", "u@other.test"}, strings.NewReader("hi\n"), &stdout, &stderr)
+	if want := "mxgate: <u@other.test>: recipient address rejected: Unrouteable address\n"; code != 0 || stdout.Len() != 0 || stderr.String() != want {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want exit 0, stderr %q", code, stdout.String(), stderr.String(), want)
+	}
+	for root, d := range map[string]string{store: "example.test/joe/new", partner: "partner.test/p/new"} {
+		if got := maildirFiles(t, root); len(got) != 1 || !strings.HasSuffix(got[d], "\n\nhi\n") {
+			t.Errorf("%s holds %v, want the message in %s", root, keys(got), d)
+		}
+	}
+	mainlog, err := os.ReadFile(filepath.Join(dataDir, "log", "mainlog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{" ** u@other.test: Unrouteable address\n", " => p@partner.test R=partner T=maildir\n", " Completed\n"} {
+		if !strings.Contains(string(mainlog), want) {
+			t.Errorf("mainlog lacks %q:\n%s", want, mainlog)
+		}
+	}
+
+	stdout.Reset()
+	if code := run([]string{"mxgate", "-config", cfg, "-bt", "u@other.test"}, strings.NewReader(""), &stdout, &stderr); code != 2 ||
+		!strings.HasPrefix(stdout.String(), "u@other.test is undeliverable: Unrouteable address") {
+		t.Errorf("-bt: exit %d, %q; want 2, undeliverable", code, stdout.String())
 	}
 }

@@ -125,7 +125,7 @@ url     = "smtp://127.0.0.1:2602"
 				"  router = partner.test, transport = smtp\n" +
 				"  host 127.0.0.1 [127.0.0.1] port=2602\n" +
 				"  verify = none\n" +
-				"  not a relay domain: only clients in relay.trusted_networks (and mxgate's own bounces) may send to it\n",
+				"  not a relay domain: only clients in relay.trusted_networks, local programs (sendmail) and mxgate's own bounces may send to it\n",
 		},
 		{
 			name:     "not a relay domain, nothing sent out",
@@ -146,7 +146,7 @@ url     = "smtp://127.0.0.1:2602"
 			want: "user@other.test\n" +
 				"  router = smarthost, transport = smtp\n" +
 				"  host 127.0.0.1 [127.0.0.1] port=2700\n" +
-				"  not a relay domain: only clients in relay.trusted_networks (and mxgate's own bounces) may send to it\n",
+				"  not a relay domain: only clients in relay.trusted_networks, local programs (sendmail) and mxgate's own bounces may send to it\n",
 		},
 		{
 			name:     "address tricks",

@@ -34,15 +34,11 @@ func openSpool(cfg *config.Config) (*mainlog.Logger, *spool.Spool, error) {
 	return log, sp, nil
 }
 
-// newRunner builds the queue runner that delivers by cfg's routes. serve
-// runs it as the daemon's queue runner; -M, -qf and submission run it
-// once in their own process, and the spool's locks keep the two from ever
-// handling one message at the same time.
-func newRunner(cfg *config.Config, sp *spool.Spool, log *mainlog.Logger) (*queue.Runner, error) {
-	r, err := newRouter(cfg, log)
-	if err != nil {
-		return nil, err
-	}
+// newRunner builds the queue runner that delivers by r, cfg's router
+// (newRouter). serve runs it as the daemon's queue runner; -M, -qf and
+// submission run it once in their own process, and the spool's locks keep
+// the two from ever handling one message at the same time.
+func newRunner(cfg *config.Config, sp *spool.Spool, log *mainlog.Logger, r *route.Router) *queue.Runner {
 	return queue.New(queue.Options{
 		Spool:              sp,
 		Router:             r,
@@ -53,7 +49,7 @@ func newRunner(cfg *config.Config, sp *spool.Spool, log *mainlog.Logger) (*queue
 		Hostname:           cfg.Hostname,
 		DelayWarning:       time.Duration(cfg.Queue.DelayWarning),
 		TimeoutFrozenAfter: time.Duration(cfg.Queue.TimeoutFrozenAfter),
-	}), nil
+	})
 }
 
 // newRouter is the router of cfg with every transport built: the one the

@@ -10,6 +10,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,10 +32,11 @@ type submission struct {
 }
 
 // newSubmission writes testdata/e2e/submit.toml.tmpl's config into a
-// fresh directory. unprivileged runs every command as user nobody when
-// the test runs as root (whom no file permission stops), with the data
-// directory and the Maildir root owned by nobody.
-func newSubmission(t *testing.T, unprivileged bool) *submission {
+// fresh directory, with outbound as the [outbound] section's keys.
+// unprivileged runs every command as user nobody when the test runs as
+// root (whom no file permission stops), with the data directory and the
+// Maildir root owned by nobody.
+func newSubmission(t *testing.T, unprivileged bool, outbound string) *submission {
 	t.Helper()
 	// Not t.TempDir: nobody must be able to enter it.
 	base, err := os.MkdirTemp("", "mxgate-e2e-submit-")
@@ -89,6 +91,7 @@ func newSubmission(t *testing.T, unprivileged bool) *submission {
 		"Listen":     fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false)),
 		"DataDir":    s.dataDir,
 		"Downstream": "maildir://" + s.maildir,
+		"Outbound":   outbound,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -152,16 +155,17 @@ func (s *submission) mainlog() string {
 }
 
 // TestSendmailPartialAcceptance: as sendmail does, one address that
-// cannot be accepted does not refuse the message. The others get it; the
-// bad ones are lines on stderr and in the bounce the sender gets; the
-// exit status is 0. With no good address nothing is queued, status 1.
+// cannot be accepted (malformed, or unroutable: outbound is "none") does
+// not refuse the message. The others get it; the bad ones are lines on
+// stderr and in the bounce the sender gets; the exit status is 0. With no
+// good address nothing is queued, status 1.
 func TestSendmailPartialAcceptance(t *testing.T) {
 	t.Parallel()
-	s := newSubmission(t, false)
+	s := newSubmission(t, false, `mode = "none"`)
 	r := s.run("To: Joe <joe@example.test>, John Doe\nCc: u@other.test\nSubject: report\n\nthe report\n",
 		"-t", "-f", "robot@example.test")
 	wantErr := "mxgate: <John Doe>: recipient address rejected: malformed address: \"John Doe\": a name without <address>\n" +
-		"mxgate: <u@other.test>: recipient address rejected: relay not permitted (not in relay.domains)\n"
+		"mxgate: <u@other.test>: recipient address rejected: Unrouteable address\n"
 	if r.code != 0 || r.stdout != "" || r.stderr != wantErr {
 		t.Fatalf("sendmail -t: exit %d, stdout %q, stderr:\n%s\nwant exit 0 and stderr:\n%s", r.code, r.stdout, r.stderr, wantErr)
 	}
@@ -173,8 +177,8 @@ func TestSendmailPartialAcceptance(t *testing.T) {
 		"Return-Path: <>\n",
 		"X-Failed-Recipients: John Doe,\n  u@other.test\n",
 		"Subject: Mail delivery failed: returning message to sender\n",
-		"\n  u@other.test\n    relay not permitted (not in relay.domains)\n",
-		"\nFinal-Recipient: rfc822; u@other.test\nAction: failed\nStatus: 5.7.1\n",
+		"\n  u@other.test\n    Unrouteable address\n",
+		"\nFinal-Recipient: rfc822; u@other.test\nAction: failed\nStatus: 5.1.2\n",
 		"\nFinal-Recipient: rfc822; John Doe\nAction: failed\nStatus: 5.1.3\n",
 		"\nSubject: report\n",
 	} {
@@ -189,7 +193,7 @@ func TestSendmailPartialAcceptance(t *testing.T) {
 	}
 	id := m[1]
 	for _, want := range []string{
-		id + ` \*\* u@other\.test: relay not permitted \(not in relay\.domains\)$`,
+		id + ` \*\* u@other\.test: Unrouteable address$`,
 		`\S+ <= <> R=` + id + ` U=mxgate P=local S=\d+$`,
 		id + ` => joe@example\.test R=downstream T=maildir$`,
 		id + ` Completed$`,
@@ -200,7 +204,7 @@ func TestSendmailPartialAcceptance(t *testing.T) {
 	}
 
 	r = s.run("hi\n", "-bm", "u@other.test", "v@")
-	wantErr = "mxgate: <u@other.test>: recipient address rejected: relay not permitted (not in relay.domains)\n" +
+	wantErr = "mxgate: <u@other.test>: recipient address rejected: Unrouteable address\n" +
 		"mxgate: <v@>: recipient address rejected: malformed address: \"v@\": empty domain\n" +
 		"mxgate: no valid recipients: message not queued\n"
 	if r.code != 1 || r.stderr != wantErr {
@@ -211,6 +215,55 @@ func TestSendmailPartialAcceptance(t *testing.T) {
 	}
 }
 
+// TestSendmailSmarthost: a local program (PHP's mail() on a web server)
+// sends to any domain the router routes, as Exim's and Postfix's sendmail
+// accept: with outbound smarthost a foreign recipient is accepted and the
+// message reaches the smarthost, a real smtp-sink, while the relay
+// domain's recipient gets it in the Maildir. An address trick is still
+// refused, as at RCPT for a trusted client.
+func TestSendmailSmarthost(t *testing.T) {
+	t.Parallel()
+	smart := startSink(t)
+	s := newSubmission(t, false, fmt.Sprintf("mode      = \"smarthost\"\nsmarthost = %q\nstarttls  = \"none\"", smart.URL()))
+	r := s.run("To: Friend <friend@gmail.example>, joe@example.test\nCc: friend%gmail.example@example.test\nSubject: from the web\n\nthe form\n",
+		"-t", "-f", "www@example.test")
+	wantErr := "mxgate: <friend%gmail.example@example.test>: recipient address rejected: Restricted characters in address\n"
+	if r.code != 0 || r.stdout != "" || r.stderr != wantErr {
+		t.Fatalf("sendmail -t: exit %d, stdout %q, stderr:\n%s\nwant exit 0 and stderr:\n%s", r.code, r.stdout, r.stderr, wantErr)
+	}
+	log := s.mainlog()
+	m := regexp.MustCompile(`(?m) (\S+) <= www@example\.test U=\S+ P=local `).FindStringSubmatch(log)
+	if m == nil {
+		t.Fatalf("no arrival in the mainlog:\n%s", log)
+	}
+	id := m[1]
+	for _, want := range []string{
+		id + ` \*\* friend%gmail\.example@example\.test: Restricted characters in address$`,
+		id + ` => friend@gmail\.example R=smarthost T=smtp H=127\.0\.0\.1 \[127\.0\.0\.1\]`,
+		id + ` => joe@example\.test R=downstream T=maildir$`,
+		id + ` Completed$`,
+	} {
+		if !regexp.MustCompile(`(?m) ` + want).MatchString(log) {
+			t.Errorf("mainlog lacks %s:\n%s", want, log)
+		}
+	}
+
+	msgs := smart.messages(t)
+	if len(msgs) != 1 || strings.Join(msgs[0].rcpts, " ") != "friend@gmail.example" || !slices.Contains(msgs[0].ids, id) {
+		t.Fatalf("the smarthost got %d messages (%+v), want %s for friend@gmail.example", len(msgs), msgs, id)
+	}
+	// smtp-sink's file ends with an empty line of its own.
+	if b := body(msgs[0].raw); b != "the form\n\n" {
+		t.Errorf("the smarthost got the body %q", b)
+	}
+	if msg := s.delivered("joe@example.test"); body(msg) != "the form\n" {
+		t.Errorf("joe got:\n%s", msg)
+	}
+	if bounce := s.delivered("www@example.test"); !strings.Contains(bounce, "\n  friend%gmail.example@example.test\n    Restricted characters in address\n") {
+		t.Errorf("the bounce lacks the refused address:\n%s", bounce)
+	}
+}
+
 // TestNotificationsHideMaildirPath: a Maildir mxgate may not write to
 // defers delivery; the delay warning and then the bounce that reach the
 // sender say "local delivery failed" and "retry timeout exceeded", never
@@ -218,7 +271,7 @@ func TestSendmailPartialAcceptance(t *testing.T) {
 // after one second says so, not "0 minutes".
 func TestNotificationsHideMaildirPath(t *testing.T) {
 	t.Parallel()
-	s := newSubmission(t, true)
+	s := newSubmission(t, true, `mode = "none"`)
 	// Owned by root (or not writable): bob's Maildir refuses mxgate.
 	locked := filepath.Join(s.maildir, "example.test", "bob")
 	if err := os.MkdirAll(locked, 0o755); err != nil {
