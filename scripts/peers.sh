@@ -502,7 +502,10 @@ start_rspamd() {
 	local dir=$1 port=$2 log=$1/log/rspamd.log pidfile=$1/run/rspamd.pid pid user=_rspamd
 	(($# == 2)) || usage
 	command -v rspamd >/dev/null || die "rspamd not found (package rspamd): run scripts/install-test-deps.sh"
-	port_busy "$port" && die "127.0.0.1:$port is already in use"
+	local p
+	for p in "$port" $((port + 1)) $((port + 2)); do
+		port_busy "$p" && die "127.0.0.1:$p is already in use (rspamd takes PORT and the two ports after it)"
+	done
 	mkdir -p "$dir/local.d" "$dir/override.d" "$dir/db" "$dir/run" "$dir/log"
 	# The normal and controller workers get the two ports after PORT.
 	cat >"$dir/local.d/worker-proxy.inc" <<EOT
@@ -553,6 +556,12 @@ EOT
 	echo "$pid" >"$dir/rspamd.pid"
 	# Loading its rules and maps takes a few seconds.
 	wait_milter rspamd "$port" "$pid" "$log" $((ready_timeout * 3))
+	# The milter port alone is not enough: when another program holds one
+	# of the workers' ports rspamd exits soon after binding the first.
+	# With the controller's port up too and rspamd alive, it stays.
+	wait_milter rspamd $((port + 2)) "$pid" "$log" "$ready_timeout"
+	alive "$pid" || die "rspamd exited during start-up; last lines of $log:
+$(tail -n 20 "$log" 2>/dev/null)"
 	echo "rspamd PID $pid, milter on 127.0.0.1:$port, log $log"
 }
 

@@ -83,8 +83,8 @@ func freePort(tb testing.TB) int {
 	portsMu.Lock()
 	defer portsMu.Unlock()
 	for {
-		port := peertest.FreePort(tb, false)
-		if port >= 65533 || slices.ContainsFunc(handedOut, func(p int) bool { return p-2 <= port && port <= p+2 }) {
+		port := peertest.FreePorts(tb, 3)
+		if slices.ContainsFunc(handedOut, func(p int) bool { return p-2 <= port && port <= p+2 }) {
 			continue
 		}
 		handedOut = append(handedOut, port)

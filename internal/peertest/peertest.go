@@ -91,6 +91,35 @@ func FreePort(tb testing.TB, udp bool) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// FreePorts returns a TCP port p of 127.0.0.1 such that p, p+1, ...
+// p+n-1 are all free now: for a peer that binds ports beside its own
+// (rspamd takes the two after it).
+func FreePorts(tb testing.TB, n int) int {
+	tb.Helper()
+	for range 100 {
+		p := FreePort(tb, false)
+		if p+n-1 > 65535 {
+			continue
+		}
+		var held []net.Listener
+		for i := 1; i < n; i++ {
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+i))
+			if err != nil {
+				break
+			}
+			held = append(held, ln)
+		}
+		for _, ln := range held {
+			ln.Close()
+		}
+		if len(held) == n-1 {
+			return p
+		}
+	}
+	tb.Fatalf("no %d consecutive free ports on 127.0.0.1 in 100 tries", n)
+	return 0
+}
+
 // Start runs `peers.sh start name DIR PORT extra...` in dir (""; a fresh
 // one) on port (0: a free TCP port), stops it when the test ends, and
 // returns its address.

@@ -29,6 +29,10 @@ func startScannerIn(t *testing.T, name string) (addr, dir string) {
 	t.Helper()
 	requirePrograms(t, name)
 	dir, port := t.TempDir(), peertest.FreePort(t, false)
+	if name == "rspamd" {
+		// rspamd also binds the two ports after its own.
+		port = peertest.FreePorts(t, 3)
+	}
 	// The scanners drop root and still write their PID file there; Go
 	// makes test directories 0700.
 	for _, d := range []string{filepath.Dir(dir), dir} {
