@@ -116,7 +116,9 @@ func Failure(r *Report) (*Message, error) {
 // seconds. The count is rounded down: the text says "after more than".
 func delayText(every, queued time.Duration) string {
 	shown := max(every, queued/every*every)
-	n, unit := int(shown/time.Second), "second"
+	// "more than 0 seconds" says nothing: a delay under a second (a
+	// test's delay_warning) reads as one.
+	n, unit := max(1, int(shown/time.Second)), "second"
 	switch {
 	case shown >= 120*time.Minute:
 		n, unit = int(shown/time.Hour), "hour"

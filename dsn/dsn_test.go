@@ -282,6 +282,7 @@ func TestDelayText(t *testing.T) {
 		want          string
 	}{
 		{time.Second, 1500 * time.Millisecond, "1 second"},
+		{500 * time.Millisecond, 700 * time.Millisecond, "1 second"},
 		{20 * time.Second, 10 * time.Second, "20 seconds"},
 		{30 * time.Second, 100 * time.Second, "1 minute"},
 		{time.Minute, time.Minute, "1 minute"},

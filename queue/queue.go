@@ -515,11 +515,11 @@ func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g *group
 				// Journalled once the bounce is in the spool: a crash
 				// before that tries rcpt again rather than losing its
 				// bounce.
-				o.failed = append(o.failed, recipient(res))
+				o.failed = append(o.failed, recipient(res, g.dest))
 			}
 		default:
 			r.log(id, fmt.Sprintf("== %s R=%s T=%s defer (%d)%s: %s", rcpt, g.dest.Router, transport, deferErrno(res), hostField(res.Host), reason(res)))
-			o.deferred = append(o.deferred, recipient(res))
+			o.deferred = append(o.deferred, recipient(res, g.dest))
 			o.via[rcpt] = fmt.Sprintf("R=%s T=%s", g.dest.Router, transport)
 		}
 	}
@@ -600,8 +600,13 @@ func (r *Runner) notify(env *spool.Envelope, build func(*dsn.Report) (*dsn.Messa
 // result: the remote server's reply when there is one, else a fixed
 // phrase for the result's Reason. Res.Err stays in the mainlog: it may
 // name a Maildir or socket path, an internal address or Go's error text.
-func recipient(res deliver.Result) dsn.Recipient {
-	rc := dsn.Recipient{Addr: res.Rcpt, Host: res.Host, Reply: res.Reply}
+// A store's host is internal (smtp://10.0.0.5): only a host on the
+// Internet, an MX or the smarthost, is named to the sender.
+func recipient(res deliver.Result, d route.Destination) dsn.Recipient {
+	rc := dsn.Recipient{Addr: res.Rcpt, Reply: res.Reply}
+	if d.Kind == route.Outbound {
+		rc.Host = res.Host
+	}
 	if res.Reply == "" {
 		rc.Err = senderReason(res.Reason)
 	}
@@ -715,9 +720,10 @@ func (r *Runner) groups(rcpts []string) []*group {
 
 // overQuota applies a store's over_quota policy to a mailbox-full result:
 // "defer" tries again later whatever the reply's class, "bounce" fails
-// now, "discard" fails now for the caller to drop.
+// now, "discard" fails now for the caller to drop. Outbound routes have
+// no policy (""): a remote 552 bounces and a 452 waits, as the reply says.
 func overQuota(res deliver.Result, policy string) deliver.Result {
-	if res.Reason != deliver.OverQuota || res.Status == deliver.Delivered {
+	if policy == "" || res.Reason != deliver.OverQuota || res.Status == deliver.Delivered {
 		return res
 	}
 	if policy == "defer" {

@@ -249,3 +249,23 @@ func TestOverQuota(t *testing.T) {
 		})
 	}
 }
+
+// A bounce names the host of an outbound route (an MX or the smarthost,
+// on the Internet), never a store's; and a remote 552 5.2.2 on outbound
+// mail bounces at once: over_quota is a store's policy, not the world's.
+func TestBounceOutboundHostAndQuota(t *testing.T) {
+	full := deliver.Result{Status: deliver.Failed, Reason: deliver.OverQuota, Host: testHost,
+		Reply: "552 5.2.2 mailbox full", Err: "SMTP error from remote mail server after RCPT TO: 552 5.2.2 mailbox full"}
+	smart := &fakeTransport{name: "smtp", outcome: map[string]deliver.Result{"x@foreign.test": full}}
+	e := newEnv(t, nil, Options{Router: routes(&fakeTransport{name: "lmtp"}, &fakeTransport{name: "maildir"}, smart)})
+	id := e.submit([]string{"x@foreign.test"}, nil)
+	e.newLines()
+	e.r.RunOnce(context.Background(), false, false)
+	b := e.bounce(id, "x@foreign.test")
+	r := e.readReport(b)
+	for _, want := range []string{"Remote-MTA: dns; mx.down.test\n", "Status: 5.2.2\n"} {
+		if !strings.Contains(r.status, want) {
+			t.Errorf("delivery status lacks %q:\n%s", want, r.status)
+		}
+	}
+}

@@ -69,8 +69,9 @@ type Destination struct {
 	Router    string            // R=; "" when Unroutable
 	Kind      Kind              //
 	Transport deliver.Transport // nil when Unroutable
-	// OverQuota is the store's policy for a mailbox-full reply; "defer"
-	// for outbound mail, where a full mailbox is the remote's business.
+	// OverQuota is the store's policy for a mailbox-full reply; "" for
+	// outbound mail, where the remote reply's class decides as for any
+	// other reply.
 	OverQuota string
 	store     *StoreRoute // Kind Store: the store, for -bt
 }
@@ -124,9 +125,9 @@ func (r *Router) routeDomain(domain string) Destination {
 	}
 	switch r.o.Outbound.Mode {
 	case "mx":
-		return Destination{Router: MXRouter, Kind: Outbound, Transport: r.o.Outbound.Transport, OverQuota: "defer"}
+		return Destination{Router: MXRouter, Kind: Outbound, Transport: r.o.Outbound.Transport}
 	case "smarthost":
-		return Destination{Router: SmarthostRouter, Kind: Outbound, Transport: r.o.Outbound.Transport, OverQuota: "defer"}
+		return Destination{Router: SmarthostRouter, Kind: Outbound, Transport: r.o.Outbound.Transport}
 	}
 	return Destination{Kind: Unroutable}
 }

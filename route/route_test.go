@@ -64,9 +64,9 @@ func TestRoute(t *testing.T) {
 		{"none", "user@partner.test", "partner.test", Store, "bounce"},
 		{"none", "user@foreign.test", "", Unroutable, ""},
 		{"none", "postmaster", "", Unroutable, ""},
-		{"mx", "user@foreign.test", "dnslookup", Outbound, "defer"},
-		{"mx", "user@sub.example.test", "dnslookup", Outbound, "defer"},
-		{"smarthost", "user@foreign.test", "smarthost", Outbound, "defer"},
+		{"mx", "user@foreign.test", "dnslookup", Outbound, ""},
+		{"mx", "user@sub.example.test", "dnslookup", Outbound, ""},
+		{"smarthost", "user@foreign.test", "smarthost", Outbound, ""},
 		{"smarthost", "user@partner.test", "partner.test", Store, "bounce"},
 	}
 	for _, tt := range tests {
