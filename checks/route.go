@@ -1,6 +1,8 @@
 package checks
 
 import (
+	"os"
+	"strconv"
 	"time"
 
 	"mxgate/config"
@@ -9,8 +11,10 @@ import (
 )
 
 // RouteOptions are the routing rules of cfg: the relay domains, every
-// store and the outbound mode, without the transports. The RCPT check
-// needs only the rules; cmd/mxgate adds the transports for the queue and
+// store and the outbound mode, with the Maildir stores' transports and no
+// network transport. The RCPT check needs the rules and a Maildir store's
+// answer to where a recipient's Maildir is (no network, cheap: a users
+// file at most); cmd/mxgate adds the network transports for the queue and
 // -bt, so all three route by the same options.
 func RouteOptions(cfg *config.Config) route.Options {
 	o := route.Options{
@@ -21,7 +25,6 @@ func RouteOptions(cfg *config.Config) route.Options {
 			Smarthost: deliver.Target(cfg.Outbound.SmarthostTarget),
 		},
 		DNSTimeout: time.Duration(cfg.Outbound.ConnectTimeout),
-		MXPort:     cfg.Outbound.Port,
 	}
 	for _, r := range cfg.Routes {
 		s := store(r.Name, r)
@@ -40,10 +43,25 @@ func RouteOptions(cfg *config.Config) route.Options {
 }
 
 func store(name string, d config.Downstream) route.StoreRoute {
-	return route.StoreRoute{
+	s := route.StoreRoute{
 		Name:      name,
 		Target:    deliver.Target(d.Target),
 		OverQuota: d.OverQuota,
 		Verify:    d.VerifyRecipients,
 	}
+	if d.Target.Scheme == "maildir" {
+		// config checked the mode: octal, 0700 to 0777.
+		mode, _ := strconv.ParseUint(d.MaildirMode, 8, 32)
+		s.Transport = deliver.NewMaildir(deliver.MaildirOptions{
+			Root:      d.Target.Path,
+			Layout:    d.MaildirLayout,
+			Users:     d.MaildirUsers,
+			Delimiter: d.RecipientDelimiter,
+			Lowercase: d.LowercaseLocal,
+			UID:       d.MaildirUID,
+			GID:       d.MaildirGID,
+			Mode:      os.FileMode(mode),
+		})
+	}
+	return s
 }

@@ -143,84 +143,150 @@ func (t *mxTransport) Deliver(ctx context.Context, m *Message) []Result {
 	return rs
 }
 
-// mxHost is one mail host of a domain.
-type mxHost struct {
-	name string // lower case, no final dot
-	pref uint16
+// MXPlan is where the MX transport would take a domain's mail now: its
+// mail hosts in the order tried, each with its usable addresses, and the
+// domain's MTA-STS policy. The transport delivers by it and -bt prints
+// it, so the two agree.
+type MXPlan struct {
+	Domain   string
+	Port     int      // of every host
+	Implicit bool     // no MX records: the domain is its own mail host (RFC 5321 5.1)
+	Hosts    []MXHost // preference order, equal preferences shuffled; at most 10
+	// STS is the MTA-STS policy applied: "" (none, or mta_sts "off"),
+	// "testing" (reported only: the policy's mode or ours) or "enforce".
+	STS string
+	// STSErr is a policy lookup that failed: the domain is delivered to
+	// as if it had none (RFC 8461 5).
+	STSErr error
+	sts    stsPolicy
 }
 
-// routeError is why a domain has no host to try: its results' status,
-// reason and text.
-type routeError struct {
-	st   Status
-	why  Reason
-	text string
+// MXHost is one mail host of a plan.
+type MXHost struct {
+	Name   string       // lower case, no final dot
+	Pref   uint16       // MX preference; 0 for the implicit MX
+	Addrs  []netip.Addr // usable addresses, IPv4 then IPv6
+	Secure bool         // both address answers were DNSSEC-validated (DANE applies)
+	Err    error        // why there is no usable address: the host is skipped
+	// Unlisted: the MTA-STS policy does not name the host; under
+	// "enforce" it is skipped.
+	Unlisted bool
+}
+
+// PlanError is why a domain has no mail host to try: the status, reason
+// and text its recipients' results get.
+type PlanError struct {
+	Status Status
+	Reason Reason
+	Text   string
+}
+
+func (e *PlanError) Error() string { return e.Text }
+
+// Planner is the MX transport's planning, for -bt.
+type Planner interface {
+	Plan(ctx context.Context, domain string) (*MXPlan, error)
+}
+
+// Plan looks up where mail for domain (lower case, no final dot) would go
+// now: its MX hosts, their addresses (every host at once) and its MTA-STS
+// policy. The error, a *PlanError, is a domain with no host to try: it
+// does not exist, has a null MX, cannot be looked up now, or its enforced
+// MTA-STS policy allows none of its hosts.
+func (t *mxTransport) Plan(ctx context.Context, domain string) (*MXPlan, error) {
+	hosts, implicit, perr := t.mxHosts(ctx, domain)
+	if perr != nil {
+		return nil, perr
+	}
+	p := &MXPlan{Domain: domain, Port: t.o.Port, Implicit: implicit, Hosts: hosts}
+	p.sts, p.STSErr = t.policy(ctx, domain)
+	switch {
+	case p.sts.enforce:
+		p.STS = stsEnforce
+	case p.sts.p != nil:
+		p.STS = stsTesting
+	}
+	listed := 0
+	var wg sync.WaitGroup
+	for i := range p.Hosts {
+		h := &p.Hosts[i]
+		if p.sts.p != nil && !p.sts.p.Match(h.Name) {
+			h.Unlisted = true
+		} else {
+			listed++
+		}
+		if h.Unlisted && p.sts.enforce {
+			continue
+		}
+		wg.Go(func() { h.Addrs, h.Secure, h.Err = t.addrs(ctx, h.Name) })
+	}
+	wg.Wait()
+	if p.sts.enforce && listed == 0 {
+		names := make([]string, len(hosts))
+		for i, h := range hosts {
+			names[i] = h.Name
+		}
+		return nil, &PlanError{Deferred, PolicyRefused, fmt.Sprintf("MTA-STS policy of %s (enforce) allows none of its MX hosts (%s)", domain, strings.Join(names, ", "))}
+	}
+	return p, nil
 }
 
 // deliverDomain delivers m to the recipients idx of domain, writing their
 // rs entries and no others.
 func (t *mxTransport) deliverDomain(ctx context.Context, m *Message, domain string, idx []int, rs []Result) {
-	set := func(e routeError) {
+	set := func(e PlanError) {
 		for _, i := range idx {
-			rs[i].Status, rs[i].Reason, rs[i].Err = e.st, e.why, e.text
+			rs[i].Status, rs[i].Reason, rs[i].Err = e.Status, e.Reason, e.Text
 		}
 	}
 	release, err := t.limit.acquire(ctx, domain)
 	if err != nil {
-		set(routeError{Deferred, Abandoned, "delivery abandoned: " + context.Cause(ctx).Error()})
+		set(PlanError{Deferred, Abandoned, "delivery abandoned: " + context.Cause(ctx).Error()})
 		return
 	}
 	defer release()
 
-	hosts, rerr := t.mxHosts(ctx, domain)
-	if rerr != nil {
-		set(*rerr)
+	plan, err := t.Plan(ctx, domain)
+	if err != nil {
+		set(*err.(*PlanError))
 		return
 	}
-	policy := t.policy(ctx, m.ID, domain)
-	if policy.enforce {
-		allowed := slices.DeleteFunc(slices.Clone(hosts), func(h mxHost) bool { return !policy.p.Match(h.name) })
-		if len(allowed) == 0 {
-			names := make([]string, len(hosts))
-			for i, h := range hosts {
-				names[i] = h.name
-			}
-			set(routeError{Deferred, PolicyRefused, fmt.Sprintf("MTA-STS policy of %s (enforce) allows none of its MX hosts (%s)", domain, strings.Join(names, ", "))})
-			return
-		}
-		hosts = allowed
-	} else if policy.p != nil {
-		for _, h := range hosts {
-			if !policy.p.Match(h.name) {
-				t.log(m.ID, fmt.Sprintf("MTA-STS policy of %s (testing) does not list MX host %s: delivering anyway", domain, h.name))
+	if plan.STSErr != nil {
+		t.log(m.ID, plan.STSErr.Error()+": delivering without MTA-STS")
+	}
+	if !plan.sts.enforce {
+		for _, h := range plan.Hosts {
+			if h.Unlisted {
+				t.log(m.ID, fmt.Sprintf("MTA-STS policy of %s (testing) does not list MX host %s: delivering anyway", domain, h.Name))
 			}
 		}
 	}
-
 	pending := slices.Clone(idx)
 	var noAddr []string
 	tried := false
-	for _, h := range hosts {
-		addrs, secure, err := t.addrs(ctx, h.name)
+	for _, h := range plan.Hosts {
+		if h.Unlisted && plan.sts.enforce {
+			continue
+		}
+		if h.Err != nil {
+			noAddr = append(noAddr, h.Err.Error())
+			continue
+		}
+		tp, err := t.tlsFor(ctx, m.ID, domain, h.Name, h.Secure, plan.sts)
 		if err != nil {
 			noAddr = append(noAddr, err.Error())
 			continue
 		}
-		tp, err := t.tlsFor(ctx, m.ID, domain, h.name, secure, policy)
-		if err != nil {
-			noAddr = append(noAddr, err.Error())
-			continue
-		}
-		for _, ip := range addrs {
+		for _, ip := range h.Addrs {
 			tried = true
-			pending = t.session(ctx, m, h.name, ip, tp, pending, rs)
+			pending = t.session(ctx, m, h.Name, ip, tp, pending, rs)
 			if len(pending) == 0 || ctx.Err() != nil {
 				return
 			}
 		}
 	}
 	if !tried {
-		set(routeError{Deferred, Unroutable, fmt.Sprintf("no MX host of %s has a usable address: %s", domain, strings.Join(noAddr, "; "))})
+		set(PlanError{Deferred, Unroutable, fmt.Sprintf("no MX host of %s has a usable address: %s", domain, strings.Join(noAddr, "; "))})
 	}
 }
 
@@ -256,9 +322,9 @@ func (t *mxTransport) session(ctx context.Context, m *Message, host string, ip n
 	return next
 }
 
-// mxHosts returns domain's mail hosts in the order to try them, or why
-// there are none.
-func (t *mxTransport) mxHosts(ctx context.Context, domain string) ([]mxHost, *routeError) {
+// mxHosts returns domain's mail hosts in the order to try them (implicit:
+// the domain itself, for want of MX records), or why there are none.
+func (t *mxTransport) mxHosts(ctx context.Context, domain string) (hosts []MXHost, implicit bool, perr *PlanError) {
 	a, err := t.lookup(ctx, domain, dns.TypeMX)
 	if err != nil {
 		why := ConnectFailed
@@ -266,12 +332,11 @@ func (t *mxTransport) mxHosts(ctx context.Context, domain string) ([]mxHost, *ro
 		if errors.As(err, &de) && de.Timeout() {
 			why = Timeout
 		}
-		return nil, &routeError{Deferred, why, fmt.Sprintf("DNS lookup of the MX hosts of %s failed: %s", domain, dnsReason(err))}
+		return nil, false, &PlanError{Deferred, why, fmt.Sprintf("DNS lookup of the MX hosts of %s failed: %s", domain, dnsReason(err))}
 	}
 	if a.NXDomain {
-		return nil, &routeError{Failed, Unroutable, fmt.Sprintf("domain %s does not exist (DNS: NXDOMAIN)", domain)}
+		return nil, false, &PlanError{Failed, Unroutable, fmt.Sprintf("domain %s does not exist (DNS: NXDOMAIN)", domain)}
 	}
-	var hosts []mxHost
 	nulls := 0
 	seen := make(map[string]bool)
 	for _, rr := range a.Records {
@@ -285,23 +350,23 @@ func (t *mxTransport) mxHosts(ctx context.Context, domain string) ([]mxHost, *ro
 			continue
 		}
 		seen[name] = true
-		hosts = append(hosts, mxHost{name: name, pref: mx.Preference})
+		hosts = append(hosts, MXHost{Name: name, Pref: mx.Preference})
 	}
 	switch {
 	case len(hosts) == 0 && nulls > 0:
 		// RFC 7505 3: the domain says it accepts no mail.
-		return nil, &routeError{Failed, Unroutable, fmt.Sprintf("domain %s accepts no mail (null MX): 556 5.1.10 Recipient address has null MX", domain)}
+		return nil, false, &PlanError{Failed, Unroutable, fmt.Sprintf("domain %s accepts no mail (null MX): 556 5.1.10 Recipient address has null MX", domain)}
 	case len(hosts) == 0:
 		// No MX: the domain itself is its mail host (RFC 5321 5.1).
-		return []mxHost{{name: domain}}, nil
+		return []MXHost{{Name: domain}}, true, nil
 	}
 	// Equal preferences in random order spread the load (RFC 5321 5.1).
 	rand.Shuffle(len(hosts), func(i, j int) { hosts[i], hosts[j] = hosts[j], hosts[i] })
-	slices.SortStableFunc(hosts, func(a, b mxHost) int { return int(a.pref) - int(b.pref) })
+	slices.SortStableFunc(hosts, func(a, b MXHost) int { return int(a.Pref) - int(b.Pref) })
 	if len(hosts) > maxMXHosts {
 		hosts = hosts[:maxMXHosts]
 	}
-	return hosts, nil
+	return hosts, false, nil
 }
 
 // addrs returns host's usable IPv4 then IPv6 addresses, and whether both
@@ -353,19 +418,16 @@ type stsPolicy struct {
 }
 
 // policy looks up domain's MTA-STS policy. A lookup that fails counts as
-// no policy (RFC 8461 5), and is logged.
-func (t *mxTransport) policy(ctx context.Context, id, domain string) stsPolicy {
+// no policy (RFC 8461 5); its error is for the log.
+func (t *mxTransport) policy(ctx context.Context, domain string) (stsPolicy, error) {
 	if t.sts == nil {
-		return stsPolicy{}
+		return stsPolicy{}, nil
 	}
 	p, err := t.sts.Policy(ctx, domain)
-	if err != nil {
-		t.log(id, err.Error()+": delivering without MTA-STS")
-	}
 	if p == nil || p.Mode == mtasts.None {
-		return stsPolicy{}
+		return stsPolicy{}, err
 	}
-	return stsPolicy{p: p, enforce: p.Mode == mtasts.Enforce && t.o.MTASTS == stsEnforce}
+	return stsPolicy{p: p, enforce: p.Mode == mtasts.Enforce && t.o.MTASTS == stsEnforce}, err
 }
 
 // tlsFor decides how to use TLS with MX host: DANE when its TLSA records

@@ -39,9 +39,12 @@ type StoreRoute struct {
 	Name      string   // R=: DefaultRouter or the route's name
 	Domains   []string // the recipient domains of a [[route]]; none for [downstream]
 	Transport deliver.Transport
-	Target    deliver.Target // where the transport goes: -bt shows its hosts, socket or Maildir
-	OverQuota string         // "defer", "bounce" or "discard"
-	Verify    string         // the recipient verification source, as configured (-bt)
+	// Target is where the transport goes: -bt shows its hosts, socket or
+	// Maildir. A *deliver.Maildir Transport is also asked at RCPT whether
+	// it has a Maildir for the recipient (Refusal).
+	Target    deliver.Target
+	OverQuota string // "defer", "bounce" or "discard"
+	Verify    string // the recipient verification source, as configured (-bt)
 }
 
 // OutboundRoute is how mail for other domains leaves.
@@ -58,10 +61,11 @@ type Options struct {
 	Default      StoreRoute
 	Routes       []StoreRoute
 	Outbound     OutboundRoute
-	// Resolvers, DNSTimeout and MXPort serve -bt's MX lookups only.
+	// Resolvers and DNSTimeout serve -bt's look-ups of a store's or the
+	// smarthost's host name only; -bt asks the MX transport itself
+	// (deliver.Planner) where mail for a domain would go.
 	Resolvers  []string
 	DNSTimeout time.Duration
-	MXPort     int
 }
 
 // Destination is where one recipient goes, as data.

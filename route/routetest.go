@@ -6,10 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"slices"
 	"strings"
-
-	"github.com/miekg/dns"
 
 	"mxgate/address"
 	"mxgate/deliver"
@@ -29,8 +26,11 @@ var everyone = address.NewPolicy(nil, []netip.Prefix{netip.MustParsePrefix("0.0.
 
 // Test writes, for each address, how the daemon routes it, in the shape
 // of Exim's -bt, and returns the exit status: the worst of all the
-// addresses. Nothing is sent; host names are looked up (the hosts file,
-// then the resolvers) as a delivery's dial finds them.
+// addresses. Nothing is sent. A store's or the smarthost's host name is
+// looked up as a delivery's dial finds it (the hosts file, then the
+// resolvers); a foreign domain's MX hosts are the MX transport's own plan
+// (deliver.Planner), the one it delivers by; what the RCPT check refuses
+// (Refusal) is undeliverable, or cannot be resolved at this time.
 //
 //	user@example.test
 //	  router = downstream, transport = lmtp
@@ -63,16 +63,20 @@ func (r *Router) describe(ctx context.Context, a address.Address) (string, int) 
 	rcpt := a.String()
 	d := r.routeDomain(a.Domain)
 	var lines []string
+	if ref, why := r.refusal(a); ref != nil {
+		if ref.Code/100 == 4 {
+			return fmt.Sprintf("%s cannot be resolved at this time: %s\n", rcpt, ref.Log), TestDeferred
+		}
+		if d.Kind == Unroutable {
+			return fmt.Sprintf("%s is undeliverable: %s (%s)\n", rcpt, ref.Log, why), TestUndeliverable
+		}
+		return fmt.Sprintf("%s is undeliverable: %s\n", rcpt, ref.Log), TestUndeliverable
+	}
 	switch d.Kind {
-	case Unroutable:
-		return fmt.Sprintf("%s is undeliverable: %s (%s is not a relay domain, no [[route]] names it, and outbound.mode is \"none\")\n", rcpt, unrouteable, a.Domain), TestUndeliverable
 	case Store:
 		more, err := r.storeLines(ctx, d.store, rcpt)
 		if err != nil {
-			if deliver.DirTemporary(err) {
-				return fmt.Sprintf("%s cannot be resolved at this time: %v\n", rcpt, err), TestDeferred
-			}
-			return fmt.Sprintf("%s is undeliverable: %v\n", rcpt, err), TestUndeliverable
+			return fmt.Sprintf("%s cannot be resolved at this time: %v\n", rcpt, err), TestDeferred
 		}
 		lines = more
 	case Outbound:
@@ -105,17 +109,14 @@ func (r *Router) storeLines(ctx context.Context, s *StoreRoute, rcpt string) ([]
 	case "lmtp+unix":
 		lines = append(lines, "  socket "+t.Path)
 	case "maildir":
-		md, ok := s.Transport.(interface{ Dir(string) (string, error) })
-		if !ok {
-			return nil, fmt.Errorf("maildir store %s has no Maildir transport", s.Name)
-		}
-		dir, err := md.Dir(rcpt)
+		// refusal has asked the store already: Dir has an answer.
+		dir, err := maildirOf(s, rcpt)
 		if err != nil {
 			return nil, err
 		}
 		lines = append(lines, "  maildir "+dir)
 	default:
-		hosts, err := r.hostLines(ctx, t.Host, t.Port, "")
+		hosts, err := r.hostLines(ctx, t.Host, t.Port)
 		if err != nil {
 			return nil, fmt.Errorf("looking up %s host %s: %w", t.Scheme, t.Host, err)
 		}
@@ -124,14 +125,14 @@ func (r *Router) storeLines(ctx context.Context, s *StoreRoute, rcpt string) ([]
 	return append(lines, "  verify = "+s.Verify), nil
 }
 
-// hostLines are "  host NAME [IP] port=N" for each address of host; mx is
-// " MX=N" for an MX host.
-func (r *Router) hostLines(ctx context.Context, host string, port int, mx string) ([]string, error) {
+// hostLines are "  host NAME [IP] port=N" for each address of host, found
+// as a delivery's dial finds them: the hosts file, then the resolvers.
+func (r *Router) hostLines(ctx context.Context, host string, port int) ([]string, error) {
 	var ips []netip.Addr
 	if ip, err := netip.ParseAddr(host); err == nil {
 		ips = []netip.Addr{ip}
 	} else {
-		c, err := r.dns()
+		c, err := dnsclient.New(r.o.Resolvers, r.o.DNSTimeout)
 		if err != nil {
 			return nil, err
 		}
@@ -143,82 +144,75 @@ func (r *Router) hostLines(ctx context.Context, host string, port int, mx string
 	}
 	lines := make([]string, len(ips))
 	for i, ip := range ips {
-		lines[i] = fmt.Sprintf("  host %s [%s]%s port=%d", host, ip.Unmap(), mx, port)
+		lines[i] = fmt.Sprintf("  host %s [%s] port=%d", host, ip.Unmap(), port)
 	}
 	return lines, nil
 }
 
-func (r *Router) dns() (*dnsclient.Client, error) {
-	return dnsclient.New(r.o.Resolvers, r.o.DNSTimeout)
-}
-
-// outboundLines are the smarthost's hosts, or the domain's MX hosts. The
-// error is the rest of the line saying why the address cannot go, with
-// the exit status that goes with it.
+// outboundLines are the smarthost's hosts, or the plan the MX transport
+// would deliver by. The error is the rest of the line saying why the
+// address cannot go, with the exit status that goes with it.
 func (r *Router) outboundLines(ctx context.Context, domain string) ([]string, int, error) {
 	if r.o.Outbound.Mode == "smarthost" {
 		t := r.o.Outbound.Smarthost
-		hosts, err := r.hostLines(ctx, t.Host, t.Port, "")
+		hosts, err := r.hostLines(ctx, t.Host, t.Port)
 		if err != nil {
 			return nil, TestDeferred, fmt.Errorf("cannot be resolved at this time: looking up smarthost %s: %w", t.Host, err)
 		}
 		return hosts, TestOK, nil
 	}
-	lines := []string{"  MX lookup for " + domain}
-	mxs, err := r.lookupMX(ctx, domain)
+	mx, ok := r.o.Outbound.Transport.(deliver.Planner)
+	if !ok {
+		return nil, TestDeferred, errors.New("cannot be resolved at this time: the outbound transport cannot show its MX hosts")
+	}
+	plan, err := mx.Plan(ctx, domain)
+	var pe *deliver.PlanError
 	switch {
-	case errors.Is(err, errNoDomain):
-		return nil, TestUndeliverable, fmt.Errorf("is undeliverable: %s (%s does not exist)", unrouteable, domain)
+	case errors.As(err, &pe) && pe.Status == deliver.Failed:
+		return nil, TestUndeliverable, fmt.Errorf("is undeliverable: %s (%s)", unrouteable, pe.Text)
 	case err != nil:
-		return nil, TestDeferred, fmt.Errorf("cannot be resolved at this time: MX lookup for %s: %w", domain, err)
-	case len(mxs) == 1 && mxs[0].Mx == ".":
-		return nil, TestUndeliverable, fmt.Errorf("is undeliverable: %s (%s has a null MX: it accepts no mail)", unrouteable, domain)
-	case len(mxs) == 0:
-		// RFC 5321 5.1: no MX, the domain itself is the host.
-		lines = append(lines, "  no MX records: the domain's own address (implicit MX)")
-		hosts, err := r.hostLines(ctx, domain, r.o.MXPort, "")
-		if err != nil {
-			return nil, TestDeferred, fmt.Errorf("cannot be resolved at this time: looking up %s: %w", domain, err)
-		}
-		return append(lines, hosts...), TestOK, nil
+		return nil, TestDeferred, fmt.Errorf("cannot be resolved at this time: %w", err)
 	}
-	for _, mx := range mxs {
-		host := strings.TrimSuffix(mx.Mx, ".")
-		hosts, err := r.hostLines(ctx, host, r.o.MXPort, fmt.Sprintf(" MX=%d", mx.Preference))
-		if err != nil {
-			lines = append(lines, fmt.Sprintf("  host %s MX=%d: address lookup failed: %v", host, mx.Preference, err))
-			continue
-		}
-		lines = append(lines, hosts...)
-	}
-	return lines, TestOK, nil
+	return planLines(plan)
 }
 
-// errNoDomain is an MX lookup answered NXDOMAIN.
-var errNoDomain = errors.New("no such domain")
-
-// lookupMX is domain's MX records in preference order.
-func (r *Router) lookupMX(ctx context.Context, domain string) ([]*dns.MX, error) {
-	c, err := r.dns()
-	if err != nil {
-		return nil, err
+// planLines are -bt's lines of an MX plan: each host as the transport
+// would try it, or why it would skip it.
+func planLines(p *deliver.MXPlan) ([]string, int, error) {
+	lines := []string{"  MX lookup for " + p.Domain}
+	if p.Implicit {
+		lines = append(lines, "  no MX records: the domain's own address (implicit MX)")
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.o.DNSTimeout)
-	defer cancel()
-	name := dns.Fqdn(domain)
-	m, err := c.Exchange(ctx, name, dns.TypeMX, dnsclient.Answerable(name, dns.TypeMX))
-	if err != nil {
-		return nil, err
+	switch {
+	case p.STSErr != nil:
+		lines = append(lines, fmt.Sprintf("  MTA-STS: %v: delivering without MTA-STS", p.STSErr))
+	case p.STS != "":
+		lines = append(lines, "  MTA-STS policy: "+p.STS)
 	}
-	if m.Rcode == dns.RcodeNameError {
-		return nil, errNoDomain
-	}
-	var mxs []*dns.MX
-	for _, rr := range m.Answer {
-		if mx, ok := rr.(*dns.MX); ok && strings.EqualFold(mx.Hdr.Name, name) {
-			mxs = append(mxs, mx)
+	usable := false
+	for _, h := range p.Hosts {
+		mx := ""
+		if !p.Implicit {
+			mx = fmt.Sprintf(" MX=%d", h.Pref)
+		}
+		switch {
+		case h.Unlisted && p.STS == "enforce":
+			lines = append(lines, fmt.Sprintf("  host %s%s skipped: not in the MTA-STS policy", h.Name, mx))
+			continue
+		case h.Unlisted:
+			lines = append(lines, fmt.Sprintf("  host %s%s: not in the MTA-STS policy (testing: delivered to anyway)", h.Name, mx))
+		}
+		if h.Err != nil {
+			lines = append(lines, fmt.Sprintf("  host %s%s skipped: %s", h.Name, mx, strings.TrimPrefix(h.Err.Error(), h.Name+": ")))
+			continue
+		}
+		usable = true
+		for _, ip := range h.Addrs {
+			lines = append(lines, fmt.Sprintf("  host %s [%s]%s port=%d", h.Name, ip, mx, p.Port))
 		}
 	}
-	slices.SortStableFunc(mxs, func(a, b *dns.MX) int { return int(a.Preference) - int(b.Preference) })
-	return mxs, nil
+	if !usable {
+		return nil, TestDeferred, fmt.Errorf("cannot be resolved at this time: no MX host of %s has a usable address\n%s", p.Domain, strings.Join(lines, "\n"))
+	}
+	return lines, TestOK, nil
 }

@@ -12,7 +12,8 @@
 #       go to smtp-sink as they are (e.g. -f RCPT to refuse every RCPT).
 #       PID in DIR/smtp-sink.pid, output in DIR/smtp-sink.log.
 #   peers.sh start dovecot-lmtp DIR PORT [USERS-FILE]
-#       Dovecot's LMTP service on 127.0.0.1:PORT from a scratch config
+#       Dovecot's LMTP service on 127.0.0.1:PORT and on the unix socket
+#       DIR/run/lmtp (mode 0666, for lmtp+unix://) from a scratch config
 #       DIR/dovecot.conf; mail for user@domain lands in
 #       DIR/mail/domain/user/Maildir. PID in DIR/dovecot-lmtp.pid, log in
 #       DIR/dovecot.log. Without USERS-FILE every user exists (a static
@@ -313,6 +314,9 @@ service lmtp {
     address = 127.0.0.1
     port = $port
   }
+  unix_listener lmtp {
+    mode = 0666
+  }
 }
 service anvil {
   chroot =
@@ -342,7 +346,7 @@ $(tail -n 20 "$log" 2>/dev/null)"
 	pid=$(<"$dir/run/master.pid")
 	echo "$pid" >"$dir/dovecot-lmtp.pid"
 	wait_ready dovecot-lmtp "$dir" "$port" "$pid" "$log"
-	echo "dovecot-lmtp PID $pid on 127.0.0.1:$port, mail in $dir/mail/DOMAIN/USER/Maildir"
+	echo "dovecot-lmtp PID $pid on 127.0.0.1:$port and $dir/run/lmtp, mail in $dir/mail/DOMAIN/USER/Maildir"
 }
 
 start_rbldnsd() {

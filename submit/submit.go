@@ -69,14 +69,19 @@ type AcceptFunc func(rcpt address.Address) *address.Refusal
 // trusted as a client of relay.trusted_networks is, and no more: an
 // address trick (percent hack, bang path, source route, address literal,
 // restricted characters) is refused as at RCPT, and an address the router
-// cannot route (outbound "none") with the RCPT check's own refusal, rather
-// than queued to bounce.
+// cannot deliver (outbound "none", a Maildir store without a Maildir for
+// it) with the RCPT check's own refusal, rather than queued to bounce.
+// What the router cannot decide now (its 4xx) is accepted: the queue
+// retries, a submission cannot.
 func Routable(r *route.Router) AcceptFunc {
 	return func(a address.Address) *address.Refusal {
 		if ref := trustedClient.Allow(netip.IPv4Unspecified(), a); ref != nil {
 			return ref
 		}
-		return r.Refusal(a)
+		if ref := r.Refusal(a); ref != nil && ref.Code/100 == 5 {
+			return ref
+		}
+		return nil
 	}
 }
 

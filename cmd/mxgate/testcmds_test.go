@@ -2,14 +2,17 @@ package main
 
 import (
 	"bytes"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"mxgate/internal/dnstest"
+	"mxgate/internal/tlstest"
 )
 
 // gatewayConfig writes a config for mail to example.test from
@@ -189,6 +192,48 @@ url     = "smtp://127.0.0.1:2602"
 				t.Errorf("-bt created %s (err %v)", dataDir, err)
 			}
 		})
+	}
+}
+
+// TestRouteTestMXPlan: -bt asks the MX transport the daemon delivers by,
+// with its settings: MTA-STS enforce that allows none of a domain's MX
+// hosts cannot be resolved now (the daemon defers), the policy is kept in
+// memory (nothing created under data_dir), and a DNS lookup waits
+// outbound.command_timeout, as a delivery's does, not connect_timeout.
+func TestRouteTestMXPlan(t *testing.T) {
+	ca := tlstest.NewCA(t, "Test CA")
+	policyPort := tlstest.ServeMTASTS(t, ca, "mta-sts.strict.test", "version: STSv1\nmode: enforce\nmx: mx.elsewhere.test\nmax_age: 86400\n")
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	zone := dnstest.StartZone(t, dnstest.Zone{
+		"strict.test. MX":           {"strict.test. 60 IN MX 10 mail.strict.test."},
+		"mail.strict.test. A":       {"mail.strict.test. 60 IN A 192.0.2.1"},
+		"_mta-sts.strict.test. TXT": {`_mta-sts.strict.test. 60 IN TXT "v=STSv1; id=1"`},
+		"mta-sts.strict.test. A":    {"mta-sts.strict.test. 60 IN A 127.0.0.1"},
+		"slow.test. DROP":           nil,
+	})
+	outbound := fmt.Sprintf("mode = \"mx\"\nresolver = %q\nmta_sts = \"enforce\"\nmta_sts_port = %d\nca_file = %q\nconnect_timeout = \"1s\"\ncommand_timeout = \"2s\"",
+		zone.Addr, policyPort, caFile)
+	cfg, dataDir := routedConfig(t, outbound, "", `url = "smtp://127.0.0.1:2600"`)
+	tests := []struct {
+		addr, want string
+		minTime    time.Duration
+	}{
+		{"x@strict.test", "x@strict.test cannot be resolved at this time: MTA-STS policy of strict.test (enforce) allows none of its MX hosts (mail.strict.test)\n", 0},
+		{"x@slow.test", "x@slow.test cannot be resolved at this time: DNS lookup of the MX hosts of slow.test failed: ", 1900 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		var stdout, stderr bytes.Buffer
+		start := time.Now()
+		code := run([]string{"mxgate", "-config", cfg, "-bt", tt.addr}, strings.NewReader(""), &stdout, &stderr)
+		if took := time.Since(start); code != 1 || !strings.HasPrefix(stdout.String(), tt.want) || stderr.Len() != 0 || took < tt.minTime {
+			t.Errorf("-bt %s: exit %d after %v, stdout %q, stderr %q; want exit 1 after %v at least, stdout starting %q", tt.addr, code, took, stdout.String(), stderr.String(), tt.minTime, tt.want)
+		}
+	}
+	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
+		t.Errorf("-bt created %s (err %v)", dataDir, err)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"mxgate/checks"
@@ -53,15 +52,22 @@ func newRunner(cfg *config.Config, sp *spool.Spool, log *mainlog.Logger, r *rout
 }
 
 // newRouter is the router of cfg with every transport built: the one the
-// queue delivers by and -bt shows. log (nil for -bt) gets what the MX
-// transport reports beside its results: MTA-STS findings.
+// queue delivers by and -bt shows. RouteOptions built the Maildir stores'
+// transports (the RCPT check asks them too); this adds the network ones.
+// log (nil for -bt) gets what the MX transport reports beside its
+// results: MTA-STS findings.
 func newRouter(cfg *config.Config, log *mainlog.Logger) (*route.Router, error) {
 	o := checks.RouteOptions(cfg)
 	var err error
-	if o.Default.Transport, err = storeTransport(cfg, cfg.Downstream); err != nil {
-		return nil, fmt.Errorf("downstream: %w", err)
+	if o.Default.Transport == nil {
+		if o.Default.Transport, err = storeTransport(cfg, cfg.Downstream); err != nil {
+			return nil, fmt.Errorf("downstream: %w", err)
+		}
 	}
 	for i, r := range cfg.Routes {
+		if o.Routes[i].Transport != nil {
+			continue
+		}
 		if o.Routes[i].Transport, err = storeTransport(cfg, r); err != nil {
 			return nil, fmt.Errorf("route %s: %w", r.Name, err)
 		}
@@ -75,6 +81,12 @@ func newRouter(cfg *config.Config, log *mainlog.Logger) (*route.Router, error) {
 	}
 	switch out.Mode {
 	case "mx":
+		// -bt (no log) keeps MTA-STS policies in memory: it creates
+		// nothing under data_dir and leaves the daemon's cache as it is.
+		stsCache := ""
+		if log != nil {
+			stsCache = filepath.Join(cfg.DataDir, "db", "mta-sts.json")
+		}
 		o.Outbound.Transport, err = deliver.NewMX(deliver.MXOptions{
 			Hostname:       cfg.Hostname,
 			Resolvers:      out.Resolver,
@@ -86,7 +98,7 @@ func newRouter(cfg *config.Config, log *mainlog.Logger) (*route.Router, error) {
 			MTASTS:         out.MTASTS,
 			MTASTSPort:     out.MTASTSPort,
 			RootCAs:        roots,
-			MTASTSCache:    filepath.Join(cfg.DataDir, "db", "mta-sts.json"),
+			MTASTSCache:    stsCache,
 			Log:            log.Main,
 		})
 		if err != nil {
@@ -114,23 +126,8 @@ func newRouter(cfg *config.Config, log *mainlog.Logger) (*route.Router, error) {
 	return route.New(o), nil
 }
 
-// storeTransport is the transport of one store: SMTP or LMTP, or the
-// Maildirs of its layout.
+// storeTransport is the transport of a network store: SMTP or LMTP.
 func storeTransport(cfg *config.Config, d config.Downstream) (deliver.Transport, error) {
-	if d.Target.Scheme == "maildir" {
-		// config checked the mode: octal, 0700 to 0777.
-		mode, _ := strconv.ParseUint(d.MaildirMode, 8, 32)
-		return deliver.NewMaildir(deliver.MaildirOptions{
-			Root:      d.Target.Path,
-			Layout:    d.MaildirLayout,
-			Users:     d.MaildirUsers,
-			Delimiter: d.RecipientDelimiter,
-			Lowercase: d.LowercaseLocal,
-			UID:       d.MaildirUID,
-			GID:       d.MaildirGID,
-			Mode:      os.FileMode(mode),
-		}), nil
-	}
 	return deliver.New(deliver.Target(d.Target), deliver.Options{
 		Hostname:       cfg.Hostname,
 		ConnectTimeout: time.Duration(d.ConnectTimeout),

@@ -101,4 +101,9 @@ func TestOutboundMX(t *testing.T) {
 	if spooled := g.spooled(); !slices.Contains(spooled, strict) {
 		t.Errorf("spool holds %v, want %s waiting for strict.test", spooled, strict)
 	}
+	// -bt agrees with the daemon, which defers strict.test.
+	const want = "x@strict.test cannot be resolved at this time: MTA-STS policy of strict.test (enforce) allows none of its MX hosts (mail.strict.test)\n"
+	if bt := g.cli("-bt", "x@strict.test"); bt.code != 1 || bt.stdout != want {
+		t.Errorf("-bt x@strict.test: exit %d, stdout %q; want exit 1, %q", bt.code, bt.stdout, want)
+	}
 }

@@ -27,6 +27,16 @@ func startSink(t *testing.T) *sink {
 	return s
 }
 
+// startRefusingSink starts smtp-sink refusing every RCPT with a 5xx
+// (its -f RCPT): a store whose refusals are bounced.
+func startRefusingSink(t *testing.T) *sink {
+	t.Helper()
+	requirePrograms(t, "smtp-sink")
+	s := &sink{dir: t.TempDir(), port: peertest.FreePort(t, false)}
+	peertest.Start(t, "smtp-sink", s.dir, s.port, "-f", "RCPT")
+	return s
+}
+
 // URL is the downstream URL that sends mail to the sink.
 func (s *sink) URL() string { return fmt.Sprintf("smtp://127.0.0.1:%d", s.port) }
 

@@ -20,15 +20,17 @@ type routeCase struct {
 	router string // R= on the delivery line and -bt's router; "" when not routed
 	// rcptCode is the reply to RCPT from a trusted client.
 	rcptCode int
-	// failed: -bt says undeliverable, yet RCPT is accepted; the daemon
-	// fails it with R=router (a Maildir domain without a user).
-	failed bool
+	// verify is -bt's "verify =" line for a store ("" for outbound: -bt
+	// prints none).
+	verify string
 }
 
 // routeCases are the 20 addresses, for outbound mode out ("mx",
-// "smarthost" or "none"): every store kind, partner, outbound, unroutable,
-// refused and malformed.
-func routeCases(out string) []routeCase {
+// "smarthost" or "none") and the branch route's recipients file: every
+// store kind (LMTP over TCP and a unix socket, SMTP, Maildir), partner,
+// outbound, unroutable, a Maildir domain without a user, refused and
+// malformed.
+func routeCases(out, recipients string) []routeCase {
 	foreign := func(rcpt string) routeCase {
 		switch out {
 		case "none":
@@ -38,34 +40,38 @@ func routeCases(out string) []routeCase {
 		}
 		return routeCase{rcpt: rcpt, logged: rcpt, router: "smarthost", rcptCode: 250}
 	}
+	branch := "file:" + recipients
 	return []routeCase{
-		{"user@example.test", "user@example.test", "downstream", 250, false},
-		{"User+tag@Example.TEST", "User+tag@example.test", "downstream", 250, false},
-		{"postmaster@example.test", "postmaster@example.test", "downstream", 250, false},
-		{"a@branch.test", "a@branch.test", "branch", 250, false},
-		{"b.c@Branch.Test", "b.c@branch.test", "branch", 250, false},
-		{"info@hosted.test", "info@hosted.test", "hosted", 250, false},
-		{"Info+news@hosted.test", "Info+news@hosted.test", "hosted", 250, false},
-		{"root@hosted.test", "root@hosted.test", "hosted", 250, false},
-		{"x@shop.test", "x@shop.test", "hosted", 250, true},
-		{"p@partner.test", "p@partner.test", "partner.test", 250, false},
-		{"q@Partner.Test", "q@partner.test", "partner.test", 250, false},
+		{"user@example.test", "user@example.test", "downstream", 250, "none"},
+		{"User+tag@Example.TEST", "User+tag@example.test", "downstream", 250, "none"},
+		{"postmaster@example.test", "postmaster@example.test", "downstream", 250, "none"},
+		{"a@branch.test", "a@branch.test", "branch", 250, branch},
+		{"b.c@Branch.Test", "b.c@branch.test", "branch", 250, branch},
+		{"info@hosted.test", "info@hosted.test", "hosted", 250, "none"},
+		{"Info+news@hosted.test", "Info+news@hosted.test", "hosted", 250, "none"},
+		{"root@hosted.test", "root@hosted.test", "hosted", 250, "none"},
+		// A Maildir domain without a user: refused at RCPT, never bounced.
+		{"x@shop.test", "", "", 550, ""},
+		{"p@partner.test", "p@partner.test", "partner.test", 250, "none"},
+		{"u@Unix.Test", "u@unix.test", "socket", 250, "callout"},
 		foreign("someone@gmail.example"),
 		foreign("a@foreign.test"),
 		foreign("b@sub.example.test"),
 		foreign("c@example.test.foreign.test"),
-		{"user@[192.0.2.1]", "", "", 550, false},
-		{"u%x@example.test", "", "", 550, false},
-		{".hidden@example.test", "", "", 550, false},
-		{"user@", "", "", 501, false},
-		{"user", "", "", 501, false},
+		{"user@[192.0.2.1]", "", "", 550, ""},
+		{"u%x@example.test", "", "", 550, ""},
+		{".hidden@example.test", "", "", 550, ""},
+		{"user@", "", "", 501, ""},
+		{"user", "", "", 501, ""},
 	}
 }
 
 // routingMxgate starts mxgate on routing.toml.tmpl with Dovecot as
-// [downstream], branch as the branch and partner routes, a Maildir route
-// under maildir, and outbound as [outbound]'s keys.
-func routingMxgate(t *testing.T, dovecot, branch, maildir, outbound string) *mxgate {
+// [downstream] and, over its unix socket, the socket route, branch as the
+// branch and partner routes (the branch route verifying with the file
+// recipients), a Maildir route under maildir, refusing as the refusing
+// route, and outbound as [outbound]'s keys.
+func routingMxgate(t *testing.T, dc *dovecot, branch, refusing, maildir, recipients, outbound string) *mxgate {
 	t.Helper()
 	users := filepath.Join(t.TempDir(), "userdomains")
 	if err := os.WriteFile(users, []byte("hosted.test: alice\n"), 0o644); err != nil {
@@ -75,18 +81,20 @@ func routingMxgate(t *testing.T, dovecot, branch, maildir, outbound string) *mxg
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := strings.NewReplacer("@OUTBOUND@", outbound, "@BRANCH@", branch, "@MAILDIR@", maildir, "@USERS@", users).Replace(string(b))
+	text := strings.NewReplacer("@OUTBOUND@", outbound, "@BRANCH@", branch, "@REFUSING@", refusing, "@MAILDIR@", maildir,
+		"@USERS@", users, "@RECIPIENTS@", recipients, "@SOCKET@", filepath.Join(dc.dir, "run", "lmtp")).Replace(string(b))
 	tmpl := filepath.Join(t.TempDir(), "routing.toml.tmpl")
 	if err := os.WriteFile(tmpl, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return startMxgateConfig(t, tmpl, dovecot)
+	return startMxgateConfig(t, tmpl, dc.URL())
 }
 
 // btBlock is what -bt said about one address.
 type btBlock struct {
 	head   string // the first line
 	router string // from "  router = NAME, transport = T"; "" without
+	verify string // from "  verify = SOURCE"; "" without
 }
 
 // parseBt splits -bt output into one block per address, in order.
@@ -102,21 +110,30 @@ func parseBt(out string) []btBlock {
 		if m := routerRE.FindStringSubmatch(l); m != nil && len(bs) > 0 {
 			bs[len(bs)-1].router = m[1]
 		}
+		if v, ok := strings.CutPrefix(l, "  verify = "); ok && len(bs) > 0 {
+			bs[len(bs)-1].verify = v
+		}
 	}
 	return bs
 }
 
 // TestRoutingAgreement: for 20 addresses covering every route kind, the
 // router -bt names is the R= the daemon logs when a trusted client sends
-// to them, what -bt calls undeliverable is refused at RCPT (or, for a
-// Maildir domain without a user, failed by the queue), and every message
-// lands in the store its route names: never a Maildir for a foreign domain.
+// to them and -bt names each store's verification source, what -bt calls
+// undeliverable is refused at RCPT (a Maildir domain without a user too:
+// no bounce to a sender who may be forged), and every message lands in
+// the store its route names: never a Maildir for a foreign domain.
 func TestRoutingAgreement(t *testing.T) {
 	t.Parallel()
 	for _, out := range []string{"mx", "smarthost", "none"} {
 		t.Run(out, func(t *testing.T) {
 			dc := startDovecot(t)
 			branch := startSink(t)
+			refusing := startRefusingSink(t)
+			recipients, err := filepath.Abs(filepath.Join("testdata", "routing-recipients"))
+			if err != nil {
+				t.Fatal(err)
+			}
 			maildir := filepath.Join(t.TempDir(), "maildir")
 			outbound := `mode = "none"`
 			var smart *sink
@@ -138,8 +155,8 @@ func TestRoutingAgreement(t *testing.T) {
 				})
 				outbound = fmt.Sprintf("mode     = \"mx\"\nresolver = %q\nport     = %d\ncommand_timeout = \"10s\"", dns.Addr, smart.port)
 			}
-			g := routingMxgate(t, dc.URL(), branch.URL(), maildir, outbound).in(t)
-			cases := routeCases(out)
+			g := routingMxgate(t, dc, branch.URL(), refusing.URL(), maildir, recipients, outbound).in(t)
+			cases := routeCases(out, recipients)
 
 			// -bt, on the daemon's own config.
 			var addrs []string
@@ -157,9 +174,9 @@ func TestRoutingAgreement(t *testing.T) {
 			for i, c := range cases {
 				b := blocks[i]
 				switch {
-				case c.router != "" && !c.failed:
-					if b.head != c.logged || b.router != c.router {
-						t.Errorf("-bt %s: %q router %q, want %q routed by %q", c.rcpt, b.head, b.router, c.logged, c.router)
+				case c.router != "":
+					if b.head != c.logged || b.router != c.router || b.verify != c.verify {
+						t.Errorf("-bt %s: %q router %q verify %q, want %q routed by %q verified by %q", c.rcpt, b.head, b.router, b.verify, c.logged, c.router, c.verify)
 					}
 				case c.rcptCode == 501:
 					if !strings.HasPrefix(b.head, c.rcpt+" is undeliverable: malformed address") {
@@ -189,7 +206,7 @@ func TestRoutingAgreement(t *testing.T) {
 				if r.Code == 250 {
 					accepted++
 				}
-				if out == "none" && rc.rcptCode == 550 && strings.Contains(rc.rcpt, "foreign") && r.Text() != "5.1.2 Unrouteable address" {
+				if (out == "none" && rc.rcptCode == 550 && strings.Contains(rc.rcpt, "foreign") || strings.HasSuffix(rc.rcpt, "@shop.test")) && r.Text() != "5.1.2 Unrouteable address" {
 					t.Errorf("RCPT TO:<%s> -> %v, want 550 5.1.2 Unrouteable address", rc.rcpt, r)
 				}
 			}
@@ -222,8 +239,8 @@ func TestRoutingAgreement(t *testing.T) {
 					continue
 				}
 				want := " R=" + rc.router
-				if got := routed[rc.logged]; !strings.HasSuffix(got, want) || (rc.failed != strings.HasPrefix(got, "**")) {
-					t.Errorf("mainlog for %s: %q, want %s%s", rc.logged, got, map[bool]string{true: "** ", false: "=> or -> "}[rc.failed], want)
+				if got := routed[rc.logged]; !strings.HasSuffix(got, want) || strings.HasPrefix(got, "**") {
+					t.Errorf("mainlog for %s: %q, want => or -> %s", rc.logged, got, want)
 				}
 			}
 
@@ -234,8 +251,16 @@ func TestRoutingAgreement(t *testing.T) {
 			if n := len(dc.newMail(t, "example.test", "postmaster")); n != 1 {
 				t.Errorf("Dovecot example.test/postmaster holds %d messages, want 1", n)
 			}
-			if n := len(dc.newMail(t, "example.test", "sender")); n != 1 {
-				t.Errorf("Dovecot example.test/sender holds %d messages, want the bounce for x@shop.test", n)
+			if n := len(dc.newMail(t, "example.test", "sender")); n != 0 {
+				t.Errorf("Dovecot example.test/sender holds %d messages, want none: no recipient was accepted to be bounced", n)
+			}
+			if n := len(dc.newMail(t, "unix.test", "u")); n != 1 {
+				t.Errorf("Dovecot unix.test/u holds %d messages, want 1 (over the unix socket)", n)
+			}
+			if got := g.rejectlog(); !slices.ContainsFunc(got, func(l string) bool {
+				return strings.HasSuffix(l, "H=(client.test) [127.0.0.2] F=<sender@example.test> rejected RCPT <x@shop.test>: Unrouteable address (no Maildir for domain shop.test: it has no user in maildir_users)")
+			}) {
+				t.Errorf("rejectlog lacks the refusal of x@shop.test:\n%s", strings.Join(got, "\n"))
 			}
 			for dir, n := range map[string]int{"alice/hosted.test/info": 2, "alice/hosted.test/root": 1} {
 				if got := maildirNew(t, filepath.Join(maildir, dir)); len(got) != n {
@@ -252,7 +277,7 @@ func TestRoutingAgreement(t *testing.T) {
 			if fi, err := os.Stat(filepath.Join(maildir, "alice", "hosted.test", "info", "new")); err != nil || fi.Mode().Perm() != 0o750 {
 				t.Errorf("Maildir new/: %v, mode %v; want 0750 (maildir_mode)", err, fi.Mode())
 			}
-			wantBranch := []string{"a@branch.test", "b.c@branch.test", "p@partner.test", "q@partner.test"}
+			wantBranch := []string{"a@branch.test", "b.c@branch.test", "p@partner.test"}
 			if got := sinkRcpts(t, branch); !slices.Equal(got, wantBranch) {
 				t.Errorf("branch sink got %v, want %v", got, wantBranch)
 			}
@@ -273,13 +298,13 @@ func TestRoutingAgreement(t *testing.T) {
 	}
 }
 
-// bounceFrozen: with outbound "none", the bounce to a foreign sender
-// (of mail to a Maildir domain without a user) is frozen with a line that
-// names the address and why, and written into no store.
+// bounceFrozen: with outbound "none", the bounce to a foreign sender (of
+// mail a store refused at delivery) is frozen with a line that names the
+// address and why, and written into no store.
 func bounceFrozen(t *testing.T, g *mxgate) {
 	c := mustDial(t, "127.0.0.2", g.addr)
 	c.expect(t, "EHLO client.test", 250)
-	id := c.send(t, "someone@foreign.test", []string{"y@shop.test"}, dataBytes([]byte("Subject: to nobody\n\nx\n")))
+	id := c.send(t, "someone@foreign.test", []string{"y@refusing.test"}, dataBytes([]byte("Subject: to nobody\n\nx\n")))
 	c.expect(t, "QUIT", 221)
 	var bounce string
 	waitFor(t, drainTimeout, func() string {
