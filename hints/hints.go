@@ -232,18 +232,31 @@ func (c *Cache) Persist(entries []Entry, deleted []string) {
 	}
 }
 
-// writer writes the dirty keys whenever woken, and once more when the
-// cache closes.
+// gather is how long the writer lets changes gather after the first:
+// a burst of lookups costs one sync, not one each, and a crash loses at
+// most this much (a lookup each after the restart).
+const gather = 100 * time.Millisecond
+
+// writer writes the dirty keys a little after it is woken, and once
+// more when the cache closes.
 func (c *Cache) writer() {
 	defer close(c.stopped)
+	t := time.NewTimer(gather)
+	t.Stop()
 	for {
 		select {
 		case <-c.wake:
-			c.write()
+			t.Reset(gather)
+			select {
+			case <-t.C:
+				c.write()
+				continue
+			case <-c.done:
+			}
 		case <-c.done:
-			c.write()
-			return
 		}
+		c.write()
+		return
 	}
 }
 
