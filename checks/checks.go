@@ -239,6 +239,9 @@ func recipientStores(cfg *config.Config, rt *route.Router) (func(domain string) 
 			Name: name, Source: d.Verify.Source, Path: d.Verify.Path,
 			Target:    rcptverify.Target(d.Target),
 			Delimiter: d.RecipientDelimiter, Lowercase: d.LowercaseLocal,
+			// A callout asks the store as delivery reaches it.
+			StartTLS: d.StartTLS, TLSVerify: d.TLSVerify,
+			ConnectTimeout: time.Duration(d.ConnectTimeout),
 		}
 	}
 	add(route.DefaultRouter, &cfg.Downstream)

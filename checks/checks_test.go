@@ -33,6 +33,9 @@ domains = ["routed.test"]
 url     = "lmtp://127.0.0.1:24"
 verify_recipients   = "callout"
 recipient_delimiter = "-"
+starttls            = "required"
+tls_verify          = true
+connect_timeout     = "3s"
 [recipient_verify]
 timeout = "4s"
 [rbl]
@@ -178,6 +181,13 @@ func TestRecipientStores(t *testing.T) {
 	}
 	if st, _ := stores("routed.test"); st.Target.Scheme != "lmtp" || st.Target.Port != 24 {
 		t.Errorf("routed.test: target %+v, want lmtp://127.0.0.1:24", st.Target)
+	}
+	// The callout asks the store as delivery reaches it.
+	if st, _ := stores("routed.test"); st.StartTLS != "required" || !st.TLSVerify || st.ConnectTimeout != 3*time.Second {
+		t.Errorf("routed.test: starttls %q, tls_verify %v, connect timeout %v; want the route's required, true, 3s", st.StartTLS, st.TLSVerify, st.ConnectTimeout)
+	}
+	if st, _ := stores("example.test"); st.StartTLS != "opportunistic" || st.TLSVerify || st.ConnectTimeout != 30*time.Second {
+		t.Errorf("example.test: starttls %q, tls_verify %v, connect timeout %v; want [downstream]'s defaults", st.StartTLS, st.TLSVerify, st.ConnectTimeout)
 	}
 	cfg.Downstream.Verify.Source = "none"
 	cfg.Routes[0].Verify.Source = "none"

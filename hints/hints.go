@@ -2,7 +2,8 @@
 // that the sender callout and recipient verification share (Exim's hints
 // databases): records with their own lifetimes, kept in memory in a
 // size-bounded LRU and mirrored to a bbolt file so that they survive a
-// restart.
+// restart. Answers are served from memory; the file is written behind,
+// in batches, so that no lookup waits for a disk sync.
 package hints
 
 import (
@@ -56,6 +57,19 @@ type Cache struct {
 
 	evMu    sync.Mutex
 	evicted []string // dropped by the LRU, still to be deleted from the file
+
+	// The writer: Persist marks keys dirty and wakes it; it writes what
+	// memory holds for them then, in one transaction (one sync) for all
+	// the keys marked since its last write. Writing the current state,
+	// not the change, keeps the file right whatever order two Persists
+	// of one key come in, and bounds the backlog by the keys, not by the
+	// changes.
+	dirtyMu sync.Mutex
+	dirty   map[string]struct{}
+	closed  bool
+	wake    chan struct{} // capacity 1: a write is due
+	done    chan struct{} // closed by Close: write what is left and stop
+	stopped chan struct{} // closed by the writer as it ends
 }
 
 // DecodeRecord reads a record from a cache file, which a crash or another
@@ -130,6 +144,11 @@ func Open(o Options) (*Cache, error) {
 	for _, e := range live {
 		c.lru.Add(e.Key, e.Rec)
 	}
+	c.dirty = make(map[string]struct{})
+	c.wake = make(chan struct{}, 1)
+	c.done = make(chan struct{})
+	c.stopped = make(chan struct{})
+	go c.writer()
 	if evicted := c.takeEvicted(); len(evicted) > 0 {
 		c.Persist(nil, evicted)
 	}
@@ -188,25 +207,84 @@ func (c *Cache) Add(entries ...Entry) []string {
 	return c.takeEvicted()
 }
 
-// Persist mirrors a change to the file. A failed write costs only a
-// lookup after a restart, so it is logged, not returned.
+// Persist mirrors a change to the file, behind: it marks the keys for
+// the writer and returns at once. A failed write costs only a lookup
+// after a restart, so it is logged, not returned.
 func (c *Cache) Persist(entries []Entry, deleted []string) {
 	if c.db == nil || len(entries) == 0 && len(deleted) == 0 {
 		return
 	}
+	c.dirtyMu.Lock()
+	if c.closed {
+		c.dirtyMu.Unlock()
+		return
+	}
+	for _, e := range entries {
+		c.dirty[e.Key] = struct{}{}
+	}
+	for _, k := range deleted {
+		c.dirty[k] = struct{}{}
+	}
+	c.dirtyMu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default: // a write is already due; it will see these keys
+	}
+}
+
+// gather is how long the writer lets changes gather after the first:
+// a burst of lookups costs one sync, not one each, and a crash loses at
+// most this much (a lookup each after the restart).
+const gather = 100 * time.Millisecond
+
+// writer writes the dirty keys a little after it is woken, and once
+// more when the cache closes.
+func (c *Cache) writer() {
+	defer close(c.stopped)
+	t := time.NewTimer(gather)
+	t.Stop()
+	for {
+		select {
+		case <-c.wake:
+			t.Reset(gather)
+			select {
+			case <-t.C:
+				c.write()
+				continue
+			case <-c.done:
+			}
+		case <-c.done:
+		}
+		c.write()
+		return
+	}
+}
+
+// write stores what memory holds for every dirty key, deleting the keys
+// it no longer has, in one transaction.
+func (c *Cache) write() {
+	c.dirtyMu.Lock()
+	keys := c.dirty
+	c.dirty = make(map[string]struct{})
+	c.dirtyMu.Unlock()
+	if len(keys) == 0 {
+		return
+	}
 	err := c.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(c.o.Bucket))
-		for _, k := range deleted {
-			if err := b.Delete([]byte(k)); err != nil {
-				return err
+		for k := range keys {
+			r, ok := c.lru.Peek(k)
+			if !ok {
+				if err := b.Delete([]byte(k)); err != nil {
+					return err
+				}
+				continue
 			}
-		}
-		for _, e := range entries {
-			v, err := json.Marshal(e.Rec)
+			v, err := json.Marshal(r)
 			if err != nil {
 				return err
 			}
-			if err := b.Put([]byte(e.Key), v); err != nil {
+			if err := b.Put([]byte(k), v); err != nil {
 				return err
 			}
 		}
@@ -217,11 +295,20 @@ func (c *Cache) Persist(entries []Entry, deleted []string) {
 	}
 }
 
-// Close closes the file.
+// Close writes what is still to be written and closes the file.
 func (c *Cache) Close() error {
 	if c.db == nil {
 		return nil
 	}
+	c.dirtyMu.Lock()
+	already := c.closed
+	c.closed = true
+	c.dirtyMu.Unlock()
+	if already {
+		return nil
+	}
+	close(c.done)
+	<-c.stopped
 	if err := c.db.Close(); err != nil {
 		return fmt.Errorf("close cache %s: %w", c.o.File, err)
 	}

@@ -53,3 +53,53 @@ func TestCache(t *testing.T) {
 		t.Error("a memory-only cache found a record of the file")
 	}
 }
+
+// TestPersistBehind: Persist does not wait for the file (here held by
+// another write transaction, as a slow disk sync would); what it marked
+// is on disk once the cache is closed, the latest state of each key.
+func TestPersistBehind(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "hints.db")
+	o := Options{File: file, Bucket: "test", Size: 10, MaxTTL: time.Hour, MaxVerdict: 2}
+	now := time.Now()
+	rec := func(v int) Record { return Record{Verdict: v, Stored: now, Expires: now.Add(time.Hour)} }
+	c, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := c.db.Begin(true) // the file's one writer, busy
+	if err != nil {
+		t.Fatal(err)
+	}
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		for _, e := range []Entry{{"a", rec(1)}, {"b", rec(1)}, {"a", rec(2)}} {
+			c.Persist([]Entry{e}, c.Add(e))
+		}
+	}()
+	select {
+	case <-returned:
+	case <-time.After(2 * time.Second):
+		t.Error("Persist waited for the file")
+	}
+	if r, ok := c.Get("a", now); !ok || r.Verdict != 2 {
+		t.Errorf("a in memory: %+v, %v; want verdict 2", r, ok)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	<-returned
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, err = Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for key, want := range map[string]int{"a": 2, "b": 1} {
+		if r, ok := c.Get(key, now); !ok || r.Verdict != want {
+			t.Errorf("after reopening, %s: %+v, %v; want verdict %d", key, r, ok, want)
+		}
+	}
+}

@@ -1,40 +1,61 @@
 package rcptverify
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"mxgate/internal/peertest"
+	"mxgate/internal/tlstest"
 )
 
-// TestCallout: what the store's replies make of a lookup, and which
-// answers are cached (asked again: the store sees a second RCPT only for
-// an answer that was not).
+// TestCallout: what the store's replies make of a lookup, which answers
+// are cached (asked again: the store sees a second RCPT only for an
+// answer that was not), and which refusals are the store refusing our
+// verification, for paniclog: only a bad mailbox is an unknown user.
 func TestCallout(t *testing.T) {
+	const refuses = "recipient verify: the store lmtp %s refuses our callouts: " +
+		`response to "RCPT TO:<u@example.test>" from 127.0.0.1 [127.0.0.1] was: `
 	tests := []struct {
 		name    string
 		answer  string // the store's reply to RCPT; "" hangs up
 		verdict Verdict
 		detail  string
 		cached  bool
+		panic   string // the paniclog line, %s the store's address; "" none
 	}{
-		{"user exists", "250 2.1.5 OK", Found, "accepted by lmtp ", true},
+		{"user exists", "250 2.1.5 OK", Found, "accepted by lmtp ", true, ""},
 		{"no such user", "550 5.1.1 <u@example.test> User doesn't exist", NotFound,
-			`response to "RCPT TO:<u@example.test>" from `, true},
-		{"4xx", "451 4.3.0 Temporary internal failure", Defer, "RCPT TO:<u@example.test>: 451 4.3.0 Temporary internal failure", false},
-		{"hangs up", "", Defer, "RCPT TO: ", false},
-		{"garbage", "hello there", Defer, "RCPT TO: ", false},
+			`response to "RCPT TO:<u@example.test>" from 127.0.0.1 [127.0.0.1] was: 550 5.1.1 <u@example.test> User doesn't exist`, true, ""},
+		{"user has moved", "551 5.1.6 moved", NotFound, "from 127.0.0.1 [127.0.0.1] was: 551 5.1.6 moved", true, ""},
+		{"bad mailbox syntax", "553 5.1.3 bad address", NotFound, "was: 553 5.1.3 bad address", true, ""},
+		{"no enhanced code", "550 no such mailbox", NotFound, "was: 550 no such mailbox", true, ""},
+		{"mailbox full", "552 5.2.2 Mailbox full", Found, "over quota at lmtp 127.0.0.1:", true, ""},
+		{"mailbox full for now", "452 4.2.2 Mailbox full", Found, "452 4.2.2 Mailbox full", true, ""},
+		{"relay denied", "554 5.7.1 Relay access denied", Defer,
+			"RCPT TO:<u@example.test> refused: 554 5.7.1 Relay access denied", false, refuses + "554 5.7.1 Relay access denied"},
+		{"policy 550", "550 5.7.1 Not allowed", Defer, "refused: 550 5.7.1 Not allowed", false, refuses + "550 5.7.1 Not allowed"},
+		{"TLS wanted", "530 5.7.0 Must issue a STARTTLS command first", Defer,
+			"refused: 530 5.7.0", false, refuses + "530 5.7.0 Must issue a STARTTLS command first"},
+		{"4xx", "451 4.3.0 Temporary internal failure", Defer, "RCPT TO:<u@example.test>: 451 4.3.0 Temporary internal failure", false, ""},
+		{"hangs up", "", Defer, "RCPT TO: ", false, ""},
+		{"garbage", "hello there", Defer, "RCPT TO: ", false, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := startFakeStore(t, func(string) string { return tc.answer })
 			st := calloutTo(t, s.addr)
-			v := newVerifier(t, testOptions(st))
+			var panics []string
+			o := testOptions(st)
+			o.Panic = func(line string) { panics = append(panics, line) }
+			v := newVerifier(t, o)
 			r := lookup(v, st, "U+tag@Example.TEST")
 			if r.Verdict != tc.verdict || !strings.Contains(r.Detail, tc.detail) || r.Key != "u@example.test" {
 				t.Errorf("Lookup = %+v, want %v with %q for u@example.test", r, tc.verdict, tc.detail)
@@ -49,6 +70,16 @@ func TestCallout(t *testing.T) {
 			}
 			if n := s.times("u@example.test"); n != want {
 				t.Errorf("the store was asked %d times, want %d", n, want)
+			}
+			// The same refusal again, for this address or another, is
+			// not another line: paniclog is not a log of every RCPT.
+			lookup(v, st, "w@example.test")
+			var wantPanics []string
+			if tc.panic != "" {
+				wantPanics = []string{fmt.Sprintf(tc.panic, s.addr)}
+			}
+			if !slices.Equal(panics, wantPanics) {
+				t.Errorf("paniclog %q, want %q", panics, wantPanics)
 			}
 		})
 	}
@@ -139,11 +170,11 @@ func TestCalloutStale(t *testing.T) {
 	lookup(v, st, "a@example.test")
 	// Close the pooled connection under the verifier, as a store's idle
 	// timeout does.
-	v.callout(st.Target).pool.mu.Lock()
-	for _, ic := range v.callout(st.Target).pool.idle {
+	v.callout(st).pool.mu.Lock()
+	for _, ic := range v.callout(st).pool.idle {
 		ic.c.nc.Close()
 	}
-	v.callout(st.Target).pool.mu.Unlock()
+	v.callout(st).pool.mu.Unlock()
 	if r := lookup(v, st, "b@example.test"); r.Verdict != Found {
 		t.Errorf("Lookup after the store closed the connection = %+v, want Found", r)
 	}
@@ -156,5 +187,54 @@ func TestCalloutQuoted(t *testing.T) {
 	v := newVerifier(t, testOptions(st))
 	if r := lookup(v, st, "john doe@example.test"); r.Verdict != Found || r.Key != "john doe@example.test" {
 		t.Errorf("Lookup = %+v, want Found for john doe@example.test", r)
+	}
+}
+
+// TestCalloutTLS: the callout asks the store as the route's starttls and
+// tls_verify say delivery reaches it: over TLS when offered, never in
+// clear under "required", the certificate verified under tls_verify, in
+// clear again when TLS is broken and nothing demands it.
+func TestCalloutTLS(t *testing.T) {
+	ca := tlstest.NewCA(t, "Store CA")
+	good := &tls.Config{Certificates: []tls.Certificate{ca.Certificate(t, "127.0.0.1")}}
+	broken := &tls.Config{Certificates: good.Certificates, MaxVersion: tls.VersionTLS11}
+	tests := []struct {
+		name       string
+		tls        *tls.Config // what the store offers; nil: no STARTTLS
+		requireTLS bool        // the store refuses MAIL in clear
+		mode       string
+		verify     bool
+		roots      *x509.CertPool
+		verdict    Verdict
+		detail     string
+		rcpts      int64 // RCPTs the store saw, over TLS
+		clear      int64 // and in clear
+	}{
+		{"store demands TLS", good, true, TLSOpportunistic, false, nil, Found, "accepted by lmtp ", 1, 0},
+		{"required, verified", good, false, TLSRequired, true, ca.Pool, Found, "accepted by lmtp ", 1, 0},
+		{"required, not offered", nil, false, TLSRequired, false, nil, Defer,
+			`starttls = "required", but the store did not offer STARTTLS`, 0, 0},
+		{"required, untrusted", good, false, TLSRequired, true, tlstest.NewCA(t, "Other CA").Pool, Defer,
+			"TLS handshake: tls: failed to verify certificate", 0, 0},
+		{"none", good, false, TLSNone, false, nil, Found, "accepted by lmtp ", 0, 1},
+		{"opportunistic, TLS broken", broken, false, TLSOpportunistic, false, nil, Found, "accepted by lmtp ", 0, 1},
+		{"opportunistic, verified, TLS broken", broken, false, TLSOpportunistic, true, ca.Pool, Defer, "TLS handshake: ", 0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startFake(t, &fakeStore{greeting: "220 fake LMTP", answer: users("u@example.test"), tls: tc.tls, requireTLS: tc.requireTLS})
+			st := calloutTo(t, s.addr)
+			st.StartTLS, st.TLSVerify = tc.mode, tc.verify
+			o := testOptions(st)
+			o.RootCAs = tc.roots
+			v := newVerifier(t, o)
+			r := lookup(v, st, "u@example.test")
+			if r.Verdict != tc.verdict || !strings.Contains(r.Detail, tc.detail) {
+				t.Errorf("Lookup = %+v, want %v with %q", r, tc.verdict, tc.detail)
+			}
+			if got, clear := s.tlsRcpts.Load(), s.rcpts.Load()-s.tlsRcpts.Load(); got != tc.rcpts || clear != tc.clear {
+				t.Errorf("the store saw %d RCPTs over TLS and %d in clear, want %d and %d", got, clear, tc.rcpts, tc.clear)
+			}
+		})
 	}
 }

@@ -42,7 +42,7 @@ func TestCheck(t *testing.T) {
 			"Unrouteable address (not in recipients file " + good + ")", "not found"},
 		{"unknown at the store", "nobody@callout.test", false, filters.Reject,
 			"550 5.1.1 <nobody@callout.test>: Recipient address rejected: User unknown",
-			`response to "RCPT TO:<nobody@callout.test>" from ` + s.addr + ` was: 550 5.1.1 <nobody@callout.test> User doesn't exist`, "callout to lmtp " + s.addr},
+			`response to "RCPT TO:<nobody@callout.test>" from 127.0.0.1 [127.0.0.1] was: 550 5.1.1 <nobody@callout.test> User doesn't exist`, "callout to lmtp " + s.addr},
 		{"no answer", "a@missing.test", false, filters.Tempfail,
 			"451 4.4.3 <a@missing.test>: Recipient address verification failed: mail store not available",
 			"Could not complete recipient verify: recipients file: stat " + missing, "deferred"},

@@ -11,6 +11,7 @@ package rcptverify
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -39,6 +40,13 @@ type Target struct {
 	Path   string
 }
 
+// STARTTLS modes of Store.StartTLS, the route's starttls.
+const (
+	TLSOpportunistic = "opportunistic" // if the store offers it
+	TLSNone          = "none"
+	TLSRequired      = "required" // never ask in clear: no TLS, no lookup
+)
+
 // Store is the mail store of a recipient domain as verification sees it.
 type Store struct {
 	Name      string // the route's name, for logs
@@ -47,6 +55,11 @@ type Store struct {
 	Target    Target // callout: the store asked
 	Delimiter string // characters that start a sub-address ("+"); "" for none
 	Lowercase bool   // local parts are looked up lower-cased
+	// Callout: the route's TLS and connect timeout, as delivery to the
+	// store uses them (a unix socket never has TLS).
+	StartTLS       string // TLSOpportunistic, TLSNone or TLSRequired
+	TLSVerify      bool   // verify the store's certificate
+	ConnectTimeout time.Duration
 }
 
 // Options configure a Verifier. They are taken as given: config fills and
@@ -57,7 +70,7 @@ type Options struct {
 	Store       func(domain string) (Store, bool)
 	Hostname    string        // LHLO/EHLO name of callouts
 	DeferOK     bool          // no answer → accept (the check reads it)
-	Timeout     time.Duration // per lookup, connect included
+	Timeout     time.Duration // per lookup, connect included (a callout connects within its Store.ConnectTimeout too)
 	IdleTimeout time.Duration // an open connection to a store unused this long is closed
 	PositiveTTL time.Duration // "user exists" cached
 	NegativeTTL time.Duration // "user unknown" cached
@@ -66,8 +79,13 @@ type Options struct {
 	// MaxConnections bounds the lookups at once, and so the open
 	// connections, to one store.
 	MaxConnections int
-	Log            func(text string) // mainlog
-	Panic          func(text string) // paniclog: a recipients file that does not parse
+	// RootCAs verifies a store's certificate under TLSVerify; nil = the
+	// system's roots.
+	RootCAs *x509.CertPool
+	Log     func(text string) // mainlog
+	// Panic is paniclog: a recipients file that does not parse, a store
+	// that refuses our callouts.
+	Panic func(text string)
 }
 
 // Verdict is what a lookup says of a recipient. The zero value is
@@ -114,7 +132,7 @@ type Verifier struct {
 	// twice at once, and guards the per-store state.
 	mu       sync.Mutex
 	flights  singleflight.Group
-	callouts map[Target]*calloutStore
+	callouts map[calloutKey]*calloutStore
 	dovecots map[string]*dovecotStore
 	files    map[string]*recipientsFile
 	closed   bool
@@ -146,7 +164,7 @@ func New(o Options) (*Verifier, error) {
 	v := &Verifier{
 		o:        o,
 		cache:    ca,
-		callouts: make(map[Target]*calloutStore),
+		callouts: make(map[calloutKey]*calloutStore),
 		dovecots: make(map[string]*dovecotStore),
 		files:    make(map[string]*recipientsFile),
 	}
@@ -274,7 +292,7 @@ func (v *Verifier) run(ctx context.Context, st Store, key, cacheKey string) Resu
 	var res Result
 	switch st.Source {
 	case SourceCallout:
-		res = v.callout(st.Target).probe(ctx, key)
+		res = v.callout(st).probe(ctx, key)
 	case SourceDovecot:
 		res = v.dovecot(st.Path).lookup(ctx, key)
 	default:
@@ -300,13 +318,23 @@ func (v *Verifier) run(ctx context.Context, st Store, key, cacheKey string) Resu
 	return res
 }
 
-func (v *Verifier) callout(t Target) *calloutStore {
+// calloutKey is what makes two routes' callouts one store: the same
+// target asked the same way.
+type calloutKey struct {
+	t         Target
+	startTLS  string
+	tlsVerify bool
+	connect   time.Duration
+}
+
+func (v *Verifier) callout(st Store) *calloutStore {
+	k := calloutKey{st.Target, st.StartTLS, st.TLSVerify, st.ConnectTimeout}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	s := v.callouts[t]
+	s := v.callouts[k]
 	if s == nil {
-		s = newCalloutStore(t, v.o)
-		v.callouts[t] = s
+		s = newCalloutStore(st, v.o)
+		v.callouts[k] = s
 	}
 	return s
 }

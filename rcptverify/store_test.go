@@ -3,6 +3,7 @@ package rcptverify
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"net"
 	"strings"
 	"sync"
@@ -15,14 +16,18 @@ import (
 
 // fakeStore is an in-process LMTP server for fault injection: answer
 // gives the reply to each RCPT TO (by address), greeting replaces the
-// 220. It counts connections, RCPTs and the connections open at once.
+// 220. With tls set it offers STARTTLS, and with requireTLS refuses MAIL
+// in clear as a store demanding TLS does. It counts connections, RCPTs
+// (those over TLS apart) and the connections open at once.
 type fakeStore struct {
-	addr     string
-	greeting string
-	answer   func(rcpt string) string
+	addr       string
+	greeting   string
+	answer     func(rcpt string) string
+	tls        *tls.Config
+	requireTLS bool
 
-	conns, rcpts atomic.Int64
-	open, peak   atomic.Int64
+	conns, rcpts, tlsRcpts atomic.Int64
+	open, peak             atomic.Int64
 
 	mu    sync.Mutex
 	asked map[string]int
@@ -35,11 +40,17 @@ func startFakeStore(t *testing.T, answer func(string) string) *fakeStore {
 
 func startFakeStoreGreeting(t *testing.T, greeting string, answer func(string) string) *fakeStore {
 	t.Helper()
+	return startFake(t, &fakeStore{greeting: greeting, answer: answer})
+}
+
+// startFake serves s, its address set, on loopback until the test ends.
+func startFake(t *testing.T, s *fakeStore) *fakeStore {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &fakeStore{addr: l.Addr().String(), greeting: greeting, answer: answer, asked: map[string]int{}}
+	s.addr, s.asked = l.Addr().String(), map[string]int{}
 	peertest.Serve(t, l, s.serve)
 	return s
 }
@@ -58,6 +69,7 @@ func (s *fakeStore) serve(c net.Conn) {
 	say := func(line string) { w.WriteString(line + "\r\n"); w.Flush() }
 	say(s.greeting)
 	r := bufio.NewReader(c)
+	secure := false
 	for {
 		line, err := r.ReadString('\n')
 		if err != nil {
@@ -68,11 +80,27 @@ func (s *fakeStore) serve(c net.Conn) {
 		switch {
 		case verb == "LHLO" || verb == "EHLO":
 			say("250-fake")
+			if s.tls != nil && !secure {
+				say("250-STARTTLS")
+			}
 			say("250 ENHANCEDSTATUSCODES")
+		case verb == "STARTTLS" && s.tls != nil && !secure:
+			say("220 2.0.0 Ready to start TLS")
+			tc := tls.Server(c, s.tls)
+			if tc.Handshake() != nil {
+				return
+			}
+			c, secure = tc, true
+			r, w = bufio.NewReader(c), bufio.NewWriter(c)
+		case verb == "MAIL" && s.requireTLS && !secure:
+			say("530 5.7.0 Must issue a STARTTLS command first")
 		case verb == "MAIL", verb == "RSET":
 			say("250 2.0.0 OK")
 		case verb == "RCPT":
 			s.rcpts.Add(1)
+			if secure {
+				s.tlsRcpts.Add(1)
+			}
 			to := strings.TrimSuffix(strings.TrimPrefix(line[len("RCPT TO:"):], "<"), ">")
 			s.mu.Lock()
 			s.asked[to]++
@@ -135,7 +163,8 @@ func calloutTo(t *testing.T, addr string) Store {
 	for _, c := range port {
 		p = p*10 + int(c-'0')
 	}
-	return Store{Name: "downstream", Source: SourceCallout, Target: Target{Scheme: "lmtp", Host: host, Port: p}, Delimiter: "+", Lowercase: true}
+	return Store{Name: "downstream", Source: SourceCallout, Target: Target{Scheme: "lmtp", Host: host, Port: p}, Delimiter: "+", Lowercase: true,
+		StartTLS: TLSOpportunistic, ConnectTimeout: time.Second}
 }
 
 func newVerifier(t testing.TB, o Options) *Verifier {

@@ -159,7 +159,7 @@ func TestRecipientVerify(t *testing.T) {
 
 			rejects := g.rejectlog()
 			want := map[string]string{
-				"callout": `rejected RCPT <nobody@example.test>: response to "RCPT TO:<nobody@example.test>" from 127.0.0.1:` + strings.TrimPrefix(d.URL(), "lmtp://127.0.0.1:") + ` was: 550 5.1.1 <nobody@example.test> User doesn't exist: nobody@example.test`,
+				"callout": `rejected RCPT <nobody@example.test>: response to "RCPT TO:<nobody@example.test>" from 127.0.0.1 [127.0.0.1] was: 550 5.1.1 <nobody@example.test> User doesn't exist: nobody@example.test`,
 				"dovecot": `rejected RCPT <nobody@example.test>: Unrouteable address (dovecot userdb ` + d.socket() + `: NOTFOUND)`,
 				"file":    `rejected RCPT <nobody@example.test>: Unrouteable address (not in recipients file ` + list + `)`,
 			}[source]
