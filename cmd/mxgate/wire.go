@@ -128,6 +128,7 @@ func storeTransport(cfg *config.Config, d config.Downstream) (deliver.Transport,
 			Lowercase: d.LowercaseLocal,
 			UID:       d.MaildirUID,
 			GID:       d.MaildirGID,
+			OwnerUser: d.MaildirOwnerUser,
 			Mode:      os.FileMode(mode),
 		}), nil
 	}
