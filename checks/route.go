@@ -59,6 +59,7 @@ func store(name string, d config.Downstream) route.StoreRoute {
 			Delimiter: d.RecipientDelimiter,
 			Lowercase: d.LowercaseLocal,
 			UID:       d.MaildirUID,
+			OwnerUser: d.MaildirOwnerUser,
 			GID:       d.MaildirGID,
 			Mode:      os.FileMode(mode),
 		})

@@ -157,16 +157,23 @@ type Downstream struct {
 	// /etc/userdomains), required when the layout uses {user}.
 	MaildirUsers string `toml:"maildir_users,omitempty"`
 	// MaildirOwner is "user:group" owning the directories and files
-	// written; default: the process's own.
+	// written, or "{user}" (OwnerUser) for the layout's {user} and their
+	// primary group, per recipient; default: the process's own.
 	MaildirOwner string `toml:"maildir_owner,omitempty"`
-	// MaildirUID and MaildirGID are MaildirOwner looked up; -1 when it
-	// is not set. Not printed.
+	// MaildirUID and MaildirGID are a "user:group" MaildirOwner looked
+	// up; -1 when it is not set or is "{user}". Not printed.
 	MaildirUID int `toml:"-"`
 	MaildirGID int `toml:"-"`
+	// MaildirOwnerUser: MaildirOwner is "{user}". Not printed.
+	MaildirOwnerUser bool `toml:"-"`
 	// MaildirMode is the mode of the directories created, as octal;
 	// default "0700" (files get it without the x bits).
 	MaildirMode string `toml:"maildir_mode,omitempty"`
 }
+
+// OwnerUser is the maildir_owner that gives each Maildir to the system
+// user its layout's {user} names (cPanel: the account owning the domain).
+const OwnerUser = "{user}"
 
 // Verify is a recipient-verification source taken apart.
 type Verify struct {

@@ -143,7 +143,14 @@ func (d *decoder) checkMaildir(key keyPath, s *Downstream) {
 	if s.MaildirUsers != "" && !filepath.IsAbs(s.MaildirUsers) {
 		d.failKey(key.child("maildir_users"), -1, "path %q must be absolute", s.MaildirUsers)
 	}
-	if s.MaildirOwner != "" {
+	switch {
+	case s.MaildirOwner == OwnerUser:
+		// Looked up per delivery: accounts come and go without a restart.
+		if !strings.Contains(s.MaildirLayout, "{user}") {
+			d.failKey(key.child("maildir_owner"), -1, "is %q, and %s has no {user} to take the owner from", OwnerUser, layoutKey)
+		}
+		s.MaildirOwnerUser = true
+	case s.MaildirOwner != "":
 		uid, gid, err := lookupOwner(s.MaildirOwner)
 		if err != nil {
 			d.failKey(key.child("maildir_owner"), -1, "%w", err)
@@ -187,7 +194,7 @@ func checkLayout(t string) error {
 func lookupOwner(s string) (uid, gid int, err error) {
 	un, gn, ok := strings.Cut(s, ":")
 	if !ok || un == "" || gn == "" {
-		return -1, -1, fmt.Errorf("invalid owner %q (want \"user:group\")", s)
+		return -1, -1, fmt.Errorf("invalid owner %q (want \"user:group\", or \"{user}\" with a {user} layout)", s)
 	}
 	u, err := user.Lookup(un)
 	if err != nil {

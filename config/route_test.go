@@ -41,6 +41,10 @@ func TestRouteErrors(t *testing.T) {
 			`e.toml:6: key "outbound.starttls": is "opportunistic", and a password is sent only over TLS: set starttls = "required" or use smtps://`},
 		{"user without password", "outbound.auth_user = \"u\"\n",
 			`e.toml:4: key "outbound.auth_user": is set but outbound.auth_password_file is not`},
+		{"owner {user} without {user} in the layout", "[[route]]\ndomains = [\"a.test\"]\nurl = \"maildir:///m\"\nmaildir_owner = \"{user}\"\n",
+			`e.toml:7: key "route[0].maildir_owner": is "{user}", and route[0].maildir_layout has no {user} to take the owner from`},
+		{"owner without group", "[[route]]\ndomains = [\"a.test\"]\nurl = \"maildir:///m\"\nmaildir_owner = \"root\"\n",
+			`e.toml:7: key "route[0].maildir_owner": invalid owner "root" (want "user:group", or "{user}" with a {user} layout)`},
 		{"bad over_quota", "downstream.over_quota = \"keep\"\n",
 			`e.toml:4: key "downstream.over_quota": invalid value "keep" (want "defer", "bounce" or "discard")`},
 		{"delimiter with a letter", "downstream.recipient_delimiter = \"x\"\n",
@@ -51,6 +55,39 @@ func TestRouteErrors(t *testing.T) {
 			_, err := Parse("e.toml", []byte(base+tt.extra))
 			if err == nil || err.Error() != tt.want {
 				t.Errorf("error = %v\nwant    %s", err, tt.want)
+			}
+		})
+	}
+}
+
+// maildir_owner sets the owner as data for the transport: a fixed
+// "user:group" looked up once, "{user}" left to each delivery.
+func TestMaildirOwner(t *testing.T) {
+	const base = "hostname = \"h\"\nrelay.domains = [\"h\"]\ndownstream.url = \"maildir:///m\"\n" +
+		"downstream.maildir_layout = \"/home/{user}/mail/{domain}/{local}\"\ndownstream.maildir_users = \"/etc/userdomains\"\n"
+	tests := []struct {
+		owner    string
+		uid, gid int
+		user     bool
+	}{
+		{"", -1, -1, false},
+		{"root:root", 0, 0, false},
+		{"0:0", 0, 0, false},
+		{"{user}", -1, -1, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.owner, func(t *testing.T) {
+			text := base
+			if tt.owner != "" {
+				text += "downstream.maildir_owner = \"" + tt.owner + "\"\n"
+			}
+			c, err := Parse("o.toml", []byte(text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := c.Downstream
+			if d.MaildirUID != tt.uid || d.MaildirGID != tt.gid || d.MaildirOwnerUser != tt.user {
+				t.Errorf("maildir_owner %q: uid %d gid %d user %v; want %d %d %v", tt.owner, d.MaildirUID, d.MaildirGID, d.MaildirOwnerUser, tt.uid, tt.gid, tt.user)
 			}
 		})
 	}

@@ -76,8 +76,8 @@ const (
 	// BadAddress: an address that cannot be sent as it is (malformed, or
 	// non-ASCII to a server without SMTPUTF8).
 	BadAddress
-	// MaildirUnsafePath: a local part or domain that is unsafe as a
-	// Maildir path.
+	// MaildirUnsafePath: a local part, domain or user that is unsafe as
+	// a Maildir path, or a symlink met on the way to the Maildir.
 	MaildirUnsafePath
 	// LocalError: a local problem: reading the spooled message, writing
 	// the Maildir.

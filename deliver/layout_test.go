@@ -150,3 +150,108 @@ func checkOwner(t *testing.T, p string, mode os.FileMode, uid, gid int) {
 		t.Errorf("%s: mode %v owner %d:%d, want %v %d:%d", p, fi.Mode(), st.Uid, st.Gid, mode, uid, gid)
 	}
 }
+
+// maildir_owner "{user}": what is created below the layout's fixed part
+// belongs to the domain's user and their primary group; the fixed part
+// stays the process's. A user the system does not know defers the
+// recipient and creates nothing.
+func TestMaildirOwnerUser(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("giving files to another user needs root")
+	}
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	root := filepath.Join(t.TempDir(), "mail")
+	md, users := layoutMaildir(t, root, "{user}/{domain}/{local}", func(o *MaildirOptions) { o.Mode, o.OwnerUser = 0o750, true })
+	data, err := os.ReadFile(filepath.Join("testdata", "userdomains-owners"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(users, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got := md.Deliver(context.Background(), msg("s@example.test", "x\n", "a@owned.test", "b@ghost.test", "c@owned.test"))
+	checkResults(t, got, []Result{
+		{Rcpt: "a@owned.test", Status: Delivered},
+		{Rcpt: "b@ghost.test", Status: Deferred, Reason: LocalError, Err: `maildir: no system user "no-such-user-mxgate" to own the Maildir (maildir_owner "{user}")`},
+		{Rcpt: "c@owned.test", Status: Delivered},
+	})
+	checkOwner(t, root, 0o750|os.ModeDir, os.Getuid(), os.Getgid())
+	const nobody = 65534 // nobody and its primary group, nogroup
+	for _, p := range []string{"nobody", "nobody/owned.test", "nobody/owned.test/a", "nobody/owned.test/a/tmp", "nobody/owned.test/a/new", "nobody/owned.test/a/cur"} {
+		checkOwner(t, filepath.Join(root, p), 0o750|os.ModeDir, nobody, nobody)
+	}
+	for _, local := range []string{"a", "c"} {
+		dir := filepath.Join(root, "nobody", "owned.test", local, "new")
+		names := files(t, dir)
+		if len(names) != 1 {
+			t.Fatalf("%s holds %v", dir, names)
+		}
+		checkOwner(t, filepath.Join(dir, names[0]), 0o640, nobody, nobody)
+	}
+	if names := files(t, root); len(names) != 1 || names[0] != "nobody" {
+		t.Errorf("%s holds %v, want only nobody's Maildirs", root, names)
+	}
+}
+
+// A symlink anywhere below the layout's fixed part fails the recipient
+// for good, and nothing is written where it points; a symlink in the
+// fixed part (the admin's) is followed as before.
+func TestMaildirSymlinkRefused(t *testing.T) {
+	const layout = "{user}/mail/{domain}/{local}" // hosted.test's user is alice
+	tests := []struct {
+		name string
+		link string // below ROOT, made a symlink to OUTSIDE (a directory)
+		mk   string // below ROOT, made a directory first
+	}{
+		{"the {user} element", "alice", ""},
+		{"a fixed segment after a field", "alice/mail", "alice"},
+		{"the domain", "alice/mail/hosted.test", "alice/mail"},
+		{"the Maildir", "alice/mail/hosted.test/info", "alice/mail/hosted.test"},
+		{"tmp", "alice/mail/hosted.test/info/tmp", "alice/mail/hosted.test/info"},
+		{"new", "alice/mail/hosted.test/info/new", "alice/mail/hosted.test/info/tmp"},
+		{"cur", "alice/mail/hosted.test/info/cur", "alice/mail/hosted.test/info/new"},
+		{"dangling", "alice/mail/hosted.test/info", "alice/mail/hosted.test"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root, outside := t.TempDir(), t.TempDir()
+			if tt.mk != "" {
+				if err := os.MkdirAll(filepath.Join(root, tt.mk), 0o700); err != nil {
+					t.Fatal(err)
+				}
+			}
+			target := outside
+			if tt.name == "dangling" {
+				target = filepath.Join(outside, "missing")
+			}
+			link := filepath.Join(root, tt.link)
+			if err := os.Symlink(target, link); err != nil {
+				t.Fatal(err)
+			}
+			md, _ := layoutMaildir(t, root, layout, nil)
+			got := md.Deliver(context.Background(), msg("s@example.test", "x\n", "info@hosted.test"))
+			checkResults(t, got, []Result{{Rcpt: "info@hosted.test", Status: Failed, Reason: MaildirUnsafePath,
+				Err: "maildir: " + link + " is a symbolic link: unsafe path, not followed"}})
+			if names := files(t, outside); len(names) != 0 {
+				t.Errorf("written through the symlink: %s holds %v", outside, names)
+			}
+			if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+				t.Errorf("%s: %v, %v; want the symlink left as it is", link, fi, err)
+			}
+		})
+	}
+	t.Run("fixed part", func(t *testing.T) {
+		real := t.TempDir()
+		root := filepath.Join(t.TempDir(), "mail")
+		if err := os.Symlink(real, root); err != nil {
+			t.Fatal(err)
+		}
+		md, _ := layoutMaildir(t, root, layout, nil)
+		got := md.Deliver(context.Background(), msg("s@example.test", "x\n", "info@hosted.test"))
+		checkResults(t, got, []Result{{Rcpt: "info@hosted.test", Status: Delivered}})
+		if names := files(t, filepath.Join(real, "alice", "mail", "hosted.test", "info", "new")); len(names) != 1 {
+			t.Errorf("new/ holds %v, want the message", names)
+		}
+	})
+}

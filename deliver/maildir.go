@@ -8,13 +8,17 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/user"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // DefaultLayout is where a recipient's Maildir is under the root unless
@@ -34,18 +38,24 @@ type MaildirOptions struct {
 	// Delimiter separates a sub-address: the local part is cut at the
 	// first of its characters (user+tag is user); "" cuts nothing.
 	Delimiter string
-	Lowercase bool        // local parts lower-cased, as Dovecot's %Lu
-	UID, GID  int         // owner of what is created; -1 leaves it the process's
+	Lowercase bool // local parts lower-cased, as Dovecot's %Lu
+	UID, GID  int  // owner of what is created; -1 leaves it the process's
+	// OwnerUser gives what is created below the layout's fixed part to
+	// the system user {user} names and their primary group, looked up
+	// per delivery (cPanel's Dovecot reads each account's mail as that
+	// account); UID and GID then own only the fixed part.
+	OwnerUser bool
 	Mode      os.FileMode // of the directories created; files get it without x bits
 }
 
 // Maildir delivers recipient local@domain into the Maildir its layout
 // names. It is the maildir:// Transport, and its Dir is what -bt shows.
 type Maildir struct {
-	o     MaildirOptions
-	users *userMap
-	host  string // hostname as the Maildir unique-name spec escapes it
-	pid   int
+	o      MaildirOptions
+	users  *userMap
+	owners owners
+	host   string // hostname as the Maildir unique-name spec escapes it
+	pid    int
 }
 
 // deliveries is the Q part of the unique name: unique within the process
@@ -72,9 +82,10 @@ func NewMaildir(o MaildirOptions) *Maildir {
 // Name is the transport's name, logged as T=.
 func (md *Maildir) Name() string { return "maildir" }
 
-// Deliver writes one file per recipient. Problems with a recipient's address
-// fail it; I/O errors (a full disk, permissions) defer it, since an admin can
-// fix them.
+// Deliver writes one file per recipient. Problems with a recipient's address,
+// and a symlink on the way to its Maildir, fail it; I/O errors (a full disk,
+// permissions) and a {user} owner the system does not know defer it, since
+// an admin can fix them.
 func (md *Maildir) Deliver(ctx context.Context, m *Message) []Result {
 	if err := checkAddr(m.Sender); err != nil {
 		return results(m, "", Failed, BadAddress, "sender "+err.Error())
@@ -85,7 +96,7 @@ func (md *Maildir) Deliver(ctx context.Context, m *Message) []Result {
 			rs[i].Reason, rs[i].Err = Abandoned, "delivery abandoned: "+context.Cause(ctx).Error()
 			continue
 		}
-		dir, err := md.Dir(rcpt)
+		pl, err := md.place(rcpt)
 		if err != nil {
 			if DirTemporary(err) {
 				rs[i].Reason, rs[i].Err = LocalError, err.Error()
@@ -98,10 +109,20 @@ func (md *Maildir) Deliver(ctx context.Context, m *Message) []Result {
 			rs[i].Status, rs[i].Reason, rs[i].Err = Failed, why, err.Error()
 			continue
 		}
-		if err := md.deliverOne(ctx, dir, m, rcpt); err != nil {
+		own := owner{md.o.UID, md.o.GID}
+		if md.o.OwnerUser {
+			if own, err = md.owners.lookup(pl.user); err != nil {
+				rs[i].Reason, rs[i].Err = LocalError, err.Error()
+				continue
+			}
+		}
+		if err := md.deliverOne(ctx, pl, own, m, rcpt); err != nil {
 			rs[i].Reason, rs[i].Err = LocalError, err.Error()
-			if ctx.Err() != nil {
+			switch {
+			case ctx.Err() != nil:
 				rs[i].Reason = Abandoned
+			case errors.As(err, new(unsafePathError)):
+				rs[i].Status, rs[i].Reason = Failed, MaildirUnsafePath
 			}
 			continue
 		}
@@ -114,37 +135,66 @@ func (md *Maildir) Deliver(ctx context.Context, m *Message) []Result {
 // Every field becomes a path element, so anything that could leave the
 // layout or hide the directory is refused.
 func (md *Maildir) Dir(rcpt string) (string, error) {
-	if err := checkAddr(rcpt); err != nil {
+	pl, err := md.place(rcpt)
+	if err != nil {
 		return "", err
+	}
+	return filepath.Join(append([]string{pl.base}, pl.elems...)...), nil
+}
+
+// place is where a recipient's Maildir is, in two parts. base is the
+// layout's fixed part (the root and the segments before the first field),
+// the admin's, so it is used as it is, symlinks and all. elems are the
+// rest, from the first segment with a field on: they may be in a user's
+// home, where the user can plant a symlink, so they are walked one by one
+// without following any.
+type place struct {
+	base  string
+	elems []string
+	user  string // {user} filled in; "" when the layout has none
+}
+
+func (md *Maildir) place(rcpt string) (place, error) {
+	if err := checkAddr(rcpt); err != nil {
+		return place{}, err
 	}
 	local, domain, ok := splitAddr(rcpt)
 	if !ok {
-		return "", fmt.Errorf("address %q has no domain: cannot choose a Maildir", rcpt)
+		return place{}, fmt.Errorf("address %q has no domain: cannot choose a Maildir", rcpt)
 	}
 	domain = strings.ToLower(domain)
 	if err := safeElement(domain); err != nil {
-		return "", unsafePathError{fmt.Errorf("address %q: domain %w", rcpt, err)}
+		return place{}, unsafePathError{fmt.Errorf("address %q: domain %w", rcpt, err)}
 	}
 	local = md.mailbox(plainLocal(local))
 	if err := safeElement(local); err != nil {
-		return "", unsafePathError{fmt.Errorf("address %q: local part %w", rcpt, err)}
+		return place{}, unsafePathError{fmt.Errorf("address %q: local part %w", rcpt, err)}
 	}
+	var pl place
 	fields := map[string]string{"{domain}": domain, "{local}": local}
 	if strings.Contains(md.o.Layout, "{user}") {
-		user, err := md.users.lookup(domain)
+		name, err := md.users.lookup(domain)
 		if err != nil {
-			return "", err
+			return place{}, err
 		}
-		if err := safeElement(user); err != nil {
-			return "", unsafePathError{fmt.Errorf("address %q: the user of %s in maildir_users %w", rcpt, domain, err)}
+		if err := safeElement(name); err != nil {
+			return place{}, unsafePathError{fmt.Errorf("address %q: the user of %s in maildir_users %w", rcpt, domain, err)}
 		}
-		fields["{user}"] = user
+		fields["{user}"], pl.user = name, name
 	}
-	p := layoutField.ReplaceAllStringFunc(md.o.Layout, func(f string) string { return fields[f] })
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(md.o.Root, p)
+	pl.base = md.o.Root
+	if filepath.IsAbs(md.o.Layout) {
+		pl.base = "/"
 	}
-	return filepath.Clean(p), nil
+	for seg := range strings.SplitSeq(strings.Trim(md.o.Layout, "/"), "/") {
+		if pl.elems == nil && !layoutField.MatchString(seg) {
+			pl.base = filepath.Join(pl.base, seg)
+			continue
+		}
+		pl.elems = append(pl.elems, layoutField.ReplaceAllStringFunc(seg, func(f string) string { return fields[f] }))
+	}
+	pl.base = filepath.Clean(pl.base)
+	return pl, nil
 }
 
 // layoutField is a {field} of a layout; config allows only the three Dir
@@ -262,11 +312,26 @@ func readUsers(path string) (map[string]string, error) {
 
 // deliverOne follows the Maildir protocol: write tmp/NAME, fsync it, rename
 // it to new/NAME, fsync new/. NAME is unique, so the rename never replaces a
-// message.
-func (md *Maildir) deliverOne(ctx context.Context, dir string, m *Message, rcpt string) error {
-	if err := md.ensure(dir); err != nil {
+// message. Everything below pl.base is reached through directory file
+// descriptors opened without following symlinks, so what is written stays
+// in the Maildir the layout names, whatever a user does to their home.
+func (md *Maildir) deliverOne(ctx context.Context, pl place, own owner, m *Message, rcpt string) error {
+	dir, path, err := md.openMaildir(pl, own)
+	if err != nil {
 		return err
 	}
+	defer unix.Close(dir)
+	var subs [3]int // tmp, new, cur
+	for i, sub := range []string{"tmp", "new", "cur"} {
+		fd, err := md.child(dir, path, sub, own)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		subs[i] = fd
+	}
+	tmpDir, newDir := subs[0], subs[1]
+
 	src, err := m.open()
 	if err != nil {
 		return fmt.Errorf("error opening message: %w", err)
@@ -274,31 +339,35 @@ func (md *Maildir) deliverOne(ctx context.Context, dir string, m *Message, rcpt 
 	defer src.Close()
 
 	name := md.uniqueName()
-	tmp := filepath.Join(dir, "tmp", name)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	tmp := filepath.Join(path, "tmp", name)
+	fd, err := unix.Openat(tmpDir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return fmt.Errorf("maildir: %w", err)
+		return fmt.Errorf("maildir: %w", &fs.PathError{Op: "open", Path: tmp, Err: err})
 	}
-	if err := md.own(f.Name(), md.o.Mode&^0o111, f); err != nil {
+	f := os.NewFile(uintptr(fd), tmp)
+	remove := func() { unix.Unlinkat(tmpDir, name, 0) }
+	if err := own.set(fd, tmp, md.o.Mode&^0o111); err != nil {
 		f.Close()
-		os.Remove(tmp)
+		remove()
 		return err
 	}
 	if err := md.write(ctx, f, src, m.Sender, rcpt); err != nil {
 		f.Close()
-		os.Remove(tmp)
+		remove()
 		return err
 	}
 	if err := f.Close(); err != nil {
-		os.Remove(tmp)
+		remove()
 		return fmt.Errorf("maildir: close %s: %w", tmp, err)
 	}
-	newDir := filepath.Join(dir, "new")
-	if err := os.Rename(tmp, filepath.Join(newDir, name)); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("maildir: %w", err)
+	if err := unix.Renameat(tmpDir, name, newDir, name); err != nil {
+		remove()
+		return fmt.Errorf("maildir: %w", &os.LinkError{Op: "rename", Old: tmp, New: filepath.Join(path, "new", name), Err: err})
 	}
-	return syncDir(newDir)
+	if err := unix.Fsync(newDir); err != nil {
+		return fmt.Errorf("maildir: fsync %s: %w", filepath.Join(path, "new"), err)
+	}
+	return nil
 }
 
 // write puts the MDA's trace lines and the message into f and syncs it.
@@ -324,20 +393,75 @@ func (md *Maildir) write(ctx context.Context, f *os.File, src io.Reader, sender,
 	return nil
 }
 
-// ensure creates the Maildir's tmp, new and cur when missing, and any
-// missing parent up to the first that exists, each with the configured
-// mode and owner. A directory just created must itself survive a crash
-// before a message in it can, so each new entry is synced in its parent.
-func (md *Maildir) ensure(dir string) error {
-	for _, sub := range []string{"tmp", "new", "cur"} {
-		if err := md.mkdirs(filepath.Join(dir, sub)); err != nil {
-			return err
-		}
+// openMaildir opens the Maildir of pl, creating what is missing: the fixed
+// base as a path (with the configured UID and GID), every element below
+// it relative to its parent's descriptor (with own). It returns the
+// Maildir's descriptor and its path, for messages.
+func (md *Maildir) openMaildir(pl place, own owner) (int, string, error) {
+	if err := md.mkdirs(pl.base); err != nil {
+		return -1, "", err
 	}
-	return nil
+	fd, err := unix.Open(pl.base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, "", fmt.Errorf("maildir: %w", &fs.PathError{Op: "open", Path: pl.base, Err: err})
+	}
+	path := pl.base
+	for _, e := range pl.elems {
+		next, err := md.child(fd, path, e, own)
+		unix.Close(fd)
+		if err != nil {
+			return -1, "", err
+		}
+		fd, path = next, filepath.Join(path, e)
+	}
+	return fd, path, nil
 }
 
-// mkdirs creates p and its missing parents, outermost first.
+// child opens directory name in parent (whose path is path) without
+// following a symlink, creating it with the mode and own when it is
+// missing. A new directory must itself survive a crash before a message
+// in it can, so it is synced in its parent. A symlink is an unsafePathError:
+// someone who can write the parent wants mxgate to write elsewhere.
+func (md *Maildir) child(parent int, path, name string, own owner) (int, error) {
+	p := filepath.Join(path, name)
+	created := false
+	for {
+		fd, err := unix.Openat(parent, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		switch {
+		case err == nil:
+			if !created {
+				return fd, nil
+			}
+			if err := own.set(fd, p, md.o.Mode); err != nil {
+				unix.Close(fd)
+				return -1, err
+			}
+			if err := unix.Fsync(parent); err != nil {
+				unix.Close(fd)
+				return -1, fmt.Errorf("maildir: fsync %s: %w", path, err)
+			}
+			return fd, nil
+		case err == unix.ENOENT && !created:
+			err := unix.Mkdirat(parent, name, uint32(md.o.Mode.Perm()))
+			if err != nil && err != unix.EEXIST {
+				return -1, fmt.Errorf("maildir: %w", &fs.PathError{Op: "mkdir", Path: p, Err: err})
+			}
+			// EEXIST: made meanwhile by another delivery; not ours to own.
+			created = err == nil
+		case err == unix.ELOOP || err == unix.ENOTDIR:
+			var st unix.Stat_t
+			if unix.Fstatat(parent, name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+				return -1, unsafePathError{fmt.Errorf("maildir: %s is a symbolic link: unsafe path, not followed", p)}
+			}
+			return -1, fmt.Errorf("maildir: %w", &fs.PathError{Op: "mkdir", Path: p, Err: unix.ENOTDIR})
+		default:
+			return -1, fmt.Errorf("maildir: %w", &fs.PathError{Op: "open", Path: p, Err: err})
+		}
+	}
+}
+
+// mkdirs creates the fixed base p and its missing parents, outermost
+// first, each with the mode and the configured owner, synced in its parent.
 func (md *Maildir) mkdirs(p string) error {
 	if fi, err := os.Stat(p); err == nil {
 		if fi.IsDir() {
@@ -354,29 +478,86 @@ func (md *Maildir) mkdirs(p string) error {
 	if err := os.Mkdir(p, md.o.Mode); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("maildir: %w", err)
 	}
-	if err := md.own(p, md.o.Mode, nil); err != nil {
-		return err
+	if err := os.Chmod(p, md.o.Mode); err != nil {
+		return fmt.Errorf("maildir: %w", err)
+	}
+	if md.o.UID != -1 || md.o.GID != -1 {
+		if err := os.Lchown(p, md.o.UID, md.o.GID); err != nil {
+			return fmt.Errorf("maildir: %w", err)
+		}
 	}
 	return syncDir(parent)
 }
 
-// own gives a new file or directory the configured mode (the umask may
-// have taken bits off) and owner. f, when given, is the open file.
-func (md *Maildir) own(p string, mode os.FileMode, f *os.File) error {
-	chmod, chown := os.Chmod, os.Lchown
-	if f != nil {
-		chmod = func(_ string, m os.FileMode) error { return f.Chmod(m) }
-		chown = func(_ string, uid, gid int) error { return f.Chown(uid, gid) }
+// owner is who gets what a delivery creates; -1 leaves a part the
+// process's.
+type owner struct{ uid, gid int }
+
+// set gives the open file or directory fd (at p) mode, which the umask may
+// have cut, and the owner.
+func (o owner) set(fd int, p string, mode os.FileMode) error {
+	if err := unix.Fchmod(fd, uint32(mode.Perm())); err != nil {
+		return fmt.Errorf("maildir: %w", &fs.PathError{Op: "chmod", Path: p, Err: err})
 	}
-	if err := chmod(p, mode); err != nil {
-		return fmt.Errorf("maildir: %w", err)
-	}
-	if md.o.UID != -1 || md.o.GID != -1 {
-		if err := chown(p, md.o.UID, md.o.GID); err != nil {
-			return fmt.Errorf("maildir: %w", err)
+	if o.uid != -1 || o.gid != -1 {
+		if err := unix.Fchown(fd, o.uid, o.gid); err != nil {
+			return fmt.Errorf("maildir: %w", &fs.PathError{Op: "chown", Path: p, Err: err})
 		}
 	}
 	return nil
+}
+
+// ownerTTL is how long a looked-up {user} owner is used: a burst of
+// deliveries reads the user database once, and a new or renumbered
+// account is seen within a minute.
+const ownerTTL = time.Minute
+
+// owners are the system users of maildir_owner "{user}", looked up by name
+// and cached for ownerTTL.
+type owners struct {
+	mu sync.Mutex
+	m  map[string]ownerEntry
+}
+
+type ownerEntry struct {
+	owner
+	at time.Time
+}
+
+// lookup is user's uid and primary group. A user the system does not know
+// is an error for an admin to fix (the account is being created, or
+// maildir_users names a stale one), so the recipient is deferred; it is
+// not cached, so the fix is seen at the next try.
+func (o *owners) lookup(name string) (owner, error) {
+	o.mu.Lock()
+	e, ok := o.m[name]
+	o.mu.Unlock()
+	if ok && time.Since(e.at) < ownerTTL {
+		return e.owner, nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		if errors.As(err, new(user.UnknownUserError)) {
+			return owner{}, fmt.Errorf("maildir: no system user %q to own the Maildir (maildir_owner \"{user}\")", name)
+		}
+		return owner{}, fmt.Errorf("maildir: looking up the owner of the Maildir: %w", err)
+	}
+	uid, err := strconv.Atoi(u.Uid)
+	if err != nil {
+		return owner{}, fmt.Errorf("maildir: user %q has a uid that is not a number: %q", name, u.Uid)
+	}
+	gid, err := strconv.Atoi(u.Gid)
+	if err != nil {
+		return owner{}, fmt.Errorf("maildir: user %q has a gid that is not a number: %q", name, u.Gid)
+	}
+	e = ownerEntry{owner{uid, gid}, time.Now()}
+	o.mu.Lock()
+	if o.m == nil {
+		o.m = make(map[string]ownerEntry)
+	}
+	o.m[name] = e
+	o.mu.Unlock()
+	return e.owner, nil
 }
 
 // uniqueName is the Maildir spec's <time>.M<usec>P<pid>Q<count>.<host>.
