@@ -115,7 +115,7 @@ type Runner struct {
 	cursor spool.ID // the next walk for missed IDs begins in its subdirectory
 
 	inflight sync.WaitGroup // deliveries
-	loop     sync.WaitGroup // Start's queue-run loop
+	loop     sync.WaitGroup // Start's queue-run loop and workers
 }
 
 // New makes a Runner. Its Options are taken as given (config fills them):
