@@ -19,6 +19,10 @@ const (
 	defaultListen         = "127.0.0.1:2525"
 	defaultDataDir        = "var"
 	defaultMaxMessageSize = 50 << 20
+	// defaultReadyMax message IDs (about 100 KiB) keep 20 delivery slots
+	// busy through any burst one commit batch brings.
+	defaultReadyMax = 4096
+	maxReadyMax     = 1 << 20
 )
 
 // check fills defaults and reports every value that is out of range, every
@@ -63,6 +67,11 @@ func (d *decoder) check(c *Config) {
 	}
 	d.duration(keyPath{"queue", "run_interval"}, &c.Queue.RunInterval, time.Minute)
 	d.count(keyPath{"queue", "max_parallel"}, &c.Queue.MaxParallel, 20)
+	d.count(keyPath{"queue", "ready_max"}, &c.Queue.ReadyMax, defaultReadyMax)
+	if c.Queue.ReadyMax > maxReadyMax {
+		// Past this the bound no longer bounds anything worth having.
+		d.failKey(keyPath{"queue", "ready_max"}, -1, "must be at most %d, got %d", maxReadyMax, c.Queue.ReadyMax)
+	}
 	d.switchable(keyPath{"queue", "delay_warning"}, &c.Queue.DelayWarning, 24*time.Hour)
 	d.switchable(keyPath{"queue", "timeout_frozen_after"}, &c.Queue.TimeoutFrozenAfter, 0)
 

@@ -252,6 +252,10 @@ type Queue struct {
 	Schedule    *retry.Schedule `toml:"-"`
 	RunInterval Duration        `toml:"run_interval"` // how often the queue runner looks for due messages; default 1m
 	MaxParallel int             `toml:"max_parallel"` // concurrent deliveries; default 20
+	// ReadyMax bounds the ready queue: at most this many message IDs wait
+	// in memory for a delivery slot; past it the spool is the queue, and
+	// delivery rescans it. Default 4096, at most 1048576.
+	ReadyMax int `toml:"ready_max"`
 	// DelayWarning is Exim's delay_warning: a sender whose message is
 	// still undelivered this long after it arrived gets one warning;
 	// default 24h, "0" sends none.

@@ -65,6 +65,10 @@ func TestLoadErrors(t *testing.T) {
 			`:5: key "smtp.max_message_size": must not be negative, got -5`,
 			`:6: key "smtp.data_timeout": must not be negative, got "-5m0s"`,
 			`:15: key "queue.max_parallel": must not be negative, got -4`,
+			`:16: key "queue.ready_max": must not be negative, got -1`,
+		}},
+		{"bad-ready-max.toml", []string{
+			`:10: key "queue.ready_max": must be at most 1048576, got 2000000`,
 		}},
 		{"bad-tls.toml", []string{
 			`:2: key "listen_tls": needs tls.cert and tls.key`,
@@ -270,7 +274,7 @@ func TestLoadGood(t *testing.T) {
 		},
 		RecipientVerify: RecipientVerify{DeferOK: true, Timeout: Duration(5 * time.Second), PositiveTTL: Duration(2 * time.Hour),
 			NegativeTTL: Duration(time.Minute), CacheSize: 5000, MaxConnections: 4, IdleTimeout: Duration(30 * time.Second)},
-		Queue: Queue{Retry: "F,1h,10m; F,2d,1h", Schedule: schedule(t, "F,1h,10m; F,2d,1h"), RunInterval: Duration(30 * time.Second), MaxParallel: 4,
+		Queue: Queue{Retry: "F,1h,10m; F,2d,1h", Schedule: schedule(t, "F,1h,10m; F,2d,1h"), RunInterval: Duration(30 * time.Second), MaxParallel: 4, ReadyMax: 1000,
 			DelayWarning: Duration(4 * time.Hour), TimeoutFrozenAfter: Duration(7 * 24 * time.Hour)},
 		Log: Log{Dir: "/var/log/mxgate", Format: "json"},
 	}
@@ -329,7 +333,7 @@ func TestLoadDefaults(t *testing.T) {
 		},
 		RecipientVerify: RecipientVerify{Timeout: Duration(10 * time.Second), PositiveTTL: Duration(time.Hour),
 			NegativeTTL: Duration(10 * time.Minute), CacheSize: 100000, MaxConnections: 10, IdleTimeout: Duration(30 * time.Second)},
-		Queue: Queue{Retry: "F,2h,15m; G,16h,1h,1.5; F,4d,6h", Schedule: schedule(t, retry.Default), RunInterval: Duration(time.Minute), MaxParallel: 20,
+		Queue: Queue{Retry: "F,2h,15m; G,16h,1h,1.5; F,4d,6h", Schedule: schedule(t, retry.Default), RunInterval: Duration(time.Minute), MaxParallel: 20, ReadyMax: 4096,
 			DelayWarning: Duration(24 * time.Hour)},
 		Log: Log{Dir: "var/log", Format: "exim"},
 	}

@@ -1,7 +1,8 @@
 // Package queue owns getting spooled messages delivered: the runner that
 // hands each message's recipients, grouped by their route, to the routes'
-// transports (right after their commit, at start-up and at every queue
-// run), the bookkeeping of one delivery attempt
+// transports (from a bounded ready queue fed at commit and by queue runs,
+// with the spool as the queue past its bound), the bookkeeping of one
+// delivery attempt
 // (per-recipient journal, Exim's =>, ->, **, == and Completed lines, the
 // message's msglog), the retry schedule in Exim's retry rule syntax, and
 // what Exim does when delivery goes wrong for good or for long: the bounce
@@ -44,6 +45,11 @@ type Options struct {
 	RunInterval time.Duration
 	// MaxParallel is how many deliveries run at once; 0 means 1.
 	MaxParallel int
+	// ReadyMax bounds the ready queue of a started Runner: at most this
+	// many message IDs wait in memory for a delivery slot. Past it the
+	// spool is the queue: IDs are left out and the workers walk the spool
+	// for them once they run dry.
+	ReadyMax int
 	// Hostname names this MTA in the notifications it sends (From:
 	// Mailer-Daemon@Hostname, Reporting-MTA, Message-Id); "" is the
 	// system host name.
@@ -72,10 +78,26 @@ const (
 )
 
 // Runner delivers the messages of one spool through the routes' transports.
+//
+// Once started, MaxParallel workers take message IDs from the ready queue,
+// which Enqueue (at commit, and for the notifications the runner commits)
+// and the queue runs (at Start and every RunInterval) feed. It holds at
+// most ReadyMax IDs; an ID that finds it full is left out, safe on disk,
+// and missed is set: a worker that finds the queue empty while missed is
+// set walks the spool (from where the last walk stopped) for due messages
+// not in hand, until the queue is full again or the walk has seen every
+// subdirectory. So every slot stays busy while there is due work, and
+// memory holds ReadyMax+MaxParallel IDs at most, whatever the backlog.
 type Runner struct {
 	o     Options
 	now   func() time.Time // tests pin the clock to check NextTry
 	slots chan struct{}    // one token per delivery in flight
+
+	ready chan spool.ID // the ready queue: IDs waiting for a worker
+	// wake tells a worker blocked on an empty ready queue that a walk
+	// ended with IDs still left out, so that it walks again.
+	wake chan struct{}
+	walk sync.Mutex // one walk of the spool at a time
 
 	// hard ends every attempt in flight when Stop's grace period is over.
 	hard       context.Context
@@ -86,22 +108,30 @@ type Runner struct {
 	active   map[spool.ID]bool // queued or in delivery in this process
 	started  bool
 	stopping bool
+	// missed is set when an ID due now was left out of the full ready
+	// queue (or a walk stopped early): the spool holds due work that
+	// memory does not.
+	missed bool
+	cursor spool.ID // the next walk for missed IDs begins in its subdirectory
 
 	inflight sync.WaitGroup // deliveries
-	loop     sync.WaitGroup // Start's queue-run loop
+	loop     sync.WaitGroup // Start's queue-run loop and workers
 }
 
 // New makes a Runner. Its Options are taken as given (config fills them):
-// Spool, Router and Schedule are required, MaxParallel at least 1.
+// Spool, Router and Schedule are required, MaxParallel and ReadyMax at
+// least 1.
 func New(o Options) *Runner {
-	if o.Spool == nil || o.Router == nil || o.Schedule == nil || o.MaxParallel < 1 {
-		panic("queue.New: Options.Spool, Router and Schedule are required and MaxParallel must be at least 1")
+	if o.Spool == nil || o.Router == nil || o.Schedule == nil || o.MaxParallel < 1 || o.ReadyMax < 1 {
+		panic("queue.New: Options.Spool, Router and Schedule are required and MaxParallel and ReadyMax must be at least 1")
 	}
 	hard, cancel := context.WithCancel(context.Background())
 	return &Runner{
 		o:          o,
 		now:        time.Now,
 		slots:      make(chan struct{}, o.MaxParallel),
+		ready:      make(chan spool.ID, o.ReadyMax),
+		wake:       make(chan struct{}, 1),
 		hard:       hard,
 		cancelHard: cancel,
 		quit:       make(chan struct{}),
@@ -109,10 +139,11 @@ func New(o Options) *Runner {
 	}
 }
 
-// Start runs the queue now, which picks up what an earlier process left in
-// the spool, and then every RunInterval until ctx ends or Stop is called.
-// It does not block. ctx ending also cancels the attempts of the queue run
-// in progress; Stop is the graceful way to end.
+// Start starts MaxParallel delivery workers and runs the queue now,
+// which feeds them what an earlier process left in the spool, and then
+// every RunInterval, the safety net for deferred messages, until ctx ends
+// or Stop is called. It does not block. ctx ending also cancels the
+// attempts in progress; Stop is the graceful way to end.
 func (r *Runner) Start(ctx context.Context) {
 	r.mu.Lock()
 	if r.started || r.stopping {
@@ -120,11 +151,17 @@ func (r *Runner) Start(ctx context.Context) {
 		return
 	}
 	r.started = true
-	r.loop.Add(1)
+	r.loop.Add(1 + r.o.MaxParallel)
 	r.mu.Unlock()
+	// Attempts end with ctx or when Stop gives up waiting for them.
+	wctx, cancel := context.WithCancel(ctx)
+	context.AfterFunc(r.hard, cancel)
+	for range r.o.MaxParallel {
+		go r.work(wctx)
+	}
 	go func() {
 		defer r.loop.Done()
-		r.RunOnce(ctx, false, false)
+		r.queueRun(ctx)
 		if r.o.RunInterval <= 0 {
 			return
 		}
@@ -133,7 +170,7 @@ func (r *Runner) Start(ctx context.Context) {
 		for {
 			select {
 			case <-tick.C:
-				r.RunOnce(ctx, false, false)
+				r.queueRun(ctx)
 			case <-ctx.Done():
 				return
 			case <-r.quit:
@@ -143,11 +180,23 @@ func (r *Runner) Start(ctx context.Context) {
 	}()
 }
 
-// Enqueue starts delivering id now, the first attempt right after its
-// commit. It never blocks: when every delivery slot is taken, or the
-// message is already being handled, it does nothing, and the message,
-// safe on disk, is taken by the next queue run.
+// Enqueue asks for id's delivery now: the first attempt right after its
+// commit. It never blocks for longer than a map update. A started runner
+// puts id on its ready queue, or, when that is full, leaves it to the
+// workers' next walk of the spool. Before Start (a one-off process: -M,
+// -q) the attempt starts at once when a delivery slot is free; otherwise
+// the message, safe on disk, waits for the next queue run. Either way an
+// ID already queued or in delivery is not taken twice.
 func (r *Runner) Enqueue(id spool.ID) {
+	r.mu.Lock()
+	started := r.started
+	if started {
+		r.push(id)
+	}
+	r.mu.Unlock()
+	if started {
+		return
+	}
 	select {
 	case r.slots <- struct{}{}:
 	default:
@@ -161,6 +210,163 @@ func (r *Runner) Enqueue(id spool.ID) {
 		defer r.release(id)
 		r.attempt(r.hard, id, false, false)
 	}()
+}
+
+// push puts id on the ready queue unless it is already in hand; false
+// when the queue is full, and id was left out. The caller holds r.mu.
+func (r *Runner) push(id spool.ID) bool {
+	if r.stopping || r.active[id] {
+		return true
+	}
+	select {
+	case r.ready <- id:
+		r.active[id] = true
+		return true
+	default:
+		r.missed = true
+		return false
+	}
+}
+
+// work is one delivery worker: it takes IDs from the ready queue, walking
+// the spool for those left out when it runs dry, until Stop or ctx.
+func (r *Runner) work(ctx context.Context) {
+	defer r.loop.Done()
+	for {
+		id, ok := r.next(ctx)
+		if !ok {
+			return
+		}
+		select {
+		case r.slots <- struct{}{}:
+		case <-r.quit:
+			return
+		case <-ctx.Done():
+			return
+		}
+		r.mu.Lock()
+		if r.stopping {
+			r.mu.Unlock()
+			<-r.slots
+			return
+		}
+		r.inflight.Add(1)
+		r.mu.Unlock()
+		r.attempt(ctx, id, false, false)
+		r.release(id)
+	}
+}
+
+// next is the next ID from the ready queue; false when the worker is to
+// end.
+func (r *Runner) next(ctx context.Context) (spool.ID, bool) {
+	for {
+		select {
+		case id := <-r.ready:
+			return id, true
+		default:
+		}
+		// Dry: what the queue could not hold is in the spool.
+		r.catchUp(ctx)
+		select {
+		case id := <-r.ready:
+			return id, true
+		case <-r.wake:
+		case <-r.quit:
+			return "", false
+		case <-ctx.Done():
+			return "", false
+		}
+	}
+}
+
+// catchUp walks the spool for the due messages left out of the ready
+// queue, when some were and no other walk is under way (that one feeds
+// the queue, and wakes a worker if it too ends with IDs left out).
+func (r *Runner) catchUp(ctx context.Context) {
+	r.mu.Lock()
+	missed, from := r.missed, r.cursor
+	r.mu.Unlock()
+	if !missed || !r.walk.TryLock() {
+		return
+	}
+	r.feed(ctx, from)
+}
+
+// queueRun is a started runner's queue run: every due message in the
+// spool goes onto the ready queue, as far as it holds them; its workers
+// deliver them.
+func (r *Runner) queueRun(ctx context.Context) {
+	select {
+	case <-r.quit:
+		return
+	default:
+	}
+	pid := os.Getpid()
+	r.o.Log.Main("", fmt.Sprintf("Start queue run: pid=%d", pid))
+	defer r.o.Log.Main("", fmt.Sprintf("End queue run: pid=%d", pid))
+	r.walk.Lock()
+	r.feed(ctx, "")
+}
+
+// feed walks the spool from from's subdirectory and puts every due message
+// not already in hand on the ready queue, until the queue is full (the
+// walk's end is then where the next one begins) or every subdirectory has
+// been seen. The caller holds r.walk, which feed releases.
+func (r *Runner) feed(ctx context.Context, from spool.ID) {
+	// An ID left out from now on, in a subdirectory this walk has passed,
+	// is only found by the next walk: missed set again says so.
+	r.mu.Lock()
+	r.missed = false
+	r.mu.Unlock()
+	stopped := false
+	err := r.o.Spool.Walk(from, func(id spool.ID) bool {
+		select {
+		case <-ctx.Done():
+			stopped = true
+			return false
+		case <-r.quit:
+			stopped = true
+			return false
+		default:
+		}
+		r.mu.Lock()
+		inHand, full := r.active[id], len(r.ready) == cap(r.ready)
+		r.mu.Unlock()
+		switch {
+		case inHand:
+			return true
+		case full:
+			// Checked before due, which reads the -H file.
+		case !r.due(id, false, false):
+			return true
+		}
+		r.mu.Lock()
+		queued := r.push(id)
+		if !queued {
+			r.missed, r.cursor = true, id
+		}
+		r.mu.Unlock()
+		return queued
+	})
+	if err != nil {
+		// Not marked missed: walking again at once would fail again; the
+		// next queue run tries.
+		r.o.Log.Panic(fmt.Sprintf("queue: cannot walk the spool: %v", err))
+	}
+	r.mu.Lock()
+	if stopped {
+		r.missed = true
+	}
+	missed := r.missed
+	r.mu.Unlock()
+	r.walk.Unlock()
+	if missed {
+		select {
+		case r.wake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // RunOnce is one queue run (Exim's -q): every message whose next try time
@@ -353,7 +559,8 @@ func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 			return
 		}
 		rc.Close()
-		for _, g := range r.groups(pending) {
+		groups := r.groups(pending)
+		for i, g := range groups {
 			if o.cancelled {
 				// Shutdown: the groups not tried stay pending, untouched.
 				break
@@ -362,7 +569,7 @@ func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 				r.unroutable(env, g.rcpts, o)
 				continue
 			}
-			r.deliverGroup(ctx, env, g, size, o)
+			r.deliverGroup(ctx, env, g, size, o, i == len(groups)-1)
 		}
 	}
 
@@ -432,6 +639,10 @@ func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 		r.update(env)
 		return
 	}
+	if o.unrecorded != nil {
+		r.completeUnrecorded(id, o.unrecorded)
+		return
+	}
 	r.complete(id)
 }
 
@@ -443,6 +654,10 @@ type outcome struct {
 	via              map[string]string
 	freeze           bool // a bounce failed: freeze the message
 	cancelled        bool // the attempt's context ended (shutdown)
+	// unrecorded are the lines of the recipients that the message's
+	// removal, not the journal, records as done (see deliverGroup); they
+	// are logged once it has.
+	unrecorded []string
 }
 
 // unroutable fails recipients that no route takes, in Exim's words; a
@@ -461,8 +676,9 @@ func (r *Runner) unroutable(env *spool.Envelope, rcpts []string, o *outcome) {
 }
 
 // deliverGroup hands one route's recipients to its transport and records
-// each result, the route's over_quota policy applied.
-func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g *group, size int64, o *outcome) {
+// each result, the route's over_quota policy applied. last says no group
+// follows in this attempt.
+func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g *group, size int64, o *outcome, last bool) {
 	id := env.ID
 	transport := g.dest.Transport.Name()
 	results := g.dest.Transport.Deliver(ctx, &deliver.Message{
@@ -476,34 +692,52 @@ func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g *group
 		},
 	})
 	o.cancelled = ctx.Err() != nil
-	first := true
+	res := make([]deliver.Result, len(g.rcpts))
+	// byRemoval: this transport call settles the message: every recipient
+	// done, none owed a bounce, no earlier group of the attempt left
+	// anything pending, none follows. The journal only protects done
+	// recipients while their message stays in the spool; this one is
+	// removed right after, and that removal records them all at once.
+	// Crash windows, all "at least once, never lost": from the
+	// downstream's 250 until Remove's unlink of the -H is durable, the
+	// message is on disk with these recipients pending, and the next
+	// attempt sends them again; the journal's window was the same up to
+	// its first fdatasync and then grew with each recipient's write.
+	// Once the -H is gone, a crash leaves -D/-J/msglog orphans, which
+	// spool.Open removes.
+	byRemoval := last && len(o.failed) == 0 && len(o.deferred) == 0 && !o.freeze
 	for i, rcpt := range g.rcpts {
-		res := overQuota(resultFor(results, i, rcpt), g.dest.OverQuota)
-		if o.cancelled && res.Status == deliver.Failed {
+		res[i] = overQuota(resultFor(results, i, rcpt), g.dest.OverQuota)
+		if o.cancelled && res[i].Status == deliver.Failed {
 			// Shutdown may have cut the conversation short: a
 			// permanent verdict now is not trusted, the next attempt
 			// asks again.
-			res.Status = deliver.Deferred
+			res[i].Status = deliver.Deferred
 		}
+		if res[i].Status != deliver.Delivered && !discarded(res[i], g.dest.OverQuota) {
+			byRemoval = false
+		}
+	}
+	first := true
+	for i, rcpt := range g.rcpts {
+		res := res[i]
 		switch {
-		case res.Status == deliver.Failed && res.Reason == deliver.OverQuota && g.dest.OverQuota == "discard":
+		case discarded(res, g.dest.OverQuota):
 			// Exim's line for a blackholed recipient, with the store's
 			// reply: eximstats counts a "=>" without T= as discarded.
-			r.done(env, rcpt)
-			r.log(id, fmt.Sprintf("=> :blackhole: <%s> R=%s%s", rcpt, g.dest.Router, confirmation(res.Reply)))
+			r.settled(env, rcpt, byRemoval, o, fmt.Sprintf("=> :blackhole: <%s> R=%s%s", rcpt, g.dest.Router, confirmation(res.Reply)))
 		case res.Status == deliver.Delivered:
 			// The downstream said 250 inside Deliver; a crash from then
-			// until the journal write below is fsynced sends rcpt again
-			// on the next attempt (at least once, never lost). Once the
-			// write is done, rcpt is never sent again, and only then is
-			// it logged.
-			r.done(env, rcpt)
+			// until the journal write (or the removal) is durable sends
+			// rcpt again on the next attempt (at least once, never
+			// lost). Once it is, rcpt is never sent again, and only then
+			// is it logged.
 			flag := "=>"
 			if !first {
 				flag = "->"
 			}
 			first = false
-			r.log(id, fmt.Sprintf("%s %s R=%s T=%s%s%s", flag, rcpt, g.dest.Router, transport, hostField(res.Host), confirmation(res.Reply)))
+			r.settled(env, rcpt, byRemoval, o, fmt.Sprintf("%s %s R=%s T=%s%s%s", flag, rcpt, g.dest.Router, transport, hostField(res.Host), confirmation(res.Reply)))
 		case res.Status == deliver.Failed:
 			r.log(id, fmt.Sprintf("** %s R=%s T=%s%s: %s", rcpt, g.dest.Router, transport, hostField(res.Host), reason(res)))
 			if env.Sender == "" {
@@ -522,6 +756,40 @@ func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g *group
 			o.deferred = append(o.deferred, recipient(res, g.dest))
 			o.via[rcpt] = fmt.Sprintf("R=%s T=%s", g.dest.Router, transport)
 		}
+	}
+}
+
+// discarded reports a full mailbox whose route's over_quota policy drops
+// the message for that recipient.
+func discarded(res deliver.Result, policy string) bool {
+	return res.Status == deliver.Failed && res.Reason == deliver.OverQuota && policy == "discard"
+}
+
+// settled records rcpt as done and logs line: journalled and logged now,
+// or, byRemoval, left for the message's removal to record and its line
+// logged after that.
+func (r *Runner) settled(env *spool.Envelope, rcpt string, byRemoval bool, o *outcome, line string) {
+	if !byRemoval {
+		r.done(env, rcpt)
+		r.log(env.ID, line)
+		return
+	}
+	env.Done = append(env.Done, rcpt)
+	o.unrecorded = append(o.unrecorded, line)
+}
+
+// completeUnrecorded removes a message whose last recipients only the
+// removal records (deliverGroup's byRemoval), then logs their lines and
+// Completed. They go to the mainlog only: the msglog they would be
+// appended to is gone with the message, so writing it is not needed.
+func (r *Runner) completeUnrecorded(id spool.ID, lines []string) {
+	err := r.o.Spool.Remove(id)
+	for _, l := range lines {
+		r.o.Log.Main(string(id), l)
+	}
+	r.o.Log.Main(string(id), "Completed")
+	if err != nil {
+		r.o.Log.Panic(fmt.Sprintf("%s completed but not removed from the spool (its recipients are sent again if it stays): %v", id, err))
 	}
 }
 

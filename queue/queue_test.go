@@ -33,12 +33,14 @@ const (
 
 // fakeTransport answers each recipient as told by outcome (Delivered when
 // absent); with hold set, it waits in Deliver for a value on hold or for
-// ctx, and reports each call on entered first.
+// ctx, and reports each call on entered first; delay is the time every
+// call takes (a slow downstream).
 type fakeTransport struct {
 	name    string // T=; "fake" when empty
 	outcome map[string]deliver.Result
 	hold    chan struct{}
 	entered chan []string
+	delay   time.Duration
 
 	mu       sync.Mutex
 	calls    [][]string // recipients of each Deliver call
@@ -66,6 +68,7 @@ func (f *fakeTransport) Deliver(ctx context.Context, m *deliver.Message) []deliv
 	f.calls = append(f.calls, slices.Clone(m.Recipients))
 	f.messages = append(f.messages, data)
 	f.mu.Unlock()
+	time.Sleep(f.delay)
 	if f.hold != nil {
 		f.entered <- slices.Clone(m.Recipients)
 		select {
@@ -96,7 +99,7 @@ func (f *fakeTransport) Calls() [][]string {
 }
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	sp     *spool.Spool
 	r      *Runner
@@ -106,7 +109,7 @@ type env struct {
 	clock time.Time
 }
 
-func newEnv(t *testing.T, tr deliver.Transport, o Options) *env {
+func newEnv(t testing.TB, tr deliver.Transport, o Options) *env {
 	t.Helper()
 	dir := t.TempDir()
 	sp, err := spool.Open(filepath.Join(dir, "spool"))
@@ -130,6 +133,9 @@ func newEnv(t *testing.T, tr deliver.Transport, o Options) *env {
 	if o.MaxParallel == 0 {
 		o.MaxParallel = 1
 	}
+	if o.ReadyMax == 0 {
+		o.ReadyMax = 4096
+	}
 	if o.Hostname == "" {
 		o.Hostname = "mx.example.test"
 	}
@@ -150,7 +156,7 @@ func storeRouter(tr deliver.Transport) *route.Router {
 }
 
 // defaultSchedule is config's default retry rule.
-func defaultSchedule(t *testing.T) *retry.Schedule {
+func defaultSchedule(t testing.TB) *retry.Schedule {
 	t.Helper()
 	s, err := retry.Parse(retry.Default)
 	if err != nil {
@@ -194,12 +200,22 @@ func waitEntered(t *testing.T, tr *fakeTransport) []string {
 // envelope before the commit.
 func (e *env) submit(rcpts []string, edit func(*spool.Envelope)) spool.ID {
 	e.t.Helper()
-	w, err := e.sp.Create()
+	id, err := e.commit(rcpts, edit)
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	return id
+}
+
+// commit is submit for goroutines other than the test's.
+func (e *env) commit(rcpts []string, edit func(*spool.Envelope)) (spool.ID, error) {
+	w, err := e.sp.Create()
+	if err != nil {
+		return "", err
+	}
 	if _, err := io.WriteString(w, "Hello.\n"); err != nil {
-		e.t.Fatal(err)
+		w.Abort()
+		return "", err
 	}
 	ev := &spool.Envelope{
 		ID:               w.ID(),
@@ -218,9 +234,9 @@ func (e *env) submit(rcpts []string, edit func(*spool.Envelope)) spool.ID {
 		edit(ev)
 	}
 	if err := w.Commit(context.Background(), ev); err != nil {
-		e.t.Fatal(err)
+		return "", err
 	}
-	return w.ID()
+	return w.ID(), nil
 }
 
 // newLines returns the mainlog lines written since the last call, without
@@ -485,7 +501,7 @@ func TestEnqueueTwiceDeliversOnce(t *testing.T) {
 	e.r.Enqueue(id) // while the first is in Deliver
 
 	// Another runner (another process) on the same spool: the lock stops it.
-	other := New(Options{Spool: e.sp, Router: storeRouter(tr), Schedule: defaultSchedule(t), MaxParallel: 1, Hostname: "mx.example.test"})
+	other := New(Options{Spool: e.sp, Router: storeRouter(tr), Schedule: defaultSchedule(t), MaxParallel: 1, ReadyMax: 1, Hostname: "mx.example.test"})
 	other.RunOnce(context.Background(), true, false)
 	other.Stop(context.Background())
 

@@ -386,6 +386,55 @@ func (s *Spool) List() ([]ID, error) {
 	return ids, nil
 }
 
+// walkChunk is how many directory entries Walk reads at a time.
+const walkChunk = 512
+
+// Walk calls fn with every message that has an -H file, one input
+// subdirectory after the other, beginning with from's (the first one when
+// from is ""), wrapping around, each in directory order, until fn returns
+// false. Unlike List it holds no more than walkChunk names at a time,
+// whatever the spool's size, so a caller can resume a stopped walk at the
+// subdirectory of the last ID it was given. A message committed or removed
+// meanwhile may or may not be seen.
+func (s *Spool) Walk(from ID, fn func(ID) bool) error {
+	start := 0
+	if ValidID(string(from)) {
+		start = digit62(from[5])
+	}
+	for i := range len(base62) {
+		x := base62[(start+i)%len(base62)]
+		more, err := s.walkDir(x, fn)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// walkDir is Walk in input/x; false when fn stopped it.
+func (s *Spool) walkDir(x byte, fn func(ID) bool) (bool, error) {
+	d, err := os.Open(filepath.Join(s.dir, "input", string(x)))
+	if err != nil {
+		return false, fmt.Errorf("spool: %w", err)
+	}
+	defer d.Close()
+	for {
+		names, err := d.Readdirnames(walkChunk)
+		for _, name := range names {
+			id, ok := strings.CutSuffix(name, "-H")
+			if ok && ValidID(id) && id[5] == x && !fn(ID(id)) {
+				return false, nil
+			}
+		}
+		switch {
+		case errors.Is(err, io.EOF):
+			return true, nil
+		case err != nil:
+			return false, fmt.Errorf("spool: %w", err)
+		}
+	}
+}
+
 func (s *Spool) readHeader(id ID) (*Envelope, error) {
 	if err := checkID(id); err != nil {
 		return nil, err

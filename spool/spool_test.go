@@ -606,11 +606,10 @@ func TestLockAcrossProcesses(t *testing.T) {
 	unlock()
 }
 
-func TestListAcrossSubdirs(t *testing.T) {
-	s, dir := openSpool(t)
-	// Arrival order differs from subdirectory order and from plain
-	// string order (sub-second decides before the pid field).
-	ids := []ID{"1s26kZ-00000a-00", "1s26ka-000000-01", "1s26ka-00000z-00", "1s26kb-00000z-00", "1s26k0-000000-00"}
+// headerFiles writes an -H file for each of ids and, beside them, names
+// that are not messages, for List and Walk to skip.
+func headerFiles(t *testing.T, dir string, ids []ID) {
+	t.Helper()
 	for _, id := range ids {
 		env := &Envelope{ID: id, Recipients: []string{"a@b"}, Received: time.Unix(1, 0)}
 		var b bytes.Buffer
@@ -626,6 +625,13 @@ func TestListAcrossSubdirs(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+func TestListAcrossSubdirs(t *testing.T) {
+	s, dir := openSpool(t)
+	// Arrival order differs from subdirectory order and from plain
+	// string order (sub-second decides before the pid field).
+	headerFiles(t, dir, []ID{"1s26kZ-00000a-00", "1s26ka-000000-01", "1s26ka-00000z-00", "1s26kb-00000z-00", "1s26k0-000000-00"})
 	got, err := s.List()
 	if err != nil {
 		t.Fatal(err)
@@ -633,6 +639,37 @@ func TestListAcrossSubdirs(t *testing.T) {
 	want := []ID{"1s26k0-000000-00", "1s26kZ-00000a-00", "1s26ka-00000z-00", "1s26ka-000000-01", "1s26kb-00000z-00"}
 	if !slices.Equal(got, want) {
 		t.Errorf("List = %q, want %q", got, want)
+	}
+}
+
+// Walk visits the subdirectories in base62 order from the one it is
+// given, wrapping around, and stops when told to.
+func TestWalk(t *testing.T) {
+	s, dir := openSpool(t)
+	headerFiles(t, dir, []ID{"1s26kZ-00000a-00", "1s26ka-000000-01", "1s26ka-00000z-00", "1s26kb-00000z-00", "1s26k0-000000-00"})
+	tests := []struct {
+		from ID
+		stop int // stop after this many; 0: never
+		want []ID
+	}{
+		{"", 0, []ID{"1s26k0-000000-00", "1s26kZ-00000a-00", "1s26ka-*", "1s26ka-*", "1s26kb-00000z-00"}},
+		{"1s26kb-000000-00", 0, []ID{"1s26kb-00000z-00", "1s26k0-000000-00", "1s26kZ-00000a-00", "1s26ka-*", "1s26ka-*"}},
+		{"1s26ka-zzzzzz-zz", 1, []ID{"1s26ka-*"}},
+		{"not an id", 2, []ID{"1s26k0-000000-00", "1s26kZ-00000a-00"}},
+	}
+	for _, tt := range tests {
+		var got []ID
+		err := s.Walk(tt.from, func(id ID) bool {
+			if id[5] == 'a' {
+				// Within a subdirectory the order is the directory's.
+				id = "1s26ka-*"
+			}
+			got = append(got, id)
+			return len(got) != tt.stop
+		})
+		if err != nil || !slices.Equal(got, tt.want) {
+			t.Errorf("Walk(%q) = %q, %v; want %q", tt.from, got, err, tt.want)
+		}
 	}
 }
 

@@ -44,6 +44,7 @@ func newRunner(cfg *config.Config, sp *spool.Spool, log *mainlog.Logger, r *rout
 		Log:                log,
 		Schedule:           cfg.Queue.Schedule,
 		RunInterval:        time.Duration(cfg.Queue.RunInterval),
+		ReadyMax:           cfg.Queue.ReadyMax,
 		MaxParallel:        cfg.Queue.MaxParallel,
 		Hostname:           cfg.Hostname,
 		DelayWarning:       time.Duration(cfg.Queue.DelayWarning),
