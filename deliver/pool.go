@@ -50,14 +50,12 @@ type grant struct{ c *conn }
 // conn is one open session between transactions.
 type conn struct {
 	raw      net.Conn // closed to cut a session short
-	wc       *wireConn
 	c        *smtp.Client
 	host     string               // as H= shows it
 	tls      *tls.ConnectionState // nil: clear text
 	owner    *peer                // whose TLS policy it was opened under
 	messages int                  // transactions started on it
 	timer    *time.Timer          // closes it once idle too long
-	o        Options
 }
 
 // quit ends the session politely: QUIT, bounded by the command timeout
@@ -79,7 +77,7 @@ func newPool(max, maxMessages int, idleTimeout time.Duration) *pool {
 // connections, with c the connection in hand (nil until one is dialled).
 // The slot stays with the lease when its connection is replaced.
 type lease struct {
-	p   *pool // nil: no pool, every connection its own
+	p   *pool
 	key destKey
 	c   *conn
 }
@@ -88,9 +86,6 @@ type lease struct {
 // to dial a new one (lease.c nil).
 func (p *pool) get(ctx context.Context, key destKey) (*lease, error) {
 	l := &lease{p: p, key: key}
-	if p == nil {
-		return l, nil
-	}
 	p.mu.Lock()
 	d := p.dests[key]
 	if d == nil {
@@ -140,16 +135,6 @@ func (l *lease) release(healthy bool) {
 	c := l.c
 	l.c = nil
 	p := l.p
-	if p == nil {
-		if c != nil {
-			if healthy {
-				c.quit(context.Background())
-			} else {
-				c.c.Close()
-			}
-		}
-		return
-	}
 	keep := c != nil && healthy && p.idleTimeout > 0 && (p.maxMessages == 0 || c.messages < p.maxMessages)
 	p.mu.Lock()
 	d := p.dests[l.key]
@@ -223,9 +208,6 @@ func (p *pool) expire(key destKey, c *conn) {
 // Close ends the idle sessions (QUIT, as long as ctx lets it) and makes
 // the sessions in use end after their message.
 func (p *pool) Close(ctx context.Context) {
-	if p == nil {
-		return
-	}
 	p.mu.Lock()
 	p.closed = true
 	var idle []*conn

@@ -49,7 +49,7 @@ type peer struct {
 	o           Options
 	tls         tlsPolicy
 	implicitTLS bool  // smtps: TLS from the first byte
-	pool        *pool // the sessions kept open between messages; nil: none kept
+	pool        *pool // the sessions kept open between messages
 }
 
 func (p *peer) proto() string {
@@ -388,7 +388,7 @@ func (p *peer) open(ctx context.Context, s *session, tlsMode string) (cn *conn, 
 	if p.o.AuthUser != "" && !p.authenticate(s, c, encrypted) {
 		return nil, false
 	}
-	cn = &conn{raw: raw, wc: wc, c: c, host: s.host, owner: p, o: p.o}
+	cn = &conn{raw: raw, c: c, host: s.host, owner: p}
 	if tc, isTLS := wc.Conn.(*tls.Conn); isTLS {
 		cs := tc.ConnectionState()
 		cn.tls = &cs
