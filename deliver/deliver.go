@@ -4,8 +4,10 @@
 // direct delivery to each recipient domain's MX hosts, with MTA-STS and
 // DANE) and the smarthost (New with an smtp or smtps Target, AUTH over
 // TLS). Every SMTP and LMTP session, whoever the peer, is one function
-// (peer.attempt). A transport makes one attempt and reports a result per
-// recipient; retrying is the queue's business.
+// (peer.attempt), over connections each transport keeps per destination
+// between messages (pool.go: RSET, then MAIL and the RCPTs pipelined). A
+// transport makes one attempt and reports a result per recipient;
+// retrying is the queue's business.
 package deliver
 
 import (

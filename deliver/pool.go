@@ -56,6 +56,7 @@ type conn struct {
 	owner    *peer                // whose TLS policy it was opened under
 	messages int                  // transactions started on it
 	timer    *time.Timer          // closes it once idle too long
+	spell    int                  // counts its idle spells, for timer
 }
 
 // quit ends the session politely: QUIT, bounded by the command timeout
@@ -147,11 +148,11 @@ func (l *lease) release(healthy bool) {
 			return
 		}
 		d.idle = append(d.idle, c)
-		if c.timer == nil {
-			c.timer = time.AfterFunc(p.idleTimeout, func() { p.expire(l.key, c) })
-		} else {
-			c.timer.Reset(p.idleTimeout)
-		}
+		// A timer per idle spell: one that fired as the connection was
+		// being taken finds a later spell and leaves c alone.
+		c.spell++
+		key, spell := l.key, c.spell
+		c.timer = time.AfterFunc(p.idleTimeout, func() { p.expire(key, c, spell) })
 		p.mu.Unlock()
 		return
 	}
@@ -182,13 +183,13 @@ func (p *pool) free(key destKey, d *dest) {
 	}
 }
 
-// expire closes c if it is still idle: it was not reused within the idle
-// timeout.
-func (p *pool) expire(key destKey, c *conn) {
+// expire closes c if it is still in its idle spell: it was not reused
+// within the idle timeout.
+func (p *pool) expire(key destKey, c *conn, spell int) {
 	p.mu.Lock()
 	d := p.dests[key]
 	i := -1
-	if d != nil {
+	if d != nil && c.spell == spell {
 		for j, ic := range d.idle {
 			if ic == c {
 				i = j

@@ -158,6 +158,9 @@ func (s *session) fail(after string, err error) (replied bool) {
 	return reply != ""
 }
 
+// attempt is one try at m over a session from p's pool: a kept one, or a
+// new one opened with tlsMode (retryClear: its opportunistic handshake
+// failed). A kept session the server had ended is replaced once.
 func (p *peer) attempt(ctx context.Context, m *Message, tlsMode string) (rs []Result, own []bool, retryClear bool) {
 	s := p.newSession(ctx, m)
 	if s.rejected != nil {
