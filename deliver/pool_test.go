@@ -213,9 +213,9 @@ func TestPoolServerDropsIdle(t *testing.T) {
 type miniMTA struct {
 	rset    string        // reply to RSET; "" = 250
 	perConn int           // > 0: 421 at the MAIL after this many messages on a connection; < 0: at every MAIL
-	hold    chan struct{} // non-nil: the reply to the final dot waits until it is closed
+	hold    chan struct{} // non-nil: the reply to the final dot waits for a value from it, or for it to be closed
 
-	conns, delivered atomic.Int64
+	conns, datas, delivered, quits atomic.Int64
 }
 
 func (m *miniMTA) serve(c net.Conn, tp *textproto.Conn, done <-chan struct{}) {
@@ -248,6 +248,7 @@ func (m *miniMTA) serve(c net.Conn, tp *textproto.Conn, done <-chan struct{}) {
 		case "RCPT":
 			tp.PrintfLine("250 2.1.5 OK")
 		case "DATA":
+			m.datas.Add(1)
 			tp.PrintfLine("354 go ahead")
 			if _, err := tp.ReadDotBytes(); err != nil {
 				return
@@ -262,6 +263,7 @@ func (m *miniMTA) serve(c net.Conn, tp *textproto.Conn, done <-chan struct{}) {
 			m.delivered.Add(1)
 			tp.PrintfLine("250 2.0.0 queued")
 		case "QUIT":
+			m.quits.Add(1)
 			tp.PrintfLine("221 2.0.0 bye")
 			return
 		default:
@@ -425,5 +427,29 @@ func TestPoolMXHost(t *testing.T) {
 		Err: "a TLS session is required (MTA-STS policy of c.test), but the server did not offer TLS support"}})
 	if n := cl.accepted(); n != 2 {
 		t.Errorf("%d connections, want 2: the clear-text one does not serve c.test", n)
+	}
+}
+
+// Close QUITs the idle sessions at once; a session in use when the pool
+// closed says QUIT after its message instead of waiting idle.
+func TestPoolClose(t *testing.T) {
+	mta := &miniMTA{hold: make(chan struct{}, 1)}
+	u := startScripted(t, mta.serve)
+	tr := newTransport(t, u, pooled(2, 0, time.Minute))
+	mta.hold <- struct{}{}
+	wantDelivered(t, tr.Deliver(context.Background(), msg("s@example.test", "Subject: x\n\nhi\n", "a@example.test")))
+	inUse := make(chan []Result, 1)
+	go func() { inUse <- tr.Deliver(context.Background(), msg("s@example.test", "Subject: x\n\nhi\n", "b@example.test")) }()
+	eventually(t, "the second delivery in DATA", func() bool { return mta.datas.Load() == 2 })
+	// The first session is the one in use: the pool holds none idle.
+	closeTransport(t, tr)
+	if n := mta.quits.Load(); n != 0 {
+		t.Fatalf("%d QUITs before the message in flight ended, want 0", n)
+	}
+	mta.hold <- struct{}{}
+	wantDelivered(t, <-inUse)
+	eventually(t, "QUIT after the message in flight", func() bool { return mta.quits.Load() == 1 })
+	if n := mta.conns.Load(); n != 1 {
+		t.Errorf("%d connections, want 1", n)
 	}
 }
