@@ -130,8 +130,20 @@ type Downstream struct {
 	ConnectTimeout Duration `toml:"connect_timeout"` // default 30s
 	CommandTimeout Duration `toml:"command_timeout"` // default 5m
 	DataTimeout    Duration `toml:"data_timeout"`    // per write while sending the body, and for the final reply; default 10m
-	StartTLS       string   `toml:"starttls"`        // "opportunistic" (default) | "none" | "required"
-	TLSVerify      bool     `toml:"tls_verify"`      // verify the downstream certificate; default false (opportunistic TLS)
+	// IdleTimeout keeps an SMTP or LMTP connection to the store open this
+	// long after a message, for the next one (RSET, then MAIL); default
+	// 10s.
+	IdleTimeout Duration `toml:"idle_timeout"`
+	// MaxConnections bounds the connections open at once to the store, in
+	// use and idle; a delivery beyond it waits; default 20 (as many as
+	// queue.max_parallel's default).
+	MaxConnections int `toml:"max_connections"`
+	// MaxMessagesPerConnection is how many messages one connection
+	// carries before it is closed (Exim's connection_max_messages); 1 =
+	// a connection per message; default 100.
+	MaxMessagesPerConnection int    `toml:"max_messages_per_connection"`
+	StartTLS                 string `toml:"starttls"`   // "opportunistic" (default) | "none" | "required"
+	TLSVerify                bool   `toml:"tls_verify"` // verify the downstream certificate; default false (opportunistic TLS)
 	// VerifyRecipients is where a recipient is looked up at RCPT:
 	// "none" (default), "callout" (the store itself, by RCPT TO),
 	// "file:PATH" (a recipients list) or "dovecot:PATH" (Dovecot's
@@ -210,11 +222,19 @@ type Outbound struct {
 	MTASTSPort int `toml:"mta_sts_port"`
 	// CAFile is a PEM bundle of the CAs trusted for MTA-STS policy hosts
 	// and MX certificates; default: the system's.
-	CAFile         string   `toml:"ca_file"`
-	MaxPerDomain   int      `toml:"max_per_domain"`  // connections at once to one destination domain; default 10
-	ConnectTimeout Duration `toml:"connect_timeout"` // default 30s
-	CommandTimeout Duration `toml:"command_timeout"` // default 5m
-	DataTimeout    Duration `toml:"data_timeout"`    // default 10m
+	CAFile       string `toml:"ca_file"`
+	MaxPerDomain int    `toml:"max_per_domain"` // connections at once to one destination domain; default 10
+	// IdleTimeout keeps a connection to an MX host or the smarthost open
+	// this long after a message, for the next one to that host, whatever
+	// its domain; default 2s (Postfix's smtp_connection_cache_time_limit).
+	IdleTimeout Duration `toml:"idle_timeout"`
+	// MaxMessagesPerConnection is how many messages one connection
+	// carries before it is closed; 1 = a connection per message; default
+	// 100.
+	MaxMessagesPerConnection int      `toml:"max_messages_per_connection"`
+	ConnectTimeout           Duration `toml:"connect_timeout"` // default 30s
+	CommandTimeout           Duration `toml:"command_timeout"` // default 5m
+	DataTimeout              Duration `toml:"data_timeout"`    // default 10m
 }
 
 // RecipientVerify tunes recipient verification at RCPT, whatever the

@@ -85,6 +85,13 @@ func (d *decoder) checkStore(key keyPath, s *Downstream, route bool) {
 	d.duration(key.child("connect_timeout"), &s.ConnectTimeout, 30*time.Second)
 	d.duration(key.child("command_timeout"), &s.CommandTimeout, 5*time.Minute)
 	d.duration(key.child("data_timeout"), &s.DataTimeout, 10*time.Minute)
+	// A store under a burst gets the next message on the connection of
+	// the last; once the burst is over, 10s frees the store's process per
+	// connection (Postfix smtpd, Dovecot lmtp) well before the store's own
+	// idle timeout (5m) would close it under us.
+	d.duration(key.child("idle_timeout"), &s.IdleTimeout, 10*time.Second)
+	d.count(key.child("max_connections"), &s.MaxConnections, 20)
+	d.count(key.child("max_messages_per_connection"), &s.MaxMessagesPerConnection, 100)
 	d.enum(key.child("starttls"), &s.StartTLS, "opportunistic", "none", "required")
 	d.enum(key.child("over_quota"), &s.OverQuota, "defer", "bounce", "discard")
 
@@ -294,6 +301,10 @@ func (d *decoder) checkOutbound(c *Config) {
 		}
 	}
 	d.count(key.child("max_per_domain"), &o.MaxPerDomain, 10)
+	// Other people's servers: hold their connection slots briefly, as
+	// Postfix does.
+	d.duration(key.child("idle_timeout"), &o.IdleTimeout, 2*time.Second)
+	d.count(key.child("max_messages_per_connection"), &o.MaxMessagesPerConnection, 100)
 	d.duration(key.child("connect_timeout"), &o.ConnectTimeout, 30*time.Second)
 	d.duration(key.child("command_timeout"), &o.CommandTimeout, 5*time.Minute)
 	d.duration(key.child("data_timeout"), &o.DataTimeout, 10*time.Minute)

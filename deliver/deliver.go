@@ -4,8 +4,10 @@
 // direct delivery to each recipient domain's MX hosts, with MTA-STS and
 // DANE) and the smarthost (New with an smtp or smtps Target, AUTH over
 // TLS). Every SMTP and LMTP session, whoever the peer, is one function
-// (peer.attempt). A transport makes one attempt and reports a result per
-// recipient; retrying is the queue's business.
+// (peer.attempt), over connections each transport keeps per destination
+// between messages (pool.go: RSET, then MAIL and the RCPTs pipelined). A
+// transport makes one attempt and reports a result per recipient;
+// retrying is the queue's business.
 package deliver
 
 import (
@@ -170,6 +172,13 @@ type Transport interface {
 	Deliver(ctx context.Context, m *Message) []Result // exactly one Result per recipient, in order
 }
 
+// Closer is a Transport that keeps sessions open between messages (SMTP,
+// LMTP, the smarthost, the MX transport). Close ends them (QUIT, as long as
+// ctx lets it), at shutdown, after the last delivery.
+type Closer interface {
+	Close(ctx context.Context)
+}
+
 // Options tune the network transports; Maildir ignores them. They are
 // taken as given: package config fills every one (its [downstream] section
 // and hostname, or [outbound] for the smarthost) and checks it, so a zero
@@ -186,6 +195,17 @@ type Options struct {
 	// LOGIN when the server offers only that), only over TLS; "" = no
 	// AUTH.
 	AuthUser, AuthPassword string
+	// IdleTimeout keeps a session open this long after a message, for the
+	// next one to the same destination (RSET, then MAIL); 0 = none kept,
+	// QUIT after each message.
+	IdleTimeout time.Duration
+	// MaxConnections bounds the sessions open at once to the destination,
+	// in use and idle; a delivery beyond it waits, as long as its context
+	// lets it. 0 = no bound.
+	MaxConnections int
+	// MaxMessages is how many messages one session carries before QUIT;
+	// 0 = no bound.
+	MaxMessages int
 }
 
 // STARTTLS modes.
@@ -223,9 +243,11 @@ func New(t Target, o Options) (Transport, error) {
 			o:           o,
 			tls:         tp,
 			implicitTLS: t.Scheme == "smtps",
+			pool:        newPool(o.MaxConnections, o.MaxMessages, o.IdleTimeout),
 		}}, nil
 	case "lmtp+unix":
-		return &smtpTransport{&peer{lmtp: true, network: "unix", addr: t.Path, o: o, tls: tp}}, nil
+		return &smtpTransport{&peer{lmtp: true, network: "unix", addr: t.Path, o: o, tls: tp,
+			pool: newPool(o.MaxConnections, o.MaxMessages, o.IdleTimeout)}}, nil
 	case "maildir":
 		return NewMaildir(MaildirOptions{Root: t.Path, Layout: DefaultLayout, Mode: 0o700, UID: -1, GID: -1}), nil
 	}

@@ -37,10 +37,16 @@ type MXOptions struct {
 	// domain; a delivery beyond it waits, as long as its context lets it.
 	// 0 = no bound.
 	MaxPerDomain int
-	MTASTS       string         // "off", "testing" (report, deliver anyway) or "enforce" (what the policy says)
-	MTASTSPort   int            // HTTPS port of mta-sts.DOMAIN: 443 (tests use another)
-	RootCAs      *x509.CertPool // verifies MX hosts under MTA-STS and the policy hosts; nil = the system's roots
-	MTASTSCache  string         // policy cache file (under data_dir/db); "" = memory only
+	// IdleTimeout keeps a session open this long after a message, for the
+	// next message to the same MX host and address, whatever its
+	// recipient domain; 0 = none kept. MaxMessages is how many messages
+	// one session carries; 0 = no bound.
+	IdleTimeout time.Duration
+	MaxMessages int
+	MTASTS      string         // "off", "testing" (report, deliver anyway) or "enforce" (what the policy says)
+	MTASTSPort  int            // HTTPS port of mta-sts.DOMAIN: 443 (tests use another)
+	RootCAs     *x509.CertPool // verifies MX hosts under MTA-STS and the policy hosts; nil = the system's roots
+	MTASTSCache string         // policy cache file (under data_dir/db); "" = memory only
 	// Log writes what a delivery's results do not say: MTA-STS failures
 	// in testing mode, policy lookups that failed. nil = none. It takes
 	// the message ID, as mainlog.Logger.Main does.
@@ -63,6 +69,7 @@ type mxTransport struct {
 	dns   *dnsclient.Client
 	sts   *mtasts.Client // nil when MTA-STS is off
 	limit *domainLimit
+	pool  *pool // per MX host address; MaxPerDomain bounds the sessions in use
 }
 
 // NewMX returns the transport that delivers to the Internet: each
@@ -78,7 +85,8 @@ func NewMX(o MXOptions) (Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbound: %w", err)
 	}
-	t := &mxTransport{o: o, dns: client, limit: &domainLimit{max: o.MaxPerDomain, slots: make(map[string]*slot)}}
+	t := &mxTransport{o: o, dns: client, limit: &domainLimit{max: o.MaxPerDomain, slots: make(map[string]*slot)},
+		pool: newPool(0, o.MaxMessages, o.IdleTimeout)}
 	if o.MTASTS == stsTesting || o.MTASTS == stsEnforce {
 		t.sts, err = mtasts.New(mtasts.Options{
 			DNS:            client,
@@ -97,6 +105,9 @@ func NewMX(o MXOptions) (Transport, error) {
 }
 
 func (t *mxTransport) Name() string { return "smtp" }
+
+// Close ends the sessions kept open between messages.
+func (t *mxTransport) Close(ctx context.Context) { t.pool.Close(ctx) }
 
 func (t *mxTransport) log(id, text string) {
 	if t.o.Log != nil {
@@ -309,7 +320,8 @@ func (t *mxTransport) session(ctx context.Context, m *Message, host string, ip n
 			CommandTimeout: t.o.CommandTimeout,
 			DataTimeout:    t.o.DataTimeout,
 		},
-		tls: tp,
+		tls:  tp,
+		pool: t.pool,
 	}
 	got, own := p.deliver(ctx, &sub)
 	var next []int

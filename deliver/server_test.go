@@ -274,7 +274,7 @@ func newTransport(t *testing.T, u string, o Options) Transport {
 
 // target takes a test's well-formed downstream URL apart: smtp://HOST:PORT,
 // lmtp://HOST:PORT, lmtp+unix:///PATH or maildir:///PATH.
-func target(t *testing.T, u string) Target {
+func target(t testing.TB, u string) Target {
 	t.Helper()
 	scheme, rest, ok := strings.Cut(u, "://")
 	if !ok {

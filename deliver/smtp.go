@@ -22,6 +22,10 @@ import (
 // the [downstream] transport and the smarthost.
 type smtpTransport struct{ p *peer }
 
+// Close ends the sessions kept open between messages (QUIT, as long as
+// ctx lets it); the transport must not be used after it.
+func (t *smtpTransport) Close(ctx context.Context) { t.p.pool.Close(ctx) }
+
 func (t *smtpTransport) Name() string {
 	if t.p.lmtp {
 		return "lmtp"
@@ -44,7 +48,8 @@ type peer struct {
 	host        string // TLS server name and the name in "name [ip]"; "" for unix
 	o           Options
 	tls         tlsPolicy
-	implicitTLS bool // smtps: TLS from the first byte
+	implicitTLS bool  // smtps: TLS from the first byte
+	pool        *pool // the sessions kept open between messages
 }
 
 func (p *peer) proto() string {
@@ -117,6 +122,8 @@ type session struct {
 	own    []bool
 	groups []*rcptGroup
 	host   string
+	// rejected, when set, is the whole result: the sender cannot be sent.
+	rejected []Result
 }
 
 func (s *session) set(g *rcptGroup, st Status, why Reason, reply, err string) {
@@ -151,29 +158,13 @@ func (s *session) fail(after string, err error) (replied bool) {
 	return reply != ""
 }
 
+// attempt is one try at m over a session from p's pool: a kept one, or a
+// new one opened with tlsMode (retryClear: its opportunistic handshake
+// failed). A kept session the server had ended is replaced once.
 func (p *peer) attempt(ctx context.Context, m *Message, tlsMode string) (rs []Result, own []bool, retryClear bool) {
-	s := &session{p: p, ctx: ctx, rs: results(m, "", Deferred, NoReason, ""), own: make([]bool, len(m.Recipients))}
-	if err := checkAddr(m.Sender); err != nil {
-		for i := range s.own {
-			s.own[i] = true
-		}
-		return results(m, "", Failed, BadAddress, "sender "+err.Error()), s.own, false
-	}
-	byWire := make(map[string]*rcptGroup)
-	for i, r := range m.Recipients {
-		if err := checkAddr(r); err != nil {
-			s.rs[i].Status, s.rs[i].Reason, s.rs[i].Err = Failed, BadAddress, err.Error()
-			s.own[i] = true
-			continue
-		}
-		w := wireAddr(r)
-		g := byWire[w]
-		if g == nil {
-			g = &rcptGroup{wire: w}
-			byWire[w] = g
-			s.groups = append(s.groups, g)
-		}
-		g.idx = append(g.idx, i)
+	s := p.newSession(ctx, m)
+	if s.rejected != nil {
+		return s.rejected, s.own, false
 	}
 	if len(s.groups) == 0 {
 		return s.rs, s.own, false
@@ -196,13 +187,128 @@ func (p *peer) attempt(ctx context.Context, m *Message, tlsMode string) (rs []Re
 	}
 	defer src.Close()
 
+	l, err := p.pool.get(ctx, destKey{p.network, p.addr, p.host})
+	if err != nil {
+		s.host = p.display("")
+		s.rest(Deferred, Abandoned, "", "delivery abandoned: "+err.Error())
+		return s.rs, s.own, false
+	}
+	healthy := false
+	defer func() { l.release(healthy) }()
+	for try := 0; ; try++ {
+		if l.c != nil && !p.accepts(l.c) {
+			// Opened under another TLS policy that this one does not
+			// trust: its slot serves a new connection.
+			l.c.quit(ctx)
+			l.c = nil
+		}
+		reused := l.c != nil
+		if reused {
+			p.replayTLS(l.c)
+		} else {
+			c, retry := p.open(ctx, s, tlsMode)
+			if c == nil {
+				return s.rs, s.own, retry
+			}
+			l.c = c
+		}
+		s.host = l.c.host
+		// Unblocks whatever read or write is in progress when ctx ends.
+		raw := l.c.raw
+		stop := context.AfterFunc(ctx, func() { raw.Close() })
+		var stale bool
+		stale, healthy = p.transaction(s, l.c, m, src, reused)
+		if !stop() {
+			healthy = false
+		}
+		if stale && try == 0 {
+			// The server ended a session it had kept idle (closed it,
+			// or 421): nothing was delivered, so a new connection tries
+			// the whole transaction again.
+			l.c.c.Close()
+			l.c = nil
+			s = p.newSession(ctx, m)
+			continue
+		}
+		return s.rs, s.own, false
+	}
+}
+
+// newSession is the state of a transaction of m, before any command: its
+// recipients grouped by wire address, those that cannot be sent decided.
+// rejected is set when the sender cannot be sent: the whole result.
+func (p *peer) newSession(ctx context.Context, m *Message) *session {
+	s := &session{p: p, ctx: ctx, rs: results(m, "", Deferred, NoReason, ""), own: make([]bool, len(m.Recipients))}
+	if err := checkAddr(m.Sender); err != nil {
+		for i := range s.own {
+			s.own[i] = true
+		}
+		s.rejected = results(m, "", Failed, BadAddress, "sender "+err.Error())
+		return s
+	}
+	byWire := make(map[string]*rcptGroup)
+	for i, r := range m.Recipients {
+		if err := checkAddr(r); err != nil {
+			s.rs[i].Status, s.rs[i].Reason, s.rs[i].Err = Failed, BadAddress, err.Error()
+			s.own[i] = true
+			continue
+		}
+		w := wireAddr(r)
+		g := byWire[w]
+		if g == nil {
+			g = &rcptGroup{wire: w}
+			byWire[w] = g
+			s.groups = append(s.groups, g)
+		}
+		g.idx = append(g.idx, i)
+	}
+	return s
+}
+
+// accepts reports whether c, opened for another delivery, satisfies p's
+// TLS policy: an MX host's connection may have been opened for a domain
+// whose policy asked less (opportunistic) than this one's (MTA-STS
+// enforce, DANE). Its certificates are checked again, as a handshake
+// would.
+func (p *peer) accepts(c *conn) bool {
+	if c.owner == p {
+		return true
+	}
+	if c.tls == nil {
+		return p.tls.mode != tlsRequired
+	}
+	if p.tls.pkix && verifyPKIX(*c.tls, p.host, p.tls.roots) != nil {
+		return false
+	}
+	return p.tls.check == nil || p.tls.check(*c.tls) == nil
+}
+
+// replayTLS tells p's policy about a reused connection as a new one's
+// handshake, or its absence, would have: MTA-STS testing mode logs per
+// message.
+func (p *peer) replayTLS(c *conn) {
+	if c.owner == p {
+		return
+	}
+	switch {
+	case c.tls != nil && p.tls.observe != nil:
+		p.tls.observe(*c.tls)
+	case c.tls == nil && p.network == "tcp" && p.tls.clear != nil:
+		p.tls.clear()
+	}
+}
+
+// open makes a new session ready for MAIL: connect, TLS, EHLO or LHLO,
+// AUTH. On failure it returns nil, with every recipient decided or (retry)
+// an opportunistic handshake that failed, to be tried again in clear.
+func (p *peer) open(ctx context.Context, s *session, tlsMode string) (cn *conn, retry bool) {
 	d := net.Dialer{Timeout: p.o.ConnectTimeout}
 	raw, err := d.DialContext(ctx, p.network, p.addr)
 	if err != nil {
 		s.host = p.display("")
 		why, text := dialError(ctx, err)
 		s.rest(Deferred, why, "", text)
-		return s.rs, s.own, false
+		return nil, false
 	}
 	s.host = p.display(raw.RemoteAddr().String())
 	// Unblocks whatever read or write is in progress when ctx ends.
@@ -218,12 +324,18 @@ func (p *peer) attempt(ctx context.Context, m *Message, tlsMode string) (rs []Re
 				why, text = trouble(ctx, "", err)
 			}
 			s.rest(Deferred, why, "", text)
-			return s.rs, s.own, false
+			raw.Close()
+			return nil, false
 		}
 		encrypted = true
 	}
 	c := p.client(wc)
-	defer func() { c.Close() }()
+	ok := false
+	defer func() {
+		if !ok {
+			c.Close()
+		}
+	}()
 
 	if err := c.Hello(p.o.Hostname); err != nil {
 		after := "initial connection"
@@ -231,7 +343,7 @@ func (p *peer) attempt(ctx context.Context, m *Message, tlsMode string) (rs []Re
 			after = p.helloVerb() + " " + p.o.Hostname
 		}
 		s.fail(after, err)
-		return s.rs, s.own, false
+		return nil, false
 	}
 
 	if p.network == "tcp" && !encrypted && tlsMode != tlsNone {
@@ -247,29 +359,29 @@ func (p *peer) attempt(ctx context.Context, m *Message, tlsMode string) (rs []Re
 				c = p.client(wc)
 				if err := c.Hello(p.o.Hostname); err != nil {
 					s.fail(p.helloVerb()+" "+p.o.Hostname, err)
-					return s.rs, s.own, false
+					return nil, false
 				}
 			case errors.As(err, &he) && tlsMode == tlsOpportunistic && !p.tls.verifies():
-				return s.rs, s.own, true
+				return nil, true
 			case errors.As(err, &he):
 				s.rest(Deferred, TLSFailure, "", "TLS session failure: "+he.err.Error())
-				return s.rs, s.own, false
+				return nil, false
 			case errors.As(err, &te) && tlsMode == tlsOpportunistic:
 				// Refused STARTTLS (RFC 3207: the client may go on in clear).
 			case errors.As(err, &te):
 				_, _, reply, _ := outcome(ctx, p.proto(), "STARTTLS", err)
 				s.rest(Deferred, TLSRequired, reply, p.tls.required()+", but STARTTLS was refused: "+reply)
 				c.Quit()
-				return s.rs, s.own, false
+				return nil, false
 			default:
 				why, text := trouble(ctx, "in response to STARTTLS", err)
 				s.rest(Deferred, why, "", text)
-				return s.rs, s.own, false
+				return nil, false
 			}
 		case tlsMode == tlsRequired:
 			s.rest(Deferred, TLSRequired, "", p.tls.required()+", but the server did not offer TLS support")
 			c.Quit()
-			return s.rs, s.own, false
+			return nil, false
 		}
 	}
 
@@ -277,9 +389,29 @@ func (p *peer) attempt(ctx context.Context, m *Message, tlsMode string) (rs []Re
 		p.tls.clear()
 	}
 	if p.o.AuthUser != "" && !p.authenticate(s, c, encrypted) {
-		return s.rs, s.own, false
+		return nil, false
 	}
+	cn = &conn{raw: raw, c: c, host: s.host, owner: p}
+	if tc, isTLS := wc.Conn.(*tls.Conn); isTLS {
+		cs := tc.ConnectionState()
+		cn.tls = &cs
+	}
+	if !stop() {
+		s.rest(Deferred, Abandoned, "", "delivery abandoned: "+context.Cause(ctx).Error())
+		return nil, false
+	}
+	ok = true
+	return cn, false
+}
 
+// transaction sends m on cn, which is ready for MAIL (reused: after a
+// transaction, so RSET first). stale says that a reused connection turned
+// out to be one the server had ended (RSET failed, a 421, the connection
+// closed) before anything was delivered: the caller tries again on a new
+// one. healthy says the session is still in step, fit for another
+// message.
+func (p *peer) transaction(s *session, cn *conn, m *Message, src io.Reader, reused bool) (stale, healthy bool) {
+	c := cn.c
 	opts := &smtp.MailOptions{Size: m.Size}
 	if utf8, _ := c.Extension("SMTPUTF8"); utf8 {
 		opts.UTF8 = !isASCII(m.Sender) || slices.ContainsFunc(s.groups, func(g *rcptGroup) bool { return !isASCII(g.wire) })
@@ -290,8 +422,7 @@ func (p *peer) attempt(ctx context.Context, m *Message, tlsMode string) (rs []Re
 		const noUTF8 = "a non-ASCII address needs SMTPUTF8, which the remote host does not offer"
 		if !isASCII(m.Sender) {
 			s.rest(Failed, BadAddress, "", "sender "+noUTF8)
-			c.Quit()
-			return s.rs, s.own, false
+			return false, true
 		}
 		for _, g := range s.groups {
 			if !isASCII(g.wire) {
@@ -299,64 +430,93 @@ func (p *peer) attempt(ctx context.Context, m *Message, tlsMode string) (rs []Re
 			}
 		}
 		if !slices.ContainsFunc(s.groups, func(g *rcptGroup) bool { return !g.done }) {
-			c.Quit()
-			return s.rs, s.own, false
+			return false, true
+		}
+	}
+	var pending []*rcptGroup
+	var to []string
+	for _, g := range s.groups {
+		if !g.done {
+			pending = append(pending, g)
+			to = append(to, g.wire)
 		}
 	}
 	from := wireAddr(m.Sender)
-	if err := c.Mail(from, opts); err != nil {
-		if s.fail("MAIL FROM:<"+from+">", err) {
-			c.Quit()
-		}
-		return s.rs, s.own, false
+	cn.messages++
+	resetErr, mailErr, rcptErrs := c.Envelope(reused, from, opts, to)
+	if resetErr != nil {
+		return true, false
 	}
-
-	var accepted []*rcptGroup
-	for _, g := range s.groups {
-		if g.done {
-			continue
+	if mailErr != nil {
+		if reused && ended(s.ctx, mailErr) {
+			return true, false
 		}
-		err := c.Rcpt(g.wire, nil)
+		return false, s.fail("MAIL FROM:<"+from+">", mailErr) && !is421(mailErr)
+	}
+	if reused && slices.ContainsFunc(rcptErrs, func(err error) bool { return err != nil && ended(s.ctx, err) }) {
+		return true, false
+	}
+	var accepted []*rcptGroup
+	healthy = true
+	for i, g := range pending {
+		err := rcptErrs[i]
 		if err == nil {
 			accepted = append(accepted, g)
 			continue
 		}
-		st, why, reply, text := outcome(ctx, p.proto(), "RCPT TO:<"+g.wire+">", err)
+		st, why, reply, text := outcome(s.ctx, p.proto(), "RCPT TO:<"+g.wire+">", err)
 		if reply == "" {
 			s.rest(st, why, "", text)
-			return s.rs, s.own, false
+			return false, false
 		}
+		healthy = healthy && !is421(err)
 		s.setOwn(g, st, why, reply, text)
 	}
 	if len(accepted) == 0 {
-		c.Quit()
-		return s.rs, s.own, false
+		return false, healthy
 	}
 
 	w, err := c.Data()
 	if err != nil {
-		if s.fail("DATA", err) {
-			c.Quit()
+		if reused && ended(s.ctx, err) && healthy {
+			return true, false
 		}
-		return s.rs, s.own, false
+		return false, s.fail("DATA", err) && healthy && !is421(err)
 	}
 	if _, err := io.Copy(&lineWriter{w: w}, sourceReader{src}); err != nil {
 		// Dropping the connection is the only way to abort DATA: the
 		// server discards a message that did not end with the dot.
-		why, text := trouble(ctx, "while sending the message body", err)
+		why, text := trouble(s.ctx, "while sending the message body", err)
 		s.rest(Deferred, why, "", text)
-		return s.rs, s.own, false
+		return false, false
 	}
 
 	if p.lmtp {
-		p.lmtpReplies(s, w, accepted)
-	} else if resp, err := w.CloseWithResponse(); err != nil {
-		s.fail("end of data", err)
-	} else {
-		s.rest(Delivered, NoReason, "250 "+oneLine(resp.StatusText), "")
+		return false, p.lmtpReplies(s, w, accepted) && healthy
 	}
-	c.Quit()
-	return s.rs, s.own, false
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		return false, s.fail("end of data", err) && healthy && !is421(err)
+	}
+	s.rest(Delivered, NoReason, "250 "+oneLine(resp.StatusText), "")
+	return false, healthy
+}
+
+// is421 reports a 421 reply: the server is closing the session.
+func is421(err error) bool {
+	var se *smtp.SMTPError
+	return errors.As(err, &se) && se.Code == 421
+}
+
+// ended reports whether err says the server ended the session (a 421, or
+// the connection closed), rather than refused a command or ran out of
+// time.
+func ended(ctx context.Context, err error) bool {
+	if is421(err) {
+		return true
+	}
+	why, _ := trouble(ctx, "", err)
+	return why == ConnectionLost
 }
 
 // authenticate logs in to a smarthost with AUTH PLAIN, or LOGIN when the
@@ -398,11 +558,17 @@ func (p *peer) authenticate(s *session, c *smtp.Client, encrypted bool) bool {
 
 // lmtpReplies decides each accepted recipient from its own reply after the
 // final dot (RFC 2033). Replies missing because the connection broke are
-// deferrals.
-func (p *peer) lmtpReplies(s *session, w *smtp.DataCommand, accepted []*rcptGroup) {
+// deferrals. It reports whether every reply came, none a 421: the session
+// is fit for another message.
+func (p *peer) lmtpReplies(s *session, w *smtp.DataCommand, accepted []*rcptGroup) (healthy bool) {
 	ok, err := w.CloseWithLMTPResponse()
 	var perRcpt smtp.LMTPDataError
 	errors.As(err, &perRcpt)
+	_, onlyReplies := err.(smtp.LMTPDataError)
+	healthy = err == nil || onlyReplies
+	for _, se := range perRcpt {
+		healthy = healthy && se.Code != 421
+	}
 	connErr := err
 	if j, isJoin := err.(interface{ Unwrap() []error }); isJoin && perRcpt != nil {
 		// go-smtp joins the connection error with the replies it had.
@@ -425,7 +591,9 @@ func (p *peer) lmtpReplies(s *session, w *smtp.DataCommand, accepted []*rcptGrou
 		}
 		why, text := trouble(s.ctx, "in response to end of data", connErr)
 		s.set(g, Deferred, why, "", text)
+		healthy = false
 	}
+	return healthy
 }
 
 func (p *peer) client(wc *wireConn) *smtp.Client {

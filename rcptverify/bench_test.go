@@ -3,7 +3,6 @@ package rcptverify
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,40 +15,10 @@ import (
 	"mxgate/internal/peertest"
 )
 
-// countingProxy forwards TCP connections to target and counts them: the
-// connections a store sees.
-type countingProxy struct {
-	addr  string
-	conns atomic.Int64
-}
-
-func startCountingProxy(tb testing.TB, target string) *countingProxy {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p := &countingProxy{addr: l.Addr().String()}
-	peertest.Serve(tb, l, func(c net.Conn) {
-		p.conns.Add(1)
-		up, err := net.Dial("tcp", target)
-		if err != nil {
-			return
-		}
-		defer up.Close()
-		var wg sync.WaitGroup
-		wg.Go(func() { io.Copy(up, c); up.(*net.TCPConn).CloseWrite() })
-		io.Copy(c, up)
-		c.(*net.TCPConn).CloseWrite()
-		wg.Wait()
-	})
-	return p
-}
-
 // startDovecot starts the real Dovecot LMTP with the e2e users file
 // (known@ and bob@example.test) and returns its address and a counting
 // proxy in front of it.
-func startDovecot(tb testing.TB) (string, *countingProxy) {
+func startDovecot(tb testing.TB) (string, *peertest.Proxy) {
 	tb.Helper()
 	peertest.Require(tb, "dovecot-core dovecot-lmtpd", "dovecot", "doveadm")
 	dir := tb.TempDir()
@@ -59,7 +28,7 @@ func startDovecot(tb testing.TB) (string, *countingProxy) {
 		}
 	}
 	addr := peertest.Start(tb, "dovecot-lmtp", dir, 0, filepath.Join(peertest.Root(tb), "testdata", "e2e", "dovecot-users"))
-	return addr, startCountingProxy(tb, addr)
+	return addr, peertest.CountingProxy(tb, addr)
 }
 
 // BenchmarkRecipientCallout is the time a recipient callout adds at RCPT
@@ -135,12 +104,12 @@ func storeAt(tb testing.TB, addr string) Store {
 // the record (go test -v -run TestStoreConnections).
 func TestStoreConnections(t *testing.T) {
 	_, p := startDovecot(t)
-	st := storeAt(t, p.addr)
+	st := storeAt(t, p.Addr)
 	for _, tc := range []struct {
 		sessions, maxConns int
 		cache              bool // false: every RCPT is a lookup at the store
 	}{{1, 10, true}, {10, 10, true}, {10, 2, true}, {10, 10, false}} {
-		before := p.conns.Load()
+		before := p.Conns()
 		o := testOptions(st)
 		if !tc.cache {
 			o.NegativeTTL = 0
@@ -165,7 +134,7 @@ func TestStoreConnections(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		conns := p.conns.Load() - before
+		conns := p.Conns() - before
 		t.Logf("1000 RCPTs, 100 recipients, %d session(s), max_connections %d, cache %v: %d store connection(s), %d refused",
 			tc.sessions, tc.maxConns, tc.cache, conns, refused.Load())
 		if conns < 1 || conns > int64(tc.maxConns) || refused.Load() != 1000 {

@@ -9,7 +9,9 @@
 package route
 
 import (
+	"context"
 	"strings"
+	"sync"
 	"time"
 
 	"mxgate/deliver"
@@ -138,6 +140,23 @@ func (r *Router) routeDomain(domain string) Destination {
 
 func storeDest(s *StoreRoute) Destination {
 	return Destination{Router: s.Name, Kind: Store, Transport: s.Transport, OverQuota: s.OverQuota, store: s}
+}
+
+// Close ends the sessions the transports keep open between messages
+// (deliver.Closer), as long as ctx lets it: at shutdown, after the last
+// delivery.
+func (r *Router) Close(ctx context.Context) {
+	var wg sync.WaitGroup
+	transports := []deliver.Transport{r.o.Default.Transport, r.o.Outbound.Transport}
+	for _, s := range r.o.Routes {
+		transports = append(transports, s.Transport)
+	}
+	for _, t := range transports {
+		if c, ok := t.(deliver.Closer); ok {
+			wg.Go(func() { c.Close(ctx) })
+		}
+	}
+	wg.Wait()
 }
 
 // isRelay reports a relay domain: mail for it is accepted from anyone.

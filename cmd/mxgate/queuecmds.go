@@ -192,6 +192,7 @@ func prepareAndDeliver(e *env, prepare func(q *admin.Queue, arg string) (spool.I
 	if err != nil {
 		return err
 	}
+	defer closeRouter(router, cfg)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	f := failures{e: e}
@@ -231,6 +232,7 @@ func runQueue(force, frozenToo bool) func(e *env) error {
 		if err != nil {
 			return err
 		}
+		defer closeRouter(router, cfg)
 		runner := newRunner(cfg, q.Spool, q.Log, router)
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()

@@ -64,6 +64,8 @@ func serve(e *env) error {
 	if err != nil {
 		return err
 	}
+	// After the runner's stop below: no delivery uses a session any more.
+	defer closeRouter(router, cfg)
 	runner := newRunner(cfg, sp, log, router)
 	pl, err := checks.Build(cfg, log, false)
 	if err != nil {

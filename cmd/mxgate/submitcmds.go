@@ -58,6 +58,7 @@ func submitMessage(extract bool) func(e *env) error {
 		if err != nil {
 			return err
 		}
+		defer closeRouter(router, cfg)
 		o.Config, o.Spool, o.Log = cfg, sp, log
 		o.Accept = submit.Routable(router)
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/x509"
 	"fmt"
 	"os"
@@ -96,6 +97,8 @@ func newRouter(cfg *config.Config, log *mainlog.Logger) (*route.Router, error) {
 			CommandTimeout: time.Duration(out.CommandTimeout),
 			DataTimeout:    time.Duration(out.DataTimeout),
 			MaxPerDomain:   out.MaxPerDomain,
+			IdleTimeout:    time.Duration(out.IdleTimeout),
+			MaxMessages:    out.MaxMessagesPerConnection,
 			MTASTS:         out.MTASTS,
 			MTASTSPort:     out.MTASTSPort,
 			RootCAs:        roots,
@@ -119,12 +122,22 @@ func newRouter(cfg *config.Config, log *mainlog.Logger) (*route.Router, error) {
 			RootCAs:        roots,
 			AuthUser:       out.AuthUser,
 			AuthPassword:   out.AuthPassword,
+			IdleTimeout:    time.Duration(out.IdleTimeout),
+			MaxMessages:    out.MaxMessagesPerConnection,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("outbound.smarthost: %w", err)
 		}
 	}
 	return route.New(o), nil
+}
+
+// closeRouter ends the sessions r's transports keep open between
+// messages, within the shutdown timeout; after the last delivery.
+func closeRouter(r *route.Router, cfg *config.Config) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.SMTP.ShutdownTimeout))
+	defer cancel()
+	r.Close(ctx)
 }
 
 // storeTransport is the transport of a network store: SMTP or LMTP.
@@ -136,6 +149,9 @@ func storeTransport(cfg *config.Config, d config.Downstream) (deliver.Transport,
 		DataTimeout:    time.Duration(d.DataTimeout),
 		StartTLS:       d.StartTLS,
 		TLSVerify:      d.TLSVerify,
+		IdleTimeout:    time.Duration(d.IdleTimeout),
+		MaxConnections: d.MaxConnections,
+		MaxMessages:    d.MaxMessagesPerConnection,
 	})
 }
 

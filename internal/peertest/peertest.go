@@ -1,13 +1,15 @@
 // Package peertest gives tests their peers: the real third-party programs
 // mxgate is tested against (spamd, clamd, rbldnsd, smtp-sink, ...), started
 // and stopped through the project's scripts/peers.sh by PID; the silent
-// peer of fault tests, which never answers; and Serve, the accept loop of
-// a test's own fake peer (a fake spamd or clamd).
+// peer of fault tests, which never answers; Serve, the accept loop of
+// a test's own fake peer (a fake spamd or clamd); and CountingProxy, which
+// counts the connections a peer sees.
 package peertest
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -15,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -212,4 +215,39 @@ func DKIMRecord(tb testing.TB, dir string) string {
 		tb.Fatalf("%s: no DKIM key record in %q", path, b)
 	}
 	return rec.String()
+}
+
+// Proxy forwards TCP connections to a peer and counts them: the
+// connections the peer sees, for tests of connection reuse.
+type Proxy struct {
+	Addr  string // where to connect instead of the peer
+	conns atomic.Int64
+}
+
+// Conns is how many connections the proxy has accepted.
+func (p *Proxy) Conns() int64 { return p.conns.Load() }
+
+// CountingProxy starts a Proxy to target on 127.0.0.1, until the test ends
+// (each connection under ServeDeadline, as Serve's).
+func CountingProxy(tb testing.TB, target string) *Proxy {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := &Proxy{Addr: l.Addr().String()}
+	Serve(tb, l, func(c net.Conn) {
+		p.conns.Add(1)
+		up, err := net.Dial("tcp", target)
+		if err != nil {
+			return
+		}
+		defer up.Close()
+		var wg sync.WaitGroup
+		wg.Go(func() { io.Copy(up, c); up.(*net.TCPConn).CloseWrite() })
+		io.Copy(c, up)
+		c.(*net.TCPConn).CloseWrite()
+		wg.Wait()
+	})
+	return p
 }

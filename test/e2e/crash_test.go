@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"mxgate/internal/peertest"
 )
 
 // TestCrashKeepsAcceptedMail runs 10 clients against mxgate, SIGKILLs it
@@ -15,13 +17,34 @@ import (
 // allowed by the at-least-once contract and only counted.
 func TestCrashKeepsAcceptedMail(t *testing.T) {
 	t.Parallel()
+	s := startSink(t)
+	crashRun(t, s, s.URL())
+}
+
+// TestCrashReusedConnections is the same crash with the downstream behind
+// a counting proxy: the deliveries in flight at the kill, and those after
+// the restart, go over connections kept between messages, and the sink
+// still gets every message answered 250.
+func TestCrashReusedConnections(t *testing.T) {
+	t.Parallel()
+	s := startSink(t)
+	p := peertest.CountingProxy(t, fmt.Sprintf("127.0.0.1:%d", s.port))
+	delivered := crashRun(t, s, "smtp://"+p.Addr)
+	t.Logf("%d messages reached the sink over %d connections", delivered, p.Conns())
+	if p.Conns() >= int64(delivered) {
+		t.Errorf("%d connections for %d messages: none was reused", p.Conns(), delivered)
+	}
+}
+
+// crashRun is the crash test against the sink s, which mxgate reaches at
+// downstream; it returns how many messages reached the sink.
+func crashRun(t *testing.T, s *sink, downstream string) (delivered int) {
 	const (
 		clients   = 10
 		sendFor   = 3 * time.Second
 		killAfter = 1500 * time.Millisecond
 	)
-	s := startSink(t)
-	g := startMxgate(t, s.URL())
+	g := startMxgate(t, downstream)
 	msg := dataBytes(readTestdata(t, "message.eml"))
 
 	var (
@@ -102,7 +125,8 @@ func TestCrashKeepsAcceptedMail(t *testing.T) {
 		t.Fatalf("accepted %v: the crash must fall in the middle of the traffic", perPhase)
 	}
 	got := map[string]int{}
-	for _, m := range s.messages(t) {
+	msgs := s.messages(t)
+	for _, m := range msgs {
 		for _, id := range m.ids {
 			got[id]++
 		}
@@ -117,6 +141,7 @@ func TestCrashKeepsAcceptedMail(t *testing.T) {
 		}
 	}
 	t.Logf("%d messages accepted, %d duplicate deliveries after the crash", len(accepted), duplicates)
+	return len(msgs)
 }
 
 // TestSigtermDrain sends SIGTERM while a session is in the middle of DATA:

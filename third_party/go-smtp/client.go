@@ -430,6 +430,25 @@ func (c *Client) Mail(from string, opts *MailOptions) error {
 	if err := c.hello(); err != nil {
 		return err
 	}
+	cmd, err := c.mailCommand(from, opts)
+	if err != nil {
+		return err
+	}
+	if _, _, err := c.cmd(250, "%s", cmd); err != nil {
+		return err
+	}
+
+	// A new transaction has started, forget the previous recipients.
+	c.rcpts = nil
+
+	return nil
+}
+
+// mailCommand is the MAIL command for from and opts, as Mail sends it.
+func (c *Client) mailCommand(from string, opts *MailOptions) (string, error) {
+	if err := validateLine(from); err != nil {
+		return "", err
+	}
 
 	var sb strings.Builder
 	// A high enough power of 2 than 510+14+26+11+9+9+39+500
@@ -445,14 +464,14 @@ func (c *Client) Mail(from string, opts *MailOptions) error {
 		if _, ok := c.ext["REQUIRETLS"]; ok {
 			sb.WriteString(" REQUIRETLS")
 		} else {
-			return errors.New("smtp: server does not support REQUIRETLS")
+			return "", errors.New("smtp: server does not support REQUIRETLS")
 		}
 	}
 	if opts != nil && opts.UTF8 {
 		if _, ok := c.ext["SMTPUTF8"]; ok {
 			sb.WriteString(" SMTPUTF8")
 		} else {
-			return errors.New("smtp: server does not support SMTPUTF8")
+			return "", errors.New("smtp: server does not support SMTPUTF8")
 		}
 	}
 	if _, ok := c.ext["DSN"]; ok && opts != nil {
@@ -462,11 +481,11 @@ func (c *Client) Mail(from string, opts *MailOptions) error {
 		case "":
 			// This space is intentionally left blank
 		default:
-			return errors.New("smtp: Unknown RET parameter value")
+			return "", errors.New("smtp: Unknown RET parameter value")
 		}
 		if opts.EnvelopeID != "" {
 			if !isPrintableASCII(opts.EnvelopeID) {
-				return errors.New("smtp: Malformed ENVID parameter value")
+				return "", errors.New("smtp: Malformed ENVID parameter value")
 			}
 			fmt.Fprintf(&sb, " ENVID=%s", encodeXtext(opts.EnvelopeID))
 		}
@@ -477,14 +496,7 @@ func (c *Client) Mail(from string, opts *MailOptions) error {
 		}
 		// We can safely discard parameter if server does not support AUTH.
 	}
-	if _, _, err := c.cmd(250, "%s", sb.String()); err != nil {
-		return err
-	}
-
-	// A new transaction has started, forget the previous recipients.
-	c.rcpts = nil
-
-	return nil
+	return sb.String(), nil
 }
 
 // Rcpt issues a RCPT command to the server using the provided email address.
@@ -496,8 +508,21 @@ func (c *Client) Mail(from string, opts *MailOptions) error {
 //
 // If server returns an error, it will be of type *SMTPError.
 func (c *Client) Rcpt(to string, opts *RcptOptions) error {
-	if err := validateLine(to); err != nil {
+	cmd, err := c.rcptCommand(to, opts)
+	if err != nil {
 		return err
+	}
+	if _, _, err := c.cmd(25, "%s", cmd); err != nil {
+		return err
+	}
+	c.rcpts = append(c.rcpts, to)
+	return nil
+}
+
+// rcptCommand is the RCPT command for to and opts, as Rcpt sends it.
+func (c *Client) rcptCommand(to string, opts *RcptOptions) (string, error) {
+	if err := validateLine(to); err != nil {
+		return "", err
 	}
 
 	var sb strings.Builder
@@ -508,7 +533,7 @@ func (c *Client) Rcpt(to string, opts *RcptOptions) error {
 		if len(opts.Notify) != 0 {
 			sb.WriteString(" NOTIFY=")
 			if err := checkNotifySet(opts.Notify); err != nil {
-				return errors.New("smtp: Malformed NOTIFY parameter value")
+				return "", errors.New("smtp: Malformed NOTIFY parameter value")
 			}
 			for i, v := range opts.Notify {
 				if i != 0 {
@@ -522,7 +547,7 @@ func (c *Client) Rcpt(to string, opts *RcptOptions) error {
 			switch opts.OriginalRecipientType {
 			case DSNAddressTypeRFC822:
 				if !isPrintableASCII(opts.OriginalRecipient) {
-					return errors.New("smtp: Illegal address")
+					return "", errors.New("smtp: Illegal address")
 				}
 				enc = encodeXtext(opts.OriginalRecipient)
 			case DSNAddressTypeUTF8:
@@ -532,7 +557,7 @@ func (c *Client) Rcpt(to string, opts *RcptOptions) error {
 					enc = encodeUTF8AddrXtext(opts.OriginalRecipient)
 				}
 			default:
-				return errors.New("smtp: Unknown address type")
+				return "", errors.New("smtp: Unknown address type")
 			}
 			fmt.Fprintf(&sb, " ORCPT=%s;%s", string(opts.OriginalRecipientType), enc)
 		}
@@ -542,7 +567,7 @@ func (c *Client) Rcpt(to string, opts *RcptOptions) error {
 	}
 	if _, ok := c.ext["DELIVERBY"]; ok && opts != nil && opts.DeliverBy != nil {
 		if opts.DeliverBy.Mode == DeliverByReturn && opts.DeliverBy.Time < 1 {
-			return errors.New("smtp: DELIVERBY mode must be greater than zero with return mode")
+			return "", errors.New("smtp: DELIVERBY mode must be greater than zero with return mode")
 		}
 		arg := fmt.Sprintf(" BY=%d;%s", int(opts.DeliverBy.Time.Seconds()), opts.DeliverBy.Mode)
 		if opts.DeliverBy.Trace {
@@ -552,15 +577,125 @@ func (c *Client) Rcpt(to string, opts *RcptOptions) error {
 	}
 	if _, ok := c.ext["MT-PRIORITY"]; ok && opts != nil && opts.MTPriority != nil {
 		if *opts.MTPriority < -9 || *opts.MTPriority > 9 {
-			return errors.New("smtp: MT-PRIORITY must be between -9 and 9")
+			return "", errors.New("smtp: MT-PRIORITY must be between -9 and 9")
 		}
 		sb.WriteString(fmt.Sprintf(" MT-PRIORITY=%d", *opts.MTPriority))
 	}
-	if _, _, err := c.cmd(25, "%s", sb.String()); err != nil {
+	return sb.String(), nil
+}
+
+// Envelope starts a mail transaction: RSET first when reset is set, then
+// MAIL FROM:<from> with opts, then one RCPT TO per address of to. When the
+// server offers PIPELINING (RFC 2920) the commands go out as one group, in
+// one write, and the replies are read after it; otherwise each command
+// waits for its reply, and nothing follows a failed RSET or MAIL.
+//
+// Unlike Reset, the RSET sent here keeps what EHLO or LHLO learnt: RFC 5321
+// 4.1.1.5 has RSET clear the transaction only.
+//
+// resetErr is RSET's error; mailErr MAIL's; rcptErrs holds one error per
+// address of to (nil: accepted), and is nil when MAIL failed. An error that
+// is not an *SMTPError is the connection's: the replies after it were not
+// read. When resetErr is not nil, the connection should not be used again.
+// As after Rcpt, the recipients accepted are those an LMTP client's
+// CloseWithLMTPResponse reads replies for.
+func (c *Client) Envelope(reset bool, from string, opts *MailOptions, to []string) (resetErr, mailErr error, rcptErrs []error) {
+	if err := c.hello(); err != nil {
+		return nil, err, nil
+	}
+	mail, err := c.mailCommand(from, opts)
+	if err != nil {
+		return nil, err, nil
+	}
+	rcpts := make([]string, len(to))
+	for i, addr := range to {
+		if rcpts[i], err = c.rcptCommand(addr, nil); err != nil {
+			return nil, err, nil
+		}
+	}
+	if _, ok := c.ext["PIPELINING"]; !ok {
+		if reset {
+			if _, _, err := c.cmd(250, "RSET"); err != nil {
+				return err, nil, nil
+			}
+		}
+		if _, _, err := c.cmd(250, "%s", mail); err != nil {
+			return nil, err, nil
+		}
+		c.rcpts = nil
+		rcptErrs = make([]error, len(to))
+		for i, cmd := range rcpts {
+			if _, _, err := c.cmd(25, "%s", cmd); err != nil {
+				rcptErrs[i] = err
+				if _, ok := err.(*SMTPError); !ok {
+					fill(rcptErrs[i+1:], err)
+					break
+				}
+				continue
+			}
+			c.rcpts = append(c.rcpts, to[i])
+		}
+		return nil, nil, rcptErrs
+	}
+
+	c.conn.SetDeadline(time.Now().Add(c.CommandTimeout))
+	defer c.conn.SetDeadline(time.Time{})
+	if reset {
+		c.text.W.WriteString("RSET\r\n")
+	}
+	c.text.W.WriteString(mail + "\r\n")
+	for _, cmd := range rcpts {
+		c.text.W.WriteString(cmd + "\r\n")
+	}
+	if err := c.text.W.Flush(); err != nil {
+		if reset {
+			return err, nil, nil
+		}
+		return nil, err, nil
+	}
+	// Each reply gets the whole CommandTimeout, as if its command had
+	// been sent alone.
+	read := func(expectCode int) error {
+		c.conn.SetDeadline(time.Now().Add(c.CommandTimeout))
+		_, _, err := c.readResponse(expectCode)
 		return err
 	}
-	c.rcpts = append(c.rcpts, to)
-	return nil
+	if reset {
+		resetErr = read(250)
+		if _, ok := resetErr.(*SMTPError); resetErr != nil && !ok {
+			return resetErr, nil, nil
+		}
+	}
+	mailErr = read(250)
+	if _, ok := mailErr.(*SMTPError); mailErr != nil && !ok {
+		return resetErr, mailErr, nil
+	}
+	c.rcpts = nil
+	rcptErrs = make([]error, len(to))
+	for i := range rcpts {
+		if err := read(25); err != nil {
+			rcptErrs[i] = err
+			if _, ok := err.(*SMTPError); !ok {
+				fill(rcptErrs[i+1:], err)
+				break
+			}
+			continue
+		}
+		c.rcpts = append(c.rcpts, to[i])
+	}
+	if resetErr != nil || mailErr != nil {
+		// The server answered the RCPTs of a transaction that never
+		// started (503, bad sequence): they say nothing of the addresses.
+		c.rcpts = nil
+		return resetErr, mailErr, nil
+	}
+	return nil, nil, rcptErrs
+}
+
+func fill(errs []error, err error) {
+	for i := range errs {
+		errs[i] = err
+	}
 }
 
 // DataCommand is a pending DATA command. DataCommand is an io.WriteCloser.

@@ -1335,3 +1335,94 @@ func TestClientMTPRIORITY(t *testing.T) {
 		t.Errorf("wrote %q; want %q", actualcmds, client)
 	}
 }
+
+// writeLog keeps each Write apart: a pipelined group is one write.
+type writeLog struct{ writes []string }
+
+func (w *writeLog) Write(p []byte) (int, error) {
+	w.writes = append(w.writes, string(p))
+	return len(p), nil
+}
+
+func TestClientEnvelope(t *testing.T) {
+	tests := []struct {
+		name       string
+		ehlo       string
+		replies    string
+		reset      bool
+		wantWrites []string
+		wantReset  bool
+		wantMail   bool
+		wantRcpt   []bool // error per recipient
+		wantRcpts  []string
+	}{{
+		name:       "pipelined",
+		ehlo:       "250-localhost\r\n250 PIPELINING\r\n",
+		replies:    "250 reset\r\n250 sender ok\r\n550 5.1.1 no such user\r\n250 ok\r\n",
+		reset:      true,
+		wantWrites: []string{"RSET\r\nMAIL FROM:<a@example.test>\r\nRCPT TO:<x@example.test>\r\nRCPT TO:<y@example.test>\r\n"},
+		wantRcpt:   []bool{true, false},
+		wantRcpts:  []string{"y@example.test"},
+	}, {
+		name:       "pipelined, RSET refused",
+		ehlo:       "250-localhost\r\n250 PIPELINING\r\n",
+		replies:    "421 4.4.2 closing\r\n",
+		reset:      true,
+		wantWrites: []string{"RSET\r\nMAIL FROM:<a@example.test>\r\nRCPT TO:<x@example.test>\r\nRCPT TO:<y@example.test>\r\n"},
+		wantReset:  true,
+		wantMail:   true,
+	}, {
+		name:       "pipelined, MAIL refused",
+		ehlo:       "250-localhost\r\n250 PIPELINING\r\n",
+		replies:    "550 5.7.1 no\r\n503 5.5.1 bad sequence\r\n503 5.5.1 bad sequence\r\n",
+		wantWrites: []string{"MAIL FROM:<a@example.test>\r\nRCPT TO:<x@example.test>\r\nRCPT TO:<y@example.test>\r\n"},
+		wantMail:   true,
+	}, {
+		name:       "no PIPELINING: one command at a time",
+		ehlo:       "250 localhost\r\n",
+		replies:    "250 reset\r\n250 sender ok\r\n250 ok\r\n250 ok\r\n",
+		reset:      true,
+		wantWrites: []string{"RSET\r\n", "MAIL FROM:<a@example.test>\r\n", "RCPT TO:<x@example.test>\r\n", "RCPT TO:<y@example.test>\r\n"},
+		wantRcpt:   []bool{false, false},
+		wantRcpts:  []string{"x@example.test", "y@example.test"},
+	}, {
+		name:       "no PIPELINING, MAIL refused: no RCPT",
+		ehlo:       "250 localhost\r\n",
+		replies:    "550 5.7.1 no\r\n",
+		wantWrites: []string{"MAIL FROM:<a@example.test>\r\n"},
+		wantMail:   true,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var w writeLog
+			var fake faker
+			fake.ReadWriter = struct {
+				io.Reader
+				io.Writer
+			}{strings.NewReader("220 hi\r\n" + tt.ehlo + tt.replies), &w}
+			c := NewClient(fake)
+			if err := c.Hello("localhost"); err != nil {
+				t.Fatal(err)
+			}
+			w.writes = nil
+			resetErr, mailErr, rcptErrs := c.Envelope(tt.reset, "a@example.test", nil, []string{"x@example.test", "y@example.test"})
+			if got := strings.Join(w.writes, "|"); got != strings.Join(tt.wantWrites, "|") {
+				t.Errorf("writes %q, want %q", w.writes, tt.wantWrites)
+			}
+			if (resetErr != nil) != tt.wantReset || (mailErr != nil) != tt.wantMail {
+				t.Errorf("resetErr %v, mailErr %v; want errors %v, %v", resetErr, mailErr, tt.wantReset, tt.wantMail)
+			}
+			if len(rcptErrs) != len(tt.wantRcpt) {
+				t.Fatalf("rcptErrs %v, want %d", rcptErrs, len(tt.wantRcpt))
+			}
+			for i, want := range tt.wantRcpt {
+				if (rcptErrs[i] != nil) != want {
+					t.Errorf("rcptErrs[%d] = %v, want an error: %v", i, rcptErrs[i], want)
+				}
+			}
+			if strings.Join(c.rcpts, ",") != strings.Join(tt.wantRcpts, ",") {
+				t.Errorf("recipients %q, want %q", c.rcpts, tt.wantRcpts)
+			}
+		})
+	}
+}
