@@ -109,7 +109,7 @@ type env struct {
 func newEnv(t *testing.T, tr deliver.Transport, o Options) *env {
 	t.Helper()
 	dir := t.TempDir()
-	sp, err := spool.Open(filepath.Join(dir, "spool"))
+	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{Sync: spool.SyncFdatasync})
 	if err != nil {
 		t.Fatal(err)
 	}
