@@ -383,23 +383,26 @@ func validDomain(s string) bool {
 	return true
 }
 
-// checkSpool fills spool.sync. The default, fdatasync, measured better
-// than syncfs (BenchmarkCommit by scripts/bench-sync.sh: 4 KiB messages,
-// ext4 on a virtio disk, 2 cores shared with other benchmarks, so noisy;
-// median [range] of 3 interleaved rounds, commits/s, fdatasync vs syncfs):
+// checkSpool fills spool.sync. The default is fdatasync, by measurement
+// (BenchmarkCommit by scripts/bench-sync.sh: 4 KiB messages, ext4 on a
+// virtio disk, 2 cores shared with other engineers' benchmarks, so the
+// ranges are wide). Commits/s, median [range] of 6 interleaved rounds,
+// fdatasync against syncfs:
 //
-//	                      1 committer          20                   200
-//	idle                  247 [220-287]        441 [341-502]        496 [204-710]
-//	                  vs  230 [181-242]        381 [302-519]        367 [247-493]
-//	writer 400 MiB/s       91 [59-92]          195 [135-269]        340 [326-381]
-//	                  vs   50 [37-87]          160 [118-337]        330 [215-386]
+//	                    1 committer        20                 200
+//	idle     fdatasync  255 [129-482]      420 [318-810]      445 [204-791]
+//	         syncfs     236 [96-598]       378 [198-859]      397 [238-1492]
+//	writer   fdatasync   91 [42-258]       149 [120-269]      339 [247-505]
+//	400MiB/s syncfs      68 [35-153]       248 [118-539]      360 [215-1423]
 //
-// with the p50 beside that writer at 1 committer 4.7 ms against 11.8 ms,
-// and the worst commit while dd dirtied 2 GiB 378-597 ms against
-// 849-1440 ms. Idle the two are within the noise of each other (a second
-// set of rounds at 200 committers: 256, 440, 580 against 245, 584, 544);
-// syncfs's cost grows with every other program's dirty pages on the
-// filesystem, fdatasync's only with the spool's own batch.
+// Idle, fdatasync's median is ahead at every count (p99 at 200: 770 ms
+// against 1138 ms). Beside a steady writer neither wins throughout (at
+// 100 MiB/s too: 30/121/110 against 40/106/229): the disk writes the
+// other program's pages either way, and syncfs merely does it inside the
+// commit. Beside a burst (dd dirtying 2 GiB, 1 committer) the worst
+// commit took 378-597 ms against 849-1440 ms. What syncfs costs grows
+// with every other program's dirty pages on the filesystem; what
+// fdatasync costs, only with the spool's own batch.
 func (d *decoder) checkSpool(c *Config) {
 	d.enum(keyPath{"spool", "sync"}, &c.Spool.Sync, "fdatasync", "syncfs")
 }

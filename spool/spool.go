@@ -256,12 +256,12 @@ func (s *Spool) committer() {
 }
 
 func (s *Spool) syncBatch(batch []syncRequest) {
-	// The batch's files are fdatasynced in parallel: measured against one
-	// after the other (with or without sync_file_range starting all their
-	// writeback first) at 20 and 200 committers, parallel committed the
-	// most per second idle and beside another writer. Each commit syncing
-	// its own files outside the batch measured as well beside a writer
-	// and worse idle.
+	// The batch's files are fdatasynced in parallel, which measured
+	// ahead of one after the other (with or without sync_file_range
+	// starting all their writeback first) at 20 and 200 committers, idle
+	// and beside another writer. Each commit fdatasyncing its own files
+	// outside the batch was behind idle at 20 committers and level or
+	// ahead beside the writer: within the noise of a shared machine.
 	fileErrs := make([][]error, len(batch))
 	var wg sync.WaitGroup
 	for i, r := range batch {
