@@ -22,7 +22,7 @@ func BenchmarkListQueue(b *testing.B) {
 		dir := filepath.Join(b.TempDir(), "spool")
 		buildSpool(b, dir, n)
 		open := func(b *testing.B) *Queue {
-			sp, err := spool.Open(dir)
+			sp, err := spool.Open(dir, spool.Options{Sync: spool.SyncFdatasync})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -74,7 +74,7 @@ func BenchmarkListQueue(b *testing.B) {
 // second, two recipients each, one of them done in every third message.
 func buildSpool(b testing.TB, dir string, n int) {
 	b.Helper()
-	sp, err := spool.Open(dir) // makes the input/X directories
+	sp, err := spool.Open(dir, spool.Options{Sync: spool.SyncFdatasync}) // makes the input/X directories
 	if err != nil {
 		b.Fatal(err)
 	}

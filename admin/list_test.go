@@ -29,7 +29,7 @@ var headers = []spool.Header{
 func newQueue(t testing.TB) (*Queue, string) {
 	t.Helper()
 	dir := t.TempDir()
-	sp, err := spool.Open(filepath.Join(dir, "spool"))
+	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{Sync: spool.SyncFdatasync})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestListManyMessages(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "spool")
 	const n = 5*listChunk + 7
 	buildSpool(t, dir, n)
-	sp, err := spool.Open(dir)
+	sp, err := spool.Open(dir, spool.Options{Sync: spool.SyncFdatasync})
 	if err != nil {
 		t.Fatal(err)
 	}

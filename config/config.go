@@ -55,6 +55,7 @@ type Config struct {
 	Outbound        Outbound        `toml:"outbound"`
 	RecipientVerify RecipientVerify `toml:"recipient_verify"`
 	Queue           Queue           `toml:"queue"`
+	Spool           Spool           `toml:"spool"`
 	Log             Log             `toml:"log"`
 }
 
@@ -284,6 +285,16 @@ type Queue struct {
 	// this long after it arrived is bounced (a bounce: discarded) and
 	// removed; default 0, which keeps frozen messages until an admin acts.
 	TimeoutFrozenAfter Duration `toml:"timeout_frozen_after"`
+}
+
+// Spool is how the spool under data_dir makes a message durable before
+// its 250.
+type Spool struct {
+	// Sync is how a commit batch's data reaches the disk: "fdatasync"
+	// (default: each file of the batch, nothing else) or "syncfs" (the
+	// spool's whole filesystem, another program's dirty pages too). The
+	// values are spool.SyncPolicy's.
+	Sync string `toml:"sync"`
 }
 
 // Log selects log files and format.

@@ -283,7 +283,8 @@ func TestLoadGood(t *testing.T) {
 			NegativeTTL: Duration(time.Minute), CacheSize: 5000, MaxConnections: 4, IdleTimeout: Duration(30 * time.Second)},
 		Queue: Queue{Retry: "F,1h,10m; F,2d,1h", Schedule: schedule(t, "F,1h,10m; F,2d,1h"), RunInterval: Duration(30 * time.Second), MaxParallel: 4, ReadyMax: 1000,
 			DelayWarning: Duration(4 * time.Hour), TimeoutFrozenAfter: Duration(7 * 24 * time.Hour)},
-		Log: Log{Dir: "/var/log/mxgate", Format: "json"},
+		Spool: Spool{Sync: "syncfs"},
+		Log:   Log{Dir: "/var/log/mxgate", Format: "json"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(%s) =\n%s\nwant\n%s", path, got, want)
@@ -344,7 +345,8 @@ func TestLoadDefaults(t *testing.T) {
 			NegativeTTL: Duration(10 * time.Minute), CacheSize: 100000, MaxConnections: 10, IdleTimeout: Duration(30 * time.Second)},
 		Queue: Queue{Retry: "F,2h,15m; G,16h,1h,1.5; F,4d,6h", Schedule: schedule(t, retry.Default), RunInterval: Duration(time.Minute), MaxParallel: 20, ReadyMax: 4096,
 			DelayWarning: Duration(24 * time.Hour)},
-		Log: Log{Dir: "var/log", Format: "exim"},
+		Spool: Spool{Sync: "fdatasync"},
+		Log:   Log{Dir: "var/log", Format: "exim"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(%s) =\n%s\nwant\n%s", path, got, want)
@@ -444,6 +446,8 @@ func TestParseErrorsInline(t *testing.T) {
 			`e.toml:5: key "queue.timeout_frozen_after": must not be negative, got "-48h0m0s"`},
 		{"frozen timeout not a duration", "relay.domains = [\"h\"]\nqueue.timeout_frozen_after = \"soon\"\n",
 			`e.toml:4: key "queue.timeout_frozen_after": invalid duration "soon": expected a number (want e.g. "30s", "5m", "1h30m", "4d", "1w")`},
+		{"unknown sync policy", "relay.domains = [\"h\"]\n[spool]\nsync = \"fsync\"\n",
+			`e.toml:5: key "spool.sync": invalid value "fsync" (want "fdatasync" or "syncfs")`},
 		{"key without cert", "relay.domains = [\"h\"]\ntls.key = \"k\"\n",
 			`e.toml:4: key "tls.key": is set but tls.cert is not`},
 		{"section as scalar", "relay = 5\n",

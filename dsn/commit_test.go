@@ -19,7 +19,7 @@ func (l *lines) Main(id, text string) { *l = append(*l, id+" "+text) }
 func (l *lines) Panic(text string)    { *l = append(*l, "PANIC "+text) }
 
 func TestCommit(t *testing.T) {
-	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool"))
+	sp, err := spool.Open(filepath.Join(t.TempDir(), "spool"), spool.Options{Sync: spool.SyncFdatasync})
 	if err != nil {
 		t.Fatal(err)
 	}

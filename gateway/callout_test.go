@@ -398,7 +398,7 @@ func TestCalloutClosedOnShutdown(t *testing.T) {
 	resolver := startMXDNS(t)
 	tg := startTargets(t, nil)
 	dir := t.TempDir()
-	sp, err := spool.Open(filepath.Join(dir, "spool"))
+	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{Sync: spool.SyncFdatasync})
 	if err != nil {
 		t.Fatal(err)
 	}

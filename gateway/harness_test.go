@@ -65,7 +65,7 @@ func newTestServerWith(t *testing.T, edit func(*config.Config), build func(*conf
 	if edit != nil {
 		edit(cfg)
 	}
-	sp, err := spool.Open(filepath.Join(dir, "spool"))
+	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{Sync: spool.SyncFdatasync})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,7 +112,7 @@ type env struct {
 func newEnv(t testing.TB, tr deliver.Transport, o Options) *env {
 	t.Helper()
 	dir := t.TempDir()
-	sp, err := spool.Open(filepath.Join(dir, "spool"))
+	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{Sync: spool.SyncFdatasync})
 	if err != nil {
 		t.Fatal(err)
 	}

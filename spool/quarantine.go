@@ -184,14 +184,20 @@ func (s *Spool) quarantine(ctx context.Context, w *Writer, env *Envelope, reason
 	if err := os.Link(w.f.Name(), s.quarantinePath(id, "-D")); err != nil {
 		return fmt.Errorf("spool: message %s: %w", id, err)
 	}
-	for path, b := range map[string][]byte{s.quarantinePath(id, "-R"): []byte(reason + "\n"), s.quarantineTemp(id): hdr} {
-		if err := os.WriteFile(path, b, fileMode); err != nil {
-			return fmt.Errorf("spool: write %s: %w", path, err)
-		}
+	r, err := createFile(s.quarantinePath(id, "-R"), []byte(reason+"\n"))
+	if err != nil {
+		return err
 	}
-	// As in Commit: one syncfs makes the data of the whole batch durable,
-	// then the -H takes its name and one directory fsync makes that so.
-	if err := s.syncDir(ctx, wholeFS); err != nil {
+	defer r.Close()
+	h, err := createFile(s.quarantineTemp(id), hdr)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	// As in Commit: the data of the three files is made durable with the
+	// batch, then the -H takes its name and one directory fsync makes that
+	// so.
+	if err := s.syncData(ctx, w.f, r, h); err != nil {
 		return fmt.Errorf("spool: message %s: %w", id, err)
 	}
 	if err := os.Rename(s.quarantineTemp(id), s.quarantinePath(id, "-H")); err != nil {

@@ -239,7 +239,7 @@ func TestOpenRemovesQuarantineOrphans(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s2, err := Open(dir)
+	s2, err := Open(dir, testOptions())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,13 +39,35 @@ const (
 	dataStart = idLen + 3
 )
 
+// SyncPolicy is how a commit makes its files' data durable before their
+// names: the values are config's spool.sync, so that one converts to the
+// other.
+type SyncPolicy string
+
+const (
+	// SyncFdatasync fdatasyncs each file of a commit batch, in parallel,
+	// and nothing else: another writer's dirty pages on the same
+	// filesystem are not the spool's to flush.
+	SyncFdatasync SyncPolicy = "fdatasync"
+	// SyncFS makes a whole batch's data durable with one syncfs(2) of the
+	// spool's filesystem, flushing whatever else is dirty there too.
+	SyncFS SyncPolicy = "syncfs"
+)
+
+// Options configure a spool; config fills them.
+type Options struct {
+	Sync SyncPolicy
+}
+
 // Spool is a spool directory. Its methods are safe for concurrent use.
 type Spool struct {
-	dir string
-	gen *IDGenerator
+	dir    string
+	gen    *IDGenerator
+	policy SyncPolicy
 	// fsync syncs a directory, or with wholeFS the spool's whole
-	// filesystem; tests count its calls.
-	fsync func(dir string) error
+	// filesystem; datasync fdatasyncs one file. Tests count their calls.
+	fsync    func(dir string) error
+	datasync func(f *os.File) error
 
 	syncReq   chan syncRequest
 	quit      chan struct{}
@@ -53,17 +75,23 @@ type Spool struct {
 	closeOnce sync.Once
 }
 
+// syncRequest asks the group committer for either a directory sync (dir,
+// or wholeFS) or, under SyncFdatasync, the data of a commit's own files.
 type syncRequest struct {
-	dir  string
-	done chan error
+	dir   string
+	files []*os.File
+	done  chan error
 }
 
 // Open opens the spool under dir, creating input/X, msglog/X and
 // quarantine/X for every base62 digit X, and removes what a crash left
 // behind: -D files without -H whose lock nobody holds (with their -J and
 // msglog), hdr.* temp files of commits or updates that never finished, and
-// the same in quarantine/.
-func Open(dir string) (*Spool, error) {
+// the same in quarantine/. Commits make their data durable as o.Sync says.
+func Open(dir string, o Options) (*Spool, error) {
+	if o.Sync != SyncFdatasync && o.Sync != SyncFS {
+		return nil, fmt.Errorf("spool: unknown sync policy %q", o.Sync)
+	}
 	for _, top := range []string{"input", "msglog"} {
 		for i := range len(base62) {
 			if err := os.MkdirAll(filepath.Join(dir, top, base62[i:i+1]), dirMode); err != nil {
@@ -74,11 +102,12 @@ func Open(dir string) (*Spool, error) {
 	s := &Spool{
 		dir:     dir,
 		gen:     NewIDGenerator(),
+		policy:  o.Sync,
 		syncReq: make(chan syncRequest),
 		quit:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
-	s.fsync = s.syncPath
+	s.fsync, s.datasync = s.syncPath, fdatasync
 	for i := range len(base62) {
 		if err := s.removeOrphans(base62[i]); err != nil {
 			return nil, err
@@ -198,10 +227,11 @@ func removeAll(paths ...string) error {
 	return errors.Join(errs...)
 }
 
-// committer serves directory syncs in batches: every request that arrives
-// while a batch is syncing waits for the next one, and each distinct
-// directory of a batch is synced once, so concurrent commits in the same
-// subdirectory share one fsync.
+// committer serves syncs in batches: every request that arrives while a
+// batch is syncing waits for the next one. Each distinct directory of a
+// batch is synced once, so concurrent commits in the same subdirectory
+// share one fsync; the files of a batch are fdatasynced in parallel, so
+// that the filesystem can commit them in one journal transaction.
 func (s *Spool) committer() {
 	defer close(s.stopped)
 	for {
@@ -226,20 +256,53 @@ func (s *Spool) committer() {
 }
 
 func (s *Spool) syncBatch(batch []syncRequest) {
+	// The batch's files are fdatasynced in parallel, which measured
+	// ahead of one after the other (with or without sync_file_range
+	// starting all their writeback first) at 20 and 200 committers, idle
+	// and beside another writer. Each commit fdatasyncing its own files
+	// outside the batch was behind idle at 20 committers and level or
+	// ahead beside the writer: within the noise of a shared machine.
+	fileErrs := make([][]error, len(batch))
+	var wg sync.WaitGroup
+	for i, r := range batch {
+		fileErrs[i] = make([]error, len(r.files))
+		for j, f := range r.files {
+			wg.Go(func() { fileErrs[i][j] = s.datasync(f) })
+		}
+	}
 	results := make(map[string]error, 1)
 	for _, r := range batch {
-		if _, ok := results[r.dir]; !ok {
+		if _, ok := results[r.dir]; !ok && r.files == nil {
 			results[r.dir] = s.fsync(r.dir)
 		}
 	}
-	for _, r := range batch {
-		r.done <- results[r.dir]
+	wg.Wait()
+	for i, r := range batch {
+		if r.files != nil {
+			r.done <- errors.Join(fileErrs[i]...)
+		} else {
+			r.done <- results[r.dir]
+		}
 	}
 }
 
 // syncDir makes dir's entries durable through the group committer.
 func (s *Spool) syncDir(ctx context.Context, dir string) error {
-	r := syncRequest{dir: dir, done: make(chan error, 1)}
+	return s.sync(ctx, syncRequest{dir: dir})
+}
+
+// syncData makes the data of a commit's files durable as the spool's
+// policy says, through the group committer: under SyncFS with one syncfs
+// for the batch, under SyncFdatasync by fdatasyncing exactly these files.
+func (s *Spool) syncData(ctx context.Context, files ...*os.File) error {
+	if s.policy == SyncFS {
+		return s.sync(ctx, syncRequest{dir: wholeFS})
+	}
+	return s.sync(ctx, syncRequest{files: files})
+}
+
+func (s *Spool) sync(ctx context.Context, r syncRequest) error {
+	r.done = make(chan error, 1)
 	select {
 	case s.syncReq <- r:
 	case <-ctx.Done():
@@ -255,9 +318,8 @@ func (s *Spool) syncDir(ctx context.Context, dir string) error {
 	}
 }
 
-// wholeFS as a sync target asks for syncfs(2) on the spool's filesystem:
-// one call makes the data of every commit in a batch durable, where
-// fdatasync would take one call (and one journal commit) per file.
+// wholeFS as a sync target asks for syncfs(2) on the spool's filesystem
+// (SyncFS): one call makes the data of every commit in a batch durable.
 const wholeFS = ""
 
 func (s *Spool) syncPath(dir string) error {
@@ -603,6 +665,21 @@ func (s *Spool) Journal(id ID, rcpt string) error {
 		return s.syncDir(context.Background(), s.inputDir(id))
 	}
 	return nil
+}
+
+// createFile writes b to a new file at path and returns it open, for its
+// data to be synced; on an error nothing is left at path.
+func createFile(path string, b []byte) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fileMode)
+	if err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		os.Remove(path)
+		return nil, fmt.Errorf("spool: write %s: %w", path, err)
+	}
+	return f, nil
 }
 
 // writeFileDurably writes b to tmp, fdatasyncs it and renames it to path.

@@ -19,15 +19,58 @@ import (
 	"time"
 )
 
+// testSyncEnv names the sync policy the package's tests run under; unset,
+// they run under SyncFdatasync, and TestOtherSyncPolicy runs them all
+// again under SyncFS.
+const testSyncEnv = "MXGATE_SPOOL_TEST_SYNC"
+
+func testOptions() Options {
+	if p := os.Getenv(testSyncEnv); p != "" {
+		return Options{Sync: SyncPolicy(p)}
+	}
+	return Options{Sync: SyncFdatasync}
+}
+
 func openSpool(t testing.TB) (*Spool, string) {
 	t.Helper()
+	return openSpoolWith(t, testOptions())
+}
+
+func openSpoolWith(t testing.TB, o Options) (*Spool, string) {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "spool")
-	s, err := Open(dir)
+	s, err := Open(dir, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s, dir
+}
+
+// TestOtherSyncPolicy runs every test of the package again, in a child
+// process, under SyncFS: both policies pass the same tests.
+func TestOtherSyncPolicy(t *testing.T) {
+	if os.Getenv(testSyncEnv) != "" {
+		t.Skip("already the child run")
+	}
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^Test", "-test.count=1")
+	cmd.Env = append(os.Environ(), testSyncEnv+"="+string(SyncFS))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the tests under %s: %v\n%s", SyncFS, err, out)
+	}
+}
+
+func TestOpenRefusesUnknownPolicy(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	for _, p := range []SyncPolicy{"", "fsync"} {
+		if _, err := Open(dir, Options{Sync: p}); err == nil || !strings.Contains(err.Error(), "unknown sync policy") {
+			t.Errorf("Open with sync policy %q: %v, want unknown sync policy", p, err)
+		}
+	}
 }
 
 func testEnvelope() *Envelope {
@@ -491,7 +534,7 @@ func TestOpenRemovesOrphans(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s2, err := Open(dir)
+	s2, err := Open(dir, testOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -809,29 +852,6 @@ func TestOpenMessageChecksDataFile(t *testing.T) {
 	}
 }
 
-func BenchmarkCommitParallel(b *testing.B) {
-	s, _ := openSpool(b)
-	body := bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n"), 64) // 4 KiB
-	b.SetBytes(int64(len(body)))
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			w, err := s.Create()
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			if _, err := w.Write(body); err != nil {
-				b.Error(err)
-				return
-			}
-			if err := w.Commit(context.Background(), testEnvelope()); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-}
-
 func FuzzParseJournal(f *testing.F) {
 	// The seed corpus lives in testdata/fuzz/FuzzParseJournal.
 	f.Fuzz(func(t *testing.T, in []byte) {
@@ -850,30 +870,94 @@ func FuzzParseJournal(f *testing.F) {
 	})
 }
 
-// TestCommitOrder: the data sync happens while the -H still has its temp
-// name, so a crash before it can never leave an ID-H whose data is lost;
-// the directory sync comes after the rename.
-func TestCommitOrder(t *testing.T) {
-	s, dir := openSpool(t)
-	w, err := s.Create()
-	if err != nil {
-		t.Fatal(err)
+// TestSyncPolicy: each policy makes the data durable its own way, and
+// only its own way (counted at the sync hooks): SyncFS by one syncfs,
+// SyncFdatasync by one fdatasync of each of the commit's files. The data
+// sync happens while the -H still has its temp name, so a crash before it
+// can never leave an ID-H whose data is lost; the directory sync comes
+// after the rename.
+func TestSyncPolicy(t *testing.T) {
+	tests := []struct {
+		policy     SyncPolicy
+		quarantine bool
+		want       []string
+	}{
+		{SyncFdatasync, false, []string{
+			"fdatasync input/X/ID-D, -H present=false",
+			"fdatasync input/X/hdr.ID, -H present=false",
+			"fsync input/X, -H present=true",
+		}},
+		{SyncFS, false, []string{
+			"syncfs, -H present=false",
+			"fsync input/X, -H present=true",
+		}},
+		{SyncFdatasync, true, []string{
+			"fdatasync input/X/ID-D, -H present=false",
+			"fdatasync quarantine/X/ID-R, -H present=false",
+			"fdatasync quarantine/X/hdr.ID, -H present=false",
+			"fsync quarantine/X, -H present=true",
+		}},
+		{SyncFS, true, []string{
+			"syncfs, -H present=false",
+			"fsync quarantine/X, -H present=true",
+		}},
 	}
-	hfile := filepath.Join(dir, "input", string(w.ID()[5]), string(w.ID())+"-H")
-	var steps []string
-	s.fsync = func(d string) error {
-		_, err := os.Stat(hfile)
-		steps = append(steps, fmt.Sprintf("sync %q with -H present=%v", d, err == nil))
-		return nil
-	}
-	if err := w.Commit(context.Background(), testEnvelope()); err != nil {
-		t.Fatal(err)
-	}
-	want := []string{
-		fmt.Sprintf("sync %q with -H present=false", wholeFS),
-		fmt.Sprintf("sync %q with -H present=true", filepath.Dir(hfile)),
-	}
-	if !slices.Equal(steps, want) {
-		t.Errorf("commit steps:\n%q\nwant\n%q", steps, want)
+	for _, tt := range tests {
+		name := string(tt.policy)
+		if tt.quarantine {
+			name += " quarantine"
+		}
+		t.Run(name, func(t *testing.T) {
+			s, dir := openSpoolWith(t, Options{Sync: tt.policy})
+			w, err := s.Create()
+			if err != nil {
+				t.Fatal(err)
+			}
+			top := "input"
+			if tt.quarantine {
+				top = "quarantine"
+			}
+			x := string(w.ID()[5])
+			hfile := filepath.Join(dir, top, x, string(w.ID())+"-H")
+			// name makes a path read like the layout; the steps of a
+			// parallel fdatasync come in any order and are sorted.
+			name := func(p string) string {
+				rel, _ := filepath.Rel(dir, p)
+				return strings.ReplaceAll(strings.Replace(filepath.ToSlash(rel), "/"+x, "/X", 1), string(w.ID()), "ID")
+			}
+			var mu sync.Mutex
+			var data, dirs []string
+			step := func(list *[]string, what string) {
+				_, err := os.Stat(hfile)
+				mu.Lock()
+				*list = append(*list, fmt.Sprintf("%s, -H present=%v", what, err == nil))
+				mu.Unlock()
+			}
+			fsync, datasync := s.fsync, s.datasync
+			s.fsync = func(d string) error {
+				if d == wholeFS {
+					step(&data, "syncfs")
+				} else {
+					step(&dirs, "fsync "+name(d))
+				}
+				return fsync(d)
+			}
+			s.datasync = func(f *os.File) error {
+				step(&data, "fdatasync "+name(f.Name()))
+				return datasync(f)
+			}
+			if tt.quarantine {
+				err = s.Quarantine(context.Background(), w, testEnvelope(), "test")
+			} else {
+				err = w.Commit(context.Background(), testEnvelope())
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(data)
+			if got := append(data, dirs...); !slices.Equal(got, tt.want) {
+				t.Errorf("sync steps:\n%q\nwant\n%q", got, tt.want)
+			}
+		})
 	}
 }

@@ -96,10 +96,11 @@ func (w *Writer) Write(p []byte) (int, error) {
 // Commit makes the message durable; when it returns nil the message is on
 // disk and may be acknowledged with 250. It sets env.ID (which must be
 // empty or the writer's id) and env.BodyLinecount from the body written,
-// and env.Received to now when zero. The order is: fdatasync the -D file;
-// write the -H to hdr.ID, fdatasync it, rename it to ID-H; sync the
-// directory through the group committer. On any error, including ctx
-// ending, everything is removed and the message does not exist.
+// and env.Received to now when zero. The order is: write the -H to hdr.ID;
+// make the data of both files durable (the spool's SyncPolicy); rename
+// hdr.ID to ID-H; sync the directory. Both syncs go through the group
+// committer. On any error, including ctx ending, everything is removed
+// and the message does not exist.
 func (w *Writer) Commit(ctx context.Context, env *Envelope) error {
 	if w.state != writing {
 		return fmt.Errorf("spool: message %s: commit after commit or abort", w.id)
@@ -139,16 +140,19 @@ func (w *Writer) commit(ctx context.Context, env *Envelope) error {
 		return fmt.Errorf("spool: write %s: %w", w.f.Name(), err)
 	}
 	// Group commit in two batched steps, so concurrent sessions share
-	// syncs: the -D and the -H (under its temp name) are made durable by
-	// one syncfs for the whole batch; only then does the -H take its real
-	// name, and one directory fsync per batch makes that durable. The
-	// message exists once ID-H does, and by then its data is on disk.
+	// syncs: the -D and the -H (under its temp name) are made durable
+	// first, with the batch (Spool.syncData); only then does the -H take
+	// its real name, and one directory fsync per batch makes that
+	// durable. The message exists once ID-H does, and by then its data is
+	// on disk.
 	tmp := w.s.tempPath(w.id)
-	if err := os.WriteFile(tmp, hdr, fileMode); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("spool: write %s: %w", tmp, err)
+	h, err := createFile(tmp, hdr)
+	if err != nil {
+		return err
 	}
-	if err := w.s.syncDir(ctx, wholeFS); err != nil {
+	err = w.s.syncData(ctx, w.f, h)
+	h.Close()
+	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("spool: message %s: %w", w.id, err)
 	}

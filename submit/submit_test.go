@@ -49,7 +49,7 @@ func newFixture(t *testing.T) *fixture {
 	cfg := config.Default()
 	cfg.Hostname = "mx.example.test"
 	cfg.Relay.Domains = relayDomains
-	sp, err := spool.Open(filepath.Join(dir, "spool"))
+	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{Sync: spool.SyncFdatasync})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,7 +63,7 @@ type message struct {
 // fill commits msgs in order and returns their IDs.
 func (q *queueTest) fill(msgs ...message) []string {
 	q.t.Helper()
-	sp, err := spool.Open(filepath.Join(q.dataDir, "spool"))
+	sp, err := spool.Open(filepath.Join(q.dataDir, "spool"), spool.Options{Sync: spool.SyncFdatasync})
 	if err != nil {
 		q.t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func TestMessageCommands(t *testing.T) {
 func TestMessageCommandsLocked(t *testing.T) {
 	q := newQueueTest(t)
 	id := q.fill(message{sender: "alice@example.test", rcpts: []string{"bob@example.test"}, body: "one\n"})[0]
-	sp, err := spool.Open(filepath.Join(q.dataDir, "spool"))
+	sp, err := spool.Open(filepath.Join(q.dataDir, "spool"), spool.Options{Sync: spool.SyncFdatasync})
 	if err != nil {
 		t.Fatal(err)
 	}

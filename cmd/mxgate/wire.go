@@ -25,7 +25,7 @@ func openSpool(cfg *config.Config) (*mainlog.Logger, *spool.Spool, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	sp, err := spool.Open(filepath.Join(cfg.DataDir, "spool"))
+	sp, err := spool.Open(filepath.Join(cfg.DataDir, "spool"), spool.Options{Sync: spool.SyncPolicy(cfg.Spool.Sync)})
 	if err != nil {
 		log.Panic(fmt.Sprintf("cannot open spool: %v", err))
 		log.Close()

@@ -130,7 +130,7 @@ func newRig(tb testing.TB) *rig {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if r.spool, err = spool.Open(filepath.Join(cfg.DataDir, "spool")); err != nil {
+	if r.spool, err = spool.Open(filepath.Join(cfg.DataDir, "spool"), spool.Options{Sync: spool.SyncFdatasync}); err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { r.spool.Close() })
