@@ -69,6 +69,9 @@ readonly ready_timeout=15 stop_timeout=30 log_timeout=30
 . "$(dirname "$0")/load-lib.sh"
 
 has_part() { [[ " $parts " == *" $1 "* ]]; }
+for part in $parts; do
+	case $part in throughput | latency | memory) ;; *) die "PARTS: unknown part $part (throughput, latency, memory)" ;; esac
+done
 
 postfix_too() { [[ ${SKIP_POSTFIX:-0} != 1 ]]; }
 
@@ -369,6 +372,13 @@ fi
 probe_sink=127.0.0.1:$(free_port)
 mx_latency='' pf_latency='' mx_big='' mx_idle=''
 if has_part latency || has_part memory; then
+	# loadgen holds every idle session, mxgate too and its spool besides:
+	# both need that many descriptors (Go raises its soft limit to the
+	# hard one by itself; root may raise the hard one).
+	if has_part memory && (($(ulimit -Hn) < idle_sessions + 1000)); then
+		ulimit -n $((idle_sessions + 1000)) 2>/dev/null ||
+			die "IDLE_SESSIONS=$idle_sessions needs $((idle_sessions + 1000)) open files, the hard limit is $(ulimit -Hn)"
+	fi
 	probe=(-sink "$probe_sink")
 	has_part latency && probe+=(-latency "$latency_messages" -size "$latency_size")
 	has_part memory && probe+=(-big "$big_size" -idle "$idle_sessions" -per-ip "$per_ip")

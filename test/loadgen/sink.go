@@ -9,11 +9,16 @@ import (
 )
 
 // sink is the gateway's downstream during a probe: it takes every message,
-// keeps nothing, and reports each recipient the moment the message's final
-// dot arrived, before its 250 goes out.
+// keeps nothing, and reports each recipient with the moment the message's
+// final dot arrived, before its 250 goes out.
 type sink struct {
 	srv     *smtp.Server
-	arrived chan string
+	arrived chan arrival
+}
+
+type arrival struct {
+	rcpt string
+	at   time.Time
 }
 
 func startSink(addr string) (*sink, error) {
@@ -21,7 +26,7 @@ func startSink(addr string) (*sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &sink{arrived: make(chan string, 1024)}
+	s := &sink{arrived: make(chan arrival, 1024)}
 	s.srv = smtp.NewServer(s)
 	s.srv.Domain = "sink.load.test"
 	s.srv.MaxMessageBytes = 1 << 30
@@ -53,25 +58,26 @@ func (ss *sinkSession) Data(r io.Reader) error {
 	if _, err := io.Copy(io.Discard, r); err != nil {
 		return err
 	}
+	now := time.Now()
 	for _, to := range ss.rcpt {
-		ss.s.arrived <- to
+		ss.s.arrived <- arrival{to, now}
 	}
 	return nil
 }
 
-// await waits until rcpt's message arrived; arrivals for others (a
-// previous probe's late duplicate) are skipped.
-func (s *sink) await(rcpt string, timeout time.Duration) bool {
+// await waits until rcpt's message arrived and returns when it did;
+// arrivals for others (a previous message's late duplicate) are skipped.
+func (s *sink) await(rcpt string, timeout time.Duration) (time.Time, bool) {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	for {
 		select {
 		case got := <-s.arrived:
-			if got == rcpt {
-				return true
+			if got.rcpt == rcpt {
+				return got.at, true
 			}
 		case <-t.C:
-			return false
+			return time.Time{}, false
 		}
 	}
 }
