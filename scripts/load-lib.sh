@@ -23,12 +23,17 @@ wait_gone() {
 	done
 }
 
-# free_port: a loopback port nothing listens on.
+# free_port: a loopback port no socket uses, below the kernel's ephemeral
+# range: a port that some outgoing connection holds as its source (many,
+# under load) refuses connections like a free one but cannot be bound.
 free_port() {
-	local port
+	local port low=32768
+	read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+	((low > 11000)) || low=32768
 	for _ in {1..100}; do
-		port=$((20000 + RANDOM % 40000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+		port=$((10000 + RANDOM % (low - 10000)))
+		if [[ -z $(ss -Htan "( sport = :$port )" 2>/dev/null) ]] &&
+			! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 			echo "$port"
 			return 0
 		fi

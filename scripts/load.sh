@@ -1,20 +1,48 @@
 #!/usr/bin/env bash
-# load.sh — mxgate's throughput next to Postfix's, on the same machine, with
-# the same load and the same downstream.
+# load.sh — mxgate measured beside Postfix, on this machine, in one run: the
+# numbers of issue 12's "Targets". Benchmarks, not tests: nothing here
+# passes or fails on a number; it fails only when a message goes missing.
 #
-# Both gateways relay to one smtp-sink (which saves nothing, so the sink is
-# never the bottleneck) and keep their queue on disk with fsync. Postfix's
-# smtp-source sends the load, first to mxgate, then to a scratch Postfix
-# instance. Printed per gateway: messages/s until smtp-source had its last
-# 250 (accept), messages/s until the queue was empty again (end to end),
-# and peak RSS (VmHWM; for Postfix summed over the master and its daemons).
-# Then the mxgate/Postfix ratios.
+# 1. Throughput, end to end. mxgate and a scratch Postfix both relay
+#    example.test to one smtp-sink that saves nothing and counts (-c);
+#    Postfix's smtp-source sends the load. Per scenario SIZE x SESSIONS x
+#    MESSAGES, ROUNDS interleaved rounds (mxgate, Postfix, mxgate, ...), each
+#    timed by test/loadgen from smtp-source's start to its exit (accept) and
+#    to the sink's counter having every message (end to end). Printed: the
+#    median of each, in messages/s, and the mxgate/Postfix ratios.
+# 2. Latency. Each gateway relays to test/loadgen's own sink; 1,000
+#    messages go one at a time on an idle gateway, each on a new session,
+#    the next once the sink has the last. Printed: p50 and p99 from the
+#    connect to the sink's having it, and from the gateway's 250 to the
+#    sink (the queue's share).
+# 3. Memory (mxgate). The RSS one 50 MiB message adds while in flight
+#    (accept to sink: VmHWM after resetting it), then the RSS with 10,000
+#    sessions open at once, greeted and EHLO'd, from 127.0.0.1, .2, ...
+#    (PER_IP sessions each, under max_connections_per_ip).
+# With PPROF=1 an extra, unmeasured round of the first scenario runs first
+# with MXGATE_PPROF set: a CPU and an allocation profile of PPROF_SECONDS
+# are written to the scratch directory (kept) and `go tool pprof -top` of
+# each is printed.
 #
-#   scripts/load.sh            # needs root (Postfix) and scripts/install-test-deps.sh
+#   scripts/load.sh               # needs root (Postfix) and scripts/install-test-deps.sh
+#   QUICK=1 scripts/load.sh       # a smoke run of every part in about a minute (numbers meaningless)
+#   PARTS=latency scripts/load.sh # one or more of: throughput latency memory
 #
-# Environment: SESSIONS (20), MESSAGES (2000), SIZE (4096 bytes),
-# SKIP_POSTFIX=1 (mxgate only), KEEP=1 (keep the scratch directory),
-# MXGATE=/path/to/binary (default: go build ./cmd/mxgate).
+# Environment:
+#   PARTS ("throughput latency memory"), ROUNDS (3),
+#   SCENARIOS ("4096x20x3000 4096x200x3000 102400x20x1000": SIZExSESSIONSxMESSAGES),
+#   LATENCY_MESSAGES (1000), LATENCY_SIZE (4096), IDLE_SESSIONS (10000), PER_IP (500),
+#   BIG_SIZE (52428800 bytes), PPROF=1, PPROF_SECONDS (20),
+#   SKIP_POSTFIX=1 (mxgate only), KEEP=1 (keep the scratch directory),
+#   MXGATE=/path/to/binary (default: go build ./cmd/mxgate),
+#   MXGATE_TOML=FILE (appended to every mxgate config: e.g. a [queue] section;
+#   the harness sets only [smtp] limits, [relay] and [downstream]),
+#   DRAIN_TIMEOUT (300 s: the longest wait for the sink after a round's last 250).
+# QUICK=1 changes the defaults to ROUNDS=1, SCENARIOS="4096x20x300
+# 4096x200x400 102400x20x100", LATENCY_MESSAGES=50, IDLE_SESSIONS=1000,
+# BIG_SIZE=5242880, PPROF_SECONDS=3; explicit settings still win.
+# The scratch directory is under TMPDIR (default /var/tmp): a disk, so
+# both gateways pay for fsync as a real spool does.
 # Exit status: 0 measured, 1 failed (the reason is on stderr).
 set -euo pipefail
 
@@ -22,167 +50,121 @@ prog=${0##*/}
 # Debian puts the daemons in /usr/sbin, which a non-root PATH may lack.
 export PATH=$PATH:/usr/sbin:/sbin
 root=$(cd "$(dirname "$0")/.." && pwd)
-readonly sessions=${SESSIONS:-20} messages=${MESSAGES:-2000} size=${SIZE:-4096}
-# Bounds of the waits: start-up, a drained queue, a stop.
-readonly ready_timeout=15 drain_timeout=300 stop_timeout=30
+
+if [[ ${QUICK:-0} == 1 ]]; then
+	: "${ROUNDS:=1}" "${SCENARIOS:=4096x20x300 4096x200x400 102400x20x100}" "${LATENCY_MESSAGES:=50}"
+	: "${IDLE_SESSIONS:=1000}" "${BIG_SIZE:=5242880}" "${PPROF_SECONDS:=3}"
+fi
+readonly parts=${PARTS:-throughput latency memory} rounds=${ROUNDS:-3}
+readonly scenarios=${SCENARIOS:-4096x20x3000 4096x200x3000 102400x20x1000}
+readonly latency_messages=${LATENCY_MESSAGES:-1000} latency_size=${LATENCY_SIZE:-4096}
+readonly idle_sessions=${IDLE_SESSIONS:-10000} per_ip=${PER_IP:-500} big_size=${BIG_SIZE:-52428800}
+readonly pprof=${PPROF:-0} pprof_seconds=${PPROF_SECONDS:-20}
+readonly drain_timeout=${DRAIN_TIMEOUT:-300}
+# Bounds of the waits: start-up, a stop, the gateway's own log catching up
+# with the sink.
+readonly ready_timeout=15 stop_timeout=30 log_timeout=30
 
 # shellcheck source=scripts/load-lib.sh
 . "$(dirname "$0")/load-lib.sh"
 
-# wait_empty NAME COUNT-COMMAND: until COUNT-COMMAND prints 0.
-wait_empty() {
-	local name=$1 deadline=$((SECONDS + drain_timeout)) left
-	shift
+has_part() { [[ " $parts " == *" $1 "* ]]; }
+for part in $parts; do
+	case $part in throughput | latency | memory) ;; *) die "PARTS: unknown part $part (throughput, latency, memory)" ;; esac
+done
+
+postfix_too() { [[ ${SKIP_POSTFIX:-0} != 1 ]]; }
+
+# wait_count NAME WANT COMMAND...: until COMMAND prints WANT.
+wait_count() {
+	local name=$1 want=$2 deadline=$((SECONDS + log_timeout)) got
+	shift 2
 	while :; do
-		left=$("$@")
-		((left == 0)) && return 0
-		((SECONDS <= deadline)) || die "$name: $left messages still queued after ${drain_timeout}s"
-		sleep 0.02
+		got=$("$@")
+		((got == want)) && return 0
+		((SECONDS <= deadline)) || die "$name: $got, want $want, ${log_timeout}s after the sink had every message; see $scratch"
+		sleep 0.05
 	done
 }
 
-vmhwm_kib() {
-	awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0
-}
+# --- mxgate -------------------------------------------------------------------
+mx_pid='' mx_port='' mx_dir='' mx_received=0
 
-# pss_kib PID: proportional set size now (shared pages split among sharers).
-pss_kib() {
-	awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0
-}
-
-# load PORT: smtp-source's run against 127.0.0.1:PORT.
-load() {
-	smtp-source -s "$sessions" -m "$messages" -l "$size" \
-		-f sender@load.test -t user@example.test "127.0.0.1:$1" ||
-		die "smtp-source against 127.0.0.1:$1 failed"
-}
-
-mx_pid='' pf_conf='' pf_master=''
-cleanup() {
-	local rc=$?
-	set +e
-	if [[ -n $mx_pid ]] && alive "$mx_pid"; then
-		kill -TERM "$mx_pid"
-		wait_gone "$mx_pid" || kill -KILL "$mx_pid"
-	fi
-	if [[ -n $pf_master ]] && alive "$pf_master"; then
-		postfix -c "$pf_conf" stop >/dev/null 2>&1 || kill -TERM "$pf_master"
-		wait_gone "$pf_master" || kill -KILL "$pf_master"
-	fi
-	"$root/scripts/peers.sh" stop smtp-sink "$scratch/sink" >/dev/null 2>&1
-	if [[ ${KEEP:-0} == 1 || $rc != 0 ]]; then
-		echo "$prog: scratch directory kept: $scratch" >&2
-	else
-		rm -rf "$scratch"
-	fi
-	exit "$rc"
-}
-
-command -v smtp-source >/dev/null || die "smtp-source not found (package postfix): run scripts/install-test-deps.sh"
-# A disk, not tmpfs: the point is to pay for fsync like a real spool does.
-scratch=$(mktemp -d "${TMPDIR:-/var/tmp}/mxgate-load.XXXXXX")
-trap cleanup EXIT
-# Postfix's daemons run as user postfix and must reach the queue.
-chmod 0755 "$scratch"
-if [[ $(stat -f -c %T "$scratch") == tmpfs ]]; then
-	echo "$prog: warning: $scratch is on tmpfs: fsync costs nothing there" >&2
-fi
-
-bin=${MXGATE:-}
-if [[ -z $bin ]]; then
-	bin=$scratch/mxgate
-	(cd "$root" && go build -o "$bin" ./cmd/mxgate) || die "go build ./cmd/mxgate failed"
-fi
-
-sink_port=$(free_port)
-"$root/scripts/peers.sh" start smtp-sink "$scratch/sink" "$sink_port" --no-dump >/dev/null
-
-# --- mxgate -----------------------------------------------------------------
-mx_port=$(free_port)
-mkdir -p "$scratch/mxgate-data"
-cat >"$scratch/mxgate.toml" <<EOF
+# start_mxgate NAME SINK-PORT MAX-CONNECTIONS MAX-PER-IP [MAX-MESSAGE-SIZE] [PPROF-ADDR]:
+# a fresh mxgate in $scratch/NAME relaying example.test to the sink.
+start_mxgate() {
+	local name=$1 sink=$2 maxconn=$3 perip=$4 maxsize=${5:-52428800} pprof_addr=${6:-}
+	mx_dir=$scratch/$name
+	mx_port=$(free_port)
+	mx_received=0
+	mkdir -p "$mx_dir/data"
+	cat >"$mx_dir/mxgate.toml" <<EOF
 hostname = "mx.load.test"
 listen   = ["127.0.0.1:$mx_port"]
-data_dir = "$scratch/mxgate-data"
+data_dir = "$mx_dir/data"
 
 [smtp]
-max_connections_per_ip = $((sessions + 10))
+max_connections        = $maxconn
+max_connections_per_ip = $perip
+max_message_size       = $maxsize
 
 [relay]
 domains = ["example.test"]
 
 [downstream]
-url      = "smtp://127.0.0.1:$sink_port"
+url      = "smtp://127.0.0.1:$sink"
 starttls = "none"
-
-[queue]
-retry        = "F,10m,1s"
-run_interval = "1s"
-max_parallel = $sessions
 EOF
-"$bin" serve -config "$scratch/mxgate.toml" </dev/null >"$scratch/mxgate.out" 2>&1 &
-mx_pid=$!
-wait_greeting mxgate "$mx_port" "$mx_pid"
-
-mx_spooled() {
-	find "$scratch/mxgate-data/spool/input" -name '*-H' 2>/dev/null | wc -l
+	if [[ -n ${MXGATE_TOML:-} ]]; then
+		cat "$MXGATE_TOML" >>"$mx_dir/mxgate.toml" || die "MXGATE_TOML=$MXGATE_TOML: cannot read"
+	fi
+	MXGATE_PPROF=$pprof_addr "$bin" serve -config "$mx_dir/mxgate.toml" </dev/null >"$mx_dir/mxgate.out" 2>&1 &
+	mx_pid=$!
+	wait_greeting mxgate "$mx_port" "$mx_pid"
 }
-echo "$prog: mxgate: smtp-source -s $sessions -m $messages -l $size"
-t0=$(now)
-load "$mx_port"
-t1=$(now)
-wait_empty mxgate mx_spooled
-t2=$(now)
-mx_rss=$(vmhwm_kib "$mx_pid")
-kill -TERM "$mx_pid"
-wait "$mx_pid" || die "mxgate exited with status $? after SIGTERM; see $scratch/mxgate.out"
-mx_pid=''
-mx_received=$(grep -c ' <= ' "$scratch/mxgate-data/log/mainlog" || true)
-mx_completed=$(grep -c ' Completed$' "$scratch/mxgate-data/log/mainlog" || true)
-((mx_received == messages && mx_completed == messages)) ||
-	die "mxgate logged $mx_received received and $mx_completed completed, want $messages each; see $scratch"
 
-# rates T0 T1 T2: "ACCEPT END-TO-END" in messages per second.
-rates() {
-	awk -v n="$messages" -v t0="$1" -v t1="$2" -v t2="$3" 'BEGIN { printf "%.1f %.1f\n", n / (t1 - t0), n / (t2 - t0) }'
+stop_mxgate() {
+	kill -TERM "$mx_pid"
+	wait "$mx_pid" || die "mxgate exited with status $? after SIGTERM; see $mx_dir/mxgate.out"
+	mx_pid=''
 }
-report() { # NAME ACCEPT END-TO-END RSS-KIB
-	awk -v name="$1" -v acc="$2" -v e2e="$3" -v rss="$4" 'BEGIN {
-		printf "%-8s accept %8.1f msg/s   end to end %8.1f msg/s   peak RSS %7.1f MiB\n", name, acc, e2e, rss / 1024 }'
-}
-read -r mx_acc mx_e2e < <(rates "$t0" "$t1" "$t2")
 
-if [[ ${SKIP_POSTFIX:-0} == 1 ]]; then
-	report mxgate "$mx_acc" "$mx_e2e" "$mx_rss"
-	exit 0
-fi
+mx_logged() { grep -c "$1" "$mx_dir/data/log/mainlog" || true; }
+mx_spooled() { find "$mx_dir/data/spool/input" -name '*-H' 2>/dev/null | wc -l; }
 
-# --- Postfix ----------------------------------------------------------------
-((EUID == 0)) || die "the Postfix peer needs root (SKIP_POSTFIX=1 measures mxgate alone)"
-pf=$scratch/postfix
-pf_conf=$pf/conf
-pf_port=$(free_port)
-mkdir -p "$pf_conf" "$pf/queue" "$pf/data"
-chown postfix "$pf/data"
-# Same job as mxgate's config: relay example.test to the sink, queue on
-# disk. No chroot (the scratch queue holds none of the files a chroot
-# needs), no DNS (relayhost is an IP), logs into the scratch directory.
-cat >"$pf_conf/main.cf" <<EOF
+# --- Postfix ------------------------------------------------------------------
+pf_master='' pf_port='' pf_dir='' pf_sent=0
+
+# start_postfix NAME SINK-PORT SESSIONS: a scratch Postfix in $scratch/NAME
+# doing mxgate's job: relay example.test to the sink, queue on disk. No
+# chroot (the scratch queue holds none of the files a chroot needs), no DNS
+# (relayhost is an IP), logs into the scratch directory, enough smtpd
+# processes and per-client connections for SESSIONS at once (twice
+# SESSIONS per client, as for mxgate).
+start_postfix() {
+	local name=$1 sink=$2 sessions=$3 conf
+	pf_dir=$scratch/$name
+	conf=$pf_dir/conf
+	pf_port=$(free_port)
+	pf_sent=0
+	mkdir -p "$conf" "$pf_dir/queue" "$pf_dir/data"
+	chown postfix "$pf_dir/data"
+	cat >"$conf/main.cf" <<EOF
 compatibility_level = 3.6
-queue_directory = $pf/queue
-data_directory = $pf/data
-maillog_file = $pf/maillog
-maillog_file_prefixes = $pf
+queue_directory = $pf_dir/queue
+data_directory = $pf_dir/data
+maillog_file = $pf_dir/maillog
+maillog_file_prefixes = $pf_dir
 myhostname = postfix.load.test
 mydestination =
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
 relay_domains = example.test
-relayhost = [127.0.0.1]:$sink_port
+relayhost = [127.0.0.1]:$sink
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 smtpd_peername_lookup = no
-smtpd_client_connection_count_limit = $((sessions + 10))
+smtpd_client_connection_count_limit = $((2 * sessions + 10))
 alias_maps =
 alias_database =
 local_recipient_maps =
@@ -190,8 +172,8 @@ smtp_tls_security_level = none
 smtpd_tls_security_level = none
 biff = no
 EOF
-cat >"$pf_conf/master.cf" <<EOF
-127.0.0.1:$pf_port inet n - n - - smtpd
+	cat >"$conf/master.cf" <<EOF
+127.0.0.1:$pf_port inet n - n - $((sessions + 10)) smtpd
 pickup    unix  n - n 60    1 pickup
 cleanup   unix  n - n -     0 cleanup
 qmgr      unix  n - n 300   1 qmgr
@@ -212,38 +194,269 @@ anvil     unix  - - n -     1 anvil
 scache    unix  - - n -     1 scache
 postlog   unix-dgram n - n - 1 postlogd
 EOF
-postfix -c "$pf_conf" start >/dev/null 2>&1 || die "postfix -c $pf_conf start failed; see $pf/maillog:
-$(tail -n 20 "$pf/maillog" 2>/dev/null)"
-pf_master=$(tr -d ' ' <"$pf/queue/pid/master.pid")
-wait_greeting postfix "$pf_port" "$pf_master"
-
-pf_queued() {
-	find "$pf/queue/incoming" "$pf/queue/active" "$pf/queue/deferred" "$pf/queue/maildrop" -type f 2>/dev/null | wc -l
+	postfix -c "$conf" start >/dev/null 2>&1 || die "postfix -c $conf start failed; see $pf_dir/maillog:
+$(tail -n 20 "$pf_dir/maillog" 2>/dev/null)"
+	pf_master=$(tr -d ' ' <"$pf_dir/queue/pid/master.pid")
+	wait_greeting postfix "$pf_port" "$pf_master"
 }
-echo "$prog: postfix: smtp-source -s $sessions -m $messages -l $size"
-t0=$(now)
-load "$pf_port"
-t1=$(now)
-wait_empty postfix pf_queued
-t2=$(now)
-pf_rss=$(vmhwm_kib "$pf_master")
-pf_pss=$(pss_kib "$pf_master")
-pf_procs=1
-for child in $(ps -o pid= --ppid "$pf_master"); do
-	pf_rss=$((pf_rss + $(vmhwm_kib "$child")))
-	pf_pss=$((pf_pss + $(pss_kib "$child")))
-	pf_procs=$((pf_procs + 1))
-done
-postfix -c "$pf_conf" stop >/dev/null 2>&1 || die "postfix -c $pf_conf stop failed"
-wait_gone "$pf_master" || die "postfix master (PID $pf_master) still running ${stop_timeout}s after stop"
-pf_master=''
-pf_sent=$(grep -c 'status=sent' "$pf/maillog" || true)
-((pf_sent == messages)) || die "postfix logged $pf_sent sent, want $messages; see $pf/maillog"
-read -r pf_acc pf_e2e < <(rates "$t0" "$t1" "$t2")
 
-report mxgate "$mx_acc" "$mx_e2e" "$mx_rss"
-report postfix "$pf_acc" "$pf_e2e" "$pf_rss"
-awk -v a1="$mx_acc" -v a2="$pf_acc" -v e1="$mx_e2e" -v e2="$pf_e2e" -v r1="$mx_rss" -v r2="$pf_rss" 'BEGIN {
-	printf "mxgate/postfix: accept %.2fx, end to end %.2fx, peak RSS %.2fx\n", a1 / a2, e1 / e2, r1 / r2 }'
-awk -v n="$pf_procs" -v pss="$pf_pss" 'BEGIN {
-	printf "(Postfix: peak RSS summed over its %d processes counts shared pages once per process; their PSS now sums to %.1f MiB)\n", n, pss / 1024 }'
+stop_postfix() {
+	postfix -c "$pf_dir/conf" stop >/dev/null 2>&1 || die "postfix -c $pf_dir/conf stop failed"
+	wait_gone "$pf_master" || die "postfix master (PID $pf_master) still running ${stop_timeout}s after stop"
+	pf_master=''
+}
+
+pf_logged() { grep -c 'status=sent' "$pf_dir/maillog" || true; }
+pf_queued() {
+	find "$pf_dir/queue/incoming" "$pf_dir/queue/active" "$pf_dir/queue/deferred" "$pf_dir/queue/maildrop" -type f 2>/dev/null | wc -l
+}
+
+sink_pid=''
+cleanup() {
+	local rc=$?
+	set +e
+	if [[ -n $mx_pid ]] && alive "$mx_pid"; then
+		kill -TERM "$mx_pid"
+		wait_gone "$mx_pid" || kill -KILL "$mx_pid"
+	fi
+	if [[ -n $pf_master ]] && alive "$pf_master"; then
+		postfix -c "$pf_dir/conf" stop >/dev/null 2>&1 || kill -TERM "$pf_master"
+		wait_gone "$pf_master" || kill -KILL "$pf_master"
+	fi
+	[[ -n $sink_pid ]] && "$root/scripts/peers.sh" stop smtp-sink "$scratch/sink" >/dev/null 2>&1
+	if [[ ${KEEP:-0} == 1 || $pprof == 1 || $rc != 0 ]]; then
+		echo "$prog: scratch directory kept: $scratch" >&2
+	else
+		rm -rf "$scratch"
+	fi
+	exit "$rc"
+}
+
+for p in smtp-source smtp-sink; do
+	command -v "$p" >/dev/null || die "$p not found (package postfix): run scripts/install-test-deps.sh"
+done
+if postfix_too; then
+	((EUID == 0)) || die "the Postfix peer needs root (SKIP_POSTFIX=1 measures mxgate alone)"
+fi
+scratch=$(mktemp -d "${TMPDIR:-/var/tmp}/mxgate-load.XXXXXX")
+trap cleanup EXIT
+# Postfix's daemons run as user postfix and must reach the queue.
+chmod 0755 "$scratch"
+if [[ $(stat -f -c %T "$scratch") == tmpfs ]]; then
+	echo "$prog: warning: $scratch is on tmpfs: fsync costs nothing there" >&2
+fi
+
+bin=${MXGATE:-}
+if [[ -z $bin ]]; then
+	bin=$scratch/bin/mxgate
+	(cd "$root" && go build -o "$bin" ./cmd/mxgate) || die "go build ./cmd/mxgate failed"
+fi
+loadgen=$scratch/bin/loadgen
+(cd "$root" && go build -o "$loadgen" ./test/loadgen) || die "go build ./test/loadgen failed"
+
+# median: the median of the numbers on stdin, one a line.
+median() {
+	sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# field KEY LINE: the value of KEY=... in loadgen's LINE.
+field() {
+	local kv
+	for kv in $2; do
+		if [[ $kv == "$1="* ]]; then
+			echo "${kv#*=}"
+			return 0
+		fi
+	done
+	die "no $1 in loadgen's output: $2"
+}
+
+echo "$prog: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), scratch $scratch, commit $(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo '?')"
+
+# --- 1. throughput --------------------------------------------------------------
+results=$scratch/throughput.txt
+: >"$results"
+
+# round GATEWAY SIZE SESSIONS MESSAGES: one smtp-source run against
+# GATEWAY (mxgate or postfix), timed to the sink, loadgen's result in
+# round_line; the gateway's log must then show every message received and
+# delivered, and its queue be empty.
+round_line=''
+round() {
+	local gw=$1 size=$2 sessions=$3 messages=$4 port
+	if [[ $gw == mxgate ]]; then port=$mx_port; else port=$pf_port; fi
+	round_line=$("$loadgen" throughput -counter "$scratch/sink/smtp-sink.log" -n "$messages" -timeout "${drain_timeout}s" -- \
+		smtp-source -s "$sessions" -m "$messages" -l "$size" -f sender@load.test -t user@example.test "127.0.0.1:$port") ||
+		die "$gw: the round ${size}x${sessions}x$messages failed; see $scratch"
+	if [[ $gw == mxgate ]]; then
+		mx_received=$((mx_received + messages))
+		wait_count "mxgate: messages received (<= lines)" "$mx_received" mx_logged ' <= '
+		wait_count "mxgate: messages completed" "$mx_received" mx_logged ' Completed$'
+		wait_count "mxgate: messages in the spool" 0 mx_spooled
+	else
+		pf_sent=$((pf_sent + messages))
+		wait_count "postfix: status=sent lines" "$pf_sent" pf_logged
+		wait_count "postfix: messages in the queue" 0 pf_queued
+	fi
+}
+
+# profile_round SIZE SESSIONS MESSAGES: a round of mxgate with CPU and
+# allocation profiles taken while it runs; not counted.
+profile_round() {
+	local out=$scratch/pprof cpu_pid alloc_pid
+	mkdir -p "$out"
+	echo "$prog: profiling mxgate for ${pprof_seconds}s during an extra round $1x$2x$3 (not counted)"
+	curl -sf -o "$out/cpu.pprof" "http://$pprof_addr/debug/pprof/profile?seconds=$pprof_seconds" &
+	cpu_pid=$!
+	curl -sf -o "$out/allocs.pprof" "http://$pprof_addr/debug/pprof/allocs?seconds=$pprof_seconds" &
+	alloc_pid=$!
+	round mxgate "$@"
+	wait "$cpu_pid" || die "fetching the CPU profile from $pprof_addr failed"
+	wait "$alloc_pid" || die "fetching the allocation profile from $pprof_addr failed"
+	go tool pprof -top -nodecount=30 "$bin" "$out/cpu.pprof" >"$out/cpu.top" 2>&1 || die "go tool pprof failed on $out/cpu.pprof"
+	go tool pprof -top -nodecount=30 -sample_index=alloc_space "$bin" "$out/allocs.pprof" >"$out/allocs.top" 2>&1 ||
+		die "go tool pprof failed on $out/allocs.pprof"
+	# By cumulative share too, saved: the flat list blames the syscalls,
+	# this one names who made them.
+	go tool pprof -top -cum -nodecount=60 "$bin" "$out/cpu.pprof" >"$out/cpu.cum.top" 2>&1 || true
+	go tool pprof -top -cum -nodecount=60 -sample_index=alloc_space "$bin" "$out/allocs.pprof" >"$out/allocs.cum.top" 2>&1 || true
+	echo "--- CPU profile ($out/cpu.pprof; by cumulative share: $out/cpu.cum.top) ---"
+	cat "$out/cpu.top"
+	echo "--- allocation profile, alloc_space ($out/allocs.pprof; by cumulative share: $out/allocs.cum.top) ---"
+	cat "$out/allocs.top"
+	echo "--- end of profiles ---"
+}
+
+if has_part throughput; then
+	max_sessions=0
+	for s in $scenarios; do
+		IFS=x read -r size sessions messages <<<"$s"
+		[[ $size =~ ^[0-9]+$ && $sessions =~ ^[0-9]+$ && $messages =~ ^[0-9]+$ ]] ||
+			die "SCENARIOS: $s is not SIZExSESSIONSxMESSAGES"
+		((sessions > max_sessions)) && max_sessions=$sessions
+	done
+	mkdir -p "$scratch/sink"
+	sink_port=$(free_port)
+	"$root/scripts/peers.sh" start smtp-sink "$scratch/sink" "$sink_port" --no-dump -c >/dev/null
+	sink_pid=$(<"$scratch/sink/smtp-sink.pid")
+	pprof_addr=''
+	if [[ $pprof == 1 ]]; then
+		pprof_addr=127.0.0.1:$(free_port)
+	fi
+	# Twice the sessions per client: smtp-source reconnects at once, and a
+	# gateway counts a closed session until its handler has returned.
+	start_mxgate mxgate "$sink_port" $((2 * max_sessions + 100)) $((2 * max_sessions + 10)) 52428800 "$pprof_addr"
+	if postfix_too; then
+		start_postfix postfix "$sink_port" "$max_sessions"
+	fi
+	if [[ $pprof == 1 ]]; then
+		IFS=x read -r size sessions messages <<<"${scenarios%% *}"
+		profile_round "$size" "$sessions" "$messages"
+	fi
+	for s in $scenarios; do
+		IFS=x read -r size sessions messages <<<"$s"
+		for ((r = 1; r <= rounds; r++)); do
+			for gw in mxgate postfix; do
+				[[ $gw == postfix ]] && ! postfix_too && continue
+				round "$gw" "$size" "$sessions" "$messages"
+				accept=$(field accept_s "$round_line")
+				e2e=$(field e2e_s "$round_line")
+				echo "$s $gw $accept $e2e" >>"$results"
+				awk -v s="$s" -v r="$r" -v gw="$gw" -v n="$messages" -v a="$accept" -v e="$e2e" 'BEGIN {
+					printf "round %d %-16s %-7s accept %7.2f s (%7.1f msg/s)  end to end %7.2f s (%7.1f msg/s)\n", r, s, gw, a, n / a, e, n / e }'
+			done
+		done
+	done
+	stop_mxgate
+	if postfix_too; then
+		stop_postfix
+	fi
+	"$root/scripts/peers.sh" stop smtp-sink "$scratch/sink" >/dev/null
+	sink_pid=''
+fi
+
+# --- 2. latency and 3. memory ---------------------------------------------------
+probe_sink=127.0.0.1:$(free_port)
+mx_latency='' pf_latency='' mx_big='' mx_idle=''
+if has_part latency || has_part memory; then
+	# loadgen holds every idle session, mxgate too and its spool besides:
+	# both need that many descriptors (Go raises its soft limit to the
+	# hard one by itself; root may raise the hard one).
+	if has_part memory && (($(ulimit -Hn) < idle_sessions + 1000)); then
+		ulimit -n $((idle_sessions + 1000)) 2>/dev/null ||
+			die "IDLE_SESSIONS=$idle_sessions needs $((idle_sessions + 1000)) open files, the hard limit is $(ulimit -Hn)"
+	fi
+	probe=(-sink "$probe_sink")
+	has_part latency && probe+=(-latency "$latency_messages" -size "$latency_size")
+	has_part memory && probe+=(-big "$big_size" -idle "$idle_sessions" -per-ip "$per_ip")
+	start_mxgate mxgate-probe "${probe_sink#*:}" $((idle_sessions + 100)) $((per_ip + 10)) $((big_size + 16 * 1048576))
+	echo "$prog: mxgate: probe ${probe[*]}"
+	out=$("$loadgen" probe -to "127.0.0.1:$mx_port" -pid "$mx_pid" "${probe[@]}") ||
+		die "mxgate: loadgen probe failed; see $scratch"
+	stop_mxgate
+	mx_latency=$(grep '^latency ' <<<"$out" || true)
+	mx_big=$(grep '^bigmsg ' <<<"$out" || true)
+	mx_idle=$(grep '^idle ' <<<"$out" || true)
+	if has_part latency && postfix_too; then
+		start_postfix postfix-probe "${probe_sink#*:}" 20
+		echo "$prog: postfix: probe -latency $latency_messages"
+		out=$("$loadgen" probe -to "127.0.0.1:$pf_port" -sink "$probe_sink" -latency "$latency_messages" -size "$latency_size") ||
+			die "postfix: loadgen probe failed; see $scratch"
+		stop_postfix
+		pf_latency=$(grep '^latency ' <<<"$out" || true)
+	fi
+fi
+
+# --- the report -------------------------------------------------------------------
+echo
+echo "$prog: done, load average $(cut -d' ' -f1-3 /proc/loadavg) (other work on this machine skews every number)"
+if has_part throughput; then
+	echo
+	echo "Throughput: median of $rounds interleaved rounds; end to end = smtp-source's start to the sink's last message; accept = to smtp-source's exit"
+	printf '%-18s %13s %13s %7s   %13s %13s %7s\n' "SIZExSESSxMSGS" "mxgate e2e/s" "postfix e2e/s" "mx/pf" "mxgate acc/s" "postfix acc/s" "mx/pf"
+	for s in $scenarios; do
+		messages=${s##*x}
+		mx_e=$(awk -v s="$s" '$1 == s && $2 == "mxgate" { print $4 }' "$results" | median)
+		mx_a=$(awk -v s="$s" '$1 == s && $2 == "mxgate" { print $3 }' "$results" | median)
+		pf_e='' pf_a=''
+		if postfix_too; then
+			pf_e=$(awk -v s="$s" '$1 == s && $2 == "postfix" { print $4 }' "$results" | median)
+			pf_a=$(awk -v s="$s" '$1 == s && $2 == "postfix" { print $3 }' "$results" | median)
+		fi
+		awk -v s="$s" -v n="$messages" -v me="$mx_e" -v ma="$mx_a" -v pe="$pf_e" -v pa="$pf_a" 'BEGIN {
+			if (pe == "") printf "%-18s %13.1f %13s %7s   %13.1f %13s %7s\n", s, n / me, "-", "-", n / ma, "-", "-"
+			else printf "%-18s %13.1f %13.1f %6.2fx   %13.1f %13.1f %6.2fx\n", s, n / me, n / pe, pe / me, n / ma, n / pa, pa / ma }'
+	done
+fi
+if [[ -n $mx_latency ]]; then
+	echo
+	echo "Latency: $latency_messages messages of $latency_size bytes one at a time, each on a new session; connect to sink, and the gateway's 250 to sink"
+	printf '%-8s %9s %9s %9s %14s %14s\n' "" "p50 ms" "p99 ms" "max ms" "250->sink p50" "250->sink p99"
+	for gw in mxgate postfix; do
+		if [[ $gw == mxgate ]]; then line=$mx_latency; else line=$pf_latency; fi
+		[[ -n $line ]] || continue
+		printf '%-8s %9s %9s %9s %14s %14s\n' "$gw" "$(field p50_ms "$line")" "$(field p99_ms "$line")" "$(field max_ms "$line")" \
+			"$(field queue_p50_ms "$line")" "$(field queue_p99_ms "$line")"
+	done
+	if [[ -n $pf_latency ]]; then
+		awk -v m50="$(field p50_ms "$mx_latency")" -v m99="$(field p99_ms "$mx_latency")" \
+			-v p50="$(field p50_ms "$pf_latency")" -v p99="$(field p99_ms "$pf_latency")" 'BEGIN {
+			printf "mxgate/postfix: p50 %.2fx, p99 %.2fx (lower is better)\n", m50 / p50, m99 / p99 }'
+	fi
+fi
+if [[ -n $mx_big || -n $mx_idle ]]; then
+	echo
+	echo "Memory (mxgate):"
+fi
+if [[ -n $mx_big ]]; then
+	awk -v b="$(field bytes "$mx_big")" -v before="$(field rss_before_kib "$mx_big")" -v peak="$(field rss_peak_kib "$mx_big")" \
+		-v added="$(field added_kib "$mx_big")" -v t="$(field seconds "$mx_big")" -v how="$(field peak_from "$mx_big")" 'BEGIN {
+		printf "  one %.1f MiB message in flight: RSS %.1f -> %.1f MiB, added %.1f MiB (target < 10), accept to sink %.1f s (peak: %s)\n",
+			b / 1048576, before / 1024, peak / 1024, added / 1024, t, how }'
+fi
+if [[ -n $mx_idle ]]; then
+	awk -v n="$(field sessions "$mx_idle")" -v before="$(field rss_before_kib "$mx_idle")" -v rss="$(field rss_kib "$mx_idle")" \
+		-v per="$(field per_session_kib "$mx_idle")" -v t="$(field open_s "$mx_idle")" 'BEGIN {
+		printf "  %d idle sessions: RSS %.1f MiB (target < 200), %.1f MiB before, %.1f KiB a session, opened in %.1f s\n",
+			n, rss / 1024, before / 1024, per, t }'
+fi

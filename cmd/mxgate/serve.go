@@ -60,6 +60,11 @@ func serve(e *env) error {
 	}
 	defer log.Close()
 	defer sp.Close()
+	if addr, err := pprofFromEnv(); err != nil {
+		return err
+	} else if addr != nil {
+		log.Main("", fmt.Sprintf("profiling on http://%v/debug/pprof/ (%s)", addr, pprofEnv))
+	}
 	router, err := newRouter(cfg, log)
 	if err != nil {
 		return err
