@@ -348,7 +348,13 @@ func (s *session) Data(r io.Reader) error {
 
 	reject := srv.cfg.SMTP.BareNewline != "normalize"
 	le := &lineEnds{r: &limitReader{r: dr, max: int64(srv.cfg.SMTP.MaxMessageSize)}}
-	br := bufio.NewReaderSize(le, 64<<10)
+	le.buf = dataBufs.Get().(*[]byte)
+	defer dataBufs.Put(le.buf)
+	br := dataReaders.Get().(*bufio.Reader)
+	br.Reset(le)
+	// Dropped before it goes back: a pooled reader must not keep the
+	// message's reader chain (and its connection) alive.
+	defer func() { br.Reset(nil); dataReaders.Put(br) }()
 	body := &bodySink{w: sink, le: le, reject: reject}
 	headers, first, _, err := header.ReadFrom(br, maxHeaderBlock)
 	if err == nil {

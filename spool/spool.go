@@ -270,10 +270,28 @@ func (s *Spool) syncBatch(batch []syncRequest) {
 			wg.Go(func() { fileErrs[i][j] = s.datasync(f) })
 		}
 	}
+	// The directories too, at once: with the split spool a batch names
+	// many of them, and one after the other they were a queue of their
+	// own behind the first one's journal commit.
+	var mu sync.Mutex
 	results := make(map[string]error, 1)
 	for _, r := range batch {
-		if _, ok := results[r.dir]; !ok && r.files == nil {
-			results[r.dir] = s.fsync(r.dir)
+		if r.files != nil {
+			continue
+		}
+		mu.Lock()
+		_, seen := results[r.dir]
+		if !seen {
+			results[r.dir] = nil
+		}
+		mu.Unlock()
+		if !seen {
+			wg.Go(func() {
+				err := s.fsync(r.dir)
+				mu.Lock()
+				results[r.dir] = err
+				mu.Unlock()
+			})
 		}
 	}
 	wg.Wait()

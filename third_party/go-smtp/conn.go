@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bufio"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -85,6 +86,10 @@ func (c *Conn) init() {
 	}
 
 	c.text = textproto.NewConn(rwc)
+	// Replies are short and flushed one by one: a 512-byte buffer serves
+	// them as well as textproto's 4 KiB, which every idle connection
+	// would otherwise hold.
+	c.text.Writer.W = bufio.NewWriterSize(rwc, 512)
 }
 
 // Commands are dispatched to the appropriate handler functions.
