@@ -1,6 +1,9 @@
 package deliver
 
 import (
+	"bufio"
+	"bytes"
+	"net/textproto"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -92,6 +95,44 @@ func FuzzMaildirLayout(f *testing.F) {
 			if elem == "" || strings.HasPrefix(elem, ".") || strings.ContainsAny(elem, "/\x00") {
 				t.Fatalf("%q: unsafe element %q in %q", rcpt, elem, dir)
 			}
+		}
+	})
+}
+
+// FuzzWireBody: lineWriter and wireBody write what textproto's DotWriter
+// (which they replace) writes for the same message: CRLF line ends, leading
+// dots doubled, no bare CR, and the end of data after a line end — however
+// the message is cut into writes.
+func FuzzWireBody(f *testing.F) {
+	for _, s := range []string{"", "a\n", ".\n", "..x\n.\r\n", "no end", "a\r\nb\rc\n.", "\n\n.\n"} {
+		f.Add([]byte(s), uint8(3))
+	}
+	f.Fuzz(func(t *testing.T, msg []byte, cut uint8) {
+		// What DotWriter gets from lineWriter: CR-free.
+		var norm bytes.Buffer
+		(&lineWriter{w: &norm}).Write(msg)
+		var want bytes.Buffer
+		dw := textproto.NewWriter(bufio.NewWriter(&want)).DotWriter()
+		dw.Write(norm.Bytes())
+		dw.Close()
+
+		var got bytes.Buffer
+		body := &wireBody{w: &got}
+		lw := &lineWriter{w: body}
+		n := int(cut%16) + 1
+		for rest := msg; len(rest) > 0; {
+			k := min(n, len(rest))
+			if _, err := lw.Write(rest[:k]); err != nil {
+				t.Fatal(err)
+			}
+			rest = rest[k:]
+		}
+		if err := body.finish(); err != nil {
+			t.Fatal(err)
+		}
+		got.WriteString(".\r\n")
+		if got.String() != want.String() {
+			t.Fatalf("%q in writes of %d: wireBody %q, DotWriter %q", msg, n, got.String(), want.String())
 		}
 	})
 }

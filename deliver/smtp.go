@@ -476,14 +476,19 @@ func (p *peer) transaction(s *session, cn *conn, m *Message, src io.Reader, reus
 		return false, healthy
 	}
 
-	w, err := c.Data()
+	w, err := c.DataWire()
 	if err != nil {
 		if reused && ended(s.ctx, err) && healthy {
 			return true, false
 		}
 		return false, s.fail("DATA", err) && healthy && !is421(err)
 	}
-	if _, err := io.Copy(&lineWriter{w: w}, sourceReader{src}); err != nil {
+	body := &wireBody{w: w}
+	_, err = io.Copy(&lineWriter{w: body}, sourceReader{src})
+	if err == nil {
+		err = body.finish()
+	}
+	if err != nil {
 		// Dropping the connection is the only way to abort DATA: the
 		// server discards a message that did not end with the dot.
 		why, text := trouble(s.ctx, "while sending the message body", err)

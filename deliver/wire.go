@@ -1,6 +1,7 @@
 package deliver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -45,12 +46,11 @@ func (w *wireConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// lineWriter turns the spooled message (LF line endings) into what
-// textproto's DotWriter needs to produce canonical CRLF on the wire. The
-// DotWriter turns LF into CRLF and dot-stuffs, but passes a bare CR through,
-// and "\r\r\n" comes out as "\r\r\r\n": a bare CR must never reach the wire
-// (SMTP smuggling), so every line ending — CRLF, LF or a lone CR — becomes
-// one LF here.
+// lineWriter makes sure no CR reaches wireBody, which turns LF into CRLF
+// and would pass a bare CR through: a bare CR must never reach the wire
+// (SMTP smuggling), and "\r\r\n" must not come out as "\r\r\r\n". Every
+// line ending — CRLF, LF or a lone CR — becomes one LF here. The spool's
+// form has no CR, so that is the fast path.
 type lineWriter struct {
 	w   io.Writer
 	cr  bool // the previous byte was a CR, already written as LF
@@ -58,6 +58,14 @@ type lineWriter struct {
 }
 
 func (l *lineWriter) Write(p []byte) (int, error) {
+	// The spool's form has no CR at all: the gateway wrote LF line ends.
+	// Such input goes through untouched, without a copy.
+	if !l.cr && bytes.IndexByte(p, '\r') < 0 {
+		if _, err := l.w.Write(p); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
 	l.buf = l.buf[:0]
 	for _, c := range p {
 		switch {
@@ -75,6 +83,57 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// wireBody writes lineWriter's output (LF line ends, no CR) in DATA's
+// wire form for smtp.Client.DataWire: CRLF line ends and a leading dot
+// doubled (RFC 5321 4.5.2). It goes a line at a time with
+// bytes.IndexByte; textproto's DotWriter, which it replaces, looked at
+// every byte and was a sixth of the daemon's CPU with 100 KiB messages.
+type wireBody struct {
+	w       io.Writer
+	mid     bool // within a line: the last byte written was not a line end
+	written bool // anything at all
+}
+
+func (b *wireBody) Write(p []byte) (int, error) {
+	n := len(p)
+	b.written = b.written || n > 0
+	for len(p) > 0 {
+		if !b.mid && p[0] == '.' {
+			if _, err := io.WriteString(b.w, "."); err != nil {
+				return 0, err
+			}
+		}
+		j := bytes.IndexByte(p, '\n')
+		if j < 0 {
+			if _, err := b.w.Write(p); err != nil {
+				return 0, err
+			}
+			b.mid = true
+			return n, nil
+		}
+		if _, err := b.w.Write(p[:j]); err != nil {
+			return 0, err
+		}
+		if _, err := io.WriteString(b.w, "\r\n"); err != nil {
+			return 0, err
+		}
+		b.mid = false
+		p = p[j+1:]
+	}
+	return n, nil
+}
+
+// finish ends a last line that has no line end, as the end of data needs;
+// an empty message gets one empty line, as DotWriter gave it.
+func (b *wireBody) finish() error {
+	if !b.mid && b.written {
+		return nil
+	}
+	b.mid = false
+	_, err := io.WriteString(b.w, "\r\n")
+	return err
 }
 
 // sourceError marks a failure reading the spooled message, so that it is

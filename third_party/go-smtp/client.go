@@ -5,6 +5,7 @@
 package smtp
 
 import (
+	"bufio"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -844,6 +845,30 @@ func (c *Client) Data() (*DataCommand, error) {
 		return nil, err
 	}
 	return &DataCommand{client: c, wc: c.text.DotWriter()}, nil
+}
+
+// DataWire is Data for a caller that writes the message in its wire form
+// itself: CRLF line ends, a leading dot doubled, the last line ended by
+// CRLF. Close then adds only the ".\r\n" that ends the data. It spares
+// the DotWriter's look at every byte.
+func (c *Client) DataWire() (*DataCommand, error) {
+	_, _, err := c.cmd(354, "DATA")
+	if err != nil {
+		return nil, err
+	}
+	return &DataCommand{client: c, wc: wireWriter{c.text.W}}, nil
+}
+
+// wireWriter passes DataWire's bytes through and ends the data.
+type wireWriter struct{ w *bufio.Writer }
+
+func (w wireWriter) Write(b []byte) (int, error) { return w.w.Write(b) }
+
+func (w wireWriter) Close() error {
+	if _, err := w.w.WriteString(".\r\n"); err != nil {
+		return err
+	}
+	return w.w.Flush()
 }
 
 // SendMail will use an existing connection to send an email from

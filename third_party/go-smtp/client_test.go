@@ -1426,3 +1426,35 @@ func TestClientEnvelope(t *testing.T) {
 		})
 	}
 }
+
+func TestClientDataWire(t *testing.T) {
+	var wrote bytes.Buffer
+	var fake faker
+	fake.ReadWriter = struct {
+		io.Reader
+		io.Writer
+	}{strings.NewReader("220 hi\r\n250 localhost\r\n354 go\r\n250 2.0.0 queued\r\n"), &wrote}
+	c := NewClient(fake)
+	if err := c.Hello("localhost"); err != nil {
+		t.Fatal(err)
+	}
+	wrote.Reset()
+	w, err := c.DataWire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The caller's bytes go out as they are: no second dot, no CR added.
+	if _, err := io.WriteString(w, "Subject: x\r\n\r\n..dot\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := w.CloseWithResponse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := wrote.String(), "DATA\r\nSubject: x\r\n\r\n..dot\r\n.\r\n"; got != want {
+		t.Errorf("wrote %q, want %q", got, want)
+	}
+	if resp.StatusText != "2.0.0 queued" && resp.StatusText != "queued" {
+		t.Errorf("response %q", resp.StatusText)
+	}
+}

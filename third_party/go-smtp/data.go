@@ -2,6 +2,7 @@ package smtp
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 )
@@ -106,6 +107,20 @@ func (r *dataReader) Read(b []byte) (n int, err error) {
 	// smuggling): a line ".<CR>" not followed by <LF> yields "<CR>", and a
 	// CR before <CR><LF> does not hide the line end.
 	for n < len(b) && r.state != stateEOF {
+		// Mid-line, every byte up to the next CR is content: copy the
+		// buffered run at once instead of a byte at a time.
+		if r.state == stateData && r.r.Buffered() > 0 {
+			buf, _ := r.r.Peek(r.r.Buffered())
+			if i := bytes.IndexByte(buf, '\r'); i >= 0 {
+				buf = buf[:i]
+			}
+			if len(buf) > 0 {
+				k := copy(b[n:], buf)
+				r.r.Discard(k)
+				n += k
+				continue
+			}
+		}
 		var c byte
 		c, err = r.r.ReadByte()
 		if err != nil {
