@@ -175,6 +175,9 @@ func (c *Client) setConn(conn net.Conn) {
 		Closer: conn,
 	}
 	c.text = textproto.NewConn(rwc)
+	// A message body goes out in 32 KiB writes rather than 4 KiB ones:
+	// an eighth of the write calls for a large message.
+	c.text.Writer.W = bufio.NewWriterSize(rwc, 32<<10)
 }
 
 // Close closes the connection.

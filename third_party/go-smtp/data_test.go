@@ -93,3 +93,50 @@ func FuzzDataReader(f *testing.F) {
 		}
 	})
 }
+
+// refLineLimit is lineLimitReader's byte loop, as it was: whether in, read
+// in one piece after cur bytes of a line, passes the limit, and the line
+// length after it.
+func refLineLimit(cur, limit int, in []byte) (int, bool) {
+	for _, c := range in {
+		if c == '\n' {
+			cur = 0
+		}
+		cur++
+		if cur > limit {
+			return cur, false
+		}
+	}
+	return cur, true
+}
+
+func FuzzLineLimitReader(f *testing.F) {
+	f.Add([]byte("ab\ncd\n\nlonger line\n"), uint8(3), uint8(4))
+	f.Fuzz(func(t *testing.T, in []byte, limit, chunk uint8) {
+		lim := 1 + int(limit%32)
+		src := bytes.NewReader(in)
+		r := &lineLimitReader{R: src, LineLimit: lim}
+		p := make([]byte, 1+int(chunk%16))
+		cur, pos := 0, 0
+		for {
+			_, err := r.Read(p)
+			if err == io.EOF {
+				return
+			}
+			// What this Read took from the source, whatever it returned.
+			took := in[pos : len(in)-src.Len()]
+			pos = len(in) - src.Len()
+			wantCur, ok := refLineLimit(cur, lim, took)
+			if gotOK := err == nil; gotOK != ok {
+				t.Fatalf("%q limit %d: err %v, want ok %v", in, lim, err, ok)
+			}
+			if !ok {
+				return
+			}
+			if r.curLineLength != wantCur {
+				t.Fatalf("%q limit %d: line length %d, want %d", in, lim, r.curLineLength, wantCur)
+			}
+			cur = wantCur
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package smtp
 
 import (
+	"bytes"
 	"errors"
 	"io"
 )
@@ -32,16 +33,26 @@ func (r *lineLimitReader) Read(b []byte) (int, error) {
 		return n, nil
 	}
 
-	for _, chr := range b[:n] {
-		if chr == '\n' {
-			r.curLineLength = 0
+	// A line at a time: the bytes before each LF add to the current line;
+	// the LF itself counts as the first byte of the next (as the byte
+	// loop this replaces counted it).
+	rest := b[:n]
+	for {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			r.curLineLength += len(rest)
+			if r.curLineLength > r.LineLimit {
+				return 0, ErrTooLongLine
+			}
+			break
 		}
-		r.curLineLength++
-
-		if r.curLineLength > r.LineLimit {
+		if r.curLineLength+i > r.LineLimit {
+			// Sticky, as with the byte loop: every later Read fails too.
+			r.curLineLength += i
 			return 0, ErrTooLongLine
 		}
+		r.curLineLength = 1
+		rest = rest[i+1:]
 	}
-
 	return n, nil
 }
