@@ -312,9 +312,8 @@ func (v *Verifier) run(ctx context.Context, st Store, key, cacheKey string) Resu
 	}
 	e := hints.Entry{Key: cacheKey, Rec: hints.Record{Verdict: int(res.Verdict), Reply: res.Detail, Stored: now, Expires: now.Add(ttl)}}
 	v.mu.Lock()
-	deleted := v.cache.Add(e)
+	v.cache.Add(e)
 	v.mu.Unlock()
-	v.cache.Persist([]hints.Entry{e}, deleted)
 	return res
 }
 
