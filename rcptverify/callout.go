@@ -46,10 +46,7 @@ func (c *storeConn) Close() error { return c.cl.Close() }
 
 func newCalloutStore(st Store, o Options) *calloutStore {
 	t := st.Target
-	network, addr := "tcp", net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
-	if t.Scheme == "lmtp+unix" {
-		network, addr = "unix", t.Path
-	}
+	network, addr := t.endpoint()
 	s := &calloutStore{
 		where:    t.Scheme + " " + addr,
 		hostname: o.Hostname,
@@ -175,6 +172,14 @@ func (g *greeted) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return g.Conn.Read(p)
+}
+
+// endpoint is where t is dialled: its socket for lmtp+unix, else TCP.
+func (t Target) endpoint() (network, addr string) {
+	if t.Scheme == "lmtp+unix" {
+		return "unix", t.Path
+	}
+	return "tcp", net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
 }
 
 // display is the store as Exim names a host in a callout's log line,
