@@ -208,9 +208,8 @@ func (c *Checker) run(ctx context.Context, a address) Result {
 	// Cached under mu before the flight ends: a Start before this joins
 	// the flight, one after it finds the cache; neither probes again.
 	c.mu.Lock()
-	deleted := c.cache.Add(recs...)
+	c.cache.Add(recs...)
 	c.mu.Unlock()
-	c.cache.Persist(recs, deleted)
 	return res
 }
 

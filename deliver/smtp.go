@@ -1,7 +1,6 @@
 package deliver
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,10 +11,11 @@ import (
 	"net/textproto"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"mxgate/starttls"
 )
 
 // smtpTransport speaks SMTP or LMTP to one downstream host or unix socket:
@@ -351,7 +351,7 @@ func (p *peer) open(ctx context.Context, s *session, tlsMode string) (cn *conn, 
 		switch {
 		case offered:
 			err := p.startTLS(ctx, wc)
-			var he *handshakeError
+			var he *starttls.HandshakeError
 			var te *textproto.Error
 			switch {
 			case err == nil:
@@ -364,7 +364,7 @@ func (p *peer) open(ctx context.Context, s *session, tlsMode string) (cn *conn, 
 			case errors.As(err, &he) && tlsMode == tlsOpportunistic && !p.tls.verifies():
 				return nil, true
 			case errors.As(err, &he):
-				s.rest(Deferred, TLSFailure, "", "TLS session failure: "+he.err.Error())
+				s.rest(Deferred, TLSFailure, "", "TLS session failure: "+he.Err.Error())
 				return nil, false
 			case errors.As(err, &te) && tlsMode == tlsOpportunistic:
 				// Refused STARTTLS (RFC 3207: the client may go on in clear).
@@ -638,49 +638,32 @@ func (p *peer) display(remote string) string {
 	return p.host + " [" + ip + "]"
 }
 
-// handshakeError is a failed TLS handshake after the server agreed to
-// STARTTLS: the connection is lost, unlike a refused STARTTLS.
-type handshakeError struct{ err error }
-
-func (e *handshakeError) Error() string { return "TLS handshake: " + e.err.Error() }
-func (e *handshakeError) Unwrap() error { return e.err }
-
-// startTLS speaks STARTTLS on the raw connection, beside the go-smtp client
-// (which has no exported StartTLS, and whose helpers say EHLO localhost),
-// then puts the TLS connection under wc. The caller makes a new client on
-// wc, which forgets everything learnt in clear text as RFC 3207 demands; the
-// greeting that client waits for is supplied by wc, since after STARTTLS the
-// server sends none.
+// startTLS speaks STARTTLS on wc's connection and puts the TLS connection
+// under wc. The caller makes a new client on wc; the greeting that client
+// waits for is supplied by wc, since after STARTTLS the server sends none.
 func (p *peer) startTLS(ctx context.Context, wc *wireConn) error {
-	raw := wc.Conn
-	if err := raw.SetDeadline(deadline(p.o.CommandTimeout)); err != nil {
+	tc, err := starttls.Client(ctx, wc.Conn, p.tlsConfig(), p.o.CommandTimeout)
+	if err != nil {
 		return err
 	}
-	defer raw.SetDeadline(time.Time{})
-	if _, err := io.WriteString(raw, "STARTTLS\r\n"); err != nil {
-		return err
-	}
-	br := bufio.NewReader(raw)
-	if _, _, err := textproto.NewReader(br).ReadResponse(220); err != nil {
-		return err
-	}
-	if br.Buffered() > 0 {
-		// Anything the server sent after its 220 would be read as if it
-		// came over TLS: refuse it (the CVE-2011-0411 class of bug).
-		return &handshakeError{errors.New("remote host sent clear-text data after its STARTTLS reply")}
-	}
-	if err := p.handshake(ctx, wc); err != nil {
-		return err
-	}
+	wc.Conn = tc
 	wc.greeting = []byte("220 " + p.host + " TLS session started\r\n")
 	return nil
 }
 
-// handshake runs the TLS handshake on wc's connection under the
+// handshake runs the implicit-TLS handshake on wc's connection under the
 // CommandTimeout, and on success puts the TLS connection under wc. Its
-// error is a *handshakeError.
+// error is a *starttls.HandshakeError.
 func (p *peer) handshake(ctx context.Context, wc *wireConn) error {
-	raw := wc.Conn
+	tc, err := starttls.Handshake(ctx, wc.Conn, p.tlsConfig(), p.o.CommandTimeout)
+	if err != nil {
+		return err
+	}
+	wc.Conn = tc
+	return nil
+}
+
+func (p *peer) tlsConfig() *tls.Config {
 	cfg := &tls.Config{
 		ServerName: p.host,
 		RootCAs:    p.tls.roots,
@@ -700,24 +683,7 @@ func (p *peer) handshake(ctx context.Context, wc *wireConn) error {
 			return nil
 		}
 	}
-	if err := raw.SetDeadline(deadline(p.o.CommandTimeout)); err != nil {
-		return &handshakeError{err}
-	}
-	defer raw.SetDeadline(time.Time{})
-	tc := tls.Client(raw, cfg)
-	if err := tc.HandshakeContext(ctx); err != nil {
-		return &handshakeError{err}
-	}
-	wc.Conn = tc
-	return nil
-}
-
-// deadline is d from now; zero (no deadline) for a zero d.
-func deadline(d time.Duration) time.Time {
-	if d == 0 {
-		return time.Time{}
-	}
-	return time.Now().Add(d)
+	return cfg
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }

@@ -58,10 +58,10 @@ type Cache struct {
 	evMu    sync.Mutex
 	evicted []string // dropped by the LRU, still to be deleted from the file
 
-	// The writer: Persist marks keys dirty and wakes it; it writes what
+	// The writer: Add marks keys dirty and wakes it; it writes what
 	// memory holds for them then, in one transaction (one sync) for all
 	// the keys marked since its last write. Writing the current state,
-	// not the change, keeps the file right whatever order two Persists
+	// not the change, keeps the file right whatever order two Adds
 	// of one key come in, and bounds the backlog by the keys, not by the
 	// changes.
 	dirtyMu sync.Mutex
@@ -150,7 +150,7 @@ func Open(o Options) (*Cache, error) {
 	c.stopped = make(chan struct{})
 	go c.writer()
 	if evicted := c.takeEvicted(); len(evicted) > 0 {
-		c.Persist(nil, evicted)
+		c.persist(nil, evicted)
 	}
 	return c, nil
 }
@@ -190,27 +190,26 @@ func (c *Cache) Get(key string, now time.Time) (Record, bool) {
 		return r, true
 	}
 	c.lru.Remove(key)
-	c.Persist(nil, c.takeEvicted())
+	c.persist(nil, c.takeEvicted())
 	return Record{}, false
 }
 
 // Add stores entries (newest last) in memory, the oldest beyond the bound
-// evicted, and returns what the file still has to delete; Persist writes
-// it. The two are apart so that a caller can order Add under its own lock
-// and write the file outside it.
-func (c *Cache) Add(entries ...Entry) []string {
+// evicted, and marks the change for the file's writer. It never waits for
+// the disk, so a caller may order it under its own lock.
+func (c *Cache) Add(entries ...Entry) {
 	for _, e := range entries {
 		// Stored again, the record counts as the newest.
 		c.lru.Remove(e.Key)
 		c.lru.Add(e.Key, e.Rec)
 	}
-	return c.takeEvicted()
+	c.persist(entries, c.takeEvicted())
 }
 
-// Persist mirrors a change to the file, behind: it marks the keys for
+// persist mirrors a change to the file, behind: it marks the keys for
 // the writer and returns at once. A failed write costs only a lookup
 // after a restart, so it is logged, not returned.
-func (c *Cache) Persist(entries []Entry, deleted []string) {
+func (c *Cache) persist(entries []Entry, deleted []string) {
 	if c.db == nil || len(entries) == 0 && len(deleted) == 0 {
 		return
 	}

@@ -21,7 +21,7 @@ func TestCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range []Entry{{"a", rec(1, time.Hour)}, {"b", rec(2, time.Hour)}, {"c", rec(1, time.Hour)}} {
-		c.Persist([]Entry{e}, c.Add(e))
+		c.Add(e)
 	}
 	if _, ok := c.Get("a", now); ok {
 		t.Error("a: kept beyond the bound of 2, want evicted (the oldest stored)")
@@ -54,7 +54,7 @@ func TestCache(t *testing.T) {
 	}
 }
 
-// TestPersistBehind: Persist does not wait for the file (here held by
+// TestPersistBehind: Add does not wait for the file (here held by
 // another write transaction, as a slow disk sync would); what it marked
 // is on disk once the cache is closed, the latest state of each key.
 func TestPersistBehind(t *testing.T) {
@@ -74,13 +74,13 @@ func TestPersistBehind(t *testing.T) {
 	go func() {
 		defer close(returned)
 		for _, e := range []Entry{{"a", rec(1)}, {"b", rec(1)}, {"a", rec(2)}} {
-			c.Persist([]Entry{e}, c.Add(e))
+			c.Add(e)
 		}
 	}()
 	select {
 	case <-returned:
 	case <-time.After(2 * time.Second):
-		t.Error("Persist waited for the file")
+		t.Error("Add waited for the file")
 	}
 	if r, ok := c.Get("a", now); !ok || r.Verdict != 2 {
 		t.Errorf("a in memory: %+v, %v; want verdict 2", r, ok)

@@ -1,12 +1,10 @@
 package rcptverify
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"net/textproto"
@@ -19,6 +17,7 @@ import (
 
 	"mxgate/address"
 	"mxgate/smtptext"
+	"mxgate/starttls"
 )
 
 // calloutStore asks one store by LMTP or SMTP: LHLO/EHLO once per
@@ -47,10 +46,7 @@ func (c *storeConn) Close() error { return c.cl.Close() }
 
 func newCalloutStore(st Store, o Options) *calloutStore {
 	t := st.Target
-	network, addr := "tcp", net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
-	if t.Scheme == "lmtp+unix" {
-		network, addr = "unix", t.Path
-	}
+	network, addr := t.endpoint()
 	s := &calloutStore{
 		where:    t.Scheme + " " + addr,
 		hostname: o.Hostname,
@@ -78,7 +74,7 @@ func newCalloutStore(st Store, o Options) *calloutStore {
 		}
 		c := &storeConn{nc: nc, host: display(t.Host, network, addr, nc.RemoteAddr())}
 		stop := context.AfterFunc(ctx, func() { nc.Close() })
-		phase, err := s.open(c, lmtp, mode, tc)
+		phase, err := s.open(ctx, c, lmtp, mode, tc)
 		if !stop() || err != nil && ctx.Err() != nil {
 			err = context.Cause(ctx)
 		}
@@ -86,7 +82,7 @@ func newCalloutStore(st Store, o Options) *calloutStore {
 			return c, nil
 		}
 		nc.Close()
-		var he *handshakeError
+		var he *starttls.HandshakeError
 		switch {
 		case phase == "":
 			return nil, err
@@ -97,7 +93,7 @@ func newCalloutStore(st Store, o Options) *calloutStore {
 	}
 	s.pool = newPool(o.MaxConnections, o.IdleTimeout, func(ctx context.Context) (*storeConn, error) {
 		c, err := dial(ctx, mode)
-		var he *handshakeError
+		var he *starttls.HandshakeError
 		if errors.As(err, &he) && mode != TLSRequired && !st.TLSVerify && ctx.Err() == nil {
 			// A store whose TLS is broken is asked in clear, as delivery
 			// to it goes on in clear.
@@ -111,7 +107,7 @@ func newCalloutStore(st Store, o Options) *calloutStore {
 // open greets the store on c.nc and, per mode, starts TLS. A failure
 // comes with the step that failed ("greeting/LHLO"), or none when the
 // error says it all.
-func (s *calloutStore) open(c *storeConn, lmtp bool, mode string, tc *tls.Config) (phase string, err error) {
+func (s *calloutStore) open(ctx context.Context, c *storeConn, lmtp bool, mode string, tc *tls.Config) (phase string, err error) {
 	hello := "EHLO"
 	if lmtp {
 		hello = "LHLO"
@@ -130,7 +126,7 @@ func (s *calloutStore) open(c *storeConn, lmtp bool, mode string, tc *tls.Config
 		}
 		return "", nil
 	}
-	tlsConn, err := s.startTLS(c.nc, tc)
+	tlsConn, err := starttls.Client(ctx, c.nc, tc, s.timeout)
 	var te *textproto.Error
 	switch {
 	case err == nil:
@@ -163,40 +159,6 @@ func (s *calloutStore) client(nc net.Conn, lmtp bool) *smtp.Client {
 	return cl
 }
 
-// handshakeError is a failed TLS handshake after the store agreed to
-// STARTTLS: the connection is lost, unlike a refused STARTTLS.
-type handshakeError struct{ err error }
-
-func (e *handshakeError) Error() string { return "TLS handshake: " + e.err.Error() }
-func (e *handshakeError) Unwrap() error { return e.err }
-
-// startTLS speaks STARTTLS on the raw connection, beside the go-smtp
-// client (which has no exported StartTLS), and returns the TLS
-// connection over it. A refusal is a *textproto.Error.
-func (s *calloutStore) startTLS(raw net.Conn, tc *tls.Config) (net.Conn, error) {
-	if err := raw.SetDeadline(time.Now().Add(s.timeout)); err != nil {
-		return nil, err
-	}
-	defer raw.SetDeadline(time.Time{})
-	if _, err := io.WriteString(raw, "STARTTLS\r\n"); err != nil {
-		return nil, err
-	}
-	br := bufio.NewReader(raw)
-	if _, _, err := textproto.NewReader(br).ReadResponse(220); err != nil {
-		return nil, err
-	}
-	if br.Buffered() > 0 {
-		// Anything sent after the 220 would be read as if it came over
-		// TLS (the CVE-2011-0411 class of bug).
-		return nil, &handshakeError{errors.New("the store sent clear-text data after its STARTTLS reply")}
-	}
-	conn := tls.Client(raw, tc)
-	if err := conn.Handshake(); err != nil {
-		return nil, &handshakeError{err}
-	}
-	return conn, nil
-}
-
 // greeted hands out greeting before what the connection reads.
 type greeted struct {
 	net.Conn
@@ -210,6 +172,14 @@ func (g *greeted) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return g.Conn.Read(p)
+}
+
+// endpoint is where t is dialled: its socket for lmtp+unix, else TCP.
+func (t Target) endpoint() (network, addr string) {
+	if t.Scheme == "lmtp+unix" {
+		return "unix", t.Path
+	}
+	return "tcp", net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
 }
 
 // display is the store as Exim names a host in a callout's log line,

@@ -3,8 +3,6 @@ package rcptverify
 import (
 	"context"
 	"fmt"
-	"net"
-	"strconv"
 
 	"mxgate/address"
 	"mxgate/filters"
@@ -98,11 +96,8 @@ func (s session) Rcpt(ctx context.Context, _ *filters.Tx, rcpt string) filters.V
 func source(st Store) string {
 	switch st.Source {
 	case SourceCallout:
-		t := st.Target
-		if t.Scheme == "lmtp+unix" {
-			return "callout to lmtp+unix " + t.Path
-		}
-		return "callout to " + t.Scheme + " " + net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
+		_, addr := st.Target.endpoint()
+		return "callout to " + st.Target.Scheme + " " + addr
 	case SourceFile:
 		return "file " + st.Path
 	case SourceDovecot:

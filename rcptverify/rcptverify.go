@@ -312,9 +312,8 @@ func (v *Verifier) run(ctx context.Context, st Store, key, cacheKey string) Resu
 	}
 	e := hints.Entry{Key: cacheKey, Rec: hints.Record{Verdict: int(res.Verdict), Reply: res.Detail, Stored: now, Expires: now.Add(ttl)}}
 	v.mu.Lock()
-	deleted := v.cache.Add(e)
+	v.cache.Add(e)
 	v.mu.Unlock()
-	v.cache.Persist([]hints.Entry{e}, deleted)
 	return res
 }
 
@@ -329,34 +328,26 @@ type calloutKey struct {
 
 func (v *Verifier) callout(st Store) *calloutStore {
 	k := calloutKey{st.Target, st.StartTLS, st.TLSVerify, st.ConnectTimeout}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	s := v.callouts[k]
-	if s == nil {
-		s = newCalloutStore(st, v.o)
-		v.callouts[k] = s
-	}
-	return s
+	return shared(&v.mu, v.callouts, k, func() *calloutStore { return newCalloutStore(st, v.o) })
 }
 
 func (v *Verifier) dovecot(path string) *dovecotStore {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	s := v.dovecots[path]
-	if s == nil {
-		s = newDovecotStore(path, v.o)
-		v.dovecots[path] = s
-	}
-	return s
+	return shared(&v.mu, v.dovecots, path, func() *dovecotStore { return newDovecotStore(path, v.o) })
 }
 
 func (v *Verifier) file(path string) *recipientsFile {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	f := v.files[path]
-	if f == nil {
-		f = &recipientsFile{path: path, panic: v.o.Panic}
-		v.files[path] = f
+	return shared(&v.mu, v.files, path, func() *recipientsFile { return &recipientsFile{path: path, panic: v.o.Panic} })
+}
+
+// shared is m's store for k, made by mk the first time, so the routes
+// that name one store share it.
+func shared[K comparable, S any](mu *sync.Mutex, m map[K]S, k K, mk func() S) S {
+	mu.Lock()
+	defer mu.Unlock()
+	s, ok := m[k]
+	if !ok {
+		s = mk()
+		m[k] = s
 	}
-	return f
+	return s
 }
