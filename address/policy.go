@@ -34,6 +34,11 @@ func NewPolicy(domains []string, trusted []netip.Prefix) *Policy {
 	return p
 }
 
+// Everyone is the policy that trusts every client: what it refuses, no
+// client may send to (an address trick, a literal). Local submission and
+// the -bt test judge addresses by it.
+var Everyone = NewPolicy(nil, []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")})
+
 // Trusted reports whether ip is in a trusted network. An IPv4-mapped IPv6
 // peer is matched as the IPv4 address it is.
 func (p *Policy) Trusted(ip netip.Addr) bool {

@@ -56,12 +56,14 @@ func (p *Pipeline) Close() error {
 	return first
 }
 
-// Build returns the pipeline of cfg. test builds it for a -bh session:
+// Build returns the pipeline of cfg, refusing and verifying recipients by
+// rt: the daemon's router, the one its queue delivers by, or for -bh and
+// tests route.New(RouteOptions(cfg)). test builds it for a -bh session:
 // the callout cache then lives in memory only, since the daemon holds the
 // cache file and a test must not change what the daemon remembers.
-func Build(cfg *config.Config, log filters.Logger, test bool) (*Pipeline, error) {
+func Build(cfg *config.Config, log filters.Logger, rt *route.Router, test bool) (*Pipeline, error) {
 	p := &Pipeline{}
-	o, err := options(cfg, log, test, p)
+	o, err := options(cfg, log, rt, test, p)
 	if err != nil {
 		p.Close() // what was opened before the error
 		return nil, err
@@ -72,7 +74,7 @@ func Build(cfg *config.Config, log filters.Logger, test bool) (*Pipeline, error)
 
 // options are the pipeline's checks, in order, each with its guard; what
 // must be closed later goes into p.
-func options(cfg *config.Config, log filters.Logger, test bool, p *Pipeline) (filters.Options, error) {
+func options(cfg *config.Config, log filters.Logger, rt *route.Router, test bool, p *Pipeline) (filters.Options, error) {
 	policy := address.NewPolicy(cfg.Relay.Domains, cfg.Relay.TrustedNetworks)
 	o := filters.Options{Log: log}
 	// The relay policy first: no other check ever sees a recipient it
@@ -82,7 +84,6 @@ func options(cfg *config.Config, log filters.Logger, test bool, p *Pipeline) (fi
 	// Then routing: a trusted client's recipient that no route takes
 	// (outbound "none") is refused now rather than bounced later. It
 	// waits for nothing either.
-	rt := route.New(RouteOptions(cfg))
 	o.Checks = append(o.Checks, filters.Step{Check: route.NewCheck(rt), OnError: filters.OnErrorTempfail})
 	if r := cfg.RBL; len(r.Lists) > 0 {
 		k, err := newRBL(cfg, log, policy)

@@ -89,7 +89,7 @@ func TestOptions(t *testing.T) {
 	dir := t.TempDir()
 	cfg := fullConfig(t, dir, dkimtest.New(t).File)
 	p := &Pipeline{}
-	o, err := options(cfg, mainlog.Discard(), false, p)
+	o, err := options(cfg, mainlog.Discard(), route.New(RouteOptions(cfg)), false, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,13 +133,15 @@ func TestOptions(t *testing.T) {
 // closed, so the next Build on the data_dir gets it at once.
 func TestBuildClosesOnError(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := Build(fullConfig(t, dir, filepath.Join(dir, "missing.pem")), mainlog.Discard(), false); err == nil ||
+	bad := fullConfig(t, dir, filepath.Join(dir, "missing.pem"))
+	if _, err := Build(bad, mainlog.Discard(), route.New(RouteOptions(bad)), false); err == nil ||
 		!strings.HasPrefix(err.Error(), "msgauth.dkim_sign: ") {
 		t.Fatalf("Build with a missing key = %v, want a msgauth.dkim_sign error", err)
 	}
 	built := make(chan error, 1)
 	go func() {
-		p, err := Build(fullConfig(t, dir, dkimtest.New(t).File), mainlog.Discard(), false)
+		cfg := fullConfig(t, dir, dkimtest.New(t).File)
+		p, err := Build(cfg, mainlog.Discard(), route.New(RouteOptions(cfg)), false)
 		if err == nil {
 			err = p.Close()
 		}

@@ -14,8 +14,9 @@ import (
 // store and the outbound mode, with the Maildir stores' transports and no
 // network transport. The RCPT check needs the rules and a Maildir store's
 // answer to where a recipient's Maildir is (no network, cheap: a users
-// file at most); cmd/mxgate adds the network transports for the queue and
-// -bt, so all three route by the same options.
+// file at most), so a router of these alone serves -bh; cmd/mxgate adds
+// the network transports for the daemon (whose checks and queue share the
+// one router) and -bt, so all route by the same options.
 func RouteOptions(cfg *config.Config) route.Options {
 	o := route.Options{
 		RelayDomains: cfg.Relay.Domains,

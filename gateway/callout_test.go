@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"mxgate/internal/peertest"
 	"net"
 	"path/filepath"
 	"slices"
@@ -20,7 +19,9 @@ import (
 	"mxgate/checks"
 	"mxgate/config"
 	"mxgate/internal/dnstest"
+	"mxgate/internal/peertest"
 	"mxgate/mainlog"
+	"mxgate/route"
 	"mxgate/spool"
 )
 
@@ -417,7 +418,7 @@ func TestCalloutClosedOnShutdown(t *testing.T) {
 		var pl *checks.Pipeline
 		go func() {
 			var err error
-			if pl, err = checks.Build(cfg, mainlog.Discard(), false); err != nil {
+			if pl, err = checks.Build(cfg, mainlog.Discard(), route.New(checks.RouteOptions(cfg)), false); err != nil {
 				made <- err
 				return
 			}

@@ -21,6 +21,7 @@ import (
 	"mxgate/filters"
 	"mxgate/internal/tlstest"
 	"mxgate/mainlog"
+	"mxgate/route"
 	"mxgate/spool"
 )
 
@@ -75,7 +76,7 @@ func newTestServerWith(t *testing.T, edit func(*config.Config), build func(*conf
 		t.Fatal(err)
 	}
 	ts := &testServer{t: t, spool: sp, cfg: cfg, logDir: logDir, served: make(chan error, 1)}
-	pl, err := checks.Build(cfg, lg, false)
+	pl, err := checks.Build(cfg, lg, route.New(checks.RouteOptions(cfg)), false)
 	if err != nil {
 		t.Fatal(err)
 	}

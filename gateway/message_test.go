@@ -136,6 +136,35 @@ func TestLineEndsReadError(t *testing.T) {
 	}
 }
 
+// FuzzLineEnds: lineEnds, converting in the reader's own buffer, against
+// the rule a byte at a time (CRLF and bare LF end a line, a bare CR is
+// dropped), read in pieces of every size.
+func FuzzLineEnds(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte, chunk, size uint8) {
+		var want []byte
+		wantBare := false
+		for i := 0; i < len(data); i++ {
+			switch c := data[i]; {
+			case c == '\r' && i+1 < len(data) && data[i+1] == '\n':
+				want = append(want, '\n')
+				i++
+			case c == '\r':
+				wantBare = true
+			case c == '\n':
+				want = append(want, '\n')
+				wantBare = true
+			default:
+				want = append(want, c)
+			}
+		}
+		le := &lineEnds{r: &chunkReader{data: data, n: int(chunk%16) + 1}}
+		got, err := io.ReadAll(bufio.NewReaderSize(le, 16+int(size)))
+		if err != nil || !bytes.Equal(got, want) || le.Bare != wantBare {
+			t.Fatalf("%q: got %q, bare %v, %v; want %q, bare %v", data, got, le.Bare, err, want, wantBare)
+		}
+	})
+}
+
 func TestReceivedHeader(t *testing.T) {
 	when := time.Date(2025, 11, 24, 10, 0, 0, 0, time.FixedZone("", 3600))
 	tests := []struct {

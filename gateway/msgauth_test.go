@@ -20,6 +20,7 @@ import (
 	"mxgate/filters/msgauth"
 	"mxgate/internal/dkimtest"
 	"mxgate/mainlog"
+	"mxgate/route"
 	"mxgate/spool"
 )
 
@@ -193,7 +194,7 @@ func TestDKIMSignBadKey(t *testing.T) {
 			cfg.Hostname = "mx.example.test"
 			cfg.Listen = []string{"127.0.0.1:0"}
 			withMsgAuth("127.0.0.1:53", config.DKIMSign{Domain: "example.test", Selector: "sel1", KeyFile: tt.file})(cfg)
-			pl, err := checks.Build(cfg, mainlog.Discard(), false)
+			pl, err := checks.Build(cfg, mainlog.Discard(), route.New(checks.RouteOptions(cfg)), false)
 			if err == nil {
 				pl.Close()
 				t.Fatal("checks.Build succeeded, want an error")

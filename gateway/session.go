@@ -348,8 +348,6 @@ func (s *session) Data(r io.Reader) error {
 
 	reject := srv.cfg.SMTP.BareNewline != "normalize"
 	le := &lineEnds{r: &limitReader{r: dr, max: int64(srv.cfg.SMTP.MaxMessageSize)}}
-	le.buf = dataBufs.Get().(*[]byte)
-	defer dataBufs.Put(le.buf)
 	br := dataReaders.Get().(*bufio.Reader)
 	br.Reset(le)
 	// Dropped before it goes back: a pooled reader must not keep the

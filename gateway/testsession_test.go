@@ -12,6 +12,7 @@ import (
 	"mxgate/checks"
 	"mxgate/config"
 	"mxgate/internal/tlstest"
+	"mxgate/route"
 )
 
 // testSession runs a -bh session from ip with script as the client's
@@ -30,7 +31,7 @@ func testSession(t *testing.T, edit func(*config.Config), ip, script string) (ou
 	}
 	var o, tr bytes.Buffer
 	tracer := NewTracer(&tr)
-	pl, err := checks.Build(cfg, tracer, true)
+	pl, err := checks.Build(cfg, tracer, route.New(checks.RouteOptions(cfg)), true)
 	if err != nil {
 		t.Fatal(err)
 	}

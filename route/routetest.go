@@ -20,10 +20,6 @@ const (
 	TestUndeliverable = 2 // an address that would be refused or bounced
 )
 
-// everyone is a policy that trusts every client: what it refuses, no
-// client may send to (an address trick, a literal).
-var everyone = address.NewPolicy(nil, []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")})
-
 // Test writes, for each address, how the daemon routes it, in the shape
 // of Exim's -bt, and returns the exit status: the worst of all the
 // addresses. Nothing is sent. A store's or the smarthost's host name is
@@ -39,7 +35,7 @@ var everyone = address.NewPolicy(nil, []netip.Prefix{netip.MustParsePrefix("0.0.
 func (r *Router) Test(ctx context.Context, w io.Writer, addrs []string) int {
 	status := TestOK
 	for _, addr := range addrs {
-		a, ref := everyone.Recipient(netip.IPv4Unspecified(), addr)
+		a, ref := address.Everyone.Recipient(netip.IPv4Unspecified(), addr)
 		if ref != nil {
 			why, st := ref.Log, TestUndeliverable
 			if ref.Code == 501 {

@@ -75,7 +75,7 @@ type AcceptFunc func(rcpt address.Address) *address.Refusal
 // retries, a submission cannot.
 func Routable(r *route.Router) AcceptFunc {
 	return func(a address.Address) *address.Refusal {
-		if ref := trustedClient.Allow(netip.IPv4Unspecified(), a); ref != nil {
+		if ref := address.Everyone.Allow(netip.IPv4Unspecified(), a); ref != nil {
 			return ref
 		}
 		if ref := r.Refusal(a); ref != nil && ref.Code/100 == 5 {
@@ -84,10 +84,6 @@ func Routable(r *route.Router) AcceptFunc {
 		return nil
 	}
 }
-
-// trustedClient is the relay policy with every network trusted: what it
-// refuses, no client may send to.
-var trustedClient = address.NewPolicy(nil, []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")})
 
 // Options describe one submission.
 type Options struct {

@@ -72,7 +72,7 @@ func serve(e *env) error {
 	// After the runner's stop below: no delivery uses a session any more.
 	defer closeRouter(router, cfg)
 	runner := newRunner(cfg, sp, log, router)
-	pl, err := checks.Build(cfg, log, false)
+	pl, err := checks.Build(cfg, log, router, false)
 	if err != nil {
 		return err
 	}

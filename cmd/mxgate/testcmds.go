@@ -52,7 +52,7 @@ func hostTest(e *env) error {
 		return err
 	}
 	tr := gateway.NewTracer(e.stderr)
-	pl, err := checks.Build(cfg, tr, true)
+	pl, err := checks.Build(cfg, tr, route.New(checks.RouteOptions(cfg)), true)
 	if err != nil {
 		return err
 	}

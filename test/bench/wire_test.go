@@ -7,6 +7,7 @@ import (
 	"mxgate/config"
 	"mxgate/gateway"
 	"mxgate/mainlog"
+	"mxgate/route"
 	"mxgate/spool"
 )
 
@@ -17,7 +18,7 @@ import (
 // gateway. This is the only function of the benchmark that knows how.
 func newGateway(tb testing.TB, cfg *config.Config, sp *spool.Spool, log *mainlog.Logger) *gateway.Server {
 	tb.Helper()
-	pl, err := checks.Build(cfg, log, false)
+	pl, err := checks.Build(cfg, log, route.New(checks.RouteOptions(cfg)), false)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -49,9 +49,19 @@ func runBinary(t *testing.T, args ...string) cliResult {
 // name) with args, bounded by cliTimeout.
 func runProgram(t *testing.T, prog string, args ...string) cliResult {
 	t.Helper()
+	return runWith(t, nil, prog, args...)
+}
+
+// runWith is runProgram with setup, when not nil, adding to the command
+// (its stdin, its user) before it starts.
+func runWith(t *testing.T, setup func(*exec.Cmd), prog string, args ...string) cliResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, prog, args...)
+	if setup != nil {
+		setup(cmd)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

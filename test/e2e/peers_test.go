@@ -113,9 +113,10 @@ type dovecot struct {
 	port int
 }
 
-// startDovecot starts Dovecot LMTP in a scratch directory; it is stopped
-// when the test ends.
-func startDovecot(t *testing.T) *dovecot {
+// startDovecot starts Dovecot LMTP in a scratch directory, with
+// scripts/peers.sh's further arguments (a users file); it is stopped when
+// the test ends.
+func startDovecot(t *testing.T, args ...string) *dovecot {
 	t.Helper()
 	requirePrograms(t, "dovecot", "doveadm")
 	dir := t.TempDir()
@@ -127,7 +128,7 @@ func startDovecot(t *testing.T) *dovecot {
 		}
 	}
 	d := &dovecot{dir: dir, port: peertest.FreePort(t, false)}
-	peertest.Start(t, "dovecot-lmtp", d.dir, d.port)
+	peertest.Start(t, "dovecot-lmtp", d.dir, d.port, args...)
 	return d
 }
 

@@ -18,16 +18,7 @@ import (
 // auth-userdb socket answers lookups.
 func startDovecotUsers(t *testing.T) *dovecot {
 	t.Helper()
-	requirePrograms(t, "dovecot", "doveadm")
-	dir := t.TempDir()
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	d := &dovecot{dir: dir, port: peertest.FreePort(t, false)}
-	peertest.Start(t, "dovecot-lmtp", d.dir, d.port, testdata("dovecot-users"))
-	return d
+	return startDovecot(t, testdata("dovecot-users"))
 }
 
 // socket is the auth-userdb socket of a Dovecot with a users file.

@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -105,26 +103,10 @@ func newSubmission(t *testing.T, unprivileged bool, outbound string) *submission
 // run runs `mxgate -config CFG ARGS...` with stdin, bounded by cliTimeout.
 func (s *submission) run(stdin string, args ...string) cliResult {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, s.bin, append([]string{"-config", s.cfgPath}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		s.t.Fatalf("mxgate %s: still running after %v; killed", strings.Join(args, " "), cliTimeout)
-	}
-	r := cliResult{stdout: stdout.String(), stderr: stderr.String()}
-	var exit *exec.ExitError
-	switch {
-	case errors.As(err, &exit):
-		r.code = exit.ExitCode()
-	case err != nil:
-		s.t.Fatalf("running mxgate %s: %v", strings.Join(args, " "), err)
-	}
-	return r
+	return runWith(s.t, func(cmd *exec.Cmd) {
+		cmd.Stdin = strings.NewReader(stdin)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
+	}, s.bin, append([]string{"-config", s.cfgPath}, args...)...)
 }
 
 // delivered is the one message in the Maildir of addr (local@domain).
