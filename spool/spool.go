@@ -450,17 +450,11 @@ func (s *Spool) Lock(id ID) (unlock func(), err error) {
 // List returns every message that has an -H file, in arrival order.
 func (s *Spool) List() ([]ID, error) {
 	var ids []ID
-	for i := range len(base62) {
-		entries, err := os.ReadDir(filepath.Join(s.dir, "input", base62[i:i+1]))
-		if err != nil {
-			return nil, fmt.Errorf("spool: %w", err)
-		}
-		for _, e := range entries {
-			id, ok := strings.CutSuffix(e.Name(), "-H")
-			if ok && ValidID(id) && id[5] == base62[i] {
-				ids = append(ids, ID(id))
-			}
-		}
+	if err := s.Walk("", func(id ID) bool {
+		ids = append(ids, id)
+		return true
+	}); err != nil {
+		return nil, err
 	}
 	slices.SortFunc(ids, ID.Compare)
 	return ids, nil
