@@ -619,7 +619,17 @@ func (s *Spool) OpenMessage(id ID) (io.ReadCloser, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	f, size, err := s.openData(id)
+	return s.OpenEnvelope(env)
+}
+
+// OpenEnvelope is OpenMessage for a message whose envelope is in hand
+// (from Load, under its lock): a delivery attempt opens the message once
+// a group without reading and parsing its -H file each time.
+func (s *Spool) OpenEnvelope(env *Envelope) (io.ReadCloser, int64, error) {
+	if err := checkID(env.ID); err != nil {
+		return nil, 0, err
+	}
+	f, size, err := s.openData(env.ID)
 	if err != nil {
 		return nil, 0, err
 	}
