@@ -273,25 +273,15 @@ func (s *Spool) syncBatch(batch []syncRequest) {
 	// The directories too, at once: with the split spool a batch names
 	// many of them, and one after the other they were a queue of their
 	// own behind the first one's journal commit.
-	var mu sync.Mutex
-	results := make(map[string]error, 1)
+	dirErrs := make(map[string]*error, 1)
 	for _, r := range batch {
 		if r.files != nil {
 			continue
 		}
-		mu.Lock()
-		_, seen := results[r.dir]
-		if !seen {
-			results[r.dir] = nil
-		}
-		mu.Unlock()
-		if !seen {
-			wg.Go(func() {
-				err := s.fsync(r.dir)
-				mu.Lock()
-				results[r.dir] = err
-				mu.Unlock()
-			})
+		if _, seen := dirErrs[r.dir]; !seen {
+			err := new(error)
+			dirErrs[r.dir] = err
+			wg.Go(func() { *err = s.fsync(r.dir) })
 		}
 	}
 	wg.Wait()
@@ -299,7 +289,7 @@ func (s *Spool) syncBatch(batch []syncRequest) {
 		if r.files != nil {
 			r.done <- errors.Join(fileErrs[i]...)
 		} else {
-			r.done <- results[r.dir]
+			r.done <- *dirErrs[r.dir]
 		}
 	}
 }
