@@ -405,10 +405,17 @@ func (md *Maildir) write(ctx context.Context, f *os.File, src io.Reader, sender,
 // it relative to its parent's descriptor (with own). It returns the
 // Maildir's descriptor and its path, for messages.
 func (md *Maildir) openMaildir(pl place, own owner) (int, string, error) {
-	if err := md.mkdirs(pl.base); err != nil {
-		return -1, "", err
+	const flags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
+	fd, err := unix.Open(pl.base, flags, 0)
+	if err != nil {
+		// Missing (or not a directory, which mkdirs words): created,
+		// then opened again. The base is there at every delivery but
+		// the first, so it costs no stat before the open.
+		if err := md.mkdirs(pl.base); err != nil {
+			return -1, "", err
+		}
+		fd, err = unix.Open(pl.base, flags, 0)
 	}
-	fd, err := unix.Open(pl.base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, "", fmt.Errorf("maildir: %w", &fs.PathError{Op: "open", Path: pl.base, Err: err})
 	}
