@@ -119,23 +119,23 @@ func TestPlainLocal(t *testing.T) {
 	}
 }
 
-// lineWriter gives the same output however the input is split across
-// writes, so a CR at the end of one read and LF at the start of the next
-// are still one line ending.
-func TestLineWriter(t *testing.T) {
+// wireBody makes every line ending one CRLF and gives the same output
+// however the input is split across writes, so a CR at the end of one read
+// and LF at the start of the next are still one line ending.
+func TestWireBodyLineEnds(t *testing.T) {
 	tests := []struct{ in, want string }{
-		{"a\nb\n", "a\nb\n"},
-		{"a\r\nb\r\n", "a\nb\n"},
-		{"a\rb\r", "a\nb\n"},
-		{"a\r\r\nb", "a\n\nb"},
-		{"a\n\rb", "a\n\nb"},
-		{"\r\n\r\n", "\n\n"},
+		{"a\nb\n", "a\r\nb\r\n"},
+		{"a\r\nb\r\n", "a\r\nb\r\n"},
+		{"a\rb\r", "a\r\nb\r\n"},
+		{"a\r\r\nb", "a\r\n\r\nb"},
+		{"a\n\rb", "a\r\n\r\nb"},
+		{"\r\n\r\n", "\r\n\r\n"},
 		{"no newline", "no newline"},
 	}
 	for _, tt := range tests {
 		for _, split := range []int{1, 2, 3, 64} {
 			var out bytes.Buffer
-			lw := &lineWriter{w: &out}
+			lw := &wireBody{w: &out}
 			r := iotest.HalfReader(strings.NewReader(tt.in))
 			buf := make([]byte, split)
 			for {

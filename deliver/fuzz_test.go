@@ -99,30 +99,26 @@ func FuzzMaildirLayout(f *testing.F) {
 	})
 }
 
-// FuzzWireBody: lineWriter and wireBody write what textproto's DotWriter
-// (which they replace) writes for the same message: CRLF line ends, leading
-// dots doubled, no bare CR, and the end of data after a line end — however
-// the message is cut into writes.
+// FuzzWireBody: wireBody writes what textproto's DotWriter (which it
+// replaces) writes for the same message with its line ends made LF:
+// CRLF line ends, leading dots doubled, no bare CR, and the end of data
+// after a line end — however the message is cut into writes.
 func FuzzWireBody(f *testing.F) {
 	for _, s := range []string{"", "a\n", ".\n", "..x\n.\r\n", "no end", "a\r\nb\rc\n.", "\n\n.\n"} {
 		f.Add([]byte(s), uint8(3))
 	}
 	f.Fuzz(func(t *testing.T, msg []byte, cut uint8) {
-		// What DotWriter gets from lineWriter: CR-free.
-		var norm bytes.Buffer
-		(&lineWriter{w: &norm}).Write(msg)
 		var want bytes.Buffer
 		dw := textproto.NewWriter(bufio.NewWriter(&want)).DotWriter()
-		dw.Write(norm.Bytes())
+		dw.Write(lfLines(msg))
 		dw.Close()
 
 		var got bytes.Buffer
 		body := &wireBody{w: &got}
-		lw := &lineWriter{w: body}
 		n := int(cut%16) + 1
 		for rest := msg; len(rest) > 0; {
 			k := min(n, len(rest))
-			if _, err := lw.Write(rest[:k]); err != nil {
+			if _, err := body.Write(rest[:k]); err != nil {
 				t.Fatal(err)
 			}
 			rest = rest[k:]
@@ -135,4 +131,25 @@ func FuzzWireBody(f *testing.F) {
 			t.Fatalf("%q in writes of %d: wireBody %q, DotWriter %q", msg, n, got.String(), want.String())
 		}
 	})
+}
+
+// lfLines is msg with every line ending (CRLF, LF or a lone CR) made one
+// LF, a byte at a time: FuzzWireBody's reference for what DotWriter, which
+// turns only LF into CRLF, is given.
+func lfLines(msg []byte) []byte {
+	var out []byte
+	cr := false
+	for _, c := range msg {
+		switch {
+		case c == '\r':
+			out = append(out, '\n')
+			cr = true
+		case c == '\n' && cr:
+			cr = false
+		default:
+			out = append(out, c)
+			cr = false
+		}
+	}
+	return out
 }

@@ -56,6 +56,10 @@ type Maildir struct {
 	owners owners
 	host   string // hostname as the Maildir unique-name spec escapes it
 	pid    int
+	// The layout split once: base is its fixed part (see place), segs
+	// the segments from the first with a field on, still with fields.
+	base string
+	segs []string
 }
 
 // deliveries is the Q part of the unique name: unique within the process
@@ -72,10 +76,21 @@ func NewMaildir(o MaildirOptions) *Maildir {
 	// The spec's escapes: "/" and ":" must not appear in a file name (":"
 	// starts the info part of names in cur/).
 	host = strings.NewReplacer("/", `\057`, ":", `\072`).Replace(host)
-	md := &Maildir{o: o, host: host, pid: os.Getpid()}
+	md := &Maildir{o: o, host: host, pid: os.Getpid(), base: o.Root}
 	if o.Users != "" {
 		md.users = &userMap{path: o.Users}
 	}
+	if filepath.IsAbs(o.Layout) {
+		md.base = "/"
+	}
+	for seg := range strings.SplitSeq(strings.Trim(o.Layout, "/"), "/") {
+		if md.segs == nil && !layoutField.MatchString(seg) {
+			md.base = filepath.Join(md.base, seg)
+			continue
+		}
+		md.segs = append(md.segs, seg)
+	}
+	md.base = filepath.Clean(md.base)
 	return md
 }
 
@@ -182,18 +197,10 @@ func (md *Maildir) place(rcpt string) (place, error) {
 		}
 		fields["{user}"], pl.user = name, name
 	}
-	pl.base = md.o.Root
-	if filepath.IsAbs(md.o.Layout) {
-		pl.base = "/"
-	}
-	for seg := range strings.SplitSeq(strings.Trim(md.o.Layout, "/"), "/") {
-		if pl.elems == nil && !layoutField.MatchString(seg) {
-			pl.base = filepath.Join(pl.base, seg)
-			continue
-		}
+	pl.base = md.base
+	for _, seg := range md.segs {
 		pl.elems = append(pl.elems, layoutField.ReplaceAllStringFunc(seg, func(f string) string { return fields[f] }))
 	}
-	pl.base = filepath.Clean(pl.base)
 	return pl, nil
 }
 
@@ -398,10 +405,17 @@ func (md *Maildir) write(ctx context.Context, f *os.File, src io.Reader, sender,
 // it relative to its parent's descriptor (with own). It returns the
 // Maildir's descriptor and its path, for messages.
 func (md *Maildir) openMaildir(pl place, own owner) (int, string, error) {
-	if err := md.mkdirs(pl.base); err != nil {
-		return -1, "", err
+	const flags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
+	fd, err := unix.Open(pl.base, flags, 0)
+	if err != nil {
+		// Missing (or not a directory, which mkdirs words): created,
+		// then opened again. The base is there at every delivery but
+		// the first, so it costs no stat before the open.
+		if err := md.mkdirs(pl.base); err != nil {
+			return -1, "", err
+		}
+		fd, err = unix.Open(pl.base, flags, 0)
 	}
-	fd, err := unix.Open(pl.base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, "", fmt.Errorf("maildir: %w", &fs.PathError{Op: "open", Path: pl.base, Err: err})
 	}

@@ -344,7 +344,7 @@ func (t *mxTransport) mxHosts(ctx context.Context, domain string) (hosts []MXHos
 		if errors.As(err, &de) && de.Timeout() {
 			why = Timeout
 		}
-		return nil, false, &PlanError{Deferred, why, fmt.Sprintf("DNS lookup of the MX hosts of %s failed: %s", domain, dnsReason(err))}
+		return nil, false, &PlanError{Deferred, why, fmt.Sprintf("DNS lookup of the MX hosts of %s failed: %s", domain, dnsclient.Reason(err))}
 	}
 	if a.NXDomain {
 		return nil, false, &PlanError{Failed, Unroutable, fmt.Sprintf("domain %s does not exist (DNS: NXDOMAIN)", domain)}
@@ -390,7 +390,7 @@ func (t *mxTransport) addrs(ctx context.Context, host string) ([]netip.Addr, boo
 	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
 		a, err := t.lookup(ctx, host, qtype)
 		if err != nil {
-			return nil, false, fmt.Errorf("%s: DNS %s lookup failed: %s", host, dnsclient.TypeString(qtype), dnsReason(err))
+			return nil, false, fmt.Errorf("%s: DNS %s lookup failed: %s", host, dnsclient.TypeString(qtype), dnsclient.Reason(err))
 		}
 		secure = secure && a.Secure
 		for _, rr := range a.Records {
@@ -454,7 +454,7 @@ func (t *mxTransport) tlsFor(ctx context.Context, id, domain, host string, secur
 	a, err := t.lookup(ctx, name, dns.TypeTLSA)
 	switch {
 	case err != nil && secure:
-		return tlsPolicy{}, fmt.Errorf("%s: DANE: TLSA lookup for %s failed: %s", host, name, dnsReason(err))
+		return tlsPolicy{}, fmt.Errorf("%s: DANE: TLSA lookup for %s failed: %s", host, name, dnsclient.Reason(err))
 	case err == nil && a.Secure:
 		if records := dane.Usable(a.Records); len(records) > 0 {
 			return tlsPolicy{
@@ -508,16 +508,6 @@ func (t *mxTransport) lookup(ctx context.Context, name string, qtype uint16) (dn
 		defer cancel()
 	}
 	return t.dns.Lookup(ctx, name, qtype)
-}
-
-// dnsReason words a DNS failure without naming the resolvers: the text
-// may end up in a bounce.
-func dnsReason(err error) string {
-	var de *dnsclient.Error
-	if errors.As(err, &de) {
-		return de.Reason()
-	}
-	return err.Error()
 }
 
 // domainLimit bounds the sessions open at once per recipient domain.

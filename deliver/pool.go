@@ -36,16 +36,25 @@ type destKey struct{ network, addr, host string }
 
 // dest is one destination's connections: open counts those in use, being
 // dialled and idle; waiters are the deliveries waiting for one, first
-// come first served.
+// come first served. A waiter is handed an idle connection, or nil: the
+// right to dial one.
 type dest struct {
 	open    int
 	idle    []*conn // oldest first
-	waiters []chan *grant
+	waiters []chan *conn
 }
 
-// grant is what a waiting delivery gets: an idle connection, or (c nil)
-// the right to dial one.
-type grant struct{ c *conn }
+// hand gives c (nil: the right to dial) to the first waiting delivery;
+// false when none waits. Called with p.mu held.
+func (d *dest) hand(c *conn) bool {
+	if len(d.waiters) == 0 {
+		return false
+	}
+	w := d.waiters[0]
+	d.waiters = d.waiters[1:]
+	w <- c
+	return true
+}
 
 // conn is one open session between transactions.
 type conn struct {
@@ -105,12 +114,11 @@ func (p *pool) get(ctx context.Context, key destKey) (*lease, error) {
 		p.mu.Unlock()
 		return l, nil
 	}
-	ch := make(chan *grant, 1)
+	ch := make(chan *conn, 1)
 	d.waiters = append(d.waiters, ch)
 	p.mu.Unlock()
 	select {
-	case g := <-ch:
-		l.c = g.c
+	case l.c = <-ch:
 		return l, nil
 	case <-ctx.Done():
 		p.mu.Lock()
@@ -123,8 +131,8 @@ func (p *pool) get(ctx context.Context, key destKey) (*lease, error) {
 		}
 		p.mu.Unlock()
 		// Granted meanwhile: pass it on.
-		g := <-ch
-		(&lease{p: p, key: key, c: g.c}).release(g.c != nil)
+		c := <-ch
+		(&lease{p: p, key: key, c: c}).release(c != nil)
 		return nil, context.Cause(ctx)
 	}
 }
@@ -140,11 +148,8 @@ func (l *lease) release(healthy bool) {
 	p.mu.Lock()
 	d := p.dests[l.key]
 	if keep && !p.closed {
-		if len(d.waiters) > 0 {
-			w := d.waiters[0]
-			d.waiters = d.waiters[1:]
+		if d.hand(c) {
 			p.mu.Unlock()
-			w <- &grant{c: c}
 			return
 		}
 		d.idle = append(d.idle, c)
@@ -171,10 +176,7 @@ func (l *lease) release(healthy bool) {
 // free gives up one of d's connections: its slot goes to the first
 // waiting delivery, which dials. Called with p.mu held.
 func (p *pool) free(key destKey, d *dest) {
-	if len(d.waiters) > 0 {
-		w := d.waiters[0]
-		d.waiters = d.waiters[1:]
-		w <- &grant{}
+	if d.hand(nil) {
 		return
 	}
 	d.open--

@@ -484,7 +484,7 @@ func (p *peer) transaction(s *session, cn *conn, m *Message, src io.Reader, reus
 		return false, s.fail("DATA", err) && healthy && !is421(err)
 	}
 	body := &wireBody{w: w}
-	_, err = io.Copy(&lineWriter{w: body}, sourceReader{src})
+	_, err = io.Copy(body, sourceReader{src})
 	if err == nil {
 		err = body.finish()
 	}

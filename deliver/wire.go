@@ -46,83 +46,67 @@ func (w *wireConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// lineWriter makes sure no CR reaches wireBody, which turns LF into CRLF
-// and would pass a bare CR through: a bare CR must never reach the wire
-// (SMTP smuggling), and "\r\r\n" must not come out as "\r\r\r\n". Every
-// line ending — CRLF, LF or a lone CR — becomes one LF here. The spool's
-// form has no CR, so that is the fast path.
-type lineWriter struct {
-	w   io.Writer
-	cr  bool // the previous byte was a CR, already written as LF
-	buf []byte
-}
-
-func (l *lineWriter) Write(p []byte) (int, error) {
-	// The spool's form has no CR at all: the gateway wrote LF line ends.
-	// Such input goes through untouched, without a copy.
-	if !l.cr && bytes.IndexByte(p, '\r') < 0 {
-		if _, err := l.w.Write(p); err != nil {
-			return 0, err
-		}
-		return len(p), nil
-	}
-	l.buf = l.buf[:0]
-	for _, c := range p {
-		switch {
-		case c == '\r':
-			l.buf = append(l.buf, '\n')
-			l.cr = true
-		case c == '\n' && l.cr:
-			l.cr = false
-		default:
-			l.buf = append(l.buf, c)
-			l.cr = false
-		}
-	}
-	if _, err := l.w.Write(l.buf); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
-// wireBody writes lineWriter's output (LF line ends, no CR) in DATA's
-// wire form for smtp.Client.DataWire: CRLF line ends and a leading dot
-// doubled (RFC 5321 4.5.2). It goes a line at a time with
+// wireBody writes the message in DATA's wire form for
+// smtp.Client.DataWire: CRLF line ends and a leading dot doubled (RFC 5321
+// 4.5.2). Every line ending of its input — LF, CRLF or a lone CR — becomes
+// one CRLF: a bare CR must never reach the wire (SMTP smuggling), and
+// "\r\r\n" must not come out as "\r\r\r\n". It goes a line at a time with
 // bytes.IndexByte; textproto's DotWriter, which it replaces, looked at
 // every byte and was a sixth of the daemon's CPU with 100 KiB messages.
+// The spool's form has no CR (the gateway wrote LF line ends), so the CR
+// search is one pass a write that finds none.
 type wireBody struct {
 	w       io.Writer
+	cr      bool // the last byte was a CR, already written as a line end
 	mid     bool // within a line: the last byte written was not a line end
 	written bool // anything at all
 }
 
 func (b *wireBody) Write(p []byte) (int, error) {
-	n := len(p)
-	b.written = b.written || n > 0
-	for len(p) > 0 {
-		if !b.mid && p[0] == '.' {
+	b.written = b.written || len(p) > 0
+	cr := bytes.IndexByte(p, '\r') // the next CR from i on; -1: none left
+	for i := 0; i < len(p); {
+		if b.cr {
+			b.cr = false
+			if p[i] == '\n' { // a CRLF's LF: the CR ended the line
+				i++
+				continue
+			}
+		}
+		if !b.mid && p[i] == '.' {
 			if _, err := io.WriteString(b.w, "."); err != nil {
 				return 0, err
 			}
 		}
-		j := bytes.IndexByte(p, '\n')
+		if cr >= 0 && cr < i {
+			if cr = bytes.IndexByte(p[i:], '\r'); cr >= 0 {
+				cr += i
+			}
+		}
+		j := bytes.IndexByte(p[i:], '\n')
+		if j >= 0 {
+			j += i
+		}
+		if cr >= 0 && (j < 0 || cr < j) {
+			j = cr
+		}
 		if j < 0 {
-			if _, err := b.w.Write(p); err != nil {
+			if _, err := b.w.Write(p[i:]); err != nil {
 				return 0, err
 			}
 			b.mid = true
-			return n, nil
+			break
 		}
-		if _, err := b.w.Write(p[:j]); err != nil {
+		if _, err := b.w.Write(p[i:j]); err != nil {
 			return 0, err
 		}
 		if _, err := io.WriteString(b.w, "\r\n"); err != nil {
 			return 0, err
 		}
-		b.mid = false
-		p = p[j+1:]
+		b.mid, b.cr = false, p[j] == '\r'
+		i = j + 1
 	}
-	return n, nil
+	return len(p), nil
 }
 
 // finish ends a last line that has no line end, as the end of data needs;

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -179,20 +180,22 @@ func (e *Error) Reason() string {
 				s = "no answer"
 			}
 		}
-		if !contains(parts, s) {
+		if !slices.Contains(parts, s) {
 			parts = append(parts, s)
 		}
 	}
 	return strings.Join(parts, ", ")
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
+// Reason is err's Reason when it is an Error, else its text: a DNS
+// failure worded without naming the resolvers, for text that may end up
+// in a bounce.
+func Reason(err error) string {
+	var de *Error
+	if errors.As(err, &de) {
+		return de.Reason()
 	}
-	return false
+	return err.Error()
 }
 
 func isTimeout(err error) bool {

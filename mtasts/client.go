@@ -95,7 +95,7 @@ func (c *Client) dial(ctx context.Context, d *net.Dialer, network, addr string) 
 	}
 	ips, err := c.o.DNS.LookupIP(ctx, host)
 	if err != nil {
-		return nil, fmt.Errorf("address of %s: %s", host, dnsReason(err))
+		return nil, fmt.Errorf("address of %s: %s", host, dnsclient.Reason(err))
 	}
 	var last error
 	for _, ip := range ips {
@@ -134,7 +134,7 @@ func (c *Client) policy(ctx context.Context, domain string) (*Policy, error) {
 		if haveCached {
 			return cached.policy, nil
 		}
-		return nil, fmt.Errorf("MTA-STS TXT lookup for _mta-sts.%s failed: %s", domain, dnsReason(err))
+		return nil, fmt.Errorf("MTA-STS TXT lookup for _mta-sts.%s failed: %s", domain, dnsclient.Reason(err))
 	}
 	var records []string
 	for _, rr := range txt.Records {
@@ -282,14 +282,4 @@ func (c *Client) load() error {
 		c.cache[domain] = e
 	}
 	return nil
-}
-
-// dnsReason words a DNS failure without naming the resolvers (the text
-// may end up in a bounce).
-func dnsReason(err error) string {
-	var de *dnsclient.Error
-	if errors.As(err, &de) {
-		return de.Reason()
-	}
-	return err.Error()
 }

@@ -553,7 +553,7 @@ func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 	id := env.ID
 	o := &outcome{via: make(map[string]string)}
 	if pending := env.Pending(); len(pending) > 0 {
-		rc, size, err := r.o.Spool.OpenMessage(id)
+		rc, size, err := r.o.Spool.OpenEnvelope(env)
 		if err != nil {
 			r.o.Log.Main(string(id), fmt.Sprintf("spool read error: %v", err))
 			return
@@ -687,7 +687,7 @@ func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g *group
 		Recipients: g.rcpts,
 		Size:       size,
 		Open: func() (io.ReadCloser, error) {
-			rc, _, err := r.o.Spool.OpenMessage(id)
+			rc, _, err := r.o.Spool.OpenEnvelope(env)
 			return rc, err
 		},
 	})

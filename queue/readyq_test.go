@@ -73,18 +73,8 @@ func TestReadyQueueBacklog(t *testing.T) {
 			}
 			start := time.Now()
 			close(tr.hold)
-			for {
-				n, err := e.sp.Count()
-				if err != nil {
-					t.Fatal(err)
-				}
-				if n == 0 {
-					break
-				}
-				if time.Since(start) > time.Minute {
-					t.Fatalf("%d of %d messages still in the spool after a minute (the next queue run is an hour away)", n, messages)
-				}
-				time.Sleep(10 * time.Millisecond)
+			if n := e.waitEmpty(t, 10*time.Millisecond, time.Minute); n > 0 {
+				t.Fatalf("%d of %d messages still in the spool after a minute (the next queue run is an hour away)", n, messages)
 			}
 			t.Logf("%d messages delivered in %v after the downstream's release", messages, time.Since(start).Round(time.Millisecond))
 			close(done)
@@ -256,6 +246,33 @@ func watch(t *testing.T, dirs ...string) func() []string {
 	}
 }
 
+// waitEmpty polls the spool every poll until it holds no message and
+// returns 0, or gives up after limit (0: never) and returns how many are
+// left.
+func (e *env) waitEmpty(tb testing.TB, poll, limit time.Duration) int {
+	tb.Helper()
+	start := time.Now()
+	for {
+		n, err := e.sp.Count()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if n == 0 || limit > 0 && time.Since(start) > limit {
+			return n
+		}
+		time.Sleep(poll)
+	}
+}
+
+// downRcpts is n recipients at down.test: u0, u1, ...
+func downRcpts(n int) []string {
+	to := make([]string, n)
+	for i := range to {
+		to[i] = fmt.Sprintf("u%d@down.test", i)
+	}
+	return to
+}
+
 // BenchmarkRunner is committed messages per second through a started
 // runner (20 workers, as config's default) to an in-process downstream
 // that answers at once: 20 goroutines commit and Enqueue, as 20 sessions
@@ -266,10 +283,7 @@ func BenchmarkRunner(b *testing.B) {
 		b.Run(fmt.Sprintf("rcpts=%d", rcpts), func(b *testing.B) {
 			e := newEnv(b, &fakeTransport{}, Options{MaxParallel: 20, RunInterval: time.Second})
 			e.r.Start(context.Background())
-			var to []string
-			for i := range rcpts {
-				to = append(to, fmt.Sprintf("u%d@down.test", i))
-			}
+			to := downRcpts(rcpts)
 			b.ResetTimer()
 			start := time.Now()
 			var wg sync.WaitGroup
@@ -288,16 +302,7 @@ func BenchmarkRunner(b *testing.B) {
 			}
 			wg.Wait()
 			committed := time.Now()
-			for {
-				n, err := e.sp.Count()
-				if err != nil {
-					b.Fatal(err)
-				}
-				if n == 0 {
-					break
-				}
-				time.Sleep(2 * time.Millisecond)
-			}
+			e.waitEmpty(b, 2*time.Millisecond, 0)
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 			// How long delivery lags behind the last commit.
 			b.ReportMetric(float64(time.Since(committed).Milliseconds()), "drain-ms")
@@ -313,10 +318,7 @@ func BenchmarkRunnerBacklog(b *testing.B) {
 	for _, rcpts := range []int{1, 3} {
 		b.Run(fmt.Sprintf("rcpts=%d", rcpts), func(b *testing.B) {
 			e := newEnv(b, &fakeTransport{}, Options{MaxParallel: 20, RunInterval: time.Hour})
-			var to []string
-			for i := range rcpts {
-				to = append(to, fmt.Sprintf("u%d@down.test", i))
-			}
+			to := downRcpts(rcpts)
 			var wg sync.WaitGroup
 			var next atomic.Int64
 			for range 20 {
@@ -333,16 +335,7 @@ func BenchmarkRunnerBacklog(b *testing.B) {
 			b.ResetTimer()
 			start := time.Now()
 			e.r.Start(context.Background())
-			for {
-				n, err := e.sp.Count()
-				if err != nil {
-					b.Fatal(err)
-				}
-				if n == 0 {
-					break
-				}
-				time.Sleep(2 * time.Millisecond)
-			}
+			e.waitEmpty(b, 2*time.Millisecond, 0)
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 		})
 	}

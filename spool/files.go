@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"mxgate/mainlog"
@@ -111,21 +109,12 @@ func (s *Spool) Size(env *Envelope) (int64, error) {
 // queue.
 func (s *Spool) Count() (int, error) {
 	n := 0
-	for i := range len(base62) {
-		f, err := os.Open(filepath.Join(s.dir, "input", base62[i:i+1]))
-		if err != nil {
-			return 0, fmt.Errorf("spool: %w", err)
-		}
-		names, err := f.Readdirnames(-1)
-		f.Close()
-		if err != nil {
-			return 0, fmt.Errorf("spool: %w", err)
-		}
-		for _, name := range names {
-			if id, ok := strings.CutSuffix(name, "-H"); ok && ValidID(id) && id[5] == base62[i] {
-				n++
-			}
-		}
+	err := s.Walk("", func(ID) bool {
+		n++
+		return true
+	})
+	if err != nil {
+		return 0, err
 	}
 	return n, nil
 }

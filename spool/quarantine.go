@@ -133,18 +133,8 @@ func (s *Spool) Quarantine(ctx context.Context, w *Writer, env *Envelope, reason
 	if w.s != s {
 		return fmt.Errorf("spool: message %s: quarantine into another spool than it was created in", w.id)
 	}
-	if w.state != writing {
-		return fmt.Errorf("spool: message %s: quarantine after commit or abort", w.id)
-	}
-	if env.ID == "" {
-		env.ID = w.id
-	}
-	if env.ID != w.id {
-		return fmt.Errorf("spool: quarantine of message %s with an envelope for %s", w.id, env.ID)
-	}
-	env.BodyLinecount = w.lines
-	if env.Received.IsZero() {
-		env.Received = time.Now()
+	if err := w.fill(env, "quarantine"); err != nil {
+		return err
 	}
 	if err := s.quarantine(ctx, w, env, oneLine(reason)); err != nil {
 		id := w.id
@@ -162,18 +152,9 @@ func (s *Spool) Quarantine(ctx context.Context, w *Writer, env *Envelope, reason
 
 func (s *Spool) quarantine(ctx context.Context, w *Writer, env *Envelope, reason string) error {
 	id := w.id
-	hdr, err := appendHeaderFile(nil, env)
+	hdr, err := w.flush(ctx, env)
 	if err != nil {
 		return err
-	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("spool: message %s: %w", id, err)
-	}
-	if w.err != nil {
-		return w.err
-	}
-	if err := w.buf.Flush(); err != nil {
-		return fmt.Errorf("spool: write %s: %w", w.f.Name(), err)
 	}
 	dir := s.quarantineDir(id)
 	if err := os.MkdirAll(dir, dirMode); err != nil {

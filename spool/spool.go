@@ -273,25 +273,15 @@ func (s *Spool) syncBatch(batch []syncRequest) {
 	// The directories too, at once: with the split spool a batch names
 	// many of them, and one after the other they were a queue of their
 	// own behind the first one's journal commit.
-	var mu sync.Mutex
-	results := make(map[string]error, 1)
+	dirErrs := make(map[string]*error, 1)
 	for _, r := range batch {
 		if r.files != nil {
 			continue
 		}
-		mu.Lock()
-		_, seen := results[r.dir]
-		if !seen {
-			results[r.dir] = nil
-		}
-		mu.Unlock()
-		if !seen {
-			wg.Go(func() {
-				err := s.fsync(r.dir)
-				mu.Lock()
-				results[r.dir] = err
-				mu.Unlock()
-			})
+		if _, seen := dirErrs[r.dir]; !seen {
+			err := new(error)
+			dirErrs[r.dir] = err
+			wg.Go(func() { *err = s.fsync(r.dir) })
 		}
 	}
 	wg.Wait()
@@ -299,7 +289,7 @@ func (s *Spool) syncBatch(batch []syncRequest) {
 		if r.files != nil {
 			r.done <- errors.Join(fileErrs[i]...)
 		} else {
-			r.done <- results[r.dir]
+			r.done <- *dirErrs[r.dir]
 		}
 	}
 }
@@ -450,17 +440,11 @@ func (s *Spool) Lock(id ID) (unlock func(), err error) {
 // List returns every message that has an -H file, in arrival order.
 func (s *Spool) List() ([]ID, error) {
 	var ids []ID
-	for i := range len(base62) {
-		entries, err := os.ReadDir(filepath.Join(s.dir, "input", base62[i:i+1]))
-		if err != nil {
-			return nil, fmt.Errorf("spool: %w", err)
-		}
-		for _, e := range entries {
-			id, ok := strings.CutSuffix(e.Name(), "-H")
-			if ok && ValidID(id) && id[5] == base62[i] {
-				ids = append(ids, ID(id))
-			}
-		}
+	if err := s.Walk("", func(id ID) bool {
+		ids = append(ids, id)
+		return true
+	}); err != nil {
+		return nil, err
 	}
 	slices.SortFunc(ids, ID.Compare)
 	return ids, nil
@@ -625,7 +609,17 @@ func (s *Spool) OpenMessage(id ID) (io.ReadCloser, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	f, size, err := s.openData(id)
+	return s.OpenEnvelope(env)
+}
+
+// OpenEnvelope is OpenMessage for a message whose envelope is in hand
+// (from Load, under its lock): a delivery attempt opens the message once
+// a group without reading and parsing its -H file each time.
+func (s *Spool) OpenEnvelope(env *Envelope) (io.ReadCloser, int64, error) {
+	if err := checkID(env.ID); err != nil {
+		return nil, 0, err
+	}
+	f, size, err := s.openData(env.ID)
 	if err != nil {
 		return nil, 0, err
 	}

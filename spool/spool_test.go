@@ -202,17 +202,22 @@ func TestCommitLoadRoundTrip(t *testing.T) {
 		t.Errorf("Load:\n got %+v\nwant %+v", got, env)
 	}
 
-	rc, size, err := s.OpenMessage(id)
-	if err != nil {
-		t.Fatal(err)
-	}
 	wantMsg := "Received: from mx.example.net ([192.0.2.1])\n\tby mx.example.test; Wed, 01 May 2024 10:00:07 +0000\n" +
 		"Subject: hello\nFrom: alice@example.test\n\n" + testBody
-	if msg := readAll(t, rc); msg != wantMsg {
-		t.Errorf("OpenMessage = %q, want %q", msg, wantMsg)
-	}
-	if size != int64(len(wantMsg)) {
-		t.Errorf("OpenMessage size = %d, want %d", size, len(wantMsg))
+	for name, open := range map[string]func() (io.ReadCloser, int64, error){
+		"OpenMessage":  func() (io.ReadCloser, int64, error) { return s.OpenMessage(id) },
+		"OpenEnvelope": func() (io.ReadCloser, int64, error) { return s.OpenEnvelope(got) },
+	} {
+		rc, size, err := open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg := readAll(t, rc); msg != wantMsg {
+			t.Errorf("%s = %q, want %q", name, msg, wantMsg)
+		}
+		if size != int64(len(wantMsg)) {
+			t.Errorf("%s size = %d, want %d", name, size, len(wantMsg))
+		}
 	}
 	body, err := s.OpenBody(id)
 	if err != nil {

@@ -102,18 +102,8 @@ func (w *Writer) Write(p []byte) (int, error) {
 // committer. On any error, including ctx ending, everything is removed
 // and the message does not exist.
 func (w *Writer) Commit(ctx context.Context, env *Envelope) error {
-	if w.state != writing {
-		return fmt.Errorf("spool: message %s: commit after commit or abort", w.id)
-	}
-	if env.ID == "" {
-		env.ID = w.id
-	}
-	if env.ID != w.id {
-		return fmt.Errorf("spool: commit of message %s with an envelope for %s", w.id, env.ID)
-	}
-	env.BodyLinecount = w.lines
-	if env.Received.IsZero() {
-		env.Received = time.Now()
+	if err := w.fill(env, "commit"); err != nil {
+		return err
 	}
 	if err := w.commit(ctx, env); err != nil {
 		// The -H may already be in place: remove it first, as Remove does.
@@ -125,19 +115,50 @@ func (w *Writer) Commit(ctx context.Context, env *Envelope) error {
 	return nil
 }
 
-func (w *Writer) commit(ctx context.Context, env *Envelope) error {
+// fill checks that w can end with verb (commit, quarantine) and env is
+// its envelope, and sets env's ID, BodyLinecount and Received as Commit
+// says: the start Commit and Quarantine share.
+func (w *Writer) fill(env *Envelope, verb string) error {
+	if w.state != writing {
+		return fmt.Errorf("spool: message %s: %s after commit or abort", w.id, verb)
+	}
+	if env.ID == "" {
+		env.ID = w.id
+	}
+	if env.ID != w.id {
+		return fmt.Errorf("spool: %s of message %s with an envelope for %s", verb, w.id, env.ID)
+	}
+	env.BodyLinecount = w.lines
+	if env.Received.IsZero() {
+		env.Received = time.Now()
+	}
+	return nil
+}
+
+// flush formats env's -H file and writes out the body, unless ctx has
+// ended or a write failed: what commit and quarantine do before their
+// files.
+func (w *Writer) flush(ctx context.Context, env *Envelope) ([]byte, error) {
 	hdr, err := appendHeaderFile(nil, env)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("spool: message %s: %w", w.id, err)
+		return nil, fmt.Errorf("spool: message %s: %w", w.id, err)
 	}
 	if w.err != nil {
-		return w.err
+		return nil, w.err
 	}
 	if err := w.buf.Flush(); err != nil {
-		return fmt.Errorf("spool: write %s: %w", w.f.Name(), err)
+		return nil, fmt.Errorf("spool: write %s: %w", w.f.Name(), err)
+	}
+	return hdr, nil
+}
+
+func (w *Writer) commit(ctx context.Context, env *Envelope) error {
+	hdr, err := w.flush(ctx, env)
+	if err != nil {
+		return err
 	}
 	// Group commit in two batched steps, so concurrent sessions share
 	// syncs: the -D and the -H (under its temp name) are made durable
