@@ -285,6 +285,10 @@ round_line=''
 round() {
 	local gw=$1 size=$2 sessions=$3 messages=$4 port
 	if [[ $gw == mxgate ]]; then port=$mx_port; else port=$pf_port; fi
+	# Every round starts on a clean disk: the page cache the round before
+	# left dirty (its spool or queue files) is written out now, not during
+	# this round's fsyncs, whichever gateway it belonged to.
+	sync
 	round_line=$("$loadgen" throughput -counter "$scratch/sink/smtp-sink.log" -n "$messages" -timeout "${drain_timeout}s" -- \
 		smtp-source -s "$sessions" -m "$messages" -l "$size" -f sender@load.test -t user@example.test "127.0.0.1:$port") ||
 		die "$gw: the round ${size}x${sessions}x$messages failed; see $scratch"
