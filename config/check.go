@@ -23,6 +23,11 @@ const (
 	// busy through any burst one commit batch brings.
 	defaultReadyMax = 4096
 	maxReadyMax     = 1 << 20
+	// The spool's reserve (Exim's check_spool_space and _inodes, which
+	// default to off): room for the queue to drain and the logs to be
+	// written while new mail waits.
+	defaultMinFreeSpace  = 100 << 20
+	defaultMinFreeInodes = 1000
 )
 
 // check fills defaults and reports every value that is out of range, every
@@ -414,4 +419,16 @@ func validDomain(s string) bool {
 // fdatasync costs, only with the spool's own batch.
 func (d *decoder) checkSpool(c *Config) {
 	d.enum(keyPath{"spool", "sync"}, &c.Spool.Sync, "fdatasync", "syncfs")
+	// An explicit 0 turns a reserve off, as in Exim; only an absent key
+	// gets the default.
+	if key := (keyPath{"spool", "min_free_space"}); c.Spool.MinFreeSpace < 0 {
+		d.failKey(key, -1, "must not be negative, got %d", c.Spool.MinFreeSpace)
+	} else if !d.pos.has(key) {
+		c.Spool.MinFreeSpace = defaultMinFreeSpace
+	}
+	if key := (keyPath{"spool", "min_free_inodes"}); c.Spool.MinFreeInodes < 0 {
+		d.failKey(key, -1, "must not be negative, got %d", c.Spool.MinFreeInodes)
+	} else if !d.pos.has(key) {
+		c.Spool.MinFreeInodes = defaultMinFreeInodes
+	}
 }

@@ -295,6 +295,13 @@ type Spool struct {
 	// spool's whole filesystem, another program's dirty pages too). The
 	// values are spool.SyncPolicy's.
 	Sync string `toml:"sync"`
+	// MinFreeSpace is Exim's check_spool_space: MAIL is answered 452
+	// while the spool's filesystem has less than this free beside the
+	// message's declared SIZE; default 100 MiB, "0" disables the check.
+	MinFreeSpace Size `toml:"min_free_space"`
+	// MinFreeInodes is Exim's check_spool_inodes, the same for free
+	// inodes; default 1000, 0 disables it.
+	MinFreeInodes int `toml:"min_free_inodes"`
 }
 
 // Log selects log files and format.

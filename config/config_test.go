@@ -283,7 +283,7 @@ func TestLoadGood(t *testing.T) {
 			NegativeTTL: Duration(time.Minute), CacheSize: 5000, MaxConnections: 4, IdleTimeout: Duration(30 * time.Second)},
 		Queue: Queue{Retry: "F,1h,10m; F,2d,1h", Schedule: schedule(t, "F,1h,10m; F,2d,1h"), RunInterval: Duration(30 * time.Second), MaxParallel: 4, ReadyMax: 1000,
 			DelayWarning: Duration(4 * time.Hour), TimeoutFrozenAfter: Duration(7 * 24 * time.Hour)},
-		Spool: Spool{Sync: "syncfs"},
+		Spool: Spool{Sync: "syncfs", MinFreeInodes: 500},
 		Log:   Log{Dir: "/var/log/mxgate", Format: "json"},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -345,7 +345,7 @@ func TestLoadDefaults(t *testing.T) {
 			NegativeTTL: Duration(10 * time.Minute), CacheSize: 100000, MaxConnections: 10, IdleTimeout: Duration(30 * time.Second)},
 		Queue: Queue{Retry: "F,2h,15m; G,16h,1h,1.5; F,4d,6h", Schedule: schedule(t, retry.Default), RunInterval: Duration(time.Minute), MaxParallel: 20, ReadyMax: 4096,
 			DelayWarning: Duration(24 * time.Hour)},
-		Spool: Spool{Sync: "fdatasync"},
+		Spool: Spool{Sync: "fdatasync", MinFreeSpace: 100 << 20, MinFreeInodes: 1000},
 		Log:   Log{Dir: "var/log", Format: "exim"},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -446,6 +446,8 @@ func TestParseErrorsInline(t *testing.T) {
 			`e.toml:5: key "queue.timeout_frozen_after": must not be negative, got "-48h0m0s"`},
 		{"frozen timeout not a duration", "relay.domains = [\"h\"]\nqueue.timeout_frozen_after = \"soon\"\n",
 			`e.toml:4: key "queue.timeout_frozen_after": invalid duration "soon": expected a number (want e.g. "30s", "5m", "1h30m", "4d", "1w")`},
+		{"negative spool reserve", "relay.domains = [\"h\"]\n[spool]\nmin_free_inodes = -1\n",
+			`e.toml:5: key "spool.min_free_inodes": must not be negative, got -1`},
 		{"unknown sync policy", "relay.domains = [\"h\"]\n[spool]\nsync = \"fsync\"\n",
 			`e.toml:5: key "spool.sync": invalid value "fsync" (want "fdatasync" or "syncfs")`},
 		{"key without cert", "relay.domains = [\"h\"]\ntls.key = \"k\"\n",
