@@ -149,3 +149,41 @@ func msglogLine(t time.Time, text string) []byte {
 	line := t.AppendFormat(nil, "2006-01-02 15:04:05 ")
 	return append(mainlog.AppendEscaped(line, text), '\n')
 }
+
+// TruncatedError is a -D file shorter than its -H file says the body is:
+// Have bytes of body where the -H records Want bytes or, in a file
+// written before -body_size, Want lines (each at least one byte).
+type TruncatedError struct {
+	ID         ID
+	Have, Want int64
+	Lines      bool
+}
+
+func (e *TruncatedError) Error() string {
+	unit := ""
+	if e.Lines {
+		unit = " lines"
+	}
+	return fmt.Sprintf("spool data file truncated: %d bytes, -H says %d%s", e.Have, e.Want, unit)
+}
+
+// VerifyData checks that env's -D file holds the whole body its -H
+// records, before a delivery attempt sends it: a *TruncatedError when it
+// is shorter. It costs one stat: the body is only as long as recorded
+// once the size matches, since a commit makes the -D durable before its
+// -H exists, and counting lines would read every body at every attempt.
+// A file written before -body_size is checked against its line count.
+func (s *Spool) VerifyData(env *Envelope) error {
+	have, err := s.BodySize(env.ID)
+	if err != nil {
+		return err
+	}
+	want, lines := env.BodySize, false
+	if want == 0 {
+		want, lines = int64(env.BodyLinecount), true
+	}
+	if have < want {
+		return &TruncatedError{ID: env.ID, Have: have, Want: want, Lines: lines}
+	}
+	return nil
+}

@@ -124,6 +124,10 @@ type Envelope struct {
 	HostAddress      string // client "ip:port" (net.JoinHostPort form); written as Exim's "[ip]:port"
 	ReceivedProtocol string
 	BodyLinecount    int
+	// BodySize is the body's bytes in the -D file (after its "ID-D"
+	// line), mxgate's -body_size: with BodyLinecount what VerifyData
+	// checks the -D against. 0 in files written before it was recorded.
+	BodySize         int64
 	Frozen           time.Time // zero: not frozen
 	ManualThaw       bool
 	FirstFailed      time.Time // first deferral; zero: never deferred
@@ -216,8 +220,8 @@ func appendHeaderFile(b []byte, env *Envelope) ([]byte, error) {
 			return fail("%s time %v is before 1970", name, t)
 		}
 	}
-	if env.BodyLinecount < 0 || env.Attempts < 0 {
-		return fail("negative body line count or attempts")
+	if env.BodyLinecount < 0 || env.BodySize < 0 || env.Attempts < 0 {
+		return fail("negative body line count, body size or attempts")
 	}
 	for i, h := range env.Headers {
 		if !validHeaderType(h.Type) {
@@ -240,6 +244,9 @@ func appendHeaderFile(b []byte, env *Envelope) ([]byte, error) {
 		b = fmt.Appendf(b, "-received_protocol %s\n", env.ReceivedProtocol)
 	}
 	b = fmt.Appendf(b, "-body_linecount %d\n", env.BodyLinecount)
+	if env.BodySize > 0 {
+		b = fmt.Appendf(b, "-body_size %d\n", env.BodySize)
+	}
 	if env.DeliverFirstTime {
 		b = append(b, "-deliver_firsttime\n"...)
 	}
@@ -539,6 +546,9 @@ func parseOptions(lr *lineReader, env *Envelope) (string, error) {
 			ok = text(&env.ReceivedProtocol)
 		case "-body_linecount":
 			ok = count(&env.BodyLinecount)
+		case "-body_size":
+			env.BodySize, ok = parseCount(value)
+			ok = ok && hasValue
 		case "-deliver_firsttime":
 			ok = flag(&env.DeliverFirstTime)
 		case "-frozen":

@@ -188,6 +188,8 @@ func TestParseHeaderFileErrors(t *testing.T) {
 		{"empty protocol", replaceLine(g, 8, "-received_protocol"), 8, "bad option"},
 		{"linecount sign", replaceLine(g, 9, "-body_linecount +3"), 9, "bad option"},
 		{"linecount huge", replaceLine(g, 9, "-body_linecount 99999999999"), 9, "bad option"},
+		{"body size sign", replaceLine(g, 9, "-body_size -3"), 9, "bad option"},
+		{"body size empty", replaceLine(g, 9, "-body_size"), 9, "bad option"},
 		{"flag with value", replaceLine(g, 11, "-manual_thaw yes"), 11, "bad option"},
 		{"attempts leading zero", replaceLine(g, 14, "-retry_attempts 02"), 14, "bad option"},
 		{"tree flags", replaceLine(g, 15, "NX bob@example.test"), 15, "tree node"},

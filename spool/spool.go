@@ -1,7 +1,8 @@
 // Package spool owns the durable queue on disk: Exim-style message IDs, the
 // split spool (input/X/ID-H, input/X/ID-D, input/X/ID-J, msglog/X/ID), the
-// crash-safe commit with group-committed directory syncs, and per-recipient
-// delivery status that survives crashes.
+// crash-safe commit with group-committed directory syncs, per-recipient
+// delivery status that survives crashes, and the spool's integrity: its
+// free space reserve, corrupt -H files set aside, truncated -D files found.
 package spool
 
 import (
@@ -57,6 +58,17 @@ const (
 // Options configure a spool; config fills them.
 type Options struct {
 	Sync SyncPolicy
+	// MinFreeSpace and MinFreeInodes are the reserve CheckSpace keeps on
+	// the spool's filesystem (config's spool.min_free_space and
+	// min_free_inodes); 0 checks nothing.
+	MinFreeSpace  int64
+	MinFreeInodes int64
+	// StatFS asks what the filesystem has free; nil is StatFS. Tests
+	// inject a filesystem that is full.
+	StatFS func(dir string) (Space, error)
+	// Log gets the paniclog line of a corrupt -H file set aside; nil logs
+	// nothing.
+	Log Logger
 }
 
 // Spool is a spool directory. Its methods are safe for concurrent use.
@@ -68,6 +80,16 @@ type Spool struct {
 	// filesystem; datasync fdatasyncs one file. Tests count their calls.
 	fsync    func(dir string) error
 	datasync func(f *os.File) error
+
+	minBytes, minInodes int64
+	statfs              func(dir string) (Space, error)
+	space               spaceCache
+	log                 Logger
+
+	// held is the messages whose lock this process holds through Lock:
+	// setting a corrupt one aside must not wait for a lock it has.
+	heldMu sync.Mutex
+	held   map[ID]int
 
 	syncReq   chan syncRequest
 	quit      chan struct{}
@@ -104,10 +126,22 @@ func Open(dir string, o Options) (*Spool, error) {
 		gen:     NewIDGenerator(),
 		policy:  o.Sync,
 		syncReq: make(chan syncRequest),
-		quit:    make(chan struct{}),
-		stopped: make(chan struct{}),
+
+		minBytes:  o.MinFreeSpace,
+		minInodes: o.MinFreeInodes,
+		statfs:    o.StatFS,
+		log:       o.Log,
+		held:      make(map[ID]int),
+		quit:      make(chan struct{}),
+		stopped:   make(chan struct{}),
 	}
 	s.fsync, s.datasync = s.syncPath, fdatasync
+	if s.statfs == nil {
+		s.statfs = StatFS
+	}
+	if err := os.MkdirAll(s.corruptDir(), dirMode); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
+	}
 	for i := range len(base62) {
 		if err := s.removeOrphans(base62[i]); err != nil {
 			return nil, err
@@ -433,8 +467,27 @@ func (s *Spool) Lock(id ID) (unlock func(), err error) {
 	if err != nil {
 		return nil, err
 	}
+	s.heldMu.Lock()
+	s.held[id]++
+	s.heldMu.Unlock()
 	var once sync.Once
-	return func() { once.Do(func() { f.Close() }) }, nil
+	return func() {
+		once.Do(func() {
+			s.heldMu.Lock()
+			if s.held[id]--; s.held[id] <= 0 {
+				delete(s.held, id)
+			}
+			s.heldMu.Unlock()
+			f.Close()
+		})
+	}, nil
+}
+
+// holds reports whether this process holds id's lock through Lock.
+func (s *Spool) holds(id ID) bool {
+	s.heldMu.Lock()
+	defer s.heldMu.Unlock()
+	return s.held[id] > 0
 }
 
 // List returns every message that has an -H file, in arrival order.
@@ -512,11 +565,11 @@ func (s *Spool) readHeader(id ID) (*Envelope, error) {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 	env, err := ParseHeaderFile(bytes.NewReader(b))
-	if err != nil {
-		return nil, fmt.Errorf("spool: %s: %w", path, err)
+	if err == nil && env.ID != id {
+		err = &ParseError{Line: 1, Msg: fmt.Sprintf("file is for message %s", env.ID)}
 	}
-	if env.ID != id {
-		return nil, fmt.Errorf("spool: %s: line 1: file is for message %s", path, env.ID)
+	if err != nil {
+		return nil, s.setAside(id, err)
 	}
 	return env, nil
 }

@@ -190,7 +190,7 @@ func TestCommitLoadRoundTrip(t *testing.T) {
 	if !bytes.Equal(hdr, want.Bytes()) {
 		t.Errorf("-H file:\n%s\nwant:\n%s", hdr, want.Bytes())
 	}
-	if !strings.HasPrefix(string(hdr), string(id)+"-H\nmxgate ") || !strings.Contains(string(hdr), "\n-body_linecount 4\n-deliver_firsttime\nXX\n3\n") {
+	if !strings.HasPrefix(string(hdr), string(id)+"-H\nmxgate ") || !strings.Contains(string(hdr), "\n-body_linecount 4\n-body_size 39\n-deliver_firsttime\nXX\n3\n") {
 		t.Errorf("-H file lacks Exim's shape:\n%s", hdr)
 	}
 

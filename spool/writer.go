@@ -23,6 +23,7 @@ type Writer struct {
 	f     *os.File
 	buf   *bufio.Writer
 	lines int
+	size  int64
 	err   error // first write error; the body is lost after it
 	state writerState
 	// flushMu serialises OpenBody's flush: scanners read the body in
@@ -86,6 +87,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 	}
 	n, err := w.buf.Write(p)
 	w.lines += bytes.Count(p[:n], []byte{'\n'})
+	w.size += int64(n)
 	if err != nil {
 		w.err = fmt.Errorf("spool: write %s: %w", w.f.Name(), err)
 		return n, w.err
@@ -95,7 +97,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 
 // Commit makes the message durable; when it returns nil the message is on
 // disk and may be acknowledged with 250. It sets env.ID (which must be
-// empty or the writer's id) and env.BodyLinecount from the body written,
+// empty or the writer's id) and env.BodyLinecount and BodySize from the body written,
 // and env.Received to now when zero. The order is: write the -H to hdr.ID;
 // make the data of both files durable (the spool's SyncPolicy); rename
 // hdr.ID to ID-H; sync the directory. Both syncs go through the group
@@ -128,7 +130,7 @@ func (w *Writer) fill(env *Envelope, verb string) error {
 	if env.ID != w.id {
 		return fmt.Errorf("spool: %s of message %s with an envelope for %s", verb, w.id, env.ID)
 	}
-	env.BodyLinecount = w.lines
+	env.BodyLinecount, env.BodySize = w.lines, w.size
 	if env.Received.IsZero() {
 		env.Received = time.Now()
 	}
@@ -259,7 +261,7 @@ func (w *Writer) ReplaceBody(r io.Reader) (int64, error) {
 		w.err = fmt.Errorf("spool: seek %s: %w", w.f.Name(), err)
 		return 0, w.err
 	}
-	w.lines = 0
+	w.lines, w.size = 0, 0
 	n, err := io.Copy(w, r)
 	if err != nil {
 		if w.err == nil {
