@@ -541,7 +541,30 @@ func (r *Runner) attempt(ctx context.Context, id spool.ID, force, thaw bool) {
 	if !force && r.now().Before(env.NextTry) {
 		return
 	}
+	if r.truncated(env) {
+		return
+	}
 	r.deliver(ctx, env)
+}
+
+// truncated checks env's -D against its -H before an attempt sends it,
+// and freezes a message whose body is shorter than recorded: sent, it
+// would arrive cut off, and no retry brings the missing bytes back. A
+// thaw (-Mt, -qff) checks again.
+func (r *Runner) truncated(env *spool.Envelope) bool {
+	var te *spool.TruncatedError
+	if err := r.o.Spool.VerifyData(env); !errors.As(err, &te) {
+		// A -D that cannot be read fails the attempt's open instead.
+		return false
+	}
+	id := env.ID
+	r.o.Log.Panic(fmt.Sprintf("%s %v", id, te))
+	env.Frozen = r.now()
+	info := " (" + te.Error() + ")"
+	r.o.Log.Main(string(id), "Frozen"+info)
+	r.msglogRaw(id, "*** Frozen"+info)
+	r.update(env)
+	return true
 }
 
 // deliver routes env's pending recipients, hands each route's group to

@@ -112,16 +112,16 @@ type env struct {
 func newEnv(t testing.TB, tr deliver.Transport, o Options) *env {
 	t.Helper()
 	dir := t.TempDir()
-	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{Sync: spool.SyncFdatasync})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
 	log, err := mainlog.Open(filepath.Join(dir, "log"), false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { log.Close() })
+	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{Sync: spool.SyncFdatasync, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
 	o.Spool, o.Log = sp, log
 	if o.Router == nil {
 		o.Router = storeRouter(tr)
