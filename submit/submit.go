@@ -85,6 +85,22 @@ func Routable(r *route.Router) AcceptFunc {
 	}
 }
 
+// checkSpace refuses a message of size bytes (0: not known yet) that the
+// spool cannot take and keep its reserve, as Exim's receive_check_fs
+// refuses a local message ("insufficient disk space"), with a rejectlog
+// line for the admin. The error wraps the *spool.Shortage.
+func checkSpace(o Options, size int64) error {
+	short := o.Spool.CheckSpace(size)
+	if short == nil {
+		return nil
+	}
+	err := fmt.Errorf("insufficient disk space (%w): message not queued", short)
+	if o.Log != nil {
+		o.Log.Reject("", fmt.Sprintf("U=%s temporarily rejected local message: %v", safeUser(o.User), err))
+	}
+	return err
+}
+
 // Options describe one submission.
 type Options struct {
 	Config *config.Config // hostname (the domain of unqualified addresses, Mailer-Daemon@), size limit
@@ -132,7 +148,9 @@ type Message struct {
 // fails: no recipients (ErrNoRecipients; a *RejectedError when there were
 // some but every one was rejected), an invalid sender, a malformed -t
 // header or command-line address removed by -t, a message over
-// smtp.max_message_size, or an error reading r. When the message is
+// smtp.max_message_size, a spool short of space (spool.min_free_space,
+// min_free_inodes: the error wraps a *spool.Shortage), or an error
+// reading r. When the message is
 // committed but its bounce cannot be, Submit returns both the Message and
 // the error.
 func Submit(ctx context.Context, o Options, r io.Reader) (*Message, error) {
@@ -183,6 +201,9 @@ func Submit(ctx context.Context, o Options, r io.Reader) (*Message, error) {
 		return nil, ErrNoRecipients
 	}
 
+	if err := checkSpace(o, 0); err != nil {
+		return nil, err
+	}
 	w, err := o.Spool.Create()
 	if err != nil {
 		return nil, err
@@ -219,6 +240,10 @@ func Submit(ctx context.Context, o Options, r io.Reader) (*Message, error) {
 			return nil, err
 		}
 		line = nil
+	}
+	// Again with the size, as the SMTP side asks with SIZE=.
+	if err := checkSpace(o, size); err != nil {
+		return nil, err
 	}
 	arrival := fmt.Sprintf("U=%s P=local S=%d", safeUser(o.User), size)
 	if mid := header.MessageID(hdrs); mid != "" {

@@ -530,3 +530,51 @@ func TestSubmitRejected(t *testing.T) {
 		})
 	}
 }
+
+// TestSubmitShortOfSpace: a spool below its reserve takes no local
+// message, before or after reading it, and keeps nothing of it.
+func TestSubmitShortOfSpace(t *testing.T) {
+	body := "Subject: x\n\n" + strings.Repeat("0123456789abcdef\n", 64) // over 1 KiB
+	tests := []struct {
+		name  string
+		space spool.Space
+		want  string
+	}{
+		{"below the reserve", spool.Space{Bytes: 1<<20 - 1024, Inodes: 5000},
+			"insufficient disk space (spool directory space = 1023K inodes = 5000 check_space = 1024K inodes = 100 msg_size = 0): message not queued"},
+		{"the message would eat it", spool.Space{Bytes: 1<<20 + 1024, Inodes: 5000},
+			"insufficient disk space (spool directory space = 1025K inodes = 5000 check_space = 1024K inodes = 100 msg_size = 1"},
+		{"out of inodes", spool.Space{Bytes: 1 << 30, Inodes: 99},
+			"insufficient disk space (spool directory space = 1048576K inodes = 99 check_space = 1024K inodes = 100 msg_size = 0): message not queued"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			sp, err := spool.Open(filepath.Join(f.dir, "spool"), spool.Options{Sync: spool.SyncFdatasync,
+				MinFreeSpace: 1 << 20, MinFreeInodes: 100,
+				StatFS: func(string) (spool.Space, error) { return tt.space, nil }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sp.Close()
+			o := f.options()
+			o.Spool, o.Recipients = sp, []string{"u@example.test"}
+			_, err = Submit(context.Background(), o, strings.NewReader(body))
+			var short *spool.Shortage
+			if !errors.As(err, &short) || !strings.HasPrefix(err.Error(), tt.want) {
+				t.Errorf("Submit: %v, want a *spool.Shortage, %q", err, tt.want)
+			}
+			if ids, err := sp.List(); err != nil || len(ids) != 0 {
+				t.Errorf("spool holds %v, %v", ids, err)
+			}
+			rej, err := os.ReadFile(filepath.Join(f.dir, "log", "rejectlog"))
+			if err != nil || !strings.Contains(string(rej), " U=alice temporarily rejected local message: "+tt.want) {
+				t.Errorf("rejectlog %q, %v", rej, err)
+			}
+			files, err := filepath.Glob(filepath.Join(f.dir, "spool", "input", "*", "*"))
+			if err != nil || len(files) != 0 {
+				t.Errorf("spool files left: %q, %v", files, err)
+			}
+		})
+	}
+}
