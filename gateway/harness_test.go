@@ -66,7 +66,8 @@ func newTestServerWith(t *testing.T, edit func(*config.Config), build func(*conf
 	if edit != nil {
 		edit(cfg)
 	}
-	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{Sync: spool.SyncFdatasync})
+	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{Sync: spool.SyncFdatasync,
+		MinFreeSpace: int64(cfg.Spool.MinFreeSpace), MinFreeInodes: int64(cfg.Spool.MinFreeInodes)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -108,6 +108,18 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 		tx.Sender, tx.SenderDomain = a.String(), a.Domain
 	}
+	if srv.spool != nil {
+		// Exim's check_spool_space: a full spool costs the client a 452
+		// now, not a 451 after the whole message.
+		var size int64
+		if opts != nil {
+			size = opts.Size
+		}
+		if short := srv.spool.CheckSpace(size); short != nil {
+			srv.log.Reject("", fmt.Sprintf("H=%s temporarily rejected MAIL <%s>: %v", s.hostDesc(helo), from, short))
+			return reply(452, [3]int{4, 3, 1}, "Insufficient system storage")
+		}
+	}
 	host := s.hostDesc(helo)
 	if v := s.conn.connectRefusal(); v != nil {
 		srv.log.Reject("", fmt.Sprintf("H=%s %s", host, refusalLog(*v, "MAIL <"+from+">")))

@@ -25,7 +25,12 @@ func openSpool(cfg *config.Config) (*mainlog.Logger, *spool.Spool, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	sp, err := spool.Open(filepath.Join(cfg.DataDir, "spool"), spool.Options{Sync: spool.SyncPolicy(cfg.Spool.Sync)})
+	sp, err := spool.Open(filepath.Join(cfg.DataDir, "spool"), spool.Options{
+		Sync:          spool.SyncPolicy(cfg.Spool.Sync),
+		MinFreeSpace:  int64(cfg.Spool.MinFreeSpace),
+		MinFreeInodes: int64(cfg.Spool.MinFreeInodes),
+		Log:           log,
+	})
 	if err != nil {
 		log.Panic(fmt.Sprintf("cannot open spool: %v", err))
 		log.Close()
