@@ -51,10 +51,23 @@ func notInSpool(id spool.ID) error {
 	return fmt.Errorf("message %s is not in the spool: %w", id, spool.ErrNotFound)
 }
 
+// missing is notInSpool for a message Load did not find, saying why when
+// the reason is that Load has just set it aside for its corrupt -H file.
+func missing(id spool.ID, err error) error {
+	var ce *spool.CorruptError
+	if errors.As(err, &ce) {
+		return fmt.Errorf("message %s is not in the spool: %w", id, err)
+	}
+	return notInSpool(id)
+}
+
 // List writes the whole queue in Exim's -bp format, in arrival order.
 // undelivered (-bpu) leaves out the recipients already done. A message
-// that goes away while the listing runs is left out; one whose -H file
-// cannot be read or parsed is listed with Exim's spool error line.
+// that goes away while the listing runs is left out, and so is one whose
+// -H file does not parse: reading it sets it aside (spool.ErrCorrupt,
+// CorruptNote says how many there are). One whose -H cannot be read, or
+// that another process holds while it is unparsable, is listed with
+// Exim's spool error line.
 func (q *Queue) List(w io.Writer, undelivered bool) error {
 	ids, err := q.Spool.List()
 	if err != nil {
@@ -117,16 +130,33 @@ func (q *Queue) ListMessage(w io.Writer, arg string, undelivered bool) error {
 	}
 	env, size, err := q.load(id)
 	if errors.Is(err, spool.ErrNotFound) {
-		return notInSpool(id)
+		return missing(id, err)
 	}
 	_, werr := w.Write(q.appendEntry(nil, id, env, size, err, undelivered, q.now()))
 	return werr
 }
 
 // Count returns the number of messages in the queue (-bpc), counted
-// without reading or sorting them.
+// without reading or sorting them. Those set aside for a corrupt -H file
+// are not in it.
 func (q *Queue) Count() (int, error) {
 	return q.Spool.Count()
+}
+
+// CorruptNote is the line an admin needs after a listing when messages
+// have been set aside for a corrupt -H file: how many and where; "" when
+// none have. It goes to stderr: -bp's output is Exim's, which scripts
+// parse.
+func (q *Queue) CorruptNote() (string, error) {
+	ids, err := q.Spool.Corrupt()
+	if err != nil || len(ids) == 0 {
+		return "", err
+	}
+	what := "messages with a corrupt -H file are"
+	if len(ids) == 1 {
+		what = "message with a corrupt -H file is"
+	}
+	return fmt.Sprintf("%d %s set aside in %s (see paniclog)", len(ids), what, q.Spool.CorruptDir()), nil
 }
 
 // load reads what the listing shows of a message: its envelope with the

@@ -29,11 +29,11 @@ var headers = []spool.Header{
 func newQueue(t testing.TB) (*Queue, string) {
 	t.Helper()
 	dir := t.TempDir()
-	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{Sync: spool.SyncFdatasync})
+	log, err := mainlog.Open(filepath.Join(dir, "log"), false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, err := mainlog.Open(filepath.Join(dir, "log"), false)
+	sp, err := spool.Open(filepath.Join(dir, "spool"), spool.Options{Sync: spool.SyncFdatasync, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,9 +138,6 @@ func TestList(t *testing.T) {
           x2@example.test
         D x3@example.test
 
-      ID4
-    *** spool format error: size=8 ***
-
       ID5
     *** spool read error: Is a directory ***
 
@@ -153,9 +150,6 @@ func TestList(t *testing.T) {
 
  5d   20K ID3 <bob@example.test>
           x2@example.test
-
-      ID4
-    *** spool format error: size=8 ***
 
       ID5
     *** spool read error: Is a directory ***
@@ -172,9 +166,10 @@ func TestList(t *testing.T) {
 			}
 		})
 	}
+	// ID4, set aside by the first listing, is not counted.
 	n, err := q.Count()
-	if err != nil || n != 5 {
-		t.Errorf("Count = %d, %v; want 5", n, err)
+	if err != nil || n != 4 {
+		t.Errorf("Count = %d, %v; want 4", n, err)
 	}
 }
 
@@ -198,7 +193,8 @@ func TestListMessage(t *testing.T) {
 		wantErr error
 	}{
 		{string(ids[1]), " 3h    48 " + string(ids[1]) + " <> *** frozen ***\n          alice@example.test\n\n", nil},
-		{string(ids[3]), "      " + string(ids[3]) + "\n    *** spool format error: size=8 ***\n\n", nil},
+		{string(ids[3]), "", spool.ErrCorrupt},
+		{string(ids[3]), "", spool.ErrNotFound}, // set aside the first time
 		{string(absent), "", spool.ErrNotFound},
 		{"../etc/passwd", "", ErrInvalidID},
 		{"abc", "", ErrInvalidID},

@@ -44,7 +44,7 @@ func (q *Queue) lock(arg string) (spool.ID, func(), error) {
 func (q *Queue) loadLocked(id spool.ID) (*spool.Envelope, error) {
 	env, err := q.Spool.Load(id)
 	if errors.Is(err, spool.ErrNotFound) {
-		return nil, notInSpool(id)
+		return nil, missing(id, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("message %s: %w", id, err)

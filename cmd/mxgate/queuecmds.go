@@ -100,7 +100,17 @@ func listQueue(undelivered bool) func(e *env) error {
 		}
 		defer closeAll()
 		if len(e.args) == 0 {
-			return q.List(e.stdout, undelivered)
+			if err := q.List(e.stdout, undelivered); err != nil {
+				return err
+			}
+			// After the listing, which sets aside what it finds corrupt;
+			// on stderr, as -bp's output is Exim's.
+			if note, err := q.CorruptNote(); note != "" {
+				fmt.Fprintln(e.stderr, "mxgate: "+note)
+			} else if err != nil {
+				return err
+			}
+			return nil
 		}
 		f := failures{e: e}
 		for _, arg := range e.args {
