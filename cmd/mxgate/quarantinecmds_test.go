@@ -66,7 +66,7 @@ func TestQuarantineCommands(t *testing.T) {
 
 	received := queueNow.Add(-100 * time.Minute)
 	q.check("quarantine show", q.mxgate("mxgate", "quarantine", "show", ids[1]), result{r.Replace(fmt.Sprintf(
-		"ID2-H\nmxgate %d %d\n<>\n%d 0\n-received_time_usec .000000\n-body_linecount 1\nXX\n1\nbob@example.test\n\n014  Subject: test\n"+
+		"ID2-H\nmxgate %d %d\n<>\n%d 0\n-received_time_usec .000000\n-body_linecount 1\n-body_size 7\nXX\n1\nbob@example.test\n\n014  Subject: test\n"+
 			"ID2-D\nbounce\n", os.Getuid(), os.Getgid(), received.Unix())), "", 0})
 
 	for _, c := range []struct {
