@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -125,5 +126,43 @@ func TestSpoolIntegrity(t *testing.T) {
 	}
 	if want := "mxgate: 1 message with a corrupt -H file is set aside in " + corruptDir + " (see paniclog)\n"; bp.stderr != want {
 		t.Errorf("-bp stderr %q, want %q", bp.stderr, want)
+	}
+}
+
+// TestSpoolSpaceReserve: the daemon and local submission ask the real
+// filesystem of the spool for the configured reserve (here more than any
+// disk has): MAIL is answered 452 4.3.1 at once, sendmail refuses with a
+// clear error, both leave a rejectlog line, and nothing is queued.
+func TestSpoolSpaceReserve(t *testing.T) {
+	ds := startScripted(t)
+	g := startMxgateConfig(t, filepath.Join("testdata", "spoolspace.toml.tmpl"), ds.URL())
+	c := mustDial(t, "127.0.0.1", g.addr)
+	c.expect(t, "EHLO client.test", 250)
+	if r := c.expect(t, "MAIL FROM:<a@example.test> SIZE=1000", 452); r.Text() != "4.3.1 Insufficient system storage" {
+		t.Errorf("MAIL: %s", r)
+	}
+	c.expect(t, "QUIT", 221)
+
+	sub := runWith(t, func(cmd *exec.Cmd) { cmd.Stdin = strings.NewReader("Subject: hi\n\nhi\n") },
+		binary, "-config", g.cfgPath, "-bm", "u@example.test")
+	const reserve = "check_space = 1048576000000K inodes = 0 msg_size = "
+	if sub.code != 1 || !strings.HasPrefix(sub.stderr, "mxgate: insufficient disk space (spool directory space = ") ||
+		!strings.HasSuffix(sub.stderr, reserve+"0): message not queued\n") {
+		t.Errorf("-bm: %+v", sub)
+	}
+	rej, err := os.ReadFile(filepath.Join(g.dataDir, "log", "rejectlog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, re := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^\S+ \S+ H=\(client\.test\) \[127\.0\.0\.1\] temporarily rejected MAIL <a@example\.test>: spool directory space = \d+K inodes = \d+ ` + regexp.QuoteMeta(reserve) + `1000$`),
+		regexp.MustCompile(`(?m)^\S+ \S+ U=\S+ temporarily rejected local message: insufficient disk space \(spool directory space = \d+K inodes = \d+ ` + regexp.QuoteMeta(reserve) + `0\): message not queued$`),
+	} {
+		if !re.Match(rej) {
+			t.Errorf("rejectlog has no line matching %s:\n%s", re, rej)
+		}
+	}
+	if got := strings.TrimSpace(g.mustCLI("-bpc")); got != "0" {
+		t.Errorf("-bpc = %q, want 0", got)
 	}
 }
