@@ -106,7 +106,7 @@ type syncRequest struct {
 }
 
 // Open opens the spool under dir, creating input/X, msglog/X and
-// quarantine/X for every base62 digit X, and removes what a crash left
+// quarantine/X for every base62 digit X and corrupt/, and removes what a crash left
 // behind: -D files without -H whose lock nobody holds (with their -J and
 // msglog), hdr.* temp files of commits or updates that never finished, and
 // the same in quarantine/. Commits make their data durable as o.Sync says.
@@ -126,15 +126,11 @@ func Open(dir string, o Options) (*Spool, error) {
 		gen:     NewIDGenerator(),
 		policy:  o.Sync,
 		syncReq: make(chan syncRequest),
-
-		minBytes:  o.MinFreeSpace,
-		minInodes: o.MinFreeInodes,
-		statfs:    o.StatFS,
-		log:       o.Log,
-		held:      make(map[ID]int),
-		quit:      make(chan struct{}),
-		stopped:   make(chan struct{}),
+		quit:    make(chan struct{}),
+		stopped: make(chan struct{}),
 	}
+	s.minBytes, s.minInodes, s.statfs, s.log = o.MinFreeSpace, o.MinFreeInodes, o.StatFS, o.Log
+	s.held = make(map[ID]int)
 	s.fsync, s.datasync = s.syncPath, fdatasync
 	if s.statfs == nil {
 		s.statfs = StatFS
