@@ -225,6 +225,20 @@ func (d *decoder) checkTLS(c *Config) {
 	if len(c.ListenTLS) > 0 && (c.TLS.Cert == "" || c.TLS.Key == "") {
 		d.failKey(keyPath{"listen_tls"}, -1, "needs tls.cert and tls.key")
 	}
+	for i, tc := range c.TLS.Certificates {
+		key := keyPath{"tls", "certificate"}.index(i)
+		switch {
+		case tc.Cert == "":
+			d.failKey(key, -1, "needs cert")
+		case tc.Key == "":
+			d.failKey(key, -1, "needs key")
+		}
+	}
+	// The default answers a client without SNI or with a name no other
+	// certificate holds: there must be one.
+	if len(c.TLS.Certificates) > 0 && (c.TLS.Cert == "" || c.TLS.Key == "") {
+		d.failKey(keyPath{"tls", "certificate"}, -1, "needs the default certificate tls.cert and tls.key")
+	}
 }
 
 func (d *decoder) checkRelay(c *Config) {

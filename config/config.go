@@ -63,6 +63,15 @@ type Config struct {
 type TLS struct {
 	Cert string `toml:"cert"`
 	Key  string `toml:"key"`
+	// Certificates are more certificates, each served to the clients
+	// that ask (SNI) for a name it holds; Cert and Key stay the default.
+	Certificates []TLSCertificate `toml:"certificate"`
+}
+
+// TLSCertificate is one [[tls.certificate]]: a certificate chain and its key.
+type TLSCertificate struct {
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
 }
 
 // SMTP holds the limits of the SMTP server.

@@ -70,6 +70,7 @@ func (l *listener) Accept() (net.Conn, error) {
 type conn struct {
 	net.Conn
 	srv  *Server
+	gen  *generation // the rules of this connection, from its accept to its end
 	ip   netip.Addr
 	port int
 
@@ -179,6 +180,8 @@ func (c *conn) Close() error {
 		err = c.Conn.Close()
 		// After the cancel, a Data in the checks returns soon.
 		c.checks(func(f *filters.Flow) { f.Close() })
+		// Only now may the generation's checks close.
+		c.srv.leave(c.gen)
 	})
 	return err
 }
@@ -195,7 +198,7 @@ func (c *conn) checks(fn func(*filters.Flow)) {
 // their lookups (the DNS lists of its IP) while go-smtp greets it.
 func (c *conn) open(implicitTLS bool) {
 	c.implicitTLS = implicitTLS
-	c.flow = c.srv.pipeline.Open(c.ctx, &filters.Conn{IP: c.ip, Port: c.port, ImplicitTLS: implicitTLS})
+	c.flow = c.gen.pipeline.Open(c.ctx, &filters.Conn{IP: c.ip, Port: c.port, ImplicitTLS: implicitTLS})
 }
 
 // connect runs the checks' connect stage before the greeting and returns
@@ -259,17 +262,18 @@ func (s *Server) errorReply(sc *smtp.Conn, reply *smtp.SMTPError) *smtp.SMTPErro
 		raw = tc.NetConn()
 	}
 	c, ok := raw.(*conn)
-	if !ok || c.countError() <= s.cfg.SMTP.MaxErrors {
+	if !ok || c.countError() <= c.gen.cfg.SMTP.MaxErrors {
 		return nil
 	}
 	host := fmt.Sprintf("[%s]", c.ip)
 	if helo := sc.Hostname(); helo != "" {
 		host = fmt.Sprintf("(%s) %s", safeHelo(helo), host)
 	}
-	s.trace.printf("more than smtp.max_errors %d refusals: closing the connection", s.cfg.SMTP.MaxErrors)
-	s.log.Reject("", fmt.Sprintf("SMTP call from %s dropped: too many syntax or protocol errors (more than smtp.max_errors=%d refusals)", host, s.cfg.SMTP.MaxErrors))
+	maxErrors := c.gen.cfg.SMTP.MaxErrors
+	s.trace.printf("more than smtp.max_errors %d refusals: closing the connection", maxErrors)
+	s.log.Reject("", fmt.Sprintf("SMTP call from %s dropped: too many syntax or protocol errors (more than smtp.max_errors=%d refusals)", host, maxErrors))
 	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
-		Message: s.cfg.Hostname + " Too many errors, closing connection"}
+		Message: s.fixed.Hostname + " Too many errors, closing connection"}
 }
 
 func (c *conn) usedEHLO() bool {
@@ -282,17 +286,19 @@ func (c *conn) usedEHLO() bool {
 func (s *Server) admit(c net.Conn, ip netip.Addr, port int) (*conn, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	limits := s.gen.cfg.SMTP
 	switch {
 	case s.draining:
 		return nil, "shutting down"
-	case s.total >= s.cfg.SMTP.MaxConnections:
+	case s.total >= limits.MaxConnections:
 		return nil, "too many connections"
-	case s.perIP[ip] >= s.cfg.SMTP.MaxConnectionsPerIP:
+	case s.perIP[ip] >= limits.MaxConnectionsPerIP:
 		return nil, "too many connections from that IP address"
 	}
 	s.total++
 	s.perIP[ip]++
-	gc := &conn{Conn: c, srv: s, ip: ip, port: port}
+	s.gen.conns++
+	gc := &conn{Conn: c, srv: s, gen: s.gen, ip: ip, port: port}
 	gc.ctx, gc.cancel = context.WithCancel(s.ctx)
 	s.conns[gc] = struct{}{}
 	return gc, ""
@@ -306,6 +312,18 @@ func (s *Server) release(c *conn) {
 		delete(s.perIP, c.ip)
 	}
 	delete(s.conns, c)
+}
+
+// leave ends a connection's use of its generation; the last one to leave
+// a replaced generation retires it.
+func (s *Server) leave(g *generation) {
+	s.mu.Lock()
+	g.conns--
+	last := g.replaced && g.conns == 0
+	s.mu.Unlock()
+	if last {
+		g.retire()
+	}
 }
 
 // refuse answers a connection over a limit without holding up the accept
@@ -323,7 +341,7 @@ func (s *Server) refuse(c net.Conn, implicitTLS bool) {
 	go func() {
 		defer s.refusing.Done()
 		defer c.Close()
-		c.SetWriteDeadline(time.Now().Add(time.Duration(s.cfg.SMTP.CommandTimeout)))
-		fmt.Fprintf(c, "421 4.7.0 %s Too many connections, try again later\r\n", s.cfg.Hostname)
+		c.SetWriteDeadline(time.Now().Add(time.Duration(s.fixed.SMTP.CommandTimeout)))
+		fmt.Fprintf(c, "421 4.7.0 %s Too many connections, try again later\r\n", s.fixed.Hostname)
 	}()
 }

@@ -22,7 +22,6 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"mxgate/address"
 	"mxgate/config"
 	"mxgate/filters"
 	"mxgate/mainlog"
@@ -39,6 +38,10 @@ type Options struct {
 	// first (package checks builds it from the config). Required: without
 	// it nothing would refuse a recipient.
 	Pipeline *filters.Pipeline
+	// Retired, when set, is called (in its own goroutine) once a Reload
+	// has replaced Config and Pipeline and no connection uses them any
+	// more.
+	Retired func()
 
 	// Trace makes a test server (Exim's -bh): no listeners, no spool, no
 	// log files. ServeTest runs one session; every decision goes to Trace
@@ -58,12 +61,12 @@ type logger interface {
 // Server is the SMTP side of mxgate. Its listeners are open once New
 // returns, so Addrs is known before Serve.
 type Server struct {
-	cfg      *config.Config
+	// fixed is the config the server was made with: what go-smtp holds
+	// for its lifetime (hostname, limits, timeouts) comes from it.
+	fixed    *config.Config
 	spool    *spool.Spool
 	log      logger
 	onCommit func(spool.ID)
-	policy   *address.Policy // who is trusted: Message.Trusted, the -bh trace
-	pipeline *filters.Pipeline
 	smtp     *smtp.Server
 	lns      []net.Listener // what go-smtp serves, in Addrs order
 	addrs    []net.Addr
@@ -78,8 +81,9 @@ type Server struct {
 	cancel context.CancelFunc
 
 	mu       sync.Mutex
-	draining bool // Shutdown has begun
-	forced   bool // Shutdown's deadline passed; no new DATA starts
+	gen      *generation // new connections are accepted under it (Reload)
+	draining bool        // Shutdown has begun
+	forced   bool        // Shutdown's deadline passed; no new DATA starts
 	total    int
 	perIP    map[netip.Addr]int
 	conns    map[*conn]struct{}
@@ -101,12 +105,16 @@ func New(o Options) (*Server, error) {
 	if o.Pipeline == nil {
 		return nil, errors.New("gateway: no check pipeline")
 	}
+	// A test session runs on a terminal or a pipe: no TLS to offer there.
+	gen, err := newGeneration(cfg, o.Pipeline, o.Retired, !test)
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
-		cfg:      cfg,
+		fixed:    cfg,
 		spool:    o.Spool,
 		onCommit: o.OnCommit,
-		policy:   address.NewPolicy(cfg.Relay.Domains, cfg.Relay.TrustedNetworks),
-		pipeline: o.Pipeline,
+		gen:      gen,
 		perIP:    make(map[netip.Addr]int),
 		conns:    make(map[*conn]struct{}),
 	}
@@ -124,13 +132,9 @@ func New(o Options) (*Server, error) {
 		s.onCommit = func(spool.ID) {}
 	}
 	var tlsConf *tls.Config
-	// A test session runs on a terminal or a pipe: no TLS to offer there.
-	if !test && (cfg.TLS.Cert != "" || cfg.TLS.Key != "") {
-		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
-		if err != nil {
-			return nil, fmt.Errorf("gateway: loading TLS certificate %s and key %s: %w", cfg.TLS.Cert, cfg.TLS.Key, err)
-		}
-		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if gen.tls != nil {
+		// Each connection gets the certificates of its generation.
+		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, GetConfigForClient: s.configForClient}
 	}
 	if len(cfg.ListenTLS) > 0 && tlsConf == nil && !test {
 		return nil, errors.New("gateway: listen_tls needs tls.cert and tls.key")

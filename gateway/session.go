@@ -18,6 +18,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"mxgate/address"
+	"mxgate/config"
 	"mxgate/filters"
 	"mxgate/header"
 	"mxgate/spool"
@@ -60,6 +61,9 @@ const bareNewlineText = "Message contains bare CR or LF characters (see https://
 // replyOf is a verdict's SMTP reply.
 func replyOf(v filters.Verdict) *smtp.SMTPError { return reply(v.Code, v.Enhanced, v.Text) }
 
+// cfg is the config of the generation the connection was accepted under.
+func (s *session) cfg() *config.Config { return s.conn.gen.cfg }
+
 // hostDesc is Exim's H= for a client without reverse DNS: "(helo) [ip]".
 func (s *session) hostDesc(helo string) string {
 	return fmt.Sprintf("(%s) [%s]", helo, s.conn.ip)
@@ -83,7 +87,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	if draining {
 		s.conn.closeAfterWrite()
 		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2},
-			Message: srv.cfg.Hostname + " Service shutting down, try again later"}
+			Message: s.cfg().Hostname + " Service shutting down, try again later"}
 	}
 	s.mu.Lock()
 	nested := s.tx != nil
@@ -92,10 +96,10 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		srv.trace.printf("MAIL <%s>: sender already given", from)
 		return reply(503, [3]int{5, 5, 1}, "Sender already given")
 	}
-	if opts != nil && opts.Size > int64(srv.cfg.SMTP.MaxMessageSize) {
-		srv.trace.printf("MAIL <%s>: SIZE=%d is over smtp.max_message_size %d", from, opts.Size, srv.cfg.SMTP.MaxMessageSize)
+	if opts != nil && opts.Size > int64(s.cfg().SMTP.MaxMessageSize) {
+		srv.trace.printf("MAIL <%s>: SIZE=%d is over smtp.max_message_size %d", from, opts.Size, s.cfg().SMTP.MaxMessageSize)
 		srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> rejected MAIL: message too big: SIZE=%d max=%d",
-			s.hostDesc(helo), from, opts.Size, srv.cfg.SMTP.MaxMessageSize))
+			s.hostDesc(helo), from, opts.Size, s.cfg().SMTP.MaxMessageSize))
 		return reply(552, [3]int{5, 3, 4}, "Message size exceeds maximum permitted")
 	}
 	tx := &transaction{Tx: filters.Tx{Helo: helo}, proto: "smtp"}
@@ -322,7 +326,7 @@ func (s *session) Data(r io.Reader) error {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
 	}
 	host := s.hostDesc(tx.Helo)
-	dr := &deadlineReader{r: r, c: s.conn, timeout: time.Duration(srv.cfg.SMTP.DataTimeout)}
+	dr := &deadlineReader{r: r, c: s.conn, timeout: time.Duration(s.cfg().SMTP.DataTimeout)}
 
 	// A test session reads and checks the message like any other but
 	// writes it nowhere (an unlinked temporary file the checks read).
@@ -358,8 +362,8 @@ func (s *session) Data(r io.Reader) error {
 		}
 	}
 
-	reject := srv.cfg.SMTP.BareNewline != "normalize"
-	le := &lineEnds{r: &limitReader{r: dr, max: int64(srv.cfg.SMTP.MaxMessageSize)}}
+	reject := s.cfg().SMTP.BareNewline != "normalize"
+	le := &lineEnds{r: &limitReader{r: dr, max: int64(s.cfg().SMTP.MaxMessageSize)}}
 	br := dataReaders.Get().(*bufio.Reader)
 	br.Reset(le)
 	// Dropped before it goes back: a pooled reader must not keep the
@@ -396,9 +400,9 @@ func (s *session) Data(r io.Reader) error {
 		Recipients: tx.Rcpts,
 		ClientIP:   s.conn.ip,
 		Helo:       tx.Helo,
-		Trusted:    srv.policy.Trusted(s.conn.ip),
+		Trusted:    s.conn.gen.policy.Trusted(s.conn.ip),
 		Headers: append([]spool.Header{received(receivedInfo{
-			Helo: tx.Helo, IP: s.conn.ip.String(), Hostname: srv.cfg.Hostname,
+			Helo: tx.Helo, IP: s.conn.ip.String(), Hostname: s.cfg().Hostname,
 			With: strings.ToUpper(tx.proto), ID: id, Sender: tx.Sender,
 			Recipients: tx.Rcpts, Time: now,
 		})}, headers...),
@@ -451,7 +455,7 @@ func (s *session) Data(r io.Reader) error {
 		if srv.trace != nil {
 			return acceptedReply(id, " (quarantined; not queued: -bh test session)")
 		}
-		ctx, cancel := context.WithTimeout(srv.ctx, time.Duration(srv.cfg.SMTP.CommandTimeout))
+		ctx, cancel := context.WithTimeout(srv.ctx, time.Duration(s.cfg().SMTP.CommandTimeout))
 		err := srv.spool.Quarantine(ctx, w, env, v.Reason)
 		cancel()
 		if err != nil { // the files are gone: the client must retry
@@ -475,7 +479,7 @@ func (s *session) Data(r io.Reader) error {
 		srv.trace.printf("DATA: accepted: S=%d; not queued: test session", size)
 		return acceptedReply(id, " (not queued: -bh test session)")
 	}
-	ctx, cancel := context.WithTimeout(srv.ctx, time.Duration(srv.cfg.SMTP.CommandTimeout))
+	ctx, cancel := context.WithTimeout(srv.ctx, time.Duration(s.cfg().SMTP.CommandTimeout))
 	err = w.Commit(ctx, env)
 	cancel()
 	if err != nil { // Commit has removed the files
@@ -554,9 +558,9 @@ func (s *session) dataFailed(dr io.Reader, tx transaction, id spool.ID, err erro
 	case isTimeout(err):
 		return s.timedOut(tx)
 	case errors.Is(err, errMessageTooBig), errors.Is(err, smtp.ErrDataTooLarge):
-		srv.trace.printf("DATA: message over smtp.max_message_size %d", srv.cfg.SMTP.MaxMessageSize)
+		srv.trace.printf("DATA: message over smtp.max_message_size %d", s.cfg().SMTP.MaxMessageSize)
 		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> rejected after DATA: message too big: max=%d",
-			host, tx.Sender, srv.cfg.SMTP.MaxMessageSize))
+			host, tx.Sender, s.cfg().SMTP.MaxMessageSize))
 		return s.afterDrain(dr, tx, func() error {
 			return reply(552, [3]int{5, 3, 4}, "Message size exceeds maximum permitted")
 		})
@@ -567,12 +571,12 @@ func (s *session) dataFailed(dr io.Reader, tx transaction, id spool.ID, err erro
 			return reply(552, [3]int{5, 3, 4}, "Message header block too large")
 		})
 	case errors.Is(err, smtp.ErrTooLongLine):
-		srv.trace.printf("DATA: line longer than smtp.max_line_length %d", srv.cfg.SMTP.MaxLineLength)
+		srv.trace.printf("DATA: line longer than smtp.max_line_length %d", s.cfg().SMTP.MaxLineLength)
 		// go-smtp closes the connection after this reply.
 		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> rejected after DATA: line longer than %d bytes",
-			host, tx.Sender, srv.cfg.SMTP.MaxLineLength))
+			host, tx.Sender, s.cfg().SMTP.MaxLineLength))
 		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
-			Message: fmt.Sprintf("Message has a line longer than %d bytes", srv.cfg.SMTP.MaxLineLength)}
+			Message: fmt.Sprintf("Message has a line longer than %d bytes", s.cfg().SMTP.MaxLineLength)}
 	case errors.As(err, &se):
 		srv.log.Panic(fmt.Sprintf("%s H=%s F=<%s>: %v", id, host, tx.Sender, err))
 		return s.afterDrain(dr, tx, func() error { return errLocal })
@@ -600,7 +604,7 @@ func (s *session) timedOut(tx transaction) error {
 	s.conn.closeAfterWrite()
 	s.srv.log.Main("", fmt.Sprintf("SMTP data timeout (message abandoned) on connection from %s F=<%s>", s.hostDesc(tx.Helo), tx.Sender))
 	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
-		Message: s.srv.cfg.Hostname + " SMTP incoming data timeout - closing connection"}
+		Message: s.cfg().Hostname + " SMTP incoming data timeout - closing connection"}
 }
 
 func isTimeout(err error) bool {

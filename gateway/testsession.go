@@ -69,12 +69,12 @@ func (s *Server) ServeTest(peer netip.AddrPort, in io.Reader, out io.Writer) err
 	}
 	ip := peer.Addr().Unmap()
 	fmt.Fprintf(out, "**** SMTP testing session as if from host %s\n**** but without any ident (RFC 1413) callback.\n**** This is not for real!\n\n", ip)
-	if s.policy.Trusted(ip) {
+	if s.gen.policy.Trusted(ip) {
 		s.trace.printf("host in relay.trusted_networks? yes: may relay to any domain")
 	} else {
 		s.trace.printf("host in relay.trusted_networks? no")
 	}
-	if s.cfg.TLS.Cert != "" {
+	if s.fixed.TLS.Cert != "" {
 		s.trace.printf("STARTTLS not offered: a test session has no TLS")
 	}
 	sc := &stdioConn{r: &crlfReader{r: in}, w: out, peer: peer, closed: make(chan struct{})}

@@ -45,13 +45,14 @@ type Options struct {
 	Log        func(string)  // failed writes (they cost only a lookup after a restart)
 }
 
-// Cache keeps every live record in memory, in an LRU bounded in size
+// cache keeps every live record in memory, in an LRU bounded in size
 // whose entries are never refreshed by reading, so the oldest stored go
 // first; the bbolt file, when configured, mirrors it. Each record expires
 // at its own time; the LRU's expiry, MaxTTL, only bounds how long a dead
 // one stays in memory unread. Safe for concurrent use.
-type Cache struct {
+type cache struct {
 	o   Options
+	key string // in shared; "" without a file
 	lru *expirable.LRU[string, Record]
 	db  *bolt.DB
 
@@ -88,13 +89,87 @@ func DecodeRecord(b []byte, maxVerdict int) (Record, error) {
 	return r, nil
 }
 
+// Cache is one user's handle on a cache. Safe for concurrent use.
+type Cache struct {
+	*cache
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// shared are the caches open with a file, by absolute path, each with the
+// number of open handles: a reload builds its checks while the old ones
+// still serve, and bbolt's file lock lets one process open a file only
+// once, so both generations share the cache (answers stay valid across a
+// reload anyway). The first Open's Size and MaxTTL hold until the last
+// handle closes.
+var shared = struct {
+	sync.Mutex
+	m map[string]*sharedCache
+}{m: map[string]*sharedCache{}}
+
+type sharedCache struct {
+	c    *cache
+	refs int
+}
+
 // Open opens (creating) the cache of o and loads the file's unexpired
-// records, dropping dead and unreadable ones.
+// records, dropping dead and unreadable ones. A file already open in
+// this process is shared, not opened again; each handle is closed on its
+// own and the file with the last.
 func Open(o Options) (*Cache, error) {
+	if o.File == "" {
+		c, err := open(o)
+		if err != nil {
+			return nil, err
+		}
+		return &Cache{cache: c}, nil
+	}
+	abs, err := filepath.Abs(o.File)
+	if err != nil {
+		return nil, fmt.Errorf("cache %s: %w", o.File, err)
+	}
+	shared.Lock()
+	defer shared.Unlock()
+	if sc, ok := shared.m[abs]; ok {
+		sc.refs++
+		return &Cache{cache: sc.c}, nil
+	}
+	c, err := open(o)
+	if err != nil {
+		return nil, err
+	}
+	c.key = abs
+	shared.m[abs] = &sharedCache{c: c, refs: 1}
+	return &Cache{cache: c}, nil
+}
+
+// Close drops this handle; the last one of a file writes what is still to
+// be written and closes the file. A second Close does nothing.
+func (h *Cache) Close() error {
+	h.closeOnce.Do(func() {
+		if h.key != "" {
+			shared.Lock()
+			sc := shared.m[h.key]
+			sc.refs--
+			last := sc.refs == 0
+			if last {
+				delete(shared.m, h.key)
+			}
+			shared.Unlock()
+			if !last {
+				return
+			}
+		}
+		h.closeErr = h.cache.close()
+	})
+	return h.closeErr
+}
+
+func open(o Options) (*cache, error) {
 	if o.Log == nil {
 		o.Log = func(string) {}
 	}
-	c := &Cache{o: o}
+	c := &cache{o: o}
 	c.lru = expirable.NewLRU[string, Record](o.Size, c.dropped, o.MaxTTL)
 	if o.File == "" {
 		return c, nil
@@ -157,7 +232,7 @@ func Open(o Options) (*Cache, error) {
 
 // dropped is the LRU's eviction callback (size bound, expiry, removal),
 // called with the LRU's lock held: it only notes the key.
-func (c *Cache) dropped(key string, _ Record) {
+func (c *cache) dropped(key string, _ Record) {
 	c.evMu.Lock()
 	c.evicted = append(c.evicted, key)
 	c.evMu.Unlock()
@@ -165,7 +240,7 @@ func (c *Cache) dropped(key string, _ Record) {
 
 // takeEvicted returns the keys dropped from memory since the last call
 // that are still gone (a key stored again since must stay in the file).
-func (c *Cache) takeEvicted() []string {
+func (c *cache) takeEvicted() []string {
 	c.evMu.Lock()
 	keys := c.evicted
 	c.evicted = nil
@@ -181,7 +256,7 @@ func (c *Cache) takeEvicted() []string {
 
 // Get returns the live record for key; an expired one is dropped. Reading
 // does not make a record younger.
-func (c *Cache) Get(key string, now time.Time) (Record, bool) {
+func (c *cache) Get(key string, now time.Time) (Record, bool) {
 	r, ok := c.lru.Peek(key)
 	if !ok {
 		return Record{}, false
@@ -197,7 +272,7 @@ func (c *Cache) Get(key string, now time.Time) (Record, bool) {
 // Add stores entries (newest last) in memory, the oldest beyond the bound
 // evicted, and marks the change for the file's writer. It never waits for
 // the disk, so a caller may order it under its own lock.
-func (c *Cache) Add(entries ...Entry) {
+func (c *cache) Add(entries ...Entry) {
 	for _, e := range entries {
 		// Stored again, the record counts as the newest.
 		c.lru.Remove(e.Key)
@@ -209,7 +284,7 @@ func (c *Cache) Add(entries ...Entry) {
 // persist mirrors a change to the file, behind: it marks the keys for
 // the writer and returns at once. A failed write costs only a lookup
 // after a restart, so it is logged, not returned.
-func (c *Cache) persist(entries []Entry, deleted []string) {
+func (c *cache) persist(entries []Entry, deleted []string) {
 	if c.db == nil || len(entries) == 0 && len(deleted) == 0 {
 		return
 	}
@@ -238,7 +313,7 @@ const gather = 100 * time.Millisecond
 
 // writer writes the dirty keys a little after it is woken, and once
 // more when the cache closes.
-func (c *Cache) writer() {
+func (c *cache) writer() {
 	defer close(c.stopped)
 	t := time.NewTimer(gather)
 	t.Stop()
@@ -261,7 +336,7 @@ func (c *Cache) writer() {
 
 // write stores what memory holds for every dirty key, deleting the keys
 // it no longer has, in one transaction.
-func (c *Cache) write() {
+func (c *cache) write() {
 	c.dirtyMu.Lock()
 	keys := c.dirty
 	c.dirty = make(map[string]struct{})
@@ -294,8 +369,8 @@ func (c *Cache) write() {
 	}
 }
 
-// Close writes what is still to be written and closes the file.
-func (c *Cache) Close() error {
+// close writes what is still to be written and closes the file.
+func (c *cache) close() error {
 	if c.db == nil {
 		return nil
 	}

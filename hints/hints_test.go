@@ -103,3 +103,50 @@ func TestPersistBehind(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedFile: a file opened twice in one process (a reload's checks
+// beside the old ones) is one cache: the second Open neither waits for
+// bbolt's lock nor fails, a record added through one handle is seen
+// through the other, and the file stays open until the last handle
+// closes; then it opens again at once.
+func TestSharedFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "hints.db")
+	o := Options{File: file, Bucket: "test", Size: 10, MaxTTL: time.Hour, MaxVerdict: 2}
+	now := time.Now()
+	first, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	second, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("second Open took %v: it waited for the file lock", d)
+	}
+	first.Add(Entry{"k", Record{Verdict: 1, Stored: now, Expires: now.Add(time.Hour)}})
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Errorf("second Close of one handle: %v", err)
+	}
+	if r, ok := second.Get("k", now); !ok || r.Verdict != 1 {
+		t.Errorf("through the other handle after the first closed: %+v, %v", r, ok)
+	}
+	second.Add(Entry{"l", Record{Verdict: 2, Stored: now, Expires: now.Add(time.Hour)}})
+	if err := second.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Open(Options{File: file, Bucket: "test", Size: 10, MaxTTL: time.Hour, MaxVerdict: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	for _, k := range []string{"k", "l"} {
+		if _, ok := again.Get(k, now); !ok {
+			t.Errorf("%s: not in the file after the last handle closed", k)
+		}
+	}
+}

@@ -116,6 +116,21 @@ type Runner struct {
 
 	inflight sync.WaitGroup // deliveries
 	loop     sync.WaitGroup // Start's queue-run loop and workers
+
+	rules *rules // under mu: what new attempts route and retry by (Swap)
+}
+
+// rules are a router and a retry schedule, with the attempts that use
+// them: an attempt keeps the rules it began with to its end, so a Swap
+// never closes a transport under a delivery.
+type rules struct {
+	router   Router
+	schedule *retry.Schedule
+	retired  func() // called once no attempt uses them after a Swap
+
+	// Under Runner.mu.
+	users    int
+	replaced bool
 }
 
 // New makes a Runner. Its Options are taken as given (config fills them):
@@ -136,6 +151,43 @@ func New(o Options) *Runner {
 		cancelHard: cancel,
 		quit:       make(chan struct{}),
 		active:     make(map[spool.ID]bool),
+		rules:      &rules{router: o.Router, schedule: o.Schedule},
+	}
+}
+
+// Swap makes router and schedule those of every delivery attempt that
+// starts from now on (a reload's new routes, downstream, outbound and
+// retry rule); attempts in flight finish with the ones they began with.
+// retired is called, in its own goroutine, once no attempt uses the
+// replaced router any more: then its transports' sessions may be closed.
+func (r *Runner) Swap(router Router, schedule *retry.Schedule, retired func()) {
+	r.mu.Lock()
+	old := r.rules
+	r.rules = &rules{router: router, schedule: schedule}
+	old.replaced = true
+	old.retired = retired
+	idle := old.users == 0
+	r.mu.Unlock()
+	if idle && retired != nil {
+		go retired()
+	}
+}
+
+// take is the rules an attempt starting now uses, until it calls drop.
+func (r *Runner) take() *rules {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rules.users++
+	return r.rules
+}
+
+func (r *Runner) drop(rs *rules) {
+	r.mu.Lock()
+	rs.users--
+	last := rs.replaced && rs.users == 0
+	r.mu.Unlock()
+	if last && rs.retired != nil {
+		go rs.retired()
 	}
 }
 
@@ -574,6 +626,8 @@ func (r *Runner) truncated(env *spool.Envelope) bool {
 // retry state.
 func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 	id := env.ID
+	rs := r.take()
+	defer r.drop(rs)
 	o := &outcome{via: make(map[string]string)}
 	if pending := env.Pending(); len(pending) > 0 {
 		rc, size, err := r.o.Spool.OpenEnvelope(env)
@@ -582,7 +636,7 @@ func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 			return
 		}
 		rc.Close()
-		groups := r.groups(pending)
+		groups := groups(rs.router, pending)
 		for i, g := range groups {
 			if o.cancelled {
 				// Shutdown: the groups not tried stay pending, untouched.
@@ -606,7 +660,7 @@ func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 		}
 		env.Attempts++
 		var next time.Time
-		next, giveUp = r.o.Schedule.Next(env.FirstFailed, now, env.Attempts)
+		next, giveUp = rs.schedule.Next(env.FirstFailed, now, env.Attempts)
 		if !giveUp {
 			env.NextTry = next
 		}
@@ -993,11 +1047,11 @@ type group struct {
 
 // groups routes rcpts, one group per router, in the order the routes are
 // first needed.
-func (r *Runner) groups(rcpts []string) []*group {
+func groups(router Router, rcpts []string) []*group {
 	var gs []*group
 	byRouter := make(map[string]*group)
 	for _, rcpt := range rcpts {
-		d := r.o.Router.Route(rcpt)
+		d := router.Route(rcpt)
 		g := byRouter[d.Router]
 		if g == nil {
 			g = &group{dest: d}

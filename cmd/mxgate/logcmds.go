@@ -8,14 +8,15 @@ import (
 )
 
 func init() {
-	register("log reopen", "\tmake the running daemon reopen its log files (after log rotation)", logReopen)
+	register("log reopen", "\tmake the running daemon reopen its log files (after log rotation; SIGUSR1, no config read)", logReopen)
 }
 
-// logReopen is logrotate's postrotate command: it sends SIGHUP to the
+// logReopen is logrotate's postrotate command: it sends SIGUSR1 to the
 // daemon named by DATA_DIR/mxgate.pid, after checking that the PID still
 // belongs to an `mxgate serve` (a stale pid file must never get another
-// process signalled: SIGHUP ends most programs). It prints nothing on
-// success, so cron has nothing to mail.
+// process signalled: SIGUSR1 ends most programs). The daemon only reopens
+// its logs: no config is read (SIGHUP, `mxgate reload`, does that too).
+// It prints nothing on success, so cron has nothing to mail.
 func logReopen(e *env) error {
 	if err := noArgs(e); err != nil {
 		return err
@@ -29,7 +30,7 @@ func logReopen(e *env) error {
 	if err != nil {
 		return err
 	}
-	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+	if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
 		return fmt.Errorf("signalling the mxgate daemon (PID %d from %s): %w", pid, pidFile, err)
 	}
 	return nil

@@ -25,7 +25,7 @@ func loadConfig(path string) (*config.Config, error) {
 }
 
 func init() {
-	register("serve", "\trun the gateway in the foreground (SIGTERM drains, SIGHUP reopens logs)", serve)
+	register("serve", "\trun the gateway in the foreground (SIGTERM drains, SIGHUP reloads, SIGUSR1 reopens logs)", serve)
 	register("config check", "\tvalidate the config and print the effective configuration", configCheck)
 	register("-bV", "\tsame as config check", configCheck)
 }
@@ -69,26 +69,31 @@ func serve(e *env) error {
 	if err != nil {
 		return err
 	}
-	// After the runner's stop below: no delivery uses a session any more.
-	defer closeRouter(router, cfg)
+	// d.cur is the generation serving (a reload replaces it). Closed
+	// after the drain and the runner's stop below: no session or delivery
+	// uses it any more.
+	d := &daemon{configPath: e.configPath, log: log, cur: &generation{n: 1, cfg: cfg, router: router}}
+	d.cur.users.Store(2)
+	defer func() { d.cur.close(log) }()
 	runner := newRunner(cfg, sp, log, router)
-	pl, err := checks.Build(cfg, log, router, false)
+	if d.cur.checks, err = checks.Build(cfg, log, router, false); err != nil {
+		return err
+	}
+	first := d.cur
+	gw, err := gateway.New(gateway.Options{Config: cfg, Spool: sp, Log: log, OnCommit: runner.Enqueue, Pipeline: first.checks.Pipeline,
+		Retired: func() { first.retireChecks(log) }})
 	if err != nil {
 		return err
 	}
-	// Closed once every session has ended (the deferred calls run in
-	// reverse order, after the drain below).
-	defer func() {
-		if err := pl.Close(); err != nil {
-			log.Panic(fmt.Sprintf("closing the checks: %v", err))
-		}
-	}()
-	gw, err := gateway.New(gateway.Options{Config: cfg, Spool: sp, Log: log, OnCommit: runner.Enqueue, Pipeline: pl.Pipeline})
-	if err != nil {
-		return err
-	}
+	d.gw, d.runner = gw, runner
 
-	// The pid file lets `mxgate log reopen` find the daemon.
+	// Caught before the pid file names us: a SIGHUP from `mxgate reload`
+	// must never find the default action (exit).
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+
+	// The pid file lets `mxgate log reopen` and `mxgate reload` find the daemon.
 	pidFile := pidPath(cfg)
 	if err := pidfile.Write(pidFile); err != nil {
 		return err
@@ -103,23 +108,25 @@ func serve(e *env) error {
 	go func() { served <- gw.Serve() }()
 	log.Main("", fmt.Sprintf("mxgate daemon started: pid=%d, listening for SMTP on %v", os.Getpid(), gw.Addrs()))
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	for {
 		select {
 		case err := <-served:
 			// The listeners died on their own: nothing more will arrive, so
 			// let deliveries in flight finish before reporting.
-			stop(runner, cfg)
+			stop(runner, d.cur.cfg)
 			return err
 		case sig := <-sigs:
-			if sig == syscall.SIGHUP {
+			switch sig {
+			case syscall.SIGHUP: // reload: config, TLS certificates, logs
+				d.reload()
+				continue
+			case syscall.SIGUSR1: // log rotation: the logs only
 				if err := log.Reopen(); err != nil {
 					fmt.Fprintf(e.stderr, "mxgate: reopening logs: %v\n", err)
 				}
 				continue
 			}
+			cfg := d.cur.cfg
 			log.Main("", fmt.Sprintf("mxgate daemon stopping on %v: draining sessions (up to %v)", sig, time.Duration(cfg.SMTP.ShutdownTimeout)))
 			dctx, dcancel := context.WithTimeout(context.Background(), time.Duration(cfg.SMTP.ShutdownTimeout))
 			err := gw.Shutdown(dctx)

@@ -1,6 +1,7 @@
 // Package tlstest gives tests throwaway TLS certificates: self-signed,
 // as a tls.Certificate for a server a test starts itself or as PEM files
-// for the config's [tls] cert and key; or issued by a throwaway CA that
+// for the config's [tls] cert and key (written afresh over the old ones
+// for a renewal); or issued by a throwaway CA that
 // a verifying client is told to trust.
 package tlstest
 
@@ -123,18 +124,27 @@ func leafTemplate(tb testing.TB, hosts []string) *x509.Certificate {
 // the test's own and returns their names, for [tls] cert and key.
 func Files(tb testing.TB, hosts ...string) (certFile, keyFile string) {
 	tb.Helper()
+	dir := tb.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	WriteFiles(tb, certFile, keyFile, hosts...)
+	return certFile, keyFile
+}
+
+// WriteFiles writes a fresh Certificate(tb, hosts...) over certFile and
+// keyFile (a renewal, when they exist) and returns its DER form, what a
+// client sees as the peer certificate.
+func WriteFiles(tb testing.TB, certFile, keyFile string, hosts ...string) []byte {
+	tb.Helper()
 	cert := Certificate(tb, hosts...)
 	kb, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	dir := tb.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600); err != nil {
 		tb.Fatal(err)
 	}
 	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	return certFile, keyFile
+	return cert.Certificate[0]
 }

@@ -10,7 +10,8 @@ import (
 
 // TestLogReopen is logrotate's cycle: the mainlog is renamed while the
 // daemon runs, `mxgate log reopen` makes it open a new one, and each file
-// ends up with the lines of its own messages only.
+// ends up with the lines of its own messages only. It reopens the logs
+// and nothing else (SIGUSR1): a config changed meanwhile is not read.
 func TestLogReopen(t *testing.T) {
 	requireCommand(t, "log reopen")
 	ds := startScripted(t)
@@ -29,6 +30,7 @@ func TestLogReopen(t *testing.T) {
 	if err := os.Rename(mainlog, rotated); err != nil {
 		t.Fatal(err)
 	}
+	g.editConfig(domainsLine, moreDomains)
 	if out := g.mustCLI("log", "reopen"); out != "" {
 		t.Errorf("mxgate log reopen printed %q, want nothing", out)
 	}
@@ -41,6 +43,12 @@ func TestLogReopen(t *testing.T) {
 	after := c.send(t, "alice@example.test", []string{"carol@example.test"}, dataBytes(msg))
 	c.expect(t, "QUIT", 221)
 	g.waitCompleted(after)
+	if code := rcptCode(t, "127.0.0.1", g.addr, "dave@new.test"); code != 550 {
+		t.Errorf("RCPT to new.test after log reopen: %d, want 550 (the changed config is not read)", code)
+	}
+	if n := countLines(g.mainlog(), daemonLine("reloading configuration")); n != 0 {
+		t.Errorf("log reopen reloaded the configuration (%d reload lines)", n)
+	}
 
 	for _, f := range []struct {
 		path       string
