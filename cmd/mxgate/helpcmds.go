@@ -219,8 +219,11 @@ func completionKind(c *command) string {
 	case strings.HasPrefix(c.name, "quarantine "):
 		// Quarantine IDs are not in the queue; nothing lists them cheaply.
 		return ""
-	case strings.HasPrefix(c.args, "ID") || strings.HasPrefix(c.args, "[ID"):
+	case strings.HasPrefix(c.args, "ID...") || strings.HasPrefix(c.args, "[ID..."):
 		return "ids"
+	case strings.HasPrefix(c.args, "ID"):
+		// One ID, then addresses (-Mar) or nothing (-Mvl).
+		return "id"
 	}
 	return ""
 }
@@ -260,7 +263,8 @@ _mxgate_sub() {
 }
 
 # _mxgate_flags COMMAND: its flags; _mxgate_kind COMMAND: what its
-# arguments are (ids: queue IDs, options: -bP names).
+# arguments are (ids: queue IDs, id: one queue ID first, options: -bP
+# names).
 _mxgate_flags() {
     case $1 in
 `)
@@ -281,7 +285,7 @@ _mxgate_flags() {
 _mxgate_kind() {
     case $1 in
 `)
-	for _, k := range []string{"ids", "options"} {
+	for _, k := range []string{"ids", "id", "options"} {
 		fmt.Fprintf(&b, "        %s) echo %s ;;\n", strings.Join(kinds[k], "|"), k)
 	}
 	b.WriteString(`    esac
@@ -289,7 +293,7 @@ _mxgate_kind() {
 
 _mxgate() {
     local cur=${COMP_WORDS[COMP_CWORD]} prog=${COMP_WORDS[0]}
-    local i w cmd= cfg=()
+    local i w cmd= cfg=() nargs=0
     COMPREPLY=()
     # mailq is -bp: its arguments are queue IDs.
     [[ ${prog##*/} == mailq ]] && cmd=-bp
@@ -305,6 +309,8 @@ _mxgate() {
                     cmd=$w
                 elif [[ $cmd != *" "* && -n $(_mxgate_sub "$cmd") ]]; then
                     cmd="$cmd $w"
+                elif [[ $w != -* ]]; then
+                    ((++nargs))
                 fi ;;
         esac
     done
@@ -334,6 +340,8 @@ _mxgate() {
     case $(_mxgate_kind "$cmd") in
         ids)
             COMPREPLY=($(compgen -W "$("$prog" "${cfg[@]}" -bpi 2>/dev/null)" -- "$cur")) ;;
+        id)
+            ((nargs == 0)) && COMPREPLY=($(compgen -W "$("$prog" "${cfg[@]}" -bpi 2>/dev/null)" -- "$cur")) ;;
         options)
             COMPREPLY=($(compgen -W "$("$prog" "${cfg[@]}" -bP 2>/dev/null | cut -d' ' -f1)" -- "$cur")) ;;
     esac

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -74,24 +75,28 @@ func TestBashCompletion(t *testing.T) {
 	)
 	script := filepath.Join("..", "..", "doc", "mxgate.bash-completion")
 	tests := []struct {
-		words []string // the command line, the last word being completed
+		words []string // the command line
+		cword int      // the word being completed; 0: the last
 		want  string   // COMPREPLY, one a line
 	}{
-		{[]string{bin, "ser"}, "serve\n"},
-		{[]string{bin, "-config", q.cfg, "quarantine", "re"}, "release\n"},
-		{[]string{bin, "config", ""}, "check\n"},
-		{[]string{bin, "serve", "-"}, "-v\n--help\n"},
-		{[]string{bin, "-config", q.cfg, "-Mg", ""}, ids[0] + "\n" + ids[1] + "\n"},
-		{[]string{bin, "-Mrm", ids[1][:3], "-config", q.cfg}, ""}, // the config comes after: not used
-		{[]string{bin, "-config", q.cfg, "-bP", "relay.d"}, "relay.domains\n"},
-		{[]string{bin, "help", "-Mv"}, "-Mvb\n-Mvh\n-Mvl\n"},
-		{[]string{bin, "-bp"}, "-bp\n-bpa\n-bpc\n-bpi\n-bpr\n-bpru\n-bpu\n"},
+		{[]string{bin, "ser"}, 0, "serve\n"},
+		{[]string{bin, "-config", q.cfg, "quarantine", "re"}, 0, "release\n"},
+		{[]string{bin, "config", ""}, 0, "check\n"},
+		{[]string{bin, "serve", "-"}, 0, "-v\n--help\n"},
+		{[]string{bin, "-config", q.cfg, "-Mg", ""}, 0, ids[0] + "\n" + ids[1] + "\n"},
+		{[]string{bin, "-Mrm", ids[1][:3], "-config", q.cfg}, 2, ""}, // the config comes after: not used
+		{[]string{bin, "-config", q.cfg, "-bP", "relay.d"}, 0, "relay.domains\n"},
+		{[]string{bin, "-config", q.cfg, "-Mar", ids[0]}, 0, ids[0] + "\n"},
+		{[]string{bin, "-config", q.cfg, "-Mar", ids[0], ""}, 0, ""}, // then addresses
+		{[]string{bin, "-config", q.cfg, "-Mvh", ids[0], ""}, 0, ""},
+		{[]string{bin, "help", "-Mv"}, 0, "-Mvb\n-Mvh\n-Mvl\n"},
+		{[]string{bin, "-bp"}, 0, "-bp\n-bpa\n-bpc\n-bpi\n-bpr\n-bpru\n-bpu\n"},
 	}
 	for _, tt := range tests {
 		// COMP_WORDS as bash fills it for "mxgate ... WORD<TAB>".
-		cword := len(tt.words) - 1
-		if tt.words[1] == "-Mrm" {
-			cword = 2
+		cword := tt.cword
+		if cword == 0 {
+			cword = len(tt.words) - 1
 		}
 		var quoted []string
 		for _, w := range tt.words {
@@ -100,7 +105,7 @@ func TestBashCompletion(t *testing.T) {
 		prog := `source "$1" || exit 1
 complete -p mxgate
 COMP_WORDS=(` + strings.Join(quoted, " ") + `)
-COMP_CWORD=` + string(rune('0'+cword)) + `
+COMP_CWORD=` + strconv.Itoa(cword) + `
 _mxgate
 printf '%s\n' "${COMPREPLY[@]}"
 `

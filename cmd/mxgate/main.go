@@ -100,8 +100,12 @@ func main() {
 func run(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	err := dispatch(argv, stdin, stdout, stderr)
 	var ex exitError
+	var help helpOutput
 	switch {
 	case err == nil:
+		return 0
+	case errors.As(err, &help):
+		fmt.Fprint(stdout, help)
 		return 0
 	case errors.As(err, &ex):
 		return ex.code
@@ -202,9 +206,32 @@ func parseCommandLine(argv []string) (commandLine, error) {
 		}
 	}
 	if _, ok := commands[cl.name]; !ok {
+		if g := groupUsage(cl.name); g != "" && len(cl.args) > 0 && helpFlags[cl.args[len(cl.args)-1]] {
+			return cl, helpOutput(g)
+		}
 		return cl, fmt.Errorf("unknown command %q: %w", cl.name, errUsage)
 	}
 	return cl, nil
+}
+
+// helpOutput is help asked of a group of commands (mxgate quarantine
+// --help): printed on stdout, exit status 0.
+type helpOutput string
+
+func (h helpOutput) Error() string { return string(h) }
+
+// groupUsage lists the commands whose first word is word; "" when none.
+func groupUsage(word string) string {
+	var b strings.Builder
+	for _, c := range sortedCommands() {
+		if strings.HasPrefix(c.name, word+" ") {
+			fmt.Fprintf(&b, "  %-28s %s\n", c.synopsis(), c.summary)
+		}
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	return "usage: mxgate [-config FILE] " + word + " COMMAND [ARGS]\n\n" + b.String()
 }
 
 func usage() string {

@@ -114,6 +114,16 @@ flags:
 	if got := runArgs("mxgate", "-bm", "-h"); strings.HasPrefix(got.stdout, "usage:") {
 		t.Errorf("-bm -h printed the help: %q", got.stdout)
 	}
+	want = "usage: mxgate [-config FILE] quarantine COMMAND [ARGS]\n\n" +
+		"  quarantine delete ID...      delete messages from quarantine\n" +
+		"  quarantine list              list quarantined messages: age, size, ID, sender, reason\n" +
+		"  quarantine release ID...     move messages from quarantine into the queue and deliver them now\n" +
+		"  quarantine show ID           show a quarantined message: its -H file, then its -D file\n"
+	for _, argv := range [][]string{{"mxgate", "help", "quarantine"}, {"mxgate", "quarantine", "-h"}} {
+		if got := runArgs(argv...); got != (result{want, "", 0}) {
+			t.Errorf("%q = %+v, want the quarantine commands", argv, got)
+		}
+	}
 	got = runArgs("mxgate", "help", "frobnicate")
 	if got.code != 2 || !strings.HasPrefix(got.stderr, "mxgate: unknown command \"frobnicate\"\nusage:") {
 		t.Errorf("help frobnicate: status %d, stderr %q", got.code, got.stderr)
