@@ -1,7 +1,8 @@
 // Package admin owns what an administrator does to the queue from the
 // command line, in Exim's words: the -bp listing and count, the raw views
-// of a message's files (-Mvl, -Mvh, -Mvb), and the operations on single
-// messages (-Mrm, -Mf, -Mt, and readying a message for -M). It works on a
+// of a message's files (-Mvl, -Mvh, -Mvb), the operations on single
+// messages (-Mrm, -Mf, -Mt, -Mg, -Mar, -Mes, and readying a message for
+// -M), the selection of -R and the retry times exinext shows. It works on a
 // live spool beside a running daemon: it reads -H files, which are only
 // ever replaced by rename, and changes a message only under its lock.
 package admin
@@ -23,8 +24,10 @@ import (
 type Queue struct {
 	Spool *spool.Spool
 	Log   *mainlog.Logger
-	User  string           // who acts, as the mainlog names them ("frozen by root")
-	Now   func() time.Time // nil: time.Now; tests pin the ages -bp prints
+	User  string // who acts, as the mainlog names them ("frozen by root")
+	// Hostname names this MTA in the bounce -Mg sends (Mailer-Daemon@Hostname).
+	Hostname string
+	Now      func() time.Time // nil: time.Now; tests pin the ages -bp prints
 }
 
 // ErrInvalidID is returned for an argument that is not a message ID; it

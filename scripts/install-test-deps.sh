@@ -4,7 +4,7 @@
 # Dovecot LMTP, rbldnsd (the DNS lists of package rbl's tests), SpamAssassin's
 # spamd and spamc (package filters/spamd's tests), ClamAV's clamd and
 # clamdscan (package filters/clamd's tests), swaks, Perl,
-# Exim's eximstats and exigrep, and staticcheck.
+# Exim's eximstats and exigrep, groff (the man page's test), and staticcheck.
 # Meant for root on Debian 12 (CI and a fresh developer machine); running it
 # again changes nothing.
 #
@@ -52,6 +52,10 @@ packages=(
 	opendkim-tools:/usr/sbin/opendkim-genkey
 	# eximstats and exigrep need the full Perl (Pod::Usage, Time::Local).
 	perl:/usr/bin/perldoc
+	# groff renders the man page (cmd/mxgate's TestManPageRenders); bash
+	# runs the completion script (TestBashCompletion).
+	groff-base:/usr/bin/groff
+	bash:/bin/bash
 )
 
 missing=()

@@ -5,7 +5,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -24,22 +23,62 @@ type env struct {
 	stdout, stderr io.Writer
 }
 
-// command is one verb or Exim flag. help is its line in the usage text.
+// command is one verb or Exim flag, and everything said about it: the
+// usage list, its --help, the man page and the bash completion are all
+// made from this, so they cannot disagree.
 type command struct {
-	help string
-	run  func(e *env) error
+	name    string
+	args    string // "ID...", "[ADDR...]": the synopsis after the name
+	summary string // one line, for the usage list
+	doc     string // paragraphs (blank-line separated) for --help and the man page
+	flags   []flagDoc
+	// examples are command lines with what they do, "mxgate -Mg ID\tbounce it".
+	examples []string
+	hidden   bool // left out of the usage list; still in the man page
+	run      func(e *env) error
 }
+
+// flagDoc is one flag a command takes.
+type flagDoc struct{ name, arg, help string }
 
 // commands maps the first argument to its command; each file of this
 // package registers its own from init, so adding one touches one file.
-var commands = map[string]command{}
+var commands = map[string]*command{}
 
-func register(name, help string, run func(e *env) error) {
+// register adds a command. help is "ARGS\tone-line summary"; opts add the
+// longer description, flags and examples (withDoc, withFlag, withExample,
+// hidden).
+func register(name, help string, run func(e *env) error, opts ...func(*command)) {
 	if _, dup := commands[name]; dup {
 		panic("mxgate: command registered twice: " + name)
 	}
-	commands[name] = command{help: help, run: run}
+	c := &command{name: name, run: run}
+	c.args, c.summary, _ = strings.Cut(help, "\t")
+	if !strings.Contains(help, "\t") {
+		c.args, c.summary = "", help
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	commands[name] = c
 }
+
+// withDoc sets a command's longer description: paragraphs separated by blank
+// lines, without the summary.
+func withDoc(text string) func(*command) { return func(c *command) { c.doc = strings.TrimSpace(text) } }
+
+// withFlag documents one of a command's flags; arg names its value ("" for none).
+func withFlag(name, arg, help string) func(*command) {
+	return func(c *command) { c.flags = append(c.flags, flagDoc{name, arg, help}) }
+}
+
+// withExample adds "COMMAND LINE\twhat it does".
+func withExample(line string) func(*command) {
+	return func(c *command) { c.examples = append(c.examples, line) }
+}
+
+// hidden leaves a command out of the usage list (an alias of another).
+func hidden(c *command) { c.hidden = true }
 
 // programAliases are Exim's: a link named mailq lists the queue, runq runs
 // it, and sendmail submits a message unless its first argument is a
@@ -48,6 +87,9 @@ var programAliases = map[string]string{"mailq": "-bp", "runq": "-q", "sendmail":
 
 // errUsage marks a command-line mistake: usage is printed, exit status 2.
 var errUsage = errors.New("usage")
+
+// errHelp asks for the usage on stdout, exit status 0 (mxgate --help).
+var errHelp = errors.New("help requested")
 
 func main() {
 	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
@@ -58,8 +100,12 @@ func main() {
 func run(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	err := dispatch(argv, stdin, stdout, stderr)
 	var ex exitError
+	var help helpOutput
 	switch {
 	case err == nil:
+		return 0
+	case errors.As(err, &help):
+		fmt.Fprint(stdout, help)
 		return 0
 	case errors.As(err, &ex):
 		return ex.code
@@ -69,7 +115,7 @@ func run(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprint(stderr, usage())
 		return 2
-	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errHelp):
 		fmt.Fprint(stdout, usage())
 		return 0
 	default:
@@ -93,7 +139,12 @@ func dispatch(argv []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if e.configPath == "" {
 		e.configPath = os.Getenv("MXGATE_CONFIG")
 	}
-	return commands[cl.name].run(e)
+	c := commands[cl.name]
+	if wantsHelp(c, cl.args) {
+		fmt.Fprint(stdout, c.help())
+		return nil
+	}
+	return c.run(e)
 }
 
 // commandLine is argv resolved: which registered command runs, with what.
@@ -138,8 +189,14 @@ func parseCommandLine(argv []string) (commandLine, error) {
 		return cl, errUsage
 	}
 	switch rest[0] {
-	case "-h", "-help", "--help", "help":
-		return cl, flag.ErrHelp
+	case "-h", "-help", "--help":
+		return cl, errHelp
+	case "help":
+		// help COMMAND is COMMAND --help.
+		if len(rest) == 1 {
+			return cl, errHelp
+		}
+		rest = append(rest[1:], "--help")
 	}
 	cl.name, cl.args = rest[0], rest[1:]
 	if len(cl.args) > 0 {
@@ -149,36 +206,132 @@ func parseCommandLine(argv []string) (commandLine, error) {
 		}
 	}
 	if _, ok := commands[cl.name]; !ok {
+		if g := groupUsage(cl.name); g != "" && len(cl.args) > 0 && helpFlags[cl.args[len(cl.args)-1]] {
+			return cl, helpOutput(g)
+		}
 		return cl, fmt.Errorf("unknown command %q: %w", cl.name, errUsage)
 	}
 	return cl, nil
 }
 
+// helpOutput is help asked of a group of commands (mxgate quarantine
+// --help): printed on stdout, exit status 0.
+type helpOutput string
+
+func (h helpOutput) Error() string { return string(h) }
+
+// groupUsage lists the commands whose first word is word; "" when none.
+func groupUsage(word string) string {
+	var b strings.Builder
+	for _, c := range sortedCommands() {
+		if strings.HasPrefix(c.name, word+" ") {
+			fmt.Fprintf(&b, "  %-28s %s\n", c.synopsis(), c.summary)
+		}
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	return "usage: mxgate [-config FILE] " + word + " COMMAND [ARGS]\n\n" + b.String()
+}
+
 func usage() string {
 	var b strings.Builder
 	b.WriteString("usage: mxgate [-config FILE] COMMAND [ARGS]\n\n")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(&b, "  %-28s %s\n", n+" "+strings.SplitN(commands[n].help, "\t", 2)[0], helpText(commands[n].help))
+	for _, c := range sortedCommands() {
+		switch syn := c.synopsis(); {
+		case c.hidden:
+		case len(syn) > 28:
+			fmt.Fprintf(&b, "  %s\n  %-28s %s\n", syn, "", c.summary)
+		default:
+			fmt.Fprintf(&b, "  %-28s %s\n", syn, c.summary)
+		}
 	}
 	b.WriteString(`
 -config FILE may appear anywhere; without it $MXGATE_CONFIG is used, and
 without that the embedded default: listen 127.0.0.1:2525, accept mail for
 localhost, deliver into a Maildir under ./var.
+mxgate help COMMAND (or COMMAND --help) describes one command.
 `)
 	return b.String()
 }
 
-// helpText splits a help string "ARGS\tdescription" into its description.
-func helpText(h string) string {
-	if i := strings.IndexByte(h, '\t'); i >= 0 {
-		return h[i+1:]
+// sortedCommands is every command in name order, words before flags.
+func sortedCommands() []*command {
+	cs := make([]*command, 0, len(commands))
+	for _, c := range commands {
+		cs = append(cs, c)
 	}
-	return h
+	sort.Slice(cs, func(i, j int) bool {
+		a, b := cs[i].name, cs[j].name
+		if da, db := strings.HasPrefix(a, "-"), strings.HasPrefix(b, "-"); da != db {
+			return db
+		}
+		return a < b
+	})
+	return cs
+}
+
+// synopsis is the command with its arguments: "-Mar ID ADDR...".
+func (c *command) synopsis() string {
+	if c.args == "" {
+		return c.name
+	}
+	return c.name + " " + c.args
+}
+
+// helpFlags are the words that ask a command for its help.
+var helpFlags = map[string]bool{"-h": true, "-help": true, "--help": true}
+
+// wantsHelp reports whether args ask for c's help. Submission takes only
+// --help: sendmail's -h is a hop count that scripts still pass.
+func wantsHelp(c *command, args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "--help" || helpFlags[a] && c.name != "-bm" && c.name != "-t" {
+			return true
+		}
+	}
+	return false
+}
+
+// help is a command's --help: its synopsis, summary, description, flags
+// and examples.
+func (c *command) help() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "usage: mxgate [-config FILE] %s\n\n%s\n", c.synopsis(), sentence(c.summary))
+	if c.doc != "" {
+		fmt.Fprintf(&b, "\n%s\n", c.doc)
+	}
+	if len(c.flags) > 0 {
+		b.WriteString("\nflags:\n")
+		for _, f := range c.flags {
+			fmt.Fprintf(&b, "  %-20s %s\n", strings.TrimSpace(f.name+" "+f.arg), f.help)
+		}
+	}
+	if len(c.examples) > 0 {
+		b.WriteString("\nexamples:\n")
+		for _, ex := range c.examples {
+			line, what, _ := strings.Cut(ex, "\t")
+			fmt.Fprintf(&b, "  %s\n      %s\n", line, what)
+		}
+	}
+	return b.String()
+}
+
+// sentence capitalises a summary and ends it with a full stop.
+func sentence(s string) string {
+	if s == "" {
+		return s
+	}
+	if s[0] >= 'a' && s[0] <= 'z' {
+		s = string(s[0]-'a'+'A') + s[1:]
+	}
+	if !strings.HasSuffix(s, ".") {
+		s += "."
+	}
+	return s
 }
 
 func first(args []string) string {

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -25,9 +27,13 @@ func loadConfig(path string) (*config.Config, error) {
 }
 
 func init() {
-	register("serve", "\trun the gateway in the foreground (SIGTERM drains, SIGHUP reloads, SIGUSR1 reopens logs)", serve)
+	register("serve", "[-v]\trun the gateway in the foreground (SIGTERM drains, SIGHUP reloads, SIGUSR1 reopens logs)", serve,
+		withDoc(`Once its listeners are up, serve says on stderr where it listens (each
+address and its kind, smtp or smtps), which config it read and where it
+logs, and nothing else: the mainlog has the rest. Errors still go to
+stderr.`),
+		withFlag("-v", "", "also print the version, pid, spool and pid file at start"))
 	register("config check", "\tvalidate the config and print the effective configuration", configCheck)
-	register("-bV", "\tsame as config check", configCheck)
 }
 
 func configCheck(e *env) error {
@@ -47,8 +53,11 @@ func configCheck(e *env) error {
 }
 
 func serve(e *env) error {
-	if err := noArgs(e); err != nil {
-		return err
+	verbose := len(e.args) == 1 && e.args[0] == "-v"
+	if !verbose {
+		if err := noArgs(e); err != nil {
+			return err
+		}
 	}
 	cfg, err := loadConfig(e.configPath)
 	if err != nil {
@@ -107,6 +116,7 @@ func serve(e *env) error {
 	served := make(chan error, 1)
 	go func() { served <- gw.Serve() }()
 	log.Main("", fmt.Sprintf("mxgate daemon started: pid=%d, listening for SMTP on %v", os.Getpid(), gw.Addrs()))
+	announce(e, cfg, gw.Addrs(), verbose)
 
 	for {
 		select {
@@ -140,6 +150,41 @@ func serve(e *env) error {
 			return nil
 		}
 	}
+}
+
+// announce is serve's start line on stderr: where it listens, which
+// config it read, where it logs; verbose adds the rest an admin may ask.
+func announce(e *env, cfg *config.Config, addrs []net.Addr, verbose bool) {
+	var ls []string
+	for i, a := range addrs {
+		kind := "smtp" // the listen entries come first, then listen_tls
+		if i >= len(cfg.Listen) {
+			kind = "smtps"
+		}
+		ls = append(ls, a.String()+" ("+kind+")")
+	}
+	listening := "nothing"
+	if len(ls) > 0 {
+		listening = strings.Join(ls, ", ")
+	}
+	src := "embedded default"
+	if cfg.File != "" {
+		src = absPath(cfg.File)
+	}
+	fmt.Fprintf(e.stderr, "mxgate: listening on %s; config %s; logging to %s\n", listening, src, absPath(cfg.Log.Dir))
+	if verbose {
+		b := readBuildInfo()
+		fmt.Fprintf(e.stderr, "mxgate: version %s (commit %s, %s), pid %d, spool %s, pid file %s\n",
+			b.version, b.commit, b.goVersion, os.Getpid(), absPath(filepath.Join(cfg.DataDir, "spool")), absPath(pidPath(cfg)))
+	}
+}
+
+// absPath is p made absolute for a person to find, p itself if that fails.
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }
 
 // pidPath is where a running daemon records its process ID.
