@@ -94,7 +94,15 @@ stop accepting connections, let the sessions in flight finish up to
 \fBsmtp.shutdown_timeout\fR, let deliveries finish, exit 0.
 .TP
 .B SIGHUP
-reopen the log files (after log rotation; \fBmxgate log reopen\fR sends it).
+reload: re-read the config file and the TLS certificates and reopen the
+logs (\fBmxgate reload\fR sends it and reports the result). New sessions
+and deliveries use the new config, those in flight finish on the old one;
+a config that does not load is refused with a paniclog line and the old
+one keeps serving.
+.TP
+.B SIGUSR1
+reopen the log files only (after log rotation; \fBmxgate log reopen\fR
+sends it).
 .SH EXIT STATUS
 .TP
 .B 0
