@@ -89,7 +89,7 @@ func TestHelpText(t *testing.T) {
 	got := runArgs("mxgate", "serve", "--help")
 	want := `usage: mxgate [-config FILE] serve [-v]
 
-Run the gateway in the foreground (SIGTERM drains, SIGHUP reopens logs).
+Run the gateway in the foreground (SIGTERM drains, SIGHUP reloads, SIGUSR1 reopens logs).
 
 Once its listeners are up, serve says on stderr where it listens (each
 address and its kind, smtp or smtps), which config it read and where it
