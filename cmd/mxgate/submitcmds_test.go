@@ -32,6 +32,17 @@ func maildirFiles(t *testing.T, root string) map[string]string {
 	return got
 }
 
+// submitConfig is gatewayConfig with its data_dir made, as the daemon
+// makes it: submission never creates it.
+func submitConfig(t *testing.T, url string) (cfgPath, dataDir string) {
+	t.Helper()
+	cfgPath, dataDir = gatewayConfig(t, url)
+	if err := os.Mkdir(dataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return cfgPath, dataDir
+}
+
 func TestSubmitCommand(t *testing.T) {
 	login, _ := invoker()
 	input := "To: Joe <joe@example.test>\r\n" +
@@ -83,7 +94,7 @@ func TestSubmitCommand(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := filepath.Join(t.TempDir(), "maildir")
-			cfg, dataDir := gatewayConfig(t, "maildir://"+root)
+			cfg, dataDir := submitConfig(t, "maildir://"+root)
 			var stdout, stderr bytes.Buffer
 			code := run(append([]string{"mxgate", "-config", cfg}, tt.args...), strings.NewReader(tt.input), &stdout, &stderr)
 			if code != 0 || stdout.Len() != 0 || stderr.Len() != 0 {
@@ -177,7 +188,7 @@ func TestSubmitCommandErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := filepath.Join(t.TempDir(), "maildir")
-			cfg, dataDir := gatewayConfig(t, "maildir://"+root)
+			cfg, dataDir := submitConfig(t, "maildir://"+root)
 			var stdout, stderr bytes.Buffer
 			code := run(append([]string{"mxgate", "-config", cfg}, tt.args...), strings.NewReader(tt.input), &stdout, &stderr)
 			if code != tt.code || stderr.String() != tt.want || stdout.Len() != 0 {
@@ -198,7 +209,7 @@ func TestSubmitCommandErrors(t *testing.T) {
 
 func TestSubmitCommandQueueOnly(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "maildir")
-	cfg, dataDir := gatewayConfig(t, "maildir://"+root)
+	cfg, dataDir := submitConfig(t, "maildir://"+root)
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"mxgate", "-config", cfg, "-bm", "-odq", "u@example.test"}, strings.NewReader("hi\n"), &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d, stderr %q", code, stderr.String())
@@ -284,7 +295,7 @@ func TestSubmitCommandPartial(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := filepath.Join(t.TempDir(), "maildir")
-			cfg, dataDir := gatewayConfig(t, "maildir://"+root)
+			cfg, dataDir := submitConfig(t, "maildir://"+root)
 			var stdout, stderr bytes.Buffer
 			code := run(append([]string{"mxgate", "-config", cfg}, tt.args...), strings.NewReader(tt.input), &stdout, &stderr)
 			if code != 0 || stdout.Len() != 0 || stderr.String() != tt.stderr {
@@ -341,6 +352,9 @@ func TestSubmitCommandRouted(t *testing.T) {
 	cfg, dataDir := routedConfig(t, `mode = "none"`,
 		"[[route]]\nname    = \"partner\"\ndomains = [\"partner.test\"]\nurl     = \"maildir://"+partner+"\"\n",
 		`url = "maildir://`+store+`"`)
+	if err := os.Mkdir(dataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"mxgate", "-config", cfg, "-bm", "-f", "", "joe@example.test", "p@partner.test", "u@other.test"}, strings.NewReader("hi\n"), &stdout, &stderr)
 	if want := "mxgate: <u@other.test>: recipient address rejected: Unrouteable address\n"; code != 0 || stdout.Len() != 0 || stderr.String() != want {
