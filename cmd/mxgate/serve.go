@@ -124,8 +124,8 @@ func serve(e *env) error {
 	// Local users submit through the daemon. Closed first of all at exit
 	// (deferred last), while the spool is still open.
 	sock, err := localsubmit.Listen(localsubmit.Options{
-		Path:          submitSocket(cfg),
-		Handler:       submitHandler(cfg, sp, log, router, runner),
+		Path:    submitSocket(cfg),
+		Handler: submitHandler(cfg, sp, log, router, runner),
 		// Room for the CRs of CRLF line ends, which submission drops
 		// before it holds the message to smtp.max_message_size.
 		MaxMessage:    int64(cfg.SMTP.MaxMessageSize) * 9 / 8,
