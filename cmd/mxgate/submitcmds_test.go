@@ -2,11 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"mxgate/localsubmit"
 )
 
 // maildirFiles returns the delivered messages under root, by path
@@ -379,5 +383,76 @@ func TestSubmitCommandRouted(t *testing.T) {
 	if code := run([]string{"mxgate", "-config", cfg, "-bt", "u@other.test"}, strings.NewReader(""), &stdout, &stderr); code != 2 ||
 		!strings.HasPrefix(stdout.String(), "u@other.test is undeliverable: Unrouteable address") {
 		t.Errorf("-bt: exit %d, %q; want 2, undeliverable", code, stdout.String())
+	}
+}
+
+// TestSubmitThroughSocket: with the daemon's socket up, sendmail hands
+// the message to the daemon's handler, which submits it as the caller
+// the kernel names, and the client reproduces the daemon's stderr lines
+// and exit status. A usage mistake sent straight to the socket is
+// status 2.
+func TestSubmitThroughSocket(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "maildir")
+	cfgPath, dataDir := submitConfig(t, "maildir://"+root)
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, sp, err := openLogsAndSpool(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	defer sp.Close()
+	router, err := newRouter(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeRouter(router, cfg)
+	runner := newRunner(cfg, sp, log, router)
+	defer stop(runner, cfg)
+	sock, err := localsubmit.Listen(localsubmit.Options{
+		Path: submitSocket(cfg), Handler: submitHandler(cfg, sp, log, router, runner),
+		MaxMessage: 1 << 20, Timeout: 5 * time.Second, MaxConcurrent: 2, Log: func(s string) { t.Log(s) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go sock.Serve()
+	defer sock.Close()
+
+	login, _ := invoker()
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"mxgate", "-config", cfgPath, "-t"}, strings.NewReader("To: u@example.test, x@other.test\nSubject: s\n\nhi\n"), &stdout, &stderr)
+	want := "mxgate: <x@other.test>: recipient address rejected: Unrouteable address\n"
+	if code != 0 || stderr.String() != want || stdout.Len() != 0 {
+		t.Errorf("exit %d, stdout %q, stderr %q; want exit 0 and %q", code, stdout.String(), stderr.String(), want)
+	}
+	stderr.Reset()
+	code = run([]string{"mxgate", "-config", cfgPath, "-bm", "x@other.test"}, strings.NewReader("hi\n"), &stdout, &stderr)
+	want = "mxgate: <x@other.test>: recipient address rejected: Unrouteable address\nmxgate: no valid recipients: message not queued\n"
+	if code != 1 || stderr.String() != want {
+		t.Errorf("exit %d, stderr %q; want exit 1 and %q", code, stderr.String(), want)
+	}
+
+	var direct bytes.Buffer
+	status, err := localsubmit.Submit(context.Background(), submitSocket(cfg), []string{"-bm", "-X"}, strings.NewReader(""), &direct)
+	if err != nil || status != 2 || !strings.Contains(direct.String(), `unknown option "-X"`) {
+		t.Errorf("-X through the socket: status %d, err %v, stderr %q; want 2 and the unknown option", status, err, direct.String())
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	for len(maildirFiles(t, root)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := maildirFiles(t, root); !strings.HasSuffix(got["example.test/u/new"], "\n\nhi\n") {
+		t.Errorf("delivered: %v", keys(got))
+	}
+	mainlog, err := os.ReadFile(filepath.Join(dataDir, "log", "mainlog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m) <= ` + regexp.QuoteMeta(login) + `@mx\.example\.test U=` + regexp.QuoteMeta(login) + ` P=local `).Match(mainlog) {
+		t.Errorf("mainlog has no arrival from %s:\n%s", login, mainlog)
 	}
 }
