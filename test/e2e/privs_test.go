@@ -242,6 +242,17 @@ run_interval = "1s"
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Errorf("submission socket left behind after the daemon stopped: %v", err)
 	}
+
+	// With no daemon, nobody cannot submit, and is told why.
+	r = runWith(t, func(cmd *exec.Cmd) {
+		cmd.Stdin = strings.NewReader(msg)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
+	}, sendmail, "-config", g.cfgPath, "-t")
+	want = fmt.Sprintf("mxgate: no mxgate daemon answers on %s, and user nobody may not read the spool at %s (owned by %s): run it as root or %s\n",
+		sock, filepath.Join(g.dataDir, "spool"), daemonUser, daemonUser)
+	if r.code != 1 || r.stderr != want {
+		t.Errorf("nobody's sendmail without a daemon: exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
+	}
 }
 
 // ensureUser looks up name, creating it as a system user when missing,
