@@ -137,17 +137,17 @@ func serve(e *env) error {
 		return err
 	}
 	defer sock.Close()
+
+	// Everything root had to do is done: the listeners are bound, the
+	// TLS keys and the files opened. Nothing is accepted before this.
+	if err := dropPrivileges(cfg, !os.IsNotExist(logDirErr)); err != nil {
+		return err
+	}
 	go func() {
 		if err := sock.Serve(); err != nil {
 			log.Panic(err.Error())
 		}
 	}()
-
-	// Everything root had to do is done: the listeners are bound, the
-	// TLS keys and the files opened.
-	if err := dropPrivileges(cfg, !os.IsNotExist(logDirErr)); err != nil {
-		return err
-	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
