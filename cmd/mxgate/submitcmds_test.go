@@ -442,7 +442,7 @@ func TestSubmitThroughSocket(t *testing.T) {
 	}
 
 	deadline := time.Now().Add(10 * time.Second)
-	for len(maildirFiles(t, root)) == 0 && time.Now().Before(deadline) {
+	for maildirFiles(t, root)["example.test/u/new"] == "" && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if got := maildirFiles(t, root); !strings.HasSuffix(got["example.test/u/new"], "\n\nhi\n") {
