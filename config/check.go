@@ -33,12 +33,14 @@ const (
 // check fills defaults and reports every value that is out of range, every
 // required key that is missing and every combination that cannot work.
 func (d *decoder) check(c *Config) {
-	d.checkHostname(c)
-	d.checkListen(c)
-	d.checkTLS(c)
 	if c.DataDir == "" {
 		c.DataDir = defaultDataDir
 	}
+	d.resolvePaths(c)
+	d.checkHostname(c)
+	d.checkListen(c)
+	d.checkTLS(c)
+	d.checkUser(c)
 
 	d.count(keyPath{"smtp", "max_recipients"}, &c.SMTP.MaxRecipients, 100)
 	d.count(keyPath{"smtp", "max_connections"}, &c.SMTP.MaxConnections, 1000)

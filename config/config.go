@@ -37,7 +37,22 @@ type Config struct {
 	Hostname  string   `toml:"hostname"`   // default: os.Hostname(), "localhost" for the embedded default
 	Listen    []string `toml:"listen"`     // plain SMTP (STARTTLS if TLS set); default ["127.0.0.1:2525"] when absent; [] for TLS-only
 	ListenTLS []string `toml:"listen_tls"` // implicit TLS (port 465 case); needs [tls]
-	DataDir   string   `toml:"data_dir"`   // default "var"; relative to the working directory
+	DataDir   string   `toml:"data_dir"`   // default "var"; relative to the config file's directory (the embedded default's: the working directory)
+
+	// User is the system user serve runs as once its listeners are bound
+	// when it starts as root, and the one admin commands run as when root
+	// starts them; "" keeps the starting user.
+	User string `toml:"user"`
+	// Group is the group serve runs as with User; default: User's primary
+	// group.
+	Group string `toml:"group"`
+	// RunAsRoot lets serve keep running as root (User unset or "root");
+	// without it serve refuses to start as root.
+	RunAsRoot bool `toml:"run_as_root"`
+	// UID and GID are User and Group looked up; -1 when User is not set.
+	// Not printed.
+	UID int `toml:"-"`
+	GID int `toml:"-"`
 
 	TLS        TLS        `toml:"tls"`
 	SMTP       SMTP       `toml:"smtp"`
@@ -352,20 +367,33 @@ func Default() *Config {
 }
 
 // Load reads and checks the config file at path. The error names every
-// problem found as "path:line: ...", ordered by line.
+// problem found as "path:line: ...", ordered by line. Relative paths in
+// the file (and the default data_dir) are relative to the file's
+// directory, so the config means the same whatever the working directory.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
-	return Parse(path, data)
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	return parse(path, filepath.Dir(abs), data)
 }
 
 // Parse checks config text and fills the defaults; name is the file name
 // used in errors and stored in Config.File. Problems are reported in stages
 // (TOML syntax, then keys and types, then values and required keys), so a
-// later stage never reports what an earlier one already explains.
+// later stage never reports what an earlier one already explains. Relative
+// paths stay as written: relative to the working directory.
 func Parse(name string, data []byte) (*Config, error) {
+	return parse(name, "", data)
+}
+
+// parse is Parse with relative paths made absolute from base ("" leaves
+// them relative).
+func parse(name, base string, data []byte) (*Config, error) {
 	var doc map[string]any
 	if err := toml.Unmarshal(data, &doc); err != nil {
 		return nil, syntaxError(name, err)
@@ -376,7 +404,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		// still never hand back a config whose lines are unknown.
 		return nil, syntaxError(name, err)
 	}
-	d := &decoder{file: name, pos: pos}
+	d := &decoder{file: name, base: base, pos: pos}
 	c := &Config{File: name}
 	d.table(nil, doc, reflect.ValueOf(c).Elem())
 	if err := d.err(); err != nil {

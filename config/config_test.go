@@ -159,6 +159,7 @@ func TestLoadGood(t *testing.T) {
 		Listen:    []string{"127.0.0.1:2525", "[::1]:2525"},
 		ListenTLS: []string{"127.0.0.1:4650"},
 		DataDir:   "/var/spool/mxgate",
+		User:      "root", Group: "root", RunAsRoot: true, UID: 0, GID: 0,
 		TLS: TLS{Cert: "/etc/mxgate/cert.pem", Key: "/etc/mxgate/key.pem",
 			Certificates: []TLSCertificate{{Cert: "/etc/mxgate/other.pem", Key: "/etc/mxgate/other.key"}}},
 		SMTP: SMTP{
@@ -274,9 +275,9 @@ func TestLoadGood(t *testing.T) {
 		Outbound: Outbound{
 			Mode: "smarthost", Smarthost: "smtps://relay.example.test:465",
 			SmarthostTarget: Target{Scheme: "smtps", Host: "relay.example.test", Port: 465},
-			AuthUser:        "mx1@example.test", AuthPasswordFile: "../testdata/config/smarthost.password", AuthPassword: "s3cret",
+			AuthUser:        "mx1@example.test", AuthPasswordFile: absTestdata(t, "smarthost.password"), AuthPassword: "s3cret",
 			StartTLS: "required", Resolver: StringList{"10.0.0.53:53"}, Port: 2525,
-			MTASTS: "enforce", MTASTSPort: 8443, CAFile: "../testdata/config/ca.pem", MaxPerDomain: 3,
+			MTASTS: "enforce", MTASTSPort: 8443, CAFile: absTestdata(t, "ca.pem"), MaxPerDomain: 3,
 			IdleTimeout: Duration(5 * time.Second), MaxMessagesPerConnection: 1,
 			ConnectTimeout: Duration(20 * time.Second), CommandTimeout: Duration(2 * time.Minute), DataTimeout: Duration(5 * time.Minute),
 		},
@@ -302,7 +303,8 @@ func TestLoadDefaults(t *testing.T) {
 		File:     path,
 		Hostname: "mx.example.test",
 		Listen:   []string{"127.0.0.1:2525"},
-		DataDir:  "var",
+		DataDir:  absTestdata(t, "var"),
+		UID:      -1, GID: -1,
 		SMTP: SMTP{
 			MaxMessageSize:      50 << 20,
 			MaxRecipients:       100,
@@ -347,7 +349,7 @@ func TestLoadDefaults(t *testing.T) {
 		Queue: Queue{Retry: "F,2h,15m; G,16h,1h,1.5; F,4d,6h", Schedule: schedule(t, retry.Default), RunInterval: Duration(time.Minute), MaxParallel: 20, ReadyMax: 4096,
 			DelayWarning: Duration(24 * time.Hour)},
 		Spool: Spool{Sync: "fdatasync", MinFreeSpace: 100 << 20, MinFreeInodes: 1000},
-		Log:   Log{Dir: "var/log", Format: "exim"},
+		Log:   Log{Dir: absTestdata(t, "var/log"), Format: "exim"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(%s) =\n%s\nwant\n%s", path, got, want)
@@ -647,7 +649,8 @@ func TestStringText(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := c.String(); got != string(want) {
+	// The default data_dir is relative to the file's directory.
+	if got := strings.ReplaceAll(c.String(), absTestdata(t, ""), "TESTDATA"); got != string(want) {
 		t.Errorf("String() =\n%s\nwant\n%s", got, want)
 	}
 }
@@ -696,4 +699,15 @@ max_line_length        = 0
 	if s.BareNewline != "reject" {
 		t.Errorf("smtp.bare_newline = %q, want the default", s.BareNewline)
 	}
+}
+
+// absTestdata is name in testdataDir as an absolute path: what a relative
+// path in a config file there resolves to.
+func absTestdata(t *testing.T, name string) string {
+	t.Helper()
+	dir, err := filepath.Abs(testdataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, name)
 }

@@ -211,6 +211,9 @@ func (pos *positions) has(key keyPath) bool {
 // name a field.
 type decoder struct {
 	file string
+	// base is the directory relative paths are relative to; "" leaves
+	// them relative to the working directory.
+	base string
 	pos  *positions
 	errs []*lineError
 

@@ -1,7 +1,9 @@
-// Package pidfile owns the daemon's pid file: writing it at start-up and,
-// for the commands that signal the daemon (`mxgate log reopen`), reading it
-// back and making sure the PID still belongs to the daemon, by way of
-// /proc, so that a stale file never gets another process signalled.
+// Package pidfile owns the daemon's identity files: the lock on data_dir
+// that makes it the only daemon there (Acquire), and its pid file:
+// writing it at start-up and, for the commands that signal the daemon
+// (`mxgate log reopen`), reading it back and making sure the PID still
+// belongs to the daemon, by way of /proc, so that a stale file never gets
+// another process signalled.
 package pidfile
 
 import (

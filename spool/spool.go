@@ -34,8 +34,10 @@ var (
 )
 
 const (
-	dirMode  = 0o750
-	fileMode = 0o640
+	dirMode = 0o750
+	// fileMode keeps messages to the spool's owner: the daemon's user
+	// and root (local users submit through the daemon's socket).
+	fileMode = 0o600
 	// dataStart is the length of the -D file's first line, "ID-D\n".
 	dataStart = idLen + 3
 )

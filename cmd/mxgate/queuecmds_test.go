@@ -28,6 +28,10 @@ func newQueueTest(t *testing.T) *queueTest {
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "var")
 	cfg := filepath.Join(dir, "mxgate.toml")
+	// The daemon's: admin commands never create it.
+	if err := os.Mkdir(dataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	conf := `hostname = "mx.example.test"
 listen   = ["127.0.0.1:0"]
 data_dir = "` + dataDir + `"

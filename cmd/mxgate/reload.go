@@ -66,8 +66,9 @@ type daemon struct {
 	log        *mainlog.Logger
 	gw         *gateway.Server
 	runner     *queue.Runner
-	cur        *generation // only the signal loop reads or replaces it
-	attempts   int         // reloads asked for, for the status file
+	cur        *generation                // only the signal loop reads or replaces it
+	now        atomic.Pointer[generation] // cur, for the submission socket's goroutines
+	attempts   int                        // reloads asked for, for the status file
 }
 
 // reload is SIGHUP: it reopens the logs, re-reads the config file and the
@@ -93,10 +94,17 @@ func (d *daemon) reload() {
 		return
 	}
 	d.cur = g
+	d.now.Store(g)
 	msg := fmt.Sprintf("configuration reloaded: generation %d", g.n)
 	d.log.Main("", msg)
 	d.status(true, msg)
 	reloaded(g.n)
+}
+
+// serving is the config and router of the generation serving now.
+func (d *daemon) serving() (*config.Config, *route.Router) {
+	g := d.now.Load()
+	return g.cfg, g.router
 }
 
 // reloaded is called once generation n serves: the place for whoever
@@ -180,6 +188,11 @@ var restartOnly = []fixedSetting{
 	fixed("log.dir", func(c *config.Config) *string { return &c.Log.Dir }),
 	fixed("log.format", func(c *config.Config) *string { return &c.Log.Format }),
 	fixed("spool.sync", func(c *config.Config) *string { return &c.Spool.Sync }),
+	fixed("user", func(c *config.Config) *string { return &c.User }),
+	fixed("group", func(c *config.Config) *string { return &c.Group }),
+	fixed("run_as_root", func(c *config.Config) *bool { return &c.RunAsRoot }),
+	fixed("spool.min_free_space", func(c *config.Config) *config.Size { return &c.Spool.MinFreeSpace }),
+	fixed("spool.min_free_inodes", func(c *config.Config) *int { return &c.Spool.MinFreeInodes }),
 	fixed("hostname", func(c *config.Config) *string { return &c.Hostname }),
 	fixed("smtp.max_message_size", func(c *config.Config) *config.Size { return &c.SMTP.MaxMessageSize }),
 	fixed("smtp.max_recipients", func(c *config.Config) *int { return &c.SMTP.MaxRecipients }),

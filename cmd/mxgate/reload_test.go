@@ -35,7 +35,9 @@ func TestKeepFixed(t *testing.T) {
 		{"data_dir and hostname", func(c *config.Config) { c.DataDir, c.Hostname = "/elsewhere", "other.test" }, []string{"data_dir", "hostname"},
 			func(old, got *config.Config) bool { return got.DataDir == old.DataDir && got.Hostname == old.Hostname }},
 		{"TLS off", func(c *config.Config) { c.TLS = config.TLS{} }, []string{"tls (on or off)"},
-			func(old, got *config.Config) bool { return got.TLS.Cert == old.TLS.Cert && len(got.TLS.Certificates) == 1 }},
+			func(old, got *config.Config) bool {
+				return got.TLS.Cert == old.TLS.Cert && len(got.TLS.Certificates) == 1
+			}},
 		{"queue workers", func(c *config.Config) { c.Queue.MaxParallel++ }, []string{"queue.max_parallel"},
 			func(old, got *config.Config) bool { return got.Queue.MaxParallel == old.Queue.MaxParallel }},
 	}

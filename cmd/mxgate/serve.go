@@ -14,14 +14,26 @@ import (
 	"mxgate/checks"
 	"mxgate/config"
 	"mxgate/gateway"
+	"mxgate/localsubmit"
+	"mxgate/mainlog"
 	"mxgate/pidfile"
+	"mxgate/privdrop"
 	"mxgate/queue"
 )
 
-// loadConfig reads FILE, or the embedded default when path is "".
+// systemConfig is the config file of an installed mxgate, set by the
+// packaging script (-ldflags "-X main.systemConfig=/etc/mxgate/mxgate.toml");
+// empty in a plain `go build`, which runs on the embedded default.
+var systemConfig string
+
+// loadConfig reads FILE; when path is "", the installed config file, or
+// the embedded default in a plain build.
 func loadConfig(path string) (*config.Config, error) {
 	if path == "" {
-		return config.Default(), nil
+		if systemConfig == "" {
+			return config.Default(), nil
+		}
+		path = systemConfig
 	}
 	return config.Load(path)
 }
@@ -63,7 +75,21 @@ func serve(e *env) error {
 	if err != nil {
 		return err
 	}
-	log, sp, err := openSpool(cfg)
+	if err := mayServe(cfg); err != nil {
+		return err
+	}
+	// The lock comes before anything else of data_dir is written or
+	// opened: a second daemon leaves the first one's files alone.
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("creating data_dir: %w", err)
+	}
+	lock, err := pidfile.Acquire(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	_, logDirErr := os.Stat(cfg.Log.Dir)
+	log, sp, err := openLogsAndSpool(cfg)
 	if err != nil {
 		return err
 	}
@@ -83,6 +109,7 @@ func serve(e *env) error {
 	// uses it any more.
 	d := &daemon{configPath: e.configPath, log: log, cur: &generation{n: 1, cfg: cfg, router: router}}
 	d.cur.users.Store(2)
+	d.now.Store(d.cur)
 	defer func() { d.cur.close(log) }()
 	runner := newRunner(cfg, sp, log, router)
 	if d.cur.checks, err = checks.Build(cfg, log, router, false); err != nil {
@@ -108,6 +135,34 @@ func serve(e *env) error {
 		return err
 	}
 	defer pidfile.Remove(pidFile)
+
+	// Local users submit through the daemon. Closed first of all at exit
+	// (deferred last), while the spool is still open.
+	sock, err := localsubmit.Listen(localsubmit.Options{
+		Path:    submitSocket(cfg),
+		Handler: submitHandler(d.serving, sp, log, runner),
+		// Room for the CRs of CRLF line ends, which submission drops
+		// before it holds the message to smtp.max_message_size.
+		MaxMessage:    int64(cfg.SMTP.MaxMessageSize) * 9 / 8,
+		Timeout:       time.Duration(cfg.SMTP.DataTimeout),
+		MaxConcurrent: cfg.SMTP.MaxConnectionsPerIP,
+		Log:           func(s string) { log.Main("", s) },
+	})
+	if err != nil {
+		return err
+	}
+	defer sock.Close()
+
+	// Everything root had to do is done: the listeners are bound, the
+	// TLS keys and the files opened. Nothing is accepted before this.
+	if err := dropPrivileges(cfg, !os.IsNotExist(logDirErr)); err != nil {
+		return err
+	}
+	go func() {
+		if err := sock.Serve(); err != nil {
+			log.Panic(err.Error())
+		}
+	}()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -186,6 +241,50 @@ func absPath(p string) string {
 	}
 	return p
 }
+
+// mayServe refuses to run as root unless the config names a user to
+// switch to or says run_as_root, and a user to switch to that only root
+// could.
+func mayServe(cfg *config.Config) error {
+	euid := os.Geteuid()
+	switch {
+	case euid == 0 && cfg.UID <= 0 && !cfg.RunAsRoot:
+		return fmt.Errorf("refusing to run as root: set user = \"mxgate\" (or run_as_root = true) in %s", cfg.File)
+	case euid != 0 && cfg.UID >= 0 && cfg.UID != euid:
+		return fmt.Errorf("user = %q in %s, and only root can switch to it (running as %s)", cfg.User, cfg.File, userName())
+	}
+	return nil
+}
+
+// dropPrivileges gives data_dir, and the log directory, to cfg's user and
+// switches to it, when started as root with a user set. A log directory
+// outside data_dir that existed before (logExisted) may be shared, as
+// /var/log is: only mxgate's own log files in it are given.
+func dropPrivileges(cfg *config.Config, logExisted bool) error {
+	if os.Geteuid() != 0 || cfg.UID <= 0 {
+		return nil
+	}
+	own := []string{cfg.DataDir}
+	if rel, err := filepath.Rel(cfg.DataDir, cfg.Log.Dir); err != nil || !filepath.IsLocal(rel) {
+		if logExisted {
+			for _, f := range []string{mainlog.MainFile, mainlog.RejectFile, mainlog.PanicFile, mainlog.JSONFile} {
+				own = append(own, filepath.Join(cfg.Log.Dir, f))
+			}
+		} else {
+			own = append(own, cfg.Log.Dir)
+		}
+	}
+	if err := privdrop.Own(cfg.UID, cfg.GID, own...); err != nil {
+		return err
+	}
+	if err := privdrop.To(cfg.UID, cfg.GID); err != nil {
+		return fmt.Errorf("switching to user %s: %w", cfg.User, err)
+	}
+	return nil
+}
+
+// submitSocket is where the daemon takes local submissions.
+func submitSocket(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "submit.sock") }
 
 // pidPath is where a running daemon records its process ID.
 func pidPath(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "mxgate.pid") }

@@ -2,11 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"mxgate/config"
+	"mxgate/localsubmit"
+	"mxgate/route"
 )
 
 // maildirFiles returns the delivered messages under root, by path
@@ -30,6 +36,17 @@ func maildirFiles(t *testing.T, root string) map[string]string {
 		t.Fatal(err)
 	}
 	return got
+}
+
+// submitConfig is gatewayConfig with its data_dir made, as the daemon
+// makes it: submission never creates it.
+func submitConfig(t *testing.T, url string) (cfgPath, dataDir string) {
+	t.Helper()
+	cfgPath, dataDir = gatewayConfig(t, url)
+	if err := os.Mkdir(dataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return cfgPath, dataDir
 }
 
 func TestSubmitCommand(t *testing.T) {
@@ -83,7 +100,7 @@ func TestSubmitCommand(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := filepath.Join(t.TempDir(), "maildir")
-			cfg, dataDir := gatewayConfig(t, "maildir://"+root)
+			cfg, dataDir := submitConfig(t, "maildir://"+root)
 			var stdout, stderr bytes.Buffer
 			code := run(append([]string{"mxgate", "-config", cfg}, tt.args...), strings.NewReader(tt.input), &stdout, &stderr)
 			if code != 0 || stdout.Len() != 0 || stderr.Len() != 0 {
@@ -177,7 +194,7 @@ func TestSubmitCommandErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := filepath.Join(t.TempDir(), "maildir")
-			cfg, dataDir := gatewayConfig(t, "maildir://"+root)
+			cfg, dataDir := submitConfig(t, "maildir://"+root)
 			var stdout, stderr bytes.Buffer
 			code := run(append([]string{"mxgate", "-config", cfg}, tt.args...), strings.NewReader(tt.input), &stdout, &stderr)
 			if code != tt.code || stderr.String() != tt.want || stdout.Len() != 0 {
@@ -198,7 +215,7 @@ func TestSubmitCommandErrors(t *testing.T) {
 
 func TestSubmitCommandQueueOnly(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "maildir")
-	cfg, dataDir := gatewayConfig(t, "maildir://"+root)
+	cfg, dataDir := submitConfig(t, "maildir://"+root)
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"mxgate", "-config", cfg, "-bm", "-odq", "u@example.test"}, strings.NewReader("hi\n"), &stdout, &stderr); code != 0 {
 		t.Fatalf("exit %d, stderr %q", code, stderr.String())
@@ -284,7 +301,7 @@ func TestSubmitCommandPartial(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := filepath.Join(t.TempDir(), "maildir")
-			cfg, dataDir := gatewayConfig(t, "maildir://"+root)
+			cfg, dataDir := submitConfig(t, "maildir://"+root)
 			var stdout, stderr bytes.Buffer
 			code := run(append([]string{"mxgate", "-config", cfg}, tt.args...), strings.NewReader(tt.input), &stdout, &stderr)
 			if code != 0 || stdout.Len() != 0 || stderr.String() != tt.stderr {
@@ -341,6 +358,9 @@ func TestSubmitCommandRouted(t *testing.T) {
 	cfg, dataDir := routedConfig(t, `mode = "none"`,
 		"[[route]]\nname    = \"partner\"\ndomains = [\"partner.test\"]\nurl     = \"maildir://"+partner+"\"\n",
 		`url = "maildir://`+store+`"`)
+	if err := os.Mkdir(dataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"mxgate", "-config", cfg, "-bm", "-f", "", "joe@example.test", "p@partner.test", "u@other.test"}, strings.NewReader("hi\n"), &stdout, &stderr)
 	if want := "mxgate: <u@other.test>: recipient address rejected: Unrouteable address\n"; code != 0 || stdout.Len() != 0 || stderr.String() != want {
@@ -365,5 +385,76 @@ func TestSubmitCommandRouted(t *testing.T) {
 	if code := run([]string{"mxgate", "-config", cfg, "-bt", "u@other.test"}, strings.NewReader(""), &stdout, &stderr); code != 2 ||
 		!strings.HasPrefix(stdout.String(), "u@other.test is undeliverable: Unrouteable address") {
 		t.Errorf("-bt: exit %d, %q; want 2, undeliverable", code, stdout.String())
+	}
+}
+
+// TestSubmitThroughSocket: with the daemon's socket up, sendmail hands
+// the message to the daemon's handler, which submits it as the caller
+// the kernel names, and the client reproduces the daemon's stderr lines
+// and exit status. A usage mistake sent straight to the socket is
+// status 2.
+func TestSubmitThroughSocket(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "maildir")
+	cfgPath, dataDir := submitConfig(t, "maildir://"+root)
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, sp, err := openLogsAndSpool(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	defer sp.Close()
+	router, err := newRouter(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeRouter(router, cfg)
+	runner := newRunner(cfg, sp, log, router)
+	defer stop(runner, cfg)
+	sock, err := localsubmit.Listen(localsubmit.Options{
+		Path: submitSocket(cfg), Handler: submitHandler(func() (*config.Config, *route.Router) { return cfg, router }, sp, log, runner),
+		MaxMessage: 1 << 20, Timeout: 5 * time.Second, MaxConcurrent: 2, Log: func(s string) { t.Log(s) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go sock.Serve()
+	defer sock.Close()
+
+	login, _ := invoker()
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"mxgate", "-config", cfgPath, "-t"}, strings.NewReader("To: u@example.test, x@other.test\nSubject: s\n\nhi\n"), &stdout, &stderr)
+	want := "mxgate: <x@other.test>: recipient address rejected: Unrouteable address\n"
+	if code != 0 || stderr.String() != want || stdout.Len() != 0 {
+		t.Errorf("exit %d, stdout %q, stderr %q; want exit 0 and %q", code, stdout.String(), stderr.String(), want)
+	}
+	stderr.Reset()
+	code = run([]string{"mxgate", "-config", cfgPath, "-bm", "x@other.test"}, strings.NewReader("hi\n"), &stdout, &stderr)
+	want = "mxgate: <x@other.test>: recipient address rejected: Unrouteable address\nmxgate: no valid recipients: message not queued\n"
+	if code != 1 || stderr.String() != want {
+		t.Errorf("exit %d, stderr %q; want exit 1 and %q", code, stderr.String(), want)
+	}
+
+	var direct bytes.Buffer
+	status, err := localsubmit.Submit(context.Background(), submitSocket(cfg), []string{"-bm", "-X"}, strings.NewReader(""), &direct)
+	if err != nil || status != 2 || !strings.Contains(direct.String(), `unknown option "-X"`) {
+		t.Errorf("-X through the socket: status %d, err %v, stderr %q; want 2 and the unknown option", status, err, direct.String())
+	}
+
+	deadline := time.Now().Add(10 * time.Second)
+	for maildirFiles(t, root)["example.test/u/new"] == "" && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := maildirFiles(t, root); !strings.HasSuffix(got["example.test/u/new"], "\n\nhi\n") {
+		t.Errorf("delivered: %v", keys(got))
+	}
+	mainlog, err := os.ReadFile(filepath.Join(dataDir, "log", "mainlog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m) <= ` + regexp.QuoteMeta(login) + `@mx\.example\.test U=` + regexp.QuoteMeta(login) + ` P=local `).Match(mainlog) {
+		t.Errorf("mainlog has no arrival from %s:\n%s", login, mainlog)
 	}
 }

@@ -3,24 +3,110 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"mxgate/checks"
 	"mxgate/config"
 	"mxgate/deliver"
 	"mxgate/mainlog"
+	"mxgate/privdrop"
 	"mxgate/queue"
 	"mxgate/route"
 	"mxgate/spool"
 )
 
-// openSpool opens the logs and the spool of cfg, for serve and for the
-// commands that work on a live spool beside a running daemon. The caller
-// closes both.
+// openSpool opens the logs and the spool of cfg for the commands that
+// work on a live spool beside a running daemon (the queue commands,
+// quarantine, sendmail without a daemon). They never create data_dir:
+// without it there is no gateway here to administer. Root switches to
+// cfg's user first, so that the daemon never finds a file of root's in
+// its spool; any other user must be one who may write the spool. The
+// caller closes both.
 func openSpool(cfg *config.Config) (*mainlog.Logger, *spool.Spool, error) {
+	if err := enterSpool(cfg); err != nil {
+		return nil, nil, err
+	}
+	return openLogsAndSpool(cfg)
+}
+
+// enterSpool is openSpool's check of data_dir and of who is asking.
+func enterSpool(cfg *config.Config) error {
+	if err := spoolExists(cfg); err != nil {
+		return err
+	}
+	if os.Geteuid() == 0 {
+		if cfg.UID <= 0 {
+			return nil
+		}
+		// The mainlog names the admin who acted (U=root), not the user
+		// the command then runs as: user.Current keeps its first answer.
+		user.Current()
+		if err := privdrop.To(cfg.UID, cfg.GID); err != nil {
+			return fmt.Errorf("switching to user %s: %w", cfg.User, err)
+		}
+		return nil
+	}
+	return maySpool(cfg)
+}
+
+// spoolExists refuses a data_dir that does not exist, naming it and how
+// it was found.
+func spoolExists(cfg *config.Config) error {
+	_, err := os.Stat(cfg.DataDir)
+	switch {
+	case err == nil:
+		return nil
+	case !errors.Is(err, os.ErrNotExist):
+		return err
+	case cfg.File == "":
+		wd, _ := os.Getwd()
+		return fmt.Errorf("there is no spool here: the embedded default's data_dir %q does not exist in the working directory %s; give the gateway's config with -config FILE (or $MXGATE_CONFIG)",
+			cfg.DataDir, wd)
+	default:
+		return fmt.Errorf("there is no spool at %s (data_dir of %s): the directory does not exist; `mxgate serve` creates it", cfg.DataDir, cfg.File)
+	}
+}
+
+// maySpool checks that this (non-root) user may write the spool, so that
+// the refusal names the spool's owner rather than one of its files.
+func maySpool(cfg *config.Config) error {
+	dir := filepath.Join(cfg.DataDir, "spool")
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		dir = cfg.DataDir
+	}
+	if unix.Access(dir, unix.R_OK|unix.W_OK|unix.X_OK) == nil {
+		return nil
+	}
+	owner := "uid ?"
+	if fi, err := os.Stat(dir); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			owner = "uid " + strconv.Itoa(int(st.Uid))
+			if u, err := user.LookupId(strconv.Itoa(int(st.Uid))); err == nil {
+				owner = u.Username
+			}
+		}
+	}
+	return &spoolDenied{user: userName(), dir: dir, owner: owner}
+}
+
+// spoolDenied: this user may not use the spool at dir.
+type spoolDenied struct{ user, dir, owner string }
+
+func (e *spoolDenied) Error() string {
+	return fmt.Sprintf("user %s may not read the spool at %s (owned by %s): run it as root or %s", e.user, e.dir, e.owner, e.owner)
+}
+
+// openLogsAndSpool opens (and creates) the logs and the spool of cfg.
+func openLogsAndSpool(cfg *config.Config) (*mainlog.Logger, *spool.Spool, error) {
 	log, err := mainlog.Open(cfg.Log.Dir, cfg.Log.Format == "json")
 	if err != nil {
 		return nil, nil, err

@@ -82,6 +82,11 @@ func startMxgateOutbound(t *testing.T, tmplPath, downstream, outbound string) *m
 		t.Fatal(err)
 	}
 	var cfg bytes.Buffer
+	// serve refuses to run as root unless told to, and the tests run as
+	// root in CI.
+	if os.Geteuid() == 0 {
+		cfg.WriteString("run_as_root = true\n")
+	}
 	err = tmpl.Execute(&cfg, map[string]string{
 		"Listen":     g.addr,
 		"DataDir":    g.dataDir,

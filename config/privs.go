@@ -1,0 +1,85 @@
+package config
+
+import (
+	"fmt"
+	"os/user"
+	"strconv"
+)
+
+// checkUser looks up user and group, so that a daemon never starts to
+// fail at the moment it drops its privileges, and refuses what an
+// unprivileged daemon cannot do: give Maildir files to other users.
+func (d *decoder) checkUser(c *Config) {
+	c.UID, c.GID = -1, -1
+	userKey, groupKey := keyPath{"user"}, keyPath{"group"}
+	if c.User == "" {
+		if c.Group != "" {
+			d.failKey(groupKey, -1, "is set but user is not")
+		}
+		return
+	}
+	u, err := lookupUser(c.User)
+	if err != nil {
+		d.failKey(userKey, -1, "%w", err)
+		return
+	}
+	c.UID, _ = strconv.Atoi(u.Uid)
+	c.GID, _ = strconv.Atoi(u.Gid)
+	if c.Group != "" {
+		g, err := lookupGroup(c.Group)
+		if err != nil {
+			d.failKey(groupKey, -1, "%w", err)
+			return
+		}
+		c.GID, _ = strconv.Atoi(g.Gid)
+	}
+	if c.UID == 0 {
+		return
+	}
+	for _, s := range append([]*Downstream{&c.Downstream}, ptrs(c.Routes)...) {
+		if s.MaildirOwner == "" {
+			continue
+		}
+		key := keyPath{"downstream"}
+		if s != &c.Downstream {
+			key = keyPath{"route"}.index(indexOf(c.Routes, s))
+		}
+		d.failKey(key.child("maildir_owner"), -1,
+			"is set, and the daemon runs as user %q, which cannot give files to other users: deliver to the users' mailboxes by Dovecot LMTP (lmtp+unix://) instead, or unset user", c.User)
+	}
+}
+
+func indexOf(routes []Downstream, s *Downstream) int {
+	for i := range routes {
+		if &routes[i] == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// lookupUser finds a user by name, or by numeric ID.
+func lookupUser(name string) (*user.User, error) {
+	if u, err := user.Lookup(name); err == nil {
+		return u, nil
+	}
+	if _, err := strconv.Atoi(name); err == nil {
+		if u, err := user.LookupId(name); err == nil {
+			return u, nil
+		}
+	}
+	return nil, fmt.Errorf("no user %q on this system", name)
+}
+
+// lookupGroup finds a group by name, or by numeric ID.
+func lookupGroup(name string) (*user.Group, error) {
+	if g, err := user.LookupGroup(name); err == nil {
+		return g, nil
+	}
+	if _, err := strconv.Atoi(name); err == nil {
+		if g, err := user.LookupGroupId(name); err == nil {
+			return g, nil
+		}
+	}
+	return nil, fmt.Errorf("no group %q on this system", name)
+}

@@ -1,0 +1,304 @@
+package e2e
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"mxgate/internal/peertest"
+)
+
+// TestSecondDaemon: a second serve on the data_dir of a running one exits
+// 1 naming the first one's PID, and touches nothing: the first keeps
+// serving, with its pid file.
+func TestSecondDaemon(t *testing.T) {
+	t.Parallel()
+	g := startMxgate(t, "smtp://127.0.0.1:9")
+	pidFile := filepath.Join(g.dataDir, "mxgate.pid")
+	before := snapshot(t, g.dataDir)
+
+	r := runBinary(t, "serve", "-config", g.cfgPath)
+	want := fmt.Sprintf("mxgate: another mxgate daemon (pid %d) is using data_dir %s\n", g.cmd.Process.Pid, g.dataDir)
+	if r.code != 1 || r.stderr != want || r.stdout != "" {
+		t.Errorf("second serve: exit %d, stdout %q, stderr %q; want exit 1 and %q", r.code, r.stdout, r.stderr, want)
+	}
+	if after := snapshot(t, g.dataDir); after != before {
+		t.Errorf("the second serve changed data_dir:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	// The logs change with the first daemon's queue runs: the second
+	// wrote none of their lines.
+	for _, l := range g.mainlog() {
+		if m := regexp.MustCompile(`pid=(\d+)`).FindStringSubmatch(l); m != nil && m[1] != strconv.Itoa(g.cmd.Process.Pid) {
+			t.Errorf("mainlog line of another process: %s", l)
+		}
+	}
+	if b, err := os.ReadFile(pidFile); err != nil || string(b) != fmt.Sprintf("%d\n", g.cmd.Process.Pid) {
+		t.Errorf("pid file after the second serve: %q, %v; want the first one's PID", b, err)
+	}
+	if !g.running() {
+		t.Fatal("the first daemon is gone")
+	}
+	g.waitReady()
+	g.stop()
+}
+
+// snapshot lists what is under dir but its log directory, which a
+// running daemon writes by itself: path, mode, size and modification
+// time of each entry.
+func snapshot(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if path == filepath.Join(dir, "log") {
+			return filepath.SkipDir
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s %v %d %s\n", path, fi.Mode(), fi.Size(), fi.ModTime().Format(time.RFC3339Nano))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+// daemonUser is the system user TestUnprivilegedDaemon's daemon runs as,
+// created when missing.
+const daemonUser = "mxgate-test"
+
+// TestUnprivilegedDaemon: started as root with user set, the daemon runs
+// as that user (so /proc says), everything under its data_dir is that
+// user's, and a local user who may not touch the spool submits with
+// `sendmail -t` through the daemon's socket: the message is delivered,
+// logged with U= that user. That user's -bp is refused with a clear
+// message; root's admin commands run as the daemon's user, so no file of
+// root's appears in the spool. The config's data_dir is relative: to
+// the config file's directory, not to the working directory (test/e2e).
+func TestUnprivilegedDaemon(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("starting a daemon that drops its privileges needs root")
+	}
+	t.Parallel()
+	du := ensureUser(t, daemonUser)
+	nobody := lookupCred(t, "nobody")
+
+	// Not t.TempDir: the daemon's user and nobody must be able to enter it.
+	base, err := os.MkdirTemp("", "mxgate-e2e-privs-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	maildir := filepath.Join(base, "maildir")
+	if err := os.Mkdir(maildir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(maildir, int(du.Uid), int(du.Gid)); err != nil {
+		t.Fatal(err)
+	}
+	// The binary's own directory is private to root: nobody runs a copy,
+	// by way of a link named sendmail.
+	bin := filepath.Join(base, "bin")
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mx := filepath.Join(bin, "mxgate")
+	if err := os.WriteFile(mx, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sendmail := filepath.Join(bin, "sendmail")
+	if err := os.Symlink("mxgate", sendmail); err != nil {
+		t.Fatal(err)
+	}
+
+	g := &mxgate{
+		t:       t,
+		addr:    fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false)),
+		dataDir: filepath.Join(base, "data"),
+		cfgPath: filepath.Join(base, "mxgate.toml"),
+		outPath: filepath.Join(base, "mxgate.out"),
+	}
+	cfg := fmt.Sprintf(`hostname = "mx.example.test"
+listen   = [%q]
+data_dir = "data"
+user     = %q
+
+[relay]
+domains = ["example.test"]
+
+[outbound]
+mode = "none"
+
+[downstream]
+url = "maildir://%s"
+
+[queue]
+retry        = "F,10m,1s"
+run_interval = "1s"
+`, g.addr, daemonUser, maildir)
+	if err := os.WriteFile(g.cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.cleanup)
+	g.start()
+
+	// /proc: every ID of the daemon is its user's, and no group of root's.
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", g.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		fmt.Sprintf("Uid:\t%d\t%d\t%d\t%d", du.Uid, du.Uid, du.Uid, du.Uid),
+		fmt.Sprintf("Gid:\t%d\t%d\t%d\t%d", du.Gid, du.Gid, du.Gid, du.Gid),
+		fmt.Sprintf("Groups:\t%d", du.Gid),
+	} {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want) + `\s*$`).Match(status) {
+			t.Errorf("/proc/%d/status lacks %q:\n%s", g.cmd.Process.Pid, want, status)
+		}
+	}
+	ownedBy(t, g.dataDir, du.Uid)
+	sock := filepath.Join(g.dataDir, "submit.sock")
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o666 || fi.Mode()&os.ModeSocket == 0 {
+		t.Errorf("submission socket %s: %v, %v; want a socket with mode 0666", sock, fi, err)
+	}
+
+	// nobody submits; the daemon delivers.
+	msg := "To: Joe <joe@example.test>\nSubject: from a web application\n\nhello\n"
+	r := runWith(t, func(cmd *exec.Cmd) {
+		cmd.Stdin = strings.NewReader(msg)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
+	}, sendmail, "-config", g.cfgPath, "-t")
+	if r.code != 0 || r.stderr != "" || r.stdout != "" {
+		t.Fatalf("nobody's sendmail -t: exit %d, stdout %q, stderr %q; want exit 0 and nothing printed", r.code, r.stdout, r.stderr)
+	}
+	var id string
+	waitFor(t, drainTimeout, func() string {
+		for _, l := range g.mainlog() {
+			if m := regexp.MustCompile(`^\S+ \S+ (\S+) <= nobody@mx\.example\.test U=nobody P=local S=\d+`).FindStringSubmatch(l); m != nil {
+				id = m[1]
+				return ""
+			}
+		}
+		return "mainlog line <= nobody@mx.example.test U=nobody P=local"
+	})
+	g.waitCompleted(id)
+	g.requireLog(id, `=> joe@example\.test R=downstream T=maildir`)
+	files := maildirNew(t, filepath.Join(maildir, "example.test", "joe"))
+	if len(files) != 1 {
+		t.Fatalf("joe's Maildir holds %d messages, want 1", len(files))
+	}
+	if got, _ := os.ReadFile(files[0]); !strings.HasSuffix(string(got), "\n\nhello\n") || !strings.Contains(string(got), "From: nobody@mx.example.test") {
+		t.Errorf("delivered message:\n%s", got)
+	}
+
+	// nobody may not list the queue.
+	r = runWith(t, func(cmd *exec.Cmd) {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
+	}, mx, "-config", g.cfgPath, "-bp")
+	want := fmt.Sprintf("mxgate: user nobody may not read the spool at %s (owned by %s): run it as root or %s\n",
+		filepath.Join(g.dataDir, "spool"), daemonUser, daemonUser)
+	if r.code != 1 || r.stderr != want {
+		t.Errorf("nobody's -bp: exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
+	}
+
+	// Root: sendmail goes through the daemon too, and the admin commands
+	// run as the daemon's user; nothing of root's appears.
+	r = runWith(t, func(cmd *exec.Cmd) { cmd.Stdin = strings.NewReader("Subject: root\n\nhi\n") }, sendmail, "-config", g.cfgPath, "-odq", "ann@example.test")
+	if r.code != 0 || r.stderr != "" {
+		t.Fatalf("root's sendmail -odq: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if out := g.mustCLI("-bpc"); out != "1\n" && out != "0\n" {
+		t.Errorf("root's -bpc: %q", out)
+	}
+	g.mustCLI("-qf")
+	g.waitSpoolEmpty()
+	if !g.logHas(regexp.MustCompile(` <= root@mx\.example\.test U=root P=local `)) {
+		t.Errorf("mainlog has no arrival from root (U=root)")
+	}
+	ownedBy(t, g.dataDir, du.Uid)
+
+	g.stop()
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("submission socket left behind after the daemon stopped: %v", err)
+	}
+
+	// With no daemon, nobody cannot submit, and is told why.
+	r = runWith(t, func(cmd *exec.Cmd) {
+		cmd.Stdin = strings.NewReader(msg)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
+	}, sendmail, "-config", g.cfgPath, "-t")
+	want = fmt.Sprintf("mxgate: no mxgate daemon answers on %s, and user nobody may not read the spool at %s (owned by %s): run it as root or %s\n",
+		sock, filepath.Join(g.dataDir, "spool"), daemonUser, daemonUser)
+	if r.code != 1 || r.stderr != want {
+		t.Errorf("nobody's sendmail without a daemon: exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
+	}
+}
+
+// ensureUser looks up name, creating it as a system user when missing,
+// and returns its IDs.
+func ensureUser(t *testing.T, name string) *syscall.Credential {
+	t.Helper()
+	if _, err := user.Lookup(name); err != nil {
+		out, err := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+			"--shell", "/usr/sbin/nologin", name).CombinedOutput()
+		// Another test may have created it meanwhile.
+		if _, lerr := user.Lookup(name); err != nil && lerr != nil {
+			t.Fatalf("useradd %s: %v\n%s", name, err, out)
+		}
+	}
+	return lookupCred(t, name)
+}
+
+// lookupCred is name's uid and primary gid.
+func lookupCred(t *testing.T, name string) *syscall.Credential {
+	t.Helper()
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+}
+
+// ownedBy fails the test for each entry under dir that uid does not own.
+func ownedBy(t *testing.T, dir string, uid uint32) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != uid {
+			t.Errorf("%s is owned by uid %d, want %d (%s)", path, st.Uid, uid, daemonUser)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
