@@ -14,6 +14,7 @@ import (
 	"mxgate/gateway"
 	"mxgate/pidfile"
 	"mxgate/queue"
+	"mxgate/sdnotify"
 )
 
 // loadConfig reads FILE, or the embedded default when path is "".
@@ -102,6 +103,9 @@ func serve(e *env) error {
 	served := make(chan error, 1)
 	go func() { served <- gw.Serve() }()
 	log.Main("", fmt.Sprintf("mxgate daemon started: pid=%d, listening for SMTP on %v", os.Getpid(), gw.Addrs()))
+	// The listeners are bound (gateway.New): a client connecting now is
+	// served, so systemd may call the unit started.
+	notify(e, sdnotify.Ready(fmt.Sprintf("listening for SMTP on %v", gw.Addrs())))
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -115,12 +119,15 @@ func serve(e *env) error {
 			return err
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
+				notify(e, sdnotify.Reloading())
 				if err := log.Reopen(); err != nil {
 					fmt.Fprintf(e.stderr, "mxgate: reopening logs: %v\n", err)
 				}
+				notify(e, sdnotify.Ready(fmt.Sprintf("listening for SMTP on %v", gw.Addrs())))
 				continue
 			}
 			log.Main("", fmt.Sprintf("mxgate daemon stopping on %v: draining sessions (up to %v)", sig, time.Duration(cfg.SMTP.ShutdownTimeout)))
+			notify(e, sdnotify.Stopping(fmt.Sprintf("draining sessions (up to %v)", time.Duration(cfg.SMTP.ShutdownTimeout))))
 			dctx, dcancel := context.WithTimeout(context.Background(), time.Duration(cfg.SMTP.ShutdownTimeout))
 			err := gw.Shutdown(dctx)
 			dcancel()
@@ -132,6 +139,14 @@ func serve(e *env) error {
 			log.Main("", "mxgate daemon stopped")
 			return nil
 		}
+	}
+}
+
+// notify reports a failed sd_notify on stderr, which systemd puts in the
+// journal beside its own "start operation timed out".
+func notify(e *env, err error) {
+	if err != nil {
+		fmt.Fprintf(e.stderr, "mxgate: %v\n", err)
 	}
 }
 
