@@ -30,6 +30,10 @@ const (
 	pkgSpool    = "/var/spool/mxgate"
 	pkgLogDir   = "/var/log/mxgate"
 	pkgUser     = "mxgate"
+	// pkgVersion is what the test builds: VERSION for main.version, and
+	// the Debian version build-deb.sh derives from it.
+	pkgVersion    = "v0.0.0-e2e"
+	pkgDebVersion = "0.0.0+e2e"
 	// buildDebTimeout bounds scripts/build-deb.sh: a cold build of the
 	// static binary on a busy 2-core machine.
 	buildDebTimeout = 10 * time.Minute
@@ -130,6 +134,7 @@ func buildDeb(t *testing.T) string {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", filepath.Join(repoRoot, "scripts", "build-deb.sh"), "-o", t.TempDir())
 	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), "VERSION="+pkgVersion)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -191,6 +196,13 @@ func checkLayout(t *testing.T) {
 	}
 	checkFile(t, pkgSpool, 0o755, pkgUser, pkgUser)
 	checkFile(t, pkgLogDir, 0o750|os.ModeSetgid, pkgUser, "adm")
+
+	if v := mustRun(t, "dpkg-query", "-W", "-f=${Version}", "mxgate"); v != pkgDebVersion {
+		t.Errorf("installed version %q, want %q (from VERSION=%s)", v, pkgDebVersion, pkgVersion)
+	}
+	if r := runWith(t, nil, pkgBinary, "version"); r.code != 0 || firstLine(r.stdout) != "mxgate "+pkgVersion {
+		t.Errorf("%s version: exit status %d, first line %q, want %q", pkgBinary, r.code, firstLine(r.stdout), "mxgate "+pkgVersion)
+	}
 
 	// The binary built for the package reads the installed config when
 	// given none, and the shipped config is valid as it is.
