@@ -4,7 +4,8 @@
 # Dovecot LMTP, rbldnsd (the DNS lists of package rbl's tests), SpamAssassin's
 # spamd and spamc (package filters/spamd's tests), ClamAV's clamd and
 # clamdscan (package filters/clamd's tests), swaks, Perl,
-# Exim's eximstats and exigrep, groff (the man page's test), and staticcheck.
+# Exim's eximstats and exigrep, groff (the man page's test), what the Debian
+# package's test needs (adduser, logrotate, systemd-analyze, man), and staticcheck.
 # Meant for root on Debian 12 (CI and a fresh developer machine); running it
 # again changes nothing.
 #
@@ -56,6 +57,14 @@ packages=(
 	# runs the completion script (TestBashCompletion).
 	groff-base:/usr/bin/groff
 	bash:/bin/bash
+	# The Debian package's test (test/e2e/package_test.go): what its
+	# Depends and maintainer scripts use, logrotate for its logrotate
+	# file, systemd-analyze (and man, for Documentation=) for its unit.
+	adduser:/usr/sbin/adduser
+	init-system-helpers:/usr/bin/deb-systemd-helper
+	logrotate:/usr/sbin/logrotate
+	systemd:/usr/bin/systemd-analyze
+	man-db:/usr/bin/man
 )
 
 missing=()
@@ -120,4 +129,4 @@ if [[ $("$gobin/staticcheck" -version 2>/dev/null) != *"(${staticcheck_version#v
 	[[ -x $gobin/staticcheck ]] || die "go install staticcheck@$staticcheck_version left no $gobin/staticcheck"
 fi
 
-echo "$prog: test dependencies present (postfix, dovecot-core, dovecot-lmtpd, rbldnsd, spamassassin, spamd, spamc, clamav-daemon, clamdscan, rspamd, opendkim, opendkim-tools, swaks, perl, exim4-base in $exim_dir, staticcheck in $gobin)"
+echo "$prog: test dependencies present (postfix, dovecot-core, dovecot-lmtpd, rbldnsd, spamassassin, spamd, spamc, clamav-daemon, clamdscan, rspamd, opendkim, opendkim-tools, swaks, perl, adduser, init-system-helpers, logrotate, systemd, man-db, exim4-base in $exim_dir, staticcheck in $gobin)"

@@ -98,7 +98,6 @@ func (d *daemon) reload() {
 	msg := fmt.Sprintf("configuration reloaded: generation %d", g.n)
 	d.log.Main("", msg)
 	d.status(true, msg)
-	reloaded(g.n)
 }
 
 // serving is the config and router of the generation serving now.
@@ -106,10 +105,6 @@ func (d *daemon) serving() (*config.Config, *route.Router) {
 	g := d.now.Load()
 	return g.cfg, g.router
 }
-
-// reloaded is called once generation n serves: the place for whoever
-// must hear of a reload (a service manager's READY=1).
-func reloaded(n int) {}
 
 // load builds the next generation from the config file and swaps it in,
 // or returns why not, having closed what it built.

@@ -19,6 +19,7 @@ import (
 	"mxgate/pidfile"
 	"mxgate/privdrop"
 	"mxgate/queue"
+	"mxgate/sdnotify"
 )
 
 // systemConfig is the config file of an installed mxgate, set by the
@@ -172,6 +173,10 @@ func serve(e *env) error {
 	go func() { served <- gw.Serve() }()
 	log.Main("", fmt.Sprintf("mxgate daemon started: pid=%d, listening for SMTP on %v", os.Getpid(), gw.Addrs()))
 	announce(e, cfg, gw.Addrs(), verbose)
+	// The listeners are bound (gateway.New): a client connecting now is
+	// served, so systemd may call the unit started.
+	ready := fmt.Sprintf("listening for SMTP on %v", gw.Addrs())
+	notify(e, sdnotify.Ready(ready))
 
 	for {
 		select {
@@ -183,7 +188,11 @@ func serve(e *env) error {
 		case sig := <-sigs:
 			switch sig {
 			case syscall.SIGHUP: // reload: config, TLS certificates, logs
+				// systemd waits for READY=1 after RELOADING=1 whatever the
+				// outcome: a refused reload leaves the old config serving.
+				notify(e, sdnotify.Reloading())
 				d.reload()
+				notify(e, sdnotify.Ready(ready))
 				continue
 			case syscall.SIGUSR1: // log rotation: the logs only
 				if err := log.Reopen(); err != nil {
@@ -193,6 +202,7 @@ func serve(e *env) error {
 			}
 			cfg := d.cur.cfg
 			log.Main("", fmt.Sprintf("mxgate daemon stopping on %v: draining sessions (up to %v)", sig, time.Duration(cfg.SMTP.ShutdownTimeout)))
+			notify(e, sdnotify.Stopping(fmt.Sprintf("draining sessions (up to %v)", time.Duration(cfg.SMTP.ShutdownTimeout))))
 			dctx, dcancel := context.WithTimeout(context.Background(), time.Duration(cfg.SMTP.ShutdownTimeout))
 			err := gw.Shutdown(dctx)
 			dcancel()
@@ -285,6 +295,14 @@ func dropPrivileges(cfg *config.Config, logExisted bool) error {
 
 // submitSocket is where the daemon takes local submissions.
 func submitSocket(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "submit.sock") }
+
+// notify reports a failed sd_notify on stderr, which systemd puts in the
+// journal beside its own "start operation timed out".
+func notify(e *env, err error) {
+	if err != nil {
+		fmt.Fprintf(e.stderr, "mxgate: %v\n", err)
+	}
+}
 
 // pidPath is where a running daemon records its process ID.
 func pidPath(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "mxgate.pid") }
