@@ -11,6 +11,10 @@ import (
 // from the build info, else "devel".
 var version string
 
+// commit is set at link time with the version (-X main.commit=REV), for
+// builds without Go's VCS stamp (-buildvcs=false); the stamp wins.
+var commit string
+
 func init() {
 	register("version", "\tprint the version, the commit it was built from and the Go version", printVersion,
 		withDoc(`The first line is "mxgate VERSION", the same in every build of that
@@ -30,7 +34,7 @@ type buildInfo struct {
 }
 
 func readBuildInfo() buildInfo {
-	b := buildInfo{version: version, commit: "unknown", goVersion: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH}
+	b := buildInfo{version: version, commit: commit, goVersion: runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH}
 	info, ok := debug.ReadBuildInfo()
 	if ok {
 		if b.version == "" && info.Main.Version != "" && info.Main.Version != "(devel)" {
@@ -53,6 +57,9 @@ func readBuildInfo() buildInfo {
 	}
 	if b.version == "" {
 		b.version = "devel"
+	}
+	if b.commit == "" {
+		b.commit = "unknown"
 	}
 	return b
 }
