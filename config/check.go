@@ -220,6 +220,7 @@ func (d *decoder) checkTLS(c *Config) {
 	if len(c.ListenTLS) > 0 && (c.TLS.Cert == "" || c.TLS.Key == "") {
 		d.failKey(keyPath{"listen_tls"}, -1, "needs tls.cert and tls.key")
 	}
+	d.checkTLSFiles(c)
 }
 
 func (d *decoder) checkRelay(c *Config) {

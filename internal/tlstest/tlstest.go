@@ -123,7 +123,26 @@ func leafTemplate(tb testing.TB, hosts []string) *x509.Certificate {
 // the test's own and returns their names, for [tls] cert and key.
 func Files(tb testing.TB, hosts ...string) (certFile, keyFile string) {
 	tb.Helper()
-	cert := Certificate(tb, hosts...)
+	return FilesUntil(tb, time.Now().Add(time.Hour), hosts...)
+}
+
+// FilesUntil is Files with a certificate that expires at notAfter (valid
+// from an hour before it, or before now if that is earlier), for tests of
+// what expired and expiring certificates do.
+func FilesUntil(tb testing.TB, notAfter time.Time, hosts ...string) (certFile, keyFile string) {
+	tb.Helper()
+	key := newKey(tb)
+	tmpl := leafTemplate(tb, hosts)
+	tmpl.NotAfter = notAfter
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
+	if notAfter.Before(time.Now()) {
+		tmpl.NotBefore = notAfter.Add(-time.Hour)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 	kb, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
 	if err != nil {
 		tb.Fatal(err)
