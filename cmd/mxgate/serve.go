@@ -26,24 +26,6 @@ func loadConfig(path string) (*config.Config, error) {
 
 func init() {
 	register("serve", "\trun the gateway in the foreground (SIGTERM drains, SIGHUP reopens logs)", serve)
-	register("config check", "\tvalidate the config and print the effective configuration", configCheck)
-	register("-bV", "\tsame as config check", configCheck)
-}
-
-func configCheck(e *env) error {
-	if err := noArgs(e); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(e.configPath)
-	if err != nil {
-		return err
-	}
-	src := "embedded default"
-	if cfg.File != "" {
-		src = cfg.File
-	}
-	fmt.Fprintf(e.stdout, "# mxgate configuration (from %s): OK\n%s", src, cfg.String())
-	return nil
 }
 
 func serve(e *env) error {
@@ -60,6 +42,9 @@ func serve(e *env) error {
 	}
 	defer log.Close()
 	defer sp.Close()
+	for _, w := range cfg.Warnings {
+		log.Main("", w.String())
+	}
 	if addr, err := pprofFromEnv(); err != nil {
 		return err
 	} else if addr != nil {
