@@ -223,3 +223,15 @@ func matchLines(t *testing.T, out string, want []string) {
 		}
 	}
 }
+
+// TestServeLogsWarnings: serve writes the config's warnings to the
+// mainlog at start, as config check prints them, and runs.
+func TestServeLogsWarnings(t *testing.T) {
+	t.Parallel()
+	sink := startSink(t)
+	g := startMxgateConfig(t, testdata("hostbits.toml.tmpl"), sink.URL())
+	want := regexp.MustCompile(regexp.QuoteMeta(g.cfgPath+":14: warning: 192.0.2.1/24 has host bits set: it means 192.0.2.0/24") + "$")
+	if !g.logHas(want) {
+		t.Errorf("mainlog lacks %s:\n%s", want, strings.Join(g.mainlog(), "\n"))
+	}
+}
