@@ -197,3 +197,30 @@ func TestDKIMKeyFile(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestFileWarnings: a recipients list or a maildir_users file that is not
+// there is read again at each lookup, so it does not stop a start; it is
+// a warning, saying what it does to mail.
+func TestFileWarnings(t *testing.T) {
+	dir := t.TempDir()
+	list, users := filepath.Join(dir, "recipients"), filepath.Join(dir, "userdomains")
+	text := fmt.Sprintf("relay.domains = [\"example.test\"]\n[downstream]\nurl = \"maildir://%s\"\nverify_recipients = \"file:%s\"\nmaildir_layout = \"{user}/{local}\"\nmaildir_users = %s\n",
+		dir, list, quote(users))
+	c, err := Parse("f.toml", []byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("f.toml:4: warning: stat %s: no such file or directory: every recipient of this store gets 451 until it can be read\n"+
+		"f.toml:6: warning: stat %s: no such file or directory: deliveries that need {user} are deferred until it can be read", list, users)
+	if got := warnings(c); got != want {
+		t.Errorf("warnings:\n%s\nwant:\n%s", got, want)
+	}
+	for _, f := range []string{list, users} {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, err := Parse("f.toml", []byte(text)); err != nil || c.Warnings != nil {
+		t.Errorf("with the files there: %v, warnings %v", err, c.Warnings)
+	}
+}
