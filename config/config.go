@@ -1,6 +1,9 @@
 // Package config owns mxgate's TOML configuration file: the schema, the
 // embedded default, strict parsing (an unknown key or a bad value is an error
-// naming file:line and the key) and printing the effective configuration.
+// naming file:line and the key, with the key probably meant; what works
+// but was probably not meant is a Warning), loading the files it names
+// (TLS certificates and keys, DKIM keys) and printing the effective
+// configuration in the units it was written in.
 //
 // It is the only home of defaults and validation: the packages that the
 // values configure (deliver, the filters, the milter host, rbl, callout,
