@@ -128,12 +128,17 @@ func TestOptions(t *testing.T) {
 	}
 }
 
-// TestBuildClosesOnError: a config that fails late (a DKIM key that cannot
-// be read) leaves nothing open: the callout cache it opened first is
-// closed, so the next Build on the data_dir gets it at once.
+// TestBuildClosesOnError: a config that fails late (a DKIM key file that
+// is there, which config checks, but holds no key) leaves nothing open:
+// the callout cache it opened first is closed, so the next Build on the
+// data_dir gets it at once.
 func TestBuildClosesOnError(t *testing.T) {
 	dir := t.TempDir()
-	bad := fullConfig(t, dir, filepath.Join(dir, "missing.pem"))
+	notKey := filepath.Join(dir, "not-a-key.pem")
+	if err := os.WriteFile(notKey, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := fullConfig(t, dir, notKey)
 	if _, err := Build(bad, mainlog.Discard(), route.New(RouteOptions(bad)), false); err == nil ||
 		!strings.HasPrefix(err.Error(), "msgauth.dkim_sign: ") {
 		t.Fatalf("Build with a missing key = %v, want a msgauth.dkim_sign error", err)

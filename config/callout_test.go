@@ -36,10 +36,10 @@ func TestCalloutErrors(t *testing.T) {
 		`:8: key "callout.resolver": invalid resolver "mx.example.test" (want IP:PORT such as "127.0.0.1:53" or "[::1]:53"; a bare IP means port 53)`,
 		`:11: key "callout.options": unknown option "callout_random" (want "random", "postmaster", "defer_ok" or "use_postmaster")`,
 		`:12: key "callout.options": option "random" is listed twice`,
-		`:14: key "callout.timeout": "1m0s" is above callout.deadline "30s": a probe could never wait that long`,
+		`:14: key "callout.timeout": "1m" is above callout.deadline "30s": a probe could never wait that long`,
 		`:16: key "callout.exempt_domains": invalid domain name "example.net.": remove the trailing dot`,
 		`:16: key "callout.exempt_domains": invalid domain name "bad_domain.test"`,
-		`:17: key "callout.positive_ttl": must not be negative, got "-1h0m0s"`,
+		`:17: key "callout.positive_ttl": must not be negative, got "-1h"`,
 		`:18: key "callout.cache_size": must not be negative, got -5`,
 	}
 	want = path + strings.Join(lines, "\n"+path)

@@ -1,6 +1,9 @@
 // Package config owns mxgate's TOML configuration file: the schema, the
 // embedded default, strict parsing (an unknown key or a bad value is an error
-// naming file:line and the key) and printing the effective configuration.
+// naming file:line and the key, with the key probably meant; what works
+// but was probably not meant is a Warning), loading the files it names
+// (TLS certificates and keys, DKIM keys) and printing the effective
+// configuration in the units it was written in.
 //
 // It is the only home of defaults and validation: the packages that the
 // values configure (deliver, the filters, the milter host, rbl, callout,
@@ -20,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -33,6 +37,13 @@ import (
 type Config struct {
 	// File is the path the config was loaded from; "" for the embedded default.
 	File string `toml:"-"`
+	// Warnings are what the file says that works but was probably not
+	// meant, ordered by line; nil when there are none.
+	Warnings []Warning `toml:"-"`
+	// written is how each size and duration the file sets was written,
+	// when that differs from the value's natural form, so String prints
+	// "50MB" back as "50MB".
+	written map[string]writtenValue
 
 	Hostname  string   `toml:"hostname"`   // default: os.Hostname(), "localhost" for the embedded default
 	Listen    []string `toml:"listen"`     // plain SMTP (STARTTLS if TLS set); default ["127.0.0.1:2525"] when absent; [] for TLS-only
@@ -414,6 +425,10 @@ func parse(name, base string, data []byte) (*Config, error) {
 	if err := d.err(); err != nil {
 		return nil, err
 	}
+	slices.SortStableFunc(d.warnings, func(a, b Warning) int { return a.Line - b.Line })
+	c.Warnings = d.warnings
+	c.written = d.written
+	c.pruneWritten()
 	return c, nil
 }
 

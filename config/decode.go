@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -213,9 +214,11 @@ type decoder struct {
 	file string
 	// base is the directory relative paths are relative to; "" leaves
 	// them relative to the working directory.
-	base string
-	pos  *positions
-	errs []*lineError
+	base     string
+	pos      *positions
+	errs     []*lineError
+	warnings []Warning
+	written  map[string]writtenValue
 
 	// The nameservers of resolvConf, read once for all sections.
 	sysResolvers     []string
@@ -275,7 +278,7 @@ func (d *decoder) table(key keyPath, doc map[string]any, v reflect.Value) {
 		k := key.child(name)
 		i, ok := fields[name]
 		if !ok {
-			d.fail(d.pos.line(k), fmt.Errorf("unknown key %q", k.String()))
+			d.fail(d.pos.line(k), fmt.Errorf("unknown key %q%s", k.String(), didYouMean(k)))
 			continue
 		}
 		d.value(k, -1, doc[name], v.Field(i))
@@ -295,6 +298,7 @@ func (d *decoder) value(key keyPath, elem int, raw any, v reflect.Value) {
 				return
 			}
 			v.SetInt(int64(dur))
+			d.record(key, elem, x, int64(dur), dur.String())
 		case int64:
 			// A bare number has no unit; only 0 is unambiguous.
 			if x != 0 {
@@ -302,6 +306,7 @@ func (d *decoder) value(key keyPath, elem int, raw any, v reflect.Value) {
 				return
 			}
 			v.SetInt(0)
+			d.record(key, elem, "0", 0, Duration(0).String())
 		default:
 			d.typeError(key, elem, "a duration string such as \"30s\" or \"5m\"", raw)
 		}
@@ -315,8 +320,10 @@ func (d *decoder) value(key keyPath, elem int, raw any, v reflect.Value) {
 				return
 			}
 			v.SetInt(int64(s))
+			d.record(key, elem, x, int64(s), s.String())
 		case int64:
 			v.SetInt(x) // the range is checked with the other limits
+			d.record(key, elem, strconv.FormatInt(x, 10), x, Size(x).String())
 		default:
 			d.typeError(key, elem, "a size (bytes, or a string such as \"50M\")", raw)
 		}
@@ -340,6 +347,9 @@ func (d *decoder) value(key keyPath, elem int, raw any, v reflect.Value) {
 		if err != nil {
 			d.failKey(key, elem, "%w", err)
 			return
+		}
+		if written, err := netip.ParsePrefix(s); err == nil && written != p {
+			d.warn(key, elem, "%s has host bits set: it means %s", s, p)
 		}
 		v.Set(reflect.ValueOf(p))
 		return
@@ -457,7 +467,7 @@ func describe(v any) string {
 
 // parsePrefix reads a CIDR network, or a bare address as the network of just
 // that host (/32 or /128), as admins write trusted hosts. Host bits are
-// masked off, so "10.1.2.3/8" means 10.0.0.0/8.
+// masked off, so "10.1.2.3/8" means 10.0.0.0/8 (and the decoder warns).
 func parsePrefix(s string) (netip.Prefix, error) {
 	if p, err := netip.ParsePrefix(s); err == nil {
 		return p.Masked(), nil

@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -28,15 +30,42 @@ func (d *Duration) UnmarshalText(text []byte) error {
 	return nil
 }
 
-// MarshalText writes Go duration syntax ("5m0s"), which UnmarshalText reads
-// back to the same value.
+// MarshalText is String, which UnmarshalText reads back to the same value.
 func (d Duration) MarshalText() ([]byte, error) {
-	return []byte(time.Duration(d).String()), nil
+	return []byte(d.String()), nil
 }
 
-// String is the Go duration syntax, e.g. "5m0s".
+// durationUnits are the units String writes, biggest first. Weeks are
+// left out: "14d" reads more easily than "2w".
+var durationUnits = []struct {
+	name string
+	d    time.Duration
+}{
+	{"d", day}, {"h", time.Hour}, {"m", time.Minute}, {"s", time.Second},
+	{"ms", time.Millisecond}, {"us", time.Microsecond}, {"ns", time.Nanosecond},
+}
+
+// String writes the duration as a person would, each unit once and only
+// those that count: "5m", "30s", "4d", "1h30m", "1d12h"; "0s" for zero.
 func (d Duration) String() string {
-	return time.Duration(d).String()
+	if d == 0 {
+		return "0s"
+	}
+	var b strings.Builder
+	// Counted in uint64 so that the most negative duration has a magnitude.
+	rest := uint64(d)
+	if d < 0 {
+		b.WriteByte('-')
+		rest = -rest
+	}
+	for _, u := range durationUnits {
+		if n := rest / uint64(u.d); n > 0 {
+			b.WriteString(strconv.FormatUint(n, 10))
+			b.WriteString(u.name)
+			rest -= n * uint64(u.d)
+		}
+	}
+	return b.String()
 }
 
 func parseDuration(s string) (time.Duration, error) {

@@ -35,6 +35,10 @@ func (d *decoder) resolvePaths(c *Config) {
 	abs(&c.Log.Dir)
 	abs(&c.TLS.Cert)
 	abs(&c.TLS.Key)
+	for i := range c.TLS.Certificates {
+		abs(&c.TLS.Certificates[i].Cert)
+		abs(&c.TLS.Certificates[i].Key)
+	}
 	abs(&c.Outbound.AuthPasswordFile)
 	abs(&c.Outbound.CAFile)
 	for i := range c.MsgAuth.DKIMSign {

@@ -22,8 +22,15 @@ func TestREADMEReference(t *testing.T) {
 	}
 	printed := printedKeys(t, c.String())
 	ref := readmeReference(t, "../README.md")
-	// The example values are a config that loads, so none is stale.
-	if _, err := Parse("README.md", []byte(ref)); err != nil {
+	// The example values are a config that loads, so none is stale; the
+	// files it names are this machine's test fixtures.
+	files := strings.NewReplacer(
+		`"/etc/mxgate/cert.pem"`, `"`+testdataDir+`cert.pem"`,
+		`"/etc/mxgate/key.pem"`, `"`+testdataDir+`key.pem"`,
+		`"/etc/mxgate/other.example.pem"`, `"`+testdataDir+`cert.pem"`,
+		`"/etc/mxgate/other.example.key"`, `"`+testdataDir+`key.pem"`,
+		`"/etc/mxgate/dkim/example.test.pem"`, `"`+testdataDir+`dkim.pem"`)
+	if _, err := Parse("README.md", []byte(files.Replace(ref))); err != nil {
 		t.Errorf("README.md's configuration reference does not load: %v", err)
 	}
 	documented := readmeKeys(ref)

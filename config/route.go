@@ -106,6 +106,11 @@ func (d *decoder) checkStore(key keyPath, s *Downstream, route bool) {
 		if v.Source == "callout" && s.Target.Scheme == "maildir" {
 			d.failKey(verifyKey, -1, "callout asks the store by RCPT TO, and a maildir:// store has no server to ask: use \"file:PATH\" or \"dovecot:PATH\"")
 		}
+		// Read at each lookup, so a missing list is no reason not to
+		// start; but until it is there the store takes no mail.
+		if _, err := os.Stat(v.Path); v.Source == "file" && err != nil {
+			d.warn(verifyKey, -1, "%v: every recipient of this store gets 451 until it can be read", err)
+		}
 	}
 
 	delimKey := key.child("recipient_delimiter")
@@ -149,6 +154,9 @@ func (d *decoder) checkMaildir(key keyPath, s *Downstream) {
 	}
 	if s.MaildirUsers != "" && !filepath.IsAbs(s.MaildirUsers) {
 		d.failKey(key.child("maildir_users"), -1, "path %q must be absolute", s.MaildirUsers)
+	} else if _, err := os.Stat(s.MaildirUsers); s.MaildirUsers != "" && err != nil {
+		// Read at each delivery, as the previous key's list.
+		d.warn(key.child("maildir_users"), -1, "%v: deliveries that need {user} are deferred until it can be read", err)
 	}
 	switch {
 	case s.MaildirOwner == OwnerUser:

@@ -7,22 +7,34 @@ import (
 	"strings"
 )
 
-// Size is a byte count that reads 52428800, "50M", "50MiB", "500K".
+// Size is a byte count that reads 52428800, "50M", "50MB", "50MiB", "500K".
 type Size int64
 
-// sizeUnits are binary multiples whatever the spelling: mail size limits
-// have always been counted in KiB/MiB (Exim's message_size_limit, Postfix),
-// and "50M" meaning 50,000,000 would surprise every admin.
+// sizeUnits follow the SI and IEC: "KB", "MB", "GB" are powers of 1000,
+// "KiB", "MiB", "GiB" powers of 1024. A bare "K", "M" or "G" is binary, as
+// Exim reads message_size_limit = 50M: mail size limits have always been
+// counted so, and a config copied from Exim must mean what it meant there.
+// Units are not case-sensitive.
 var sizeUnits = map[string]int64{
 	"": 1, "b": 1,
-	"k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
-	"m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
-	"g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30,
+	"k": 1 << 10, "kib": 1 << 10, "kb": 1e3,
+	"m": 1 << 20, "mib": 1 << 20, "mb": 1e6,
+	"g": 1 << 30, "gib": 1 << 30, "gb": 1e9,
+}
+
+// sizeNames are the units String prints, the biggest that divides the
+// value exactly, binary before decimal.
+var sizeNames = []struct {
+	name string
+	mult int64
+}{
+	{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
+	{"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3},
 }
 
 // UnmarshalText reads a non-negative whole number of bytes with an optional
-// unit: "52428800", "500K", "50M", "50MiB", "1G" (K = 1024; units are not
-// case-sensitive and may follow a space).
+// unit: "52428800", "500K", "50M", "50MB", "50MiB", "1G" (the unit may
+// follow a space).
 func (s *Size) UnmarshalText(text []byte) error {
 	str := string(text)
 	bad := func(why string) error {
@@ -50,3 +62,20 @@ func (s *Size) UnmarshalText(text []byte) error {
 	*s = Size(n * mult)
 	return nil
 }
+
+// String is the size in the biggest unit that divides it exactly: "50MiB",
+// "500KB", or a bare number of bytes, "1234". UnmarshalText reads it back.
+func (s Size) String() string {
+	n := int64(s)
+	if n > 0 {
+		for _, u := range sizeNames {
+			if n%u.mult == 0 {
+				return strconv.FormatInt(n/u.mult, 10) + u.name
+			}
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// MarshalText is String.
+func (s Size) MarshalText() ([]byte, error) { return []byte(s.String()), nil }

@@ -62,9 +62,13 @@ func TestDurationMarshalText(t *testing.T) {
 	}{
 		{0, "0s"},
 		{30 * time.Second, "30s"},
-		{5 * time.Minute, "5m0s"},
-		{96 * time.Hour, "96h0m0s"},
-		{1500 * time.Microsecond, "1.5ms"},
+		{5 * time.Minute, "5m"},
+		{90 * time.Second, "1m30s"},
+		{96 * time.Hour, "4d"},
+		{36 * time.Hour, "1d12h"},
+		{7 * 24 * time.Hour, "7d"},
+		{1500 * time.Microsecond, "1ms500us"},
+		{-time.Hour, "-1h"},
 	}
 	for _, tt := range tests {
 		b, err := Duration(tt.d).MarshalText()
@@ -87,11 +91,14 @@ func TestSizeUnmarshalText(t *testing.T) {
 		{"0", 0, ""},
 		{"52428800", 52428800, ""},
 		{"500K", 500 << 10, ""},
-		{"500kb", 500 << 10, ""},
+		{"500kb", 500_000, ""},
+		{"500KiB", 500 << 10, ""},
 		{"50M", 50 << 20, ""},
 		{"50MiB", 50 << 20, ""},
-		{"50 MB", 50 << 20, ""},
+		{"50MB", 50_000_000, ""},
+		{"50 MB", 50_000_000, ""},
 		{"1G", 1 << 30, ""},
+		{"1GB", 1_000_000_000, ""},
 		{"1gib", 1 << 30, ""},
 		{"100B", 100, ""},
 		{"8589934591G", 8589934591 << 30, ""},
@@ -120,6 +127,32 @@ func TestSizeUnmarshalText(t *testing.T) {
 				t.Errorf("UnmarshalText(%q) = %d, want %d", tt.in, s, tt.want)
 			}
 		})
+	}
+}
+
+// TestSizeString: a size prints in the biggest unit that divides it,
+// binary first, and reads back to itself.
+func TestSizeString(t *testing.T) {
+	for _, tt := range []struct {
+		n    Size
+		want string
+	}{
+		{0, "0"},
+		{1234, "1234"},
+		{512000, "500KiB"},
+		{50 << 20, "50MiB"},
+		{50_000_000, "50MB"},
+		{1 << 30, "1GiB"},
+		{3_000_000_000, "3GB"},
+		{1536 << 10, "1536KiB"},
+	} {
+		if got := tt.n.String(); got != tt.want {
+			t.Errorf("Size(%d).String() = %q, want %q", tt.n, got, tt.want)
+		}
+		var back Size
+		if err := back.UnmarshalText([]byte(tt.n.String())); err != nil || back != tt.n {
+			t.Errorf("UnmarshalText(%q) = %d, %v; want %d", tt.n.String(), back, err, tt.n)
+		}
 	}
 }
 

@@ -56,7 +56,7 @@ url = "lmtp://127.0.0.1:24"
 		"outbound.auth_password_file = " + pw,
 		"route[0].name = lists",
 		"route[0].domains = lists.example.test",
-		"smtp.command_timeout = 5m0s",
+		"smtp.command_timeout = 5m",
 		"smtp.max_message_size = 52428800",
 	} {
 		found := false

@@ -114,6 +114,9 @@ func (d *daemon) load() (*generation, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, w := range cfg.Warnings {
+		d.log.Main("", w.String())
+	}
 	for _, name := range keepFixed(old.cfg, cfg) {
 		d.log.Main("", name+" changed: restart needed (the old value stays in force)")
 	}

@@ -46,23 +46,6 @@ address and its kind, smtp or smtps), which config it read and where it
 logs, and nothing else: the mainlog has the rest. Errors still go to
 stderr.`),
 		withFlag("-v", "", "also print the version, pid, spool and pid file at start"))
-	register("config check", "\tvalidate the config and print the effective configuration", configCheck)
-}
-
-func configCheck(e *env) error {
-	if err := noArgs(e); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(e.configPath)
-	if err != nil {
-		return err
-	}
-	src := "embedded default"
-	if cfg.File != "" {
-		src = cfg.File
-	}
-	fmt.Fprintf(e.stdout, "# mxgate configuration (from %s): OK\n%s", src, cfg.String())
-	return nil
 }
 
 func serve(e *env) error {
@@ -96,6 +79,9 @@ func serve(e *env) error {
 	}
 	defer log.Close()
 	defer sp.Close()
+	for _, w := range cfg.Warnings {
+		log.Main("", w.String())
+	}
 	if addr, err := pprofFromEnv(); err != nil {
 		return err
 	} else if addr != nil {

@@ -124,9 +124,28 @@ func leafTemplate(tb testing.TB, hosts []string) *x509.Certificate {
 // the test's own and returns their names, for [tls] cert and key.
 func Files(tb testing.TB, hosts ...string) (certFile, keyFile string) {
 	tb.Helper()
+	return FilesUntil(tb, time.Now().Add(time.Hour), hosts...)
+}
+
+// FilesUntil is Files with a certificate that expires at notAfter (valid
+// from an hour before it, or before now if that is earlier), for tests of
+// what expired and expiring certificates do.
+func FilesUntil(tb testing.TB, notAfter time.Time, hosts ...string) (certFile, keyFile string) {
+	tb.Helper()
+	key := newKey(tb)
+	tmpl := leafTemplate(tb, hosts)
+	tmpl.NotAfter = notAfter
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
+	if notAfter.Before(time.Now()) {
+		tmpl.NotBefore = notAfter.Add(-time.Hour)
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	dir := tb.TempDir()
 	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	WriteFiles(tb, certFile, keyFile, hosts...)
+	writePEM(tb, certFile, keyFile, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key})
 	return certFile, keyFile
 }
 
@@ -136,6 +155,13 @@ func Files(tb testing.TB, hosts ...string) (certFile, keyFile string) {
 func WriteFiles(tb testing.TB, certFile, keyFile string, hosts ...string) []byte {
 	tb.Helper()
 	cert := Certificate(tb, hosts...)
+	writePEM(tb, certFile, keyFile, cert)
+	return cert.Certificate[0]
+}
+
+// writePEM writes cert and its key as PEM files.
+func writePEM(tb testing.TB, certFile, keyFile string, cert tls.Certificate) {
+	tb.Helper()
 	kb, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
 	if err != nil {
 		tb.Fatal(err)
@@ -146,5 +172,4 @@ func WriteFiles(tb testing.TB, certFile, keyFile string, hosts ...string) []byte
 	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	return cert.Certificate[0]
 }
