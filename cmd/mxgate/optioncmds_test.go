@@ -57,7 +57,7 @@ url = "lmtp://127.0.0.1:24"
 		"route[0].name = lists",
 		"route[0].domains = lists.example.test",
 		"smtp.command_timeout = 5m",
-		"smtp.max_message_size = 52428800",
+		"smtp.max_message_size = 50MiB",
 	} {
 		found := false
 		for _, l := range lines {
