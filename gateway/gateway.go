@@ -25,6 +25,7 @@ import (
 	"mxgate/address"
 	"mxgate/config"
 	"mxgate/filters"
+	"mxgate/hostlookup"
 	"mxgate/mainlog"
 	"mxgate/spool"
 )
@@ -39,6 +40,10 @@ type Options struct {
 	// first (package checks builds it from the config). Required: without
 	// it nothing would refuse a recipient.
 	Pipeline *filters.Pipeline
+	// HostLookup finds each client's host name at connect (Exim's
+	// host_lookup), for the Received header, H= and the milters; nil
+	// looks up nothing and every client is known by its address alone.
+	HostLookup *hostlookup.Resolver
 
 	// Trace makes a test server (Exim's -bh): no listeners, no spool, no
 	// log files. ServeTest runs one session; every decision goes to Trace
@@ -64,6 +69,7 @@ type Server struct {
 	onCommit func(spool.ID)
 	policy   *address.Policy // who is trusted: Message.Trusted, the -bh trace
 	pipeline *filters.Pipeline
+	hosts    *hostlookup.Resolver // nil: no host name lookups
 	smtp     *smtp.Server
 	lns      []net.Listener // what go-smtp serves, in Addrs order
 	addrs    []net.Addr
@@ -107,6 +113,7 @@ func New(o Options) (*Server, error) {
 		onCommit: o.OnCommit,
 		policy:   address.NewPolicy(cfg.Relay.Domains, cfg.Relay.TrustedNetworks),
 		pipeline: o.Pipeline,
+		hosts:    o.HostLookup,
 		perIP:    make(map[netip.Addr]int),
 		conns:    make(map[*conn]struct{}),
 	}

@@ -83,7 +83,11 @@ func serve(e *env) error {
 			log.Panic(fmt.Sprintf("closing the checks: %v", err))
 		}
 	}()
-	gw, err := gateway.New(gateway.Options{Config: cfg, Spool: sp, Log: log, OnCommit: runner.Enqueue, Pipeline: pl.Pipeline})
+	hosts, err := newHostLookup(cfg)
+	if err != nil {
+		return err
+	}
+	gw, err := gateway.New(gateway.Options{Config: cfg, Spool: sp, Log: log, OnCommit: runner.Enqueue, Pipeline: pl.Pipeline, HostLookup: hosts})
 	if err != nil {
 		return err
 	}
