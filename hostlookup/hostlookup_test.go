@@ -250,16 +250,16 @@ func TestHostsOnly(t *testing.T) {
 
 func TestNameOK(t *testing.T) {
 	for in, want := range map[string]string{
-		"Mail.Example.TEST.":           "mail.example.test",
-		"localhost":                    "localhost",
-		"host_1-a.example":             "host_1-a.example",
-		"":                             "",
-		".":                            "",
-		"a..b":                         "",
-		`evil\032name.test.`:           "",
-		"x(y).test":                    "",
-		"[192.0.2.1]":                  "",
-		strings.Repeat("a", 64) + ".t": "",
+		"Mail.Example.TEST.":            "mail.example.test",
+		"localhost":                     "localhost",
+		"host_1-a.example":              "host_1-a.example",
+		"":                              "",
+		".":                             "",
+		"a..b":                          "",
+		`evil\032name.test.`:            "",
+		"x(y).test":                     "",
+		"[192.0.2.1]":                   "",
+		strings.Repeat("a", 64) + ".t":  "",
 		strings.Repeat("a.", 127) + "a": "",
 	} {
 		got, ok := nameOK(in)

@@ -45,11 +45,12 @@ func (c *Check) Open(_ context.Context, conn *filters.Conn) filters.Session {
 }
 
 type checkSession struct {
-	c *Check
+	c  *Check
+	ms *Session // opened at the first HELO
+
 	// conn is read at the first HELO, not at Open: the client's host
 	// name is known from the connect stage on.
 	conn *filters.Conn
-	ms *Session // opened at the first HELO
 	// refusal is a refusal of the whole connection at HELO: it holds for
 	// every later command.
 	refusal *Decision

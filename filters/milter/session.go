@@ -23,13 +23,14 @@ type ConnInfo struct {
 	ClientIP   netip.Addr
 	ClientPort int
 	Helo       string // sent as HELO on connect when Session.Helo is not called
+	QueueID    string // macro i before DATA, when already known
+
 	// The client's reverse DNS, as filters.Conn has it: HostName the
 	// forward-confirmed name ({client_name}), HostPTR the first PTR name
 	// ({client_ptr}), both "" when unknown (the macros then say
 	// "[addr]", as Sendmail's do); HostResolve {client_resolve}, "OK",
 	// "FAIL", "FORGED" or "TEMP" ("" is FAIL).
 	HostName, HostPTR, HostResolve string
-	QueueID    string // macro i before DATA, when already known
 }
 
 // Session is one SMTP connection's conversation with every milter. The
