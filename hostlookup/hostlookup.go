@@ -183,7 +183,6 @@ func New(o Options) (*Resolver, error) {
 
 // Pending is a lookup under way.
 type Pending struct {
-	ip   netip.Addr
 	done chan struct{}
 	res  Result
 }
@@ -193,8 +192,9 @@ type Pending struct {
 // timeout, shared with every other session asking for ip meanwhile. ctx
 // ending (the client left) stops the wait, not the shared lookup.
 func (r *Resolver) Start(ctx context.Context, ip netip.Addr) *Pending {
-	ip = ip.Unmap()
-	p := &Pending{ip: ip, done: make(chan struct{})}
+	// A link-local client's zone names our interface, not its host.
+	ip = ip.Unmap().WithZone("")
+	p := &Pending{done: make(chan struct{})}
 	if e, ok := r.cache.Get(ip); ok && time.Now().Before(e.expires) {
 		p.res = e.r
 		p.res.Cached = true

@@ -240,7 +240,9 @@ func TestCoalesced(t *testing.T) {
 // lists, and no other.
 func TestHostsOnly(t *testing.T) {
 	r := newResolver(t, nil, Options{})
-	for ip, want := range map[string]string{"127.0.0.1": "localhost", "::1": "localhost", "192.0.2.50": "files.client.test", "192.0.2.1": ""} {
+	for ip, want := range map[string]string{"127.0.0.1": "localhost", "::1": "localhost", "192.0.2.50": "files.client.test", "192.0.2.1": "",
+		// The zone names our interface: the address is the host's.
+		"fe80::7%lo": "linklocal.client.test"} {
 		got := r.Lookup(context.Background(), netip.MustParseAddr(ip))
 		if got.Name != want || (want == "") != (got.Status == Fail) {
 			t.Errorf("%s: %v %q, want %q", ip, got.Status, got.Name, want)
