@@ -278,3 +278,23 @@ func TestStatusString(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCached is what a session from a known address pays at
+// accept and before its greeting: a cache hit.
+func BenchmarkCached(b *testing.B) {
+	srv := dnstest.StartZone(b, zone)
+	r, err := New(Options{Resolvers: []string{srv.Addr}, Timeout: 2 * time.Second, CacheSize: 100,
+		MinTTL: time.Minute, MaxTTL: time.Hour, HostsFile: "testdata/hosts"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ip := netip.MustParseAddr("192.0.2.1")
+	r.Lookup(context.Background(), ip)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if res := r.Start(context.Background(), ip).Wait(); res.Name != "mail.client.test" {
+			b.Fatal(res)
+		}
+	}
+}
