@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"mxgate/internal/dnstest"
+	"mxgate/internal/peertest"
 )
 
 // TestHostLookup: mxgate names a client by its forward-confirmed reverse
@@ -79,5 +80,69 @@ func TestHostLookup(t *testing.T) {
 	}
 	if n := len(exigrep(t, "mail.e2e.test", filepath.Join(g.dataDir, "log", "mainlog"))); n == 0 {
 		t.Error("exigrep mail.e2e.test finds no line")
+	}
+}
+
+// TestHostLookupMilter: a real milter learns the client's name from
+// mxgate. opendkim signs mail only from internal hosts, listed here by
+// name alone (InternalHosts mail.e2e.test): the mail of 127.0.0.1, whose
+// PTR name confirms, arrives signed; the mail of 127.0.0.3, whose PTR
+// name does not confirm (so the milter is told "[127.0.0.3]"), does not.
+// Not parallel: the milter's host list comes through the environment.
+func TestHostLookupMilter(t *testing.T) {
+	t.Setenv("OPENDKIM_INTERNAL_HOSTS", "mail.e2e.test")
+	opendkim, dkimDir := startScannerIn(t, "opendkim")
+	resolver := dnstest.StartZone(t, dnstest.Zone{
+		"1.0.0.127.in-addr.arpa. PTR": {"1.0.0.127.in-addr.arpa. 300 IN PTR mail.e2e.test."},
+		"mail.e2e.test. A":            {"mail.e2e.test. 300 IN A 127.0.0.1"},
+		"3.0.0.127.in-addr.arpa. PTR": {"3.0.0.127.in-addr.arpa. 300 IN PTR mail.e2e.test."},
+	}).Addr
+	s := startSink(t)
+	text := milterConfig +
+		"\n[host_lookup]\nresolver = \"" + resolver + "\"\ntimeout  = \"3s\"\n" +
+		"\n[[milter]]\naddress = \"inet:" + opendkim + "\"\nname = \"opendkim\"\n"
+	tmpl := filepath.Join(t.TempDir(), "milter.toml.tmpl")
+	if err := os.WriteFile(tmpl, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := startMxgateConfig(t, tmpl, s.URL())
+
+	signed := map[string]bool{}
+	for _, from := range []string{"127.0.0.1", "127.0.0.3"} {
+		c := mustDial(t, from, g.addr)
+		c.expect(t, "EHLO client.test", 250)
+		c.expect(t, "MAIL FROM:<alice@example.test>", 250)
+		c.expect(t, "RCPT TO:<u@example.test>", 250)
+		c.expect(t, "DATA", 354)
+		msg := "From: Alice <alice@example.test>\nTo: u@example.test\nSubject: from " + from + "\n" +
+			"Message-ID: <hostlookup-" + from + "@example.test>\n\nSign me if you know me.\n"
+		if err := c.write(dataBytes([]byte(msg))); err != nil {
+			t.Fatal(err)
+		}
+		r, err := c.read()
+		if err != nil || r.Code != 250 {
+			t.Fatalf("from %s: end of data -> %v, %v", from, r, err)
+		}
+		c.expect(t, "QUIT", 221)
+		signed[r.ID()] = from == "127.0.0.1"
+	}
+	ids := make([]string, 0, len(signed))
+	for id := range signed {
+		ids = append(ids, id)
+	}
+	g.waitCompleted(ids...)
+	for _, m := range s.messages(t) {
+		if len(m.ids) != 1 {
+			t.Fatalf("%s: mxgate IDs %v, want one", m.path, m.ids)
+		}
+		has := strings.Contains(m.raw, "\nDKIM-Signature: ") || strings.HasPrefix(m.raw, "DKIM-Signature: ")
+		switch {
+		case signed[m.ids[0]] && !has:
+			t.Errorf("message %s from mail.e2e.test [127.0.0.1] is not signed:\n%s", m.ids[0], m.raw)
+		case signed[m.ids[0]]:
+			verifyDKIM(t, m.raw, peertest.DKIMRecord(t, dkimDir))
+		case has:
+			t.Errorf("message %s from [127.0.0.3] (PTR name not confirmed) is signed:\n%s", m.ids[0], m.raw)
+		}
 	}
 }
