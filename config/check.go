@@ -55,6 +55,7 @@ func (d *decoder) check(c *Config) {
 
 	d.checkRelay(c)
 	d.checkRBL(c)
+	d.checkHostLookup(c)
 	d.checkCallout(c)
 	d.checkFilters(c)
 	d.checkMsgAuth(c)

@@ -69,6 +69,7 @@ type Config struct {
 	SMTP       SMTP       `toml:"smtp"`
 	Relay      Relay      `toml:"relay"`
 	RBL        RBL        `toml:"rbl"`
+	HostLookup HostLookup `toml:"host_lookup"`
 	Callout    Callout    `toml:"callout"`
 	Spamd      Spamd      `toml:"spamd"`
 	Clamd      Clamd      `toml:"clamd"`

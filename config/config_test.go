@@ -205,6 +205,8 @@ func TestLoadGood(t *testing.T) {
 			MinTTL:      Duration(time.Minute),
 			MaxTTL:      Duration(2 * time.Hour),
 		},
+		HostLookup: HostLookup{Resolver: StringList{"127.0.0.1:5356"}, Timeout: Duration(3 * time.Second), CacheSize: 2000,
+			MinTTL: Duration(10 * time.Second), MaxTTL: Duration(30 * time.Minute)},
 		Callout: Callout{
 			Enabled:            true,
 			Port:               2525,
@@ -332,6 +334,8 @@ func TestLoadDefaults(t *testing.T) {
 		},
 		Relay: Relay{Domains: []string{"example.test"}},
 		RBL: RBL{Resolver: testSystemResolvers, RejectScore: 1, TagScore: 1, Timeout: Duration(2 * time.Second), RejectAt: "rcpt", CacheSize: 10000,
+			MinTTL: Duration(30 * time.Second), MaxTTL: Duration(time.Hour)},
+		HostLookup: HostLookup{Enabled: true, Resolver: testSystemResolvers, Timeout: Duration(5 * time.Second), CacheSize: 10000,
 			MinTTL: Duration(30 * time.Second), MaxTTL: Duration(time.Hour)},
 		Callout: Callout{Port: 25, Resolver: testSystemResolvers, Timeout: Duration(10 * time.Second), Deadline: Duration(30 * time.Second),
 			PositiveTTL: Duration(24 * time.Hour), NegativeTTL: Duration(2 * time.Hour), CacheSize: 100000, PerHostConcurrency: 4, PerHostRate: 5},

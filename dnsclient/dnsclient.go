@@ -9,7 +9,8 @@
 // decides nothing about what an answer means: the caller's check does.
 // Lookup reports whether the resolver vouched for an answer (the AD bit),
 // which every question asks for. LookupIP alone reads the hosts file
-// (/etc/hosts) first, as a dial does.
+// (/etc/hosts) first, as a dial does; HostsAddrs and HostsNames read it
+// for hostlookup, which names clients the DNS has no PTR for from it.
 package dnsclient
 
 import (

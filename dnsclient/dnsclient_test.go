@@ -242,3 +242,33 @@ func TestLookup(t *testing.T) {
 		}
 	}
 }
+
+// TestHostsNames: the names of an address in a hosts file, for a client
+// the DNS has no PTR for: every line's names in order, each once.
+func TestHostsNames(t *testing.T) {
+	const file = "127.0.0.1 localhost\n" +
+		"127.0.0.1\tvm Runsc.  # the container's\n" +
+		"#192.0.2.1 commented.test\n" +
+		"::ffff:192.0.2.3 mapped.test\n" +
+		"::1 localhost ip6-localhost\n" +
+		"fe80::1%lo zoned.test\n" +
+		"127.0.0.1 localhost\n"
+	for ip, want := range map[string]string{
+		"127.0.0.1":        "localhost vm runsc",
+		"::1":              "localhost ip6-localhost",
+		"192.0.2.1":        "",
+		"192.0.2.3":        "mapped.test",
+		"::ffff:127.0.0.1": "localhost vm runsc",
+		"fe80::1":          "",
+	} {
+		if got := strings.Join(parseHostsNames([]byte(file), netip.MustParseAddr(ip)), " "); got != want {
+			t.Errorf("names of %s = %q, want %q", ip, got, want)
+		}
+	}
+	if got := HostsNames("", netip.MustParseAddr("127.0.0.1")); got != nil {
+		t.Errorf("no hosts file: %q", got)
+	}
+	if got := HostsNames(filepath.Join(t.TempDir(), "missing"), netip.MustParseAddr("127.0.0.1")); got != nil {
+		t.Errorf("missing hosts file: %q", got)
+	}
+}

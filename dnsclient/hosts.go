@@ -77,3 +77,56 @@ func parseHosts(data []byte, host string) []netip.Addr {
 	}
 	return append(v4, v6...)
 }
+
+// HostsAddrs returns host's addresses in the hosts file at path, as
+// LookupIP finds them there before it asks any resolver; none when the
+// file does not name host or cannot be read, or path is "".
+func HostsAddrs(path, host string) []netip.Addr { return lookupHosts(path, host) }
+
+// HostsNames returns the names the hosts file at path gives ip, as the
+// system's gethostbyaddr does with "hosts: files": the names of every
+// line of ip, in the file's order, each once (lower case, without a
+// final dot). None when the file does not list ip or cannot be read, or
+// path is "".
+func HostsNames(path string, ip netip.Addr) []string {
+	if path == "" {
+		return nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	return parseHostsNames(data, ip)
+}
+
+// parseHostsNames is HostsNames on the text of a hosts file.
+func parseHostsNames(data []byte, ip netip.Addr) []string {
+	ip = ip.Unmap()
+	if !ip.IsValid() || ip.Zone() != "" {
+		return nil
+	}
+	var names []string
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		a, err := netip.ParseAddr(f[0])
+		if err != nil || a.Zone() != "" || a.Unmap() != ip {
+			continue
+		}
+		for _, name := range f[1:] {
+			name = strings.ToLower(strings.TrimSuffix(name, "."))
+			if name != "" && !slices.Contains(names, name) {
+				names = append(names, name)
+			}
+		}
+	}
+	return names
+}

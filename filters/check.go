@@ -28,6 +28,13 @@ type Conn struct {
 	// could not be read; a check that refuses at connect must wait for a
 	// later stage.
 	ImplicitTLS bool
+	// The client's reverse DNS (host_lookup), known from the connect
+	// stage on: the gateway sets them before it, so not at Open.
+	// HostName is the forward-confirmed name, "" when there is none;
+	// HostPTR the first PTR name, confirmed or not; HostResolve how the
+	// lookup went as Sendmail's {client_resolve} says it: "OK", "FAIL"
+	// (no name, or no lookup), "FORGED" or "TEMP".
+	HostName, HostPTR, HostResolve string
 }
 
 // Tx is the transaction as the checks see it: fixed at MAIL, recipients

@@ -16,6 +16,8 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"mxgate/filters"
+	"mxgate/hostlookup"
+	"mxgate/mainlog"
 	"mxgate/smtptext"
 )
 
@@ -78,6 +80,15 @@ type conn struct {
 	// gone are not waited for.
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	// lookup is the client's host name lookup, started as it is
+	// admitted (nil: none); host is its result, set before the connect
+	// stage, so every command's H= and the Received header have it.
+	// fconn is what the checks know of the client: the name is added to
+	// it (under flowMu) before their connect stage.
+	lookup *hostlookup.Pending
+	host   hostlookup.Result
+	fconn  *filters.Conn
 
 	// flow is the checks' state for this connection, opened before go-smtp
 	// sees the conn; flowMu keeps one goroutine at a time in it (with
@@ -194,11 +205,40 @@ func (c *conn) checks(fn func(*filters.Flow)) {
 	fn(c.flow)
 }
 
-// open opens the checks' session of a client just admitted: they start
-// their lookups (the DNS lists of its IP) while go-smtp greets it.
+// open starts the host name lookup of a client just admitted and opens
+// the checks' session: they start their lookups (the DNS lists of its
+// IP) while go-smtp greets it.
 func (c *conn) open(implicitTLS bool) {
 	c.implicitTLS = implicitTLS
-	c.flow = c.gen.pipeline.Open(c.ctx, &filters.Conn{IP: c.ip, Port: c.port, ImplicitTLS: implicitTLS})
+	if c.srv.hosts != nil {
+		c.lookup = c.srv.hosts.Start(c.ctx, c.ip)
+	}
+	c.fconn = &filters.Conn{IP: c.ip, Port: c.port, ImplicitTLS: implicitTLS}
+	c.flow = c.gen.pipeline.Open(c.ctx, c.fconn)
+}
+
+// resolveHost waits for the host name lookup (bounded by
+// host_lookup.timeout) and hands its result to the checks. A client
+// without a name is served all the same: only Exim's "no host name
+// found" line marks one whose address has no name at all.
+func (c *conn) resolveHost() {
+	s := c.srv
+	if c.lookup == nil {
+		c.checks(func(*filters.Flow) { c.fconn.HostResolve = hostlookup.Fail.String() })
+		return
+	}
+	s.trace.printf("looking up host name for %s", c.ip)
+	res := c.lookup.Wait()
+	for _, line := range res.Trace(c.ip) {
+		s.trace.printf("%s", line)
+	}
+	if res.Status == hostlookup.Fail {
+		s.log.Main("", "no host name found for IP address "+c.ip.String())
+	}
+	c.host = res
+	c.checks(func(*filters.Flow) {
+		c.fconn.HostName, c.fconn.HostPTR, c.fconn.HostResolve = res.Name, res.PTR, res.Status.String()
+	})
 }
 
 // connect runs the checks' connect stage before the greeting and returns
@@ -206,9 +246,11 @@ func (c *conn) open(implicitTLS bool) {
 // not be read in place of the greeting: it is kept for the first MAIL.
 func (c *conn) connect() []byte {
 	s := c.srv
+	c.resolveHost()
+	host := mainlog.Host(c.host.Name, "", c.ip)
 	var out filters.Outcome
 	c.checks(func(f *filters.Flow) { out = f.Connect(c.ctx) })
-	s.report(out, "", "["+c.ip.String()+"]")
+	s.report(out, "", host)
 	v := out.Verdict
 	if !v.Refuses() {
 		return nil
@@ -219,7 +261,7 @@ func (c *conn) connect() []byte {
 	if c.implicitTLS {
 		return nil
 	}
-	s.log.Reject("", fmt.Sprintf("H=[%s] %s", c.ip, refusalLog(v, `connection in "connect" ACL`)))
+	s.log.Reject("", fmt.Sprintf("H=%s %s", host, refusalLog(v, `connection in "connect" ACL`)))
 	return []byte(strings.Join(smtptext.Lines(v.Code, v.Enhanced, v.Text), "\r\n") + "\r\n")
 }
 
@@ -265,10 +307,7 @@ func (s *Server) errorReply(sc *smtp.Conn, reply *smtp.SMTPError) *smtp.SMTPErro
 	if !ok || c.countError() <= c.gen.cfg.SMTP.MaxErrors {
 		return nil
 	}
-	host := fmt.Sprintf("[%s]", c.ip)
-	if helo := sc.Hostname(); helo != "" {
-		host = fmt.Sprintf("(%s) %s", safeHelo(helo), host)
-	}
+	host := mainlog.Host(c.host.Name, safeHelo(sc.Hostname()), c.ip)
 	maxErrors := c.gen.cfg.SMTP.MaxErrors
 	s.trace.printf("more than smtp.max_errors %d refusals: closing the connection", maxErrors)
 	s.log.Reject("", fmt.Sprintf("SMTP call from %s dropped: too many syntax or protocol errors (more than smtp.max_errors=%d refusals)", host, maxErrors))

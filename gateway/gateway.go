@@ -24,6 +24,7 @@ import (
 
 	"mxgate/config"
 	"mxgate/filters"
+	"mxgate/hostlookup"
 	"mxgate/mainlog"
 	"mxgate/spool"
 )
@@ -42,6 +43,10 @@ type Options struct {
 	// has replaced Config and Pipeline and no connection uses them any
 	// more.
 	Retired func()
+	// HostLookup finds each client's host name at connect (Exim's
+	// host_lookup), for the Received header, H= and the milters; nil
+	// looks up nothing and every client is known by its address alone.
+	HostLookup *hostlookup.Resolver
 
 	// Trace makes a test server (Exim's -bh): no listeners, no spool, no
 	// log files. ServeTest runs one session; every decision goes to Trace
@@ -67,6 +72,7 @@ type Server struct {
 	spool    *spool.Spool
 	log      logger
 	onCommit func(spool.ID)
+	hosts    *hostlookup.Resolver // nil: no host name lookups; made once (host_lookup needs a restart)
 	smtp     *smtp.Server
 	lns      []net.Listener // what go-smtp serves, in Addrs order
 	addrs    []net.Addr
@@ -115,6 +121,7 @@ func New(o Options) (*Server, error) {
 		spool:    o.Spool,
 		onCommit: o.OnCommit,
 		gen:      gen,
+		hosts:    o.HostLookup,
 		perIP:    make(map[netip.Addr]int),
 		conns:    make(map[*conn]struct{}),
 	}

@@ -19,6 +19,7 @@ import (
 	"mxgate/checks"
 	"mxgate/config"
 	"mxgate/filters"
+	"mxgate/hostlookup"
 	"mxgate/internal/tlstest"
 	"mxgate/mainlog"
 	"mxgate/route"
@@ -63,6 +64,8 @@ func newTestServerWith(t *testing.T, edit func(*config.Config), build func(*conf
 	cfg.Relay.TrustedNetworks = []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}
 	// Trusted clients relay: mail for other domains has a route out.
 	cfg.Outbound.Mode = "mx"
+	// No names unless a test turns host_lookup on with its fake DNS.
+	cfg.HostLookup.Enabled = false
 	if edit != nil {
 		edit(cfg)
 	}
@@ -85,7 +88,15 @@ func newTestServerWith(t *testing.T, edit func(*config.Config), build func(*conf
 	if build != nil {
 		pl.Pipeline = build(cfg, lg)
 	}
-	ts.srv, err = New(Options{Config: cfg, Spool: sp, Log: lg, Pipeline: pl.Pipeline, OnCommit: func(id spool.ID) {
+	var hosts *hostlookup.Resolver
+	if h := cfg.HostLookup; h.Enabled {
+		hosts, err = hostlookup.New(hostlookup.Options{Resolvers: h.Resolver, Timeout: time.Duration(h.Timeout),
+			CacheSize: h.CacheSize, MinTTL: time.Duration(h.MinTTL), MaxTTL: time.Duration(h.MaxTTL), HostsFile: testHostsFile})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts.srv, err = New(Options{Config: cfg, Spool: sp, Log: lg, Pipeline: pl.Pipeline, HostLookup: hosts, OnCommit: func(id spool.ID) {
 		ts.mu.Lock()
 		ts.commits = append(ts.commits, id)
 		ts.mu.Unlock()

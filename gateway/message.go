@@ -111,6 +111,7 @@ func (d *lineEnds) copyNoCR(dst, src []byte) int {
 // receivedInfo is what the Received: header records about one arrival.
 type receivedInfo struct {
 	Helo, IP, Hostname, With string
+	Name                     string // the client's host name; "" none
 	ID                       spool.ID
 	Sender                   string   // "" = null sender
 	Recipients               []string // "for" only when there is exactly one
@@ -120,14 +121,20 @@ type receivedInfo struct {
 // received builds our Received: header (RFC 5321 §4.4) in the spool's
 // form (LF, folded with a tab), e.g.
 //
-//	Received: from client.example ([192.0.2.1])
+//	Received: from client.example (mail.client.example [192.0.2.1])
 //		by mx.example.test with ESMTPS id 1tXyZa-000AbC-Qr
 //		(envelope-from <a@client.example>)
 //		for <b@example.test>; Mon, 02 Jan 2006 15:04:05 +0000
+//
+// with "([192.0.2.1])" for a client without a host name.
 func received(ri receivedInfo) spool.Header {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Received: from %s ([%s])\n\tby %s with %s id %s\n\t(envelope-from <%s>)",
-		ri.Helo, ri.IP, ri.Hostname, ri.With, ri.ID, commentEscape(ri.Sender))
+	name := ri.Name
+	if name != "" {
+		name += " "
+	}
+	fmt.Fprintf(&b, "Received: from %s (%s[%s])\n\tby %s with %s id %s\n\t(envelope-from <%s>)",
+		ri.Helo, name, ri.IP, ri.Hostname, ri.With, ri.ID, commentEscape(ri.Sender))
 	if len(ri.Recipients) == 1 {
 		fmt.Fprintf(&b, "\n\tfor <%s>", ri.Recipients[0])
 	}

@@ -180,6 +180,13 @@ func TestReceivedHeader(t *testing.T) {
 				"\t(envelope-from <a@client.test>)\n\tfor <b@example.test>; Mon, 24 Nov 2025 10:00:00 +0100\n",
 		},
 		{
+			name: "host name",
+			ri: receivedInfo{Helo: "client.test", Name: "mail.client.test", IP: "192.0.2.1", Hostname: "mx.example.test", With: "ESMTP",
+				ID: "1tXyZa-000AbC-Qr", Sender: "a@client.test", Recipients: []string{"b@example.test"}, Time: when},
+			want: "Received: from client.test (mail.client.test [192.0.2.1])\n\tby mx.example.test with ESMTP id 1tXyZa-000AbC-Qr\n" +
+				"\t(envelope-from <a@client.test>)\n\tfor <b@example.test>; Mon, 24 Nov 2025 10:00:00 +0100\n",
+		},
+		{
 			name: "null sender, two recipients, comment characters",
 			ri: receivedInfo{Helo: "h", IP: "2001:db8::1", Hostname: "mx", With: "SMTP",
 				ID: "1tXyZa-000AbC-Qr", Sender: `"a(b)\\c"@x`, Recipients: []string{"b@x", "c@x"}, Time: when},

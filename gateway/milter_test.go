@@ -64,8 +64,9 @@ func (f *fakeMilter) Body(m *gomilter.Modifier) (gomilter.Response, error) {
 	return gomilter.RespAccept, nil
 }
 
-// startMilter serves f until the test ends and returns its address.
-func startMilter(t *testing.T, f *fakeMilter) string {
+// startMilter serves f (a *fakeMilter, or a milter built on one) until
+// the test ends and returns its address.
+func startMilter(t *testing.T, f gomilter.Milter) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"mxgate/config"
 	"mxgate/filters"
 	"mxgate/header"
+	"mxgate/mainlog"
 	"mxgate/spool"
 )
 
@@ -64,9 +65,10 @@ func replyOf(v filters.Verdict) *smtp.SMTPError { return reply(v.Code, v.Enhance
 // cfg is the config of the generation the connection was accepted under.
 func (s *session) cfg() *config.Config { return s.conn.gen.cfg }
 
-// hostDesc is Exim's H= for a client without reverse DNS: "(helo) [ip]".
+// hostDesc is Exim's H= for the client: "name (helo) [ip]", the name its
+// reverse DNS (known since the greeting), left out when there is none.
 func (s *session) hostDesc(helo string) string {
-	return fmt.Sprintf("(%s) [%s]", helo, s.conn.ip)
+	return mainlog.Host(s.conn.host.Name, helo, s.conn.ip)
 }
 
 // reply is go-smtp's form of a reply. smtp.max_errors is enforced on
@@ -402,7 +404,7 @@ func (s *session) Data(r io.Reader) error {
 		Helo:       tx.Helo,
 		Trusted:    s.conn.gen.policy.Trusted(s.conn.ip),
 		Headers: append([]spool.Header{received(receivedInfo{
-			Helo: tx.Helo, IP: s.conn.ip.String(), Hostname: s.cfg().Hostname,
+			Helo: tx.Helo, Name: s.conn.host.Name, IP: s.conn.ip.String(), Hostname: s.cfg().Hostname,
 			With: strings.ToUpper(tx.proto), ID: id, Sender: tx.Sender,
 			Recipients: tx.Rcpts, Time: now,
 		})}, headers...),
@@ -534,7 +536,7 @@ func (b *traceBody) open() (io.ReadCloser, error) {
 func (b *traceBody) Close() error { return b.f.Close() }
 
 // arrival is what the "<=" line says after the sender:
-// "H=(helo) [ip]:port P=esmtp S=size id=message-id".
+// "H=name (helo) [ip]:port P=esmtp S=size id=message-id".
 func (s *session) arrival(tx transaction, size int64, headers []spool.Header) string {
 	line := fmt.Sprintf("H=%s:%d P=%s", s.hostDesc(tx.Helo), s.conn.port, tx.proto)
 	if tx.cipher != "" {

@@ -64,7 +64,10 @@
 #       opendkim signing (Mode s) on 127.0.0.1:PORT for example.test,
 #       selector sel1, key made by opendkim-genkey in DIR/keys (public
 #       record DIR/keys/sel1.txt); signs when the milter connect address is
-#       in 127.0.0.0/8 or ::1. Config DIR/opendkim.conf (opendkim -x).
+#       in 127.0.0.0/8 or ::1; with OPENDKIM_INTERNAL_HOSTS=LIST when the
+#       connect event's host name or address is in LIST instead
+#       (InternalHosts, e.g. "mail.e2e.test": a client named by the MTA's
+#       reverse DNS). Config DIR/opendkim.conf (opendkim -x).
 #       PID in DIR/opendkim.pid, log in DIR/opendkim.log.
 #       With OPENDKIM_VERIFY_KEYS=FILE it verifies instead (Mode v), with
 #       the public keys in FILE (TestPublicKeys: one "NAME RECORD" a line,
@@ -610,7 +613,7 @@ Selector sel1
 KeyFile $dir/keys/sel1.private
 Socket inet:$port@127.0.0.1
 Canonicalization relaxed/simple
-InternalHosts 127.0.0.0/8,::1
+InternalHosts ${OPENDKIM_INTERNAL_HOSTS:-127.0.0.0/8,::1}
 RequireSafeKeys false
 Background no
 $userid

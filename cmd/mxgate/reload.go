@@ -191,6 +191,7 @@ var restartOnly = []fixedSetting{
 	fixed("run_as_root", func(c *config.Config) *bool { return &c.RunAsRoot }),
 	fixed("spool.min_free_space", func(c *config.Config) *config.Size { return &c.Spool.MinFreeSpace }),
 	fixed("spool.min_free_inodes", func(c *config.Config) *int { return &c.Spool.MinFreeInodes }),
+	fixed("host_lookup", func(c *config.Config) *config.HostLookup { return &c.HostLookup }),
 	fixed("hostname", func(c *config.Config) *string { return &c.Hostname }),
 	fixed("smtp.max_message_size", func(c *config.Config) *config.Size { return &c.SMTP.MaxMessageSize }),
 	fixed("smtp.max_recipients", func(c *config.Config) *int { return &c.SMTP.MaxRecipients }),

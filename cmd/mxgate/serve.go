@@ -103,8 +103,12 @@ func serve(e *env) error {
 		return err
 	}
 	first := d.cur
+	hosts, err := newHostLookup(cfg)
+	if err != nil {
+		return err
+	}
 	gw, err := gateway.New(gateway.Options{Config: cfg, Spool: sp, Log: log, OnCommit: runner.Enqueue, Pipeline: first.checks.Pipeline,
-		Retired: func() { first.retireChecks(log) }})
+		Retired: func() { first.retireChecks(log) }, HostLookup: hosts})
 	if err != nil {
 		return err
 	}

@@ -57,7 +57,11 @@ func hostTest(e *env) error {
 		return err
 	}
 	defer pl.Close()
-	gw, err := gateway.New(gateway.Options{Config: cfg, Trace: tr, Pipeline: pl.Pipeline})
+	hosts, err := newHostLookup(cfg)
+	if err != nil {
+		return err
+	}
+	gw, err := gateway.New(gateway.Options{Config: cfg, Trace: tr, Pipeline: pl.Pipeline, HostLookup: hosts})
 	if err != nil {
 		return err
 	}

@@ -37,6 +37,11 @@ data_dir = "` + dataDir + `"
 domains          = ["example.test", "mx.example.test", "hosted.test", "other.example"]
 trusted_networks = ["127.0.0.1/32"]
 
+# Clients are named only where a test says so, by its own fake DNS
+# (hostLookupConfig): the machine's resolver answers as it likes.
+[host_lookup]
+enabled = false
+
 [outbound]
 ` + outbound + `
 ` + routes + `

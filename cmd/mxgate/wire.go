@@ -17,6 +17,8 @@ import (
 	"mxgate/checks"
 	"mxgate/config"
 	"mxgate/deliver"
+	"mxgate/dnsclient"
+	"mxgate/hostlookup"
 	"mxgate/mainlog"
 	"mxgate/privdrop"
 	"mxgate/queue"
@@ -123,6 +125,23 @@ func openLogsAndSpool(cfg *config.Config) (*mainlog.Logger, *spool.Spool, error)
 		return nil, nil, err
 	}
 	return log, sp, nil
+}
+
+// newHostLookup is the client host name lookup of cfg's [host_lookup],
+// nil when it is off. serve and -bh both name clients through it.
+func newHostLookup(cfg *config.Config) (*hostlookup.Resolver, error) {
+	h := cfg.HostLookup
+	if !h.Enabled {
+		return nil, nil
+	}
+	return hostlookup.New(hostlookup.Options{
+		Resolvers: h.Resolver,
+		Timeout:   time.Duration(h.Timeout),
+		CacheSize: h.CacheSize,
+		MinTTL:    time.Duration(h.MinTTL),
+		MaxTTL:    time.Duration(h.MaxTTL),
+		HostsFile: dnsclient.DefaultHostsFile,
+	})
 }
 
 // newRunner builds the queue runner that delivers by r, cfg's router

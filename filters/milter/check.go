@@ -41,13 +41,16 @@ func (c *Check) Owns(name, value string) bool {
 }
 
 func (c *Check) Open(_ context.Context, conn *filters.Conn) filters.Session {
-	return &checkSession{c: c, ci: ConnInfo{Hostname: c.hostname, DaemonName: daemonName, ClientIP: conn.IP, ClientPort: conn.Port}}
+	return &checkSession{c: c, conn: conn}
 }
 
 type checkSession struct {
 	c  *Check
-	ci ConnInfo
 	ms *Session // opened at the first HELO
+
+	// conn is read at the first HELO, not at Open: the client's host
+	// name is known from the connect stage on.
+	conn *filters.Conn
 	// refusal is a refusal of the whole connection at HELO: it holds for
 	// every later command.
 	refusal *Decision
@@ -59,9 +62,10 @@ func (s *checkSession) Connect(context.Context) filters.Verdict { return filters
 
 func (s *checkSession) Helo(ctx context.Context, helo string) filters.Verdict {
 	if s.ms == nil {
-		ci := s.ci
-		ci.Helo = helo
-		s.ms = s.c.h.NewSession(ctx, ci)
+		c := s.conn
+		s.ms = s.c.h.NewSession(ctx, ConnInfo{Hostname: s.c.hostname, DaemonName: daemonName,
+			ClientIP: c.IP, ClientPort: c.Port, Helo: helo,
+			HostName: c.HostName, HostPTR: c.HostPTR, HostResolve: c.HostResolve})
 	}
 	d := s.ms.Helo(ctx, helo)
 	if refuses(d) {

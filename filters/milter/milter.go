@@ -24,8 +24,8 @@
 // of the earlier stages (connect, HELO, MAIL, RCPT, RSET, QUIT) come
 // before the message has an ID (the gateway assigns it at DATA, as Exim
 // does): their id is "" and their text starts with the client as Exim
-// writes it, "H=[192.0.2.1]", or "H=(helo.name) [192.0.2.1]" once the
-// HELO name is known.
+// writes it, "H=[192.0.2.1]", or "H=mail.client.test (helo.name)
+// [192.0.2.1]" once the host and HELO names are known.
 package milter
 
 import (

@@ -12,6 +12,7 @@ import (
 
 	gomilter "github.com/emersion/go-milter"
 
+	"mxgate/mainlog"
 	"mxgate/spool"
 )
 
@@ -23,6 +24,13 @@ type ConnInfo struct {
 	ClientPort int
 	Helo       string // sent as HELO on connect when Session.Helo is not called
 	QueueID    string // macro i before DATA, when already known
+
+	// The client's reverse DNS, as filters.Conn has it: HostName the
+	// forward-confirmed name ({client_name}), HostPTR the first PTR name
+	// ({client_ptr}), both "" when unknown (the macros then say
+	// "[addr]", as Sendmail's do); HostResolve {client_resolve}, "OK",
+	// "FAIL", "FORGED" or "TEMP" ("" is FAIL).
+	HostName, HostPTR, HostResolve string
 }
 
 // Session is one SMTP connection's conversation with every milter. The
@@ -69,8 +77,8 @@ func (h *Host) NewSession(ctx context.Context, ci ConnInfo) *Session {
 // mainlog writes first, so `exigrep ID` finds it (and main.json has it as
 // its id). Before DATA there is no ID yet (the gateway assigns it at DATA,
 // as Exim does): those lines start with the client, "H=[ip]", or
-// "H=(helo) [ip]" once the HELO name is known, as Exim's lines of a
-// connection do.
+// "H=name (helo) [ip]" once the host and HELO names are known, as
+// Exim's lines of a connection do.
 func (s *Session) logf(format string, a ...any) {
 	text := fmt.Sprintf(format, a...)
 	if s.msgID != "" {
@@ -82,14 +90,7 @@ func (s *Session) logf(format string, a ...any) {
 
 // client is how a line of the connection names the client.
 func (s *Session) client() string {
-	ip := "[" + s.ci.ClientIP.Unmap().String() + "]"
-	if !s.ci.ClientIP.IsValid() {
-		ip = "[]"
-	}
-	if s.ci.Helo != "" {
-		return "H=(" + s.ci.Helo + ") " + ip
-	}
-	return "H=" + ip
+	return "H=" + mainlog.Host(s.ci.HostName, s.ci.Helo, s.ci.ClientIP)
 }
 
 // fail turns a milter failure into its on_error decision, which sticks for
@@ -167,13 +168,17 @@ func (s *Session) connect(ctx context.Context, p *peer) Decision {
 			family = gomilter.FamilyInet6
 		}
 	}
-	// No reverse DNS name is known here: Sendmail and Postfix then use the
-	// address in brackets.
-	name := "[" + addr + "]"
+	name, ptr, resolve := s.clientMacros(addr)
+	// "_" is Postfix's: the PTR name and the address, marked when the
+	// name did not confirm.
+	under := ptr + " [" + addr + "]"
+	if name != ptr {
+		under += " (may be forged)"
+	}
 	if err := cs.Macros(gomilter.CodeConn,
 		"j", s.ci.Hostname, "{daemon_name}", s.ci.DaemonName, "v", "mxgate",
-		"_", name+" "+name, "{client_addr}", addr, "{client_port}", strconv.Itoa(s.ci.ClientPort),
-		"{client_name}", name); err != nil {
+		"_", under, "{client_addr}", addr, "{client_port}", strconv.Itoa(s.ci.ClientPort),
+		"{client_name}", name, "{client_ptr}", ptr, "{client_resolve}", resolve); err != nil {
 		return s.fail(p, "connect", err)
 	}
 	act, err := cs.Conn(name, family, uint16(s.ci.ClientPort), addr)
@@ -185,6 +190,24 @@ func (s *Session) connect(ctx context.Context, p *peer) Decision {
 		d = s.helo(p, s.ci.Helo)
 	}
 	return d
+}
+
+// clientMacros are the values of {client_name}, {client_ptr} and
+// {client_resolve}, and the host name of the connect event: a name not
+// known is the address in brackets, as Sendmail writes it (Postfix's
+// milter client sends that too, for its "unknown").
+func (s *Session) clientMacros(addr string) (name, ptr, resolve string) {
+	name, ptr, resolve = s.ci.HostName, s.ci.HostPTR, s.ci.HostResolve
+	if name == "" {
+		name = "[" + addr + "]"
+	}
+	if ptr == "" {
+		ptr = "[" + addr + "]"
+	}
+	if resolve == "" {
+		resolve = "FAIL"
+	}
+	return name, ptr, resolve
 }
 
 // connDecision interprets a reply at connect or HELO.

@@ -243,10 +243,11 @@ func TestCallout(t *testing.T) {
 			return
 		}
 		rejects := g.rejectlog()
+		// 127.0.0.1 is "localhost" by /etc/hosts (host_lookup).
 		for _, want := range []string{
-			"H=(client.test) [127.0.0.1] sender verify fail for <nobody@users.test>: response from mx.users.test [" + usersMX + "] was: 550 5.1.1 <nobody@users.test>: no such user here",
-			"H=(client.test) [127.0.0.1] F=<nobody@users.test> rejected RCPT <u@example.test>: Sender verify failed",
-			"H=(client.test) [127.0.0.1] F=<a@tempfail.test> temporarily rejected RCPT <u@example.test>: Could not complete sender verify",
+			"H=localhost (client.test) [127.0.0.1] sender verify fail for <nobody@users.test>: response from mx.users.test [" + usersMX + "] was: 550 5.1.1 <nobody@users.test>: no such user here",
+			"H=localhost (client.test) [127.0.0.1] F=<nobody@users.test> rejected RCPT <u@example.test>: Sender verify failed",
+			"H=localhost (client.test) [127.0.0.1] F=<a@tempfail.test> temporarily rejected RCPT <u@example.test>: Could not complete sender verify",
 		} {
 			if !slices.Contains(rejects, want) {
 				t.Errorf("rejectlog lacks %q:\n%s", want, strings.Join(rejects, "\n"))

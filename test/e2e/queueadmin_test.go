@@ -194,7 +194,7 @@ func TestQueueAdmin(t *testing.T) {
 		}
 		msglog := g.mustCLI("-Mvl", partial.id)
 		for _, want := range []*regexp.Regexp{
-			regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d Received from b@example\.test H=\(client\.test\) \[127\.0\.0\.1\]`),
+			regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d Received from b@example\.test H=localhost \(client\.test\) \[127\.0\.0\.1\]`),
 			regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d .*ok-b@example\.test`),
 			regexp.MustCompile(`(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d .*defer-b@example\.test.*` + regexp.QuoteMeta(deferReply)),
 		} {
