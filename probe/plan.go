@@ -112,6 +112,10 @@ func resolvers(cfg *config.Config) []Probe {
 	if cfg.Outbound.Mode == "mx" {
 		note(cfg.Outbound.Resolver, true, cfg.Outbound.ConnectTimeout)
 	}
+	if cfg.HostLookup.Enabled {
+		// Without an answer a client is only named by its address.
+		note(cfg.HostLookup.Resolver, false, cfg.HostLookup.Timeout)
+	}
 	var ps []Probe
 	for _, a := range order {
 		u := uses[a]

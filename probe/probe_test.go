@@ -17,7 +17,7 @@ import (
 // parse loads a config of the base lines and text, as config check does.
 func parse(t *testing.T, text string) *config.Config {
 	t.Helper()
-	c, err := config.Parse("p.toml", []byte("hostname = \"mx.example.test\"\nrelay.domains = [\"example.test\"]\noutbound.mode = \"none\"\n"+text))
+	c, err := config.Parse("p.toml", []byte("hostname = \"mx.example.test\"\nrelay.domains = [\"example.test\"]\noutbound.mode = \"none\"\nhost_lookup.enabled = false\n"+text))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,6 +117,20 @@ func TestResolverAndList(t *testing.T) {
 		if !strings.HasPrefix(r.String(), want[i]) {
 			t.Errorf("line %q, want it to start %q", r, want[i])
 		}
+	}
+	if Failed(results) {
+		t.Error("Failed = true, want false")
+	}
+}
+
+// TestHostLookupResolver: host_lookup's resolver is probed, and not
+// required (a client without a name is still served).
+func TestHostLookupResolver(t *testing.T) {
+	c := parse(t, "downstream.url = \"maildir:///\"\n")
+	c.HostLookup.Enabled, c.HostLookup.Resolver, c.HostLookup.Timeout = true, []string{"127.0.0.1:1"}, config.Duration(300*time.Millisecond)
+	results := Run(context.Background(), Plan(c))
+	if len(results) != 2 || !strings.HasPrefix(results[0].String(), "resolver 127.0.0.1:1: FAILED, not required (") {
+		t.Fatalf("results %v, want the host_lookup resolver first, failed and not required", results)
 	}
 	if Failed(results) {
 		t.Error("Failed = true, want false")
