@@ -19,6 +19,10 @@ func TestGiveUpBounces(t *testing.T) {
 	s := startSink(t)
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "data")
+	// The admin commands work on a data_dir serve made; none creates one.
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	cfg := filepath.Join(dir, "mxgate.toml")
 	tmpl, err := template.ParseFiles(testdata("mxgate.toml.tmpl"))
 	if err != nil {

@@ -155,7 +155,7 @@ func TestSpoolSpaceReserve(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, re := range []*regexp.Regexp{
-		regexp.MustCompile(`(?m)^\S+ \S+ H=\(client\.test\) \[127\.0\.0\.1\] temporarily rejected MAIL <a@example\.test>: spool directory space = \d+K inodes = \d+ ` + regexp.QuoteMeta(reserve) + `1000$`),
+		regexp.MustCompile(`(?m)^\S+ \S+ H=(?:\S+ )?\(client\.test\) \[127\.0\.0\.1\] temporarily rejected MAIL <a@example\.test>: spool directory space = \d+K inodes = \d+ ` + regexp.QuoteMeta(reserve) + `1000$`),
 		regexp.MustCompile(`(?m)^\S+ \S+ U=\S+ temporarily rejected local message: insufficient disk space \(spool directory space = \d+K inodes = \d+ ` + regexp.QuoteMeta(reserve) + `0\): message not queued$`),
 	} {
 		if !re.Match(rej) {
