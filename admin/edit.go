@@ -23,15 +23,12 @@ const cancelled = "delivery cancelled by administrator"
 // sent), for the caller to deliver. A frozen message is given up like any
 // other. When the bounce cannot be written nothing else changes.
 func (q *Queue) GiveUp(ctx context.Context, arg string) (spool.ID, error) {
-	id, unlock, err := q.lock(arg)
+	env, unlock, err := q.lockLoad(arg)
 	if err != nil {
 		return "", err
 	}
 	defer unlock()
-	env, err := q.loadLocked(id)
-	if err != nil {
-		return "", err
-	}
+	id := env.ID
 	pending := env.Pending()
 	q.log(id, "cancelled by "+q.User)
 	for _, r := range pending {
@@ -89,15 +86,12 @@ func (q *Queue) AddRecipients(arg string, addrs []string) (string, error) {
 	if len(addrs) == 0 {
 		return "", refusalFor(arg, fmt.Sprintf("- error while %s: no address given", doing))
 	}
-	id, unlock, err := q.lock(arg)
+	env, unlock, err := q.lockLoad(arg)
 	if err != nil {
 		return "", err
 	}
 	defer unlock()
-	env, err := q.loadLocked(id)
-	if err != nil {
-		return "", err
-	}
+	id := env.ID
 	var added []string
 	for _, a := range addrs {
 		r, err := parseAddress(a)
@@ -125,15 +119,12 @@ func (q *Queue) AddRecipients(arg string, addrs []string) (string, error) {
 // makes it a bounce. Logged as Exim logs it: "sender address changed to
 // <ADDR> by USER".
 func (q *Queue) EditSender(arg, sender string) (string, error) {
-	id, unlock, err := q.lock(arg)
+	env, unlock, err := q.lockLoad(arg)
 	if err != nil {
 		return "", err
 	}
 	defer unlock()
-	env, err := q.loadLocked(id)
-	if err != nil {
-		return "", err
-	}
+	id := env.ID
 	s, err := parseAddress(sender)
 	if err != nil {
 		return "", &Refusal{ID: id, What: fmt.Sprintf("- error while editing sender:\n  bad address %s: %v", sender, err)}

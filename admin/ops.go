@@ -40,16 +40,23 @@ func (q *Queue) lock(arg string) (spool.ID, func(), error) {
 	return id, unlock, nil
 }
 
-// loadLocked reads the envelope of a message whose lock the caller holds.
-func (q *Queue) loadLocked(id spool.ID) (*spool.Envelope, error) {
-	env, err := q.Spool.Load(id)
-	if errors.Is(err, spool.ErrNotFound) {
-		return nil, missing(id, err)
-	}
+// lockLoad takes the message's lock, as lock does, and reads its
+// envelope, for an operation that changes it; the caller calls unlock
+// when done.
+func (q *Queue) lockLoad(arg string) (*spool.Envelope, func(), error) {
+	id, unlock, err := q.lock(arg)
 	if err != nil {
-		return nil, fmt.Errorf("message %s: %w", id, err)
+		return nil, nil, err
 	}
-	return env, nil
+	env, err := q.Spool.Load(id)
+	if err != nil {
+		unlock()
+		if errors.Is(err, spool.ErrNotFound) {
+			return nil, nil, missing(id, err)
+		}
+		return nil, nil, fmt.Errorf("message %s: %w", id, err)
+	}
+	return env, unlock, nil
 }
 
 // Remove deletes a message without a bounce (-Mrm) and returns Exim's
@@ -96,15 +103,12 @@ func (q *Queue) Thaw(arg string) (string, error) {
 }
 
 func (q *Queue) setFrozen(arg string, freeze bool) (string, error) {
-	id, unlock, err := q.lock(arg)
+	env, unlock, err := q.lockLoad(arg)
 	if err != nil {
 		return "", err
 	}
 	defer unlock()
-	env, err := q.loadLocked(id)
-	if err != nil {
-		return "", err
-	}
+	id := env.ID
 	frozen := !env.Frozen.IsZero()
 	switch {
 	case freeze && frozen:
@@ -131,15 +135,12 @@ func (q *Queue) setFrozen(arg string, freeze bool) (string, error) {
 // is thawed ("Unfrozen by forced delivery", as Exim logs it) and the
 // retry time is cleared, so the next attempt on it goes ahead.
 func (q *Queue) MakeDue(arg string) (spool.ID, error) {
-	id, unlock, err := q.lock(arg)
+	env, unlock, err := q.lockLoad(arg)
 	if err != nil {
 		return "", err
 	}
 	defer unlock()
-	env, err := q.loadLocked(id)
-	if err != nil {
-		return "", err
-	}
+	id := env.ID
 	thawed := !env.Frozen.IsZero()
 	if !thawed && env.NextTry.IsZero() {
 		return id, nil
@@ -152,11 +153,7 @@ func (q *Queue) MakeDue(arg string) (spool.ID, error) {
 		return "", fmt.Errorf("message %s: %w", id, err)
 	}
 	if thawed {
-		const text = "Unfrozen by forced delivery"
-		q.Log.Main(string(id), text)
-		if err := q.Spool.Msglog(id, text); err != nil {
-			q.Log.Panic(fmt.Sprintf("%s msglog write failed: %v", id, err))
-		}
+		q.log(id, "Unfrozen by forced delivery")
 	}
 	return id, nil
 }

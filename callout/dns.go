@@ -77,23 +77,8 @@ func interpretMX(r *dns.Msg) (hosts []mailHost, nullMX, nx bool) {
 func interpretAddrs(r *dns.Msg, qtype uint16) []netip.Addr {
 	var out []netip.Addr
 	for _, rr := range r.Answer {
-		var ip netip.Addr
-		switch rr := rr.(type) {
-		case *dns.A:
-			if qtype != dns.TypeA {
-				continue
-			}
-			ip, _ = netip.AddrFromSlice(rr.A)
-		case *dns.AAAA:
-			if qtype != dns.TypeAAAA {
-				continue
-			}
-			ip, _ = netip.AddrFromSlice(rr.AAAA)
-		default:
-			continue
-		}
-		ip = ip.Unmap()
-		if !ip.IsValid() || ip.IsUnspecified() || ip.IsMulticast() {
+		ip := dnsclient.RRAddr(rr)
+		if rr.Header().Rrtype != qtype || !ip.IsValid() || ip.IsUnspecified() || ip.IsMulticast() {
 			continue
 		}
 		out = append(out, ip)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"mxgate/internal/dnstest"
 )
 
 // FuzzInterpretMX feeds DNS answers off the network to the MX and address
@@ -21,20 +23,7 @@ func FuzzInterpretMX(f *testing.F) {
 		{"d.test. 60 IN MX 0 .", "d.test. 60 IN MX 10 mx.d.test."},
 		{"d.test. 60 IN A 127.0.0.1", "d.test. 60 IN AAAA ::1"},
 	} {
-		m := new(dns.Msg)
-		m.SetQuestion("d.test.", dns.TypeMX)
-		for _, s := range rrs {
-			rr, err := dns.NewRR(s)
-			if err != nil {
-				f.Fatal(err)
-			}
-			m.Answer = append(m.Answer, rr)
-		}
-		b, err := m.Pack()
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
+		f.Add(dnstest.Answer(f, "d.test.", dns.TypeMX, rrs...))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m := new(dns.Msg)

@@ -60,26 +60,25 @@ func indexOf(routes []Downstream, s *Downstream) int {
 
 // lookupUser finds a user by name, or by numeric ID.
 func lookupUser(name string) (*user.User, error) {
-	if u, err := user.Lookup(name); err == nil {
-		return u, nil
-	}
-	if _, err := strconv.Atoi(name); err == nil {
-		if u, err := user.LookupId(name); err == nil {
-			return u, nil
-		}
-	}
-	return nil, fmt.Errorf("no user %q on this system", name)
+	return lookupNameOrID(name, "user", user.Lookup, user.LookupId)
 }
 
 // lookupGroup finds a group by name, or by numeric ID.
 func lookupGroup(name string) (*user.Group, error) {
-	if g, err := user.LookupGroup(name); err == nil {
-		return g, nil
+	return lookupNameOrID(name, "group", user.LookupGroup, user.LookupGroupId)
+}
+
+// lookupNameOrID finds what name names with byName, or, when name is a
+// number, with byID; kind says what was looked for.
+func lookupNameOrID[T any](name, kind string, byName, byID func(string) (T, error)) (T, error) {
+	if v, err := byName(name); err == nil {
+		return v, nil
 	}
 	if _, err := strconv.Atoi(name); err == nil {
-		if g, err := user.LookupGroupId(name); err == nil {
-			return g, nil
+		if v, err := byID(name); err == nil {
+			return v, nil
 		}
 	}
-	return nil, fmt.Errorf("no group %q on this system", name)
+	var none T
+	return none, fmt.Errorf("no %s %q on this system", kind, name)
 }

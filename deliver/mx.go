@@ -394,14 +394,7 @@ func (t *mxTransport) addrs(ctx context.Context, host string) ([]netip.Addr, boo
 		}
 		secure = secure && a.Secure
 		for _, rr := range a.Records {
-			var ip netip.Addr
-			switch rr := rr.(type) {
-			case *dns.A:
-				ip, _ = netip.AddrFromSlice(rr.A)
-			case *dns.AAAA:
-				ip, _ = netip.AddrFromSlice(rr.AAAA)
-			}
-			ip = ip.Unmap()
+			ip := dnsclient.RRAddr(rr)
 			// Never connect to "this host" or a group: it is not a
 			// mail host, and 0.0.0.0 would loop back to ourselves.
 			if !ip.IsValid() || ip.IsUnspecified() || ip.IsMulticast() || ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {

@@ -317,15 +317,8 @@ func (c *Client) LookupIP(ctx context.Context, host string) ([]netip.Addr, error
 			break
 		}
 		for _, rr := range r.Answer {
-			var ip netip.Addr
-			switch rr := rr.(type) {
-			case *dns.A:
-				ip, _ = netip.AddrFromSlice(rr.A)
-			case *dns.AAAA:
-				ip, _ = netip.AddrFromSlice(rr.AAAA)
-			}
-			if ip.IsValid() && (rr.Header().Rrtype == qtype) {
-				out = append(out, ip.Unmap())
+			if ip := RRAddr(rr); ip.IsValid() && rr.Header().Rrtype == qtype {
+				out = append(out, ip)
 			}
 		}
 	}
@@ -333,4 +326,18 @@ func (c *Client) LookupIP(ctx context.Context, host string) ([]netip.Addr, error
 		return nil, ErrNotFound
 	}
 	return out, nil
+}
+
+// RRAddr is the address of an A or AAAA record, an IPv4-mapped one
+// unmapped; for any other record, or a malformed one, the zero Addr (not
+// valid).
+func RRAddr(rr dns.RR) netip.Addr {
+	var ip netip.Addr
+	switch rr := rr.(type) {
+	case *dns.A:
+		ip, _ = netip.AddrFromSlice(rr.A)
+	case *dns.AAAA:
+		ip, _ = netip.AddrFromSlice(rr.AAAA)
+	}
+	return ip.Unmap()
 }

@@ -3,6 +3,7 @@ package dnsclient
 import (
 	"bufio"
 	"bytes"
+	"iter"
 	"net/netip"
 	"os"
 	"slices"
@@ -28,41 +29,18 @@ func WithHostsFile(path string) Option {
 // system's resolver). host is matched against every name of a line
 // (canonical name and aliases) without regard to case or a final dot.
 func lookupHosts(path, host string) []netip.Addr {
-	if path == "" {
-		return nil
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	return parseHosts(data, host)
+	return parseHosts(readHosts(path), host)
 }
 
-// parseHosts is lookupHosts on the text of a hosts file: lines of an
-// address and its names, separated by blanks, "#" starting a comment.
+// parseHosts is lookupHosts on the text of a hosts file.
 func parseHosts(data []byte, host string) []netip.Addr {
 	host = strings.TrimSuffix(host, ".")
 	if host == "" {
 		return nil
 	}
 	var v4, v6 []netip.Addr
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if i := strings.IndexByte(line, '#'); i >= 0 {
-			line = line[:i]
-		}
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		ip, err := netip.ParseAddr(f[0])
-		if err != nil || ip.Zone() != "" {
-			continue
-		}
-		ip = ip.Unmap()
-		for _, name := range f[1:] {
+	for ip, names := range hostsLines(data) {
+		for _, name := range names {
 			if !strings.EqualFold(strings.TrimSuffix(name, "."), host) {
 				continue
 			}
@@ -89,14 +67,7 @@ func HostsAddrs(path, host string) []netip.Addr { return lookupHosts(path, host)
 // final dot). None when the file does not list ip or cannot be read, or
 // path is "".
 func HostsNames(path string, ip netip.Addr) []string {
-	if path == "" {
-		return nil
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil
-	}
-	return parseHostsNames(data, ip)
+	return parseHostsNames(readHosts(path), ip)
 }
 
 // parseHostsNames is HostsNames on the text of a hosts file.
@@ -106,22 +77,11 @@ func parseHostsNames(data []byte, ip netip.Addr) []string {
 		return nil
 	}
 	var names []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if i := strings.IndexByte(line, '#'); i >= 0 {
-			line = line[:i]
-		}
-		f := strings.Fields(line)
-		if len(f) < 2 {
+	for a, given := range hostsLines(data) {
+		if a != ip {
 			continue
 		}
-		a, err := netip.ParseAddr(f[0])
-		if err != nil || a.Zone() != "" || a.Unmap() != ip {
-			continue
-		}
-		for _, name := range f[1:] {
+		for _, name := range given {
 			name = strings.ToLower(strings.TrimSuffix(name, "."))
 			if name != "" && !slices.Contains(names, name) {
 				names = append(names, name)
@@ -129,4 +89,46 @@ func parseHostsNames(data []byte, ip netip.Addr) []string {
 		}
 	}
 	return names
+}
+
+// readHosts returns the text of the hosts file at path: none when path
+// is "" or the file cannot be read, which is no error (a missing file is
+// none for the system's resolver too).
+func readHosts(path string) []byte {
+	if path == "" {
+		return nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	return data
+}
+
+// hostsLines yields each line of a hosts file's text that names an
+// address, IPv4-mapped ones unmapped, and its names. A line is an
+// address and its names separated by blanks, "#" starting a comment;
+// one whose address does not parse or has a zone is passed over.
+func hostsLines(data []byte) iter.Seq2[netip.Addr, []string] {
+	return func(yield func(netip.Addr, []string) bool) {
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			if i := strings.IndexByte(line, '#'); i >= 0 {
+				line = line[:i]
+			}
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				continue
+			}
+			ip, err := netip.ParseAddr(f[0])
+			if err != nil || ip.Zone() != "" {
+				continue
+			}
+			if !yield(ip.Unmap(), f[1:]) {
+				return
+			}
+		}
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"mxgate/internal/dnstest"
 )
 
 // FuzzPTRAnswer feeds arbitrary bytes as a PTR answer through what a
@@ -18,20 +20,7 @@ func FuzzPTRAnswer(f *testing.F) {
 		{`1.2.0.192.in-addr.arpa. 300 IN PTR evil\032\(name\).test.`},
 		{"1.2.0.192.in-addr.arpa. 300 IN CNAME 1.0/25.2.0.192.in-addr.arpa.", "1.0/25.2.0.192.in-addr.arpa. 300 IN PTR classless.test."},
 	} {
-		m := new(dns.Msg)
-		m.SetQuestion("1.2.0.192.in-addr.arpa.", dns.TypePTR)
-		for _, s := range seed {
-			rr, err := dns.NewRR(s)
-			if err != nil {
-				f.Fatal(err)
-			}
-			m.Answer = append(m.Answer, rr)
-		}
-		b, err := m.Pack()
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
+		f.Add(dnstest.Answer(f, "1.2.0.192.in-addr.arpa.", dns.TypePTR, seed...))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m := new(dns.Msg)

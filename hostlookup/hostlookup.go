@@ -360,16 +360,9 @@ func (r *Resolver) forward(ctx context.Context, name string, ip netip.Addr) (Che
 		}
 		c.Addrs, ttl = nil, r.negativeTTL(m)
 		for _, rr := range m.Answer {
-			var a netip.Addr
-			switch rr := rr.(type) {
-			case *dns.A:
-				a, _ = netip.AddrFromSlice(rr.A)
-			case *dns.AAAA:
-				a, _ = netip.AddrFromSlice(rr.AAAA)
-			}
 			// CNAMEs the resolver followed end in records of
 			// another owner: they count, as for a dial.
-			if a = a.Unmap(); a.IsValid() && family(a) && rr.Header().Rrtype == qtype {
+			if a := dnsclient.RRAddr(rr); a.IsValid() && family(a) && rr.Header().Rrtype == qtype {
 				c.Addrs = append(c.Addrs, a)
 			}
 		}

@@ -172,17 +172,24 @@ func TestEarlyAnswer(t *testing.T) {
 	}
 }
 
-// TestNoDaemon: no socket, or a socket nobody listens on (its daemon
-// crashed), is ErrNoDaemon, so the caller can say so or submit itself.
-func TestNoDaemon(t *testing.T) {
-	dir := t.TempDir()
-	stale := filepath.Join(dir, "stale.sock")
-	ln, err := net.Listen("unix", stale)
+// leaveSocket makes the socket file at path a crashed daemon leaves
+// behind: there, with nobody listening.
+func leaveSocket(t *testing.T, path string) {
+	t.Helper()
+	ln, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close()
+}
+
+// TestNoDaemon: no socket, or a socket nobody listens on (its daemon
+// crashed), is ErrNoDaemon, so the caller can say so or submit itself.
+func TestNoDaemon(t *testing.T) {
+	dir := t.TempDir()
+	stale := filepath.Join(dir, "stale.sock")
+	leaveSocket(t, stale)
 	for _, path := range []string{filepath.Join(dir, "absent.sock"), stale} {
 		_, err := Submit(context.Background(), path, []string{"-t"}, strings.NewReader("x"), io.Discard)
 		if !errors.Is(err, ErrNoDaemon) || !strings.Contains(err.Error(), path) {
@@ -194,14 +201,8 @@ func TestNoDaemon(t *testing.T) {
 // TestStaleSocketReplaced: Listen takes over the socket a crashed daemon
 // left behind.
 func TestStaleSocketReplaced(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "submit.sock")
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	ln.Close()
+	path := filepath.Join(t.TempDir(), "submit.sock")
+	leaveSocket(t, path)
 	h, _ := recorder(nil, 0)
 	s, err := Listen(Options{Path: path, Handler: h, MaxMessage: 10, Timeout: time.Second, MaxConcurrent: 1, Log: func(string) {}})
 	if err != nil {

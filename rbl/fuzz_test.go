@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"mxgate/internal/dnstest"
 )
 
 // FuzzAnswer feeds arbitrary bytes as a DNS answer through what a lookup
@@ -16,14 +18,7 @@ func FuzzAnswer(f *testing.F) {
 		{"1.2.0.192.bl.test. 60 IN A 127.255.255.254", "1.2.0.192.bl.test. 60 IN A 10.0.0.1"},
 		{`1.2.0.192.bl.test. 60 IN TXT "Listed, see http://bl.test/?ip=192.0.2.1" "more"`},
 	} {
-		m := new(dns.Msg)
-		m.SetQuestion("1.2.0.192.bl.test.", dns.TypeA)
-		for _, s := range seed {
-			r, _ := dns.NewRR(s)
-			m.Answer = append(m.Answer, r)
-		}
-		b, _ := m.Pack()
-		f.Add(b)
+		f.Add(dnstest.Answer(f, "1.2.0.192.bl.test.", dns.TypeA, seed...))
 	}
 	c, err := New(testOptions(Options{Resolvers: []string{"127.0.0.1:53"}, Panic: func(string) {},
 		Lists: []List{{Zone: "bl.test", Kind: KindIP, Match: []string{"127.0.0.2-127.0.0.11", "&0.0.0.4"}, Weight: 1}}}))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"mxgate/admin"
+	"mxgate/config"
 	"mxgate/spool"
 )
 
@@ -18,24 +19,18 @@ func quarantineList(e *env) error {
 	if err := noArgs(e); err != nil {
 		return err
 	}
-	q, _, closeAll, err := adminQueue(e)
-	if err != nil {
-		return err
-	}
-	defer closeAll()
-	return q.QuarantineList(e.stdout)
+	return withQueue(e, func(q *admin.Queue, _ *config.Config) error {
+		return q.QuarantineList(e.stdout)
+	})
 }
 
 func quarantineShow(e *env) error {
 	if len(e.args) != 1 {
 		return fmt.Errorf("give exactly one message ID: %w", errUsage)
 	}
-	q, _, closeAll, err := adminQueue(e)
-	if err != nil {
-		return err
-	}
-	defer closeAll()
-	return q.QuarantineShow(e.stdout, e.args[0])
+	return withQueue(e, func(q *admin.Queue, _ *config.Config) error {
+		return q.QuarantineShow(e.stdout, e.args[0])
+	})
 }
 
 // quarantineRelease moves each message into the queue and makes one

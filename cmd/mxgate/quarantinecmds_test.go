@@ -24,10 +24,7 @@ type quarantined struct {
 // quarantine receives msgs and quarantines them, returning their IDs.
 func (q *queueTest) quarantine(msgs ...quarantined) []string {
 	q.t.Helper()
-	sp, err := spool.Open(filepath.Join(q.dataDir, "spool"), spool.Options{Sync: spool.SyncFdatasync})
-	if err != nil {
-		q.t.Fatal(err)
-	}
+	sp := q.openSpool()
 	defer sp.Close()
 	var ids []string
 	for _, m := range msgs {

@@ -64,27 +64,6 @@ func TestGiveUp(t *testing.T) {
 	q.check("-Mg of a message gone", q.mxgate("mxgate", "-Mg", msg), result{"", "mxgate: message " + msg + " is not in the spool: no such message\n", 1})
 }
 
-func TestGiveUpLocked(t *testing.T) {
-	q := newQueueTest(t)
-	id := q.fill(message{sender: "alice@example.test", rcpts: []string{"bob@example.test"}, body: "one\n"})[0]
-	sp, err := spool.Open(filepath.Join(q.dataDir, "spool"), spool.Options{Sync: spool.SyncFdatasync})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.Close()
-	unlock, err := sp.Lock(spool.ID(id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unlock()
-	for _, args := range [][]string{{"-Mg", id}, {"-Mar", id, "x@example.test"}, {"-Mes", id, "x@example.test"}} {
-		q.check(strings.Join(args, " "), q.mxgate("mxgate", args...), result{"Message " + id + " is locked\n", "", 1})
-	}
-	if n := q.maildirFiles("alice"); n != 0 {
-		t.Errorf("alice got %d messages", n)
-	}
-}
-
 func TestEditCommands(t *testing.T) {
 	q := newQueueTest(t)
 	id := q.fill(message{sender: "alice@example.test", rcpts: []string{"bob@example.test"}, age: 5 * time.Minute, body: "one\n"})[0]
@@ -161,10 +140,7 @@ func TestExinext(t *testing.T) {
 			edit: func(e *spool.Envelope) { e.FirstFailed, e.Frozen = first, queueNow }},
 		message{sender: "a@example.test", rcpts: []string{"never@example.test"}, body: "3\n"},
 	)
-	sp, err := spool.Open(filepath.Join(q.dataDir, "spool"), spool.Options{Sync: spool.SyncFdatasync})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp := q.openSpool()
 	for _, l := range []string{
 		"2024-05-01 10:00:00 == bob@example.test R=downstream T=lmtp defer (111): Connection refused",
 		"2024-05-01 10:00:00 == carol@other.test R=dnslookup T=smtp defer (-44) H=mx.other.test [192.0.2.1]: 451 4.3.0 try later",

@@ -84,25 +84,26 @@ when nothing matches.`),
 // clock is the time the listing measures ages against; tests pin it.
 var clock = time.Now
 
-// adminQueue opens the spool and logs of the configured gateway for an
-// admin command; close releases them.
-func adminQueue(e *env) (q *admin.Queue, cfg *config.Config, closeAll func(), err error) {
-	cfg, err = loadConfig(e.configPath)
+// withQueue runs an admin command on the spool and logs of the
+// configured gateway, and releases them when it returns.
+func withQueue(e *env, run func(q *admin.Queue, cfg *config.Config) error) error {
+	cfg, err := loadConfig(e.configPath)
 	if err != nil {
-		return nil, nil, nil, err
+		return err
 	}
 	log, sp, err := openSpool(cfg)
 	if err != nil {
-		return nil, nil, nil, err
+		return err
 	}
-	q = &admin.Queue{
+	defer log.Close()
+	defer sp.Close()
+	return run(&admin.Queue{
 		Spool:    sp,
 		Log:      log,
 		User:     userName(),
 		Hostname: cfg.Hostname,
 		Now:      clock,
-	}
-	return q, cfg, func() { sp.Close(); log.Close() }, nil
+	}, cfg)
 }
 
 // userName is who the mainlog says acted: the login name, or "uid N" as
@@ -141,31 +142,28 @@ func (f *failures) result() error {
 
 func listQueue(undelivered bool) func(e *env) error {
 	return func(e *env) error {
-		q, _, closeAll, err := adminQueue(e)
-		if err != nil {
-			return err
-		}
-		defer closeAll()
-		if len(e.args) == 0 {
-			if err := q.List(e.stdout, undelivered); err != nil {
-				return err
+		return withQueue(e, func(q *admin.Queue, _ *config.Config) error {
+			if len(e.args) == 0 {
+				if err := q.List(e.stdout, undelivered); err != nil {
+					return err
+				}
+				// After the listing, which sets aside what it finds corrupt;
+				// on stderr, as -bp's output is Exim's.
+				if note, err := q.CorruptNote(); note != "" {
+					fmt.Fprintln(e.stderr, "mxgate: "+note)
+				} else if err != nil {
+					return err
+				}
+				return nil
 			}
-			// After the listing, which sets aside what it finds corrupt;
-			// on stderr, as -bp's output is Exim's.
-			if note, err := q.CorruptNote(); note != "" {
-				fmt.Fprintln(e.stderr, "mxgate: "+note)
-			} else if err != nil {
-				return err
+			f := failures{e: e}
+			for _, arg := range e.args {
+				if err := q.ListMessage(e.stdout, arg, undelivered); err != nil {
+					f.add(err)
+				}
 			}
-			return nil
-		}
-		f := failures{e: e}
-		for _, arg := range e.args {
-			if err := q.ListMessage(e.stdout, arg, undelivered); err != nil {
-				f.add(err)
-			}
-		}
-		return f.result()
+			return f.result()
+		})
 	}
 }
 
@@ -173,17 +171,14 @@ func countQueue(e *env) error {
 	if err := noArgs(e); err != nil {
 		return err
 	}
-	q, _, closeAll, err := adminQueue(e)
-	if err != nil {
-		return err
-	}
-	defer closeAll()
-	n, err := q.Count()
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(e.stdout, n)
-	return nil
+	return withQueue(e, func(q *admin.Queue, _ *config.Config) error {
+		n, err := q.Count()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(e.stdout, n)
+		return nil
+	})
 }
 
 func viewFile(which spool.File) func(e *env) error {
@@ -191,12 +186,9 @@ func viewFile(which spool.File) func(e *env) error {
 		if len(e.args) != 1 {
 			return fmt.Errorf("give exactly one message ID: %w", errUsage)
 		}
-		q, _, closeAll, err := adminQueue(e)
-		if err != nil {
-			return err
-		}
-		defer closeAll()
-		return q.View(e.stdout, e.args[0], which)
+		return withQueue(e, func(q *admin.Queue, _ *config.Config) error {
+			return q.View(e.stdout, e.args[0], which)
+		})
 	}
 }
 
@@ -206,21 +198,18 @@ func eachMessage(op func(q *admin.Queue, id string) (string, error)) func(e *env
 		if len(e.args) == 0 {
 			return fmt.Errorf("give one or more message IDs: %w", errUsage)
 		}
-		q, _, closeAll, err := adminQueue(e)
-		if err != nil {
-			return err
-		}
-		defer closeAll()
-		f := failures{e: e}
-		for _, arg := range e.args {
-			line, err := op(q, arg)
-			if err != nil {
-				f.add(err)
-				continue
+		return withQueue(e, func(q *admin.Queue, _ *config.Config) error {
+			f := failures{e: e}
+			for _, arg := range e.args {
+				line, err := op(q, arg)
+				if err != nil {
+					f.add(err)
+					continue
+				}
+				fmt.Fprintln(e.stdout, line)
 			}
-			fmt.Fprintln(e.stdout, line)
-		}
-		return f.result()
+			return f.result()
+		})
 	}
 }
 
@@ -240,28 +229,25 @@ func prepareAndDeliver(e *env, prepare func(q *admin.Queue, arg string) (spool.I
 	if len(e.args) == 0 {
 		return fmt.Errorf("give one or more message IDs: %w", errUsage)
 	}
-	q, cfg, closeAll, err := adminQueue(e)
-	if err != nil {
-		return err
-	}
-	defer closeAll()
-	router, err := newRouter(cfg, q.Log)
-	if err != nil {
-		return err
-	}
-	defer closeRouter(router, cfg)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	f := failures{e: e}
-	for _, arg := range e.args {
-		id, err := prepare(q, arg)
+	return withQueue(e, func(q *admin.Queue, cfg *config.Config) error {
+		router, err := newRouter(cfg, q.Log)
 		if err != nil {
-			f.add(err)
-			continue
+			return err
 		}
-		attemptNow(ctx, newRunner(cfg, q.Spool, q.Log, router), id)
-	}
-	return f.result()
+		defer closeRouter(router, cfg)
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		f := failures{e: e}
+		for _, arg := range e.args {
+			id, err := prepare(q, arg)
+			if err != nil {
+				f.add(err)
+				continue
+			}
+			attemptNow(ctx, newRunner(cfg, q.Spool, q.Log, router), id)
+		}
+		return f.result()
+	})
 }
 
 // attemptNow makes one delivery attempt at id, which MakeDue has made due,
@@ -280,22 +266,19 @@ func runQueue(force, frozenToo bool) func(e *env) error {
 		if err := noArgs(e); err != nil {
 			return err
 		}
-		q, cfg, closeAll, err := adminQueue(e)
-		if err != nil {
-			return err
-		}
-		defer closeAll()
-		router, err := newRouter(cfg, q.Log)
-		if err != nil {
-			return err
-		}
-		defer closeRouter(router, cfg)
-		runner := newRunner(cfg, q.Spool, q.Log, router)
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-		defer stop()
-		runner.RunOnce(ctx, force, frozenToo)
-		runner.Stop(ctx)
-		return nil
+		return withQueue(e, func(q *admin.Queue, cfg *config.Config) error {
+			router, err := newRouter(cfg, q.Log)
+			if err != nil {
+				return err
+			}
+			defer closeRouter(router, cfg)
+			runner := newRunner(cfg, q.Spool, q.Log, router)
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			runner.RunOnce(ctx, force, frozenToo)
+			runner.Stop(ctx)
+			return nil
+		})
 	}
 }
 
@@ -303,21 +286,18 @@ func listIDs(e *env) error {
 	if err := noArgs(e); err != nil {
 		return err
 	}
-	q, _, closeAll, err := adminQueue(e)
-	if err != nil {
+	return withQueue(e, func(q *admin.Queue, _ *config.Config) error {
+		ids, err := q.Spool.List()
+		if err != nil {
+			return err
+		}
+		var b []byte
+		for _, id := range ids {
+			b = append(append(b, id...), '\n')
+		}
+		_, err = e.stdout.Write(b)
 		return err
-	}
-	defer closeAll()
-	ids, err := q.Spool.List()
-	if err != nil {
-		return err
-	}
-	var b []byte
-	for _, id := range ids {
-		b = append(append(b, id...), '\n')
-	}
-	_, err = e.stdout.Write(b)
-	return err
+	})
 }
 
 // giveUp is -Mg: each message given up, its bounce delivered now.
@@ -325,28 +305,25 @@ func giveUp(e *env) error {
 	if len(e.args) == 0 {
 		return fmt.Errorf("give one or more message IDs: %w", errUsage)
 	}
-	q, cfg, closeAll, err := adminQueue(e)
-	if err != nil {
-		return err
-	}
-	defer closeAll()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	f := failures{e: e}
-	var bounces []spool.ID
-	for _, arg := range e.args {
-		bounce, err := q.GiveUp(ctx, arg)
-		if err != nil {
+	return withQueue(e, func(q *admin.Queue, cfg *config.Config) error {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		f := failures{e: e}
+		var bounces []spool.ID
+		for _, arg := range e.args {
+			bounce, err := q.GiveUp(ctx, arg)
+			if err != nil {
+				f.add(err)
+			}
+			if bounce != "" {
+				bounces = append(bounces, bounce)
+			}
+		}
+		if err := deliverIDs(ctx, q, cfg, bounces); err != nil {
 			f.add(err)
 		}
-		if bounce != "" {
-			bounces = append(bounces, bounce)
-		}
-	}
-	if err := deliverIDs(ctx, q, cfg, bounces); err != nil {
-		f.add(err)
-	}
-	return f.result()
+		return f.result()
+	})
 }
 
 // deliverIDs makes one delivery attempt at each of ids from this process;
@@ -391,19 +368,16 @@ func editSender(e *env) error {
 
 // oneMessage runs op on the admin queue and prints its line.
 func oneMessage(e *env, op func(q *admin.Queue) (string, error)) error {
-	q, _, closeAll, err := adminQueue(e)
-	if err != nil {
-		return err
-	}
-	defer closeAll()
-	line, err := op(q)
-	if err != nil {
-		f := failures{e: e}
-		f.add(err)
-		return f.result()
-	}
-	fmt.Fprintln(e.stdout, line)
-	return nil
+	return withQueue(e, func(q *admin.Queue, _ *config.Config) error {
+		line, err := op(q)
+		if err != nil {
+			f := failures{e: e}
+			f.add(err)
+			return f.result()
+		}
+		fmt.Fprintln(e.stdout, line)
+		return nil
+	})
 }
 
 // deliverMatching is -R and -qR: like Exim's, silent; the mainlog has
@@ -412,38 +386,34 @@ func deliverMatching(e *env) error {
 	if len(e.args) != 1 || e.args[0] == "" {
 		return fmt.Errorf("give one STRING to match in recipient addresses: %w", errUsage)
 	}
-	q, cfg, closeAll, err := adminQueue(e)
-	if err != nil {
-		return err
-	}
-	defer closeAll()
-	ids, err := q.MatchRecipient(e.args[0])
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	var due []spool.ID
-	for _, id := range ids {
-		// A message delivered or locked since it was selected is left
-		// to whoever has it.
-		if _, err := q.MakeDue(string(id)); err == nil {
-			due = append(due, id)
+	return withQueue(e, func(q *admin.Queue, cfg *config.Config) error {
+		ids, err := q.MatchRecipient(e.args[0])
+		if err != nil {
+			return err
 		}
-	}
-	return deliverIDs(ctx, q, cfg, due)
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		var due []spool.ID
+		for _, id := range ids {
+			// A message delivered or locked since it was selected is left
+			// to whoever has it.
+			if _, err := q.MakeDue(string(id)); err == nil {
+				due = append(due, id)
+			}
+		}
+		return deliverIDs(ctx, q, cfg, due)
+	})
 }
 
 func exinext(e *env) error {
 	if len(e.args) != 1 || e.args[0] == "" {
 		return fmt.Errorf("give one message ID, address or domain: %w", errUsage)
 	}
-	q, _, closeAll, err := adminQueue(e)
-	if err != nil {
+	var rs []admin.Retry
+	err := withQueue(e, func(q *admin.Queue, _ *config.Config) (err error) {
+		rs, err = q.Retries(e.args[0])
 		return err
-	}
-	defer closeAll()
-	rs, err := q.Retries(e.args[0])
+	})
 	if err != nil {
 		return err
 	}

@@ -64,13 +64,34 @@ type message struct {
 	edit   func(*spool.Envelope)
 }
 
-// fill commits msgs in order and returns their IDs.
-func (q *queueTest) fill(msgs ...message) []string {
+// openSpool opens the test's spool beside the commands, as the daemon
+// would; the caller closes it.
+func (q *queueTest) openSpool() *spool.Spool {
 	q.t.Helper()
 	sp, err := spool.Open(filepath.Join(q.dataDir, "spool"), spool.Options{Sync: spool.SyncFdatasync})
 	if err != nil {
 		q.t.Fatal(err)
 	}
+	return sp
+}
+
+// hold takes message id's lock until the test ends, as a delivery in
+// progress in another process would.
+func (q *queueTest) hold(id string) {
+	q.t.Helper()
+	sp := q.openSpool()
+	q.t.Cleanup(func() { sp.Close() })
+	unlock, err := sp.Lock(spool.ID(id))
+	if err != nil {
+		q.t.Fatal(err)
+	}
+	q.t.Cleanup(unlock)
+}
+
+// fill commits msgs in order and returns their IDs.
+func (q *queueTest) fill(msgs ...message) []string {
+	q.t.Helper()
+	sp := q.openSpool()
 	defer sp.Close()
 	var ids []string
 	for _, m := range msgs {
@@ -263,24 +284,22 @@ func TestMessageCommands(t *testing.T) {
 	}
 }
 
-// A message another process is handling is reported, not waited for.
+// A message another process is handling is reported, not waited for,
+// and left as it was: still queued, and not bounced (-Mg).
 func TestMessageCommandsLocked(t *testing.T) {
 	q := newQueueTest(t)
 	id := q.fill(message{sender: "alice@example.test", rcpts: []string{"bob@example.test"}, body: "one\n"})[0]
-	sp, err := spool.Open(filepath.Join(q.dataDir, "spool"), spool.Options{Sync: spool.SyncFdatasync})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.Close()
-	unlock, err := sp.Lock(spool.ID(id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unlock()
-	for _, flag := range []string{"-Mrm", "-Mf", "-M"} {
-		q.check(flag+" of a locked message", q.mxgate("mxgate", flag, id), result{"Message " + id + " is locked\n", "", 1})
+	q.hold(id)
+	for _, args := range [][]string{
+		{"-Mrm", id}, {"-Mf", id}, {"-M", id},
+		{"-Mg", id}, {"-Mar", id, "x@example.test"}, {"-Mes", id, "x@example.test"},
+	} {
+		q.check(strings.Join(args, " "), q.mxgate("mxgate", args...), result{"Message " + id + " is locked\n", "", 1})
 	}
 	q.check("-bpc", q.mxgate("mxgate", "-bpc"), result{"1\n", "", 0})
+	if n := q.maildirFiles("alice"); n != 0 {
+		t.Errorf("alice got %d messages", n)
+	}
 }
 
 func TestViewCommands(t *testing.T) {

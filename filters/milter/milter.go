@@ -160,6 +160,32 @@ func (c *deadlineConn) stage(ctx context.Context, timeout time.Duration) (end fu
 	return func() { stop() }
 }
 
+// client is the go-milter client of c's milter, offering what mxgate can
+// handle, dialing through dialer; timeout is the one go-milter sets on
+// every packet.
+func (c *milterConf) client(dialer *ctxDialer, timeout time.Duration) *gomilter.Client {
+	return gomilter.NewClientWithOptions(c.network, c.address, gomilter.ClientOptions{
+		Dialer:       dialer,
+		ReadTimeout:  timeout,
+		WriteTimeout: timeout,
+		ActionMask:   offerActions,
+		ProtocolMask: offerProtocol,
+	})
+}
+
+// checkAgreed refuses a negotiation in which the milter asked for what
+// was not offered: go-milter takes the milter's masks unchecked, and a
+// bit we did not offer is a protocol error (libmilter refuses it too).
+func checkAgreed(cs *gomilter.ClientSession) error {
+	if extra := cs.ActionOpts &^ offerActions; extra != 0 {
+		return fmt.Errorf("%w: actions 0x%x not offered (offered 0x%x)", errProtocol, uint32(extra), uint32(offerActions))
+	}
+	if extra := cs.ProtocolOpts &^ offerProtocol; extra != 0 {
+		return fmt.Errorf("%w: steps 0x%x not offered (offered 0x%x)", errProtocol, uint32(extra), uint32(offerProtocol))
+	}
+	return nil
+}
+
 // ctxDialer dials under the session's context; go-milter's Dialer has no
 // context parameter.
 type ctxDialer struct {

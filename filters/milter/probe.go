@@ -3,8 +3,6 @@ package milter
 import (
 	"context"
 	"fmt"
-
-	gomilter "github.com/emersion/go-milter"
 )
 
 // Negotiate connects to the milter o names and negotiates options as a
@@ -17,24 +15,13 @@ func Negotiate(ctx context.Context, o Options) (string, error) {
 		return "", err
 	}
 	c := h.milters[0]
-	dialer := &ctxDialer{ctx: ctx, timeout: c.ConnectTimeout}
-	cl := gomilter.NewClientWithOptions(c.network, c.address, gomilter.ClientOptions{
-		Dialer:       dialer,
-		ReadTimeout:  c.ConnectTimeout,
-		WriteTimeout: c.ConnectTimeout,
-		ActionMask:   offerActions,
-		ProtocolMask: offerProtocol,
-	})
-	cs, err := cl.Session()
+	cs, err := c.client(&ctxDialer{ctx: ctx, timeout: c.ConnectTimeout}, c.ConnectTimeout).Session()
 	if err != nil {
 		return "", err
 	}
 	defer cs.Close()
-	if extra := cs.ActionOpts &^ offerActions; extra != 0 {
-		return "", fmt.Errorf("%w: actions 0x%x not offered (offered 0x%x)", errProtocol, uint32(extra), uint32(offerActions))
-	}
-	if extra := cs.ProtocolOpts &^ offerProtocol; extra != 0 {
-		return "", fmt.Errorf("%w: steps 0x%x not offered (offered 0x%x)", errProtocol, uint32(extra), uint32(offerProtocol))
+	if err := checkAgreed(cs); err != nil {
+		return "", err
 	}
 	return fmt.Sprintf("actions 0x%x, steps 0x%x", uint32(cs.ActionOpts), uint32(cs.ProtocolOpts)), nil
 }

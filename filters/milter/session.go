@@ -133,16 +133,9 @@ func (s *Session) open(ctx context.Context) {
 func (s *Session) connect(ctx context.Context, p *peer) Decision {
 	c := p.conf
 	dialer := &ctxDialer{ctx: ctx, timeout: c.ConnectTimeout}
-	cl := gomilter.NewClientWithOptions(c.network, c.address, gomilter.ClientOptions{
-		Dialer: dialer,
-		// The real bound is the stage deadline deadlineConn enforces; this
-		// only makes go-milter set a deadline on every packet.
-		ReadTimeout:  c.EOMTimeout,
-		WriteTimeout: c.EOMTimeout,
-		ActionMask:   offerActions,
-		ProtocolMask: offerProtocol,
-	})
-	cs, err := cl.Session()
+	// The real bound is the stage deadline deadlineConn enforces;
+	// EOMTimeout only makes go-milter set a deadline on every packet.
+	cs, err := c.client(dialer, c.EOMTimeout).Session()
 	if dialer.conn != nil {
 		p.conn = dialer.conn
 	}
@@ -150,13 +143,8 @@ func (s *Session) connect(ctx context.Context, p *peer) Decision {
 		return s.fail(p, "connect", err)
 	}
 	p.cs = cs
-	// go-milter takes the milter's masks unchecked; a bit we did not offer
-	// is a protocol error (libmilter refuses it too).
-	if extra := cs.ActionOpts &^ offerActions; extra != 0 {
-		return s.fail(p, "option negotiation", fmt.Errorf("%w: actions 0x%x not offered (offered 0x%x)", errProtocol, uint32(extra), uint32(offerActions)))
-	}
-	if extra := cs.ProtocolOpts &^ offerProtocol; extra != 0 {
-		return s.fail(p, "option negotiation", fmt.Errorf("%w: steps 0x%x not offered (offered 0x%x)", errProtocol, uint32(extra), uint32(offerProtocol)))
+	if err := checkAgreed(cs); err != nil {
+		return s.fail(p, "option negotiation", err)
 	}
 	end := p.conn.stage(ctx, c.ConnectTimeout)
 	defer end()

@@ -2,7 +2,8 @@
 // server on 127.0.0.1 (UDP and TCP on the same port) that answers from a
 // zone table or a test's own handler, can be switched to fail (SERVFAIL,
 // REFUSED, never answering, truncating UDP answers), counts the questions
-// it gets, and stops when the test ends.
+// it gets, and stops when the test ends. Answer packs an answer for the
+// seed corpus of a fuzz target that reads DNS off the network.
 package dnstest
 
 import (
@@ -256,6 +257,23 @@ func (z Zone) Handler(tb testing.TB) Handler {
 		}
 		return m
 	}
+}
+
+// Answer is the wire form of an answer to the question name (fully
+// qualified) of type qtype holding records (zone file syntax); a record
+// that does not parse fails the test.
+func Answer(tb testing.TB, name string, qtype uint16, records ...string) []byte {
+	tb.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	for _, s := range records {
+		m.Answer = append(m.Answer, parse(tb, s))
+	}
+	b, err := m.Pack()
+	if err != nil {
+		tb.Fatalf("dnstest: packing the answer to %s: %v", name, err)
+	}
+	return b
 }
 
 func parse(tb testing.TB, s string) dns.RR {

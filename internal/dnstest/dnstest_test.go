@@ -97,3 +97,19 @@ func TestFaults(t *testing.T) {
 		t.Errorf("after OK: %v, err %v", r, err)
 	}
 }
+
+func TestAnswer(t *testing.T) {
+	b := Answer(t, "d.test.", dns.TypeMX, "d.test. 60 IN MX 10 mx.d.test.", "d.test. 60 IN MX 5 mx0.d.test.")
+	m := new(dns.Msg)
+	if err := m.Unpack(b); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, rr := range m.Answer {
+		got = append(got, rr.String())
+	}
+	want := "d.test.\t60\tIN\tMX\t10 mx.d.test.|d.test.\t60\tIN\tMX\t5 mx0.d.test."
+	if len(m.Question) != 1 || m.Question[0].Name != "d.test." || m.Question[0].Qtype != dns.TypeMX || strings.Join(got, "|") != want {
+		t.Errorf("question %v, answers %q; want d.test. MX, %q", m.Question, got, want)
+	}
+}

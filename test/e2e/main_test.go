@@ -61,3 +61,20 @@ func requirePrograms(t *testing.T, names ...string) {
 func testdata(name string) string {
 	return filepath.Join(repoRoot, "testdata", "e2e", name)
 }
+
+// enterableTempDir is a new directory for the test, mode 0755 and removed
+// when it ends, that other users may enter: a daemon that drops its
+// privileges, or a command run as nobody. t.TempDir's is below one
+// private to this user.
+func enterableTempDir(t *testing.T, name string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "mxgate-e2e-"+name+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}

@@ -97,15 +97,8 @@ func TestUnprivilegedDaemon(t *testing.T) {
 	du := ensureUser(t, daemonUser)
 	nobody := lookupCred(t, "nobody")
 
-	// Not t.TempDir: the daemon's user and nobody must be able to enter it.
-	base, err := os.MkdirTemp("", "mxgate-e2e-privs-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	// The daemon's user and nobody must be able to enter it.
+	base := enterableTempDir(t, "privs")
 	maildir := filepath.Join(base, "maildir")
 	if err := os.Mkdir(maildir, 0o755); err != nil {
 		t.Fatal(err)

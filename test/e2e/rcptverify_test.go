@@ -55,16 +55,7 @@ const (
 // RCPT TO:<to>, lines joined.
 func rcpt(t *testing.T, g *mxgate, to string) string {
 	t.Helper()
-	c := mustDial(t, "127.0.0.1", g.addr)
-	defer c.Close()
-	c.expect(t, "EHLO client.test", 250)
-	c.expect(t, "MAIL FROM:<a@sender.test>", 250)
-	r, err := c.cmd("RCPT TO:<" + to + ">")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.expect(t, "QUIT", 221)
-	return r.String()
+	return rcptReply(t, "127.0.0.1", g.addr, "a@sender.test", to).String()
 }
 
 // bh runs `mxgate -bh IP` on g's config with the SMTP command lines as

@@ -68,16 +68,7 @@ func (g *mxgate) editConfig(oldnew ...string) {
 // must be accepted) with its reply code.
 func rcptCode(t *testing.T, local, addr, rcpt string) int {
 	t.Helper()
-	c := mustDial(t, local, addr)
-	defer c.Close()
-	c.expect(t, "EHLO client.test", 250)
-	c.expect(t, "MAIL FROM:<alice@example.test>", 250)
-	r, err := c.cmd("RCPT TO:<" + rcpt + ">")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.cmd("QUIT")
-	return r.Code
+	return rcptReply(t, local, addr, "alice@example.test", rcpt).Code
 }
 
 const (

@@ -214,6 +214,22 @@ func (c *client) send(t *testing.T, from string, rcpts []string, data []byte) st
 	return r.ID()
 }
 
+// rcptReply opens a session from local to addr, gives MAIL FROM:<from>,
+// which must be accepted, and returns the reply to RCPT TO:<to>.
+func rcptReply(t *testing.T, local, addr, from, to string) reply {
+	t.Helper()
+	c := mustDial(t, local, addr)
+	defer c.Close()
+	c.expect(t, "EHLO client.test", 250)
+	c.expect(t, "MAIL FROM:<"+from+">", 250)
+	r, err := c.cmd("RCPT TO:<" + to + ">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.expect(t, "QUIT", 221)
+	return r
+}
+
 // dataBytes encodes a message (LF or CRLF line endings) as the DATA phase
 // sends it: CRLF line endings, dot-stuffed, ending with CRLF.CRLF.
 func dataBytes(msg []byte) []byte {

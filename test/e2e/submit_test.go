@@ -36,15 +36,8 @@ type submission struct {
 // Maildir root owned by nobody.
 func newSubmission(t *testing.T, unprivileged bool, outbound string) *submission {
 	t.Helper()
-	// Not t.TempDir: nobody must be able to enter it.
-	base, err := os.MkdirTemp("", "mxgate-e2e-submit-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	// nobody must be able to enter it.
+	base := enterableTempDir(t, "submit")
 	s := &submission{
 		t:       t,
 		bin:     binary,
