@@ -246,12 +246,16 @@ func usage() string {
 			fmt.Fprintf(&b, "  %-28s %s\n", syn, c.summary)
 		}
 	}
-	b.WriteString(`
+	if systemConfig != "" {
+		fmt.Fprintf(&b, "\n-config FILE may appear anywhere; without it $MXGATE_CONFIG is used, and\nwithout that %s.\n", systemConfig)
+	} else {
+		b.WriteString(`
 -config FILE may appear anywhere; without it $MXGATE_CONFIG is used, and
 without that the embedded default: listen 127.0.0.1:2525, accept mail for
 localhost, deliver into a Maildir under ./var.
-mxgate help COMMAND (or COMMAND --help) describes one command.
 `)
+	}
+	b.WriteString("mxgate help COMMAND (or COMMAND --help) describes one command.\n")
 	return b.String()
 }
 
