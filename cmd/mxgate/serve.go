@@ -39,6 +39,18 @@ func loadConfig(path string) (*config.Config, error) {
 	return config.Load(path)
 }
 
+// loadClientConfig is loadConfig for sendmail, which any user runs: the
+// files the config names are not read (config.LoadClient).
+func loadClientConfig(path string) (*config.Config, error) {
+	if path == "" {
+		if systemConfig == "" {
+			return config.Default(), nil
+		}
+		path = systemConfig
+	}
+	return config.LoadClient(path)
+}
+
 // configName names, for messages, the file loadConfig(path) reads: its
 // absolute path, or "the embedded default".
 func configName(path string) string {

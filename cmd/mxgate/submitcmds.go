@@ -50,7 +50,9 @@ func submitMessage(command string) func(e *env) error {
 		if err != nil {
 			return err
 		}
-		cfg, err := loadConfig(e.configPath)
+		// Through the daemon, the config only says where its socket is:
+		// the files it names (TLS and DKIM keys) may be the daemon's alone.
+		cfg, err := loadClientConfig(e.configPath)
 		if err != nil {
 			return err
 		}
@@ -68,6 +70,10 @@ func submitMessage(command string) func(e *env) error {
 			return err
 		}
 
+		// Without a daemon this process delivers: all of the config.
+		if cfg, err = loadConfig(e.configPath); err != nil {
+			return err
+		}
 		log, sp, err := openSpool(cfg)
 		var denied *spoolDenied
 		if errors.As(err, &denied) {

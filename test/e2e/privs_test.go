@@ -308,7 +308,8 @@ func ownedBy(t *testing.T, dir string, uid uint32) {
 // user the daemon runs as, so a key only root may read, loaded at start,
 // would make every reload fail. The daemon says so at start (stderr and
 // paniclog), the SIGHUP is refused with the old config serving, and once
-// the files are the daemon group's the reload goes through.
+// the files are the daemon group's the reload goes through. A local user
+// who may read neither file submits with sendmail all the same.
 func TestReloadAsUser(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("starting a daemon that drops its privileges needs root")
@@ -383,5 +384,23 @@ url = "smtp://127.0.0.1:1"
 	}
 	g.signal(syscall.SIGHUP)
 	g.waitLog(daemonLine("configuration reloaded: generation 2$"))
+
+	// The binary's own directory is private to root: nobody runs a copy.
+	b, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mx := filepath.Join(base, "mxgate")
+	if err := os.WriteFile(mx, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := runWith(t, func(cmd *exec.Cmd) {
+		cmd.Stdin = strings.NewReader("To: joe@example.test\nSubject: from a web application\n\nhello\n")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: lookupCred(t, "nobody")}
+	}, mx, "-config", g.cfgPath, "-t")
+	if r.code != 0 || r.stderr != "" {
+		t.Errorf("nobody's sendmail -t: exit %d, stderr %q; want exit 0, nothing on stderr", r.code, r.stderr)
+	}
+	g.waitLog(regexp.MustCompile(` <= nobody@mx\.example\.test U=nobody P=local `))
 	g.stop()
 }
