@@ -192,8 +192,8 @@ func parseCommandLine(argv []string) (commandLine, error) {
 	case "-h", "-help", "--help":
 		return cl, errHelp
 	case "help":
-		// help COMMAND is COMMAND --help.
-		if len(rest) == 1 {
+		// help COMMAND is COMMAND --help; help --help is help.
+		if len(rest) == 1 || helpFlags[rest[1]] {
 			return cl, errHelp
 		}
 		rest = append(rest[1:], "--help")

@@ -35,6 +35,7 @@ func TestParseCommandLine(t *testing.T) {
 		{argv: []string{"mxgate", "config", "frob"}, err: errUsage},
 		{argv: []string{"mxgate", "-h"}, err: errHelp},
 		{argv: []string{"mxgate", "help"}, err: errHelp},
+		{argv: []string{"mxgate", "help", "--help"}, err: errHelp},
 		{argv: []string{"mxgate", "help", "config", "check"}, name: "config check", args: []string{"--help"}},
 		{argv: []string{"mxgate", "mailq", "-config", "e"}, name: "mailq", conf: "e"},
 		{argv: []string{"mxgate", "runq"}, name: "runq"},
