@@ -86,6 +86,15 @@ the message's own log (\fB\-Mvl\fR).
 .IR data_dir /mxgate.pid
 the running daemon's process ID.
 .TP
+.IR data_dir /mxgate.lock
+the daemon's lock on data_dir: a second \fBserve\fR exits 1.
+.TP
+.IR data_dir /submit.sock
+local submission (\fBsendmail\fR of any user), while the daemon runs.
+.TP
+.IR data_dir /mxgate.reload
+the outcome of the last reload, for \fBmxgate reload\fR.
+.TP
 .IR log.dir /mainlog ", " rejectlog ", " paniclog
 the logs, in Exim's format.
 .SH SIGNALS
