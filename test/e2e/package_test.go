@@ -510,7 +510,9 @@ func (d *unitDaemon) reload(t *testing.T) {
 		mustRun(t, "systemctl", "reload", "mxgate")
 	} else {
 		argv := unitCommand(t, strings.ReplaceAll(unitLine(t, "ExecReload"), "$MAINPID", strconv.Itoa(d.pid)))
-		mustRun(t, argv[0], argv[1:]...)
+		if out := mustRun(t, argv[0], argv[1:]...); out != "configuration reloaded: generation 2\n" {
+			t.Errorf("ExecReload printed %q, want the daemon's answer", out)
+		}
 		d.waitState(t, "RELOADING=1")
 		d.waitState(t, "READY=1")
 	}
