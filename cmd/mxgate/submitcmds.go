@@ -70,9 +70,12 @@ func submitMessage(command string) func(e *env) error {
 			return err
 		}
 
-		// Without a daemon this process delivers: all of the config.
-		if cfg, err = loadConfig(e.configPath); err != nil {
-			return err
+		// Without a daemon this process delivers: all of the config, read
+		// before openSpool makes root the config's user. A user the spool
+		// refuses hears that, rather than which key it may not read.
+		full, loadErr := loadConfig(e.configPath)
+		if loadErr == nil {
+			cfg = full
 		}
 		log, sp, err := openSpool(cfg)
 		var denied *spoolDenied
@@ -84,6 +87,9 @@ func submitMessage(command string) func(e *env) error {
 		}
 		defer log.Close()
 		defer sp.Close()
+		if loadErr != nil {
+			return loadErr
+		}
 		// One router decides the recipients and delivers right after,
 		// so the two cannot disagree.
 		router, err := newRouter(cfg, log)

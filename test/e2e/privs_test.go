@@ -403,4 +403,15 @@ url = "smtp://127.0.0.1:1"
 	}
 	g.waitLog(regexp.MustCompile(` <= nobody@mx\.example\.test U=nobody P=local `))
 	g.stop()
+
+	// Without the daemon nobody is told that, not which key it may not read.
+	r = runWith(t, func(cmd *exec.Cmd) {
+		cmd.Stdin = strings.NewReader("To: joe@example.test\n\nhello\n")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: lookupCred(t, "nobody")}
+	}, mx, "-config", g.cfgPath, "-t")
+	want := fmt.Sprintf("mxgate: no mxgate daemon answers on %s, and user nobody may not read the spool at %s (owned by %s): run it as root or %s\n",
+		filepath.Join(g.dataDir, "submit.sock"), filepath.Join(g.dataDir, "spool"), daemonUser, daemonUser)
+	if r.code != 1 || r.stderr != want {
+		t.Errorf("nobody's sendmail without a daemon: exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
+	}
 }
