@@ -79,25 +79,30 @@ func warnings(c *Config) string {
 func TestTLSFiles(t *testing.T) {
 	goodCert, goodKey := testdataDir+"cert.pem", testdataDir+"key.pem"
 	soonCert, soonKey := tlstest.FilesUntil(t, time.Now().Add(3*24*time.Hour), "mx.example.test")
+	// Truncated to the minute, 30m while the test takes under 30 seconds.
+	lastCert, lastKey := tlstest.FilesUntil(t, time.Now().Add(30*time.Minute+30*time.Second), "mx.example.test")
 	oldCert, oldKey := tlstest.FilesUntil(t, time.Date(2020, 1, 2, 0, 0, 0, 0, time.UTC), "mx.example.test")
 	missing := filepath.Join(t.TempDir(), "missing.pem")
 	tests := []struct {
 		name, cert, key string
 		err, warning    string // "" for none
+		warningEnd      string // how the warning ends; "" for any way
 	}{
-		{"good", goodCert, goodKey, "", ""},
+		{"good", goodCert, goodKey, "", "", ""},
 		{"missing certificate", missing, goodKey,
-			fmt.Sprintf(`t.toml:4: key "tls.cert": open %s: no such file or directory`, missing), ""},
+			fmt.Sprintf(`t.toml:4: key "tls.cert": open %s: no such file or directory`, missing), "", ""},
 		{"missing key", goodCert, missing,
-			fmt.Sprintf(`t.toml:5: key "tls.key": open %s: no such file or directory`, missing), ""},
+			fmt.Sprintf(`t.toml:5: key "tls.key": open %s: no such file or directory`, missing), "", ""},
 		{"key of another certificate", goodCert, testdataDir + "other-key.pem",
-			fmt.Sprintf(`t.toml:5: key "tls.key": %sother-key.pem with certificate %s: tls: private key does not match public key`, testdataDir, goodCert), ""},
+			fmt.Sprintf(`t.toml:5: key "tls.key": %sother-key.pem with certificate %s: tls: private key does not match public key`, testdataDir, goodCert), "", ""},
 		{"certificate file holds a key", goodKey, goodKey,
-			fmt.Sprintf(`t.toml:4: key "tls.cert": %s holds no PEM CERTIFICATE`, goodKey), ""},
+			fmt.Sprintf(`t.toml:4: key "tls.cert": %s holds no PEM CERTIFICATE`, goodKey), "", ""},
 		{"expired", oldCert, oldKey,
-			fmt.Sprintf(`t.toml:4: key "tls.cert": certificate %s expired on 2020-01-02`, oldCert), ""},
+			fmt.Sprintf(`t.toml:4: key "tls.cert": certificate %s expired on 2020-01-02`, oldCert), "", ""},
 		{"expires soon", soonCert, soonKey, "",
-			fmt.Sprintf(`t.toml:4: warning: certificate %s expires on `, soonCert)},
+			fmt.Sprintf(`t.toml:4: warning: certificate %s expires on `, soonCert), ", in 2d23h"},
+		{"expires within the hour", lastCert, lastKey, "",
+			fmt.Sprintf(`t.toml:4: warning: certificate %s expires on `, lastCert), ", in 30m"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,8 +118,8 @@ func TestTLSFiles(t *testing.T) {
 				t.Fatalf("Parse error = %v", err)
 			}
 			got := warnings(c)
-			if (tt.warning == "") != (got == "") || !strings.HasPrefix(got, tt.warning) {
-				t.Errorf("warnings = %q, want one starting %q", got, tt.warning)
+			if (tt.warning == "") != (got == "") || !strings.HasPrefix(got, tt.warning) || !strings.HasSuffix(got, tt.warningEnd) {
+				t.Errorf("warnings = %q, want one starting %q, ending %q", got, tt.warning, tt.warningEnd)
 			}
 		})
 	}

@@ -383,6 +383,21 @@ func Default() *Config {
 // the file (and the default data_dir) are relative to the file's
 // directory, so the config means the same whatever the working directory.
 func Load(path string) (*Config, error) {
+	return load(path, true)
+}
+
+// LoadClient is Load for a client of the daemon that any local user runs
+// (sendmail, through the submission socket): the file is checked as Load
+// checks it, but the files it names are not read (TLS certificates and
+// keys, DKIM keys, outbound.auth_password_file, outbound.ca_file), as
+// they may be the daemon's alone and the client uses none of them.
+// Outbound.AuthPassword stays empty: such a Config must not serve or
+// deliver.
+func LoadClient(path string) (*Config, error) {
+	return load(path, false)
+}
+
+func load(path string, readFiles bool) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
@@ -391,7 +406,7 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading config: %w", err)
 	}
-	return parse(path, filepath.Dir(abs), data)
+	return parse(path, filepath.Dir(abs), data, readFiles)
 }
 
 // Parse checks config text and fills the defaults; name is the file name
@@ -400,12 +415,12 @@ func Load(path string) (*Config, error) {
 // later stage never reports what an earlier one already explains. Relative
 // paths stay as written: relative to the working directory.
 func Parse(name string, data []byte) (*Config, error) {
-	return parse(name, "", data)
+	return parse(name, "", data, true)
 }
 
 // parse is Parse with relative paths made absolute from base ("" leaves
-// them relative).
-func parse(name, base string, data []byte) (*Config, error) {
+// them relative), reading the files the config names unless !readFiles.
+func parse(name, base string, data []byte, readFiles bool) (*Config, error) {
 	var doc map[string]any
 	if err := toml.Unmarshal(data, &doc); err != nil {
 		return nil, syntaxError(name, err)
@@ -416,7 +431,7 @@ func parse(name, base string, data []byte) (*Config, error) {
 		// still never hand back a config whose lines are unknown.
 		return nil, syntaxError(name, err)
 	}
-	d := &decoder{file: name, base: base, pos: pos}
+	d := &decoder{file: name, base: base, pos: pos, skipFiles: !readFiles}
 	c := &Config{File: name}
 	d.table(nil, doc, reflect.ValueOf(c).Elem())
 	if err := d.err(); err != nil {

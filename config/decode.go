@@ -219,6 +219,8 @@ type decoder struct {
 	errs     []*lineError
 	warnings []Warning
 	written  map[string]writtenValue
+	// skipFiles leaves the files the config names unread (LoadClient).
+	skipFiles bool
 
 	// The nameservers of resolvConf, read once for all sections.
 	sysResolvers     []string

@@ -137,3 +137,23 @@ func TestDefaultRunsAsRoot(t *testing.T) {
 		t.Errorf("embedded default: run_as_root %v, user %q; want true and unset", c.RunAsRoot, c.User)
 	}
 }
+
+// TestLoadClient: sendmail, run by any local user, loads the daemon's
+// config without reading the files it names (the daemon's keys and
+// password), which Load reads, and refuses when they are absent.
+func TestLoadClient(t *testing.T) {
+	path := testdataDir + "absent-files.toml"
+	_, err := Load(path)
+	for _, key := range []string{"tls.cert", "tls.certificate[0].cert", "outbound.auth_password_file", "outbound.ca_file", "msgauth.dkim_sign[0].key_file"} {
+		if err == nil || !strings.Contains(err.Error(), `key "`+key+`": open `) && !strings.Contains(err.Error(), `key "`+key+`": stat `) {
+			t.Errorf("Load error %v, want one naming %s's missing file", err, key)
+		}
+	}
+	c, err := LoadClient(path)
+	if err != nil {
+		t.Fatalf("LoadClient: %v", err)
+	}
+	if want := filepath.Join(filepath.Dir(absTestdata(t, "absent-files.toml")), "data"); c.DataDir != want || c.Outbound.AuthPassword != "" {
+		t.Errorf("LoadClient: data_dir %q, password %q; want %q and none", c.DataDir, c.Outbound.AuthPassword, want)
+	}
+}

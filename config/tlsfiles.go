@@ -119,7 +119,12 @@ func (d *decoder) checkTLSFiles(c *Config) {
 		case left <= 0:
 			d.failKey(certKey, -1, "certificate %s expired on %s", p.Cert, info.NotAfter.UTC().Format(time.DateOnly))
 		case left < certExpiryWarning:
-			d.warn(certKey, -1, "certificate %s expires on %s, in %s", p.Cert, info.NotAfter.UTC().Format(time.DateTime), Duration(left.Truncate(time.Hour)))
+			// In hours, but for the last one, which would print as "0s".
+			unit := time.Hour
+			if left < time.Hour {
+				unit = time.Minute
+			}
+			d.warn(certKey, -1, "certificate %s expires on %s, in %s", p.Cert, info.NotAfter.UTC().Format(time.DateTime), Duration(left.Truncate(unit)))
 		}
 	}
 }

@@ -53,7 +53,8 @@ spool beside the running daemon: every change takes the message's lock.
 \fB\-config\fR \fIFILE\fR may stand anywhere on the command line; without it
 \fB$MXGATE_CONFIG\fR is used, and without that the embedded default (listen
 on 127.0.0.1:2525, accept mail for localhost, deliver into a Maildir under
-\fI./var\fR). Every command takes \fB\-\-help\fR; \fBmxgate help\fR \fICOMMAND\fR
+\fI./var\fR); the Debian package's mxgate reads
+\fI/etc/mxgate/mxgate.toml\fR instead. Every command takes \fB\-\-help\fR; \fBmxgate help\fR \fICOMMAND\fR
 is the same.`
 
 var manTail = `.SH EXIM COMPATIBILITY
@@ -85,6 +86,15 @@ the message's own log (\fB\-Mvl\fR).
 .IR data_dir /mxgate.pid
 the running daemon's process ID.
 .TP
+.IR data_dir /mxgate.lock
+the daemon's lock on data_dir: a second \fBserve\fR exits 1.
+.TP
+.IR data_dir /submit.sock
+local submission (\fBsendmail\fR of any user), while the daemon runs.
+.TP
+.IR data_dir /mxgate.reload
+the outcome of the last reload, for \fBmxgate reload\fR.
+.TP
 .IR log.dir /mainlog ", " rejectlog ", " paniclog
 the logs, in Exim's format.
 .SH SIGNALS
@@ -98,7 +108,9 @@ reload: re-read the config file and the TLS certificates and reopen the
 logs (\fBmxgate reload\fR sends it and reports the result). New sessions
 and deliveries use the new config, those in flight finish on the old one;
 a config that does not load is refused with a paniclog line and the old
-one keeps serving.
+one keeps serving. With \fBuser\fR set the files are read as that user:
+TLS and DKIM keys must be readable by it (\fBserve\fR warns at start
+when one is not).
 .TP
 .B SIGUSR1
 reopen the log files only (after log rotation; \fBmxgate log reopen\fR

@@ -192,8 +192,8 @@ func parseCommandLine(argv []string) (commandLine, error) {
 	case "-h", "-help", "--help":
 		return cl, errHelp
 	case "help":
-		// help COMMAND is COMMAND --help.
-		if len(rest) == 1 {
+		// help COMMAND is COMMAND --help; help --help is help.
+		if len(rest) == 1 || helpFlags[rest[1]] {
 			return cl, errHelp
 		}
 		rest = append(rest[1:], "--help")
@@ -246,12 +246,16 @@ func usage() string {
 			fmt.Fprintf(&b, "  %-28s %s\n", syn, c.summary)
 		}
 	}
-	b.WriteString(`
+	if systemConfig != "" {
+		fmt.Fprintf(&b, "\n-config FILE may appear anywhere; without it $MXGATE_CONFIG is used, and\nwithout that %s.\n", systemConfig)
+	} else {
+		b.WriteString(`
 -config FILE may appear anywhere; without it $MXGATE_CONFIG is used, and
 without that the embedded default: listen 127.0.0.1:2525, accept mail for
 localhost, deliver into a Maildir under ./var.
-mxgate help COMMAND (or COMMAND --help) describes one command.
 `)
+	}
+	b.WriteString("mxgate help COMMAND (or COMMAND --help) describes one command.\n")
 	return b.String()
 }
 

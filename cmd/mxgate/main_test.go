@@ -35,6 +35,7 @@ func TestParseCommandLine(t *testing.T) {
 		{argv: []string{"mxgate", "config", "frob"}, err: errUsage},
 		{argv: []string{"mxgate", "-h"}, err: errHelp},
 		{argv: []string{"mxgate", "help"}, err: errHelp},
+		{argv: []string{"mxgate", "help", "--help"}, err: errHelp},
 		{argv: []string{"mxgate", "help", "config", "check"}, name: "config check", args: []string{"--help"}},
 		{argv: []string{"mxgate", "mailq", "-config", "e"}, name: "mailq", conf: "e"},
 		{argv: []string{"mxgate", "runq"}, name: "runq"},
@@ -94,7 +95,8 @@ Run the gateway in the foreground (SIGTERM drains, SIGHUP reloads, SIGUSR1 reope
 Once its listeners are up, serve says on stderr where it listens (each
 address and its kind, smtp or smtps), which config it read and where it
 logs, and nothing else: the mainlog has the rest. Errors still go to
-stderr.
+stderr, and so does the warning that reloads will be refused, when the
+configured user may not read a file the config names.
 
 flags:
   -v                   also print the version, pid, spool and pid file at start

@@ -18,15 +18,17 @@ configuration, defaults included, in name order. A section's options are
 named with a dot (relay.domains), those of the Nth [[route]] or [[milter]]
 with its index (route[0].domains). A NAME that is a section, or an entry
 of an array of tables, prints all its options. Lists are printed comma
-separated, an empty value as "name =". Passwords are never printed (the
-smarthost password is read from outbound.auth_password_file, which is
-shown). An unknown NAME: "mxgate: unknown option NAME", exit 1.`),
+separated, an empty value as "name =". Passwords are never printed:
+the files the config names (keys, outbound.auth_password_file, whose
+name is shown) are not even read, so any user may ask. An unknown NAME: "mxgate: unknown option NAME", exit 1.`),
 		withExample("mxgate -bP relay.domains\trelay.domains = example.com, example.net"),
 		withExample("mxgate -bP queue\tevery queue.* option"))
 }
 
 func printOptions(e *env) error {
-	cfg, err := loadConfig(e.configPath)
+	// Any user may ask, as Exim's -bP: the files the config names (keys,
+	// the password) are not read.
+	cfg, err := loadClientConfig(e.configPath)
 	if err != nil {
 		return err
 	}

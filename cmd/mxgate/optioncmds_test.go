@@ -89,4 +89,13 @@ url = "lmtp://127.0.0.1:24"
 			t.Errorf("-bP %s = %+v, want %+v", strings.Join(c.args, " "), got, c.want)
 		}
 	}
+
+	// The files the config names are not read: one a user may not read
+	// (here: one that is gone) changes nothing.
+	if err := os.Remove(pw); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := mx("outbound.auth_password_file"), (result{"outbound.auth_password_file = " + pw + "\n", "", 0}); got != want {
+		t.Errorf("-bP without the password file = %+v, want %+v", got, want)
+	}
 }

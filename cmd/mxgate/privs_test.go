@@ -61,8 +61,8 @@ func TestServeRefusesRoot(t *testing.T) {
 }
 
 // TestSystemConfig: a binary built with systemConfig reads that file
-// when no -config and no $MXGATE_CONFIG say otherwise, and fails when it
-// is missing.
+// when no -config and no $MXGATE_CONFIG say otherwise, says so (-bV, the
+// usage), and fails when it is missing.
 func TestSystemConfig(t *testing.T) {
 	cfg, _ := gatewayConfig(t, "smtp://127.0.0.1:2600")
 	t.Setenv("MXGATE_CONFIG", "")
@@ -71,9 +71,19 @@ func TestSystemConfig(t *testing.T) {
 
 	systemConfig = cfg
 	var stdout, stderr bytes.Buffer
-	if code := run([]string{"mxgate", "config", "check"}, strings.NewReader(""), &stdout, &stderr); code != 0 ||
-		!strings.HasPrefix(stdout.String(), "# mxgate configuration (from "+cfg+"): OK\n") {
-		t.Errorf("exit %d, stdout %.80q, stderr %q; want the system config", code, stdout.String(), stderr.String())
+	for _, tt := range []struct {
+		argv []string
+		want string // in stdout
+	}{
+		{[]string{"mxgate", "config", "check"}, "# mxgate configuration (from " + cfg + "): OK\n"},
+		{[]string{"mxgate", "-bV"}, "\nConfiguration file is " + cfg + "\n# mxgate configuration (from " + cfg + "): OK\n"},
+		{[]string{"mxgate", "--help"}, "$MXGATE_CONFIG is used, and\nwithout that " + cfg + ".\n"},
+	} {
+		stdout.Reset()
+		stderr.Reset()
+		if code := run(tt.argv, strings.NewReader(""), &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), tt.want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 0 and %q", tt.argv[1:], code, stdout.String(), stderr.String(), tt.want)
+		}
 	}
 
 	systemConfig = filepath.Join(t.TempDir(), "absent.toml")

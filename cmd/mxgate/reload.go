@@ -81,10 +81,7 @@ func (d *daemon) reload() {
 		// The old files stay in use; the reload itself goes on.
 		d.log.Panic(fmt.Sprintf("reopening the logs: %v", err))
 	}
-	src := d.configPath
-	if src == "" {
-		src = "the embedded default"
-	}
+	src := configName(d.configPath)
 	d.log.Main("", "reloading configuration from "+src)
 	g, err := d.load()
 	if err != nil {

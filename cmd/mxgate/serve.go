@@ -39,12 +39,37 @@ func loadConfig(path string) (*config.Config, error) {
 	return config.Load(path)
 }
 
+// loadClientConfig is loadConfig for sendmail, which any user runs: the
+// files the config names are not read (config.LoadClient).
+func loadClientConfig(path string) (*config.Config, error) {
+	if path == "" {
+		if systemConfig == "" {
+			return config.Default(), nil
+		}
+		path = systemConfig
+	}
+	return config.LoadClient(path)
+}
+
+// configName names, for messages, the file loadConfig(path) reads: its
+// absolute path, or "the embedded default".
+func configName(path string) string {
+	if path == "" {
+		path = systemConfig
+	}
+	if path == "" {
+		return "the embedded default"
+	}
+	return absPath(path)
+}
+
 func init() {
 	register("serve", "[-v]\trun the gateway in the foreground (SIGTERM drains, SIGHUP reloads, SIGUSR1 reopens logs)", serve,
 		withDoc(`Once its listeners are up, serve says on stderr where it listens (each
 address and its kind, smtp or smtps), which config it read and where it
 logs, and nothing else: the mainlog has the rest. Errors still go to
-stderr.`),
+stderr, and so does the warning that reloads will be refused, when the
+configured user may not read a file the config names.`),
 		withFlag("-v", "", "also print the version, pid, spool and pid file at start"))
 }
 
@@ -146,8 +171,12 @@ func serve(e *env) error {
 
 	// Everything root had to do is done: the listeners are bound, the
 	// TLS keys and the files opened. Nothing is accepted before this.
+	dropping := os.Geteuid() == 0 && cfg.UID > 0
 	if err := dropPrivileges(cfg, !os.IsNotExist(logDirErr)); err != nil {
 		return err
+	}
+	if dropping {
+		reloadable(e, cfg.User, log)
 	}
 	go func() {
 		if err := sock.Serve(); err != nil {
@@ -281,6 +310,19 @@ func dropPrivileges(cfg *config.Config, logExisted bool) error {
 		return fmt.Errorf("switching to user %s: %w", cfg.User, err)
 	}
 	return nil
+}
+
+// reloadable loads the config again as the user the daemon now runs as,
+// as every reload will: a file only root may read (a TLS key of mode
+// 0600, a DKIM key, the smarthost's password) loads at start and then
+// makes each reload fail. Said at start, in paniclog and on stderr,
+// rather than at the first certificate renewal.
+func reloadable(e *env, user string, log *mainlog.Logger) {
+	if _, err := loadConfig(e.configPath); err != nil {
+		msg := fmt.Sprintf("warning: a reload will be refused: as user %s, %s (files the config names must be readable by that user)", user, oneLine(err))
+		log.Panic(msg)
+		fmt.Fprintf(e.stderr, "mxgate: %s\n", msg)
+	}
 }
 
 // submitSocket is where the daemon takes local submissions.

@@ -50,7 +50,9 @@ func submitMessage(command string) func(e *env) error {
 		if err != nil {
 			return err
 		}
-		cfg, err := loadConfig(e.configPath)
+		// Through the daemon, the config only says where its socket is:
+		// the files it names (TLS and DKIM keys) may be the daemon's alone.
+		cfg, err := loadClientConfig(e.configPath)
 		if err != nil {
 			return err
 		}
@@ -68,6 +70,13 @@ func submitMessage(command string) func(e *env) error {
 			return err
 		}
 
+		// Without a daemon this process delivers: all of the config, read
+		// before openSpool makes root the config's user. A user the spool
+		// refuses hears that, rather than which key it may not read.
+		full, loadErr := loadConfig(e.configPath)
+		if loadErr == nil {
+			cfg = full
+		}
 		log, sp, err := openSpool(cfg)
 		var denied *spoolDenied
 		if errors.As(err, &denied) {
@@ -78,6 +87,9 @@ func submitMessage(command string) func(e *env) error {
 		}
 		defer log.Close()
 		defer sp.Close()
+		if loadErr != nil {
+			return loadErr
+		}
 		// One router decides the recipients and delivers right after,
 		// so the two cannot disagree.
 		router, err := newRouter(cfg, log)

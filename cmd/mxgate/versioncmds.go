@@ -79,10 +79,6 @@ func eximVersion(e *env) error {
 	}
 	b := readBuildInfo()
 	fmt.Fprintf(e.stdout, "mxgate version %s #%s built with %s\n", b.version, b.commit, b.goVersion)
-	if e.configPath == "" {
-		fmt.Fprintln(e.stdout, "Configuration file is the embedded default")
-	} else {
-		fmt.Fprintf(e.stdout, "Configuration file is %s\n", e.configPath)
-	}
+	fmt.Fprintf(e.stdout, "Configuration file is %s\n", configName(e.configPath))
 	return configCheck(e)
 }

@@ -355,6 +355,23 @@ func unitLine(t *testing.T, key string) string {
 	return ""
 }
 
+// unitCommand is a command line of the unit as systemd would run it,
+// as far as setpriv(1) can say: within the unit's
+// CapabilityBoundingSet and with NoNewPrivileges, so that a capability
+// the unit lacks (CAP_KILL for the reload's kill of a daemon that is no
+// longer root) fails here as it would under systemd.
+func unitCommand(t *testing.T, line string) []string {
+	t.Helper()
+	var caps []string
+	for _, c := range strings.Fields(unitLine(t, "CapabilityBoundingSet")) {
+		caps = append(caps, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
+	}
+	if unitLine(t, "NoNewPrivileges") != "yes" {
+		t.Fatalf("%s: NoNewPrivileges is not yes", pkgUnit)
+	}
+	return append([]string{"setpriv", "--no-new-privs", "--bounding-set", "-all," + strings.Join(caps, ",")}, strings.Fields(line)...)
+}
+
 // startUnit starts the daemon and waits until it says it is ready.
 func startUnit(t *testing.T) *unitDaemon {
 	t.Helper()
@@ -391,7 +408,7 @@ func startUnit(t *testing.T) *unitDaemon {
 		}
 	}()
 
-	argv := strings.Fields(unitLine(t, "ExecStart"))
+	argv := unitCommand(t, unitLine(t, "ExecStart"))
 	out, err := os.Create(d.out)
 	if err != nil {
 		t.Fatal(err)
@@ -492,8 +509,10 @@ func (d *unitDaemon) reload(t *testing.T) {
 	if d.cmd == nil {
 		mustRun(t, "systemctl", "reload", "mxgate")
 	} else {
-		argv := strings.Fields(strings.ReplaceAll(unitLine(t, "ExecReload"), "$MAINPID", strconv.Itoa(d.pid)))
-		mustRun(t, argv[0], argv[1:]...)
+		argv := unitCommand(t, strings.ReplaceAll(unitLine(t, "ExecReload"), "$MAINPID", strconv.Itoa(d.pid)))
+		if out := mustRun(t, argv[0], argv[1:]...); out != "configuration reloaded: generation 2\n" {
+			t.Errorf("ExecReload printed %q, want the daemon's answer", out)
+		}
 		d.waitState(t, "RELOADING=1")
 		d.waitState(t, "READY=1")
 	}

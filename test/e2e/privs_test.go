@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"mxgate/internal/peertest"
+	"mxgate/internal/tlstest"
 )
 
 // TestSecondDaemon: a second serve on the data_dir of a running one exits
@@ -293,5 +294,117 @@ func ownedBy(t *testing.T, dir string, uid uint32) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestReloadAsUser: a reload reads the config and the TLS files as the
+// user the daemon runs as, so a key only root may read, loaded at start,
+// would make every reload fail. The daemon says so at start (stderr and
+// paniclog), the SIGHUP is refused with the old config serving, and once
+// the files are the daemon group's the reload goes through. A local user
+// who may read neither file submits with sendmail all the same.
+func TestReloadAsUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("starting a daemon that drops its privileges needs root")
+	}
+	t.Parallel()
+	du := ensureUser(t, daemonUser)
+	// Not t.TempDir: the daemon's user must be able to enter it.
+	base, err := os.MkdirTemp("", "mxgate-e2e-reload-user-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	if err := os.Chmod(base, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cert, key := filepath.Join(base, "cert.pem"), filepath.Join(base, "key.pem")
+	tlstest.WriteFiles(t, cert, key, "mx.example.test") // root's, mode 0600
+
+	g := &mxgate{
+		t:       t,
+		addr:    fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false)),
+		dataDir: filepath.Join(base, "data"),
+		cfgPath: filepath.Join(base, "mxgate.toml"),
+		outPath: filepath.Join(base, "mxgate.out"),
+	}
+	cfg := fmt.Sprintf(`hostname = "mx.example.test"
+listen   = [%q]
+data_dir = "data"
+user     = %q
+
+[tls]
+cert = "cert.pem"
+key  = "key.pem"
+
+[relay]
+domains = ["example.test"]
+
+[outbound]
+mode = "none"
+
+[downstream]
+url = "smtp://127.0.0.1:1"
+`, g.addr, daemonUser)
+	if err := os.WriteFile(g.cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.cleanup)
+	g.start()
+
+	warning := fmt.Sprintf("warning: a reload will be refused: as user %s, %s:7: key \"tls.cert\": open %s: permission denied (files the config names must be readable by that user)",
+		daemonUser, g.cfgPath, cert)
+	waitFor(t, readyTimeout, func() string {
+		if !strings.Contains(g.output(), "mxgate: "+warning+"\n") {
+			return fmt.Sprintf("serve's stderr saying %q", warning)
+		}
+		return ""
+	})
+	if countLines(g.paniclog(), daemonLine(regexp.QuoteMeta(warning)+"$")) != 1 {
+		t.Errorf("paniclog lacks %q:\n%s", warning, strings.Join(g.paniclog(), "\n"))
+	}
+
+	g.signal(syscall.SIGHUP)
+	g.waitLog(daemonLine(regexp.QuoteMeta("configuration reload from "+g.cfgPath+" refused, generation 1 still serving: ") + ".*permission denied$"))
+
+	for _, f := range []string{cert, key} {
+		if err := os.Chown(f, 0, int(du.Gid)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(f, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.signal(syscall.SIGHUP)
+	g.waitLog(daemonLine("configuration reloaded: generation 2$"))
+
+	// The binary's own directory is private to root: nobody runs a copy.
+	b, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mx := filepath.Join(base, "mxgate")
+	if err := os.WriteFile(mx, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := runWith(t, func(cmd *exec.Cmd) {
+		cmd.Stdin = strings.NewReader("To: joe@example.test\nSubject: from a web application\n\nhello\n")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: lookupCred(t, "nobody")}
+	}, mx, "-config", g.cfgPath, "-t")
+	if r.code != 0 || r.stderr != "" {
+		t.Errorf("nobody's sendmail -t: exit %d, stderr %q; want exit 0, nothing on stderr", r.code, r.stderr)
+	}
+	g.waitLog(regexp.MustCompile(` <= nobody@mx\.example\.test U=nobody P=local `))
+	g.stop()
+
+	// Without the daemon nobody is told that, not which key it may not read.
+	r = runWith(t, func(cmd *exec.Cmd) {
+		cmd.Stdin = strings.NewReader("To: joe@example.test\n\nhello\n")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: lookupCred(t, "nobody")}
+	}, mx, "-config", g.cfgPath, "-t")
+	want := fmt.Sprintf("mxgate: no mxgate daemon answers on %s, and user nobody may not read the spool at %s (owned by %s): run it as root or %s\n",
+		filepath.Join(g.dataDir, "submit.sock"), filepath.Join(g.dataDir, "spool"), daemonUser, daemonUser)
+	if r.code != 1 || r.stderr != want {
+		t.Errorf("nobody's sendmail without a daemon: exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
 	}
 }
