@@ -85,9 +85,24 @@ when nothing matches.`),
 var clock = time.Now
 
 // withQueue runs an admin command on the spool and logs of the
-// configured gateway, and releases them when it returns.
+// configured gateway, and releases them when it returns. The config is
+// loaded without the files it names (TLS and DKIM keys): listing and
+// editing the queue needs none, so a user the spool refuses hears that,
+// not that a key is unreadable.
 func withQueue(e *env, run func(q *admin.Queue, cfg *config.Config) error) error {
-	cfg, err := loadConfig(e.configPath)
+	return queueWith(e, loadClientConfig, run)
+}
+
+// withDeliveringQueue is withQueue for the commands that also deliver
+// (-M, -q, -Mg, -R): their transports need every file the config names
+// (a smarthost's password, a CA file), read before openSpool switches
+// root to the daemon's user, who may not read them.
+func withDeliveringQueue(e *env, run func(q *admin.Queue, cfg *config.Config) error) error {
+	return queueWith(e, loadConfig, run)
+}
+
+func queueWith(e *env, load func(string) (*config.Config, error), run func(q *admin.Queue, cfg *config.Config) error) error {
+	cfg, err := load(e.configPath)
 	if err != nil {
 		return err
 	}
@@ -229,7 +244,7 @@ func prepareAndDeliver(e *env, prepare func(q *admin.Queue, arg string) (spool.I
 	if len(e.args) == 0 {
 		return fmt.Errorf("give one or more message IDs: %w", errUsage)
 	}
-	return withQueue(e, func(q *admin.Queue, cfg *config.Config) error {
+	return withDeliveringQueue(e, func(q *admin.Queue, cfg *config.Config) error {
 		router, err := newRouter(cfg, q.Log)
 		if err != nil {
 			return err
@@ -266,7 +281,7 @@ func runQueue(force, frozenToo bool) func(e *env) error {
 		if err := noArgs(e); err != nil {
 			return err
 		}
-		return withQueue(e, func(q *admin.Queue, cfg *config.Config) error {
+		return withDeliveringQueue(e, func(q *admin.Queue, cfg *config.Config) error {
 			router, err := newRouter(cfg, q.Log)
 			if err != nil {
 				return err
@@ -305,7 +320,7 @@ func giveUp(e *env) error {
 	if len(e.args) == 0 {
 		return fmt.Errorf("give one or more message IDs: %w", errUsage)
 	}
-	return withQueue(e, func(q *admin.Queue, cfg *config.Config) error {
+	return withDeliveringQueue(e, func(q *admin.Queue, cfg *config.Config) error {
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
 		f := failures{e: e}
@@ -386,7 +401,7 @@ func deliverMatching(e *env) error {
 	if len(e.args) != 1 || e.args[0] == "" {
 		return fmt.Errorf("give one STRING to match in recipient addresses: %w", errUsage)
 	}
-	return withQueue(e, func(q *admin.Queue, cfg *config.Config) error {
+	return withDeliveringQueue(e, func(q *admin.Queue, cfg *config.Config) error {
 		ids, err := q.MatchRecipient(e.args[0])
 		if err != nil {
 			return err

@@ -247,6 +247,15 @@ run_interval = "1s"
 	if r.code != 1 || r.stderr != want {
 		t.Errorf("nobody's sendmail without a daemon: exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
 	}
+	// Listing the queue reads no key either: nobody hears about the spool.
+	r = runWith(t, func(cmd *exec.Cmd) {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: lookupCred(t, "nobody")}
+	}, mx, "-config", g.cfgPath, "-bpc")
+	want = fmt.Sprintf("mxgate: user nobody may not read the spool at %s (owned by %s): run it as root or %s\n",
+		filepath.Join(g.dataDir, "spool"), daemonUser, daemonUser)
+	if r.code != 1 || r.stderr != want {
+		t.Errorf("nobody's -bpc: exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
+	}
 }
 
 // ensureUser looks up name, creating it as a system user when missing,
@@ -406,5 +415,14 @@ url = "smtp://127.0.0.1:1"
 		filepath.Join(g.dataDir, "submit.sock"), filepath.Join(g.dataDir, "spool"), daemonUser, daemonUser)
 	if r.code != 1 || r.stderr != want {
 		t.Errorf("nobody's sendmail without a daemon: exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
+	}
+	// Listing the queue reads no key either: nobody hears about the spool.
+	r = runWith(t, func(cmd *exec.Cmd) {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: lookupCred(t, "nobody")}
+	}, mx, "-config", g.cfgPath, "-bpc")
+	want = fmt.Sprintf("mxgate: user nobody may not read the spool at %s (owned by %s): run it as root or %s\n",
+		filepath.Join(g.dataDir, "spool"), daemonUser, daemonUser)
+	if r.code != 1 || r.stderr != want {
+		t.Errorf("nobody's -bpc: exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
 	}
 }
