@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"mxgate/retry"
 	"net"
@@ -30,11 +31,23 @@ const (
 	defaultMinFreeInodes = 1000
 )
 
+// installedDataDir and installedLogDir are the defaults of data_dir and
+// log.dir in an installed build: the packaging script sets them at link
+// time (-X mxgate/config.installedDataDir=/var/spool/mxgate, and
+// installedLogDir=/var/log/mxgate), so a config file that leaves them out
+// still puts the spool and the logs where the system unit lets the
+// daemon write. Empty in a plain go build: data_dir is then "var" beside
+// the config file, log.dir DATA_DIR/log.
+var installedDataDir, installedLogDir string
+
 // check fills defaults and reports every value that is out of range, every
 // required key that is missing and every combination that cannot work.
 func (d *decoder) check(c *Config) {
 	if c.DataDir == "" {
-		c.DataDir = defaultDataDir
+		c.DataDir = cmp.Or(installedDataDir, defaultDataDir)
+	}
+	if c.Log.Dir == "" {
+		c.Log.Dir = installedLogDir
 	}
 	d.resolvePaths(c)
 	d.checkHostname(c)

@@ -69,12 +69,14 @@ umask 022
 # no dpkg-shlibdeps; os/user then reads /etc/passwd and /etc/group
 # itself, which knows the system user mxgate. -s -w: no symbol table
 # and DWARF (a third of the size); panics still name files and lines.
+# The installed layout's defaults (data_dir, log.dir) are linked in, so a
+# config that leaves them out still writes where the unit allows.
 # The commit is passed too: Go's own VCS stamp is off where GOFLAGS has
 # -buildvcs=false, and then mxgate version would say "commit unknown".
 commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 [[ -z $(git status --porcelain --untracked-files=no 2>/dev/null) ]] || commit+=-dirty
 CGO_ENABLED=0 go build -trimpath \
-	-ldflags "-s -w -X main.version=$version -X main.commit=$commit -X main.systemConfig=/etc/mxgate/mxgate.toml" \
+	-ldflags "-s -w -X main.version=$version -X main.commit=$commit -X main.systemConfig=/etc/mxgate/mxgate.toml -X mxgate/config.installedDataDir=/var/spool/mxgate -X mxgate/config.installedLogDir=/var/log/mxgate" \
 	-o "$tree/usr/sbin/mxgate" ./cmd/mxgate
 
 install -D -m 0644 packaging/mxgate.service "$tree/lib/systemd/system/mxgate.service"
