@@ -210,6 +210,15 @@ func checkLayout(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "(from "+pkgConfig+"): OK") {
 		t.Errorf("%s config check: exit status %d, stdout %q, stderr %q; want OK for %s", pkgBinary, r.code, firstLine(r.stdout), r.stderr, pkgConfig)
 	}
+	// A config of the admin's that leaves data_dir and log.dir out still
+	// gets the installed layout, not /etc/mxgate/var.
+	bare := filepath.Join(t.TempDir(), "bare.toml")
+	if err := os.WriteFile(bare, []byte("relay.domains = [\"example.test\"]\ndownstream.url = \"smtp://127.0.0.1:25\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := runWith(t, nil, pkgBinary, "-config", bare, "-bP", "data_dir", "log.dir"); r.stdout != "data_dir = /var/spool/mxgate\nlog.dir = /var/log/mxgate\n" {
+		t.Errorf("%s -bP data_dir log.dir for a config naming neither: %+v; want the installed layout", pkgBinary, r)
+	}
 	if out := mustRun(t, "systemd-analyze", "verify", pkgUnit); out != "" {
 		t.Errorf("systemd-analyze verify %s:\n%s", pkgUnit, out)
 	}
