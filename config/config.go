@@ -61,9 +61,12 @@ type Config struct {
 	// without it serve refuses to start as root.
 	RunAsRoot bool `toml:"run_as_root"`
 	// UID and GID are User and Group looked up; -1 when User is not set.
+	// Groups are the daemon's supplementary groups: GID and every group
+	// User is a member of (ssl-cert, for keys only that group may read).
 	// Not printed.
-	UID int `toml:"-"`
-	GID int `toml:"-"`
+	UID    int   `toml:"-"`
+	GID    int   `toml:"-"`
+	Groups []int `toml:"-"`
 
 	TLS        TLS        `toml:"tls"`
 	SMTP       SMTP       `toml:"smtp"`

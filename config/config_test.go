@@ -159,7 +159,7 @@ func TestLoadGood(t *testing.T) {
 		Listen:    []string{"127.0.0.1:2525", "[::1]:2525"},
 		ListenTLS: []string{"127.0.0.1:4650"},
 		DataDir:   "/var/spool/mxgate",
-		User:      "root", Group: "root", RunAsRoot: true, UID: 0, GID: 0,
+		User:      "root", Group: "root", RunAsRoot: true, UID: 0, GID: 0, Groups: []int{0},
 		TLS: TLS{Cert: absTestdata(t, "cert.pem"), Key: absTestdata(t, "key.pem"),
 			Certificates: []TLSCertificate{{Cert: absTestdata(t, "cert.pem"), Key: absTestdata(t, "key.pem")}}},
 		// As written where that is not how String would print the value.

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"os/user"
+	"slices"
 	"strconv"
 )
 
@@ -32,6 +33,14 @@ func (d *decoder) checkUser(c *Config) {
 			return
 		}
 		c.GID, _ = strconv.Atoi(g.Gid)
+	}
+	c.Groups = []int{c.GID}
+	if ids, err := u.GroupIds(); err == nil {
+		for _, id := range ids {
+			if g, err := strconv.Atoi(id); err == nil && !slices.Contains(c.Groups, g) {
+				c.Groups = append(c.Groups, g)
+			}
+		}
 	}
 	if c.UID == 0 {
 		return

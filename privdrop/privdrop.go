@@ -13,13 +13,17 @@ import (
 	"syscall"
 )
 
-// To switches every thread of the process to uid and gid, with gid as its
-// only supplementary group (root's groups would otherwise stay), and
-// checks that it took and cannot be undone. Go's syscall applies each
-// change to all threads on Linux.
-func To(uid, gid int) error {
-	if err := syscall.Setgroups([]int{gid}); err != nil {
-		return fmt.Errorf("setgroups [%d]: %w", gid, err)
+// To switches every thread of the process to uid and gid, with groups as
+// its supplementary groups (the user's own, as initgroups(3) gives a login:
+// root's would otherwise stay; gid alone when groups is empty), and checks
+// that it took and cannot be undone. Go's syscall applies each change to
+// all threads on Linux.
+func To(uid, gid int, groups []int) error {
+	if len(groups) == 0 {
+		groups = []int{gid}
+	}
+	if err := syscall.Setgroups(groups); err != nil {
+		return fmt.Errorf("setgroups %v: %w", groups, err)
 	}
 	if err := syscall.Setgid(gid); err != nil {
 		return fmt.Errorf("setgid %d: %w", gid, err)

@@ -38,7 +38,7 @@ func child() int {
 		}()
 		<-ready
 	}
-	if err := To(nobody, nobody); err != nil {
+	if err := To(nobody, nobody, []int{nobody, 4}); err != nil {
 		fmt.Println("error:", err)
 		return 1
 	}
@@ -60,9 +60,9 @@ func child() int {
 	return 0
 }
 
-// TestTo runs a child as root that switches to nobody, and checks in
-// /proc that every thread of it has nobody's real, effective, saved and
-// file-system IDs and no group but nobody's.
+// TestTo runs a child as root that switches to nobody with the groups
+// nobody and adm (4), and checks in /proc that every thread of it has
+// nobody's real, effective, saved and file-system IDs and no other groups.
 func TestTo(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("switching users needs root")
@@ -76,7 +76,7 @@ func TestTo(t *testing.T) {
 	want := map[string]bool{
 		"Uid: 65534 65534 65534 65534": true,
 		"Gid: 65534 65534 65534 65534": true,
-		"Groups: 65534":                true,
+		"Groups: 4 65534":              true,
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	if len(lines) < 3*5 {
@@ -84,7 +84,7 @@ func TestTo(t *testing.T) {
 	}
 	for _, l := range lines {
 		if !want[l] {
-			t.Errorf("a thread of the child has %q after To(%d, %d)", l, nobody, nobody)
+			t.Errorf("a thread of the child has %q after To(%d, %d, [%d 4])", l, nobody, nobody, nobody)
 		}
 	}
 }

@@ -306,7 +306,7 @@ func dropPrivileges(cfg *config.Config, logExisted bool) error {
 	if err := privdrop.Own(cfg.UID, cfg.GID, own...); err != nil {
 		return err
 	}
-	if err := privdrop.To(cfg.UID, cfg.GID); err != nil {
+	if err := privdrop.To(cfg.UID, cfg.GID, cfg.Groups); err != nil {
 		return fmt.Errorf("switching to user %s: %w", cfg.User, err)
 	}
 	return nil

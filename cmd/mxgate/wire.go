@@ -52,7 +52,7 @@ func enterSpool(cfg *config.Config) error {
 		// The mainlog names the admin who acted (U=root), not the user
 		// the command then runs as: user.Current keeps its first answer.
 		user.Current()
-		if err := privdrop.To(cfg.UID, cfg.GID); err != nil {
+		if err := privdrop.To(cfg.UID, cfg.GID, cfg.Groups); err != nil {
 			return fmt.Errorf("switching to user %s: %w", cfg.User, err)
 		}
 		return nil

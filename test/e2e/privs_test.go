@@ -82,6 +82,13 @@ func snapshot(t *testing.T, dir string) string {
 // created when missing.
 const daemonUser = "mxgate-test"
 
+// keysUser is TestReloadAsUser's daemon's user, a member of keysGroup,
+// the group its TLS key is given to (Debian's ssl-cert).
+const (
+	keysUser  = "mxgate-test-tls"
+	keysGroup = "mxgate-test-cert"
+)
+
 // TestUnprivilegedDaemon: started as root with user set, the daemon runs
 // as that user (so /proc says), everything under its data_dir is that
 // user's, and a local user who may not touch the spool submits with
@@ -258,13 +265,25 @@ run_interval = "1s"
 	}
 }
 
-// ensureUser looks up name, creating it as a system user when missing,
-// and returns its IDs.
-func ensureUser(t *testing.T, name string) *syscall.Credential {
+// ensureUser looks up name, creating it as a system user when missing
+// (a member of the supplementary groups, created too), and returns its
+// IDs.
+func ensureUser(t *testing.T, name string, groups ...string) *syscall.Credential {
 	t.Helper()
+	for _, g := range groups {
+		if _, err := user.LookupGroup(g); err != nil {
+			out, err := exec.Command("groupadd", "--system", g).CombinedOutput()
+			if _, lerr := user.LookupGroup(g); err != nil && lerr != nil {
+				t.Fatalf("groupadd %s: %v\n%s", g, err, out)
+			}
+		}
+	}
 	if _, err := user.Lookup(name); err != nil {
-		out, err := exec.Command("useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-			"--shell", "/usr/sbin/nologin", name).CombinedOutput()
+		args := []string{"--system", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin"}
+		if len(groups) > 0 {
+			args = append(args, "--groups", strings.Join(groups, ","))
+		}
+		out, err := exec.Command("useradd", append(args, name)...).CombinedOutput()
 		// Another test may have created it meanwhile.
 		if _, lerr := user.Lookup(name); err != nil && lerr != nil {
 			t.Fatalf("useradd %s: %v\n%s", name, err, out)
@@ -317,7 +336,14 @@ func TestReloadAsUser(t *testing.T) {
 		t.Skip("starting a daemon that drops its privileges needs root")
 	}
 	t.Parallel()
-	du := ensureUser(t, daemonUser)
+	// The Debian way for keys: root:ssl-cert 0640, the daemon's user a
+	// member of ssl-cert, which the daemon keeps as a supplementary group.
+	ensureUser(t, keysUser, keysGroup)
+	kg, err := user.LookupGroup(keysGroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keysGID, _ := strconv.Atoi(kg.Gid)
 	// Not t.TempDir: the daemon's user must be able to enter it.
 	base, err := os.MkdirTemp("", "mxgate-e2e-reload-user-")
 	if err != nil {
@@ -354,7 +380,7 @@ mode = "none"
 
 [downstream]
 url = "smtp://127.0.0.1:1"
-`, g.addr, daemonUser)
+`, g.addr, keysUser)
 	if err := os.WriteFile(g.cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -362,7 +388,7 @@ url = "smtp://127.0.0.1:1"
 	g.start()
 
 	warning := fmt.Sprintf("warning: a reload will be refused: as user %s, %s:7: key \"tls.cert\": open %s: permission denied (files the config names must be readable by that user)",
-		daemonUser, g.cfgPath, cert)
+		keysUser, g.cfgPath, cert)
 	waitFor(t, readyTimeout, func() string {
 		if !strings.Contains(g.output(), "mxgate: "+warning+"\n") {
 			return fmt.Sprintf("serve's stderr saying %q", warning)
@@ -377,7 +403,7 @@ url = "smtp://127.0.0.1:1"
 	g.waitLog(daemonLine(regexp.QuoteMeta("configuration reload from "+g.cfgPath+" refused, generation 1 still serving: ") + ".*permission denied$"))
 
 	for _, f := range []string{cert, key} {
-		if err := os.Chown(f, 0, int(du.Gid)); err != nil {
+		if err := os.Chown(f, 0, keysGID); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.Chmod(f, 0o640); err != nil {
@@ -412,7 +438,7 @@ url = "smtp://127.0.0.1:1"
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: lookupCred(t, "nobody")}
 	}, mx, "-config", g.cfgPath, "-t")
 	want := fmt.Sprintf("mxgate: no mxgate daemon answers on %s, and user nobody may not read the spool at %s (owned by %s): run it as root or %s\n",
-		filepath.Join(g.dataDir, "submit.sock"), filepath.Join(g.dataDir, "spool"), daemonUser, daemonUser)
+		filepath.Join(g.dataDir, "submit.sock"), filepath.Join(g.dataDir, "spool"), keysUser, keysUser)
 	if r.code != 1 || r.stderr != want {
 		t.Errorf("nobody's sendmail without a daemon: exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
 	}
@@ -421,7 +447,7 @@ url = "smtp://127.0.0.1:1"
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: lookupCred(t, "nobody")}
 	}, mx, "-config", g.cfgPath, "-bpc")
 	want = fmt.Sprintf("mxgate: user nobody may not read the spool at %s (owned by %s): run it as root or %s\n",
-		filepath.Join(g.dataDir, "spool"), daemonUser, daemonUser)
+		filepath.Join(g.dataDir, "spool"), keysUser, keysUser)
 	if r.code != 1 || r.stderr != want {
 		t.Errorf("nobody's -bpc: exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
 	}
