@@ -113,6 +113,11 @@ func run(argv []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if msg := strings.TrimSuffix(err.Error(), ": "+errUsage.Error()); msg != errUsage.Error() {
 			fmt.Fprintf(stderr, "mxgate: %s\n", msg)
 		}
+		var cu commandUsage
+		if errors.As(err, &cu) {
+			fmt.Fprintf(stderr, "usage: mxgate [-config FILE] %s\n(mxgate help %s for more)\n", cu.c.synopsis(), cu.c.name)
+			return 2
+		}
 		fmt.Fprint(stderr, usage())
 		return 2
 	case errors.Is(err, errHelp):
@@ -144,8 +149,22 @@ func dispatch(argv []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprint(stdout, c.help())
 		return nil
 	}
-	return c.run(e)
+	err = c.run(e)
+	if errors.Is(err, errUsage) {
+		return commandUsage{err: err, c: c}
+	}
+	return err
 }
+
+// commandUsage is a command's own usage error: its synopsis is printed,
+// not the list of every command.
+type commandUsage struct {
+	err error
+	c   *command
+}
+
+func (u commandUsage) Error() string { return u.err.Error() }
+func (u commandUsage) Unwrap() error { return u.err }
 
 // commandLine is argv resolved: which registered command runs, with what.
 type commandLine struct {

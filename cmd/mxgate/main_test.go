@@ -154,3 +154,16 @@ func TestVersion(t *testing.T) {
 		t.Errorf("-bV of a missing config: %+v", got)
 	}
 }
+
+// TestCommandUsageError: a command used wrongly prints what is wrong and
+// its own synopsis, not the list of every command; exit status 2.
+func TestCommandUsageError(t *testing.T) {
+	got := runArgs("mxgate", "exinext")
+	want := result{"", "mxgate: give one message ID, address or domain\nusage: mxgate [-config FILE] exinext ID|ADDR|DOMAIN\n(mxgate help exinext for more)\n", 2}
+	if got != want {
+		t.Errorf("mxgate exinext: %+v, want %+v", got, want)
+	}
+	if got := runArgs("mxgate", "bogus"); got.code != 2 || !strings.Contains(got.stderr, "usage: mxgate [-config FILE] COMMAND [ARGS]\n") {
+		t.Errorf("mxgate bogus: %+v, want the list of commands, exit 2", got)
+	}
+}
