@@ -102,6 +102,9 @@ start_mxgate() {
 hostname = "mx.load.test"
 listen   = ["127.0.0.1:$mx_port"]
 data_dir = "$mx_dir/data"
+# A scratch daemon, started by whoever runs the load (root on the test
+# machines): no user to switch to.
+run_as_root = true
 
 [smtp]
 max_connections        = $maxconn

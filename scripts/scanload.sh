@@ -124,6 +124,9 @@ cat >"$scratch/mxgate.toml" <<EOF
 hostname = "mx.load.test"
 listen   = ["127.0.0.1:$mx_port"]
 data_dir = "$scratch/mxgate-data"
+# A scratch daemon, started by whoever runs the load (root on the test
+# machines): no user to switch to.
+run_as_root = true
 
 [smtp]
 max_connections_per_ip = $((sessions + 10))
