@@ -120,26 +120,13 @@ func TestUnprivilegedDaemon(t *testing.T) {
 	if err := os.Mkdir(bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(binary)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mx := filepath.Join(bin, "mxgate")
-	if err := os.WriteFile(mx, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	mx := copyBinary(t, bin)
 	sendmail := filepath.Join(bin, "sendmail")
 	if err := os.Symlink("mxgate", sendmail); err != nil {
 		t.Fatal(err)
 	}
 
-	g := &mxgate{
-		t:       t,
-		addr:    fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false)),
-		dataDir: filepath.Join(base, "data"),
-		cfgPath: filepath.Join(base, "mxgate.toml"),
-		outPath: filepath.Join(base, "mxgate.out"),
-	}
+	g := mxgateIn(t, base)
 	cfg := fmt.Sprintf(`hostname = "mx.example.test"
 listen   = [%q]
 data_dir = "data"
@@ -265,6 +252,33 @@ run_interval = "1s"
 	}
 }
 
+// copyBinary copies the mxgate under test into dir, for users who may
+// not enter the directory it was built in, and returns the copy's path.
+func copyBinary(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(binary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mx := filepath.Join(dir, "mxgate")
+	if err := os.WriteFile(mx, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return mx
+}
+
+// mxgateIn is a daemon not started yet whose files are in base: data/,
+// mxgate.toml (the caller writes it) and mxgate.out.
+func mxgateIn(t *testing.T, base string) *mxgate {
+	return &mxgate{
+		t:       t,
+		addr:    fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false)),
+		dataDir: filepath.Join(base, "data"),
+		cfgPath: filepath.Join(base, "mxgate.toml"),
+		outPath: filepath.Join(base, "mxgate.out"),
+	}
+}
+
 // ensureUser looks up name, creating it as a system user when missing
 // (a member of the supplementary groups, created too), and returns its
 // IDs.
@@ -344,25 +358,12 @@ func TestReloadAsUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	keysGID, _ := strconv.Atoi(kg.Gid)
-	// Not t.TempDir: the daemon's user must be able to enter it.
-	base, err := os.MkdirTemp("", "mxgate-e2e-reload-user-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	// The daemon's user must be able to enter it.
+	base := enterableTempDir(t, "reload-user")
 	cert, key := filepath.Join(base, "cert.pem"), filepath.Join(base, "key.pem")
 	tlstest.WriteFiles(t, cert, key, "mx.example.test") // root's, mode 0600
 
-	g := &mxgate{
-		t:       t,
-		addr:    fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false)),
-		dataDir: filepath.Join(base, "data"),
-		cfgPath: filepath.Join(base, "mxgate.toml"),
-		outPath: filepath.Join(base, "mxgate.out"),
-	}
+	g := mxgateIn(t, base)
 	cfg := fmt.Sprintf(`hostname = "mx.example.test"
 listen   = [%q]
 data_dir = "data"
@@ -414,14 +415,7 @@ url = "smtp://127.0.0.1:1"
 	g.waitLog(daemonLine("configuration reloaded: generation 2$"))
 
 	// The binary's own directory is private to root: nobody runs a copy.
-	b, err := os.ReadFile(binary)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mx := filepath.Join(base, "mxgate")
-	if err := os.WriteFile(mx, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	mx := copyBinary(t, base)
 	r := runWith(t, func(cmd *exec.Cmd) {
 		cmd.Stdin = strings.NewReader("To: joe@example.test\nSubject: from a web application\n\nhello\n")
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: lookupCred(t, "nobody")}
