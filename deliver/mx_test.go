@@ -28,18 +28,53 @@ import (
 type mxNet struct {
 	t    *testing.T
 	port int
+	// held are the port's listeners on 127.0.0.1-127.0.0.9, bound at
+	// the start (a port free on 127.0.0.1 may be taken on 127.0.0.2 by
+	// another test by the time a host is started there) and closed by
+	// transport when they serve no host.
+	held map[string]net.Listener
 }
+
+// mxHosts is how many loopback addresses, from 127.0.0.1 on, a test's
+// mail hosts may use.
+const mxHosts = 9
 
 func newMXNet(t *testing.T) *mxNet {
-	return &mxNet{t: t, port: peertest.FreePort(t, false)}
+	t.Helper()
+	for range 100 {
+		n := &mxNet{t: t, port: peertest.FreePort(t, false), held: make(map[string]net.Listener)}
+		for i := 1; i <= mxHosts; i++ {
+			ip := fmt.Sprintf("127.0.0.%d", i)
+			l, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(n.port)))
+			if err != nil {
+				break
+			}
+			n.held[ip] = l
+		}
+		if len(n.held) == mxHosts {
+			t.Cleanup(func() {
+				for _, l := range n.held {
+					l.Close()
+				}
+			})
+			return n
+		}
+		for _, l := range n.held {
+			l.Close()
+		}
+	}
+	t.Fatalf("no port free on 127.0.0.1-127.0.0.%d in 100 tries", mxHosts)
+	return nil
 }
 
+// listen is the host ip's listener on the net's port.
 func (n *mxNet) listen(ip string) net.Listener {
 	n.t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(n.port)))
-	if err != nil {
-		n.t.Fatal(err)
+	l, ok := n.held[ip]
+	if !ok {
+		n.t.Fatalf("mxNet: no listener held for %s (127.0.0.1-127.0.0.%d)", ip, mxHosts)
 	}
+	delete(n.held, ip)
 	return l
 }
 
@@ -69,6 +104,12 @@ func (n *mxNet) dns(zone dnstest.Zone, secure ...string) *dnstest.Server {
 // transport is the MX transport asking srv, with its test timeouts.
 func (n *mxNet) transport(srv *dnstest.Server, change func(*MXOptions)) Transport {
 	n.t.Helper()
+	// The hosts are up: the addresses with none refuse connections, as
+	// an MX host that is down does.
+	for ip, l := range n.held {
+		l.Close()
+		delete(n.held, ip)
+	}
 	o := MXOptions{
 		Hostname:       "gw.example.net",
 		Resolvers:      []string{srv.Addr},
