@@ -163,6 +163,9 @@ func TestCommandUsageError(t *testing.T) {
 	if got != want {
 		t.Errorf("mxgate exinext: %+v, want %+v", got, want)
 	}
+	if got := runArgs("mxgate", "reload", "--wait", "0"); got.code != 2 || !strings.HasPrefix(got.stderr, "mxgate: reload: --wait must be more than 0\nusage: mxgate [-config FILE] reload [--wait DURATION]\n") {
+		t.Errorf("mxgate reload --wait 0: %+v, want a usage error, exit 2", got)
+	}
 	if got := runArgs("mxgate", "bogus"); got.code != 2 || !strings.Contains(got.stderr, "usage: mxgate [-config FILE] COMMAND [ARGS]\n") {
 		t.Errorf("mxgate bogus: %+v, want the list of commands, exit 2", got)
 	}

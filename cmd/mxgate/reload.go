@@ -2,7 +2,9 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -22,12 +24,14 @@ import (
 )
 
 func init() {
-	register("reload", "\tcheck the config, then make the running daemon reload it (config, TLS certificates, logs) and print the outcome", reloadCmd)
+	register("reload", "[--wait DURATION]\tcheck the config, then make the running daemon reload it (config, TLS certificates, logs) and print the outcome", reloadCmd,
+		withFlag("--wait", "DURATION", "how long to wait for the daemon's answer (default 10s; \"30s\", \"1m\")"))
 }
 
-// reloadWait bounds how long `mxgate reload` waits for the daemon's
-// answer: a reload builds the checks (opening caches, reading keys) and
-// nothing more, so a daemon that says nothing in this time is stuck.
+// reloadWait is how long `mxgate reload` waits for the daemon's answer
+// unless --wait says otherwise: a reload builds the checks (opening
+// caches, reading keys) and nothing more, so a daemon that says nothing
+// in this time is stuck.
 const reloadWait = 10 * time.Second
 
 // generation is one loaded config with what serve built from it. The
@@ -281,8 +285,18 @@ func readStatus(path string) (reloadStatus, error) {
 // reloaded: generation N" (exit 0) or the refusal (exit 1). The daemon
 // reads its own config file, the one it was started with.
 func reloadCmd(e *env) error {
-	if err := noArgs(e); err != nil {
-		return err
+	fs := flag.NewFlagSet("reload", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	wait := config.Duration(reloadWait)
+	fs.TextVar(&wait, "wait", wait, "")
+	if err := fs.Parse(e.args); err != nil {
+		return fmt.Errorf("reload: %v: %w", err, errUsage)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: %w", fs.Arg(0), errUsage)
+	}
+	if wait <= 0 {
+		return fmt.Errorf("reload: --wait must be more than 0: %w", errUsage)
 	}
 	cfg, err := loadConfig(e.configPath)
 	if err != nil {
@@ -301,7 +315,7 @@ func reloadCmd(e *env) error {
 	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
 		return fmt.Errorf("signalling the mxgate daemon (PID %d from %s): %w", pid, pidFile, err)
 	}
-	deadline := time.Now().Add(reloadWait)
+	deadline := time.Now().Add(time.Duration(wait))
 	for time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 		st, err := readStatus(path)
@@ -314,5 +328,5 @@ func reloadCmd(e *env) error {
 		fmt.Fprintln(e.stdout, st.msg)
 		return nil
 	}
-	return fmt.Errorf("the mxgate daemon (PID %d) was signalled but reported no reload within %v; see its mainlog", pid, reloadWait)
+	return fmt.Errorf("the mxgate daemon (PID %d) was signalled but reported no reload within %v; see its mainlog", pid, wait)
 }

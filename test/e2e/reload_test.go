@@ -130,7 +130,7 @@ func TestReload(t *testing.T) {
 
 	// `mxgate reload`: trusted again; a listen change is not applied.
 	g.editConfig(untrustedLine, trustedLine, `listen   = ["`+g.addr+`"]`, `listen   = ["127.0.0.1:1"]`)
-	if out := g.mustCLI("reload"); out != "configuration reloaded: generation 3\n" {
+	if out := g.mustCLI("reload", "--wait", "20s"); out != "configuration reloaded: generation 3\n" {
 		t.Errorf("mxgate reload printed %q, want \"configuration reloaded: generation 3\\n\"", out)
 	}
 	if countLines(g.mainlog(), daemonLine(regexp.QuoteMeta("listen changed: restart needed (the old value stays in force)")+"$")) != 1 {
