@@ -4,18 +4,29 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"os/user"
+	"strconv"
+	"sync"
 
 	"mxgate/spool"
 )
 
-// user is logged as U= on the arrival of a notification, where Exim logs
-// its own user.
-const user = "mxgate"
+// User is logged as U= on the arrival of a notification, where Exim logs
+// its own user: the login of the process that makes it (the daemon's
+// user, or the admin's command switched to it), "uid N" without a passwd
+// entry, as Exim writes.
+var User = sync.OnceValue(func() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	return "uid " + strconv.Itoa(os.Getuid())
+})
 
 // Commit builds the notification r describes with build (Failure or
 // Delay) and commits it to sp as a new message from the null sender to
-// r.Sender, logged as Exim logs its own: "NEWID <= <> R=PARENT U=mxgate
-// P=local S=N", PARENT being r.ID; r.Date is its arrival time, and
+// r.Sender, logged as Exim logs its own: "NEWID <= <> R=PARENT U=USER
+// P=local S=N" (USER: User), PARENT being r.ID; r.Date is its arrival time, and
 // r.MessageID is set to "E" and its ID, as Exim names its own. It returns
 // the new message's ID; delivering it is the caller's business. When it
 // fails nothing is left in the spool.
@@ -44,7 +55,7 @@ func Commit(ctx context.Context, sp *spool.Spool, log spool.Logger, build func(*
 		DeliverFirstTime: true,
 		Headers:          m.Headers,
 	}
-	arrival := fmt.Sprintf("R=%s U=%s P=local S=%d", r.ID, user, env.HeaderSize()+1+int64(len(m.Body)))
+	arrival := fmt.Sprintf("R=%s U=%s P=local S=%d", r.ID, User(), env.HeaderSize()+1+int64(len(m.Body)))
 	if err := w.Receive(ctx, env, arrival, log); err != nil {
 		return "", err
 	}

@@ -46,7 +46,7 @@ func TestCommit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{fmt.Sprintf("%s <= <> R=0t5C6f-0000c8-00 U=mxgate P=local S=%d", id, size)}; !slices.Equal(log, want) {
+	if want := []string{fmt.Sprintf("%s <= <> R=0t5C6f-0000c8-00 U=%s P=local S=%d", id, User(), size)}; !slices.Equal(log, want) {
 		t.Errorf("logged %q, want %q", log, want)
 	}
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"mxgate/deliver"
+	"mxgate/dsn"
 	"mxgate/spool"
 )
 
@@ -144,7 +145,7 @@ func TestBounceOn5xx(t *testing.T) {
 	e.expectLines(
 		"Start queue run: pid=PID",
 		fmt.Sprintf("%s ** dave@down.test R=downstream T=fake H=%s: SMTP error from remote mail server after RCPT TO: 550 5.1.1 no such user", id, testHost),
-		fmt.Sprintf("%s <= <> R=%s U=mxgate P=local S=%d", b, id, e.size(b)),
+		fmt.Sprintf("%s <= <> R=%s U=%s P=local S=%d", b, id, dsn.User(), e.size(b)),
 		string(id)+" Completed",
 		"End queue run: pid=PID",
 	)
@@ -161,7 +162,7 @@ func TestBounceOn5xx(t *testing.T) {
 	if !strings.Contains(r.text, "550 5.1.1 no such user") {
 		t.Errorf("text part lacks the diagnostic:\n%s", r.text)
 	}
-	if got, want := e.msglog(b), []string{fmt.Sprintf("Received from <> R=%s U=mxgate P=local S=%d", id, e.size(b))}; !slices.Equal(got, want) {
+	if got, want := e.msglog(b), []string{fmt.Sprintf("Received from <> R=%s U=%s P=local S=%d", id, dsn.User(), e.size(b))}; !slices.Equal(got, want) {
 		t.Errorf("bounce msglog %q, want %q", got, want)
 	}
 	if got := e.spoolFiles(id); len(got) != 0 {
@@ -208,7 +209,7 @@ func TestOneBounceForTwo(t *testing.T) {
 		fmt.Sprintf("%s => bob@down.test R=downstream T=fake H=%s %s", id, testHost, testC),
 		fmt.Sprintf("%s ** dave@down.test R=downstream T=fake H=%s: SMTP error from remote mail server after RCPT TO: 550 5.1.1 no such user", id, testHost),
 		fmt.Sprintf("%s ** erin@down.test R=downstream T=fake H=%s: SMTP error from remote mail server after RCPT TO: 552 5.2.2 mailbox full", id, testHost),
-		fmt.Sprintf("%s <= <> R=%s U=mxgate P=local S=%d", b, id, e.size(b)),
+		fmt.Sprintf("%s <= <> R=%s U=%s P=local S=%d", b, id, dsn.User(), e.size(b)),
 		string(id)+" Completed",
 		"End queue run: pid=PID",
 	)
@@ -352,7 +353,7 @@ func TestTimeoutFrozenAfter(t *testing.T) {
 		e.expectLines(
 			"Start queue run: pid=PID",
 			string(id)+" cancelled by timeout_frozen_after",
-			fmt.Sprintf("%s <= <> R=%s U=mxgate P=local S=%d", b, id, e.size(b)),
+			fmt.Sprintf("%s <= <> R=%s U=%s P=local S=%d", b, id, dsn.User(), e.size(b)),
 			string(id)+" Completed",
 			"End queue run: pid=PID",
 		)
@@ -409,7 +410,7 @@ func TestDelayWarning(t *testing.T) {
 	}
 	w := warnings[0]
 	e.expectLines("Start queue run: pid=PID -qf", deferLine,
-		fmt.Sprintf("%s <= <> R=%s U=mxgate P=local S=%d", w, id, e.size(w)),
+		fmt.Sprintf("%s <= <> R=%s U=%s P=local S=%d", w, id, dsn.User(), e.size(w)),
 		"End queue run: pid=PID -qf")
 	r := e.readReport(w)
 	if got, want := r.msg.Header.Get("Subject"), "Warning: message "+string(id)+" delayed 24 hours"; got != want {

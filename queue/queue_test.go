@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"mxgate/deliver"
+	"mxgate/dsn"
 	"mxgate/mainlog"
 	"mxgate/retry"
 	"mxgate/route"
@@ -363,7 +364,7 @@ func TestMixedThenRetry(t *testing.T) {
 	}
 	// dave's bounce, left in the spool: the only delivery slot was taken.
 	bounce := e.bounce(id, "dave@down.test")
-	want = append(want, fmt.Sprintf("%s <= <> R=%s U=mxgate P=local S=%d", bounce, id, e.size(bounce)))
+	want = append(want, fmt.Sprintf("%s <= <> R=%s U=%s P=local S=%d", bounce, id, dsn.User(), e.size(bounce)))
 	e.expectLines(want...)
 	if got := e.msglog(id); !slices.Equal(got, lines) {
 		t.Errorf("msglog:\n got %q\nwant %q", got, lines)
@@ -457,7 +458,7 @@ func TestGiveUp(t *testing.T) {
 		fmt.Sprintf("%s == carol@down.test R=downstream T=fake defer (110) H=%s: Connection timed out", id, testHost),
 		fmt.Sprintf("%s ** bob@down.test R=downstream T=fake: retry timeout exceeded", id),
 		fmt.Sprintf("%s ** carol@down.test R=downstream T=fake: retry timeout exceeded", id),
-		fmt.Sprintf("%s <= <> R=%s U=mxgate P=local S=%d", bounce, id, e.size(bounce)),
+		fmt.Sprintf("%s <= <> R=%s U=%s P=local S=%d", bounce, id, dsn.User(), e.size(bounce)),
 		fmt.Sprintf("%s Completed", id),
 		"End queue run: pid=PID",
 	)

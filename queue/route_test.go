@@ -14,6 +14,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"mxgate/deliver"
+	"mxgate/dsn"
 	"mxgate/route"
 	"mxgate/spool"
 )
@@ -79,7 +80,7 @@ func TestUnroutableBounced(t *testing.T) {
 		"Start queue run: pid=PID",
 		fmt.Sprintf("%s => bob@down.test R=downstream T=fake H=%s %s", id, testHost, testC),
 		fmt.Sprintf("%s ** x@foreign.test: Unrouteable address", id),
-		fmt.Sprintf("%s <= <> R=%s U=mxgate P=local S=%d", b, id, e.size(b)),
+		fmt.Sprintf("%s <= <> R=%s U=%s P=local S=%d", b, id, dsn.User(), e.size(b)),
 		string(id)+" Completed",
 		"End queue run: pid=PID",
 	)

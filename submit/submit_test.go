@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"mxgate/config"
+	"mxgate/dsn"
 	"mxgate/mainlog"
 	"mxgate/route"
 	"mxgate/spool"
@@ -503,7 +504,7 @@ func TestSubmitRejected(t *testing.T) {
 			if len(ids) != 2 || !slices.Contains(ids, m.Bounce) {
 				t.Fatalf("spool %v, want the message and its bounce %q", ids, m.Bounce)
 			}
-			if want := fmt.Sprintf(" %s <= <> R=%s U=mxgate P=local S=", m.Bounce, m.ID); !strings.Contains(lines[len(lines)-1], want) {
+			if want := fmt.Sprintf(" %s <= <> R=%s U=%s P=local S=", m.Bounce, m.ID, dsn.User()); !strings.Contains(lines[len(lines)-1], want) {
 				t.Errorf("last mainlog line %q, want the bounce's arrival %q", lines[len(lines)-1], want)
 			}
 			benv, err := f.spool.Load(m.Bounce)

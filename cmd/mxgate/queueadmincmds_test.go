@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"mxgate/dsn"
 	"mxgate/spool"
 )
 
@@ -33,7 +34,7 @@ func TestGiveUp(t *testing.T) {
 	// The one bounce, to alice, delivered at once, naming both recipients.
 	var bounceID string
 	for _, l := range q.mainlog() {
-		if id, rest, _ := strings.Cut(l, " "); strings.HasPrefix(rest, "<= <> R="+msg+" U=mxgate P=local S=") {
+		if id, rest, _ := strings.Cut(l, " "); strings.HasPrefix(rest, "<= <> R="+msg+" U="+dsn.User()+" P=local S=") {
 			bounceID = id
 		}
 		if strings.Contains(l, "carol@example.test: delivery cancelled") || strings.HasPrefix(l, bounce+" <= <>") {

@@ -94,7 +94,7 @@ func TestGiveUpBounces(t *testing.T) {
 		`(?m)^` + id + ` cancelled by ` + regexp.QuoteMeta(me.Username) + `$`,
 		`(?m)^` + id + ` \*\* bob@example\.test: delivery cancelled by administrator$`,
 		`(?m)^` + id + ` \*\* carol@example\.test: delivery cancelled by administrator$`,
-		`(?m)^(\S+) <= <> R=` + id + ` U=mxgate P=local S=\d+$`,
+		`(?m)^(\S+) <= <> R=` + id + ` U=` + regexp.QuoteMeta(me.Username) + ` P=local S=\d+$`,
 		`(?m)^` + id + ` Completed$`,
 		`(?m)^\S+ => alice@example\.test R=downstream T=smtp H=127\.0\.0\.1 \[127\.0\.0\.1\]`,
 	} {
