@@ -97,6 +97,7 @@ func (d *decoder) check(c *Config) {
 	d.switchable(keyPath{"queue", "timeout_frozen_after"}, &c.Queue.TimeoutFrozenAfter, 0)
 
 	d.checkSpool(c)
+	d.checkState(c)
 
 	if c.Log.Dir == "" {
 		c.Log.Dir = filepath.Join(c.DataDir, "log")

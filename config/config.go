@@ -86,6 +86,7 @@ type Config struct {
 	RecipientVerify RecipientVerify `toml:"recipient_verify"`
 	Queue           Queue           `toml:"queue"`
 	Spool           Spool           `toml:"spool"`
+	State           State           `toml:"state"`
 	Log             Log             `toml:"log"`
 }
 

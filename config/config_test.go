@@ -46,6 +46,9 @@ func TestLoadErrors(t *testing.T) {
 			`:7: key "relay.trusted_networks": invalid CIDR "10.0.0/33"`,
 			`:9: key "relay.trusted_networks": invalid CIDR "fe80::1%eth0"`,
 		}},
+		{"bad-state.toml", []string{
+			`:10: key "state.url": invalid url "memcached://127.0.0.1:11211": want "" (embedded), redis://, rediss:// or unix://`,
+		}},
 		{"bad-url.toml", []string{
 			`:7: key "downstream.url": unsupported URL "http://127.0.0.1:2600" (want smtp://HOST:PORT, lmtp://HOST:PORT, lmtp+unix:///PATH or maildir:///PATH)`,
 		}},
@@ -294,6 +297,7 @@ func TestLoadGood(t *testing.T) {
 		Queue: Queue{Retry: "F,1h,10m; F,2d,1h", Schedule: schedule(t, "F,1h,10m; F,2d,1h"), RunInterval: Duration(30 * time.Second), MaxParallel: 4, ReadyMax: 1000,
 			DelayWarning: Duration(4 * time.Hour), TimeoutFrozenAfter: Duration(7 * 24 * time.Hour)},
 		Spool: Spool{Sync: "syncfs", MinFreeInodes: 500},
+		State: State{URL: "redis://:secret@127.0.0.1:6379/2", Timeout: Duration(250 * time.Millisecond), PoolSize: 4},
 		Log:   Log{Dir: "/var/log/mxgate", Format: "json"},
 	}
 	// The others are about files of this machine (/etc/userdomains), and
@@ -366,6 +370,7 @@ func TestLoadDefaults(t *testing.T) {
 		Queue: Queue{Retry: "F,2h,15m; G,16h,1h,1.5; F,4d,6h", Schedule: schedule(t, retry.Default), RunInterval: Duration(time.Minute), MaxParallel: 20, ReadyMax: 4096,
 			DelayWarning: Duration(24 * time.Hour)},
 		Spool: Spool{Sync: "fdatasync", MinFreeSpace: 100 << 20, MinFreeInodes: 1000},
+		State: State{Timeout: Duration(500 * time.Millisecond), PoolSize: 10},
 		Log:   Log{Dir: absTestdata(t, "var/log"), Format: "exim"},
 	}
 	if !reflect.DeepEqual(got, want) {

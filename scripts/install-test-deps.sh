@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # install-test-deps.sh — install what mxgate's tests run, when it is missing:
 # Postfix (smtp-sink, smtp-source and a real Postfix for scripts/load.sh),
-# Dovecot LMTP, rbldnsd (the DNS lists of package rbl's tests), SpamAssassin's
+# Dovecot LMTP, rbldnsd (the DNS lists of package rbl's tests), redis-server
+# (package state's Redis backend), SpamAssassin's
 # spamd and spamc (package filters/spamd's tests), ClamAV's clamd and
 # clamdscan (package filters/clamd's tests), swaks, Perl,
 # Exim's eximstats and exigrep, groff (the man page's test), what the Debian
@@ -37,6 +38,7 @@ packages=(
 	dovecot-core:/usr/sbin/dovecot
 	dovecot-lmtpd:/usr/lib/dovecot/lmtp
 	rbldnsd:/usr/sbin/rbldnsd
+	redis-server:/usr/bin/redis-server
 	swaks:/usr/bin/swaks
 	# SpamAssassin's rules and its daemon and client (filters/spamd's tests).
 	spamassassin:/usr/bin/spamassassin

@@ -74,6 +74,10 @@
 #       e.g. "sel1._domainkey.example.test v=DKIM1; k=rsa; p=..."), never
 #       DNS, and adds "Authentication-Results: mx.example.test; dkim=..."
 #       (AlwaysAddARHeader) to every message.
+#   peers.sh start redis DIR PORT
+#       redis-server on 127.0.0.1:PORT with no persistence (no RDB, no
+#       AOF; working directory DIR). Ready when it answers PING with PONG.
+#       PID in DIR/redis.pid, log in DIR/redis.log.
 #   peers.sh stop NAME DIR
 #       Stop the peer recorded in DIR and wait until its process is gone.
 #   peers.sh status NAME DIR
@@ -104,8 +108,9 @@ usage: $prog start smtp-sink DIR PORT [--no-dump] [SMTP-SINK-OPTION...]
        $prog start clamd DIR PORT [CLAMD.CONF-LINE...]
        $prog start rspamd DIR PORT
        $prog start opendkim DIR PORT
-       $prog stop smtp-sink|dovecot-lmtp|rbldnsd|spamd|clamd|rspamd|opendkim DIR
-       $prog status smtp-sink|dovecot-lmtp|rbldnsd|spamd|clamd|rspamd|opendkim DIR
+       $prog start redis DIR PORT
+       $prog stop smtp-sink|dovecot-lmtp|rbldnsd|spamd|clamd|rspamd|opendkim|redis DIR
+       $prog status smtp-sink|dovecot-lmtp|rbldnsd|spamd|clamd|rspamd|opendkim|redis DIR
 EOF
 	exit 2
 }
@@ -146,6 +151,7 @@ pid_of() {
 	clamd) comm=clamd ;;
 	rspamd) comm=rspamd ;;
 	opendkim) comm=opendkim ;;
+	redis) comm=redis-server ;;
 	esac
 	if is_ours "$pid" "$comm"; then
 		echo "$pid"
@@ -641,6 +647,35 @@ remove_spamd_siteconfig() {
 	rm -f "$1/spamd.siteconfig"
 }
 
+# redis_pong PORT: 127.0.0.1:PORT answers PING with +PONG within 1 s.
+redis_pong() {
+	local line
+	exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+	printf 'PING\r\n' >&3 2>/dev/null || { exec 3<&-; return 1; }
+	IFS= read -r -t 1 line <&3 || { exec 3<&-; return 1; }
+	exec 3<&-
+	[[ ${line%$'\r'} == +PONG ]]
+}
+
+start_redis() {
+	local dir=$1 port=$2 log=$1/redis.log pid deadline
+	command -v redis-server >/dev/null || die "redis-server not found (package redis-server): run scripts/install-test-deps.sh"
+	# Nothing on disk: the tests' state lives as long as the server.
+	setsid redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" \
+		--save '' --appendonly no --daemonize no --protected-mode yes \
+		</dev/null >>"$log" 2>&1 &
+	pid=$!
+	echo "$pid" >"$dir/redis.pid"
+	deadline=$((SECONDS + ready_timeout))
+	while ! redis_pong "$port" 2>/dev/null; do
+		alive "$pid" || die "redis-server exited during start-up; last lines of $log:
+$(tail -n 20 "$log" 2>/dev/null)"
+		((SECONDS <= deadline)) || die "redis-server (PID $pid) did not answer PING on 127.0.0.1:$port within ${ready_timeout}s; see $log"
+		sleep 0.05
+	done
+	echo "redis-server PID $pid on 127.0.0.1:$port"
+}
+
 cmd_start() {
 	(($# >= 3)) || usage
 	local name=$1 dir=$2 port=$3 pid
@@ -661,6 +696,7 @@ cmd_start() {
 	clamd) start_clamd "$dir" "$port" "$@" ;;
 	rspamd) start_rspamd "$dir" "$port" "$@" ;;
 	opendkim) start_opendkim "$dir" "$port" "$@" ;;
+	redis) start_redis "$dir" "$port" ;;
 	*) usage ;;
 	esac
 }
@@ -668,7 +704,7 @@ cmd_start() {
 cmd_stop() {
 	(($# == 2)) || usage
 	local name=$1 dir=$2 pid
-	case $name in smtp-sink | dovecot-lmtp | rbldnsd | spamd | clamd | rspamd | opendkim) ;; *) usage ;; esac
+	case $name in smtp-sink | dovecot-lmtp | rbldnsd | spamd | clamd | rspamd | opendkim | redis) ;; *) usage ;; esac
 	[[ -d $dir ]] || die "$dir: no such directory"
 	dir=$(cd "$dir" && pwd)
 	pid=$(pid_of "$name" "$dir")
@@ -702,7 +738,7 @@ cmd_stop() {
 cmd_status() {
 	(($# == 2)) || usage
 	local name=$1 dir=$2 pid
-	case $name in smtp-sink | dovecot-lmtp | rbldnsd | spamd | clamd | rspamd | opendkim) ;; *) usage ;; esac
+	case $name in smtp-sink | dovecot-lmtp | rbldnsd | spamd | clamd | rspamd | opendkim | redis) ;; *) usage ;; esac
 	pid=$(pid_of "$name" "$dir")
 	if [[ -n $pid ]]; then
 		echo "$name running from $dir (PID $pid)"

@@ -251,3 +251,11 @@ func CountingProxy(tb testing.TB, target string) *Proxy {
 	})
 	return p
 }
+
+// Redis starts a redis-server of its own for the test (no persistence,
+// stopped when the test ends) and returns its URL, database 0.
+func Redis(tb testing.TB) string {
+	tb.Helper()
+	Require(tb, "redis-server", "redis-server")
+	return "redis://" + Start(tb, "redis", "", 0) + "/0"
+}
