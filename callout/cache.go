@@ -19,6 +19,21 @@ const (
 // bucket is the callout records' bucket in the cache file.
 const bucket = "callout"
 
+// sharedPrefix is the records' namespace in the shared store.
+const sharedPrefix = "callout:"
+
+// keys are the records cached consults for a.
+func (c *Checker) keys(a address) []string {
+	keys := []string{keyUnreachable + a.domain, keyMailFrom + a.domain}
+	if c.o.Postmaster {
+		keys = append(keys, keyPostmaster+a.domain)
+	}
+	if c.o.Random {
+		keys = append(keys, keyRandom+a.domain)
+	}
+	return append(keys, keyAddress+a.key)
+}
+
 // lookup is the record under key, its verdict as a Verdict.
 func (c *Checker) lookup(key string, now time.Time) (hints.Record, Verdict, bool) {
 	r, ok := c.cache.Get(key, now)

@@ -13,26 +13,28 @@ import (
 
 	"mxgate/dnsclient"
 	"mxgate/hints"
+	statestore "mxgate/state"
 )
 
 // Options configure a Checker. They are taken as given: config fills and
 // checks every value (the [callout] section, the hostname, the resolvers).
 type Options struct {
-	Hostname           string        // EHLO name
-	Resolvers          []string      // "IP:PORT", asked in order
-	Port               int           // SMTP port probed on the MX hosts
-	MailFrom           string        // "" = MAIL FROM:<> ; else e.g. postmaster@hostname (Exim use_postmaster)
-	Random             bool          // also probe a random local part first; a domain accepting it "accepts everything"
-	Postmaster         bool          // the domain must accept postmaster@domain
-	DeferOK            bool          // unknown → accept (the gateway reads it from Result)
-	Timeout            time.Duration // per connect / SMTP command / DNS exchange
-	Deadline           time.Duration // total per probe, all MX hosts and DNS included
-	CacheFile          string        // bbolt file, e.g. data_dir/db/callout.db; "" = memory only
-	CacheSize          int           // max records kept, oldest stored evicted first
-	PositiveTTL        time.Duration // address accepted
-	NegativeTTL        time.Duration // address refused
-	PerHostConcurrency int           // probes at once to one MX host address; 0 = no limit
-	PerHostRate        float64       // probes per second to one MX host address, after a burst of PerHostBurst; 0 = no limit
+	Hostname           string           // EHLO name
+	Resolvers          []string         // "IP:PORT", asked in order
+	Port               int              // SMTP port probed on the MX hosts
+	MailFrom           string           // "" = MAIL FROM:<> ; else e.g. postmaster@hostname (Exim use_postmaster)
+	Random             bool             // also probe a random local part first; a domain accepting it "accepts everything"
+	Postmaster         bool             // the domain must accept postmaster@domain
+	DeferOK            bool             // unknown → accept (the gateway reads it from Result)
+	Timeout            time.Duration    // per connect / SMTP command / DNS exchange
+	Deadline           time.Duration    // total per probe, all MX hosts and DNS included
+	CacheFile          string           // bbolt file, e.g. data_dir/db/callout.db; "" = memory only
+	Shared             statestore.Store // the gateways' shared store ([state] url = Redis), records under "callout:"; nil: none
+	CacheSize          int              // max records kept, oldest stored evicted first
+	PositiveTTL        time.Duration    // address accepted
+	NegativeTTL        time.Duration    // address refused
+	PerHostConcurrency int              // probes at once to one MX host address; 0 = no limit
+	PerHostRate        float64          // probes per second to one MX host address, after a burst of PerHostBurst; 0 = no limit
 	Log                func(text string)
 }
 
@@ -120,7 +122,7 @@ func New(o Options) (*Checker, error) {
 	maxTTL := max(o.PositiveTTL, o.NegativeTTL, DomainPositiveTTL, DomainNegativeTTL, UnreachableTTL)
 	ca, err := hints.Open(hints.Options{
 		File: o.CacheFile, Bucket: bucket, Size: o.CacheSize, MaxTTL: maxTTL,
-		MaxVerdict: int(Reject), Log: o.Log,
+		MaxVerdict: int(Reject), Log: o.Log, Shared: o.Shared, Prefix: sharedPrefix,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("callout: %w", err)
@@ -155,6 +157,9 @@ func (c *Checker) Start(ctx context.Context, sender string) *Pending {
 	if err != nil {
 		return decided(Result{Verdict: Reject, Reply: err.Error()})
 	}
+	// What another gateway learnt, brought in before mu: it waits for the
+	// shared store.
+	c.cache.Fill(ctx, c.keys(a)...)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if r, ok := c.cached(a); ok {

@@ -21,6 +21,7 @@ import (
 	"mxgate/rbl"
 	"mxgate/rcptverify"
 	"mxgate/route"
+	"mxgate/state"
 )
 
 // A scanner that fails this many messages in a row is not called for
@@ -62,8 +63,26 @@ func (p *Pipeline) Close() error {
 // the callout cache then lives in memory only, since the daemon holds the
 // cache file and a test must not change what the daemon remembers.
 func Build(cfg *config.Config, log filters.Logger, rt *route.Router, test bool) (*Pipeline, error) {
+	return build(cfg, log, rt, nil, test)
+}
+
+// BuildShared is Build for the daemon, with the state store serve opened
+// for [state] and keeps across reloads: when it is Redis, the callout,
+// recipient-verification and DNS-list caches are shared through it with
+// the other gateways. The caller closes st, after the pipeline.
+func BuildShared(cfg *config.Config, log filters.Logger, rt *route.Router, st state.Store) (*Pipeline, error) {
+	var shared state.Store
+	if cfg.State.URL != "" {
+		shared = st
+	}
+	return build(cfg, log, rt, shared, false)
+}
+
+// build is Build with shared, the store the caches are shared through
+// (nil: each cache is this gateway's own).
+func build(cfg *config.Config, log filters.Logger, rt *route.Router, shared state.Store, test bool) (*Pipeline, error) {
 	p := &Pipeline{}
-	o, err := options(cfg, log, rt, test, p)
+	o, err := options(cfg, log, rt, shared, test, p)
 	if err != nil {
 		p.Close() // what was opened before the error
 		return nil, err
@@ -74,7 +93,7 @@ func Build(cfg *config.Config, log filters.Logger, rt *route.Router, test bool) 
 
 // options are the pipeline's checks, in order, each with its guard; what
 // must be closed later goes into p.
-func options(cfg *config.Config, log filters.Logger, rt *route.Router, test bool, p *Pipeline) (filters.Options, error) {
+func options(cfg *config.Config, log filters.Logger, rt *route.Router, shared state.Store, test bool, p *Pipeline) (filters.Options, error) {
 	policy := address.NewPolicy(cfg.Relay.Domains, cfg.Relay.TrustedNetworks)
 	o := filters.Options{Log: log}
 	// The relay policy first: no other check ever sees a recipient it
@@ -86,7 +105,7 @@ func options(cfg *config.Config, log filters.Logger, rt *route.Router, test bool
 	// waits for nothing either.
 	o.Checks = append(o.Checks, filters.Step{Check: route.NewCheck(rt), OnError: filters.OnErrorTempfail})
 	if r := cfg.RBL; len(r.Lists) > 0 {
-		k, err := newRBL(cfg, log, policy)
+		k, err := newRBL(cfg, log, policy, shared)
 		if err != nil {
 			return o, err
 		}
@@ -95,7 +114,7 @@ func options(cfg *config.Config, log filters.Logger, rt *route.Router, test bool
 	// Recipient verification before the sender callout: an unknown user
 	// costs no callout to the sender's MX.
 	if stores, ok := recipientStores(cfg, rt); ok {
-		v, err := newRecipientVerify(cfg, log, stores, test)
+		v, err := newRecipientVerify(cfg, log, stores, shared, test)
 		if err != nil {
 			return o, err
 		}
@@ -107,7 +126,7 @@ func options(cfg *config.Config, log filters.Logger, rt *route.Router, test bool
 		o.Checks = append(o.Checks, guarded(rcptverify.NewCheck(v), time.Duration(cfg.RecipientVerify.Timeout), onError))
 	}
 	if c := cfg.Callout; c.Enabled {
-		k, checker, err := newCallout(cfg, log, policy, test)
+		k, checker, err := newCallout(cfg, log, policy, shared, test)
 		if err != nil {
 			return o, err
 		}
@@ -160,7 +179,7 @@ func guarded(c filters.Check, bound time.Duration, onError string) filters.Step 
 	return filters.Step{Check: c, Timeout: bound + backstop, OnError: onError, BreakAfter: breakerAfter, CoolDown: breakerCoolDown}
 }
 
-func newRBL(cfg *config.Config, log filters.Logger, policy *address.Policy) (*rbl.Check, error) {
+func newRBL(cfg *config.Config, log filters.Logger, policy *address.Policy, shared state.Store) (*rbl.Check, error) {
 	r := cfg.RBL
 	lists := make([]rbl.List, len(r.Lists))
 	for i, l := range r.Lists {
@@ -173,6 +192,7 @@ func newRBL(cfg *config.Config, log filters.Logger, policy *address.Policy) (*rb
 		CacheSize: r.CacheSize,
 		MinTTL:    time.Duration(r.MinTTL),
 		MaxTTL:    time.Duration(r.MaxTTL),
+		Shared:    shared,
 		Panic:     log.Panic,
 	})
 	if err != nil {
@@ -187,7 +207,7 @@ func newRBL(cfg *config.Config, log filters.Logger, policy *address.Policy) (*rb
 	}), nil
 }
 
-func newCallout(cfg *config.Config, log filters.Logger, policy *address.Policy, test bool) (*callout.Check, *callout.Checker, error) {
+func newCallout(cfg *config.Config, log filters.Logger, policy *address.Policy, shared state.Store, test bool) (*callout.Check, *callout.Checker, error) {
 	o := cfg.Callout
 	opts := callout.Options{
 		Hostname:           cfg.Hostname,
@@ -203,6 +223,7 @@ func newCallout(cfg *config.Config, log filters.Logger, policy *address.Policy, 
 		NegativeTTL:        time.Duration(o.NegativeTTL),
 		PerHostConcurrency: o.PerHostConcurrency,
 		PerHostRate:        float64(o.PerHostRate),
+		Shared:             shared,
 		Log:                func(text string) { log.Main("", text) },
 	}
 	if o.Has("use_postmaster") {
@@ -259,7 +280,7 @@ func recipientStores(cfg *config.Config, rt *route.Router) (func(domain string) 
 	}, len(stores) > 0
 }
 
-func newRecipientVerify(cfg *config.Config, log filters.Logger, stores func(string) (rcptverify.Store, bool), test bool) (*rcptverify.Verifier, error) {
+func newRecipientVerify(cfg *config.Config, log filters.Logger, stores func(string) (rcptverify.Store, bool), shared state.Store, test bool) (*rcptverify.Verifier, error) {
 	o := cfg.RecipientVerify
 	opts := rcptverify.Options{
 		Store:          stores,
@@ -271,6 +292,7 @@ func newRecipientVerify(cfg *config.Config, log filters.Logger, stores func(stri
 		NegativeTTL:    time.Duration(o.NegativeTTL),
 		CacheSize:      o.CacheSize,
 		MaxConnections: o.MaxConnections,
+		Shared:         shared,
 		Log:            func(text string) { log.Main("", text) },
 		Panic:          log.Panic,
 	}

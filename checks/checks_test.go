@@ -89,7 +89,7 @@ func TestOptions(t *testing.T) {
 	dir := t.TempDir()
 	cfg := fullConfig(t, dir, dkimtest.New(t).File)
 	p := &Pipeline{}
-	o, err := options(cfg, mainlog.Discard(), route.New(RouteOptions(cfg)), false, p)
+	o, err := options(cfg, mainlog.Discard(), route.New(RouteOptions(cfg)), nil, false, p)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	bolt "go.etcd.io/bbolt"
+
+	"mxgate/state"
 )
 
 // Record is one cached answer, stored as JSON in bbolt. Verdict is the
@@ -43,6 +45,11 @@ type Options struct {
 	MaxTTL     time.Duration // the longest lifetime any record gets
 	MaxVerdict int           // a record read back with a verdict above it is dropped
 	Log        func(string)  // failed writes (they cost only a lookup after a restart)
+	// Shared is a store other gateways see too (Redis): every record
+	// added is written there behind, under Prefix, and Fill reads there
+	// what memory lacks. nil: this gateway's records are its own.
+	Shared state.Store
+	Prefix string
 }
 
 // cache keeps every live record in memory, in an LRU bounded in size
@@ -55,6 +62,7 @@ type cache struct {
 	key string // in shared; "" without a file
 	lru *expirable.LRU[string, Record]
 	db  *bolt.DB
+	sh  *sharer // nil without Options.Shared
 
 	evMu    sync.Mutex
 	evicted []string // dropped by the LRU, still to be deleted from the file
@@ -100,7 +108,7 @@ type Cache struct {
 // number of open handles: a reload builds its checks while the old ones
 // still serve, and bbolt's file lock lets one process open a file only
 // once, so both generations share the cache (answers stay valid across a
-// reload anyway). The first Open's Size and MaxTTL hold until the last
+// reload anyway). The first Open's Size, MaxTTL and Shared hold until the last
 // handle closes.
 var shared = struct {
 	sync.Mutex
@@ -171,6 +179,9 @@ func open(o Options) (*cache, error) {
 	}
 	c := &cache{o: o}
 	c.lru = expirable.NewLRU[string, Record](o.Size, c.dropped, o.MaxTTL)
+	if o.Shared != nil {
+		c.startSharer()
+	}
 	if o.File == "" {
 		return c, nil
 	}
@@ -279,6 +290,7 @@ func (c *cache) Add(entries ...Entry) {
 		c.lru.Add(e.Key, e.Rec)
 	}
 	c.persist(entries, c.takeEvicted())
+	c.share(entries)
 }
 
 // persist mirrors a change to the file, behind: it marks the keys for
@@ -371,6 +383,7 @@ func (c *cache) write() {
 
 // close writes what is still to be written and closes the file.
 func (c *cache) close() error {
+	c.stopSharer()
 	if c.db == nil {
 		return nil
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"mxgate/dnsclient"
+	"mxgate/state"
 )
 
 // Kind says what a list is looked up with.
@@ -42,7 +43,10 @@ type Options struct {
 	Timeout        time.Duration // per lookup, all tries and resolvers included
 	CacheSize      int           // answers kept, least recently used out first
 	MinTTL, MaxTTL time.Duration // clamp of answer TTLs; negative answers use the SOA minimum, clamped the same way
-	Panic          func(text string)
+	// Shared is the gateways' shared store ([state] url = Redis): answers
+	// under "rbl:", asked on a miss and told every new one; nil: none.
+	Shared state.Store
+	Panic  func(text string)
 }
 
 // errorInterval is the least time between two Panic reports for one zone:
@@ -59,7 +63,9 @@ type Checker struct {
 	minTTL  time.Duration
 	maxTTL  time.Duration
 
-	cache *cache
+	cache           *cache
+	shared          state.Store
+	sharedDownUntil time.Time // guarded by panicMu
 	// mu orders a cache miss against a flight ending (its answer is
 	// cached under mu), so that no question is sent twice.
 	mu      sync.Mutex
@@ -90,6 +96,7 @@ func New(o Options) (*Checker, error) {
 		minTTL:        o.MinTTL,
 		maxTTL:        o.MaxTTL,
 		cache:         newCache(o.CacheSize, o.MaxTTL),
+		shared:        o.Shared,
 		panicf:        o.Panic,
 		errorInterval: errorInterval,
 		lastPanic:     make(map[string]time.Time),
@@ -389,11 +396,19 @@ func (c *Checker) lookup(ctx context.Context, name string, qtype uint16) (answer
 func (c *Checker) fly(ctx context.Context, k cacheKey) (answer, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	a, err := c.exchange(ctx, k.name, k.qtype)
-	if err == nil {
+	if a, ok := c.fromShared(ctx, k, time.Now()); ok {
 		c.mu.Lock()
 		c.cache.put(k, a, time.Now())
 		c.mu.Unlock()
+		return a, nil
+	}
+	a, err := c.exchange(ctx, k.name, k.qtype)
+	if err == nil {
+		now := time.Now()
+		c.mu.Lock()
+		c.cache.put(k, a, now)
+		c.mu.Unlock()
+		c.toShared(ctx, k, a, now)
 	}
 	return a, err
 }

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"mxgate/hints"
+	"mxgate/state"
 )
 
 // Sources of Store.Source.
@@ -75,6 +76,7 @@ type Options struct {
 	PositiveTTL time.Duration // "user exists" cached
 	NegativeTTL time.Duration // "user unknown" cached
 	CacheFile   string        // bbolt file; "" = memory only
+	Shared      state.Store   // the gateways' shared store ([state] url = Redis), records under "rcpt:"; nil: none
 	CacheSize   int
 	// MaxConnections bounds the lookups at once, and so the open
 	// connections, to one store.
@@ -157,6 +159,7 @@ func New(o Options) (*Verifier, error) {
 	ca, err := hints.Open(hints.Options{
 		File: o.CacheFile, Bucket: bucket, Size: o.CacheSize,
 		MaxTTL: max(o.PositiveTTL, o.NegativeTTL), MaxVerdict: int(NotFound), Log: o.Log,
+		Shared: o.Shared, Prefix: "rcpt:",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("recipient verification: %w", err)
@@ -241,6 +244,9 @@ func (v *Verifier) Lookup(ctx context.Context, st Store, local, domain string) R
 		return v.file(st.Path).lookup(key, st.Lowercase)
 	}
 	cacheKey := st.Source + ":" + storeID(st) + ":" + key
+	// What another gateway learnt, brought in before mu: it waits for the
+	// shared store.
+	v.cache.Fill(ctx, cacheKey)
 	v.mu.Lock()
 	if r, ok := v.cache.Get(cacheKey, time.Now()); ok {
 		v.mu.Unlock()

@@ -21,6 +21,7 @@ import (
 	"mxgate/pidfile"
 	"mxgate/queue"
 	"mxgate/route"
+	"mxgate/state"
 )
 
 func init() {
@@ -70,6 +71,7 @@ type daemon struct {
 	log        *mainlog.Logger
 	gw         *gateway.Server
 	runner     *queue.Runner
+	store      state.Store                // [state], opened at start, kept by every reload
 	cur        *generation                // only the signal loop reads or replaces it
 	now        atomic.Pointer[generation] // cur, for the submission socket's goroutines
 	attempts   int                        // reloads asked for, for the status file
@@ -126,7 +128,7 @@ func (d *daemon) load() (*generation, error) {
 		return nil, err
 	}
 	g := &generation{n: old.n + 1, cfg: cfg, router: router}
-	if g.checks, err = checks.Build(cfg, d.log, router, false); err != nil {
+	if g.checks, err = checks.BuildShared(cfg, d.log, router, d.store); err != nil {
 		closeRouter(router, cfg)
 		return nil, err
 	}
@@ -178,8 +180,9 @@ func fixed[T any](name string, f func(*config.Config) *T) fixedSetting {
 // listeners, the files and directories opened at start, what go-smtp's
 // server holds (hostname, smtp limits it enforces, whether STARTTLS is
 // offered at all; the certificates themselves do reload), the queue's
-// workers and ready queue, and the size of the verification caches,
-// which the old and the new checks share.
+// workers and ready queue, the size of the verification caches,
+// which the old and the new checks share, and the state store, which
+// both generations use and which holds the counters.
 var restartOnly = []fixedSetting{
 	fixed("listen", func(c *config.Config) *[]string { return &c.Listen }),
 	fixed("listen_tls", func(c *config.Config) *[]string { return &c.ListenTLS }),
@@ -210,6 +213,7 @@ var restartOnly = []fixedSetting{
 	fixed("queue.timeout_frozen_after", func(c *config.Config) *config.Duration { return &c.Queue.TimeoutFrozenAfter }),
 	fixed("callout.cache_size", func(c *config.Config) *int { return &c.Callout.CacheSize }),
 	fixed("recipient_verify.cache_size", func(c *config.Config) *int { return &c.RecipientVerify.CacheSize }),
+	fixed("state", func(c *config.Config) *config.State { return &c.State }),
 }
 
 // keepFixed sets every restart-only setting of new back to old's value

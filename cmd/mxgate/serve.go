@@ -20,6 +20,7 @@ import (
 	"mxgate/privdrop"
 	"mxgate/queue"
 	"mxgate/sdnotify"
+	"mxgate/state"
 )
 
 // systemConfig is the config file of an installed mxgate, set by the
@@ -116,15 +117,27 @@ func serve(e *env) error {
 	if err != nil {
 		return err
 	}
+	// The state store outlives every generation of checks: closed after
+	// them (deferred before them), it writes the embedded store's last
+	// changes to its file.
+	store, err := state.Open(cfg.StateOptions())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Panic(fmt.Sprintf("closing the state store: %v", err))
+		}
+	}()
 	// d.cur is the generation serving (a reload replaces it). Closed
 	// after the drain and the runner's stop below: no session or delivery
 	// uses it any more.
-	d := &daemon{configPath: e.configPath, log: log, cur: &generation{n: 1, cfg: cfg, router: router}}
+	d := &daemon{configPath: e.configPath, log: log, store: store, cur: &generation{n: 1, cfg: cfg, router: router}}
 	d.cur.users.Store(2)
 	d.now.Store(d.cur)
 	defer func() { d.cur.close(log) }()
 	runner := newRunner(cfg, sp, log, router)
-	if d.cur.checks, err = checks.Build(cfg, log, router, false); err != nil {
+	if d.cur.checks, err = checks.BuildShared(cfg, log, router, store); err != nil {
 		return err
 	}
 	first := d.cur
