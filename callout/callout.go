@@ -13,28 +13,28 @@ import (
 
 	"mxgate/dnsclient"
 	"mxgate/hints"
-	statestore "mxgate/state"
+	"mxgate/state"
 )
 
 // Options configure a Checker. They are taken as given: config fills and
 // checks every value (the [callout] section, the hostname, the resolvers).
 type Options struct {
-	Hostname           string           // EHLO name
-	Resolvers          []string         // "IP:PORT", asked in order
-	Port               int              // SMTP port probed on the MX hosts
-	MailFrom           string           // "" = MAIL FROM:<> ; else e.g. postmaster@hostname (Exim use_postmaster)
-	Random             bool             // also probe a random local part first; a domain accepting it "accepts everything"
-	Postmaster         bool             // the domain must accept postmaster@domain
-	DeferOK            bool             // unknown → accept (the gateway reads it from Result)
-	Timeout            time.Duration    // per connect / SMTP command / DNS exchange
-	Deadline           time.Duration    // total per probe, all MX hosts and DNS included
-	CacheFile          string           // bbolt file, e.g. data_dir/db/callout.db; "" = memory only
-	Shared             statestore.Store // the gateways' shared store ([state] url = Redis), records under "callout:"; nil: none
-	CacheSize          int              // max records kept, oldest stored evicted first
-	PositiveTTL        time.Duration    // address accepted
-	NegativeTTL        time.Duration    // address refused
-	PerHostConcurrency int              // probes at once to one MX host address; 0 = no limit
-	PerHostRate        float64          // probes per second to one MX host address, after a burst of PerHostBurst; 0 = no limit
+	Hostname           string        // EHLO name
+	Resolvers          []string      // "IP:PORT", asked in order
+	Port               int           // SMTP port probed on the MX hosts
+	MailFrom           string        // "" = MAIL FROM:<> ; else e.g. postmaster@hostname (Exim use_postmaster)
+	Random             bool          // also probe a random local part first; a domain accepting it "accepts everything"
+	Postmaster         bool          // the domain must accept postmaster@domain
+	DeferOK            bool          // unknown → accept (the gateway reads it from Result)
+	Timeout            time.Duration // per connect / SMTP command / DNS exchange
+	Deadline           time.Duration // total per probe, all MX hosts and DNS included
+	CacheFile          string        // bbolt file, e.g. data_dir/db/callout.db; "" = memory only
+	Shared             state.Store   // the gateways' shared store ([state] url = Redis), records under "callout:"; nil: none
+	CacheSize          int           // max records kept, oldest stored evicted first
+	PositiveTTL        time.Duration // address accepted
+	NegativeTTL        time.Duration // address refused
+	PerHostConcurrency int           // probes at once to one MX host address; 0 = no limit
+	PerHostRate        float64       // probes per second to one MX host address, after a burst of PerHostBurst; 0 = no limit
 	Log                func(text string)
 }
 
@@ -157,8 +157,14 @@ func (c *Checker) Start(ctx context.Context, sender string) *Pending {
 	if err != nil {
 		return decided(Result{Verdict: Reject, Reply: err.Error()})
 	}
-	// What another gateway learnt, brought in before mu: it waits for the
-	// shared store.
+	c.mu.Lock()
+	r, ok := c.cached(a)
+	c.mu.Unlock()
+	if ok {
+		return decided(r)
+	}
+	// Not in memory: what another gateway learnt is brought in (the
+	// shared store, if any) outside mu, since it waits for the network.
 	c.cache.Fill(ctx, c.keys(a)...)
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -81,7 +81,7 @@ func FuzzTalk(f *testing.F) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		a := address{key: "a@d.test", rcpt: "a@d.test", domain: "d.test"}
-		out := c.talk(ctx, client, "mx.d.test [192.0.2.1]", a, &state{random: random, postmaster: postmaster})
+		out := c.talk(ctx, client, "mx.d.test [192.0.2.1]", a, &probeState{random: random, postmaster: postmaster})
 		client.Close()
 		r := out.res.Reply
 		if len(r) > maxReply || strings.ContainsFunc(r, func(ch rune) bool { return ch < 0x20 || ch > 0x7e }) {

@@ -33,7 +33,7 @@ func (c *Checker) probe(ctx context.Context, a address) (Result, []hints.Entry) 
 		c.logf("callout for <%s>: %s", a.key, res.Reply)
 		return res, recs
 	}
-	st := state{
+	st := probeState{
 		random:     c.o.Random,
 		postmaster: c.o.Postmaster,
 	}
@@ -101,8 +101,8 @@ func (c *Checker) probe(ctx context.Context, a address) (Result, []hints.Entry) 
 	return res, recs
 }
 
-// state is what one probe still has to ask, updated as hosts answer.
-type state struct {
+// probeState is what one probe still has to ask, updated as hosts answer.
+type probeState struct {
 	random     bool
 	postmaster bool
 }
@@ -118,7 +118,7 @@ type outcome struct {
 
 // converse holds one SMTP conversation with t: EHLO, MAIL FROM, the
 // random and sender RCPTs, the postmaster RCPT, QUIT. Never DATA.
-func (c *Checker) converse(ctx context.Context, t target, a address, st *state) outcome {
+func (c *Checker) converse(ctx context.Context, t target, a address, st *probeState) outcome {
 	host := t.String()
 	release, err := c.hosts.acquire(ctx, t.ip)
 	if err != nil {
@@ -135,7 +135,7 @@ func (c *Checker) converse(ctx context.Context, t target, a address, st *state) 
 
 // talk is the SMTP conversation on conn, which it closes. It reads
 // whatever the remote sends: any bytes give an outcome, never a panic.
-func (c *Checker) talk(ctx context.Context, conn net.Conn, host string, a address, st *state) outcome {
+func (c *Checker) talk(ctx context.Context, conn net.Conn, host string, a address, st *probeState) outcome {
 	now := time.Now()
 	// The client's deadlines are per command only; the probe's deadline
 	// closes the connection under it.

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	"mxgate/state"
 )
 
 // shareQueue bounds the records waiting to go to the shared store: when
@@ -152,6 +150,3 @@ func (h *Cache) Fill(ctx context.Context, keys ...string) {
 	}
 	c.persist(got, c.takeEvicted())
 }
-
-// Shared is the store the records are also kept in, nil without one.
-func (h *Cache) Shared() state.Store { return h.cache.o.Shared }

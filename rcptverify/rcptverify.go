@@ -244,8 +244,14 @@ func (v *Verifier) Lookup(ctx context.Context, st Store, local, domain string) R
 		return v.file(st.Path).lookup(key, st.Lowercase)
 	}
 	cacheKey := st.Source + ":" + storeID(st) + ":" + key
-	// What another gateway learnt, brought in before mu: it waits for the
-	// shared store.
+	v.mu.Lock()
+	r, ok := v.cache.Get(cacheKey, time.Now())
+	v.mu.Unlock()
+	if ok {
+		return Result{Verdict: Verdict(r.Verdict), Key: key, Detail: r.Reply, Cached: true}
+	}
+	// Not in memory: what another gateway learnt is brought in (the
+	// shared store, if any) outside mu, since it waits for the network.
 	v.cache.Fill(ctx, cacheKey)
 	v.mu.Lock()
 	if r, ok := v.cache.Get(cacheKey, time.Now()); ok {
