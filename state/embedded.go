@@ -272,12 +272,15 @@ func (s *embedded) Incr(_ context.Context, key string, n int64, ttl time.Duratio
 	return v, nil
 }
 
+// Rate computes on r.Now, the caller's clock, but the record expires by
+// the wall clock, as Redis's PX does.
 func (s *embedded) Rate(_ context.Context, key string, r RateOptions) (float64, error) {
+	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var prev float64
 	var prevTime time.Time
-	if e, ok := s.get(key, r.Now); ok {
+	if e, ok := s.get(key, now); ok {
 		var err error
 		if prev, prevTime, err = decodeRate(e.val); err != nil {
 			return 0, fmt.Errorf("state: rate %q: %w", key, err)
@@ -285,7 +288,7 @@ func (s *embedded) Rate(_ context.Context, key string, r RateOptions) (float64, 
 	}
 	rate, store := NextRate(prev, prevTime, r)
 	if store {
-		s.put(key, entry{val: encodeRate(rate, r.Now), expires: r.Now.Add(rateTTL(r.Period))})
+		s.put(key, entry{val: encodeRate(rate, r.Now), expires: now.Add(rateTTL(r.Period))})
 	}
 	return rate, nil
 }

@@ -185,6 +185,25 @@ func TestConformance(t *testing.T) {
 					})
 				}
 			})
+
+			t.Run("rate record expires", func(t *testing.T) {
+				// Five periods after its last stored event the record is
+				// gone, by the wall clock: the next event is a first one.
+				k := ns(t) + "rate"
+				r := state.RateOptions{Period: 40 * time.Millisecond, Count: 3, Limit: 100, Now: t0}
+				s.Rate(ctx, k, r)
+				r.Now = t0.Add(time.Millisecond)
+				if got, _ := s.Rate(ctx, k, r); got <= 3 {
+					t.Fatalf("second event rate %v, want above 3", got)
+				}
+				if _, ok, _ := s.Get(ctx, k); !ok {
+					t.Fatal("rate record not stored")
+				}
+				time.Sleep(300 * time.Millisecond)
+				if _, ok, _ := s.Get(ctx, k); ok {
+					t.Error("rate record outlived five periods")
+				}
+			})
 		})
 	}
 }
