@@ -17,6 +17,7 @@ import (
 	"mxgate/filters/milter"
 	"mxgate/filters/spamd"
 	"mxgate/rcptverify"
+	"mxgate/state"
 )
 
 // Plan lists the probes of every peer cfg names, in the order of the
@@ -30,6 +31,9 @@ import (
 //     every recipient gets 451;
 //   - a resolver that outbound mode "mx" or a DNS list with on_error
 //     "tempfail" asks.
+//
+// The state store ([state] url, Redis) is never required here: the
+// caches fail open while it is down.
 //
 // A DNS list's test entry (127.0.0.2 for an IP list, "test" for a domain
 // list, as RFC 5782 has them) only informs: a list that does not know it
@@ -75,6 +79,13 @@ func Plan(cfg *config.Config) []Probe {
 				verify := o.StartTLS == "required" || t.Scheme == "smtps"
 				return greet(ctx, greeting{target: t, hostname: cfg.Hostname, startTLS: o.StartTLS, verify: verify, roots: o.CAFile})
 			}})
+	}
+	if u := cfg.State.URL; u != "" {
+		// Not required for what this package knows to use it: the caches
+		// fail open (a miss) while it is down.
+		o := cfg.StateOptions()
+		add(Probe{Peer: "state " + state.Server(u), Timeout: o.Timeout,
+			Run: func(ctx context.Context) (string, error) { return state.Ping(ctx, o) }})
 	}
 	return ps
 }

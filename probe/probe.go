@@ -1,7 +1,8 @@
 // Package probe is `mxgate config check --probe`: it connects to every
 // peer a configuration names (scanners, milters, resolvers, DNS lists,
-// mail stores, the smarthost, Dovecot's userdb sockets) through the
-// clients the gateway itself uses, and says which answered.
+// mail stores, the smarthost, Dovecot's userdb sockets, the Redis state
+// store) through the clients the gateway itself uses, and says which
+// answered.
 package probe
 
 import (

@@ -44,11 +44,43 @@ func openRedis(o Options) (*redisStore, error) {
 	// Only what the Store needs: no CLIENT SETINFO, which Valkey and older
 	// servers may refuse.
 	ro.DisableIdentity = true
-	server := ro.Addr
+	return &redisStore{c: redis.NewClient(ro), server: serverName(ro), timeout: o.Timeout}, nil
+}
+
+// serverName is how errors and probes name a server: its address, never
+// the password.
+func serverName(ro *redis.Options) string {
 	if ro.Network == "unix" {
-		server = "unix:" + ro.Addr
+		return "unix:" + ro.Addr
 	}
-	return &redisStore{c: redis.NewClient(ro), server: server, timeout: o.Timeout}, nil
+	return ro.Addr
+}
+
+// Server names the Redis server of url (checked by ParseURL) without its
+// password: "127.0.0.1:6379", "unix:/run/redis.sock".
+func Server(url string) string {
+	ro, err := redis.ParseURL(url)
+	if err != nil {
+		return url
+	}
+	return serverName(ro)
+}
+
+// Ping asks the Redis server of o for PONG, within o.Timeout (config
+// check --probe).
+func Ping(ctx context.Context, o Options) (string, error) {
+	s, err := openRedis(o)
+	if err != nil {
+		return "", err
+	}
+	defer s.Close()
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	pong, err := s.c.Ping(ctx).Result()
+	if err != nil {
+		return "", s.fail("PING", "", err)
+	}
+	return pong, nil
 }
 
 func (s *redisStore) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
