@@ -38,6 +38,8 @@ func TestKeepFixed(t *testing.T) {
 			func(old, got *config.Config) bool {
 				return got.TLS.Cert == old.TLS.Cert && len(got.TLS.Certificates) == 1
 			}},
+		{"state store", func(c *config.Config) { c.State.URL = "redis://127.0.0.1:6379/0" }, []string{"state"},
+			func(old, got *config.Config) bool { return got.State == old.State }},
 		{"queue workers", func(c *config.Config) { c.Queue.MaxParallel++ }, []string{"queue.max_parallel"},
 			func(old, got *config.Config) bool { return got.Queue.MaxParallel == old.Queue.MaxParallel }},
 	}
