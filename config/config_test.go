@@ -296,8 +296,8 @@ func TestLoadGood(t *testing.T) {
 		RateLimits: []RateLimit{{Name: "per-domain", Key: "sender_domain", Rate: "500/1h", Per: "mail", Mode: "leaky", Action: "hold", OnError: "accept",
 			Count: 500, Period: time.Hour, Override: []RateOverride{{Match: "bulk.example.test", Rate: "5000/1h", Count: 5000, Period: time.Hour}}}},
 		Greylist: Greylist{Enabled: true, Delay: Duration(5 * time.Minute), RetryWindow: Duration(48 * time.Hour), Expire: Duration(35 * 24 * time.Hour), AutoAllow: 5, OnError: "accept"},
-		Spool: Spool{Sync: "syncfs", MinFreeInodes: 500},
-		Log:   Log{Dir: "/var/log/mxgate", Format: "json"},
+		Spool:    Spool{Sync: "syncfs", MinFreeInodes: 500},
+		Log:      Log{Dir: "/var/log/mxgate", Format: "json"},
 	}
 	// The others are about files of this machine (/etc/userdomains), and
 	// TestFileWarnings' subject.
@@ -369,8 +369,8 @@ func TestLoadDefaults(t *testing.T) {
 		Queue: Queue{Retry: "F,2h,15m; G,16h,1h,1.5; F,4d,6h", Schedule: schedule(t, retry.Default), RunInterval: Duration(time.Minute), MaxParallel: 20, ReadyMax: 4096,
 			DelayWarning: Duration(24 * time.Hour)},
 		Greylist: Greylist{Delay: Duration(5 * time.Minute), RetryWindow: Duration(48 * time.Hour), Expire: Duration(35 * 24 * time.Hour), AutoAllow: 5, OnError: "accept"},
-		Spool: Spool{Sync: "fdatasync", MinFreeSpace: 100 << 20, MinFreeInodes: 1000},
-		Log:   Log{Dir: absTestdata(t, "var/log"), Format: "exim"},
+		Spool:    Spool{Sync: "fdatasync", MinFreeSpace: 100 << 20, MinFreeInodes: 1000},
+		Log:      Log{Dir: absTestdata(t, "var/log"), Format: "exim"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(%s) =\n%s\nwant\n%s", path, got, want)
