@@ -106,6 +106,15 @@ func options(cfg *config.Config, log filters.Logger, rt *route.Router, test bool
 		}
 		o.Checks = append(o.Checks, guarded(rcptverify.NewCheck(v), time.Duration(cfg.RecipientVerify.Timeout), onError))
 	}
+	// The rate limits and greylisting after recipient verification (an
+	// unknown user is neither counted nor greylisted) and before the
+	// callout (a deferred sender costs no probe of its MX); greylisting
+	// after the DNS lists, which tell it of an allow-listed client.
+	steps, err := stateChecks(cfg, test, policy.Trusted, p)
+	if err != nil {
+		return o, err
+	}
+	o.Checks = append(o.Checks, steps...)
 	if c := cfg.Callout; c.Enabled {
 		k, checker, err := newCallout(cfg, log, policy, test)
 		if err != nil {

@@ -11,8 +11,15 @@ import (
 	"mxgate/config"
 	"mxgate/filters"
 	"mxgate/internal/dkimtest"
+	"mxgate/internal/statetest"
 	"mxgate/mainlog"
+	"mxgate/state"
 )
+
+// The checks' state store is package state's; here an in-memory one.
+func init() {
+	openStore = func(*config.Config, bool) (state.Store, error) { return statetest.New(nil), nil }
+}
 
 // fullConfig is a config with every check on, loaded as a file is (so
 // config fills every default), with the DKIM key at keyFile.
@@ -49,6 +56,17 @@ resolver = "127.0.0.1:1"
 options  = ["defer_ok"]
 timeout  = "3s"
 deadline = "7s"
+[[ratelimit]]
+key    = "auth_user"
+rate   = "100/1h"
+action = "hold"
+[[ratelimit]]
+key      = "client_ip"
+rate     = "1000/1h"
+per      = "rcpt"
+on_error = "tempfail"
+[greylist]
+enabled = true
 [[milter]]
 address         = "inet:127.0.0.1:1"
 on_error        = "accept"
@@ -104,8 +122,10 @@ func TestOptions(t *testing.T) {
 		{"route", 0, filters.OnErrorTempfail, false},
 		{"rbl", 2*time.Second + backstop, filters.OnErrorTempfail, true},
 		{"rcptverify", 4*time.Second + backstop, filters.OnErrorTempfail, true}, // before the callout
-		{"callout", 10*time.Second + backstop, filters.OnErrorAccept, true},     // defer_ok
-		{"milter", 6*time.Second + backstop, filters.OnErrorTempfail, true},     // not every milter accepts
+		{"ratelimit", backstop, filters.OnErrorTempfail, true},                  // one limit's on_error is tempfail
+		{"greylist", backstop, filters.OnErrorAccept, true},
+		{"callout", 10*time.Second + backstop, filters.OnErrorAccept, true}, // defer_ok
+		{"milter", 6*time.Second + backstop, filters.OnErrorTempfail, true}, // not every milter accepts
 	}
 	if len(o.Checks) != len(want) {
 		t.Fatalf("%d checks, want %d", len(o.Checks), len(want))
