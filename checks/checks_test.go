@@ -18,7 +18,7 @@ import (
 
 // The checks' state store is package state's; here an in-memory one.
 func init() {
-	openStore = func(*config.Config, bool) (state.Store, error) { return statetest.New(nil), nil }
+	OpenStore = func(*config.Config, bool) (state.Store, error) { return statetest.New(nil), nil }
 }
 
 // fullConfig is a config with every check on, loaded as a file is (so

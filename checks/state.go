@@ -13,14 +13,14 @@ import (
 	"mxgate/state"
 )
 
-// openStore opens the state store the rate limits and greylisting share
+// OpenStore opens the state store the rate limits and greylisting share
 // with the other gateways behind the MX. test: a -bh session, which must
 // not count against the daemon's limits.
 //
 // Package state's backends (embedded, Redis) and its Open come with
 // issue 14's part B; until they are merged a config that needs the store
 // is refused here rather than run unlimited. Tests replace it.
-var openStore = func(cfg *config.Config, test bool) (state.Store, error) {
+var OpenStore = func(cfg *config.Config, test bool) (state.Store, error) {
 	return nil, errors.New("[[ratelimit]] and [greylist] need the state store, which this build does not have yet")
 }
 
@@ -31,7 +31,7 @@ func stateChecks(cfg *config.Config, test bool, trusted func(netip.Addr) bool, p
 	if len(cfg.RateLimits) == 0 && !g.Enabled {
 		return nil, nil
 	}
-	st, err := openStore(cfg, test)
+	st, err := OpenStore(cfg, test)
 	if err != nil {
 		return nil, err
 	}

@@ -79,9 +79,13 @@ const StorePrefix = "rl:"
 // once per key and period.
 const alertPrefix = "rl-alert:"
 
-// StoreKey is the store key of the rate behind hold key hold ("NAME:VALUE"):
-// `mxgate hold release` clears it.
+// StoreKey is the store key of the rate behind hold key hold ("NAME:VALUE").
 func StoreKey(hold string) string { return StorePrefix + hold }
+
+// HoldKeys are what `mxgate hold release` clears in the store for hold
+// key hold: the rate, so the released user starts afresh, and the alert's
+// mark, so a new burst is reported again.
+func HoldKeys(hold string) []string { return []string{StoreKey(hold), alertPrefix + hold} }
 
 // Check is the rate limits' check.
 type Check struct{ o Options }
