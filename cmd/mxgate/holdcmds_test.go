@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -108,4 +109,52 @@ func TestHoldCommands(t *testing.T) {
 	// The frozen message no limit held is the admin's (-Mt), not hold's.
 	q.check("list after", q.mxgate("mxgate", "hold", "list"), result{"", "", 0})
 	q.check("queue after", q.mxgate("mxgate", "-bpc"), result{"1\n", "", 0})
+}
+
+// TestHostTestRateLimit: -bh traces each rate limit (key, rate, limit,
+// verdict) and greylisting, on a store of its own.
+func TestHostTestRateLimit(t *testing.T) {
+	saved := checks.OpenStore
+	checks.OpenStore = func(*config.Config, bool) (state.Store, error) { return statetest.New(nil), nil }
+	t.Cleanup(func() { checks.OpenStore = saved })
+	cfg, _ := routedConfig(t, `mode = "none"`, `
+[[ratelimit]]
+name   = "senders"
+key    = "sender"
+rate   = "2/1h"
+action = "reject"
+
+[greylist]
+enabled = true
+`, `url = "smtp://127.0.0.1:2600"`)
+	session := "EHLO client.test\r\n" +
+		"MAIL FROM:<a@client.test>\r\n" +
+		"RCPT TO:<u@example.test>\r\n" +
+		"RSET\r\n" +
+		"MAIL FROM:<a@client.test>\r\n" +
+		"RSET\r\n" +
+		"MAIL FROM:<a@client.test>\r\n" +
+		"QUIT\r\n"
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"mxgate", "-config", cfg, "-bh", "192.0.2.1"}, strings.NewReader(session), &stdout, &stderr); code != 0 {
+		t.Errorf("exit %d, stderr:\n%s", code, stderr.String())
+	}
+	for _, want := range []string{
+		"451 4.7.1 Greylisted, please try again in 300 seconds\r\n",
+		"550 5.7.1 Rate limit exceeded\r\n",
+	} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	for _, want := range []string{
+		">>> ratelimit senders: sender a@client.test: rate 1.0 / 1h, limit 2/1h: under\n",
+		">>> greylist: triplet (192.0.2.0/24, <a@client.test>, <u@example.test>) first seen: deferred for 300 seconds\n",
+		"/ 1h, limit 2/1h: over: rejected\n",
+		"rejected MAIL <a@client.test>: rate limit exceeded: senders sender a@client.test: Sender rate 3.0 / 1h (limit 2/1h)\n",
+	} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("trace lacks %q:\n%s", want, stderr.String())
+		}
+	}
 }
