@@ -140,3 +140,22 @@ func TestOnError(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRcptPassed is what greylisting adds to the RCPT of a triplet
+// that passed before (the common case), with the in-memory store.
+func BenchmarkRcptPassed(b *testing.B) {
+	st := statetest.New(nil)
+	ip := netip.MustParseAddr("192.0.2.10")
+	if err := st.Set(context.Background(), TripletKey(ip, "a@x.test", "b@dest.test"), []byte("1 1"), time.Hour); err != nil {
+		b.Fatal(err)
+	}
+	k := New(Options{Store: st, Delay: time.Minute, RetryWindow: time.Hour, Expire: time.Hour})
+	ctx := context.Background()
+	s := k.Open(ctx, &filters.Conn{IP: ip})
+	tx := &filters.Tx{Sender: "a@x.test"}
+	for b.Loop() {
+		if v := s.Rcpt(ctx, tx, "b@dest.test"); v.Refuses() {
+			b.Fatal(v.Text)
+		}
+	}
+}
