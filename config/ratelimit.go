@@ -14,7 +14,7 @@ import (
 // stolen password or a compromised script on a trusted host is what a
 // rate limit is for.
 type RateLimit struct {
-	Name string `toml:"name"` // in log lines; default "KEY/per_PER", unique
+	Name string `toml:"name"` // in log lines and hold keys; default "KEY/per_PER", unique, no colon
 	// Key is what is counted: "client_ip", "auth_user", "sender" or
 	// "sender_domain". A client without one (no AUTH, the null sender)
 	// is not counted by that limit.
@@ -90,8 +90,10 @@ func (d *decoder) checkRateLimits(c *Config) {
 		switch {
 		case !d.pos.has(nameKey):
 			r.Name = r.Key + "/per_" + r.Per
-		case r.Name == "" || strings.ContainsFunc(r.Name, func(c rune) bool { return c <= ' ' || c == 0x7f }):
-			d.failKey(nameKey, -1, "invalid name %q: it must be non-empty, without spaces or control characters", r.Name)
+		case r.Name == "" || strings.ContainsFunc(r.Name, func(c rune) bool { return c <= ' ' || c == 0x7f || c == ':' }):
+			// The hold key is NAME:VALUE, and a VALUE (an IPv6 address)
+			// may hold colons: the name must not.
+			d.failKey(nameKey, -1, "invalid name %q: it must be non-empty, without spaces, colons or control characters", r.Name)
 		}
 		if first, dup := names[r.Name]; dup {
 			d.failKey(nameKey, -1, "rate limit %q is already configured as ratelimit[%d]; give each a name", r.Name, first)

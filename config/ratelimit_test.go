@@ -28,6 +28,8 @@ func TestRateLimitErrors(t *testing.T) {
 			`e.toml:7: key "ratelimit[1].name": rate limit "sender/per_mail" is already configured as ratelimit[0]; give each a name`},
 		{"override without match", "[[ratelimit]]\nkey = \"sender\"\nrate = \"1/1h\"\n[[ratelimit.override]]\nrate = \"5/1h\"\n",
 			`e.toml:7: missing required key "ratelimit[0].override[0].match"`},
+		{"colon in name", "[[ratelimit]]\nname = \"a:b\"\nkey = \"sender\"\nrate = \"1/1h\"\n",
+			`e.toml:5: key "ratelimit[0].name": invalid name "a:b": it must be non-empty, without spaces, colons or control characters`},
 		{"greylist window", "[greylist]\ndelay = \"1h\"\nretry_window = \"30m\"\n",
 			`e.toml:6: key "greylist.retry_window": "30m" is not above greylist.delay "1h": no retry could pass`},
 		{"greylist on_error", "[greylist]\non_error = \"reject\"\n",

@@ -118,6 +118,8 @@ type session struct {
 }
 
 func (s *session) Mail(ctx context.Context, tx *filters.Tx) filters.Verdict {
+	// A new transaction: whatever an earlier, refused MAIL held is gone.
+	s.hold = ""
 	first := !s.connCounted
 	s.connCounted = true
 	return s.apply(ctx, tx, func(l *Limit) bool { return l.Per == PerMail || l.Per == PerConn && first })

@@ -206,7 +206,7 @@ func appendHeaderFile(b []byte, env *Envelope) ([]byte, error) {
 			return fail("done recipient: %w", err)
 		}
 	}
-	for name, v := range map[string]string{"HELO name": env.HeloName, "protocol": env.ReceivedProtocol} {
+	for name, v := range map[string]string{"HELO name": env.HeloName, "protocol": env.ReceivedProtocol, "hold key": env.Hold} {
 		if err := checkValue(v, true); err != nil {
 			return fail("%s: %w", name, err)
 		}
