@@ -254,3 +254,22 @@ func BenchmarkRcpt(b *testing.B) {
 		}
 	}
 }
+
+// TestHoldIsPerTransaction: a hold is the transaction's; the next MAIL,
+// under the limit, is not held, even without a Reset in between.
+func TestHoldIsPerTransaction(t *testing.T) {
+	c := &clock{t0}
+	l := limit("d", KeySenderDomain, PerMail, ActionHold, "1/1h")
+	l.Overrides = map[string]Rate{"y.test": {Count: 5, Period: time.Hour, Text: "5/1h"}}
+	k := New(Options{Limits: []Limit{l}, Store: statetest.New(c.now), Now: c.now})
+	ctx := context.Background()
+	s := k.Open(ctx, &filters.Conn{IP: netip.MustParseAddr("10.0.0.1")})
+	s.Mail(ctx, &filters.Tx{Sender: "a@x.test", SenderDomain: "x.test"})
+	if h := s.Data(ctx, &filters.Message{}).Hold; h != "d:x.test" {
+		t.Fatalf("hold %q, want d:x.test", h)
+	}
+	s.Mail(ctx, &filters.Tx{Sender: "a@y.test", SenderDomain: "y.test"})
+	if h := s.Data(ctx, &filters.Message{}).Hold; h != "" {
+		t.Errorf("next transaction held as %q", h)
+	}
+}
