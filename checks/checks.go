@@ -71,18 +71,16 @@ func Build(cfg *config.Config, log filters.Logger, rt *route.Router, test bool) 
 // recipient-verification and DNS-list caches are shared through it with
 // the other gateways. The caller closes st, after the pipeline.
 func BuildShared(cfg *config.Config, log filters.Logger, rt *route.Router, st state.Store) (*Pipeline, error) {
-	var shared state.Store
-	if cfg.State.URL != "" {
-		shared = st
-	}
-	return build(cfg, log, rt, shared, false)
+	return build(cfg, log, rt, st, false)
 }
 
-// build is Build with shared, the store the caches are shared through
-// (nil: each cache is this gateway's own).
-func build(cfg *config.Config, log filters.Logger, rt *route.Router, shared state.Store, test bool) (*Pipeline, error) {
+// build is Build with st, the daemon's store (nil: none). The rate
+// limits and greylisting count in it; the caches are shared through it
+// only when it is Redis: the embedded one would merely copy what each
+// cache keeps in its own file.
+func build(cfg *config.Config, log filters.Logger, rt *route.Router, st state.Store, test bool) (*Pipeline, error) {
 	p := &Pipeline{}
-	o, err := options(cfg, log, rt, shared, test, p)
+	o, err := options(cfg, log, rt, st, test, p)
 	if err != nil {
 		p.Close() // what was opened before the error
 		return nil, err
@@ -93,7 +91,11 @@ func build(cfg *config.Config, log filters.Logger, rt *route.Router, shared stat
 
 // options are the pipeline's checks, in order, each with its guard; what
 // must be closed later goes into p.
-func options(cfg *config.Config, log filters.Logger, rt *route.Router, shared state.Store, test bool, p *Pipeline) (filters.Options, error) {
+func options(cfg *config.Config, log filters.Logger, rt *route.Router, st state.Store, test bool, p *Pipeline) (filters.Options, error) {
+	var shared state.Store
+	if st != nil && cfg.State.URL != "" {
+		shared = st
+	}
 	policy := address.NewPolicy(cfg.Relay.Domains, cfg.Relay.TrustedNetworks)
 	o := filters.Options{Log: log}
 	// The relay policy first: no other check ever sees a recipient it
@@ -125,6 +127,15 @@ func options(cfg *config.Config, log filters.Logger, rt *route.Router, shared st
 		}
 		o.Checks = append(o.Checks, guarded(rcptverify.NewCheck(v), time.Duration(cfg.RecipientVerify.Timeout), onError))
 	}
+	// The rate limits and greylisting after recipient verification (an
+	// unknown user is neither counted nor greylisted) and before the
+	// callout (a deferred sender costs no probe of its MX); greylisting
+	// after the DNS lists, which tell it of an allow-listed client.
+	steps, err := stateChecks(cfg, test, policy.Trusted, st, p)
+	if err != nil {
+		return o, err
+	}
+	o.Checks = append(o.Checks, steps...)
 	if c := cfg.Callout; c.Enabled {
 		k, checker, err := newCallout(cfg, log, policy, shared, test)
 		if err != nil {

@@ -1,7 +1,8 @@
 package checks
 
 import (
-	"mxgate/route"
+	"context"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,8 +12,16 @@ import (
 	"mxgate/config"
 	"mxgate/filters"
 	"mxgate/internal/dkimtest"
+	"mxgate/internal/statetest"
 	"mxgate/mainlog"
+	"mxgate/route"
+	"mxgate/state"
 )
+
+// The checks' state store is package state's; here an in-memory one.
+func init() {
+	OpenStore = func(*config.Config, bool) (state.Store, error) { return statetest.New(nil), nil }
+}
 
 // fullConfig is a config with every check on, loaded as a file is (so
 // config fills every default), with the DKIM key at keyFile.
@@ -49,6 +58,17 @@ resolver = "127.0.0.1:1"
 options  = ["defer_ok"]
 timeout  = "3s"
 deadline = "7s"
+[[ratelimit]]
+key    = "auth_user"
+rate   = "100/1h"
+action = "hold"
+[[ratelimit]]
+key      = "client_ip"
+rate     = "1000/1h"
+per      = "rcpt"
+on_error = "tempfail"
+[greylist]
+enabled = true
 [[milter]]
 address         = "inet:127.0.0.1:1"
 on_error        = "accept"
@@ -104,8 +124,10 @@ func TestOptions(t *testing.T) {
 		{"route", 0, filters.OnErrorTempfail, false},
 		{"rbl", 2*time.Second + backstop, filters.OnErrorTempfail, true},
 		{"rcptverify", 4*time.Second + backstop, filters.OnErrorTempfail, true}, // before the callout
-		{"callout", 10*time.Second + backstop, filters.OnErrorAccept, true},     // defer_ok
-		{"milter", 6*time.Second + backstop, filters.OnErrorTempfail, true},     // not every milter accepts
+		{"ratelimit", backstop, filters.OnErrorTempfail, true},                  // one limit's on_error is tempfail
+		{"greylist", backstop, filters.OnErrorAccept, true},
+		{"callout", 10*time.Second + backstop, filters.OnErrorAccept, true}, // defer_ok
+		{"milter", 6*time.Second + backstop, filters.OnErrorTempfail, true}, // not every milter accepts
 	}
 	if len(o.Checks) != len(want) {
 		t.Fatalf("%d checks, want %d", len(o.Checks), len(want))
@@ -200,5 +222,34 @@ func TestRecipientStores(t *testing.T) {
 	cfg.Routes[0].Verify.Source = "none"
 	if _, ok := recipientStores(cfg, route.New(RouteOptions(cfg))); ok {
 		t.Error("recipientStores: a check although no store verifies")
+	}
+}
+
+// TestRateLimitOptions: the config's limits reach the check as written:
+// strict mode, the parsed rate, overrides by lower-cased value; a
+// config's override applies to its value in any case.
+func TestRateLimitOptions(t *testing.T) {
+	dir := t.TempDir()
+	cfg := fullConfig(t, dir, dkimtest.New(t).File)
+	cfg.RateLimits = []config.RateLimit{{
+		Name: "d", Key: "sender_domain", Per: "mail", Mode: "strict", Action: "defer", OnError: "accept",
+		Rate: "1/1h", Count: 1, Period: time.Hour,
+		Override: []config.RateOverride{{Match: "Bulk.TEST", Rate: "3/1h", Count: 3, Period: time.Hour}},
+	}}
+	k, onError := newRateLimit(cfg.RateLimits, statetest.New(nil))
+	if onError != filters.OnErrorAccept {
+		t.Errorf("guard on_error %s, want accept", onError)
+	}
+	ctx := context.Background()
+	s := k.Open(ctx, &filters.Conn{IP: netip.MustParseAddr("192.0.2.1")})
+	var got []string
+	for _, dom := range []string{"bulk.test", "BULK.test", "bulk.test", "other.test", "other.test"} {
+		v := s.Mail(ctx, &filters.Tx{Sender: "a@" + dom, SenderDomain: dom})
+		got = append(got, string(rune('0'+v.Code/100)))
+	}
+	// bulk.test: 3/1h, so the 3rd (a rate just under 3 at once) passes;
+	// other.test: 1/1h, over at once.
+	if strings.Join(got, "") != "00044" {
+		t.Errorf("replies %q, want bulk.test under its override and other.test over 1/1h", got)
 	}
 }

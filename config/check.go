@@ -77,6 +77,8 @@ func (d *decoder) check(c *Config) {
 	d.checkRoutes(c)
 	d.checkOutbound(c)
 	d.checkRecipientVerify(c)
+	d.checkRateLimits(c)
+	d.checkGreylist(c)
 
 	if c.Queue.Retry == "" {
 		c.Queue.Retry = retry.Default

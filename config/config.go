@@ -84,10 +84,13 @@ type Config struct {
 	Routes          []Downstream    `toml:"route"`
 	Outbound        Outbound        `toml:"outbound"`
 	RecipientVerify RecipientVerify `toml:"recipient_verify"`
-	Queue           Queue           `toml:"queue"`
-	Spool           Spool           `toml:"spool"`
-	State           State           `toml:"state"`
-	Log             Log             `toml:"log"`
+	// RateLimits are the [[ratelimit]] tables, all checked.
+	RateLimits []RateLimit `toml:"ratelimit"`
+	Greylist   Greylist    `toml:"greylist"`
+	Queue      Queue       `toml:"queue"`
+	Spool      Spool       `toml:"spool"`
+	State      State       `toml:"state"`
+	Log        Log         `toml:"log"`
 }
 
 // TLS holds the server certificate; STARTTLS is offered only when both are set.

@@ -296,9 +296,12 @@ func TestLoadGood(t *testing.T) {
 			NegativeTTL: Duration(time.Minute), CacheSize: 5000, MaxConnections: 4, IdleTimeout: Duration(30 * time.Second)},
 		Queue: Queue{Retry: "F,1h,10m; F,2d,1h", Schedule: schedule(t, "F,1h,10m; F,2d,1h"), RunInterval: Duration(30 * time.Second), MaxParallel: 4, ReadyMax: 1000,
 			DelayWarning: Duration(4 * time.Hour), TimeoutFrozenAfter: Duration(7 * 24 * time.Hour)},
-		Spool: Spool{Sync: "syncfs", MinFreeInodes: 500},
-		State: State{URL: "redis://:secret@127.0.0.1:6379/2", Timeout: Duration(250 * time.Millisecond), PoolSize: 4},
-		Log:   Log{Dir: "/var/log/mxgate", Format: "json"},
+		RateLimits: []RateLimit{{Name: "per-domain", Key: "sender_domain", Rate: "500/1h", Per: "mail", Mode: "leaky", Action: "hold", OnError: "accept",
+			Count: 500, Period: time.Hour, Override: []RateOverride{{Match: "bulk.example.test", Rate: "5000/1h", Count: 5000, Period: time.Hour}}}},
+		Greylist: Greylist{Enabled: true, Delay: Duration(5 * time.Minute), RetryWindow: Duration(48 * time.Hour), Expire: Duration(35 * 24 * time.Hour), AutoAllow: 5, OnError: "accept"},
+		Spool:    Spool{Sync: "syncfs", MinFreeInodes: 500},
+		State:    State{URL: "redis://:secret@127.0.0.1:6379/2", Timeout: Duration(250 * time.Millisecond), PoolSize: 4},
+		Log:      Log{Dir: "/var/log/mxgate", Format: "json"},
 	}
 	// The others are about files of this machine (/etc/userdomains), and
 	// TestFileWarnings' subject.
@@ -369,9 +372,10 @@ func TestLoadDefaults(t *testing.T) {
 			NegativeTTL: Duration(10 * time.Minute), CacheSize: 100000, MaxConnections: 10, IdleTimeout: Duration(30 * time.Second)},
 		Queue: Queue{Retry: "F,2h,15m; G,16h,1h,1.5; F,4d,6h", Schedule: schedule(t, retry.Default), RunInterval: Duration(time.Minute), MaxParallel: 20, ReadyMax: 4096,
 			DelayWarning: Duration(24 * time.Hour)},
-		Spool: Spool{Sync: "fdatasync", MinFreeSpace: 100 << 20, MinFreeInodes: 1000},
-		State: State{Timeout: Duration(500 * time.Millisecond), PoolSize: 10},
-		Log:   Log{Dir: absTestdata(t, "var/log"), Format: "exim"},
+		Greylist: Greylist{Delay: Duration(5 * time.Minute), RetryWindow: Duration(48 * time.Hour), Expire: Duration(35 * 24 * time.Hour), AutoAllow: 5, OnError: "accept"},
+		Spool:    Spool{Sync: "fdatasync", MinFreeSpace: 100 << 20, MinFreeInodes: 1000},
+		State:    State{Timeout: Duration(500 * time.Millisecond), PoolSize: 10},
+		Log:      Log{Dir: absTestdata(t, "var/log"), Format: "exim"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(%s) =\n%s\nwant\n%s", path, got, want)

@@ -3,6 +3,7 @@ package filters
 import (
 	"context"
 	"net/netip"
+	"sync/atomic"
 )
 
 // Stage is the point of an SMTP session at which a check is asked.
@@ -35,6 +36,12 @@ type Conn struct {
 	// lookup went as Sendmail's {client_resolve} says it: "OK", "FAIL"
 	// (no name, or no lookup), "FORGED" or "TEMP".
 	HostName, HostPTR, HostResolve string
+	// Allowlisted: a DNS allow-list (an rbl list of negative weight, a
+	// DNSWL) lists the client's IP. Set by the rbl check once it has
+	// weighed its lists (at RCPT, or at connect), read by the checks
+	// after it (greylisting); atomic since a check the pipeline stopped
+	// waiting for may still be running.
+	Allowlisted atomic.Bool
 }
 
 // Tx is the transaction as the checks see it: fixed at MAIL, recipients
@@ -44,6 +51,9 @@ type Tx struct {
 	Sender       string   // wire form, "" = null sender
 	SenderDomain string   // "" for the null sender
 	Rcpts        []string // accepted so far, wire form
+	// AuthUser is the name the client authenticated as (SMTP AUTH); ""
+	// when it did not.
+	AuthUser string
 }
 
 // Check is one decision of the pipeline: relay policy, a DNS list, a

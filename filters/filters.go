@@ -193,6 +193,10 @@ type Verdict struct {
 	Logs []LogLine
 	// Trace lines explain the decision in a -bh session.
 	Trace []string
+	// Hold, at DATA on a message to be accepted, freezes it in the queue
+	// under this key (a rate limit's action = "hold": "NAME:VALUE"),
+	// where it waits for `mxgate hold release` or `hold drop`.
+	Hold string
 }
 
 // LocalProblem is the verdict when mxgate itself failed (a spool file

@@ -473,7 +473,16 @@ func (s *session) Data(r io.Reader) error {
 			srv.log.Main(string(id), fmt.Sprintf("H=%s Warning: %s", host, w))
 		}
 	}
+	// A rate limit with action "hold" keeps the message frozen under its
+	// key until `mxgate hold release` (or drop).
+	hold := holdOf(out)
+	if hold != "" {
+		env.Frozen, env.Hold = now, hold
+	}
 	if srv.trace != nil {
+		if hold != "" {
+			srv.trace.printf("DATA: held as %s (rate limit action = hold): frozen in the queue", hold)
+		}
 		if le.Bare {
 			srv.trace.printf("DATA: bare CR or LF in message normalized (smtp.bare_newline = normalize)")
 		}
@@ -491,8 +500,27 @@ func (s *session) Data(r io.Reader) error {
 	// The Warning lines go before "<=", where Exim's warn ACL puts them.
 	warn()
 	srv.spool.LogArrival(env, s.arrival(tx, size, env.Headers), srv.log)
+	if hold != "" {
+		// As the queue logs a freeze; no delivery is started.
+		info := " (rate limit hold " + hold + ")"
+		srv.log.Main(string(id), "Frozen"+info)
+		if err := srv.spool.MsglogRaw(id, "*** Frozen"+info); err != nil {
+			srv.log.Panic(fmt.Sprintf("%s msglog write failed: %v", id, err))
+		}
+		return acceptedReply(id, "")
+	}
 	srv.onCommit(id)
 	return acceptedReply(id, "")
+}
+
+// holdOf is the hold key a check gave the message, "" for none.
+func holdOf(out filters.Outcome) string {
+	for _, e := range out.Events {
+		if e.Verdict.Hold != "" {
+			return e.Verdict.Hold
+		}
+	}
+	return ""
 }
 
 func acceptedReply(id spool.ID, note string) error {

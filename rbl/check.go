@@ -129,6 +129,9 @@ func (s *session) ipResult(ctx context.Context) result {
 		}
 		r := s.ip.Wait(ctx)
 		s.ipRes = result{Result: r, notes: s.k.report(r, KindIP, s.conn.IP.String())}
+		if r.Allowlisted() {
+			s.conn.Allowlisted.Store(true)
+		}
 	})
 	return s.ipRes
 }

@@ -169,6 +169,17 @@ func (r Result) Tempfail() bool {
 	return false
 }
 
+// Allowlisted reports whether an allow-list (a list of negative weight,
+// a DNSWL) lists the key.
+func (r Result) Allowlisted() bool {
+	for _, h := range r.Hits {
+		if h.Weight < 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // Strongest is the positive-weight hit with the largest weight, the first
 // in config order among equals: the list named in a rejection.
 func (r Result) Strongest() (Hit, bool) {

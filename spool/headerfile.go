@@ -127,9 +127,12 @@ type Envelope struct {
 	// BodySize is the body's bytes in the -D file (after its "ID-D"
 	// line), mxgate's -body_size: with BodyLinecount what VerifyData
 	// checks the -D against. 0 in files written before it was recorded.
-	BodySize         int64
-	Frozen           time.Time // zero: not frozen
-	ManualThaw       bool
+	BodySize   int64
+	Frozen     time.Time // zero: not frozen
+	ManualThaw bool
+	// Hold is the rate limit's hold key ("NAME:VALUE") a held message is
+	// frozen under, for `mxgate hold`: mxgate's -mxgate_hold line.
+	Hold             string
 	FirstFailed      time.Time // first deferral; zero: never deferred
 	NextTry          time.Time // do not retry before; zero: due now
 	Attempts         int
@@ -203,7 +206,7 @@ func appendHeaderFile(b []byte, env *Envelope) ([]byte, error) {
 			return fail("done recipient: %w", err)
 		}
 	}
-	for name, v := range map[string]string{"HELO name": env.HeloName, "protocol": env.ReceivedProtocol} {
+	for name, v := range map[string]string{"HELO name": env.HeloName, "protocol": env.ReceivedProtocol, "hold key": env.Hold} {
 		if err := checkValue(v, true); err != nil {
 			return fail("%s: %w", name, err)
 		}
@@ -255,6 +258,9 @@ func appendHeaderFile(b []byte, env *Envelope) ([]byte, error) {
 	}
 	if env.ManualThaw {
 		b = append(b, "-manual_thaw\n"...)
+	}
+	if env.Hold != "" {
+		b = fmt.Appendf(b, "-mxgate_hold %s\n", env.Hold)
 	}
 	if !env.FirstFailed.IsZero() {
 		b = fmt.Appendf(b, "-retry_first_failed %d\n", env.FirstFailed.Unix())
@@ -555,6 +561,8 @@ func parseOptions(lr *lineReader, env *Envelope) (string, error) {
 			ok = epoch(&env.Frozen)
 		case "-manual_thaw":
 			ok = flag(&env.ManualThaw)
+		case "-mxgate_hold":
+			ok = text(&env.Hold)
 		case "-retry_first_failed":
 			ok = epoch(&env.FirstFailed)
 		case "-retry_next":

@@ -1,0 +1,192 @@
+package e2e
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"text/template"
+	"time"
+
+	"mxgate/internal/peertest"
+)
+
+// TestRateLimitHold is issue 14's hold test: cPanel's "max emails per
+// hour per domain" (3/1h, action hold) on the embedded state store. A
+// burst of 6 from one domain is all accepted; the first 3 are delivered,
+// the rest frozen under the hold key, with one paniclog alert; `hold
+// list` shows them, `hold release` delivers them to the sink.
+func TestRateLimitHold(t *testing.T) {
+	requirePrograms(t, "smtp-sink")
+	requireStateStore(t, testdata("ratelimit-hold.toml.tmpl"), true)
+	sink := startSink(t)
+	g := startMxgateConfig(t, testdata("ratelimit-hold.toml.tmpl"), sink.URL())
+	body := []byte("Subject: burst\n\nfrom a compromised script\n")
+
+	c := mustDial(t, "127.0.0.1", g.addr)
+	c.expect(t, "EHLO client.test", 250)
+	var ids []string
+	for range 6 {
+		ids = append(ids, c.send(t, "script@client.test", []string{"u@example.test"}, dataBytes(body)))
+	}
+	c.expect(t, "QUIT", 221)
+
+	// Milliseconds apart, the 3rd is a rate just under 3: the 4th is over.
+	g.waitCompleted(ids[:3]...)
+	held := ids[3:]
+	for _, id := range held {
+		g.requireLog(id, regexp.QuoteMeta("Frozen (rate limit hold domains:client.test)")+"$")
+	}
+	alert := "ratelimit hold: domains:client.test over 3/1h"
+	if n := countMatching(g.paniclog(), alert); n != 1 {
+		t.Errorf("paniclog has %d alerts %q, want 1:\n%s", n, alert, strings.Join(g.paniclog(), "\n"))
+	}
+	list := g.mustCLI("hold", "list")
+	if !strings.HasPrefix(list, "domains:client.test: 3 held\n") {
+		t.Errorf("hold list:\n%s", list)
+	}
+	for _, id := range held {
+		if !strings.Contains(list, id+" <script@client.test> *** frozen ***") {
+			t.Errorf("hold list lacks %s:\n%s", id, list)
+		}
+	}
+
+	// Released by the domain alone. The embedded store is the daemon's:
+	// the command may say the rate was not cleared, on stderr.
+	r := g.cli("hold", "release", "client.test")
+	if r.code != 0 {
+		t.Fatalf("hold release: status %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	for _, id := range held {
+		if !strings.Contains(r.stdout, "Message "+id+" is no longer frozen\n") {
+			t.Errorf("hold release stdout lacks %s:\n%s", id, r.stdout)
+		}
+	}
+	g.waitCompleted(held...)
+	g.waitSpoolEmpty()
+	if got := len(sink.messages(t)); got != 6 {
+		t.Errorf("sink holds %d messages, want all 6", got)
+	}
+	if out := g.mustCLI("hold", "list"); out != "" {
+		t.Errorf("hold list after the release:\n%s", out)
+	}
+}
+
+func countMatching(lines []string, s string) int {
+	n := 0
+	for _, l := range lines {
+		if strings.Contains(l, s) {
+			n++
+		}
+	}
+	return n
+}
+
+// twoNodes starts two gateways on one redis-server with the config
+// testdata/e2e/ratelimit-redis.toml.tmpl, delivering to one sink.
+func twoNodes(t *testing.T) (*mxgate, *mxgate) {
+	t.Helper()
+	requirePrograms(t, "smtp-sink", "redis-server")
+	requireStateStore(t, testdata("ratelimit-redis.toml.tmpl"), false)
+	redis := peertest.Start(t, "redis", "", 0)
+	tmpl, err := os.ReadFile(testdata("ratelimit-redis.toml.tmpl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "ratelimit-redis.toml.tmpl")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(string(tmpl), "@REDIS@", redis)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sink := startSink(t)
+	return startMxgateConfig(t, path, sink.URL()), startMxgateConfig(t, path, sink.URL())
+}
+
+// requireStateStore skips the test when the built binary has no state
+// store for the config of template tmplPath: issue 14's state backends
+// (package state's Open, [state]) come from another branch, and until it
+// is merged [state] is an unknown key and a config with rate limits or
+// greylisting is refused. config check reads [state]; with bh, a -bh
+// session builds the checks, store included, as serve does (a config
+// whose store is a Redis not started yet cannot be asked so).
+func requireStateStore(t *testing.T, tmplPath string, bh bool) {
+	t.Helper()
+	tmpl, err := template.ParseFiles(tmplPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg bytes.Buffer
+	if err := tmpl.Execute(&cfg, map[string]string{"Listen": "127.0.0.1:1", "DataDir": t.TempDir(),
+		"Downstream": "smtp://127.0.0.1:1", "Outbound": `mode = "none"`}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "probe.toml")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(cfg.String(), "@REDIS@", "127.0.0.1:1")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := runBinary(t, "config", "check", "-config", path)
+	if bh && r.code == 0 {
+		r = runWith(t, func(c *exec.Cmd) { c.Stdin = strings.NewReader("QUIT\r\n") }, binary, "-config", path, "-bh", "192.0.2.1")
+	}
+	if strings.Contains(r.stderr, "need the state store") || strings.Contains(r.stderr, `unknown key "state"`) {
+		t.Skipf("this build has no state store (issue 14's state backends not merged): %s", strings.TrimSpace(r.stderr))
+	}
+	if r.code != 0 {
+		t.Fatalf("mxgate on %s: exit %d, stderr:\n%s", tmplPath, r.code, r.stderr)
+	}
+}
+
+// TestRateLimitTwoNodes: a limit of 4 per hour for one sender is enforced
+// across two gateways sharing redis: 2 messages through each pass, the
+// 5th is deferred through either. The client is trusted (127.0.0.2):
+// trusted clients are rate limited too (and not greylisted).
+func TestRateLimitTwoNodes(t *testing.T) {
+	n1, n2 := twoNodes(t)
+	body := dataBytes([]byte("Subject: shared\n\ncounted once across the nodes\n"))
+	for _, g := range []*mxgate{n1, n2} {
+		c := mustDial(t, "127.0.0.2", g.addr)
+		c.expect(t, "EHLO client.test", 250)
+		for range 2 {
+			c.send(t, "bulk@client.test", []string{"u@example.test"}, body)
+		}
+		c.expect(t, "QUIT", 221)
+	}
+	for _, g := range []*mxgate{n2, n1} {
+		c := mustDial(t, "127.0.0.2", g.addr)
+		c.expect(t, "EHLO client.test", 250)
+		r := c.expect(t, "MAIL FROM:<bulk@client.test>", 451)
+		if !strings.Contains(r.Text(), "4.7.0 Rate limit exceeded") {
+			t.Errorf("MAIL over the limit -> %v, want 451 4.7.0 Rate limit exceeded", r)
+		}
+		c.expect(t, "QUIT", 221)
+		rej, _ := os.ReadFile(filepath.Join(g.dataDir, "log", "rejectlog"))
+		if !strings.Contains(string(rej), "temporarily rejected MAIL <bulk@client.test>: rate limit exceeded: senders sender bulk@client.test") {
+			t.Errorf("rejectlog lacks the rate limit line:\n%s", rej)
+		}
+	}
+}
+
+// TestGreylistTwoNodes: a triplet node 1 greylisted passes at node 2
+// once the delay is over; a new triplet at node 2 is greylisted.
+func TestGreylistTwoNodes(t *testing.T) {
+	n1, n2 := twoNodes(t)
+	r := rcptReply(t, "127.0.0.1", n1.addr, "a@client.test", "u@example.test")
+	if r.Code != 451 || !strings.Contains(r.Text(), "4.7.1 Greylisted, please try again in 2 seconds") {
+		t.Fatalf("first RCPT at node 1 -> %v, want 451 4.7.1 Greylisted, please try again in 2 seconds", r)
+	}
+	time.Sleep(2500 * time.Millisecond) // greylist.delay "2s"
+	c := mustDial(t, "127.0.0.1", n2.addr)
+	c.expect(t, "EHLO client.test", 250)
+	id := c.send(t, "a@client.test", []string{"u@example.test"}, dataBytes([]byte("Subject: retried\n\nthrough the other node\n")))
+	c.expect(t, "QUIT", 221)
+	n2.waitCompleted(id)
+	passed := regexp.MustCompile(regexp.QuoteMeta("H=(client.test) [127.0.0.1] greylist: triplet (127.0.0.0/24, <a@client.test>, <u@example.test>) passed, delayed ") + `\d+ seconds$`)
+	if !n2.logHas(passed) {
+		t.Errorf("node 2's mainlog has no line matching %q", passed)
+	}
+	if r := rcptReply(t, "127.0.0.1", n2.addr, "b@client.test", "u@example.test"); r.Code != 451 {
+		t.Errorf("new triplet at node 2 -> %v, want 451 greylisted", r)
+	}
+}
