@@ -77,6 +77,7 @@ func (d *decoder) check(c *Config) {
 	d.checkRoutes(c)
 	d.checkOutbound(c)
 	d.checkRecipientVerify(c)
+	d.checkAuth(c)
 
 	if c.Queue.Retry == "" {
 		c.Queue.Retry = retry.Default
@@ -192,7 +193,7 @@ func (d *decoder) checkListen(c *Config) {
 	for _, l := range []struct {
 		key   keyPath
 		addrs []string
-	}{{keyPath{"listen"}, c.Listen}, {keyPath{"listen_tls"}, c.ListenTLS}} {
+	}{{keyPath{"listen"}, c.Listen}, {keyPath{"listen_tls"}, c.ListenTLS}, {keyPath{"listen_submission"}, c.ListenSubmission}} {
 		for i, a := range l.addrs {
 			if err := checkListenAddr(a); err != nil {
 				d.failKey(l.key, i, "%w", err)

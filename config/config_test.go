@@ -154,12 +154,13 @@ func TestLoadGood(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Config{
-		File:      path,
-		Hostname:  "MX1.example.test",
-		Listen:    []string{"127.0.0.1:2525", "[::1]:2525"},
-		ListenTLS: []string{"127.0.0.1:4650"},
-		DataDir:   "/var/spool/mxgate",
-		User:      "root", Group: "root", RunAsRoot: true, UID: 0, GID: 0, Groups: []int{0},
+		File:             path,
+		Hostname:         "MX1.example.test",
+		Listen:           []string{"127.0.0.1:2525", "[::1]:2525"},
+		ListenTLS:        []string{"127.0.0.1:4650"},
+		ListenSubmission: []string{"127.0.0.1:2587"},
+		DataDir:          "/var/spool/mxgate",
+		User:             "root", Group: "root", RunAsRoot: true, UID: 0, GID: 0, Groups: []int{0},
 		TLS: TLS{Cert: absTestdata(t, "cert.pem"), Key: absTestdata(t, "key.pem"),
 			Certificates: []TLSCertificate{{Cert: absTestdata(t, "cert.pem"), Key: absTestdata(t, "key.pem")}}},
 		// As written where that is not how String would print the value.
@@ -293,12 +294,15 @@ func TestLoadGood(t *testing.T) {
 			NegativeTTL: Duration(time.Minute), CacheSize: 5000, MaxConnections: 4, IdleTimeout: Duration(30 * time.Second)},
 		Queue: Queue{Retry: "F,1h,10m; F,2d,1h", Schedule: schedule(t, "F,1h,10m; F,2d,1h"), RunInterval: Duration(30 * time.Second), MaxParallel: 4, ReadyMax: 1000,
 			DelayWarning: Duration(4 * time.Hour), TimeoutFrozenAfter: Duration(7 * 24 * time.Hour)},
+		Auth: Auth{Backend: "passwd-file:" + absTestdata(t, "passwd"), BackendKind: "passwd-file", BackendPath: absTestdata(t, "passwd"),
+			SenderPolicy: "login", Timeout: Duration(3 * time.Second), MaxFailures: 3,
+			FailureWindow: Duration(10 * time.Minute), BlockTime: Duration(time.Hour)},
 		Spool: Spool{Sync: "syncfs", MinFreeInodes: 500},
 		Log:   Log{Dir: "/var/log/mxgate", Format: "json"},
 	}
 	// The others are about files of this machine (/etc/userdomains), and
 	// TestFileWarnings' subject.
-	hostBits := Warning{File: path, Line: 39, Msg: "10.1.2.3/8 has host bits set: it means 10.0.0.0/8"}
+	hostBits := Warning{File: path, Line: 40, Msg: "10.1.2.3/8 has host bits set: it means 10.0.0.0/8"}
 	if len(got.Warnings) == 0 || got.Warnings[0] != hostBits {
 		t.Errorf("warnings %v, want %v first", got.Warnings, hostBits)
 	}
@@ -365,6 +369,8 @@ func TestLoadDefaults(t *testing.T) {
 			NegativeTTL: Duration(10 * time.Minute), CacheSize: 100000, MaxConnections: 10, IdleTimeout: Duration(30 * time.Second)},
 		Queue: Queue{Retry: "F,2h,15m; G,16h,1h,1.5; F,4d,6h", Schedule: schedule(t, retry.Default), RunInterval: Duration(time.Minute), MaxParallel: 20, ReadyMax: 4096,
 			DelayWarning: Duration(24 * time.Hour)},
+		Auth: Auth{SenderPolicy: "login_domain", SetSenderHeader: true, Timeout: Duration(10 * time.Second),
+			FailDelay: Duration(2 * time.Second), MaxFailures: 5, FailureWindow: Duration(15 * time.Minute), BlockTime: Duration(15 * time.Minute)},
 		Spool: Spool{Sync: "fdatasync", MinFreeSpace: 100 << 20, MinFreeInodes: 1000},
 		Log:   Log{Dir: absTestdata(t, "var/log"), Format: "exim"},
 	}

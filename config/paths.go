@@ -32,6 +32,7 @@ func (d *decoder) resolvePaths(c *Config) {
 		}
 	}
 	abs(&c.DataDir)
+	prefixed(&c.Auth.Backend, "dovecot:", "passwd-file:")
 	abs(&c.Log.Dir)
 	abs(&c.TLS.Cert)
 	abs(&c.TLS.Key)

@@ -179,6 +179,7 @@ func fixed[T any](name string, f func(*config.Config) *T) fixedSetting {
 var restartOnly = []fixedSetting{
 	fixed("listen", func(c *config.Config) *[]string { return &c.Listen }),
 	fixed("listen_tls", func(c *config.Config) *[]string { return &c.ListenTLS }),
+	fixed("listen_submission", func(c *config.Config) *[]string { return &c.ListenSubmission }),
 	fixed("data_dir", func(c *config.Config) *string { return &c.DataDir }),
 	fixed("log.dir", func(c *config.Config) *string { return &c.Log.Dir }),
 	fixed("log.format", func(c *config.Config) *string { return &c.Log.Format }),
