@@ -19,6 +19,7 @@ require (
 )
 
 require (
+	github.com/GehirnInc/crypt v0.0.0-20230320061759-8cc1b52080c5 // indirect
 	github.com/emersion/go-message v0.18.2 // indirect
 	golang.org/x/crypto v0.54.0 // indirect
 )
