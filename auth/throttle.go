@@ -13,10 +13,16 @@ type Throttle struct {
 	window    time.Duration
 	blockTime time.Duration
 
-	mu    sync.Mutex
-	keys  map[string]*record // "ip:1.2.3.4", "user:name"
-	swept time.Time
+	mu      sync.Mutex
+	keys    map[string]*record // "ip:1.2.3.4", "user:name"
+	swept   time.Time
+	maxKeys int
 }
+
+// maxKeys bounds the records kept: past it (an attack from many
+// addresses on many names), the failures counted so far are forgotten and
+// only the blocks kept.
+const maxKeys = 100_000
 
 type record struct {
 	fails        []time.Time // within window, oldest first
@@ -25,7 +31,7 @@ type record struct {
 
 // NewThrottle blocks after max failures within window, for blockTime.
 func NewThrottle(max int, window, blockTime time.Duration) *Throttle {
-	return &Throttle{max: max, window: window, blockTime: blockTime, keys: map[string]*record{}}
+	return &Throttle{max: max, window: window, blockTime: blockTime, keys: map[string]*record{}, maxKeys: maxKeys}
 }
 
 // Blocked tells whether ip or user (either may be "") is blocked now.
@@ -46,6 +52,13 @@ func (t *Throttle) Fail(now time.Time, ip, user string) (blocked bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.sweep(now)
+	if len(t.keys) >= t.maxKeys {
+		for k, r := range t.keys {
+			if !now.Before(r.blockedUntil) {
+				delete(t.keys, k)
+			}
+		}
+	}
 	for _, k := range keysOf(ip, user) {
 		r := t.keys[k]
 		if r == nil {

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -58,5 +59,24 @@ func TestThrottle(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestThrottleBounded: past maxKeys the counts are forgotten, the blocks
+// kept.
+func TestThrottleBounded(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	th := NewThrottle(2, time.Hour, time.Hour)
+	th.maxKeys = 10
+	th.Fail(t0, "9.9.9.9", "")
+	th.Fail(t0, "9.9.9.9", "") // blocked
+	for i := range 20 {
+		th.Fail(t0, fmt.Sprintf("10.0.0.%d", i), "")
+	}
+	if len(th.keys) > 10 {
+		t.Errorf("%d records kept, want at most 10", len(th.keys))
+	}
+	if !th.Blocked(t0, "9.9.9.9", "") {
+		t.Error("the block was forgotten")
 	}
 }
