@@ -196,6 +196,16 @@ func ctxErr(ctx context.Context, err error) error {
 	return err
 }
 
+// Ping connects to the auth-client socket at path and reads its
+// handshake (config check --probe).
+func Ping(ctx context.Context, path string) error {
+	c, err := (&Dovecot{path: path}).dial(ctx)
+	if err != nil {
+		return err
+	}
+	return c.nc.Close()
+}
+
 // Close closes the kept connection.
 func (d *Dovecot) Close() error {
 	d.mu.Lock()
