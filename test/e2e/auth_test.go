@@ -67,6 +67,12 @@ func TestAuthSubmissionDovecot(t *testing.T) {
 	sub := fmt.Sprintf("127.0.0.1:%d", port)
 	g := startMxgateOutbound(t, authConfig(t, port, "dovecot:"+filepath.Join(dc.dir, "run", "auth-client")), sink.URL(), outboundFor(sink.URL()))
 
+	socket := filepath.Join(dc.dir, "run", "auth-client")
+	// (Its stderr warns that the test certificate expires within the hour.)
+	if r := g.cli("config", "check", "--probe"); r.code != 0 || !strings.Contains(r.stdout, "auth dovecot:"+socket+": OK (VERSION 1 handshake, PLAIN offered") {
+		t.Errorf("config check --probe: status %d\n%s\nwant the auth-client socket OK", r.code, r.stdout)
+	}
+
 	c := mustDial(t, "127.0.0.1", sub)
 	if r := c.expect(t, "EHLO client.test", 250); strings.Contains(r.Text(), "AUTH") {
 		t.Errorf("AUTH advertised before STARTTLS:\n%s", r.Text())
