@@ -30,10 +30,18 @@ type relaySession struct {
 // Rcpt decides on rcpt, in the wire form the gateway passes every check
 // (a quoted local part stays quoted; ParseWire undoes it); an accepted
 // recipient's Log says why it is allowed.
-func (s relaySession) Rcpt(_ context.Context, _ *filters.Tx, rcpt string) filters.Verdict {
+func (s relaySession) Rcpt(_ context.Context, tx *filters.Tx, rcpt string) filters.Verdict {
 	a, err := ParseWire(rcpt)
 	if err != nil {
 		return refusal(*SyntaxRefusal(err), rcpt)
+	}
+	// An authenticated client may relay, as a trusted one may; the
+	// restricted local parts and literals stay refused.
+	if tx.AuthUser != "" {
+		if ref := AllowAuthenticated(a); ref != nil {
+			return refusal(*ref, rcpt)
+		}
+		return filters.Verdict{Log: "authenticated as " + tx.AuthUser}
 	}
 	if ref := s.p.Allow(s.ip, a); ref != nil {
 		return refusal(*ref, rcpt)

@@ -93,6 +93,21 @@ func (p *Policy) Allow(ip netip.Addr, a Address) *Refusal {
 	return &r
 }
 
+// AllowAuthenticated is the relay policy for a client that authenticated
+// (SMTP AUTH): any domain, but never a restricted local part or an
+// address literal.
+func AllowAuthenticated(a Address) *Refusal {
+	if restrictedLocal(a.Local) {
+		r := refuseRestricted
+		return &r
+	}
+	if a.IsLiteral() {
+		r := refuseRelay
+		return &r
+	}
+	return nil
+}
+
 // SyntaxRefusal is the refusal of a recipient Parse failed on (err).
 func SyntaxRefusal(err error) *Refusal {
 	r := refuseSyntax

@@ -67,6 +67,10 @@ func (s *session) Mail(_ context.Context, tx *filters.Tx) filters.Verdict {
 		return trace("sender verify: not done for the null sender")
 	case s.trusted:
 		return trace(fmt.Sprintf("sender verify for <%s>: not done: host in relay.trusted_networks", tx.Sender))
+	case tx.AuthUser != "":
+		// The sender policy ([auth]) decides what a logged-in user may
+		// send as.
+		return trace(fmt.Sprintf("sender verify for <%s>: not done: authenticated as %s", tx.Sender, tx.AuthUser))
 	}
 	if e := exemptDomain(s.k.o.ExemptDomains, tx.SenderDomain); e != "" {
 		return trace(fmt.Sprintf("sender verify for <%s>: not done: %s in callout.exempt_domains", tx.Sender, e))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"mxgate/address"
+	"mxgate/auth"
 	"mxgate/callout"
 	"mxgate/config"
 	"mxgate/filters"
@@ -106,6 +107,11 @@ func options(cfg *config.Config, log filters.Logger, rt *route.Router, st state.
 	// (outbound "none") is refused now rather than bounced later. It
 	// waits for nothing either.
 	o.Checks = append(o.Checks, filters.Step{Check: route.NewCheck(rt), OnError: filters.OnErrorTempfail})
+	// The sender policy of authenticated mail: what an authenticated
+	// client may send as. It waits for nothing.
+	if a := cfg.Auth; a.Enabled() {
+		o.Checks = append(o.Checks, filters.Step{Check: auth.NewSenderCheck(a.SenderPolicy, a.SetSenderHeader), OnError: filters.OnErrorTempfail})
+	}
 	if r := cfg.RBL; len(r.Lists) > 0 {
 		k, err := newRBL(cfg, log, policy, shared)
 		if err != nil {

@@ -79,6 +79,7 @@ func (d *decoder) check(c *Config) {
 	d.checkRecipientVerify(c)
 	d.checkRateLimits(c)
 	d.checkGreylist(c)
+	d.checkAuth(c)
 
 	if c.Queue.Retry == "" {
 		c.Queue.Retry = retry.Default
@@ -195,7 +196,7 @@ func (d *decoder) checkListen(c *Config) {
 	for _, l := range []struct {
 		key   keyPath
 		addrs []string
-	}{{keyPath{"listen"}, c.Listen}, {keyPath{"listen_tls"}, c.ListenTLS}} {
+	}{{keyPath{"listen"}, c.Listen}, {keyPath{"listen_tls"}, c.ListenTLS}, {keyPath{"listen_submission"}, c.ListenSubmission}} {
 		for i, a := range l.addrs {
 			if err := checkListenAddr(a); err != nil {
 				d.failKey(l.key, i, "%w", err)

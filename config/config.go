@@ -47,8 +47,11 @@ type Config struct {
 
 	Hostname  string   `toml:"hostname"`   // default: os.Hostname(), "localhost" for the embedded default
 	Listen    []string `toml:"listen"`     // plain SMTP (STARTTLS if TLS set); default ["127.0.0.1:2525"] when absent; [] for TLS-only
-	ListenTLS []string `toml:"listen_tls"` // implicit TLS (port 465 case); needs [tls]
-	DataDir   string   `toml:"data_dir"`   // default "var"; relative to the config file's directory (the embedded default's: the working directory)
+	ListenTLS []string `toml:"listen_tls"` // implicit TLS (port 465 case); needs [tls]; offers AUTH when [auth] is set
+	// ListenSubmission are submission listeners (port 587): STARTTLS,
+	// then AUTH; needs [tls] and [auth].
+	ListenSubmission []string `toml:"listen_submission"`
+	DataDir          string   `toml:"data_dir"` // default "var"; relative to the config file's directory (the embedded default's: the working directory)
 
 	// User is the system user serve runs as once its listeners are bound
 	// when it starts as root, and the one admin commands run as when root
@@ -87,6 +90,7 @@ type Config struct {
 	// RateLimits are the [[ratelimit]] tables, all checked.
 	RateLimits []RateLimit `toml:"ratelimit"`
 	Greylist   Greylist    `toml:"greylist"`
+	Auth       Auth        `toml:"auth"`
 	Queue      Queue       `toml:"queue"`
 	Spool      Spool       `toml:"spool"`
 	State      State       `toml:"state"`

@@ -157,12 +157,13 @@ func TestLoadGood(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &Config{
-		File:      path,
-		Hostname:  "MX1.example.test",
-		Listen:    []string{"127.0.0.1:2525", "[::1]:2525"},
-		ListenTLS: []string{"127.0.0.1:4650"},
-		DataDir:   "/var/spool/mxgate",
-		User:      "root", Group: "root", RunAsRoot: true, UID: 0, GID: 0, Groups: []int{0},
+		File:             path,
+		Hostname:         "MX1.example.test",
+		Listen:           []string{"127.0.0.1:2525", "[::1]:2525"},
+		ListenTLS:        []string{"127.0.0.1:4650"},
+		ListenSubmission: []string{"127.0.0.1:2587"},
+		DataDir:          "/var/spool/mxgate",
+		User:             "root", Group: "root", RunAsRoot: true, UID: 0, GID: 0, Groups: []int{0},
 		TLS: TLS{Cert: absTestdata(t, "cert.pem"), Key: absTestdata(t, "key.pem"),
 			Certificates: []TLSCertificate{{Cert: absTestdata(t, "cert.pem"), Key: absTestdata(t, "key.pem")}}},
 		// As written where that is not how String would print the value.
@@ -299,13 +300,16 @@ func TestLoadGood(t *testing.T) {
 		RateLimits: []RateLimit{{Name: "per-domain", Key: "sender_domain", Rate: "500/1h", Per: "mail", Mode: "leaky", Action: "hold", OnError: "accept",
 			Count: 500, Period: time.Hour, Override: []RateOverride{{Match: "bulk.example.test", Rate: "5000/1h", Count: 5000, Period: time.Hour}}}},
 		Greylist: Greylist{Enabled: true, Delay: Duration(5 * time.Minute), RetryWindow: Duration(48 * time.Hour), Expire: Duration(35 * 24 * time.Hour), AutoAllow: 5, OnError: "accept"},
-		Spool:    Spool{Sync: "syncfs", MinFreeInodes: 500},
-		State:    State{URL: "redis://:secret@127.0.0.1:6379/2", Timeout: Duration(250 * time.Millisecond), PoolSize: 4},
-		Log:      Log{Dir: "/var/log/mxgate", Format: "json"},
+		Auth: Auth{Backend: "passwd-file:" + absTestdata(t, "passwd"), BackendKind: "passwd-file", BackendPath: absTestdata(t, "passwd"),
+			SenderPolicy: "login", Timeout: Duration(3 * time.Second), MaxFailures: 3,
+			FailureWindow: Duration(10 * time.Minute), BlockTime: Duration(time.Hour)},
+		Spool: Spool{Sync: "syncfs", MinFreeInodes: 500},
+		State: State{URL: "redis://:secret@127.0.0.1:6379/2", Timeout: Duration(250 * time.Millisecond), PoolSize: 4},
+		Log:   Log{Dir: "/var/log/mxgate", Format: "json"},
 	}
 	// The others are about files of this machine (/etc/userdomains), and
 	// TestFileWarnings' subject.
-	hostBits := Warning{File: path, Line: 39, Msg: "10.1.2.3/8 has host bits set: it means 10.0.0.0/8"}
+	hostBits := Warning{File: path, Line: 40, Msg: "10.1.2.3/8 has host bits set: it means 10.0.0.0/8"}
 	if len(got.Warnings) == 0 || got.Warnings[0] != hostBits {
 		t.Errorf("warnings %v, want %v first", got.Warnings, hostBits)
 	}
@@ -373,9 +377,11 @@ func TestLoadDefaults(t *testing.T) {
 		Queue: Queue{Retry: "F,2h,15m; G,16h,1h,1.5; F,4d,6h", Schedule: schedule(t, retry.Default), RunInterval: Duration(time.Minute), MaxParallel: 20, ReadyMax: 4096,
 			DelayWarning: Duration(24 * time.Hour)},
 		Greylist: Greylist{Delay: Duration(5 * time.Minute), RetryWindow: Duration(48 * time.Hour), Expire: Duration(35 * 24 * time.Hour), AutoAllow: 5, OnError: "accept"},
-		Spool:    Spool{Sync: "fdatasync", MinFreeSpace: 100 << 20, MinFreeInodes: 1000},
-		State:    State{Timeout: Duration(500 * time.Millisecond), PoolSize: 10},
-		Log:      Log{Dir: absTestdata(t, "var/log"), Format: "exim"},
+		Auth: Auth{SenderPolicy: "login_domain", SetSenderHeader: true, Timeout: Duration(10 * time.Second),
+			FailDelay: Duration(2 * time.Second), MaxFailures: 5, FailureWindow: Duration(15 * time.Minute), BlockTime: Duration(15 * time.Minute)},
+		Spool: Spool{Sync: "fdatasync", MinFreeSpace: 100 << 20, MinFreeInodes: 1000},
+		State: State{Timeout: Duration(500 * time.Millisecond), PoolSize: 10},
+		Log:   Log{Dir: absTestdata(t, "var/log"), Format: "exim"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(%s) =\n%s\nwant\n%s", path, got, want)

@@ -9,6 +9,7 @@ import (
 // the file's directory (d.base), before the checks that want them
 // absolute: data_dir, log.dir, the TLS files, the smarthost's password
 // and CA files, DKIM keys, recipients files and Dovecot sockets, the
+// auth backend's socket or passwd-file, the
 // maildir_users file, and the unix: sockets of spamd, clamd and the
 // milters. URLs (maildir://, lmtp+unix://) are absolute by their form.
 func (d *decoder) resolvePaths(c *Config) {
@@ -32,6 +33,7 @@ func (d *decoder) resolvePaths(c *Config) {
 		}
 	}
 	abs(&c.DataDir)
+	prefixed(&c.Auth.Backend, "dovecot:", "passwd-file:")
 	abs(&c.Log.Dir)
 	abs(&c.TLS.Cert)
 	abs(&c.TLS.Key)

@@ -51,9 +51,9 @@ type Tx struct {
 	Sender       string   // wire form, "" = null sender
 	SenderDomain string   // "" for the null sender
 	Rcpts        []string // accepted so far, wire form
-	// AuthUser is the name the client authenticated as (SMTP AUTH); ""
-	// when it did not.
-	AuthUser string
+	// AuthUser is the login the client authenticated as (SMTP AUTH), ""
+	// when it did not; AuthMech its mechanism, lower-case ("plain").
+	AuthUser, AuthMech string
 }
 
 // Check is one decision of the pipeline: relay policy, a DNS list, a

@@ -34,6 +34,9 @@ type Message struct {
 	Helo       string
 	// Trusted: the client is in relay.trusted_networks (DKIM signing).
 	Trusted bool
+	// AuthUser is the client's SMTP AUTH login, "" when it has none
+	// (the sender policy; DKIM signing, as for Trusted).
+	AuthUser string
 	// Headers as received, our Received first, LF endings. Fields a check
 	// owns (Owner) are already marked deleted ('*'); Open leaves deleted
 	// fields out.

@@ -211,6 +211,7 @@ func TestCalloutAtRCPT(t *testing.T) {
 		name    string
 		options []string
 		from    string // client address
+		auth    bool   // on the submission listener, logged in as bob
 		sender  string
 		rcpt    []string // the replies to two RCPTs in one transaction
 		probes  []string // RCPTs the users MX saw
@@ -252,18 +253,30 @@ func TestCalloutAtRCPT(t *testing.T) {
 		{name: "null sender", sender: "", rcpt: []string{"250 2.1.5", "250 2.1.5"}},
 		{name: "exempt domain", sender: "nobody@sub.partner.test", rcpt: []string{"250 2.1.5", "250 2.1.5"}},
 		{name: "trusted client", from: "127.0.0.2", sender: "nobody@users.test", rcpt: []string{"250 2.1.5", "250 2.1.5"}},
+		{name: "authenticated client", auth: true, sender: "nobody@users.test", rcpt: []string{"250 2.1.5", "250 2.1.5"}},
 	}
 	resolver := startMXDNS(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tg := startTargets(t, nil)
-			ts := newTestServer(t, withCallout(resolver, tg.port, tt.options...))
+			ts := newTestServer(t, withAuth(t, func(c *config.Config) {
+				withCallout(resolver, tg.port, tt.options...)(c)
+				c.Auth.SenderPolicy = "any"
+			}))
 			from := tt.from
 			if from == "" {
 				from = "127.0.0.1"
 			}
-			c := dialFrom(t, from, ts.addr(0))
-			c.greet()
+			var c *client
+			if tt.auth {
+				c = dialFrom(t, from, ts.addr(2))
+				c.greet()
+				c, _ = startTLS(t, c)
+				c.expect("AUTH PLAIN "+plainResp("bob", "secret"), "235 ")
+			} else {
+				c = dialFrom(t, from, ts.addr(0))
+				c.greet()
+			}
 			c.expect("MAIL FROM:<"+tt.sender+">", "250 ")
 			for i, want := range tt.rcpt {
 				c.send(fmt.Sprintf("RCPT TO:<u%d@example.test>\r\n", i))

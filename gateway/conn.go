@@ -30,6 +30,9 @@ type listener struct {
 	// implicitTLS: a refused client expects a TLS handshake, so a
 	// plaintext 421 would only be noise; it is just closed.
 	implicitTLS bool
+	// submission: a listen_submission listener, which offers AUTH after
+	// STARTTLS.
+	submission bool
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -47,6 +50,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		ip := ap.Addr().Unmap()
 		gc, why := l.srv.admit(c, ip, int(ap.Port()))
 		if gc != nil {
+			gc.mayAuth = l.srv.auth != nil && (l.implicitTLS || l.submission)
 			gc.open(l.implicitTLS)
 			return gc, nil
 		}
@@ -96,7 +100,14 @@ type conn struct {
 	flowMu      sync.Mutex
 	flow        *filters.Flow
 	implicitTLS bool
-	greetOnce   sync.Once
+	// mayAuth: AUTH is offered here (a submission or implicit TLS
+	// listener with [auth]); go-smtp itself keeps it off before TLS.
+	mayAuth bool
+	// authUser and authMech are the client's login once AUTH succeeded
+	// ("plain", "login"); kept on the conn, which outlives go-smtp's
+	// sessions.
+	authUser, authMech string
+	greetOnce          sync.Once
 	// refusal is the connect stage's refusal of a client whose greeting is
 	// encrypted: it answers every MAIL instead.
 	refusal *filters.Verdict

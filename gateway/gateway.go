@@ -22,6 +22,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"mxgate/auth"
 	"mxgate/config"
 	"mxgate/filters"
 	"mxgate/hostlookup"
@@ -74,6 +75,11 @@ type Server struct {
 	onCommit func(spool.ID)
 	hosts    *hostlookup.Resolver // nil: no host name lookups; made once (host_lookup needs a restart)
 	smtp     *smtp.Server
+	// auth checks SMTP AUTH logins (nil: no [auth], AUTH offered
+	// nowhere); throttle counts their failures. Both are made once:
+	// [auth] needs a restart.
+	auth     auth.Backend
+	throttle *auth.Throttle
 	lns      []net.Listener // what go-smtp serves, in Addrs order
 	addrs    []net.Addr
 
@@ -138,13 +144,21 @@ func New(o Options) (*Server, error) {
 	if s.onCommit == nil {
 		s.onCommit = func(spool.ID) {}
 	}
+	if a := cfg.Auth; a.Enabled() {
+		b, err := auth.New(a, s.log.Panic)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: auth.backend: %w", err)
+		}
+		s.auth = b
+		s.throttle = auth.NewThrottle(a.MaxFailures, time.Duration(a.FailureWindow), time.Duration(a.BlockTime))
+	}
 	var tlsConf *tls.Config
 	if gen.tls != nil {
 		// Each connection gets the certificates of its generation.
 		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, GetConfigForClient: s.configForClient}
 	}
-	if len(cfg.ListenTLS) > 0 && tlsConf == nil && !test {
-		return nil, errors.New("gateway: listen_tls needs tls.cert and tls.key")
+	if len(cfg.ListenTLS)+len(cfg.ListenSubmission) > 0 && tlsConf == nil && !test {
+		return nil, errors.New("gateway: listen_tls and listen_submission need tls.cert and tls.key")
 	}
 	if len(cfg.Listen)+len(cfg.ListenTLS) == 0 && !test {
 		return nil, errors.New("gateway: nothing to listen on (listen and listen_tls are empty)")
@@ -170,6 +184,9 @@ func New(o Options) (*Server, error) {
 	fail := func(err error) (*Server, error) {
 		s.closeListeners()
 		s.cancel()
+		if s.auth != nil {
+			s.auth.Close()
+		}
 		return nil, err
 	}
 	lc := net.ListenConfig{}
@@ -189,6 +206,14 @@ func New(o Options) (*Server, error) {
 		s.addrs = append(s.addrs, l.Addr())
 		s.lns = append(s.lns, tls.NewListener(&listener{Listener: l, srv: s, implicitTLS: true}, tlsConf))
 	}
+	for _, a := range cfg.ListenSubmission {
+		l, err := lc.Listen(s.ctx, "tcp", a)
+		if err != nil {
+			return fail(fmt.Errorf("gateway: listen (submission) on %s: %w", a, err))
+		}
+		s.addrs = append(s.addrs, l.Addr())
+		s.lns = append(s.lns, &listener{Listener: l, srv: s, submission: true})
+	}
 	return s, nil
 }
 
@@ -199,7 +224,7 @@ func (s *Server) closeListeners() {
 }
 
 // Addrs returns the addresses listened on: the listen entries, then the
-// listen_tls ones.
+// listen_tls ones, then the listen_submission ones.
 func (s *Server) Addrs() []net.Addr { return s.addrs }
 
 // Serve accepts connections on every listener until Shutdown (then it
@@ -237,6 +262,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.smtp.Shutdown(ctx)
 	if errors.Is(err, smtp.ErrServerClosed) {
 		return errors.New("gateway: Shutdown called twice")
+	}
+	if s.auth != nil {
+		defer s.auth.Close()
 	}
 	if ctx.Err() == nil { // every session has ended
 		s.cancel()

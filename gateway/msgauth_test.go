@@ -122,26 +122,36 @@ func TestAuthResults(t *testing.T) {
 
 // TestDKIMSign has a trusted client's message signed, and the gateway's
 // own verifier check the signature against the published key; an
-// untrusted client's message is not signed.
+// untrusted client's message is not signed, an authenticated one's is.
 func TestDKIMSign(t *testing.T) {
 	k := dkimtest.New(t)
 	dns := startAuthDNS(t, k)
-	ts := newTestServer(t, withMsgAuth(dns.addr, config.DKIMSign{Domain: "example.test", Selector: "sel1", KeyFile: k.File}))
+	ts := newTestServer(t, withAuth(t, withMsgAuth(dns.addr, config.DKIMSign{Domain: "example.test", Selector: "sel1", KeyFile: k.File})))
 	verifier := msgauth.New(msgauth.Options{AuthservID: "verify.test", Resolvers: []string{dns.addr}, Timeout: 5 * time.Second})
 	tests := []struct {
 		name     string
 		from     string
+		auth     bool // on the submission listener, after AUTH
 		wantSign bool
 		wantDKIM string
 	}{
-		{"trusted client", "127.0.0.2", true, "dkim=pass header.d=example.test header.s=sel1"},
-		{"untrusted client", "127.0.0.1", false, "dkim=none"},
+		{"trusted client", "127.0.0.2", false, true, "dkim=pass header.d=example.test header.s=sel1"},
+		{"untrusted client", "127.0.0.1", false, false, "dkim=none"},
+		{"authenticated client", "127.0.0.1", true, true, "dkim=pass header.d=example.test header.s=sel1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := ts.queued()
-			c := dialFrom(t, tt.from, ts.addr(0))
-			c.greet()
+			var c *client
+			if tt.auth {
+				c = dialFrom(t, tt.from, ts.addr(2))
+				c.greet()
+				c, _ = startTLS(t, c)
+				c.expect("AUTH PLAIN "+plainResp("alice@example.test", "secret"), "235 ")
+			} else {
+				c = dialFrom(t, tt.from, ts.addr(0))
+				c.greet()
+			}
 			if got := c.sendMessage("alice@example.test", []string{"bob@example.test"}, authLetter); !strings.HasPrefix(got, "250 ") {
 				t.Fatalf("DATA -> %q, want 250", got)
 			}

@@ -304,6 +304,34 @@ func TestRBLTrustedNotLookedUp(t *testing.T) {
 	}
 }
 
+// TestRBLAuthenticated: a listed client that logged in (SMTP AUTH) is not
+// judged by the lists, whose verdict would refuse it, nor tagged; its
+// sender domain is not looked up.
+func TestRBLAuthenticated(t *testing.T) {
+	ns := startDNS(t, zones)
+	rbl := withRBL(ns.addr, 1, 1, list("bl.test", "ip", 1), list("dbl.test", "sender_domain", 1))
+	ts := newTestServer(t, withAuth(t, func(c *config.Config) {
+		rbl(c)
+		c.Auth.SenderPolicy = "any"
+	}))
+	c := dialFrom(t, "127.0.0.1", ts.addr(2)) // listed on bl.test
+	c.greet()
+	c, _ = startTLS(t, c)
+	c.expect("AUTH PLAIN "+plainResp("bob", "secret"), "235 ")
+	if got := c.sendMessage("a@spam-domain.test", []string{"u@outside.test"}, "Subject: hi\n\nbody\n"); !strings.HasPrefix(got, "250 ") {
+		t.Fatalf("DATA -> %q, want 250", got)
+	}
+	c.expect("QUIT", "221 ")
+	if m := ts.message(ts.onlyID()); strings.Contains(m, "X-RBL-Score") {
+		t.Errorf("authenticated mail tagged:\n%s", m)
+	}
+	for _, q := range ns.asked() {
+		if strings.Contains(q, "dbl.test") {
+			t.Errorf("the sender domain was looked up: %v", ns.asked())
+		}
+	}
+}
+
 // TestRBLLookupsShared: the IP lists are asked once per connection however
 // many transactions it has, and not at all before a list is configured.
 func TestRBLLookupsShared(t *testing.T) {

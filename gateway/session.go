@@ -105,6 +105,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return reply(552, [3]int{5, 3, 4}, "Message size exceeds maximum permitted")
 	}
 	tx := &transaction{Tx: filters.Tx{Helo: helo}, proto: "smtp"}
+	tx.AuthUser, tx.AuthMech = s.conn.authState()
 	if from != "" {
 		a, err := address.Parse(from)
 		if err != nil {
@@ -162,6 +163,9 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		tx.cipher = cipherDesc(st)
 	} else if s.conn.usedEHLO() {
 		tx.proto = "esmtp"
+	}
+	if tx.AuthUser != "" {
+		tx.proto += "a" // Exim's esmtpsa: authenticated
 	}
 	s.mu.Lock()
 	s.tx = tx
@@ -403,6 +407,7 @@ func (s *session) Data(r io.Reader) error {
 		ClientIP:   s.conn.ip,
 		Helo:       tx.Helo,
 		Trusted:    s.conn.gen.policy.Trusted(s.conn.ip),
+		AuthUser:   tx.AuthUser,
 		Headers: append([]spool.Header{received(receivedInfo{
 			Helo: tx.Helo, Name: s.conn.host.Name, IP: s.conn.ip.String(), Hostname: s.cfg().Hostname,
 			With: strings.ToUpper(tx.proto), ID: id, Sender: tx.Sender,
@@ -569,6 +574,10 @@ func (s *session) arrival(tx transaction, size int64, headers []spool.Header) st
 	line := fmt.Sprintf("H=%s:%d P=%s", s.hostDesc(tx.Helo), s.conn.port, tx.proto)
 	if tx.cipher != "" {
 		line += " X=" + tx.cipher + " CV=no"
+	}
+	if tx.AuthUser != "" {
+		// Exim's A=authenticator:id; a space or "=" would end the field.
+		line += " A=" + tx.AuthMech + ":" + logLogin(tx.AuthUser)
 	}
 	line += fmt.Sprintf(" S=%d", size)
 	if mid := header.MessageID(headers); mid != "" {

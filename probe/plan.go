@@ -11,6 +11,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"mxgate/auth"
 	"mxgate/config"
 	"mxgate/dnsclient"
 	"mxgate/filters/clamd"
@@ -29,6 +30,8 @@ import (
 //     mode "smarthost"): down, mail piles up in the queue;
 //   - a Dovecot userdb socket unless recipient_verify.defer_ok: down,
 //     every recipient gets 451;
+//   - the auth backend (Dovecot's auth-client socket, a passwd-file):
+//     down, no user can log in;
 //   - a resolver that outbound mode "mx" or a DNS list with on_error
 //     "tempfail" asks.
 //
@@ -212,6 +215,26 @@ func stores(cfg *config.Config) []Probe {
 					return "VERSION 1 handshake", nil
 				}})
 		}
+	}
+	if a := cfg.Auth; a.Enabled() {
+		ps = append(ps, Probe{Peer: "auth " + a.Backend, Required: true, Timeout: time.Duration(a.Timeout),
+			Run: func(ctx context.Context) (string, error) {
+				if a.BackendKind == "dovecot" {
+					if err := auth.Ping(ctx, a.BackendPath); err != nil {
+						return "", err
+					}
+					return "VERSION 1 handshake, PLAIN offered", nil
+				}
+				data, err := os.ReadFile(a.BackendPath)
+				if err != nil {
+					return "", err
+				}
+				users, err := auth.ParsePasswd(a.BackendPath, data)
+				if err != nil {
+					return "", err
+				}
+				return fmt.Sprintf("%d users", len(users)), nil
+			}})
 	}
 	return ps
 }

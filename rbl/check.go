@@ -141,6 +141,12 @@ func (s *session) Mail(_ context.Context, tx *filters.Tx) filters.Verdict {
 	if s.skipped {
 		return filters.Verdict{}
 	}
+	// A user who logged in is not judged by the address they send
+	// from (a home connection in a policy list), as Exim's "accept
+	// authenticated = *" before its dnslists.
+	if tx.AuthUser != "" {
+		return filters.Verdict{Trace: []string{"DNS lists: not checked: authenticated as " + tx.AuthUser}}
+	}
 	if tx.SenderDomain != "" {
 		s.senderKey = tx.SenderDomain
 		s.sender = s.k.c.StartDomain(s.ctx, KindSenderDomain, tx.SenderDomain)
@@ -153,8 +159,8 @@ func (s *session) Mail(_ context.Context, tx *filters.Tx) filters.Verdict {
 }
 
 // Rcpt weighs the lists once per transaction; every RCPT gets the verdict.
-func (s *session) Rcpt(ctx context.Context, _ *filters.Tx, _ string) filters.Verdict {
-	if s.skipped {
+func (s *session) Rcpt(ctx context.Context, tx *filters.Tx, _ string) filters.Verdict {
+	if s.skipped || tx.AuthUser != "" {
 		return filters.Verdict{}
 	}
 	var v filters.Verdict

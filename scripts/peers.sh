@@ -23,7 +23,10 @@
 #       Maildir above), copied to DIR/users and used as passdb and
 #       userdb: LMTP refuses other users with 550 5.1.1, and the
 #       auth-userdb socket DIR/run/auth-userdb (mode 0666) answers user
-#       lookups (doveadm user, mxgate's verify_recipients = "dovecot:...").
+#       lookups (doveadm user, mxgate's verify_recipients = "dovecot:..."),
+#       and the auth-client socket DIR/run/auth-client (mode 0666) checks
+#       the passwords of its "user:{SCHEME}hash" lines (mxgate's
+#       auth.backend = "dovecot:...").
 #       With DOVECOT_QUOTA=SIZE (e.g. 1k) every mailbox gets Dovecot's
 #       quota plugin with that storage limit: a message that does not fit
 #       is refused after the dot with 552 5.2.2.
@@ -289,6 +292,9 @@ userdb {
 }
 service auth {
   unix_listener auth-userdb {
+    mode = 0666
+  }
+  unix_listener auth-client {
     mode = 0666
   }
 }"

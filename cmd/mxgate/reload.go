@@ -186,6 +186,11 @@ func fixed[T any](name string, f func(*config.Config) *T) fixedSetting {
 var restartOnly = []fixedSetting{
 	fixed("listen", func(c *config.Config) *[]string { return &c.Listen }),
 	fixed("listen_tls", func(c *config.Config) *[]string { return &c.ListenTLS }),
+	fixed("listen_submission", func(c *config.Config) *[]string { return &c.ListenSubmission }),
+	fixed("auth.backend", func(c *config.Config) *string { return &c.Auth.Backend }),
+	fixed("auth.max_failures", func(c *config.Config) *int { return &c.Auth.MaxFailures }),
+	fixed("auth.failure_window", func(c *config.Config) *config.Duration { return &c.Auth.FailureWindow }),
+	fixed("auth.block_time", func(c *config.Config) *config.Duration { return &c.Auth.BlockTime }),
 	fixed("data_dir", func(c *config.Config) *string { return &c.DataDir }),
 	fixed("log.dir", func(c *config.Config) *string { return &c.Log.Dir }),
 	fixed("log.format", func(c *config.Config) *string { return &c.Log.Format }),

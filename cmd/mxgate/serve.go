@@ -254,8 +254,11 @@ func serve(e *env) error {
 func announce(e *env, cfg *config.Config, addrs []net.Addr, verbose bool) {
 	var ls []string
 	for i, a := range addrs {
-		kind := "smtp" // the listen entries come first, then listen_tls
-		if i >= len(cfg.Listen) {
+		kind := "smtp" // the listen entries come first, then listen_tls, then listen_submission
+		switch {
+		case i >= len(cfg.Listen)+len(cfg.ListenTLS):
+			kind = "submission"
+		case i >= len(cfg.Listen):
 			kind = "smtps"
 		}
 		ls = append(ls, a.String()+" ("+kind+")")

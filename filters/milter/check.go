@@ -81,7 +81,7 @@ func (s *checkSession) Mail(ctx context.Context, tx *filters.Tx) filters.Verdict
 	var v filters.Verdict
 	d := s.refusal
 	if d == nil {
-		md := s.ms.Mail(ctx, tx.Sender, "")
+		md := s.ms.Mail(ctx, tx.Sender, tx.AuthUser, strings.ToUpper(tx.AuthMech))
 		v.Trace = []string{traceLine("MAIL <"+tx.Sender+">", md)}
 		d = &md
 	}

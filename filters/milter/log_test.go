@@ -126,7 +126,7 @@ func TestLogLinesPerMessage(t *testing.T) {
 	ctx := context.Background()
 	s.Helo(ctx, "client.example")
 	for _, id := range []string{"1abcde-000001-AB", "1abcde-000002-AB"} {
-		s.Mail(ctx, "a@example.test", "")
+		s.Mail(ctx, "a@example.test", "", "")
 		s.Rcpt(ctx, "b@example.net")
 		s.Data(ctx, id, testHeaders, strings.NewReader("hi\n"))
 	}

@@ -128,7 +128,7 @@ func newTestSession(t testing.TB, opts ...Options) (*Session, *[]string) {
 func transaction(s *Session, body string) (helo, mail, rcpt, bad, data Decision, mods Modifications) {
 	ctx := context.Background()
 	helo = s.Helo(ctx, "client.example")
-	mail = s.Mail(ctx, "a@example.test", "alice")
+	mail = s.Mail(ctx, "a@example.test", "alice", "PLAIN")
 	rcpt = s.Rcpt(ctx, "b@example.net")
 	bad = s.Rcpt(ctx, "bad@example.net")
 	data, mods = s.Data(ctx, "1abcde-000001-AB", testHeaders, strings.NewReader(body))

@@ -170,7 +170,7 @@ func roundTrip(tb testing.TB, p *daemon, client, from, rcpt string, headers []sp
 	defer s.Close()
 	for stage, d := range map[string]Decision{
 		"HELO": s.Helo(ctx, "client.example.net"),
-		"MAIL": s.Mail(ctx, from, ""),
+		"MAIL": s.Mail(ctx, from, "", ""),
 		"RCPT": s.Rcpt(ctx, rcpt),
 	} {
 		if d.Action != Continue {

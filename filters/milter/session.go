@@ -345,8 +345,8 @@ func (s *Session) msgDecision(p *peer, stage string, act *gomilter.Action, perRc
 }
 
 // Mail sends MAIL FROM (from without <>, "" for the null sender) and the
-// SASL login name, if any.
-func (s *Session) Mail(ctx context.Context, from string, authAuthen string) Decision {
+// SASL login name and mechanism ("PLAIN"), if any.
+func (s *Session) Mail(ctx context.Context, from, authAuthen, authType string) Decision {
 	s.open(ctx)
 	s.Abort(ctx) // a transaction left open (no RSET) ends here
 	s.discard = nil
@@ -359,7 +359,7 @@ func (s *Session) Mail(ctx context.Context, from string, authAuthen string) Deci
 			kv = append(kv, "i", s.ci.QueueID)
 		}
 		if authAuthen != "" {
-			kv = append(kv, "{auth_authen}", authAuthen, "{auth_type}", "PLAIN")
+			kv = append(kv, "{auth_authen}", authAuthen, "{auth_type}", authType)
 		}
 		if err := p.cs.Macros(gomilter.CodeMail, kv...); err != nil {
 			return s.fail(p, "MAIL", err)

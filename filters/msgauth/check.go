@@ -33,7 +33,8 @@ type signSession struct {
 }
 
 func (s signSession) Data(_ context.Context, m *filters.Message) filters.Verdict {
-	if !m.Trusted {
+	// Signed: mail from trusted networks and authenticated submissions.
+	if !m.Trusted && m.AuthUser == "" {
 		return filters.Verdict{}
 	}
 	h, ok, err := s.s.Sign(m)

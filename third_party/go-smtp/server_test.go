@@ -1957,3 +1957,21 @@ func TestServer_errorReply(t *testing.T) {
 		t.Fatal("Connection still open, read:", scanner.Text())
 	}
 }
+
+// TestServer_authNeedsTLS: without TLS (and AllowInsecureAuth off) AUTH
+// is not advertised and is answered 538 5.7.11 (RFC 4954 4, 6).
+func TestServer_authNeedsTLS(t *testing.T) {
+	_, s, c, scanner, caps := testServerEhlo(t, func(s *smtp.Server) { s.AllowInsecureAuth = false })
+	defer s.Close()
+	defer c.Close()
+	for k := range caps {
+		if strings.HasPrefix(k, "AUTH") {
+			t.Errorf("AUTH advertised without TLS: %q", k)
+		}
+	}
+	io.WriteString(c, "AUTH PLAIN AHVzZXJuYW1lAHBhc3N3b3Jk\r\n")
+	scanner.Scan()
+	if got, want := scanner.Text(), "538 5.7.11 Encryption required for requested authentication mechanism"; got != want {
+		t.Fatalf("AUTH without TLS -> %q, want %q", got, want)
+	}
+}
