@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -149,5 +150,53 @@ func TestGreylistTwoNodes(t *testing.T) {
 	}
 	if r := rcptReply(t, "127.0.0.1", n2.addr, "b@client.test", "u@example.test"); r.Code != 451 {
 		t.Errorf("new triplet at node 2 -> %v, want 451 greylisted", r)
+	}
+}
+
+// TestRateLimitAuthUserTwoNodes: issue 14's case, a compromised login.
+// Two gateways share redis and hold a login's mail over 3 per hour: alice
+// authenticates at each (submission, STARTTLS, passwd-file); her first 3
+// messages, 2 through node 1 and 1 through node 2, are delivered, the
+// 4th, through node 2, is accepted and held, whichever node counted the
+// others.
+func TestRateLimitAuthUserTwoNodes(t *testing.T) {
+	t.Parallel()
+	redis := peertest.Redis(t)
+	sink := startSink(t)
+	node := func() (*mxgate, string) {
+		port := peertest.FreePort(t, false)
+		tmpl := authConfig(t, port, "passwd-file:"+testdata("auth-users"))
+		b, err := os.ReadFile(tmpl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = append(b, fmt.Sprintf("\n[[ratelimit]]\nname = \"logins\"\nkey = \"auth_user\"\nrate = \"3/1h\"\naction = \"hold\"\n\n[state]\nurl = %q\n", redis)...)
+		if err := os.WriteFile(tmpl, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return startMxgateOutbound(t, tmpl, sink.URL(), outboundFor(sink.URL())), fmt.Sprintf("127.0.0.1:%d", port)
+	}
+	n1, sub1 := node()
+	n2, sub2 := node()
+	send := func(sub, subject string) string {
+		c := mustDial(t, "127.0.0.1", sub)
+		c.expect(t, "EHLO client.test", 250)
+		c.startTLS(t)
+		c.expect(t, plainAuth("alice@example.test", "secret"), 235)
+		id := c.send(t, "alice@example.test", []string{"friend@outside.test"}, dataBytes([]byte("From: alice@example.test\nSubject: "+subject+"\n\nbody\n")))
+		c.expect(t, "QUIT", 221)
+		return id
+	}
+	first := []string{send(sub1, "one"), send(sub1, "two")}
+	n1.waitCompleted(first...)
+	third := send(sub2, "three")
+	n2.waitCompleted(third)
+	held := send(sub2, "four")
+	n2.requireLog(held, regexp.QuoteMeta("Frozen (rate limit hold logins:alice@example.test)")+"$")
+	if got := len(sink.messages(t)); got != 3 {
+		t.Errorf("the sink got %d messages, want the 3 under the limit", got)
+	}
+	if out := n2.mustCLI("-bpc"); out != "1\n" {
+		t.Errorf("node 2's -bpc = %q, want the held message", out)
 	}
 }
