@@ -78,13 +78,8 @@ func (p *Policy) Recipient(ip netip.Addr, rcpt string) (Address, *Refusal) {
 // Allow is the relay policy for a parsed recipient a from a client at ip:
 // nil, or why not.
 func (p *Policy) Allow(ip netip.Addr, a Address) *Refusal {
-	if restrictedLocal(a.Local) {
-		r := refuseRestricted
-		return &r
-	}
-	if a.IsLiteral() {
-		r := refuseRelay
-		return &r
+	if r := AllowAuthenticated(a); r != nil {
+		return r
 	}
 	if p.domains[a.Domain] || p.Trusted(ip) {
 		return nil
@@ -95,7 +90,7 @@ func (p *Policy) Allow(ip netip.Addr, a Address) *Refusal {
 
 // AllowAuthenticated is the relay policy for a client that authenticated
 // (SMTP AUTH): any domain, but never a restricted local part or an
-// address literal.
+// address literal, which no client may send to.
 func AllowAuthenticated(a Address) *Refusal {
 	if restrictedLocal(a.Local) {
 		r := refuseRestricted

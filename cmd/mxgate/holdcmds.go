@@ -3,14 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"mxgate/admin"
 	"mxgate/checks"
 	"mxgate/config"
 	"mxgate/ratelimit"
+	"mxgate/spool"
 )
 
 func init() {
@@ -39,14 +38,7 @@ func holdRelease(e *env) error {
 	if len(e.args) == 0 {
 		return fmt.Errorf("give one or more hold keys: %w", errUsage)
 	}
-	return withDeliveringQueue(e, func(q *admin.Queue, cfg *config.Config) error {
-		router, err := newRouter(cfg, q.Log)
-		if err != nil {
-			return err
-		}
-		defer closeRouter(router, cfg)
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-		defer stop()
+	return withDeliveries(e, func(ctx context.Context, q *admin.Queue, cfg *config.Config, deliver func(spool.ID)) error {
 		f := failures{e: e}
 		var cleared []string
 		for _, key := range e.args {
@@ -58,7 +50,7 @@ func holdRelease(e *env) error {
 				f.add(err)
 			}
 			for _, id := range ids {
-				attemptNow(ctx, newRunner(cfg, q.Spool, q.Log, router), id)
+				deliver(id)
 			}
 			for _, k := range keys {
 				cleared = append(cleared, ratelimit.HoldKeys(k)...)

@@ -244,6 +244,25 @@ func prepareAndDeliver(e *env, prepare func(q *admin.Queue, arg string) (spool.I
 	if len(e.args) == 0 {
 		return fmt.Errorf("give one or more message IDs: %w", errUsage)
 	}
+	return withDeliveries(e, func(_ context.Context, q *admin.Queue, _ *config.Config, deliver func(spool.ID)) error {
+		f := failures{e: e}
+		for _, arg := range e.args {
+			id, err := prepare(q, arg)
+			if err != nil {
+				f.add(err)
+				continue
+			}
+			deliver(id)
+		}
+		return f.result()
+	})
+}
+
+// withDeliveries is withDeliveringQueue for the commands that attempt
+// deliveries from this process: deliver makes one attempt at a message
+// made due, by cfg's router, closed at the end; ctx ends on SIGINT or
+// SIGTERM.
+func withDeliveries(e *env, run func(ctx context.Context, q *admin.Queue, cfg *config.Config, deliver func(spool.ID)) error) error {
 	return withDeliveringQueue(e, func(q *admin.Queue, cfg *config.Config) error {
 		router, err := newRouter(cfg, q.Log)
 		if err != nil {
@@ -252,16 +271,7 @@ func prepareAndDeliver(e *env, prepare func(q *admin.Queue, arg string) (spool.I
 		defer closeRouter(router, cfg)
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
-		f := failures{e: e}
-		for _, arg := range e.args {
-			id, err := prepare(q, arg)
-			if err != nil {
-				f.add(err)
-				continue
-			}
-			attemptNow(ctx, newRunner(cfg, q.Spool, q.Log, router), id)
-		}
-		return f.result()
+		return run(ctx, q, cfg, func(id spool.ID) { attemptNow(ctx, newRunner(cfg, q.Spool, q.Log, router), id) })
 	})
 }
 
