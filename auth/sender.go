@@ -13,18 +13,22 @@ import (
 // SenderCheck is the sender policy of authenticated mail (auth.sender_policy),
 // at MAIL on the envelope sender and at DATA on the From: addresses:
 // "login" wants the login itself, "login_domain" its domain, "any"
-// anything. A login that is not an address owns no address. The null
+// anything; owned (auth.sender_map) adds, per lower-cased login, the
+// addresses and "@domain"s it may use besides. A login that is not an
+// address owns only what the map gives it. The null
 // sender is always allowed (bounces, vacation replies). With SetSender,
 // a From: other than the login gets "Sender: LOGIN", replacing any
 // Sender: the client wrote. Mail without AUTH is not its business.
 type SenderCheck struct {
 	policy    string
 	setSender bool
+	owned     map[string][]string
 }
 
-// NewSenderCheck is the check for policy ("login", "login_domain", "any").
-func NewSenderCheck(policy string, setSender bool) *SenderCheck {
-	return &SenderCheck{policy: policy, setSender: setSender}
+// NewSenderCheck is the check for policy ("login", "login_domain", "any")
+// and the map owned.
+func NewSenderCheck(policy string, setSender bool, owned map[string][]string) *SenderCheck {
+	return &SenderCheck{policy: policy, setSender: setSender, owned: owned}
 }
 
 func (c *SenderCheck) Name() string { return "sender_policy" }
@@ -42,10 +46,17 @@ type senderSession struct {
 	c *SenderCheck
 }
 
-// Owns tells whether the authenticated login may use addr under policy.
-func Owns(policy, login, addr string) bool {
+// Owns tells whether the authenticated login may use addr under policy,
+// or by owned, its entries of the sender map.
+func Owns(policy, login, addr string, owned []string) bool {
 	if policy == "any" {
 		return true
+	}
+	at := strings.LastIndexByte(addr, '@')
+	for _, o := range owned {
+		if strings.EqualFold(o, addr) || (o[0] == '@' && at >= 0 && strings.EqualFold(o[1:], addr[at+1:])) {
+			return true
+		}
 	}
 	_, ldom, ok := strings.Cut(login, "@")
 	if !ok {
@@ -54,7 +65,6 @@ func Owns(policy, login, addr string) bool {
 	if policy == "login" {
 		return strings.EqualFold(addr, login)
 	}
-	at := strings.LastIndexByte(addr, '@')
 	return at >= 0 && strings.EqualFold(addr[at+1:], ldom)
 }
 
@@ -62,7 +72,7 @@ func (s senderSession) Mail(_ context.Context, tx *filters.Tx) filters.Verdict {
 	if tx.AuthUser == "" || tx.Sender == "" {
 		return filters.Verdict{}
 	}
-	if Owns(s.c.policy, tx.AuthUser, tx.Sender) {
+	if Owns(s.c.policy, tx.AuthUser, tx.Sender, s.c.owned[strings.ToLower(tx.AuthUser)]) {
 		return filters.Verdict{Trace: []string{fmt.Sprintf("MAIL <%s>: sender allowed for %s by auth.sender_policy %s", tx.Sender, tx.AuthUser, s.c.policy)}}
 	}
 	return s.refuse("Sender address", tx.Sender, tx.AuthUser)
@@ -101,7 +111,7 @@ func (s senderSession) Data(_ context.Context, m *filters.Message) filters.Verdi
 	}
 	differs := false
 	for _, a := range from {
-		if !Owns(s.c.policy, m.AuthUser, a) {
+		if !Owns(s.c.policy, m.AuthUser, a, s.c.owned[strings.ToLower(m.AuthUser)]) {
 			return s.refuse("From: address", a, m.AuthUser)
 		}
 		if !strings.EqualFold(a, m.AuthUser) {

@@ -12,19 +12,26 @@ import (
 func TestOwns(t *testing.T) {
 	for _, tt := range []struct {
 		policy, login, addr string
+		owned               []string
 		want                bool
 	}{
-		{"login", "a@example.test", "a@example.test", true},
-		{"login", "a@example.test", "A@Example.Test", true},
-		{"login", "a@example.test", "b@example.test", false},
-		{"login_domain", "a@example.test", "b@EXAMPLE.test", true},
-		{"login_domain", "a@example.test", "b@sub.example.test", false},
-		{"login_domain", "a@example.test", "b@example.test.evil", false},
-		{"login_domain", "a", "a@example.test", false},
-		{"any", "a", "x@y.test", true},
+		{"login", "a@example.test", "a@example.test", nil, true},
+		{"login", "a@example.test", "A@Example.Test", nil, true},
+		{"login", "a@example.test", "b@example.test", nil, false},
+		{"login_domain", "a@example.test", "b@EXAMPLE.test", nil, true},
+		{"login_domain", "a@example.test", "b@sub.example.test", nil, false},
+		{"login_domain", "a@example.test", "b@example.test.evil", nil, false},
+		{"login_domain", "a", "a@example.test", nil, false},
+		// The sender map adds addresses and domains to a login.
+		{"login", "a@example.test", "Sales@Example.Test", []string{"sales@example.test"}, true},
+		{"login", "a@example.test", "x@other.test", []string{"@other.test"}, true},
+		{"login", "a@example.test", "x@sub.other.test", []string{"@other.test"}, false},
+		{"login_domain", "a", "a@example.test", []string{"a@example.test"}, true},
+		{"login", "a@example.test", "b@example.test", []string{"sales@example.test"}, false},
+		{"any", "a", "x@y.test", nil, true},
 	} {
-		if got := Owns(tt.policy, tt.login, tt.addr); got != tt.want {
-			t.Errorf("Owns(%s, %s, %s) = %v, want %v", tt.policy, tt.login, tt.addr, got, tt.want)
+		if got := Owns(tt.policy, tt.login, tt.addr, tt.owned); got != tt.want {
+			t.Errorf("Owns(%s, %s, %s, %v) = %v, want %v", tt.policy, tt.login, tt.addr, tt.owned, got, tt.want)
 		}
 	}
 }
@@ -55,7 +62,7 @@ func TestSenderHeader(t *testing.T) {
 		{"not authenticated", true, "", hdr("From: e@evil.test\n"), 0, "", -1},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ss := NewSenderCheck("login_domain", tt.setSender).Open(context.Background(), &filters.Conn{})
+			ss := NewSenderCheck("login_domain", tt.setSender, nil).Open(context.Background(), &filters.Conn{})
 			m := &filters.Message{AuthUser: tt.user, Headers: tt.headers}
 			v := ss.Data(context.Background(), m)
 			if v.Code != tt.wantCode {

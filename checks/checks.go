@@ -110,7 +110,7 @@ func options(cfg *config.Config, log filters.Logger, rt *route.Router, st state.
 	// The sender policy of authenticated mail: what an authenticated
 	// client may send as. It waits for nothing.
 	if a := cfg.Auth; a.Enabled() {
-		o.Checks = append(o.Checks, filters.Step{Check: auth.NewSenderCheck(a.SenderPolicy, a.SetSenderHeader), OnError: filters.OnErrorTempfail})
+		o.Checks = append(o.Checks, filters.Step{Check: auth.NewSenderCheck(a.SenderPolicy, a.SetSenderHeader, a.SenderLogins), OnError: filters.OnErrorTempfail})
 	}
 	if r := cfg.RBL; len(r.Lists) > 0 {
 		k, err := newRBL(cfg, log, policy, shared)

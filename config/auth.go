@@ -1,6 +1,8 @@
 package config
 
 import (
+	"fmt"
+	"os"
 	"strings"
 	"time"
 )
@@ -22,6 +24,14 @@ type Auth struct {
 	// sender and From:: "login_domain" (default: the login's domain),
 	// "login" (the login itself) or "any".
 	SenderPolicy string `toml:"sender_policy"`
+	// SenderMap is a file of "LOGIN: ADDRESS, @DOMAIN, ..." lines (#
+	// comments), Postfix's smtpd_sender_login_maps: what each login may
+	// use besides what sender_policy gives it (a shared sales@ address,
+	// another domain). Read at load and at reload.
+	SenderMap string `toml:"sender_map"`
+	// SenderLogins is SenderMap read: lower-cased login to the addresses
+	// and "@domain"s it owns. Not printed.
+	SenderLogins map[string][]string `toml:"-"`
 	// SetSenderHeader adds "Sender: LOGIN" (replacing any Sender:) when
 	// the From: address is not the login; default true.
 	SetSenderHeader bool     `toml:"set_sender_header"`
@@ -56,6 +66,13 @@ func (d *decoder) checkAuth(c *Config) {
 			a.BackendKind, a.BackendPath = kind, path
 		}
 	}
+	if a.SenderMap != "" {
+		logins, err := readSenderMap(a.SenderMap)
+		if err != nil {
+			d.failKey(key.child("sender_map"), -1, "%w", err)
+		}
+		a.SenderLogins = logins
+	}
 	if len(c.ListenSubmission) > 0 {
 		if c.TLS.Cert == "" || c.TLS.Key == "" {
 			d.failKey(keyPath{"listen_submission"}, -1, "needs tls.cert and tls.key (AUTH only after STARTTLS)")
@@ -64,4 +81,38 @@ func (d *decoder) checkAuth(c *Config) {
 			d.failKey(keyPath{"listen_submission"}, -1, "needs auth.backend")
 		}
 	}
+}
+
+// readSenderMap reads an auth.sender_map file; an error names FILE:LINE.
+func readSenderMap(path string) (map[string][]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	logins := map[string][]string{}
+	for i, line := range strings.Split(string(data), "\n") {
+		if j := strings.IndexByte(line, '#'); j >= 0 {
+			line = line[:j]
+		}
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		login, list, ok := strings.Cut(line, ":")
+		login = strings.ToLower(strings.TrimSpace(login))
+		if !ok || login == "" || strings.ContainsAny(login, " \t") {
+			return nil, fmt.Errorf("%s:%d: want \"LOGIN: ADDRESS, @DOMAIN, ...\", got %q", path, i+1, line)
+		}
+		for _, a := range strings.Split(list, ",") {
+			a = strings.ToLower(strings.TrimSpace(a))
+			if a == "" {
+				continue
+			}
+			if !strings.Contains(a, "@") || strings.ContainsAny(a, " \t<>") {
+				return nil, fmt.Errorf("%s:%d: %q is not an address or @domain", path, i+1, a)
+			}
+			logins[login] = append(logins[login], a)
+		}
+	}
+	return logins, nil
 }

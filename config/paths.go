@@ -43,6 +43,7 @@ func (d *decoder) resolvePaths(c *Config) {
 	}
 	abs(&c.Outbound.AuthPasswordFile)
 	abs(&c.Outbound.CAFile)
+	abs(&c.Auth.SenderMap)
 	for i := range c.MsgAuth.DKIMSign {
 		abs(&c.MsgAuth.DKIMSign[i].KeyFile)
 	}

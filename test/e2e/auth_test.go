@@ -155,7 +155,7 @@ func TestAuthPasswdFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(tmpl, append(b, "sender_policy = \"login\"\n"...), 0o644); err != nil {
+	if err := os.WriteFile(tmpl, append(b, "sender_policy = \"login\"\nsender_map = \""+testdata("auth-sender-logins")+"\"\n"...), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	g := startMxgateOutbound(t, tmpl, sink.URL(), outboundFor(sink.URL()))
@@ -186,5 +186,23 @@ func TestAuthPasswdFile(t *testing.T) {
 	}
 	if out := bh(t, g, "192.0.2.1", "EHLO client.test", plainAuth("alice@example.test", "secret"), "QUIT"); !strings.Contains(out, "538 5.7.11 Encryption required") {
 		t.Errorf("-bh AUTH:\n%s\nwant 538 5.7.11", out)
+	}
+	// The sender map lets alice use sales@example.org, which the login
+	// policy alone refuses; the message says who sent it.
+	c := mustDial(t, "127.0.0.1", sub)
+	c.expect(t, "EHLO client.test", 250)
+	c.startTLS(t)
+	c.expect(t, plainAuth("alice@example.test", "secret"), 235)
+	id := c.send(t, "sales@example.org", []string{"friend@outside.test"}, dataBytes([]byte("From: sales@example.org\nSubject: offer\n\nbody\n")))
+	c.expect(t, "QUIT", 221)
+	g.waitCompleted(id)
+	found := false
+	for _, m := range sink.messages(t) {
+		if strings.Contains(m.raw, "\nSubject: offer\n") {
+			found = strings.Contains(m.raw, "\nSender: alice@example.test\n")
+		}
+	}
+	if !found {
+		t.Error("the message from sales@example.org did not arrive with Sender: alice@example.test")
 	}
 }
