@@ -34,7 +34,7 @@ const (
 const (
 	PerMail = "mail" // each MAIL
 	PerRcpt = "rcpt" // each RCPT
-	PerConn = "conn" // the first MAIL of a connection
+	PerConn = "conn" // once a connection; the answer stands for each of its MAILs
 )
 
 // What a client over a limit gets (config ratelimit.action).
@@ -111,8 +111,11 @@ type session struct {
 	filters.Pass
 	k  *Check
 	ip netip.Addr
-	// connCounted: the per-conn limits have counted this connection.
-	connCounted bool
+	// conn is each per-conn limit's answer for this connection, by hold
+	// key: counted once, at the first MAIL that reaches it, and standing
+	// for every later MAIL (Exim keeps per_conn results per connection),
+	// or a client over the limit would pass with its second MAIL.
+	conn map[string]connAnswer
 	// hold is the transaction's hold key, "" when no limit holds it.
 	hold string
 }
@@ -120,9 +123,7 @@ type session struct {
 func (s *session) Mail(ctx context.Context, tx *filters.Tx) filters.Verdict {
 	// A new transaction: whatever an earlier, refused MAIL held is gone.
 	s.hold = ""
-	first := !s.connCounted
-	s.connCounted = true
-	return s.apply(ctx, tx, func(l *Limit) bool { return l.Per == PerMail || l.Per == PerConn && first })
+	return s.apply(ctx, tx, func(l *Limit) bool { return l.Per == PerMail || l.Per == PerConn })
 }
 
 func (s *session) Rcpt(ctx context.Context, tx *filters.Tx, _ string) filters.Verdict {
@@ -185,23 +186,65 @@ func (s *session) check(ctx context.Context, l *Limit, tx *filters.Tx) filters.V
 		r = o
 	}
 	hold := l.Name + ":" + val
+	if l.Per == PerConn {
+		if a, ok := s.conn[hold]; ok {
+			if a.held {
+				s.hold = hold
+			}
+			v := a.v
+			v.Logs = nil
+			v.Trace = []string{fmt.Sprintf("ratelimit %s: %s %s: counted once per connection: %s", l.Name, l.Key, val, a.what)}
+			return v
+		}
+		v := s.count(ctx, l, val, hold, r)
+		if !v.failed {
+			if s.conn == nil {
+				s.conn = map[string]connAnswer{}
+			}
+			what := "under"
+			if v.Refuses() || s.hold == hold {
+				what = "over"
+			}
+			s.conn[hold] = connAnswer{v: v.Verdict, held: s.hold == hold, what: what}
+		}
+		return v.Verdict
+	}
+	return s.count(ctx, l, val, hold, r).Verdict
+}
+
+// connAnswer is a per-conn limit's answer at the connection's first MAIL.
+type connAnswer struct {
+	v    filters.Verdict
+	held bool
+	what string // "under" or "over", for the trace
+}
+
+// counted is count's verdict; failed: the store could not be asked,
+// so nothing was counted.
+type counted struct {
+	filters.Verdict
+	failed bool
+}
+
+// count counts one event on l for val (hold key hold) at rate r.
+func (s *session) count(ctx context.Context, l *Limit, val, hold string, r Rate) counted {
 	rate, err := s.k.o.Store.Rate(ctx, StoreKey(hold), state.RateOptions{
 		Period: r.Period, Count: 1, Limit: r.Count, Strict: l.Strict, Now: s.k.o.Now(),
 	})
 	if err != nil {
-		return s.failed(l, val, err)
+		return counted{s.failed(l, val, err), true}
 	}
 	what := fmt.Sprintf("ratelimit %s: %s %s: rate %.1f / %s, limit %s", l.Name, l.Key, val, rate, periodText(r), r.Text)
 	if rate < r.Count {
-		return filters.Verdict{Trace: []string{what + ": under"}}
+		return counted{Verdict: filters.Verdict{Trace: []string{what + ": under"}}}
 	}
 	// Exim's log_message of its ratelimit examples, after "rate limit
 	// exceeded" that a grep for it finds.
 	log := fmt.Sprintf("rate limit exceeded: %s %s %s: Sender rate %.1f / %s (limit %s)", l.Name, l.Key, val, rate, periodText(r), r.Text)
 	switch l.Action {
 	case ActionReject:
-		return filters.Verdict{Action: filters.Reject, Code: 550, Enhanced: [3]int{5, 7, 1}, Text: "Rate limit exceeded",
-			Log: log, ReasonCode: "ratelimit", Trace: []string{what + ": over: rejected"}}
+		return counted{Verdict: filters.Verdict{Action: filters.Reject, Code: 550, Enhanced: [3]int{5, 7, 1}, Text: "Rate limit exceeded",
+			Log: log, ReasonCode: "ratelimit", Trace: []string{what + ": over: rejected"}}}
 	case ActionHold:
 		s.hold = hold
 		v := filters.Verdict{Trace: []string{what + ": over: the message will be held as " + hold}}
@@ -211,10 +254,10 @@ func (s *session) check(ctx context.Context, l *Limit, tx *filters.Tx) filters.V
 			v.Logs = append(v.Logs, filters.LogLine{Kind: filters.PanicLog, Text: fmt.Sprintf(
 				"ratelimit hold: %s over %s (rate %.1f): its mail is held; `mxgate hold release %s`", hold, r.Text, rate, hold)})
 		}
-		return v
+		return counted{Verdict: v}
 	}
-	return filters.Verdict{Action: filters.Tempfail, Code: 451, Enhanced: [3]int{4, 7, 0}, Text: "Rate limit exceeded",
-		Log: log, ReasonCode: "ratelimit", Trace: []string{what + ": over: deferred"}}
+	return counted{Verdict: filters.Verdict{Action: filters.Tempfail, Code: 451, Enhanced: [3]int{4, 7, 0}, Text: "Rate limit exceeded",
+		Log: log, ReasonCode: "ratelimit", Trace: []string{what + ": over: deferred"}}}
 }
 
 // failed is l's on_error for a store that could not be asked.

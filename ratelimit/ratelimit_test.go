@@ -273,3 +273,40 @@ func TestHoldIsPerTransaction(t *testing.T) {
 		t.Errorf("next transaction held as %q", h)
 	}
 }
+
+// TestPerConnStands: a connection over a per-conn limit stays over for
+// each of its messages, as Exim's per_conn answers every ACL check of the
+// connection alike: a second MAIL is deferred again, and with action
+// "hold" every message of the connection is held, not only the first.
+func TestPerConnStands(t *testing.T) {
+	for _, action := range []string{ActionDefer, ActionHold} {
+		t.Run(action, func(t *testing.T) {
+			c := &clock{t0}
+			k := New(Options{Limits: []Limit{limit("c", KeyClientIP, PerConn, action, "2/1h")}, Store: statetest.New(c.now), Now: c.now})
+			ctx := context.Background()
+			if got := send(k, "10.0.0.1", "", "a@x.test", "r@dest.test"); got != "ok" {
+				t.Fatalf("first connection: %s", got)
+			}
+			s := k.Open(ctx, &filters.Conn{IP: netip.MustParseAddr("10.0.0.1")})
+			defer s.Close()
+			var got []string
+			for range 3 {
+				v := s.Mail(ctx, &filters.Tx{Sender: "a@x.test"})
+				if v.Refuses() {
+					got = append(got, reply(v))
+					continue
+				}
+				got = append(got, "held as "+s.Data(ctx, &filters.Message{}).Hold)
+			}
+			want := "451 4.7.0 Rate limit exceeded"
+			if action == ActionHold {
+				want = "held as c:10.0.0.1"
+			}
+			for i, g := range got {
+				if g != want {
+					t.Errorf("message %d of the second connection: %s, want %s", i+1, g, want)
+				}
+			}
+		})
+	}
+}
