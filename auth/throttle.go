@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"strings"
 	"sync"
 	"time"
 )
@@ -81,7 +82,10 @@ func keysOf(ip, user string) []string {
 		ks = append(ks, "ip:"+ip)
 	}
 	if user != "" {
-		ks = append(ks, "user:"+user)
+		// Lower-cased: Dovecot's default auth_username_format (%Lu) makes
+		// "Alice" and "alice" one user, and an attacker must not get a
+		// fresh count with each spelling.
+		ks = append(ks, "user:"+strings.ToLower(user))
 	}
 	return ks
 }

@@ -25,6 +25,12 @@ func TestThrottle(t *testing.T) {
 			{3 * time.Second, "4.4.4.4", "u", false, true},
 			{3 * time.Second, "4.4.4.4", "v", false, false},
 		}},
+		{"the spelling of a user does not matter", []step{
+			{0, "1.1.1.1", "Alice", true, false},
+			{0, "2.2.2.2", "ALICE", true, false},
+			{0, "3.3.3.3", "alice", true, true},
+			{0, "4.4.4.4", "aLiCe", false, true},
+		}},
 		{"three failures from one IP block it for every user", []step{
 			{0, "1.1.1.1", "a", true, false},
 			{0, "1.1.1.1", "b", true, false},
