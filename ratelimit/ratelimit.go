@@ -166,7 +166,9 @@ func (s *session) value(l *Limit, tx *filters.Tx) string {
 	case KeyClientIP:
 		return s.ip.String()
 	case KeyAuthUser:
-		return tx.AuthUser
+		// Lower-cased as the sender is: a backend that ignores case
+		// (Dovecot's %Lu) must not give each spelling its own count.
+		return strings.ToLower(tx.AuthUser)
 	case KeySender:
 		return strings.ToLower(tx.Sender)
 	case KeySenderDomain:

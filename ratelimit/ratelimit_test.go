@@ -111,6 +111,8 @@ func TestKeys(t *testing.T) {
 		{"auth_user", limit("u", KeyAuthUser, PerMail, ActionDefer, "2/1h"), []msg{
 			{"10.0.0.1", "joe", "a@x.test", "ok"}, {"10.0.0.2", "", "a@x.test", "ok"}, {"10.0.0.3", "", "a@x.test", "ok"},
 			{"10.0.0.4", "joe", "b@y.test", over}}},
+		{"auth_user case-insensitive", limit("u", KeyAuthUser, PerMail, ActionDefer, "2/1h"), []msg{
+			{"10.0.0.1", "Joe", "a@x.test", "ok"}, {"10.0.0.2", "JOE", "a@x.test", over}}},
 		{"sender case-insensitive", limit("s", KeySender, PerMail, ActionDefer, "2/1h"), []msg{
 			{"10.0.0.1", "", "A@X.test", "ok"}, {"10.0.0.1", "", "b@x.test", "ok"}, {"10.0.0.2", "", "a@x.TEST", over}}},
 		{"sender_domain", limit("d", KeySenderDomain, PerMail, ActionDefer, "2/1h"), []msg{
