@@ -368,6 +368,17 @@ func TestTimeoutFrozenAfter(t *testing.T) {
 			t.Errorf("Deliver called %d times, want 0", got)
 		}
 	})
+	t.Run("held kept", func(t *testing.T) {
+		e := newEnv(t, &fakeTransport{}, Options{Hostname: hostname, TimeoutFrozenAfter: 7 * 24 * time.Hour})
+		old := frozenFor("alice@up.test", 30*24*time.Hour)
+		id := e.submit([]string{"bob@down.test"}, func(ev *spool.Envelope) { old(ev); ev.Hold = "logins:alice@up.test" })
+		e.newLines()
+		e.r.RunOnce(context.Background(), false, false)
+		e.expectLines("Start queue run: pid=PID", "End queue run: pid=PID")
+		if ev := e.load(id); ev.Frozen.IsZero() || ev.Hold == "" {
+			t.Error("a held message was cancelled or thawed by timeout_frozen_after")
+		}
+	})
 	t.Run("younger kept", func(t *testing.T) {
 		e := newEnv(t, &fakeTransport{}, Options{Hostname: hostname, TimeoutFrozenAfter: 7 * 24 * time.Hour})
 		id := e.submit([]string{"bob@down.test"}, frozenFor("alice@up.test", 7*24*time.Hour-time.Second))

@@ -878,9 +878,11 @@ func (r *Runner) complete(id spool.ID) {
 }
 
 // frozenTooLong reports a frozen message past TimeoutFrozenAfter, counted
-// from its arrival as Exim does.
+// from its arrival as Exim does. A message a rate limit holds is not: it
+// waits for `mxgate hold release` or `drop`, as nothing a held sender
+// sent may be lost by the clock.
 func (r *Runner) frozenTooLong(env *spool.Envelope) bool {
-	return r.o.TimeoutFrozenAfter > 0 && !env.Frozen.IsZero() &&
+	return r.o.TimeoutFrozenAfter > 0 && !env.Frozen.IsZero() && env.Hold == "" &&
 		!r.now().Before(env.Received.Add(r.o.TimeoutFrozenAfter))
 }
 
