@@ -23,6 +23,10 @@ var OpenStore = func(cfg *config.Config, test bool) (state.Store, error) {
 	return state.Open(cfg.StateOptions())
 }
 
+// stateCoolDown is how long the rate limits and greylisting leave a
+// failed state store alone (the shared caches' 10 s).
+const stateCoolDown = 10 * time.Second
+
 // stateChecks are the rate limits and greylisting, each with its guard;
 // nil when neither is configured. They use st, the daemon's store (its
 // owner closes it); without one they open their own, closed with p.
@@ -38,6 +42,10 @@ func stateChecks(cfg *config.Config, test bool, trusted func(netip.Addr) bool, s
 		}
 		p.closers = append(p.closers, st.Close)
 	}
+	// A store that failed is left alone a while, as the shared caches
+	// leave it: one timeout and one paniclog line per cool-down, not per
+	// RCPT. Close stays the owner's (the breaker's is the store's own).
+	st = state.NewBreaker(st, stateCoolDown)
 	var steps []filters.Step
 	if len(cfg.RateLimits) > 0 {
 		k, onError := newRateLimit(cfg.RateLimits, st)

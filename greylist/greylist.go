@@ -185,7 +185,12 @@ func (s *session) failed(err error) filters.Verdict {
 		why = "state store unavailable"
 	}
 	line := fmt.Sprintf("greylist: %s: %v (on_error=%s)", why, err, s.k.o.OnError)
-	v := filters.Verdict{Logs: []filters.LogLine{{Kind: filters.PanicLog, Text: line}}}
+	var v filters.Verdict
+	// The failure that opened the store's breaker is logged; the answers
+	// while it cools down are not, or a dead Redis would flood paniclog.
+	if !errors.Is(err, state.ErrCoolingDown) {
+		v.Logs = []filters.LogLine{{Kind: filters.PanicLog, Text: line}}
+	}
 	if s.k.o.OnError != filters.OnErrorTempfail {
 		v.Trace = []string{line + ": not greylisted"}
 		return v

@@ -269,7 +269,12 @@ func (s *session) failed(l *Limit, val string, err error) filters.Verdict {
 		why = "state store unavailable"
 	}
 	line := fmt.Sprintf("ratelimit %s: %s for %s %s: %v (on_error=%s)", l.Name, why, l.Key, val, err, l.OnError)
-	v := filters.Verdict{Logs: []filters.LogLine{{Kind: filters.PanicLog, Text: line}}}
+	var v filters.Verdict
+	// The failure that opened the store's breaker is logged; the answers
+	// while it cools down are not, or a dead Redis would flood paniclog.
+	if !errors.Is(err, state.ErrCoolingDown) {
+		v.Logs = []filters.LogLine{{Kind: filters.PanicLog, Text: line}}
+	}
 	if l.OnError != filters.OnErrorTempfail {
 		v.Trace = []string{line + ": not counted"}
 		return v

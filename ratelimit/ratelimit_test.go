@@ -10,6 +10,7 @@ import (
 
 	"mxgate/filters"
 	"mxgate/internal/statetest"
+	"mxgate/state"
 )
 
 var t0 = time.Date(2026, 12, 7, 3, 0, 0, 0, time.UTC)
@@ -224,6 +225,30 @@ func TestOnError(t *testing.T) {
 		if len(v.Logs) != 1 || v.Logs[0].Kind != filters.PanicLog || !strings.Contains(v.Logs[0].Text, "state store unavailable") {
 			t.Errorf("on_error %s: logs %+v, want a paniclog line", tt.onError, v.Logs)
 		}
+	}
+}
+
+// TestStoreDownLoggedOnce: behind the breaker checks.Build puts in front
+// of the store, a dead store is logged once per cool-down, not per MAIL,
+// and on_error still applies to every MAIL.
+func TestStoreDownLoggedOnce(t *testing.T) {
+	c := &clock{t0}
+	st := statetest.New(c.now)
+	st.Down = true
+	l := limit("l", KeySender, PerMail, ActionDefer, "1/1h")
+	l.OnError = filters.OnErrorTempfail
+	k := New(Options{Limits: []Limit{l}, Store: state.NewBreaker(st, time.Minute), Now: c.now})
+	s := k.Open(context.Background(), &filters.Conn{IP: netip.MustParseAddr("10.0.0.1")})
+	logged := 0
+	for range 3 {
+		v := s.Mail(context.Background(), &filters.Tx{Sender: "a@x.test"})
+		if got := reply(v); got != "451 4.3.0 Temporary local problem - please try later" {
+			t.Errorf("MAIL with the store down: %s, want on_error's 451", got)
+		}
+		logged += len(v.Logs)
+	}
+	if logged != 1 {
+		t.Errorf("%d paniclog lines for 3 MAILs in one cool-down, want 1", logged)
 	}
 }
 
