@@ -1,14 +1,13 @@
 // Package statetest is an in-memory state.Store for the unit tests of the
 // checks that use one (rate limits, greylisting): a map under a mutex with
-// Exim's rate formula, an injected clock, and a switch that makes every
-// call fail with state.ErrUnavailable, as a Redis that is down would.
-// The real backends are package state's.
+// the backends' rate arithmetic (state.NextRate), an injected clock, and a
+// switch that makes every call fail with state.ErrUnavailable, as a Redis
+// that is down would. The real backends are package state's.
 package statetest
 
 import (
 	"context"
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -136,28 +135,21 @@ func (s *Mem) Incr(_ context.Context, key string, n int64, ttl time.Duration) (i
 	return v, nil
 }
 
-// Rate is Exim's smoothed rate, as state.RateOptions documents it.
+// Rate is Exim's smoothed rate, by the backends' own arithmetic (state.NextRate).
 func (s *Mem) Rate(_ context.Context, key string, r state.RateOptions) (float64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.down(); err != nil {
 		return 0, err
 	}
-	rate := r.Count
+	var old rateRecord
 	if e, ok := s.get(key); ok {
-		var old rateRecord
 		var ns int64
 		fmt.Sscanf(string(e.val), "%g %d", &old.rate, &ns)
 		old.at = time.Unix(0, ns)
-		if i := r.Now.Sub(old.at).Seconds() / r.Period.Seconds(); i > 0 {
-			a := math.Exp(-i)
-			rate = (1-a)*r.Count/i + a*old.rate
-		} else {
-			rate = old.rate + r.Count
-		}
-		rate = math.Max(rate, r.Count)
 	}
-	if r.Strict || rate < r.Limit {
+	rate, store := state.NextRate(old.rate, old.at, r)
+	if store {
 		s.m[key] = entry{val: fmt.Appendf(nil, "%g %d", rate, r.Now.UnixNano()), expires: s.expiry(4 * r.Period)}
 	}
 	return rate, nil
