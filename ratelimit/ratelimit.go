@@ -184,7 +184,7 @@ func (s *session) check(ctx context.Context, l *Limit, tx *filters.Tx) filters.V
 		return filters.Verdict{Trace: []string{fmt.Sprintf("ratelimit %s: no %s: not counted", l.Name, l.Key)}}
 	}
 	r := l.Rate
-	if o, ok := l.Overrides[strings.ToLower(val)]; ok {
+	if o, ok := l.Overrides[val]; ok { // val is lower-cased already
 		r = o
 	}
 	hold := l.Name + ":" + val
