@@ -2,13 +2,13 @@ package hints
 
 import (
 	"context"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"mxgate/internal/peertest"
+	"mxgate/internal/statetest"
 	"mxgate/state"
 )
 
@@ -54,16 +54,7 @@ func TestShared(t *testing.T) {
 // TestSharedDown: a shared store that never answers costs a Fill one
 // timeout, then is a miss, logged once.
 func TestSharedDown(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	peertest.Silent(t, l)
-	st, err := state.Open(state.Options{URL: "redis://" + l.Addr().String() + "/0", Timeout: 200 * time.Millisecond, PoolSize: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st, addr := statetest.Silent(t, 200*time.Millisecond)
 	var mu sync.Mutex
 	var logged []string
 	c, err := Open(Options{Bucket: "recipients", Size: 10, MaxTTL: time.Hour, MaxVerdict: 2, Shared: st, Prefix: "rcpt:",
@@ -88,7 +79,7 @@ func TestSharedDown(t *testing.T) {
 	c.Close()
 	mu.Lock()
 	defer mu.Unlock()
-	if len(logged) != 1 || !strings.Contains(logged[0], l.Addr().String()) || !strings.Contains(logged[0], "recipients cache: shared store") {
+	if len(logged) != 1 || !strings.Contains(logged[0], addr) || !strings.Contains(logged[0], "recipients cache: shared store") {
 		t.Errorf("logged %q, want one line naming the server", logged)
 	}
 }

@@ -2,7 +2,6 @@ package rbl
 
 import (
 	"context"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 
 	"mxgate/internal/dnstest"
 	"mxgate/internal/peertest"
+	"mxgate/internal/statetest"
 	"mxgate/state"
 )
 
@@ -65,16 +65,7 @@ func TestSharedCache(t *testing.T) {
 // of DNS.
 func TestSharedCacheDown(t *testing.T) {
 	srv := listed(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	peertest.Silent(t, l)
-	st, err := state.Open(state.Options{URL: "redis://" + l.Addr().String() + "/0", Timeout: 200 * time.Millisecond, PoolSize: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st, addr := statetest.Silent(t, 200*time.Millisecond)
 	var mu sync.Mutex
 	var panics []string
 	c := newChecker(t, Options{Resolvers: []string{srv.Addr}, Shared: st, Lists: []List{{Zone: "bl.test", Kind: KindIP}},
@@ -94,7 +85,7 @@ func TestSharedCacheDown(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(panics) != 1 || !strings.Contains(panics[0], l.Addr().String()) {
+	if len(panics) != 1 || !strings.Contains(panics[0], addr) {
 		t.Errorf("paniclog %q, want one line naming the store", panics)
 	}
 }

@@ -2,7 +2,8 @@
 // checks that use one (rate limits, greylisting): a map under a mutex with
 // the backends' rate arithmetic (state.NextRate), an injected clock, and a
 // switch that makes every call fail with state.ErrUnavailable, as a Redis
-// that is down would. The real backends are package state's.
+// that is down would; and Silent, a real Redis client on a server that
+// hangs. The real backends are package state's.
 package statetest
 
 import (
