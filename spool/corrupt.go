@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 )
 
 // A message whose -H file does not parse can never be delivered, and left
@@ -109,25 +107,12 @@ func (s *Spool) panic(text string) {
 
 // Corrupt returns the messages set aside in corrupt/, in arrival order.
 func (s *Spool) Corrupt() ([]ID, error) {
-	d, err := os.Open(s.corruptDir())
-	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
-	}
-	defer d.Close()
 	var ids []ID
-	for {
-		names, err := d.Readdirnames(walkChunk)
-		for _, name := range names {
-			if id, ok := strings.CutSuffix(name, "-H"); ok && ValidID(id) {
-				ids = append(ids, ID(id))
-			}
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("spool: %w", err)
-		}
+	if _, err := eachHeader(s.corruptDir(), func(id ID) bool {
+		ids = append(ids, id)
+		return true
+	}); err != nil {
+		return nil, err
 	}
 	slices.SortFunc(ids, ID.Compare)
 	return ids, nil
