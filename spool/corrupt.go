@@ -46,10 +46,8 @@ func (e *CorruptError) Unwrap() []error {
 	return []error{ErrCorrupt, e.Err}
 }
 
-func (s *Spool) corruptDir() string { return filepath.Join(s.dir, "corrupt") }
-
 // CorruptDir is where the files of messages with a corrupt -H file go.
-func (s *Spool) CorruptDir() string { return s.corruptDir() }
+func (s *Spool) CorruptDir() string { return filepath.Join(s.dir, "corrupt") }
 
 // setAside moves the files of id, whose -H failed to parse with perr, to
 // corrupt/ and reports it in the paniclog, unless another process is
@@ -72,7 +70,7 @@ func (s *Spool) setAside(id ID, perr error) error {
 			defer f.Close()
 		}
 	}
-	dir := s.corruptDir()
+	dir := s.CorruptDir()
 	if err := os.Rename(hpath, filepath.Join(dir, string(id)+"-H")); errors.Is(err, fs.ErrNotExist) {
 		return notFound(id)
 	} else if err != nil {
@@ -108,7 +106,7 @@ func (s *Spool) panic(text string) {
 // Corrupt returns the messages set aside in corrupt/, in arrival order.
 func (s *Spool) Corrupt() ([]ID, error) {
 	var ids []ID
-	if _, err := eachHeader(s.corruptDir(), func(id ID) bool {
+	if _, err := eachHeader(s.CorruptDir(), func(id ID) bool {
 		ids = append(ids, id)
 		return true
 	}); err != nil {

@@ -137,7 +137,7 @@ func Open(dir string, o Options) (*Spool, error) {
 	if s.statfs == nil {
 		s.statfs = StatFS
 	}
-	if err := os.MkdirAll(s.corruptDir(), dirMode); err != nil {
+	if err := os.MkdirAll(s.CorruptDir(), dirMode); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 	for i := range len(base62) {
