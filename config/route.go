@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -211,17 +210,13 @@ func lookupOwner(s string) (uid, gid int, err error) {
 	if !ok || un == "" || gn == "" {
 		return -1, -1, fmt.Errorf("invalid owner %q (want \"user:group\", or \"{user}\" with a {user} layout)", s)
 	}
-	u, err := user.Lookup(un)
+	u, err := lookupUser(un)
 	if err != nil {
-		if u, err = user.LookupId(un); err != nil {
-			return -1, -1, fmt.Errorf("invalid owner %q: no user %q on this system", s, un)
-		}
+		return -1, -1, fmt.Errorf("invalid owner %q: %w", s, err)
 	}
-	g, err := user.LookupGroup(gn)
+	g, err := lookupGroup(gn)
 	if err != nil {
-		if g, err = user.LookupGroupId(gn); err != nil {
-			return -1, -1, fmt.Errorf("invalid owner %q: no group %q on this system", s, gn)
-		}
+		return -1, -1, fmt.Errorf("invalid owner %q: %w", s, err)
 	}
 	uid, _ = strconv.Atoi(u.Uid)
 	gid, _ = strconv.Atoi(g.Gid)

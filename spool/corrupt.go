@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 )
 
 // A message whose -H file does not parse can never be delivered, and left
@@ -48,10 +46,8 @@ func (e *CorruptError) Unwrap() []error {
 	return []error{ErrCorrupt, e.Err}
 }
 
-func (s *Spool) corruptDir() string { return filepath.Join(s.dir, "corrupt") }
-
 // CorruptDir is where the files of messages with a corrupt -H file go.
-func (s *Spool) CorruptDir() string { return s.corruptDir() }
+func (s *Spool) CorruptDir() string { return filepath.Join(s.dir, "corrupt") }
 
 // setAside moves the files of id, whose -H failed to parse with perr, to
 // corrupt/ and reports it in the paniclog, unless another process is
@@ -74,7 +70,7 @@ func (s *Spool) setAside(id ID, perr error) error {
 			defer f.Close()
 		}
 	}
-	dir := s.corruptDir()
+	dir := s.CorruptDir()
 	if err := os.Rename(hpath, filepath.Join(dir, string(id)+"-H")); errors.Is(err, fs.ErrNotExist) {
 		return notFound(id)
 	} else if err != nil {
@@ -109,25 +105,12 @@ func (s *Spool) panic(text string) {
 
 // Corrupt returns the messages set aside in corrupt/, in arrival order.
 func (s *Spool) Corrupt() ([]ID, error) {
-	d, err := os.Open(s.corruptDir())
-	if err != nil {
-		return nil, fmt.Errorf("spool: %w", err)
-	}
-	defer d.Close()
 	var ids []ID
-	for {
-		names, err := d.Readdirnames(walkChunk)
-		for _, name := range names {
-			if id, ok := strings.CutSuffix(name, "-H"); ok && ValidID(id) {
-				ids = append(ids, ID(id))
-			}
-		}
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("spool: %w", err)
-		}
+	if _, err := eachHeader(s.CorruptDir(), func(id ID) bool {
+		ids = append(ids, id)
+		return true
+	}); err != nil {
+		return nil, err
 	}
 	slices.SortFunc(ids, ID.Compare)
 	return ids, nil

@@ -137,7 +137,7 @@ func Open(dir string, o Options) (*Spool, error) {
 	if s.statfs == nil {
 		s.statfs = StatFS
 	}
-	if err := os.MkdirAll(s.corruptDir(), dirMode); err != nil {
+	if err := os.MkdirAll(s.CorruptDir(), dirMode); err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
 	for i := range len(base62) {
@@ -518,7 +518,9 @@ func (s *Spool) Walk(from ID, fn func(ID) bool) error {
 	}
 	for i := range len(base62) {
 		x := base62[(start+i)%len(base62)]
-		more, err := s.walkDir(x, fn)
+		more, err := eachHeader(filepath.Join(s.dir, "input", string(x)), func(id ID) bool {
+			return id[5] != x || fn(id)
+		})
 		if err != nil || !more {
 			return err
 		}
@@ -526,9 +528,11 @@ func (s *Spool) Walk(from ID, fn func(ID) bool) error {
 	return nil
 }
 
-// walkDir is Walk in input/x; false when fn stopped it.
-func (s *Spool) walkDir(x byte, fn func(ID) bool) (bool, error) {
-	d, err := os.Open(filepath.Join(s.dir, "input", string(x)))
+// eachHeader calls fn with the ID of every -H file in dir, reading
+// walkChunk names at a time, until fn returns false; false when fn
+// stopped it.
+func eachHeader(dir string, fn func(ID) bool) (bool, error) {
+	d, err := os.Open(dir)
 	if err != nil {
 		return false, fmt.Errorf("spool: %w", err)
 	}
@@ -537,7 +541,7 @@ func (s *Spool) walkDir(x byte, fn func(ID) bool) (bool, error) {
 		names, err := d.Readdirnames(walkChunk)
 		for _, name := range names {
 			id, ok := strings.CutSuffix(name, "-H")
-			if ok && ValidID(id) && id[5] == x && !fn(ID(id)) {
+			if ok && ValidID(id) && !fn(ID(id)) {
 				return false, nil
 			}
 		}
