@@ -11,6 +11,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -92,7 +93,7 @@ func TestDebianPackage(t *testing.T) {
 	waitDelivered(t, ds, smtpID, "bob@example.test")
 
 	t.Run("sendmail -t as nobody", func(t *testing.T) {
-		cred := userCredential(t, "nobody")
+		cred := lookupCred(t, "nobody")
 		mail, err := os.Open(testdata("package-sendmail.eml"))
 		if err != nil {
 			t.Fatal(err)
@@ -277,39 +278,18 @@ func editInstalledConfig(t *testing.T, lines map[string]string) {
 	}
 }
 
-// userCredential is the uid and primary gid of a local user.
-func userCredential(t *testing.T, login string) *syscall.Credential {
-	t.Helper()
-	u, err := user.Lookup(login)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-}
-
 // waitDelivered waits until the sink holds a message for rcpt (carrying
 // the mxgate ID id, unless id is "").
 func waitDelivered(t *testing.T, ds *sink, id, rcpt string) {
 	t.Helper()
 	waitFor(t, drainTimeout, func() string {
 		for _, m := range ds.messages(t) {
-			if (id == "" || containsString(m.ids, id)) && containsString(m.rcpts, rcpt) {
+			if (id == "" || slices.Contains(m.ids, id)) && slices.Contains(m.rcpts, rcpt) {
 				return ""
 			}
 		}
 		return fmt.Sprintf("a message for %s (id %q) in smtp-sink's directory", rcpt, id)
 	})
-}
-
-func containsString(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }
 
 // logMatches reports whether a line of the log file matches re.
@@ -484,7 +464,7 @@ func (d *unitDaemon) waitState(t *testing.T, state string) string {
 // checkUser: every uid and gid of the daemon (real, effective, saved,
 // file system) is the mxgate user's, and it holds no other group.
 func (d *unitDaemon) checkUser(t *testing.T) {
-	cred := userCredential(t, pkgUser)
+	cred := lookupCred(t, pkgUser)
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.pid))
 	if err != nil {
 		t.Fatal(err)
