@@ -232,21 +232,31 @@ run_interval = "1s"
 	}
 
 	// With no daemon, nobody cannot submit, and is told why.
-	r = runWith(t, func(cmd *exec.Cmd) {
+	nobodyWithoutDaemon(t, g, sendmail, mx, msg, daemonUser)
+}
+
+// nobodyWithoutDaemon: with g's daemon stopped, nobody's sendmail -t
+// (fed msg) and -bpc exit 1, told that no daemon answers and that the
+// spool is owner's, never which key nobody may not read.
+func nobodyWithoutDaemon(t *testing.T, g *mxgate, sendmail, mx, msg, owner string) {
+	t.Helper()
+	nobody := lookupCred(t, "nobody")
+	spool := filepath.Join(g.dataDir, "spool")
+	r := runWith(t, func(cmd *exec.Cmd) {
 		cmd.Stdin = strings.NewReader(msg)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
 	}, sendmail, "-config", g.cfgPath, "-t")
-	want = fmt.Sprintf("mxgate: no mxgate daemon answers on %s, and user nobody may not read the spool at %s (owned by %s): run it as root or %s\n",
-		sock, filepath.Join(g.dataDir, "spool"), daemonUser, daemonUser)
+	want := fmt.Sprintf("mxgate: no mxgate daemon answers on %s, and user nobody may not read the spool at %s (owned by %s): run it as root or %s\n",
+		filepath.Join(g.dataDir, "submit.sock"), spool, owner, owner)
 	if r.code != 1 || r.stderr != want {
 		t.Errorf("nobody's sendmail without a daemon: exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
 	}
 	// Listing the queue reads no key either: nobody hears about the spool.
 	r = runWith(t, func(cmd *exec.Cmd) {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: lookupCred(t, "nobody")}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: nobody}
 	}, mx, "-config", g.cfgPath, "-bpc")
 	want = fmt.Sprintf("mxgate: user nobody may not read the spool at %s (owned by %s): run it as root or %s\n",
-		filepath.Join(g.dataDir, "spool"), daemonUser, daemonUser)
+		spool, owner, owner)
 	if r.code != 1 || r.stderr != want {
 		t.Errorf("nobody's -bpc: exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
 	}
@@ -427,22 +437,5 @@ url = "smtp://127.0.0.1:1"
 	g.stop()
 
 	// Without the daemon nobody is told that, not which key it may not read.
-	r = runWith(t, func(cmd *exec.Cmd) {
-		cmd.Stdin = strings.NewReader("To: joe@example.test\n\nhello\n")
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: lookupCred(t, "nobody")}
-	}, mx, "-config", g.cfgPath, "-t")
-	want := fmt.Sprintf("mxgate: no mxgate daemon answers on %s, and user nobody may not read the spool at %s (owned by %s): run it as root or %s\n",
-		filepath.Join(g.dataDir, "submit.sock"), filepath.Join(g.dataDir, "spool"), keysUser, keysUser)
-	if r.code != 1 || r.stderr != want {
-		t.Errorf("nobody's sendmail without a daemon: exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
-	}
-	// Listing the queue reads no key either: nobody hears about the spool.
-	r = runWith(t, func(cmd *exec.Cmd) {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: lookupCred(t, "nobody")}
-	}, mx, "-config", g.cfgPath, "-bpc")
-	want = fmt.Sprintf("mxgate: user nobody may not read the spool at %s (owned by %s): run it as root or %s\n",
-		filepath.Join(g.dataDir, "spool"), keysUser, keysUser)
-	if r.code != 1 || r.stderr != want {
-		t.Errorf("nobody's -bpc: exit %d, stderr %q; want exit 1 and %q", r.code, r.stderr, want)
-	}
+	nobodyWithoutDaemon(t, g, mx, mx, "To: joe@example.test\n\nhello\n", keysUser)
 }
