@@ -181,6 +181,13 @@ type Verdict struct {
 	// ReasonCode says which rule decided, as data: "relay-denied",
 	// "rbl-listed", "sender-verify-failed", "virus", "spam-score", ...
 	ReasonCode string
+	// What the check found, as data for metrics and tracking: a spam
+	// score (Scored says it is one), the virus a scanner named, the DNS
+	// list that decided.
+	Score  float64
+	Scored bool
+	Virus  string
+	List   string
 	// Headers to stamp on accept/quarantine (a sequential check's at once,
 	// so the checks after it see them), e.g.
 	// {Type: ' ', Text: "X-Spam-Status: Yes, score=12.1\n"}.
