@@ -67,6 +67,13 @@ packages=(
 	logrotate:/usr/sbin/logrotate
 	systemd:/usr/bin/systemd-analyze
 	man-db:/usr/bin/man
+	# The web console's and the quarantine digest's end-to-end tests drive
+	# Debian's Chromium (internal/browsertest); the metrics test has a real
+	# Prometheus scrape the admin listener; tracking's PostgreSQL store is
+	# tested against a private PostgreSQL cluster.
+	chromium:/usr/bin/chromium
+	prometheus:/usr/bin/prometheus
+	postgresql:/usr/lib/postgresql/15/bin/initdb
 )
 
 missing=()
