@@ -1,10 +1,15 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
+	"strings"
 
+	"mxgate/header"
+	"mxgate/mainlog"
 	"mxgate/spool"
 )
 
@@ -64,18 +69,21 @@ func (q *Queue) QuarantineShow(w io.Writer, arg string) error {
 }
 
 // QuarantineRelease moves a quarantined message into the queue, logs who
-// did it, and returns its ID and the line to print; the caller makes the
-// delivery attempt (`mxgate quarantine release`). A message another
-// process handles is a Refusal.
+// did it and the message's arrival ("<=", see releasedArrival), and
+// returns its ID and the line to print; the caller makes the delivery
+// attempt (`mxgate quarantine release`). A message another process
+// handles is a Refusal.
 func (q *Queue) QuarantineRelease(arg string) (spool.ID, string, error) {
 	id, err := parseID(arg)
 	if err != nil {
 		return "", "", err
 	}
-	if err := q.Spool.QuarantineRelease(id); err != nil {
+	env, err := q.Spool.QuarantineRelease(id)
+	if err != nil {
 		return "", "", quarantineError(id, err)
 	}
 	q.Log.Main(string(id), "released from quarantine by "+q.User)
+	q.Spool.LogArrival(env, releasedArrival(env), q.Log)
 	return id, fmt.Sprintf("Message %s has been released from quarantine", id), nil
 }
 
@@ -91,4 +99,66 @@ func (q *Queue) QuarantineDelete(arg string) (string, error) {
 	}
 	q.Log.Main(string(id), "deleted from quarantine by "+q.User)
 	return fmt.Sprintf("Message %s has been deleted from quarantine", id), nil
+}
+
+// QuarantineReleaseFor queues a quarantined message for one recipient
+// alone (spool.QuarantineReleaseFor: a copy under a new ID while others
+// are pending, else the message itself), logs "released from quarantine
+// for RCPT by USER" on the quarantined message, naming the copy, and the
+// queued message's "<=" line; it returns the queued ID for the caller's
+// delivery attempt and the line to print. A recipient not pending is
+// "not in quarantine".
+func (q *Queue) QuarantineReleaseFor(ctx context.Context, id spool.ID, rcpt string) (spool.ID, string, error) {
+	env, err := q.Spool.QuarantineReleaseFor(ctx, id, rcpt)
+	if err != nil {
+		return "", "", quarantineRcptError(id, rcpt, err)
+	}
+	text := "released from quarantine for " + rcpt + " by " + q.User
+	if env.ID != id {
+		text += ": queued as " + string(env.ID)
+	}
+	q.Log.Main(string(id), text)
+	q.Spool.LogArrival(env, releasedArrival(env), q.Log)
+	return env.ID, fmt.Sprintf("Message %s has been released from quarantine for %s", id, rcpt), nil
+}
+
+// QuarantineDeleteFor removes one recipient of a quarantined message,
+// logs "deleted from quarantine for RCPT by USER", and returns the line
+// to print; the message leaves the quarantine with its last recipient.
+func (q *Queue) QuarantineDeleteFor(id spool.ID, rcpt string) (string, error) {
+	if _, err := q.Spool.QuarantineDeleteFor(id, rcpt); err != nil {
+		return "", quarantineRcptError(id, rcpt, err)
+	}
+	q.Log.Main(string(id), "deleted from quarantine for "+rcpt+" by "+q.User)
+	return fmt.Sprintf("Message %s has been deleted from quarantine for %s", id, rcpt), nil
+}
+
+func quarantineRcptError(id spool.ID, rcpt string, err error) error {
+	if errors.Is(err, spool.ErrNotFound) {
+		return fmt.Errorf("message %s is not in quarantine for %s", id, rcpt)
+	}
+	return quarantineError(id, err)
+}
+
+// releasedArrival is the rest of a released message's "<=" line after
+// the sender: the arrival as the gateway logged it, rebuilt from the -H
+// (H=, P=, S=, id=; the client's DNS name and TLS are not kept there, so
+// H= names it by HELO and IP as Exim does a client without a name), then
+// "(released from quarantine)". eximstats counts it as received, so its
+// Received and Delivered add up; nothing it reads follows S=.
+func releasedArrival(env *spool.Envelope) string {
+	var b strings.Builder
+	if ap, err := netip.ParseAddrPort(env.HostAddress); err == nil {
+		fmt.Fprintf(&b, "H=%s:%d ", mainlog.Host("", env.HeloName, ap.Addr()), ap.Port())
+	}
+	proto := env.ReceivedProtocol
+	if proto == "" {
+		proto = "local"
+	}
+	fmt.Fprintf(&b, "P=%s S=%d", proto, env.HeaderSize()+1+env.BodySize)
+	if mid := header.MessageID(env.Headers); mid != "" {
+		b.WriteString(" id=" + mid)
+	}
+	b.WriteString(" (released from quarantine)")
+	return b.String()
 }

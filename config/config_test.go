@@ -308,6 +308,8 @@ func TestLoadGood(t *testing.T) {
 		Spool: Spool{Sync: "syncfs", MinFreeInodes: 500},
 		State: State{URL: "redis://:secret@127.0.0.1:6379/2", Timeout: Duration(250 * time.Millisecond), PoolSize: 4},
 		Log:   Log{Dir: "/var/log/mxgate", Format: "json"},
+		Digest: Digest{URL: "https://mx1.example.test:8025", Schedule: "weekly", At: "06:30", AtTime: 6*time.Hour + 30*time.Minute,
+			LinkLifetime: Duration(3 * 24 * time.Hour), KeyFile: "/etc/mxgate/digest.key", From: "quarantine@example.test"},
 	}
 	// The others are about files of this machine (/etc/userdomains), and
 	// TestFileWarnings' subject.
@@ -384,6 +386,8 @@ func TestLoadDefaults(t *testing.T) {
 		Spool: Spool{Sync: "fdatasync", MinFreeSpace: 100 << 20, MinFreeInodes: 1000},
 		State: State{Timeout: Duration(500 * time.Millisecond), PoolSize: 10},
 		Log:   Log{Dir: absTestdata(t, "var/log"), Format: "exim"},
+		Digest: Digest{Schedule: "daily", At: "07:00", AtTime: 7 * time.Hour, LinkLifetime: Duration(7 * 24 * time.Hour),
+			KeyFile: absTestdata(t, "var/digest.key"), From: "postmaster@mx.example.test"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(%s) =\n%s\nwant\n%s", path, got, want)
