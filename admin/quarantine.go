@@ -18,12 +18,24 @@ import (
 func quarantineError(id spool.ID, err error) error {
 	switch {
 	case errors.Is(err, spool.ErrNotFound):
-		return fmt.Errorf("message %s is not in quarantine", id)
+		return &notQuarantined{text: fmt.Sprintf("message %s is not in quarantine", id)}
 	case errors.Is(err, spool.ErrLocked):
 		return &Refusal{ID: id, What: "is locked"}
 	}
 	return fmt.Errorf("message %s: %w", id, err)
 }
+
+// ErrNotQuarantined is what the quarantine operations' error is when the
+// message (or, for one recipient, the message for that recipient) is not
+// in quarantine: released or deleted already, or never there.
+var ErrNotQuarantined = errors.New("not in quarantine")
+
+// notQuarantined says which message is not in quarantine and is
+// ErrNotQuarantined.
+type notQuarantined struct{ text string }
+
+func (e *notQuarantined) Error() string { return e.text }
+func (e *notQuarantined) Unwrap() error { return ErrNotQuarantined }
 
 // QuarantineList writes one line per quarantined message, oldest first:
 // age and size as -bp shows them, the ID, the sender and the reason
@@ -135,7 +147,7 @@ func (q *Queue) QuarantineDeleteFor(id spool.ID, rcpt string) (string, error) {
 
 func quarantineRcptError(id spool.ID, rcpt string, err error) error {
 	if errors.Is(err, spool.ErrNotFound) {
-		return fmt.Errorf("message %s is not in quarantine for %s", id, rcpt)
+		return &notQuarantined{text: fmt.Sprintf("message %s is not in quarantine for %s", id, rcpt)}
 	}
 	return quarantineError(id, err)
 }
