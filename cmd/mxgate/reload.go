@@ -219,6 +219,7 @@ var restartOnly = []fixedSetting{
 	fixed("callout.cache_size", func(c *config.Config) *int { return &c.Callout.CacheSize }),
 	fixed("recipient_verify.cache_size", func(c *config.Config) *int { return &c.RecipientVerify.CacheSize }),
 	fixed("state", func(c *config.Config) *config.State { return &c.State }),
+	fixed("digest", func(c *config.Config) *config.Digest { return &c.Digest }),
 }
 
 // keepFixed sets every restart-only setting of new back to old's value

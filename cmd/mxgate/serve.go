@@ -200,6 +200,9 @@ func serve(e *env) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	runner.Start(ctx)
+	if err := startDigest(ctx, cfg, sp, log, runner); err != nil {
+		return err
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- gw.Serve() }()
