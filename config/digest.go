@@ -1,7 +1,6 @@
 package config
 
 import (
-
 	"net/netip"
 	"net/url"
 	"path/filepath"

@@ -141,9 +141,9 @@ func TestQuarantineRefusals(t *testing.T) {
 			return err
 		},
 		"delete for": func(id ID) error { _, err := s.QuarantineDeleteFor(id, "bob@example.test"); return err },
-		"delete":  s.QuarantineDelete,
-		"load":    func(id ID) error { _, err := s.QuarantineLoad(id); return err },
-		"body":    func(id ID) error { _, err := s.QuarantineOpenBody(id); return err },
+		"delete":     s.QuarantineDelete,
+		"load":       func(id ID) error { _, err := s.QuarantineLoad(id); return err },
+		"body":       func(id ID) error { _, err := s.QuarantineOpenBody(id); return err },
 	}
 	for name, op := range ops {
 		for _, tc := range []struct {
