@@ -200,9 +200,10 @@ func (o *Options) render(m *Mail, now time.Time) ([]spool.Header, []byte) {
 
 func (o *Options) text(m *Mail, until string) []byte {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "%s held these messages to you (%s) in quarantine as probable spam or malware.\n", o.Hostname, m.Recipient)
-	b.WriteString("To receive one, open its release link; to drop it, its delete link. Each link shows\n")
-	b.WriteString("what it will do and asks you to confirm. The links work until " + until + ".\n\n")
+	fmt.Fprintf(&b, "%s held these messages to you (%s)\nin quarantine as probable spam or malware.\n\n", o.Hostname, m.Recipient)
+	b.WriteString("To receive one, open its release link; to drop it, its delete link.\n")
+	b.WriteString("Each link shows what it will do and asks you to confirm.\n")
+	b.WriteString("The links work until " + until + ".\n\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "Received\tScore\tFrom\tSubject\n")
 	for _, it := range m.Items {
@@ -212,7 +213,7 @@ func (o *Options) text(m *Mail, until string) []byte {
 	for i, it := range m.Items {
 		fmt.Fprintf(&b, "\n%d. %s, from %s\n   Release: %s\n   Delete:  %s\n", i+1, it.Subject, it.Sender, it.Release, it.Delete)
 	}
-	b.WriteString("\nThis report lists each message once. Do not forward it: its links act for you.\n")
+	b.WriteString("\nThis report lists each message once.\nDo not forward it: its links act for you.\n")
 	return b.Bytes()
 }
 
