@@ -146,7 +146,7 @@ func options(cfg *config.Config, log filters.Logger, rt *route.Router, st state.
 	}
 	o.Checks = append(o.Checks, steps...)
 	if c := cfg.Callout; c.Enabled {
-		k, checker, err := newCallout(cfg, log, policy, shared, test)
+		k, checker, err := newCallout(cfg, log, policy, shared, bus, test)
 		if err != nil {
 			return o, err
 		}
@@ -176,7 +176,7 @@ func options(cfg *config.Config, log filters.Logger, rt *route.Router, st state.
 		}
 		o.Checks = append(o.Checks, guarded(k, bound, onError))
 	}
-	o.Scanners = scanners(cfg)
+	o.Scanners = scanners(cfg, bus)
 	if a := cfg.MsgAuth; a.Enabled && len(a.DKIMSign) > 0 {
 		keys := make([]msgauth.SignKey, len(a.DKIMSign))
 		for i, k := range a.DKIMSign {
@@ -228,7 +228,7 @@ func newRBL(cfg *config.Config, log filters.Logger, policy *address.Policy, shar
 	}), nil
 }
 
-func newCallout(cfg *config.Config, log filters.Logger, policy *address.Policy, shared state.Store, test bool) (*callout.Check, *callout.Checker, error) {
+func newCallout(cfg *config.Config, log filters.Logger, policy *address.Policy, shared state.Store, bus *event.Bus, test bool) (*callout.Check, *callout.Checker, error) {
 	o := cfg.Callout
 	opts := callout.Options{
 		Hostname:           cfg.Hostname,
@@ -246,6 +246,7 @@ func newCallout(cfg *config.Config, log filters.Logger, policy *address.Policy, 
 		PerHostRate:        float64(o.PerHostRate),
 		Shared:             shared,
 		Log:                func(text string) { log.Main("", text) },
+		Bus:                bus,
 	}
 	if o.Has("use_postmaster") {
 		opts.MailFrom = "postmaster@" + cfg.Hostname
@@ -349,13 +350,13 @@ func newMilters(cfg *config.Config, log filters.Logger) (*milter.Check, error) {
 // X-Spam-* come before X-Virus-Scanned), then clamd. The connect timeouts
 // stay the clients' own, shorter than the per-message timeout, so a
 // second address is still tried when the first is dead.
-func scanners(cfg *config.Config) []filters.Entry {
+func scanners(cfg *config.Config, bus *event.Bus) []filters.Entry {
 	var entries []filters.Entry
 	if a := cfg.MsgAuth; a.Enabled {
 		// It fails only when the spool cannot be read: no breaker.
 		entries = append(entries, filters.Entry{
 			Filter: msgauth.New(msgauth.Options{
-				AuthservID: cfg.Hostname, Resolvers: a.Resolver, Timeout: time.Duration(a.Timeout),
+				AuthservID: cfg.Hostname, Resolvers: a.Resolver, Timeout: time.Duration(a.Timeout), Bus: bus,
 				SPFFailReject: a.SPFFail == "reject", DMARCReject: a.DMARCReject == "honour",
 			}),
 			Timeout: time.Duration(a.Timeout), OnError: filters.OnErrorTempfail,

@@ -199,3 +199,30 @@ func TestEventsGatewayRefusals(t *testing.T) {
 		t.Errorf("ConnRefused %+v", r)
 	}
 }
+
+// BenchmarkEmitChecks is the cost of a stage's Check events, per stage of
+// eight answers: nothing when no sink listens, a copy per answer when one
+// does.
+func BenchmarkEmitChecks(b *testing.B) {
+	out := filters.Outcome{}
+	for i := range 8 {
+		out.Events = append(out.Events, filters.Event{Check: "check" + string(rune('a'+i)), Stage: filters.StageRcpt,
+			Verdict: filters.Verdict{Log: "facts"}, Duration: time.Millisecond})
+	}
+	for _, tc := range []struct {
+		name string
+		bus  *event.Bus
+	}{
+		{"off", nil},
+		{"on", event.NewBus(event.SinkFunc(func(*event.Event) {}))},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			srv := &Server{bus: tc.bus}
+			c := &conn{srv: srv, name: "x-1", listener: "smtp"}
+			b.ReportAllocs()
+			for b.Loop() {
+				srv.emitChecks(out, c, 1, "")
+			}
+		})
+	}
+}
