@@ -180,14 +180,14 @@ func (c *conn) emitConnect() {
 	c.srv.bus.Emit(c.base(event.Connect))
 }
 
-// emitDisconnect is the Disconnect event: the connection's life.
+// emitDisconnect is the Disconnect event: the connection's life. Close
+// may run beside the connect stage (Shutdown), so the host name, which
+// that stage sets, is left out.
 func (c *conn) emitDisconnect() {
 	if c.name == "" {
 		return
 	}
-	e := c.base(event.Disconnect)
-	e.Duration = time.Since(c.start)
-	c.srv.bus.Emit(e)
+	c.srv.bus.Emit(event.Event{Kind: event.Disconnect, Conn: c.name, Client: c.ip, Listener: c.listener, Duration: time.Since(c.start)})
 }
 
 // emitConnRefused is a client refused before its greeting: by the limits
