@@ -136,6 +136,9 @@ func serve(e *env) error {
 	d.cur.users.Store(2)
 	d.now.Store(d.cur)
 	defer func() { d.cur.close(log) }()
+	// The metrics sink exists before anything that emits events is built
+	// (observe.go's bus hands them to it: metricsSinks).
+	metricsSink := newMetrics(cfg, sp)
 	runner := newRunner(cfg, sp, log, router)
 	if d.cur.checks, err = checks.BuildShared(cfg, log, router, store); err != nil {
 		return err
@@ -151,6 +154,13 @@ func serve(e *env) error {
 		return err
 	}
 	d.gw, d.runner = gw, runner
+	// The admin listener is bound with the others, before root is
+	// dropped; it closes last, so /metrics answers through the drain.
+	admin, err := startAdmin(cfg, d, metricsSink)
+	if err != nil {
+		return err
+	}
+	defer admin.stop(time.Duration(cfg.Admin.Timeout))
 
 	// Caught before the pid file names us: a SIGHUP from `mxgate reload`
 	// must never find the default action (exit).
@@ -196,6 +206,7 @@ func serve(e *env) error {
 			log.Panic(err.Error())
 		}
 	}()
+	admin.serve()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -203,6 +214,7 @@ func serve(e *env) error {
 
 	served := make(chan error, 1)
 	go func() { served <- gw.Serve() }()
+	admin.listening(true)
 	log.Main("", fmt.Sprintf("mxgate daemon started: pid=%d, listening for SMTP on %v", os.Getpid(), gw.Addrs()))
 	announce(e, cfg, gw.Addrs(), verbose)
 	// The listeners are bound (gateway.New): a client connecting now is
@@ -215,6 +227,7 @@ func serve(e *env) error {
 		case err := <-served:
 			// The listeners died on their own: nothing more will arrive, so
 			// let deliveries in flight finish before reporting.
+			admin.listening(false)
 			stop(runner, d.cur.cfg)
 			return err
 		case sig := <-sigs:
@@ -233,6 +246,7 @@ func serve(e *env) error {
 				continue
 			}
 			cfg := d.cur.cfg
+			admin.listening(false)
 			log.Main("", fmt.Sprintf("mxgate daemon stopping on %v: draining sessions (up to %v)", sig, time.Duration(cfg.SMTP.ShutdownTimeout)))
 			notify(e, sdnotify.Stopping(fmt.Sprintf("draining sessions (up to %v)", time.Duration(cfg.SMTP.ShutdownTimeout))))
 			dctx, dcancel := context.WithTimeout(context.Background(), time.Duration(cfg.SMTP.ShutdownTimeout))
