@@ -21,14 +21,13 @@ import (
 
 // newMetrics is the Prometheus sink of the daemon's events, nil when the
 // admin listener that would serve it is off.
-func newMetrics(cfg *config.Config, sp *spool.Spool) *metrics.Metrics {
+func newMetrics(cfg *config.Config) *metrics.Metrics {
 	if cfg.Admin.Listen == "" {
 		return nil
 	}
-	return metrics.New(metrics.Options{Version: readBuildInfo().version, Queue: queueReader(sp)})
+	return metrics.New(metrics.Options{Version: readBuildInfo().version})
 }
 
-//lint:ignore U1000 observe.go (the emit branch) puts these on the event bus.
 // metricsSinks is what the admin listener's parts add to the event bus:
 // the metrics sink when there is one.
 func metricsSinks(m *metrics.Metrics) []event.Sink {

@@ -106,7 +106,7 @@ func queueWith(e *env, load func(string) (*config.Config, error), run func(q *ad
 	if err != nil {
 		return err
 	}
-	log, sp, err := openSpool(cfg)
+	log, sp, bus, err := openSpool(cfg)
 	if err != nil {
 		return err
 	}
@@ -118,6 +118,7 @@ func queueWith(e *env, load func(string) (*config.Config, error), run func(q *ad
 		User:     userName(),
 		Hostname: cfg.Hostname,
 		Now:      clock,
+		Bus:      bus,
 	}, cfg)
 }
 
@@ -271,7 +272,7 @@ func withDeliveries(e *env, run func(ctx context.Context, q *admin.Queue, cfg *c
 		defer closeRouter(router, cfg)
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
-		return run(ctx, q, cfg, func(id spool.ID) { attemptNow(ctx, newRunner(cfg, q.Spool, q.Log, router), id) })
+		return run(ctx, q, cfg, func(id spool.ID) { attemptNow(ctx, newRunner(cfg, q.Spool, q.Log, router, q.Bus), id) })
 	})
 }
 
@@ -297,7 +298,7 @@ func runQueue(force, frozenToo bool) func(e *env) error {
 				return err
 			}
 			defer closeRouter(router, cfg)
-			runner := newRunner(cfg, q.Spool, q.Log, router)
+			runner := newRunner(cfg, q.Spool, q.Log, router, q.Bus)
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			runner.RunOnce(ctx, force, frozenToo)
@@ -363,7 +364,7 @@ func deliverIDs(ctx context.Context, q *admin.Queue, cfg *config.Config, ids []s
 	}
 	defer closeRouter(router, cfg)
 	for _, id := range ids {
-		attemptNow(ctx, newRunner(cfg, q.Spool, q.Log, router), id)
+		attemptNow(ctx, newRunner(cfg, q.Spool, q.Log, router, q.Bus), id)
 	}
 	return nil
 }

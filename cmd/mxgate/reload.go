@@ -16,6 +16,7 @@ import (
 
 	"mxgate/checks"
 	"mxgate/config"
+	"mxgate/event"
 	"mxgate/gateway"
 	"mxgate/mainlog"
 	"mxgate/pidfile"
@@ -69,6 +70,7 @@ func (g *generation) close(log *mainlog.Logger) {
 type daemon struct {
 	configPath string // "" for the embedded default
 	log        *mainlog.Logger
+	bus        *event.Bus // made once: its sinks are the process's
 	gw         *gateway.Server
 	runner     *queue.Runner
 	store      state.Store                // [state], opened at start, kept by every reload
@@ -128,7 +130,7 @@ func (d *daemon) load() (*generation, error) {
 		return nil, err
 	}
 	g := &generation{n: old.n + 1, cfg: cfg, router: router}
-	if g.checks, err = checks.BuildShared(cfg, d.log, router, d.store); err != nil {
+	if g.checks, err = checks.BuildShared(cfg, d.log, router, d.store, d.bus); err != nil {
 		closeRouter(router, cfg)
 		return nil, err
 	}

@@ -60,6 +60,7 @@ func TestPrometheusScrape(t *testing.T) {
 		{`sum(mxgate_rcpt_refused_total{stage="rcpt"})`, 1},
 		{`sum(mxgate_deliveries_total{outcome="delivered"})`, n},
 		{`count(mxgate_build_info)`, 1},
+		{`mxgate_queue_messages`, 0},
 	} {
 		waitFor(t, scrapeTimeout, func() string {
 			got, err := promQuery(prom, q.query)
@@ -80,8 +81,27 @@ func TestPrometheusScrape(t *testing.T) {
 	}
 }
 
-// adminTemplate is the e2e config template with [admin] listen = addr.
-func adminTemplate(t *testing.T, addr string) string {
+// TestReadyz: /readyz of the running daemon names a required scanner
+// that does not answer (spamd with on_error = "tempfail", nothing on its
+// port), while /healthz still says the process is alive.
+func TestReadyz(t *testing.T) {
+	requirePrograms(t, "smtp-sink")
+	s := startSink(t)
+	admin := fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false))
+	down := fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false))
+	startMxgateConfig(t, adminTemplate(t, admin, fmt.Sprintf("[spamd]\naddress = %q\non_error = \"tempfail\"\ntimeout = \"2s\"\n", down)), s.URL())
+	code, body := httpGet(t, "http://"+admin+"/readyz")
+	if code != 503 || !strings.HasPrefix(body, "not ready:\nspamd: ") || !strings.Contains(body, down) {
+		t.Errorf("GET /readyz = %d %q, want 503 naming spamd at %s", code, body, down)
+	}
+	if code, body := httpGet(t, "http://"+admin+"/healthz"); code != 200 || body != "ok\n" {
+		t.Errorf("GET /healthz = %d %q, want 200 ok", code, body)
+	}
+}
+
+// adminTemplate is the e2e config template with [admin] listen = addr and
+// the sections in more.
+func adminTemplate(t *testing.T, addr string, more ...string) string {
 	t.Helper()
 	b, err := os.ReadFile(testdata("mxgate.toml.tmpl"))
 	if err != nil {
@@ -89,6 +109,9 @@ func adminTemplate(t *testing.T, addr string) string {
 	}
 	path := filepath.Join(t.TempDir(), "admin.toml.tmpl")
 	b = append(b, fmt.Sprintf("\n[admin]\nlisten = %q\n", addr)...)
+	for _, m := range more {
+		b = append(b, "\n"+m...)
+	}
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
