@@ -362,6 +362,9 @@ func (c *conn) usedEHLO() bool {
 	return c.ehlo
 }
 
+// reasonShuttingDown is admit's why once Shutdown has begun.
+const reasonShuttingDown = "shutting down"
+
 // admit counts a new connection against the limits, or says why not.
 func (s *Server) admit(c net.Conn, ip netip.Addr, port int) (*conn, string) {
 	s.mu.Lock()
@@ -369,7 +372,7 @@ func (s *Server) admit(c net.Conn, ip netip.Addr, port int) (*conn, string) {
 	limits := s.gen.cfg.SMTP
 	switch {
 	case s.draining:
-		return nil, "shutting down"
+		return nil, reasonShuttingDown
 	case s.total >= limits.MaxConnections:
 		return nil, "too many connections"
 	case s.perIP[ip] >= limits.MaxConnectionsPerIP:

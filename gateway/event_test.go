@@ -226,3 +226,21 @@ func BenchmarkEmitChecks(b *testing.B) {
 		})
 	}
 }
+
+// TestEventsAuth: a failed AUTH is a Refused at stage "auth" naming the
+// login tried, on the submission listener; go-smtp's reply is not a
+// second event.
+func TestEventsAuth(t *testing.T) {
+	ts := newTestServer(t, withAuth(t, nil))
+	c := dial(t, ts.addr(2))
+	c.expect("", "220 ")
+	c.expect("EHLO client.test", "250-")
+	c, _ = startTLS(t, c)
+	c.expect("AUTH PLAIN "+plainResp("alice@example.test", "wrong"), "535 5.7.8 ")
+	c.expect("QUIT", "221 ")
+	rs := ts.events.Of(event.Refused)
+	if len(rs) != 1 || rs[0].Stage != "auth" || rs[0].AuthUser != "alice@example.test" || rs[0].Code != 535 ||
+		rs[0].Enhanced != "5.7.8" || rs[0].ReasonCode != "auth-failed" || rs[0].Listener != "submission" {
+		t.Errorf("Refused events %+v, want one auth failure of alice on submission", rs)
+	}
+}

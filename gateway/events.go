@@ -180,18 +180,20 @@ func (c *conn) emitConnect() {
 	c.srv.bus.Emit(c.base(event.Connect))
 }
 
-// emitDisconnect is the Disconnect event: the connection's life.
+// emitDisconnect is the Disconnect event: the connection's life. Close
+// may run beside the connect stage (Shutdown), so the host name, which
+// that stage sets, is left out.
 func (c *conn) emitDisconnect() {
 	if c.name == "" {
 		return
 	}
-	e := c.base(event.Disconnect)
-	e.Duration = time.Since(c.start)
-	c.srv.bus.Emit(e)
+	c.srv.bus.Emit(event.Event{Kind: event.Disconnect, Conn: c.name, Client: c.ip, Listener: c.listener, Duration: time.Since(c.start)})
 }
 
 // emitConnRefused is a client refused before its greeting: by the limits
-// (v nil, why says which) or by the connect stage's checks.
+// (out nil, why says which) or by the connect stage's checks. A client
+// refused while shutting down, or on the implicit TLS port, is closed
+// without a reply (Code 0).
 func (s *Server) emitConnRefused(c *conn, ip netip.Addr, listener, why string, out *filters.Outcome) {
 	if !s.bus.Enabled() {
 		return
@@ -201,9 +203,15 @@ func (s *Server) emitConnRefused(c *conn, ip netip.Addr, listener, why string, o
 		e = c.base(event.ConnRefused)
 		e.Stage = "connect"
 	}
-	if out == nil {
-		e.Code, e.Enhanced, e.Text, e.Reason, e.ReasonCode = 421, "4.7.0", "Too many connections, try again later", why, "connection-limit"
-	} else {
+	switch {
+	case out == nil && why == reasonShuttingDown:
+		e.Reason, e.ReasonCode = why, "shutting-down"
+	case out == nil:
+		e.Reason, e.ReasonCode = why, "connection-limit"
+		if listener != "smtps" {
+			e.Code, e.Enhanced, e.Text = 421, "4.7.0", "Too many connections, try again later"
+		}
+	default:
 		v := out.Verdict
 		e.Code, e.Enhanced, e.Text, e.ReasonCode, e.List, e.Reason = v.Code, enhanced(v.Enhanced), v.Text, v.ReasonCode, v.List, v.Log
 		e.Check = decider(*out)

@@ -265,7 +265,7 @@ func prepareAndDeliver(e *env, prepare func(q *admin.Queue, arg string) (spool.I
 // SIGTERM.
 func withDeliveries(e *env, run func(ctx context.Context, q *admin.Queue, cfg *config.Config, deliver func(spool.ID)) error) error {
 	return withDeliveringQueue(e, func(q *admin.Queue, cfg *config.Config) error {
-		router, err := newRouter(cfg, q.Log)
+		router, err := newRouter(cfg, q.Log, q.Bus)
 		if err != nil {
 			return err
 		}
@@ -293,7 +293,7 @@ func runQueue(force, frozenToo bool) func(e *env) error {
 			return err
 		}
 		return withDeliveringQueue(e, func(q *admin.Queue, cfg *config.Config) error {
-			router, err := newRouter(cfg, q.Log)
+			router, err := newRouter(cfg, q.Log, q.Bus)
 			if err != nil {
 				return err
 			}
@@ -358,7 +358,7 @@ func deliverIDs(ctx context.Context, q *admin.Queue, cfg *config.Config, ids []s
 	if len(ids) == 0 {
 		return nil
 	}
-	router, err := newRouter(cfg, q.Log)
+	router, err := newRouter(cfg, q.Log, q.Bus)
 	if err != nil {
 		return err
 	}

@@ -125,7 +125,7 @@ func (d *daemon) load() (*generation, error) {
 	for _, name := range keepFixed(old.cfg, cfg) {
 		d.log.Main("", name+" changed: restart needed (the old value stays in force)")
 	}
-	router, err := newRouter(cfg, d.log)
+	router, err := newRouter(cfg, d.log, d.bus)
 	if err != nil {
 		return nil, err
 	}

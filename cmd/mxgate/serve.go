@@ -119,7 +119,7 @@ func serve(e *env) error {
 	} else if addr != nil {
 		log.Main("", fmt.Sprintf("profiling on http://%v/debug/pprof/ (%s)", addr, pprofEnv))
 	}
-	router, err := newRouter(cfg, log)
+	router, err := newRouter(cfg, log, bus)
 	if err != nil {
 		return err
 	}
@@ -147,7 +147,7 @@ func serve(e *env) error {
 		return err
 	}
 	first := d.cur
-	hosts, err := newHostLookup(cfg)
+	hosts, err := newHostLookup(cfg, bus)
 	if err != nil {
 		return err
 	}

@@ -93,7 +93,7 @@ func submitMessage(command string) func(e *env) error {
 		}
 		// One router decides the recipients and delivers right after,
 		// so the two cannot disagree.
-		router, err := newRouter(cfg, log)
+		router, err := newRouter(cfg, log, bus)
 		if err != nil {
 			return err
 		}

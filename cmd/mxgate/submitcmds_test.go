@@ -406,7 +406,7 @@ func TestSubmitThroughSocket(t *testing.T) {
 	}
 	defer log.Close()
 	defer sp.Close()
-	router, err := newRouter(cfg, log)
+	router, err := newRouter(cfg, log, bus)
 	if err != nil {
 		t.Fatal(err)
 	}

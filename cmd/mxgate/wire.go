@@ -138,7 +138,7 @@ func openLogsAndSpool(cfg *config.Config, sinks ...event.Sink) (*mainlog.Logger,
 
 // newHostLookup is the client host name lookup of cfg's [host_lookup],
 // nil when it is off. serve and -bh both name clients through it.
-func newHostLookup(cfg *config.Config) (*hostlookup.Resolver, error) {
+func newHostLookup(cfg *config.Config, bus *event.Bus) (*hostlookup.Resolver, error) {
 	h := cfg.HostLookup
 	if !h.Enabled {
 		return nil, nil
@@ -150,6 +150,7 @@ func newHostLookup(cfg *config.Config) (*hostlookup.Resolver, error) {
 		MinTTL:    time.Duration(h.MinTTL),
 		MaxTTL:    time.Duration(h.MaxTTL),
 		HostsFile: dnsclient.DefaultHostsFile,
+		Bus:       bus,
 	})
 }
 
@@ -178,7 +179,7 @@ func newRunner(cfg *config.Config, sp *spool.Spool, log *mainlog.Logger, r *rout
 // transports (the RCPT check asks them too); this adds the network ones.
 // log (nil for -bt) gets what the MX transport reports beside its
 // results: MTA-STS findings.
-func newRouter(cfg *config.Config, log *mainlog.Logger) (*route.Router, error) {
+func newRouter(cfg *config.Config, log *mainlog.Logger, bus *event.Bus) (*route.Router, error) {
 	o := checks.RouteOptions(cfg)
 	var err error
 	if o.Default.Transport == nil {
@@ -224,6 +225,7 @@ func newRouter(cfg *config.Config, log *mainlog.Logger) (*route.Router, error) {
 			RootCAs:        roots,
 			MTASTSCache:    stsCache,
 			Log:            log.Main,
+			Bus:            bus,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("outbound: %w", err)
