@@ -2,6 +2,7 @@ package tracking
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"net/netip"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"mxgate/event"
+	"mxgate/internal/peertest"
 )
 
 // t0 is the time the fed events start at.
@@ -355,3 +357,23 @@ func mapsEqual(a, b map[string]int64) bool {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestPostgres runs the suite against a real PostgreSQL, a fresh database
+// per test.
+func TestPostgres(t *testing.T) {
+	url := peertest.Postgres(t)
+	admin, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	n := 0
+	suite(t, func(t *testing.T) *Store {
+		n++
+		name := "t" + strconv.Itoa(n)
+		if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
+			t.Fatal(err)
+		}
+		return openURL(t, strings.Replace(url, "/mxgate?", "/"+name+"?", 1))
+	})
+}
