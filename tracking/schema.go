@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -123,7 +124,10 @@ func openDB(raw string, readOnly bool) (*sql.DB, dialect, error) {
 			v.Add("_pragma", p)
 		}
 		if readOnly {
-			v.Set("mode", "ro")
+			// Not mode=ro: a reader of a WAL database writes its -shm.
+			if _, err := os.Stat(path); err != nil {
+				return nil, d, fmt.Errorf("tracking: no tracking database (has the daemon run with [tracking]?): %w", err)
+			}
 		}
 		db, err := sql.Open("sqlite", "file:"+path+"?"+v.Encode())
 		if err != nil {

@@ -104,7 +104,7 @@ func testAcceptedDelivered(t *testing.T, s *Store) {
 			Transport: "downstream", Host: "[127.0.0.1]:25", Reply: "451 try later"},
 	)
 	feed(t, s, evs...)
-	m, steps, err := s.Get(context.Background(), "1abcde-000001-AB")
+	m, _, err := s.Get(context.Background(), "1abcde-000001-AB")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +115,7 @@ func testAcceptedDelivered(t *testing.T, s *Store) {
 	feed(t, s, event.Event{Kind: event.Delivery, ID: "1abcde-000001-AB", Recipient: "carol@dest.test", Outcome: event.Delivered,
 		Transport: "downstream", Host: "[127.0.0.1]:25", Reply: "250 ok", Time: t0.Add(time.Minute), Delay: time.Minute},
 		event.Event{Kind: event.Completed, ID: "1abcde-000001-AB", Time: t0.Add(time.Minute)})
-	m, steps, err = s.Get(context.Background(), "1abcde-000001-AB")
+	m, steps, err := s.Get(context.Background(), "1abcde-000001-AB")
 	if err != nil {
 		t.Fatal(err)
 	}
