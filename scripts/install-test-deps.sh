@@ -6,7 +6,8 @@
 # spamd and spamc (package filters/spamd's tests), ClamAV's clamd and
 # clamdscan (package filters/clamd's tests), swaks, Perl,
 # Exim's eximstats and exigrep, groff (the man page's test), what the Debian
-# package's test needs (adduser, logrotate, systemd-analyze, man), and staticcheck.
+# package's test needs (adduser, logrotate, systemd-analyze, man), PostgreSQL
+# (package tracking), and staticcheck.
 # Meant for root on Debian 12 (CI and a fresh developer machine); running it
 # again changes nothing.
 #
@@ -40,6 +41,10 @@ packages=(
 	rbldnsd:/usr/sbin/rbldnsd
 	redis-server:/usr/bin/redis-server
 	swaks:/usr/bin/swaks
+	# PostgreSQL (package tracking's tests against a real server; the
+	# tests initdb a cluster of their own, internal/peertest.Postgres).
+	# Debian 12's server is 15, out of PATH.
+	postgresql:/usr/lib/postgresql/15/bin/postgres
 	# SpamAssassin's rules and its daemon and client (filters/spamd's tests).
 	spamassassin:/usr/bin/spamassassin
 	spamd:/usr/sbin/spamd

@@ -264,7 +264,9 @@ func testStats(t *testing.T, s *Store) {
 func testPaging(t *testing.T, s *Store) {
 	var evs []event.Event
 	for i := range 25 {
-		evs = append(evs, event.Event{Kind: event.Accepted, ID: "p" + itoa(int64(i)), Sender: "pager@p.test", Source: "local"})
+		// Pairs share a time: the key orders them.
+		evs = append(evs, event.Event{Kind: event.Accepted, ID: "p" + itoa(int64(i)), Sender: "pager@p.test", Source: "local",
+			Time: t0.Add(time.Duration(i/2) * time.Second)})
 	}
 	feed(t, s, evs...)
 	var ids []string
