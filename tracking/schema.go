@@ -58,6 +58,7 @@ var schema = []string{
 		delay_ms BIGINT NOT NULL DEFAULT -1
 	)`,
 	`CREATE TABLE IF NOT EXISTS steps (
+		seq {{key}},
 		msg BIGINT NOT NULL,
 		time BIGINT NOT NULL,
 		kind TEXT NOT NULL,

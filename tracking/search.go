@@ -234,7 +234,7 @@ func (s *Store) Get(ctx context.Context, key string) (*Message, []Step, error) {
 	if err := s.recipients(ctx, ms); err != nil {
 		return nil, nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, s.d.q("SELECT time, kind, text FROM steps WHERE msg = ? ORDER BY time"), m.Key)
+	rows, err := s.db.QueryContext(ctx, s.d.q("SELECT time, kind, text FROM steps WHERE msg = ? ORDER BY time, seq"), m.Key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("tracking: get %s: %w", key, err)
 	}

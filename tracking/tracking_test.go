@@ -112,6 +112,8 @@ func testAcceptedDelivered(t *testing.T, s *Store) {
 		m.MessageID != "m1@example.com" || !m.Scored || m.Score != 1.5 || m.Node != "mx1.test" || m.HostName != "client.example" {
 		t.Errorf("after one deferral: %+v", m)
 	}
+	feed(t, s, event.Event{Kind: event.Delivery, ID: "1abcde-000001-AB", Recipient: "dave@dest.test", Outcome: event.Delivered,
+		Transport: "downstream", Host: "[127.0.0.1]:25", Reply: "250 ok", Time: t0.Add(time.Minute), Delay: time.Minute})
 	feed(t, s, event.Event{Kind: event.Delivery, ID: "1abcde-000001-AB", Recipient: "carol@dest.test", Outcome: event.Delivered,
 		Transport: "downstream", Host: "[127.0.0.1]:25", Reply: "250 ok", Time: t0.Add(time.Minute), Delay: time.Minute},
 		event.Event{Kind: event.Completed, ID: "1abcde-000001-AB", Time: t0.Add(time.Minute)})
@@ -128,13 +130,14 @@ func testAcceptedDelivered(t *testing.T, s *Store) {
 		"accepted: accepted as 1abcde-000001-AB: <Alice@Example.COM> for <bob@dest.test>, <carol@dest.test>, 4096 bytes",
 		"delivery: delivered to bob@dest.test via downstream [127.0.0.1]:25: 250 ok",
 		"delivery: deferred for carol@dest.test via downstream [127.0.0.1]:25: 451 try later",
+		"delivery: delivered to dave@dest.test via downstream [127.0.0.1]:25: 250 ok",
 		"delivery: delivered to carol@dest.test via downstream [127.0.0.1]:25: 250 ok",
 		"completed: completed",
 	}
 	if got := stepLines(steps); !slices.Equal(got, want) {
 		t.Errorf("timeline:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	if got := rcptLines(m.Recipients); !slices.Equal(got, []string{"bob@dest.test delivered 250 ok", "carol@dest.test delivered 250 ok"}) {
+	if got := rcptLines(m.Recipients); !slices.Equal(got, []string{"bob@dest.test delivered 250 ok", "carol@dest.test delivered 250 ok", "dave@dest.test delivered 250 ok"}) {
 		t.Errorf("recipients %q", got)
 	}
 	if _, _, err := s.Get(context.Background(), "nosuch"); !errors.Is(err, ErrNotFound) {

@@ -20,6 +20,9 @@ const (
 	// staleConn is how long a connection whose Disconnect never came
 	// (a dropped event) is kept.
 	staleConn = 2 * time.Hour
+	// maxSteps bounds the timeline an attempt keeps in memory (a client
+	// looping on RCPT); the steps past it are left out.
+	maxSteps = 200
 )
 
 // writer turns events into rows. Only the writer goroutine uses it.
@@ -29,6 +32,7 @@ type writer struct {
 	ids   map[string]int64 // spool ID -> row key
 	ctx   context.Context
 	tx    *sql.Tx
+	stmts map[string]*sql.Stmt // prepared in tx: a batch parses each statement once
 	last  time.Time
 }
 
@@ -51,6 +55,13 @@ type attempt struct {
 	refusal *event.Event // the first
 }
 
+// step adds a line to the attempt's timeline, up to maxSteps.
+func (a *attempt) step(s step) {
+	if len(a.steps) < maxSteps {
+		a.steps = append(a.steps, s)
+	}
+}
+
 type step struct {
 	t    time.Time
 	kind string
@@ -58,7 +69,7 @@ type step struct {
 }
 
 func newWriter(s *Store) *writer {
-	return &writer{s: s, conns: map[string]*conn{}, ids: map[string]int64{}, ctx: context.Background()}
+	return &writer{s: s, conns: map[string]*conn{}, ids: map[string]int64{}, stmts: map[string]*sql.Stmt{}, ctx: context.Background()}
 }
 
 // commit writes one batch in one transaction.
@@ -68,7 +79,13 @@ func (w *writer) commit(batch []item) error {
 		return err
 	}
 	w.tx = tx
-	defer func() { w.tx = nil }()
+	defer func() {
+		for _, st := range w.stmts {
+			st.Close()
+		}
+		clear(w.stmts)
+		w.tx = nil
+	}()
 	for i := range batch {
 		if err := w.apply(&batch[i]); err != nil {
 			tx.Rollback()
@@ -103,9 +120,38 @@ func (w *writer) expireState(now time.Time) {
 	}
 }
 
-func (w *writer) exec(q string, args ...any) error {
-	_, err := w.tx.ExecContext(w.ctx, w.s.d.q(q), args...)
-	return err
+// stmt is q prepared in the batch's transaction.
+func (w *writer) stmt(q string) (*sql.Stmt, error) {
+	if st := w.stmts[q]; st != nil {
+		return st, nil
+	}
+	st, err := w.tx.PrepareContext(w.ctx, w.s.d.q(q))
+	if err != nil {
+		return nil, err
+	}
+	w.stmts[q] = st
+	return st, nil
+}
+
+func (w *writer) exec(q string, args ...any) (int64, error) {
+	st, err := w.stmt(q)
+	if err != nil {
+		return 0, err
+	}
+	r, err := st.ExecContext(w.ctx, args...)
+	if err != nil {
+		return 0, err
+	}
+	return r.RowsAffected()
+}
+
+// scan runs a one-row query into dest.
+func (w *writer) scan(q string, args []any, dest ...any) error {
+	st, err := w.stmt(q)
+	if err != nil {
+		return err
+	}
+	return st.QueryRowContext(w.ctx, args...).Scan(dest...)
 }
 
 func (w *writer) apply(it *item) error {
@@ -139,7 +185,7 @@ func (w *writer) apply(it *item) error {
 		if a == nil {
 			return nil
 		}
-		a.steps = append(a.steps, step{e.Time, "refused", refusedText(e)})
+		a.step(step{e.Time, "refused", refusedText(e)})
 		if a.refusal == nil {
 			cp := *e
 			a.refusal = &cp
@@ -302,7 +348,7 @@ func (w *writer) check(e *event.Event, errText string) error {
 	st := step{e.Time, "check", checkText(e, errText)}
 	if e.Conn != "" {
 		if e.Txn == 0 {
-			if c := w.conn(e); c != nil {
+			if c := w.conn(e); c != nil && len(c.pre) < maxSteps {
 				c.pre = append(c.pre, st)
 			}
 			return nil
@@ -310,7 +356,7 @@ func (w *writer) check(e *event.Event, errText string) error {
 		if c := w.conns[e.Conn]; c != nil && c.attempts[e.Txn] != nil || e.ID == "" {
 			_, a := w.attempt(e)
 			if a != nil {
-				a.steps = append(a.steps, st)
+				a.step(st)
 			}
 			return nil
 		}
@@ -382,17 +428,17 @@ func (w *writer) kept(e *event.Event) error {
 		return err
 	}
 	if key != 0 {
-		if err := w.exec("UPDATE messages SET verdict = ?, reason = ?, reason_code = ?, check_name = ? WHERE key = ?",
+		if _, err := w.exec("UPDATE messages SET verdict = ?, reason = ?, reason_code = ?, check_name = ? WHERE key = ?",
 			verdict, e.Reason, e.ReasonCode, e.Check, key); err != nil {
 			return err
 		}
 		if e.Virus != "" {
-			if err := w.exec("UPDATE messages SET virus = ? WHERE key = ?", e.Virus, key); err != nil {
+			if _, err := w.exec("UPDATE messages SET virus = ? WHERE key = ?", e.Virus, key); err != nil {
 				return err
 			}
 		}
 		if e.Scored {
-			if err := w.exec("UPDATE messages SET score = ?, scored = 1 WHERE key = ?", e.Score, key); err != nil {
+			if _, err := w.exec("UPDATE messages SET score = ?, scored = 1 WHERE key = ?", e.Score, key); err != nil {
 				return err
 			}
 		}
@@ -429,23 +475,17 @@ func (w *writer) delivery(e *event.Event) error {
 	if status == RcptDelivered {
 		delay = e.Delay.Milliseconds()
 	}
-	var n int
-	if err := w.tx.QueryRowContext(w.ctx, w.s.d.q("SELECT count(*) FROM recipients WHERE msg = ? AND address = ?"), key, addr).Scan(&n); err != nil {
+	n, err := w.exec("UPDATE recipients SET status = ?, reason = ?, delay_ms = ? WHERE msg = ? AND address = ?",
+		status, e.Reply, delay, key, addr)
+	if err != nil {
 		return err
 	}
 	if n == 0 {
-		var t int64
-		if err := w.tx.QueryRowContext(w.ctx, w.s.d.q("SELECT time FROM messages WHERE key = ?"), key).Scan(&t); err != nil {
+		// A recipient the message did not have at RCPT (an alias's).
+		if _, err := w.exec(`INSERT INTO recipients (msg, time, address, domain, status, reason, delay_ms)
+			SELECT key, time, ?, ?, ?, ?, CAST(? AS BIGINT) FROM messages WHERE key = ?`, addr, domainOf(addr), status, e.Reply, delay, key); err != nil {
 			return err
 		}
-		err = w.exec("INSERT INTO recipients (msg, time, address, domain, status, reason, delay_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-			key, t, addr, domainOf(addr), status, e.Reply, delay)
-	} else {
-		err = w.exec("UPDATE recipients SET status = ?, reason = ?, delay_ms = ? WHERE msg = ? AND address = ?",
-			status, e.Reply, delay, key, addr)
-	}
-	if err != nil {
-		return err
 	}
 	if err := w.addSteps(key, []step{{e.Time, "delivery", deliveryText(e)}}); err != nil {
 		return err
@@ -456,7 +496,11 @@ func (w *writer) delivery(e *event.Event) error {
 // settle sets a delivered message's verdict from its recipients: any
 // failed is Bounced, all delivered Delivered, any deferred Deferred.
 func (w *writer) settle(key int64) error {
-	rows, err := w.tx.QueryContext(w.ctx, w.s.d.q("SELECT status FROM recipients WHERE msg = ?"), key)
+	st, err := w.stmt("SELECT status FROM recipients WHERE msg = ?")
+	if err != nil {
+		return err
+	}
+	rows, err := st.QueryContext(w.ctx, key)
 	if err != nil {
 		return err
 	}
@@ -493,7 +537,8 @@ func (w *writer) settle(key int64) error {
 	default:
 		return nil
 	}
-	return w.exec("UPDATE messages SET verdict = ? WHERE key = ?", v, key)
+	_, err = w.exec("UPDATE messages SET verdict = ? WHERE key = ?", v, key)
+	return err
 }
 
 func (w *writer) admin(e *event.Event) error {
@@ -516,7 +561,8 @@ func (w *writer) admin(e *event.Event) error {
 	if v == "" {
 		return nil
 	}
-	return w.exec("UPDATE messages SET verdict = ? WHERE key = ?", v, key)
+	_, err = w.exec("UPDATE messages SET verdict = ? WHERE key = ?", v, key)
+	return err
 }
 
 func (w *writer) stepByID(id string, t time.Time, kind, text string) error {
@@ -536,7 +582,7 @@ func (w *writer) keyOf(id string) (int64, error) {
 		return k, nil
 	}
 	var k int64
-	err := w.tx.QueryRowContext(w.ctx, w.s.d.q("SELECT key FROM messages WHERE id = ? ORDER BY key DESC LIMIT 1"), id).Scan(&k)
+	err := w.scan("SELECT key FROM messages WHERE id = ? ORDER BY key DESC LIMIT 1", []any{id}, &k)
 	if err == sql.ErrNoRows {
 		return 0, nil
 	}
@@ -570,19 +616,19 @@ func (w *writer) insert(m *Message, rs []Recipient, steps []step) (int64, error)
 		scored = 1
 	}
 	var key int64
-	err := w.tx.QueryRowContext(w.ctx, w.s.d.q(`INSERT INTO messages (id, time, node, client, client_bin, host_name, helo, auth_user,
+	err := w.scan(`INSERT INTO messages (id, time, node, client, client_bin, host_name, helo, auth_user,
 		sender, sender_domain, size, subject, message_id, verdict, reason, reason_code, check_name, list, score, scored, virus)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING key`),
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING key`, []any{
 		m.ID, m.Time.UnixMilli(), m.Node, m.Client, bin, m.HostName, m.Helo, m.AuthUser,
 		sender, domainOf(sender), m.Size, m.Subject, trimAngle(m.MessageID), m.Verdict, m.Reason, m.ReasonCode, m.Check, m.List,
-		m.Score, scored, m.Virus).Scan(&key)
+		m.Score, scored, m.Virus}, &key)
 	if err != nil {
 		return 0, err
 	}
 	w.remember(m.ID, key)
 	for _, r := range rs {
 		a := strings.ToLower(r.Address)
-		if err := w.exec("INSERT INTO recipients (msg, time, address, domain, status, reason) VALUES (?, ?, ?, ?, ?, ?)",
+		if _, err := w.exec("INSERT INTO recipients (msg, time, address, domain, status, reason) VALUES (?, ?, ?, ?, ?, ?)",
 			key, m.Time.UnixMilli(), a, domainOf(a), r.Status, r.Reason); err != nil {
 			return 0, err
 		}
@@ -592,7 +638,7 @@ func (w *writer) insert(m *Message, rs []Recipient, steps []step) (int64, error)
 
 func (w *writer) addSteps(key int64, steps []step) error {
 	for _, s := range steps {
-		if err := w.exec("INSERT INTO steps (msg, time, kind, text) VALUES (?, ?, ?, ?)", key, s.t.UnixMilli(), s.kind, s.text); err != nil {
+		if _, err := w.exec("INSERT INTO steps (msg, time, kind, text) VALUES (?, ?, ?, ?)", key, s.t.UnixMilli(), s.kind, s.text); err != nil {
 			return err
 		}
 	}
