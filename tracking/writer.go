@@ -701,17 +701,22 @@ func checkText(e *event.Event, errText string) string {
 		t += " at " + e.Stage
 	}
 	t += ": " + cmpStr(e.Action, "answer")
-	if e.Scored {
-		t += " score=" + strconv.FormatFloat(e.Score, 'f', -1, 64)
-	}
-	if e.List != "" {
-		t += " list=" + e.List
-	}
-	if e.Virus != "" {
-		t += " virus=" + e.Virus
-	}
-	if e.ReasonCode != "" {
-		t += " (" + e.ReasonCode + ")"
+	if e.Reason != "" {
+		// The verdict's facts as logged ("spamd score=12.1 required=5.0").
+		t += ": " + e.Reason
+	} else {
+		if e.Scored {
+			t += " score=" + strconv.FormatFloat(e.Score, 'f', -1, 64)
+		}
+		if e.List != "" {
+			t += " list=" + e.List
+		}
+		if e.Virus != "" {
+			t += " virus=" + e.Virus
+		}
+		if e.ReasonCode != "" {
+			t += " (" + e.ReasonCode + ")"
+		}
 	}
 	if errText != "" {
 		t += " error: " + errText

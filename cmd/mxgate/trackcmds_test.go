@@ -67,7 +67,8 @@ func trackEvents(t0 time.Time) []event.Event {
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
 	return []event.Event{
 		{Kind: event.Connect, Time: at(0), Conn: "c1", Client: c1, HostName: "client.example", Listener: "smtp"},
-		{Kind: event.Check, Time: at(time.Second), Conn: "c1", Txn: 1, Check: "spamd", Stage: "data", Action: "accept", Score: 1.5, Scored: true, Duration: 120 * time.Millisecond},
+		{Kind: event.Check, Time: at(time.Second), Conn: "c1", Txn: 1, Check: "spamd", Stage: "data", Action: "accept", Score: 1.5, Scored: true, Duration: 120 * time.Millisecond,
+			Reason: "spamd score=1.5 required=5.0"},
 		{Kind: event.Accepted, Time: at(time.Second), Conn: "c1", Txn: 1, ID: "1tXyZa-000AbC-Qr", Sender: "alice@example.com", Recipients: []string{"bob@example.test"},
 			Size: 4096, Subject: "Quarterly report", MessageID: "<r1@example.com>", Source: "smtp", Score: 1.5, Scored: true, Helo: "client.example"},
 		{Kind: event.Disconnect, Time: at(2 * time.Second), Conn: "c1"},
