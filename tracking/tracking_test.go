@@ -64,6 +64,7 @@ var client = netip.MustParseAddr("192.0.2.7")
 func session(conn, id, sender string, rcpts ...string) []event.Event {
 	return []event.Event{
 		{Kind: event.Connect, Conn: conn, Client: client, HostName: "client.example", Listener: "smtp"},
+		{Kind: event.Check, Conn: conn, Txn: 1, Check: "rbl", Stage: "data", Action: "accept", Duration: 100 * time.Microsecond},
 		{Kind: event.Check, Conn: conn, Txn: 1, Check: "spamd", Stage: "data", Action: "accept", Score: 1.5, Scored: true, Duration: 120 * time.Millisecond},
 		{Kind: event.Accepted, Conn: conn, Txn: 1, ID: id, Sender: sender, Recipients: rcpts, Size: 4096,
 			Subject: "Hello", MessageID: "<m1@example.com>", Source: "smtp", Score: 1.5, Scored: true, Helo: "client.example"},
@@ -126,7 +127,7 @@ func testAcceptedDelivered(t *testing.T, s *Store) {
 	}
 	want := []string{
 		"connect: connection from client.example [192.0.2.7] on smtp",
-		"check: check spamd at data: accept score=1.5 (120ms)",
+		"check: at data: rbl accept, spamd accept (score=1.5; 120ms)",
 		"accepted: accepted as 1abcde-000001-AB: <Alice@Example.COM> for <bob@dest.test>, <carol@dest.test>, 4096 bytes",
 		"delivery: delivered to bob@dest.test via downstream [127.0.0.1]:25: 250 ok",
 		"delivery: deferred for carol@dest.test via downstream [127.0.0.1]:25: 451 try later",
@@ -173,8 +174,10 @@ func testRefusedByList(t *testing.T, s *Store) {
 func testQuarantinedReleased(t *testing.T, s *Store) {
 	id := "1abcde-000002-CD"
 	evs := session("c3", id, "x@spam.example", "bob@dest.test")
-	evs = slices.Insert(evs, 3, event.Event{Kind: event.Quarantined, Conn: "c3", Txn: 1, ID: id, Check: "spamd",
-		ReasonCode: "spam", Reason: "score 12.5 >= 10", Score: 12.5, Scored: true})
+	// Quarantined comes instead of Accepted, with the message's fields.
+	q := evs[3]
+	q.Kind, q.Check, q.ReasonCode, q.Reason, q.Score = event.Quarantined, "spamd", "spam", "score 12.5 >= 10", 12.5
+	evs[3] = q
 	feed(t, s, evs...)
 	ms, err := s.Search(context.Background(), Query{Verdict: Quarantined})
 	if err != nil || len(ms) != 1 || ms[0].ID != id || ms[0].Score != 12.5 || ms[0].Reason != "score 12.5 >= 10" {
@@ -240,7 +243,8 @@ func testStats(t *testing.T, s *Store) {
 	if want := map[string]int64{Accepted: 1, Delivered: 1, Rejected: 1, Quarantined: 1}; !mapsEqual(st.Totals, want) {
 		t.Errorf("totals %v, want %v", st.Totals, want)
 	}
-	if len(st.Series) != 6 || st.Series[0].Counts[Delivered]+st.Series[0].Counts[Accepted] != 2 || st.Series[5].Counts[Quarantined] != 1 {
+	if len(st.Series) != 6 || st.Series[0].Counts[Delivered] != 1 || st.Series[1].Counts[Accepted] != 1 || st.Series[1].Counts[Rejected] != 1 ||
+		st.Series[5].Counts[Quarantined] != 1 {
 		t.Errorf("series %+v", st.Series)
 	}
 	check := func(name string, got, want []Count) {

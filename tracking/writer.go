@@ -23,6 +23,8 @@ const (
 	// maxSteps bounds the timeline an attempt keeps in memory (a client
 	// looping on RCPT); the steps past it are left out.
 	maxSteps = 200
+	// maxCheckText bounds a step that joins checks' answers.
+	maxCheckText = 2000
 )
 
 // writer turns events into rows. Only the writer goroutine uses it.
@@ -39,7 +41,7 @@ type writer struct {
 // conn is an open SMTP connection: who the client is, and its attempts
 // that have not ended.
 type conn struct {
-	seen     time.Time
+	seen     time.Time // the writer's clock at its last event
 	client   netip.Addr
 	host     string
 	helo     string
@@ -231,7 +233,7 @@ func (w *writer) conn(e *event.Event) *conn {
 		c = &conn{attempts: map[int]*attempt{}}
 		w.conns[e.Conn] = c
 	}
-	c.seen = e.Time
+	c.seen = time.Now() // not e.Time: a replayed or skewed clock must not expire it
 	if e.Client.IsValid() {
 		c.client = e.Client
 	}
@@ -344,24 +346,45 @@ func (w *writer) fill(m *Message, e *event.Event) {
 	set(&m.Virus, e.Virus)
 }
 
+// check adds a check's answer to the timeline. The answers of one stage
+// share one step ("at rcpt: rbl accept, spamd tag (spamd score=6.1)"):
+// a message passes a dozen checks, most of them saying nothing but
+// "accept".
 func (w *writer) check(e *event.Event, errText string) error {
-	st := step{e.Time, "check", checkText(e, errText)}
+	st := step{e.Time, "check", "at " + cmpStr(e.Stage, "?") + ": " + checkText(e, errText)}
 	if e.Conn != "" {
 		if e.Txn == 0 {
-			if c := w.conn(e); c != nil && len(c.pre) < maxSteps {
-				c.pre = append(c.pre, st)
+			if c := w.conn(e); c != nil {
+				c.pre = mergeCheck(c.pre, st)
 			}
 			return nil
 		}
 		if c := w.conns[e.Conn]; c != nil && c.attempts[e.Txn] != nil || e.ID == "" {
 			_, a := w.attempt(e)
 			if a != nil {
-				a.step(st)
+				a.steps = mergeCheck(a.steps, st)
 			}
 			return nil
 		}
 	}
 	return w.stepByID(e.ID, e.Time, st.kind, st.text)
+}
+
+// mergeCheck appends a check's step, or joins it to the last step when
+// that is a check of the same stage.
+func mergeCheck(steps []step, st step) []step {
+	if n := len(steps); n > 0 && steps[n-1].kind == "check" {
+		last := &steps[n-1]
+		at, text, _ := strings.Cut(st.text, ": ")
+		if strings.HasPrefix(last.text, at+": ") && len(last.text) < maxCheckText {
+			last.text += ", " + text
+			return steps
+		}
+	}
+	if len(steps) >= maxSteps {
+		return steps
+	}
+	return append(steps, st)
 }
 
 // accepted ends an attempt with its 250 and the spool ID, or starts the
@@ -695,34 +718,36 @@ func refusedText(e *event.Event) string {
 	return "refused: " + replyText(e)
 }
 
+// checkText is one check's answer: "spamd tag (spamd score=6.1
+// required=5.0)", with the time it took when that was 1 ms or more.
 func checkText(e *event.Event, errText string) string {
-	t := "check " + e.Check
-	if e.Stage != "" {
-		t += " at " + e.Stage
-	}
-	t += ": " + cmpStr(e.Action, "answer")
+	t := e.Check + " " + cmpStr(e.Action, "answer")
+	var facts []string
 	if e.Reason != "" {
 		// The verdict's facts as logged ("spamd score=12.1 required=5.0").
-		t += ": " + e.Reason
+		facts = append(facts, e.Reason)
 	} else {
 		if e.Scored {
-			t += " score=" + strconv.FormatFloat(e.Score, 'f', -1, 64)
+			facts = append(facts, "score="+strconv.FormatFloat(e.Score, 'f', -1, 64))
 		}
 		if e.List != "" {
-			t += " list=" + e.List
+			facts = append(facts, "list="+e.List)
 		}
 		if e.Virus != "" {
-			t += " virus=" + e.Virus
+			facts = append(facts, "virus="+e.Virus)
 		}
 		if e.ReasonCode != "" {
-			t += " (" + e.ReasonCode + ")"
+			facts = append(facts, e.ReasonCode)
 		}
 	}
 	if errText != "" {
-		t += " error: " + errText
+		facts = append(facts, "error: "+errText)
 	}
-	if e.Duration > 0 {
-		t += " (" + e.Duration.Round(time.Millisecond).String() + ")"
+	if e.Duration >= time.Millisecond {
+		facts = append(facts, e.Duration.Round(time.Millisecond).String())
+	}
+	if len(facts) > 0 {
+		t += " (" + strings.Join(facts, "; ") + ")"
 	}
 	return t
 }

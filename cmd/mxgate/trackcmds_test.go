@@ -93,6 +93,9 @@ func TestTrackCommands(t *testing.T) {
 	if r := q.mxgate("mxgate", "track"); r.code != 1 || r.stderr == "" {
 		t.Errorf("track without a database: %+v", r)
 	}
+	// The events are of queueNow, in 2024: the retention sweep must not
+	// take them.
+	cfg.Tracking.Retention = 0
 	s, err := openTracking(context.Background(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -173,6 +176,9 @@ func TestOpenTrackingOwner(t *testing.T) {
 		}
 		if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) != uid || int(st.Gid) != gid {
 			t.Errorf("%s owned by %d:%d, want %d:%d", f, st.Uid, st.Gid, uid, gid)
+		}
+		if fi.Mode().Perm() != 0o640 {
+			t.Errorf("%s mode %v, want 0640", f, fi.Mode().Perm())
 		}
 	}
 	off, err := openTracking(context.Background(), &config.Config{Tracking: config.Tracking{URL: "none"}}, nil)

@@ -14,8 +14,9 @@ import (
 )
 
 // openTracking opens [tracking] for serve: nil (which records nothing)
-// when url = "none". Opened by root before the privilege drop, the
-// SQLite file and its -wal and -shm are given to the daemon's user.
+// when url = "none". The SQLite file and its -wal and -shm are made mode
+// 0640 and, opened by root before the privilege drop, given to the
+// daemon's user.
 func openTracking(ctx context.Context, cfg *config.Config, log tracking.Logger) (*tracking.Store, error) {
 	if cfg.Tracking.URL == config.TrackingOff {
 		return nil, nil
@@ -30,12 +31,19 @@ func openTracking(ctx context.Context, cfg *config.Config, log tracking.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	if file != "" && os.Geteuid() == 0 && cfg.UID > 0 {
-		for _, p := range []string{file, file + "-wal", file + "-shm"} {
-			if err := os.Lchown(p, cfg.UID, cfg.GID); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				s.Close()
-				return nil, fmt.Errorf("tracking: giving %s to user %s: %w", p, cfg.User, err)
-			}
+	if file == "" {
+		return s, nil
+	}
+	for _, p := range []string{file, file + "-wal", file + "-shm"} {
+		// Who wrote to whom is not for every local user; SQLite gives
+		// the -wal and -shm it makes later the file's mode.
+		err := os.Chmod(p, 0o640)
+		if err == nil && os.Geteuid() == 0 && cfg.UID > 0 {
+			err = os.Lchown(p, cfg.UID, cfg.GID)
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.Close()
+			return nil, fmt.Errorf("tracking: giving %s to user %s: %w", p, cfg.User, err)
 		}
 	}
 	return s, nil
