@@ -154,7 +154,9 @@ func (s *Store) Dropped() uint64 {
 	return s.dropped.Load()
 }
 
-// Flush returns once everything emitted before it is written.
+// Flush returns once everything emitted before it is written: the rows
+// of the attempts that have ended (an SMTP attempt ends with its
+// acceptance, its connection's next transaction or its Disconnect).
 func (s *Store) Flush(ctx context.Context) error {
 	if s == nil || s.w == nil {
 		return nil
