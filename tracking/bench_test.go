@@ -152,7 +152,7 @@ func BenchmarkSearch1M(b *testing.B) {
 	const n = 1000000
 	path := os.Getenv("MXGATE_BENCH_DB")
 	if path == "" {
-		path = filepath.Join(os.TempDir(), "mxgate-tracking-bench-1m.db")
+		path = filepath.Join(os.TempDir(), fmt.Sprintf("mxgate-tracking-bench-1m-v%d.db", schemaVersion))
 	}
 	if _, err := os.Stat(path); err != nil {
 		tmp := path + ".tmp"
