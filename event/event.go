@@ -9,6 +9,7 @@
 package event
 
 import (
+	"errors"
 	"net/netip"
 	"time"
 )
@@ -187,6 +188,24 @@ func (b *Bus) Emit(e Event) {
 	for _, s := range b.sinks {
 		s.Event(&e)
 	}
+}
+
+// Close closes every sink that holds something open (a database sink
+// writes what it has queued first), after the last Emit. A nil bus has
+// nothing to close.
+func (b *Bus) Close() error {
+	if b == nil {
+		return nil
+	}
+	var errs []error
+	for _, s := range b.sinks {
+		if c, ok := s.(interface{ Close() error }); ok {
+			if err := c.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Enabled reports whether anything listens, so an emitter can skip

@@ -102,12 +102,19 @@ func serve(e *env) error {
 	// The metrics sink is on the bus from the start, and reads the
 	// queue from the spool once it is open.
 	metricsSink := newMetrics(cfg)
-	log, sp, bus, err := openLogsAndSpool(cfg, metricsSinks(metricsSink)...)
+	log, sp, bus, err := openLogsAndSpool(cfg, true, metricsSinks(metricsSink)...)
 	if err != nil {
 		return err
 	}
 	defer log.Close()
 	defer sp.Close()
+	// After the drain and the runner's stop (deferred later, run
+	// earlier): the tracking store writes the last events.
+	defer func() {
+		if err := bus.Close(); err != nil {
+			log.Panic(fmt.Sprintf("closing the event sinks: %v", err))
+		}
+	}()
 	if metricsSink != nil {
 		metricsSink.WatchQueue(queueReader(sp))
 	}

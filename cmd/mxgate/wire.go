@@ -38,7 +38,7 @@ func openSpool(cfg *config.Config) (*mainlog.Logger, *spool.Spool, *event.Bus, e
 	if err := enterSpool(cfg); err != nil {
 		return nil, nil, nil, err
 	}
-	return openLogsAndSpool(cfg)
+	return openLogsAndSpool(cfg, false)
 }
 
 // enterSpool is openSpool's check of data_dir and of who is asking.
@@ -110,13 +110,14 @@ func (e *spoolDenied) Error() string {
 
 // openLogsAndSpool opens (and creates) the logs and the spool of cfg,
 // and builds the process's event bus, which the spool emits on, with
-// the daemon's own sinks (the metrics) beside newBus's.
-func openLogsAndSpool(cfg *config.Config, sinks ...event.Sink) (*mainlog.Logger, *spool.Spool, *event.Bus, error) {
+// the daemon's own sinks (the metrics) beside newBus's; daemon: serve
+// asks (see newBus). The caller closes the bus before the spool.
+func openLogsAndSpool(cfg *config.Config, daemon bool, sinks ...event.Sink) (*mainlog.Logger, *spool.Spool, *event.Bus, error) {
 	log, err := mainlog.Open(cfg.Log.Dir, cfg.Log.Format == "json")
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	bus, err := newBus(cfg, log, sinks...)
+	bus, err := newBus(cfg, log, daemon, sinks...)
 	if err != nil {
 		log.Close()
 		return nil, nil, nil, err
@@ -130,6 +131,7 @@ func openLogsAndSpool(cfg *config.Config, sinks ...event.Sink) (*mainlog.Logger,
 	})
 	if err != nil {
 		log.Panic(fmt.Sprintf("cannot open spool: %v", err))
+		bus.Close()
 		log.Close()
 		return nil, nil, nil, err
 	}
