@@ -95,6 +95,7 @@ func (q *Queue) QuarantineRelease(arg string) (spool.ID, string, error) {
 		return "", "", quarantineError(id, err)
 	}
 	q.Log.Main(string(id), "released from quarantine by "+q.User)
+	q.emit(id, "release", "")
 	q.Spool.LogArrival(env, releasedArrival(env), q.Log)
 	return id, fmt.Sprintf("Message %s has been released from quarantine", id), nil
 }
@@ -110,6 +111,7 @@ func (q *Queue) QuarantineDelete(arg string) (string, error) {
 		return "", quarantineError(id, err)
 	}
 	q.Log.Main(string(id), "deleted from quarantine by "+q.User)
+	q.emit(id, "delete", "")
 	return fmt.Sprintf("Message %s has been deleted from quarantine", id), nil
 }
 

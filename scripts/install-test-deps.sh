@@ -6,7 +6,8 @@
 # spamd and spamc (package filters/spamd's tests), ClamAV's clamd and
 # clamdscan (package filters/clamd's tests), swaks, Perl,
 # Exim's eximstats and exigrep, groff (the man page's test), what the Debian
-# package's test needs (adduser, logrotate, systemd-analyze, man), and staticcheck.
+# package's test needs (adduser, logrotate, systemd-analyze, man), Prometheus
+# (the metrics scrape test), PostgreSQL (package tracking), and staticcheck.
 # Meant for root on Debian 12 (CI and a fresh developer machine); running it
 # again changes nothing.
 #
@@ -40,6 +41,10 @@ packages=(
 	rbldnsd:/usr/sbin/rbldnsd
 	redis-server:/usr/bin/redis-server
 	swaks:/usr/bin/swaks
+	# PostgreSQL (package tracking's tests against a real server; the
+	# tests initdb a cluster of their own, internal/peertest.Postgres).
+	# Debian 12's server is 15, out of PATH.
+	postgresql:/usr/lib/postgresql/15/bin/postgres
 	# SpamAssassin's rules and its daemon and client (filters/spamd's tests).
 	spamassassin:/usr/bin/spamassassin
 	spamd:/usr/sbin/spamd
@@ -58,6 +63,8 @@ packages=(
 	# groff renders the man page (cmd/mxgate's TestManPageRenders); bash
 	# runs the completion script (TestBashCompletion).
 	groff-base:/usr/bin/groff
+	# A real Prometheus scrapes /metrics (test/e2e's TestPrometheusScrape).
+	prometheus:/usr/bin/prometheus
 	bash:/bin/bash
 	# The Debian package's test (test/e2e/package_test.go): what its
 	# Depends and maintainer scripts use, logrotate for its logrotate
@@ -68,12 +75,8 @@ packages=(
 	systemd:/usr/bin/systemd-analyze
 	man-db:/usr/bin/man
 	# The web console's and the quarantine digest's end-to-end tests drive
-	# Debian's Chromium (internal/browsertest); the metrics test has a real
-	# Prometheus scrape the admin listener; tracking's PostgreSQL store is
-	# tested against a private PostgreSQL cluster.
+	# Debian's Chromium (internal/browsertest).
 	chromium:/usr/bin/chromium
-	prometheus:/usr/bin/prometheus
-	postgresql:/usr/lib/postgresql/15/bin/initdb
 )
 
 missing=()
@@ -138,4 +141,4 @@ if [[ $("$gobin/staticcheck" -version 2>/dev/null) != *"(${staticcheck_version#v
 	[[ -x $gobin/staticcheck ]] || die "go install staticcheck@$staticcheck_version left no $gobin/staticcheck"
 fi
 
-echo "$prog: test dependencies present (postfix, dovecot-core, dovecot-lmtpd, rbldnsd, spamassassin, spamd, spamc, clamav-daemon, clamdscan, rspamd, opendkim, opendkim-tools, swaks, perl, adduser, init-system-helpers, logrotate, systemd, man-db, exim4-base in $exim_dir, staticcheck in $gobin)"
+echo "$prog: test dependencies present (postfix, dovecot-core, dovecot-lmtpd, rbldnsd, spamassassin, spamd, spamc, clamav-daemon, clamdscan, rspamd, opendkim, opendkim-tools, prometheus, swaks, perl, adduser, init-system-helpers, logrotate, systemd, man-db, exim4-base in $exim_dir, staticcheck in $gobin)"

@@ -16,6 +16,7 @@ import (
 
 	"mxgate/checks"
 	"mxgate/config"
+	"mxgate/event"
 	"mxgate/gateway"
 	"mxgate/mainlog"
 	"mxgate/pidfile"
@@ -69,6 +70,7 @@ func (g *generation) close(log *mainlog.Logger) {
 type daemon struct {
 	configPath string // "" for the embedded default
 	log        *mainlog.Logger
+	bus        *event.Bus // made once: its sinks are the process's
 	gw         *gateway.Server
 	runner     *queue.Runner
 	store      state.Store                // [state], opened at start, kept by every reload
@@ -123,12 +125,12 @@ func (d *daemon) load() (*generation, error) {
 	for _, name := range keepFixed(old.cfg, cfg) {
 		d.log.Main("", name+" changed: restart needed (the old value stays in force)")
 	}
-	router, err := newRouter(cfg, d.log)
+	router, err := newRouter(cfg, d.log, d.bus)
 	if err != nil {
 		return nil, err
 	}
 	g := &generation{n: old.n + 1, cfg: cfg, router: router}
-	if g.checks, err = checks.BuildShared(cfg, d.log, router, d.store); err != nil {
+	if g.checks, err = checks.BuildShared(cfg, d.log, router, d.store, d.bus); err != nil {
 		closeRouter(router, cfg)
 		return nil, err
 	}
@@ -181,8 +183,9 @@ func fixed[T any](name string, f func(*config.Config) *T) fixedSetting {
 // server holds (hostname, smtp limits it enforces, whether STARTTLS is
 // offered at all; the certificates themselves do reload), the queue's
 // workers and ready queue, the size of the verification caches,
-// which the old and the new checks share, and the state store, which
-// both generations use and which holds the counters.
+// which the old and the new checks share, the state store, which
+// both generations use and which holds the counters, and the admin
+// listener (bound at start, its certificate loaded then).
 var restartOnly = []fixedSetting{
 	fixed("listen", func(c *config.Config) *[]string { return &c.Listen }),
 	fixed("listen_tls", func(c *config.Config) *[]string { return &c.ListenTLS }),
@@ -219,6 +222,11 @@ var restartOnly = []fixedSetting{
 	fixed("callout.cache_size", func(c *config.Config) *int { return &c.Callout.CacheSize }),
 	fixed("recipient_verify.cache_size", func(c *config.Config) *int { return &c.RecipientVerify.CacheSize }),
 	fixed("state", func(c *config.Config) *config.State { return &c.State }),
+	fixed("admin.listen", func(c *config.Config) *string { return &c.Admin.Listen }),
+	fixed("admin.cert", func(c *config.Config) *string { return &c.Admin.Cert }),
+	fixed("admin.key", func(c *config.Config) *string { return &c.Admin.Key }),
+	fixed("admin.timeout", func(c *config.Config) *config.Duration { return &c.Admin.Timeout }),
+	fixed("tracking", func(c *config.Config) *config.Tracking { return &c.Tracking }),
 	fixed("digest", func(c *config.Config) *config.Digest { return &c.Digest }),
 }
 

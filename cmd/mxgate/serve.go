@@ -99,12 +99,25 @@ func serve(e *env) error {
 	}
 	defer lock.Release()
 	_, logDirErr := os.Stat(cfg.Log.Dir)
-	log, sp, err := openLogsAndSpool(cfg)
+	// The metrics sink is on the bus from the start, and reads the
+	// queue from the spool once it is open.
+	metricsSink := newMetrics(cfg)
+	log, sp, bus, err := openLogsAndSpool(cfg, true, metricsSinks(metricsSink)...)
 	if err != nil {
 		return err
 	}
 	defer log.Close()
 	defer sp.Close()
+	// After the drain and the runner's stop (deferred later, run
+	// earlier): the tracking store writes the last events.
+	defer func() {
+		if err := bus.Close(); err != nil {
+			log.Panic(fmt.Sprintf("closing the event sinks: %v", err))
+		}
+	}()
+	if metricsSink != nil {
+		metricsSink.WatchQueue(queueReader(sp))
+	}
 	for _, w := range cfg.Warnings {
 		log.Main("", w.String())
 	}
@@ -113,7 +126,7 @@ func serve(e *env) error {
 	} else if addr != nil {
 		log.Main("", fmt.Sprintf("profiling on http://%v/debug/pprof/ (%s)", addr, pprofEnv))
 	}
-	router, err := newRouter(cfg, log)
+	router, err := newRouter(cfg, log, bus)
 	if err != nil {
 		return err
 	}
@@ -132,25 +145,32 @@ func serve(e *env) error {
 	// d.cur is the generation serving (a reload replaces it). Closed
 	// after the drain and the runner's stop below: no session or delivery
 	// uses it any more.
-	d := &daemon{configPath: e.configPath, log: log, store: store, cur: &generation{n: 1, cfg: cfg, router: router}}
+	d := &daemon{configPath: e.configPath, log: log, bus: bus, store: store, cur: &generation{n: 1, cfg: cfg, router: router}}
 	d.cur.users.Store(2)
 	d.now.Store(d.cur)
 	defer func() { d.cur.close(log) }()
-	runner := newRunner(cfg, sp, log, router)
-	if d.cur.checks, err = checks.BuildShared(cfg, log, router, store); err != nil {
+	runner := newRunner(cfg, sp, log, router, bus)
+	if d.cur.checks, err = checks.BuildShared(cfg, log, router, store, bus); err != nil {
 		return err
 	}
 	first := d.cur
-	hosts, err := newHostLookup(cfg)
+	hosts, err := newHostLookup(cfg, bus)
 	if err != nil {
 		return err
 	}
 	gw, err := gateway.New(gateway.Options{Config: cfg, Spool: sp, Log: log, OnCommit: runner.Enqueue, Pipeline: first.checks.Pipeline,
-		Retired: func() { first.retireChecks(log) }, HostLookup: hosts})
+		Retired: func() { first.retireChecks(log) }, HostLookup: hosts, Bus: bus})
 	if err != nil {
 		return err
 	}
 	d.gw, d.runner = gw, runner
+	// The admin listener is bound with the others, before root is
+	// dropped; it closes last, so /metrics answers through the drain.
+	admin, err := startAdmin(cfg, d, metricsSink)
+	if err != nil {
+		return err
+	}
+	defer admin.stop(time.Duration(cfg.Admin.Timeout))
 
 	// Caught before the pid file names us: a SIGHUP from `mxgate reload`
 	// must never find the default action (exit).
@@ -169,7 +189,7 @@ func serve(e *env) error {
 	// (deferred last), while the spool is still open.
 	sock, err := localsubmit.Listen(localsubmit.Options{
 		Path:    submitSocket(cfg),
-		Handler: submitHandler(d.serving, sp, log, runner),
+		Handler: submitHandler(d.serving, sp, log, runner, bus),
 		// Room for the CRs of CRLF line ends, which submission drops
 		// before it holds the message to smtp.max_message_size.
 		MaxMessage:    int64(cfg.SMTP.MaxMessageSize) * 9 / 8,
@@ -196,6 +216,7 @@ func serve(e *env) error {
 			log.Panic(err.Error())
 		}
 	}()
+	admin.serve()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -206,6 +227,7 @@ func serve(e *env) error {
 
 	served := make(chan error, 1)
 	go func() { served <- gw.Serve() }()
+	admin.listening(true)
 	log.Main("", fmt.Sprintf("mxgate daemon started: pid=%d, listening for SMTP on %v", os.Getpid(), gw.Addrs()))
 	announce(e, cfg, gw.Addrs(), verbose)
 	// The listeners are bound (gateway.New): a client connecting now is
@@ -218,6 +240,7 @@ func serve(e *env) error {
 		case err := <-served:
 			// The listeners died on their own: nothing more will arrive, so
 			// let deliveries in flight finish before reporting.
+			admin.listening(false)
 			stop(runner, d.cur.cfg)
 			return err
 		case sig := <-sigs:
@@ -236,6 +259,7 @@ func serve(e *env) error {
 				continue
 			}
 			cfg := d.cur.cfg
+			admin.listening(false)
 			log.Main("", fmt.Sprintf("mxgate daemon stopping on %v: draining sessions (up to %v)", sig, time.Duration(cfg.SMTP.ShutdownTimeout)))
 			notify(e, sdnotify.Stopping(fmt.Sprintf("draining sessions (up to %v)", time.Duration(cfg.SMTP.ShutdownTimeout))))
 			dctx, dcancel := context.WithTimeout(context.Background(), time.Duration(cfg.SMTP.ShutdownTimeout))
