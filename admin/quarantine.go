@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"mxgate/event"
 	"mxgate/header"
 	"mxgate/mainlog"
 	"mxgate/spool"
@@ -96,7 +97,7 @@ func (q *Queue) QuarantineRelease(arg string) (spool.ID, string, error) {
 	}
 	q.Log.Main(string(id), "released from quarantine by "+q.User)
 	q.emit(id, "release", "")
-	q.Spool.LogArrival(env, releasedArrival(env), q.Log)
+	q.arrived(env)
 	return id, fmt.Sprintf("Message %s has been released from quarantine", id), nil
 }
 
@@ -132,7 +133,8 @@ func (q *Queue) QuarantineReleaseFor(ctx context.Context, id spool.ID, rcpt stri
 		text += ": queued as " + string(env.ID)
 	}
 	q.Log.Main(string(id), text)
-	q.Spool.LogArrival(env, releasedArrival(env), q.Log)
+	q.emitFor(id, "release", rcpt)
+	q.arrived(env)
 	return env.ID, fmt.Sprintf("Message %s has been released from quarantine for %s", id, rcpt), nil
 }
 
@@ -144,6 +146,7 @@ func (q *Queue) QuarantineDeleteFor(id spool.ID, rcpt string) (string, error) {
 		return "", quarantineRcptError(id, rcpt, err)
 	}
 	q.Log.Main(string(id), "deleted from quarantine for "+rcpt+" by "+q.User)
+	q.emitFor(id, "delete", rcpt)
 	return fmt.Sprintf("Message %s has been deleted from quarantine for %s", id, rcpt), nil
 }
 
@@ -152,6 +155,23 @@ func quarantineRcptError(id spool.ID, rcpt string, err error) error {
 		return &notQuarantined{text: fmt.Sprintf("message %s is not in quarantine for %s", id, rcpt)}
 	}
 	return quarantineError(id, err)
+}
+
+// emitFor is the Admin event of an action for one recipient.
+func (q *Queue) emitFor(id spool.ID, action, rcpt string) {
+	q.Bus.Emit(event.Event{Kind: event.Admin, ID: string(id), Action: action, User: q.User, Recipient: rcpt, Reason: q.Reason})
+}
+
+// arrived logs a released message's "<=" line (and msglog line) and
+// emits its Accepted event, Source "release".
+func (q *Queue) arrived(env *spool.Envelope) {
+	arrival := releasedArrival(env)
+	q.Spool.LogArrival(env, arrival, q.Log)
+	if q.Bus.Enabled() {
+		q.Bus.Emit(event.Event{Kind: event.Accepted, ID: string(env.ID), Sender: env.Sender, Recipients: env.Pending(),
+			Size: env.HeaderSize() + 1 + env.BodySize, Subject: header.Subject(env.Headers), MessageID: header.MessageID(env.Headers),
+			Action: "accept", Source: "release"})
+	}
 }
 
 // releasedArrival is the rest of a released message's "<=" line after

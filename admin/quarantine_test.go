@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -11,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"mxgate/event"
+	"mxgate/internal/eventtest"
 	"mxgate/spool"
 )
 
@@ -120,6 +123,8 @@ func TestQuarantinePerRecipient(t *testing.T) {
 	ctx := context.Background()
 	q, dir := newQueue(t)
 	q.User = "digest link"
+	rec, bus := eventtest.New()
+	q.Bus = bus
 	w, err := q.Spool.Create()
 	if err != nil {
 		t.Fatal(err)
@@ -159,5 +164,25 @@ func TestQuarantinePerRecipient(t *testing.T) {
 	}
 	if logs := mainlogLines(t, dir); !slices.Equal(logs, want) {
 		t.Errorf("mainlog\n%s\nwant\n%s", strings.Join(logs, "\n"), strings.Join(want, "\n"))
+	}
+	// The events say the same, as data.
+	var admins, accepted []string
+	for _, e := range rec.Of(event.Admin) {
+		admins = append(admins, e.ID+" "+e.Action+" "+e.Recipient+" "+e.User)
+	}
+	for _, e := range rec.Of(event.Accepted) {
+		accepted = append(accepted, fmt.Sprintf("%s %s %v %d %s %s", e.ID, e.Source, e.Recipients, e.Size, e.Subject, e.MessageID))
+	}
+	wantAdmin := []string{
+		string(id) + " release carol@example.test digest link",
+		string(id) + " delete bob@example.test digest link",
+		string(id) + " release dave@example.test digest link",
+	}
+	wantAccepted := []string{
+		string(copyID) + " release [carol@example.test] 48 buy m1@example.net",
+		string(id) + " release [dave@example.test] 48 buy m1@example.net",
+	}
+	if !slices.Equal(admins, wantAdmin) || !slices.Equal(accepted, wantAccepted) {
+		t.Errorf("Admin events %q\nwant %q\nAccepted %q\nwant %q", admins, wantAdmin, accepted, wantAccepted)
 	}
 }

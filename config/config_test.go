@@ -310,9 +310,6 @@ func TestLoadGood(t *testing.T) {
 		Tracking: Tracking{URL: "sqlite:" + absTestdata(t, "db/tracking.db"), Retention: Duration(7 * 24 * time.Hour), Queue: 5000},
 		Admin:    Admin{Listen: "192.0.2.10:8443", Cert: absTestdata(t, "cert.pem"), Key: absTestdata(t, "key.pem"), Timeout: Duration(10 * time.Second)},
 		Log:      Log{Dir: "/var/log/mxgate", Format: "json"},
-		Spool: Spool{Sync: "syncfs", MinFreeInodes: 500},
-		State: State{URL: "redis://:secret@127.0.0.1:6379/2", Timeout: Duration(250 * time.Millisecond), PoolSize: 4},
-		Log:   Log{Dir: "/var/log/mxgate", Format: "json"},
 		Digest: Digest{URL: "https://mx1.example.test:8025", Schedule: "weekly", At: "06:30", AtTime: 6*time.Hour + 30*time.Minute,
 			LinkLifetime: Duration(3 * 24 * time.Hour), KeyFile: "/etc/mxgate/digest.key", From: "quarantine@example.test"},
 	}
@@ -393,9 +390,6 @@ func TestLoadDefaults(t *testing.T) {
 		Tracking: Tracking{URL: "sqlite:" + absTestdata(t, "var/tracking.db"), Retention: Duration(30 * 24 * time.Hour), Queue: 10000},
 		Admin:    Admin{Timeout: Duration(30 * time.Second)},
 		Log:      Log{Dir: absTestdata(t, "var/log"), Format: "exim"},
-		Spool: Spool{Sync: "fdatasync", MinFreeSpace: 100 << 20, MinFreeInodes: 1000},
-		State: State{Timeout: Duration(500 * time.Millisecond), PoolSize: 10},
-		Log:   Log{Dir: absTestdata(t, "var/log"), Format: "exim"},
 		Digest: Digest{Schedule: "daily", At: "07:00", AtTime: 7 * time.Hour, LinkLifetime: Duration(7 * 24 * time.Hour),
 			KeyFile: absTestdata(t, "var/digest.key"), From: "postmaster@mx.example.test"},
 	}

@@ -60,6 +60,9 @@ func (d *decoder) checkDigest(c *Config) {
 	}
 	if g.URL != "" {
 		d.checkDigestURL(g)
+		if c.Admin.Listen == "" {
+			d.failKey(keyPath{"digest", "url"}, -1, "is set but admin.listen is not: the digest's links are served by the admin listener")
+		}
 	}
 }
 

@@ -64,7 +64,9 @@ const (
 	// "thaw", "deliver", "remove", "release", "delete", "giveup",
 	// "add-recipient", "edit-sender", "hold-release", "hold-drop"; User:
 	// who; Reason: the one given, then what the action names: "<addr>",
-	// "hold KEY"). From the CLI and the console alike.
+	// "hold KEY"; Recipient: the one a "release" or "delete" was for,
+	// when it was for one alone, as a digest link's is: User "digest
+	// link"). From the CLI, the console and the digest's links alike.
 	Admin
 	// SpoolCommit: one group commit made its files durable (Batch:
 	// messages in it, Duration: the sync).

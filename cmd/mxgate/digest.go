@@ -10,6 +10,7 @@ import (
 	"mxgate/admin"
 	"mxgate/config"
 	"mxgate/digest"
+	"mxgate/event"
 	"mxgate/mainlog"
 	"mxgate/queue"
 	"mxgate/spool"
@@ -21,7 +22,7 @@ func digestStatePath(cfg *config.Config) string { return filepath.Join(cfg.DataD
 
 // digestSender is a digest.Sender of cfg on sp, with the key read now
 // (made when missing, as the user the caller runs as).
-func digestSender(cfg *config.Config, sp *spool.Spool, log *mainlog.Logger) (*digest.Sender, error) {
+func digestSender(cfg *config.Config, sp *spool.Spool, log *mainlog.Logger, bus *event.Bus) (*digest.Sender, error) {
 	key, err := digest.MakeKey(cfg.Digest.KeyFile)
 	if err != nil {
 		return nil, err
@@ -31,7 +32,7 @@ func digestSender(cfg *config.Config, sp *spool.Spool, log *mainlog.Logger) (*di
 			URL: cfg.Digest.URL, From: cfg.Digest.From, Hostname: cfg.Hostname, Domains: cfg.Relay.Domains,
 			Key: key, Lifetime: time.Duration(cfg.Digest.LinkLifetime),
 		},
-		Spool: sp, Log: log, State: digestStatePath(cfg),
+		Spool: sp, Log: log, Bus: bus, State: digestStatePath(cfg),
 	}, nil
 }
 
@@ -39,7 +40,7 @@ func digestSender(cfg *config.Config, sp *spool.Spool, log *mainlog.Logger) (*di
 // the key made at first start (so the daemon's user owns it) and the
 // schedule's goroutine until ctx ends. Nothing when [digest] url is
 // unset. A [digest] change takes a restart.
-func startDigest(ctx context.Context, cfg *config.Config, sp *spool.Spool, log *mainlog.Logger, runner *queue.Runner) error {
+func startDigest(ctx context.Context, cfg *config.Config, sp *spool.Spool, log *mainlog.Logger, runner *queue.Runner, bus *event.Bus) error {
 	if !cfg.DigestEnabled() {
 		return nil
 	}
@@ -48,7 +49,7 @@ func startDigest(ctx context.Context, cfg *config.Config, sp *spool.Spool, log *
 	}
 	go digest.Run(ctx, cfg.Digest.Schedule, cfg.Digest.AtTime, func(ctx context.Context) {
 		// The schedule has no one else to tell of a failure.
-		if _, err := sendDigests(ctx, cfg, sp, log, runner.Enqueue, ""); err != nil {
+		if _, err := sendDigests(ctx, cfg, sp, log, bus, runner.Enqueue, ""); err != nil {
 			log.Panic(fmt.Sprintf("quarantine digest: %v", err))
 		}
 	})
@@ -56,14 +57,15 @@ func startDigest(ctx context.Context, cfg *config.Config, sp *spool.Spool, log *
 }
 
 // digestLinks is the link page the admin listener serves at /q/, nil
-// when [digest] url is unset. It reads the key at each request.
-func digestLinks(cfg *config.Config, sp *spool.Spool, log *mainlog.Logger, runner *queue.Runner) http.Handler {
+// (a 404 there) when [digest] url is unset. It reads the key at each
+// request.
+func digestLinks(cfg *config.Config, sp *spool.Spool, log *mainlog.Logger, runner *queue.Runner, bus *event.Bus) http.Handler {
 	if !cfg.DigestEnabled() {
 		return nil
 	}
 	return digest.Handler(digest.HandlerOptions{
 		KeyFile: cfg.Digest.KeyFile,
-		Queue:   &admin.Queue{Spool: sp, Log: log, User: "digest link", Hostname: cfg.Hostname, Now: clock},
+		Queue:   &admin.Queue{Spool: sp, Log: log, User: "digest link", Hostname: cfg.Hostname, Now: clock, Bus: bus},
 		Deliver: runner.Enqueue,
 		Log:     log.Panic,
 		Timeout: time.Duration(cfg.SMTP.CommandTimeout),
@@ -72,8 +74,8 @@ func digestLinks(cfg *config.Config, sp *spool.Spool, log *mainlog.Logger, runne
 
 // sendDigests sends the digests now (to one recipient when to is not
 // "") and hands each to deliver.
-func sendDigests(ctx context.Context, cfg *config.Config, sp *spool.Spool, log *mainlog.Logger, deliver func(spool.ID), to string) ([]digest.Sent, error) {
-	s, err := digestSender(cfg, sp, log)
+func sendDigests(ctx context.Context, cfg *config.Config, sp *spool.Spool, log *mainlog.Logger, bus *event.Bus, deliver func(spool.ID), to string) ([]digest.Sent, error) {
+	s, err := digestSender(cfg, sp, log, bus)
 	if err != nil {
 		return nil, err
 	}

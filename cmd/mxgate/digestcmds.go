@@ -72,7 +72,7 @@ func digestSend(e *env) error {
 		if err := needDigest(cfg); err != nil {
 			return err
 		}
-		sent, err := sendDigests(ctx, cfg, q.Spool, q.Log, deliver, to)
+		sent, err := sendDigests(ctx, cfg, q.Spool, q.Log, q.Bus, deliver, to)
 		for _, d := range sent {
 			fmt.Fprintf(e.stdout, "Digest %s sent to %s: %d %s\n", d.ID, d.Recipient, d.Messages, plural(d.Messages, "message"))
 		}

@@ -19,7 +19,7 @@ func (q *queueTest) withDigest() {
 		q.t.Fatal(err)
 	}
 	defer f.Close()
-	if _, err := f.WriteString("\n[digest]\nurl = \"https://mx.example.test:8025\"\n"); err != nil {
+	if _, err := f.WriteString("\n[admin]\nlisten = \"127.0.0.1:8025\"\n\n[digest]\nurl = \"https://mx.example.test:8025\"\n"); err != nil {
 		q.t.Fatal(err)
 	}
 }

@@ -166,7 +166,7 @@ func serve(e *env) error {
 	d.gw, d.runner = gw, runner
 	// The admin listener is bound with the others, before root is
 	// dropped; it closes last, so /metrics answers through the drain.
-	admin, err := startAdmin(cfg, d, metricsSink)
+	admin, err := startAdmin(cfg, d, metricsSink, digestLinks(cfg, sp, log, runner, bus))
 	if err != nil {
 		return err
 	}
@@ -221,7 +221,7 @@ func serve(e *env) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	runner.Start(ctx)
-	if err := startDigest(ctx, cfg, sp, log, runner); err != nil {
+	if err := startDigest(ctx, cfg, sp, log, runner, bus); err != nil {
 		return err
 	}
 
