@@ -129,6 +129,10 @@ func TestQuarantineDigest(t *testing.T) {
 	spamd := startScanner(t, "spamd")
 	s := startSink(t)
 	g, adminURL := startDigestMxgate(t, spamd, s.URL())
+	// The links' key, made at the daemon's first start.
+	if fi, err := os.Stat(filepath.Join(g.dataDir, "digest.key")); err != nil || fi.Size() != 32 || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("data_dir/digest.key: %v, %v; want 32 bytes, mode 0600", fi, err)
+	}
 
 	spam := corpusMessage(t, "pharmacy-spam.eml")
 	r := sendTo(t, g.addr, spam, "bob@example.test", "carol@example.test")
