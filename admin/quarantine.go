@@ -97,7 +97,7 @@ func (q *Queue) QuarantineRelease(arg string) (spool.ID, string, error) {
 	}
 	q.Log.Main(string(id), "released from quarantine by "+q.User)
 	q.emit(id, "release", "")
-	q.arrived(env)
+	q.arrived(env, "")
 	return id, fmt.Sprintf("Message %s has been released from quarantine", id), nil
 }
 
@@ -134,7 +134,11 @@ func (q *Queue) QuarantineReleaseFor(ctx context.Context, id spool.ID, rcpt stri
 	}
 	q.Log.Main(string(id), text)
 	q.emitFor(id, "release", rcpt)
-	q.arrived(env)
+	parent := ""
+	if env.ID != id {
+		parent = string(id)
+	}
+	q.arrived(env, parent)
 	return env.ID, fmt.Sprintf("Message %s has been released from quarantine for %s", id, rcpt), nil
 }
 
@@ -163,14 +167,15 @@ func (q *Queue) emitFor(id spool.ID, action, rcpt string) {
 }
 
 // arrived logs a released message's "<=" line (and msglog line) and
-// emits its Accepted event, Source "release".
-func (q *Queue) arrived(env *spool.Envelope) {
+// emits its Accepted event, Source "release"; parent is the quarantined
+// message when env is a copy of it under a new ID.
+func (q *Queue) arrived(env *spool.Envelope, parent string) {
 	arrival := releasedArrival(env)
 	q.Spool.LogArrival(env, arrival, q.Log)
 	if q.Bus.Enabled() {
 		q.Bus.Emit(event.Event{Kind: event.Accepted, ID: string(env.ID), Sender: env.Sender, Recipients: env.Pending(),
 			Size: env.HeaderSize() + 1 + env.BodySize, Subject: header.Subject(env.Headers), MessageID: header.MessageID(env.Headers),
-			Action: "accept", Source: "release"})
+			Action: "accept", Source: "release", Parent: parent})
 	}
 }
 

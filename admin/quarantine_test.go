@@ -171,7 +171,7 @@ func TestQuarantinePerRecipient(t *testing.T) {
 		admins = append(admins, e.ID+" "+e.Action+" "+e.Recipient+" "+e.User)
 	}
 	for _, e := range rec.Of(event.Accepted) {
-		accepted = append(accepted, fmt.Sprintf("%s %s %v %d %s %s", e.ID, e.Source, e.Recipients, e.Size, e.Subject, e.MessageID))
+		accepted = append(accepted, fmt.Sprintf("%s %s %v %d %s %s parent=%s", e.ID, e.Source, e.Recipients, e.Size, e.Subject, e.MessageID, e.Parent))
 	}
 	wantAdmin := []string{
 		string(id) + " release carol@example.test digest link",
@@ -179,8 +179,8 @@ func TestQuarantinePerRecipient(t *testing.T) {
 		string(id) + " release dave@example.test digest link",
 	}
 	wantAccepted := []string{
-		string(copyID) + " release [carol@example.test] 48 buy m1@example.net",
-		string(id) + " release [dave@example.test] 48 buy m1@example.net",
+		string(copyID) + " release [carol@example.test] 48 buy m1@example.net parent=" + string(id),
+		string(id) + " release [dave@example.test] 48 buy m1@example.net parent=",
 	}
 	if !slices.Equal(admins, wantAdmin) || !slices.Equal(accepted, wantAccepted) {
 		t.Errorf("Admin events %q\nwant %q\nAccepted %q\nwant %q", admins, wantAdmin, accepted, wantAccepted)

@@ -45,7 +45,8 @@ const (
 	// Sender, Recipients, Size, Subject, MessageID, Action accept or tag,
 	// Score/Scored, Source "smtp" | "local" | "bounce" | "digest" | "release").
 	// A local submission's AuthUser is the login that submitted it; a
-	// bounce's Size is not known (0).
+	// bounce's Size is not known (0). A release for one recipient that
+	// queued a copy under a new ID has Parent: the quarantined message.
 	Accepted
 	// Quarantined and Discarded: accepted with a 250 but kept aside or
 	// dropped (ID, the message's fields, Check, ReasonCode, Reason).
@@ -113,7 +114,8 @@ type Event struct {
 	// attempt, refused or accepted, can be put together.
 	Conn string
 	Txn  int
-	// ID is the spool ID ("" before DATA); Parent a bounce's original.
+	// ID is the spool ID ("" before DATA); Parent a bounce's original,
+	// or the quarantined message a released copy was made from.
 	ID, Parent string
 
 	Client   netip.Addr

@@ -90,6 +90,7 @@ func suite(t *testing.T, open func(*testing.T) *Store) {
 	t.Run("AcceptedDelivered", func(t *testing.T) { testAcceptedDelivered(t, open(t)) })
 	t.Run("RefusedByList", func(t *testing.T) { testRefusedByList(t, open(t)) })
 	t.Run("QuarantinedReleased", func(t *testing.T) { testQuarantinedReleased(t, open(t)) })
+	t.Run("QuarantinedReleasedFor", func(t *testing.T) { testQuarantinedReleasedFor(t, open(t)) })
 	t.Run("Expire", func(t *testing.T) { testExpire(t, open(t)) })
 	t.Run("Stats", func(t *testing.T) { testStats(t, open(t)) })
 	t.Run("Paging", func(t *testing.T) { testPaging(t, open(t)) })
@@ -200,6 +201,63 @@ func testQuarantinedReleased(t *testing.T, s *Store) {
 	}
 	if n, _ := s.Search(context.Background(), Query{ID: id}); len(n) != 1 {
 		t.Errorf("release made %d rows, want 1", len(n))
+	}
+}
+
+// testQuarantinedReleasedFor: a digest's links release a quarantined
+// message for one recipient (a copy under a new ID) and delete it for
+// the other; the quarantined row says so per recipient and stays
+// quarantined until the last, and the copy's row has the client.
+func testQuarantinedReleasedFor(t *testing.T, s *Store) {
+	id, copyID := "1abcde-000003-EF", "1abcde-000004-GH"
+	evs := session("c4", id, "x@spam.example", "bob@dest.test", "carol@dest.test")
+	q := evs[3]
+	q.Kind, q.Check, q.ReasonCode, q.Reason, q.Score = event.Quarantined, "spamd", "spam", "score 12.5 >= 10", 12.5
+	evs[3] = q
+	feed(t, s, evs...)
+	feed(t, s,
+		event.Event{Kind: event.Admin, ID: id, Action: "release", User: "digest link", Recipient: "Bob@dest.test", Time: t0.Add(time.Hour)},
+		event.Event{Kind: event.Accepted, ID: copyID, Parent: id, Source: "release", Sender: "x@spam.example", Recipients: []string{"Bob@dest.test"},
+			Size: 4096, Time: t0.Add(time.Hour)},
+		event.Event{Kind: event.Delivery, ID: copyID, Recipient: "Bob@dest.test", Outcome: event.Delivered, Transport: "downstream",
+			Reply: "250 ok", Time: t0.Add(time.Hour)},
+	)
+	get := func(key string) (*Message, []string) {
+		t.Helper()
+		m, steps, err := s.Get(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m, stepLines(steps)
+	}
+	m, steps := get(id)
+	if m.Verdict != Quarantined {
+		t.Errorf("released for bob alone: verdict %q, want quarantined (carol's is held)", m.Verdict)
+	}
+	if got := rcptLines(m.Recipients); !slices.Equal(got, []string{"bob@dest.test released ", "carol@dest.test accepted "}) {
+		t.Errorf("recipients %q", got)
+	}
+	for _, want := range []string{"admin: admin digest link: release for <Bob@dest.test>", "accepted: released for <Bob@dest.test> as " + copyID} {
+		if !slices.Contains(steps, want) {
+			t.Errorf("timeline %q lacks %q", steps, want)
+		}
+	}
+	c, steps := get(copyID)
+	if c.Verdict != Delivered || c.Client != "192.0.2.7" || c.HostName != "client.example" || c.Score != 12.5 || !c.Scored {
+		t.Errorf("the copy: %+v", c)
+	}
+	if want := "accepted: accepted as " + copyID + ": <x@spam.example> for <Bob@dest.test>, 4096 bytes (release) of " + id; !slices.Contains(steps, want) {
+		t.Errorf("copy's timeline %q lacks %q", steps, want)
+	}
+	if ms, err := s.Search(context.Background(), Query{Client: "192.0.2.7"}); err != nil || len(ms) != 2 {
+		t.Errorf("search by client: %d rows, %v; want the quarantined message and its copy", len(ms), err)
+	}
+	feed(t, s, event.Event{Kind: event.Admin, ID: id, Action: "delete", User: "digest link", Recipient: "carol@dest.test", Time: t0.Add(2 * time.Hour)})
+	if m, _ = get(id); m.Verdict != Released {
+		t.Errorf("released for bob, deleted for carol: verdict %q, want released", m.Verdict)
+	}
+	if got := rcptLines(m.Recipients); !slices.Equal(got, []string{"bob@dest.test released ", "carol@dest.test deleted "}) {
+		t.Errorf("recipients %q", got)
 	}
 }
 

@@ -28,6 +28,10 @@ const (
 	RcptDelivered = "delivered"
 	RcptDeferred  = "deferred"
 	RcptFailed    = "failed"
+	// A quarantined message's recipient a digest's link released (a
+	// copy under a new ID took it) or deleted.
+	RcptReleased = "released"
+	RcptDeleted  = "deleted"
 )
 
 // Message is one attempt: a transaction, refused or accepted, and what
@@ -57,7 +61,8 @@ type Message struct {
 }
 
 // Recipient is one recipient of an attempt; Status is accepted, rejected,
-// delivered, deferred or failed.
+// delivered, deferred, failed, or released or deleted (from the
+// quarantine, for that recipient alone).
 type Recipient struct {
 	Address string `json:"address"`
 	Status  string `json:"status"`

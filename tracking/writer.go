@@ -403,6 +403,9 @@ func (w *writer) accepted(e *event.Event) error {
 				}
 				return w.addSteps(key, []step{{e.Time, "accepted", text}})
 			}
+			if e.Parent != "" {
+				return w.releasedCopy(e, text)
+			}
 		}
 		m := w.message(e, nil)
 		m.Verdict = Accepted
@@ -420,6 +423,42 @@ func (w *writer) accepted(e *event.Event) error {
 	a.m.Verdict = Accepted
 	a.steps = append(a.steps, step{e.Time, "accepted", text})
 	_, err := w.insert(&a.m, rcpts(e.Recipients, a.m.Recipients), a.steps)
+	return err
+}
+
+// releasedCopy starts the row of a copy a release for one recipient
+// queued under a new ID: the client and the scanners' findings are the
+// quarantined message's, and each row's timeline names the other, so
+// that a search by client or a look at the quarantined message finds
+// the delivered copy.
+func (w *writer) releasedCopy(e *event.Event, text string) error {
+	m := w.message(e, nil)
+	m.Verdict = Accepted
+	parent, err := w.keyOf(e.Parent)
+	if err != nil {
+		return err
+	}
+	if parent != 0 {
+		var client, host, helo, auth, virus string
+		var score float64
+		var scored int
+		err := w.scan("SELECT client, host_name, helo, auth_user, score, scored, virus FROM messages WHERE key = ?", []any{parent},
+			&client, &host, &helo, &auth, &score, &scored, &virus)
+		switch {
+		case err == sql.ErrNoRows: // expired since
+		case err != nil:
+			return err
+		default:
+			m.Client, m.HostName, m.Helo, m.AuthUser, m.Virus = client, host, helo, auth, virus
+			if scored != 0 {
+				m.Score, m.Scored = score, true
+			}
+			if err := w.addSteps(parent, []step{{e.Time, "accepted", fmt.Sprintf("released for %s as %s", angle(e.Recipients), e.ID)}}); err != nil {
+				return err
+			}
+		}
+	}
+	_, err = w.insert(m, rcpts(e.Recipients, nil), []step{{e.Time, "accepted", text + " of " + e.Parent}})
 	return err
 }
 
@@ -574,6 +613,9 @@ func (w *writer) admin(e *event.Event) error {
 		text += " " + e.User
 	}
 	text += ": " + e.Action
+	if e.Recipient != "" {
+		text += " for <" + e.Recipient + ">"
+	}
 	if e.Reason != "" {
 		text += " (" + e.Reason + ")"
 	}
@@ -583,6 +625,60 @@ func (w *writer) admin(e *event.Event) error {
 	v := map[string]string{"release": Released, "delete": Deleted, "remove": Removed}[e.Action]
 	if v == "" {
 		return nil
+	}
+	if e.Recipient != "" && e.Action != "remove" {
+		return w.quarantineFor(key, e.Recipient, v)
+	}
+	_, err = w.exec("UPDATE messages SET verdict = ? WHERE key = ?", v, key)
+	return err
+}
+
+// quarantineFor records a quarantined message released or deleted for
+// one recipient (a digest's link): that recipient's status is the
+// action's, and the message stays quarantined while a recipient is
+// still held; after the last one it is released when any was.
+func (w *writer) quarantineFor(key int64, rcpt, v string) error {
+	status := RcptReleased
+	if v == Deleted {
+		status = RcptDeleted
+	}
+	if _, err := w.exec("UPDATE recipients SET status = ? WHERE msg = ? AND address = ? AND status = ?",
+		status, key, strings.ToLower(rcpt), RcptAccepted); err != nil {
+		return err
+	}
+	var held, released int
+	st, err := w.stmt("SELECT status FROM recipients WHERE msg = ?")
+	if err != nil {
+		return err
+	}
+	rows, err := st.QueryContext(w.ctx, key)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			rows.Close()
+			return err
+		}
+		switch s {
+		case RcptAccepted:
+			held++
+		case RcptReleased:
+			released++
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if held > 0 {
+		return nil
+	}
+	if released == 0 {
+		v = Deleted
+	} else {
+		v = Released
 	}
 	_, err = w.exec("UPDATE messages SET verdict = ? WHERE key = ?", v, key)
 	return err
