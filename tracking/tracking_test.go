@@ -261,6 +261,47 @@ func testQuarantinedReleasedFor(t *testing.T, s *Store) {
 	}
 }
 
+// TestNodes: two gateways writing into one database make the same spool
+// ID (each daemon pid 1 in its container); each one's later events find
+// its own row.
+func TestNodes(t *testing.T) {
+	url := "sqlite:" + filepath.Join(t.TempDir(), "tracking.db")
+	var stores []*Store
+	for _, node := range []string{"mx1.test", "mx2.test"} {
+		s, err := Open(context.Background(), Options{URL: url, Node: node, Queue: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		stores = append(stores, s)
+	}
+	id := "1abcde-000009-XY"
+	for _, s := range stores {
+		feed(t, s, event.Event{Kind: event.Accepted, ID: id, Sender: "a@b.test", Recipients: []string{"c@d.test"}, Source: "local"})
+	}
+	// mx1 restarts: its writer remembers no ID, and looks the row up.
+	if err := stores[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(context.Background(), Options{URL: url, Node: "mx1.test", Queue: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	feed(t, s, event.Event{Kind: event.Delivery, ID: id, Recipient: "c@d.test", Outcome: event.Delivered, Reply: "250 ok"})
+	ms, err := s.Search(context.Background(), Query{ID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, m := range ms {
+		got[m.Node] = m.Verdict
+	}
+	if want := map[string]string{"mx1.test": Delivered, "mx2.test": Accepted}; len(got) != 2 || got["mx1.test"] != want["mx1.test"] || got["mx2.test"] != want["mx2.test"] {
+		t.Errorf("verdicts by node %v, want %v", got, want)
+	}
+}
+
 func testExpire(t *testing.T, s *Store) {
 	var evs []event.Event
 	for i := range 2500 {

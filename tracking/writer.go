@@ -692,7 +692,9 @@ func (w *writer) stepByID(id string, t time.Time, kind, text string) error {
 	return w.addSteps(key, []step{{t, kind, text}})
 }
 
-// keyOf is the row of a spool ID, 0 when none.
+// keyOf is the row of a spool ID this node wrote, 0 when none. Spool IDs
+// are unique on one host only (time, pid, sequence: every container's
+// daemon may be pid 1), and several nodes write into one PostgreSQL.
 func (w *writer) keyOf(id string) (int64, error) {
 	if id == "" {
 		return 0, nil
@@ -701,7 +703,7 @@ func (w *writer) keyOf(id string) (int64, error) {
 		return k, nil
 	}
 	var k int64
-	err := w.scan("SELECT key FROM messages WHERE id = ? ORDER BY key DESC LIMIT 1", []any{id}, &k)
+	err := w.scan("SELECT key FROM messages WHERE id = ? AND node = ? ORDER BY key DESC LIMIT 1", []any{id, w.s.o.Node}, &k)
 	if err == sql.ErrNoRows {
 		return 0, nil
 	}
