@@ -265,4 +265,35 @@ func TestQuarantineDigest(t *testing.T) {
 	if totals.Received != 4 || totals.Delivered != 4 {
 		t.Errorf("eximstats: received %d, delivered %d; want 4 and 4\n%s\nmainlog:\n%s", totals.Received, totals.Delivered, report, strings.Join(g.mainlog(), "\n"))
 	}
+
+	// The tracking database says the same: bob's release by his link and
+	// its copy, carol's delivery of the message itself; the copy has
+	// the client.
+	for _, tt := range []struct {
+		id   string
+		want []*regexp.Regexp
+	}{
+		{spamID, []*regexp.Regexp{
+			regexp.MustCompile(`(?m)^\s+Recipients:\s+<bob@example\.test> released$`),
+			regexp.MustCompile(`(?m)^\s+<carol@example\.test> delivered: 250 `),
+			regexp.MustCompile(`(?m)^\s+Verdict:\s+delivered`),
+			regexp.MustCompile(`(?m)\s+admin\s+admin digest link: release for <bob@example\.test>$`),
+			regexp.MustCompile(`(?m)\s+accepted\s+released for <bob@example\.test> as ` + copyID + `$`),
+		}},
+		{copyID, []*regexp.Regexp{
+			regexp.MustCompile(`(?m)^\s+Client:\s+.*\[127\.0\.0\.1\]`),
+			regexp.MustCompile(`(?m)^\s+Verdict:\s+delivered`),
+			regexp.MustCompile(`(?m)\s+accepted\s+accepted as ` + copyID + `: .* \(release\) of ` + spamID + `$`),
+		}},
+	} {
+		waitFor(t, trackTimeout, func() string {
+			r := g.cli("track", tt.id)
+			for _, re := range tt.want {
+				if !re.MatchString(r.stdout) {
+					return fmt.Sprintf("`mxgate track %s` to match %s; it printed %q, %q", tt.id, re, r.stdout, r.stderr)
+				}
+			}
+			return ""
+		})
+	}
 }
