@@ -85,7 +85,7 @@ type adminListener struct {
 // serve drops root: the port may be privileged and the key root's.
 // /readyz asks the serving generation's config, so a reload that turns a
 // scanner's on_error to tempfail makes it required at once.
-func startAdmin(cfg *config.Config, d *daemon, m *metrics.Metrics, links http.Handler) (*adminListener, error) {
+func startAdmin(cfg *config.Config, d *daemon, sp *spool.Spool, m *metrics.Metrics, links http.Handler) (*adminListener, error) {
 	if cfg.Admin.Listen == "" {
 		return nil, nil
 	}
@@ -110,7 +110,7 @@ func startAdmin(cfg *config.Config, d *daemon, m *metrics.Metrics, links http.Ha
 				}
 				return nil
 			}},
-			adminweb.Probe{Name: "spool", Check: adminweb.Writable(filepath.Join(cfg.DataDir, "spool"))},
+			adminweb.Probe{Name: "spool", Check: spoolReady(sp, adminweb.Writable(filepath.Join(cfg.DataDir, "spool")))},
 			adminweb.Probe{Name: "spamd", Check: func(ctx context.Context) error {
 				s := d.now.Load().cfg.Spamd
 				return requiredScanner(ctx, s.Enabled() && s.OnError == "tempfail", s.Address, s.Timeout, spamd.Ping)
@@ -129,6 +129,21 @@ func startAdmin(cfg *config.Config, d *daemon, m *metrics.Metrics, links http.Ha
 	}
 	a.srv = srv
 	return a, nil
+}
+
+// spoolReady is the spool's probe: writable, and above its reserve
+// (spool.min_free_space and min_free_inodes), below which every MAIL is
+// answered 452 and the gateway takes no mail.
+func spoolReady(sp *spool.Spool, writable func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := writable(ctx); err != nil {
+			return err
+		}
+		if short := sp.CheckSpace(0); short != nil {
+			return short
+		}
+		return nil
+	}
 }
 
 // requiredScanner pings a scanner whose failure refuses mail (on_error =

@@ -166,7 +166,7 @@ func serve(e *env) error {
 	d.gw, d.runner = gw, runner
 	// The admin listener is bound with the others, before root is
 	// dropped; it closes last, so /metrics answers through the drain.
-	admin, err := startAdmin(cfg, d, metricsSink, digestLinks(cfg, sp, log, runner, bus))
+	admin, err := startAdmin(cfg, d, sp, metricsSink, digestLinks(cfg, sp, log, runner, bus))
 	if err != nil {
 		return err
 	}

@@ -81,21 +81,35 @@ func TestPrometheusScrape(t *testing.T) {
 	}
 }
 
-// TestReadyz: /readyz of the running daemon names a required scanner
-// that does not answer (spamd with on_error = "tempfail", nothing on its
-// port), while /healthz still says the process is alive.
+// TestReadyz: /readyz of the running daemon names the part that keeps
+// it from taking mail: a required scanner that does not answer (spamd
+// with on_error = "tempfail", nothing on its port), or a spool below its
+// reserve (every MAIL answered 452); /healthz still says the process is
+// alive.
 func TestReadyz(t *testing.T) {
 	requirePrograms(t, "smtp-sink")
-	s := startSink(t)
-	admin := fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false))
 	down := fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false))
-	startMxgateConfig(t, adminTemplate(t, admin, fmt.Sprintf("[spamd]\naddress = %q\non_error = \"tempfail\"\ntimeout = \"2s\"\n", down)), s.URL())
-	code, body := httpGet(t, "http://"+admin+"/readyz")
-	if code != 503 || !strings.HasPrefix(body, "not ready:\nspamd: ") || !strings.Contains(body, down) {
-		t.Errorf("GET /readyz = %d %q, want 503 naming spamd at %s", code, body, down)
-	}
-	if code, body := httpGet(t, "http://"+admin+"/healthz"); code != 200 || body != "ok\n" {
-		t.Errorf("GET /healthz = %d %q, want 200 ok", code, body)
+	for _, tt := range []struct {
+		name, section, want string
+	}{
+		{"scanner down", fmt.Sprintf("[spamd]\naddress = %q\non_error = \"tempfail\"\ntimeout = \"2s\"\n", down), "not ready:\nspamd: "},
+		{"spool reserve", "[spool]\nmin_free_space = \"1000000GiB\"\n", "not ready:\nspool: spool directory space = "},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := startSink(t)
+			admin := fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false))
+			startMxgateConfig(t, adminTemplate(t, admin, tt.section), s.URL())
+			code, body := httpGet(t, "http://"+admin+"/readyz")
+			if code != 503 || !strings.HasPrefix(body, tt.want) || strings.Count(body, "\n") != 2 {
+				t.Errorf("GET /readyz = %d %q, want 503 and one line %q...", code, body, tt.want)
+			}
+			if tt.name == "scanner down" && !strings.Contains(body, down) {
+				t.Errorf("GET /readyz = %q does not name spamd's address %s", body, down)
+			}
+			if code, body := httpGet(t, "http://"+admin+"/healthz"); code != 200 || body != "ok\n" {
+				t.Errorf("GET /healthz = %d %q, want 200 ok", code, body)
+			}
+		})
 	}
 }
 
