@@ -430,6 +430,18 @@ func testQueries(t *testing.T, s *Store) {
 			t.Errorf("%+v: %q, want %q", tt.q, got, tt.want)
 		}
 	}
+	// Connections refused before the greeting: by a DNS list (554), by
+	// the limit (421), closed without a reply while shutting down.
+	feed(t, s,
+		event.Event{Kind: event.ConnRefused, Conn: "r1", Client: netip.MustParseAddr("203.0.113.1"), Stage: "connect", Code: 554, Text: "blocked", ReasonCode: "rbl"},
+		event.Event{Kind: event.ConnRefused, Client: netip.MustParseAddr("203.0.113.2"), Stage: "connect", Code: 421, Text: "Too many connections", ReasonCode: "connection-limit"},
+		event.Event{Kind: event.ConnRefused, Conn: "r3", Client: netip.MustParseAddr("203.0.113.3"), Stage: "connect", Reason: "shutting down", ReasonCode: "shutting-down"},
+	)
+	for ip, want := range map[string]string{"203.0.113.1": Rejected, "203.0.113.2": Tempfailed, "203.0.113.3": Tempfailed} {
+		if ms, err := s.Search(context.Background(), Query{Client: ip}); err != nil || len(ms) != 1 || ms[0].Verdict != want {
+			t.Errorf("connection from %s refused: %+v, %v; want one row %s", ip, ms, err, want)
+		}
+	}
 	if _, err := s.Search(context.Background(), Query{Client: "not-an-ip"}); err == nil {
 		t.Error("a bad client was searched")
 	}

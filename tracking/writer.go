@@ -766,9 +766,11 @@ func (w *writer) addSteps(key int64, steps []step) error {
 	return nil
 }
 
-// verdictOf is the verdict of a refusal's reply code.
+// verdictOf is the verdict of a refusal's reply code. A connection
+// closed without a reply (code 0: shutting down, the connection limit on
+// the implicit TLS port) is retried by the client, as a 4xx is.
 func verdictOf(code int) string {
-	if code >= 400 && code < 500 {
+	if code < 500 {
 		return Tempfailed
 	}
 	return Rejected
