@@ -16,15 +16,34 @@ import (
 // openTracking opens [tracking] for serve: nil (which records nothing)
 // when url = "none". The SQLite file and its -wal and -shm are made mode
 // 0640 and, opened by root before the privilege drop, given to the
-// daemon's user.
+// daemon's user, as are the directories made for it.
 func openTracking(ctx context.Context, cfg *config.Config, log tracking.Logger) (*tracking.Store, error) {
 	if cfg.Tracking.URL == config.TrackingOff {
 		return nil, nil
 	}
 	file := cfg.TrackingFile()
 	if file != "" {
-		if err := os.MkdirAll(filepath.Dir(file), 0o750); err != nil {
+		dir := filepath.Dir(file)
+		// The directories made here are the daemon's user's, as data_dir
+		// is: the user opens the file again after the privilege drop,
+		// and SQLite makes the -wal and -shm beside it whenever no
+		// connection holds them (`mxgate track` with the daemon stopped).
+		var made []string
+		for d := dir; ; d = filepath.Dir(d) {
+			if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) || d == filepath.Dir(d) {
+				break
+			}
+			made = append(made, d)
+		}
+		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("tracking: %w", err)
+		}
+		if os.Geteuid() == 0 && cfg.UID > 0 {
+			for _, d := range made {
+				if err := os.Lchown(d, cfg.UID, cfg.GID); err != nil {
+					return nil, fmt.Errorf("tracking: giving %s to user %s: %w", d, cfg.User, err)
+				}
+			}
 		}
 	}
 	s, err := tracking.Open(ctx, trackingOptions(cfg, log, false))

@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -65,5 +68,58 @@ func TestTrackCLI(t *testing.T) {
 			}
 			return ""
 		})
+	}
+}
+
+// TestTrackingFileAsUser: a tracking database outside data_dir, in a
+// directory the daemon (started as root, switching to its user) makes:
+// the directory is the user's, so `mxgate track` finds the rows after the
+// daemon stopped, when SQLite must create the -wal and -shm again.
+func TestTrackingFileAsUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("starting a daemon that drops its privileges needs root")
+	}
+	requirePrograms(t, "smtp-sink")
+	du := ensureUser(t, daemonUser)
+	s := startSink(t)
+	base := enterableTempDir(t, "tracking")
+	g := mxgateIn(t, base)
+	cfg := fmt.Sprintf(`hostname = "mx.example.test"
+listen   = [%q]
+data_dir = "data"
+user     = %q
+
+[relay]
+domains = ["example.test"]
+
+[outbound]
+mode = "none"
+
+[downstream]
+url      = %q
+starttls = "none"
+
+[tracking]
+url = "sqlite:track/db/tracking.db"
+`, g.addr, daemonUser, s.URL())
+	if err := os.WriteFile(g.cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.cleanup)
+	g.start()
+	c := mustDial(t, "127.0.0.1", g.addr)
+	c.expect(t, "EHLO client.test", 250)
+	id := c.send(t, "alice@sender.test", []string{"bob@example.test"}, dataBytes(readTestdata(t, "message.eml")))
+	c.expect(t, "QUIT", 221)
+	g.waitCompleted(id)
+	g.stop()
+
+	dir := filepath.Join(base, "track", "db")
+	if fi, err := os.Stat(dir); err != nil || fi.Sys().(*syscall.Stat_t).Uid != du.Uid {
+		t.Errorf("%s: %v, %v; want a directory of %s's", dir, fi, err, daemonUser)
+	}
+	r := g.cli("track", "--sender", "alice@sender.test")
+	if r.code != 0 || !regexp.MustCompile(`(?m)^\S+ \S+\s+`+id+`\s+127\.0\.0\.1\s+<alice@sender\.test>\s+bob@example\.test\s+delivered\s`).MatchString(r.stdout) {
+		t.Errorf("mxgate track with the daemon stopped: exit %d, stdout %q, stderr %q; want the delivered message", r.code, r.stdout, r.stderr)
 	}
 }
