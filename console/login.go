@@ -1,0 +1,97 @@
+package console
+
+import (
+	"net/http"
+	"strings"
+)
+
+type loginData struct {
+	CSRF, Next, User, Error string
+}
+
+// loginPage shows the form, with a fresh double-submit token in a cookie
+// and in the form: a login POST must carry both, equal.
+func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
+	c.showLogin(w, r, http.StatusOK, loginData{Next: safeNext(r.FormValue("next"))})
+}
+
+func (c *Console) showLogin(w http.ResponseWriter, r *http.Request, status int, d loginData) {
+	d.CSRF = token()
+	setCookie(w, r, loginCookie, d.CSRF, 0)
+	c.render(w, r, status, "login", "Log in", d)
+}
+
+// login checks a name and password against the users file. A failure
+// waits failDelay and counts against the client's IP; past the throttle
+// that IP is refused without a check.
+func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	ip := clientIP(r)
+	if !sameOrigin(r) {
+		c.refuse(w, r, "", "Origin "+r.Header.Get("Origin")+" is not this host")
+		return
+	}
+	ck, err := r.Cookie(loginCookie)
+	if err != nil || !equal(r.PostFormValue("csrf"), ck.Value) {
+		c.refuse(w, r, "", "login without its CSRF token")
+		return
+	}
+	user, pass := r.PostFormValue("user"), r.PostFormValue("password")
+	next := safeNext(r.PostFormValue("next"))
+	now := c.o.Now()
+	if c.throttle.Blocked(now, ip, "") {
+		c.o.Log.Main("", "admin login refused for "+logName(user)+" from "+ip+": too many failures")
+		c.showLogin(w, r, http.StatusTooManyRequests, loginData{Next: next, User: user, Error: "Too many failed logins from your address; try again later."})
+		return
+	}
+	ok, err := c.users.Check(r.Context(), user, pass)
+	if err != nil {
+		c.o.Log.Panic("admin login: " + err.Error())
+	}
+	if !ok || user == "" {
+		c.sleep(r.Context(), failDelay)
+		c.throttle.Fail(c.o.Now(), ip, "")
+		c.o.Log.Main("", "admin login failed for "+logName(user)+" from "+ip)
+		c.showLogin(w, r, http.StatusUnauthorized, loginData{Next: next, User: user, Error: "Wrong name or password."})
+		return
+	}
+	if old, err := r.Cookie(sessionCookie); err == nil {
+		c.sessions.end(old.Value)
+	}
+	setCookie(w, r, sessionCookie, c.sessions.create(user, now), 0)
+	setCookie(w, r, loginCookie, "", -1)
+	c.o.Log.Main("", "admin "+user+" logged in from "+ip)
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
+	ss := current(r)
+	if ck, err := r.Cookie(sessionCookie); err == nil {
+		c.sessions.end(ck.Value)
+	}
+	setCookie(w, r, sessionCookie, "", -1)
+	c.o.Log.Main("", "admin "+ss.user+" logged out from "+clientIP(r))
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// safeNext is where to go after the login: a path of this console, never
+// another site ("//evil", "https://...").
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+		return "/"
+	}
+	return next
+}
+
+// logName is a login name as the mainlog shows it: what a client typed
+// is cut short and kept on one line.
+func logName(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "..."
+	}
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+}
