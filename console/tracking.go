@@ -176,11 +176,11 @@ func (c *Console) queueSize() (int, time.Duration) {
 
 // statsReply is /api/stats: the tracking statistics and the queue.
 type statsReply struct {
-	Tracking      bool             `json:"tracking"`
-	Stats         *tracking.Stats  `json:"stats,omitempty"`
-	Queue         int              `json:"queue"`
-	OldestSeconds float64          `json:"oldest_seconds"`
-	Verdicts      []string         `json:"verdicts"`
+	Tracking      bool            `json:"tracking"`
+	Stats         *tracking.Stats `json:"stats,omitempty"`
+	Queue         int             `json:"queue"`
+	OldestSeconds float64         `json:"oldest_seconds"`
+	Verdicts      []string        `json:"verdicts"`
 }
 
 // maxSince bounds the period /api/stats covers.
