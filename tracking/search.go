@@ -1,0 +1,285 @@
+package tracking
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Query selects attempts; every field set must match.
+type Query struct {
+	Sender, Recipient string // exact address (case-insensitive), or "@domain" for the domain
+	ID                string // spool ID
+	MessageID         string // Message-ID header, with or without <>
+	Client            string // IP, or CIDR
+	Verdict           string // one of the Verdicts; "" any
+	Since, Until      time.Time
+	Limit             int   // default 100, max 1000
+	Before            int64 // keyset paging: rows with Key < Before (0: newest first)
+}
+
+const (
+	defaultLimit = 100
+	maxLimit     = 1000
+)
+
+const messageColumns = `key, id, time, node, client, host_name, helo, auth_user, sender, size, subject, message_id,
+	verdict, reason, reason_code, check_name, list, score, scored, virus`
+
+// where builds the conditions of a query on messages (alias m).
+func (q Query) where() (string, []any, error) {
+	var conds []string
+	var args []any
+	add := func(c string, a ...any) {
+		conds = append(conds, c)
+		args = append(args, a...)
+	}
+	if q.Sender != "" {
+		if d, ok := strings.CutPrefix(q.Sender, "@"); ok {
+			add("m.sender_domain = ?", strings.ToLower(d))
+		} else {
+			add("m.sender = ?", strings.ToLower(q.Sender))
+		}
+	}
+	if q.Recipient != "" {
+		col, v := "address", strings.ToLower(q.Recipient)
+		if d, ok := strings.CutPrefix(v, "@"); ok {
+			col, v = "domain", d
+		}
+		sub := "SELECT r.msg FROM recipients r WHERE r." + col + " = ?"
+		a := []any{v}
+		if !q.Since.IsZero() {
+			sub += " AND r.time >= ?"
+			a = append(a, q.Since.UnixMilli())
+		}
+		if !q.Until.IsZero() {
+			sub += " AND r.time < ?"
+			a = append(a, q.Until.UnixMilli())
+		}
+		add("m.key IN ("+sub+")", a...)
+	}
+	if q.ID != "" {
+		add("m.id = ?", q.ID)
+	}
+	if q.MessageID != "" {
+		add("m.message_id = ?", trimAngle(q.MessageID))
+	}
+	if q.Client != "" {
+		lo, hi, err := clientRange(q.Client)
+		if err != nil {
+			return "", nil, err
+		}
+		if string(lo) == string(hi) {
+			add("m.client_bin = ?", lo)
+		} else {
+			add("m.client_bin BETWEEN ? AND ?", lo, hi)
+		}
+	}
+	if q.Verdict != "" {
+		add("m.verdict = ?", q.Verdict)
+	}
+	if !q.Since.IsZero() {
+		add("m.time >= ?", q.Since.UnixMilli())
+	}
+	if !q.Until.IsZero() {
+		add("m.time < ?", q.Until.UnixMilli())
+	}
+	if q.Before > 0 {
+		add("m.key < ?", q.Before)
+	}
+	if len(conds) == 0 {
+		return "", nil, nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args, nil
+}
+
+// clientRange is the 16-byte range an IP or CIDR covers.
+func clientRange(s string) (lo, hi []byte, err error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		b := a.As16()
+		return b[:], b[:], nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tracking: client %q is neither an IP address nor a CIDR", s)
+	}
+	p = p.Masked()
+	bits := p.Bits()
+	if p.Addr().Is4() {
+		bits += 96
+	}
+	l := p.Addr().As16()
+	h := l
+	for i := bits; i < 128; i++ {
+		h[i/8] |= 1 << (7 - i%8)
+	}
+	return l[:], h[:], nil
+}
+
+// Search returns the attempts matching q, newest first.
+func (s *Store) Search(ctx context.Context, q Query) ([]Message, error) {
+	where, args, err := q.where()
+	if err != nil {
+		return nil, err
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = defaultLimit
+	}
+	limit = min(limit, maxLimit)
+	query := "SELECT " + messageColumns + " FROM messages m" + where + " ORDER BY m.key DESC LIMIT " + strconv.Itoa(limit)
+	rows, err := s.db.QueryContext(ctx, s.d.q(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("tracking: search: %w", err)
+	}
+	defer rows.Close()
+	var out []Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, fmt.Errorf("tracking: search: %w", err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("tracking: search: %w", err)
+	}
+	if err := s.recipients(ctx, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func scanMessage(r interface{ Scan(...any) error }) (Message, error) {
+	var m Message
+	var t int64
+	var scored int
+	err := r.Scan(&m.Key, &m.ID, &t, &m.Node, &m.Client, &m.HostName, &m.Helo, &m.AuthUser, &m.Sender, &m.Size,
+		&m.Subject, &m.MessageID, &m.Verdict, &m.Reason, &m.ReasonCode, &m.Check, &m.List, &m.Score, &scored, &m.Virus)
+	m.Time = time.UnixMilli(t).UTC()
+	m.Scored = scored != 0
+	return m, err
+}
+
+// recipients fills the recipients of ms, in one query.
+func (s *Store) recipients(ctx context.Context, ms []Message) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	idx := make(map[int64]int, len(ms))
+	marks := make([]string, len(ms))
+	args := make([]any, len(ms))
+	for i, m := range ms {
+		idx[m.Key] = i
+		marks[i] = "?"
+		args[i] = m.Key
+	}
+	rows, err := s.db.QueryContext(ctx, s.d.q("SELECT msg, address, status, reason FROM recipients WHERE msg IN ("+strings.Join(marks, ",")+")"), args...)
+	if err != nil {
+		return fmt.Errorf("tracking: recipients: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k int64
+		var r Recipient
+		if err := rows.Scan(&k, &r.Address, &r.Status, &r.Reason); err != nil {
+			return fmt.Errorf("tracking: recipients: %w", err)
+		}
+		m := &ms[idx[k]]
+		m.Recipients = append(m.Recipients, r)
+	}
+	return rows.Err()
+}
+
+// Get returns one message and its timeline; key is a spool ID (its newest
+// row) or "#<Key>".
+func (s *Store) Get(ctx context.Context, key string) (*Message, []Step, error) {
+	var row *sql.Row
+	if k, ok := strings.CutPrefix(key, "#"); ok {
+		n, err := strconv.ParseInt(k, 10, 64)
+		if err != nil {
+			return nil, nil, fmt.Errorf("tracking: bad key %q: %w", key, ErrNotFound)
+		}
+		row = s.db.QueryRowContext(ctx, s.d.q("SELECT "+messageColumns+" FROM messages m WHERE key = ?"), n)
+	} else {
+		row = s.db.QueryRowContext(ctx, s.d.q("SELECT "+messageColumns+" FROM messages m WHERE id = ? ORDER BY key DESC LIMIT 1"), key)
+	}
+	m, err := scanMessage(row)
+	if err == sql.ErrNoRows {
+		return nil, nil, fmt.Errorf("tracking: %s: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("tracking: get %s: %w", key, err)
+	}
+	ms := []Message{m}
+	if err := s.recipients(ctx, ms); err != nil {
+		return nil, nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, s.d.q("SELECT time, kind, text FROM steps WHERE msg = ? ORDER BY time"), m.Key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tracking: get %s: %w", key, err)
+	}
+	defer rows.Close()
+	var steps []Step
+	for rows.Next() {
+		var st Step
+		var t int64
+		if err := rows.Scan(&t, &st.Kind, &st.Text); err != nil {
+			return nil, nil, fmt.Errorf("tracking: get %s: %w", key, err)
+		}
+		st.Time = time.UnixMilli(t).UTC()
+		steps = append(steps, st)
+	}
+	return &ms[0], steps, rows.Err()
+}
+
+// Expire deletes the messages older than before, with their recipients
+// and steps, in chunks so that the writer never waits long.
+func (s *Store) Expire(ctx context.Context, before time.Time) (int64, error) {
+	const chunk = 1000
+	var total int64
+	for {
+		rows, err := s.db.QueryContext(ctx, s.d.q("SELECT key FROM messages WHERE time < ? ORDER BY time LIMIT "+strconv.Itoa(chunk)), before.UnixMilli())
+		if err != nil {
+			return total, fmt.Errorf("tracking: expire: %w", err)
+		}
+		var keys []any
+		for rows.Next() {
+			var k int64
+			if err := rows.Scan(&k); err != nil {
+				rows.Close()
+				return total, fmt.Errorf("tracking: expire: %w", err)
+			}
+			keys = append(keys, k)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return total, fmt.Errorf("tracking: expire: %w", err)
+		}
+		if len(keys) == 0 {
+			return total, nil
+		}
+		in := "(" + strings.Repeat("?,", len(keys)-1) + "?)"
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return total, fmt.Errorf("tracking: expire: %w", err)
+		}
+		for _, q := range []string{"DELETE FROM steps WHERE msg IN ", "DELETE FROM recipients WHERE msg IN ", "DELETE FROM messages WHERE key IN "} {
+			if _, err := tx.ExecContext(ctx, s.d.q(q+in), keys...); err != nil {
+				tx.Rollback()
+				return total, fmt.Errorf("tracking: expire: %w", err)
+			}
+		}
+		if err := tx.Commit(); err != nil {
+			return total, fmt.Errorf("tracking: expire: %w", err)
+		}
+		total += int64(len(keys))
+		if len(keys) < chunk {
+			return total, nil
+		}
+	}
+}

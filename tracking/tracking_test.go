@@ -1,0 +1,357 @@
+package tracking
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"mxgate/event"
+)
+
+// t0 is the time the fed events start at.
+var t0 = time.Date(2026, 3, 4, 10, 0, 0, 0, time.UTC)
+
+func openSQLite(t *testing.T) *Store {
+	t.Helper()
+	return openURL(t, "sqlite:"+filepath.Join(t.TempDir(), "tracking.db"))
+}
+
+func openURL(t *testing.T, url string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), Options{URL: url, Node: "mx1.test", Queue: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+// feed gives the store events, stamping each one second after the last,
+// and flushes.
+func feed(t *testing.T, s *Store, evs ...event.Event) {
+	t.Helper()
+	for i := range evs {
+		if evs[i].Time.IsZero() {
+			evs[i].Time = t0.Add(time.Duration(i) * time.Second)
+		}
+		s.Event(&evs[i])
+		if i%500 == 499 {
+			if err := s.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var client = netip.MustParseAddr("192.0.2.7")
+
+// session is the events of one accepted SMTP message.
+func session(conn, id, sender string, rcpts ...string) []event.Event {
+	return []event.Event{
+		{Kind: event.Connect, Conn: conn, Client: client, HostName: "client.example", Listener: "smtp"},
+		{Kind: event.Check, Conn: conn, Txn: 1, Check: "spamd", Stage: "data", Action: "accept", Score: 1.5, Scored: true, Duration: 120 * time.Millisecond},
+		{Kind: event.Accepted, Conn: conn, Txn: 1, ID: id, Sender: sender, Recipients: rcpts, Size: 4096,
+			Subject: "Hello", MessageID: "<m1@example.com>", Source: "smtp", Score: 1.5, Scored: true, Helo: "client.example"},
+		{Kind: event.Disconnect, Conn: conn},
+	}
+}
+
+// refusedByList is an attempt whose only RCPT a DNS list refused.
+func refusedByList(conn, sender, rcpt string) []event.Event {
+	return []event.Event{
+		{Kind: event.Connect, Conn: conn, Client: netip.MustParseAddr("198.51.100.9"), Listener: "smtp"},
+		{Kind: event.Check, Conn: conn, Txn: 1, Check: "rbl", Stage: "rcpt", Action: "reject", List: "bl.example", ReasonCode: "rbl"},
+		{Kind: event.Refused, Conn: conn, Txn: 1, Stage: "rcpt", Sender: sender, Recipient: rcpt, Code: 554, Enhanced: "5.7.1",
+			Text: "Service unavailable; client [198.51.100.9] blocked using bl.example", ReasonCode: "rbl", Check: "rbl", List: "bl.example"},
+		{Kind: event.Disconnect, Conn: conn},
+	}
+}
+
+func TestSQLite(t *testing.T) { suite(t, openSQLite) }
+
+// suite is every behaviour, run against each database.
+func suite(t *testing.T, open func(*testing.T) *Store) {
+	t.Run("AcceptedDelivered", func(t *testing.T) { testAcceptedDelivered(t, open(t)) })
+	t.Run("RefusedByList", func(t *testing.T) { testRefusedByList(t, open(t)) })
+	t.Run("QuarantinedReleased", func(t *testing.T) { testQuarantinedReleased(t, open(t)) })
+	t.Run("Expire", func(t *testing.T) { testExpire(t, open(t)) })
+	t.Run("Stats", func(t *testing.T) { testStats(t, open(t)) })
+	t.Run("Paging", func(t *testing.T) { testPaging(t, open(t)) })
+	t.Run("Queries", func(t *testing.T) { testQueries(t, open(t)) })
+}
+
+func testAcceptedDelivered(t *testing.T, s *Store) {
+	evs := session("c1", "1abcde-000001-AB", "Alice@Example.COM", "bob@dest.test", "carol@dest.test")
+	evs = append(evs,
+		event.Event{Kind: event.Delivery, ID: "1abcde-000001-AB", Recipient: "bob@dest.test", Outcome: event.Delivered,
+			Transport: "downstream", Host: "[127.0.0.1]:25", Reply: "250 ok", Delay: 2 * time.Second},
+		event.Event{Kind: event.Delivery, ID: "1abcde-000001-AB", Recipient: "carol@dest.test", Outcome: event.Deferred,
+			Transport: "downstream", Host: "[127.0.0.1]:25", Reply: "451 try later"},
+	)
+	feed(t, s, evs...)
+	m, steps, err := s.Get(context.Background(), "1abcde-000001-AB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Verdict != Deferred || m.Sender != "alice@example.com" || m.Client != "192.0.2.7" || m.Size != 4096 ||
+		m.MessageID != "m1@example.com" || !m.Scored || m.Score != 1.5 || m.Node != "mx1.test" || m.HostName != "client.example" {
+		t.Errorf("after one deferral: %+v", m)
+	}
+	feed(t, s, event.Event{Kind: event.Delivery, ID: "1abcde-000001-AB", Recipient: "carol@dest.test", Outcome: event.Delivered,
+		Transport: "downstream", Host: "[127.0.0.1]:25", Reply: "250 ok", Time: t0.Add(time.Minute), Delay: time.Minute},
+		event.Event{Kind: event.Completed, ID: "1abcde-000001-AB", Time: t0.Add(time.Minute)})
+	m, steps, err = s.Get(context.Background(), "1abcde-000001-AB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Verdict != Delivered {
+		t.Errorf("verdict %q, want delivered", m.Verdict)
+	}
+	want := []string{
+		"connect: connection from client.example [192.0.2.7] on smtp",
+		"check: check spamd at data: accept score=1.5 (120ms)",
+		"accepted: accepted as 1abcde-000001-AB: <Alice@Example.COM> for <bob@dest.test>, <carol@dest.test>, 4096 bytes",
+		"delivery: delivered to bob@dest.test via downstream [127.0.0.1]:25: 250 ok",
+		"delivery: deferred for carol@dest.test via downstream [127.0.0.1]:25: 451 try later",
+		"delivery: delivered to carol@dest.test via downstream [127.0.0.1]:25: 250 ok",
+		"completed: completed",
+	}
+	if got := stepLines(steps); !slices.Equal(got, want) {
+		t.Errorf("timeline:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if got := rcptLines(m.Recipients); !slices.Equal(got, []string{"bob@dest.test delivered 250 ok", "carol@dest.test delivered 250 ok"}) {
+		t.Errorf("recipients %q", got)
+	}
+	if _, _, err := s.Get(context.Background(), "nosuch"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(nosuch) = %v, want ErrNotFound", err)
+	}
+	byKey, _, err := s.Get(context.Background(), "#"+itoa(m.Key))
+	if err != nil || byKey.ID != m.ID {
+		t.Errorf("Get(#%d) = %v, %v", m.Key, byKey, err)
+	}
+}
+
+func testRefusedByList(t *testing.T, s *Store) {
+	feed(t, s, refusedByList("c2", "spammer@bad.example", "bob@dest.test")...)
+	for _, q := range []Query{{Sender: "Spammer@bad.example"}, {Sender: "@BAD.example"}, {Recipient: "bob@dest.test"}, {Client: "198.51.100.0/24"}, {Verdict: Rejected}} {
+		ms, err := s.Search(context.Background(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ms) != 1 {
+			t.Fatalf("%+v: %d rows, want 1", q, len(ms))
+		}
+		m := ms[0]
+		if m.Verdict != Rejected || m.List != "bl.example" || m.ReasonCode != "rbl" ||
+			m.Reason != "554 5.7.1 Service unavailable; client [198.51.100.9] blocked using bl.example" {
+			t.Errorf("%+v: %+v", q, m)
+		}
+		if got := rcptLines(m.Recipients); !slices.Equal(got, []string{"bob@dest.test rejected " + m.Reason}) {
+			t.Errorf("recipients %q", got)
+		}
+	}
+}
+
+func testQuarantinedReleased(t *testing.T, s *Store) {
+	id := "1abcde-000002-CD"
+	evs := session("c3", id, "x@spam.example", "bob@dest.test")
+	evs = slices.Insert(evs, 3, event.Event{Kind: event.Quarantined, Conn: "c3", Txn: 1, ID: id, Check: "spamd",
+		ReasonCode: "spam", Reason: "score 12.5 >= 10", Score: 12.5, Scored: true})
+	feed(t, s, evs...)
+	ms, err := s.Search(context.Background(), Query{Verdict: Quarantined})
+	if err != nil || len(ms) != 1 || ms[0].ID != id || ms[0].Score != 12.5 || ms[0].Reason != "score 12.5 >= 10" {
+		t.Fatalf("quarantined: %+v, %v", ms, err)
+	}
+	feed(t, s,
+		event.Event{Kind: event.Admin, ID: id, Action: "release", User: "admin", Reason: "not spam", Time: t0.Add(time.Hour)},
+		event.Event{Kind: event.Accepted, ID: id, Source: "release", Sender: "x@spam.example", Recipients: []string{"bob@dest.test"}, Time: t0.Add(time.Hour)},
+	)
+	m, steps, err := s.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Verdict != Released {
+		t.Errorf("verdict %q, want released", m.Verdict)
+	}
+	got := stepLines(steps)
+	if !slices.Contains(got, "quarantined: quarantined by spamd: score 12.5 >= 10") || !slices.Contains(got, "admin: admin admin: release (not spam)") {
+		t.Errorf("timeline %q", got)
+	}
+	if n, _ := s.Search(context.Background(), Query{ID: id}); len(n) != 1 {
+		t.Errorf("release made %d rows, want 1", len(n))
+	}
+}
+
+func testExpire(t *testing.T, s *Store) {
+	var evs []event.Event
+	for i := range 2500 {
+		evs = append(evs, event.Event{Kind: event.Accepted, ID: "id" + itoa(int64(i)), Sender: "a@b.test", Recipients: []string{"c@d.test"},
+			Source: "local", Time: t0.Add(time.Duration(i) * time.Minute)})
+	}
+	feed(t, s, evs...)
+	n, err := s.Expire(context.Background(), t0.Add(2100*time.Minute))
+	if err != nil || n != 2100 {
+		t.Fatalf("Expire = %d, %v; want 2100", n, err)
+	}
+	ms, err := s.Search(context.Background(), Query{Limit: 1000})
+	if err != nil || len(ms) != 400 || ms[len(ms)-1].ID != "id2100" {
+		t.Fatalf("left %d rows, %v", len(ms), err)
+	}
+	var rc int
+	if err := s.db.QueryRow("SELECT count(*) FROM recipients").Scan(&rc); err != nil || rc != 400 {
+		t.Errorf("recipients left %d, %v", rc, err)
+	}
+}
+
+func testStats(t *testing.T, s *Store) {
+	var evs []event.Event
+	evs = append(evs, session("s1", "id1", "a@one.test", "x@dest.test")...)
+	evs = append(evs, session("s2", "id2", "a@one.test", "x@dest.test", "y@dest.test")...)
+	evs = append(evs, refusedByList("s3", "b@two.test", "x@dest.test")...)
+	evs = append(evs, event.Event{Kind: event.Delivery, ID: "id1", Recipient: "x@dest.test", Outcome: event.Delivered, Delay: 3 * time.Second})
+	for i := range evs {
+		evs[i].Time = t0.Add(time.Duration(i) * 10 * time.Minute)
+	}
+	evs = append(evs, event.Event{Kind: event.Quarantined, ID: "v1", Sender: "c@three.test", Recipients: []string{"x@dest.test"}, Virus: "Eicar-Test-Signature",
+		Check: "clamd", Reason: "virus", Time: t0.Add(5 * time.Hour)})
+	feed(t, s, evs...)
+	st, err := s.Stats(context.Background(), t0, t0.Add(6*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]int64{Accepted: 1, Delivered: 1, Rejected: 1, Quarantined: 1}; !mapsEqual(st.Totals, want) {
+		t.Errorf("totals %v, want %v", st.Totals, want)
+	}
+	if len(st.Series) != 6 || st.Series[0].Counts[Delivered]+st.Series[0].Counts[Accepted] != 2 || st.Series[5].Counts[Quarantined] != 1 {
+		t.Errorf("series %+v", st.Series)
+	}
+	check := func(name string, got, want []Count) {
+		t.Helper()
+		if !slices.Equal(got, want) {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	check("TopSenders", st.TopSenders, []Count{{"a@one.test", 2}, {"b@two.test", 1}, {"c@three.test", 1}})
+	check("TopSenderDomains", st.TopSenderDomains[:1], []Count{{"one.test", 2}})
+	check("TopRecipients", st.TopRecipients, []Count{{"x@dest.test", 4}, {"y@dest.test", 1}})
+	check("TopHosts", st.TopHosts, []Count{{"192.0.2.7", 2}, {"198.51.100.9", 1}})
+	check("RejectReasons", st.RejectReasons, []Count{{"rbl", 1}})
+	check("RejectLists", st.RejectLists, []Count{{"bl.example", 1}})
+	check("Viruses", st.Viruses, []Count{{"Eicar-Test-Signature", 1}})
+	check("Scores", st.Scores, []Count{{"<0", 0}, {"0-2", 2}, {"2-4", 0}, {"4-6", 0}, {"6-8", 0}, {"8-10", 0}, {"10-15", 0}, {"15+", 0}})
+	check("Delays", st.Delays, []Count{{"<1s", 0}, {"1-10s", 1}, {"10s-1m", 0}, {"1-10m", 0}, {"10m-1h", 0}, {">1h", 0}})
+	week, err := s.Stats(context.Background(), t0.Add(-6*24*time.Hour), t0.Add(24*time.Hour))
+	if err != nil || len(week.Series) != 8 || week.Series[6].Counts[Rejected] != 1 {
+		t.Errorf("daily series %+v, %v", week.Series, err)
+	}
+}
+
+func testPaging(t *testing.T, s *Store) {
+	var evs []event.Event
+	for i := range 25 {
+		evs = append(evs, event.Event{Kind: event.Accepted, ID: "p" + itoa(int64(i)), Sender: "pager@p.test", Source: "local"})
+	}
+	feed(t, s, evs...)
+	var ids []string
+	var before int64
+	for {
+		ms, err := s.Search(context.Background(), Query{Sender: "pager@p.test", Limit: 10, Before: before})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ms) == 0 {
+			break
+		}
+		for _, m := range ms {
+			ids = append(ids, m.ID)
+		}
+		before = ms[len(ms)-1].Key
+	}
+	if len(ids) != 25 || ids[0] != "p24" || ids[24] != "p0" {
+		t.Errorf("pages gave %v", ids)
+	}
+}
+
+func testQueries(t *testing.T, s *Store) {
+	var evs []event.Event
+	evs = append(evs, session("q1", "qid1", "a@one.test", "x@dest.test")...)
+	evs = append(evs, refusedByList("q2", "b@two.test", "y@other.test")...)
+	feed(t, s, evs...)
+	tests := []struct {
+		q    Query
+		want []string // senders
+	}{
+		{Query{}, []string{"b@two.test", "a@one.test"}},
+		{Query{ID: "qid1"}, []string{"a@one.test"}},
+		{Query{MessageID: "m1@example.com"}, []string{"a@one.test"}},
+		{Query{MessageID: "<m1@example.com>"}, []string{"a@one.test"}},
+		{Query{Client: "192.0.2.7"}, []string{"a@one.test"}},
+		{Query{Client: "192.0.2.0/31"}, nil},
+		{Query{Client: "::ffff:192.0.2.7"}, []string{"a@one.test"}},
+		{Query{Recipient: "@OTHER.test"}, []string{"b@two.test"}},
+		{Query{Verdict: Accepted}, []string{"a@one.test"}},
+		{Query{Since: t0.Add(5 * time.Second)}, []string{"b@two.test"}},
+		{Query{Until: t0.Add(5 * time.Second)}, []string{"a@one.test"}},
+		{Query{Sender: "a@one.test", Verdict: Rejected}, nil},
+	}
+	for _, tt := range tests {
+		ms, err := s.Search(context.Background(), tt.q)
+		if err != nil {
+			t.Fatalf("%+v: %v", tt.q, err)
+		}
+		var got []string
+		for _, m := range ms {
+			got = append(got, m.Sender)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%+v: %q, want %q", tt.q, got, tt.want)
+		}
+	}
+	if _, err := s.Search(context.Background(), Query{Client: "not-an-ip"}); err == nil {
+		t.Error("a bad client was searched")
+	}
+}
+
+func stepLines(steps []Step) []string {
+	var s []string
+	for _, st := range steps {
+		s = append(s, st.Kind+": "+st.Text)
+	}
+	return s
+}
+
+func rcptLines(rs []Recipient) []string {
+	var s []string
+	for _, r := range rs {
+		s = append(s, r.Address+" "+r.Status+" "+r.Reason)
+	}
+	slices.Sort(s)
+	return s
+}
+
+func mapsEqual(a, b map[string]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -1,0 +1,718 @@
+package tracking
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"mxgate/event"
+)
+
+// Bounds of the writer's memory: the attempts of open connections, and
+// the spool IDs it remembers the row of.
+const (
+	maxConns   = 50000
+	maxIDCache = 100000
+	// staleConn is how long a connection whose Disconnect never came
+	// (a dropped event) is kept.
+	staleConn = 2 * time.Hour
+)
+
+// writer turns events into rows. Only the writer goroutine uses it.
+type writer struct {
+	s     *Store
+	conns map[string]*conn
+	ids   map[string]int64 // spool ID -> row key
+	ctx   context.Context
+	tx    *sql.Tx
+	last  time.Time
+}
+
+// conn is an open SMTP connection: who the client is, and its attempts
+// that have not ended.
+type conn struct {
+	seen     time.Time
+	client   netip.Addr
+	host     string
+	helo     string
+	auth     string
+	pre      []step // connect-stage lines, given to its first attempt
+	attempts map[int]*attempt
+}
+
+// attempt is one transaction until it ends.
+type attempt struct {
+	m       Message
+	steps   []step
+	refusal *event.Event // the first
+}
+
+type step struct {
+	t    time.Time
+	kind string
+	text string
+}
+
+func newWriter(s *Store) *writer {
+	return &writer{s: s, conns: map[string]*conn{}, ids: map[string]int64{}, ctx: context.Background()}
+}
+
+// commit writes one batch in one transaction.
+func (w *writer) commit(batch []item) error {
+	tx, err := w.s.db.BeginTx(w.ctx, nil)
+	if err != nil {
+		return err
+	}
+	w.tx = tx
+	defer func() { w.tx = nil }()
+	for i := range batch {
+		if err := w.apply(&batch[i]); err != nil {
+			tx.Rollback()
+			clear(w.ids)
+			return fmt.Errorf("%s event of %s: %w", batch[i].ev.Kind, cmpStr(batch[i].ev.ID, batch[i].ev.Conn), err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		clear(w.ids)
+		return err
+	}
+	return nil
+}
+
+func cmpStr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// expireState forgets connections whose Disconnect was lost.
+func (w *writer) expireState(now time.Time) {
+	if now.Sub(w.last) < time.Minute {
+		return
+	}
+	w.last = now
+	for k, c := range w.conns {
+		if now.Sub(c.seen) > staleConn {
+			delete(w.conns, k)
+		}
+	}
+}
+
+func (w *writer) exec(q string, args ...any) error {
+	_, err := w.tx.ExecContext(w.ctx, w.s.d.q(q), args...)
+	return err
+}
+
+func (w *writer) apply(it *item) error {
+	e := &it.ev
+	switch e.Kind {
+	case event.Connect:
+		c := w.conn(e)
+		if c != nil {
+			c.pre = append(c.pre, step{e.Time, "connect", connectText(e)})
+		}
+	case event.ConnRefused:
+		m := w.message(e, nil)
+		m.Verdict = verdictOf(e.Code)
+		m.Reason = replyText(e)
+		m.ReasonCode, m.Check, m.List = e.ReasonCode, e.Check, e.List
+		_, err := w.insert(m, nil, []step{{e.Time, "refused", "connection refused: " + m.Reason}})
+		return err
+	case event.Disconnect:
+		if c := w.conns[e.Conn]; c != nil {
+			delete(w.conns, e.Conn)
+			for _, txn := range sortedTxns(c) {
+				if err := w.end(c, txn); err != nil {
+					return err
+				}
+			}
+		}
+	case event.Check:
+		return w.check(e, it.err)
+	case event.Refused:
+		c, a := w.attempt(e)
+		if a == nil {
+			return nil
+		}
+		a.steps = append(a.steps, step{e.Time, "refused", refusedText(e)})
+		if a.refusal == nil {
+			cp := *e
+			a.refusal = &cp
+		}
+		if e.Sender != "" || e.Stage == "mail" {
+			a.m.Sender = e.Sender
+		}
+		switch {
+		case e.Recipient != "":
+			a.m.Recipients = append(a.m.Recipients, Recipient{e.Recipient, RcptRejected, replyText(e)})
+		case e.Stage == "data":
+			for _, r := range e.Recipients {
+				a.m.Recipients = append(a.m.Recipients, Recipient{r, RcptRejected, replyText(e)})
+			}
+		}
+		_ = c
+	case event.Accepted:
+		return w.accepted(e)
+	case event.Quarantined, event.Discarded:
+		return w.kept(e)
+	case event.Delivery:
+		return w.delivery(e)
+	case event.Bounce:
+		return w.stepByID(e.Parent, e.Time, "bounce", fmt.Sprintf("bounce %s sent to <%s>", e.ID, e.Recipient))
+	case event.Completed:
+		return w.stepByID(e.ID, e.Time, "completed", "completed")
+	case event.Admin:
+		return w.admin(e)
+	}
+	return nil
+}
+
+// conn returns the connection an event is on, made at its first event.
+func (w *writer) conn(e *event.Event) *conn {
+	if e.Conn == "" {
+		return nil
+	}
+	c := w.conns[e.Conn]
+	if c == nil {
+		if len(w.conns) >= maxConns {
+			return nil
+		}
+		c = &conn{attempts: map[int]*attempt{}}
+		w.conns[e.Conn] = c
+	}
+	c.seen = e.Time
+	if e.Client.IsValid() {
+		c.client = e.Client
+	}
+	if e.HostName != "" {
+		c.host = e.HostName
+	}
+	if e.Helo != "" {
+		c.helo = e.Helo
+	}
+	if e.AuthUser != "" {
+		c.auth = e.AuthUser
+	}
+	return c
+}
+
+// attempt returns the open attempt (Conn, Txn) of an event; a new Txn
+// ends the connection's earlier ones.
+func (w *writer) attempt(e *event.Event) (*conn, *attempt) {
+	c := w.conn(e)
+	if c == nil {
+		return nil, nil
+	}
+	if a := c.attempts[e.Txn]; a != nil {
+		w.fill(&a.m, e)
+		return c, a
+	}
+	for _, txn := range sortedTxns(c) {
+		if txn < e.Txn {
+			if err := w.end(c, txn); err != nil {
+				w.s.panicf("tracking: %v", err)
+			}
+		}
+	}
+	a := &attempt{}
+	a.m = *w.message(e, c)
+	if len(c.pre) > 0 {
+		a.steps, c.pre = c.pre, nil
+	}
+	c.attempts[e.Txn] = a
+	return c, a
+}
+
+func sortedTxns(c *conn) []int {
+	var t []int
+	for k := range c.attempts {
+		t = append(t, k)
+	}
+	for i := 1; i < len(t); i++ {
+		for j := i; j > 0 && t[j] < t[j-1]; j-- {
+			t[j], t[j-1] = t[j-1], t[j]
+		}
+	}
+	return t
+}
+
+// end writes an attempt that ended without being accepted: refused, or
+// abandoned (nothing refused, nothing accepted: no row).
+func (w *writer) end(c *conn, txn int) error {
+	a := c.attempts[txn]
+	delete(c.attempts, txn)
+	if a == nil || a.refusal == nil {
+		return nil
+	}
+	r := a.refusal
+	a.m.Verdict = verdictOf(r.Code)
+	a.m.Reason = replyText(r)
+	a.m.ReasonCode, a.m.Check, a.m.List = r.ReasonCode, r.Check, r.List
+	_, err := w.insert(&a.m, a.m.Recipients, a.steps)
+	return err
+}
+
+// message starts a row from an event and its connection.
+func (w *writer) message(e *event.Event, c *conn) *Message {
+	m := &Message{Time: e.Time, Node: w.s.o.Node}
+	if c != nil {
+		if c.client.IsValid() {
+			m.Client = c.client.String()
+		}
+		m.HostName, m.Helo, m.AuthUser = c.host, c.helo, c.auth
+	}
+	w.fill(m, e)
+	return m
+}
+
+// fill copies what an event knows of the message into m.
+func (w *writer) fill(m *Message, e *event.Event) {
+	if e.Client.IsValid() {
+		m.Client = e.Client.String()
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&m.HostName, e.HostName)
+	set(&m.Helo, e.Helo)
+	set(&m.AuthUser, e.AuthUser)
+	set(&m.ID, e.ID)
+	if e.Kind == event.Accepted || e.Kind == event.Quarantined || e.Kind == event.Discarded {
+		m.Sender = e.Sender
+		set(&m.Subject, e.Subject)
+		set(&m.MessageID, e.MessageID)
+		if e.Size > 0 {
+			m.Size = e.Size
+		}
+	}
+	if e.Scored {
+		m.Score, m.Scored = e.Score, true
+	}
+	set(&m.Virus, e.Virus)
+}
+
+func (w *writer) check(e *event.Event, errText string) error {
+	st := step{e.Time, "check", checkText(e, errText)}
+	if e.Conn != "" {
+		if e.Txn == 0 {
+			if c := w.conn(e); c != nil {
+				c.pre = append(c.pre, st)
+			}
+			return nil
+		}
+		if c := w.conns[e.Conn]; c != nil && c.attempts[e.Txn] != nil || e.ID == "" {
+			_, a := w.attempt(e)
+			if a != nil {
+				a.steps = append(a.steps, st)
+			}
+			return nil
+		}
+	}
+	return w.stepByID(e.ID, e.Time, st.kind, st.text)
+}
+
+// accepted ends an attempt with its 250 and the spool ID, or starts the
+// row of a message that came without SMTP (local, bounce, digest, a
+// release).
+func (w *writer) accepted(e *event.Event) error {
+	text := fmt.Sprintf("accepted as %s: <%s> for %s, %d bytes", e.ID, e.Sender, angle(e.Recipients), e.Size)
+	if e.Source != "" && e.Source != "smtp" {
+		text += " (" + e.Source + ")"
+	}
+	if e.Conn == "" {
+		if e.Source == "release" {
+			if key, err := w.keyOf(e.ID); err != nil || key != 0 {
+				if err != nil {
+					return err
+				}
+				return w.addSteps(key, []step{{e.Time, "accepted", text}})
+			}
+		}
+		m := w.message(e, nil)
+		m.Verdict = Accepted
+		_, err := w.insert(m, rcpts(e.Recipients, nil), []step{{e.Time, "accepted", text}})
+		return err
+	}
+	c, a := w.attempt(e)
+	if a == nil {
+		m := w.message(e, nil)
+		m.Verdict = Accepted
+		_, err := w.insert(m, rcpts(e.Recipients, nil), []step{{e.Time, "accepted", text}})
+		return err
+	}
+	delete(c.attempts, e.Txn)
+	a.m.Verdict = Accepted
+	a.steps = append(a.steps, step{e.Time, "accepted", text})
+	_, err := w.insert(&a.m, rcpts(e.Recipients, a.m.Recipients), a.steps)
+	return err
+}
+
+// rcpts is the accepted recipients before the refused ones.
+func rcpts(accepted []string, refused []Recipient) []Recipient {
+	r := make([]Recipient, 0, len(accepted)+len(refused))
+	for _, a := range accepted {
+		r = append(r, Recipient{Address: a, Status: RcptAccepted})
+	}
+	return append(r, refused...)
+}
+
+// kept sets Quarantined or Discarded on the message's row, or ends its
+// attempt with it when no Accepted came before.
+func (w *writer) kept(e *event.Event) error {
+	verdict := Quarantined
+	if e.Kind == event.Discarded {
+		verdict = Discarded
+	}
+	text := verdict
+	if e.Check != "" {
+		text += " by " + e.Check
+	}
+	if r := cmpStr(e.Reason, e.ReasonCode); r != "" {
+		text += ": " + r
+	}
+	key, err := w.keyOf(e.ID)
+	if err != nil {
+		return err
+	}
+	if key != 0 {
+		if err := w.exec("UPDATE messages SET verdict = ?, reason = ?, reason_code = ?, check_name = ? WHERE key = ?",
+			verdict, e.Reason, e.ReasonCode, e.Check, key); err != nil {
+			return err
+		}
+		if e.Virus != "" {
+			if err := w.exec("UPDATE messages SET virus = ? WHERE key = ?", e.Virus, key); err != nil {
+				return err
+			}
+		}
+		if e.Scored {
+			if err := w.exec("UPDATE messages SET score = ?, scored = 1 WHERE key = ?", e.Score, key); err != nil {
+				return err
+			}
+		}
+		return w.addSteps(key, []step{{e.Time, e.Kind.String(), text}})
+	}
+	var m *Message
+	var steps []step
+	var refused []Recipient
+	if c, a := w.attempt(e); a != nil {
+		delete(c.attempts, e.Txn)
+		m, steps, refused = &a.m, a.steps, a.m.Recipients
+	} else {
+		m = w.message(e, nil)
+	}
+	m.Verdict, m.Reason, m.ReasonCode, m.Check = verdict, e.Reason, e.ReasonCode, e.Check
+	_, err = w.insert(m, rcpts(e.Recipients, refused), append(steps, step{e.Time, e.Kind.String(), text}))
+	return err
+}
+
+func (w *writer) delivery(e *event.Event) error {
+	key, err := w.keyOf(e.ID)
+	if err != nil || key == 0 {
+		return err
+	}
+	status := RcptDeferred
+	switch e.Outcome {
+	case event.Delivered, event.Blackhole:
+		status = RcptDelivered
+	case event.Failed:
+		status = RcptFailed
+	}
+	addr := strings.ToLower(e.Recipient)
+	delay := int64(-1)
+	if status == RcptDelivered {
+		delay = e.Delay.Milliseconds()
+	}
+	var n int
+	if err := w.tx.QueryRowContext(w.ctx, w.s.d.q("SELECT count(*) FROM recipients WHERE msg = ? AND address = ?"), key, addr).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		var t int64
+		if err := w.tx.QueryRowContext(w.ctx, w.s.d.q("SELECT time FROM messages WHERE key = ?"), key).Scan(&t); err != nil {
+			return err
+		}
+		err = w.exec("INSERT INTO recipients (msg, time, address, domain, status, reason, delay_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+			key, t, addr, domainOf(addr), status, e.Reply, delay)
+	} else {
+		err = w.exec("UPDATE recipients SET status = ?, reason = ?, delay_ms = ? WHERE msg = ? AND address = ?",
+			status, e.Reply, delay, key, addr)
+	}
+	if err != nil {
+		return err
+	}
+	if err := w.addSteps(key, []step{{e.Time, "delivery", deliveryText(e)}}); err != nil {
+		return err
+	}
+	return w.settle(key)
+}
+
+// settle sets a delivered message's verdict from its recipients: any
+// failed is Bounced, all delivered Delivered, any deferred Deferred.
+func (w *writer) settle(key int64) error {
+	rows, err := w.tx.QueryContext(w.ctx, w.s.d.q("SELECT status FROM recipients WHERE msg = ?"), key)
+	if err != nil {
+		return err
+	}
+	var failed, deferred, pending, delivered int
+	for rows.Next() {
+		var st string
+		if err := rows.Scan(&st); err != nil {
+			rows.Close()
+			return err
+		}
+		switch st {
+		case RcptFailed:
+			failed++
+		case RcptDeferred:
+			deferred++
+		case RcptAccepted:
+			pending++
+		case RcptDelivered:
+			delivered++
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	var v string
+	switch {
+	case failed > 0:
+		v = Bounced
+	case deferred > 0:
+		v = Deferred
+	case pending == 0 && delivered > 0:
+		v = Delivered
+	default:
+		return nil
+	}
+	return w.exec("UPDATE messages SET verdict = ? WHERE key = ?", v, key)
+}
+
+func (w *writer) admin(e *event.Event) error {
+	key, err := w.keyOf(e.ID)
+	if err != nil || key == 0 {
+		return err
+	}
+	text := "admin"
+	if e.User != "" {
+		text += " " + e.User
+	}
+	text += ": " + e.Action
+	if e.Reason != "" {
+		text += " (" + e.Reason + ")"
+	}
+	if err := w.addSteps(key, []step{{e.Time, "admin", text}}); err != nil {
+		return err
+	}
+	v := map[string]string{"release": Released, "delete": Deleted, "remove": Removed}[e.Action]
+	if v == "" {
+		return nil
+	}
+	return w.exec("UPDATE messages SET verdict = ? WHERE key = ?", v, key)
+}
+
+func (w *writer) stepByID(id string, t time.Time, kind, text string) error {
+	key, err := w.keyOf(id)
+	if err != nil || key == 0 {
+		return err
+	}
+	return w.addSteps(key, []step{{t, kind, text}})
+}
+
+// keyOf is the row of a spool ID, 0 when none.
+func (w *writer) keyOf(id string) (int64, error) {
+	if id == "" {
+		return 0, nil
+	}
+	if k, ok := w.ids[id]; ok {
+		return k, nil
+	}
+	var k int64
+	err := w.tx.QueryRowContext(w.ctx, w.s.d.q("SELECT key FROM messages WHERE id = ? ORDER BY key DESC LIMIT 1"), id).Scan(&k)
+	if err == sql.ErrNoRows {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	w.remember(id, k)
+	return k, nil
+}
+
+func (w *writer) remember(id string, k int64) {
+	if id == "" {
+		return
+	}
+	if len(w.ids) >= maxIDCache {
+		clear(w.ids)
+	}
+	w.ids[id] = k
+}
+
+// insert writes a row, its recipients and its steps.
+func (w *writer) insert(m *Message, rs []Recipient, steps []step) (int64, error) {
+	sender := strings.ToLower(m.Sender)
+	var bin []byte
+	if a, err := netip.ParseAddr(m.Client); err == nil {
+		b := a.As16()
+		bin = b[:]
+	}
+	scored := 0
+	if m.Scored {
+		scored = 1
+	}
+	var key int64
+	err := w.tx.QueryRowContext(w.ctx, w.s.d.q(`INSERT INTO messages (id, time, node, client, client_bin, host_name, helo, auth_user,
+		sender, sender_domain, size, subject, message_id, verdict, reason, reason_code, check_name, list, score, scored, virus)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING key`),
+		m.ID, m.Time.UnixMilli(), m.Node, m.Client, bin, m.HostName, m.Helo, m.AuthUser,
+		sender, domainOf(sender), m.Size, m.Subject, trimAngle(m.MessageID), m.Verdict, m.Reason, m.ReasonCode, m.Check, m.List,
+		m.Score, scored, m.Virus).Scan(&key)
+	if err != nil {
+		return 0, err
+	}
+	w.remember(m.ID, key)
+	for _, r := range rs {
+		a := strings.ToLower(r.Address)
+		if err := w.exec("INSERT INTO recipients (msg, time, address, domain, status, reason) VALUES (?, ?, ?, ?, ?, ?)",
+			key, m.Time.UnixMilli(), a, domainOf(a), r.Status, r.Reason); err != nil {
+			return 0, err
+		}
+	}
+	return key, w.addSteps(key, steps)
+}
+
+func (w *writer) addSteps(key int64, steps []step) error {
+	for _, s := range steps {
+		if err := w.exec("INSERT INTO steps (msg, time, kind, text) VALUES (?, ?, ?, ?)", key, s.t.UnixMilli(), s.kind, s.text); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// verdictOf is the verdict of a refusal's reply code.
+func verdictOf(code int) string {
+	if code >= 400 && code < 500 {
+		return Tempfailed
+	}
+	return Rejected
+}
+
+// replyText is a refusal as the client saw it: "550 5.7.1 text".
+func replyText(e *event.Event) string {
+	var b strings.Builder
+	if e.Code != 0 {
+		b.WriteString(strconv.Itoa(e.Code))
+	}
+	if e.Enhanced != "" {
+		b.WriteString(" " + e.Enhanced)
+	}
+	if e.Text != "" {
+		b.WriteString(" " + e.Text)
+	}
+	if b.Len() == 0 {
+		return e.Reason
+	}
+	return strings.TrimSpace(b.String())
+}
+
+func connectText(e *event.Event) string {
+	t := "connection from "
+	if e.HostName != "" {
+		t += e.HostName + " "
+	}
+	t += "[" + e.Client.String() + "]"
+	if e.Listener != "" {
+		t += " on " + e.Listener
+	}
+	return t
+}
+
+func refusedText(e *event.Event) string {
+	switch {
+	case e.Recipient != "":
+		return fmt.Sprintf("rcpt <%s> refused: %s", e.Recipient, replyText(e))
+	case e.Stage == "mail":
+		return fmt.Sprintf("mail from <%s> refused: %s", e.Sender, replyText(e))
+	case e.Stage != "":
+		return e.Stage + " refused: " + replyText(e)
+	}
+	return "refused: " + replyText(e)
+}
+
+func checkText(e *event.Event, errText string) string {
+	t := "check " + e.Check
+	if e.Stage != "" {
+		t += " at " + e.Stage
+	}
+	t += ": " + cmpStr(e.Action, "answer")
+	if e.Scored {
+		t += " score=" + strconv.FormatFloat(e.Score, 'f', -1, 64)
+	}
+	if e.List != "" {
+		t += " list=" + e.List
+	}
+	if e.Virus != "" {
+		t += " virus=" + e.Virus
+	}
+	if e.ReasonCode != "" {
+		t += " (" + e.ReasonCode + ")"
+	}
+	if errText != "" {
+		t += " error: " + errText
+	}
+	if e.Duration > 0 {
+		t += " (" + e.Duration.Round(time.Millisecond).String() + ")"
+	}
+	return t
+}
+
+func deliveryText(e *event.Event) string {
+	var t string
+	switch e.Outcome {
+	case event.Delivered, event.Blackhole:
+		t = "delivered to " + e.Recipient
+	case event.Failed:
+		t = "failed for " + e.Recipient
+	default:
+		t = "deferred for " + e.Recipient
+	}
+	if e.Transport != "" {
+		t += " via " + e.Transport
+	}
+	if e.Host != "" {
+		t += " " + e.Host
+	}
+	if e.Reply != "" {
+		t += ": " + e.Reply
+	}
+	return t
+}
+
+func angle(rs []string) string {
+	s := make([]string, len(rs))
+	for i, r := range rs {
+		s[i] = "<" + r + ">"
+	}
+	return strings.Join(s, ", ")
+}
+
+func domainOf(addr string) string {
+	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
+		return strings.ToLower(addr[i+1:])
+	}
+	return ""
+}
+
+func trimAngle(s string) string {
+	return strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(s), "<"), ">")
+}
