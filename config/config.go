@@ -95,6 +95,7 @@ type Config struct {
 	Spool      Spool       `toml:"spool"`
 	State      State       `toml:"state"`
 	Log        Log         `toml:"log"`
+	Admin      Admin       `toml:"admin"`
 }
 
 // TLS holds the server certificate; STARTTLS is offered only when both are set.

@@ -40,6 +40,10 @@ func (c *Config) TLSFiles() []TLSFiles {
 		pairs = append(pairs, TLSFiles{Section: fmt.Sprintf("tls.certificate[%d]", i), Cert: tc.Cert, Key: tc.Key,
 			certKey: k.child("cert"), keyKey: k.child("key")})
 	}
+	if c.Admin.Cert != "" && c.Admin.Key != "" {
+		pairs = append(pairs, TLSFiles{Section: "admin", Cert: c.Admin.Cert, Key: c.Admin.Key,
+			certKey: keyPath{"admin", "cert"}, keyKey: keyPath{"admin", "key"}})
+	}
 	return pairs
 }
 
