@@ -308,7 +308,8 @@ func TestLoadGood(t *testing.T) {
 		Spool: Spool{Sync: "syncfs", MinFreeInodes: 500},
 		State: State{URL: "redis://:secret@127.0.0.1:6379/2", Timeout: Duration(250 * time.Millisecond), PoolSize: 4},
 		Log:   Log{Dir: "/var/log/mxgate", Format: "json"},
-		Admin: Admin{Listen: "192.0.2.10:8443", Cert: absTestdata(t, "cert.pem"), Key: absTestdata(t, "key.pem"), Timeout: Duration(10 * time.Second)},
+		Admin: Admin{Listen: "192.0.2.10:8443", Cert: absTestdata(t, "cert.pem"), Key: absTestdata(t, "key.pem"), Timeout: Duration(10 * time.Second),
+			Users: absTestdata(t, "admins"), SessionTimeout: Duration(time.Hour)},
 	}
 	// The others are about files of this machine (/etc/userdomains), and
 	// TestFileWarnings' subject.
@@ -385,7 +386,7 @@ func TestLoadDefaults(t *testing.T) {
 		Spool: Spool{Sync: "fdatasync", MinFreeSpace: 100 << 20, MinFreeInodes: 1000},
 		State: State{Timeout: Duration(500 * time.Millisecond), PoolSize: 10},
 		Log:   Log{Dir: absTestdata(t, "var/log"), Format: "exim"},
-		Admin: Admin{Timeout: Duration(30 * time.Second)},
+		Admin: Admin{Timeout: Duration(30 * time.Second), SessionTimeout: Duration(8 * time.Hour)},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(%s) =\n%s\nwant\n%s", path, got, want)
