@@ -295,7 +295,7 @@ func TestUsersFileReread(t *testing.T) {
 
 func TestSession(t *testing.T) {
 	f := newFixture(t)
-	c, csrf := f.loggedIn()
+	c, _ := f.loggedIn()
 	u, _ := url.Parse(f.srv.URL)
 	var ck *http.Cookie
 	for _, k := range c.Jar.Cookies(u) {
@@ -329,7 +329,7 @@ func TestSession(t *testing.T) {
 		t.Errorf("61 minutes idle: %d, want the login", r.status)
 	}
 
-	c, csrf = f.loggedIn()
+	c, csrf := f.loggedIn()
 	if r := f.do(c, "POST", "/logout", url.Values{"csrf": {csrf}}, nil); r.status != http.StatusSeeOther || r.location != "/login" {
 		t.Errorf("logout: %d %s", r.status, r.location)
 	}
