@@ -531,3 +531,20 @@ func TestQuarantineOps(t *testing.T) {
 	f.requireLog(string(keep)+` released from quarantine by alice`, string(keep)+` released by alice because: false positive, asked by bob$`,
 		string(drop)+` deleted from quarantine by alice`, string(drop)+` deleted by alice because: really a virus`)
 }
+
+func TestSafeNext(t *testing.T) {
+	for next, want := range map[string]string{
+		"/queue?q=a": "/queue?q=a", "": "/", "queue": "/", "//evil.example/x": "/", "/\\evil.example": "/",
+		"/\t/evil.example": "/", "https://evil.example/": "/", "/tracking/message?key=%231": "/tracking/message?key=%231",
+	} {
+		if got := safeNext(next); got != want {
+			t.Errorf("safeNext(%q) = %q, want %q", next, got, want)
+		}
+	}
+	// Logged in, the login page goes on to next.
+	f := newFixture(t)
+	c, _ := f.loggedIn()
+	if r := f.do(c, "GET", "/login?next=/quarantine", nil, nil); r.status != http.StatusSeeOther || r.location != "/quarantine" {
+		t.Errorf("GET /login with a session: %d %q", r.status, r.location)
+	}
+}

@@ -2,6 +2,7 @@ package console
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -9,9 +10,13 @@ type loginData struct {
 	CSRF, Next, User, Error string
 }
 
-// loginPage shows the form, with a fresh double-submit token in a cookie
+// loginPage shows the form (a logged-in admin goes on), with a fresh double-submit token in a cookie
 // and in the form: a login POST must carry both, equal.
 func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
+	if ss, _ := c.sessionOf(r); ss != nil {
+		http.Redirect(w, r, safeNext(r.FormValue("next")), http.StatusSeeOther)
+		return
+	}
 	c.showLogin(w, r, http.StatusOK, loginData{Next: safeNext(r.FormValue("next"))})
 }
 
@@ -74,9 +79,14 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 }
 
 // safeNext is where to go after the login: a path of this console, never
-// another site ("//evil", "https://...").
+// another site ("//evil", "https://...", or "/\t/evil", which a browser
+// reads as "//evil" once it has dropped the tab).
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+	bad := func(r rune) bool { return r < ' ' || r == 0x7f || r == '\\' }
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsFunc(next, bad) {
+		return "/"
+	}
+	if u, err := url.Parse(next); err != nil || u.Scheme != "" || u.Host != "" {
 		return "/"
 	}
 	return next

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 )
@@ -146,7 +147,7 @@ func (c *Console) get(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ss, _ := c.sessionOf(r)
 		if ss == nil {
-			if len(r.URL.Path) >= 5 && r.URL.Path[:5] == "/api/" {
+			if strings.HasPrefix(r.URL.Path, "/api/") {
 				http.Error(w, "not logged in", http.StatusUnauthorized)
 				return
 			}
