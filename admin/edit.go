@@ -8,6 +8,7 @@ import (
 
 	"mxgate/address"
 	"mxgate/dsn"
+	"mxgate/event"
 	"mxgate/spool"
 )
 
@@ -31,8 +32,11 @@ func (q *Queue) GiveUp(ctx context.Context, arg string) (spool.ID, error) {
 	id := env.ID
 	pending := env.Pending()
 	q.log(id, "cancelled by "+q.User)
+	q.emit(id, "giveup", "")
 	for _, r := range pending {
 		q.log(id, "** "+r+": "+cancelled)
+		q.Bus.Emit(event.Event{Kind: event.Delivery, ID: string(id), Sender: env.Sender, Recipient: r, Outcome: event.Failed,
+			Reply: cancelled, Delay: q.now().Sub(env.Received)})
 	}
 	var bounce spool.ID
 	if env.Sender != "" && len(pending) > 0 {
@@ -40,7 +44,7 @@ func (q *Queue) GiveUp(ctx context.Context, arg string) (spool.ID, error) {
 		for i, r := range pending {
 			rcpts[i] = dsn.Recipient{Addr: r, Err: cancelled}
 		}
-		bounce, err = dsn.Commit(ctx, q.Spool, q.Log, dsn.Failure, &dsn.Report{
+		rep := &dsn.Report{
 			Hostname:   q.Hostname,
 			ID:         id,
 			Sender:     env.Sender,
@@ -48,11 +52,15 @@ func (q *Queue) GiveUp(ctx context.Context, arg string) (spool.ID, error) {
 			Headers:    env.Headers,
 			Recipients: rcpts,
 			Date:       q.now(),
-		})
+		}
+		bounce, err = dsn.Commit(ctx, q.Spool, q.Log, dsn.Failure, rep)
 		if err != nil {
 			// The message stays as it was, to be given up again.
 			return "", fmt.Errorf("message %s: writing the bounce to <%s>: %w", id, env.Sender, err)
 		}
+		q.Bus.Emit(event.Event{Kind: event.Accepted, ID: string(bounce), Recipients: []string{env.Sender},
+			MessageID: rep.MessageID, Action: "accept", Source: "bounce"})
+		q.Bus.Emit(event.Event{Kind: event.Bounce, ID: string(bounce), Parent: string(id), Recipient: env.Sender})
 	}
 	for _, r := range pending {
 		// Recorded before the removal: should that fail, the recipient
@@ -65,6 +73,7 @@ func (q *Queue) GiveUp(ctx context.Context, arg string) (spool.ID, error) {
 		return bounce, fmt.Errorf("message %s: given up but not removed from the spool: %w", id, err)
 	}
 	q.Log.Main(string(id), "Completed")
+	q.completed(id)
 	return bounce, nil
 }
 
@@ -111,6 +120,7 @@ func (q *Queue) AddRecipients(arg string, addrs []string) (string, error) {
 	}
 	for _, r := range added {
 		q.Log.Main(string(id), fmt.Sprintf("recipient <%s> added by %s", r, q.User))
+		q.emit(id, "add-recipient", "<"+r+">")
 	}
 	return fmt.Sprintf("Message %s has been modified", id), nil
 }
@@ -134,6 +144,7 @@ func (q *Queue) EditSender(arg, sender string) (string, error) {
 		return "", fmt.Errorf("message %s: rewriting its -H file: %w", id, err)
 	}
 	q.Log.Main(string(id), fmt.Sprintf("sender address changed to <%s> by %s", s, q.User))
+	q.emit(id, "edit-sender", "<"+s+">")
 	return fmt.Sprintf("Message %s has been modified", id), nil
 }
 

@@ -96,6 +96,7 @@ func (q *Queue) HoldRelease(key string) (ids []spool.ID, keys []string, lines []
 			return "", fmt.Errorf("message %s: rewriting its -H file: %w", env.ID, err)
 		}
 		q.log(env.ID, "unfrozen by "+q.User+": hold "+hold+" released")
+		q.emit(env.ID, "hold-release", "hold "+hold)
 		ids = append(ids, env.ID)
 		if !slices.Contains(keys, hold) {
 			keys = append(keys, hold)
@@ -113,7 +114,9 @@ func (q *Queue) HoldDrop(key string) (lines []string, errs []error) {
 			return "", fmt.Errorf("message %s: %w", env.ID, err)
 		}
 		q.Log.Main(string(env.ID), "removed by "+q.User+": hold "+env.Hold+" dropped")
+		q.emit(env.ID, "hold-drop", "hold "+env.Hold)
 		q.Log.Main(string(env.ID), "Completed")
+		q.completed(env.ID)
 		return fmt.Sprintf("Message %s has been removed", env.ID), nil
 	})
 }

@@ -14,8 +14,10 @@ import (
 	"io/fs"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
+	"mxgate/event"
 	"mxgate/mainlog"
 	"mxgate/spool"
 )
@@ -28,6 +30,31 @@ type Queue struct {
 	// Hostname names this MTA in the bounce -Mg sends (Mailer-Daemon@Hostname).
 	Hostname string
 	Now      func() time.Time // nil: time.Now; tests pin the ages -bp prints
+	// Bus gets an Admin event per action (with User and Reason), and the
+	// Completed, Delivery and Bounce events of a removal or -Mg; nil
+	// emits nothing.
+	Bus *event.Bus
+	// Reason is why the administrator acts, when they gave one (the
+	// console asks for it): the Reason of the Admin events.
+	Reason string
+}
+
+// emit is the Admin event of action on id; what adds to q.Reason (the
+// hold a release or drop was of).
+func (q *Queue) emit(id spool.ID, action, what string) {
+	if !q.Bus.Enabled() {
+		return
+	}
+	reason := q.Reason
+	if what != "" {
+		reason = strings.TrimPrefix(reason+"; "+what, "; ")
+	}
+	q.Bus.Emit(event.Event{Kind: event.Admin, ID: string(id), Action: action, User: q.User, Reason: reason})
+}
+
+// completed is the Completed event of a message an action removed.
+func (q *Queue) completed(id spool.ID) {
+	q.Bus.Emit(event.Event{Kind: event.Completed, ID: string(id)})
 }
 
 // ErrInvalidID is returned for an argument that is not a message ID; it

@@ -79,7 +79,9 @@ func (q *Queue) Remove(arg string) (string, error) {
 		return "", fmt.Errorf("message %s: %w", id, err)
 	}
 	q.Log.Main(string(id), "removed by "+q.User)
+	q.emit(id, "remove", "")
 	q.Log.Main(string(id), "Completed")
+	q.completed(id)
 	return fmt.Sprintf("Message %s has been removed", id), nil
 }
 
@@ -125,9 +127,11 @@ func (q *Queue) setFrozen(arg string, freeze bool) (string, error) {
 	}
 	if freeze {
 		q.Log.Main(string(id), "frozen by "+q.User)
+		q.emit(id, "freeze", "")
 		return fmt.Sprintf("Message %s is now frozen", id), nil
 	}
 	q.Log.Main(string(id), "unfrozen by "+q.User)
+	q.emit(id, "thaw", "")
 	return fmt.Sprintf("Message %s is no longer frozen", id), nil
 }
 
@@ -143,6 +147,7 @@ func (q *Queue) MakeDue(arg string) (spool.ID, error) {
 	id := env.ID
 	thawed := !env.Frozen.IsZero()
 	if !thawed && env.NextTry.IsZero() {
+		q.emit(id, "deliver", "")
 		return id, nil
 	}
 	if thawed {
@@ -155,6 +160,7 @@ func (q *Queue) MakeDue(arg string) (spool.ID, error) {
 	if thawed {
 		q.log(id, "Unfrozen by forced delivery")
 	}
+	q.emit(id, "deliver", "")
 	return id, nil
 }
 

@@ -76,6 +76,7 @@ func (q *Queue) QuarantineRelease(arg string) (spool.ID, string, error) {
 		return "", "", quarantineError(id, err)
 	}
 	q.Log.Main(string(id), "released from quarantine by "+q.User)
+	q.emit(id, "release", "")
 	return id, fmt.Sprintf("Message %s has been released from quarantine", id), nil
 }
 
@@ -90,5 +91,6 @@ func (q *Queue) QuarantineDelete(arg string) (string, error) {
 		return "", quarantineError(id, err)
 	}
 	q.Log.Main(string(id), "deleted from quarantine by "+q.User)
+	q.emit(id, "delete", "")
 	return fmt.Sprintf("Message %s has been deleted from quarantine", id), nil
 }

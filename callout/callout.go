@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"mxgate/dnsclient"
+	"mxgate/event"
 	"mxgate/hints"
 	"mxgate/state"
 )
@@ -36,6 +37,7 @@ type Options struct {
 	PerHostConcurrency int           // probes at once to one MX host address; 0 = no limit
 	PerHostRate        float64       // probes per second to one MX host address, after a burst of PerHostBurst; 0 = no limit
 	Log                func(text string)
+	Bus                *event.Bus // a DNSLookup event per MX and address question; nil: none
 }
 
 // The lifetimes of the domain records, which speak for every address of
@@ -115,7 +117,7 @@ func New(o Options) (*Checker, error) {
 	if o.Log == nil {
 		o.Log = func(string) {}
 	}
-	client, err := dnsclient.New(o.Resolvers, o.Timeout)
+	client, err := dnsclient.New(o.Resolvers, o.Timeout, dnsclient.WithBus(o.Bus))
 	if err != nil {
 		return nil, fmt.Errorf("callout: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"mxgate/auth"
 	"mxgate/callout"
 	"mxgate/config"
+	"mxgate/event"
 	"mxgate/filters"
 	"mxgate/filters/clamd"
 	"mxgate/filters/milter"
@@ -64,24 +65,26 @@ func (p *Pipeline) Close() error {
 // the callout cache then lives in memory only, since the daemon holds the
 // cache file and a test must not change what the daemon remembers.
 func Build(cfg *config.Config, log filters.Logger, rt *route.Router, test bool) (*Pipeline, error) {
-	return build(cfg, log, rt, nil, test)
+	return build(cfg, log, rt, nil, nil, test)
 }
 
 // BuildShared is Build for the daemon, with the state store serve opened
 // for [state] and keeps across reloads: when it is Redis, the callout,
 // recipient-verification and DNS-list caches are shared through it with
-// the other gateways. The caller closes st, after the pipeline.
-func BuildShared(cfg *config.Config, log filters.Logger, rt *route.Router, st state.Store) (*Pipeline, error) {
-	return build(cfg, log, rt, st, false)
+// the other gateways. The caller closes st, after the pipeline. bus gets
+// the checks' own events (a circuit breaker opening or closing, the DNS
+// lists' lookups); nil emits none.
+func BuildShared(cfg *config.Config, log filters.Logger, rt *route.Router, st state.Store, bus *event.Bus) (*Pipeline, error) {
+	return build(cfg, log, rt, st, bus, false)
 }
 
 // build is Build with st, the daemon's store (nil: none). The rate
 // limits and greylisting count in it; the caches are shared through it
 // only when it is Redis: the embedded one would merely copy what each
 // cache keeps in its own file.
-func build(cfg *config.Config, log filters.Logger, rt *route.Router, st state.Store, test bool) (*Pipeline, error) {
+func build(cfg *config.Config, log filters.Logger, rt *route.Router, st state.Store, bus *event.Bus, test bool) (*Pipeline, error) {
 	p := &Pipeline{}
-	o, err := options(cfg, log, rt, st, test, p)
+	o, err := options(cfg, log, rt, st, bus, test, p)
 	if err != nil {
 		p.Close() // what was opened before the error
 		return nil, err
@@ -92,13 +95,13 @@ func build(cfg *config.Config, log filters.Logger, rt *route.Router, st state.St
 
 // options are the pipeline's checks, in order, each with its guard; what
 // must be closed later goes into p.
-func options(cfg *config.Config, log filters.Logger, rt *route.Router, st state.Store, test bool, p *Pipeline) (filters.Options, error) {
+func options(cfg *config.Config, log filters.Logger, rt *route.Router, st state.Store, bus *event.Bus, test bool, p *Pipeline) (filters.Options, error) {
 	var shared state.Store
 	if st != nil && cfg.State.URL != "" {
 		shared = st
 	}
 	policy := address.NewPolicy(cfg.Relay.Domains, cfg.Relay.TrustedNetworks)
-	o := filters.Options{Log: log}
+	o := filters.Options{Log: log, Bus: bus}
 	// The relay policy first: no other check ever sees a recipient it
 	// refuses. It waits for nothing, so it has no timeout; should it
 	// panic, the recipient is deferred, never accepted.
@@ -113,7 +116,7 @@ func options(cfg *config.Config, log filters.Logger, rt *route.Router, st state.
 		o.Checks = append(o.Checks, filters.Step{Check: auth.NewSenderCheck(a.SenderPolicy, a.SetSenderHeader, a.SenderLogins), OnError: filters.OnErrorTempfail})
 	}
 	if r := cfg.RBL; len(r.Lists) > 0 {
-		k, err := newRBL(cfg, log, policy, shared)
+		k, err := newRBL(cfg, log, policy, shared, bus)
 		if err != nil {
 			return o, err
 		}
@@ -143,7 +146,7 @@ func options(cfg *config.Config, log filters.Logger, rt *route.Router, st state.
 	}
 	o.Checks = append(o.Checks, steps...)
 	if c := cfg.Callout; c.Enabled {
-		k, checker, err := newCallout(cfg, log, policy, shared, test)
+		k, checker, err := newCallout(cfg, log, policy, shared, bus, test)
 		if err != nil {
 			return o, err
 		}
@@ -173,7 +176,7 @@ func options(cfg *config.Config, log filters.Logger, rt *route.Router, st state.
 		}
 		o.Checks = append(o.Checks, guarded(k, bound, onError))
 	}
-	o.Scanners = scanners(cfg)
+	o.Scanners = scanners(cfg, bus)
 	if a := cfg.MsgAuth; a.Enabled && len(a.DKIMSign) > 0 {
 		keys := make([]msgauth.SignKey, len(a.DKIMSign))
 		for i, k := range a.DKIMSign {
@@ -196,7 +199,7 @@ func guarded(c filters.Check, bound time.Duration, onError string) filters.Step 
 	return filters.Step{Check: c, Timeout: bound + backstop, OnError: onError, BreakAfter: breakerAfter, CoolDown: breakerCoolDown}
 }
 
-func newRBL(cfg *config.Config, log filters.Logger, policy *address.Policy, shared state.Store) (*rbl.Check, error) {
+func newRBL(cfg *config.Config, log filters.Logger, policy *address.Policy, shared state.Store, bus *event.Bus) (*rbl.Check, error) {
 	r := cfg.RBL
 	lists := make([]rbl.List, len(r.Lists))
 	for i, l := range r.Lists {
@@ -211,6 +214,7 @@ func newRBL(cfg *config.Config, log filters.Logger, policy *address.Policy, shar
 		MaxTTL:    time.Duration(r.MaxTTL),
 		Shared:    shared,
 		Panic:     log.Panic,
+		Bus:       bus,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("DNS lists: %w", err)
@@ -224,7 +228,7 @@ func newRBL(cfg *config.Config, log filters.Logger, policy *address.Policy, shar
 	}), nil
 }
 
-func newCallout(cfg *config.Config, log filters.Logger, policy *address.Policy, shared state.Store, test bool) (*callout.Check, *callout.Checker, error) {
+func newCallout(cfg *config.Config, log filters.Logger, policy *address.Policy, shared state.Store, bus *event.Bus, test bool) (*callout.Check, *callout.Checker, error) {
 	o := cfg.Callout
 	opts := callout.Options{
 		Hostname:           cfg.Hostname,
@@ -242,6 +246,7 @@ func newCallout(cfg *config.Config, log filters.Logger, policy *address.Policy, 
 		PerHostRate:        float64(o.PerHostRate),
 		Shared:             shared,
 		Log:                func(text string) { log.Main("", text) },
+		Bus:                bus,
 	}
 	if o.Has("use_postmaster") {
 		opts.MailFrom = "postmaster@" + cfg.Hostname
@@ -345,13 +350,13 @@ func newMilters(cfg *config.Config, log filters.Logger) (*milter.Check, error) {
 // X-Spam-* come before X-Virus-Scanned), then clamd. The connect timeouts
 // stay the clients' own, shorter than the per-message timeout, so a
 // second address is still tried when the first is dead.
-func scanners(cfg *config.Config) []filters.Entry {
+func scanners(cfg *config.Config, bus *event.Bus) []filters.Entry {
 	var entries []filters.Entry
 	if a := cfg.MsgAuth; a.Enabled {
 		// It fails only when the spool cannot be read: no breaker.
 		entries = append(entries, filters.Entry{
 			Filter: msgauth.New(msgauth.Options{
-				AuthservID: cfg.Hostname, Resolvers: a.Resolver, Timeout: time.Duration(a.Timeout),
+				AuthservID: cfg.Hostname, Resolvers: a.Resolver, Timeout: time.Duration(a.Timeout), Bus: bus,
 				SPFFailReject: a.SPFFail == "reject", DMARCReject: a.DMARCReject == "honour",
 			}),
 			Timeout: time.Duration(a.Timeout), OnError: filters.OnErrorTempfail,

@@ -109,7 +109,7 @@ func TestOptions(t *testing.T) {
 	dir := t.TempDir()
 	cfg := fullConfig(t, dir, dkimtest.New(t).File)
 	p := &Pipeline{}
-	o, err := options(cfg, mainlog.Discard(), route.New(RouteOptions(cfg)), nil, false, p)
+	o, err := options(cfg, mainlog.Discard(), route.New(RouteOptions(cfg)), nil, nil, false, p)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"mxgate/dane"
 	"mxgate/dnsclient"
+	"mxgate/event"
 	"mxgate/mtasts"
 )
 
@@ -51,6 +52,9 @@ type MXOptions struct {
 	// in testing mode, policy lookups that failed. nil = none. It takes
 	// the message ID, as mainlog.Logger.Main does.
 	Log func(id, text string)
+	// Bus gets a DNSLookup event per MX, address, MTA-STS and TLSA
+	// question; nil emits nothing.
+	Bus *event.Bus
 }
 
 // MTA-STS settings of MXOptions.MTASTS; any other is "off".
@@ -81,7 +85,7 @@ type mxTransport struct {
 // records (DANE, RFC 7672) say so. Its Name is "smtp", as Exim's
 // remote_smtp.
 func NewMX(o MXOptions) (Transport, error) {
-	client, err := dnsclient.New(o.Resolvers, o.CommandTimeout)
+	client, err := dnsclient.New(o.Resolvers, o.CommandTimeout, dnsclient.WithBus(o.Bus))
 	if err != nil {
 		return nil, fmt.Errorf("outbound: %w", err)
 	}

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"mxgate/event"
 )
 
 // ednsSize is the EDNS0 buffer size asked for: large enough to keep long
@@ -36,7 +38,8 @@ const ednsSize = 1232
 type Client struct {
 	servers   []string
 	udp, tcp  *dns.Client
-	hostsFile string // read by LookupIP first; "" none
+	hostsFile string     // read by LookupIP first; "" none
+	bus       *event.Bus // DNSLookup events; nil: none
 }
 
 // New returns a Client asking servers ("IP:PORT" or "[IPv6]:PORT"), in
@@ -70,6 +73,16 @@ func (c *Client) Servers() []string { return append([]string(nil), c.servers...)
 // time left before ctx's deadline. The error is an *Error naming every
 // resolver that failed and why.
 func (c *Client) Exchange(ctx context.Context, name string, qtype uint16, check func(*dns.Msg) error) (*dns.Msg, error) {
+	if !c.bus.Enabled() {
+		return c.exchange(ctx, name, qtype, check)
+	}
+	start := time.Now()
+	r, err := c.exchange(ctx, name, qtype, check)
+	c.bus.Emit(event.Event{Kind: event.DNSLookup, QType: TypeString(qtype), Err: err, Duration: time.Since(start)})
+	return r, err
+}
+
+func (c *Client) exchange(ctx context.Context, name string, qtype uint16, check func(*dns.Msg) error) (*dns.Msg, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(name, qtype)
 	m.RecursionDesired = true

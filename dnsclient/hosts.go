@@ -8,6 +8,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"mxgate/event"
 )
 
 // DefaultHostsFile is the hosts file LookupIP reads before it asks the
@@ -21,6 +23,13 @@ type Option func(*Client)
 // reads none, so every name goes to the resolvers.
 func WithHostsFile(path string) Option {
 	return func(c *Client) { c.hostsFile = path }
+}
+
+// WithBus makes the client emit a DNSLookup event per question it
+// answers or fails (Exchange, and so Lookup and LookupIP); nil emits
+// nothing.
+func WithBus(b *event.Bus) Option {
+	return func(c *Client) { c.bus = b }
 }
 
 // lookupHosts returns host's addresses in the hosts file at path, IPv4

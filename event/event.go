@@ -25,17 +25,26 @@ const (
 	// Disconnect: the connection closed (Conn, Duration: its life).
 	Disconnect
 	// Check: one check or scanner answered at one stage (Check, Stage,
-	// Action, ReasonCode, Score/Scored, Virus, List, Duration, Err).
-	// Emitted for every answer, accepting ones too.
+	// Action, ReasonCode, Score/Scored, Virus, List, Duration, Err;
+	// Reason: the verdict's facts as logged, "spamd score=12.1
+	// required=5.0", msgauth's "spf=pass dkim=pass:example.org
+	// dmarc=pass"). Emitted for every answer, accepting ones too.
 	Check
 	// Refused: a command was refused with a 4xx/5xx (Stage, Code,
 	// Enhanced, Text, ReasonCode, Check, List; Sender, and Recipient at
-	// RCPT; at DATA the whole transaction's Recipients). Rejected
-	// attempts are what admins search for.
+	// RCPT; at DATA the whole transaction's Recipients, the ID, and the
+	// scanners' Score and Virus). Rejected attempts are what admins
+	// search for. Stage "auth" is a failed AUTH (AuthUser: the login
+	// tried); Stage "protocol" a reply go-smtp made itself (a syntax or
+	// sequence error, SIZE= over the limit). Refusals the gateway makes
+	// itself name no Check; their ReasonCode says why
+	// ("message-too-big", "sender-syntax", "spool-space", ...).
 	Refused
 	// Accepted: a message was committed to the spool, after its 250 (ID,
 	// Sender, Recipients, Size, Subject, MessageID, Action accept or tag,
 	// Score/Scored, Source "smtp" | "local" | "bounce" | "digest" | "release").
+	// A local submission's AuthUser is the login that submitted it; a
+	// bounce's Size is not known (0).
 	Accepted
 	// Quarantined and Discarded: accepted with a 250 but kept aside or
 	// dropped (ID, the message's fields, Check, ReasonCode, Reason).
@@ -51,8 +60,10 @@ const (
 	// Completed: the message left the queue, every recipient done (ID).
 	Completed
 	// Admin: an administrator acted on a message (ID, Action: "freeze",
-	// "thaw", "deliver", "remove", "release", "delete", "giveup",...;
-	// User: who; Reason). From the CLI and the console alike.
+	// "thaw", "deliver", "remove", "release", "delete", "giveup",
+	// "add-recipient", "edit-sender", "hold-release", "hold-drop"; User:
+	// who; Reason: the one given, then what the action names: "<addr>",
+	// "hold KEY"). From the CLI and the console alike.
 	Admin
 	// SpoolCommit: one group commit made its files durable (Batch:
 	// messages in it, Duration: the sync).

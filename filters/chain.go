@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"mxgate/event"
 	"mxgate/spool"
 )
 
@@ -20,6 +21,7 @@ var ErrBreakerOpen = errors.New("circuit breaker open, scanner not contacted")
 type Chain struct {
 	entries []chainEntry
 	log     Logger
+	bus     *event.Bus       // Breaker events; set by New
 	now     func() time.Time // the breaker's clock; replaced in tests
 }
 
@@ -88,8 +90,10 @@ func (c *Chain) runOne(ctx context.Context, e *chainEntry, m *Message) FilterRes
 			case evOpened:
 				c.log.Panic(fmt.Sprintf("filter %s: circuit breaker opened after %d consecutive failures, skipping it for %v: %v",
 					name, e.BreakAfter, e.CoolDown, fr.Err))
+				c.bus.Emit(event.Event{Kind: event.Breaker, Check: name, Open: true, Err: fr.Err})
 			case evClosed:
 				c.log.Main("", fmt.Sprintf("filter %s: circuit breaker closed, scanner answers again", name))
+				c.bus.Emit(event.Event{Kind: event.Breaker, Check: name})
 			}
 		}
 	}

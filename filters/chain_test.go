@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"mxgate/event"
+	"mxgate/internal/eventtest"
 	"mxgate/spool"
 )
 
@@ -275,6 +277,8 @@ func TestChainBreaker(t *testing.T) {
 	f := &fake{name: "spamd", err: down}
 	var logs logSink
 	c := NewChain([]Entry{{Filter: f, OnError: OnErrorAccept, BreakAfter: 2, CoolDown: time.Minute}}, &logs)
+	rec, bus := eventtest.New()
+	c.bus = bus
 	now := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	c.now = func() time.Time { return now }
 	m := testMessage()
@@ -286,10 +290,11 @@ func TestChainBreaker(t *testing.T) {
 		wantCalls int32
 		wantErr   error
 		wantLogs  []string
+		breaker   string // the Breaker event: "open", "closed"; "" none
 	}{
 		{name: "first failure", wantCalls: 1, wantErr: down,
 			wantLogs: []string{"1a2B3c-4D5e6F-7g spamd failed: connection refused (on_error=accept)"}},
-		{name: "second failure opens", wantCalls: 2, wantErr: down, wantLogs: []string{
+		{name: "second failure opens", wantCalls: 2, wantErr: down, breaker: "open", wantLogs: []string{
 			"filter spamd: circuit breaker opened after 2 consecutive failures, skipping it for 1m0s: connection refused",
 			"1a2B3c-4D5e6F-7g spamd failed: connection refused (on_error=accept)"}},
 		{name: "open: skipped", advance: 59 * time.Second, wantCalls: 2, wantErr: ErrBreakerOpen, wantLogs: []string{
@@ -298,7 +303,7 @@ func TestChainBreaker(t *testing.T) {
 			wantLogs: []string{"1a2B3c-4D5e6F-7g spamd failed: connection refused (on_error=accept)"}},
 		{name: "reopened for a full cool-down", advance: 59 * time.Second, wantCalls: 3, wantErr: ErrBreakerOpen, wantLogs: []string{
 			"1a2B3c-4D5e6F-7g spamd failed: circuit breaker open, scanner not contacted (on_error=accept)"}},
-		{name: "probe succeeds: closed", advance: time.Second, fix: true, wantCalls: 4,
+		{name: "probe succeeds: closed", advance: time.Second, fix: true, wantCalls: 4, breaker: "closed",
 			wantLogs: []string{"filter spamd: circuit breaker closed, scanner answers again"}},
 		{name: "closed: checked", wantCalls: 5},
 	}
@@ -316,6 +321,21 @@ func TestChainBreaker(t *testing.T) {
 		}
 		if got := logs.take(); !slices.Equal(got, s.wantLogs) {
 			t.Errorf("%s: logs\n got %q\nwant %q", s.name, got, s.wantLogs)
+		}
+		var got []string
+		for _, e := range rec.Events() {
+			state := "closed"
+			if e.Open {
+				state = "open"
+			}
+			if e.Kind != event.Breaker || e.Check != "spamd" || e.Open != (e.Err != nil) {
+				t.Errorf("%s: event %+v", s.name, e)
+			}
+			got = append(got, state)
+		}
+		rec.Reset()
+		if want := []string{s.breaker}; s.breaker == "" && len(got) > 0 || s.breaker != "" && !slices.Equal(got, want) {
+			t.Errorf("%s: Breaker events %q, want %q", s.name, got, s.breaker)
 		}
 	}
 }

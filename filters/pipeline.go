@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"mxgate/event"
 	"mxgate/spool"
 )
 
@@ -35,6 +36,9 @@ type Options struct {
 	// headers go on top of the message.
 	Final []Check
 	Log   Logger
+	// Bus gets a Breaker event when a circuit breaker opens or closes;
+	// nil emits nothing.
+	Bus *event.Bus
 }
 
 // Step is one of Options.Checks with the guard the pipeline keeps around
@@ -69,6 +73,7 @@ type Pipeline struct {
 	// looked at after it.
 	scanOwned bool
 	log       Logger
+	bus       *event.Bus
 	now       func() time.Time // the breakers' clock; replaced in tests
 }
 
@@ -86,9 +91,10 @@ type ownerOf struct {
 
 // New builds a pipeline.
 func New(o Options) *Pipeline {
-	p := &Pipeline{final: o.Final, log: o.Log, now: time.Now}
+	p := &Pipeline{final: o.Final, log: o.Log, bus: o.Bus, now: time.Now}
 	if len(o.Scanners) > 0 {
 		p.scan = NewChain(o.Scanners, o.Log)
+		p.scan.bus = o.Bus
 	}
 	p.steps = make([]step, len(o.Checks))
 	for i, st := range o.Checks {
@@ -233,8 +239,10 @@ func (s *Flow) guarded(ctx context.Context, i int, stage Stage, call func(contex
 		case evOpened:
 			s.p.log.Panic(fmt.Sprintf("check %s: circuit breaker opened after %d consecutive failures, skipping it for %v: %v",
 				s.p.steps[i].name, st.BreakAfter, st.CoolDown, err))
+			s.p.bus.Emit(event.Event{Kind: event.Breaker, Check: s.p.steps[i].name, Open: true, Err: err})
 		case evClosed:
 			s.p.log.Main("", fmt.Sprintf("check %s: circuit breaker closed, it answers again", s.p.steps[i].name))
+			s.p.bus.Emit(event.Event{Kind: event.Breaker, Check: s.p.steps[i].name})
 		}
 	}
 	if err == nil {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"mxgate/event"
+	"mxgate/internal/eventtest"
 	"mxgate/spool"
 )
 
@@ -162,7 +164,8 @@ func TestFlowGuard(t *testing.T) {
 func TestFlowBreaker(t *testing.T) {
 	c := hanging(&scripted{name: "dns"})
 	logs := &logSink{}
-	p := New(Options{Checks: []Step{{Check: c, Timeout: 10 * time.Millisecond, BreakAfter: 2, CoolDown: time.Minute}}, Log: logs})
+	rec, bus := eventtest.New()
+	p := New(Options{Checks: []Step{{Check: c, Timeout: 10 * time.Millisecond, BreakAfter: 2, CoolDown: time.Minute}}, Log: logs, Bus: bus})
 	now := time.Unix(1000, 0)
 	p.now = func() time.Time { return now }
 	for range 2 {
@@ -180,6 +183,10 @@ func TestFlowBreaker(t *testing.T) {
 	c.hang.Store(false)
 	if out := newFlow(p).Rcpt(context.Background(), &Tx{}, "u@example.test"); out.Verdict.Action != Accept {
 		t.Errorf("after the cool-down: %v, want the probe's accept", out.Verdict.Action)
+	}
+	es := rec.Of(event.Breaker)
+	if len(es) != 2 || es[0].Check != "dns" || !es[0].Open || es[0].Err == nil || es[1].Check != "dns" || es[1].Open {
+		t.Errorf("Breaker events %+v, want dns opened, then closed", es)
 	}
 }
 

@@ -72,7 +72,7 @@ func (s *session) login(mech, user, pass string, refuse bool) error {
 		srv.trace.printf("AUTH %s: client [%s] or user %s blocked after %d failed logins (auth.max_failures)", mech, ip, user, cfg.MaxFailures)
 		srv.log.Reject("", fmt.Sprintf("%s authenticator failed for %s: 421 too many failed logins (set_id=%s)", mech, host, logLogin(user)))
 		s.conn.closeAfterWrite()
-		return reply(421, [3]int{4, 7, 0}, s.cfg().Hostname+" Too many failed logins, try again later")
+		return s.refusedAuth(user, "auth-blocked", "", reply(421, [3]int{4, 7, 0}, s.cfg().Hostname+" Too many failed logins, try again later"))
 	}
 	ok := false
 	if !refuse {
@@ -83,7 +83,7 @@ func (s *session) login(mech, user, pass string, refuse bool) error {
 		if err != nil {
 			srv.trace.printf("AUTH %s: backend failed: %v", mech, err)
 			srv.log.Main("", fmt.Sprintf("%s authenticator temporarily failed for %s: %v (set_id=%s)", mech, host, err, logLogin(user)))
-			return replyAuthTemp
+			return s.refusedAuth(user, "auth-backend-failed", err.Error(), replyAuthTemp)
 		}
 	}
 	if !ok {
@@ -98,7 +98,7 @@ func (s *session) login(mech, user, pass string, refuse bool) error {
 		}
 		srv.trace.printf("AUTH %s: login %s refused by %s", mech, user, cfg.Backend)
 		srv.log.Reject("", fmt.Sprintf("%s authenticator failed for %s: 535 Incorrect authentication data (set_id=%s)", mech, host, logLogin(user)))
-		return replyAuthFailed
+		return s.refusedAuth(user, "auth-failed", "", replyAuthFailed)
 	}
 	s.conn.mu.Lock()
 	s.conn.authUser, s.conn.authMech = user, mech

@@ -51,12 +51,26 @@ func (l *listener) Accept() (net.Conn, error) {
 		gc, why := l.srv.admit(c, ip, int(ap.Port()))
 		if gc != nil {
 			gc.mayAuth = l.srv.auth != nil && (l.implicitTLS || l.submission)
+			gc.listener = l.name()
+			gc.emitConnect()
 			gc.open(l.implicitTLS)
 			return gc, nil
 		}
 		l.srv.log.Main("", fmt.Sprintf("Connection from [%s] refused: %s", ip, why))
+		l.srv.emitConnRefused(nil, ip, l.name(), why, nil)
 		l.srv.refuse(c, l.implicitTLS)
 	}
+}
+
+// name is the listener's name in events: "smtp", "smtps", "submission".
+func (l *listener) name() string {
+	switch {
+	case l.implicitTLS:
+		return "smtps"
+	case l.submission:
+		return "submission"
+	}
+	return "smtp"
 }
 
 // conn is a client connection as go-smtp sees it (under TLS when the
@@ -79,6 +93,13 @@ type conn struct {
 	gen  *generation // the rules of this connection, from its accept to its end
 	ip   netip.Addr
 	port int
+
+	// name is the connection's Conn in events ("" when nothing listens),
+	// start its admission; listener the listener's name. txn counts its
+	// MAIL commands, across STARTTLS.
+	name, listener string
+	start          time.Time
+	txn            atomic.Int32
 
 	// ctx ends when the connection closes: lookups for a client that has
 	// gone are not waited for.
@@ -110,7 +131,8 @@ type conn struct {
 	greetOnce          sync.Once
 	// refusal is the connect stage's refusal of a client whose greeting is
 	// encrypted: it answers every MAIL instead.
-	refusal *filters.Verdict
+	refusal      *filters.Verdict
+	refusalCheck string // the check that refused
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -121,6 +143,9 @@ type conn struct {
 	ehlo          bool  // the last greeting was EHLO (false: HELO)
 	readErr       error // sticky read timeout
 	errorsCounted int
+	// emitted is the last refusal the session made a Refused event of;
+	// errorReply makes one of any other (go-smtp's own).
+	emitted smtp.SMTPError
 }
 
 var (
@@ -204,6 +229,7 @@ func (c *conn) Close() error {
 		c.checks(func(f *filters.Flow) { f.Close() })
 		// Only now may the generation's checks close.
 		c.srv.leave(c.gen)
+		c.emitDisconnect()
 	})
 	return err
 }
@@ -261,18 +287,19 @@ func (c *conn) connect() []byte {
 	host := mainlog.Host(c.host.Name, "", c.ip)
 	var out filters.Outcome
 	c.checks(func(f *filters.Flow) { out = f.Connect(c.ctx) })
-	s.report(out, "", host)
+	s.report(out, "", host, c, 0)
 	v := out.Verdict
 	if !v.Refuses() {
 		return nil
 	}
 	// Kept for MAIL too: under implicit TLS the refusal cannot replace
 	// the greeting, and whatever reached MAIL first must not pass.
-	c.refusal = &v
+	c.refusal, c.refusalCheck = &v, decider(out)
 	if c.implicitTLS {
 		return nil
 	}
 	s.log.Reject("", fmt.Sprintf("H=%s %s", host, refusalLog(v, `connection in "connect" ACL`)))
+	s.emitConnRefused(c, c.ip, c.listener, "", &out)
 	return []byte(strings.Join(smtptext.Lines(v.Code, v.Enhanced, v.Text), "\r\n") + "\r\n")
 }
 
@@ -307,14 +334,17 @@ func (c *conn) countError() int {
 // go-smtp closes the connection after writing it. A 421 is not counted:
 // the connection ends with it anyway.
 func (s *Server) errorReply(sc *smtp.Conn, reply *smtp.SMTPError) *smtp.SMTPError {
-	if reply.Code == 421 {
-		return nil
-	}
 	raw := sc.Conn()
 	if tc, ok := raw.(*tls.Conn); ok {
 		raw = tc.NetConn()
 	}
 	c, ok := raw.(*conn)
+	if ok {
+		c.protocolRefused(sc, reply)
+	}
+	if reply.Code == 421 {
+		return nil
+	}
 	if !ok || c.countError() <= c.gen.cfg.SMTP.MaxErrors {
 		return nil
 	}
@@ -332,6 +362,9 @@ func (c *conn) usedEHLO() bool {
 	return c.ehlo
 }
 
+// reasonShuttingDown is admit's why once Shutdown has begun.
+const reasonShuttingDown = "shutting down"
+
 // admit counts a new connection against the limits, or says why not.
 func (s *Server) admit(c net.Conn, ip netip.Addr, port int) (*conn, string) {
 	s.mu.Lock()
@@ -339,7 +372,7 @@ func (s *Server) admit(c net.Conn, ip netip.Addr, port int) (*conn, string) {
 	limits := s.gen.cfg.SMTP
 	switch {
 	case s.draining:
-		return nil, "shutting down"
+		return nil, reasonShuttingDown
 	case s.total >= limits.MaxConnections:
 		return nil, "too many connections"
 	case s.perIP[ip] >= limits.MaxConnectionsPerIP:

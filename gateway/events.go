@@ -2,10 +2,19 @@ package gateway
 
 import (
 	"fmt"
+	"net/netip"
+	"strconv"
 	"strings"
+	"sync/atomic"
+	"time"
 
+	"github.com/emersion/go-smtp"
+
+	"mxgate/event"
 	"mxgate/filters"
+	"mxgate/header"
 	"mxgate/smtptext"
+	"mxgate/spool"
 )
 
 // The pipeline's events are the only source of what a session says about
@@ -14,7 +23,11 @@ import (
 
 // report writes what the events of one stage want traced and logged. id
 // is the message's ID at DATA, "" before; host is the client's H=.
-func (srv *Server) report(out filters.Outcome, id, host string) {
+//
+// It also emits the stage's Check events; c is the connection (txn its
+// transaction).
+func (srv *Server) report(out filters.Outcome, id, host string, c *conn, txn int) {
+	srv.emitChecks(out, c, txn, id)
 	for _, line := range out.Trace {
 		srv.trace.printf("%s", line)
 	}
@@ -138,4 +151,245 @@ func warnings(out filters.Outcome) []string {
 		}
 	}
 	return ws
+}
+
+// The bus's events of a session are made here too, beside the log lines
+// they match: one function per kind.
+
+// connPrefix makes each connection's Conn unique across restarts: the
+// process's start, then a counter.
+var (
+	connPrefix = strconv.FormatInt(time.Now().UnixNano(), 36) + "-"
+	connCount  atomic.Uint64
+)
+
+func newConnName() string { return connPrefix + strconv.FormatUint(connCount.Add(1), 36) }
+
+// base is the part every event of the connection shares.
+func (c *conn) base(k event.Kind) event.Event {
+	return event.Event{Kind: k, Conn: c.name, Client: c.ip, HostName: c.host.Name, Listener: c.listener}
+}
+
+// emitConnect is the Connect event of an admitted client.
+func (c *conn) emitConnect() {
+	if !c.srv.bus.Enabled() {
+		return
+	}
+	c.name = newConnName()
+	c.start = time.Now()
+	c.srv.bus.Emit(c.base(event.Connect))
+}
+
+// emitDisconnect is the Disconnect event: the connection's life. Close
+// may run beside the connect stage (Shutdown), so the host name, which
+// that stage sets, is left out.
+func (c *conn) emitDisconnect() {
+	if c.name == "" {
+		return
+	}
+	c.srv.bus.Emit(event.Event{Kind: event.Disconnect, Conn: c.name, Client: c.ip, Listener: c.listener, Duration: time.Since(c.start)})
+}
+
+// emitConnRefused is a client refused before its greeting: by the limits
+// (out nil, why says which) or by the connect stage's checks. A client
+// refused while shutting down, or on the implicit TLS port, is closed
+// without a reply (Code 0).
+func (s *Server) emitConnRefused(c *conn, ip netip.Addr, listener, why string, out *filters.Outcome) {
+	if !s.bus.Enabled() {
+		return
+	}
+	e := event.Event{Kind: event.ConnRefused, Client: ip, Listener: listener, Stage: "connect"}
+	if c != nil {
+		e = c.base(event.ConnRefused)
+		e.Stage = "connect"
+	}
+	switch {
+	case out == nil && why == reasonShuttingDown:
+		e.Reason, e.ReasonCode = why, "shutting-down"
+	case out == nil:
+		e.Reason, e.ReasonCode = why, "connection-limit"
+		if listener != "smtps" {
+			e.Code, e.Enhanced, e.Text = 421, "4.7.0", "Too many connections, try again later"
+		}
+	default:
+		v := out.Verdict
+		e.Code, e.Enhanced, e.Text, e.ReasonCode, e.List, e.Reason = v.Code, enhanced(v.Enhanced), v.Text, v.ReasonCode, v.List, v.Log
+		e.Check = decider(*out)
+	}
+	s.bus.Emit(e)
+}
+
+// emitChecks is one Check event per answer of a stage (scanners too):
+// what metrics count per check and tracking shows in a timeline. Reason
+// is the verdict's facts as logged ("spamd score=12.1 required=5.0",
+// msgauth's "spf=pass dkim=pass:example.org dmarc=pass").
+func (s *Server) emitChecks(out filters.Outcome, c *conn, txn int, id string) {
+	if !s.bus.Enabled() || c == nil {
+		return
+	}
+	for _, fe := range out.Events {
+		e := c.base(event.Check)
+		e.Txn, e.ID = txn, id
+		v := fe.Verdict
+		e.Check, e.Stage, e.Action, e.ReasonCode = fe.Check, stageNames[fe.Stage], v.Action.String(), v.ReasonCode
+		e.Score, e.Scored, e.Virus, e.List = v.Score, v.Scored, v.Virus, v.List
+		e.Reason, e.Err, e.Duration = v.Log, fe.Err, fe.Duration
+		s.bus.Emit(e)
+	}
+}
+
+// stageNames are the events' names of the stages.
+var stageNames = [...]string{filters.StageConnect: "connect", filters.StageHelo: "helo",
+	filters.StageMail: "mail", filters.StageRcpt: "rcpt", filters.StageData: "data"}
+
+// decider is the check whose verdict a stage's outcome is.
+func decider(out filters.Outcome) string {
+	w := out.Verdict
+	for _, e := range out.Events {
+		if v := e.Verdict; v.Action == w.Action && v.ReasonCode == w.ReasonCode && v.Text == w.Text {
+			return e.Check
+		}
+	}
+	return ""
+}
+
+// scored is the score a scanner gave the message, if one did.
+func scored(out filters.Outcome) (float64, bool) {
+	for _, e := range out.Events {
+		if e.Verdict.Scored {
+			return e.Verdict.Score, true
+		}
+	}
+	return 0, false
+}
+
+func enhanced(e [3]int) string {
+	if e[0] == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d.%d.%d", e[0], e[1], e[2])
+}
+
+// refusal is what a Refused event says beyond the reply: which check
+// refused and why, as data. Refusals of the gateway itself (syntax, size,
+// spool space) name no check.
+type refusal struct {
+	check, reasonCode, list, reason string
+}
+
+// checkRefusal is the refusal of a stage's checks.
+func checkRefusal(out filters.Outcome) refusal {
+	v := out.Verdict
+	return refusal{check: decider(out), reasonCode: v.ReasonCode, list: v.List, reason: v.Log}
+}
+
+// refused emits the Refused event of a reply and returns the reply, so a
+// refusal is `return s.refused(...)`. rcpt is RCPT's recipient; at DATA
+// the transaction's recipients are the event's.
+func (s *session) refused(stage string, tx *transaction, rcpt string, why refusal, r *smtp.SMTPError) error {
+	bus := s.srv.bus
+	if !bus.Enabled() {
+		return r
+	}
+	e := s.conn.base(event.Refused)
+	e.Stage, e.Recipient = stage, rcpt
+	if tx != nil {
+		e.Txn, e.Sender, e.Helo, e.AuthUser = tx.txn, tx.Sender, tx.Helo, tx.AuthUser
+		if stage == "data" {
+			e.Recipients = tx.Rcpts
+		}
+	} else {
+		e.Txn, e.Helo = int(s.conn.txn.Load()), safeHelo(s.c.Hostname())
+	}
+	e.Code, e.Text = r.Code, r.Message
+	if r.EnhancedCode != (smtp.EnhancedCode{}) {
+		e.Enhanced = enhanced([3]int(r.EnhancedCode))
+	}
+	e.Check, e.ReasonCode, e.List, e.Reason = why.check, why.reasonCode, why.list, why.reason
+	s.conn.markEmitted(r)
+	bus.Emit(e)
+	return r
+}
+
+// markEmitted notes that r, about to be written, has its Refused event.
+func (c *conn) markEmitted(r *smtp.SMTPError) {
+	c.mu.Lock()
+	c.emitted = smtp.SMTPError{Code: r.Code, Message: r.Message}
+	c.mu.Unlock()
+}
+
+// protocolRefused is the Refused event of an error reply go-smtp made
+// itself (a syntax or sequence error, SIZE= over the limit, an unknown
+// command): errorReply sees every error reply, the session's too, which
+// already have theirs. go-smtp does not say which command it answers, so
+// the Stage is "protocol".
+func (c *conn) protocolRefused(sc *smtp.Conn, r *smtp.SMTPError) {
+	if !c.srv.bus.Enabled() {
+		return
+	}
+	c.mu.Lock()
+	mine := c.emitted.Code == r.Code && c.emitted.Message == r.Message
+	c.emitted = smtp.SMTPError{}
+	c.mu.Unlock()
+	if mine {
+		return
+	}
+	e := c.base(event.Refused)
+	e.Stage, e.Helo, e.Txn, e.ReasonCode = "protocol", safeHelo(sc.Hostname()), int(c.txn.Load()), "protocol"
+	e.Code, e.Enhanced, e.Text = r.Code, enhanced([3]int(r.EnhancedCode)), r.Message
+	c.srv.bus.Emit(e)
+}
+
+// emitMessage is the event of a message DATA answered 250: Accepted,
+// Quarantined or Discarded. The headers are read only for a listener.
+func (s *session) emitMessage(k event.Kind, tx transaction, env *spool.Envelope, size int64, out filters.Outcome) {
+	bus := s.srv.bus
+	if !bus.Enabled() {
+		return
+	}
+	v := out.Verdict
+	e := s.conn.base(k)
+	e.Txn, e.ID, e.Helo, e.AuthUser = tx.txn, string(env.ID), tx.Helo, tx.AuthUser
+	e.Sender, e.Recipients, e.Size = env.Sender, env.Recipients, size
+	e.Subject, e.MessageID = header.Subject(env.Headers), header.MessageID(env.Headers)
+	e.Action, e.Source = v.Action.String(), "smtp"
+	e.Score, e.Scored = scored(out)
+	if k != event.Accepted {
+		e.Check, e.ReasonCode, e.Reason = decider(out), v.ReasonCode, discardText(v)
+		e.Virus, e.List = v.Virus, v.List
+	}
+	bus.Emit(e)
+}
+
+// refusedData is the Refused event of the checks' refusal after DATA,
+// which names the message's ID and what the scanners found.
+func (s *session) refusedData(tx transaction, id spool.ID, out filters.Outcome, r *smtp.SMTPError) error {
+	if !s.srv.bus.Enabled() {
+		return r
+	}
+	v := out.Verdict
+	e := s.conn.base(event.Refused)
+	e.Stage, e.Txn, e.ID, e.Helo, e.AuthUser = "data", tx.txn, string(id), tx.Helo, tx.AuthUser
+	e.Sender, e.Recipients = tx.Sender, tx.Rcpts
+	e.Code, e.Enhanced, e.Text = r.Code, enhanced(v.Enhanced), r.Message
+	e.Check, e.ReasonCode, e.List, e.Reason, e.Virus = decider(out), v.ReasonCode, v.List, v.Log, v.Virus
+	e.Score, e.Scored = scored(out)
+	s.conn.markEmitted(r)
+	s.srv.bus.Emit(e)
+	return r
+}
+
+// refusedAuth is the Refused event of a failed AUTH (Stage "auth"): the
+// login tried is its AuthUser.
+func (s *session) refusedAuth(user, code, reason string, r *smtp.SMTPError) error {
+	if !s.srv.bus.Enabled() {
+		return r
+	}
+	e := s.conn.base(event.Refused)
+	e.Stage, e.Helo, e.AuthUser, e.Txn = "auth", safeHelo(s.c.Hostname()), user, int(s.conn.txn.Load())
+	e.Code, e.Enhanced, e.Text = r.Code, enhanced([3]int(r.EnhancedCode)), r.Message
+	e.ReasonCode, e.Reason = code, reason
+	s.conn.markEmitted(r)
+	s.srv.bus.Emit(e)
+	return r
 }

@@ -24,6 +24,7 @@ import (
 
 	"mxgate/auth"
 	"mxgate/config"
+	"mxgate/event"
 	"mxgate/filters"
 	"mxgate/hostlookup"
 	"mxgate/mainlog"
@@ -54,6 +55,10 @@ type Options struct {
 	// as a ">>> " line and what would be logged as a "LOG: " line, and an
 	// accepted message is read, checked and dropped.
 	Trace *Tracer
+
+	// Bus gets the sessions' events (connections, checks, refusals,
+	// messages); nil emits nothing.
+	Bus *event.Bus
 }
 
 // logger is where the gateway's log lines go: the mainlog, or the trace
@@ -73,6 +78,7 @@ type Server struct {
 	spool    *spool.Spool
 	log      logger
 	onCommit func(spool.ID)
+	bus      *event.Bus
 	hosts    *hostlookup.Resolver // nil: no host name lookups; made once (host_lookup needs a restart)
 	smtp     *smtp.Server
 	// auth checks SMTP AUTH logins (nil: no [auth], AUTH offered
@@ -126,6 +132,7 @@ func New(o Options) (*Server, error) {
 		fixed:    cfg,
 		spool:    o.Spool,
 		onCommit: o.OnCommit,
+		bus:      o.Bus,
 		gen:      gen,
 		hosts:    o.HostLookup,
 		perIP:    make(map[netip.Addr]int),

@@ -20,6 +20,7 @@ import (
 	"mxgate/config"
 	"mxgate/filters"
 	"mxgate/hostlookup"
+	"mxgate/internal/eventtest"
 	"mxgate/internal/tlstest"
 	"mxgate/mainlog"
 	"mxgate/route"
@@ -41,6 +42,8 @@ type testServer struct {
 	commits []spool.ID
 	// pipeline is the checks of cfg, as cmd/mxgate builds them.
 	pipeline *checks.Pipeline
+	// events is what the server emitted.
+	events *eventtest.Recorder
 }
 
 // newTestServer runs a gateway on 127.0.0.1 with the embedded defaults,
@@ -80,6 +83,8 @@ func newTestServerWith(t *testing.T, edit func(*config.Config), build func(*conf
 		t.Fatal(err)
 	}
 	ts := &testServer{t: t, spool: sp, cfg: cfg, logDir: logDir, served: make(chan error, 1)}
+	rec, bus := eventtest.New()
+	ts.events = rec
 	pl, err := checks.Build(cfg, lg, route.New(checks.RouteOptions(cfg)), false)
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +101,7 @@ func newTestServerWith(t *testing.T, edit func(*config.Config), build func(*conf
 			t.Fatal(err)
 		}
 	}
-	ts.srv, err = New(Options{Config: cfg, Spool: sp, Log: lg, Pipeline: pl.Pipeline, HostLookup: hosts, OnCommit: func(id spool.ID) {
+	ts.srv, err = New(Options{Config: cfg, Spool: sp, Log: lg, Pipeline: pl.Pipeline, HostLookup: hosts, Bus: bus, OnCommit: func(id spool.ID) {
 		ts.mu.Lock()
 		ts.commits = append(ts.commits, id)
 		ts.mu.Unlock()

@@ -19,6 +19,7 @@ import (
 
 	"mxgate/address"
 	"mxgate/config"
+	"mxgate/event"
 	"mxgate/filters"
 	"mxgate/header"
 	"mxgate/mainlog"
@@ -41,13 +42,14 @@ type session struct {
 	// MAIL after it; heloRefusal their refusal of it, which answers every
 	// MAIL until the next greeting.
 	heloAsked   string
-	heloRefusal *filters.Verdict
+	heloRefusal *filters.Outcome
 }
 
 // transaction is what MAIL fixes for one message; Data reads it without
 // touching go-smtp's Conn, which is not safe from Data's goroutine.
 type transaction struct {
 	filters.Tx
+	txn    int    // the connection's count of MAIL commands, for events
 	proto  string // Exim's P=: smtp, esmtp, esmtps
 	cipher string // Exim's X= value, "" without TLS
 }
@@ -83,35 +85,35 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	srv := s.srv
 	helo := safeHelo(s.c.Hostname())
+	tx := &transaction{Tx: filters.Tx{Helo: helo, Sender: from}, proto: "smtp", txn: int(s.conn.txn.Add(1))}
+	tx.AuthUser, tx.AuthMech = s.conn.authState()
 	srv.mu.Lock()
 	draining := srv.draining
 	srv.mu.Unlock()
 	if draining {
 		s.conn.closeAfterWrite()
-		return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2},
-			Message: s.cfg().Hostname + " Service shutting down, try again later"}
+		return s.refused("mail", tx, "", refusal{reasonCode: "shutting-down"}, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2},
+			Message: s.cfg().Hostname + " Service shutting down, try again later"})
 	}
 	s.mu.Lock()
 	nested := s.tx != nil
 	s.mu.Unlock()
 	if nested {
 		srv.trace.printf("MAIL <%s>: sender already given", from)
-		return reply(503, [3]int{5, 5, 1}, "Sender already given")
+		return s.refused("mail", tx, "", refusal{reasonCode: "bad-sequence"}, reply(503, [3]int{5, 5, 1}, "Sender already given"))
 	}
 	if opts != nil && opts.Size > int64(s.cfg().SMTP.MaxMessageSize) {
 		srv.trace.printf("MAIL <%s>: SIZE=%d is over smtp.max_message_size %d", from, opts.Size, s.cfg().SMTP.MaxMessageSize)
 		srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> rejected MAIL: message too big: SIZE=%d max=%d",
 			s.hostDesc(helo), from, opts.Size, s.cfg().SMTP.MaxMessageSize))
-		return reply(552, [3]int{5, 3, 4}, "Message size exceeds maximum permitted")
+		return s.refused("mail", tx, "", refusal{reasonCode: "message-too-big"}, reply(552, [3]int{5, 3, 4}, "Message size exceeds maximum permitted"))
 	}
-	tx := &transaction{Tx: filters.Tx{Helo: helo}, proto: "smtp"}
-	tx.AuthUser, tx.AuthMech = s.conn.authState()
 	if from != "" {
 		a, err := address.Parse(from)
 		if err != nil {
 			srv.trace.printf("MAIL <%s>: %v", from, err)
 			srv.log.Reject("", fmt.Sprintf("H=%s rejected MAIL <%s>: %v", s.hostDesc(helo), from, err))
-			return reply(501, [3]int{5, 1, 7}, "Bad sender address syntax")
+			return s.refused("mail", tx, "", refusal{reasonCode: "sender-syntax", reason: err.Error()}, reply(501, [3]int{5, 1, 7}, "Bad sender address syntax"))
 		}
 		tx.Sender, tx.SenderDomain = a.String(), a.Domain
 	}
@@ -124,13 +126,13 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 		if short := srv.spool.CheckSpace(size); short != nil {
 			srv.log.Reject("", fmt.Sprintf("H=%s temporarily rejected MAIL <%s>: %v", s.hostDesc(helo), from, short))
-			return reply(452, [3]int{4, 3, 1}, "Insufficient system storage")
+			return s.refused("mail", tx, "", refusal{reasonCode: "spool-space", reason: short.Error()}, reply(452, [3]int{4, 3, 1}, "Insufficient system storage"))
 		}
 	}
 	host := s.hostDesc(helo)
 	if v := s.conn.connectRefusal(); v != nil {
 		srv.log.Reject("", fmt.Sprintf("H=%s %s", host, refusalLog(*v, "MAIL <"+from+">")))
-		return replyOf(*v)
+		return s.refused("mail", tx, "", refusal{check: s.conn.refusalCheck, reasonCode: v.ReasonCode, list: v.List, reason: v.Log}, replyOf(*v))
 	}
 	ctx := s.conn.ctx
 	var out filters.Outcome
@@ -138,25 +140,25 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		if s.heloAsked != helo {
 			s.heloAsked, s.heloRefusal = helo, nil
 			hout := f.Helo(ctx, helo)
-			srv.report(hout, "", host)
+			srv.report(hout, "", host, s.conn, tx.txn)
 			if hout.Verdict.Refuses() {
 				// It holds for every MAIL until the next greeting.
-				s.heloRefusal = &hout.Verdict
+				s.heloRefusal = &hout
 			}
 		}
 		if s.heloRefusal != nil {
-			out.Verdict = *s.heloRefusal
+			out.Verdict, out.Events = s.heloRefusal.Verdict, s.heloRefusal.Events
 			return
 		}
 		out = f.Mail(ctx, &tx.Tx)
-		srv.report(out, "", host)
+		srv.report(out, "", host, s.conn, tx.txn)
 		if out.Verdict.Refuses() {
 			f.Reset(ctx)
 		}
 	})
 	if v := out.Verdict; v.Refuses() {
 		srv.log.Reject("", fmt.Sprintf("H=%s %s", host, refusalLog(v, "MAIL <"+from+">")))
-		return replyOf(v)
+		return s.refused("mail", tx, "", checkRefusal(out), replyOf(v))
 	}
 	if st, ok := s.c.TLSConnectionState(); ok {
 		tx.proto = "esmtps"
@@ -197,7 +199,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	tx := s.tx
 	s.mu.Unlock()
 	if tx == nil {
-		return reply(503, [3]int{5, 5, 1}, "MAIL first")
+		return s.refused("rcpt", nil, to, refusal{reasonCode: "bad-sequence"}, reply(503, [3]int{5, 5, 1}, "MAIL first"))
 	}
 	host := s.hostDesc(tx.Helo)
 	a, err := address.Parse(to)
@@ -207,17 +209,17 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 			srv.trace.printf("%s", line)
 		}
 		srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> %s", host, tx.Sender, refusalLog(v, "RCPT <"+to+">")))
-		return replyOf(v)
+		return s.refused("rcpt", tx, to, refusal{reasonCode: v.ReasonCode, reason: v.Log}, replyOf(v))
 	}
 	rcpt := a.String()
 	var out filters.Outcome
 	s.conn.checks(func(f *filters.Flow) {
 		out = f.Rcpt(s.conn.ctx, &tx.Tx, rcpt)
 	})
-	s.srv.report(out, "", host)
+	s.srv.report(out, "", host, s.conn, tx.txn)
 	if v := out.Verdict; v.Refuses() {
 		srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> %s", host, tx.Sender, refusalLog(v, "RCPT <"+rcpt+">")))
-		return replyOf(v)
+		return s.refused("rcpt", tx, rcpt, checkRefusal(out), replyOf(v))
 	}
 	if srv.trace != nil {
 		var why []string
@@ -329,7 +331,7 @@ func (s *session) Data(r io.Reader) error {
 	if len(tx.Rcpts) == 0 {
 		// go-smtp only calls Data after an accepted RCPT; this is a
 		// RSET racing a BDAT chunk.
-		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
+		return s.refused("data", &tx, "", refusal{reasonCode: "bad-sequence"}, &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"})
 	}
 	host := s.hostDesc(tx.Helo)
 	dr := &deadlineReader{r: r, c: s.conn, timeout: time.Duration(s.cfg().SMTP.DataTimeout)}
@@ -347,7 +349,9 @@ func (s *session) Data(r io.Reader) error {
 		tb, err := newTraceBody()
 		if err != nil {
 			srv.log.Panic(fmt.Sprintf("H=%s F=<%s>: %v", host, tx.Sender, err))
-			return s.afterDrain(dr, tx, func() error { return errLocal })
+			return s.afterDrain(dr, tx, func() error {
+				return s.refused("data", &tx, "", refusal{reasonCode: "local-problem", reason: err.Error()}, errLocal)
+			})
 		}
 		defer tb.Close()
 		sink, openBody = tb, tb.open
@@ -355,7 +359,9 @@ func (s *session) Data(r io.Reader) error {
 		var err error
 		if w, err = srv.spool.Create(); err != nil {
 			srv.log.Panic(fmt.Sprintf("H=%s F=<%s>: cannot create spool file: %v", host, tx.Sender, err))
-			return s.afterDrain(dr, tx, func() error { return errLocal })
+			return s.afterDrain(dr, tx, func() error {
+				return s.refused("data", &tx, "", refusal{reasonCode: "local-problem", reason: err.Error()}, errLocal)
+			})
 		}
 		id, sink, openBody = w.ID(), w, w.OpenBody
 	}
@@ -390,7 +396,7 @@ func (s *session) Data(r io.Reader) error {
 		abort()
 		srv.trace.printf("DATA: bare CR or LF in message (smtp.bare_newline = reject)")
 		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> rejected after DATA: bare CR or LF in message (SMTP smuggling)", host, tx.Sender))
-		return reply(550, [3]int{5, 5, 2}, bareNewlineText)
+		return s.refused("data", &tx, "", refusal{reasonCode: "bare-newline"}, reply(550, [3]int{5, 5, 2}, bareNewlineText))
 	}
 	if s.conn.closed.Load() {
 		// No client to answer (failed STARTTLS, forced shutdown): a
@@ -435,7 +441,7 @@ func (s *session) Data(r io.Reader) error {
 		DeliverFirstTime: true,
 		Headers:          m.Headers,
 	}
-	s.srv.report(out, string(id), host)
+	s.srv.report(out, string(id), host, s.conn, tx.txn)
 	if es := scanEvents(out); len(es) > 0 {
 		srv.traceScan(es)
 		srv.log.Main(string(id), fmt.Sprintf("H=%s F=<%s> content scan: %s: %s", host, tx.Sender, filters.Strictest(es).Action, scanFacts(es)))
@@ -446,7 +452,7 @@ func (s *session) Data(r io.Reader) error {
 	case filters.Reject, filters.Tempfail:
 		abort()
 		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> %s", host, tx.Sender, refusalLog(filters.Verdict{Action: v.Action, Log: v.Text}, "after DATA")))
-		return replyOf(v)
+		return s.refusedData(tx, id, out, replyOf(v))
 	case filters.Discard:
 		abort()
 		if srv.trace != nil {
@@ -457,6 +463,7 @@ func (s *session) Data(r io.Reader) error {
 		srv.log.Main(string(id), "<= "+senderText(tx.Sender)+" "+s.arrival(tx, size, env.Headers))
 		srv.log.Main(string(id), "=> blackhole (DATA ACL discarded recipients): "+discardText(v))
 		srv.log.Main(string(id), "Completed")
+		s.emitMessage(event.Discarded, tx, env, size, out)
 		return acceptedReply(id, "")
 	case filters.Quarantine:
 		if srv.trace != nil {
@@ -467,9 +474,10 @@ func (s *session) Data(r io.Reader) error {
 		cancel()
 		if err != nil { // the files are gone: the client must retry
 			srv.log.Panic(fmt.Sprintf("%s H=%s F=<%s>: quarantine commit failed, message not kept: %v", id, host, tx.Sender, err))
-			return errLocal
+			return s.refused("data", &tx, "", refusal{reasonCode: "local-problem", reason: err.Error()}, errLocal)
 		}
 		srv.log.Main(string(id), fmt.Sprintf("quarantined: %s %s: %s", senderText(tx.Sender), s.arrival(tx, size, env.Headers), v.Reason))
+		s.emitMessage(event.Quarantined, tx, env, size, out)
 		return acceptedReply(id, "")
 	}
 	// Exim's "warn" lines: what let the message through with a stamp.
@@ -500,11 +508,12 @@ func (s *session) Data(r io.Reader) error {
 	cancel()
 	if err != nil { // Commit has removed the files
 		srv.log.Panic(fmt.Sprintf("%s H=%s F=<%s>: spool commit failed, message not queued: %v", id, host, tx.Sender, err))
-		return errLocal
+		return s.refused("data", &tx, "", refusal{reasonCode: "local-problem", reason: err.Error()}, errLocal)
 	}
 	// The Warning lines go before "<=", where Exim's warn ACL puts them.
 	warn()
 	srv.spool.LogArrival(env, s.arrival(tx, size, env.Headers), srv.log)
+	s.emitMessage(event.Accepted, tx, env, size, out)
 	if hold != "" {
 		// As the queue logs a freeze; no delivery is started.
 		info := " (rate limit hold " + hold + ")"
@@ -601,24 +610,26 @@ func (s *session) dataFailed(dr io.Reader, tx transaction, id spool.ID, err erro
 		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> rejected after DATA: message too big: max=%d",
 			host, tx.Sender, s.cfg().SMTP.MaxMessageSize))
 		return s.afterDrain(dr, tx, func() error {
-			return reply(552, [3]int{5, 3, 4}, "Message size exceeds maximum permitted")
+			return s.refused("data", &tx, "", refusal{reasonCode: "message-too-big"}, reply(552, [3]int{5, 3, 4}, "Message size exceeds maximum permitted"))
 		})
 	case errors.Is(err, header.ErrTooBig):
 		srv.trace.printf("DATA: %v", err)
 		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> rejected after DATA: %v", host, tx.Sender, err))
 		return s.afterDrain(dr, tx, func() error {
-			return reply(552, [3]int{5, 3, 4}, "Message header block too large")
+			return s.refused("data", &tx, "", refusal{reasonCode: "header-too-big"}, reply(552, [3]int{5, 3, 4}, "Message header block too large"))
 		})
 	case errors.Is(err, smtp.ErrTooLongLine):
 		srv.trace.printf("DATA: line longer than smtp.max_line_length %d", s.cfg().SMTP.MaxLineLength)
 		// go-smtp closes the connection after this reply.
 		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> rejected after DATA: line longer than %d bytes",
 			host, tx.Sender, s.cfg().SMTP.MaxLineLength))
-		return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
-			Message: fmt.Sprintf("Message has a line longer than %d bytes", s.cfg().SMTP.MaxLineLength)}
+		return s.refused("data", &tx, "", refusal{reasonCode: "line-too-long"}, &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
+			Message: fmt.Sprintf("Message has a line longer than %d bytes", s.cfg().SMTP.MaxLineLength)})
 	case errors.As(err, &se):
 		srv.log.Panic(fmt.Sprintf("%s H=%s F=<%s>: %v", id, host, tx.Sender, err))
-		return s.afterDrain(dr, tx, func() error { return errLocal })
+		return s.afterDrain(dr, tx, func() error {
+			return s.refused("data", &tx, "", refusal{reasonCode: "local-problem", reason: err.Error()}, errLocal)
+		})
 	case errors.Is(err, smtp.ErrDataReset):
 		// RSET or QUIT between BDAT chunks: nobody waits for a reply.
 		return errConnClosed
@@ -642,8 +653,8 @@ func (s *session) afterDrain(dr io.Reader, tx transaction, answer func() error) 
 func (s *session) timedOut(tx transaction) error {
 	s.conn.closeAfterWrite()
 	s.srv.log.Main("", fmt.Sprintf("SMTP data timeout (message abandoned) on connection from %s F=<%s>", s.hostDesc(tx.Helo), tx.Sender))
-	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
-		Message: s.cfg().Hostname + " SMTP incoming data timeout - closing connection"}
+	return s.refused("data", &tx, "", refusal{reasonCode: "data-timeout"}, &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+		Message: s.cfg().Hostname + " SMTP incoming data timeout - closing connection"})
 }
 
 func isTimeout(err error) bool {

@@ -139,3 +139,13 @@ func MessageID(headers []spool.Header) string {
 	}
 	return ""
 }
+
+// Subject is the message's first Subject field, unfolded; "" without one.
+func Subject(headers []spool.Header) string {
+	for _, h := range headers {
+		if h.Type != '*' && strings.EqualFold(h.Name(), "Subject") {
+			return h.UnfoldedValue()
+		}
+	}
+	return ""
+}

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"mxgate/dnsclient"
+	"mxgate/event"
 )
 
 // Status is what the lookup found, in the words of Sendmail's and
@@ -139,6 +140,9 @@ type Options struct {
 	// for, and for a name's addresses before the DNS is asked
 	// (dnsclient.DefaultHostsFile); "" reads none.
 	HostsFile string
+	// Bus gets a DNSLookup event per question asked, and one (PTR,
+	// Cached) per client named from the cache; nil emits nothing.
+	Bus *event.Bus
 }
 
 // maxNames bounds the PTR names checked: each costs a forward lookup,
@@ -151,6 +155,7 @@ type Resolver struct {
 	dns     *dnsclient.Client // nil: no resolvers, the hosts file only
 	hosts   string
 	timeout time.Duration
+	bus     *event.Bus // DNSLookup of a cached name; the client emits the rest
 	minTTL  time.Duration
 	maxTTL  time.Duration
 	cache   *expirable.LRU[netip.Addr, entry]
@@ -167,12 +172,13 @@ func New(o Options) (*Resolver, error) {
 	r := &Resolver{
 		hosts:   o.HostsFile,
 		timeout: o.Timeout,
+		bus:     o.Bus,
 		minTTL:  o.MinTTL,
 		maxTTL:  o.MaxTTL,
 		cache:   expirable.NewLRU[netip.Addr, entry](o.CacheSize, nil, o.MaxTTL),
 	}
 	if len(o.Resolvers) > 0 {
-		c, err := dnsclient.New(o.Resolvers, o.Timeout)
+		c, err := dnsclient.New(o.Resolvers, o.Timeout, dnsclient.WithBus(o.Bus))
 		if err != nil {
 			return nil, fmt.Errorf("hostlookup: %w", err)
 		}
@@ -196,6 +202,9 @@ func (r *Resolver) Start(ctx context.Context, ip netip.Addr) *Pending {
 	ip = ip.Unmap().WithZone("")
 	p := &Pending{done: make(chan struct{})}
 	if e, ok := r.cache.Get(ip); ok && time.Now().Before(e.expires) {
+		if r.bus.Enabled() {
+			r.bus.Emit(event.Event{Kind: event.DNSLookup, QType: "PTR", Cached: true})
+		}
 		p.res = e.r
 		p.res.Cached = true
 		close(p.done)

@@ -22,6 +22,7 @@ import (
 
 	"mxgate/deliver"
 	"mxgate/dsn"
+	"mxgate/event"
 	"mxgate/mainlog"
 	"mxgate/retry"
 	"mxgate/route"
@@ -63,6 +64,10 @@ type Options struct {
 	// bounced to its sender, or discarded when it is itself a bounce; 0
 	// keeps frozen messages until an admin acts.
 	TimeoutFrozenAfter time.Duration
+	// Bus gets a Delivery event per recipient's attempt, the Bounce and
+	// Accepted (Source "bounce") of each notification, and Completed;
+	// nil emits nothing.
+	Bus *event.Bus
 }
 
 const (
@@ -668,6 +673,7 @@ func (r *Runner) deliver(ctx context.Context, env *spool.Envelope) {
 	if giveUp {
 		for _, d := range o.deferred {
 			r.log(id, fmt.Sprintf("** %s %s: retry timeout exceeded", d.Addr, o.via[d.Addr]))
+			r.delivery(env, d.Addr, event.Failed, "", "", "", "retry timeout exceeded", 0)
 			if env.Sender == "" {
 				// Exim discards a bounce past its retry time.
 				r.log(id, d.Addr+": error ignored")
@@ -748,6 +754,7 @@ func (r *Runner) unroutable(env *spool.Envelope, rcpts []string, o *outcome) {
 			continue
 		}
 		r.log(env.ID, fmt.Sprintf("** %s: %s", rcpt, unrouteable))
+		r.delivery(env, rcpt, event.Failed, "", "", "", unrouteable, 0)
 		o.failed = append(o.failed, dsn.Recipient{Addr: rcpt, Err: unrouteable, Status: "5.1.2"})
 	}
 }
@@ -758,6 +765,7 @@ func (r *Runner) unroutable(env *spool.Envelope, rcpts []string, o *outcome) {
 func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g *group, size int64, o *outcome, last bool) {
 	id := env.ID
 	transport := g.dest.Transport.Name()
+	start := time.Now()
 	results := g.dest.Transport.Deliver(ctx, &deliver.Message{
 		ID:         string(id),
 		Sender:     env.Sender,
@@ -768,6 +776,7 @@ func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g *group
 			return rc, err
 		},
 	})
+	took := time.Since(start)
 	o.cancelled = ctx.Err() != nil
 	res := make([]deliver.Result, len(g.rcpts))
 	// byRemoval: this transport call settles the message: every recipient
@@ -803,6 +812,7 @@ func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g *group
 			// Exim's line for a blackholed recipient, with the store's
 			// reply: eximstats counts a "=>" without T= as discarded.
 			r.settled(env, rcpt, byRemoval, o, fmt.Sprintf("=> :blackhole: <%s> R=%s%s", rcpt, g.dest.Router, confirmation(res.Reply)))
+			r.delivery(env, rcpt, event.Blackhole, g.dest.Router, transport, res.Host, res.Reply, took)
 		case res.Status == deliver.Delivered:
 			// The downstream said 250 inside Deliver; a crash from then
 			// until the journal write (or the removal) is durable sends
@@ -815,8 +825,10 @@ func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g *group
 			}
 			first = false
 			r.settled(env, rcpt, byRemoval, o, fmt.Sprintf("%s %s R=%s T=%s%s%s", flag, rcpt, g.dest.Router, transport, hostField(res.Host), confirmation(res.Reply)))
+			r.delivery(env, rcpt, event.Delivered, g.dest.Router, transport, res.Host, res.Reply, took)
 		case res.Status == deliver.Failed:
 			r.log(id, fmt.Sprintf("** %s R=%s T=%s%s: %s", rcpt, g.dest.Router, transport, hostField(res.Host), reason(res)))
+			r.delivery(env, rcpt, event.Failed, g.dest.Router, transport, res.Host, reason(res), took)
 			if env.Sender == "" {
 				// A bounce is never bounced (no loop can start); as in
 				// Exim it is frozen, its recipient left pending, for an
@@ -830,6 +842,7 @@ func (r *Runner) deliverGroup(ctx context.Context, env *spool.Envelope, g *group
 			}
 		default:
 			r.log(id, fmt.Sprintf("== %s R=%s T=%s defer (%d)%s: %s", rcpt, g.dest.Router, transport, deferErrno(res), hostField(res.Host), reason(res)))
+			r.delivery(env, rcpt, event.Deferred, g.dest.Router, transport, res.Host, reason(res), took)
 			o.deferred = append(o.deferred, recipient(res, g.dest))
 			o.via[rcpt] = fmt.Sprintf("R=%s T=%s", g.dest.Router, transport)
 		}
@@ -865,6 +878,7 @@ func (r *Runner) completeUnrecorded(id spool.ID, lines []string) {
 		r.o.Log.Main(string(id), l)
 	}
 	r.o.Log.Main(string(id), "Completed")
+	r.o.Bus.Emit(event.Event{Kind: event.Completed, ID: string(id)})
 	if err != nil {
 		r.o.Log.Panic(fmt.Sprintf("%s completed but not removed from the spool (its recipients are sent again if it stays): %v", id, err))
 	}
@@ -872,6 +886,7 @@ func (r *Runner) completeUnrecorded(id spool.ID, lines []string) {
 
 func (r *Runner) complete(id spool.ID) {
 	r.log(id, "Completed")
+	r.o.Bus.Emit(event.Event{Kind: event.Completed, ID: string(id)})
 	if err := r.o.Spool.Remove(id); err != nil {
 		r.o.Log.Panic(fmt.Sprintf("%s completed but not removed from the spool: %v", id, err))
 	}
@@ -925,7 +940,7 @@ func (r *Runner) notify(env *spool.Envelope, build func(*dsn.Report) (*dsn.Messa
 	// The attempt's context may end with a shutdown; the notification is
 	// written all the same, or the recipients it is about are left as
 	// they were.
-	id, err := dsn.Commit(context.Background(), r.o.Spool, r.o.Log, build, &dsn.Report{
+	rep := &dsn.Report{
 		Hostname:   r.o.Hostname,
 		ID:         env.ID,
 		Sender:     env.Sender,
@@ -935,12 +950,29 @@ func (r *Runner) notify(env *spool.Envelope, build func(*dsn.Report) (*dsn.Messa
 		Date:       r.now(),
 		Delay:      r.o.DelayWarning,
 		Queued:     queued,
-	})
+	}
+	id, err := dsn.Commit(context.Background(), r.o.Spool, r.o.Log, build, rep)
 	if err != nil {
 		return err
 	}
+	if r.o.Bus.Enabled() {
+		// Its arrival, then what it is: a notification about env.
+		r.o.Bus.Emit(event.Event{Kind: event.Accepted, ID: string(id), Recipients: []string{env.Sender},
+			MessageID: rep.MessageID, Action: "accept", Source: "bounce"})
+		r.o.Bus.Emit(event.Event{Kind: event.Bounce, ID: string(id), Parent: string(env.ID), Recipient: env.Sender})
+	}
 	r.Enqueue(id)
 	return nil
+}
+
+// delivery emits the Delivery event of one recipient's attempt, beside
+// its log line; reply is the peer's reply or the error.
+func (r *Runner) delivery(env *spool.Envelope, rcpt, outcome, router, transport, host, reply string, took time.Duration) {
+	if !r.o.Bus.Enabled() {
+		return
+	}
+	r.o.Bus.Emit(event.Event{Kind: event.Delivery, ID: string(env.ID), Sender: env.Sender, Recipient: rcpt, Outcome: outcome,
+		Router: router, Transport: transport, Host: host, Reply: reply, Duration: took, Delay: r.now().Sub(env.Received)})
 }
 
 // recipient is what a notification tells the sender about a transport's

@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2/expirable"
 
 	"mxgate/dnsclient"
+	"mxgate/event"
 )
 
 // answer is what one DNS question (a name and a type) yielded, as cached.
@@ -37,10 +38,11 @@ type cacheEntry struct {
 // also dropped when read.
 type cache struct {
 	lru *expirable.LRU[cacheKey, cacheEntry]
+	bus *event.Bus // a DNSLookup event (Cached) per hit
 }
 
-func newCache(size int, maxTTL time.Duration) *cache {
-	return &cache{lru: expirable.NewLRU[cacheKey, cacheEntry](size, nil, maxTTL)}
+func newCache(size int, maxTTL time.Duration, bus *event.Bus) *cache {
+	return &cache{lru: expirable.NewLRU[cacheKey, cacheEntry](size, nil, maxTTL), bus: bus}
 }
 
 func (c *cache) get(k cacheKey, now time.Time) (answer, bool) {
@@ -52,7 +54,16 @@ func (c *cache) get(k cacheKey, now time.Time) (answer, bool) {
 		c.lru.Remove(k)
 		return answer{}, false
 	}
+	cachedLookup(c.bus, k)
 	return e.ans, true
+}
+
+// cachedLookup is the DNSLookup event of a question answered without
+// asking the DNS.
+func cachedLookup(bus *event.Bus, k cacheKey) {
+	if bus.Enabled() {
+		bus.Emit(event.Event{Kind: event.DNSLookup, QType: dnsclient.TypeString(k.qtype), Cached: true})
+	}
 }
 
 func (c *cache) put(k cacheKey, a answer, now time.Time) {
@@ -96,6 +107,7 @@ func (c *Checker) fromShared(ctx context.Context, k cacheKey, now time.Time) (an
 	if !ok || json.Unmarshal(b, &s) != nil || !now.Before(s.Expires) {
 		return answer{}, false
 	}
+	cachedLookup(c.cache.bus, k)
 	return answer{addrs: s.Addrs, text: cleanText(s.Text), ttl: s.Expires.Sub(now)}, true
 }
 

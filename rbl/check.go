@@ -117,7 +117,7 @@ func (s *session) Connect(ctx context.Context) filters.Verdict {
 	v.Action, v.Code, v.Enhanced = filters.Reject, 554, [3]int{5, 7, 1}
 	v.Text = refusalText(hit, "client")
 	v.Log = listedLog(hit, "client", r.Result)
-	v.ReasonCode = "rbl-listed"
+	v.ReasonCode, v.List = "rbl-listed", hit.Zone
 	return v
 }
 
@@ -173,12 +173,12 @@ func (s *session) Rcpt(ctx context.Context, tx *filters.Tx, _ string) filters.Ve
 		v.Action, v.Code, v.Enhanced = filters.Reject, 554, [3]int{5, 7, 1}
 		v.Text = refusalText(d.hit, d.hitKind)
 		v.Log = listedLog(d.hit, d.hitKind, d.r)
-		v.ReasonCode = "rbl-listed"
+		v.ReasonCode, v.List = "rbl-listed", d.hit.Zone
 	case filters.Tempfail:
 		v.Action, v.Code, v.Enhanced = filters.Tempfail, 451, [3]int{4, 7, 1}
 		v.Text = "Temporary local problem checking " + d.zone + "; try again later"
 		v.Log = "DNS list lookup defer at " + d.zone
-		v.ReasonCode = "rbl-defer"
+		v.ReasonCode, v.List = "rbl-defer", d.zone
 	}
 	return v
 }
@@ -242,8 +242,11 @@ func (s *session) Data(context.Context, *filters.Message) filters.Verdict {
 	if d == nil || d.action != filters.Tag {
 		return filters.Verdict{}
 	}
+	// The list that weighed most stands for the score in the metrics.
+	hit, _ := d.r.Strongest()
 	return filters.Verdict{
 		Action:     filters.Tag,
+		List:       hit.Zone,
 		Headers:    []spool.Header{{Type: spool.HeaderType(Header), Text: Header + ": " + scoreValue(d.r) + "\n"}},
 		Log:        scoreText(d.r),
 		ReasonCode: "rbl-score",

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"mxgate/dnsclient"
+	"mxgate/event"
 	"mxgate/state"
 )
 
@@ -47,6 +48,10 @@ type Options struct {
 	// under "rbl:", asked on a miss and told every new one; nil: none.
 	Shared state.Store
 	Panic  func(text string)
+	// Bus gets a DNSLookup event per question: Cached for an answer from
+	// the cache or the shared store, from the DNS client for the others;
+	// nil emits nothing.
+	Bus *event.Bus
 }
 
 // errorInterval is the least time between two Panic reports for one zone:
@@ -86,7 +91,7 @@ type compiledList struct {
 // New returns a Checker for o. Errors name the list's zone and the match
 // item that does not compile.
 func New(o Options) (*Checker, error) {
-	client, err := dnsclient.New(o.Resolvers, o.Timeout)
+	client, err := dnsclient.New(o.Resolvers, o.Timeout, dnsclient.WithBus(o.Bus))
 	if err != nil {
 		return nil, fmt.Errorf("rbl: %w", err)
 	}
@@ -95,7 +100,7 @@ func New(o Options) (*Checker, error) {
 		timeout:       o.Timeout,
 		minTTL:        o.MinTTL,
 		maxTTL:        o.MaxTTL,
-		cache:         newCache(o.CacheSize, o.MaxTTL),
+		cache:         newCache(o.CacheSize, o.MaxTTL, o.Bus),
 		shared:        o.Shared,
 		panicf:        o.Panic,
 		errorInterval: errorInterval,

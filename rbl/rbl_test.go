@@ -408,7 +408,7 @@ func TestCacheTTL(t *testing.T) {
 
 // TestCacheExpiry: an entry past its TTL is asked again.
 func TestCacheExpiry(t *testing.T) {
-	cc := newCache(10, time.Hour)
+	cc := newCache(10, time.Hour, nil)
 	k := cacheKey{"x.test.", dns.TypeA}
 	now := time.Now()
 	cc.put(k, answer{ttl: time.Minute}, now)

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"mxgate/event"
 )
 
 var (
@@ -71,6 +73,9 @@ type Options struct {
 	// Log gets the paniclog line of a corrupt -H file set aside; nil logs
 	// nothing.
 	Log Logger
+	// Bus gets a SpoolCommit event per group commit that made messages'
+	// data durable; nil emits nothing.
+	Bus *event.Bus
 }
 
 // Spool is a spool directory. Its methods are safe for concurrent use.
@@ -87,6 +92,7 @@ type Spool struct {
 	statfs              func(dir string) (Space, error)
 	space               spaceCache
 	log                 Logger
+	bus                 *event.Bus
 
 	// held is the messages whose lock this process holds through Lock:
 	// setting a corrupt one aside must not wait for a lock it has.
@@ -131,7 +137,7 @@ func Open(dir string, o Options) (*Spool, error) {
 		quit:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
-	s.minBytes, s.minInodes, s.statfs, s.log = o.MinFreeSpace, o.MinFreeInodes, o.StatFS, o.Log
+	s.minBytes, s.minInodes, s.statfs, s.log, s.bus = o.MinFreeSpace, o.MinFreeInodes, o.StatFS, o.Log, o.Bus
 	s.held = make(map[ID]int)
 	s.fsync, s.datasync = s.syncPath, fdatasync
 	if s.statfs == nil {
@@ -294,6 +300,7 @@ func (s *Spool) syncBatch(batch []syncRequest) {
 	// and beside another writer. Each commit fdatasyncing its own files
 	// outside the batch was behind idle at 20 committers and level or
 	// ahead beside the writer: within the noise of a shared machine.
+	start := time.Now()
 	fileErrs := make([][]error, len(batch))
 	var wg sync.WaitGroup
 	for i, r := range batch {
@@ -317,6 +324,19 @@ func (s *Spool) syncBatch(batch []syncRequest) {
 		}
 	}
 	wg.Wait()
+	if s.bus.Enabled() {
+		// Batch counts the messages whose data this sync made durable;
+		// a batch of directory syncs alone (the renames) is not one.
+		n := 0
+		for _, r := range batch {
+			if r.files != nil || r.dir == wholeFS {
+				n++
+			}
+		}
+		if n > 0 {
+			s.bus.Emit(event.Event{Kind: event.SpoolCommit, Batch: n, Duration: time.Since(start)})
+		}
+	}
 	for i, r := range batch {
 		if r.files != nil {
 			r.done <- errors.Join(fileErrs[i]...)

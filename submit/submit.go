@@ -24,6 +24,7 @@ import (
 	"mxgate/address"
 	"mxgate/config"
 	"mxgate/dsn"
+	"mxgate/event"
 	"mxgate/header"
 	"mxgate/mainlog"
 	"mxgate/route"
@@ -126,6 +127,11 @@ type Options struct {
 	// DotEnds: a line holding only "." ends the message (sendmail without
 	// -i or -oi).
 	DotEnds bool
+	// Bus gets the Accepted event (Source "local", AuthUser the invoking
+	// login) of the message committed, and a Delivery (failed) per
+	// rejected recipient and their bounce's Accepted and Bounce; nil
+	// emits nothing.
+	Bus *event.Bus
 }
 
 // Message is what was committed.
@@ -253,6 +259,10 @@ func Submit(ctx context.Context, o Options, r io.Reader) (*Message, error) {
 		return nil, err
 	}
 	m := &Message{ID: id, Sender: sender, Recipients: envRcpts, Size: size, Rejected: rejected}
+	if o.Bus.Enabled() {
+		o.Bus.Emit(event.Event{Kind: event.Accepted, ID: string(id), Sender: sender, Recipients: envRcpts, Size: size,
+			Subject: header.Subject(hdrs), MessageID: header.MessageID(hdrs), AuthUser: o.User, Action: "accept", Source: "local"})
+	}
 	if len(rejected) == 0 {
 		return m, nil
 	}
@@ -264,11 +274,12 @@ func Submit(ctx context.Context, o Options, r io.Reader) (*Message, error) {
 			o.Log.Panic(fmt.Sprintf("%s msglog write failed: %v", id, err))
 		}
 		failed[i] = dsn.Recipient{Addr: rj.Addr, Err: rj.Refusal.Log, Status: status(rj.Refusal)}
+		o.Bus.Emit(event.Event{Kind: event.Delivery, ID: string(id), Sender: sender, Recipient: rj.Addr, Outcome: event.Failed, Reply: rj.Refusal.Log})
 	}
 	if sender == "" {
 		return m, nil // a bounce is never sent to <>
 	}
-	m.Bounce, err = dsn.Commit(ctx, o.Spool, o.Log, dsn.Failure, &dsn.Report{
+	rep := &dsn.Report{
 		Hostname:   host,
 		ID:         id,
 		Sender:     sender,
@@ -276,11 +287,15 @@ func Submit(ctx context.Context, o Options, r io.Reader) (*Message, error) {
 		Headers:    hdrs,
 		Recipients: failed,
 		Date:       now,
-	})
+	}
+	m.Bounce, err = dsn.Commit(ctx, o.Spool, o.Log, dsn.Failure, rep)
 	if err != nil {
 		o.Log.Panic(fmt.Sprintf("%s error message to <%s> not written: %v", id, sender, err))
 		return m, fmt.Errorf("message %s queued, but the error message to <%s> about its rejected recipients was not: %w", id, sender, err)
 	}
+	o.Bus.Emit(event.Event{Kind: event.Accepted, ID: string(m.Bounce), Recipients: []string{sender},
+		MessageID: rep.MessageID, Action: "accept", Source: "bounce"})
+	o.Bus.Emit(event.Event{Kind: event.Bounce, ID: string(m.Bounce), Parent: string(id), Recipient: sender})
 	return m, nil
 }
 

@@ -106,7 +106,7 @@ func queueWith(e *env, load func(string) (*config.Config, error), run func(q *ad
 	if err != nil {
 		return err
 	}
-	log, sp, err := openSpool(cfg)
+	log, sp, bus, err := openSpool(cfg)
 	if err != nil {
 		return err
 	}
@@ -118,6 +118,7 @@ func queueWith(e *env, load func(string) (*config.Config, error), run func(q *ad
 		User:     userName(),
 		Hostname: cfg.Hostname,
 		Now:      clock,
+		Bus:      bus,
 	}, cfg)
 }
 
@@ -264,14 +265,14 @@ func prepareAndDeliver(e *env, prepare func(q *admin.Queue, arg string) (spool.I
 // SIGTERM.
 func withDeliveries(e *env, run func(ctx context.Context, q *admin.Queue, cfg *config.Config, deliver func(spool.ID)) error) error {
 	return withDeliveringQueue(e, func(q *admin.Queue, cfg *config.Config) error {
-		router, err := newRouter(cfg, q.Log)
+		router, err := newRouter(cfg, q.Log, q.Bus)
 		if err != nil {
 			return err
 		}
 		defer closeRouter(router, cfg)
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
-		return run(ctx, q, cfg, func(id spool.ID) { attemptNow(ctx, newRunner(cfg, q.Spool, q.Log, router), id) })
+		return run(ctx, q, cfg, func(id spool.ID) { attemptNow(ctx, newRunner(cfg, q.Spool, q.Log, router, q.Bus), id) })
 	})
 }
 
@@ -292,12 +293,12 @@ func runQueue(force, frozenToo bool) func(e *env) error {
 			return err
 		}
 		return withDeliveringQueue(e, func(q *admin.Queue, cfg *config.Config) error {
-			router, err := newRouter(cfg, q.Log)
+			router, err := newRouter(cfg, q.Log, q.Bus)
 			if err != nil {
 				return err
 			}
 			defer closeRouter(router, cfg)
-			runner := newRunner(cfg, q.Spool, q.Log, router)
+			runner := newRunner(cfg, q.Spool, q.Log, router, q.Bus)
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			runner.RunOnce(ctx, force, frozenToo)
@@ -357,13 +358,13 @@ func deliverIDs(ctx context.Context, q *admin.Queue, cfg *config.Config, ids []s
 	if len(ids) == 0 {
 		return nil
 	}
-	router, err := newRouter(cfg, q.Log)
+	router, err := newRouter(cfg, q.Log, q.Bus)
 	if err != nil {
 		return err
 	}
 	defer closeRouter(router, cfg)
 	for _, id := range ids {
-		attemptNow(ctx, newRunner(cfg, q.Spool, q.Log, router), id)
+		attemptNow(ctx, newRunner(cfg, q.Spool, q.Log, router, q.Bus), id)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"mxgate/checks"
 	"mxgate/config"
+	"mxgate/event"
 	"mxgate/gateway"
 	"mxgate/mainlog"
 	"mxgate/pidfile"
@@ -69,6 +70,7 @@ func (g *generation) close(log *mainlog.Logger) {
 type daemon struct {
 	configPath string // "" for the embedded default
 	log        *mainlog.Logger
+	bus        *event.Bus // made once: its sinks are the process's
 	gw         *gateway.Server
 	runner     *queue.Runner
 	store      state.Store                // [state], opened at start, kept by every reload
@@ -123,12 +125,12 @@ func (d *daemon) load() (*generation, error) {
 	for _, name := range keepFixed(old.cfg, cfg) {
 		d.log.Main("", name+" changed: restart needed (the old value stays in force)")
 	}
-	router, err := newRouter(cfg, d.log)
+	router, err := newRouter(cfg, d.log, d.bus)
 	if err != nil {
 		return nil, err
 	}
 	g := &generation{n: old.n + 1, cfg: cfg, router: router}
-	if g.checks, err = checks.BuildShared(cfg, d.log, router, d.store); err != nil {
+	if g.checks, err = checks.BuildShared(cfg, d.log, router, d.store, d.bus); err != nil {
 		closeRouter(router, cfg)
 		return nil, err
 	}

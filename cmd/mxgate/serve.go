@@ -99,7 +99,7 @@ func serve(e *env) error {
 	}
 	defer lock.Release()
 	_, logDirErr := os.Stat(cfg.Log.Dir)
-	log, sp, err := openLogsAndSpool(cfg)
+	log, sp, bus, err := openLogsAndSpool(cfg)
 	if err != nil {
 		return err
 	}
@@ -113,7 +113,7 @@ func serve(e *env) error {
 	} else if addr != nil {
 		log.Main("", fmt.Sprintf("profiling on http://%v/debug/pprof/ (%s)", addr, pprofEnv))
 	}
-	router, err := newRouter(cfg, log)
+	router, err := newRouter(cfg, log, bus)
 	if err != nil {
 		return err
 	}
@@ -132,21 +132,21 @@ func serve(e *env) error {
 	// d.cur is the generation serving (a reload replaces it). Closed
 	// after the drain and the runner's stop below: no session or delivery
 	// uses it any more.
-	d := &daemon{configPath: e.configPath, log: log, store: store, cur: &generation{n: 1, cfg: cfg, router: router}}
+	d := &daemon{configPath: e.configPath, log: log, bus: bus, store: store, cur: &generation{n: 1, cfg: cfg, router: router}}
 	d.cur.users.Store(2)
 	d.now.Store(d.cur)
 	defer func() { d.cur.close(log) }()
-	runner := newRunner(cfg, sp, log, router)
-	if d.cur.checks, err = checks.BuildShared(cfg, log, router, store); err != nil {
+	runner := newRunner(cfg, sp, log, router, bus)
+	if d.cur.checks, err = checks.BuildShared(cfg, log, router, store, bus); err != nil {
 		return err
 	}
 	first := d.cur
-	hosts, err := newHostLookup(cfg)
+	hosts, err := newHostLookup(cfg, bus)
 	if err != nil {
 		return err
 	}
 	gw, err := gateway.New(gateway.Options{Config: cfg, Spool: sp, Log: log, OnCommit: runner.Enqueue, Pipeline: first.checks.Pipeline,
-		Retired: func() { first.retireChecks(log) }, HostLookup: hosts})
+		Retired: func() { first.retireChecks(log) }, HostLookup: hosts, Bus: bus})
 	if err != nil {
 		return err
 	}
@@ -169,7 +169,7 @@ func serve(e *env) error {
 	// (deferred last), while the spool is still open.
 	sock, err := localsubmit.Listen(localsubmit.Options{
 		Path:    submitSocket(cfg),
-		Handler: submitHandler(d.serving, sp, log, runner),
+		Handler: submitHandler(d.serving, sp, log, runner, bus),
 		// Room for the CRs of CRLF line ends, which submission drops
 		// before it holds the message to smtp.max_message_size.
 		MaxMessage:    int64(cfg.SMTP.MaxMessageSize) * 9 / 8,

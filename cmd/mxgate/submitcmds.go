@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"mxgate/config"
+	"mxgate/event"
 	"mxgate/localsubmit"
 	"mxgate/mainlog"
 	"mxgate/queue"
@@ -77,7 +78,7 @@ func submitMessage(command string) func(e *env) error {
 		if loadErr == nil {
 			cfg = full
 		}
-		log, sp, err := openSpool(cfg)
+		log, sp, bus, err := openSpool(cfg)
 		var denied *spoolDenied
 		if errors.As(err, &denied) {
 			return fmt.Errorf("no mxgate daemon answers on %s, and %w", sock, err)
@@ -92,12 +93,13 @@ func submitMessage(command string) func(e *env) error {
 		}
 		// One router decides the recipients and delivers right after,
 		// so the two cannot disagree.
-		router, err := newRouter(cfg, log)
+		router, err := newRouter(cfg, log, bus)
 		if err != nil {
 			return err
 		}
 		defer closeRouter(router, cfg)
-		deliverNow := func(id spool.ID) { attemptNow(ctx, newRunner(cfg, sp, log, router), id) }
+		deliverNow := func(id spool.ID) { attemptNow(ctx, newRunner(cfg, sp, log, router, bus), id) }
+		o.Bus = bus
 		return submitAndReport(ctx, o, cfg, sp, log, router, queueOnly, e.stdin, e.stderr, deliverNow)
 	}
 }
@@ -135,7 +137,7 @@ func submitAndReport(ctx context.Context, o submit.Options, cfg *config.Config, 
 // submission `sendmail` would have made in the caller's own process, as
 // the user the kernel named, handed to the daemon's runner. It answers
 // with what sendmail prints on stderr and its exit status.
-func submitHandler(serving func() (*config.Config, *route.Router), sp *spool.Spool, log *mainlog.Logger, runner *queue.Runner) localsubmit.Handler {
+func submitHandler(serving func() (*config.Config, *route.Router), sp *spool.Spool, log *mainlog.Logger, runner *queue.Runner, bus *event.Bus) localsubmit.Handler {
 	return func(ctx context.Context, req *localsubmit.Request) ([]string, int) {
 		// The config serving now: a submission after a reload follows it,
 		// as a new SMTP session does.
@@ -145,7 +147,7 @@ func submitHandler(serving func() (*config.Config, *route.Router), sp *spool.Spo
 			if len(req.Args) == 0 || (req.Args[0] != "-bm" && req.Args[0] != "-t") {
 				return fmt.Errorf("the socket takes -bm or -t, not %q: %w", first(req.Args), errUsage)
 			}
-			o := submit.Options{User: req.Caller.Login, Name: req.Caller.Name, ExtractRecipients: req.Args[0] == "-t", DotEnds: true}
+			o := submit.Options{User: req.Caller.Login, Name: req.Caller.Name, ExtractRecipients: req.Args[0] == "-t", DotEnds: true, Bus: bus}
 			queueOnly, err := submit.ParseArgs(req.Args[1:], &o)
 			if errors.Is(err, submit.ErrUsage) {
 				return usageError{err}

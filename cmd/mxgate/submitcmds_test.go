@@ -400,21 +400,21 @@ func TestSubmitThroughSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, sp, err := openLogsAndSpool(cfg)
+	log, sp, bus, err := openLogsAndSpool(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer log.Close()
 	defer sp.Close()
-	router, err := newRouter(cfg, log)
+	router, err := newRouter(cfg, log, bus)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer closeRouter(router, cfg)
-	runner := newRunner(cfg, sp, log, router)
+	runner := newRunner(cfg, sp, log, router, bus)
 	defer stop(runner, cfg)
 	sock, err := localsubmit.Listen(localsubmit.Options{
-		Path: submitSocket(cfg), Handler: submitHandler(func() (*config.Config, *route.Router) { return cfg, router }, sp, log, runner),
+		Path: submitSocket(cfg), Handler: submitHandler(func() (*config.Config, *route.Router) { return cfg, router }, sp, log, runner, bus),
 		MaxMessage: 1 << 20, Timeout: 5 * time.Second, MaxConcurrent: 2, Log: func(s string) { t.Log(s) },
 	})
 	if err != nil {

@@ -29,7 +29,7 @@ func routeTest(e *env) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	r, err := newRouter(cfg, nil)
+	r, err := newRouter(cfg, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func hostTest(e *env) error {
 		return err
 	}
 	defer pl.Close()
-	hosts, err := newHostLookup(cfg)
+	hosts, err := newHostLookup(cfg, nil)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"mxgate/config"
 	"mxgate/deliver"
 	"mxgate/dnsclient"
+	"mxgate/event"
 	"mxgate/hostlookup"
 	"mxgate/mainlog"
 	"mxgate/privdrop"
@@ -32,10 +33,10 @@ import (
 // without it there is no gateway here to administer. Root switches to
 // cfg's user first, so that the daemon never finds a file of root's in
 // its spool; any other user must be one who may write the spool. The
-// caller closes both.
-func openSpool(cfg *config.Config) (*mainlog.Logger, *spool.Spool, error) {
+// caller closes both. The bus (newBus) is what they emit on.
+func openSpool(cfg *config.Config) (*mainlog.Logger, *spool.Spool, *event.Bus, error) {
 	if err := enterSpool(cfg); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	return openLogsAndSpool(cfg)
 }
@@ -107,29 +108,36 @@ func (e *spoolDenied) Error() string {
 	return fmt.Sprintf("user %s may not read the spool at %s (owned by %s): run it as root or %s", e.user, e.dir, e.owner, e.owner)
 }
 
-// openLogsAndSpool opens (and creates) the logs and the spool of cfg.
-func openLogsAndSpool(cfg *config.Config) (*mainlog.Logger, *spool.Spool, error) {
+// openLogsAndSpool opens (and creates) the logs and the spool of cfg,
+// and builds the process's event bus, which the spool emits on.
+func openLogsAndSpool(cfg *config.Config) (*mainlog.Logger, *spool.Spool, *event.Bus, error) {
 	log, err := mainlog.Open(cfg.Log.Dir, cfg.Log.Format == "json")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	bus, err := newBus(cfg, log)
+	if err != nil {
+		log.Close()
+		return nil, nil, nil, err
 	}
 	sp, err := spool.Open(filepath.Join(cfg.DataDir, "spool"), spool.Options{
 		Sync:          spool.SyncPolicy(cfg.Spool.Sync),
 		MinFreeSpace:  int64(cfg.Spool.MinFreeSpace),
 		MinFreeInodes: int64(cfg.Spool.MinFreeInodes),
 		Log:           log,
+		Bus:           bus,
 	})
 	if err != nil {
 		log.Panic(fmt.Sprintf("cannot open spool: %v", err))
 		log.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return log, sp, nil
+	return log, sp, bus, nil
 }
 
 // newHostLookup is the client host name lookup of cfg's [host_lookup],
 // nil when it is off. serve and -bh both name clients through it.
-func newHostLookup(cfg *config.Config) (*hostlookup.Resolver, error) {
+func newHostLookup(cfg *config.Config, bus *event.Bus) (*hostlookup.Resolver, error) {
 	h := cfg.HostLookup
 	if !h.Enabled {
 		return nil, nil
@@ -141,6 +149,7 @@ func newHostLookup(cfg *config.Config) (*hostlookup.Resolver, error) {
 		MinTTL:    time.Duration(h.MinTTL),
 		MaxTTL:    time.Duration(h.MaxTTL),
 		HostsFile: dnsclient.DefaultHostsFile,
+		Bus:       bus,
 	})
 }
 
@@ -148,7 +157,7 @@ func newHostLookup(cfg *config.Config) (*hostlookup.Resolver, error) {
 // (newRouter). serve runs it as the daemon's queue runner; -M, -qf and
 // submission run it once in their own process, and the spool's locks keep
 // the two from ever handling one message at the same time.
-func newRunner(cfg *config.Config, sp *spool.Spool, log *mainlog.Logger, r *route.Router) *queue.Runner {
+func newRunner(cfg *config.Config, sp *spool.Spool, log *mainlog.Logger, r *route.Router, bus *event.Bus) *queue.Runner {
 	return queue.New(queue.Options{
 		Spool:              sp,
 		Router:             r,
@@ -160,6 +169,7 @@ func newRunner(cfg *config.Config, sp *spool.Spool, log *mainlog.Logger, r *rout
 		Hostname:           cfg.Hostname,
 		DelayWarning:       time.Duration(cfg.Queue.DelayWarning),
 		TimeoutFrozenAfter: time.Duration(cfg.Queue.TimeoutFrozenAfter),
+		Bus:                bus,
 	})
 }
 
@@ -168,7 +178,7 @@ func newRunner(cfg *config.Config, sp *spool.Spool, log *mainlog.Logger, r *rout
 // transports (the RCPT check asks them too); this adds the network ones.
 // log (nil for -bt) gets what the MX transport reports beside its
 // results: MTA-STS findings.
-func newRouter(cfg *config.Config, log *mainlog.Logger) (*route.Router, error) {
+func newRouter(cfg *config.Config, log *mainlog.Logger, bus *event.Bus) (*route.Router, error) {
 	o := checks.RouteOptions(cfg)
 	var err error
 	if o.Default.Transport == nil {
@@ -214,6 +224,7 @@ func newRouter(cfg *config.Config, log *mainlog.Logger) (*route.Router, error) {
 			RootCAs:        roots,
 			MTASTSCache:    stsCache,
 			Log:            log.Main,
+			Bus:            bus,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("outbound: %w", err)

@@ -92,6 +92,7 @@ func (f *Filter) Check(ctx context.Context, m *filters.Message) (filters.Verdict
 	v := filters.Verdict{
 		Reason:     "virus " + virus,
 		ReasonCode: "virus",
+		Virus:      virus,
 		Log:        "clamd virus=" + virus,
 	}
 	if f.opts.OnVirus == OnVirusQuarantine {

@@ -152,10 +152,12 @@ func TestCheckVerdicts(t *testing.T) {
 			Action: filters.Reject, Code: 550, Enhanced: [3]int{5, 7, 1},
 			Text:   "Virus found: Eicar-Test-Signature",
 			Reason: "virus Eicar-Test-Signature", Log: "clamd virus=Eicar-Test-Signature",
+			ReasonCode: "virus", Virus: "Eicar-Test-Signature",
 		}},
 		{"virus quarantined", virus, Options{OnVirus: OnVirusQuarantine}, filters.Verdict{
 			Action: filters.Quarantine,
 			Reason: "virus Eicar-Test-Signature", Log: "clamd virus=Eicar-Test-Signature",
+			ReasonCode: "virus", Virus: "Eicar-Test-Signature",
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -179,7 +181,8 @@ func testOptions(addrs ...string) Options {
 
 func verdictEqual(a, b filters.Verdict) bool {
 	return a.Action == b.Action && a.Code == b.Code && a.Enhanced == b.Enhanced && a.Text == b.Text &&
-		a.Reason == b.Reason && a.Log == b.Log && slices.Equal(a.Headers, b.Headers)
+		a.Reason == b.Reason && a.Log == b.Log && slices.Equal(a.Headers, b.Headers) &&
+		a.ReasonCode == b.ReasonCode && a.Virus == b.Virus
 }
 
 // TestStreamsInChunks checks the bytes clamd receives and their framing:

@@ -30,11 +30,12 @@ func TestRealClamd(t *testing.T) {
 		msg    *filters.Message
 		action filters.Action
 		text   string
+		virus  string // the fact the verdict carries
 	}{
-		{"EICAR in the body", textMessage("Hello,\n" + eicar + "\n"), filters.Reject, found},
-		{"EICAR as a base64 MIME attachment", fileMessage(t, messages+"eicar-attachment.eml"), filters.Reject, found},
-		{"clean ham", fileMessage(t, messages+"exim-basics-ham.eml"), filters.Accept, ""},
-		{"clean plain", fileMessage(t, messages+"gateway-plain.eml"), filters.Accept, ""},
+		{"EICAR in the body", textMessage("Hello,\n" + eicar + "\n"), filters.Reject, found, "Test.EICAR.NDB.UNOFFICIAL"},
+		{"EICAR as a base64 MIME attachment", fileMessage(t, messages+"eicar-attachment.eml"), filters.Reject, found, "Test.EICAR.NDB.UNOFFICIAL"},
+		{"clean ham", fileMessage(t, messages+"exim-basics-ham.eml"), filters.Accept, "", ""},
+		{"clean plain", fileMessage(t, messages+"gateway-plain.eml"), filters.Accept, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -43,8 +44,8 @@ func TestRealClamd(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if v.Action != tc.action || v.Text != tc.text {
-				t.Errorf("verdict %v %q, want %v %q", v.Action, v.Text, tc.action, tc.text)
+			if v.Action != tc.action || v.Text != tc.text || v.Virus != tc.virus {
+				t.Errorf("verdict %v %q virus %q, want %v %q virus %q", v.Action, v.Text, v.Virus, tc.action, tc.text, tc.virus)
 			}
 		})
 	}

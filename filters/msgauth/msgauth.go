@@ -21,6 +21,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/emersion/go-msgauth/dmarc"
 
+	"mxgate/event"
 	"mxgate/filters"
 	"mxgate/spool"
 )
@@ -34,6 +35,9 @@ type Options struct {
 	// AuthservID is the gateway's hostname, the authserv-id of the
 	// Authentication-Results header it writes.
 	AuthservID string
+	// Bus gets a DNSLookup event per SPF, DKIM and DMARC question; nil
+	// emits nothing.
+	Bus *event.Bus
 	// Resolvers are the DNS servers asked ("IP:PORT"), in order, through
 	// the program's DNS client (dnsclient); config fills them. With none,
 	// every lookup fails temporarily.
@@ -57,7 +61,7 @@ type Filter struct {
 
 // New returns a Filter for opts.
 func New(opts Options) *Filter {
-	return &Filter{opts: opts, resolver: newResolver(opts.Resolvers, opts.Timeout)}
+	return &Filter{opts: opts, resolver: newResolver(opts.Resolvers, opts.Timeout, opts.Bus)}
 }
 
 // Name implements filters.Filter.

@@ -10,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 
 	"mxgate/dnsclient"
+	"mxgate/event"
 )
 
 // resolver puts the program's DNS client (dnsclient, the configured
@@ -27,8 +28,8 @@ type resolver struct {
 	err    error // no client: why (every lookup fails temporarily)
 }
 
-func newResolver(servers []string, timeout time.Duration) resolver {
-	c, err := dnsclient.New(servers, timeout)
+func newResolver(servers []string, timeout time.Duration, bus *event.Bus) resolver {
+	c, err := dnsclient.New(servers, timeout, dnsclient.WithBus(bus))
 	return resolver{client: c, err: err}
 }
 

@@ -33,13 +33,14 @@ func TestRealSpamd(t *testing.T) {
 	}{
 		{
 			file: "pharmacy-spam.eml", opt: Options{RejectScore: 15},
-			want: filters.Verdict{Action: filters.Accept,
+			want: filters.Verdict{Action: filters.Accept, Score: 12.1, Scored: true,
 				Log:     spamLog,
 				Headers: hs("X-Spam-Status: Yes, score=12.1", "X-Spam-Score: 121", "X-Spam-Bar: ++++++++++++", "X-Spam-Flag: YES")},
 		},
 		{
 			file: "pharmacy-spam.eml", opt: Options{RejectScore: 12},
 			want: filters.Verdict{Action: filters.Reject, Code: 550, Enhanced: [3]int{5, 7, 1},
+				ReasonCode: "spam-score", Score: 12.1, Scored: true,
 				Text:    "Message scored 12.1 spam points (threshold 12.0); rejected as spam",
 				Reason:  "spam score 12.1 >= reject 12.0",
 				Log:     spamLog,
@@ -47,7 +48,7 @@ func TestRealSpamd(t *testing.T) {
 		},
 		{
 			file: "exim-basics-ham.eml", opt: Options{RejectScore: 15},
-			want: filters.Verdict{Action: filters.Accept, Log: "spamd score=0.0 required=5.0 tests=NO_RECEIVED,NO_RELAYS",
+			want: filters.Verdict{Action: filters.Accept, Scored: true, Log: "spamd score=0.0 required=5.0 tests=NO_RECEIVED,NO_RELAYS",
 				Headers: hs("X-Spam-Status: No, score=0.0", "X-Spam-Score: 0", "X-Spam-Bar: /")},
 		},
 	}

@@ -231,6 +231,8 @@ func (f *Filter) verdict(r *Reply, headers []spool.Header) filters.Verdict {
 	spam := score >= tag
 	v := filters.Verdict{
 		Action:  filters.Accept,
+		Score:   score,
+		Scored:  true,
 		Headers: f.stamp(r, score, spam),
 		Log:     fmt.Sprintf("spamd score=%s required=%s", formatScore(score), formatScore(tag)),
 	}

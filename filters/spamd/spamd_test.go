@@ -262,48 +262,48 @@ func TestVerdicts(t *testing.T) {
 	}{
 		{
 			name: "ham", opt: Options{RejectScore: 15}, spam: "False ; -0.1 / 5.0",
-			want: filters.Verdict{Action: filters.Accept, Log: "spamd score=-0.1 required=5.0", Headers: hs(
+			want: filters.Verdict{Action: filters.Accept, Log: "spamd score=-0.1 required=5.0", Score: -0.1, Scored: true, Headers: hs(
 				"X-Spam-Status: No, score=-0.1", "X-Spam-Score: -1", "X-Spam-Bar: /")},
 		},
 		{
 			name: "spam is tagged", opt: Options{RejectScore: 15}, spam: "True ; 12.1 / 5.0",
-			want: filters.Verdict{Action: filters.Accept, Log: "spamd score=12.1 required=5.0", Headers: hs(
+			want: filters.Verdict{Action: filters.Accept, Log: "spamd score=12.1 required=5.0", Score: 12.1, Scored: true, Headers: hs(
 				"X-Spam-Status: Yes, score=12.1", "X-Spam-Score: 121", "X-Spam-Bar: ++++++++++++", "X-Spam-Flag: YES")},
 		},
 		{
 			name: "own tag score", opt: Options{TagScore: score(3), RejectScore: 15}, spam: "False ; 3.5 / 5.0",
-			want: filters.Verdict{Action: filters.Accept, Log: "spamd score=3.5 required=3.0", Headers: hs(
+			want: filters.Verdict{Action: filters.Accept, Log: "spamd score=3.5 required=3.0", Score: 3.5, Scored: true, Headers: hs(
 				"X-Spam-Status: Yes, score=3.5", "X-Spam-Score: 35", "X-Spam-Bar: +++", "X-Spam-Flag: YES")},
 		},
 		{
 			name: "quarantine", opt: Options{QuarantineScore: score(10), RejectScore: 15}, spam: "True ; 12.1 / 5.0",
-			want: filters.Verdict{Action: filters.Quarantine, Reason: "spam score 12.1 >= quarantine 10.0",
-				Log: "spamd score=12.1 required=5.0", Headers: hs(
+			want: filters.Verdict{Action: filters.Quarantine, ReasonCode: "spam-score", Reason: "spam score 12.1 >= quarantine 10.0",
+				Log: "spamd score=12.1 required=5.0", Score: 12.1, Scored: true, Headers: hs(
 					"X-Spam-Status: Yes, score=12.1", "X-Spam-Score: 121", "X-Spam-Bar: ++++++++++++", "X-Spam-Flag: YES")},
 		},
 		{
 			// 0 is a configured score like any other, not "unset".
 			name: "tag and quarantine at 0", opt: Options{TagScore: score(0), QuarantineScore: score(0), RejectScore: 15}, spam: "False ; 0.0 / 5.0",
-			want: filters.Verdict{Action: filters.Quarantine, Reason: "spam score 0.0 >= quarantine 0.0",
-				Log: "spamd score=0.0 required=0.0", Headers: hs(
+			want: filters.Verdict{Action: filters.Quarantine, ReasonCode: "spam-score", Reason: "spam score 0.0 >= quarantine 0.0",
+				Log: "spamd score=0.0 required=0.0", Score: 0.0, Scored: true, Headers: hs(
 					"X-Spam-Status: Yes, score=0.0", "X-Spam-Score: 0", "X-Spam-Bar: /", "X-Spam-Flag: YES")},
 		},
 		{
 			name: "reject at 15", opt: Options{QuarantineScore: score(10), RejectScore: 15}, spam: "True ; 15.3 / 5.0",
-			want: filters.Verdict{Action: filters.Reject, Code: 550, Enhanced: [3]int{5, 7, 1},
+			want: filters.Verdict{Action: filters.Reject, ReasonCode: "spam-score", Code: 550, Enhanced: [3]int{5, 7, 1},
 				Text:   "Message scored 15.3 spam points (threshold 15.0); rejected as spam",
-				Reason: "spam score 15.3 >= reject 15.0", Log: "spamd score=15.3 required=5.0", Headers: hs(
+				Reason: "spam score 15.3 >= reject 15.0", Log: "spamd score=15.3 required=5.0", Score: 15.3, Scored: true, Headers: hs(
 					"X-Spam-Status: Yes, score=15.3", "X-Spam-Score: 153", "X-Spam-Bar: +++++++++++++++", "X-Spam-Flag: YES")},
 		},
 		{
 			name: "reject off", opt: Options{RejectScore: math.Inf(1)}, spam: "True ; 40.0 / 5.0",
-			want: filters.Verdict{Action: filters.Accept, Log: "spamd score=40.0 required=5.0", Headers: hs(
+			want: filters.Verdict{Action: filters.Accept, Log: "spamd score=40.0 required=5.0", Score: 40.0, Scored: true, Headers: hs(
 				"X-Spam-Status: Yes, score=40.0", "X-Spam-Score: 400", "X-Spam-Bar: "+strings.Repeat("+", 40), "X-Spam-Flag: YES")},
 		},
 		{
 			name: "report folded, non-ASCII replaced", opt: Options{RejectScore: 15, Report: true}, spam: "True ; 6.0 / 5.0",
 			report: "Spam detection software\n\nContent preview:  caf\xc3\xa9 \x1b\n\n pts rule name\n---- ----\n 6.0 BAD_STUFF   Bad stuff   \n\n",
-			want: filters.Verdict{Action: filters.Accept, Log: "spamd score=6.0 required=5.0 tests=BAD_STUFF", Headers: hs(
+			want: filters.Verdict{Action: filters.Accept, Log: "spamd score=6.0 required=5.0 tests=BAD_STUFF", Score: 6.0, Scored: true, Headers: hs(
 				"X-Spam-Status: Yes, score=6.0", "X-Spam-Score: 60", "X-Spam-Bar: ++++++",
 				"X-Spam-Report: Spam detection software\n Content preview:  caf?? ?\n  pts rule name\n ---- ----\n  6.0 BAD_STUFF   Bad stuff",
 				"X-Spam-Flag: YES")},
@@ -341,7 +341,8 @@ func hs(texts ...string) []spool.Header {
 
 func equalVerdict(a, b filters.Verdict) bool {
 	return a.Action == b.Action && a.Code == b.Code && a.Enhanced == b.Enhanced && a.Text == b.Text &&
-		a.Reason == b.Reason && a.Log == b.Log && slices.Equal(a.Headers, b.Headers) && slices.Equal(a.Edits, b.Edits)
+		a.Reason == b.Reason && a.Log == b.Log && slices.Equal(a.Headers, b.Headers) && slices.Equal(a.Edits, b.Edits) &&
+		a.ReasonCode == b.ReasonCode && a.Score == b.Score && a.Scored == b.Scored
 }
 
 func TestSizeLimit(t *testing.T) {
