@@ -33,8 +33,9 @@ type Options struct {
 	Users string
 	// SessionTimeout ends a session idle that long.
 	SessionTimeout time.Duration
-	// Queue is the spool the console administers; its User is set per
-	// request to the admin acting.
+	// Queue is the spool the console administers (with the daemon's
+	// event bus, so tracking sees the actions); its User and Reason are
+	// set per request to the admin acting and the reason they gave.
 	Queue *admin.Queue
 	// Tracking is the message tracking database; nil: tracking is off,
 	// and the dashboard and tracking pages say so.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"mxgate/admin"
+	"mxgate/event"
 	"mxgate/mainlog"
 	"mxgate/spool"
 )
@@ -35,6 +37,7 @@ type fixture struct {
 	now     time.Time
 	waited  []time.Duration // the failed logins' delays
 	deliver []spool.ID      // what Deliver was asked
+	events  []event.Event   // the Admin events of the actions
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -50,7 +53,14 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sp.Close(); log.Close() })
-	f.q = &admin.Queue{Spool: sp, Log: log, User: "nobody-yet", Now: f.clock}
+	bus := event.NewBus(event.SinkFunc(func(e *event.Event) {
+		if e.Kind == event.Admin {
+			f.mu.Lock()
+			f.events = append(f.events, *e)
+			f.mu.Unlock()
+		}
+	}))
+	f.q = &admin.Queue{Spool: sp, Log: log, User: "nobody-yet", Now: f.clock, Bus: bus}
 	f.writeUsers("alice", "secret")
 	f.c, err = New(Options{
 		Users: f.users, SessionTimeout: time.Hour, Queue: f.q, Log: log, Now: f.clock,
@@ -527,6 +537,13 @@ func TestQuarantineOps(t *testing.T) {
 	op(drop, "delete", "really a virus")
 	if _, err := f.q.Spool.QuarantineLoad(drop); err == nil {
 		t.Error("deleted message is still quarantined")
+	}
+	var got []string
+	for _, e := range f.events {
+		got = append(got, e.ID+" "+e.Action+" "+e.User+": "+e.Reason)
+	}
+	if want := []string{string(keep) + " release alice: false positive, asked by bob", string(drop) + " delete alice: really a virus"}; !slices.Equal(got, want) {
+		t.Errorf("admin events %q, want %q", got, want)
 	}
 	f.requireLog(string(keep)+` released from quarantine by alice`, string(keep)+` released by alice because: false positive, asked by bob$`,
 		string(drop)+` deleted from quarantine by alice`, string(drop)+` deleted by alice because: really a virus`)

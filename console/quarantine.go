@@ -103,6 +103,7 @@ func (c *Console) quarantineOp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := c.queue(ss.user)
+	q.Reason = reason // the Admin event's, for tracking
 	var line string
 	var err error
 	if op == "release" {
