@@ -108,10 +108,14 @@ func (s *Server) Serve() error {
 
 // Shutdown stops accepting, lets requests in flight finish until ctx is
 // done, then closes what is left.
+// The listener is closed even when Serve was never called.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		err = errors.Join(err, s.srv.Close())
+	}
+	if cerr := s.ln.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) {
+		err = errors.Join(err, cerr)
 	}
 	return err
 }

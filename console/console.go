@@ -118,11 +118,10 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-// ServeHTTP serves the console's pages.
+// ServeHTTP serves the console's pages. The security headers
+// (Content-Security-Policy, X-Frame-Options, ...) are the admin
+// listener's, on every reply.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("X-Frame-Options", "DENY")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set("Referrer-Policy", "same-origin")
 	c.mux.ServeHTTP(w, r)
 }
 

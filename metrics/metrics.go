@@ -29,9 +29,6 @@ type QueueFunc func() (count int, oldest time.Time, err error)
 type Options struct {
 	// Version is the build's version, the value of build_info's label.
 	Version string
-	// Queue reads the spool at a scrape, at most once per queueCache;
-	// nil: the queue gauges are not exported.
-	Queue QueueFunc
 }
 
 // queueCache is how long a reading of the queue answers scrapes: walking
@@ -122,6 +119,11 @@ func New(o Options) *Metrics {
 		adminActions:     counter("admin_actions_total", "Administrators' actions on messages, by action.", "action"),
 		conns:            map[string]struct{}{},
 	}
+	// Every final action is there from the start, at 0, so that a rate
+	// over the first refusal is not lost to a series that began with it.
+	for _, a := range []string{"accepted", "tagged", "quarantined", "discarded", "rejected", "tempfailed"} {
+		m.messages.WithLabelValues(a)
+	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "build_info",
 		Help: "Always 1; the label is the running version."}, []string{"version"})
 	build.WithLabelValues(o.Version).Set(1)
@@ -130,10 +132,14 @@ func New(o Options) *Metrics {
 		m.deliveryDuration, m.deliveryDelay, m.bounces, m.commitBatch, m.syncDuration, m.dnsLookups,
 		m.dnsErrors, m.adminActions, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if o.Queue != nil {
-		m.reg.MustRegister(newQueueCollector(o.Queue, time.Now))
-	}
 	return m
+}
+
+// WatchQueue exports the queue gauges, read by read at a scrape at most
+// once per queueCache. Call it once: the sink is on the event bus before
+// the spool it reads is open.
+func (m *Metrics) WatchQueue(read QueueFunc) {
+	m.reg.MustRegister(newQueueCollector(read, time.Now))
 }
 
 // Handler serves the registry's metrics (GET /metrics).

@@ -6,7 +6,8 @@
 # spamd and spamc (package filters/spamd's tests), ClamAV's clamd and
 # clamdscan (package filters/clamd's tests), swaks, Perl,
 # Exim's eximstats and exigrep, groff (the man page's test), what the Debian
-# package's test needs (adduser, logrotate, systemd-analyze, man), and staticcheck.
+# package's test needs (adduser, logrotate, systemd-analyze, man), Prometheus
+# (the metrics scrape test), and staticcheck.
 # Meant for root on Debian 12 (CI and a fresh developer machine); running it
 # again changes nothing.
 #
@@ -58,6 +59,8 @@ packages=(
 	# groff renders the man page (cmd/mxgate's TestManPageRenders); bash
 	# runs the completion script (TestBashCompletion).
 	groff-base:/usr/bin/groff
+	# A real Prometheus scrapes /metrics (test/e2e's TestPrometheusScrape).
+	prometheus:/usr/bin/prometheus
 	bash:/bin/bash
 	# The Debian package's test (test/e2e/package_test.go): what its
 	# Depends and maintainer scripts use, logrotate for its logrotate
@@ -138,4 +141,4 @@ if [[ $("$gobin/staticcheck" -version 2>/dev/null) != *"(${staticcheck_version#v
 	[[ -x $gobin/staticcheck ]] || die "go install staticcheck@$staticcheck_version left no $gobin/staticcheck"
 fi
 
-echo "$prog: test dependencies present (postfix, dovecot-core, dovecot-lmtpd, rbldnsd, spamassassin, spamd, spamc, clamav-daemon, clamdscan, rspamd, opendkim, opendkim-tools, swaks, perl, adduser, init-system-helpers, logrotate, systemd, man-db, exim4-base in $exim_dir, staticcheck in $gobin)"
+echo "$prog: test dependencies present (postfix, dovecot-core, dovecot-lmtpd, rbldnsd, spamassassin, spamd, spamc, clamav-daemon, clamdscan, rspamd, opendkim, opendkim-tools, prometheus, swaks, perl, adduser, init-system-helpers, logrotate, systemd, man-db, exim4-base in $exim_dir, staticcheck in $gobin)"

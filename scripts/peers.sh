@@ -81,6 +81,12 @@
 #       redis-server on 127.0.0.1:PORT with no persistence (no RDB, no
 #       AOF; working directory DIR). Ready when it answers PING with PONG.
 #       PID in DIR/redis.pid, log in DIR/redis.log.
+#   peers.sh start prometheus DIR PORT TARGET...
+#       Prometheus on 127.0.0.1:PORT (its web UI and HTTP API) scraping
+#       each TARGET (HOST:PORT, /metrics over HTTP) every second, job
+#       "mxgate"; config DIR/prometheus.yml, storage DIR/data. Ready when
+#       /-/ready answers 200. PID in DIR/prometheus.pid, log in
+#       DIR/prometheus.log.
 #   peers.sh stop NAME DIR
 #       Stop the peer recorded in DIR and wait until its process is gone.
 #   peers.sh status NAME DIR
@@ -112,8 +118,9 @@ usage: $prog start smtp-sink DIR PORT [--no-dump] [SMTP-SINK-OPTION...]
        $prog start rspamd DIR PORT
        $prog start opendkim DIR PORT
        $prog start redis DIR PORT
-       $prog stop smtp-sink|dovecot-lmtp|rbldnsd|spamd|clamd|rspamd|opendkim|redis DIR
-       $prog status smtp-sink|dovecot-lmtp|rbldnsd|spamd|clamd|rspamd|opendkim|redis DIR
+       $prog start prometheus DIR PORT TARGET...
+       $prog stop smtp-sink|dovecot-lmtp|rbldnsd|spamd|clamd|rspamd|opendkim|redis|prometheus DIR
+       $prog status smtp-sink|dovecot-lmtp|rbldnsd|spamd|clamd|rspamd|opendkim|redis|prometheus DIR
 EOF
 	exit 2
 }
@@ -155,6 +162,7 @@ pid_of() {
 	rspamd) comm=rspamd ;;
 	opendkim) comm=opendkim ;;
 	redis) comm=redis-server ;;
+	prometheus) comm=prometheus ;;
 	esac
 	if is_ours "$pid" "$comm"; then
 		echo "$pid"
@@ -682,6 +690,43 @@ $(tail -n 20 "$log" 2>/dev/null)"
 	echo "redis-server PID $pid on 127.0.0.1:$port"
 }
 
+# http_ok PORT PATH: GET http://127.0.0.1:PORT/PATH answers 200 within 1 s.
+http_ok() {
+	local line
+	exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+	printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1:%s\r\n\r\n' "$2" "$1" >&3 2>/dev/null || { exec 3<&-; return 1; }
+	IFS= read -r -t 1 line <&3 || { exec 3<&-; return 1; }
+	exec 3<&-
+	[[ $line == "HTTP/1."?" 200"* ]]
+}
+
+start_prometheus() {
+	local dir=$1 port=$2 log=$1/prometheus.log pid deadline targets="" t
+	shift 2
+	(($# >= 1)) || die "prometheus needs at least one TARGET (HOST:PORT)"
+	command -v prometheus >/dev/null || die "prometheus not found (package prometheus): run scripts/install-test-deps.sh"
+	for t in "$@"; do
+		targets+="${targets:+, }'$t'"
+	done
+	printf '%s\n' "global:" "  scrape_interval: 1s" "  scrape_timeout: 1s" "  evaluation_interval: 1s" \
+		"scrape_configs:" "  - job_name: mxgate" "    static_configs:" "      - targets: [$targets]" \
+		>"$dir/prometheus.yml"
+	mkdir -p "$dir/data"
+	setsid prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
+		--web.listen-address="127.0.0.1:$port" --log.level=warn \
+		</dev/null >>"$log" 2>&1 &
+	pid=$!
+	echo "$pid" >"$dir/prometheus.pid"
+	deadline=$((SECONDS + ready_timeout))
+	while ! http_ok "$port" /-/ready 2>/dev/null; do
+		alive "$pid" || die "prometheus exited during start-up; last lines of $log:
+$(tail -n 20 "$log" 2>/dev/null)"
+		((SECONDS <= deadline)) || die "prometheus (PID $pid) was not ready on 127.0.0.1:$port within ${ready_timeout}s; see $log"
+		sleep 0.05
+	done
+	echo "prometheus PID $pid on 127.0.0.1:$port"
+}
+
 cmd_start() {
 	(($# >= 3)) || usage
 	local name=$1 dir=$2 port=$3 pid
@@ -703,6 +748,7 @@ cmd_start() {
 	rspamd) start_rspamd "$dir" "$port" "$@" ;;
 	opendkim) start_opendkim "$dir" "$port" "$@" ;;
 	redis) start_redis "$dir" "$port" ;;
+	prometheus) start_prometheus "$dir" "$port" "$@" ;;
 	*) usage ;;
 	esac
 }
@@ -710,7 +756,7 @@ cmd_start() {
 cmd_stop() {
 	(($# == 2)) || usage
 	local name=$1 dir=$2 pid
-	case $name in smtp-sink | dovecot-lmtp | rbldnsd | spamd | clamd | rspamd | opendkim | redis) ;; *) usage ;; esac
+	case $name in smtp-sink | dovecot-lmtp | rbldnsd | spamd | clamd | rspamd | opendkim | redis | prometheus) ;; *) usage ;; esac
 	[[ -d $dir ]] || die "$dir: no such directory"
 	dir=$(cd "$dir" && pwd)
 	pid=$(pid_of "$name" "$dir")
@@ -744,7 +790,7 @@ cmd_stop() {
 cmd_status() {
 	(($# == 2)) || usage
 	local name=$1 dir=$2 pid
-	case $name in smtp-sink | dovecot-lmtp | rbldnsd | spamd | clamd | rspamd | opendkim | redis) ;; *) usage ;; esac
+	case $name in smtp-sink | dovecot-lmtp | rbldnsd | spamd | clamd | rspamd | opendkim | redis | prometheus) ;; *) usage ;; esac
 	pid=$(pid_of "$name" "$dir")
 	if [[ -n $pid ]]; then
 		echo "$name running from $dir (PID $pid)"

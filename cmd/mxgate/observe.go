@@ -11,9 +11,10 @@ import (
 // for the daemon's life, across reloads, as its sinks are process-wide;
 // the admin commands and sendmail get their own, so what they do is
 // tracked too. With no sink the bus is not Enabled and emitters build
-// nothing. log takes what a sink has to report.
-func newBus(cfg *config.Config, log *mainlog.Logger) (*event.Bus, error) {
+// nothing. log takes what a sink has to report. more are the sinks
+// only the daemon has (the metrics of its admin listener: metricsSinks).
+func newBus(cfg *config.Config, log *mainlog.Logger, more ...event.Sink) (*event.Bus, error) {
 	_, _ = cfg, log // the sinks' settings and their log, once there are sinks
-	sinks := []event.Sink{}
+	sinks := append([]event.Sink{}, more...)
 	return event.NewBus(sinks...), nil
 }

@@ -183,8 +183,9 @@ func fixed[T any](name string, f func(*config.Config) *T) fixedSetting {
 // server holds (hostname, smtp limits it enforces, whether STARTTLS is
 // offered at all; the certificates themselves do reload), the queue's
 // workers and ready queue, the size of the verification caches,
-// which the old and the new checks share, and the state store, which
-// both generations use and which holds the counters.
+// which the old and the new checks share, the state store, which
+// both generations use and which holds the counters, and the admin
+// listener (bound at start, its certificate loaded then).
 var restartOnly = []fixedSetting{
 	fixed("listen", func(c *config.Config) *[]string { return &c.Listen }),
 	fixed("listen_tls", func(c *config.Config) *[]string { return &c.ListenTLS }),
@@ -221,6 +222,10 @@ var restartOnly = []fixedSetting{
 	fixed("callout.cache_size", func(c *config.Config) *int { return &c.Callout.CacheSize }),
 	fixed("recipient_verify.cache_size", func(c *config.Config) *int { return &c.RecipientVerify.CacheSize }),
 	fixed("state", func(c *config.Config) *config.State { return &c.State }),
+	fixed("admin.listen", func(c *config.Config) *string { return &c.Admin.Listen }),
+	fixed("admin.cert", func(c *config.Config) *string { return &c.Admin.Cert }),
+	fixed("admin.key", func(c *config.Config) *string { return &c.Admin.Key }),
+	fixed("admin.timeout", func(c *config.Config) *config.Duration { return &c.Admin.Timeout }),
 }
 
 // keepFixed sets every restart-only setting of new back to old's value

@@ -99,12 +99,18 @@ func serve(e *env) error {
 	}
 	defer lock.Release()
 	_, logDirErr := os.Stat(cfg.Log.Dir)
-	log, sp, bus, err := openLogsAndSpool(cfg)
+	// The metrics sink is on the bus from the start, and reads the
+	// queue from the spool once it is open.
+	metricsSink := newMetrics(cfg)
+	log, sp, bus, err := openLogsAndSpool(cfg, metricsSinks(metricsSink)...)
 	if err != nil {
 		return err
 	}
 	defer log.Close()
 	defer sp.Close()
+	if metricsSink != nil {
+		metricsSink.WatchQueue(queueReader(sp))
+	}
 	for _, w := range cfg.Warnings {
 		log.Main("", w.String())
 	}
@@ -151,6 +157,13 @@ func serve(e *env) error {
 		return err
 	}
 	d.gw, d.runner = gw, runner
+	// The admin listener is bound with the others, before root is
+	// dropped; it closes last, so /metrics answers through the drain.
+	admin, err := startAdmin(cfg, d, metricsSink)
+	if err != nil {
+		return err
+	}
+	defer admin.stop(time.Duration(cfg.Admin.Timeout))
 
 	// Caught before the pid file names us: a SIGHUP from `mxgate reload`
 	// must never find the default action (exit).
@@ -196,6 +209,7 @@ func serve(e *env) error {
 			log.Panic(err.Error())
 		}
 	}()
+	admin.serve()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -203,6 +217,7 @@ func serve(e *env) error {
 
 	served := make(chan error, 1)
 	go func() { served <- gw.Serve() }()
+	admin.listening(true)
 	log.Main("", fmt.Sprintf("mxgate daemon started: pid=%d, listening for SMTP on %v", os.Getpid(), gw.Addrs()))
 	announce(e, cfg, gw.Addrs(), verbose)
 	// The listeners are bound (gateway.New): a client connecting now is
@@ -215,6 +230,7 @@ func serve(e *env) error {
 		case err := <-served:
 			// The listeners died on their own: nothing more will arrive, so
 			// let deliveries in flight finish before reporting.
+			admin.listening(false)
 			stop(runner, d.cur.cfg)
 			return err
 		case sig := <-sigs:
@@ -233,6 +249,7 @@ func serve(e *env) error {
 				continue
 			}
 			cfg := d.cur.cfg
+			admin.listening(false)
 			log.Main("", fmt.Sprintf("mxgate daemon stopping on %v: draining sessions (up to %v)", sig, time.Duration(cfg.SMTP.ShutdownTimeout)))
 			notify(e, sdnotify.Stopping(fmt.Sprintf("draining sessions (up to %v)", time.Duration(cfg.SMTP.ShutdownTimeout))))
 			dctx, dcancel := context.WithTimeout(context.Background(), time.Duration(cfg.SMTP.ShutdownTimeout))

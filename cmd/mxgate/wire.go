@@ -109,13 +109,14 @@ func (e *spoolDenied) Error() string {
 }
 
 // openLogsAndSpool opens (and creates) the logs and the spool of cfg,
-// and builds the process's event bus, which the spool emits on.
-func openLogsAndSpool(cfg *config.Config) (*mainlog.Logger, *spool.Spool, *event.Bus, error) {
+// and builds the process's event bus, which the spool emits on, with
+// the daemon's own sinks (the metrics) beside newBus's.
+func openLogsAndSpool(cfg *config.Config, sinks ...event.Sink) (*mainlog.Logger, *spool.Spool, *event.Bus, error) {
 	log, err := mainlog.Open(cfg.Log.Dir, cfg.Log.Format == "json")
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	bus, err := newBus(cfg, log)
+	bus, err := newBus(cfg, log, sinks...)
 	if err != nil {
 		log.Close()
 		return nil, nil, nil, err

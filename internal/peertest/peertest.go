@@ -259,3 +259,13 @@ func Redis(tb testing.TB) string {
 	Require(tb, "redis-server", "redis-server")
 	return "redis://" + Start(tb, "redis", "", 0) + "/0"
 }
+
+// Prometheus starts a Prometheus server of its own for the test, scraping
+// each target ("HOST:PORT", /metrics) every second, with its storage in a
+// scratch directory, stopped when the test ends; it returns the base URL
+// of its HTTP API, "http://127.0.0.1:PORT".
+func Prometheus(tb testing.TB, targets ...string) string {
+	tb.Helper()
+	Require(tb, "prometheus", "prometheus")
+	return "http://" + Start(tb, "prometheus", "", 0, targets...)
+}
