@@ -565,3 +565,40 @@ func TestSafeNext(t *testing.T) {
 		t.Errorf("GET /login with a session: %d %q", r.status, r.location)
 	}
 }
+
+// Over TLS the cookies are Secure.
+func TestSecureCookies(t *testing.T) {
+	f := newFixture(t)
+	srv := httptest.NewTLSServer(f.c)
+	defer srv.Close()
+	c := srv.Client()
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := c.Get(srv.URL + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	login := resp.Header.Get("Set-Cookie")
+	resp, err = c.Do(func() *http.Request {
+		form := url.Values{"csrf": {csrfOf(t, string(body))}, "user": {"alice"}, "password": {"secret"}}
+		req, _ := http.NewRequest("POST", srv.URL+"/login", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for _, ck := range resp.Cookies() {
+			req.AddCookie(ck)
+		}
+		return req
+	}())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login over TLS: %d", resp.StatusCode)
+	}
+	for _, set := range append([]string{login}, resp.Header.Values("Set-Cookie")[0]) {
+		if !strings.Contains(set, "; Secure") || !strings.Contains(set, "HttpOnly") || !strings.Contains(set, "SameSite=Strict") {
+			t.Errorf("Set-Cookie %q over TLS", set)
+		}
+	}
+}
