@@ -122,7 +122,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // readyz is 200 "ready" or 503 with the parts that are not, one a line.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	if err := s.readiness(r.Context()); err != nil {
+	// Not cancelled with the request: the answer is kept for others, and
+	// a prober that hung up must not make it "context canceled".
+	if err := s.readiness(context.WithoutCancel(r.Context())); err != nil {
 		text(w, http.StatusServiceUnavailable, "not ready:\n"+err.Error()+"\n")
 		return
 	}

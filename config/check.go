@@ -102,6 +102,7 @@ func (d *decoder) check(c *Config) {
 	d.checkSpool(c)
 	d.checkState(c)
 	d.checkAdmin(c)
+	d.checkTracking(c)
 	d.checkConsole(c)
 
 	if c.Log.Dir == "" {

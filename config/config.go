@@ -94,6 +94,7 @@ type Config struct {
 	Queue      Queue       `toml:"queue"`
 	Spool      Spool       `toml:"spool"`
 	State      State       `toml:"state"`
+	Tracking   Tracking    `toml:"tracking"`
 	Log        Log         `toml:"log"`
 	Admin      Admin       `toml:"admin"`
 }

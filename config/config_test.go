@@ -305,11 +305,12 @@ func TestLoadGood(t *testing.T) {
 			SenderLogins: map[string][]string{"alice@example.test": {"sales@example.test", "@example.org"}, "bob@example.test": {"bob@lists.example.test"}},
 			Timeout:      Duration(3 * time.Second), MaxFailures: 3,
 			FailureWindow: Duration(10 * time.Minute), BlockTime: Duration(time.Hour)},
-		Spool: Spool{Sync: "syncfs", MinFreeInodes: 500},
-		State: State{URL: "redis://:secret@127.0.0.1:6379/2", Timeout: Duration(250 * time.Millisecond), PoolSize: 4},
-		Log:   Log{Dir: "/var/log/mxgate", Format: "json"},
+		Spool:    Spool{Sync: "syncfs", MinFreeInodes: 500},
+		State:    State{URL: "redis://:secret@127.0.0.1:6379/2", Timeout: Duration(250 * time.Millisecond), PoolSize: 4},
+		Tracking: Tracking{URL: "sqlite:" + absTestdata(t, "db/tracking.db"), Retention: Duration(7 * 24 * time.Hour), Queue: 5000},
 		Admin: Admin{Listen: "192.0.2.10:8443", Cert: absTestdata(t, "cert.pem"), Key: absTestdata(t, "key.pem"), Timeout: Duration(10 * time.Second),
 			Users: absTestdata(t, "admins"), SessionTimeout: Duration(time.Hour)},
+		Log: Log{Dir: "/var/log/mxgate", Format: "json"},
 	}
 	// The others are about files of this machine (/etc/userdomains), and
 	// TestFileWarnings' subject.
@@ -383,10 +384,11 @@ func TestLoadDefaults(t *testing.T) {
 		Greylist: Greylist{Delay: Duration(5 * time.Minute), RetryWindow: Duration(48 * time.Hour), Expire: Duration(35 * 24 * time.Hour), AutoAllow: 5, OnError: "accept"},
 		Auth: Auth{SenderPolicy: "login_domain", SetSenderHeader: true, Timeout: Duration(10 * time.Second),
 			FailDelay: Duration(2 * time.Second), MaxFailures: 5, FailureWindow: Duration(15 * time.Minute), BlockTime: Duration(15 * time.Minute)},
-		Spool: Spool{Sync: "fdatasync", MinFreeSpace: 100 << 20, MinFreeInodes: 1000},
-		State: State{Timeout: Duration(500 * time.Millisecond), PoolSize: 10},
-		Log:   Log{Dir: absTestdata(t, "var/log"), Format: "exim"},
-		Admin: Admin{Timeout: Duration(30 * time.Second), SessionTimeout: Duration(8 * time.Hour)},
+		Spool:    Spool{Sync: "fdatasync", MinFreeSpace: 100 << 20, MinFreeInodes: 1000},
+		State:    State{Timeout: Duration(500 * time.Millisecond), PoolSize: 10},
+		Tracking: Tracking{URL: "sqlite:" + absTestdata(t, "var/tracking.db"), Retention: Duration(30 * 24 * time.Hour), Queue: 10000},
+		Admin:    Admin{Timeout: Duration(30 * time.Second), SessionTimeout: Duration(8 * time.Hour)},
+		Log:      Log{Dir: absTestdata(t, "var/log"), Format: "exim"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(%s) =\n%s\nwant\n%s", path, got, want)

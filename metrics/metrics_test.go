@@ -274,3 +274,24 @@ func header(t *testing.T, m *Metrics, name string) string {
 	t.Fatalf("no metric %s", name)
 	return ""
 }
+
+// BenchmarkEvent is the sink's cost on the mail path, for the events of
+// one accepted message delivered once.
+func BenchmarkEvent(b *testing.B) {
+	m := New(Options{Version: "bench"})
+	events := []event.Event{
+		{Kind: event.Connect, Conn: "c1", Listener: "smtp"},
+		{Kind: event.Check, Check: "rbl", Stage: "rcpt", Duration: time.Millisecond},
+		{Kind: event.Check, Check: "spamd", Stage: "data", Duration: 80 * time.Millisecond, Scored: true, Score: 1.5},
+		{Kind: event.SpoolCommit, Batch: 1, Duration: time.Millisecond},
+		{Kind: event.Accepted, Action: "accept", Source: "smtp"},
+		{Kind: event.Delivery, Outcome: event.Delivered, Transport: "smtp", Router: "downstream", Duration: 5 * time.Millisecond, Delay: time.Second},
+		{Kind: event.Disconnect, Conn: "c1"},
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := range events {
+			m.Event(&events[i])
+		}
+	}
+}

@@ -7,7 +7,7 @@
 # clamdscan (package filters/clamd's tests), swaks, Perl,
 # Exim's eximstats and exigrep, groff (the man page's test), what the Debian
 # package's test needs (adduser, logrotate, systemd-analyze, man), Prometheus
-# (the metrics scrape test), and staticcheck.
+# (the metrics scrape test), PostgreSQL (package tracking), and staticcheck.
 # Meant for root on Debian 12 (CI and a fresh developer machine); running it
 # again changes nothing.
 #
@@ -41,6 +41,10 @@ packages=(
 	rbldnsd:/usr/sbin/rbldnsd
 	redis-server:/usr/bin/redis-server
 	swaks:/usr/bin/swaks
+	# PostgreSQL (package tracking's tests against a real server; the
+	# tests initdb a cluster of their own, internal/peertest.Postgres).
+	# Debian 12's server is 15, out of PATH.
+	postgresql:/usr/lib/postgresql/15/bin/postgres
 	# SpamAssassin's rules and its daemon and client (filters/spamd's tests).
 	spamassassin:/usr/bin/spamassassin
 	spamd:/usr/sbin/spamd
@@ -71,12 +75,8 @@ packages=(
 	systemd:/usr/bin/systemd-analyze
 	man-db:/usr/bin/man
 	# The web console's and the quarantine digest's end-to-end tests drive
-	# Debian's Chromium (internal/browsertest); the metrics test has a real
-	# Prometheus scrape the admin listener; tracking's PostgreSQL store is
-	# tested against a private PostgreSQL cluster.
+	# Debian's Chromium (internal/browsertest).
 	chromium:/usr/bin/chromium
-	prometheus:/usr/bin/prometheus
-	postgresql:/usr/lib/postgresql/15/bin/initdb
 )
 
 missing=()

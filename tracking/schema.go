@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +58,7 @@ var schema = []string{
 		delay_ms BIGINT NOT NULL DEFAULT -1
 	)`,
 	`CREATE TABLE IF NOT EXISTS steps (
+		seq {{key}},
 		msg BIGINT NOT NULL,
 		time BIGINT NOT NULL,
 		kind TEXT NOT NULL,
@@ -123,7 +125,10 @@ func openDB(raw string, readOnly bool) (*sql.DB, dialect, error) {
 			v.Add("_pragma", p)
 		}
 		if readOnly {
-			v.Set("mode", "ro")
+			// Not mode=ro: a reader of a WAL database writes its -shm.
+			if _, err := os.Stat(path); err != nil {
+				return nil, d, fmt.Errorf("tracking: no tracking database (has the daemon run with [tracking]?): %w", err)
+			}
 		}
 		db, err := sql.Open("sqlite", "file:"+path+"?"+v.Encode())
 		if err != nil {

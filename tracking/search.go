@@ -18,8 +18,11 @@ type Query struct {
 	Client            string // IP, or CIDR
 	Verdict           string // one of the Verdicts; "" any
 	Since, Until      time.Time
-	Limit             int   // default 100, max 1000
-	Before            int64 // keyset paging: rows with Key < Before (0: newest first)
+	Limit             int // default 100, max 1000
+	// Before pages: the rows after the row whose Key is Before in the
+	// order of the results, newest (Time, then Key) first; 0 starts at
+	// the newest. The next page's Before is the last row's Key.
+	Before int64
 }
 
 const (
@@ -89,7 +92,10 @@ func (q Query) where() (string, []any, error) {
 		add("m.time < ?", q.Until.UnixMilli())
 	}
 	if q.Before > 0 {
-		add("m.key < ?", q.Before)
+		// Keyset paging in the order of the results, (time, key) newest
+		// first: the rows after row Before.
+		const at = "(SELECT b.time FROM messages b WHERE b.key = ?)"
+		add("m.time <= "+at+" AND (m.time < "+at+" OR m.key < ?)", q.Before, q.Before, q.Before)
 	}
 	if len(conds) == 0 {
 		return "", nil, nil
@@ -120,18 +126,27 @@ func clientRange(s string) (lo, hi []byte, err error) {
 	return l[:], h[:], nil
 }
 
-// Search returns the attempts matching q, newest first.
-func (s *Store) Search(ctx context.Context, q Query) ([]Message, error) {
+// searchSQL is the query of Search.
+func (q Query) searchSQL() (string, []any, error) {
 	where, args, err := q.where()
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	limit := q.Limit
 	if limit <= 0 {
 		limit = defaultLimit
 	}
 	limit = min(limit, maxLimit)
-	query := "SELECT " + messageColumns + " FROM messages m" + where + " ORDER BY m.key DESC LIMIT " + strconv.Itoa(limit)
+	return "SELECT " + messageColumns + " FROM messages m" + where + " ORDER BY m.time DESC, m.key DESC LIMIT " + strconv.Itoa(limit), args, nil
+}
+
+// Search returns the attempts matching q, newest first (by Time, then
+// Key).
+func (s *Store) Search(ctx context.Context, q Query) ([]Message, error) {
+	query, args, err := q.searchSQL()
+	if err != nil {
+		return nil, err
+	}
 	rows, err := s.db.QueryContext(ctx, s.d.q(query), args...)
 	if err != nil {
 		return nil, fmt.Errorf("tracking: search: %w", err)
@@ -219,7 +234,7 @@ func (s *Store) Get(ctx context.Context, key string) (*Message, []Step, error) {
 	if err := s.recipients(ctx, ms); err != nil {
 		return nil, nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, s.d.q("SELECT time, kind, text FROM steps WHERE msg = ? ORDER BY time"), m.Key)
+	rows, err := s.db.QueryContext(ctx, s.d.q("SELECT time, kind, text FROM steps WHERE msg = ? ORDER BY time, seq"), m.Key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("tracking: get %s: %w", key, err)
 	}

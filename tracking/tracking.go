@@ -35,7 +35,8 @@ type Options struct {
 	Log       Logger        // Main/Panic: a write failure, dropped events (rate-limited lines)
 	Queue     int           // events buffered before dropping; never block
 	// ReadOnly opens an existing database for searching only (the CLI
-	// beside a running daemon): no schema is created, no sweeper runs.
+	// beside a running daemon): no schema is created, no writer nor
+	// sweeper runs, and events are ignored.
 	ReadOnly bool
 }
 
@@ -52,7 +53,8 @@ const (
 	dropLogEvery = time.Minute
 )
 
-// Store is an open tracking database.
+// Store is an open tracking database. A nil *Store records nothing, so a
+// daemon with tracking off can still list it among the bus's sinks.
 type Store struct {
 	o   Options
 	db  *sql.DB
@@ -118,7 +120,7 @@ func (s *Store) Event(e *event.Event) {
 	case event.DNSLookup, event.SpoolCommit, event.Breaker:
 		return
 	}
-	if s.closed.Load() || s.w == nil {
+	if s == nil || s.w == nil || s.closed.Load() {
 		return
 	}
 	it := item{ev: *e}
@@ -145,11 +147,18 @@ func (s *Store) drop(n int) {
 }
 
 // Dropped is how many events were dropped: queue full, or a failed write.
-func (s *Store) Dropped() uint64 { return s.dropped.Load() }
+func (s *Store) Dropped() uint64 {
+	if s == nil {
+		return 0
+	}
+	return s.dropped.Load()
+}
 
-// Flush returns once everything emitted before it is written.
+// Flush returns once everything emitted before it is written: the rows
+// of the attempts that have ended (an SMTP attempt ends with its
+// acceptance, its connection's next transaction or its Disconnect).
 func (s *Store) Flush(ctx context.Context) error {
-	if s.w == nil {
+	if s == nil || s.w == nil {
 		return nil
 	}
 	if s.closed.Load() {
@@ -173,6 +182,9 @@ func (s *Store) Flush(ctx context.Context) error {
 
 // Close flushes, stops the writer and the sweeper, and closes the database.
 func (s *Store) Close() error {
+	if s == nil {
+		return nil
+	}
 	s.once.Do(func() {
 		if s.w != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -33,36 +33,40 @@ const (
 // Message is one attempt: a transaction, refused or accepted, and what
 // became of it.
 type Message struct {
-	Key        int64
-	ID         string
-	Time       time.Time
-	Node       string
-	Client     string
-	HostName   string
-	Helo       string
-	AuthUser   string
-	Sender     string
-	Recipients []Recipient
-	Size       int64
-	Subject    string
-	MessageID  string
-	Verdict    string
-	Reason     string // the reply text, or why, that decided
-	ReasonCode string
-	Check      string
-	List       string
-	Score      float64
-	Scored     bool
-	Virus      string
+	Key        int64       `json:"key"`
+	ID         string      `json:"id"`
+	Time       time.Time   `json:"time"`
+	Node       string      `json:"node"`
+	Client     string      `json:"client"`
+	HostName   string      `json:"host_name"`
+	Helo       string      `json:"helo"`
+	AuthUser   string      `json:"auth_user"`
+	Sender     string      `json:"sender"`
+	Recipients []Recipient `json:"recipients"`
+	Size       int64       `json:"size"`
+	Subject    string      `json:"subject"`
+	MessageID  string      `json:"message_id"`
+	Verdict    string      `json:"verdict"`
+	Reason     string      `json:"reason"` // the reply text, or why, that decided
+	ReasonCode string      `json:"reason_code"`
+	Check      string      `json:"check"`
+	List       string      `json:"list"`
+	Score      float64     `json:"score"`
+	Scored     bool        `json:"scored"`
+	Virus      string      `json:"virus"`
 }
 
 // Recipient is one recipient of an attempt; Status is accepted, rejected,
 // delivered, deferred or failed.
-type Recipient struct{ Address, Status, Reason string }
+type Recipient struct {
+	Address string `json:"address"`
+	Status  string `json:"status"`
+	Reason  string `json:"reason"`
+}
 
 // Step is one line of a message's timeline.
 type Step struct {
-	Time time.Time
-	Kind string
-	Text string
+	Time time.Time `json:"time"`
+	Kind string    `json:"kind"` // the event's kind: connect, check, refused, accepted, delivery, admin, ...
+	Text string    `json:"text"`
 }

@@ -20,6 +20,11 @@ const (
 	// staleConn is how long a connection whose Disconnect never came
 	// (a dropped event) is kept.
 	staleConn = 2 * time.Hour
+	// maxSteps bounds the timeline an attempt keeps in memory (a client
+	// looping on RCPT); the steps past it are left out.
+	maxSteps = 200
+	// maxCheckText bounds a step that joins checks' answers.
+	maxCheckText = 2000
 )
 
 // writer turns events into rows. Only the writer goroutine uses it.
@@ -29,13 +34,14 @@ type writer struct {
 	ids   map[string]int64 // spool ID -> row key
 	ctx   context.Context
 	tx    *sql.Tx
+	stmts map[string]*sql.Stmt // prepared in tx: a batch parses each statement once
 	last  time.Time
 }
 
 // conn is an open SMTP connection: who the client is, and its attempts
 // that have not ended.
 type conn struct {
-	seen     time.Time
+	seen     time.Time // the writer's clock at its last event
 	client   netip.Addr
 	host     string
 	helo     string
@@ -51,6 +57,13 @@ type attempt struct {
 	refusal *event.Event // the first
 }
 
+// step adds a line to the attempt's timeline, up to maxSteps.
+func (a *attempt) step(s step) {
+	if len(a.steps) < maxSteps {
+		a.steps = append(a.steps, s)
+	}
+}
+
 type step struct {
 	t    time.Time
 	kind string
@@ -58,7 +71,7 @@ type step struct {
 }
 
 func newWriter(s *Store) *writer {
-	return &writer{s: s, conns: map[string]*conn{}, ids: map[string]int64{}, ctx: context.Background()}
+	return &writer{s: s, conns: map[string]*conn{}, ids: map[string]int64{}, stmts: map[string]*sql.Stmt{}, ctx: context.Background()}
 }
 
 // commit writes one batch in one transaction.
@@ -68,7 +81,13 @@ func (w *writer) commit(batch []item) error {
 		return err
 	}
 	w.tx = tx
-	defer func() { w.tx = nil }()
+	defer func() {
+		for _, st := range w.stmts {
+			st.Close()
+		}
+		clear(w.stmts)
+		w.tx = nil
+	}()
 	for i := range batch {
 		if err := w.apply(&batch[i]); err != nil {
 			tx.Rollback()
@@ -103,9 +122,38 @@ func (w *writer) expireState(now time.Time) {
 	}
 }
 
-func (w *writer) exec(q string, args ...any) error {
-	_, err := w.tx.ExecContext(w.ctx, w.s.d.q(q), args...)
-	return err
+// stmt is q prepared in the batch's transaction.
+func (w *writer) stmt(q string) (*sql.Stmt, error) {
+	if st := w.stmts[q]; st != nil {
+		return st, nil
+	}
+	st, err := w.tx.PrepareContext(w.ctx, w.s.d.q(q))
+	if err != nil {
+		return nil, err
+	}
+	w.stmts[q] = st
+	return st, nil
+}
+
+func (w *writer) exec(q string, args ...any) (int64, error) {
+	st, err := w.stmt(q)
+	if err != nil {
+		return 0, err
+	}
+	r, err := st.ExecContext(w.ctx, args...)
+	if err != nil {
+		return 0, err
+	}
+	return r.RowsAffected()
+}
+
+// scan runs a one-row query into dest.
+func (w *writer) scan(q string, args []any, dest ...any) error {
+	st, err := w.stmt(q)
+	if err != nil {
+		return err
+	}
+	return st.QueryRowContext(w.ctx, args...).Scan(dest...)
 }
 
 func (w *writer) apply(it *item) error {
@@ -139,7 +187,7 @@ func (w *writer) apply(it *item) error {
 		if a == nil {
 			return nil
 		}
-		a.steps = append(a.steps, step{e.Time, "refused", refusedText(e)})
+		a.step(step{e.Time, "refused", refusedText(e)})
 		if a.refusal == nil {
 			cp := *e
 			a.refusal = &cp
@@ -185,7 +233,7 @@ func (w *writer) conn(e *event.Event) *conn {
 		c = &conn{attempts: map[int]*attempt{}}
 		w.conns[e.Conn] = c
 	}
-	c.seen = e.Time
+	c.seen = time.Now() // not e.Time: a replayed or skewed clock must not expire it
 	if e.Client.IsValid() {
 		c.client = e.Client
 	}
@@ -298,24 +346,45 @@ func (w *writer) fill(m *Message, e *event.Event) {
 	set(&m.Virus, e.Virus)
 }
 
+// check adds a check's answer to the timeline. The answers of one stage
+// share one step ("at rcpt: rbl accept, spamd tag (spamd score=6.1)"):
+// a message passes a dozen checks, most of them saying nothing but
+// "accept".
 func (w *writer) check(e *event.Event, errText string) error {
-	st := step{e.Time, "check", checkText(e, errText)}
+	st := step{e.Time, "check", "at " + cmpStr(e.Stage, "?") + ": " + checkText(e, errText)}
 	if e.Conn != "" {
 		if e.Txn == 0 {
 			if c := w.conn(e); c != nil {
-				c.pre = append(c.pre, st)
+				c.pre = mergeCheck(c.pre, st)
 			}
 			return nil
 		}
 		if c := w.conns[e.Conn]; c != nil && c.attempts[e.Txn] != nil || e.ID == "" {
 			_, a := w.attempt(e)
 			if a != nil {
-				a.steps = append(a.steps, st)
+				a.steps = mergeCheck(a.steps, st)
 			}
 			return nil
 		}
 	}
 	return w.stepByID(e.ID, e.Time, st.kind, st.text)
+}
+
+// mergeCheck appends a check's step, or joins it to the last step when
+// that is a check of the same stage.
+func mergeCheck(steps []step, st step) []step {
+	if n := len(steps); n > 0 && steps[n-1].kind == "check" {
+		last := &steps[n-1]
+		at, text, _ := strings.Cut(st.text, ": ")
+		if strings.HasPrefix(last.text, at+": ") && len(last.text) < maxCheckText {
+			last.text += ", " + text
+			return steps
+		}
+	}
+	if len(steps) >= maxSteps {
+		return steps
+	}
+	return append(steps, st)
 }
 
 // accepted ends an attempt with its 250 and the spool ID, or starts the
@@ -382,17 +451,17 @@ func (w *writer) kept(e *event.Event) error {
 		return err
 	}
 	if key != 0 {
-		if err := w.exec("UPDATE messages SET verdict = ?, reason = ?, reason_code = ?, check_name = ? WHERE key = ?",
+		if _, err := w.exec("UPDATE messages SET verdict = ?, reason = ?, reason_code = ?, check_name = ? WHERE key = ?",
 			verdict, e.Reason, e.ReasonCode, e.Check, key); err != nil {
 			return err
 		}
 		if e.Virus != "" {
-			if err := w.exec("UPDATE messages SET virus = ? WHERE key = ?", e.Virus, key); err != nil {
+			if _, err := w.exec("UPDATE messages SET virus = ? WHERE key = ?", e.Virus, key); err != nil {
 				return err
 			}
 		}
 		if e.Scored {
-			if err := w.exec("UPDATE messages SET score = ?, scored = 1 WHERE key = ?", e.Score, key); err != nil {
+			if _, err := w.exec("UPDATE messages SET score = ?, scored = 1 WHERE key = ?", e.Score, key); err != nil {
 				return err
 			}
 		}
@@ -429,23 +498,17 @@ func (w *writer) delivery(e *event.Event) error {
 	if status == RcptDelivered {
 		delay = e.Delay.Milliseconds()
 	}
-	var n int
-	if err := w.tx.QueryRowContext(w.ctx, w.s.d.q("SELECT count(*) FROM recipients WHERE msg = ? AND address = ?"), key, addr).Scan(&n); err != nil {
+	n, err := w.exec("UPDATE recipients SET status = ?, reason = ?, delay_ms = ? WHERE msg = ? AND address = ?",
+		status, e.Reply, delay, key, addr)
+	if err != nil {
 		return err
 	}
 	if n == 0 {
-		var t int64
-		if err := w.tx.QueryRowContext(w.ctx, w.s.d.q("SELECT time FROM messages WHERE key = ?"), key).Scan(&t); err != nil {
+		// A recipient the message did not have at RCPT (an alias's).
+		if _, err := w.exec(`INSERT INTO recipients (msg, time, address, domain, status, reason, delay_ms)
+			SELECT key, time, ?, ?, ?, ?, CAST(? AS BIGINT) FROM messages WHERE key = ?`, addr, domainOf(addr), status, e.Reply, delay, key); err != nil {
 			return err
 		}
-		err = w.exec("INSERT INTO recipients (msg, time, address, domain, status, reason, delay_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-			key, t, addr, domainOf(addr), status, e.Reply, delay)
-	} else {
-		err = w.exec("UPDATE recipients SET status = ?, reason = ?, delay_ms = ? WHERE msg = ? AND address = ?",
-			status, e.Reply, delay, key, addr)
-	}
-	if err != nil {
-		return err
 	}
 	if err := w.addSteps(key, []step{{e.Time, "delivery", deliveryText(e)}}); err != nil {
 		return err
@@ -456,7 +519,11 @@ func (w *writer) delivery(e *event.Event) error {
 // settle sets a delivered message's verdict from its recipients: any
 // failed is Bounced, all delivered Delivered, any deferred Deferred.
 func (w *writer) settle(key int64) error {
-	rows, err := w.tx.QueryContext(w.ctx, w.s.d.q("SELECT status FROM recipients WHERE msg = ?"), key)
+	st, err := w.stmt("SELECT status FROM recipients WHERE msg = ?")
+	if err != nil {
+		return err
+	}
+	rows, err := st.QueryContext(w.ctx, key)
 	if err != nil {
 		return err
 	}
@@ -493,7 +560,8 @@ func (w *writer) settle(key int64) error {
 	default:
 		return nil
 	}
-	return w.exec("UPDATE messages SET verdict = ? WHERE key = ?", v, key)
+	_, err = w.exec("UPDATE messages SET verdict = ? WHERE key = ?", v, key)
+	return err
 }
 
 func (w *writer) admin(e *event.Event) error {
@@ -516,7 +584,8 @@ func (w *writer) admin(e *event.Event) error {
 	if v == "" {
 		return nil
 	}
-	return w.exec("UPDATE messages SET verdict = ? WHERE key = ?", v, key)
+	_, err = w.exec("UPDATE messages SET verdict = ? WHERE key = ?", v, key)
+	return err
 }
 
 func (w *writer) stepByID(id string, t time.Time, kind, text string) error {
@@ -536,7 +605,7 @@ func (w *writer) keyOf(id string) (int64, error) {
 		return k, nil
 	}
 	var k int64
-	err := w.tx.QueryRowContext(w.ctx, w.s.d.q("SELECT key FROM messages WHERE id = ? ORDER BY key DESC LIMIT 1"), id).Scan(&k)
+	err := w.scan("SELECT key FROM messages WHERE id = ? ORDER BY key DESC LIMIT 1", []any{id}, &k)
 	if err == sql.ErrNoRows {
 		return 0, nil
 	}
@@ -570,19 +639,19 @@ func (w *writer) insert(m *Message, rs []Recipient, steps []step) (int64, error)
 		scored = 1
 	}
 	var key int64
-	err := w.tx.QueryRowContext(w.ctx, w.s.d.q(`INSERT INTO messages (id, time, node, client, client_bin, host_name, helo, auth_user,
+	err := w.scan(`INSERT INTO messages (id, time, node, client, client_bin, host_name, helo, auth_user,
 		sender, sender_domain, size, subject, message_id, verdict, reason, reason_code, check_name, list, score, scored, virus)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING key`),
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING key`, []any{
 		m.ID, m.Time.UnixMilli(), m.Node, m.Client, bin, m.HostName, m.Helo, m.AuthUser,
 		sender, domainOf(sender), m.Size, m.Subject, trimAngle(m.MessageID), m.Verdict, m.Reason, m.ReasonCode, m.Check, m.List,
-		m.Score, scored, m.Virus).Scan(&key)
+		m.Score, scored, m.Virus}, &key)
 	if err != nil {
 		return 0, err
 	}
 	w.remember(m.ID, key)
 	for _, r := range rs {
 		a := strings.ToLower(r.Address)
-		if err := w.exec("INSERT INTO recipients (msg, time, address, domain, status, reason) VALUES (?, ?, ?, ?, ?, ?)",
+		if _, err := w.exec("INSERT INTO recipients (msg, time, address, domain, status, reason) VALUES (?, ?, ?, ?, ?, ?)",
 			key, m.Time.UnixMilli(), a, domainOf(a), r.Status, r.Reason); err != nil {
 			return 0, err
 		}
@@ -592,7 +661,7 @@ func (w *writer) insert(m *Message, rs []Recipient, steps []step) (int64, error)
 
 func (w *writer) addSteps(key int64, steps []step) error {
 	for _, s := range steps {
-		if err := w.exec("INSERT INTO steps (msg, time, kind, text) VALUES (?, ?, ?, ?)", key, s.t.UnixMilli(), s.kind, s.text); err != nil {
+		if _, err := w.exec("INSERT INTO steps (msg, time, kind, text) VALUES (?, ?, ?, ?)", key, s.t.UnixMilli(), s.kind, s.text); err != nil {
 			return err
 		}
 	}
@@ -649,29 +718,36 @@ func refusedText(e *event.Event) string {
 	return "refused: " + replyText(e)
 }
 
+// checkText is one check's answer: "spamd tag (spamd score=6.1
+// required=5.0)", with the time it took when that was 1 ms or more.
 func checkText(e *event.Event, errText string) string {
-	t := "check " + e.Check
-	if e.Stage != "" {
-		t += " at " + e.Stage
-	}
-	t += ": " + cmpStr(e.Action, "answer")
-	if e.Scored {
-		t += " score=" + strconv.FormatFloat(e.Score, 'f', -1, 64)
-	}
-	if e.List != "" {
-		t += " list=" + e.List
-	}
-	if e.Virus != "" {
-		t += " virus=" + e.Virus
-	}
-	if e.ReasonCode != "" {
-		t += " (" + e.ReasonCode + ")"
+	t := e.Check + " " + cmpStr(e.Action, "answer")
+	var facts []string
+	if e.Reason != "" {
+		// The verdict's facts as logged ("spamd score=12.1 required=5.0").
+		facts = append(facts, e.Reason)
+	} else {
+		if e.Scored {
+			facts = append(facts, "score="+strconv.FormatFloat(e.Score, 'f', -1, 64))
+		}
+		if e.List != "" {
+			facts = append(facts, "list="+e.List)
+		}
+		if e.Virus != "" {
+			facts = append(facts, "virus="+e.Virus)
+		}
+		if e.ReasonCode != "" {
+			facts = append(facts, e.ReasonCode)
+		}
 	}
 	if errText != "" {
-		t += " error: " + errText
+		facts = append(facts, "error: "+errText)
 	}
-	if e.Duration > 0 {
-		t += " (" + e.Duration.Round(time.Millisecond).String() + ")"
+	if e.Duration >= time.Millisecond {
+		facts = append(facts, e.Duration.Round(time.Millisecond).String())
+	}
+	if len(facts) > 0 {
+		t += " (" + strings.Join(facts, "; ") + ")"
 	}
 	return t
 }

@@ -163,3 +163,44 @@ func promQuery(base, query string) (float64, error) {
 	v, _ := r.Data.Result[0].Value[1].(string)
 	return strconv.ParseFloat(v, 64)
 }
+
+// TestQueueGauges: mail that cannot be delivered (nothing listens at the
+// downstream) stays in the queue, and /metrics counts it and ages the
+// oldest from its arrival.
+func TestQueueGauges(t *testing.T) {
+	admin := fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false))
+	down := fmt.Sprintf("smtp://127.0.0.1:%d", peertest.FreePort(t, false))
+	g := startMxgateConfig(t, adminTemplate(t, admin), down)
+	msg := dataBytes(readTestdata(t, "message.eml"))
+	c := mustDial(t, "127.0.0.1", g.addr)
+	c.expect(t, "EHLO client.test", 250)
+	for i := range 3 {
+		c.send(t, "alice@sender.test", []string{fmt.Sprintf("user%d@example.test", i)}, msg)
+	}
+	c.expect(t, "QUIT", 221)
+	time.Sleep(1100 * time.Millisecond) // the oldest is a second old
+	_, body := httpGet(t, "http://"+admin+"/metrics")
+	if !strings.Contains(body, "\nmxgate_queue_messages 3\n") {
+		t.Errorf("/metrics lacks mxgate_queue_messages 3:\n%s", grepLines(body, "mxgate_queue_"))
+	}
+	age := -1.0
+	for _, l := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(l, "mxgate_queue_oldest_age_seconds "); ok {
+			age, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if age < 1 || age > 60 {
+		t.Errorf("mxgate_queue_oldest_age_seconds = %v, want 1 to 60", age)
+	}
+}
+
+// grepLines is the lines of text that hold s.
+func grepLines(text, s string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
