@@ -17,6 +17,9 @@ func (d *decoder) checkConsole(c *Config) {
 		return
 	}
 	key := keyPath{"admin", "users"}
+	if a.Listen == "" {
+		d.warn(key, -1, "no console is served: admin.listen is not set")
+	}
 	f, err := os.Open(a.Users)
 	if err != nil {
 		d.failKey(key, -1, "%v", err)

@@ -25,16 +25,22 @@ func TestConsoleUsers(t *testing.T) {
 		name, admin string
 		err, warn   string
 		timeout     time.Duration
+		noListen    bool
 	}{
-		{"off", "", "", "", 8 * time.Hour},
-		{"good", fmt.Sprintf("users = %q\nsession_timeout = \"30m\"", file), "", "", 30 * time.Minute},
-		{"missing", fmt.Sprintf("users = %q", filepath.Join(dir, "none")), "f.toml:4: key \"admin.users\": open " + filepath.Join(dir, "none") + ": no such file or directory", "", 0},
-		{"directory", fmt.Sprintf("users = %q", dir), "f.toml:4: key \"admin.users\": " + dir + " is a directory, not a users file", "", 0},
-		{"world-readable", fmt.Sprintf("users = %q", loose), "", "f.toml:4: warning: " + loose + " has mode 0644: it holds password hashes, make it 0640 or tighter", 8 * time.Hour},
-		{"bad timeout", "session_timeout = \"soon\"", "f.toml:4: key \"admin.session_timeout\": invalid duration", "", 0},
+		{"off", "", "", "", 8 * time.Hour, false},
+		{"good", fmt.Sprintf("users = %q\nsession_timeout = \"30m\"", file), "", "", 30 * time.Minute, false},
+		{"missing", fmt.Sprintf("users = %q", filepath.Join(dir, "none")), "f.toml:5: key \"admin.users\": open " + filepath.Join(dir, "none") + ": no such file or directory", "", 0, false},
+		{"directory", fmt.Sprintf("users = %q", dir), "f.toml:5: key \"admin.users\": " + dir + " is a directory, not a users file", "", 0, false},
+		{"world-readable", fmt.Sprintf("users = %q", loose), "", "f.toml:5: warning: " + loose + " has mode 0644: it holds password hashes, make it 0640 or tighter", 8 * time.Hour, false},
+		{"no listener", fmt.Sprintf("users = %q", file), "", "f.toml:4: warning: no console is served: admin.listen is not set", 8 * time.Hour, true},
+		{"bad timeout", "session_timeout = \"soon\"", "f.toml:5: key \"admin.session_timeout\": invalid duration", "", 0, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			text := "relay.domains = [\"example.test\"]\ndownstream.url = \"smtp://127.0.0.1:25\"\n[admin]\n" + c.admin + "\n"
+			listen := "listen = \"127.0.0.1:8025\"\n"
+			if c.noListen {
+				listen = ""
+			}
+			text := "relay.domains = [\"example.test\"]\ndownstream.url = \"smtp://127.0.0.1:25\"\n[admin]\n" + listen + c.admin + "\n"
 			cfg, err := Parse("f.toml", []byte(text))
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {

@@ -120,8 +120,12 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 
 // ServeHTTP serves the console's pages. The security headers
 // (Content-Security-Policy, X-Frame-Options, ...) are the admin
-// listener's, on every reply.
+// listener's, on every reply, but for the referrer policy: under
+// "no-referrer" a browser sends "Origin: null" with the console's own
+// form POSTs, which the Origin check must refuse; "same-origin" still
+// sends no referrer to any other site.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Referrer-Policy", "same-origin")
 	c.mux.ServeHTTP(w, r)
 }
 

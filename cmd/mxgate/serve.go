@@ -8,11 +8,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"mxgate/checks"
 	"mxgate/config"
+	"mxgate/event"
 	"mxgate/gateway"
 	"mxgate/localsubmit"
 	"mxgate/mainlog"
@@ -21,6 +23,7 @@ import (
 	"mxgate/queue"
 	"mxgate/sdnotify"
 	"mxgate/state"
+	"mxgate/tracking"
 )
 
 // systemConfig is the config file of an installed mxgate, set by the
@@ -102,12 +105,30 @@ func serve(e *env) error {
 	// The metrics sink is on the bus from the start, and reads the
 	// queue from the spool once it is open.
 	metricsSink := newMetrics(cfg)
-	log, sp, bus, err := openLogsAndSpool(cfg, metricsSinks(metricsSink)...)
+	// The tracking store needs the log, which comes with the bus: the
+	// bus gets a sink that hands events to the store once it is open.
+	var tracker atomic.Pointer[tracking.Store]
+	trackSink := event.SinkFunc(func(e *event.Event) {
+		if t := tracker.Load(); t != nil {
+			t.Event(e)
+		}
+	})
+	log, sp, bus, err := openLogsAndSpool(cfg, append(metricsSinks(metricsSink), trackSink)...)
 	if err != nil {
 		return err
 	}
 	defer log.Close()
 	defer sp.Close()
+	trackStore, err := openTracking(context.Background(), cfg, log)
+	if err != nil {
+		return err
+	}
+	if trackStore != nil {
+		// Closed after the drain and the runner's stop: it writes what
+		// they emitted last.
+		defer trackStore.Close()
+		tracker.Store(trackStore)
+	}
 	if metricsSink != nil {
 		metricsSink.WatchQueue(queueReader(sp))
 	}
@@ -159,7 +180,11 @@ func serve(e *env) error {
 	d.gw, d.runner = gw, runner
 	// The admin listener is bound with the others, before root is
 	// dropped; it closes last, so /metrics answers through the drain.
-	admin, err := startAdmin(cfg, d, metricsSink)
+	console, err := newConsole(cfg, log, sp, bus, runner, trackStore)
+	if err != nil {
+		return err
+	}
+	admin, err := startAdmin(cfg, d, metricsSink, console)
 	if err != nil {
 		return err
 	}

@@ -73,10 +73,17 @@ func TestConsole(t *testing.T) {
 			}
 		}
 	}()
+	// Each step is bounded on its own, and a failed one says where the
+	// browser was and what it showed.
 	do := func(what string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			t.Fatalf("%s: %v", what, err)
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := chromedp.Do(sctx, actions...); err != nil {
+			lctx, lcancel := context.WithTimeout(ctx, 5*time.Second)
+			defer lcancel()
+			page, _ := chromedp.Run(lctx, chromedp.Evaluate[string](`location.href + "\n" + document.body.innerText`))
+			t.Fatalf("%s: %v\nthe browser shows %s", what, err, page)
 		}
 	}
 	textOf := func(sel string) string {
