@@ -102,7 +102,7 @@ func serve(e *env) error {
 	// The metrics sink is on the bus from the start, and reads the
 	// queue from the spool once it is open.
 	metricsSink := newMetrics(cfg)
-	log, sp, bus, err := openLogsAndSpool(cfg, true, metricsSinks(metricsSink)...)
+	log, sp, bus, _, err := openLogsAndSpool(cfg, true, metricsSinks(metricsSink)...)
 	if err != nil {
 		return err
 	}
