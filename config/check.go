@@ -109,6 +109,7 @@ func (d *decoder) check(c *Config) {
 		c.Log.Dir = filepath.Join(c.DataDir, "log")
 	}
 	d.enum(keyPath{"log", "format"}, &c.Log.Format, "exim", "json")
+	d.checkDigest(c)
 }
 
 func (d *decoder) count(key keyPath, v *int, def int) {

@@ -97,6 +97,7 @@ type Config struct {
 	Tracking   Tracking    `toml:"tracking"`
 	Log        Log         `toml:"log"`
 	Admin      Admin       `toml:"admin"`
+	Digest     Digest      `toml:"digest"`
 }
 
 // TLS holds the server certificate; STARTTLS is offered only when both are set.

@@ -311,6 +311,8 @@ func TestLoadGood(t *testing.T) {
 		Admin: Admin{Listen: "192.0.2.10:8443", Cert: absTestdata(t, "cert.pem"), Key: absTestdata(t, "key.pem"), Timeout: Duration(10 * time.Second),
 			Users: absTestdata(t, "admins"), SessionTimeout: Duration(time.Hour)},
 		Log: Log{Dir: "/var/log/mxgate", Format: "json"},
+		Digest: Digest{URL: "https://mx1.example.test:8025", Schedule: "weekly", At: "06:30", AtTime: 6*time.Hour + 30*time.Minute,
+			LinkLifetime: Duration(3 * 24 * time.Hour), KeyFile: "/etc/mxgate/digest.key", From: "quarantine@example.test"},
 	}
 	// The others are about files of this machine (/etc/userdomains), and
 	// TestFileWarnings' subject.
@@ -389,6 +391,8 @@ func TestLoadDefaults(t *testing.T) {
 		Tracking: Tracking{URL: "sqlite:" + absTestdata(t, "var/tracking.db"), Retention: Duration(30 * 24 * time.Hour), Queue: 10000},
 		Admin:    Admin{Timeout: Duration(30 * time.Second), SessionTimeout: Duration(8 * time.Hour)},
 		Log:      Log{Dir: absTestdata(t, "var/log"), Format: "exim"},
+		Digest: Digest{Schedule: "daily", At: "07:00", AtTime: 7 * time.Hour, LinkLifetime: Duration(7 * 24 * time.Hour),
+			KeyFile: absTestdata(t, "var/digest.key"), From: "postmaster@mx.example.test"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(%s) =\n%s\nwant\n%s", path, got, want)

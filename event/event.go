@@ -9,6 +9,7 @@
 package event
 
 import (
+	"errors"
 	"net/netip"
 	"time"
 )
@@ -63,7 +64,9 @@ const (
 	// "thaw", "deliver", "remove", "release", "delete", "giveup",
 	// "add-recipient", "edit-sender", "hold-release", "hold-drop"; User:
 	// who; Reason: the one given, then what the action names: "<addr>",
-	// "hold KEY"). From the CLI and the console alike.
+	// "hold KEY"; Recipient: the one a "release" or "delete" was for,
+	// when it was for one alone, as a digest link's is: User "digest
+	// link"). From the CLI, the console and the digest's links alike.
 	Admin
 	// SpoolCommit: one group commit made its files durable (Batch:
 	// messages in it, Duration: the sync).
@@ -187,6 +190,24 @@ func (b *Bus) Emit(e Event) {
 	for _, s := range b.sinks {
 		s.Event(&e)
 	}
+}
+
+// Close closes every sink that holds something open (a database sink
+// writes what it has queued first), after the last Emit. A nil bus has
+// nothing to close.
+func (b *Bus) Close() error {
+	if b == nil {
+		return nil
+	}
+	var errs []error
+	for _, s := range b.sinks {
+		if c, ok := s.(interface{ Close() error }); ok {
+			if err := c.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Enabled reports whether anything listens, so an emitter can skip

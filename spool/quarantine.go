@@ -227,17 +227,9 @@ func (s *Spool) QuarantineList() ([]QuarantineEntry, error) {
 
 // QuarantineLoad reads one quarantined message's envelope, reason and size.
 func (s *Spool) QuarantineLoad(id ID) (*QuarantineEntry, error) {
-	b, err := s.QuarantineHeaderFile(id)
+	env, err := s.quarantineEnvelope(id)
 	if err != nil {
 		return nil, err
-	}
-	path := s.quarantinePath(id, "-H")
-	env, err := ParseHeaderFile(bytes.NewReader(b))
-	if err != nil {
-		return nil, fmt.Errorf("spool: %s: %w", path, err)
-	}
-	if env.ID != id {
-		return nil, fmt.Errorf("spool: %s: line 1: file is for message %s", path, env.ID)
 	}
 	e := &QuarantineEntry{Envelope: env, Size: env.HeaderSize() + 1}
 	rpath := s.quarantinePath(id, "-R")
@@ -325,15 +317,28 @@ func (s *Spool) lockQuarantined(id ID) (*os.File, error) {
 
 // QuarantineRelease moves a quarantined message into the queue, where it
 // is delivered as if it had been accepted (its received time unchanged,
-// due at once). It fails with ErrLocked while another process handles the
-// message. The queue sees it complete or not at all: the -D gets its
-// input/ name first, the -H last, both under the message's lock.
-func (s *Spool) QuarantineRelease(id ID) error {
+// due at once), and returns its envelope as read under the lock: the
+// recipients already released or deleted one by one are in its Done
+// list, so the queue delivers only the others. It fails with ErrLocked
+// while another process handles the message. The queue sees it complete
+// or not at all: the -D gets its input/ name first, the -H last, both
+// under the message's lock.
+func (s *Spool) QuarantineRelease(id ID) (*Envelope, error) {
 	f, err := s.lockQuarantined(id)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
+	env, err := s.quarantineEnvelope(id)
+	if err != nil {
+		return nil, err
+	}
+	return env, s.release(id)
+}
+
+// release moves a quarantined message whose lock the caller holds into
+// the queue.
+func (s *Spool) release(id ID) error {
 	ctx := context.Background()
 	for _, suffix := range []string{"-D", "-H"} {
 		if err := os.Link(s.quarantinePath(id, suffix), s.path(id, suffix)); err != nil {
@@ -351,6 +356,140 @@ func (s *Spool) QuarantineRelease(id ID) error {
 		}
 	}
 	return s.removeQuarantined(id)
+}
+
+// quarantineEnvelope reads a quarantined message's -H.
+func (s *Spool) quarantineEnvelope(id ID) (*Envelope, error) {
+	b, err := s.QuarantineHeaderFile(id)
+	if err != nil {
+		return nil, err
+	}
+	env, err := ParseHeaderFile(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("spool: %s: %w", s.quarantinePath(id, "-H"), err)
+	}
+	if env.ID != id {
+		return nil, fmt.Errorf("spool: %s: line 1: file is for message %s", s.quarantinePath(id, "-H"), env.ID)
+	}
+	return env, nil
+}
+
+// pendingFor is the recipient of env's pending ones that rcpt names (any
+// case), or ErrNotFound: the message is not in quarantine for rcpt.
+func pendingFor(env *Envelope, rcpt string) (string, error) {
+	for _, r := range env.Pending() {
+		if strings.EqualFold(r, rcpt) {
+			return r, nil
+		}
+	}
+	return "", fmt.Errorf("spool: message %s is not in quarantine for %s: %w", env.ID, rcpt, ErrNotFound)
+}
+
+// QuarantineReleaseFor queues a quarantined message for one of its
+// pending recipients alone and returns the envelope of what was queued;
+// the quarantine keeps it for the others. While others are pending the
+// queued message is a new copy (a new ID, the same headers, body, sender
+// and received time) and rcpt is marked done in the quarantined -H; for
+// the last one the message itself moves into the queue, as
+// QuarantineRelease does. The copy is committed before the -H is
+// rewritten: a crash between the two leaves rcpt listed in quarantine
+// with its copy queued, so at worst it is released twice, never lost.
+// Same lock and errors as QuarantineRelease; ErrNotFound also when rcpt
+// is not pending.
+func (s *Spool) QuarantineReleaseFor(ctx context.Context, id ID, rcpt string) (*Envelope, error) {
+	f, err := s.lockQuarantined(id)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	env, err := s.quarantineEnvelope(id)
+	if err != nil {
+		return nil, err
+	}
+	r, err := pendingFor(env, rcpt)
+	if err != nil {
+		return nil, err
+	}
+	if len(env.Pending()) == 1 {
+		return env, s.release(id)
+	}
+	c, err := s.copyQuarantined(ctx, env, r)
+	if err != nil {
+		return nil, err
+	}
+	env.Done = append(env.Done, r)
+	return c, s.rewriteQuarantined(env)
+}
+
+// copyQuarantined commits a copy of a quarantined message to the queue
+// for rcpt alone.
+func (s *Spool) copyQuarantined(ctx context.Context, env *Envelope, rcpt string) (*Envelope, error) {
+	body, err := s.QuarantineOpenBody(env.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	w, err := s.Create()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.Copy(w, body); err != nil {
+		return nil, errors.Join(fmt.Errorf("spool: copying quarantined message %s: %w", env.ID, err), w.Abort())
+	}
+	c := &Envelope{
+		Sender:           env.Sender,
+		Recipients:       []string{rcpt},
+		Received:         env.Received,
+		HeloName:         env.HeloName,
+		HostAddress:      env.HostAddress,
+		ReceivedProtocol: env.ReceivedProtocol,
+		DeliverFirstTime: true,
+		Headers:          slices.Clone(env.Headers),
+	}
+	if err := w.Commit(ctx, c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// QuarantineDeleteFor removes one pending recipient of a quarantined
+// message and returns how many are left; at none the message is gone
+// from the quarantine. Same lock and errors as QuarantineDelete;
+// ErrNotFound also when rcpt is not pending.
+func (s *Spool) QuarantineDeleteFor(id ID, rcpt string) (int, error) {
+	f, err := s.lockQuarantined(id)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	env, err := s.quarantineEnvelope(id)
+	if err != nil {
+		return 0, err
+	}
+	r, err := pendingFor(env, rcpt)
+	if err != nil {
+		return 0, err
+	}
+	env.Done = append(env.Done, r)
+	left := len(env.Pending())
+	if left == 0 {
+		return 0, s.removeQuarantined(id)
+	}
+	return left, s.rewriteQuarantined(env)
+}
+
+// rewriteQuarantined replaces the -H of a quarantined message whose lock
+// the caller holds, durably, by a rename: the message is never without
+// its -H.
+func (s *Spool) rewriteQuarantined(env *Envelope) error {
+	b, err := appendHeaderFile(nil, env)
+	if err != nil {
+		return err
+	}
+	if err := writeFileDurably(s.quarantineTemp(env.ID), s.quarantinePath(env.ID, "-H"), b); err != nil {
+		return err
+	}
+	return s.syncDir(context.Background(), s.quarantineDir(env.ID))
 }
 
 // QuarantineDelete removes a quarantined message for good. It fails with

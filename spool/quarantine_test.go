@@ -87,8 +87,12 @@ func TestQuarantineRoundTrip(t *testing.T) {
 		t.Errorf("entry = %+v (size %d), envelope %+v", e, e.Size, e.Envelope)
 	}
 
-	if err := s.QuarantineRelease(id); err != nil {
+	released, err := s.QuarantineRelease(id)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if released.ID != id || released.Sender != env.Sender {
+		t.Errorf("QuarantineRelease returned %+v", released)
 	}
 	if got, want := spoolFiles(t, dir, names), []string{"input/X/ID-D", "input/X/ID-H"}; !slices.Equal(got, want) {
 		t.Errorf("after QuarantineRelease: files %q, want %q", got, want)
@@ -131,10 +135,15 @@ func TestQuarantineRefusals(t *testing.T) {
 	quarantined := quarantineMessage(t, s, testEnvelope(), testBody, "virus X")
 	queued := commit(t, s, testEnvelope(), testBody)
 	ops := map[string]func(ID) error{
-		"release": s.QuarantineRelease,
-		"delete":  s.QuarantineDelete,
-		"load":    func(id ID) error { _, err := s.QuarantineLoad(id); return err },
-		"body":    func(id ID) error { _, err := s.QuarantineOpenBody(id); return err },
+		"release": func(id ID) error { _, err := s.QuarantineRelease(id); return err },
+		"release for": func(id ID) error {
+			_, err := s.QuarantineReleaseFor(context.Background(), id, "bob@example.test")
+			return err
+		},
+		"delete for": func(id ID) error { _, err := s.QuarantineDeleteFor(id, "bob@example.test"); return err },
+		"delete":     s.QuarantineDelete,
+		"load":       func(id ID) error { _, err := s.QuarantineLoad(id); return err },
+		"body":       func(id ID) error { _, err := s.QuarantineOpenBody(id); return err },
 	}
 	for name, op := range ops {
 		for _, tc := range []struct {
@@ -156,7 +165,7 @@ func TestQuarantineRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"release", "delete"} {
+	for _, name := range []string{"release", "delete", "release for", "delete for"} {
 		if err := ops[name](quarantined); !errors.Is(err, ErrLocked) {
 			t.Errorf("%s of a locked message = %v, want ErrLocked", name, err)
 		}
@@ -174,7 +183,7 @@ func TestQuarantineReleaseIntoOccupiedID(t *testing.T) {
 	if err := os.WriteFile(s.path(id, "-D"), []byte(string(id)+"-D\nother\n"), 0o640); err != nil {
 		t.Fatal(err)
 	}
-	err := s.QuarantineRelease(id)
+	_, err := s.QuarantineRelease(id)
 	if err == nil || !strings.Contains(err.Error(), "message "+string(id)+" is already in the queue") {
 		t.Errorf("QuarantineRelease = %v, want the conflict named", err)
 	}
@@ -248,5 +257,77 @@ func TestOpenRemovesQuarantineOrphans(t *testing.T) {
 	want := []string{"input/X/RELEASED-D", "input/X/RELEASED-H", "quarantine/X/KEPT-D", "quarantine/X/KEPT-H", "quarantine/X/KEPT-R"}
 	if got := spoolFiles(t, dir, names); !slices.Equal(got, want) {
 		t.Errorf("after Open:\n got %q\nwant %q", got, want)
+	}
+}
+
+// TestQuarantinePerRecipient follows one message with three recipients
+// through the digest's operations: a release for one queues a copy for
+// it alone, a delete for another removes only that one, the last
+// release moves the message itself, and nothing is done twice.
+func TestQuarantinePerRecipient(t *testing.T) {
+	ctx := context.Background()
+	s, dir := openSpool(t)
+	env := testEnvelope() // bob, carol, dave
+	id := quarantineMessage(t, s, env, testBody, "spam score 12 >= quarantine 5")
+
+	c, err := s.QuarantineReleaseFor(ctx, id, "Carol@Example.Test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ID == id || !slices.Equal(c.Recipients, []string{"carol@example.test"}) || !c.Received.Equal(env.Received) || c.Sender != env.Sender {
+		t.Errorf("the copy's envelope = %+v", c)
+	}
+	names := map[ID]string{id: "ID", c.ID: "COPY"}
+	if got, want := spoolFiles(t, dir, names), []string{"input/X/COPY-D", "input/X/COPY-H", "quarantine/X/ID-D", "quarantine/X/ID-H", "quarantine/X/ID-R"}; !slices.Equal(got, want) {
+		t.Errorf("after the release for carol: files %q, want %q", got, want)
+	}
+	msg, _, err := s.OpenMessage(c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, msg); !strings.HasSuffix(got, "Subject: hello\nFrom: alice@example.test\n\n"+testBody) {
+		t.Errorf("queued copy = %q", got)
+	}
+	if e, err := s.QuarantineLoad(id); err != nil || !slices.Equal(e.Envelope.Pending(), []string{"bob@example.test", "dave@example.test"}) {
+		t.Errorf("quarantined after the release for carol: %+v, %v; want bob and dave pending", e, err)
+	}
+	for name, op := range map[string]func() error{
+		"release for carol again": func() error { _, err := s.QuarantineReleaseFor(ctx, id, "carol@example.test"); return err },
+		"delete for carol":        func() error { _, err := s.QuarantineDeleteFor(id, "carol@example.test"); return err },
+		"release for a stranger":  func() error { _, err := s.QuarantineReleaseFor(ctx, id, "eve@example.test"); return err },
+	} {
+		if err := op(); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s = %v, want ErrNotFound", name, err)
+		}
+	}
+
+	if left, err := s.QuarantineDeleteFor(id, "bob@example.test"); err != nil || left != 1 {
+		t.Errorf("delete for bob = %d, %v; want 1 left", left, err)
+	}
+	last, err := s.QuarantineReleaseFor(ctx, id, "dave@example.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last.ID != id {
+		t.Errorf("the last recipient's release queued %s, want the message itself %s", last.ID, id)
+	}
+	if got, want := spoolFiles(t, dir, names), []string{"input/X/COPY-D", "input/X/COPY-H", "input/X/ID-D", "input/X/ID-H"}; !slices.Equal(got, want) {
+		t.Errorf("after the last release: files %q, want %q", got, want)
+	}
+	if q, err := s.Load(id); err != nil || !slices.Equal(q.Pending(), []string{"dave@example.test"}) {
+		t.Errorf("the released message: %+v, %v; want dave alone pending", q, err)
+	}
+}
+
+func TestQuarantineDeleteForLast(t *testing.T) {
+	s, dir := openSpool(t)
+	env := testEnvelope()
+	env.Recipients = env.Recipients[:1]
+	id := quarantineMessage(t, s, env, testBody, "spam")
+	if left, err := s.QuarantineDeleteFor(id, "bob@example.test"); err != nil || left != 0 {
+		t.Errorf("delete for the only recipient = %d, %v", left, err)
+	}
+	if got := spoolFiles(t, dir, nil); len(got) != 0 {
+		t.Errorf("after deleting the last recipient: files %q, want none", got)
 	}
 }

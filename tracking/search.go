@@ -132,12 +132,16 @@ func (q Query) searchSQL() (string, []any, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	limit := q.Limit
-	if limit <= 0 {
-		limit = defaultLimit
+	return "SELECT " + messageColumns + " FROM messages m" + where + " ORDER BY m.time DESC, m.key DESC LIMIT " + strconv.Itoa(q.PageSize()), args, nil
+}
+
+// PageSize is how many rows Search answers q with at most: Limit, or
+// its default, within the maximum. A full page may have more after it.
+func (q Query) PageSize() int {
+	if q.Limit <= 0 {
+		return defaultLimit
 	}
-	limit = min(limit, maxLimit)
-	return "SELECT " + messageColumns + " FROM messages m" + where + " ORDER BY m.time DESC, m.key DESC LIMIT " + strconv.Itoa(limit), args, nil
+	return min(q.Limit, maxLimit)
 }
 
 // Search returns the attempts matching q, newest first (by Time, then

@@ -86,7 +86,7 @@ type adminListener struct {
 // serve drops root: the port may be privileged and the key root's.
 // /readyz asks the serving generation's config, so a reload that turns a
 // scanner's on_error to tempfail makes it required at once.
-func startAdmin(cfg *config.Config, d *daemon, m *metrics.Metrics, console http.Handler) (*adminListener, error) {
+func startAdmin(cfg *config.Config, d *daemon, m *metrics.Metrics, console, links http.Handler) (*adminListener, error) {
 	if cfg.Admin.Listen == "" {
 		return nil, nil
 	}
@@ -104,6 +104,7 @@ func startAdmin(cfg *config.Config, d *daemon, m *metrics.Metrics, console http.
 		TLS:     tc,
 		Metrics: m.Handler(),
 		Console: console,
+		Links:   links,
 		Ready: adminweb.Probes(
 			adminweb.Probe{Name: "listeners", Check: func(context.Context) error {
 				if !a.smtp.Load() {

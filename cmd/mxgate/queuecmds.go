@@ -112,6 +112,7 @@ func queueWith(e *env, load func(string) (*config.Config, error), run func(q *ad
 	}
 	defer log.Close()
 	defer sp.Close()
+	defer bus.Close()
 	return run(&admin.Queue{
 		Spool:    sp,
 		Log:      log,

@@ -226,6 +226,8 @@ var restartOnly = []fixedSetting{
 	fixed("admin.cert", func(c *config.Config) *string { return &c.Admin.Cert }),
 	fixed("admin.key", func(c *config.Config) *string { return &c.Admin.Key }),
 	fixed("admin.timeout", func(c *config.Config) *config.Duration { return &c.Admin.Timeout }),
+	fixed("tracking", func(c *config.Config) *config.Tracking { return &c.Tracking }),
+	fixed("digest", func(c *config.Config) *config.Digest { return &c.Digest }),
 }
 
 // keepFixed sets every restart-only setting of new back to old's value

@@ -8,13 +8,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"mxgate/checks"
 	"mxgate/config"
-	"mxgate/event"
 	"mxgate/gateway"
 	"mxgate/localsubmit"
 	"mxgate/mainlog"
@@ -23,7 +21,6 @@ import (
 	"mxgate/queue"
 	"mxgate/sdnotify"
 	"mxgate/state"
-	"mxgate/tracking"
 )
 
 // systemConfig is the config file of an installed mxgate, set by the
@@ -105,30 +102,19 @@ func serve(e *env) error {
 	// The metrics sink is on the bus from the start, and reads the
 	// queue from the spool once it is open.
 	metricsSink := newMetrics(cfg)
-	// The tracking store needs the log, which comes with the bus: the
-	// bus gets a sink that hands events to the store once it is open.
-	var tracker atomic.Pointer[tracking.Store]
-	trackSink := event.SinkFunc(func(e *event.Event) {
-		if t := tracker.Load(); t != nil {
-			t.Event(e)
-		}
-	})
-	log, sp, bus, err := openLogsAndSpool(cfg, append(metricsSinks(metricsSink), trackSink)...)
+	log, sp, bus, trackStore, err := openLogsAndSpool(cfg, true, metricsSinks(metricsSink)...)
 	if err != nil {
 		return err
 	}
 	defer log.Close()
 	defer sp.Close()
-	trackStore, err := openTracking(context.Background(), cfg, log)
-	if err != nil {
-		return err
-	}
-	if trackStore != nil {
-		// Closed after the drain and the runner's stop: it writes what
-		// they emitted last.
-		defer trackStore.Close()
-		tracker.Store(trackStore)
-	}
+	// After the drain and the runner's stop (deferred later, run
+	// earlier): the tracking store writes the last events.
+	defer func() {
+		if err := bus.Close(); err != nil {
+			log.Panic(fmt.Sprintf("closing the event sinks: %v", err))
+		}
+	}()
 	if metricsSink != nil {
 		metricsSink.WatchQueue(queueReader(sp))
 	}
@@ -184,7 +170,7 @@ func serve(e *env) error {
 	if err != nil {
 		return err
 	}
-	admin, err := startAdmin(cfg, d, metricsSink, console)
+	admin, err := startAdmin(cfg, d, metricsSink, console, digestLinks(cfg, sp, log, runner, bus))
 	if err != nil {
 		return err
 	}
@@ -239,6 +225,9 @@ func serve(e *env) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	runner.Start(ctx)
+	if err := startDigest(ctx, cfg, sp, log, runner, bus); err != nil {
+		return err
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- gw.Serve() }()

@@ -88,6 +88,7 @@ func submitMessage(command string) func(e *env) error {
 		}
 		defer log.Close()
 		defer sp.Close()
+		defer bus.Close()
 		if loadErr != nil {
 			return loadErr
 		}

@@ -181,7 +181,7 @@ func track(e *env) error {
 			}
 			return writeJSON(e.stdout, ms)
 		}
-		writeMatches(e.stdout, ms)
+		writeMatches(e.stdout, ms, len(ms) == a.q.PageSize())
 		return nil
 	})
 }
@@ -208,8 +208,9 @@ func orDash(s string) string {
 	return s
 }
 
-// writeMatches prints one line per message.
-func writeMatches(w io.Writer, ms []tracking.Message) {
+// writeMatches prints one line per message; full: the page is full, so
+// there may be more, and the last line says how to ask for them.
+func writeMatches(w io.Writer, ms []tracking.Message, full bool) {
 	if len(ms) == 0 {
 		fmt.Fprintln(w, "no messages match")
 		return
@@ -226,8 +227,10 @@ func writeMatches(w io.Writer, ms []tracking.Message) {
 			m.Sender, orDash(strings.Join(rs, ",")), m.Verdict, orDash(m.Reason))
 	}
 	tw.Flush()
-	if len(ms) > 1 {
+	if full {
 		fmt.Fprintf(w, "%d messages; the next page: --before %d\n", len(ms), ms[len(ms)-1].Key)
+	} else {
+		fmt.Fprintf(w, "%d messages\n", len(ms))
 	}
 }
 

@@ -112,6 +112,7 @@ func TestTrackCommands(t *testing.T) {
 		args   []string
 	}{
 		{"track-all.txt", []string{"track"}},
+		{"track-page.txt", []string{"track", "--limit", "2"}},
 		{"track-sender.txt", []string{"track", "--sender", "@BAD.example", "--since", "24h"}},
 		{"track-none.txt", []string{"track", "--verdict", "bounced"}},
 		{"track-timeline.txt", []string{"track", "1tXyZa-000AbC-Qr"}},
