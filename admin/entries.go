@@ -22,19 +22,9 @@ type Entry struct {
 	Err error
 }
 
-// Pending returns the recipients not yet done.
+// Pending returns the recipients not yet done, as the spool counts them.
 func (e *Entry) Pending() []string {
-	done := make(map[string]bool, len(e.Done))
-	for _, d := range e.Done {
-		done[d] = true
-	}
-	var p []string
-	for _, r := range e.Recipients {
-		if !done[r] {
-			p = append(p, r)
-		}
-	}
-	return p
+	return (&spool.Envelope{Recipients: e.Recipients, Done: e.Done}).Pending()
 }
 
 // Entries returns the queue in arrival order, as List shows it: a message
