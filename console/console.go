@@ -17,6 +17,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"mxgate/admin"
@@ -71,6 +72,9 @@ type Console struct {
 	mux      *http.ServeMux
 	// sleep waits out a failed login; tests make it instant.
 	sleep func(ctx context.Context, d time.Duration)
+	// logins are the turns of the clients' IPs at logging in (oneLogin).
+	loginMu sync.Mutex
+	logins  map[string]*turn
 }
 
 //go:embed templates/*.html
@@ -104,6 +108,7 @@ func New(o Options) (*Console, error) {
 		pages:    pages,
 		static:   http.StripPrefix("/static/", http.FileServerFS(sub)),
 		sleep:    sleepCtx,
+		logins:   map[string]*turn{},
 	}
 	c.routes()
 	return c, nil

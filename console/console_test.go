@@ -36,6 +36,8 @@ type fixture struct {
 	mu      sync.Mutex
 	now     time.Time
 	waited  []time.Duration // the failed logins' delays
+	pause   time.Duration   // how long a failed login's delay really takes
+	tick    time.Duration   // how far each reading of the clock moves it
 	deliver []spool.ID      // what Deliver was asked
 	events  []event.Event   // the Admin events of the actions
 }
@@ -69,7 +71,13 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.c.sleep = func(_ context.Context, d time.Duration) { f.mu.Lock(); f.waited = append(f.waited, d); f.mu.Unlock() }
+	f.c.sleep = func(_ context.Context, d time.Duration) {
+		f.mu.Lock()
+		f.waited = append(f.waited, d)
+		pause := f.pause
+		f.mu.Unlock()
+		time.Sleep(pause)
+	}
 	f.srv = httptest.NewServer(f.c)
 	t.Cleanup(f.srv.Close)
 	return f
@@ -78,6 +86,7 @@ func newFixture(t *testing.T) *fixture {
 func (f *fixture) clock() time.Time {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.now = f.now.Add(f.tick)
 	return f.now
 }
 
@@ -286,6 +295,63 @@ func TestLoginThrottle(t *testing.T) {
 	f.advance(2 * time.Minute)
 	if r := f.login(c, "alice", "secret"); r.status != http.StatusSeeOther {
 		t.Errorf("11 minutes later: %d, want logged in", r.status)
+	}
+}
+
+// Guesses sent in parallel from one IP take turns: the throttle counts
+// each failure before the next guess is checked, so the sixth and later
+// are refused unchecked.
+func TestLoginThrottleParallel(t *testing.T) {
+	f := newFixture(t)
+	f.mu.Lock()
+	f.pause = 50 * time.Millisecond
+	f.mu.Unlock()
+	const n = 8
+	var forms []url.Values
+	var clients []*http.Client
+	for range n {
+		c := f.client()
+		page := f.do(c, "GET", "/login", nil, nil)
+		forms = append(forms, url.Values{"csrf": {csrfOf(t, page.body)}, "user": {"alice"}, "password": {"guess"}})
+		clients = append(clients, c)
+	}
+	var wg sync.WaitGroup
+	status := make([]int, n)
+	for i := range n {
+		wg.Go(func() {
+			resp, err := clients[i].PostForm(f.srv.URL+"/login", forms[i])
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			status[i] = resp.StatusCode
+		})
+	}
+	wg.Wait()
+	slices.Sort(status)
+	want := []int{401, 401, 401, 401, 401, 429, 429, 429}
+	if !slices.Equal(status, want) {
+		t.Errorf("parallel guesses answered %v, want %v", status, want)
+	}
+	if got := strings.Count(f.mainlog(), "admin login failed for alice"); got != maxFailures {
+		t.Errorf("%d guesses checked, want %d", got, maxFailures)
+	}
+}
+
+// A failed login is answered failDelay after it began, whatever the
+// password check cost, so the time does not tell a known user from an
+// unknown one.
+func TestLoginFailTime(t *testing.T) {
+	f := newFixture(t)
+	c := f.client()
+	page := f.do(c, "GET", "/login", nil, nil)
+	f.mu.Lock()
+	f.tick = 300 * time.Millisecond // the check reads the clock twice
+	f.mu.Unlock()
+	f.do(c, "POST", "/login", url.Values{"csrf": {csrfOf(t, page.body)}, "user": {"alice"}, "password": {"guess"}}, nil)
+	if want := []time.Duration{failDelay - 300*time.Millisecond}; !slices.Equal(f.waited, want) {
+		t.Errorf("the failed login waited %v, want %v", f.waited, want)
 	}
 }
 

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
@@ -42,6 +43,11 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	}
 	user, pass := r.PostFormValue("user"), r.PostFormValue("password")
 	next := safeNext(r.PostFormValue("next"))
+	release, inTurn := c.oneLogin(r.Context(), ip)
+	if !inTurn {
+		return
+	}
+	defer release()
 	now := c.o.Now()
 	if c.throttle.Blocked(now, ip, "") {
 		c.o.Log.Main("", "admin login refused for "+logName(user)+" from "+ip+": too many failures")
@@ -53,8 +59,12 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.o.Log.Panic("admin login: " + err.Error())
 	}
 	if !ok || user == "" {
-		c.sleep(r.Context(), failDelay)
-		c.throttle.Fail(c.o.Now(), ip, "")
+		// The answer comes failDelay after the request, whatever the
+		// check cost: an unknown user (a cheaper dummy hash) or another
+		// hash's cost must not show in the time.
+		checked := c.o.Now()
+		c.throttle.Fail(checked, ip, "")
+		c.sleep(r.Context(), failDelay-checked.Sub(now))
 		c.o.Log.Main("", "admin login failed for "+logName(user)+" from "+ip)
 		c.showLogin(w, r, http.StatusUnauthorized, loginData{Next: next, User: user, Error: "Wrong name or password."})
 		return
@@ -66,6 +76,42 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	setCookie(w, r, loginCookie, "", -1)
 	c.o.Log.Main("", "admin "+user+" logged in from "+ip)
 	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// turn is one client IP's place at logging in: a token held by the
+// login being checked, and how many are holding or waiting for it.
+type turn struct {
+	token   chan struct{}
+	waiting int
+}
+
+// oneLogin makes the logins from one IP take turns, so that the throttle
+// has counted each failure before the next guess is checked: guesses sent
+// in parallel would otherwise all pass Blocked before the first failed.
+// It returns the release of the turn; false when ctx ended first.
+func (c *Console) oneLogin(ctx context.Context, ip string) (func(), bool) {
+	c.loginMu.Lock()
+	t := c.logins[ip]
+	if t == nil {
+		t = &turn{token: make(chan struct{}, 1)}
+		c.logins[ip] = t
+	}
+	t.waiting++
+	c.loginMu.Unlock()
+	leave := func() {
+		c.loginMu.Lock()
+		if t.waiting--; t.waiting == 0 {
+			delete(c.logins, ip)
+		}
+		c.loginMu.Unlock()
+	}
+	select {
+	case t.token <- struct{}{}:
+		return func() { <-t.token; leave() }, true
+	case <-ctx.Done():
+		leave()
+		return nil, false
+	}
 }
 
 func (c *Console) logout(w http.ResponseWriter, r *http.Request) {

@@ -3,6 +3,7 @@ package console
 import (
 	"encoding/json"
 	"errors"
+	"html/template"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -29,7 +30,10 @@ type trackingData struct {
 	Searched bool
 	Error    string
 	Rows     []tracking.Message
-	Older    string // the next page's query, "" on the last
+	// Older is the next page's query, "" on the last: already encoded,
+	// so the template must not escape it again (a string would have its
+	// "=" and "&" escaped, and the link would search for nothing).
+	Older template.URL
 }
 
 // parseWhen reads a search's since/until: an age ("24h", "7d") before
@@ -99,7 +103,7 @@ func (c *Console) trackingSearch(w http.ResponseWriter, r *http.Request) {
 			next[k] = v
 		}
 		next.Set("before", strconv.FormatInt(d.Rows[len(d.Rows)-1].Key, 10))
-		d.Older = next.Encode()
+		d.Older = template.URL(next.Encode())
 	}
 	c.render(w, r, http.StatusOK, "tracking", "Tracking", d)
 }

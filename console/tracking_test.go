@@ -3,11 +3,14 @@ package console
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"html"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -183,5 +186,36 @@ func TestStatic(t *testing.T) {
 		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), ctype) {
 			t.Errorf("GET %s: %d %s", path, resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
+	}
+}
+
+// The "Older" link of a full page of results leads to the next page of
+// the same search.
+func TestTrackingPaging(t *testing.T) {
+	f := newFixture(t)
+	var evs []event.Event
+	for i := range pageSize + 5 {
+		evs = append(evs, accepted(fmt.Sprint("c", i), fmt.Sprintf("1abcde-%06d-AB", i), "alice@example.com", "s")...)
+	}
+	evs = append(evs, accepted("other", "1abcde-999999-AB", "bob@example.com", "s")...)
+	f.withTracking(evs...)
+	c, _ := f.loggedIn()
+	ids := regexp.MustCompile(`<td class="mono">(1abcde-\d+-AB)</td>`)
+	first := f.do(c, "GET", "/tracking?sender=alice@example.com", nil, nil).body
+	if n := len(ids.FindAllString(first, -1)); n != pageSize {
+		t.Fatalf("first page: %d rows, want %d", n, pageSize)
+	}
+	m := regexp.MustCompile(`id="older" href="([^"]*)"`).FindStringSubmatch(first)
+	if m == nil {
+		t.Fatalf("no link to the older results:\n%s", first)
+	}
+	older := f.do(c, "GET", html.UnescapeString(m[1]), nil, nil)
+	var got []string
+	for _, s := range ids.FindAllStringSubmatch(older.body, -1) {
+		got = append(got, s[1])
+	}
+	want := []string{"1abcde-000004-AB", "1abcde-000003-AB", "1abcde-000002-AB", "1abcde-000001-AB", "1abcde-000000-AB"}
+	if older.status != http.StatusOK || !slices.Equal(got, want) {
+		t.Errorf("older page (%s): %d, rows %v, want %v", m[1], older.status, got, want)
 	}
 }
