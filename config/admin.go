@@ -19,6 +19,13 @@ type Admin struct {
 	// Timeout bounds reading a request and writing its reply, each;
 	// default 30s.
 	Timeout Duration `toml:"timeout"`
+	// Users is the web console's admin users file: "name:hash" lines
+	// (bcrypt or argon2id), as `mxgate admin passwd` writes them; "" (the
+	// default): no console. Read again when it changes (checked in
+	// console.go).
+	Users string `toml:"users"`
+	// SessionTimeout ends a console session idle that long; default 8h.
+	SessionTimeout Duration `toml:"session_timeout"`
 }
 
 // checkAdmin checks [admin]: a listen address that is not loopback must

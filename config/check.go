@@ -103,6 +103,7 @@ func (d *decoder) check(c *Config) {
 	d.checkState(c)
 	d.checkAdmin(c)
 	d.checkTracking(c)
+	d.checkConsole(c)
 
 	if c.Log.Dir == "" {
 		c.Log.Dir = filepath.Join(c.DataDir, "log")

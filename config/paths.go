@@ -7,7 +7,7 @@ import (
 
 // resolvePaths makes every relative path of a config file relative to
 // the file's directory (d.base), before the checks that want them
-// absolute: data_dir, log.dir, the TLS files (admin's too), the smarthost's password
+// absolute: data_dir, log.dir, the TLS files (admin's too), the admin users file, the smarthost's password
 // and CA files, DKIM keys, recipients files and Dovecot sockets, the
 // auth backend's socket or passwd-file, the
 // maildir_users file, and the unix: sockets of spamd, clamd and the
@@ -39,6 +39,7 @@ func (d *decoder) resolvePaths(c *Config) {
 	abs(&c.TLS.Key)
 	abs(&c.Admin.Cert)
 	abs(&c.Admin.Key)
+	abs(&c.Admin.Users)
 	for i := range c.TLS.Certificates {
 		abs(&c.TLS.Certificates[i].Cert)
 		abs(&c.TLS.Certificates[i].Key)

@@ -30,7 +30,8 @@ func TestREADMEReference(t *testing.T) {
 		`"/etc/mxgate/other.example.pem"`, `"`+testdataDir+`cert.pem"`,
 		`"/etc/mxgate/other.example.key"`, `"`+testdataDir+`key.pem"`,
 		`"/etc/mxgate/dkim/example.test.pem"`, `"`+testdataDir+`dkim.pem"`,
-		`"/etc/mxgate/sender-logins"`, `"`+testdataDir+`sender-logins"`)
+		`"/etc/mxgate/sender-logins"`, `"`+testdataDir+`sender-logins"`,
+		`"/etc/mxgate/admins"`, `"`+testdataDir+`admins"`)
 	if _, err := Parse("README.md", []byte(files.Replace(ref))); err != nil {
 		t.Errorf("README.md's configuration reference does not load: %v", err)
 	}

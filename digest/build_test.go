@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mxgate/internal/mailtest"
 )
 
 func testOptions() Options {
@@ -61,7 +63,7 @@ func TestBuild(t *testing.T) {
 		t.Fatalf("digests %q, want %q", got, want)
 	}
 
-	hdr, body := parts(t, message(mails[0]))
+	hdr, body := mailtest.Alternative(t, message(mails[0]))
 	for name, want := range map[string]string{
 		"From": "postmaster@mx.example.test", "To": "bob@example.test",
 		"Subject": "Quarantine report: 2 messages held for you", "Auto-Submitted": "auto-generated",
@@ -110,7 +112,7 @@ func TestBuild(t *testing.T) {
 	if only := Build(&o, list, told, "CAROL@example.test"); len(only) != 1 || only[0].Recipient != "Carol@Example.Test" {
 		t.Errorf("Build to carol: %d digests", len(only))
 	}
-	if hdr, _ := parts(t, message(mails[1])); hdr.Get("Subject") != "Quarantine report: 1 message held for you" {
+	if hdr, _ := mailtest.Alternative(t, message(mails[1])); hdr.Get("Subject") != "Quarantine report: 1 message held for you" {
 		t.Errorf("one message's subject: %q", hdr.Get("Subject"))
 	}
 }

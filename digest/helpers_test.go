@@ -1,12 +1,7 @@
 package digest
 
 import (
-	"bufio"
 	"context"
-	"io"
-	"mime"
-	"mime/multipart"
-	"net/mail"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,36 +72,4 @@ func (q *testQueue) mainlog(t *testing.T) []string {
 		lines = append(lines, f[2])
 	}
 	return lines
-}
-
-// parts reads a digest as a mail client would: its header and the
-// decoded text of each part by media type.
-func parts(t *testing.T, msg string) (mail.Header, map[string]string) {
-	t.Helper()
-	m, err := mail.ReadMessage(bufio.NewReader(strings.NewReader(msg)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
-	if err != nil || mt != "multipart/alternative" {
-		t.Fatalf("Content-Type %q: %v", m.Header.Get("Content-Type"), err)
-	}
-	out := map[string]string{}
-	mr := multipart.NewReader(m.Body, params["boundary"])
-	for {
-		p, err := mr.NextPart() // decodes quoted-printable
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
-		out[ct] = string(b)
-	}
-	return m.Header, out
 }

@@ -81,11 +81,12 @@ type adminListener struct {
 	served  chan error
 }
 
-// startAdmin binds the admin listener of cfg (nil when it is off), before
+// startAdmin binds the admin listener of cfg (nil when it is off), with
+// console at "/" (nil: none), before
 // serve drops root: the port may be privileged and the key root's.
 // /readyz asks the serving generation's config, so a reload that turns a
 // scanner's on_error to tempfail makes it required at once.
-func startAdmin(cfg *config.Config, d *daemon, sp *spool.Spool, m *metrics.Metrics, links http.Handler) (*adminListener, error) {
+func startAdmin(cfg *config.Config, d *daemon, sp *spool.Spool, m *metrics.Metrics, console, links http.Handler) (*adminListener, error) {
 	if cfg.Admin.Listen == "" {
 		return nil, nil
 	}
@@ -102,6 +103,7 @@ func startAdmin(cfg *config.Config, d *daemon, sp *spool.Spool, m *metrics.Metri
 		Listen:  cfg.Admin.Listen,
 		TLS:     tc,
 		Metrics: m.Handler(),
+		Console: console,
 		Links:   links,
 		Ready: adminweb.Probes(
 			adminweb.Probe{Name: "listeners", Check: func(context.Context) error {

@@ -33,9 +33,11 @@ const (
 // opens the store only when it has something to record (most list), and
 // one it cannot open is a warning: the command still does its work.
 // The caller closes the bus after its last event, which writes what the
-// store has queued.
-func newBus(cfg *config.Config, log *mainlog.Logger, daemon bool, more ...event.Sink) (*event.Bus, error) {
+// store has queued. The daemon's store is returned too, for the console's
+// searches; a command's is nil.
+func newBus(cfg *config.Config, log *mainlog.Logger, daemon bool, more ...event.Sink) (*event.Bus, *tracking.Store, error) {
 	sinks := append([]event.Sink{}, more...)
+	var store *tracking.Store
 	switch {
 	case cfg.Tracking.URL == config.TrackingOff:
 	case daemon:
@@ -43,13 +45,14 @@ func newBus(cfg *config.Config, log *mainlog.Logger, daemon bool, more ...event.
 		defer cancel()
 		st, err := openTracking(ctx, cfg, log)
 		if err != nil {
-			return nil, fmt.Errorf("opening [tracking] %s: %w", trackingName(cfg), err)
+			return nil, nil, fmt.Errorf("opening [tracking] %s: %w", trackingName(cfg), err)
 		}
+		store = st
 		sinks = append(sinks, st)
 	default:
 		sinks = append(sinks, &lazyTracking{cfg: cfg, log: log})
 	}
-	return event.NewBus(sinks...), nil
+	return event.NewBus(sinks...), store, nil
 }
 
 // trackingName is the store's URL without a password, for messages.

@@ -185,7 +185,8 @@ func fixed[T any](name string, f func(*config.Config) *T) fixedSetting {
 // workers and ready queue, the size of the verification caches,
 // which the old and the new checks share, the state store, which
 // both generations use and which holds the counters, and the admin
-// listener (bound at start, its certificate loaded then).
+// listener (bound at start, its certificate loaded then) and the console
+// on it (built at start with its users file and session timeout).
 var restartOnly = []fixedSetting{
 	fixed("listen", func(c *config.Config) *[]string { return &c.Listen }),
 	fixed("listen_tls", func(c *config.Config) *[]string { return &c.ListenTLS }),
@@ -226,6 +227,8 @@ var restartOnly = []fixedSetting{
 	fixed("admin.cert", func(c *config.Config) *string { return &c.Admin.Cert }),
 	fixed("admin.key", func(c *config.Config) *string { return &c.Admin.Key }),
 	fixed("admin.timeout", func(c *config.Config) *config.Duration { return &c.Admin.Timeout }),
+	fixed("admin.users", func(c *config.Config) *string { return &c.Admin.Users }),
+	fixed("admin.session_timeout", func(c *config.Config) *config.Duration { return &c.Admin.SessionTimeout }),
 	fixed("tracking", func(c *config.Config) *config.Tracking { return &c.Tracking }),
 	fixed("digest", func(c *config.Config) *config.Digest { return &c.Digest }),
 }

@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"mxgate/config"
 )
@@ -40,6 +41,11 @@ func TestKeepFixed(t *testing.T) {
 			}},
 		{"state store", func(c *config.Config) { c.State.URL = "redis://127.0.0.1:6379/0" }, []string{"state"},
 			func(old, got *config.Config) bool { return got.State == old.State }},
+		{"console", func(c *config.Config) {
+			c.Admin.Users, c.Admin.SessionTimeout = "/other/admins", config.Duration(time.Minute)
+		},
+			[]string{"admin.users", "admin.session_timeout"},
+			func(old, got *config.Config) bool { return got.Admin == old.Admin }},
 		{"queue workers", func(c *config.Config) { c.Queue.MaxParallel++ }, []string{"queue.max_parallel"},
 			func(old, got *config.Config) bool { return got.Queue.MaxParallel == old.Queue.MaxParallel }},
 	}

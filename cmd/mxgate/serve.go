@@ -102,7 +102,7 @@ func serve(e *env) error {
 	// The metrics sink is on the bus from the start, and reads the
 	// queue from the spool once it is open.
 	metricsSink := newMetrics(cfg)
-	log, sp, bus, err := openLogsAndSpool(cfg, true, metricsSinks(metricsSink)...)
+	log, sp, bus, trackStore, err := openLogsAndSpool(cfg, true, metricsSinks(metricsSink)...)
 	if err != nil {
 		return err
 	}
@@ -166,7 +166,11 @@ func serve(e *env) error {
 	d.gw, d.runner = gw, runner
 	// The admin listener is bound with the others, before root is
 	// dropped; it closes last, so /metrics answers through the drain.
-	admin, err := startAdmin(cfg, d, sp, metricsSink, digestLinks(cfg, sp, log, runner, bus))
+	console, err := newConsole(cfg, log, sp, bus, runner, trackStore)
+	if err != nil {
+		return err
+	}
+	admin, err := startAdmin(cfg, d, sp, metricsSink, console, digestLinks(cfg, sp, log, runner, bus))
 	if err != nil {
 		return err
 	}

@@ -400,7 +400,7 @@ func TestSubmitThroughSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log, sp, bus, err := openLogsAndSpool(cfg, false)
+	log, sp, bus, _, err := openLogsAndSpool(cfg, false)
 	if err != nil {
 		t.Fatal(err)
 	}

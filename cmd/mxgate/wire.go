@@ -25,6 +25,7 @@ import (
 	"mxgate/queue"
 	"mxgate/route"
 	"mxgate/spool"
+	"mxgate/tracking"
 )
 
 // openSpool opens the logs and the spool of cfg for the commands that
@@ -38,7 +39,8 @@ func openSpool(cfg *config.Config) (*mainlog.Logger, *spool.Spool, *event.Bus, e
 	if err := enterSpool(cfg); err != nil {
 		return nil, nil, nil, err
 	}
-	return openLogsAndSpool(cfg, false)
+	log, sp, bus, _, err := openLogsAndSpool(cfg, false)
+	return log, sp, bus, err
 }
 
 // enterSpool is openSpool's check of data_dir and of who is asking.
@@ -111,16 +113,17 @@ func (e *spoolDenied) Error() string {
 // openLogsAndSpool opens (and creates) the logs and the spool of cfg,
 // and builds the process's event bus, which the spool emits on, with
 // the daemon's own sinks (the metrics) beside newBus's; daemon: serve
-// asks (see newBus). The caller closes the bus before the spool.
-func openLogsAndSpool(cfg *config.Config, daemon bool, sinks ...event.Sink) (*mainlog.Logger, *spool.Spool, *event.Bus, error) {
+// asks (see newBus), and gets its tracking store. The caller closes the
+// bus before the spool.
+func openLogsAndSpool(cfg *config.Config, daemon bool, sinks ...event.Sink) (*mainlog.Logger, *spool.Spool, *event.Bus, *tracking.Store, error) {
 	log, err := mainlog.Open(cfg.Log.Dir, cfg.Log.Format == "json")
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	bus, err := newBus(cfg, log, daemon, sinks...)
+	bus, store, err := newBus(cfg, log, daemon, sinks...)
 	if err != nil {
 		log.Close()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	sp, err := spool.Open(filepath.Join(cfg.DataDir, "spool"), spool.Options{
 		Sync:          spool.SyncPolicy(cfg.Spool.Sync),
@@ -133,9 +136,9 @@ func openLogsAndSpool(cfg *config.Config, daemon bool, sinks ...event.Sink) (*ma
 		log.Panic(fmt.Sprintf("cannot open spool: %v", err))
 		bus.Close()
 		log.Close()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	return log, sp, bus, nil
+	return log, sp, bus, store, nil
 }
 
 // newHostLookup is the client host name lookup of cfg's [host_lookup],

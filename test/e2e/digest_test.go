@@ -1,13 +1,8 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"mime"
-	"mime/multipart"
-	"net/mail"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"mxgate/internal/browsertest"
+	"mxgate/internal/mailtest"
 	"mxgate/internal/peertest"
 )
 
@@ -59,38 +55,6 @@ func sendTo(t *testing.T, addr, msg string, rcpts ...string) reply {
 	}
 	c.expect(t, "QUIT", 221)
 	return r
-}
-
-// digestParts reads a digest as a mail client does: its header, and its
-// text and HTML parts decoded.
-func digestParts(t *testing.T, raw string) (mail.Header, string, string) {
-	t.Helper()
-	m, err := mail.ReadMessage(bufio.NewReader(strings.NewReader(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	mt, params, err := mime.ParseMediaType(m.Header.Get("Content-Type"))
-	if err != nil || mt != "multipart/alternative" {
-		t.Fatalf("digest Content-Type %q: %v", m.Header.Get("Content-Type"), err)
-	}
-	parts := map[string]string{}
-	mr := multipart.NewReader(m.Body, params["boundary"])
-	for {
-		p, err := mr.NextPart()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ct, _, _ := mime.ParseMediaType(p.Header.Get("Content-Type"))
-		parts[ct] = string(b)
-	}
-	return m.Header, parts["text/plain"], parts["text/html"]
 }
 
 // page opens u in the browser and returns the HTTP status and the texts
@@ -168,7 +132,8 @@ func TestQuarantineDigest(t *testing.T) {
 		if !slices.Equal(m.rcpts, []string{"bob@example.test"}) {
 			continue
 		}
-		hdr, text, html := digestParts(t, m.raw)
+		hdr, parts := mailtest.Alternative(t, m.raw)
+		text, html := parts["text/plain"], parts["text/html"]
 		if got := hdr.Get("Subject"); got != "Quarantine report: 1 message held for you" {
 			t.Errorf("digest Subject %q", got)
 		}
