@@ -72,6 +72,15 @@ func (f *PasswdFile) Check(_ context.Context, user, pass string) (bool, error) {
 	return verify(h, pass), nil
 }
 
+// Hash is user's hash as the file now has it (read again at most once a
+// second), false when the user is not there; the console ends a session
+// whose admin was removed or given a new password.
+func (f *PasswdFile) Hash(user string) (string, bool) {
+	users, _ := f.current(time.Now())
+	h, ok := users[user]
+	return h, ok
+}
+
 // dummyHash is compared against for users that do not exist.
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("x"), bcrypt.DefaultCost)
 

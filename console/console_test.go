@@ -369,6 +369,37 @@ func TestUsersFileReread(t *testing.T) {
 	}
 }
 
+// A new password or the admin's removal from the users file ends the
+// sessions they have open.
+func TestSessionEndsWithUser(t *testing.T) {
+	f := newFixture(t)
+	for _, c := range []struct {
+		name, user, pass, log string
+	}{
+		{"password changed", "alice", "changed", `admin alice session ended: password changed$`},
+		{"removed", "bob", "secret", `admin alice session ended: removed$`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f.writeUsers("alice", "secret")
+			time.Sleep(1100 * time.Millisecond) // the file is looked at once a second
+			cl, _ := f.loggedIn()
+			other := f.client() // a second login, on an unchanged file, is no trouble
+			if r := f.login(other, "alice", "secret"); r.status != http.StatusSeeOther {
+				t.Fatalf("second login: %d", r.status)
+			}
+			f.writeUsers(c.user, c.pass)
+			time.Sleep(1100 * time.Millisecond)
+			if r := f.do(cl, "GET", "/queue", nil, nil); r.status != http.StatusSeeOther || !strings.HasPrefix(r.location, "/login") {
+				t.Errorf("after the change: %d %q, want the login", r.status, r.location)
+			}
+			if r := f.do(other, "GET", "/api/stats", nil, nil); r.status != http.StatusUnauthorized {
+				t.Errorf("the other session's API call: %d, want 401", r.status)
+			}
+			f.requireLog(c.log)
+		})
+	}
+}
+
 func TestSession(t *testing.T) {
 	f := newFixture(t)
 	c, _ := f.loggedIn()

@@ -72,7 +72,10 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	if old, err := r.Cookie(sessionCookie); err == nil {
 		c.sessions.end(old.Value)
 	}
-	setCookie(w, r, sessionCookie, c.sessions.create(user, now), 0)
+	// The hash checked against, read again: a file changed in between
+	// gives a session that ends at its first request.
+	hash, _ := c.users.Hash(user)
+	setCookie(w, r, sessionCookie, c.sessions.create(user, hash, now), 0)
 	setCookie(w, r, loginCookie, "", -1)
 	c.o.Log.Main("", "admin "+user+" logged in from "+ip)
 	http.Redirect(w, r, next, http.StatusSeeOther)

@@ -26,6 +26,9 @@ const maxSessions = 10000
 // holds a random token naming it.
 type session struct {
 	user string
+	// hash is the user's password hash at login: when the users file
+	// no longer has it (a new password, the user removed) the session ends.
+	hash string
 	csrf string
 	seen time.Time // last request: the idle timeout counts from it
 	// flash is the result of the last action, shown once by the next page.
@@ -50,7 +53,7 @@ func token() string {
 }
 
 // create starts a session for user and returns its cookie token.
-func (s *sessions) create(user string, now time.Time) string {
+func (s *sessions) create(user, hash string, now time.Time) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, ss := range s.m {
@@ -68,7 +71,7 @@ func (s *sessions) create(user string, now time.Time) string {
 		delete(s.m, oldest)
 	}
 	id := token()
-	s.m[id] = &session{user: user, csrf: token(), seen: now}
+	s.m[id] = &session{user: user, hash: hash, csrf: token(), seen: now}
 	return id
 }
 
@@ -132,13 +135,28 @@ func current(r *http.Request) *session {
 	return ss
 }
 
-// sessionOf finds the request's session; nil without a live one.
+// sessionOf finds the request's session; nil without a live one. A
+// session whose admin is no longer in the users file, or has another
+// password there, is ended.
 func (c *Console) sessionOf(r *http.Request) (*session, string) {
 	ck, err := r.Cookie(sessionCookie)
 	if err != nil {
 		return nil, ""
 	}
-	return c.sessions.get(ck.Value, c.o.Now()), ck.Value
+	ss := c.sessions.get(ck.Value, c.o.Now())
+	if ss == nil {
+		return nil, ""
+	}
+	if h, ok := c.users.Hash(ss.user); !ok || h != ss.hash {
+		c.sessions.end(ck.Value)
+		why := "password changed"
+		if !ok {
+			why = "removed"
+		}
+		c.o.Log.Main("", "admin "+ss.user+" session ended: "+why)
+		return nil, ""
+	}
+	return ss, ck.Value
 }
 
 // get wraps a page: without a session, to the login page (an API call
