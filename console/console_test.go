@@ -436,7 +436,34 @@ func TestSession(t *testing.T) {
 		t.Errorf("61 minutes idle: %d, want the login", r.status)
 	}
 
+	// The dashboard's polls keep nothing alive; a page view or a POST does.
 	c, csrf := f.loggedIn()
+	for _, step := range []struct {
+		idle   time.Duration
+		path   string
+		post   bool
+		status int
+	}{
+		{40 * time.Minute, "/queue", false, http.StatusOK},                  // a page view: 40 minutes idle
+		{40 * time.Minute, "/api/stats", false, http.StatusOK},              // 40 since the page
+		{15 * time.Minute, "/queue/none/freeze", true, http.StatusSeeOther}, // a POST: 55 since the page
+		{40 * time.Minute, "/api/stats", false, http.StatusOK},              // 40 since the POST
+		{19 * time.Minute, "/api/stats", false, http.StatusOK},              // 59
+		{2 * time.Minute, "/api/stats", false, http.StatusUnauthorized},     // 61: the polls did not count
+	} {
+		f.advance(step.idle)
+		var r response
+		if step.post {
+			r = f.do(c, "POST", step.path, url.Values{"csrf": {csrf}}, nil)
+		} else {
+			r = f.do(c, "GET", step.path, nil, nil)
+		}
+		if r.status != step.status {
+			t.Errorf("%s %v later: %d, want %d", step.path, step.idle, r.status, step.status)
+		}
+	}
+
+	c, csrf = f.loggedIn()
 	if r := f.do(c, "POST", "/logout", url.Values{"csrf": {csrf}}, nil); r.status != http.StatusSeeOther || r.location != "/login" {
 		t.Errorf("logout: %d %s", r.status, r.location)
 	}

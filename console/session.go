@@ -75,9 +75,9 @@ func (s *sessions) create(user, hash string, now time.Time) string {
 	return id
 }
 
-// get returns the live session of id, touching it; nil when there is
-// none or it has been idle too long (it is then ended).
-func (s *sessions) get(id string, now time.Time) *session {
+// get returns the live session of id, touching it when touch is set; nil
+// when there is none or it has been idle too long (it is then ended).
+func (s *sessions) get(id string, now time.Time, touch bool) *session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ss := s.m[id]
@@ -88,7 +88,9 @@ func (s *sessions) get(id string, now time.Time) *session {
 		delete(s.m, id)
 		return nil
 	}
-	ss.seen = now
+	if touch {
+		ss.seen = now
+	}
 	return ss
 }
 
@@ -135,7 +137,8 @@ func current(r *http.Request) *session {
 	return ss
 }
 
-// sessionOf finds the request's session; nil without a live one. A
+// sessionOf finds the request's session; nil without a live one. Page
+// views and POSTs count as activity, API calls do not. A
 // session whose admin is no longer in the users file, or has another
 // password there, is ended.
 func (c *Console) sessionOf(r *http.Request) (*session, string) {
@@ -143,7 +146,9 @@ func (c *Console) sessionOf(r *http.Request) (*session, string) {
 	if err != nil {
 		return nil, ""
 	}
-	ss := c.sessions.get(ck.Value, c.o.Now())
+	// The dashboard's polls of /api/ are no sign of an admin at the
+	// screen: an unattended dashboard logs out after session_timeout.
+	ss := c.sessions.get(ck.Value, c.o.Now(), !strings.HasPrefix(r.URL.Path, "/api/"))
 	if ss == nil {
 		return nil, ""
 	}
