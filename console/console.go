@@ -66,6 +66,7 @@ type Console struct {
 	o        Options
 	users    *auth.PasswdFile
 	throttle *auth.Throttle
+	limit    *logLimit // of the refusals' mainlog lines
 	sessions *sessions
 	pages    map[string]*template.Template
 	static   http.Handler
@@ -104,6 +105,7 @@ func New(o Options) (*Console, error) {
 		o:        o,
 		users:    users,
 		throttle: auth.NewThrottle(maxFailures, failureWindow, blockTime),
+		limit:    newLogLimit(),
 		sessions: newSessions(o.SessionTimeout),
 		pages:    pages,
 		static:   http.StripPrefix("/static/", http.FileServerFS(sub)),

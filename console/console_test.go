@@ -248,6 +248,7 @@ func TestLogin(t *testing.T) {
 		{"empty", "", "", http.StatusUnauthorized, `admin login failed for  from 127\.0\.0\.1`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			f.advance(logEvery) // past the limit of the failures' lines
 			r := f.login(f.client(), c.user, c.pass)
 			if r.status != c.status {
 				t.Errorf("status %d, want %d\n%s", r.status, c.status, r.body)
@@ -298,6 +299,41 @@ func TestLoginThrottle(t *testing.T) {
 	}
 }
 
+// The refusals' mainlog lines: one a minute per client IP and kind, the
+// next one counting those left out.
+func TestRefusalLogLimit(t *testing.T) {
+	f := newFixture(t)
+	c, csrf := f.loggedIn()
+	anon := f.client()
+	for range 3 {
+		f.do(c, "POST", "/queue/none/freeze", url.Values{"csrf": {"x" + csrf}}, nil)
+		f.do(anon, "POST", "/queue/none/freeze", url.Values{}, nil)
+		f.login(f.client(), "alice", "guess")
+		f.advance(10 * time.Second)
+	}
+	f.advance(logEvery)
+	f.do(c, "POST", "/queue/none/freeze", url.Values{}, map[string]string{"Origin": "http://evil.example"})
+	f.do(anon, "POST", "/logout", url.Values{}, nil)
+	f.login(f.client(), "mallory", "guess")
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(f.mainlog()), "\n") {
+		if _, text, ok := strings.Cut(l, " admin "); ok && !strings.Contains(text, "logged in") {
+			got = append(got, text)
+		}
+	}
+	want := []string{
+		"request POST /queue/none/freeze of alice from 127.0.0.1 refused: wrong CSRF token",
+		"request POST /queue/none/freeze from 127.0.0.1 refused: no session",
+		"login failed for alice from 127.0.0.1",
+		"request POST /queue/none/freeze of alice from 127.0.0.1 refused: Origin http://evil.example is not this host (2 more from this IP not logged)",
+		"request POST /logout from 127.0.0.1 refused: no session (2 more from this IP not logged)",
+		"login failed for mallory from 127.0.0.1 (2 more from this IP not logged)",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("mainlog lines\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 // Guesses sent in parallel from one IP take turns: the throttle counts
 // each failure before the next guess is checked, so the sixth and later
 // are refused unchecked.
@@ -334,7 +370,7 @@ func TestLoginThrottleParallel(t *testing.T) {
 	if !slices.Equal(status, want) {
 		t.Errorf("parallel guesses answered %v, want %v", status, want)
 	}
-	if got := strings.Count(f.mainlog(), "admin login failed for alice"); got != maxFailures {
+	if got := len(f.waited); got != maxFailures {
 		t.Errorf("%d guesses checked, want %d", got, maxFailures)
 	}
 }
@@ -497,6 +533,7 @@ func TestCSRF(t *testing.T) {
 			{"wrong header", url.Values{"reason": {"x"}}, map[string]string{"X-CSRF-Token": "nope"}},
 			{"other origin", url.Values{"csrf": {csrf}, "reason": {"x"}}, map[string]string{"Origin": "http://evil.example"}},
 		} {
+			f.advance(logEvery) // past the limit of the refusals' lines
 			if r := f.do(c, "POST", path, bad.form, bad.header); r.status != http.StatusForbidden {
 				t.Errorf("POST %s with %s: %d, want 403", path, bad.name, r.status)
 			}

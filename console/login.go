@@ -33,12 +33,12 @@ func (c *Console) showLogin(w http.ResponseWriter, r *http.Request, status int, 
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	ip := clientIP(r)
 	if !sameOrigin(r) {
-		c.refuse(w, r, "", "Origin "+r.Header.Get("Origin")+" is not this host")
+		c.refuse(w, r, refusedCSRF, "", "Origin "+r.Header.Get("Origin")+" is not this host")
 		return
 	}
 	ck, err := r.Cookie(loginCookie)
 	if err != nil || !equal(r.PostFormValue("csrf"), ck.Value) {
-		c.refuse(w, r, "", "login without its CSRF token")
+		c.refuse(w, r, refusedCSRF, "", "login without its CSRF token")
 		return
 	}
 	user, pass := r.PostFormValue("user"), r.PostFormValue("password")
@@ -50,7 +50,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	now := c.o.Now()
 	if c.throttle.Blocked(now, ip, "") {
-		c.o.Log.Main("", "admin login refused for "+logName(user)+" from "+ip+": too many failures")
+		c.logLimited(ip, refusedBlocked, "admin login refused for "+logName(user)+" from "+ip+": too many failures")
 		c.showLogin(w, r, http.StatusTooManyRequests, loginData{Next: next, User: user, Error: "Too many failed logins from your address; try again later."})
 		return
 	}
@@ -65,7 +65,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		checked := c.o.Now()
 		c.throttle.Fail(checked, ip, "")
 		c.sleep(r.Context(), failDelay-checked.Sub(now))
-		c.o.Log.Main("", "admin login failed for "+logName(user)+" from "+ip)
+		c.logLimited(ip, refusedLogin, "admin login failed for "+logName(user)+" from "+ip)
 		c.showLogin(w, r, http.StatusUnauthorized, loginData{Next: next, User: user, Error: "Wrong name or password."})
 		return
 	}

@@ -188,11 +188,11 @@ func (c *Console) post(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ss, _ := c.sessionOf(r)
 		if ss == nil {
-			c.refuse(w, r, "", "no session")
+			c.refuse(w, r, refusedSession, "", "no session")
 			return
 		}
 		if !sameOrigin(r) {
-			c.refuse(w, r, ss.user, "Origin "+r.Header.Get("Origin")+" is not this host")
+			c.refuse(w, r, refusedCSRF, ss.user, "Origin "+r.Header.Get("Origin")+" is not this host")
 			return
 		}
 		got := r.Header.Get("X-CSRF-Token")
@@ -204,21 +204,30 @@ func (c *Console) post(h http.HandlerFunc) http.HandlerFunc {
 			if got == "" {
 				what = "no CSRF token"
 			}
-			c.refuse(w, r, ss.user, what)
+			c.refuse(w, r, refusedCSRF, ss.user, what)
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, ss)))
 	}
 }
 
-// refuse answers a POST that failed the checks with 403 and logs it.
-func (c *Console) refuse(w http.ResponseWriter, r *http.Request, user, why string) {
+// refuse answers a POST that failed the checks with 403 and logs it (one
+// line a minute per client IP and kind).
+func (c *Console) refuse(w http.ResponseWriter, r *http.Request, kind, user, why string) {
 	who := ""
 	if user != "" {
 		who = " of " + user
 	}
-	c.o.Log.Main("", "admin request "+r.Method+" "+r.URL.Path+who+" from "+clientIP(r)+" refused: "+why)
+	c.logLimited(clientIP(r), kind, "admin request "+r.Method+" "+r.URL.Path+who+" from "+clientIP(r)+" refused: "+why)
 	http.Error(w, "Forbidden: "+why, http.StatusForbidden)
+}
+
+// logLimited writes line to the mainlog unless ip had a line of kind
+// within the last minute; the next line written counts those left out.
+func (c *Console) logLimited(ip, kind, line string) {
+	if ok, suffix := c.limit.line(c.o.Now(), ip, kind); ok {
+		c.o.Log.Main("", line+suffix)
+	}
 }
 
 // sameOrigin is false for a request whose Origin names another host than
