@@ -532,6 +532,7 @@ func TestCSRF(t *testing.T) {
 			{"wrong token", url.Values{"csrf": {csrf[1:] + "x"}, "reason": {"x"}}, nil},
 			{"wrong header", url.Values{"reason": {"x"}}, map[string]string{"X-CSRF-Token": "nope"}},
 			{"other origin", url.Values{"csrf": {csrf}, "reason": {"x"}}, map[string]string{"Origin": "http://evil.example"}},
+			{"other scheme", url.Values{"csrf": {csrf}, "reason": {"x"}}, map[string]string{"Origin": strings.Replace(f.srv.URL, "http:", "https:", 1)}},
 		} {
 			f.advance(logEvery) // past the limit of the refusals' lines
 			if r := f.do(c, "POST", path, bad.form, bad.header); r.status != http.StatusForbidden {
@@ -546,6 +547,11 @@ func TestCSRF(t *testing.T) {
 	}
 	if _, err := f.q.Spool.QuarantineLoad(qid); err != nil {
 		t.Errorf("the quarantined message changed: %v", err)
+	}
+	f.requireLog(`refused: Origin https://127\.0\.0\.1:\d+ is not this host`)
+	// This origin, said, is good.
+	if r := f.do(c, "POST", "/queue/"+string(id)+"/thaw", url.Values{"csrf": {csrf}}, map[string]string{"Origin": f.srv.URL}); r.status != http.StatusSeeOther {
+		t.Errorf("thaw from this origin: %d", r.status)
 	}
 	// The header is as good as the field, for scripts.
 	if r := f.do(c, "POST", "/queue/"+string(id)+"/freeze", url.Values{}, map[string]string{"X-CSRF-Token": csrf}); r.status != http.StatusSeeOther {
@@ -776,9 +782,72 @@ func TestSecureCookies(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("login over TLS: %d", resp.StatusCode)
 	}
-	for _, set := range append([]string{login}, resp.Header.Values("Set-Cookie")[0]) {
-		if !strings.Contains(set, "; Secure") || !strings.Contains(set, "HttpOnly") || !strings.Contains(set, "SameSite=Strict") {
-			t.Errorf("Set-Cookie %q over TLS", set)
+	session := resp.Header.Values("Set-Cookie")[0]
+	for _, c := range []struct{ set, name string }{{login, "__Host-mxgate_login_csrf="}, {session, "__Host-mxgate_session="}} {
+		if !strings.HasPrefix(c.set, c.name) || !strings.Contains(c.set, "; Secure") || !strings.Contains(c.set, "HttpOnly") ||
+			!strings.Contains(c.set, "SameSite=Strict") || !strings.Contains(c.set, "Path=/") || strings.Contains(c.set, "Domain=") {
+			t.Errorf("Set-Cookie %q over TLS, want %s...", c.set, c.name)
+		}
+	}
+	// The session works by its __Host- name, and an Origin must be https.
+	var ck *http.Cookie
+	for _, k := range resp.Cookies() {
+		if k.Name == "__Host-mxgate_session" {
+			ck = k
+		}
+	}
+	if ck == nil {
+		t.Fatal("no __Host-mxgate_session cookie")
+	}
+	get := func(path string) (int, string) {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req.AddCookie(ck)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	status, page := get("/queue")
+	if status != http.StatusOK {
+		t.Fatalf("GET /queue with the __Host- cookie: %d", status)
+	}
+	for _, o := range []struct {
+		origin string
+		status int
+	}{{strings.Replace(srv.URL, "https:", "http:", 1), http.StatusForbidden}, {srv.URL, http.StatusSeeOther}} {
+		req, _ := http.NewRequest("POST", srv.URL+"/queue/none/freeze", strings.NewReader(url.Values{"csrf": {csrfOf(t, page)}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", o.origin)
+		req.AddCookie(ck)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != o.status {
+			t.Errorf("POST over TLS with Origin %s: %d, want %d", o.origin, resp.StatusCode, o.status)
+		}
+	}
+}
+
+// The static files are served, their directories are not listed.
+func TestStaticNoListing(t *testing.T) {
+	f := newFixture(t)
+	c := f.client()
+	for path, want := range map[string]int{
+		"/static/console.js":                 http.StatusOK,
+		"/static/vendor/uplot/uPlot.min.css": http.StatusOK,
+		"/static/":                           http.StatusNotFound,
+		"/static/vendor/":                    http.StatusNotFound,
+		"/static/vendor":                     http.StatusNotFound,
+		"/static/vendor/uplot/":              http.StatusNotFound,
+		"/static/none.js":                    http.StatusNotFound,
+	} {
+		if r := f.do(c, "GET", path, nil, nil); r.status != want || strings.Contains(r.body, "<a href=") {
+			t.Errorf("GET %s: %d, want %d\n%s", path, r.status, want, r.body)
 		}
 	}
 }

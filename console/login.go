@@ -36,7 +36,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.refuse(w, r, refusedCSRF, "", "Origin "+r.Header.Get("Origin")+" is not this host")
 		return
 	}
-	ck, err := r.Cookie(loginCookie)
+	ck, err := cookie(r, loginCookie)
 	if err != nil || !equal(r.PostFormValue("csrf"), ck.Value) {
 		c.refuse(w, r, refusedCSRF, "", "login without its CSRF token")
 		return
@@ -69,7 +69,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.showLogin(w, r, http.StatusUnauthorized, loginData{Next: next, User: user, Error: "Wrong name or password."})
 		return
 	}
-	if old, err := r.Cookie(sessionCookie); err == nil {
+	if old, err := cookie(r, sessionCookie); err == nil {
 		c.sessions.end(old.Value)
 	}
 	// The hash checked against, read again: a file changed in between
@@ -119,7 +119,7 @@ func (c *Console) oneLogin(ctx context.Context, ip string) (func(), bool) {
 
 func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 	ss := current(r)
-	if ck, err := r.Cookie(sessionCookie); err == nil {
+	if ck, err := cookie(r, sessionCookie); err == nil {
 		c.sessions.end(ck.Value)
 	}
 	setCookie(w, r, sessionCookie, "", -1)

@@ -13,7 +13,8 @@ import (
 )
 
 // Cookie names: the session, and the login form's double-submit token
-// (before there is a session to hold one).
+// (before there is a session to hold one). Over TLS they carry the
+// __Host- prefix (cookieName).
 const (
 	sessionCookie = "mxgate_session"
 	loginCookie   = "mxgate_login_csrf"
@@ -124,9 +125,25 @@ func (s *sessions) takeFlash(ss *session) (msg, errMsg string) {
 // SameSite=Strict, Secure when the request came over TLS.
 func setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{
-		Name: name, Value: value, Path: "/", MaxAge: maxAge,
+		Name: cookieName(r, name), Value: value, Path: "/", MaxAge: maxAge,
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
 	})
+}
+
+// cookieName is name as the request's connection has it: over TLS with
+// the __Host- prefix, which a browser accepts only from a secure origin,
+// Secure, for Path=/ and without Domain, so that no other host (a
+// sibling subdomain, a plain-HTTP page) can set or shadow it.
+func cookieName(r *http.Request, name string) string {
+	if r.TLS != nil {
+		return "__Host-" + name
+	}
+	return name
+}
+
+// cookie is the request's cookie of name (cookieName).
+func cookie(r *http.Request, name string) (*http.Cookie, error) {
+	return r.Cookie(cookieName(r, name))
 }
 
 type ctxKey struct{}
@@ -142,7 +159,7 @@ func current(r *http.Request) *session {
 // session whose admin is no longer in the users file, or has another
 // password there, is ended.
 func (c *Console) sessionOf(r *http.Request) (*session, string) {
-	ck, err := r.Cookie(sessionCookie)
+	ck, err := cookie(r, sessionCookie)
 	if err != nil {
 		return nil, ""
 	}
@@ -230,16 +247,22 @@ func (c *Console) logLimited(ip, kind, line string) {
 	}
 }
 
-// sameOrigin is false for a request whose Origin names another host than
-// the one it was sent to. Browsers send Origin with every POST; a request
-// without it (a script) still needs the token.
+// sameOrigin is false for a request whose Origin names another origin
+// than the one it was sent to: another host, or the same host by the
+// other scheme (a plain-HTTP page posting to the TLS console). Browsers
+// send Origin with every POST; a request without it (a script) still
+// needs the token.
 func sameOrigin(r *http.Request) bool {
 	o := r.Header.Get("Origin")
 	if o == "" {
 		return true
 	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
 	u, err := url.Parse(o)
-	return err == nil && u.Host == r.Host
+	return err == nil && u.Scheme == scheme && u.Host == r.Host
 }
 
 func equal(a, b string) bool {
