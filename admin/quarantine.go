@@ -95,10 +95,19 @@ func (q *Queue) QuarantineRelease(arg string) (spool.ID, string, error) {
 	if err != nil {
 		return "", "", quarantineError(id, err)
 	}
-	q.Log.Main(string(id), "released from quarantine by "+q.User)
+	q.Log.Main(string(id), "released from quarantine by "+q.User+q.because())
 	q.emit(id, "release", "")
 	q.arrived(env, "")
 	return id, fmt.Sprintf("Message %s has been released from quarantine", id), nil
+}
+
+// because is the reason the admin gave, as the end of their action's
+// mainlog line: one line says who and why.
+func (q *Queue) because() string {
+	if q.Reason == "" {
+		return ""
+	}
+	return " because: " + q.Reason
 }
 
 // QuarantineDelete removes a quarantined message for good, logs who did
@@ -111,7 +120,7 @@ func (q *Queue) QuarantineDelete(arg string) (string, error) {
 	if err := q.Spool.QuarantineDelete(id); err != nil {
 		return "", quarantineError(id, err)
 	}
-	q.Log.Main(string(id), "deleted from quarantine by "+q.User)
+	q.Log.Main(string(id), "deleted from quarantine by "+q.User+q.because())
 	q.emit(id, "delete", "")
 	return fmt.Sprintf("Message %s has been deleted from quarantine", id), nil
 }
@@ -132,7 +141,7 @@ func (q *Queue) QuarantineReleaseFor(ctx context.Context, id spool.ID, rcpt stri
 	if env.ID != id {
 		text += ": queued as " + string(env.ID)
 	}
-	q.Log.Main(string(id), text)
+	q.Log.Main(string(id), text+q.because())
 	q.emitFor(id, "release", rcpt)
 	parent := ""
 	if env.ID != id {
@@ -149,7 +158,7 @@ func (q *Queue) QuarantineDeleteFor(id spool.ID, rcpt string) (string, error) {
 	if _, err := q.Spool.QuarantineDeleteFor(id, rcpt); err != nil {
 		return "", quarantineRcptError(id, rcpt, err)
 	}
-	q.Log.Main(string(id), "deleted from quarantine for "+rcpt+" by "+q.User)
+	q.Log.Main(string(id), "deleted from quarantine for "+rcpt+" by "+q.User+q.because())
 	q.emitFor(id, "delete", rcpt)
 	return fmt.Sprintf("Message %s has been deleted from quarantine for %s", id, rcpt), nil
 }

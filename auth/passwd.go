@@ -35,6 +35,8 @@ type PasswdFile struct {
 	checked time.Time
 	stamp   fileStamp
 	users   map[string]string // user -> hash without its {SCHEME}
+	// readErr is the last failure to read the file, logged once.
+	readErr string
 }
 
 type fileStamp struct {
@@ -72,6 +74,15 @@ func (f *PasswdFile) Check(_ context.Context, user, pass string) (bool, error) {
 	return verify(h, pass), nil
 }
 
+// Hash is user's hash as the file now has it (read again at most once a
+// second), false when the user is not there; the console ends a session
+// whose admin was removed or given a new password.
+func (f *PasswdFile) Hash(user string) (string, bool) {
+	users, _ := f.current(time.Now())
+	h, ok := users[user]
+	return h, ok
+}
+
 // dummyHash is compared against for users that do not exist.
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("x"), bcrypt.DefaultCost)
 
@@ -86,7 +97,7 @@ func (f *PasswdFile) current(now time.Time) (map[string]string, error) {
 	f.checked = now
 	fi, err := os.Stat(f.path)
 	if err != nil {
-		return f.users, fmt.Errorf("passwd-file: %w", err)
+		return f.users, f.readFailed(err)
 	}
 	st := fileStamp{mtime: fi.ModTime(), size: fi.Size()}
 	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
@@ -95,11 +106,14 @@ func (f *PasswdFile) current(now time.Time) (map[string]string, error) {
 	if f.users != nil && st == f.stamp {
 		return f.users, nil
 	}
-	f.stamp = st
 	data, err := os.ReadFile(f.path)
 	if err != nil {
-		return f.users, fmt.Errorf("passwd-file: %w", err)
+		// The stamp stays the old one, so a chmod that makes the file
+		// readable again (its mtime unchanged) is seen.
+		return f.users, f.readFailed(err)
 	}
+	f.readErr = ""
+	f.stamp = st
 	users, err := ParsePasswd(f.path, data)
 	if err != nil {
 		if f.users != nil {
@@ -109,6 +123,19 @@ func (f *PasswdFile) current(now time.Time) (map[string]string, error) {
 	}
 	f.users = users
 	return users, nil
+}
+
+// readFailed is err as current returns it. With users in hand (the file
+// was read before: a daemon that dropped its privileges may no longer
+// read it) they stay in use, and the paniclog says so once per failure,
+// not on every request.
+func (f *PasswdFile) readFailed(err error) error {
+	err = fmt.Errorf("passwd-file: %w", err)
+	if f.users != nil && err.Error() != f.readErr {
+		f.readErr = err.Error()
+		f.panic(fmt.Sprintf("%v; the previous version stays in use", err))
+	}
+	return err
 }
 
 // ParsePasswd reads a passwd-file; an error names PATH:LINE. Every hash

@@ -97,6 +97,63 @@ func TestPasswdFileReload(t *testing.T) {
 	}
 }
 
+// TestPasswdFileUnreadable: a file that can no longer be read (the
+// daemon dropped its privileges, the file was removed) keeps the users
+// read before, and the paniclog says so once per failure, not on every
+// look.
+func TestPasswdFileUnreadable(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "passwd")
+	const alice = "alice:$6$abcdefgh$ltjgWl6579NluT/Vi1nwEvcil.G5Nbc4NiXZaNGStk8PSwGfQv72N2CKPPrVACtLtip/cZ/1GM/O6IND4WQhG.\n"
+	if err := os.WriteFile(path, []byte(alice), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var panics []string
+	f, err := OpenPasswdFile(path, func(s string) { panics = append(panics, s) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	look := func(n int) {
+		t.Helper()
+		for range n {
+			f.mu.Lock()
+			f.checked = time.Time{} // past the once-a-second look
+			f.mu.Unlock()
+			if ok, err := f.Check(context.Background(), "alice", "secret"); !ok || err != nil {
+				t.Fatalf("Check(alice) = %v, %v; want the old users kept", ok, err)
+			}
+		}
+	}
+	steps := []struct {
+		name  string
+		do    func() error
+		panic string // the paniclog line it adds, "" for none
+	}{
+		{"removed", func() error { return os.Remove(path) },
+			"passwd-file: stat " + path + ": no such file or directory; the previous version stays in use"},
+		{"a directory, not readable as a file", func() error { return os.Mkdir(path, 0o700) },
+			"passwd-file: read " + path + ": is a directory; the previous version stays in use"},
+		{"readable again", func() error { os.Remove(path); return os.WriteFile(path, []byte(alice), 0o600) }, ""},
+		{"removed again", func() error { return os.Remove(path) },
+			"passwd-file: stat " + path + ": no such file or directory; the previous version stays in use"},
+	}
+	var want []string
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			t.Fatal(err)
+		}
+		look(3)
+		if s.panic != "" {
+			want = append(want, s.panic)
+		}
+		if strings.Join(panics, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("%s: paniclog lines\n%s\nwant\n%s", s.name, strings.Join(panics, "\n"), strings.Join(want, "\n"))
+		}
+	}
+	if h, ok := f.Hash("alice"); !ok || !strings.HasPrefix(h, "$6$") {
+		t.Errorf("Hash(alice) = %q, %v", h, ok)
+	}
+}
+
 func FuzzParsePasswd(f *testing.F) {
 	seed, err := os.ReadFile("testdata/passwd")
 	if err != nil {

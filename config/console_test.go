@@ -3,7 +3,9 @@ package config
 import (
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -70,5 +72,53 @@ func TestConsoleUsers(t *testing.T) {
 	}
 	if cfg.Admin.Users != filepath.Join(dir, "new-admins") {
 		t.Errorf("users = %q, want it relative to the config's directory", cfg.Admin.Users)
+	}
+}
+
+// The daemon reads the users file again after dropping its privileges:
+// config check warns when its user may not read it (the mode bits of
+// owner, group or others, as the kernel applies them).
+func TestConsoleUsersReadableByUser(t *testing.T) {
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(nobody.Uid)
+	gid, _ := strconv.Atoi(nobody.Gid)
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	for _, c := range []struct {
+		name     string
+		uid, gid int
+		mode     os.FileMode
+		readable bool
+	}{
+		{"root's, 0600", 0, 0, 0o600, false},
+		{"root's group, 0640", 0, 0, 0o640, false},
+		{"the user's group, 0640", 0, gid, 0o640, true},
+		{"the user's own, 0400", uid, 0, 0o400, true},
+		{"the user's own without the owner bit, 0040", uid, gid, 0o040, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			file := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_"))
+			if err := os.WriteFile(file, []byte("admin:$2y$12$x\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(file, c.uid, c.gid); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(file, c.mode); err != nil {
+				t.Fatal(err)
+			}
+			text := fmt.Sprintf("user = \"nobody\"\nrelay.domains = [\"example.test\"]\ndownstream.url = \"smtp://127.0.0.1:25\"\n[admin]\nlisten = \"127.0.0.1:8025\"\nusers = %q\n", file)
+			cfg, err := Parse("f.toml", []byte(text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := fmt.Sprintf("f.toml:6: warning: %s (owner %d, group %d, mode %04o) is not readable by user \"nobody\"", file, c.uid, c.gid, c.mode)
+			if got := warnings(cfg); strings.Contains(got, want) == c.readable {
+				t.Errorf("warnings %q; want the warning %q: %v", got, want, !c.readable)
+			}
+		})
 	}
 }

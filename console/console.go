@@ -17,6 +17,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -66,6 +67,7 @@ type Console struct {
 	o        Options
 	users    *auth.PasswdFile
 	throttle *auth.Throttle
+	limit    *logLimit // of the refusals' mainlog lines
 	sessions *sessions
 	pages    map[string]*template.Template
 	static   http.Handler
@@ -104,14 +106,31 @@ func New(o Options) (*Console, error) {
 		o:        o,
 		users:    users,
 		throttle: auth.NewThrottle(maxFailures, failureWindow, blockTime),
+		limit:    newLogLimit(),
 		sessions: newSessions(o.SessionTimeout),
 		pages:    pages,
-		static:   http.StripPrefix("/static/", http.FileServerFS(sub)),
+		static:   http.StripPrefix("/static/", noDirs(sub, http.FileServerFS(sub))),
 		sleep:    sleepCtx,
 		logins:   map[string]*turn{},
 	}
 	c.routes()
 	return c, nil
+}
+
+// noDirs serves the files of fsys by h, and 404 for its directories:
+// what the console ships is for its pages, not for browsing.
+func noDirs(fsys fs.FS, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimSuffix(r.URL.Path, "/")
+		if name == "" {
+			name = "."
+		}
+		if fi, err := fs.Stat(fsys, name); err == nil && fi.IsDir() {
+			http.NotFound(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

@@ -248,6 +248,7 @@ func TestLogin(t *testing.T) {
 		{"empty", "", "", http.StatusUnauthorized, `admin login failed for  from 127\.0\.0\.1`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			f.advance(logEvery) // past the limit of the failures' lines
 			r := f.login(f.client(), c.user, c.pass)
 			if r.status != c.status {
 				t.Errorf("status %d, want %d\n%s", r.status, c.status, r.body)
@@ -298,6 +299,41 @@ func TestLoginThrottle(t *testing.T) {
 	}
 }
 
+// The refusals' mainlog lines: one a minute per client IP and kind, the
+// next one counting those left out.
+func TestRefusalLogLimit(t *testing.T) {
+	f := newFixture(t)
+	c, csrf := f.loggedIn()
+	anon := f.client()
+	for range 3 {
+		f.do(c, "POST", "/queue/none/freeze", url.Values{"csrf": {"x" + csrf}}, nil)
+		f.do(anon, "POST", "/queue/none/freeze", url.Values{}, nil)
+		f.login(f.client(), "alice", "guess")
+		f.advance(10 * time.Second)
+	}
+	f.advance(logEvery)
+	f.do(c, "POST", "/queue/none/freeze", url.Values{}, map[string]string{"Origin": "http://evil.example"})
+	f.do(anon, "POST", "/logout", url.Values{}, nil)
+	f.login(f.client(), "mallory", "guess")
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(f.mainlog()), "\n") {
+		if _, text, ok := strings.Cut(l, " admin "); ok && !strings.Contains(text, "logged in") {
+			got = append(got, text)
+		}
+	}
+	want := []string{
+		"request POST /queue/none/freeze of alice from 127.0.0.1 refused: wrong CSRF token",
+		"request POST /queue/none/freeze from 127.0.0.1 refused: no session",
+		"login failed for alice from 127.0.0.1",
+		"request POST /queue/none/freeze of alice from 127.0.0.1 refused: Origin http://evil.example is not this host (2 more from this IP not logged)",
+		"request POST /logout from 127.0.0.1 refused: no session (2 more from this IP not logged)",
+		"login failed for mallory from 127.0.0.1 (2 more from this IP not logged)",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("mainlog lines\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 // Guesses sent in parallel from one IP take turns: the throttle counts
 // each failure before the next guess is checked, so the sixth and later
 // are refused unchecked.
@@ -334,7 +370,7 @@ func TestLoginThrottleParallel(t *testing.T) {
 	if !slices.Equal(status, want) {
 		t.Errorf("parallel guesses answered %v, want %v", status, want)
 	}
-	if got := strings.Count(f.mainlog(), "admin login failed for alice"); got != maxFailures {
+	if got := len(f.waited); got != maxFailures {
 		t.Errorf("%d guesses checked, want %d", got, maxFailures)
 	}
 }
@@ -366,6 +402,37 @@ func TestUsersFileReread(t *testing.T) {
 	}
 	if r := f.login(f.client(), "alice", "secret"); r.status != http.StatusUnauthorized {
 		t.Errorf("the old password: %d, want refused", r.status)
+	}
+}
+
+// A new password or the admin's removal from the users file ends the
+// sessions they have open.
+func TestSessionEndsWithUser(t *testing.T) {
+	f := newFixture(t)
+	for _, c := range []struct {
+		name, user, pass, log string
+	}{
+		{"password changed", "alice", "changed", `admin alice session ended: password changed$`},
+		{"removed", "bob", "secret", `admin alice session ended: removed$`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f.writeUsers("alice", "secret")
+			time.Sleep(1100 * time.Millisecond) // the file is looked at once a second
+			cl, _ := f.loggedIn()
+			other := f.client() // a second login, on an unchanged file, is no trouble
+			if r := f.login(other, "alice", "secret"); r.status != http.StatusSeeOther {
+				t.Fatalf("second login: %d", r.status)
+			}
+			f.writeUsers(c.user, c.pass)
+			time.Sleep(1100 * time.Millisecond)
+			if r := f.do(cl, "GET", "/queue", nil, nil); r.status != http.StatusSeeOther || !strings.HasPrefix(r.location, "/login") {
+				t.Errorf("after the change: %d %q, want the login", r.status, r.location)
+			}
+			if r := f.do(other, "GET", "/api/stats", nil, nil); r.status != http.StatusUnauthorized {
+				t.Errorf("the other session's API call: %d, want 401", r.status)
+			}
+			f.requireLog(c.log)
+		})
 	}
 }
 
@@ -405,7 +472,34 @@ func TestSession(t *testing.T) {
 		t.Errorf("61 minutes idle: %d, want the login", r.status)
 	}
 
+	// The dashboard's polls keep nothing alive; a page view or a POST does.
 	c, csrf := f.loggedIn()
+	for _, step := range []struct {
+		idle   time.Duration
+		path   string
+		post   bool
+		status int
+	}{
+		{40 * time.Minute, "/queue", false, http.StatusOK},                  // a page view: 40 minutes idle
+		{40 * time.Minute, "/api/stats", false, http.StatusOK},              // 40 since the page
+		{15 * time.Minute, "/queue/none/freeze", true, http.StatusSeeOther}, // a POST: 55 since the page
+		{40 * time.Minute, "/api/stats", false, http.StatusOK},              // 40 since the POST
+		{19 * time.Minute, "/api/stats", false, http.StatusOK},              // 59
+		{2 * time.Minute, "/api/stats", false, http.StatusUnauthorized},     // 61: the polls did not count
+	} {
+		f.advance(step.idle)
+		var r response
+		if step.post {
+			r = f.do(c, "POST", step.path, url.Values{"csrf": {csrf}}, nil)
+		} else {
+			r = f.do(c, "GET", step.path, nil, nil)
+		}
+		if r.status != step.status {
+			t.Errorf("%s %v later: %d, want %d", step.path, step.idle, r.status, step.status)
+		}
+	}
+
+	c, csrf = f.loggedIn()
 	if r := f.do(c, "POST", "/logout", url.Values{"csrf": {csrf}}, nil); r.status != http.StatusSeeOther || r.location != "/login" {
 		t.Errorf("logout: %d %s", r.status, r.location)
 	}
@@ -438,7 +532,9 @@ func TestCSRF(t *testing.T) {
 			{"wrong token", url.Values{"csrf": {csrf[1:] + "x"}, "reason": {"x"}}, nil},
 			{"wrong header", url.Values{"reason": {"x"}}, map[string]string{"X-CSRF-Token": "nope"}},
 			{"other origin", url.Values{"csrf": {csrf}, "reason": {"x"}}, map[string]string{"Origin": "http://evil.example"}},
+			{"other scheme", url.Values{"csrf": {csrf}, "reason": {"x"}}, map[string]string{"Origin": strings.Replace(f.srv.URL, "http:", "https:", 1)}},
 		} {
+			f.advance(logEvery) // past the limit of the refusals' lines
 			if r := f.do(c, "POST", path, bad.form, bad.header); r.status != http.StatusForbidden {
 				t.Errorf("POST %s with %s: %d, want 403", path, bad.name, r.status)
 			}
@@ -451,6 +547,11 @@ func TestCSRF(t *testing.T) {
 	}
 	if _, err := f.q.Spool.QuarantineLoad(qid); err != nil {
 		t.Errorf("the quarantined message changed: %v", err)
+	}
+	f.requireLog(`refused: Origin https://127\.0\.0\.1:\d+ is not this host`)
+	// This origin, said, is good.
+	if r := f.do(c, "POST", "/queue/"+string(id)+"/thaw", url.Values{"csrf": {csrf}}, map[string]string{"Origin": f.srv.URL}); r.status != http.StatusSeeOther {
+		t.Errorf("thaw from this origin: %d", r.status)
 	}
 	// The header is as good as the field, for scripts.
 	if r := f.do(c, "POST", "/queue/"+string(id)+"/freeze", url.Values{}, map[string]string{"X-CSRF-Token": csrf}); r.status != http.StatusSeeOther {
@@ -611,8 +712,27 @@ func TestQuarantineOps(t *testing.T) {
 	if want := []string{string(keep) + " release alice: false positive, asked by bob", string(drop) + " delete alice: really a virus"}; !slices.Equal(got, want) {
 		t.Errorf("admin events %q, want %q", got, want)
 	}
-	f.requireLog(string(keep)+` released from quarantine by alice`, string(keep)+` released by alice because: false positive, asked by bob$`,
-		string(drop)+` deleted from quarantine by alice`, string(drop)+` deleted by alice because: really a virus`)
+	// One line says who and why; the released message's arrival follows.
+	var got2 []string
+	for _, l := range strings.Split(strings.TrimSpace(f.mainlog()), "\n") {
+		if strings.Contains(l, string(keep)) || strings.Contains(l, string(drop)) {
+			_, text, _ := strings.Cut(l[20:], " ")
+			got2 = append(got2, text)
+		}
+	}
+	want2 := []string{
+		"released from quarantine by alice because: false positive, asked by bob",
+		"<= spammer@example.test",
+		"deleted from quarantine by alice because: really a virus",
+	}
+	if len(got2) != len(want2) {
+		t.Fatalf("the actions' mainlog lines\n%s\nwant\n%s", strings.Join(got2, "\n"), strings.Join(want2, "\n"))
+	}
+	for i := range want2 {
+		if !strings.HasPrefix(got2[i], want2[i]) || (i != 1 && got2[i] != want2[i]) {
+			t.Errorf("mainlog line %q, want %q", got2[i], want2[i])
+		}
+	}
 }
 
 func TestSafeNext(t *testing.T) {
@@ -662,9 +782,72 @@ func TestSecureCookies(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("login over TLS: %d", resp.StatusCode)
 	}
-	for _, set := range append([]string{login}, resp.Header.Values("Set-Cookie")[0]) {
-		if !strings.Contains(set, "; Secure") || !strings.Contains(set, "HttpOnly") || !strings.Contains(set, "SameSite=Strict") {
-			t.Errorf("Set-Cookie %q over TLS", set)
+	session := resp.Header.Values("Set-Cookie")[0]
+	for _, c := range []struct{ set, name string }{{login, "__Host-mxgate_login_csrf="}, {session, "__Host-mxgate_session="}} {
+		if !strings.HasPrefix(c.set, c.name) || !strings.Contains(c.set, "; Secure") || !strings.Contains(c.set, "HttpOnly") ||
+			!strings.Contains(c.set, "SameSite=Strict") || !strings.Contains(c.set, "Path=/") || strings.Contains(c.set, "Domain=") {
+			t.Errorf("Set-Cookie %q over TLS, want %s...", c.set, c.name)
+		}
+	}
+	// The session works by its __Host- name, and an Origin must be https.
+	var ck *http.Cookie
+	for _, k := range resp.Cookies() {
+		if k.Name == "__Host-mxgate_session" {
+			ck = k
+		}
+	}
+	if ck == nil {
+		t.Fatal("no __Host-mxgate_session cookie")
+	}
+	get := func(path string) (int, string) {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req.AddCookie(ck)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	status, page := get("/queue")
+	if status != http.StatusOK {
+		t.Fatalf("GET /queue with the __Host- cookie: %d", status)
+	}
+	for _, o := range []struct {
+		origin string
+		status int
+	}{{strings.Replace(srv.URL, "https:", "http:", 1), http.StatusForbidden}, {srv.URL, http.StatusSeeOther}} {
+		req, _ := http.NewRequest("POST", srv.URL+"/queue/none/freeze", strings.NewReader(url.Values{"csrf": {csrfOf(t, page)}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", o.origin)
+		req.AddCookie(ck)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != o.status {
+			t.Errorf("POST over TLS with Origin %s: %d, want %d", o.origin, resp.StatusCode, o.status)
+		}
+	}
+}
+
+// The static files are served, their directories are not listed.
+func TestStaticNoListing(t *testing.T) {
+	f := newFixture(t)
+	c := f.client()
+	for path, want := range map[string]int{
+		"/static/console.js":                 http.StatusOK,
+		"/static/vendor/uplot/uPlot.min.css": http.StatusOK,
+		"/static/":                           http.StatusNotFound,
+		"/static/vendor/":                    http.StatusNotFound,
+		"/static/vendor":                     http.StatusNotFound,
+		"/static/vendor/uplot/":              http.StatusNotFound,
+		"/static/none.js":                    http.StatusNotFound,
+	} {
+		if r := f.do(c, "GET", path, nil, nil); r.status != want || strings.Contains(r.body, "<a href=") {
+			t.Errorf("GET %s: %d, want %d\n%s", path, r.status, want, r.body)
 		}
 	}
 }

@@ -33,12 +33,12 @@ func (c *Console) showLogin(w http.ResponseWriter, r *http.Request, status int, 
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	ip := clientIP(r)
 	if !sameOrigin(r) {
-		c.refuse(w, r, "", "Origin "+r.Header.Get("Origin")+" is not this host")
+		c.refuse(w, r, refusedCSRF, "", "Origin "+r.Header.Get("Origin")+" is not this host")
 		return
 	}
-	ck, err := r.Cookie(loginCookie)
+	ck, err := cookie(r, loginCookie)
 	if err != nil || !equal(r.PostFormValue("csrf"), ck.Value) {
-		c.refuse(w, r, "", "login without its CSRF token")
+		c.refuse(w, r, refusedCSRF, "", "login without its CSRF token")
 		return
 	}
 	user, pass := r.PostFormValue("user"), r.PostFormValue("password")
@@ -50,7 +50,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	now := c.o.Now()
 	if c.throttle.Blocked(now, ip, "") {
-		c.o.Log.Main("", "admin login refused for "+logName(user)+" from "+ip+": too many failures")
+		c.logLimited(ip, refusedBlocked, "admin login refused for "+logName(user)+" from "+ip+": too many failures")
 		c.showLogin(w, r, http.StatusTooManyRequests, loginData{Next: next, User: user, Error: "Too many failed logins from your address; try again later."})
 		return
 	}
@@ -65,14 +65,17 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		checked := c.o.Now()
 		c.throttle.Fail(checked, ip, "")
 		c.sleep(r.Context(), failDelay-checked.Sub(now))
-		c.o.Log.Main("", "admin login failed for "+logName(user)+" from "+ip)
+		c.logLimited(ip, refusedLogin, "admin login failed for "+logName(user)+" from "+ip)
 		c.showLogin(w, r, http.StatusUnauthorized, loginData{Next: next, User: user, Error: "Wrong name or password."})
 		return
 	}
-	if old, err := r.Cookie(sessionCookie); err == nil {
+	if old, err := cookie(r, sessionCookie); err == nil {
 		c.sessions.end(old.Value)
 	}
-	setCookie(w, r, sessionCookie, c.sessions.create(user, now), 0)
+	// The hash checked against, read again: a file changed in between
+	// gives a session that ends at its first request.
+	hash, _ := c.users.Hash(user)
+	setCookie(w, r, sessionCookie, c.sessions.create(user, hash, now), 0)
 	setCookie(w, r, loginCookie, "", -1)
 	c.o.Log.Main("", "admin "+user+" logged in from "+ip)
 	http.Redirect(w, r, next, http.StatusSeeOther)
@@ -116,7 +119,7 @@ func (c *Console) oneLogin(ctx context.Context, ip string) (func(), bool) {
 
 func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 	ss := current(r)
-	if ck, err := r.Cookie(sessionCookie); err == nil {
+	if ck, err := cookie(r, sessionCookie); err == nil {
 		c.sessions.end(ck.Value)
 	}
 	setCookie(w, r, sessionCookie, "", -1)

@@ -103,17 +103,16 @@ func (c *Console) quarantineOp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := c.queue(ss.user)
-	q.Reason = reason // the Admin event's, for tracking
+	q.Reason = reason // in the mainlog line and the Admin event
 	var line string
 	var err error
 	if op == "release" {
 		var sid spool.ID
 		if sid, line, err = q.QuarantineRelease(id); err == nil {
-			q.Log.Main(string(sid), "released by "+ss.user+" because: "+reason)
 			c.o.Deliver(sid)
 		}
-	} else if line, err = q.QuarantineDelete(id); err == nil {
-		q.Log.Main(id, "deleted by "+ss.user+" because: "+reason)
+	} else {
+		line, err = q.QuarantineDelete(id)
 	}
 	to := "/quarantine"
 	if err != nil {

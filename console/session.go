@@ -13,7 +13,8 @@ import (
 )
 
 // Cookie names: the session, and the login form's double-submit token
-// (before there is a session to hold one).
+// (before there is a session to hold one). Over TLS they carry the
+// __Host- prefix (cookieName).
 const (
 	sessionCookie = "mxgate_session"
 	loginCookie   = "mxgate_login_csrf"
@@ -26,6 +27,9 @@ const maxSessions = 10000
 // holds a random token naming it.
 type session struct {
 	user string
+	// hash is the user's password hash at login: when the users file
+	// no longer has it (a new password, the user removed) the session ends.
+	hash string
 	csrf string
 	seen time.Time // last request: the idle timeout counts from it
 	// flash is the result of the last action, shown once by the next page.
@@ -50,7 +54,7 @@ func token() string {
 }
 
 // create starts a session for user and returns its cookie token.
-func (s *sessions) create(user string, now time.Time) string {
+func (s *sessions) create(user, hash string, now time.Time) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for id, ss := range s.m {
@@ -68,13 +72,13 @@ func (s *sessions) create(user string, now time.Time) string {
 		delete(s.m, oldest)
 	}
 	id := token()
-	s.m[id] = &session{user: user, csrf: token(), seen: now}
+	s.m[id] = &session{user: user, hash: hash, csrf: token(), seen: now}
 	return id
 }
 
-// get returns the live session of id, touching it; nil when there is
-// none or it has been idle too long (it is then ended).
-func (s *sessions) get(id string, now time.Time) *session {
+// get returns the live session of id, touching it when touch is set; nil
+// when there is none or it has been idle too long (it is then ended).
+func (s *sessions) get(id string, now time.Time, touch bool) *session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ss := s.m[id]
@@ -85,7 +89,9 @@ func (s *sessions) get(id string, now time.Time) *session {
 		delete(s.m, id)
 		return nil
 	}
-	ss.seen = now
+	if touch {
+		ss.seen = now
+	}
 	return ss
 }
 
@@ -119,9 +125,25 @@ func (s *sessions) takeFlash(ss *session) (msg, errMsg string) {
 // SameSite=Strict, Secure when the request came over TLS.
 func setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{
-		Name: name, Value: value, Path: "/", MaxAge: maxAge,
+		Name: cookieName(r, name), Value: value, Path: "/", MaxAge: maxAge,
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
 	})
+}
+
+// cookieName is name as the request's connection has it: over TLS with
+// the __Host- prefix, which a browser accepts only from a secure origin,
+// Secure, for Path=/ and without Domain, so that no other host (a
+// sibling subdomain, a plain-HTTP page) can set or shadow it.
+func cookieName(r *http.Request, name string) string {
+	if r.TLS != nil {
+		return "__Host-" + name
+	}
+	return name
+}
+
+// cookie is the request's cookie of name (cookieName).
+func cookie(r *http.Request, name string) (*http.Cookie, error) {
+	return r.Cookie(cookieName(r, name))
 }
 
 type ctxKey struct{}
@@ -132,13 +154,31 @@ func current(r *http.Request) *session {
 	return ss
 }
 
-// sessionOf finds the request's session; nil without a live one.
+// sessionOf finds the request's session; nil without a live one. Page
+// views and POSTs count as activity, API calls do not. A
+// session whose admin is no longer in the users file, or has another
+// password there, is ended.
 func (c *Console) sessionOf(r *http.Request) (*session, string) {
-	ck, err := r.Cookie(sessionCookie)
+	ck, err := cookie(r, sessionCookie)
 	if err != nil {
 		return nil, ""
 	}
-	return c.sessions.get(ck.Value, c.o.Now()), ck.Value
+	// The dashboard's polls of /api/ are no sign of an admin at the
+	// screen: an unattended dashboard logs out after session_timeout.
+	ss := c.sessions.get(ck.Value, c.o.Now(), !strings.HasPrefix(r.URL.Path, "/api/"))
+	if ss == nil {
+		return nil, ""
+	}
+	if h, ok := c.users.Hash(ss.user); !ok || h != ss.hash {
+		c.sessions.end(ck.Value)
+		why := "password changed"
+		if !ok {
+			why = "removed"
+		}
+		c.o.Log.Main("", "admin "+ss.user+" session ended: "+why)
+		return nil, ""
+	}
+	return ss, ck.Value
 }
 
 // get wraps a page: without a session, to the login page (an API call
@@ -165,11 +205,11 @@ func (c *Console) post(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ss, _ := c.sessionOf(r)
 		if ss == nil {
-			c.refuse(w, r, "", "no session")
+			c.refuse(w, r, refusedSession, "", "no session")
 			return
 		}
 		if !sameOrigin(r) {
-			c.refuse(w, r, ss.user, "Origin "+r.Header.Get("Origin")+" is not this host")
+			c.refuse(w, r, refusedCSRF, ss.user, "Origin "+r.Header.Get("Origin")+" is not this host")
 			return
 		}
 		got := r.Header.Get("X-CSRF-Token")
@@ -181,33 +221,48 @@ func (c *Console) post(h http.HandlerFunc) http.HandlerFunc {
 			if got == "" {
 				what = "no CSRF token"
 			}
-			c.refuse(w, r, ss.user, what)
+			c.refuse(w, r, refusedCSRF, ss.user, what)
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, ss)))
 	}
 }
 
-// refuse answers a POST that failed the checks with 403 and logs it.
-func (c *Console) refuse(w http.ResponseWriter, r *http.Request, user, why string) {
+// refuse answers a POST that failed the checks with 403 and logs it (one
+// line a minute per client IP and kind).
+func (c *Console) refuse(w http.ResponseWriter, r *http.Request, kind, user, why string) {
 	who := ""
 	if user != "" {
 		who = " of " + user
 	}
-	c.o.Log.Main("", "admin request "+r.Method+" "+r.URL.Path+who+" from "+clientIP(r)+" refused: "+why)
+	c.logLimited(clientIP(r), kind, "admin request "+r.Method+" "+r.URL.Path+who+" from "+clientIP(r)+" refused: "+why)
 	http.Error(w, "Forbidden: "+why, http.StatusForbidden)
 }
 
-// sameOrigin is false for a request whose Origin names another host than
-// the one it was sent to. Browsers send Origin with every POST; a request
-// without it (a script) still needs the token.
+// logLimited writes line to the mainlog unless ip had a line of kind
+// within the last minute; the next line written counts those left out.
+func (c *Console) logLimited(ip, kind, line string) {
+	if ok, suffix := c.limit.line(c.o.Now(), ip, kind); ok {
+		c.o.Log.Main("", line+suffix)
+	}
+}
+
+// sameOrigin is false for a request whose Origin names another origin
+// than the one it was sent to: another host, or the same host by the
+// other scheme (a plain-HTTP page posting to the TLS console). Browsers
+// send Origin with every POST; a request without it (a script) still
+// needs the token.
 func sameOrigin(r *http.Request) bool {
 	o := r.Header.Get("Origin")
 	if o == "" {
 		return true
 	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
 	u, err := url.Parse(o)
-	return err == nil && u.Host == r.Host
+	return err == nil && u.Scheme == scheme && u.Host == r.Host
 }
 
 func equal(a, b string) bool {

@@ -22,9 +22,13 @@ func init() {
 one line from standard input when it is not a terminal, and writes USER's
 line "USER:BCRYPT-HASH" (cost 12) into the users file: [admin] users of the
 config, or FILE. An existing line of USER is replaced, the others are kept;
-the file is written to a temporary file and renamed over the old one, mode
-0640, with the old file's owner and group (a new file gets the daemon's
-group, so the daemon can read it). The console reads the file again when it
+the file is written to a temporary file and renamed over the old one,
+keeping the old file's mode, owner and group (a new file gets mode 0640
+and the daemon's group, so the daemon can read it). A users file that is
+a symbolic link is written through: its target is replaced, the link
+stays. Two runs at once take turns (an flock of FILE.lock beside it), so
+neither loses the other's user; the file and its directory are synced
+to disk before the command says it is done. The console reads the file again when it
 changes: the password works at once, without a reload.`),
 		withFlag("--file", "FILE", "the users file to write instead of [admin] users"),
 		withExample("mxgate admin passwd alice\tadd alice, or change her password"),
@@ -178,11 +182,25 @@ func readHidden(f *os.File, prompt io.Writer) (string, error) {
 
 // writeUsersLine puts "user:hash" into the users file, replacing user's
 // line or appending one, atomically: a temporary file renamed over it,
-// mode 0640, owned as the old file was (a new one gets group gid, when
-// not -1). It reports whether the user is new.
+// with the old file's mode and owner (a new file gets 0640 and group
+// gid, when not -1). A symbolic link is written through: its target is
+// the file replaced, the link stays. The read and the rename are under an
+// flock of PATH.lock beside the file, so that two runs at once do not
+// lose an update; the file and its directory are fsynced. It reports
+// whether the user is new.
 func writeUsersLine(path, user, hash string, gid int) (bool, error) {
+	path, err := resolveLink(path)
+	if err != nil {
+		return false, err
+	}
+	unlock, err := lockFile(path + ".lock")
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
 	old, err := os.ReadFile(path)
 	uid := -1
+	mode := fs.FileMode(0o640)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
@@ -192,6 +210,7 @@ func writeUsersLine(path, user, hash string, gid int) (bool, error) {
 		if err != nil {
 			return false, err
 		}
+		mode = fi.Mode().Perm()
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 			uid, gid = int(st.Uid), int(st.Gid)
 		}
@@ -216,12 +235,13 @@ func writeUsersLine(path, user, hash string, gid int) (bool, error) {
 	if added {
 		out.WriteString(line + "\n")
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return false, err
 	}
 	defer os.Remove(tmp.Name()) // after the rename, nothing is there
-	err = tmp.Chmod(0o640)
+	err = tmp.Chmod(mode)
 	if err == nil && (uid != -1 || gid != -1) {
 		// Only root may give a file away; anyone else keeps what they can.
 		if cerr := tmp.Chown(uid, gid); cerr != nil && os.Geteuid() == 0 {
@@ -240,8 +260,58 @@ func writeUsersLine(path, user, hash string, gid int) (bool, error) {
 	if err == nil {
 		err = os.Rename(tmp.Name(), path)
 	}
+	if err == nil {
+		err = syncDir(dir)
+	}
 	if err != nil {
 		return false, fmt.Errorf("writing %s: %w", path, err)
 	}
 	return added, nil
+}
+
+// resolveLink is path with its symbolic links resolved, so that a users
+// file that is a link has its target replaced, not the link. A link to a
+// file not there yet resolves to that file.
+func resolveLink(path string) (string, error) {
+	for range 40 { // the kernel's own bound on a chain of links
+		target, err := os.Readlink(path)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.EINVAL) {
+			// Not there, or not a link: the directories may still be links,
+			// which a rename inside them goes through anyway.
+			return path, nil
+		}
+		if err != nil {
+			return "", err
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(path), target)
+		}
+		path = target
+	}
+	return "", fmt.Errorf("%s: too many levels of symbolic links", path)
+}
+
+// lockFile takes an exclusive flock of path (made 0600 when it is not
+// there; it stays, since removing it would let a third run lock another
+// file) and returns its release.
+func lockFile(path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("locking the users file: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking the users file: flock %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil // closing releases the lock
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }

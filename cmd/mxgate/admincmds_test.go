@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -114,6 +116,89 @@ func TestAdminPasswd(t *testing.T) {
 	}
 	if after := string(must(os.ReadFile(file))); after != before {
 		t.Errorf("a refused run changed the file:\n%s", after)
+	}
+}
+
+// writeUsersLine keeps an existing file's mode (0640 only for a new
+// one), writes through a symbolic link to its target, and two runs at
+// once both land.
+func TestWriteUsersLine(t *testing.T) {
+	const hash = "$2y$04$abcdefghijklmnopqrstuuO4mU.3MNm8Z1gXQpvjyY1Ahu7ZkQ7G."
+	for _, c := range []struct {
+		name  string
+		setup func(dir string) string // returns the path given
+		mode  os.FileMode             // of the file written
+	}{
+		{"new", func(dir string) string { return filepath.Join(dir, "admins") }, 0o640},
+		{"0600 kept", func(dir string) string {
+			p := filepath.Join(dir, "admins")
+			os.WriteFile(p, []byte("bob:"+hash+"\n"), 0o600)
+			return p
+		}, 0o600},
+		{"0400 kept", func(dir string) string {
+			p := filepath.Join(dir, "admins")
+			os.WriteFile(p, []byte("bob:"+hash+"\n"), 0o400)
+			return p
+		}, 0o400},
+		{"symlink to a file", func(dir string) string {
+			os.Mkdir(filepath.Join(dir, "real"), 0o700)
+			os.WriteFile(filepath.Join(dir, "real", "admins"), []byte("bob:"+hash+"\n"), 0o600)
+			os.Symlink("real/admins", filepath.Join(dir, "admins"))
+			return filepath.Join(dir, "admins")
+		}, 0o600},
+		{"symlink to no file yet", func(dir string) string {
+			os.Mkdir(filepath.Join(dir, "real"), 0o700)
+			os.Symlink(filepath.Join(dir, "real", "admins"), filepath.Join(dir, "admins"))
+			return filepath.Join(dir, "admins")
+		}, 0o640},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := c.setup(dir)
+			if _, err := writeUsersLine(path, "alice", hash, -1); err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Lstat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			target := path
+			if strings.HasPrefix(c.name, "symlink") {
+				if fi.Mode()&os.ModeSymlink == 0 {
+					t.Fatalf("%s is no longer a symbolic link: %v", path, fi.Mode())
+				}
+				target = filepath.Join(dir, "real", "admins")
+			}
+			fi, err = os.Stat(target)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != c.mode {
+				t.Errorf("mode %04o, want %04o", fi.Mode().Perm(), c.mode)
+			}
+			if users := usersOf(t, path); users["alice"] != hash {
+				t.Errorf("users %v", users)
+			}
+			if _, err := os.Stat(target + ".lock"); err != nil {
+				t.Errorf("no lock file beside the target: %v", err)
+			}
+		})
+	}
+
+	// Runs at once take turns: every user is in the file.
+	path := filepath.Join(t.TempDir(), "admins")
+	var wg sync.WaitGroup
+	const n = 20
+	for i := range n {
+		wg.Go(func() {
+			if _, err := writeUsersLine(path, fmt.Sprintf("user%d", i), hash, -1); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if users := usersOf(t, path); len(users) != n {
+		t.Errorf("%d users of %d in the file after runs at once", len(users), n)
 	}
 }
 
