@@ -94,6 +94,7 @@ func TestReadyz(t *testing.T) {
 	}{
 		{"scanner down", fmt.Sprintf("[spamd]\naddress = %q\non_error = \"tempfail\"\ntimeout = \"2s\"\n", down), "not ready:\nspamd: "},
 		{"spool reserve", "[spool]\nmin_free_space = \"1000000GiB\"\n", "not ready:\nspool: spool directory space = "},
+		{"milter down", fmt.Sprintf("[[milter]]\nname = \"rspamd\"\naddress = \"inet:%s\"\nconnect_timeout = \"2s\"\n\n[[milter]]\nname = \"optional\"\naddress = \"inet:%s\"\non_error = \"accept\"\n", down, down), "not ready:\nmilter rspamd: "},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := startSink(t)
@@ -103,8 +104,8 @@ func TestReadyz(t *testing.T) {
 			if code != 503 || !strings.HasPrefix(body, tt.want) || strings.Count(body, "\n") != 2 {
 				t.Errorf("GET /readyz = %d %q, want 503 and one line %q...", code, body, tt.want)
 			}
-			if tt.name == "scanner down" && !strings.Contains(body, down) {
-				t.Errorf("GET /readyz = %q does not name spamd's address %s", body, down)
+			if tt.name != "spool reserve" && !strings.Contains(body, down) {
+				t.Errorf("GET /readyz = %q does not name the peer's address %s", body, down)
 			}
 			if code, body := httpGet(t, "http://"+admin+"/healthz"); code != 200 || body != "ok\n" {
 				t.Errorf("GET /healthz = %d %q, want 200 ok", code, body)
