@@ -83,9 +83,11 @@ func TestPrometheusScrape(t *testing.T) {
 
 // TestReadyz: /readyz of the running daemon names the part that keeps
 // it from taking mail: a required scanner that does not answer (spamd
-// with on_error = "tempfail", nothing on its port), or a spool below its
-// reserve (every MAIL answered 452); /healthz still says the process is
-// alive.
+// with on_error = "tempfail", nothing on its port), a required milter
+// that does not (on_error defaults to tempfail; one with "accept" is not
+// required), or a spool below its reserve (every MAIL answered 452);
+// /healthz still says the process is alive. A milter that negotiates
+// (Debian's opendkim) is ready.
 func TestReadyz(t *testing.T) {
 	requirePrograms(t, "smtp-sink")
 	down := fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false))
@@ -112,6 +114,15 @@ func TestReadyz(t *testing.T) {
 			}
 		})
 	}
+	t.Run("milter up", func(t *testing.T) {
+		opendkim, _ := startScannerIn(t, "opendkim")
+		s := startSink(t)
+		admin := fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false))
+		startMxgateConfig(t, adminTemplate(t, admin, fmt.Sprintf("[[milter]]\nname = \"opendkim\"\naddress = \"inet:%s\"\n", opendkim)), s.URL())
+		if code, body := httpGet(t, "http://"+admin+"/readyz"); code != 200 || body != "ready\n" {
+			t.Errorf("GET /readyz = %d %q, want 200 ready", code, body)
+		}
+	})
 }
 
 // adminTemplate is the e2e config template with [admin] listen = addr and
