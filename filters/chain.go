@@ -42,6 +42,13 @@ func NewChain(entries []Entry, log Logger) *Chain {
 	return c
 }
 
+// retire is Pipeline.Retire for the scanners.
+func (c *Chain) retire() {
+	for i := range c.entries {
+		c.entries[i].br.retire(c.bus, c.entries[i].Filter.Name())
+	}
+}
+
 // Run runs every filter in parallel, each under its own timeout, and
 // combines the verdicts: the strictest action wins (the first in entry order
 // on a tie), the headers of every filter are collected in entry order, and
@@ -86,14 +93,12 @@ func (c *Chain) runOne(ctx context.Context, e *chainEntry, m *Message) FilterRes
 		// A caller that gave up (client disconnected, shutdown) says
 		// nothing about the scanner's health.
 		if ctx.Err() == nil {
-			switch e.br.done(e.BreakAfter, e.CoolDown, probe, fr.Err != nil, c.now()) {
+			switch e.br.done(e.BreakAfter, e.CoolDown, probe, fr.Err != nil, c.now(), c.bus, name, fr.Err) {
 			case evOpened:
 				c.log.Panic(fmt.Sprintf("filter %s: circuit breaker opened after %d consecutive failures, skipping it for %v: %v",
 					name, e.BreakAfter, e.CoolDown, fr.Err))
-				c.bus.Emit(event.Event{Kind: event.Breaker, Check: name, Open: true, Err: fr.Err})
 			case evClosed:
 				c.log.Main("", fmt.Sprintf("filter %s: circuit breaker closed, scanner answers again", name))
-				c.bus.Emit(event.Event{Kind: event.Breaker, Check: name})
 			}
 		}
 	}
@@ -214,6 +219,22 @@ type breaker struct {
 	open     bool
 	until    time.Time
 	probing  bool
+	// retired: a newer generation serves, whose own breaker reports
+	// this check's state; this one reports no more.
+	retired bool
+}
+
+// retire reports the breaker closed on bus if it is open, and silences
+// it: the generation it belongs to no longer serves, and
+// mxgate_breaker_open must not stay at 1 for a breaker that no session
+// of the serving generation has.
+func (b *breaker) retire(bus *event.Bus, check string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.open && !b.retired {
+		bus.Emit(event.Event{Kind: event.Breaker, Check: check})
+	}
+	b.retired = true
 }
 
 // allow reports whether a real check may run and whether it is the probe.
@@ -234,13 +255,29 @@ func (b *breaker) allow(after int, _ time.Duration, now time.Time) (ok, probe bo
 	}
 }
 
-// done records a check's outcome.
-func (b *breaker) done(after int, coolDown time.Duration, probe, failed bool, now time.Time) breakerEvent {
+// done records a check's outcome, and reports a change on bus (the
+// Breaker event of check, with err when it opens) unless the breaker is
+// retired: under the lock, so retire's closing event cannot come before
+// it.
+func (b *breaker) done(after int, coolDown time.Duration, probe, failed bool, now time.Time, bus *event.Bus, check string, err error) breakerEvent {
 	if after <= 0 {
 		return evNone
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	ev := b.record(coolDown, after, probe, failed, now)
+	if ev != evNone && !b.retired {
+		e := event.Event{Kind: event.Breaker, Check: check, Open: ev == evOpened}
+		if e.Open {
+			e.Err = err
+		}
+		bus.Emit(e)
+	}
+	return ev
+}
+
+// record is done's change of state, under b.mu.
+func (b *breaker) record(coolDown time.Duration, after int, probe, failed bool, now time.Time) breakerEvent {
 	if probe {
 		b.probing = false
 	}

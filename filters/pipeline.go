@@ -77,6 +77,21 @@ type Pipeline struct {
 	now       func() time.Time // the breakers' clock; replaced in tests
 }
 
+// Retire is the end of the pipeline's generation: a reload put a newer
+// one in service, whose breakers start closed and report the checks'
+// state from now on. Each breaker still open here is reported closed on
+// the bus (mxgate_breaker_open would otherwise stay at 1 for it), and
+// none reports again; the sessions still running here keep their
+// breakers and their log lines.
+func (p *Pipeline) Retire() {
+	for i := range p.steps {
+		p.steps[i].br.retire(p.bus, p.steps[i].name)
+	}
+	if p.scan != nil {
+		p.scan.retire()
+	}
+}
+
 type step struct {
 	Step
 	name string
@@ -235,14 +250,12 @@ func (s *Flow) guarded(ctx context.Context, i int, stage Stage, call func(contex
 	}
 	// A client that went away says nothing about the check's health.
 	if ctx.Err() == nil {
-		switch st.br.done(st.BreakAfter, st.CoolDown, probe, err != nil, s.p.now()) {
+		switch st.br.done(st.BreakAfter, st.CoolDown, probe, err != nil, s.p.now(), s.p.bus, st.name, err) {
 		case evOpened:
 			s.p.log.Panic(fmt.Sprintf("check %s: circuit breaker opened after %d consecutive failures, skipping it for %v: %v",
 				s.p.steps[i].name, st.BreakAfter, st.CoolDown, err))
-			s.p.bus.Emit(event.Event{Kind: event.Breaker, Check: s.p.steps[i].name, Open: true, Err: err})
 		case evClosed:
 			s.p.log.Main("", fmt.Sprintf("check %s: circuit breaker closed, it answers again", s.p.steps[i].name))
-			s.p.bus.Emit(event.Event{Kind: event.Breaker, Check: s.p.steps[i].name})
 		}
 	}
 	if err == nil {

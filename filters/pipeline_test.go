@@ -2,6 +2,7 @@ package filters
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -275,4 +276,66 @@ func TestFlowDataTie(t *testing.T) {
 	if v := newFlow(p).Data(context.Background(), testMessage()).Verdict; v.Text != "Virus found: X" {
 		t.Errorf("verdict %q, want the scanner's", v.Text)
 	}
+}
+
+// TestPipelineRetire: a reload retires a generation whose breakers are
+// open; each open one is reported closed once (mxgate_breaker_open falls
+// to 0), a closed one not at all, and the retired generation reports no
+// more, even when its breakers change later.
+func TestPipelineRetire(t *testing.T) {
+	dns := hanging(&scripted{name: "dns"})
+	ok := &scripted{name: "relay"}
+	spamd := &fake{name: "spamd", err: errors.New("connection refused")}
+	rec, bus := eventtest.New()
+	p := New(Options{
+		Checks: []Step{
+			{Check: dns, Timeout: 10 * time.Millisecond, BreakAfter: 1, CoolDown: time.Minute},
+			{Check: ok, BreakAfter: 1, CoolDown: time.Minute},
+		},
+		Scanners: []Entry{{Filter: spamd, OnError: OnErrorAccept, BreakAfter: 1, CoolDown: time.Minute}},
+		Log:      &logSink{},
+		Bus:      bus,
+	})
+	now := time.Unix(1000, 0)
+	p.now = func() time.Time { return now }
+	p.scan.now = p.now
+	newFlow(p).Rcpt(context.Background(), &Tx{}, "u@example.test")
+	newFlow(p).Data(context.Background(), testMessage())
+	if got := breakers(rec); !slices.Equal(got, []string{"dns open", "spamd open"}) {
+		t.Fatalf("before the reload: Breaker events %q, want dns and spamd open", got)
+	}
+	rec.Reset()
+
+	p.Retire()
+	p.Retire()
+	if got := breakers(rec); !slices.Equal(got, []string{"dns closed", "spamd closed"}) {
+		t.Errorf("Retire: Breaker events %q, want dns and spamd closed, once", got)
+	}
+	rec.Reset()
+
+	// A session of the old generation still running: its probes succeed
+	// and close the breakers, which says nothing of the serving one.
+	now = now.Add(2 * time.Minute)
+	dns.hang.Store(false)
+	spamd.set(Verdict{Action: Accept}, nil)
+	newFlow(p).Rcpt(context.Background(), &Tx{}, "u@example.test")
+	newFlow(p).Data(context.Background(), testMessage())
+	if got := breakers(rec); len(got) != 0 {
+		t.Errorf("after Retire: Breaker events %q, want none", got)
+	}
+}
+
+// breakers are rec's Breaker events as "CHECK open" or "CHECK closed",
+// sorted.
+func breakers(rec *eventtest.Recorder) []string {
+	var out []string
+	for _, e := range rec.Of(event.Breaker) {
+		state := "closed"
+		if e.Open {
+			state = "open"
+		}
+		out = append(out, e.Check+" "+state)
+	}
+	slices.Sort(out)
+	return out
 }

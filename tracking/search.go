@@ -256,10 +256,45 @@ func (s *Store) Get(ctx context.Context, key string) (*Message, []Step, error) {
 	return &ms[0], steps, rows.Err()
 }
 
+// expireChunk is how many messages one transaction of Expire deletes, so
+// that the writer never waits long.
+const expireChunk = 1000
+
 // Expire deletes the messages older than before, with their recipients
-// and steps, in chunks so that the writer never waits long.
+// and steps, in chunks so that the writer never waits long, then the
+// recipients and steps whose message no longer exists: the writer may
+// have added to a row while it was being deleted. The writer forgets the
+// row keys it remembers after each chunk.
 func (s *Store) Expire(ctx context.Context, before time.Time) (int64, error) {
-	const chunk = 1000
+	n, err := s.expireMessages(ctx, before)
+	if err != nil {
+		return n, err
+	}
+	return n, s.deleteOrphans(ctx)
+}
+
+// deleteOrphans deletes the recipients and steps of messages no row has
+// any more, those of up to expireChunk messages a statement.
+func (s *Store) deleteOrphans(ctx context.Context) error {
+	for _, table := range []string{"steps", "recipients"} {
+		q := "DELETE FROM " + table + " WHERE msg IN (SELECT DISTINCT msg FROM " + table +
+			" o WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.key = o.msg) LIMIT " + strconv.Itoa(expireChunk) + ")"
+		for {
+			res, err := s.db.ExecContext(ctx, q)
+			if err != nil {
+				return fmt.Errorf("tracking: expire: %s of deleted messages: %w", table, err)
+			}
+			if n, err := res.RowsAffected(); err != nil || n == 0 {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// expireMessages is Expire's deletion of the messages before before.
+func (s *Store) expireMessages(ctx context.Context, before time.Time) (int64, error) {
+	const chunk = expireChunk
 	var total int64
 	for {
 		rows, err := s.db.QueryContext(ctx, s.d.q("SELECT key FROM messages WHERE time < ? ORDER BY time LIMIT "+strconv.Itoa(chunk)), before.UnixMilli())
@@ -296,6 +331,7 @@ func (s *Store) Expire(ctx context.Context, before time.Time) (int64, error) {
 		if err := tx.Commit(); err != nil {
 			return total, fmt.Errorf("tracking: expire: %w", err)
 		}
+		s.expired.Add(1)
 		total += int64(len(keys))
 		if len(keys) < chunk {
 			return total, nil

@@ -63,7 +63,10 @@ type Store struct {
 	w   *writer
 	log Logger
 
-	dropped  atomic.Uint64
+	dropped atomic.Uint64
+	// expired counts Expire's deletions: the writer forgets the row keys
+	// it remembers when it changes, lest it add steps to a deleted row.
+	expired  atomic.Uint64
 	lastDrop atomic.Int64 // unix seconds of the last paniclog line about drops
 	closed   atomic.Bool
 

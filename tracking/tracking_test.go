@@ -321,6 +321,55 @@ func testExpire(t *testing.T, s *Store) {
 	if err := s.db.QueryRow("SELECT count(*) FROM recipients").Scan(&rc); err != nil || rc != 400 {
 		t.Errorf("recipients left %d, %v", rc, err)
 	}
+
+	// The writer remembered id5's row when it wrote it; the row is gone,
+	// so a late delivery of id5 writes nothing.
+	feed(t, s, event.Event{Kind: event.Delivery, ID: "id5", Recipient: "c@d.test", Outcome: event.Delivered, Reply: "250 ok"})
+	if n := orphans(t, s); n != 0 {
+		t.Errorf("a delivery of an expired message wrote %d steps and recipients of no message", n)
+	}
+
+	// Rows the writer added to a message while it was being deleted:
+	// more than a chunk of them, deleted by the next Expire.
+	tx, err := s.db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1500 {
+		msg := int64(1_000_000 + i)
+		if _, err := tx.Exec(s.d.q("INSERT INTO steps (msg, time, kind, text) VALUES (?, 0, 'delivery', 'x')"), msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(s.d.q("INSERT INTO recipients (msg, time, address, domain, status) VALUES (?, 0, 'c@d.test', 'd.test', 'delivered')"), msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Expire(context.Background(), t0.Add(2100*time.Minute)); err != nil || n != 0 {
+		t.Fatalf("second Expire = %d, %v; want 0", n, err)
+	}
+	if n := orphans(t, s); n != 0 {
+		t.Errorf("%d steps and recipients of no message left after Expire", n)
+	}
+	if err := s.db.QueryRow("SELECT count(*) FROM recipients").Scan(&rc); err != nil || rc != 400 {
+		t.Errorf("recipients left %d, %v; want the 400 of the kept messages", rc, err)
+	}
+}
+
+// orphans counts the steps and recipients whose message has no row.
+func orphans(t *testing.T, s *Store) int {
+	t.Helper()
+	var n int
+	for _, table := range []string{"steps", "recipients"} {
+		var c int
+		if err := s.db.QueryRow("SELECT count(*) FROM " + table + " o WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.key = o.msg)").Scan(&c); err != nil {
+			t.Fatal(err)
+		}
+		n += c
+	}
+	return n
 }
 
 func testStats(t *testing.T, s *Store) {

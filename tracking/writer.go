@@ -32,10 +32,13 @@ type writer struct {
 	s     *Store
 	conns map[string]*conn
 	ids   map[string]int64 // spool ID -> row key
-	ctx   context.Context
-	tx    *sql.Tx
-	stmts map[string]*sql.Stmt // prepared in tx: a batch parses each statement once
-	last  time.Time
+	// expired is Store.expired when ids was last cleared: a row Expire
+	// deleted since must not be written to by a remembered key.
+	expired uint64
+	ctx     context.Context
+	tx      *sql.Tx
+	stmts   map[string]*sql.Stmt // prepared in tx: a batch parses each statement once
+	last    time.Time
 }
 
 // conn is an open SMTP connection: who the client is, and its attempts
@@ -76,6 +79,10 @@ func newWriter(s *Store) *writer {
 
 // commit writes one batch in one transaction.
 func (w *writer) commit(batch []item) error {
+	if n := w.s.expired.Load(); n != w.expired {
+		clear(w.ids)
+		w.expired = n
+	}
 	tx, err := w.s.db.BeginTx(w.ctx, nil)
 	if err != nil {
 		return err

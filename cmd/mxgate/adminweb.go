@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"mxgate/config"
 	"mxgate/event"
 	"mxgate/filters/clamd"
+	"mxgate/filters/milter"
 	"mxgate/filters/spamd"
 	"mxgate/mainlog"
 	"mxgate/metrics"
@@ -85,7 +87,8 @@ type adminListener struct {
 // console at "/" (nil: none), before
 // serve drops root: the port may be privileged and the key root's.
 // /readyz asks the serving generation's config, so a reload that turns a
-// scanner's on_error to tempfail makes it required at once.
+// scanner's on_error to tempfail, or adds a milter, makes it required at
+// once.
 func startAdmin(cfg *config.Config, d *daemon, sp *spool.Spool, m *metrics.Metrics, console, links http.Handler) (*adminListener, error) {
 	if cfg.Admin.Listen == "" {
 		return nil, nil
@@ -99,29 +102,16 @@ func startAdmin(cfg *config.Config, d *daemon, sp *spool.Spool, m *metrics.Metri
 		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	a := &adminListener{log: d.log, served: make(chan error, 1)}
+	probes := readyProbes(cfg, d, sp, a)
 	srv, err := adminweb.New(adminweb.Options{
 		Listen:  cfg.Admin.Listen,
 		TLS:     tc,
 		Metrics: m.Handler(),
 		Console: console,
 		Links:   links,
-		Ready: adminweb.Probes(
-			adminweb.Probe{Name: "listeners", Check: func(context.Context) error {
-				if !a.smtp.Load() {
-					return errors.New("the SMTP listeners are not serving")
-				}
-				return nil
-			}},
-			adminweb.Probe{Name: "spool", Check: spoolReady(sp, adminweb.Writable(filepath.Join(cfg.DataDir, "spool")))},
-			adminweb.Probe{Name: "spamd", Check: func(ctx context.Context) error {
-				s := d.now.Load().cfg.Spamd
-				return requiredScanner(ctx, s.Enabled() && s.OnError == "tempfail", s.Address, s.Timeout, spamd.Ping)
-			}},
-			adminweb.Probe{Name: "clamd", Check: func(ctx context.Context) error {
-				c := d.now.Load().cfg.Clamd
-				return requiredScanner(ctx, c.Enabled() && c.OnError == "tempfail", c.Address, c.Timeout, clamd.Ping)
-			}},
-		),
+		Ready: func(ctx context.Context) error {
+			return adminweb.Probes(slices.Concat(probes, milterProbes(d.now.Load().cfg.Milters))...)(ctx)
+		},
 		ReadTimeout:  time.Duration(cfg.Admin.Timeout),
 		WriteTimeout: time.Duration(cfg.Admin.Timeout),
 		Log:          func(s string) { d.log.Main("", s) },
@@ -131,6 +121,51 @@ func startAdmin(cfg *config.Config, d *daemon, sp *spool.Spool, m *metrics.Metri
 	}
 	a.srv = srv
 	return a, nil
+}
+
+// readyProbes are the parts of readiness every generation has; the
+// milters, one probe each, come from the serving generation's config.
+func readyProbes(cfg *config.Config, d *daemon, sp *spool.Spool, a *adminListener) []adminweb.Probe {
+	return []adminweb.Probe{
+		{Name: "listeners", Check: func(context.Context) error {
+			if !a.smtp.Load() {
+				return errors.New("the SMTP listeners are not serving")
+			}
+			return nil
+		}},
+		{Name: "spool", Check: spoolReady(sp, adminweb.Writable(filepath.Join(cfg.DataDir, "spool")))},
+		{Name: "spamd", Check: func(ctx context.Context) error {
+			s := d.now.Load().cfg.Spamd
+			return requiredScanner(ctx, s.Enabled() && s.OnError == "tempfail", s.Address, s.Timeout, spamd.Ping)
+		}},
+		{Name: "clamd", Check: func(ctx context.Context) error {
+			c := d.now.Load().cfg.Clamd
+			return requiredScanner(ctx, c.Enabled() && c.OnError == "tempfail", c.Address, c.Timeout, clamd.Ping)
+		}},
+	}
+}
+
+// milterProbes are the probes of the required milters, "milter NAME":
+// each connects and negotiates options as a session's first stage does,
+// within its connect_timeout. A milter whose failure refuses mail
+// (on_error "tempfail", the default, or "reject") is required; one with
+// "accept" is skipped when it fails and is not.
+func milterProbes(ms []config.Milter) []adminweb.Probe {
+	var ps []adminweb.Probe
+	for _, m := range ms {
+		if m.OnError == "accept" {
+			continue
+		}
+		o := milter.Options{Address: m.Address, Name: m.Name, OnError: m.OnError,
+			ConnectTimeout: time.Duration(m.ConnectTimeout), CommandTimeout: time.Duration(m.CommandTimeout), EOMTimeout: time.Duration(m.EOMTimeout)}
+		ps = append(ps, adminweb.Probe{Name: "milter " + m.Name, Check: func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, o.ConnectTimeout)
+			defer cancel()
+			_, err := milter.Negotiate(ctx, o)
+			return err
+		}})
+	}
+	return ps
 }
 
 // spoolReady is the spool's probe: writable, and above its reserve

@@ -140,7 +140,9 @@ func (d *daemon) load() (*generation, error) {
 		return nil, err
 	}
 	// From here on the new generation serves; the old one closes as its
-	// last session and its last delivery end.
+	// last session and its last delivery end. Its breakers report no
+	// more: the new generation's, closed, stand for the checks now.
+	old.checks.Retire()
 	d.runner.Swap(router, cfg.Queue.Schedule, old.release)
 	return g, nil
 }

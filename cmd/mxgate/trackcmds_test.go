@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -162,7 +163,7 @@ func TestOpenTrackingOwner(t *testing.T) {
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
-	dir := t.TempDir()
+	dir := reachableTempDir(t)
 	cfg := &config.Config{Hostname: "mx.test", User: "nobody", UID: uid, GID: gid,
 		Tracking: config.Tracking{URL: "sqlite:" + filepath.Join(dir, "db", "tracking.db"), Queue: 10}}
 	s, err := openTracking(context.Background(), cfg, nil)
@@ -187,4 +188,85 @@ func TestOpenTrackingOwner(t *testing.T) {
 		t.Errorf("url none: %v, %v", off, err)
 	}
 	off.Event(&event.Event{Kind: event.Connect}) // a nil store records nothing
+}
+
+// reachableTempDir is a t.TempDir that every user can search: Go makes
+// it and its parent 0700, out of reach of the daemon's user.
+func reachableTempDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// TestOpenTrackingUserDir: a SQLite directory that exists but the
+// daemon's user cannot write, or reach, is refused at start with a
+// message naming it and the user, rather than when SQLite makes its -wal
+// and -shm as the user later.
+func TestOpenTrackingUserDir(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root (tests run as root here and in CI)")
+	}
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	for _, tt := range []struct {
+		name string
+		// mode and owner of DIR/db, and the mode of DIR
+		mode, top os.FileMode
+		uid, gid  int
+		want      string // "" opens; else the error names db and says this
+		blocked   bool   // DIR is named as not searchable
+	}{
+		{name: "root's 0755", mode: 0o755, top: 0o755, want: "is not writable by user nobody (uid " + u.Uid + ")"},
+		{name: "the user's", mode: 0o700, top: 0o755, uid: uid, gid: 0},
+		{name: "group-writable", mode: 0o770, top: 0o755, gid: gid},
+		{name: "group read-only", mode: 0o750, top: 0o755, gid: gid, want: "is not writable by user nobody"},
+		{name: "parent closed", mode: 0o700, top: 0o700, uid: uid, want: "is out of reach of user nobody", blocked: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			top := reachableTempDir(t)
+			db := filepath.Join(top, "db")
+			if err := os.Mkdir(db, tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(db, tt.mode); err != nil { // past the umask
+				t.Fatal(err)
+			}
+			if err := os.Chown(db, tt.uid, tt.gid); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(top, tt.top); err != nil {
+				t.Fatal(err)
+			}
+			cfg := &config.Config{Hostname: "mx.test", User: "nobody", UID: uid, GID: gid,
+				Tracking: config.Tracking{URL: "sqlite:" + filepath.Join(db, "tracking.db"), Queue: 10}}
+			s, err := openTracking(context.Background(), cfg, nil)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("openTracking: %v", err)
+				}
+				s.Close()
+				return
+			}
+			if err == nil {
+				s.Close()
+				t.Fatalf("openTracking opened %s, want it refused: %s", db, tt.want)
+			}
+			if msg := err.Error(); !strings.Contains(msg, "directory "+db+" ") || !strings.Contains(msg, tt.want) ||
+				tt.blocked && !strings.Contains(msg, top+" is not searchable") {
+				t.Errorf("openTracking: %v; want it to name %s and say %q", err, db, tt.want)
+			}
+			if _, err := os.Stat(filepath.Join(db, "tracking.db")); err == nil {
+				t.Error("the refused database was created")
+			}
+		})
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"syscall"
 	"time"
 
 	"mxgate/config"
@@ -44,6 +46,9 @@ func openTracking(ctx context.Context, cfg *config.Config, log tracking.Logger) 
 					return nil, fmt.Errorf("tracking: giving %s to user %s: %w", d, cfg.User, err)
 				}
 			}
+			if err := userCanWrite(dir, cfg.User, cfg.UID, append([]int{cfg.GID}, cfg.Groups...)); err != nil {
+				return nil, fmt.Errorf("tracking: %w", err)
+			}
 		}
 	}
 	s, err := tracking.Open(ctx, trackingOptions(cfg, log, false))
@@ -76,5 +81,41 @@ func trackingOptions(cfg *config.Config, log tracking.Logger, readOnly bool) tra
 		Log:       log,
 		Queue:     cfg.Tracking.Queue,
 		ReadOnly:  readOnly,
+	}
+}
+
+// userCanWrite refuses a SQLite directory the daemon's user (uid, in
+// groups) cannot reach or create files in: root opens the database
+// before the privilege drop, but SQLite makes the -wal and -shm again as
+// the user whenever no connection holds them, and would fail then, long
+// after the start. It reads the mode bits as the kernel does (owner,
+// else group, else other); ACLs are not read.
+func userCanWrite(dir, name string, uid int, groups []int) error {
+	const search, write uint32 = 0o1, 0o2
+	for d, want := dir, search|write; ; d, want = filepath.Dir(d), search {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return nil
+		}
+		perm := uint32(fi.Mode().Perm())
+		switch {
+		case int(st.Uid) == uid:
+			perm >>= 6
+		case slices.Contains(groups, int(st.Gid)):
+			perm >>= 3
+		}
+		if perm&want != want {
+			if d == dir {
+				return fmt.Errorf("directory %s is not writable by user %s (uid %d), as whom SQLite creates the database's -wal and -shm files there: give the user the directory or its group write access", dir, name, uid)
+			}
+			return fmt.Errorf("directory %s is out of reach of user %s (uid %d): %s is not searchable (x) by the user", dir, name, uid, d)
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
 	}
 }

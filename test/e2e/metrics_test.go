@@ -83,9 +83,11 @@ func TestPrometheusScrape(t *testing.T) {
 
 // TestReadyz: /readyz of the running daemon names the part that keeps
 // it from taking mail: a required scanner that does not answer (spamd
-// with on_error = "tempfail", nothing on its port), or a spool below its
-// reserve (every MAIL answered 452); /healthz still says the process is
-// alive.
+// with on_error = "tempfail", nothing on its port), a required milter
+// that does not (on_error defaults to tempfail; one with "accept" is not
+// required), or a spool below its reserve (every MAIL answered 452);
+// /healthz still says the process is alive. A milter that negotiates
+// (Debian's opendkim) is ready.
 func TestReadyz(t *testing.T) {
 	requirePrograms(t, "smtp-sink")
 	down := fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false))
@@ -94,6 +96,7 @@ func TestReadyz(t *testing.T) {
 	}{
 		{"scanner down", fmt.Sprintf("[spamd]\naddress = %q\non_error = \"tempfail\"\ntimeout = \"2s\"\n", down), "not ready:\nspamd: "},
 		{"spool reserve", "[spool]\nmin_free_space = \"1000000GiB\"\n", "not ready:\nspool: spool directory space = "},
+		{"milter down", fmt.Sprintf("[[milter]]\nname = \"rspamd\"\naddress = \"inet:%s\"\nconnect_timeout = \"2s\"\n\n[[milter]]\nname = \"optional\"\naddress = \"inet:%s\"\non_error = \"accept\"\n", down, down), "not ready:\nmilter rspamd: "},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := startSink(t)
@@ -103,14 +106,23 @@ func TestReadyz(t *testing.T) {
 			if code != 503 || !strings.HasPrefix(body, tt.want) || strings.Count(body, "\n") != 2 {
 				t.Errorf("GET /readyz = %d %q, want 503 and one line %q...", code, body, tt.want)
 			}
-			if tt.name == "scanner down" && !strings.Contains(body, down) {
-				t.Errorf("GET /readyz = %q does not name spamd's address %s", body, down)
+			if tt.name != "spool reserve" && !strings.Contains(body, down) {
+				t.Errorf("GET /readyz = %q does not name the peer's address %s", body, down)
 			}
 			if code, body := httpGet(t, "http://"+admin+"/healthz"); code != 200 || body != "ok\n" {
 				t.Errorf("GET /healthz = %d %q, want 200 ok", code, body)
 			}
 		})
 	}
+	t.Run("milter up", func(t *testing.T) {
+		opendkim, _ := startScannerIn(t, "opendkim")
+		s := startSink(t)
+		admin := fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false))
+		startMxgateConfig(t, adminTemplate(t, admin, fmt.Sprintf("[[milter]]\nname = \"opendkim\"\naddress = \"inet:%s\"\n", opendkim)), s.URL())
+		if code, body := httpGet(t, "http://"+admin+"/readyz"); code != 200 || body != "ready\n" {
+			t.Errorf("GET /readyz = %d %q, want 200 ready", code, body)
+		}
+	})
 }
 
 // adminTemplate is the e2e config template with [admin] listen = addr and
