@@ -565,36 +565,11 @@ func (w *writer) delivery(e *event.Event) error {
 // settle sets a delivered message's verdict from its recipients: any
 // failed is Bounced, all delivered Delivered, any deferred Deferred.
 func (w *writer) settle(key int64) error {
-	st, err := w.stmt("SELECT status FROM recipients WHERE msg = ?")
+	n, err := w.statuses(key)
 	if err != nil {
 		return err
 	}
-	rows, err := st.QueryContext(w.ctx, key)
-	if err != nil {
-		return err
-	}
-	var failed, deferred, pending, delivered int
-	for rows.Next() {
-		var st string
-		if err := rows.Scan(&st); err != nil {
-			rows.Close()
-			return err
-		}
-		switch st {
-		case RcptFailed:
-			failed++
-		case RcptDeferred:
-			deferred++
-		case RcptAccepted:
-			pending++
-		case RcptDelivered:
-			delivered++
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
+	failed, deferred, pending, delivered := n[RcptFailed], n[RcptDeferred], n[RcptAccepted], n[RcptDelivered]
 	var v string
 	switch {
 	case failed > 0:
@@ -653,32 +628,11 @@ func (w *writer) quarantineFor(key int64, rcpt, v string) error {
 		status, key, strings.ToLower(rcpt), RcptAccepted); err != nil {
 		return err
 	}
-	var held, released int
-	st, err := w.stmt("SELECT status FROM recipients WHERE msg = ?")
+	n, err := w.statuses(key)
 	if err != nil {
 		return err
 	}
-	rows, err := st.QueryContext(w.ctx, key)
-	if err != nil {
-		return err
-	}
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			rows.Close()
-			return err
-		}
-		switch s {
-		case RcptAccepted:
-			held++
-		case RcptReleased:
-			released++
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
+	held, released := n[RcptAccepted], n[RcptReleased]
 	if held > 0 {
 		return nil
 	}
@@ -689,6 +643,28 @@ func (w *writer) quarantineFor(key int64, rcpt, v string) error {
 	}
 	_, err = w.exec("UPDATE messages SET verdict = ? WHERE key = ?", v, key)
 	return err
+}
+
+// statuses counts the message's recipients by status.
+func (w *writer) statuses(key int64) (map[string]int, error) {
+	st, err := w.stmt("SELECT status FROM recipients WHERE msg = ?")
+	if err != nil {
+		return nil, err
+	}
+	rows, err := st.QueryContext(w.ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	n := map[string]int{}
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		n[s]++
+	}
+	return n, rows.Err()
 }
 
 func (w *writer) stepByID(id string, t time.Time, kind, text string) error {
