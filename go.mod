@@ -54,3 +54,5 @@ require (
 
 // A minimal fork of go-smtp v0.25.1: see doc/go-smtp-fork.md.
 replace github.com/emersion/go-smtp => ./third_party/go-smtp
+
+replace github.com/emersion/go-milter => ./third_party/go-milter

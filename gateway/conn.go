@@ -294,11 +294,11 @@ func (c *conn) connect() []byte {
 	}
 	// Kept for MAIL too: under implicit TLS the refusal cannot replace
 	// the greeting, and whatever reached MAIL first must not pass.
-	c.refusal, c.refusalCheck = &v, decider(out)
+	c.refusal, c.refusalCheck = &v, Decider(out)
 	if c.implicitTLS {
 		return nil
 	}
-	s.log.Reject("", fmt.Sprintf("H=%s %s", host, refusalLog(v, `connection in "connect" ACL`)))
+	s.log.Reject("", fmt.Sprintf("H=%s %s", host, RefusalLog(v, `connection in "connect" ACL`)))
 	s.emitConnRefused(c, c.ip, c.listener, "", &out)
 	return []byte(strings.Join(smtptext.Lines(v.Code, v.Enhanced, v.Text), "\r\n") + "\r\n")
 }

@@ -221,7 +221,9 @@ func BenchmarkEmitChecks(b *testing.B) {
 			c := &conn{srv: srv, name: "x-1", listener: "smtp"}
 			b.ReportAllocs()
 			for b.Loop() {
-				srv.emitChecks(out, c, 1, "")
+				base := c.base(event.Check)
+				base.Txn = 1
+				EmitChecks(srv.bus, out, base, "")
 			}
 		})
 	}

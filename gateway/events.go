@@ -27,7 +27,11 @@ import (
 // It also emits the stage's Check events; c is the connection (txn its
 // transaction).
 func (srv *Server) report(out filters.Outcome, id, host string, c *conn, txn int) {
-	srv.emitChecks(out, c, txn, id)
+	if c != nil {
+		e := c.base(event.Check)
+		e.Txn = txn
+		EmitChecks(srv.bus, out, e, id)
+	}
 	for _, line := range out.Trace {
 		srv.trace.printf("%s", line)
 	}
@@ -38,6 +42,21 @@ func (srv *Server) report(out filters.Outcome, id, host string, c *conn, txn int
 		for _, line := range e.Verdict.Trace {
 			srv.trace.printf("%s", line)
 		}
+	}
+	LogOutcome(srv.log, out, id, host)
+}
+
+// LogOutcome writes the mainlog, rejectlog and paniclog lines the events
+// of one stage's outcome ask for (the scanners' excepted: they make the
+// one "content scan" line, see ScanFacts). id is the message's ID at
+// DATA, "" before; host is the client's H= (mainlog.Host). The gateway's
+// sessions and the milter server log through it, so both modes write the
+// same lines.
+func LogOutcome(log Logger, out filters.Outcome, id, host string) {
+	for _, e := range out.Events {
+		if e.Scanner {
+			continue
+		}
 		for _, l := range e.Verdict.Logs {
 			text := l.Text
 			if l.Host {
@@ -45,22 +64,22 @@ func (srv *Server) report(out filters.Outcome, id, host string, c *conn, txn int
 			}
 			switch l.Kind {
 			case filters.RejectLog:
-				srv.log.Reject(id, text)
+				log.Reject(id, text)
 			case filters.PanicLog:
 				if id != "" {
 					text = id + " " + text
 				}
-				srv.log.Panic(text)
+				log.Panic(text)
 			default:
-				srv.log.Main(id, text)
+				log.Main(id, text)
 			}
 		}
 	}
 }
 
-// refusalLog is the rejectlog line of a command a check refused, Exim's
+// RefusalLog is the rejectlog line of a command a check refused, Exim's
 // "H=... F=<...> rejected RCPT <...>: reason" after the H= and F=.
-func refusalLog(v filters.Verdict, what string) string {
+func RefusalLog(v filters.Verdict, what string) string {
 	verb := "rejected"
 	if v.Action == filters.Tempfail {
 		verb = "temporarily rejected"
@@ -72,8 +91,8 @@ func refusalLog(v filters.Verdict, what string) string {
 	return verb + " " + what + ": " + why
 }
 
-// scanEvents are the events of the content scanners of a DATA outcome.
-func scanEvents(out filters.Outcome) []filters.Event {
+// ScanEvents are the events of the content scanners of a DATA outcome.
+func ScanEvents(out filters.Outcome) []filters.Event {
 	var es []filters.Event
 	for _, e := range out.Events {
 		if e.Scanner {
@@ -83,10 +102,10 @@ func scanEvents(out filters.Outcome) []filters.Event {
 	return es
 }
 
-// scanFacts is the per-scanner part of the "content scan" mainlog line:
+// ScanFacts is the per-scanner part of the "content scan" mainlog line:
 // each scanner's facts (which name it), or why it failed, with its action
 // and the time it took: "spamd score=12.1 required=5.0 (accept, 130ms)".
-func scanFacts(es []filters.Event) string {
+func ScanFacts(es []filters.Event) string {
 	parts := make([]string, len(es))
 	for i, e := range es {
 		facts := e.Verdict.Log
@@ -121,7 +140,7 @@ func (s *Server) traceScan(es []filters.Event) {
 	case filters.Reject, filters.Tempfail:
 		s.trace.printf("content scan: verdict %s: %s", v.Action, smtptext.Reply(v.Code, v.Enhanced, v.Text))
 	case filters.Quarantine, filters.Discard:
-		s.trace.printf("content scan: verdict %s: %s", v.Action, discardText(v))
+		s.trace.printf("content scan: verdict %s: %s", v.Action, DiscardText(v))
 	default:
 		s.trace.printf("content scan: verdict %s", v.Action)
 	}
@@ -134,7 +153,7 @@ func (s *Server) traceScan(es []filters.Event) {
 	}
 }
 
-func discardText(v filters.Verdict) string {
+func DiscardText(v filters.Verdict) string {
 	if v.Reason != "" {
 		return v.Reason
 	}
@@ -143,7 +162,7 @@ func discardText(v filters.Verdict) string {
 
 // warnings are the mainlog Warning lines of an accepted message: the Log
 // of every Tag verdict (Exim's "warn" ACL lines).
-func warnings(out filters.Outcome) []string {
+func Warnings(out filters.Outcome) []string {
 	var ws []string
 	for _, e := range out.Events {
 		if e.Verdict.Action == filters.Tag && e.Verdict.Log != "" {
@@ -212,29 +231,29 @@ func (s *Server) emitConnRefused(c *conn, ip netip.Addr, listener, why string, o
 			e.Code, e.Enhanced, e.Text = 421, "4.7.0", "Too many connections, try again later"
 		}
 	default:
-		v := out.Verdict
-		e.Code, e.Enhanced, e.Text, e.ReasonCode, e.List, e.Reason = v.Code, enhanced(v.Enhanced), v.Text, v.ReasonCode, v.List, v.Log
-		e.Check = decider(*out)
+		FillRefusal(&e, *out)
 	}
 	s.bus.Emit(e)
 }
 
-// emitChecks is one Check event per answer of a stage (scanners too):
-// what metrics count per check and tracking shows in a timeline. Reason
-// is the verdict's facts as logged ("spamd score=12.1 required=5.0",
-// msgauth's "spf=pass dkim=pass:example.org dmarc=pass").
-func (s *Server) emitChecks(out filters.Outcome, c *conn, txn int, id string) {
-	if !s.bus.Enabled() || c == nil {
+// EmitChecks emits one Check event per answer of a stage (scanners
+// too): what metrics count per check and tracking shows in a timeline.
+// base names the connection and transaction (Conn, Client, Txn, ...); id
+// is the message's ID at DATA. Reason is the verdict's facts as logged
+// ("spamd score=12.1 required=5.0", msgauth's "spf=pass
+// dkim=pass:example.org dmarc=pass").
+func EmitChecks(bus *event.Bus, out filters.Outcome, base event.Event, id string) {
+	if !bus.Enabled() {
 		return
 	}
 	for _, fe := range out.Events {
-		e := c.base(event.Check)
-		e.Txn, e.ID = txn, id
+		e := base
+		e.Kind, e.ID = event.Check, id
 		v := fe.Verdict
 		e.Check, e.Stage, e.Action, e.ReasonCode = fe.Check, stageNames[fe.Stage], v.Action.String(), v.ReasonCode
 		e.Score, e.Scored, e.Virus, e.List = v.Score, v.Scored, v.Virus, v.List
 		e.Reason, e.Err, e.Duration = v.Log, fe.Err, fe.Duration
-		s.bus.Emit(e)
+		bus.Emit(e)
 	}
 }
 
@@ -242,8 +261,8 @@ func (s *Server) emitChecks(out filters.Outcome, c *conn, txn int, id string) {
 var stageNames = [...]string{filters.StageConnect: "connect", filters.StageHelo: "helo",
 	filters.StageMail: "mail", filters.StageRcpt: "rcpt", filters.StageData: "data"}
 
-// decider is the check whose verdict a stage's outcome is.
-func decider(out filters.Outcome) string {
+// Decider is the check whose verdict a stage's outcome is.
+func Decider(out filters.Outcome) string {
 	w := out.Verdict
 	for _, e := range out.Events {
 		if v := e.Verdict; v.Action == w.Action && v.ReasonCode == w.ReasonCode && v.Text == w.Text {
@@ -254,7 +273,7 @@ func decider(out filters.Outcome) string {
 }
 
 // scored is the score a scanner gave the message, if one did.
-func scored(out filters.Outcome) (float64, bool) {
+func Scored(out filters.Outcome) (float64, bool) {
 	for _, e := range out.Events {
 		if e.Verdict.Scored {
 			return e.Verdict.Score, true
@@ -263,7 +282,7 @@ func scored(out filters.Outcome) (float64, bool) {
 	return 0, false
 }
 
-func enhanced(e [3]int) string {
+func Enhanced(e [3]int) string {
 	if e[0] == 0 {
 		return ""
 	}
@@ -280,7 +299,7 @@ type refusal struct {
 // checkRefusal is the refusal of a stage's checks.
 func checkRefusal(out filters.Outcome) refusal {
 	v := out.Verdict
-	return refusal{check: decider(out), reasonCode: v.ReasonCode, list: v.List, reason: v.Log}
+	return refusal{check: Decider(out), reasonCode: v.ReasonCode, list: v.List, reason: v.Log}
 }
 
 // refused emits the Refused event of a reply and returns the reply, so a
@@ -303,7 +322,7 @@ func (s *session) refused(stage string, tx *transaction, rcpt string, why refusa
 	}
 	e.Code, e.Text = r.Code, r.Message
 	if r.EnhancedCode != (smtp.EnhancedCode{}) {
-		e.Enhanced = enhanced([3]int(r.EnhancedCode))
+		e.Enhanced = Enhanced([3]int(r.EnhancedCode))
 	}
 	e.Check, e.ReasonCode, e.List, e.Reason = why.check, why.reasonCode, why.list, why.reason
 	s.conn.markEmitted(r)
@@ -336,7 +355,7 @@ func (c *conn) protocolRefused(sc *smtp.Conn, r *smtp.SMTPError) {
 	}
 	e := c.base(event.Refused)
 	e.Stage, e.Helo, e.Txn, e.ReasonCode = "protocol", safeHelo(sc.Hostname()), int(c.txn.Load()), "protocol"
-	e.Code, e.Enhanced, e.Text = r.Code, enhanced([3]int(r.EnhancedCode)), r.Message
+	e.Code, e.Enhanced, e.Text = r.Code, Enhanced([3]int(r.EnhancedCode)), r.Message
 	c.srv.bus.Emit(e)
 }
 
@@ -347,18 +366,34 @@ func (s *session) emitMessage(k event.Kind, tx transaction, env *spool.Envelope,
 	if !bus.Enabled() {
 		return
 	}
-	v := out.Verdict
 	e := s.conn.base(k)
 	e.Txn, e.ID, e.Helo, e.AuthUser = tx.txn, string(env.ID), tx.Helo, tx.AuthUser
 	e.Sender, e.Recipients, e.Size = env.Sender, env.Recipients, size
-	e.Subject, e.MessageID = header.Subject(env.Headers), header.MessageID(env.Headers)
+	FillMessage(&e, out, env.Headers)
+	bus.Emit(e)
+}
+
+// FillRefusal fills the part of a Refused (or ConnRefused) event that a
+// stage's refusing outcome decides: the reply, which check refused and
+// why, as data, and a scanner's score and virus.
+func FillRefusal(e *event.Event, out filters.Outcome) {
+	v := out.Verdict
+	e.Code, e.Enhanced, e.Text = v.Code, Enhanced(v.Enhanced), v.Text
+	e.Check, e.ReasonCode, e.List, e.Reason, e.Virus = Decider(out), v.ReasonCode, v.List, v.Log, v.Virus
+	e.Score, e.Scored = Scored(out)
+}
+
+// FillMessage fills the part of an Accepted, Quarantined or Discarded
+// event (e.Kind) that the DATA outcome and the message's headers decide.
+func FillMessage(e *event.Event, out filters.Outcome, headers []spool.Header) {
+	v := out.Verdict
+	e.Subject, e.MessageID = header.Subject(headers), header.MessageID(headers)
 	e.Action, e.Source = v.Action.String(), "smtp"
-	e.Score, e.Scored = scored(out)
-	if k != event.Accepted {
-		e.Check, e.ReasonCode, e.Reason = decider(out), v.ReasonCode, discardText(v)
+	e.Score, e.Scored = Scored(out)
+	if e.Kind != event.Accepted {
+		e.Check, e.ReasonCode, e.Reason = Decider(out), v.ReasonCode, DiscardText(v)
 		e.Virus, e.List = v.Virus, v.List
 	}
-	bus.Emit(e)
 }
 
 // refusedData is the Refused event of the checks' refusal after DATA,
@@ -367,13 +402,11 @@ func (s *session) refusedData(tx transaction, id spool.ID, out filters.Outcome, 
 	if !s.srv.bus.Enabled() {
 		return r
 	}
-	v := out.Verdict
 	e := s.conn.base(event.Refused)
 	e.Stage, e.Txn, e.ID, e.Helo, e.AuthUser = "data", tx.txn, string(id), tx.Helo, tx.AuthUser
 	e.Sender, e.Recipients = tx.Sender, tx.Rcpts
-	e.Code, e.Enhanced, e.Text = r.Code, enhanced(v.Enhanced), r.Message
-	e.Check, e.ReasonCode, e.List, e.Reason, e.Virus = decider(out), v.ReasonCode, v.List, v.Log, v.Virus
-	e.Score, e.Scored = scored(out)
+	FillRefusal(&e, out)
+	e.Text = r.Message
 	s.conn.markEmitted(r)
 	s.srv.bus.Emit(e)
 	return r
@@ -387,7 +420,7 @@ func (s *session) refusedAuth(user, code, reason string, r *smtp.SMTPError) erro
 	}
 	e := s.conn.base(event.Refused)
 	e.Stage, e.Helo, e.AuthUser, e.Txn = "auth", safeHelo(s.c.Hostname()), user, int(s.conn.txn.Load())
-	e.Code, e.Enhanced, e.Text = r.Code, enhanced([3]int(r.EnhancedCode)), r.Message
+	e.Code, e.Enhanced, e.Text = r.Code, Enhanced([3]int(r.EnhancedCode)), r.Message
 	e.ReasonCode, e.Reason = code, reason
 	s.conn.markEmitted(r)
 	s.srv.bus.Emit(e)

@@ -61,9 +61,9 @@ type Options struct {
 	Bus *event.Bus
 }
 
-// logger is where the gateway's log lines go: the mainlog, or the trace
+// Logger is where the gateway's log lines go: the mainlog, or the trace
 // of a test session.
-type logger interface {
+type Logger interface {
 	Main(id, text string)
 	Reject(id, text string, extra ...string)
 	Panic(text string)
@@ -76,7 +76,7 @@ type Server struct {
 	// for its lifetime (hostname, limits, timeouts) comes from it.
 	fixed    *config.Config
 	spool    *spool.Spool
-	log      logger
+	log      Logger
 	onCommit func(spool.ID)
 	bus      *event.Bus
 	hosts    *hostlookup.Resolver // nil: no host name lookups; made once (host_lookup needs a restart)
@@ -302,7 +302,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // errorLog sends go-smtp's own complaints (TLS handshakes that failed on
 // the implicit TLS port, broken connections, recovered panics) to mainlog.
-type errorLog struct{ log logger }
+type errorLog struct{ log Logger }
 
 func (e errorLog) Printf(format string, v ...any) { e.log.Main("", fmt.Sprintf(format, v...)) }
 func (e errorLog) Println(v ...any)               { e.log.Main("", fmt.Sprintln(v...)) }

@@ -131,7 +131,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	host := s.hostDesc(helo)
 	if v := s.conn.connectRefusal(); v != nil {
-		srv.log.Reject("", fmt.Sprintf("H=%s %s", host, refusalLog(*v, "MAIL <"+from+">")))
+		srv.log.Reject("", fmt.Sprintf("H=%s %s", host, RefusalLog(*v, "MAIL <"+from+">")))
 		return s.refused("mail", tx, "", refusal{check: s.conn.refusalCheck, reasonCode: v.ReasonCode, list: v.List, reason: v.Log}, replyOf(*v))
 	}
 	ctx := s.conn.ctx
@@ -157,7 +157,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 	})
 	if v := out.Verdict; v.Refuses() {
-		srv.log.Reject("", fmt.Sprintf("H=%s %s", host, refusalLog(v, "MAIL <"+from+">")))
+		srv.log.Reject("", fmt.Sprintf("H=%s %s", host, RefusalLog(v, "MAIL <"+from+">")))
 		return s.refused("mail", tx, "", checkRefusal(out), replyOf(v))
 	}
 	if st, ok := s.c.TLSConnectionState(); ok {
@@ -208,7 +208,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		for _, line := range v.Trace {
 			srv.trace.printf("%s", line)
 		}
-		srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> %s", host, tx.Sender, refusalLog(v, "RCPT <"+to+">")))
+		srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> %s", host, tx.Sender, RefusalLog(v, "RCPT <"+to+">")))
 		return s.refused("rcpt", tx, to, refusal{reasonCode: v.ReasonCode, reason: v.Log}, replyOf(v))
 	}
 	rcpt := a.String()
@@ -218,7 +218,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	})
 	s.srv.report(out, "", host, s.conn, tx.txn)
 	if v := out.Verdict; v.Refuses() {
-		srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> %s", host, tx.Sender, refusalLog(v, "RCPT <"+rcpt+">")))
+		srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> %s", host, tx.Sender, RefusalLog(v, "RCPT <"+rcpt+">")))
 		return s.refused("rcpt", tx, rcpt, checkRefusal(out), replyOf(v))
 	}
 	if srv.trace != nil {
@@ -442,16 +442,16 @@ func (s *session) Data(r io.Reader) error {
 		Headers:          m.Headers,
 	}
 	s.srv.report(out, string(id), host, s.conn, tx.txn)
-	if es := scanEvents(out); len(es) > 0 {
+	if es := ScanEvents(out); len(es) > 0 {
 		srv.traceScan(es)
-		srv.log.Main(string(id), fmt.Sprintf("H=%s F=<%s> content scan: %s: %s", host, tx.Sender, filters.Strictest(es).Action, scanFacts(es)))
+		srv.log.Main(string(id), fmt.Sprintf("H=%s F=<%s> content scan: %s: %s", host, tx.Sender, filters.Strictest(es).Action, ScanFacts(es)))
 	}
 	size := env.HeaderSize() + 1 + m.BodySize
 	v := out.Verdict
 	switch v.Action {
 	case filters.Reject, filters.Tempfail:
 		abort()
-		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> %s", host, tx.Sender, refusalLog(filters.Verdict{Action: v.Action, Log: v.Text}, "after DATA")))
+		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> %s", host, tx.Sender, RefusalLog(filters.Verdict{Action: v.Action, Log: v.Text}, "after DATA")))
 		return s.refusedData(tx, id, out, replyOf(v))
 	case filters.Discard:
 		abort()
@@ -461,7 +461,7 @@ func (s *session) Data(r io.Reader) error {
 		// Exim's log of a message its DATA ACL discarded: received, and
 		// "delivered" nowhere.
 		srv.log.Main(string(id), "<= "+senderText(tx.Sender)+" "+s.arrival(tx, size, env.Headers))
-		srv.log.Main(string(id), "=> blackhole (DATA ACL discarded recipients): "+discardText(v))
+		srv.log.Main(string(id), "=> blackhole (DATA ACL discarded recipients): "+DiscardText(v))
 		srv.log.Main(string(id), "Completed")
 		s.emitMessage(event.Discarded, tx, env, size, out)
 		return acceptedReply(id, "")
@@ -482,7 +482,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	// Exim's "warn" lines: what let the message through with a stamp.
 	warn := func() {
-		for _, w := range warnings(out) {
+		for _, w := range Warnings(out) {
 			srv.log.Main(string(id), fmt.Sprintf("H=%s Warning: %s", host, w))
 		}
 	}
