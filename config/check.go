@@ -73,6 +73,7 @@ func (d *decoder) check(c *Config) {
 	d.checkFilters(c)
 	d.checkMsgAuth(c)
 	d.checkMilters(c)
+	d.checkMilterServer(c)
 
 	d.checkRoutes(c)
 	d.checkOutbound(c)

@@ -81,7 +81,9 @@ type Config struct {
 	Clamd      Clamd      `toml:"clamd"`
 	MsgAuth    MsgAuth    `toml:"msgauth"`
 	Milters    []Milter   `toml:"milter"`
-	Downstream Downstream `toml:"downstream"`
+	// MilterServer serves the pipeline to another MTA as a milter.
+	MilterServer MilterServer `toml:"milter_server"`
+	Downstream   Downstream   `toml:"downstream"`
 	// Routes are the other stores, chosen by recipient domain
 	// ([[route]]); a relay domain in none of them goes to Downstream.
 	Routes          []Downstream    `toml:"route"`
