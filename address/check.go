@@ -18,19 +18,23 @@ func NewCheck(p *Policy) *Check { return &Check{p: p} }
 func (c *Check) Name() string { return "relay" }
 
 func (c *Check) Open(_ context.Context, conn *filters.Conn) filters.Session {
-	return relaySession{p: c.p, ip: conn.IP}
+	return relaySession{p: c.p, ip: conn.IP, byMTA: conn.ByMTA}
 }
 
 type relaySession struct {
 	filters.Pass
-	p  *Policy
-	ip netip.Addr
+	p     *Policy
+	ip    netip.Addr
+	byMTA bool
 }
 
 // Rcpt decides on rcpt, in the wire form the gateway passes every check
 // (a quoted local part stays quoted; ParseWire undoes it); an accepted
 // recipient's Log says why it is allowed.
 func (s relaySession) Rcpt(_ context.Context, tx *filters.Tx, rcpt string) filters.Verdict {
+	if s.byMTA {
+		return filters.Verdict{Log: "relay decided by the MTA"}
+	}
 	a, err := ParseWire(rcpt)
 	if err != nil {
 		return refusal(*SyntaxRefusal(err), rcpt)

@@ -42,6 +42,11 @@ type Conn struct {
 	// after it (greylisting); atomic since a check the pipeline stopped
 	// waiting for may still be running.
 	Allowlisted atomic.Bool
+	// ByMTA: the client is an MTA's session that mxgate serves as its
+	// milter (package miltersrv). The MTA has applied its own relay
+	// policy and routes the mail itself, so the relay and route checks
+	// pass every recipient it passed on.
+	ByMTA bool
 }
 
 // Tx is the transaction as the checks see it: fixed at MAIL, recipients

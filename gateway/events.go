@@ -182,7 +182,9 @@ var (
 	connCount  atomic.Uint64
 )
 
-func newConnName() string { return connPrefix + strconv.FormatUint(connCount.Add(1), 36) }
+// NewConnName is a new connection's event name (event.Event.Conn),
+// unique across restarts; the milter server names its sessions with it.
+func NewConnName() string { return connPrefix + strconv.FormatUint(connCount.Add(1), 36) }
 
 // base is the part every event of the connection shares.
 func (c *conn) base(k event.Kind) event.Event {
@@ -194,7 +196,7 @@ func (c *conn) emitConnect() {
 	if !c.srv.bus.Enabled() {
 		return
 	}
-	c.name = newConnName()
+	c.name = NewConnName()
 	c.start = time.Now()
 	c.srv.bus.Emit(c.base(event.Connect))
 }
@@ -318,7 +320,7 @@ func (s *session) refused(stage string, tx *transaction, rcpt string, why refusa
 			e.Recipients = tx.Rcpts
 		}
 	} else {
-		e.Txn, e.Helo = int(s.conn.txn.Load()), safeHelo(s.c.Hostname())
+		e.Txn, e.Helo = int(s.conn.txn.Load()), SafeHelo(s.c.Hostname())
 	}
 	e.Code, e.Text = r.Code, r.Message
 	if r.EnhancedCode != (smtp.EnhancedCode{}) {
@@ -354,7 +356,7 @@ func (c *conn) protocolRefused(sc *smtp.Conn, r *smtp.SMTPError) {
 		return
 	}
 	e := c.base(event.Refused)
-	e.Stage, e.Helo, e.Txn, e.ReasonCode = "protocol", safeHelo(sc.Hostname()), int(c.txn.Load()), "protocol"
+	e.Stage, e.Helo, e.Txn, e.ReasonCode = "protocol", SafeHelo(sc.Hostname()), int(c.txn.Load()), "protocol"
 	e.Code, e.Enhanced, e.Text = r.Code, Enhanced([3]int(r.EnhancedCode)), r.Message
 	c.srv.bus.Emit(e)
 }
@@ -419,7 +421,7 @@ func (s *session) refusedAuth(user, code, reason string, r *smtp.SMTPError) erro
 		return r
 	}
 	e := s.conn.base(event.Refused)
-	e.Stage, e.Helo, e.AuthUser, e.Txn = "auth", safeHelo(s.c.Hostname()), user, int(s.conn.txn.Load())
+	e.Stage, e.Helo, e.AuthUser, e.Txn = "auth", SafeHelo(s.c.Hostname()), user, int(s.conn.txn.Load())
 	e.Code, e.Enhanced, e.Text = r.Code, Enhanced([3]int(r.EnhancedCode)), r.Message
 	e.ReasonCode, e.Reason = code, reason
 	s.conn.markEmitted(r)

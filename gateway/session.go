@@ -84,7 +84,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return errConnClosed
 	}
 	srv := s.srv
-	helo := safeHelo(s.c.Hostname())
+	helo := SafeHelo(s.c.Hostname())
 	tx := &transaction{Tx: filters.Tx{Helo: helo, Sender: from}, proto: "smtp", txn: int(s.conn.txn.Add(1))}
 	tx.AuthUser, tx.AuthMech = s.conn.authState()
 	srv.mu.Lock()
@@ -580,13 +580,20 @@ func (b *traceBody) Close() error { return b.f.Close() }
 // arrival is what the "<=" line says after the sender:
 // "H=name (helo) [ip]:port P=esmtp S=size id=message-id".
 func (s *session) arrival(tx transaction, size int64, headers []spool.Header) string {
-	line := fmt.Sprintf("H=%s:%d P=%s", s.hostDesc(tx.Helo), s.conn.port, tx.proto)
-	if tx.cipher != "" {
-		line += " X=" + tx.cipher + " CV=no"
+	return Arrival(s.hostDesc(tx.Helo), s.conn.port, tx.proto, tx.cipher, tx.AuthMech, tx.AuthUser, size, headers)
+}
+
+// Arrival is what Exim's "<=" line says after the sender, for a client
+// host (mainlog.Host) and port: "H=name (helo) [ip]:port P=esmtp
+// S=size id=message-id", with X= for a cipher and A= for a login.
+func Arrival(host string, port int, proto, cipher, authMech, authUser string, size int64, headers []spool.Header) string {
+	line := fmt.Sprintf("H=%s:%d P=%s", host, port, proto)
+	if cipher != "" {
+		line += " X=" + cipher + " CV=no"
 	}
-	if tx.AuthUser != "" {
+	if authUser != "" {
 		// Exim's A=authenticator:id; a space or "=" would end the field.
-		line += " A=" + tx.AuthMech + ":" + logLogin(tx.AuthUser)
+		line += " A=" + authMech + ":" + logLogin(authUser)
 	}
 	line += fmt.Sprintf(" S=%d", size)
 	if mid := header.MessageID(headers); mid != "" {

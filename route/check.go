@@ -28,7 +28,10 @@ func NewCheck(r *Router) *Check { return &Check{r: r} }
 func (c *Check) Name() string { return "route" }
 
 // Open starts a connection's session; the check keeps no state.
-func (c *Check) Open(context.Context, *filters.Conn) filters.Session {
+func (c *Check) Open(_ context.Context, conn *filters.Conn) filters.Session {
+	if conn.ByMTA {
+		return filters.Pass{} // the MTA routes its mail itself
+	}
 	return routeSession{r: c.r}
 }
 
