@@ -488,7 +488,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	// A rate limit with action "hold" keeps the message frozen under its
 	// key until `mxgate hold release` (or drop).
-	hold := holdOf(out)
+	hold := HoldOf(out)
 	if hold != "" {
 		env.Frozen, env.Hold = now, hold
 	}
@@ -527,8 +527,9 @@ func (s *session) Data(r io.Reader) error {
 	return acceptedReply(id, "")
 }
 
-// holdOf is the hold key a check gave the message, "" for none.
-func holdOf(out filters.Outcome) string {
+// HoldOf is the hold key a check (a rate limit with action "hold") gave
+// the message, "" for none.
+func HoldOf(out filters.Outcome) string {
 	for _, e := range out.Events {
 		if e.Verdict.Hold != "" {
 			return e.Verdict.Hold
