@@ -21,7 +21,7 @@ type headerOp struct {
 // sent, into final, what the checks left of them: the same fields in the
 // same order, some marked deleted ('*') or given a new text, with new
 // ones in between. A field of final is orig's next one if its text is
-// the same, or else its name; otherwise it is new. Changes and deletions
+// the same, or else its name (as written); otherwise it is new. Changes and deletions
 // come first, the last of each name first, so none moves the index of
 // another; then the insertions, from the top, at their final positions.
 func headerOps(orig, final []spool.Header) []headerOp {
@@ -32,7 +32,9 @@ func headerOps(orig, final []spool.Header) []headerOp {
 		case j < len(orig) && h.Type != '*' && h.Text == orig[j].Text:
 			j++
 			pos++
-		case j < len(orig) && strings.EqualFold(h.Name(), orig[j].Name()):
+		case j < len(orig) && h.Name() == orig[j].Name() && (h.Type == '*' || fieldValue(h.Text) != ""):
+			// (An empty value would read as a deletion: such a field is
+			// inserted instead.)
 			op := headerOp{name: orig[j].Name(), index: nameIndex(orig, j)}
 			if h.Type != '*' {
 				op.value = fieldValue(h.Text)

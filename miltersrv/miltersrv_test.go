@@ -34,7 +34,9 @@ type fakeCheck struct {
 
 func (f *fakeCheck) Name() string { return "fake" }
 
-func (f *fakeCheck) Owns(name, _ string) bool { return strings.HasPrefix(strings.ToLower(name), "x-spam-") }
+func (f *fakeCheck) Owns(name, _ string) bool {
+	return strings.HasPrefix(strings.ToLower(name), "x-spam-")
+}
 
 func (f *fakeCheck) Open(context.Context, *filters.Conn) filters.Session {
 	f.open.Add(1)
@@ -46,7 +48,7 @@ type fakeSession struct {
 	f *fakeCheck
 }
 
-func (s *fakeSession) Connect(context.Context) filters.Verdict          { return s.f.connect }
+func (s *fakeSession) Connect(context.Context) filters.Verdict           { return s.f.connect }
 func (s *fakeSession) Mail(context.Context, *filters.Tx) filters.Verdict { return s.f.mail }
 func (s *fakeSession) Rcpt(context.Context, *filters.Tx, string) filters.Verdict {
 	return s.f.rcpt
@@ -54,11 +56,9 @@ func (s *fakeSession) Rcpt(context.Context, *filters.Tx, string) filters.Verdict
 func (s *fakeSession) Close() { s.f.open.Add(-1) }
 
 func (s *fakeSession) Data(_ context.Context, m *filters.Message) filters.Verdict {
-	r, err := m.OpenBody()
-	if err == nil {
-		var b strings.Builder
-		_, err = fmt.Fprint(&b, readAll(r))
-		s.f.seen.Store(b.String())
+	if r, err := m.OpenBody(); err == nil {
+		s.f.seen.Store(readAll(r))
+		r.Close()
 	}
 	if s.f.data == nil {
 		return filters.Verdict{}
