@@ -19,6 +19,7 @@ import (
 	"mxgate/event"
 	"mxgate/gateway"
 	"mxgate/mainlog"
+	"mxgate/miltersrv"
 	"mxgate/pidfile"
 	"mxgate/queue"
 	"mxgate/route"
@@ -45,6 +46,9 @@ type generation struct {
 	router *route.Router
 	checks *checks.Pipeline // nil until built
 	users  atomic.Int32     // the gateway and the queue, until each retires it
+	// checkUsers are the servers asking checks (the gateway, the milter
+	// server), until each retires them (dropChecks).
+	checkUsers atomic.Int32
 }
 
 // release ends one user's hold; the last one closes the router's
@@ -72,6 +76,7 @@ type daemon struct {
 	log        *mainlog.Logger
 	bus        *event.Bus // made once: its sinks are the process's
 	gw         *gateway.Server
+	milter     *miltersrv.Server // nil without [milter_server] listen
 	runner     *queue.Runner
 	store      state.Store                // [state], opened at start, kept by every reload
 	cur        *generation                // only the signal loop reads or replaces it
@@ -135,9 +140,16 @@ func (d *daemon) load() (*generation, error) {
 		return nil, err
 	}
 	g.users.Store(2)
-	if err := d.gw.Reload(cfg, g.checks.Pipeline, func() { g.retireChecks(d.log) }); err != nil {
+	g.checkUsers.Store(1)
+	if d.milter != nil {
+		g.checkUsers.Store(2)
+	}
+	if err := d.gw.Reload(cfg, g.checks.Pipeline, func() { g.dropChecks(d.log) }); err != nil {
 		g.close(d.log)
 		return nil, err
+	}
+	if d.milter != nil {
+		d.milter.Reload(cfg, g.checks.Pipeline, func() { g.dropChecks(d.log) })
 	}
 	// From here on the new generation serves; the old one closes as its
 	// last session and its last delivery end. Its breakers report no

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -158,12 +159,21 @@ func serve(e *env) error {
 	if err != nil {
 		return err
 	}
+	first.checkUsers.Store(1)
+	if cfg.MilterServer.Listen != "" {
+		first.checkUsers.Store(2)
+	}
 	gw, err := gateway.New(gateway.Options{Config: cfg, Spool: sp, Log: log, OnCommit: runner.Enqueue, Pipeline: first.checks.Pipeline,
-		Retired: func() { first.retireChecks(log) }, HostLookup: hosts, Bus: bus})
+		Retired: func() { first.dropChecks(log) }, HostLookup: hosts, Bus: bus})
 	if err != nil {
 		return err
 	}
 	d.gw, d.runner = gw, runner
+	// The milter server's socket is bound with the SMTP listeners, before
+	// root is dropped.
+	if d.milter, err = newMilterServer(cfg, log, bus, first, func() { first.dropChecks(log) }); err != nil {
+		return err
+	}
 	// The admin listener is bound with the others, before root is
 	// dropped; it closes last, so /metrics answers through the drain.
 	console, err := newConsole(cfg, log, sp, bus, runner, trackStore)
@@ -229,8 +239,12 @@ func serve(e *env) error {
 		return err
 	}
 
-	served := make(chan error, 1)
+	served := make(chan error, 2)
 	go func() { served <- gw.Serve() }()
+	if d.milter != nil {
+		go func() { served <- d.milter.Serve() }()
+		log.Main("", "milter server listening on "+cfg.MilterServer.Listen)
+	}
 	admin.listening(true)
 	log.Main("", fmt.Sprintf("mxgate daemon started: pid=%d, listening for SMTP on %v", os.Getpid(), gw.Addrs()))
 	announce(e, cfg, gw.Addrs(), verbose)
@@ -267,7 +281,15 @@ func serve(e *env) error {
 			log.Main("", fmt.Sprintf("mxgate daemon stopping on %v: draining sessions (up to %v)", sig, time.Duration(cfg.SMTP.ShutdownTimeout)))
 			notify(e, sdnotify.Stopping(fmt.Sprintf("draining sessions (up to %v)", time.Duration(cfg.SMTP.ShutdownTimeout))))
 			dctx, dcancel := context.WithTimeout(context.Background(), time.Duration(cfg.SMTP.ShutdownTimeout))
+			milterDone := make(chan error, 1)
+			if d.milter != nil {
+				go func() { milterDone <- d.milter.Shutdown(dctx) }()
+			}
 			err := gw.Shutdown(dctx)
+			if d.milter != nil {
+				err = errors.Join(err, <-milterDone)
+				<-served
+			}
 			dcancel()
 			if err != nil {
 				log.Main("", fmt.Sprintf("drain deadline passed, sessions closed: %v", err))

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"mxgate/checks"
+	"mxgate/config"
+	"mxgate/event"
+	"mxgate/mainlog"
+	"mxgate/miltersrv"
+	"mxgate/pidfile"
+	"mxgate/sdnotify"
+	"mxgate/state"
+)
+
+func init() {
+	register("milter", "\trun only the milter server of [milter_server] in the foreground (SIGTERM drains, SIGHUP reloads the checks)", milterCmd,
+		withDoc(`For a site whose MTA (Postfix, Sendmail) stays in front: mxgate runs
+no SMTP listener and no queue, only its checks, which the MTA asks over
+the milter protocol at milter_server.listen (see "Milter mode" in the
+README). serve runs the same server beside its SMTP listeners when
+milter_server.listen is set.`))
+}
+
+// newMilterServer binds [milter_server] for the checks of g, nil when it
+// is not configured. retired is the checks' end once a reload replaced
+// them and no milter session uses them any more.
+func newMilterServer(cfg *config.Config, log *mainlog.Logger, bus *event.Bus, g *generation, retired func()) (*miltersrv.Server, error) {
+	if cfg.MilterServer.Listen == "" {
+		return nil, nil
+	}
+	return miltersrv.New(miltersrv.Options{Config: cfg, Pipeline: g.checks.Pipeline, Retired: retired, Log: log, Bus: bus})
+}
+
+// dropChecks is one server's end of g's checks (the gateway's, the milter
+// server's): the last one closes them.
+func (g *generation) dropChecks(log *mainlog.Logger) {
+	if g.checkUsers.Add(-1) == 0 {
+		g.retireChecks(log)
+	}
+}
+
+// milterCmd is `mxgate milter`: the milter server alone.
+func milterCmd(e *env) error {
+	if err := noArgs(e); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(e.configPath)
+	if err != nil {
+		return err
+	}
+	if cfg.MilterServer.Listen == "" {
+		return errors.New("milter_server.listen is not set: nothing to serve")
+	}
+	if err := mayServe(cfg); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("creating data_dir: %w", err)
+	}
+	lock, err := pidfile.Acquire(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	_, logDirErr := os.Stat(cfg.Log.Dir)
+	log, sp, bus, _, err := openLogsAndSpool(cfg, true)
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	defer sp.Close()
+	defer func() {
+		if err := bus.Close(); err != nil {
+			log.Panic(fmt.Sprintf("closing the event sinks: %v", err))
+		}
+	}()
+	store, err := state.Open(cfg.StateOptions())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Panic(fmt.Sprintf("closing the state store: %v", err))
+		}
+	}()
+	build := func(cfg *config.Config) (*generation, error) {
+		router, err := newRouter(cfg, log, bus)
+		if err != nil {
+			return nil, err
+		}
+		g := &generation{cfg: cfg, router: router}
+		g.users.Store(1)
+		g.checkUsers.Store(1)
+		if g.checks, err = checks.BuildShared(cfg, log, router, store, bus); err != nil {
+			closeRouter(router, cfg)
+			return nil, err
+		}
+		return g, nil
+	}
+	cur, err := build(cfg)
+	if err != nil {
+		return err
+	}
+	cur.n = 1
+	srv, err := newMilterServer(cfg, log, bus, cur, func() { cur.dropChecks(log) })
+	if err != nil {
+		cur.close(log)
+		return err
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+	pidFile := pidPath(cfg)
+	if err := pidfile.Write(pidFile); err != nil {
+		return err
+	}
+	defer pidfile.Remove(pidFile)
+	// The socket is bound: root is no longer needed.
+	if err := dropPrivileges(cfg, !os.IsNotExist(logDirErr)); err != nil {
+		return err
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	ready := fmt.Sprintf("listening for milter connections on %s", cfg.MilterServer.Listen)
+	log.Main("", fmt.Sprintf("mxgate milter server started: pid=%d, %s", os.Getpid(), ready))
+	fmt.Fprintf(e.stderr, "mxgate: milter server on %s (config %s, logs in %s)\n", cfg.MilterServer.Listen, configName(e.configPath), cfg.Log.Dir)
+	notify(e, sdnotify.Ready(ready))
+	for {
+		select {
+		case err := <-served:
+			return err
+		case sig := <-sigs:
+			switch sig {
+			case syscall.SIGHUP:
+				notify(e, sdnotify.Reloading())
+				if err := log.Reopen(); err != nil {
+					log.Panic(fmt.Sprintf("reopening the logs: %v", err))
+				}
+				next, err := loadConfig(e.configPath)
+				var g *generation
+				if err == nil {
+					g, err = build(next)
+				}
+				if err != nil {
+					log.Panic(fmt.Sprintf("configuration reload refused, generation %d still serving: %s", cur.n, oneLine(err)))
+				} else {
+					g.n = cur.n + 1
+					cur.checks.Retire()
+					srv.Reload(next, g.checks.Pipeline, func() { g.dropChecks(log) })
+					cur = g
+					log.Main("", fmt.Sprintf("configuration reloaded: generation %d (milter_server itself needs a restart)", g.n))
+				}
+				notify(e, sdnotify.Ready(ready))
+				continue
+			case syscall.SIGUSR1:
+				if err := log.Reopen(); err != nil {
+					fmt.Fprintf(e.stderr, "mxgate: reopening logs: %v\n", err)
+				}
+				continue
+			}
+			log.Main("", fmt.Sprintf("mxgate milter server stopping on %v: draining sessions (up to %v)", sig, time.Duration(cfg.SMTP.ShutdownTimeout)))
+			notify(e, sdnotify.Stopping("draining milter sessions"))
+			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.SMTP.ShutdownTimeout))
+			err := srv.Shutdown(ctx)
+			cancel()
+			if err != nil {
+				log.Main("", fmt.Sprintf("drain deadline passed, sessions closed: %v", err))
+			}
+			<-served
+			cur.close(log)
+			log.Main("", "mxgate milter server stopped")
+			return nil
+		}
+	}
+}
