@@ -19,12 +19,9 @@ import (
 func (s *session) Body(m *milter.Modifier) (milter.Response, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.tx == nil {
-		return milter.RespTempFail, nil
-	}
 	defer s.resetTx()
-	if s.refusal != nil {
-		return reply(s.refusal.Verdict), nil
+	if r := s.cannot(true); r != nil {
+		return r, nil
 	}
 	if id := m.Macros["i"]; id != "" {
 		s.id = spool.ID(id)

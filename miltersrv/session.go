@@ -177,11 +177,8 @@ func (s *session) Helo(name string, m *milter.Modifier) (milter.Response, error)
 func (s *session) MailFrom(from string, m *milter.Modifier) (milter.Response, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.flow == nil {
-		return milter.RespTempFail, nil
-	}
-	if s.refusal != nil {
-		return reply(s.refusal.Verdict), nil
+	if r := s.cannot(false); r != nil {
+		return r, nil
 	}
 	s.resetTx()
 	s.txn++
@@ -228,6 +225,19 @@ func (s *session) MailFrom(from string, m *milter.Modifier) (milter.Response, er
 	return cont, nil
 }
 
+// cannot is the reply to a command that comes when the session cannot
+// take it (closed, before Connect, after the connect stage refused, in
+// a transaction when there is none), nil when it can.
+func (s *session) cannot(inTx bool) milter.Response {
+	switch {
+	case s.closed || s.flow == nil || inTx && s.tx == nil && s.refusal == nil:
+		return milter.RespTempFail
+	case s.refusal != nil:
+		return reply(s.refusal.Verdict)
+	}
+	return nil
+}
+
 // refused emits the Refused event of a refusal at MAIL or RCPT.
 func (s *session) refused(stage string, tx *filters.Tx, rcpt string, out filters.Outcome) {
 	if !s.srv.bus.Enabled() {
@@ -244,14 +254,8 @@ func (s *session) refused(stage string, tx *filters.Tx, rcpt string, out filters
 func (s *session) RcptTo(rcptTo string, m *milter.Modifier) (milter.Response, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.flow == nil {
-		return milter.RespTempFail, nil
-	}
-	if s.refusal != nil {
-		return reply(s.refusal.Verdict), nil
-	}
-	if s.tx == nil {
-		return milter.RespTempFail, nil
+	if r := s.cannot(true); r != nil {
+		return r, nil
 	}
 	tx := s.tx
 	rcpt := rcptTo

@@ -61,35 +61,23 @@ func milterCmd(e *env) error {
 	if err := mayServe(cfg); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("creating data_dir: %w", err)
-	}
-	lock, err := pidfile.Acquire(cfg.DataDir)
+	lock, logExisted, err := lockDataDir(cfg)
 	if err != nil {
 		return err
 	}
 	defer lock.Release()
-	_, logDirErr := os.Stat(cfg.Log.Dir)
 	log, sp, bus, _, err := openLogsAndSpool(cfg, true)
 	if err != nil {
 		return err
 	}
 	defer log.Close()
 	defer sp.Close()
-	defer func() {
-		if err := bus.Close(); err != nil {
-			log.Panic(fmt.Sprintf("closing the event sinks: %v", err))
-		}
-	}()
+	defer closeBus(bus, log)
 	store, err := state.Open(cfg.StateOptions())
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := store.Close(); err != nil {
-			log.Panic(fmt.Sprintf("closing the state store: %v", err))
-		}
-	}()
+	defer closeState(store, log)
 	build := func(cfg *config.Config) (*generation, error) {
 		router, err := newRouter(cfg, log, bus)
 		if err != nil {
@@ -123,7 +111,7 @@ func milterCmd(e *env) error {
 	}
 	defer pidfile.Remove(pidFile)
 	// The socket is bound: root is no longer needed.
-	if err := dropPrivileges(cfg, !os.IsNotExist(logDirErr)); err != nil {
+	if err := dropPrivileges(cfg, logExisted); err != nil {
 		return err
 	}
 	served := make(chan error, 1)

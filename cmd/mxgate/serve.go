@@ -14,6 +14,7 @@ import (
 
 	"mxgate/checks"
 	"mxgate/config"
+	"mxgate/event"
 	"mxgate/gateway"
 	"mxgate/localsubmit"
 	"mxgate/mainlog"
@@ -89,17 +90,11 @@ func serve(e *env) error {
 	if err := mayServe(cfg); err != nil {
 		return err
 	}
-	// The lock comes before anything else of data_dir is written or
-	// opened: a second daemon leaves the first one's files alone.
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("creating data_dir: %w", err)
-	}
-	lock, err := pidfile.Acquire(cfg.DataDir)
+	lock, logExisted, err := lockDataDir(cfg)
 	if err != nil {
 		return err
 	}
 	defer lock.Release()
-	_, logDirErr := os.Stat(cfg.Log.Dir)
 	// The metrics sink is on the bus from the start, and reads the
 	// queue from the spool once it is open.
 	metricsSink := newMetrics(cfg)
@@ -111,11 +106,7 @@ func serve(e *env) error {
 	defer sp.Close()
 	// After the drain and the runner's stop (deferred later, run
 	// earlier): the tracking store writes the last events.
-	defer func() {
-		if err := bus.Close(); err != nil {
-			log.Panic(fmt.Sprintf("closing the event sinks: %v", err))
-		}
-	}()
+	defer closeBus(bus, log)
 	if metricsSink != nil {
 		metricsSink.WatchQueue(queueReader(sp))
 	}
@@ -138,11 +129,7 @@ func serve(e *env) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := store.Close(); err != nil {
-			log.Panic(fmt.Sprintf("closing the state store: %v", err))
-		}
-	}()
+	defer closeState(store, log)
 	// d.cur is the generation serving (a reload replaces it). Closed
 	// after the drain and the runner's stop below: no session or delivery
 	// uses it any more.
@@ -219,7 +206,7 @@ func serve(e *env) error {
 	// Everything root had to do is done: the listeners are bound, the
 	// TLS keys and the files opened. Nothing is accepted before this.
 	dropping := os.Geteuid() == 0 && cfg.UID > 0
-	if err := dropPrivileges(cfg, !os.IsNotExist(logDirErr)); err != nil {
+	if err := dropPrivileges(cfg, logExisted); err != nil {
 		return err
 	}
 	if dropping {
@@ -299,6 +286,33 @@ func serve(e *env) error {
 			log.Main("", "mxgate daemon stopped")
 			return nil
 		}
+	}
+}
+
+// lockDataDir makes data_dir and takes its lock, before anything else
+// of it is written or opened: a second daemon leaves the first one's
+// files alone. logExisted: the log directory was there before (see
+// dropPrivileges).
+func lockDataDir(cfg *config.Config) (lock *pidfile.Lock, logExisted bool, err error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, false, fmt.Errorf("creating data_dir: %w", err)
+	}
+	if lock, err = pidfile.Acquire(cfg.DataDir); err != nil {
+		return nil, false, err
+	}
+	_, statErr := os.Stat(cfg.Log.Dir)
+	return lock, !os.IsNotExist(statErr), nil
+}
+
+func closeBus(bus *event.Bus, log *mainlog.Logger) {
+	if err := bus.Close(); err != nil {
+		log.Panic(fmt.Sprintf("closing the event sinks: %v", err))
+	}
+}
+
+func closeState(store state.Store, log *mainlog.Logger) {
+	if err := store.Close(); err != nil {
+		log.Panic(fmt.Sprintf("closing the state store: %v", err))
 	}
 }
 
