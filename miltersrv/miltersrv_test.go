@@ -90,6 +90,13 @@ type harness struct {
 // newHarness serves a pipeline of one fakeCheck on 127.0.0.1.
 func newHarness(t *testing.T, edit func(*config.Config)) *harness {
 	t.Helper()
+	return newHarnessWith(t, edit, nil)
+}
+
+// newHarnessWith is newHarness with the pipeline build makes, when not
+// nil, instead of the fakeCheck's.
+func newHarnessWith(t *testing.T, edit func(*config.Config), build func(*config.Config, filters.Logger) *filters.Pipeline) *harness {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := config.Default()
 	cfg.DataDir = dir
@@ -106,6 +113,9 @@ func newHarness(t *testing.T, edit func(*config.Config)) *harness {
 	rec, bus := eventtest.New()
 	fc := &fakeCheck{}
 	pl := filters.New(filters.Options{Checks: []filters.Step{{Check: fc}}, Log: lg})
+	if build != nil {
+		pl = build(cfg, lg)
+	}
 	srv, err := New(Options{Config: cfg, Pipeline: pl, Log: lg, Bus: bus})
 	if err != nil {
 		t.Fatal(err)
