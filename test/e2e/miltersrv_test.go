@@ -111,8 +111,9 @@ func TestMilterCommand(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	var waitErr error
+	done := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(done) }()
 	defer func() {
 		select {
 		case <-done:
@@ -139,9 +140,9 @@ func TestMilterCommand(t *testing.T) {
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("mxgate milter after SIGTERM: %v; output:\n%s", err, out.String())
+	case <-done:
+		if waitErr != nil {
+			t.Fatalf("mxgate milter after SIGTERM: %v; output:\n%s", waitErr, out.String())
 		}
 	case <-time.After(exitTimeout):
 		t.Fatalf("mxgate milter still running %v after SIGTERM", exitTimeout)
