@@ -29,3 +29,7 @@ go test -race -count=1 -timeout 15m ./...
 # (the changes of doc/go-smtp-fork.md, its fuzz seeds).
 echo "== go test (third_party/go-smtp)"
 (cd third_party/go-smtp && go test -race -count=1 .)
+
+# The same for our go-milter fork (third_party/go-milter/MXGATE.md).
+echo "== go test (third_party/go-milter)"
+(cd third_party/go-milter && go test -race -count=1 .)
