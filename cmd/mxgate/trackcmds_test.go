@@ -224,12 +224,15 @@ func TestOpenTrackingUserDir(t *testing.T) {
 		uid, gid  int
 		want      string // "" opens; else the error names db and says this
 		blocked   bool   // DIR is named as not searchable
+		// DIR is data_dir: serve gives it to the user before the drop
+		inDataDir bool
 	}{
 		{name: "root's 0755", mode: 0o755, top: 0o755, want: "is not writable by user nobody (uid " + u.Uid + ")"},
 		{name: "the user's", mode: 0o700, top: 0o755, uid: uid, gid: 0},
 		{name: "group-writable", mode: 0o770, top: 0o755, gid: gid},
 		{name: "group read-only", mode: 0o750, top: 0o755, gid: gid, want: "is not writable by user nobody"},
 		{name: "parent closed", mode: 0o700, top: 0o700, uid: uid, want: "is out of reach of user nobody", blocked: true},
+		{name: "root's 0755 in data_dir", mode: 0o755, top: 0o755, inDataDir: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			top := reachableTempDir(t)
@@ -248,6 +251,9 @@ func TestOpenTrackingUserDir(t *testing.T) {
 			}
 			cfg := &config.Config{Hostname: "mx.test", User: "nobody", UID: uid, GID: gid,
 				Tracking: config.Tracking{URL: "sqlite:" + filepath.Join(db, "tracking.db"), Queue: 10}}
+			if tt.inDataDir {
+				cfg.DataDir = top
+			}
 			s, err := openTracking(context.Background(), cfg, nil)
 			if tt.want == "" {
 				if err != nil {

@@ -46,8 +46,13 @@ func openTracking(ctx context.Context, cfg *config.Config, log tracking.Logger) 
 					return nil, fmt.Errorf("tracking: giving %s to user %s: %w", d, cfg.User, err)
 				}
 			}
-			if err := userCanWrite(dir, cfg.User, cfg.UID, append([]int{cfg.GID}, cfg.Groups...)); err != nil {
-				return nil, fmt.Errorf("tracking: %w", err)
+			// data_dir is given to the user whole before the drop
+			// (dropPrivileges); a directory elsewhere must already be
+			// the user's to write.
+			if !insideDir(cfg.DataDir, dir) {
+				if err := userCanWrite(dir, cfg.User, cfg.UID, append([]int{cfg.GID}, cfg.Groups...)); err != nil {
+					return nil, fmt.Errorf("tracking: %w", err)
+				}
 			}
 		}
 	}
@@ -71,6 +76,12 @@ func openTracking(ctx context.Context, cfg *config.Config, log tracking.Logger) 
 		}
 	}
 	return s, nil
+}
+
+// insideDir reports whether path is root or below it.
+func insideDir(root, path string) bool {
+	rel, err := filepath.Rel(root, path)
+	return err == nil && filepath.IsLocal(rel) || rel == "."
 }
 
 func trackingOptions(cfg *config.Config, log tracking.Logger, readOnly bool) tracking.Options {
