@@ -105,6 +105,7 @@ func (d *decoder) check(c *Config) {
 	d.checkAdmin(c)
 	d.checkTracking(c)
 	d.checkConsole(c)
+	d.checkPolicyServer(c)
 
 	if c.Log.Dir == "" {
 		c.Log.Dir = filepath.Join(c.DataDir, "log")
@@ -213,8 +214,9 @@ func (d *decoder) checkListen(c *Config) {
 			seen[a] = true
 		}
 	}
-	if len(c.Listen) == 0 && len(c.ListenTLS) == 0 {
-		d.failKey(keyPath{"listen"}, -1, "no listen address: listen and listen_tls are both empty")
+	// listen = [] beside a milter or policy server: serve runs only those.
+	if len(c.Listen) == 0 && len(c.ListenTLS) == 0 && c.PolicyServer.Listen == "" && c.MilterServer.Listen == "" {
+		d.failKey(keyPath{"listen"}, -1, "no listen address: listen and listen_tls are both empty (and no milter_server.listen or policy_server.listen)")
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -58,6 +59,16 @@ func milterCmd(e *env) error {
 	if cfg.MilterServer.Listen == "" {
 		return errors.New("milter_server.listen is not set: nothing to serve")
 	}
+	return serveForMTA(e, cfg)
+}
+
+// serveForMTA runs the servers for another MTA, the milter server and
+// the policy server, whichever cfg sets, without SMTP listeners and
+// without a queue: `mxgate milter`, `mxgate policy`, and serve with
+// listen = []. SIGTERM or SIGINT drains the milter sessions and stops;
+// SIGHUP reloads the milter server's checks (the policy server keeps
+// the config of its start) and reopens the logs; SIGUSR1 reopens them.
+func serveForMTA(e *env, cfg *config.Config) error {
 	if err := mayServe(cfg); err != nil {
 		return err
 	}
@@ -92,16 +103,28 @@ func milterCmd(e *env) error {
 		}
 		return g, nil
 	}
-	cur, err := build(cfg)
+	var cur *generation
+	var srv *miltersrv.Server
+	if cfg.MilterServer.Listen != "" {
+		if cur, err = build(cfg); err != nil {
+			return err
+		}
+		cur.n = 1
+		if srv, err = newMilterServer(cfg, log, bus, cur, func() { cur.dropChecks(log) }); err != nil {
+			cur.close(log)
+			return err
+		}
+	}
+	// Its own pipeline of the MAIL and RCPT checks, from the config of
+	// the start.
+	policy, err := listenPolicy(cfg, log, bus, store)
 	if err != nil {
+		if cur != nil {
+			cur.close(log)
+		}
 		return err
 	}
-	cur.n = 1
-	srv, err := newMilterServer(cfg, log, bus, cur, func() { cur.dropChecks(log) })
-	if err != nil {
-		cur.close(log)
-		return err
-	}
+	defer policy.close()
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
@@ -115,10 +138,18 @@ func milterCmd(e *env) error {
 		return err
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve() }()
-	ready := fmt.Sprintf("listening for milter connections on %s", cfg.MilterServer.Listen)
-	log.Main("", fmt.Sprintf("mxgate milter server started: pid=%d, %s", os.Getpid(), ready))
-	fmt.Fprintf(e.stderr, "mxgate: milter server on %s (config %s, logs in %s)\n", cfg.MilterServer.Listen, configName(e.configPath), cfg.Log.Dir)
+	var parts []string
+	if srv != nil {
+		go func() { served <- srv.Serve() }()
+		parts = append(parts, "milter server on "+cfg.MilterServer.Listen)
+	}
+	if policy != nil {
+		policy.serve()
+		parts = append(parts, "policy server on "+policy.addr())
+	}
+	ready := "no SMTP listener, " + strings.Join(parts, ", ")
+	log.Main("", fmt.Sprintf("mxgate daemon started: pid=%d, %s", os.Getpid(), ready))
+	fmt.Fprintf(e.stderr, "mxgate: %s (config %s, logs in %s)\n", strings.Join(parts, ", "), configName(e.configPath), cfg.Log.Dir)
 	notify(e, sdnotify.Ready(ready))
 	for {
 		select {
@@ -130,6 +161,11 @@ func milterCmd(e *env) error {
 				notify(e, sdnotify.Reloading())
 				if err := log.Reopen(); err != nil {
 					log.Panic(fmt.Sprintf("reopening the logs: %v", err))
+				}
+				if srv == nil {
+					log.Main("", "reload: the policy server keeps the config of its start; restart to change it")
+					notify(e, sdnotify.Ready(ready))
+					continue
 				}
 				next, err := loadConfig(e.configPath)
 				var g *generation
@@ -153,17 +189,20 @@ func milterCmd(e *env) error {
 				}
 				continue
 			}
-			log.Main("", fmt.Sprintf("mxgate milter server stopping on %v: draining sessions (up to %v)", sig, time.Duration(cfg.SMTP.ShutdownTimeout)))
+			log.Main("", fmt.Sprintf("mxgate daemon stopping on %v: draining sessions (up to %v)", sig, time.Duration(cfg.SMTP.ShutdownTimeout)))
 			notify(e, sdnotify.Stopping("draining milter sessions"))
-			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.SMTP.ShutdownTimeout))
-			err := srv.Shutdown(ctx)
-			cancel()
-			if err != nil {
-				log.Main("", fmt.Sprintf("drain deadline passed, sessions closed: %v", err))
+			policy.close()
+			if srv != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.SMTP.ShutdownTimeout))
+				err := srv.Shutdown(ctx)
+				cancel()
+				if err != nil {
+					log.Main("", fmt.Sprintf("drain deadline passed, sessions closed: %v", err))
+				}
+				<-served
+				cur.close(log)
 			}
-			<-served
-			cur.close(log)
-			log.Main("", "mxgate milter server stopped")
+			log.Main("", "mxgate daemon stopped")
 			return nil
 		}
 	}
