@@ -138,74 +138,23 @@ mx_spooled() { find "$mx_dir/data/spool/input" -name '*-H' 2>/dev/null | wc -l; 
 # --- Postfix ------------------------------------------------------------------
 pf_master='' pf_port='' pf_dir='' pf_sent=0
 
-# start_postfix NAME SINK-PORT SESSIONS: a scratch Postfix in $scratch/NAME
-# doing mxgate's job: relay example.test to the sink, queue on disk. No
-# chroot (the scratch queue holds none of the files a chroot needs), no DNS
-# (relayhost is an IP), logs into the scratch directory, enough smtpd
-# processes and per-client connections for SESSIONS at once (twice
-# SESSIONS per client, as for mxgate).
+# start_postfix NAME SINK-PORT SESSIONS [MAIN_CF_EXTRA_FILE]: a scratch
+# Postfix in $scratch/NAME doing mxgate's job (peers.sh postfix-mta: relay
+# example.test to the sink, queue on disk), with enough smtpd processes and
+# per-client connections for SESSIONS at once (twice SESSIONS per client,
+# as for mxgate); extra main.cf lines (a milter) from the file.
 start_postfix() {
-	local name=$1 sink=$2 sessions=$3 conf
+	local name=$1 sink=$2 sessions=$3 extra=${4:-}
 	pf_dir=$scratch/$name
-	conf=$pf_dir/conf
 	pf_port=$(free_port)
 	pf_sent=0
-	mkdir -p "$conf" "$pf_dir/queue" "$pf_dir/data"
-	chown postfix "$pf_dir/data"
-	cat >"$conf/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $pf_dir/queue
-data_directory = $pf_dir/data
-maillog_file = $pf_dir/maillog
-maillog_file_prefixes = $pf_dir
-myhostname = postfix.load.test
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relay_domains = example.test
-relayhost = [127.0.0.1]:$sink
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-smtpd_peername_lookup = no
-smtpd_client_connection_count_limit = $((2 * sessions + 10))
-alias_maps =
-alias_database =
-local_recipient_maps =
-smtp_tls_security_level = none
-smtpd_tls_security_level = none
-biff = no
-EOF
-	cat >"$conf/master.cf" <<EOF
-127.0.0.1:$pf_port inet n - n - $((sessions + 10)) smtpd
-pickup    unix  n - n 60    1 pickup
-cleanup   unix  n - n -     0 cleanup
-qmgr      unix  n - n 300   1 qmgr
-rewrite   unix  - - n -     - trivial-rewrite
-bounce    unix  - - n -     0 bounce
-defer     unix  - - n -     0 bounce
-trace     unix  - - n -     0 bounce
-verify    unix  - - n -     1 verify
-flush     unix  n - n 1000? 0 flush
-proxymap  unix  - - n -     - proxymap
-smtp      unix  - - n -     - smtp
-relay     unix  - - n -     - smtp
-showq     unix  n - n -     - showq
-error     unix  - - n -     - error
-retry     unix  - - n -     - error
-discard   unix  - - n -     - discard
-anvil     unix  - - n -     1 anvil
-scache    unix  - - n -     1 scache
-postlog   unix-dgram n - n - 1 postlogd
-EOF
-	postfix -c "$conf" start >/dev/null 2>&1 || die "postfix -c $conf start failed; see $pf_dir/maillog:
-$(tail -n 20 "$pf_dir/maillog" 2>/dev/null)"
-	pf_master=$(tr -d ' ' <"$pf_dir/queue/pid/master.pid")
-	wait_greeting postfix "$pf_port" "$pf_master"
+	POSTFIX_SESSIONS=$sessions "$root/scripts/peers.sh" start postfix-mta "$pf_dir" "$pf_port" "$sink" ${extra:+"$extra"} >/dev/null ||
+		die "peers.sh start postfix-mta $pf_dir failed"
+	pf_master=$(<"$pf_dir/postfix-mta.pid")
 }
 
 stop_postfix() {
-	postfix -c "$pf_dir/conf" stop >/dev/null 2>&1 || die "postfix -c $pf_dir/conf stop failed"
-	wait_gone "$pf_master" || die "postfix master (PID $pf_master) still running ${stop_timeout}s after stop"
+	"$root/scripts/peers.sh" stop postfix-mta "$pf_dir" >/dev/null || die "peers.sh stop postfix-mta $pf_dir failed"
 	pf_master=''
 }
 
@@ -222,9 +171,8 @@ cleanup() {
 		kill -TERM "$mx_pid"
 		wait_gone "$mx_pid" || kill -KILL "$mx_pid"
 	fi
-	if [[ -n $pf_master ]] && alive "$pf_master"; then
-		postfix -c "$pf_dir/conf" stop >/dev/null 2>&1 || kill -TERM "$pf_master"
-		wait_gone "$pf_master" || kill -KILL "$pf_master"
+	if [[ -n $pf_master ]]; then
+		"$root/scripts/peers.sh" stop postfix-mta "$pf_dir" >/dev/null 2>&1
 	fi
 	[[ -n $sink_pid ]] && "$root/scripts/peers.sh" stop smtp-sink "$scratch/sink" >/dev/null 2>&1
 	if [[ ${KEEP:-0} == 1 || $pprof == 1 || $rc != 0 ]]; then
