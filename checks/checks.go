@@ -65,7 +65,7 @@ func (p *Pipeline) Close() error {
 // the callout cache then lives in memory only, since the daemon holds the
 // cache file and a test must not change what the daemon remembers.
 func Build(cfg *config.Config, log filters.Logger, rt *route.Router, test bool) (*Pipeline, error) {
-	return build(cfg, log, rt, nil, nil, test)
+	return build(cfg, log, rt, nil, nil, test, false)
 }
 
 // BuildShared is Build for the daemon, with the state store serve opened
@@ -75,16 +75,28 @@ func Build(cfg *config.Config, log filters.Logger, rt *route.Router, test bool) 
 // the checks' own events (a circuit breaker opening or closing, the DNS
 // lists' lookups); nil emits none.
 func BuildShared(cfg *config.Config, log filters.Logger, rt *route.Router, st state.Store, bus *event.Bus) (*Pipeline, error) {
-	return build(cfg, log, rt, st, bus, false)
+	return build(cfg, log, rt, st, bus, false, false)
+}
+
+// BuildPolicy is BuildShared for the policy delegation server: the
+// checks of MAIL and RCPT only (DNS lists, recipient verification, rate
+// limits, greylisting, callouts). The MTA that asks has applied its own
+// relay policy and routing, and shows no message: no relay or route
+// check, no milter, scanner or signer.
+func BuildPolicy(cfg *config.Config, log filters.Logger, rt *route.Router, st state.Store, bus *event.Bus) (*Pipeline, error) {
+	return build(cfg, log, rt, st, bus, false, true)
 }
 
 // build is Build with st, the daemon's store (nil: none). The rate
 // limits and greylisting count in it; the caches are shared through it
 // only when it is Redis: the embedded one would merely copy what each
 // cache keeps in its own file.
-func build(cfg *config.Config, log filters.Logger, rt *route.Router, st state.Store, bus *event.Bus, test bool) (*Pipeline, error) {
+func build(cfg *config.Config, log filters.Logger, rt *route.Router, st state.Store, bus *event.Bus, test, policyOnly bool) (*Pipeline, error) {
 	p := &Pipeline{}
 	o, err := options(cfg, log, rt, st, bus, test, p)
+	if err == nil && policyOnly {
+		o = envelopeOnly(o)
+	}
 	if err != nil {
 		p.Close() // what was opened before the error
 		return nil, err
@@ -191,6 +203,21 @@ func options(cfg *config.Config, log filters.Logger, rt *route.Router, st state.
 		o.Final = append(o.Final, msgauth.NewSignCheck(s))
 	}
 	return o, nil
+}
+
+// envelopeOnly keeps of o the checks a policy server asks: those of the
+// envelope, without the relay policy, routing and the message's checks.
+func envelopeOnly(o filters.Options) filters.Options {
+	var keep []filters.Step
+	for _, st := range o.Checks {
+		switch st.Check.(type) {
+		case *address.Check, *route.Check, *milter.Check:
+			continue
+		}
+		keep = append(keep, st)
+	}
+	o.Checks, o.Scanners, o.Final = keep, nil, nil
+	return o
 }
 
 // guarded is a check with the pipeline's guard: its own bound plus the

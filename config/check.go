@@ -104,6 +104,7 @@ func (d *decoder) check(c *Config) {
 	d.checkAdmin(c)
 	d.checkTracking(c)
 	d.checkConsole(c)
+	d.checkPolicyServer(c)
 
 	if c.Log.Dir == "" {
 		c.Log.Dir = filepath.Join(c.DataDir, "log")
@@ -212,8 +213,9 @@ func (d *decoder) checkListen(c *Config) {
 			seen[a] = true
 		}
 	}
-	if len(c.Listen) == 0 && len(c.ListenTLS) == 0 {
-		d.failKey(keyPath{"listen"}, -1, "no listen address: listen and listen_tls are both empty")
+	// listen = [] beside a policy server: serve runs only that.
+	if len(c.Listen) == 0 && len(c.ListenTLS) == 0 && c.PolicyServer.Listen == "" {
+		d.failKey(keyPath{"listen"}, -1, "no listen address: listen and listen_tls are both empty (and no policy_server.listen)")
 	}
 }
 

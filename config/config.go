@@ -46,7 +46,7 @@ type Config struct {
 	written map[string]writtenValue
 
 	Hostname  string   `toml:"hostname"`   // default: os.Hostname(), "localhost" for the embedded default
-	Listen    []string `toml:"listen"`     // plain SMTP (STARTTLS if TLS set); default ["127.0.0.1:2525"] when absent; [] for TLS-only
+	Listen    []string `toml:"listen"`     // plain SMTP (STARTTLS if TLS set); default ["127.0.0.1:2525"] when absent; [] for TLS-only, or for no SMTP at all beside [policy_server]
 	ListenTLS []string `toml:"listen_tls"` // implicit TLS (port 465 case); needs [tls]; offers AUTH when [auth] is set
 	// ListenSubmission are submission listeners (port 587): STARTTLS,
 	// then AUTH; needs [tls] and [auth].
@@ -98,6 +98,8 @@ type Config struct {
 	Log        Log         `toml:"log"`
 	Admin      Admin       `toml:"admin"`
 	Digest     Digest      `toml:"digest"`
+	// PolicyServer is Postfix's policy delegation ([policy_server]).
+	PolicyServer PolicyServer `toml:"policy_server"`
 }
 
 // TLS holds the server certificate; STARTTLS is offered only when both are set.

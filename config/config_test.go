@@ -87,7 +87,7 @@ func TestLoadErrors(t *testing.T) {
 			`:8: key "listen_tls": address "127.0.0.1:2525" is listed twice`,
 		}},
 		{"bad-no-listen.toml", []string{
-			`:2: key "listen": no listen address: listen and listen_tls are both empty`,
+			`:2: key "listen": no listen address: listen and listen_tls are both empty (and no policy_server.listen)`,
 		}},
 		{"bad-domain.toml", []string{
 			`:5: key "relay.domains": invalid domain name "example.test.": remove the trailing dot`,
@@ -313,6 +313,7 @@ func TestLoadGood(t *testing.T) {
 		Log: Log{Dir: "/var/log/mxgate", Format: "json"},
 		Digest: Digest{URL: "https://mx1.example.test:8025", Schedule: "weekly", At: "06:30", AtTime: 6*time.Hour + 30*time.Minute,
 			LinkLifetime: Duration(3 * 24 * time.Hour), KeyFile: "/etc/mxgate/digest.key", From: "quarantine@example.test"},
+		PolicyServer: PolicyServer{Listen: "127.0.0.1:10031", DryRun: true, Timeout: Duration(5 * time.Minute), TransactionTimeout: Duration(30 * time.Minute)},
 	}
 	// The others are about files of this machine (/etc/userdomains), and
 	// TestFileWarnings' subject.
@@ -393,6 +394,7 @@ func TestLoadDefaults(t *testing.T) {
 		Log:      Log{Dir: absTestdata(t, "var/log"), Format: "exim"},
 		Digest: Digest{Schedule: "daily", At: "07:00", AtTime: 7 * time.Hour, LinkLifetime: Duration(7 * 24 * time.Hour),
 			KeyFile: absTestdata(t, "var/digest.key"), From: "postmaster@mx.example.test"},
+		PolicyServer: PolicyServer{Timeout: Duration(10 * time.Minute), TransactionTimeout: Duration(time.Hour)},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load(%s) =\n%s\nwant\n%s", path, got, want)

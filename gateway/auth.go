@@ -67,7 +67,7 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 func (s *session) login(mech, user, pass string, refuse bool) error {
 	srv, cfg := s.srv, s.cfg().Auth
 	ip := s.conn.ip.String()
-	host := s.hostDesc(safeHelo(s.c.Hostname()))
+	host := s.hostDesc(SafeHelo(s.c.Hostname()))
 	if srv.throttle.Blocked(time.Now(), ip, user) {
 		srv.trace.printf("AUTH %s: client [%s] or user %s blocked after %d failed logins (auth.max_failures)", mech, ip, user, cfg.MaxFailures)
 		srv.log.Reject("", fmt.Sprintf("%s authenticator failed for %s: 421 too many failed logins (set_id=%s)", mech, host, logLogin(user)))

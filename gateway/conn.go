@@ -298,7 +298,7 @@ func (c *conn) connect() []byte {
 	if c.implicitTLS {
 		return nil
 	}
-	s.log.Reject("", fmt.Sprintf("H=%s %s", host, refusalLog(v, `connection in "connect" ACL`)))
+	s.log.Reject("", fmt.Sprintf("H=%s %s", host, RefusalLog(v, `connection in "connect" ACL`)))
 	s.emitConnRefused(c, c.ip, c.listener, "", &out)
 	return []byte(strings.Join(smtptext.Lines(v.Code, v.Enhanced, v.Text), "\r\n") + "\r\n")
 }
@@ -348,7 +348,7 @@ func (s *Server) errorReply(sc *smtp.Conn, reply *smtp.SMTPError) *smtp.SMTPErro
 	if !ok || c.countError() <= c.gen.cfg.SMTP.MaxErrors {
 		return nil
 	}
-	host := mainlog.Host(c.host.Name, safeHelo(sc.Hostname()), c.ip)
+	host := mainlog.Host(c.host.Name, SafeHelo(sc.Hostname()), c.ip)
 	maxErrors := c.gen.cfg.SMTP.MaxErrors
 	s.trace.printf("more than smtp.max_errors %d refusals: closing the connection", maxErrors)
 	s.log.Reject("", fmt.Sprintf("SMTP call from %s dropped: too many syntax or protocol errors (more than smtp.max_errors=%d refusals)", host, maxErrors))

@@ -217,11 +217,11 @@ func BenchmarkEmitChecks(b *testing.B) {
 		{"on", event.NewBus(event.SinkFunc(func(*event.Event) {}))},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			srv := &Server{bus: tc.bus}
+			srv := &Server{bus: tc.bus, log: discardLog{}}
 			c := &conn{srv: srv, name: "x-1", listener: "smtp"}
 			b.ReportAllocs()
 			for b.Loop() {
-				srv.emitChecks(out, c, 1, "")
+				srv.report(out, "", "h", c, 1)
 			}
 		})
 	}
@@ -244,3 +244,9 @@ func TestEventsAuth(t *testing.T) {
 		t.Errorf("Refused events %+v, want one auth failure of alice on submission", rs)
 	}
 }
+
+type discardLog struct{}
+
+func (discardLog) Main(string, string)              {}
+func (discardLog) Reject(string, string, ...string) {}
+func (discardLog) Panic(string)                     {}

@@ -21,55 +21,27 @@ import (
 // its checks: the -bh trace, the log lines and the SMTP reply are made
 // here, each in one place.
 
-// report writes what the events of one stage want traced and logged. id
-// is the message's ID at DATA, "" before; host is the client's H=.
-//
-// It also emits the stage's Check events; c is the connection (txn its
+// report writes what the events of one stage want traced and logged,
+// and emits the stage's Check events. id is the message's ID at DATA, ""
+// before; host is the client's H=; c is the connection (txn its
 // transaction).
 func (srv *Server) report(out filters.Outcome, id, host string, c *conn, txn int) {
-	srv.emitChecks(out, c, txn, id)
 	for _, line := range out.Trace {
 		srv.trace.printf("%s", line)
 	}
-	for _, e := range out.Events {
-		if e.Scanner {
-			continue // traced together by traceScan
-		}
-		for _, line := range e.Verdict.Trace {
-			srv.trace.printf("%s", line)
-		}
-		for _, l := range e.Verdict.Logs {
-			text := l.Text
-			if l.Host {
-				text = "H=" + host + " " + text
-			}
-			switch l.Kind {
-			case filters.RejectLog:
-				srv.log.Reject(id, text)
-			case filters.PanicLog:
-				if id != "" {
-					text = id + " " + text
-				}
-				srv.log.Panic(text)
-			default:
-				srv.log.Main(id, text)
-			}
-		}
+	var trace func(string)
+	if srv.trace != nil {
+		trace = func(line string) { srv.trace.printf("%s", line) }
 	}
-}
-
-// refusalLog is the rejectlog line of a command a check refused, Exim's
-// "H=... F=<...> rejected RCPT <...>: reason" after the H= and F=.
-func refusalLog(v filters.Verdict, what string) string {
-	verb := "rejected"
-	if v.Action == filters.Tempfail {
-		verb = "temporarily rejected"
+	bus := srv.bus
+	var base event.Event
+	if c == nil {
+		bus = nil
+	} else {
+		base = c.base(event.Check)
+		base.Txn = txn
 	}
-	why := v.Log
-	if why == "" {
-		why = v.Text
-	}
-	return verb + " " + what + ": " + why
+	Reporter{Log: srv.log, Bus: bus}.Stage(out, id, host, base, trace)
 }
 
 // scanEvents are the events of the content scanners of a DATA outcome.
@@ -219,25 +191,6 @@ func (s *Server) emitConnRefused(c *conn, ip netip.Addr, listener, why string, o
 	s.bus.Emit(e)
 }
 
-// emitChecks is one Check event per answer of a stage (scanners too):
-// what metrics count per check and tracking shows in a timeline. Reason
-// is the verdict's facts as logged ("spamd score=12.1 required=5.0",
-// msgauth's "spf=pass dkim=pass:example.org dmarc=pass").
-func (s *Server) emitChecks(out filters.Outcome, c *conn, txn int, id string) {
-	if !s.bus.Enabled() || c == nil {
-		return
-	}
-	for _, fe := range out.Events {
-		e := c.base(event.Check)
-		e.Txn, e.ID = txn, id
-		v := fe.Verdict
-		e.Check, e.Stage, e.Action, e.ReasonCode = fe.Check, stageNames[fe.Stage], v.Action.String(), v.ReasonCode
-		e.Score, e.Scored, e.Virus, e.List = v.Score, v.Scored, v.Virus, v.List
-		e.Reason, e.Err, e.Duration = v.Log, fe.Err, fe.Duration
-		s.bus.Emit(e)
-	}
-}
-
 // stageNames are the events' names of the stages.
 var stageNames = [...]string{filters.StageConnect: "connect", filters.StageHelo: "helo",
 	filters.StageMail: "mail", filters.StageRcpt: "rcpt", filters.StageData: "data"}
@@ -299,7 +252,7 @@ func (s *session) refused(stage string, tx *transaction, rcpt string, why refusa
 			e.Recipients = tx.Rcpts
 		}
 	} else {
-		e.Txn, e.Helo = int(s.conn.txn.Load()), safeHelo(s.c.Hostname())
+		e.Txn, e.Helo = int(s.conn.txn.Load()), SafeHelo(s.c.Hostname())
 	}
 	e.Code, e.Text = r.Code, r.Message
 	if r.EnhancedCode != (smtp.EnhancedCode{}) {
@@ -335,7 +288,7 @@ func (c *conn) protocolRefused(sc *smtp.Conn, r *smtp.SMTPError) {
 		return
 	}
 	e := c.base(event.Refused)
-	e.Stage, e.Helo, e.Txn, e.ReasonCode = "protocol", safeHelo(sc.Hostname()), int(c.txn.Load()), "protocol"
+	e.Stage, e.Helo, e.Txn, e.ReasonCode = "protocol", SafeHelo(sc.Hostname()), int(c.txn.Load()), "protocol"
 	e.Code, e.Enhanced, e.Text = r.Code, enhanced([3]int(r.EnhancedCode)), r.Message
 	c.srv.bus.Emit(e)
 }
@@ -386,7 +339,7 @@ func (s *session) refusedAuth(user, code, reason string, r *smtp.SMTPError) erro
 		return r
 	}
 	e := s.conn.base(event.Refused)
-	e.Stage, e.Helo, e.AuthUser, e.Txn = "auth", safeHelo(s.c.Hostname()), user, int(s.conn.txn.Load())
+	e.Stage, e.Helo, e.AuthUser, e.Txn = "auth", SafeHelo(s.c.Hostname()), user, int(s.conn.txn.Load())
 	e.Code, e.Enhanced, e.Text = r.Code, enhanced([3]int(r.EnhancedCode)), r.Message
 	e.ReasonCode, e.Reason = code, reason
 	s.conn.markEmitted(r)

@@ -158,11 +158,11 @@ func commentEscape(s string) string {
 	return b.String()
 }
 
-// safeHelo makes the HELO argument fit the Received: header, the -H file
+// SafeHelo makes the HELO argument fit the Received: header, the -H file
 // and the logs: go-smtp takes any bytes up to the first space, so anything
 // but the characters of domains and address literals becomes "?", and the
 // length is capped at a domain name's 255.
-func safeHelo(h string) string {
+func SafeHelo(h string) string {
 	if len(h) > 255 {
 		h = h[:255]
 	}

@@ -210,8 +210,8 @@ func TestSafeHelo(t *testing.T) {
 		"a(b);c\r\x00é":          "a?b??c????",
 		strings.Repeat("a", 300): strings.Repeat("a", 255),
 	} {
-		if got := safeHelo(in); got != want {
-			t.Errorf("safeHelo(%q) = %q, want %q", in, got, want)
+		if got := SafeHelo(in); got != want {
+			t.Errorf("SafeHelo(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

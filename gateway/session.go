@@ -84,7 +84,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		return errConnClosed
 	}
 	srv := s.srv
-	helo := safeHelo(s.c.Hostname())
+	helo := SafeHelo(s.c.Hostname())
 	tx := &transaction{Tx: filters.Tx{Helo: helo, Sender: from}, proto: "smtp", txn: int(s.conn.txn.Add(1))}
 	tx.AuthUser, tx.AuthMech = s.conn.authState()
 	srv.mu.Lock()
@@ -131,7 +131,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	}
 	host := s.hostDesc(helo)
 	if v := s.conn.connectRefusal(); v != nil {
-		srv.log.Reject("", fmt.Sprintf("H=%s %s", host, refusalLog(*v, "MAIL <"+from+">")))
+		srv.log.Reject("", fmt.Sprintf("H=%s %s", host, RefusalLog(*v, "MAIL <"+from+">")))
 		return s.refused("mail", tx, "", refusal{check: s.conn.refusalCheck, reasonCode: v.ReasonCode, list: v.List, reason: v.Log}, replyOf(*v))
 	}
 	ctx := s.conn.ctx
@@ -157,7 +157,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 		}
 	})
 	if v := out.Verdict; v.Refuses() {
-		srv.log.Reject("", fmt.Sprintf("H=%s %s", host, refusalLog(v, "MAIL <"+from+">")))
+		srv.log.Reject("", fmt.Sprintf("H=%s %s", host, RefusalLog(v, "MAIL <"+from+">")))
 		return s.refused("mail", tx, "", checkRefusal(out), replyOf(v))
 	}
 	if st, ok := s.c.TLSConnectionState(); ok {
@@ -208,7 +208,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		for _, line := range v.Trace {
 			srv.trace.printf("%s", line)
 		}
-		srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> %s", host, tx.Sender, refusalLog(v, "RCPT <"+to+">")))
+		srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> %s", host, tx.Sender, RefusalLog(v, "RCPT <"+to+">")))
 		return s.refused("rcpt", tx, to, refusal{reasonCode: v.ReasonCode, reason: v.Log}, replyOf(v))
 	}
 	rcpt := a.String()
@@ -218,7 +218,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	})
 	s.srv.report(out, "", host, s.conn, tx.txn)
 	if v := out.Verdict; v.Refuses() {
-		srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> %s", host, tx.Sender, refusalLog(v, "RCPT <"+rcpt+">")))
+		srv.log.Reject("", fmt.Sprintf("H=%s F=<%s> %s", host, tx.Sender, RefusalLog(v, "RCPT <"+rcpt+">")))
 		return s.refused("rcpt", tx, rcpt, checkRefusal(out), replyOf(v))
 	}
 	if srv.trace != nil {
@@ -451,7 +451,7 @@ func (s *session) Data(r io.Reader) error {
 	switch v.Action {
 	case filters.Reject, filters.Tempfail:
 		abort()
-		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> %s", host, tx.Sender, refusalLog(filters.Verdict{Action: v.Action, Log: v.Text}, "after DATA")))
+		srv.log.Reject(string(id), fmt.Sprintf("H=%s F=<%s> %s", host, tx.Sender, RefusalLog(filters.Verdict{Action: v.Action, Log: v.Text}, "after DATA")))
 		return s.refusedData(tx, id, out, replyOf(v))
 	case filters.Discard:
 		abort()

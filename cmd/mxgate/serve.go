@@ -85,6 +85,11 @@ func serve(e *env) error {
 	if err != nil {
 		return err
 	}
+	if len(cfg.Listen)+len(cfg.ListenTLS) == 0 {
+		// listen = []: only the servers for another MTA, no SMTP and no
+		// queue of our own (config allows it only beside them).
+		return serveOnly(e, cfg)
+	}
 	if err := mayServe(cfg); err != nil {
 		return err
 	}
@@ -164,6 +169,14 @@ func serve(e *env) error {
 		return err
 	}
 	d.gw, d.runner = gw, runner
+	// Bound with the SMTP listeners, before root is dropped; its own
+	// pipeline of the MAIL and RCPT checks, built from the config of the
+	// start.
+	policy, err := listenPolicy(cfg, log, bus, store)
+	if err != nil {
+		return err
+	}
+	defer policy.close()
 	// The admin listener is bound with the others, before root is
 	// dropped; it closes last, so /metrics answers through the drain.
 	console, err := newConsole(cfg, log, sp, bus, runner, trackStore)
@@ -221,6 +234,7 @@ func serve(e *env) error {
 		}
 	}()
 	admin.serve()
+	policy.serve()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -232,7 +246,11 @@ func serve(e *env) error {
 	served := make(chan error, 1)
 	go func() { served <- gw.Serve() }()
 	admin.listening(true)
-	log.Main("", fmt.Sprintf("mxgate daemon started: pid=%d, listening for SMTP on %v", os.Getpid(), gw.Addrs()))
+	started := fmt.Sprintf("mxgate daemon started: pid=%d, listening for SMTP on %v", os.Getpid(), gw.Addrs())
+	if policy != nil {
+		started += ", policy server on " + policy.addr()
+	}
+	log.Main("", started)
 	announce(e, cfg, gw.Addrs(), verbose)
 	// The listeners are bound (gateway.New): a client connecting now is
 	// served, so systemd may call the unit started.

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"mxgate/checks"
+	"mxgate/config"
+	"mxgate/event"
+	"mxgate/filters"
+	"mxgate/mainlog"
+	"mxgate/pidfile"
+	"mxgate/policysrv"
+	"mxgate/state"
+)
+
+func init() {
+	register("policy", "\trun only the Postfix policy delegation server of [policy_server] in the foreground (SIGTERM stops it)", policyCmd,
+		withDoc(`The policy server answers Postfix's check_policy_service at RCPT with
+mxgate's MAIL and RCPT stage checks (DNS lists, recipient verification,
+rate limits, greylisting, callouts) and logs as serve does. serve runs
+it too, beside SMTP, when policy_server.listen is set, and alone when
+listen = [].`))
+}
+
+// policyServer is [policy_server] bound: its listener and the pipeline it
+// answers with, both closed by close.
+type policyServer struct {
+	srv    *policysrv.Server
+	ln     net.Listener
+	checks *checks.Pipeline
+	log    *mainlog.Logger
+	closed sync.Once
+}
+
+// listenPolicy binds [policy_server] (root may be needed for the address;
+// the caller drops privileges after) with the MAIL and RCPT checks of
+// cfg; nil when it is off. A unix socket left by an earlier run is
+// replaced; the new one is 0666, as Postfix's smtpd asks from its own user.
+func listenPolicy(cfg *config.Config, log *mainlog.Logger, bus *event.Bus, store state.Store) (*policyServer, error) {
+	pc := cfg.PolicyServer
+	if pc.Listen == "" {
+		return nil, nil
+	}
+	router, err := newRouter(cfg, log, bus)
+	if err != nil {
+		return nil, err
+	}
+	p, err := checks.BuildPolicy(cfg, log, router, store, bus)
+	if err != nil {
+		return nil, err
+	}
+	network, addr := pc.PolicyNetwork()
+	if network == "unix" {
+		if err := os.MkdirAll(filepath.Dir(addr), 0o755); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("policy_server.listen: %w", err)
+		}
+		if err := os.Remove(addr); err != nil && !errors.Is(err, os.ErrNotExist) {
+			p.Close()
+			return nil, fmt.Errorf("policy_server.listen: removing the old socket: %w", err)
+		}
+	}
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		p.Close()
+		return nil, fmt.Errorf("policy_server.listen: %w", err)
+	}
+	if network == "unix" {
+		if err := os.Chmod(addr, 0o666); err != nil {
+			ln.Close()
+			p.Close()
+			return nil, fmt.Errorf("policy_server.listen: %w", err)
+		}
+		if cfg.UID > 0 {
+			os.Chown(addr, cfg.UID, cfg.GID) // the daemon removes it at its next start
+		}
+	}
+	srv := policysrv.New(policysrv.Options{
+		Pipeline: func() *filters.Pipeline { return p.Pipeline },
+		Log:      log, Bus: bus, DryRun: pc.DryRun,
+		Timeout: time.Duration(pc.Timeout), TransactionTimeout: time.Duration(pc.TransactionTimeout),
+	})
+	return &policyServer{srv: srv, ln: ln, checks: p, log: log}, nil
+}
+
+// serve answers until close; a listener that fails is logged.
+func (ps *policyServer) serve() {
+	if ps == nil {
+		return
+	}
+	go func() {
+		if err := ps.srv.Serve(ps.ln); err != nil {
+			ps.log.Panic(err.Error())
+		}
+	}()
+}
+
+// close stops the server, then its checks; once.
+func (ps *policyServer) close() {
+	if ps == nil {
+		return
+	}
+	ps.closed.Do(func() {
+		ps.srv.Close()
+		if err := ps.checks.Close(); err != nil {
+			ps.log.Panic(fmt.Sprintf("closing the policy server's checks: %v", err))
+		}
+	})
+}
+
+// addr is where it listens, for the start lines.
+func (ps *policyServer) addr() string {
+	if ps == nil {
+		return ""
+	}
+	return ps.ln.Addr().String()
+}
+
+// policyCmd is `mxgate policy`: the policy server alone.
+func policyCmd(e *env) error {
+	if err := noArgs(e); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(e.configPath)
+	if err != nil {
+		return err
+	}
+	if cfg.PolicyServer.Listen == "" {
+		return fmt.Errorf("policy_server.listen is not set in %s", configName(e.configPath))
+	}
+	return serveOnly(e, cfg)
+}
+
+// serveOnly runs the servers for another MTA ([policy_server]) without
+// SMTP listeners and without a queue: `mxgate policy`, and serve with
+// listen = []. SIGTERM or SIGINT stops it, SIGUSR1 reopens the logs; a
+// SIGHUP reopens the logs too, the config is read at start only.
+func serveOnly(e *env, cfg *config.Config) error {
+	if err := mayServe(cfg); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("creating data_dir: %w", err)
+	}
+	lock, err := pidfile.Acquire(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	_, logDirErr := os.Stat(cfg.Log.Dir)
+	log, err := mainlog.Open(cfg.Log.Dir, cfg.Log.Format == "json")
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	bus, _, err := newBus(cfg, log, true)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := bus.Close(); err != nil {
+			log.Panic(fmt.Sprintf("closing the event sinks: %v", err))
+		}
+	}()
+	store, err := state.Open(cfg.StateOptions())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Panic(fmt.Sprintf("closing the state store: %v", err))
+		}
+	}()
+	ps, err := listenPolicy(cfg, log, bus, store)
+	if err != nil {
+		return err
+	}
+	defer ps.close()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+	pidFile := pidPath(cfg)
+	if err := pidfile.Write(pidFile); err != nil {
+		return err
+	}
+	defer pidfile.Remove(pidFile)
+	if err := dropPrivileges(cfg, !os.IsNotExist(logDirErr)); err != nil {
+		return err
+	}
+	ps.serve()
+	log.Main("", fmt.Sprintf("mxgate daemon started: pid=%d, no SMTP listener, policy server on %s", os.Getpid(), ps.addr()))
+	fmt.Fprintf(e.stderr, "mxgate: policy server on %s (config %s, logs in %s)\n", ps.addr(), configName(e.configPath), cfg.Log.Dir)
+	for sig := range sigs {
+		switch sig {
+		case syscall.SIGHUP, syscall.SIGUSR1:
+			if err := log.Reopen(); err != nil {
+				fmt.Fprintf(e.stderr, "mxgate: reopening logs: %v\n", err)
+			}
+			if sig == syscall.SIGHUP {
+				log.Main("", "reload: without SMTP listeners only the logs are reopened; restart to change the config")
+			}
+			continue
+		}
+		log.Main("", fmt.Sprintf("mxgate daemon stopping on %v", sig))
+		break
+	}
+	ps.close()
+	log.Main("", "mxgate daemon stopped")
+	return nil
+}
