@@ -488,7 +488,9 @@ fi
 if has_part milter; then
 	echo
 	echo "Milter: $milter_scenario, median of $rounds interleaved rounds, each on a fresh Postfix; end to end = smtp-source's start to the sink's last message"
-	echo "(postfix+mxgate: mxgate's milter server$([[ $milter_spamd == 1 ]] && echo " with spamd scanning every message") ; postfix+rspamd: rspamd's own checks, offline)"
+	checks="its envelope checks only (MILTER_SPAMD=0)"
+	[[ $milter_spamd == 1 ]] && checks="spamd scanning every message"
+	echo "(postfix+mxgate: mxgate's milter server, $checks; postfix+rspamd: rspamd's own checks, offline)"
 	IFS=x read -r _ _ messages <<<"$milter_scenario"
 	pf_e=$(awk '$1 == "postfix" { print $3 }' "$milter_results" | median)
 	mx_e=$(awk '$1 == "mxgate" { print $3 }' "$milter_results" | median)

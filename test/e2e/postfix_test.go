@@ -186,6 +186,14 @@ func TestPostfixMilter(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			// The gauge counts Postfix's milter session while the
+			// client's is open, or its 0 below would prove nothing.
+			waitFor(t, postfixWait, func() string {
+				if n, err := connectionsActive(t, admin); err != nil || n < 1 {
+					return fmt.Sprintf("mxgate_connections_active %d (%v) with a session %s open, want 1", n, err, st.name)
+				}
+				return ""
+			})
 			c.Close()
 		}
 		waitFor(t, postfixWait, func() string {
