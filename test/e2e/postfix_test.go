@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -94,7 +95,9 @@ func bodyFiles(t *testing.T, dir string) []string {
 // client is told and what Postfix relays to the sink must be gateway
 // mode's: the pharmacy spam stamped with mxgate's X-Spam-* fields (the
 // sender's forged ones gone), EICAR refused after the dot with mxgate's
-// text, a client on bl.test refused at RCPT with mxgate's text. Sessions
+// text, a client on bl.test refused at RCPT with mxgate's text; the
+// refusals in gateway mode's rejectlog lines, Postfix's queue ID the
+// message's ID in the mainlog. Sessions
 // the client drops at MAIL, RCPT and in DATA leave no body file in
 // data_dir and no connection open in mxgate's metrics.
 func TestPostfixMilter(t *testing.T) {
@@ -121,6 +124,15 @@ func TestPostfixMilter(t *testing.T) {
 			t.Fatalf("end of data through Postfix -> %v, %v; want 250", r, err)
 		}
 		c.expect(t, "QUIT", 221)
+		// Postfix's queue ID (the milter macro i) is the message's ID in
+		// mxgate's mainlog, so exigrep follows it.
+		qid := regexp.MustCompile(`queued as (\w+)`).FindStringSubmatch(r.Text())
+		if qid == nil {
+			t.Fatalf("Postfix's 250 names no queue ID: %v", r)
+		}
+		if log := strings.Join(g.in(t).mainlog(), "\n"); !strings.Contains(log, qid[1]) {
+			t.Errorf("mxgate's mainlog never names Postfix's queue ID %s:\n%s", qid[1], log)
+		}
 		m := waitSinkCase(t, s, pf, "spam")
 		hs := spamHeaders(m.raw)
 		for _, want := range []string{"X-Spam-Status: Yes, score=", "X-Spam-Score: ", "X-Spam-Bar: +", "X-Spam-Flag: YES"} {
@@ -153,6 +165,11 @@ func TestPostfixMilter(t *testing.T) {
 			t.Errorf("end of data through Postfix -> %v, want mxgate's 550 5.7.1 Virus found: ...", r)
 		}
 		c.expect(t, "QUIT", 221)
+		// Gateway mode's line, under Postfix's queue ID.
+		re := regexp.MustCompile(`^[0-9A-Za-z]+ H=\(client\.test\) \[127\.0\.0\.1\] F=<a@client\.test> rejected after DATA: Virus found: Test\.EICAR\.NDB\.UNOFFICIAL$`)
+		if rej := g.in(t).rejectlog(); !slices.ContainsFunc(rej, re.MatchString) {
+			t.Errorf("rejectlog has no line matching %s:\n%s", re, strings.Join(rej, "\n"))
+		}
 	})
 
 	t.Run("RBL-listed client refused at RCPT", func(t *testing.T) {
@@ -160,6 +177,11 @@ func TestPostfixMilter(t *testing.T) {
 		want := "554 5.7.1 Service unavailable; client [127.0.0.20] blocked using bl.test (Listed in bl.test, see http://bl.test/lookup?ip=127.0.0.20)"
 		if r.String() != want {
 			t.Errorf("RCPT from 127.0.0.20 through Postfix -> %v, want %s", r, want)
+		}
+		// Gateway mode's rejectlog line (TestRBL), word for word.
+		line := "H=(client.test) [127.0.0.20] F=<a@client.test> rejected RCPT <u@example.test>: 127.0.0.20 is listed at bl.test (127.0.0.2: Listed in bl.test, see http://bl.test/lookup?ip=127.0.0.20)"
+		if rej := g.in(t).rejectlog(); !slices.Contains(rej, line) {
+			t.Errorf("rejectlog lacks %q:\n%s", line, strings.Join(rej, "\n"))
 		}
 	})
 
