@@ -36,6 +36,9 @@ die() {
 packages=(
 	postfix:/usr/sbin/smtp-sink
 	postfix:/usr/sbin/smtp-source
+	# The private Postfix MTA of the milter and policy e2e tests
+	# (peers.sh postfix-mta); it needs no /etc/postfix/main.cf.
+	postfix:/usr/sbin/postfix
 	dovecot-core:/usr/sbin/dovecot
 	dovecot-lmtpd:/usr/lib/dovecot/lmtp
 	rbldnsd:/usr/sbin/rbldnsd

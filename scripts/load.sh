@@ -19,6 +19,15 @@
 #    (accept to sink: VmHWM after resetting it), then the RSS with 10,000
 #    sessions open at once, greeted and EHLO'd, from 127.0.0.1, .2, ...
 #    (PER_IP sessions each, under max_connections_per_ip).
+# 4. Milter. Postfix alone, Postfix with mxgate as its milter (mxgate
+#    milter server, [spamd] scanning each message with a real spamd,
+#    reject_score 100 so nothing is refused) and Postfix with Debian's
+#    rspamd as its milter (its own checks, offline), in ROUNDS interleaved
+#    rounds of MILTER_SCENARIO; each round on a fresh Postfix (peers.sh
+#    postfix-mta) relaying to the counting sink. The spam scan is the check
+#    they share; MILTER_SPAMD=0 runs mxgate with no content check (its
+#    envelope checks only). Printed: the median msg/s of each and the
+#    ratios to Postfix alone and mxgate/rspamd.
 # With PPROF=1 an extra, unmeasured round of the first scenario runs first
 # with MXGATE_PPROF set: a CPU and an allocation profile of PPROF_SECONDS
 # are written to the scratch directory (kept) and `go tool pprof -top` of
@@ -26,10 +35,10 @@
 #
 #   scripts/load.sh               # needs root (Postfix) and scripts/install-test-deps.sh
 #   QUICK=1 scripts/load.sh       # a smoke run of every part in about a minute (numbers meaningless)
-#   PARTS=latency scripts/load.sh # one or more of: throughput latency memory
+#   PARTS=latency scripts/load.sh # one or more of: throughput latency memory milter
 #
 # Environment:
-#   PARTS ("throughput latency memory"), ROUNDS (3),
+#   PARTS ("throughput latency memory milter"), ROUNDS (3),
 #   SCENARIOS ("4096x20x3000 4096x200x3000 102400x20x1000": SIZExSESSIONSxMESSAGES),
 #   LATENCY_MESSAGES (1000), LATENCY_SIZE (4096), IDLE_SESSIONS (10000), PER_IP (500),
 #   BIG_SIZE (52428800 bytes), PPROF=1, PPROF_SECONDS (20),
@@ -37,10 +46,12 @@
 #   MXGATE=/path/to/binary (default: go build ./cmd/mxgate),
 #   MXGATE_TOML=FILE (appended to every mxgate config: e.g. a [queue] section;
 #   the harness sets only [smtp] limits, [relay] and [downstream]),
-#   DRAIN_TIMEOUT (300 s: the longest wait for the sink after a round's last 250).
+#   DRAIN_TIMEOUT (300 s: the longest wait for the sink after a round's last 250),
+#   MILTER_SCENARIO ("4096x20x1000"), MILTER_SPAMD (1).
 # QUICK=1 changes the defaults to ROUNDS=1, SCENARIOS="4096x20x300
 # 4096x200x400 102400x20x100", LATENCY_MESSAGES=50, IDLE_SESSIONS=1000,
-# BIG_SIZE=5242880, PPROF_SECONDS=3; explicit settings still win.
+# BIG_SIZE=5242880, PPROF_SECONDS=3, MILTER_SCENARIO="4096x20x100";
+# explicit settings still win.
 # The scratch directory is under TMPDIR (default /var/tmp): a disk, so
 # both gateways pay for fsync as a real spool does.
 # Exit status: 0 measured, 1 failed (the reason is on stderr).
@@ -53,9 +64,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 if [[ ${QUICK:-0} == 1 ]]; then
 	: "${ROUNDS:=1}" "${SCENARIOS:=4096x20x300 4096x200x400 102400x20x100}" "${LATENCY_MESSAGES:=50}"
-	: "${IDLE_SESSIONS:=1000}" "${BIG_SIZE:=5242880}" "${PPROF_SECONDS:=3}"
+	: "${IDLE_SESSIONS:=1000}" "${BIG_SIZE:=5242880}" "${PPROF_SECONDS:=3}" "${MILTER_SCENARIO:=4096x20x100}"
 fi
-readonly parts=${PARTS:-throughput latency memory} rounds=${ROUNDS:-3}
+readonly parts=${PARTS:-throughput latency memory milter} rounds=${ROUNDS:-3}
+readonly milter_scenario=${MILTER_SCENARIO:-4096x20x1000} milter_spamd=${MILTER_SPAMD:-1}
 readonly scenarios=${SCENARIOS:-4096x20x3000 4096x200x3000 102400x20x1000}
 readonly latency_messages=${LATENCY_MESSAGES:-1000} latency_size=${LATENCY_SIZE:-4096}
 readonly idle_sessions=${IDLE_SESSIONS:-10000} per_ip=${PER_IP:-500} big_size=${BIG_SIZE:-52428800}
@@ -70,7 +82,7 @@ readonly ready_timeout=15 stop_timeout=30 log_timeout=30
 
 has_part() { [[ " $parts " == *" $1 "* ]]; }
 for part in $parts; do
-	case $part in throughput | latency | memory) ;; *) die "PARTS: unknown part $part (throughput, latency, memory)" ;; esac
+	case $part in throughput | latency | memory | milter) ;; *) die "PARTS: unknown part $part (throughput, latency, memory, milter)" ;; esac
 done
 
 postfix_too() { [[ ${SKIP_POSTFIX:-0} != 1 ]]; }
@@ -90,10 +102,11 @@ wait_count() {
 # --- mxgate -------------------------------------------------------------------
 mx_pid='' mx_port='' mx_dir='' mx_received=0
 
-# start_mxgate NAME SINK-PORT MAX-CONNECTIONS MAX-PER-IP [MAX-MESSAGE-SIZE] [PPROF-ADDR]:
-# a fresh mxgate in $scratch/NAME relaying example.test to the sink.
+# start_mxgate NAME SINK-PORT MAX-CONNECTIONS MAX-PER-IP [MAX-MESSAGE-SIZE] [PPROF-ADDR] [TOML-FILE]:
+# a fresh mxgate in $scratch/NAME relaying example.test to the sink, with
+# the sections of TOML-FILE ([milter_server], [spamd]) appended.
 start_mxgate() {
-	local name=$1 sink=$2 maxconn=$3 perip=$4 maxsize=${5:-52428800} pprof_addr=${6:-}
+	local name=$1 sink=$2 maxconn=$3 perip=$4 maxsize=${5:-52428800} pprof_addr=${6:-} toml=${7:-}
 	mx_dir=$scratch/$name
 	mx_port=$(free_port)
 	mx_received=0
@@ -118,6 +131,9 @@ domains = ["example.test"]
 url      = "smtp://127.0.0.1:$sink"
 starttls = "none"
 EOF
+	if [[ -n $toml ]]; then
+		cat "$toml" >>"$mx_dir/mxgate.toml"
+	fi
 	if [[ -n ${MXGATE_TOML:-} ]]; then
 		cat "$MXGATE_TOML" >>"$mx_dir/mxgate.toml" || die "MXGATE_TOML=$MXGATE_TOML: cannot read"
 	fi
@@ -138,74 +154,23 @@ mx_spooled() { find "$mx_dir/data/spool/input" -name '*-H' 2>/dev/null | wc -l; 
 # --- Postfix ------------------------------------------------------------------
 pf_master='' pf_port='' pf_dir='' pf_sent=0
 
-# start_postfix NAME SINK-PORT SESSIONS: a scratch Postfix in $scratch/NAME
-# doing mxgate's job: relay example.test to the sink, queue on disk. No
-# chroot (the scratch queue holds none of the files a chroot needs), no DNS
-# (relayhost is an IP), logs into the scratch directory, enough smtpd
-# processes and per-client connections for SESSIONS at once (twice
-# SESSIONS per client, as for mxgate).
+# start_postfix NAME SINK-PORT SESSIONS [MAIN_CF_EXTRA_FILE]: a scratch
+# Postfix in $scratch/NAME doing mxgate's job (peers.sh postfix-mta: relay
+# example.test to the sink, queue on disk), with enough smtpd processes and
+# per-client connections for SESSIONS at once (twice SESSIONS per client,
+# as for mxgate); extra main.cf lines (a milter) from the file.
 start_postfix() {
-	local name=$1 sink=$2 sessions=$3 conf
+	local name=$1 sink=$2 sessions=$3 extra=${4:-}
 	pf_dir=$scratch/$name
-	conf=$pf_dir/conf
 	pf_port=$(free_port)
 	pf_sent=0
-	mkdir -p "$conf" "$pf_dir/queue" "$pf_dir/data"
-	chown postfix "$pf_dir/data"
-	cat >"$conf/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $pf_dir/queue
-data_directory = $pf_dir/data
-maillog_file = $pf_dir/maillog
-maillog_file_prefixes = $pf_dir
-myhostname = postfix.load.test
-mydestination =
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-relay_domains = example.test
-relayhost = [127.0.0.1]:$sink
-smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
-smtpd_peername_lookup = no
-smtpd_client_connection_count_limit = $((2 * sessions + 10))
-alias_maps =
-alias_database =
-local_recipient_maps =
-smtp_tls_security_level = none
-smtpd_tls_security_level = none
-biff = no
-EOF
-	cat >"$conf/master.cf" <<EOF
-127.0.0.1:$pf_port inet n - n - $((sessions + 10)) smtpd
-pickup    unix  n - n 60    1 pickup
-cleanup   unix  n - n -     0 cleanup
-qmgr      unix  n - n 300   1 qmgr
-rewrite   unix  - - n -     - trivial-rewrite
-bounce    unix  - - n -     0 bounce
-defer     unix  - - n -     0 bounce
-trace     unix  - - n -     0 bounce
-verify    unix  - - n -     1 verify
-flush     unix  n - n 1000? 0 flush
-proxymap  unix  - - n -     - proxymap
-smtp      unix  - - n -     - smtp
-relay     unix  - - n -     - smtp
-showq     unix  n - n -     - showq
-error     unix  - - n -     - error
-retry     unix  - - n -     - error
-discard   unix  - - n -     - discard
-anvil     unix  - - n -     1 anvil
-scache    unix  - - n -     1 scache
-postlog   unix-dgram n - n - 1 postlogd
-EOF
-	postfix -c "$conf" start >/dev/null 2>&1 || die "postfix -c $conf start failed; see $pf_dir/maillog:
-$(tail -n 20 "$pf_dir/maillog" 2>/dev/null)"
-	pf_master=$(tr -d ' ' <"$pf_dir/queue/pid/master.pid")
-	wait_greeting postfix "$pf_port" "$pf_master"
+	POSTFIX_SESSIONS=$sessions "$root/scripts/peers.sh" start postfix-mta "$pf_dir" "$pf_port" "$sink" ${extra:+"$extra"} >/dev/null ||
+		die "peers.sh start postfix-mta $pf_dir failed"
+	pf_master=$(<"$pf_dir/postfix-mta.pid")
 }
 
 stop_postfix() {
-	postfix -c "$pf_dir/conf" stop >/dev/null 2>&1 || die "postfix -c $pf_dir/conf stop failed"
-	wait_gone "$pf_master" || die "postfix master (PID $pf_master) still running ${stop_timeout}s after stop"
+	"$root/scripts/peers.sh" stop postfix-mta "$pf_dir" >/dev/null || die "peers.sh stop postfix-mta $pf_dir failed"
 	pf_master=''
 }
 
@@ -222,11 +187,12 @@ cleanup() {
 		kill -TERM "$mx_pid"
 		wait_gone "$mx_pid" || kill -KILL "$mx_pid"
 	fi
-	if [[ -n $pf_master ]] && alive "$pf_master"; then
-		postfix -c "$pf_dir/conf" stop >/dev/null 2>&1 || kill -TERM "$pf_master"
-		wait_gone "$pf_master" || kill -KILL "$pf_master"
+	if [[ -n $pf_master ]]; then
+		"$root/scripts/peers.sh" stop postfix-mta "$pf_dir" >/dev/null 2>&1
 	fi
 	[[ -n $sink_pid ]] && "$root/scripts/peers.sh" stop smtp-sink "$scratch/sink" >/dev/null 2>&1
+	[[ -d $scratch/rspamd ]] && "$root/scripts/peers.sh" stop rspamd "$scratch/rspamd" >/dev/null 2>&1
+	[[ -d $scratch/spamd ]] && "$root/scripts/peers.sh" stop spamd "$scratch/spamd" >/dev/null 2>&1
 	if [[ ${KEEP:-0} == 1 || $pprof == 1 || $rc != 0 ]]; then
 		echo "$prog: scratch directory kept: $scratch" >&2
 	else
@@ -414,6 +380,58 @@ if has_part latency || has_part memory; then
 	fi
 fi
 
+# --- 4. milter ---------------------------------------------------------------------
+milter_results=$scratch/milter.txt
+milter_variants="postfix mxgate rspamd"
+if has_part milter; then
+	: >"$milter_results"
+	IFS=x read -r size sessions messages <<<"$milter_scenario"
+	[[ $size =~ ^[0-9]+$ && $sessions =~ ^[0-9]+$ && $messages =~ ^[0-9]+$ ]] ||
+		die "MILTER_SCENARIO: $milter_scenario is not SIZExSESSIONSxMESSAGES"
+	((EUID == 0)) || die "the milter part runs Postfix and needs root"
+	mkdir -p "$scratch/sink"
+	sink_port=$(free_port)
+	"$root/scripts/peers.sh" start smtp-sink "$scratch/sink" "$sink_port" --no-dump -c >/dev/null
+	sink_pid=$(<"$scratch/sink/smtp-sink.pid")
+	# rspamd takes its port and the two after it.
+	rspamd_port=$(free_port)
+	"$root/scripts/peers.sh" start rspamd "$scratch/rspamd" "$rspamd_port" >/dev/null
+	milter_port=$(free_port)
+	{
+		printf '[milter_server]\nlisten = "inet:127.0.0.1:%s"\n' "$milter_port"
+		if [[ $milter_spamd == 1 ]]; then
+			spamd_port=$(free_port)
+			"$root/scripts/peers.sh" start spamd "$scratch/spamd" "$spamd_port" >/dev/null
+			printf '[spamd]\naddress = ["127.0.0.1:%s"]\nreject_score = 100.0\ntimeout = "60s"\n' "$spamd_port"
+		fi
+	} >"$scratch/mxgate-milter.toml"
+	start_mxgate mxgate-milter "$sink_port" $((2 * sessions + 100)) $((2 * sessions + 10)) 52428800 "" "$scratch/mxgate-milter.toml"
+	for v in mxgate rspamd; do
+		if [[ $v == mxgate ]]; then port=$milter_port; else port=$rspamd_port; fi
+		printf '%s\n' "smtpd_milters = inet:127.0.0.1:$port" "milter_protocol = 6" "milter_default_action = tempfail" \
+			"milter_content_timeout = 120s" >"$scratch/main.cf.$v"
+	done
+	: >"$scratch/main.cf.postfix"
+	echo "$prog: milter: $milter_scenario through Postfix alone, with mxgate (milter_server$([[ $milter_spamd == 1 ]] && echo ", spamd")) and with rspamd as its milter"
+	for ((r = 1; r <= rounds; r++)); do
+		for v in $milter_variants; do
+			start_postfix "milter-$v-$r" "$sink_port" "$sessions" "$scratch/main.cf.$v"
+			round postfix "$size" "$sessions" "$messages"
+			stop_postfix
+			accept=$(field accept_s "$round_line")
+			e2e=$(field e2e_s "$round_line")
+			echo "$v $accept $e2e" >>"$milter_results"
+			awk -v r="$r" -v v="$v" -v n="$messages" -v a="$accept" -v e="$e2e" 'BEGIN {
+				printf "round %d postfix+%-7s accept %7.2f s (%7.1f msg/s)  end to end %7.2f s (%7.1f msg/s)\n", r, v, a, n / a, e, n / e }'
+		done
+	done
+	stop_mxgate
+	"$root/scripts/peers.sh" stop rspamd "$scratch/rspamd" >/dev/null
+	[[ $milter_spamd == 1 ]] && "$root/scripts/peers.sh" stop spamd "$scratch/spamd" >/dev/null
+	"$root/scripts/peers.sh" stop smtp-sink "$scratch/sink" >/dev/null
+	sink_pid=''
+fi
+
 # --- the report -------------------------------------------------------------------
 echo
 echo "$prog: done, load average $(cut -d' ' -f1-3 /proc/loadavg) (other work on this machine skews every number)"
@@ -466,4 +484,24 @@ if [[ -n $mx_idle ]]; then
 		-v per="$(field per_session_kib "$mx_idle")" -v t="$(field open_s "$mx_idle")" 'BEGIN {
 		printf "  %d idle sessions: RSS %.1f MiB (target < 200), %.1f MiB before, %.1f KiB a session, opened in %.1f s\n",
 			n, rss / 1024, before / 1024, per, t }'
+fi
+if has_part milter; then
+	echo
+	echo "Milter: $milter_scenario, median of $rounds interleaved rounds, each on a fresh Postfix; end to end = smtp-source's start to the sink's last message"
+	checks="its envelope checks only (MILTER_SPAMD=0)"
+	[[ $milter_spamd == 1 ]] && checks="spamd scanning every message"
+	echo "(postfix+mxgate: mxgate's milter server, $checks; postfix+rspamd: rspamd's own checks, offline)"
+	IFS=x read -r _ _ messages <<<"$milter_scenario"
+	pf_e=$(awk '$1 == "postfix" { print $3 }' "$milter_results" | median)
+	mx_e=$(awk '$1 == "mxgate" { print $3 }' "$milter_results" | median)
+	printf '%-16s %13s %13s %10s\n' "" "e2e msg/s" "accept msg/s" "vs alone"
+	for v in $milter_variants; do
+		e=$(awk -v v="$v" '$1 == v { print $3 }' "$milter_results" | median)
+		a=$(awk -v v="$v" '$1 == v { print $2 }' "$milter_results" | median)
+		awk -v v="postfix+$v" -v n="$messages" -v e="$e" -v a="$a" -v p="$pf_e" 'BEGIN {
+			if (v == "postfix+postfix") v = "postfix alone"
+			printf "%-16s %13.1f %13.1f %9.2fx\n", v, n / e, n / a, p / e }'
+	done
+	rs_e=$(awk '$1 == "rspamd" { print $3 }' "$milter_results" | median)
+	awk -v m="$mx_e" -v r="$rs_e" 'BEGIN { printf "postfix+mxgate / postfix+rspamd (end to end): %.2fx\n", r / m }'
 fi

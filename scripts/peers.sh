@@ -87,6 +87,19 @@
 #       "mxgate"; config DIR/prometheus.yml, storage DIR/data. Ready when
 #       /-/ready answers 200. PID in DIR/prometheus.pid, log in
 #       DIR/prometheus.log.
+#   peers.sh start postfix-mta DIR PORT RELAY [MAIN_CF_EXTRA_FILE]
+#       A private Postfix MTA (Debian's postfix) on 127.0.0.1:PORT: its own
+#       config directory DIR/conf (main.cf, master.cf), queue_directory
+#       DIR/queue, data_directory DIR/data, mail log DIR/maillog, no
+#       chroot, no DNS, mail_owner postfix. Mail from mynetworks
+#       (127.0.0.0/8) or for example.test is relayed to relayhost
+#       [127.0.0.1]:RELAY (an smtp-sink). The lines of MAIN_CF_EXTRA_FILE
+#       are appended to main.cf (smtpd_milters, check_policy_service,
+#       ...). POSTFIX_SESSIONS (default 20): smtpd processes at once, and
+#       twice that per client. Needs root; DIR is made 0755 and its
+#       parents must let user postfix through. PID (the master's) in
+#       DIR/postfix-mta.pid; stop runs postfix -c DIR/conf stop, then
+#       SIGTERM.
 #   peers.sh stop NAME DIR
 #       Stop the peer recorded in DIR and wait until its process is gone.
 #   peers.sh status NAME DIR
@@ -119,8 +132,9 @@ usage: $prog start smtp-sink DIR PORT [--no-dump] [SMTP-SINK-OPTION...]
        $prog start opendkim DIR PORT
        $prog start redis DIR PORT
        $prog start prometheus DIR PORT TARGET...
-       $prog stop smtp-sink|dovecot-lmtp|rbldnsd|spamd|clamd|rspamd|opendkim|redis|prometheus DIR
-       $prog status smtp-sink|dovecot-lmtp|rbldnsd|spamd|clamd|rspamd|opendkim|redis|prometheus DIR
+       $prog start postfix-mta DIR PORT RELAY [MAIN_CF_EXTRA_FILE]
+       $prog stop smtp-sink|dovecot-lmtp|rbldnsd|spamd|clamd|rspamd|opendkim|redis|prometheus|postfix-mta DIR
+       $prog status smtp-sink|dovecot-lmtp|rbldnsd|spamd|clamd|rspamd|opendkim|redis|prometheus|postfix-mta DIR
 EOF
 	exit 2
 }
@@ -163,6 +177,7 @@ pid_of() {
 	opendkim) comm=opendkim ;;
 	redis) comm=redis-server ;;
 	prometheus) comm=prometheus ;;
+	postfix-mta) comm=master ;;
 	esac
 	if is_ours "$pid" "$comm"; then
 		echo "$pid"
@@ -727,6 +742,93 @@ $(tail -n 20 "$log" 2>/dev/null)"
 	echo "prometheus PID $pid on 127.0.0.1:$port"
 }
 
+start_postfix_mta() {
+	local dir=$1 port=$2 relay=${3:-} extra=${4:-} conf=$1/conf log=$1/maillog pid deadline
+	local sessions=${POSTFIX_SESSIONS:-20}
+	(($# == 3 || $# == 4)) || usage
+	check_port "$relay"
+	[[ $sessions =~ ^[0-9]+$ ]] && ((sessions > 0)) || die "POSTFIX_SESSIONS must be a whole number > 0, not '$sessions'"
+	if [[ -n $extra && ! -r $extra ]]; then
+		die "MAIN_CF_EXTRA_FILE $extra: not a readable file"
+	fi
+	command -v postfix >/dev/null || die "postfix not found (package postfix): run scripts/install-test-deps.sh"
+	((EUID == 0)) || die "postfix-mta needs root (postfix start, daemons as user postfix)"
+	port_busy "$port" && die "127.0.0.1:$port is already in use"
+	mkdir -p "$conf" "$dir/queue" "$dir/data"
+	chown postfix "$dir/data"
+	# Postfix's daemons run as user postfix and must reach the queue.
+	chmod 0755 "$dir"
+	if ! setpriv --reuid=postfix --regid=postfix --clear-groups test -x "$dir/queue" 2>/dev/null; then
+		die "user postfix cannot enter $dir (a parent directory is not searchable by others?); use a directory reachable by postfix"
+	fi
+	# No chroot (the scratch queue holds none of the files a chroot
+	# needs), no DNS (relayhost is an IP), no local delivery, logs in DIR.
+	cat >"$conf/main.cf" <<EOT
+# Scratch Postfix for mxgate tests; written by scripts/peers.sh.
+compatibility_level = 3.6
+queue_directory = $dir/queue
+data_directory = $dir/data
+mail_owner = postfix
+maillog_file = $log
+maillog_file_prefixes = $dir
+myhostname = postfix.peers.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relay_domains = example.test
+relayhost = [127.0.0.1]:$relay
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+smtpd_peername_lookup = no
+smtpd_client_connection_count_limit = $((2 * sessions + 10))
+alias_maps =
+alias_database =
+local_recipient_maps =
+smtp_tls_security_level = none
+smtpd_tls_security_level = none
+biff = no
+EOT
+	if [[ -n $extra ]]; then
+		printf '# From %s:\n' "$extra" >>"$conf/main.cf"
+		cat "$extra" >>"$conf/main.cf"
+	fi
+	cat >"$conf/master.cf" <<EOT
+127.0.0.1:$port inet n - n - $((sessions + 10)) smtpd
+pickup    unix  n - n 60    1 pickup
+cleanup   unix  n - n -     0 cleanup
+qmgr      unix  n - n 300   1 qmgr
+rewrite   unix  - - n -     - trivial-rewrite
+bounce    unix  - - n -     0 bounce
+defer     unix  - - n -     0 bounce
+trace     unix  - - n -     0 bounce
+verify    unix  - - n -     1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n -     - proxymap
+smtp      unix  - - n -     - smtp
+relay     unix  - - n -     - smtp
+showq     unix  n - n -     - showq
+error     unix  - - n -     - error
+retry     unix  - - n -     - error
+discard   unix  - - n -     - discard
+anvil     unix  - - n -     1 anvil
+scache    unix  - - n -     1 scache
+postlog   unix-dgram n - n - 1 postlogd
+EOT
+	# postfix start daemonizes the master, which writes queue/pid/master.pid.
+	rm -f "$dir/queue/pid/master.pid"
+	postfix -c "$conf" start </dev/null >>"$dir/postfix.out" 2>&1 || die "postfix -c $conf start failed; see $dir/postfix.out and $log:
+$(tail -n 20 "$dir/postfix.out" "$log" 2>/dev/null)"
+	deadline=$((SECONDS + ready_timeout))
+	while [[ ! -s $dir/queue/pid/master.pid ]]; do
+		((SECONDS <= deadline)) || die "postfix wrote no $dir/queue/pid/master.pid within ${ready_timeout}s; see $log"
+		sleep 0.05
+	done
+	pid=$(tr -d ' \n' <"$dir/queue/pid/master.pid")
+	echo "$pid" >"$dir/postfix-mta.pid"
+	wait_ready postfix-mta "$dir" "$port" "$pid" "$log"
+	echo "postfix-mta PID $pid on 127.0.0.1:$port, relaying to 127.0.0.1:$relay, config $conf, log $log"
+}
+
 cmd_start() {
 	(($# >= 3)) || usage
 	local name=$1 dir=$2 port=$3 pid
@@ -749,6 +851,7 @@ cmd_start() {
 	opendkim) start_opendkim "$dir" "$port" "$@" ;;
 	redis) start_redis "$dir" "$port" ;;
 	prometheus) start_prometheus "$dir" "$port" "$@" ;;
+	postfix-mta) start_postfix_mta "$dir" "$port" "$@" ;;
 	*) usage ;;
 	esac
 }
@@ -756,7 +859,7 @@ cmd_start() {
 cmd_stop() {
 	(($# == 2)) || usage
 	local name=$1 dir=$2 pid
-	case $name in smtp-sink | dovecot-lmtp | rbldnsd | spamd | clamd | rspamd | opendkim | redis | prometheus) ;; *) usage ;; esac
+	case $name in smtp-sink | dovecot-lmtp | rbldnsd | spamd | clamd | rspamd | opendkim | redis | prometheus | postfix-mta) ;; *) usage ;; esac
 	[[ -d $dir ]] || die "$dir: no such directory"
 	dir=$(cd "$dir" && pwd)
 	pid=$(pid_of "$name" "$dir")
@@ -768,7 +871,10 @@ cmd_stop() {
 		echo "$name not running from $dir"
 		return 0
 	fi
-	if [[ $name == dovecot-lmtp ]]; then
+	if [[ $name == postfix-mta ]]; then
+		# postfix stop has the master end its children in order.
+		postfix -c "$dir/conf" stop >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
+	elif [[ $name == dovecot-lmtp ]]; then
 		# doveadm stop asks the master to stop its services in order; fall
 		# back to SIGTERM on the recorded PID when it cannot.
 		doveadm -c "$dir/dovecot.conf" stop >/dev/null 2>&1 || kill -TERM "$pid" 2>/dev/null || true
@@ -790,7 +896,7 @@ cmd_stop() {
 cmd_status() {
 	(($# == 2)) || usage
 	local name=$1 dir=$2 pid
-	case $name in smtp-sink | dovecot-lmtp | rbldnsd | spamd | clamd | rspamd | opendkim | redis | prometheus) ;; *) usage ;; esac
+	case $name in smtp-sink | dovecot-lmtp | rbldnsd | spamd | clamd | rspamd | opendkim | redis | prometheus | postfix-mta) ;; *) usage ;; esac
 	pid=$(pid_of "$name" "$dir")
 	if [[ -n $pid ]]; then
 		echo "$name running from $dir (PID $pid)"
