@@ -288,11 +288,11 @@ func TestDryRun(t *testing.T) {
 	}
 	var would []string
 	for _, l := range s.log(t, mainlog.MainFile) {
-		if strings.Contains(l, "dry run: would") {
+		if strings.Contains(l, "dry run: would have") {
 			would = append(would, l)
 		}
 	}
-	if len(would) != 1 || !strings.HasPrefix(would[0], "H=(client.test) [192.0.2.10] dry run: would reject MAIL <a@sender.test>: ") ||
+	if len(would) != 1 || !strings.HasPrefix(would[0], "H=(client.test) [192.0.2.10] dry run: would have rejected MAIL <a@sender.test>: ") ||
 		!strings.HasSuffix(would[0], "(550 5.7.1 Rate limit exceeded)") {
 		t.Errorf("mainlog dry run lines %q", would)
 	}

@@ -144,18 +144,11 @@ func policyCmd(e *env) error {
 // listen = []. SIGTERM or SIGINT stops it, SIGUSR1 reopens the logs; a
 // SIGHUP reopens the logs too, the config is read at start only.
 func serveOnly(e *env, cfg *config.Config) error {
-	if err := mayServe(cfg); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("creating data_dir: %w", err)
-	}
-	lock, err := pidfile.Acquire(cfg.DataDir)
+	lock, logDirErr, err := lockDataDir(cfg)
 	if err != nil {
 		return err
 	}
 	defer lock.Release()
-	_, logDirErr := os.Stat(cfg.Log.Dir)
 	log, err := mainlog.Open(cfg.Log.Dir, cfg.Log.Format == "json")
 	if err != nil {
 		return err

@@ -90,20 +90,11 @@ func serve(e *env) error {
 		// queue of our own (config allows it only beside them).
 		return serveOnly(e, cfg)
 	}
-	if err := mayServe(cfg); err != nil {
-		return err
-	}
-	// The lock comes before anything else of data_dir is written or
-	// opened: a second daemon leaves the first one's files alone.
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("creating data_dir: %w", err)
-	}
-	lock, err := pidfile.Acquire(cfg.DataDir)
+	lock, logDirErr, err := lockDataDir(cfg)
 	if err != nil {
 		return err
 	}
 	defer lock.Release()
-	_, logDirErr := os.Stat(cfg.Log.Dir)
 	// The metrics sink is on the bus from the start, and reads the
 	// queue from the spool once it is open.
 	metricsSink := newMetrics(cfg)
@@ -296,6 +287,25 @@ func serve(e *env) error {
 			return nil
 		}
 	}
+}
+
+// lockDataDir is the start of a daemon: may it run as it is, then its
+// lock on data_dir, which comes before anything else of data_dir is
+// written or opened (a second daemon leaves the first one's files
+// alone). logDirErr says whether the log directory existed before
+// (dropPrivileges).
+func lockDataDir(cfg *config.Config) (lock *pidfile.Lock, logDirErr, err error) {
+	if err := mayServe(cfg); err != nil {
+		return nil, nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("creating data_dir: %w", err)
+	}
+	if lock, err = pidfile.Acquire(cfg.DataDir); err != nil {
+		return nil, nil, err
+	}
+	_, logDirErr = os.Stat(cfg.Log.Dir)
+	return lock, logDirErr, nil
 }
 
 // announce is serve's start line on stderr: where it listens, which
