@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -16,7 +15,6 @@ import (
 	"mxgate/event"
 	"mxgate/filters"
 	"mxgate/mainlog"
-	"mxgate/pidfile"
 	"mxgate/policysrv"
 	"mxgate/state"
 )
@@ -177,14 +175,11 @@ func serveOnly(e *env, cfg *config.Config) error {
 		return err
 	}
 	defer ps.close()
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
-	defer signal.Stop(sigs)
-	pidFile := pidPath(cfg)
-	if err := pidfile.Write(pidFile); err != nil {
+	sigs, unsignal, err := daemonSignals(cfg)
+	if err != nil {
 		return err
 	}
-	defer pidfile.Remove(pidFile)
+	defer unsignal()
 	if err := dropPrivileges(cfg, !os.IsNotExist(logDirErr)); err != nil {
 		return err
 	}

@@ -180,18 +180,11 @@ func serve(e *env) error {
 	}
 	defer admin.stop(time.Duration(cfg.Admin.Timeout))
 
-	// Caught before the pid file names us: a SIGHUP from `mxgate reload`
-	// must never find the default action (exit).
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
-	defer signal.Stop(sigs)
-
-	// The pid file lets `mxgate log reopen` and `mxgate reload` find the daemon.
-	pidFile := pidPath(cfg)
-	if err := pidfile.Write(pidFile); err != nil {
+	sigs, unsignal, err := daemonSignals(cfg)
+	if err != nil {
 		return err
 	}
-	defer pidfile.Remove(pidFile)
+	defer unsignal()
 
 	// Local users submit through the daemon. Closed first of all at exit
 	// (deferred last), while the spool is still open.
@@ -306,6 +299,21 @@ func lockDataDir(cfg *config.Config) (lock *pidfile.Lock, logDirErr, err error) 
 	}
 	_, logDirErr = os.Stat(cfg.Log.Dir)
 	return lock, logDirErr, nil
+}
+
+// daemonSignals catches the daemon's signals, then writes its pid file,
+// which lets `mxgate log reopen` and `mxgate reload` find it: caught
+// first, a SIGHUP from `mxgate reload` never finds the default action
+// (exit). undo removes the pid file and lets the signals go.
+func daemonSignals(cfg *config.Config) (sigs chan os.Signal, undo func(), err error) {
+	sigs = make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
+	pidFile := pidPath(cfg)
+	if err := pidfile.Write(pidFile); err != nil {
+		signal.Stop(sigs)
+		return nil, nil, err
+	}
+	return sigs, func() { pidfile.Remove(pidFile); signal.Stop(sigs) }, nil
 }
 
 // announce is serve's start line on stderr: where it listens, which
