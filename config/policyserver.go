@@ -14,7 +14,7 @@ type PolicyServer struct {
 	// Restart to change.
 	Listen string `toml:"listen"`
 	// DryRun logs what a refusal would have been ("dry run: would
-	// reject ...") and answers DUNNO, so a site can watch before it
+	// have rejected ...") and answers DUNNO, so a site can watch before it
 	// enforces.
 	DryRun bool `toml:"dry_run"`
 	// Timeout closes a connection silent that long, between requests or

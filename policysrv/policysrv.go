@@ -185,6 +185,10 @@ func (s *Server) Answer(req Request) string {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.flow == nil {
+		// Ended meanwhile (END-OF-MESSAGE beside it, or Close).
+		return dunno
+	}
 	t.last = time.Now()
 	return t.rcpt(req)
 }
@@ -355,15 +359,7 @@ func (t *txn) refuse(rep gateway.Reporter, out filters.Outcome, id, stage, rcpt,
 	}
 	reply := smtptext.Reply(code, enh, v.Text)
 	if t.s.o.DryRun {
-		verb := "reject"
-		if v.Action == filters.Tempfail {
-			verb = "temporarily reject"
-		}
-		why := v.Log
-		if why == "" {
-			why = v.Text
-		}
-		t.s.o.Log.Main(id, fmt.Sprintf("%s dry run: would %s %s: %s (%s)", who, verb, what, why, reply))
+		t.s.o.Log.Main(id, fmt.Sprintf("%s dry run: would have %s (%s)", who, gateway.RefusalLog(v, what), reply))
 		return dunno
 	}
 	t.s.o.Log.Reject(id, who+" "+gateway.RefusalLog(v, what))
