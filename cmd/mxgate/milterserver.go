@@ -77,12 +77,17 @@ func serveForMTA(e *env, cfg *config.Config) error {
 		return err
 	}
 	defer lock.Release()
-	log, sp, bus, _, err := openLogsAndSpool(cfg, true)
+	// No spool: the MTA keeps the mail; the milter server's bodies are
+	// temp files in data_dir.
+	log, err := mainlog.Open(cfg.Log.Dir, cfg.Log.Format == "json")
 	if err != nil {
 		return err
 	}
 	defer log.Close()
-	defer sp.Close()
+	bus, _, err := newBus(cfg, log, true)
+	if err != nil {
+		return err
+	}
 	defer closeBus(bus, log)
 	store, err := state.Open(cfg.StateOptions())
 	if err != nil {
