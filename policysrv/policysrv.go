@@ -132,9 +132,22 @@ func (s *Server) serveConn(c net.Conn) {
 	}()
 	r := NewReader(c)
 	w := bufio.NewWriter(c)
+	// instance is the transaction of the connection's last request. An
+	// smtpd process asks over its own connection, one request at a time
+	// and one session at a time: a request of another instance means it
+	// is done with that one, whether or not END-OF-MESSAGE came (it comes
+	// only with check_policy_service in smtpd_end_of_data_restrictions,
+	// and never for a client that quit after RCPT).
+	var instance string
 	for {
 		c.SetDeadline(time.Now().Add(s.o.Timeout))
 		req, err := ReadRequest(r)
+		if err == nil && req["instance"] != instance {
+			if instance != "" {
+				s.finish(instance)
+			}
+			instance = req["instance"]
+		}
 		if err != nil {
 			var ne net.Error
 			switch {
