@@ -62,9 +62,16 @@ var (
 )
 
 // reply is a verdict as a milter reply: the SMTP reply, code and text,
-// the MTA gives its client.
+// the MTA gives its client. Postfix takes a reply without an enhanced
+// status code for a malformed one (and applies milter_default_action):
+// one without gets Sendmail's X.0.0. The text is a format string to
+// Sendmail, and Postfix drops a single '%': each is doubled.
 func reply(v filters.Verdict) milter.Response {
-	lines := smtptext.Lines(v.Code, v.Enhanced, v.Text)
+	enh := v.Enhanced
+	if enh[0] <= 0 || enh[1] < 0 || enh[2] < 0 {
+		enh = [3]int{v.Code / 100, 0, 0}
+	}
+	lines := smtptext.Lines(v.Code, enh, strings.ReplaceAll(v.Text, "%", "%%"))
 	return milter.NewResponseStr(byte(milter.ActReplyCode), strings.Join(lines, "\r\n"))
 }
 
