@@ -217,13 +217,14 @@ func (s *session) MailFrom(from string, m *milter.Modifier) (milter.Response, er
 	}
 	what := "MAIL <" + from + ">"
 	if v := out.Verdict; v.Refuses() {
-		s.flow.Reset(s.ctx)
 		if s.srv.dryRun {
+			// The transaction goes on, in the checks too.
 			s.wouldRefuse("H="+host, what, v)
 			s.heloRefusal = nil
 			s.tx = tx
 			return cont, nil
 		}
+		s.flow.Reset(s.ctx)
 		s.srv.log.Reject("", fmt.Sprintf("H=%s %s", host, gateway.RefusalLog(v, what)))
 		s.refused("mail", tx, "", out)
 		return reply(v), nil
