@@ -273,6 +273,11 @@ func TestRBL(t *testing.T) {
 	if r := s.rec.Of(event.Refused); len(r) != 1 || r[0].List != "bl.test" || r[0].Recipient != "u@example.org" || r[0].Stage != "rcpt" {
 		t.Errorf("Refused %+v", r)
 	}
+	// A sender Postfix took and mxgate cannot parse does not get past
+	// the checks.
+	if got := c.ask(t, rcpt("instance=3", "sender=x@sender.test.")); !strings.HasPrefix(got, "554 5.7.1 ") {
+		t.Errorf("listed client with the sender <x@sender.test.>: %q, want 554 5.7.1 ...", got)
+	}
 }
 
 func TestDryRun(t *testing.T) {
