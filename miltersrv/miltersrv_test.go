@@ -29,6 +29,7 @@ type fakeCheck struct {
 	connect, mail, rcpt filters.Verdict
 	data                func(m *filters.Message) filters.Verdict
 	open                atomic.Int32
+	resets              atomic.Int32
 	seen                atomic.Value // the last message's body as the checks read it
 }
 
@@ -53,7 +54,8 @@ func (s *fakeSession) Mail(context.Context, *filters.Tx) filters.Verdict { retur
 func (s *fakeSession) Rcpt(context.Context, *filters.Tx, string) filters.Verdict {
 	return s.f.rcpt
 }
-func (s *fakeSession) Close() { s.f.open.Add(-1) }
+func (s *fakeSession) Close()                { s.f.open.Add(-1) }
+func (s *fakeSession) Reset(context.Context) { s.f.resets.Add(1) }
 
 func (s *fakeSession) Data(_ context.Context, m *filters.Message) filters.Verdict {
 	if r, err := m.OpenBody(); err == nil {
@@ -391,6 +393,22 @@ func TestDryRun(t *testing.T) {
 	if n := len(h.events.Of(event.Refused)); n != 0 {
 		t.Errorf("%d Refused events in a dry run", n)
 	}
+}
+
+// TestDryRunMail: a MAIL refusal not made leaves the transaction open
+// in the checks: they see its RCPT and DATA, and its one end.
+func TestDryRunMail(t *testing.T) {
+	h := newHarness(t, func(c *config.Config) { c.MilterServer.DryRun = true })
+	h.check.mail = filters.Verdict{Action: filters.Reject, Code: 550, Enhanced: [3]int{5, 7, 1}, Text: "Rate limit exceeded"}
+	s := h.session()
+	defer s.Close()
+	h.upToData(s, "Subject: hi")
+	_, act, err := s.End()
+	must(t, act, err, milter.ActAccept)
+	if n := h.check.resets.Load(); n != 1 {
+		t.Errorf("the checks' transaction was reset %d times, want once, at its end", n)
+	}
+	h.wantLog(mainlog.MainFile, "dry run: would reject MAIL <alice@example.org>: 550 5.7.1 Rate limit exceeded")
 }
 
 // TestAbort: a session the MTA aborts or drops at any stage leaves no

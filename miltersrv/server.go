@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -97,6 +98,10 @@ func New(o Options) (*Server, error) {
 	network, addr := "tcp", strings.TrimPrefix(cfg.MilterServer.Listen, "inet:")
 	if p, ok := strings.CutPrefix(cfg.MilterServer.Listen, "unix:"); ok {
 		network, addr = "unix", p
+		// /run/mxgate/ is gone after a reboot (tmpfs).
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return nil, fmt.Errorf("miltersrv: listen on %s: %w", cfg.MilterServer.Listen, err)
+		}
 		// A socket left by a daemon that died would refuse the bind.
 		if fi, err := os.Lstat(p); err == nil && fi.Mode()&os.ModeSocket != 0 {
 			os.Remove(p)

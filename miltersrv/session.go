@@ -62,9 +62,16 @@ var (
 )
 
 // reply is a verdict as a milter reply: the SMTP reply, code and text,
-// the MTA gives its client.
+// the MTA gives its client. Postfix takes a reply without an enhanced
+// status code for a malformed one (and applies milter_default_action):
+// one without gets Sendmail's X.0.0. The text is a format string to
+// Sendmail, and Postfix drops a single '%': each is doubled.
 func reply(v filters.Verdict) milter.Response {
-	lines := smtptext.Lines(v.Code, v.Enhanced, v.Text)
+	enh := v.Enhanced
+	if enh[0] <= 0 || enh[1] < 0 || enh[2] < 0 {
+		enh = [3]int{v.Code / 100, 0, 0}
+	}
+	lines := smtptext.Lines(v.Code, enh, strings.ReplaceAll(v.Text, "%", "%%"))
 	return milter.NewResponseStr(byte(milter.ActReplyCode), strings.Join(lines, "\r\n"))
 }
 
@@ -210,13 +217,14 @@ func (s *session) MailFrom(from string, m *milter.Modifier) (milter.Response, er
 	}
 	what := "MAIL <" + from + ">"
 	if v := out.Verdict; v.Refuses() {
-		s.flow.Reset(s.ctx)
 		if s.srv.dryRun {
+			// The transaction goes on, in the checks too.
 			s.wouldRefuse("H="+host, what, v)
 			s.heloRefusal = nil
 			s.tx = tx
 			return cont, nil
 		}
+		s.flow.Reset(s.ctx)
 		s.srv.log.Reject("", fmt.Sprintf("H=%s %s", host, gateway.RefusalLog(v, what)))
 		s.refused("mail", tx, "", out)
 		return reply(v), nil

@@ -132,9 +132,22 @@ func (s *Server) serveConn(c net.Conn) {
 	}()
 	r := NewReader(c)
 	w := bufio.NewWriter(c)
+	// instance is the transaction of the connection's last request. An
+	// smtpd process asks over its own connection, one request at a time
+	// and one session at a time: a request of another instance means it
+	// is done with that one, whether or not END-OF-MESSAGE came (it comes
+	// only with check_policy_service in smtpd_end_of_data_restrictions,
+	// and never for a client that quit after RCPT).
+	var instance string
 	for {
 		c.SetDeadline(time.Now().Add(s.o.Timeout))
 		req, err := ReadRequest(r)
+		if err == nil && req["instance"] != instance {
+			if instance != "" {
+				s.finish(instance)
+			}
+			instance = req["instance"]
+		}
 		if err != nil {
 			var ne net.Error
 			switch {
@@ -305,14 +318,15 @@ func (t *txn) rcpt(req Request) string {
 	rep := gateway.Reporter{Log: s.o.Log, Bus: s.o.Bus}
 	if !t.mailAsked {
 		t.mailAsked = true
-		if t.tx.Sender != "" {
-			a, err := address.Parse(t.tx.Sender)
-			if err != nil {
-				t.refused = dunno
-				s.o.Log.Main(id, fmt.Sprintf("H=%s policy request with sender <%s>: %v: DUNNO", t.host, t.tx.Sender, err))
-				return dunno
-			}
+		if a, err := address.Parse(t.tx.Sender); err == nil {
 			t.tx.Sender, t.tx.SenderDomain = a.String(), a.Domain
+		} else if t.tx.Sender != "" {
+			// Postfix took it: the checks run all the same (as the
+			// milter server's do), or such a sender would pass them all.
+			s.o.Log.Main(id, fmt.Sprintf("H=%s policy request with sender <%s>: %v", t.host, t.tx.Sender, err))
+			if i := strings.LastIndexByte(t.tx.Sender, '@'); i >= 0 {
+				t.tx.SenderDomain = strings.ToLower(t.tx.Sender[i+1:])
+			}
 		}
 		for _, stage := range []func() filters.Outcome{
 			func() filters.Outcome { return t.flow.Connect(t.ctx) },

@@ -275,6 +275,11 @@ func TestRBL(t *testing.T) {
 	if r := s.rec.Of(event.Refused); len(r) != 1 || r[0].List != "bl.test" || r[0].Recipient != "u@example.org" || r[0].Stage != "rcpt" {
 		t.Errorf("Refused %+v", r)
 	}
+	// A sender Postfix took and mxgate cannot parse does not get past
+	// the checks.
+	if got := c.ask(t, rcpt("instance=3", "sender=x@sender.test.")); !strings.HasPrefix(got, "554 5.7.1 ") {
+		t.Errorf("listed client with the sender <x@sender.test.>: %q, want 554 5.7.1 ...", got)
+	}
 }
 
 func TestDryRun(t *testing.T) {
@@ -334,5 +339,44 @@ func TestConnection(t *testing.T) {
 		if !strings.Contains(ml, want) {
 			t.Errorf("mainlog lacks %q:\n%s", want, ml)
 		}
+	}
+}
+
+// TestInstanceEnds: without END-OF-MESSAGE (check_policy_service only in
+// smtpd_recipient_restrictions), a connection's next instance ends the
+// transaction before it, so the server holds one per connection at most,
+// not every transaction of the last transaction_timeout.
+func TestInstanceEnds(t *testing.T) {
+	pl := filters.New(filters.Options{Log: mainlog.Discard()})
+	srv := New(Options{Pipeline: func() *filters.Pipeline { return pl }, Log: mainlog.Discard(),
+		Timeout: 10 * time.Second, TransactionTimeout: time.Hour})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	defer func() {
+		srv.Close()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	c := dial(t, &server{addr: ln.Addr().String()})
+	for i := range 5 {
+		for _, r := range []string{"u@example.org", "v@example.org"} {
+			if got := c.ask(t, rcpt(fmt.Sprintf("instance=e.%d", i), "recipient="+r)); got != "DUNNO" {
+				t.Fatalf("instance e.%d: %q", i, got)
+			}
+		}
+	}
+	srv.mu.Lock()
+	var open []string
+	for k := range srv.txns {
+		open = append(open, k)
+	}
+	srv.mu.Unlock()
+	if len(open) != 1 || open[0] != "e.4" {
+		t.Errorf("transactions held after 5 on one connection: %q, want only the last, e.4", open)
 	}
 }
