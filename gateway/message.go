@@ -108,8 +108,10 @@ func (d *lineEnds) copyNoCR(dst, src []byte) int {
 	}
 }
 
-// receivedInfo is what the Received: header records about one arrival.
-type receivedInfo struct {
+// ReceivedInfo is what the Received: header records about one arrival
+// (miltersrv fills it from the MTA's macros for its stand-in of the
+// MTA's own Received line).
+type ReceivedInfo struct {
 	Helo, IP, Hostname, With string
 	Name                     string // the client's host name; "" none
 	ID                       spool.ID
@@ -118,7 +120,7 @@ type receivedInfo struct {
 	Time                     time.Time
 }
 
-// received builds our Received: header (RFC 5321 §4.4) in the spool's
+// Received builds our Received: header (RFC 5321 §4.4) in the spool's
 // form (LF, folded with a tab), e.g.
 //
 //	Received: from client.example (mail.client.example [192.0.2.1])
@@ -127,7 +129,7 @@ type receivedInfo struct {
 //		for <b@example.test>; Mon, 02 Jan 2006 15:04:05 +0000
 //
 // with "([192.0.2.1])" for a client without a host name.
-func received(ri receivedInfo) spool.Header {
+func Received(ri ReceivedInfo) spool.Header {
 	var b strings.Builder
 	name := ri.Name
 	if name != "" {

@@ -169,33 +169,33 @@ func TestReceivedHeader(t *testing.T) {
 	when := time.Date(2025, 11, 24, 10, 0, 0, 0, time.FixedZone("", 3600))
 	tests := []struct {
 		name string
-		ri   receivedInfo
+		ri   ReceivedInfo
 		want string
 	}{
 		{
 			name: "one recipient",
-			ri: receivedInfo{Helo: "client.test", IP: "192.0.2.1", Hostname: "mx.example.test", With: "ESMTPS",
+			ri: ReceivedInfo{Helo: "client.test", IP: "192.0.2.1", Hostname: "mx.example.test", With: "ESMTPS",
 				ID: "1tXyZa-000AbC-Qr", Sender: "a@client.test", Recipients: []string{"b@example.test"}, Time: when},
 			want: "Received: from client.test ([192.0.2.1])\n\tby mx.example.test with ESMTPS id 1tXyZa-000AbC-Qr\n" +
 				"\t(envelope-from <a@client.test>)\n\tfor <b@example.test>; Mon, 24 Nov 2025 10:00:00 +0100\n",
 		},
 		{
 			name: "host name",
-			ri: receivedInfo{Helo: "client.test", Name: "mail.client.test", IP: "192.0.2.1", Hostname: "mx.example.test", With: "ESMTP",
+			ri: ReceivedInfo{Helo: "client.test", Name: "mail.client.test", IP: "192.0.2.1", Hostname: "mx.example.test", With: "ESMTP",
 				ID: "1tXyZa-000AbC-Qr", Sender: "a@client.test", Recipients: []string{"b@example.test"}, Time: when},
 			want: "Received: from client.test (mail.client.test [192.0.2.1])\n\tby mx.example.test with ESMTP id 1tXyZa-000AbC-Qr\n" +
 				"\t(envelope-from <a@client.test>)\n\tfor <b@example.test>; Mon, 24 Nov 2025 10:00:00 +0100\n",
 		},
 		{
 			name: "null sender, two recipients, comment characters",
-			ri: receivedInfo{Helo: "h", IP: "2001:db8::1", Hostname: "mx", With: "SMTP",
+			ri: ReceivedInfo{Helo: "h", IP: "2001:db8::1", Hostname: "mx", With: "SMTP",
 				ID: "1tXyZa-000AbC-Qr", Sender: `"a(b)\\c"@x`, Recipients: []string{"b@x", "c@x"}, Time: when},
 			want: "Received: from h ([2001:db8::1])\n\tby mx with SMTP id 1tXyZa-000AbC-Qr\n" +
 				"\t(envelope-from <\"a\\(b\\)\\\\\\\\c\"@x>); Mon, 24 Nov 2025 10:00:00 +0100\n",
 		},
 	}
 	for _, tt := range tests {
-		h := received(tt.ri)
+		h := Received(tt.ri)
 		if h.Type != 'P' || h.Text != tt.want {
 			t.Errorf("%s:\n got %c %q\nwant P %q", tt.name, h.Type, h.Text, tt.want)
 		}

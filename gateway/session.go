@@ -414,7 +414,7 @@ func (s *session) Data(r io.Reader) error {
 		Helo:       tx.Helo,
 		Trusted:    s.conn.gen.policy.Trusted(s.conn.ip),
 		AuthUser:   tx.AuthUser,
-		Headers: append([]spool.Header{received(receivedInfo{
+		Headers: append([]spool.Header{Received(ReceivedInfo{
 			Helo: tx.Helo, Name: s.conn.host.Name, IP: s.conn.ip.String(), Hostname: s.cfg().Hostname,
 			With: strings.ToUpper(tx.proto), ID: id, Sender: tx.Sender,
 			Recipients: tx.Rcpts, Time: now,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/emersion/go-milter"
 
@@ -42,6 +43,10 @@ func (s *session) Body(m *milter.Modifier) (milter.Response, error) {
 		s.srv.log.Panic(fmt.Sprintf("%s H=%s F=<%s>: %v", id, host, tx.Sender, err))
 		return reply(filters.LocalProblem()), nil
 	}
+	// The MTA never shows a milter its own Received line (the client's
+	// address and HELO, which spamd scores): a stand-in in gateway
+	// mode's form goes on top, as the gateway's own line does there.
+	recv := s.received(tx)
 	msg := &filters.Message{
 		ID:          s.id,
 		Sender:      tx.Sender,
@@ -50,7 +55,7 @@ func (s *session) Body(m *milter.Modifier) (milter.Response, error) {
 		Helo:        tx.Helo,
 		Trusted:     s.gen.policy.Trusted(s.fconn.IP),
 		AuthUser:    tx.AuthUser,
-		Headers:     slices.Clone(s.headers),
+		Headers:     append([]spool.Header{recv}, s.headers...),
 		BodySize:    s.body.n,
 		OpenBody:    s.body.open,
 		ReplaceBody: s.body.replace,
@@ -84,7 +89,7 @@ func (s *session) Body(m *milter.Modifier) (milter.Response, error) {
 		s.emitMessage(event.Discarded, out, msg, size)
 		return milter.RespDiscard, nil
 	}
-	if err := s.modify(m, tx, msg); err != nil {
+	if err := s.modify(m, tx, msg, recv); err != nil {
 		return nil, fmt.Errorf("miltersrv: %s: sending modifications: %w", id, err)
 	}
 	if v.Action == filters.Quarantine {
@@ -134,6 +139,28 @@ func (s *session) dryRunEnd(m *milter.Modifier, out filters.Outcome, msg *filter
 	return accept, nil
 }
 
+// received is the stand-in of the MTA's Received line, from what the
+// MTA told: its name (macro j, else our hostname), the client's HELO,
+// name and address, the queue ID; the protocol is Exim's ESMTP with S
+// for TLS and A for a login (Postfix sends no macro for it).
+func (s *session) received(tx *filters.Tx) spool.Header {
+	with := "ESMTP"
+	if s.tls {
+		with += "S"
+	}
+	if tx.AuthUser != "" {
+		with += "A"
+	}
+	by := s.mtaName
+	if by == "" {
+		by = s.gen.cfg.Hostname
+	}
+	return gateway.Received(gateway.ReceivedInfo{
+		Helo: tx.Helo, Name: s.fconn.HostName, IP: s.fconn.IP.String(), Hostname: by,
+		With: with, ID: s.id, Sender: tx.Sender, Recipients: tx.Rcpts, Time: time.Now(),
+	})
+}
+
 func sender(s string) string {
 	if s == "" {
 		return "<>"
@@ -157,7 +184,7 @@ func (s *session) emitMessage(k event.Kind, out filters.Outcome, msg *filters.Me
 
 // modify sends what the checks changed: the envelope (a milter check's
 // new sender or recipients), the header fields, the body.
-func (s *session) modify(m *milter.Modifier, tx *filters.Tx, msg *filters.Message) error {
+func (s *session) modify(m *milter.Modifier, tx *filters.Tx, msg *filters.Message, recv spool.Header) error {
 	if msg.Sender != tx.Sender {
 		if err := m.ChangeFrom("<" + msg.Sender + ">"); err != nil {
 			return err
@@ -177,7 +204,7 @@ func (s *session) modify(m *milter.Modifier, tx *filters.Tx, msg *filters.Messag
 			}
 		}
 	}
-	for _, o := range headerOps(s.headers, msg.Headers) {
+	for _, o := range headerOps(recv, s.headers, msg.Headers) {
 		var err error
 		if o.insert {
 			err = m.InsertHeader(o.index, o.name, o.value)

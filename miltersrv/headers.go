@@ -9,8 +9,9 @@ import (
 
 // headerOp is one header modification as milter 6 defines it: a change
 // names the field by its name and its 1-based index among the fields of
-// that name (an empty value deletes it); an insertion by its position
-// from the top (0: first).
+// that name shown to the milter (an empty value deletes it); an
+// insertion by its position from the top, the MTA's own Received line
+// (never shown) counted: 0 is above it, 1 just below it.
 type headerOp struct {
 	insert      bool
 	index       int
@@ -18,24 +19,41 @@ type headerOp struct {
 }
 
 // headerOps are the modifications that turn orig, the fields the MTA
-// sent, into final, what the checks left of them: the same fields in the
-// same order, some marked deleted ('*') or given a new text, with new
-// ones in between. A field of final is orig's next one if its text is
-// the same, or else its name (as written); otherwise it is new. Changes and deletions
-// come first, the last of each name first, so none moves the index of
+// sent, into final, what the checks left of recv (the stand-in of the
+// MTA's own Received line, first) and orig: the same fields in the same
+// order, some marked deleted ('*') or given a new text, with new ones in
+// between. recv is never sent back: the MTA keeps its own line where it
+// is, whatever the checks did to the stand-in. A field of final is the
+// MTA's next one if its text is the same, or else (not for recv) its
+// name (as written); otherwise it is new. Changes and deletions come
+// first, the last of each name first, so none moves the index of
 // another; then the insertions, from the top, at their final positions.
-func headerOps(orig, final []spool.Header) []headerOp {
+func headerOps(recv spool.Header, orig, final []spool.Header) []headerOp {
 	var changes, inserts []headerOp
+	// mta is the MTA's header block as it counts insertions.
+	mta := append([]spool.Header{recv}, orig...)
 	j, pos := 0, 0
-	for _, h := range final {
+	k := standIn(recv, orig, final)
+	if k < 0 {
+		j, pos = 1, 1 // the stand-in is gone: the MTA's line stays on top
+	}
+	for i, h := range final {
 		switch {
-		case j < len(orig) && h.Type != '*' && h.Text == orig[j].Text:
+		case i == k:
 			j++
 			pos++
-		case j < len(orig) && h.Name() == orig[j].Name() && (h.Type == '*' || fieldValue(h.Text) != ""):
+		case j == 0:
+			if h.Type != '*' {
+				inserts = append(inserts, headerOp{insert: true, index: pos, name: h.Name(), value: fieldValue(h.Text)})
+				pos++
+			}
+		case j < len(mta) && h.Type != '*' && h.Text == mta[j].Text:
+			j++
+			pos++
+		case j < len(mta) && h.Name() == mta[j].Name() && (h.Type == '*' || fieldValue(h.Text) != ""):
 			// (An empty value would read as a deletion: such a field is
 			// inserted instead.)
-			op := headerOp{name: orig[j].Name(), index: nameIndex(orig, j)}
+			op := headerOp{name: mta[j].Name(), index: nameIndex(orig, j-1)}
 			if h.Type != '*' {
 				op.value = fieldValue(h.Text)
 				pos++
@@ -49,11 +67,24 @@ func headerOps(orig, final []spool.Header) []headerOp {
 			pos++
 		}
 	}
-	for ; j < len(orig); j++ {
-		changes = append(changes, headerOp{name: orig[j].Name(), index: nameIndex(orig, j)})
+	for ; j < len(mta); j++ {
+		changes = append(changes, headerOp{name: mta[j].Name(), index: nameIndex(orig, j-1)})
 	}
 	slices.SortStableFunc(changes, func(a, b headerOp) int { return b.index - a.index })
 	return append(changes, inserts...)
+}
+
+// standIn is the index of recv in final: the field of its text, else
+// (a check edited it) the first Received field that is none of orig's;
+// -1 if there is none.
+func standIn(recv spool.Header, orig, final []spool.Header) int {
+	if k := slices.IndexFunc(final, func(h spool.Header) bool { return h.Text == recv.Text }); k >= 0 {
+		return k
+	}
+	return slices.IndexFunc(final, func(h spool.Header) bool {
+		return strings.EqualFold(h.Name(), "Received") &&
+			!slices.ContainsFunc(orig, func(o spool.Header) bool { return o.Text == h.Text })
+	})
 }
 
 // nameIndex is field j's 1-based index among the fields of its name.

@@ -51,6 +51,11 @@ type session struct {
 	id              spool.ID    // the MTA's queue ID, from MAIL's or the end's macro i
 	body            *bodyFile
 	headers         []spool.Header
+	// mtaName is the MTA's name (connect macro j) and tls whether the
+	// client started TLS (HELO macro {tls_version}): the stand-in of
+	// the MTA's own Received line needs them.
+	mtaName string
+	tls     bool
 }
 
 var _ milter.Milter = (*session)(nil)
@@ -118,6 +123,7 @@ func (s *session) Connect(host, family string, port uint16, addr net.IP, m *milt
 		ip = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 	}
 	s.port = int(port)
+	s.mtaName = m.Macros["j"]
 	name := macro(m, "{client_name}")
 	if name == "" && host != "" && host != "unknown" && !strings.HasPrefix(host, "[") {
 		name = host
@@ -175,6 +181,7 @@ func (s *session) Helo(name string, m *milter.Modifier) (milter.Response, error)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.helo = gateway.SafeHelo(name)
+	s.tls = m.Macros["{tls_version}"] != ""
 	return cont, nil
 }
 
