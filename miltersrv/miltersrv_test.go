@@ -169,7 +169,7 @@ func must(t *testing.T, act *milter.Action, err error, want milter.ActionCode) {
 func (h *harness) upToData(s *milter.ClientSession, headers ...string) {
 	t := h.t
 	t.Helper()
-	if err := s.Macros(milter.CodeConn, "{client_addr}", "192.0.2.7", "{client_name}", "mail.example.org", "{daemon_name}", "mx"); err != nil {
+	if err := s.Macros(milter.CodeConn, "{client_addr}", "192.0.2.7", "{client_name}", "mail.example.org", "{daemon_name}", "mx", "j", "mx.example.net"); err != nil {
 		t.Fatal(err)
 	}
 	act, err := s.Conn("mail.example.org", milter.FamilyInet, 40000, "192.0.2.7")
@@ -210,13 +210,16 @@ func (h *harness) wantLog(name string, want ...string) {
 	}
 }
 
-// TestAcceptModifications: a tag verdict's stamps become insertions, its
-// Subject edit a change, a client's forged X-Spam-Status a deletion; the
-// body reaches the checks with LF line ends; the log has the MTA's queue
-// ID.
+// TestAcceptModifications: the checks see a stand-in of the MTA's
+// Received line first; a tag verdict's stamps become insertions below
+// the MTA's own line, its Subject edit a change, a client's forged
+// X-Spam-Status a deletion; the body reaches the checks with LF line
+// ends; the log has the MTA's queue ID.
 func TestAcceptModifications(t *testing.T) {
 	h := newHarness(t, nil)
+	var first atomic.Value
 	h.check.data = func(m *filters.Message) filters.Verdict {
+		first.Store(m.Headers[0].Text)
 		v := filters.Verdict{Action: filters.Tag, Log: "spam score 9.1", Headers: []spool.Header{{Type: ' ', Text: "X-Spam-Flag: YES\n"}}}
 		for i, f := range m.Headers {
 			if f.Name() == "Subject" {
@@ -243,6 +246,12 @@ func TestAcceptModifications(t *testing.T) {
 	want := []string{"m 1 X-Spam-Status:", "m 1 Subject: [SPAM] cheap pills", "i 1 X-Spam-Flag: YES"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("modifications\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// The checks see the MTA's Received line (a stand-in from its
+	// macros, as gateway mode's own line), never sent back.
+	const recv = "Received: from mail.example.org (mail.example.org [192.0.2.7])\n\tby mx.example.net with ESMTP id 4AbC123\n\t(envelope-from <alice@example.org>)\n\tfor <bob@example.test>; "
+	if f, _ := first.Load().(string); !strings.HasPrefix(f, recv) {
+		t.Errorf("the checks' first field %q, want %q...", f, recv)
 	}
 	if body, _ := h.check.seen.Load().(string); body != "line 1\nline 2\nend\n" {
 		t.Errorf("the checks read the body %q", body)
