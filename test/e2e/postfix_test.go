@@ -134,6 +134,16 @@ func TestPostfixMilter(t *testing.T) {
 			t.Errorf("mxgate's mainlog never names Postfix's queue ID %s:\n%s", qid[1], log)
 		}
 		m := waitSinkCase(t, s, pf, "spam")
+		// The stamps sit right below Postfix's own Received line, as
+		// they sit below mxgate's in gateway mode.
+		// (The sink's own fields and Received line come first.)
+		fs := headers(m.raw)
+		i := slices.IndexFunc(fs, func(f string) bool {
+			return strings.HasPrefix(f, "Received: from client.test ") && strings.Contains(f, "(Postfix)")
+		})
+		if i < 0 || i+1 >= len(fs) || !strings.HasPrefix(fs[i+1], "X-Spam-Status: Yes, score=") {
+			t.Errorf("the delivered message's fields %q, want X-Spam-Status: Yes, ... right below Postfix's Received", fs)
+		}
 		hs := spamHeaders(m.raw)
 		for _, want := range []string{"X-Spam-Status: Yes, score=", "X-Spam-Score: ", "X-Spam-Bar: +", "X-Spam-Flag: YES"} {
 			n := 0
