@@ -87,6 +87,12 @@ func BuildPolicy(cfg *config.Config, log filters.Logger, rt *route.Router, st st
 	return build(cfg, log, rt, st, bus, false, true)
 }
 
+// BuildPolicyTest is BuildPolicy for `mxgate policy -bh`, as Build is
+// for -bh: nothing counted in a store, nothing emitted.
+func BuildPolicyTest(cfg *config.Config, log filters.Logger, rt *route.Router) (*Pipeline, error) {
+	return build(cfg, log, rt, nil, nil, true, true)
+}
+
 // build is Build with st, the daemon's store (nil: none). The rate
 // limits and greylisting count in it; the caches are shared through it
 // only when it is Redis: the embedded one would merely copy what each

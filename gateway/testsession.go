@@ -42,6 +42,10 @@ func (t *Tracer) printf(format string, a ...any) {
 	t.line(">>> ", fmt.Sprintf(format, a...))
 }
 
+// Trace writes one line of a decision's trace (">>> line"), as a test
+// session traces its checks: the policy server's -bh uses it.
+func (t *Tracer) Trace(line string) { t.printf("%s", line) }
+
 func (t *Tracer) Main(id, text string) {
 	if id != "" {
 		text = id + " " + text

@@ -42,6 +42,9 @@ type Options struct {
 	// named for that long: Postfix never said END-OF-MESSAGE (the client
 	// quit after RCPT).
 	TransactionTimeout time.Duration
+	// Trace, when set, gets every stage's decisions: the checks' own
+	// trace lines, then "STAGE: ACTION" (`mxgate policy -bh`).
+	Trace func(string)
 }
 
 // Server answers policy requests on its listeners.
@@ -335,6 +338,7 @@ func (t *txn) rcpt(req Request) string {
 		} {
 			out := stage()
 			rep.Stage(out, id, t.host, t.base)
+			t.trace(out)
 			if out.Verdict.Refuses() {
 				t.refused = t.refuse(rep, out, id, "mail", "", fmt.Sprintf("H=%s", t.host), "MAIL <"+t.tx.Sender+">")
 				return t.refused
@@ -352,12 +356,39 @@ func (t *txn) rcpt(req Request) string {
 	rcpt := a.String()
 	out := t.flow.Rcpt(t.ctx, &t.tx, rcpt)
 	rep.Stage(out, id, t.host, t.base)
+	t.trace(out)
 	if out.Verdict.Refuses() {
 		return t.refuse(rep, out, id, "rcpt", rcpt, fmt.Sprintf("H=%s F=<%s>", t.host, t.tx.Sender), "RCPT <"+rcpt+">")
 	}
 	t.tx.Rcpts = append(t.tx.Rcpts, rcpt)
 	return dunno
 }
+
+// trace writes a stage's decisions to Options.Trace: each check's trace
+// lines, then the stage's verdict.
+func (t *txn) trace(out filters.Outcome) {
+	tr := t.s.o.Trace
+	if tr == nil {
+		return
+	}
+	stage := ""
+	for _, e := range out.Events {
+		stage = e.Stage.String()
+		for _, line := range e.Verdict.Trace {
+			tr(line)
+		}
+	}
+	if stage == "" {
+		return // no check answered at this stage
+	}
+	v := out.Verdict
+	if v.Refuses() {
+		tr(fmt.Sprintf("%s: %s: %s", stage, v.Action, smtptext.Reply(v.Code, v.Enhanced, v.Text)))
+		return
+	}
+	tr(fmt.Sprintf("%s: %s", stage, v.Action))
+}
+
 
 // refuse logs a stage's refusal as the gateway does ("H=... F=<...>
 // rejected RCPT <...>: why"), emits its Refused event and returns its

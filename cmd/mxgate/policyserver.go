@@ -19,7 +19,8 @@ import (
 )
 
 func init() {
-	register("policy", "\trun only the Postfix policy delegation server of [policy_server] in the foreground (SIGTERM stops it)", policyCmd,
+	register("policy", "[-bh]\trun only the Postfix policy delegation server of [policy_server] in the foreground (SIGTERM stops it)", policyCmd,
+		withFlag("-bh", "", "answer policy requests read from stdin on stdout, the checks' decisions traced on stderr; nothing logged or counted"),
 		withDoc(`The policy server answers Postfix's check_policy_service at RCPT with
 mxgate's MAIL and RCPT stage checks (DNS lists, recipient verification,
 rate limits, greylisting, callouts) and logs as serve does. serve runs
@@ -123,12 +124,18 @@ func (ps *policyServer) addr() string {
 
 // policyCmd is `mxgate policy`: the policy server alone.
 func policyCmd(e *env) error {
-	if err := noArgs(e); err != nil {
-		return err
+	test := len(e.args) == 1 && e.args[0] == "-bh"
+	if !test {
+		if err := noArgs(e); err != nil {
+			return err
+		}
 	}
 	cfg, err := loadConfig(e.configPath)
 	if err != nil {
 		return err
+	}
+	if test {
+		return policyTest(e, cfg)
 	}
 	if cfg.PolicyServer.Listen == "" {
 		return fmt.Errorf("policy_server.listen is not set in %s", configName(e.configPath))
