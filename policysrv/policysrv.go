@@ -389,7 +389,6 @@ func (t *txn) trace(out filters.Outcome) {
 	tr(fmt.Sprintf("%s: %s", stage, v.Action))
 }
 
-
 // refuse logs a stage's refusal as the gateway does ("H=... F=<...>
 // rejected RCPT <...>: why"), emits its Refused event and returns its
 // action; in a dry run it logs what it would have done and returns DUNNO.
