@@ -81,7 +81,7 @@ func readAll(r interface{ Read([]byte) (int, error) }) string {
 }
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *Server
 	check  *fakeCheck
 	dir    string
@@ -90,14 +90,14 @@ type harness struct {
 }
 
 // newHarness serves a pipeline of one fakeCheck on 127.0.0.1.
-func newHarness(t *testing.T, edit func(*config.Config)) *harness {
+func newHarness(t testing.TB, edit func(*config.Config)) *harness {
 	t.Helper()
 	return newHarnessWith(t, edit, nil)
 }
 
 // newHarnessWith is newHarness with the pipeline build makes, when not
 // nil, instead of the fakeCheck's.
-func newHarnessWith(t *testing.T, edit func(*config.Config), build func(*config.Config, filters.Logger) *filters.Pipeline) *harness {
+func newHarnessWith(t testing.TB, edit func(*config.Config), build func(*config.Config, filters.Logger) *filters.Pipeline) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := config.Default()
@@ -154,7 +154,7 @@ func (h *harness) session() *milter.ClientSession {
 	return s
 }
 
-func must(t *testing.T, act *milter.Action, err error, want milter.ActionCode) {
+func must(t testing.TB, act *milter.Action, err error, want milter.ActionCode) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
