@@ -54,6 +54,7 @@ mxgate_connections_refused_total{reason="too-many-connections"} 1
 		{"messages by final action", []event.Event{
 			{Kind: event.Accepted, Action: "accept", Source: "smtp"},
 			{Kind: event.Accepted, Action: "accept", Source: "local"},
+			{Kind: event.Accepted, Action: "accept", Source: "milter"},
 			{Kind: event.Accepted, Action: "tag", Source: "smtp"},
 			{Kind: event.Quarantined, Check: "spamd"},
 			{Kind: event.Discarded, Check: "milter"},
@@ -64,7 +65,7 @@ mxgate_connections_refused_total{reason="too-many-connections"} 1
 			{Kind: event.Accepted, Action: "accept", Source: "release"},
 			{Kind: event.Accepted, Action: "accept", Source: "digest"},
 		}, "mxgate_messages_total", `
-mxgate_messages_total{action="accepted"} 2
+mxgate_messages_total{action="accepted"} 3
 mxgate_messages_total{action="discarded"} 1
 mxgate_messages_total{action="quarantined"} 1
 mxgate_messages_total{action="rejected"} 1

@@ -243,7 +243,7 @@ func (s *Server) release(c *conn, g *generation) {
 
 // listener hands each accepted connection to the session go-milter makes
 // for it next, in the same goroutine (newSession), and bounds the MTA's
-// silences.
+// silences and its stalls in reading.
 type listener struct {
 	net.Listener
 	srv *Server
@@ -278,6 +278,15 @@ func (c *conn) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.Conn.Read(p)
+}
+
+// Write bounds each reply to the MTA alike: an MTA that stops reading
+// would otherwise hold the session, its temporary file and its checks.
+func (c *conn) Write(p []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
 }
 
 func (c *conn) Close() error {

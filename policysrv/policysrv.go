@@ -340,8 +340,14 @@ func (t *txn) rcpt(req Request) string {
 			rep.Stage(out, id, t.host, t.base)
 			t.trace(out)
 			if out.Verdict.Refuses() {
-				t.refused = t.refuse(rep, out, id, "mail", "", fmt.Sprintf("H=%s", t.host), "MAIL <"+t.tx.Sender+">")
-				return t.refused
+				r := t.refuse(rep, out, id, "mail", "", fmt.Sprintf("H=%s", t.host), "MAIL <"+t.tx.Sender+">")
+				if t.s.o.DryRun {
+					// Logged only: the checks go on, as the milter
+					// server's dry run does.
+					continue
+				}
+				t.refused = r
+				return r
 			}
 		}
 	}

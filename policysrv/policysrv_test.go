@@ -308,6 +308,35 @@ func TestDryRun(t *testing.T) {
 	}
 }
 
+// TestDryRunGoesOn: after a MAIL refusal a dry run only logs, the
+// recipients are still checked: the client's fourth recipient is over
+// its per-recipient limit, in the transaction whose sender is over its
+// own.
+func TestDryRunGoesOn(t *testing.T) {
+	s := start(t, pipeline(t, "ratelimit-rcpt.toml", ""), serverOpts{dryRun: true})
+	c := dial(t, s)
+	for i, req := range []string{
+		rcpt("instance=d.0", "recipient=u0@example.org"),
+		rcpt("instance=d.1", "recipient=u1@example.org"),
+		rcpt("instance=d.2", "recipient=u2@example.org"),
+		rcpt("instance=d.2", "recipient=u3@example.org"),
+	} {
+		if got := c.ask(t, req); got != "DUNNO" {
+			t.Errorf("request %d: %q", i, got)
+		}
+	}
+	var would []string
+	for _, l := range s.log(t, mainlog.MainFile) {
+		if _, w, ok := strings.Cut(l, "dry run: would have "); ok {
+			would = append(would, w)
+		}
+	}
+	if len(would) != 2 || !strings.HasPrefix(would[0], "rejected MAIL <a@sender.test>: ") ||
+		!strings.HasPrefix(would[1], "rejected RCPT <u3@example.org>: ") {
+		t.Errorf("mainlog dry run lines %q, want MAIL's then u3's RCPT", would)
+	}
+}
+
 // TestConnection: Postfix's connection serves many requests, states
 // other than RCPT are DUNNO, a malformed request closes the connection
 // after a log line, and a silent one is closed at the timeout.

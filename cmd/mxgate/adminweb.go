@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -75,21 +74,22 @@ func queueReader(sp *spool.Spool) metrics.QueueFunc {
 type adminListener struct {
 	srv *adminweb.Server
 	log *mainlog.Logger
-	// smtp is true while the SMTP listeners serve: from gw.Serve until
-	// the drain begins, when /readyz turns 503 so a load balancer stops
-	// sending before the listeners close.
-	smtp    atomic.Bool
+	// up is true while the mail listeners serve (serve's SMTP ones, or
+	// the milter and policy servers without them): from their start
+	// until the drain begins, when /readyz turns 503 so a load balancer
+	// stops sending before the listeners close.
+	up      atomic.Bool
 	started bool
 	served  chan error
 }
 
 // startAdmin binds the admin listener of cfg (nil when it is off), with
-// console at "/" (nil: none), before
-// serve drops root: the port may be privileged and the key root's.
-// /readyz asks the serving generation's config, so a reload that turns a
-// scanner's on_error to tempfail, or adds a milter, makes it required at
-// once.
-func startAdmin(cfg *config.Config, d *daemon, sp *spool.Spool, m *metrics.Metrics, console, links http.Handler) (*adminListener, error) {
+// console at "/" (nil: none), before the daemon drops root: the port may
+// be privileged and the key root's. /readyz asks that listeners (what
+// they are, for its answer) serve, then the probes of more, asked at
+// each reading so a reload that turns a scanner's on_error to tempfail,
+// or adds a milter, makes it required at once.
+func startAdmin(cfg *config.Config, log *mainlog.Logger, m *metrics.Metrics, console, links http.Handler, listeners string, more func() []adminweb.Probe) (*adminListener, error) {
 	if cfg.Admin.Listen == "" {
 		return nil, nil
 	}
@@ -101,8 +101,13 @@ func startAdmin(cfg *config.Config, d *daemon, sp *spool.Spool, m *metrics.Metri
 		}
 		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	a := &adminListener{log: d.log, served: make(chan error, 1)}
-	probes := readyProbes(cfg, d, sp, a)
+	a := &adminListener{log: log, served: make(chan error, 1)}
+	up := adminweb.Probe{Name: "listeners", Check: func(context.Context) error {
+		if !a.up.Load() {
+			return errors.New(listeners + " are not serving")
+		}
+		return nil
+	}}
 	srv, err := adminweb.New(adminweb.Options{
 		Listen:  cfg.Admin.Listen,
 		TLS:     tc,
@@ -110,11 +115,11 @@ func startAdmin(cfg *config.Config, d *daemon, sp *spool.Spool, m *metrics.Metri
 		Console: console,
 		Links:   links,
 		Ready: func(ctx context.Context) error {
-			return adminweb.Probes(slices.Concat(probes, milterProbes(d.now.Load().cfg.Milters))...)(ctx)
+			return adminweb.Probes(append([]adminweb.Probe{up}, more()...)...)(ctx)
 		},
 		ReadTimeout:  time.Duration(cfg.Admin.Timeout),
 		WriteTimeout: time.Duration(cfg.Admin.Timeout),
-		Log:          func(s string) { d.log.Main("", s) },
+		Log:          func(s string) { log.Main("", s) },
 	})
 	if err != nil {
 		return nil, err
@@ -123,26 +128,27 @@ func startAdmin(cfg *config.Config, d *daemon, sp *spool.Spool, m *metrics.Metri
 	return a, nil
 }
 
-// readyProbes are the parts of readiness every generation has; the
-// milters, one probe each, come from the serving generation's config.
-func readyProbes(cfg *config.Config, d *daemon, sp *spool.Spool, a *adminListener) []adminweb.Probe {
-	return []adminweb.Probe{
-		{Name: "listeners", Check: func(context.Context) error {
-			if !a.smtp.Load() {
-				return errors.New("the SMTP listeners are not serving")
-			}
-			return nil
-		}},
-		{Name: "spool", Check: spoolReady(sp, adminweb.Writable(filepath.Join(cfg.DataDir, "spool")))},
+// serveProbes are serve's parts of readiness beside its listeners: the
+// spool, and the scanners and milters of the serving generation.
+func serveProbes(cfg *config.Config, d *daemon, sp *spool.Spool) func() []adminweb.Probe {
+	spoolProbe := adminweb.Probe{Name: "spool", Check: spoolReady(sp, adminweb.Writable(filepath.Join(cfg.DataDir, "spool")))}
+	return func() []adminweb.Probe {
+		return append([]adminweb.Probe{spoolProbe}, checkProbes(d.now.Load().cfg)...)
+	}
+}
+
+// checkProbes are the probes of the scanners and milters of cfg whose
+// failure refuses mail.
+func checkProbes(cfg *config.Config) []adminweb.Probe {
+	s, c := cfg.Spamd, cfg.Clamd
+	return append([]adminweb.Probe{
 		{Name: "spamd", Check: func(ctx context.Context) error {
-			s := d.now.Load().cfg.Spamd
 			return requiredScanner(ctx, s.Enabled() && s.OnError == "tempfail", s.Address, s.Timeout, spamd.Ping)
 		}},
 		{Name: "clamd", Check: func(ctx context.Context) error {
-			c := d.now.Load().cfg.Clamd
 			return requiredScanner(ctx, c.Enabled() && c.OnError == "tempfail", c.Address, c.Timeout, clamd.Ping)
 		}},
-	}
+	}, milterProbes(cfg.Milters)...)
 }
 
 // milterProbes are the probes of the required milters, "milter NAME":
@@ -215,10 +221,10 @@ func (a *adminListener) serve() {
 	}()
 }
 
-// listening says whether the SMTP listeners serve, for /readyz.
+// listening says whether the mail listeners serve, for /readyz.
 func (a *adminListener) listening(up bool) {
 	if a != nil {
-		a.smtp.Store(up)
+		a.up.Store(up)
 	}
 }
 

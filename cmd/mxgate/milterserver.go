@@ -7,9 +7,11 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"mxgate/adminweb"
 	"mxgate/checks"
 	"mxgate/config"
 	"mxgate/event"
@@ -84,7 +86,9 @@ func serveForMTA(e *env, cfg *config.Config) error {
 		return err
 	}
 	defer log.Close()
-	bus, _, err := newBus(cfg, log, true)
+	// No queue, so no queue gauges: the MTA's queue is its own.
+	metricsSink := newMetrics(cfg)
+	bus, _, err := newBus(cfg, log, true, metricsSinks(metricsSink)...)
 	if err != nil {
 		return err
 	}
@@ -110,11 +114,16 @@ func serveForMTA(e *env, cfg *config.Config) error {
 	}
 	var cur *generation
 	var srv *miltersrv.Server
+	// serving is the milter server's config, for /readyz's probes of the
+	// scanners and milters its checks ask (a reload replaces it); nil
+	// without a milter server: the policy server asks none.
+	var serving atomic.Pointer[config.Config]
 	if cfg.MilterServer.Listen != "" {
 		if cur, err = build(cfg); err != nil {
 			return err
 		}
 		cur.n = 1
+		serving.Store(cfg)
 		if srv, err = newMilterServer(cfg, log, bus, cur, func() { cur.dropChecks(log) }); err != nil {
 			cur.close(log)
 			return err
@@ -130,6 +139,19 @@ func serveForMTA(e *env, cfg *config.Config) error {
 		return err
 	}
 	defer policy.close()
+	admin, err := startAdmin(cfg, log, metricsSink, nil, nil, "the milter and policy listeners", func() []adminweb.Probe {
+		if c := serving.Load(); c != nil {
+			return checkProbes(c)
+		}
+		return nil
+	})
+	if err != nil {
+		if cur != nil {
+			cur.close(log)
+		}
+		return err
+	}
+	defer admin.stop(time.Duration(cfg.Admin.Timeout))
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
@@ -152,6 +174,8 @@ func serveForMTA(e *env, cfg *config.Config) error {
 		policy.serve()
 		parts = append(parts, "policy server on "+policy.addr())
 	}
+	admin.serve()
+	admin.listening(true)
 	ready := "no SMTP listener, " + strings.Join(parts, ", ")
 	log.Main("", fmt.Sprintf("mxgate daemon started: pid=%d, %s", os.Getpid(), ready))
 	fmt.Fprintf(e.stderr, "mxgate: %s (config %s, logs in %s)\n", strings.Join(parts, ", "), configName(e.configPath), cfg.Log.Dir)
@@ -159,6 +183,7 @@ func serveForMTA(e *env, cfg *config.Config) error {
 	for {
 		select {
 		case err := <-served:
+			admin.listening(false)
 			return err
 		case sig := <-sigs:
 			switch sig {
@@ -184,6 +209,7 @@ func serveForMTA(e *env, cfg *config.Config) error {
 					cur.checks.Retire()
 					srv.Reload(next, g.checks.Pipeline, func() { g.dropChecks(log) })
 					cur = g
+					serving.Store(next)
 					log.Main("", fmt.Sprintf("configuration reloaded: generation %d (milter_server itself needs a restart)", g.n))
 				}
 				notify(e, sdnotify.Ready(ready))
@@ -195,6 +221,7 @@ func serveForMTA(e *env, cfg *config.Config) error {
 				continue
 			}
 			log.Main("", fmt.Sprintf("mxgate daemon stopping on %v: draining sessions (up to %v)", sig, time.Duration(cfg.SMTP.ShutdownTimeout)))
+			admin.listening(false)
 			notify(e, sdnotify.Stopping("draining milter sessions"))
 			policy.close()
 			if srv != nil {

@@ -15,6 +15,7 @@ import (
 	"mxgate/filters"
 	"mxgate/mainlog"
 	"mxgate/policysrv"
+	"mxgate/route"
 	"mxgate/state"
 )
 
@@ -28,12 +29,14 @@ it too, beside SMTP, when policy_server.listen is set, and alone when
 listen = [].`))
 }
 
-// policyServer is [policy_server] bound: its listener and the pipeline it
-// answers with, both closed by close.
+// policyServer is [policy_server] bound: its listener, the pipeline it
+// answers with and that pipeline's router, all closed by close.
 type policyServer struct {
 	srv    *policysrv.Server
 	ln     net.Listener
 	checks *checks.Pipeline
+	router *route.Router
+	cfg    *config.Config
 	log    *mainlog.Logger
 	closed sync.Once
 }
@@ -53,29 +56,32 @@ func listenPolicy(cfg *config.Config, log *mainlog.Logger, bus *event.Bus, store
 	}
 	p, err := checks.BuildPolicy(cfg, log, router, store, bus)
 	if err != nil {
+		closeRouter(router, cfg)
+		return nil, err
+	}
+	// fail closes what is built when the listener cannot be had.
+	fail := func(err error) (*policyServer, error) {
+		p.Close()
+		closeRouter(router, cfg)
 		return nil, err
 	}
 	network, addr := pc.PolicyNetwork()
 	if network == "unix" {
 		if err := os.MkdirAll(filepath.Dir(addr), 0o755); err != nil {
-			p.Close()
-			return nil, fmt.Errorf("policy_server.listen: %w", err)
+			return fail(fmt.Errorf("policy_server.listen: %w", err))
 		}
 		if err := os.Remove(addr); err != nil && !errors.Is(err, os.ErrNotExist) {
-			p.Close()
-			return nil, fmt.Errorf("policy_server.listen: removing the old socket: %w", err)
+			return fail(fmt.Errorf("policy_server.listen: removing the old socket: %w", err))
 		}
 	}
 	ln, err := net.Listen(network, addr)
 	if err != nil {
-		p.Close()
-		return nil, fmt.Errorf("policy_server.listen: %w", err)
+		return fail(fmt.Errorf("policy_server.listen: %w", err))
 	}
 	if network == "unix" {
 		if err := os.Chmod(addr, 0o666); err != nil {
 			ln.Close()
-			p.Close()
-			return nil, fmt.Errorf("policy_server.listen: %w", err)
+			return fail(fmt.Errorf("policy_server.listen: %w", err))
 		}
 		if cfg.UID > 0 {
 			os.Chown(addr, cfg.UID, cfg.GID) // the daemon removes it at its next start
@@ -86,7 +92,7 @@ func listenPolicy(cfg *config.Config, log *mainlog.Logger, bus *event.Bus, store
 		Log:      log, Bus: bus, DryRun: pc.DryRun,
 		Timeout: time.Duration(pc.Timeout), TransactionTimeout: time.Duration(pc.TransactionTimeout),
 	})
-	return &policyServer{srv: srv, ln: ln, checks: p, log: log}, nil
+	return &policyServer{srv: srv, ln: ln, checks: p, router: router, cfg: cfg, log: log}, nil
 }
 
 // serve answers until close; a listener that fails is logged.
@@ -101,7 +107,7 @@ func (ps *policyServer) serve() {
 	}()
 }
 
-// close stops the server, then its checks; once.
+// close stops the server, then its checks, then their router; once.
 func (ps *policyServer) close() {
 	if ps == nil {
 		return
@@ -111,6 +117,7 @@ func (ps *policyServer) close() {
 		if err := ps.checks.Close(); err != nil {
 			ps.log.Panic(fmt.Sprintf("closing the policy server's checks: %v", err))
 		}
+		closeRouter(ps.router, ps.cfg)
 	})
 }
 

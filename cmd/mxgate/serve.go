@@ -180,7 +180,8 @@ func serve(e *env) error {
 	if err != nil {
 		return err
 	}
-	admin, err := startAdmin(cfg, d, sp, metricsSink, console, digestLinks(cfg, sp, log, runner, bus))
+	admin, err := startAdmin(cfg, log, metricsSink, console, digestLinks(cfg, sp, log, runner, bus),
+		"the SMTP listeners", serveProbes(cfg, d, sp))
 	if err != nil {
 		return err
 	}

@@ -96,8 +96,9 @@ func TestMilterCommand(t *testing.T) {
 	dir := t.TempDir()
 	port := peertest.FreePort(t, false)
 	smtpPort := peertest.FreePort(t, false)
-	cfg := fmt.Sprintf("hostname = \"mx.example.test\"\nlisten = [\"127.0.0.1:%d\"]\ndata_dir = %q\nrelay.domains = [\"example.test\"]\ndownstream.url = \"smtp://127.0.0.1:1\"\n\n[milter_server]\nlisten = \"inet:127.0.0.1:%d\"\n",
-		smtpPort, filepath.Join(dir, "data"), port)
+	admin := fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false))
+	cfg := fmt.Sprintf("hostname = \"mx.example.test\"\nlisten = [\"127.0.0.1:%d\"]\ndata_dir = %q\nrelay.domains = [\"example.test\"]\ndownstream.url = \"smtp://127.0.0.1:1\"\nadmin.listen = %q\n\n[milter_server]\nlisten = \"inet:127.0.0.1:%d\"\n",
+		smtpPort, filepath.Join(dir, "data"), admin, port)
 	if os.Geteuid() == 0 {
 		cfg = "run_as_root = true\n" + cfg
 	}
@@ -137,6 +138,13 @@ func TestMilterCommand(t *testing.T) {
 	if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", smtpPort)); err == nil {
 		c.Close()
 		t.Error("mxgate milter listens for SMTP")
+	}
+	// Its admin listener counts the message and is ready without SMTP.
+	if _, body := httpGet(t, "http://"+admin+"/metrics"); !strings.Contains(body, `mxgate_messages_total{action="accepted"} 1`) {
+		t.Errorf("/metrics lacks the accepted message:\n%s", grepLines(body, "mxgate_messages_total"))
+	}
+	if code, body := httpGet(t, "http://"+admin+"/readyz"); code != 200 {
+		t.Errorf("/readyz -> %d %s", code, body)
 	}
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {

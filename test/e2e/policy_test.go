@@ -20,11 +20,13 @@ import (
 // TestPolicyServerOnly: serve with listen = [] runs only the policy
 // server: Postfix's requests on one connection are answered (a rate
 // limit over on the third message, with gateway mode's code, text and
-// rejectlog line), no SMTP listener, no spool, and SIGTERM stops it.
+// rejectlog line), counted on the admin listener's /metrics, /readyz up,
+// no SMTP listener, no spool, and SIGTERM stops it.
 func TestPolicyServerOnly(t *testing.T) {
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "data")
 	policy := fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false))
+	admin := fmt.Sprintf("127.0.0.1:%d", peertest.FreePort(t, false))
 	tmpl, err := template.ParseFiles(testdata("policy-only.toml.tmpl"))
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +35,7 @@ func TestPolicyServerOnly(t *testing.T) {
 	if os.Geteuid() == 0 {
 		cfg.WriteString("run_as_root = true\n")
 	}
-	if err := tmpl.Execute(&cfg, map[string]string{"DataDir": dataDir, "Policy": policy}); err != nil {
+	if err := tmpl.Execute(&cfg, map[string]string{"DataDir": dataDir, "Policy": policy, "Admin": admin}); err != nil {
 		t.Fatal(err)
 	}
 	cfgPath := filepath.Join(dir, "mxgate.toml")
@@ -86,6 +88,14 @@ func TestPolicyServerOnly(t *testing.T) {
 	}
 	if want := " 4QID2 H=(client.test) [192.0.2.7] rejected MAIL <s@sender.test>: rate limit exceeded"; !strings.Contains(string(reject), want) {
 		t.Errorf("rejectlog:\n%s\nwant a line with %q", reject, want)
+	}
+	// The admin listener runs without SMTP: the refusal is counted, and
+	// /readyz names the policy server's listener as up.
+	if _, body := httpGet(t, "http://"+admin+"/metrics"); !strings.Contains(body, `mxgate_rcpt_refused_total{reason="ratelimit",stage="mail"} 1`) {
+		t.Errorf("/metrics lacks the refusal:\n%s", grepLines(body, "mxgate_rcpt_refused_total"))
+	}
+	if code, body := httpGet(t, "http://"+admin+"/readyz"); code != 200 {
+		t.Errorf("/readyz -> %d %s", code, body)
 	}
 	if _, err := os.Stat(filepath.Join(dataDir, "spool")); !os.IsNotExist(err) {
 		t.Errorf("a spool with listen = []: %v", err)
