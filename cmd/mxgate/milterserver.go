@@ -5,19 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"mxgate/adminweb"
-	"mxgate/checks"
 	"mxgate/config"
 	"mxgate/event"
 	"mxgate/mainlog"
 	"mxgate/miltersrv"
-	"mxgate/pidfile"
 	"mxgate/sdnotify"
 	"mxgate/state"
 )
@@ -99,17 +96,12 @@ func serveForMTA(e *env, cfg *config.Config) error {
 	}
 	defer closeState(store, log)
 	build := func(cfg *config.Config) (*generation, error) {
-		router, err := newRouter(cfg, log, bus)
+		g, err := newGeneration(cfg, log, bus, store)
 		if err != nil {
 			return nil, err
 		}
-		g := &generation{cfg: cfg, router: router}
 		g.users.Store(1)
 		g.checkUsers.Store(1)
-		if g.checks, err = checks.BuildShared(cfg, log, router, store, bus); err != nil {
-			closeRouter(router, cfg)
-			return nil, err
-		}
 		return g, nil
 	}
 	var cur *generation
@@ -152,14 +144,11 @@ func serveForMTA(e *env, cfg *config.Config) error {
 		return err
 	}
 	defer admin.stop(time.Duration(cfg.Admin.Timeout))
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
-	defer signal.Stop(sigs)
-	pidFile := pidPath(cfg)
-	if err := pidfile.Write(pidFile); err != nil {
+	sigs, undo, err := daemonSignals(cfg)
+	if err != nil {
 		return err
 	}
-	defer pidfile.Remove(pidFile)
+	defer undo()
 	// The socket is bound: root is no longer needed.
 	if err := dropPrivileges(cfg, logExisted); err != nil {
 		return err

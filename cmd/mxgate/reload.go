@@ -116,6 +116,21 @@ func (d *daemon) serving() (*config.Config, *route.Router) {
 	return g.cfg, g.router
 }
 
+// newGeneration builds the router and the checks of cfg, what one
+// generation serves with; its caller numbers it and counts its users.
+func newGeneration(cfg *config.Config, log *mainlog.Logger, bus *event.Bus, store state.Store) (*generation, error) {
+	router, err := newRouter(cfg, log, bus)
+	if err != nil {
+		return nil, err
+	}
+	g := &generation{cfg: cfg, router: router}
+	if g.checks, err = checks.BuildShared(cfg, log, router, store, bus); err != nil {
+		closeRouter(router, cfg)
+		return nil, err
+	}
+	return g, nil
+}
+
 // load builds the next generation from the config file and swaps it in,
 // or returns why not, having closed what it built.
 func (d *daemon) load() (*generation, error) {
@@ -130,15 +145,11 @@ func (d *daemon) load() (*generation, error) {
 	for _, name := range keepFixed(old.cfg, cfg) {
 		d.log.Main("", name+" changed: restart needed (the old value stays in force)")
 	}
-	router, err := newRouter(cfg, d.log, d.bus)
+	g, err := newGeneration(cfg, d.log, d.bus, d.store)
 	if err != nil {
 		return nil, err
 	}
-	g := &generation{n: old.n + 1, cfg: cfg, router: router}
-	if g.checks, err = checks.BuildShared(cfg, d.log, router, d.store, d.bus); err != nil {
-		closeRouter(router, cfg)
-		return nil, err
-	}
+	g.n = old.n + 1
 	g.users.Store(2)
 	g.checkUsers.Store(1)
 	if d.milter != nil {
@@ -155,7 +166,7 @@ func (d *daemon) load() (*generation, error) {
 	// last session and its last delivery end. Its breakers report no
 	// more: the new generation's, closed, stand for the checks now.
 	old.checks.Retire()
-	d.runner.Swap(router, cfg.Queue.Schedule, old.release)
+	d.runner.Swap(g.router, cfg.Queue.Schedule, old.release)
 	return g, nil
 }
 

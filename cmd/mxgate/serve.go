@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"mxgate/checks"
 	"mxgate/config"
 	"mxgate/event"
 	"mxgate/gateway"
@@ -123,10 +122,6 @@ func serve(e *env) error {
 	} else if addr != nil {
 		log.Main("", fmt.Sprintf("profiling on http://%v/debug/pprof/ (%s)", addr, pprofEnv))
 	}
-	router, err := newRouter(cfg, log, bus)
-	if err != nil {
-		return err
-	}
 	// The state store outlives every generation of checks: closed after
 	// them (deferred before them), it writes the embedded store's last
 	// changes to its file.
@@ -138,15 +133,16 @@ func serve(e *env) error {
 	// d.cur is the generation serving (a reload replaces it). Closed
 	// after the drain and the runner's stop below: no session or delivery
 	// uses it any more.
-	d := &daemon{configPath: e.configPath, log: log, bus: bus, store: store, cur: &generation{n: 1, cfg: cfg, router: router}}
-	d.cur.users.Store(2)
-	d.now.Store(d.cur)
-	defer func() { d.cur.close(log) }()
-	runner := newRunner(cfg, sp, log, router, bus)
-	if d.cur.checks, err = checks.BuildShared(cfg, log, router, store, bus); err != nil {
+	first, err := newGeneration(cfg, log, bus, store)
+	if err != nil {
 		return err
 	}
-	first := d.cur
+	first.n = 1
+	first.users.Store(2)
+	d := &daemon{configPath: e.configPath, log: log, bus: bus, store: store, cur: first}
+	d.now.Store(d.cur)
+	defer func() { d.cur.close(log) }()
+	runner := newRunner(cfg, sp, log, first.router, bus)
 	hosts, err := newHostLookup(cfg, bus)
 	if err != nil {
 		return err
@@ -187,18 +183,11 @@ func serve(e *env) error {
 	}
 	defer admin.stop(time.Duration(cfg.Admin.Timeout))
 
-	// Caught before the pid file names us: a SIGHUP from `mxgate reload`
-	// must never find the default action (exit).
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
-	defer signal.Stop(sigs)
-
-	// The pid file lets `mxgate log reopen` and `mxgate reload` find the daemon.
-	pidFile := pidPath(cfg)
-	if err := pidfile.Write(pidFile); err != nil {
+	sigs, undo, err := daemonSignals(cfg)
+	if err != nil {
 		return err
 	}
-	defer pidfile.Remove(pidFile)
+	defer undo()
 
 	// Local users submit through the daemon. Closed first of all at exit
 	// (deferred last), while the spool is still open.
@@ -306,6 +295,24 @@ func serve(e *env) error {
 			return nil
 		}
 	}
+}
+
+// daemonSignals catches the daemon's signals, then writes its pid file,
+// which lets `mxgate log reopen` and `mxgate reload` find it: caught
+// first, a SIGHUP from `mxgate reload` never finds the default action
+// (exit). undo removes the pid file and lets the signals go.
+func daemonSignals(cfg *config.Config) (sigs chan os.Signal, undo func(), err error) {
+	sigs = make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGUSR1)
+	pidFile := pidPath(cfg)
+	if err := pidfile.Write(pidFile); err != nil {
+		signal.Stop(sigs)
+		return nil, nil, err
+	}
+	return sigs, func() {
+		pidfile.Remove(pidFile)
+		signal.Stop(sigs)
+	}, nil
 }
 
 // lockDataDir makes data_dir and takes its lock, before anything else
