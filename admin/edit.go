@@ -59,7 +59,7 @@ func (q *Queue) GiveUp(ctx context.Context, arg string) (spool.ID, error) {
 			return "", fmt.Errorf("message %s: writing the bounce to <%s>: %w", id, env.Sender, err)
 		}
 		q.Bus.Emit(event.Event{Kind: event.Accepted, ID: string(bounce), Recipients: []string{env.Sender},
-			MessageID: rep.MessageID, Action: "accept", Source: "bounce"})
+			MessageID: rep.MessageID, Action: "accept", Source: event.SourceBounce})
 		q.Bus.Emit(event.Event{Kind: event.Bounce, ID: string(bounce), Parent: string(id), Recipient: env.Sender})
 	}
 	for _, r := range pending {

@@ -184,7 +184,7 @@ func (q *Queue) arrived(env *spool.Envelope, parent string) {
 	if q.Bus.Enabled() {
 		q.Bus.Emit(event.Event{Kind: event.Accepted, ID: string(env.ID), Sender: env.Sender, Recipients: env.Pending(),
 			Size: env.HeaderSize() + 1 + env.BodySize, Subject: header.Subject(env.Headers), MessageID: header.MessageID(env.Headers),
-			Action: "accept", Source: "release", Parent: parent})
+			Action: "accept", Source: event.SourceRelease, Parent: parent})
 	}
 }
 

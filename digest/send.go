@@ -95,7 +95,7 @@ func (s *Sender) commit(ctx context.Context, m *Mail) (spool.ID, error) {
 	}
 	if s.Bus.Enabled() {
 		s.Bus.Emit(event.Event{Kind: event.Accepted, ID: string(env.ID), Recipients: env.Recipients, Size: size,
-			Subject: subject(len(m.Items)), MessageID: msgID, Action: "accept", Source: "digest"})
+			Subject: subject(len(m.Items)), MessageID: msgID, Action: "accept", Source: event.SourceDigest})
 	}
 	return env.ID, nil
 }

@@ -95,6 +95,28 @@ func (k Kind) String() string {
 	return "unknown"
 }
 
+// Sources of an Accepted event: mail received from a client (SMTP, the
+// milter server's MTA, local submission), and mail mxgate made or moved
+// itself, which is not received mail.
+const (
+	SourceSMTP    = "smtp"
+	SourceMilter  = "milter"
+	SourceLocal   = "local"
+	SourceBounce  = "bounce"
+	SourceDigest  = "digest"
+	SourceRelease = "release"
+)
+
+// Received reports whether an Accepted event is mail a client sent,
+// not a bounce, a digest or a release from the quarantine.
+func (e *Event) Received() bool {
+	switch e.Source {
+	case SourceBounce, SourceDigest, SourceRelease:
+		return false
+	}
+	return true
+}
+
 // Delivery outcomes, as Exim's log flags say them.
 const (
 	Delivered = "delivered" // =>, ->

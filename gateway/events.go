@@ -390,7 +390,7 @@ func FillRefusal(e *event.Event, out filters.Outcome) {
 func FillMessage(e *event.Event, out filters.Outcome, headers []spool.Header) {
 	v := out.Verdict
 	e.Subject, e.MessageID = header.Subject(headers), header.MessageID(headers)
-	e.Action, e.Source = v.Action.String(), "smtp"
+	e.Action, e.Source = v.Action.String(), event.SourceSMTP
 	e.Score, e.Scored = Scored(out)
 	if e.Kind != event.Accepted {
 		e.Check, e.ReasonCode, e.Reason = Decider(out), v.ReasonCode, DiscardText(v)

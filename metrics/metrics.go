@@ -189,7 +189,7 @@ func (m *Metrics) Event(e *event.Event) {
 			m.decided.WithLabelValues(e.Check, action).Inc()
 		}
 	case event.Accepted:
-		if !received(e.Source) {
+		if !e.Received() {
 			return
 		}
 		action := "accepted"
@@ -235,14 +235,6 @@ func (m *Metrics) Event(e *event.Event) {
 		}
 		m.breakerOpen.WithLabelValues(e.Check).Set(v)
 	}
-}
-
-// received tells the messages that came in (by SMTP, local submission
-// or the MTA's milter session) from those the gateway made or let out again: a bounce is counted in
-// bounces_total, a release from the quarantine in admin_actions_total,
-// and neither is a second message.
-func received(source string) bool {
-	return source == "" || source == "smtp" || source == "local" || source == "milter"
 }
 
 // reason is a refusal's label: its reason code, else the check that

@@ -178,7 +178,7 @@ func (s *session) emitMessage(k event.Kind, out filters.Outcome, msg *filters.Me
 	e.ID, e.Helo, e.AuthUser = string(s.id), s.tx.Helo, s.tx.AuthUser
 	e.Sender, e.Recipients, e.Size = msg.Sender, msg.Recipients, size
 	gateway.FillMessage(&e, out, msg.Headers)
-	e.Source = "milter"
+	e.Source = event.SourceMilter
 	s.emit(e)
 }
 

@@ -958,7 +958,7 @@ func (r *Runner) notify(env *spool.Envelope, build func(*dsn.Report) (*dsn.Messa
 	if r.o.Bus.Enabled() {
 		// Its arrival, then what it is: a notification about env.
 		r.o.Bus.Emit(event.Event{Kind: event.Accepted, ID: string(id), Recipients: []string{env.Sender},
-			MessageID: rep.MessageID, Action: "accept", Source: "bounce"})
+			MessageID: rep.MessageID, Action: "accept", Source: event.SourceBounce})
 		r.o.Bus.Emit(event.Event{Kind: event.Bounce, ID: string(id), Parent: string(env.ID), Recipient: env.Sender})
 	}
 	r.Enqueue(id)

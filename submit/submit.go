@@ -261,7 +261,7 @@ func Submit(ctx context.Context, o Options, r io.Reader) (*Message, error) {
 	m := &Message{ID: id, Sender: sender, Recipients: envRcpts, Size: size, Rejected: rejected}
 	if o.Bus.Enabled() {
 		o.Bus.Emit(event.Event{Kind: event.Accepted, ID: string(id), Sender: sender, Recipients: envRcpts, Size: size,
-			Subject: header.Subject(hdrs), MessageID: header.MessageID(hdrs), AuthUser: o.User, Action: "accept", Source: "local"})
+			Subject: header.Subject(hdrs), MessageID: header.MessageID(hdrs), AuthUser: o.User, Action: "accept", Source: event.SourceLocal})
 	}
 	if len(rejected) == 0 {
 		return m, nil
@@ -294,7 +294,7 @@ func Submit(ctx context.Context, o Options, r io.Reader) (*Message, error) {
 		return m, fmt.Errorf("message %s queued, but the error message to <%s> about its rejected recipients was not: %w", id, sender, err)
 	}
 	o.Bus.Emit(event.Event{Kind: event.Accepted, ID: string(m.Bounce), Recipients: []string{sender},
-		MessageID: rep.MessageID, Action: "accept", Source: "bounce"})
+		MessageID: rep.MessageID, Action: "accept", Source: event.SourceBounce})
 	o.Bus.Emit(event.Event{Kind: event.Bounce, ID: string(m.Bounce), Parent: string(id), Recipient: sender})
 	return m, nil
 }

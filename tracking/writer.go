@@ -399,11 +399,11 @@ func mergeCheck(steps []step, st step) []step {
 // release).
 func (w *writer) accepted(e *event.Event) error {
 	text := fmt.Sprintf("accepted as %s: <%s> for %s, %d bytes", e.ID, e.Sender, angle(e.Recipients), e.Size)
-	if e.Source != "" && e.Source != "smtp" {
+	if e.Source != "" && e.Source != event.SourceSMTP {
 		text += " (" + e.Source + ")"
 	}
 	if e.Conn == "" {
-		if e.Source == "release" {
+		if e.Source == event.SourceRelease {
 			if key, err := w.keyOf(e.ID); err != nil || key != 0 {
 				if err != nil {
 					return err
